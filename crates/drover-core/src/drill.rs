@@ -1,0 +1,217 @@
+//! Drill arithmetic: from the probe's numbered writes, the fault time and what
+//! the new primary holds, the numbers users buy drover for — RTO and RPO as a
+//! client saw them.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// One numbered write the probe sent. Times are milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriteSample {
+    pub seq: u64,
+    pub sent_ms: u64,
+    /// When the acknowledgement arrived; None if the write failed or timed out.
+    pub acked_ms: Option<u64>,
+    /// The address the name resolved to for this write.
+    pub target: Option<String>,
+}
+
+/// Milliseconds after the fault at which each milestone was reached.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub fault: u64,
+    pub detected: Option<u64>,
+    pub fenced: Option<u64>,
+    pub promoted: Option<u64>,
+    pub switched: Option<u64>,
+    pub verified: Option<u64>,
+    pub first_success: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Writes {
+    pub attempted: u64,
+    pub acknowledged: u64,
+    pub failed: u64,
+    /// Acknowledged before the fault.
+    pub acknowledged_before_fault: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Objective {
+    pub target_ms: u64,
+    pub measured_ms: Option<u64>,
+    pub met: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrillReport {
+    pub plan: String,
+    pub fault: String,
+    pub replication: String,
+    pub run_id: Option<String>,
+    pub from: String,
+    pub to: String,
+    /// Wall-clock time of the fault, milliseconds since the Unix epoch.
+    pub fault_at_ms: u64,
+    /// First acknowledged write after the outage, minus the fault time. None: never recovered.
+    pub rto_ms: Option<u64>,
+    /// Fault time minus the oldest lost acknowledged write (0 when none were lost).
+    pub rpo_ms: u64,
+    pub lost_acknowledged_writes: u64,
+    /// Sequence numbers acknowledged to the client but missing from the new primary.
+    pub lost_sequences: Vec<u64>,
+    pub writes: Writes,
+    pub timeline: Timeline,
+    pub objectives: DrillObjectives,
+    pub run_state: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrillObjectives {
+    pub rto: Objective,
+    pub rpo: Objective,
+}
+
+/// What a drill measured, before it becomes a report.
+pub struct Measurement<'a> {
+    pub fault_at_ms: u64,
+    pub samples: &'a [WriteSample],
+    /// Sequence numbers found on the new primary after the run.
+    pub present: &'a BTreeSet<u64>,
+}
+
+pub struct Outcome {
+    pub rto_ms: Option<u64>,
+    pub first_success_ms: Option<u64>,
+    pub rpo_ms: u64,
+    pub lost: Vec<u64>,
+    pub writes: Writes,
+}
+
+/// RTO, RPO and lost writes from the probe's record.
+pub fn measure(m: &Measurement<'_>) -> Outcome {
+    let after = |t: u64| t.saturating_sub(m.fault_at_ms);
+    // Recovery is the first ack of a write sent after the last failure following the fault:
+    // an ack that slipped through before the fault took hold is not recovery.
+    let last_failure_sent = m
+        .samples
+        .iter()
+        .filter(|s| s.sent_ms >= m.fault_at_ms && s.acked_ms.is_none())
+        .map(|s| s.sent_ms)
+        .max();
+    let first_success = m
+        .samples
+        .iter()
+        .filter(|s| s.sent_ms >= m.fault_at_ms && last_failure_sent.is_none_or(|f| s.sent_ms > f))
+        .filter_map(|s| s.acked_ms)
+        .min();
+    let lost: Vec<&WriteSample> =
+        m.samples.iter().filter(|s| s.acked_ms.is_some() && !m.present.contains(&s.seq)).collect();
+    let oldest_lost_ack = lost.iter().filter_map(|s| s.acked_ms).min();
+    let acknowledged = m.samples.iter().filter(|s| s.acked_ms.is_some()).count() as u64;
+    Outcome {
+        rto_ms: first_success.map(after),
+        first_success_ms: first_success.map(after),
+        rpo_ms: oldest_lost_ack.map(|t| m.fault_at_ms.saturating_sub(t)).unwrap_or(0),
+        lost: lost.iter().map(|s| s.seq).collect(),
+        writes: Writes {
+            attempted: m.samples.len() as u64,
+            acknowledged,
+            failed: m.samples.len() as u64 - acknowledged,
+            acknowledged_before_fault: m
+                .samples
+                .iter()
+                .filter(|s| s.acked_ms.is_some_and(|a| a < m.fault_at_ms))
+                .count() as u64,
+        },
+    }
+}
+
+impl DrillReport {
+    pub fn to_markdown(&self) -> String {
+        let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "—".into());
+        let met = |o: &Objective| if o.met { "met" } else { "MISSED" };
+        let t = &self.timeline;
+        let mut out = format!(
+            "# Drill report: {plan}\n\n\
+             Fault `{fault}`, {repl} replication, {from} → {to}, run `{run}` ({state}).\n\n\
+             | measure | value | objective |\n|---|---|---|\n\
+             | RTO (client-observed) | {rto} | {rto_t} ms ({rto_met}) |\n\
+             | RPO | {rpo} ms | {rpo_t} ms ({rpo_met}) |\n\
+             | lost acknowledged writes | {lost} | 0 |\n\
+             | writes attempted / acknowledged | {att} / {ack} | |\n\n\
+             ## Timeline (ms after the fault)\n\n| event | at |\n|---|---|\n",
+            plan = self.plan,
+            fault = self.fault,
+            repl = self.replication,
+            from = self.from,
+            to = self.to,
+            run = self.run_id.as_deref().unwrap_or("none"),
+            state = self.run_state,
+            rto = ms(self.rto_ms),
+            rto_t = self.objectives.rto.target_ms,
+            rto_met = met(&self.objectives.rto),
+            rpo = self.rpo_ms,
+            rpo_t = self.objectives.rpo.target_ms,
+            rpo_met = met(&self.objectives.rpo),
+            lost = self.lost_acknowledged_writes,
+            att = self.writes.attempted,
+            ack = self.writes.acknowledged,
+        );
+        for (name, at) in [
+            ("fault", Some(t.fault)),
+            ("detected", t.detected),
+            ("fenced", t.fenced),
+            ("promoted", t.promoted),
+            ("switched", t.switched),
+            ("verified", t.verified),
+            ("first success", t.first_success),
+        ] {
+            out.push_str(&format!("| {name} | {} |\n", ms(at)));
+        }
+        if !self.lost_sequences.is_empty() {
+            out.push_str(&format!("\nLost sequence numbers: {:?}\n", self.lost_sequences));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(seq: u64, sent: u64, acked: Option<u64>) -> WriteSample {
+        WriteSample { seq, sent_ms: sent, acked_ms: acked, target: None }
+    }
+
+    #[test]
+    fn rto_counts_from_fault_to_first_ack_after_the_outage() {
+        let samples = vec![
+            sample(1, 900, Some(910)),
+            sample(2, 1000, Some(1005)), // slipped through as the fault landed
+            sample(3, 1050, None),
+            sample(4, 3000, None),
+            sample(5, 4000, Some(4020)),
+            sample(6, 4050, Some(4060)),
+        ];
+        let present: BTreeSet<u64> = [1, 2, 5, 6].into();
+        let out = measure(&Measurement { fault_at_ms: 1000, samples: &samples, present: &present });
+        assert_eq!(out.rto_ms, Some(3020));
+        assert!(out.lost.is_empty());
+        assert_eq!(out.rpo_ms, 0);
+        assert_eq!(out.writes.attempted, 6);
+        assert_eq!(out.writes.acknowledged, 4);
+    }
+
+    #[test]
+    fn lost_acks_give_rpo_from_the_oldest() {
+        let samples = vec![sample(1, 700, Some(710)), sample(2, 800, Some(805)), sample(3, 900, Some(950))];
+        let present: BTreeSet<u64> = [1].into();
+        let out = measure(&Measurement { fault_at_ms: 1000, samples: &samples, present: &present });
+        assert_eq!(out.lost, vec![2, 3]);
+        assert_eq!(out.rpo_ms, 195);
+        assert_eq!(out.rto_ms, None, "no write after the fault was acknowledged");
+    }
+}

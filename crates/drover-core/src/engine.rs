@@ -1,0 +1,442 @@
+//! The engine: a pure planner decides a run's steps from the plan and the
+//! observed world; a thin executor drives them, journaling intent before and
+//! outcome after each, so a crash at any point can be resumed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::check::Health;
+use crate::error::{ProviderError, StoreError};
+use crate::journal::Journal;
+use crate::plan::{Plan, Role, StepKind};
+use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunKind, RunState, RunSummary};
+use crate::world::{Database, MemberStatus, ProbeResult, Prober, Traffic, TrafficState};
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The world as observed before a run is planned.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Observed {
+    pub members: BTreeMap<String, MemberStatus>,
+    pub traffic: Result<TrafficState, String>,
+    /// Per region, each check's single probe result.
+    pub checks: BTreeMap<String, Vec<(String, ProbeResult)>>,
+    pub epoch: Epoch,
+    pub active_run: Option<RunId>,
+}
+
+impl Observed {
+    /// The region currently acting as primary: a writable primary member first,
+    /// then where traffic points, then the plan's declared primary.
+    pub fn current_primary<'a>(&'a self, plan: &'a Plan) -> &'a str {
+        if let Some((r, _)) =
+            self.members.iter().find(|(_, m)| matches!(m, MemberStatus::Primary { writable: true, .. }))
+        {
+            return r;
+        }
+        if let Ok(TrafficState { region: Some(r), .. }) = &self.traffic {
+            return r;
+        }
+        plan.planned_primary()
+    }
+
+    /// Health of a region from one round of its critical checks.
+    pub fn region_health(&self, plan: &Plan, region: &str) -> Health {
+        let Some(results) = self.checks.get(region) else { return Health::Unknown };
+        let critical: Vec<_> = results
+            .iter()
+            .filter(|(name, _)| plan.checks.get(name).is_some_and(|c| c.critical))
+            .collect();
+        if critical.is_empty() {
+            Health::Unknown
+        } else if critical.iter().all(|(_, r)| r.ok) {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        }
+    }
+}
+
+/// Why a run was not started. Shown to the user, who exits with code 2.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("region '{0}' is not in the plan (regions: {1})")]
+    UnknownRegion(String, String),
+    #[error("region '{0}' is a witness; it runs no service and cannot become primary")]
+    Witness(String),
+    #[error("region '{0}' is already the primary and traffic points at it; nothing to do")]
+    AlreadyPrimary(String),
+    #[error("region '{region}' is unhealthy: {reason}; fix it or choose another region")]
+    TargetUnhealthy { region: String, reason: String },
+    #[error("switchover needs a reachable primary in '{region}': {reason}; use 'drover failover' for an unplanned move")]
+    PrimaryUnreachable { region: String, reason: String },
+    #[error(
+        "run {0} is still active; resume it with 'drover resume {0}' or end it with 'drover abort {0}'"
+    )]
+    ActiveRun(RunId),
+}
+
+/// Plans a run: pure, from the plan and what was observed.
+pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reason: &str) -> Result<RunHeader, Refusal> {
+    let Some(region) = plan.regions.get(to) else {
+        let names: Vec<_> = plan.regions.keys().map(String::as_str).collect();
+        return Err(Refusal::UnknownRegion(to.into(), names.join(", ")));
+    };
+    if region.role == Role::Witness {
+        return Err(Refusal::Witness(to.into()));
+    }
+    if let Some(active) = &observed.active_run {
+        return Err(Refusal::ActiveRun(active.clone()));
+    }
+    let from = observed.current_primary(plan).to_string();
+    let traffic_at_target = matches!(&observed.traffic, Ok(TrafficState { region: Some(r), .. }) if r == to);
+    if from == to && traffic_at_target {
+        return Err(Refusal::AlreadyPrimary(to.into()));
+    }
+    match observed.members.get(to) {
+        Some(MemberStatus::Unreachable { reason }) => {
+            return Err(Refusal::TargetUnhealthy { region: to.into(), reason: format!("database unreachable: {reason}") });
+        }
+        None => {
+            return Err(Refusal::TargetUnhealthy { region: to.into(), reason: "no database member".into() });
+        }
+        _ => {}
+    }
+    if observed.region_health(plan, to) == Health::Unhealthy {
+        let failing: Vec<String> = observed.checks[to]
+            .iter()
+            .filter(|(_, r)| !r.ok)
+            .map(|(name, r)| format!("check {name}: {}", r.detail))
+            .collect();
+        return Err(Refusal::TargetUnhealthy { region: to.into(), reason: failing.join("; ") });
+    }
+    if kind == RunKind::Switchover {
+        if let Some(MemberStatus::Unreachable { reason }) = observed.members.get(&from) {
+            return Err(Refusal::PrimaryUnreachable { region: from, reason: reason.clone() });
+        }
+    }
+    let steps = match kind {
+        RunKind::Failover => plan.runbooks.failover.clone(),
+        RunKind::Switchover => plan.runbooks.switchover.clone(),
+    };
+    Ok(RunHeader {
+        id: RunId::generate(now_ms()),
+        kind,
+        plan: plan.name.clone(),
+        from,
+        to: to.into(),
+        epoch: observed.epoch + 1,
+        steps,
+        reason: reason.into(),
+    })
+}
+
+/// Bounded exponential backoff with jitter.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub initial: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// For steps that act: a few quick tries.
+    pub const ACT: RetryPolicy =
+        RetryPolicy { attempts: 6, initial: Duration::from_millis(200), max_delay: Duration::from_secs(3) };
+    /// For steps that wait for the world (catch-up, verify): many short waits.
+    pub const WAIT: RetryPolicy =
+        RetryPolicy { attempts: 60, initial: Duration::from_millis(100), max_delay: Duration::from_millis(500) };
+    /// For tests: no sleeping.
+    pub const IMMEDIATE: RetryPolicy =
+        RetryPolicy { attempts: 3, initial: Duration::ZERO, max_delay: Duration::ZERO };
+
+    /// Delay before retry number `attempt` (1-based): doubling, capped, with ±25% jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self.initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.max_delay);
+        let jitter = 0.75 + rand::random::<f64>() * 0.5;
+        base.mul_f64(jitter)
+    }
+
+    /// The longest total wait this policy allows (without jitter), for error messages.
+    pub fn budget(&self) -> Duration {
+        (1..self.attempts).map(|a| self.initial.saturating_mul(1u32 << (a - 1).min(16)).min(self.max_delay)).sum()
+    }
+}
+
+/// The outcome of observing a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// The world already matches; the detail says how.
+    Done(String),
+    /// Apply is needed; the detail says why.
+    Needed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("run {0} has ended ({1}); nothing to resume")]
+    Ended(RunId, &'static str),
+}
+
+/// The world's providers, as one value the engine borrows.
+#[derive(Clone, Copy)]
+pub struct Providers<'a> {
+    pub database: &'a dyn Database,
+    pub traffic: &'a dyn Traffic,
+    pub prober: &'a dyn Prober,
+}
+
+pub struct Engine<'a> {
+    pub plan: &'a Plan,
+    pub journal: &'a dyn Journal,
+    pub world: Providers<'a>,
+    pub act: RetryPolicy,
+    pub wait: RetryPolicy,
+    /// Sees every journal entry as it is written: progress output, drill timelines.
+    pub on_entry: &'a (dyn Fn(&Entry) + Send + Sync),
+}
+
+impl<'a> Engine<'a> {
+    /// Starts a planned run and drives it until it completes or pauses.
+    pub async fn start(&self, header: &RunHeader) -> Result<RunSummary, EngineError> {
+        let started = self.journal.begin(header).await?;
+        (self.on_entry)(&started);
+        self.drive(&header.id).await
+    }
+
+    /// Continues a paused or interrupted run from the first step not done.
+    pub async fn resume(&self, id: &RunId) -> Result<RunSummary, EngineError> {
+        let summary = self.journal.summary(id).await?;
+        match summary.state {
+            RunState::Completed | RunState::Aborted => return Err(EngineError::Ended(id.clone(), summary.state.as_str())),
+            RunState::Paused => self.record(id, Record::Resumed).await?,
+            RunState::Running => {}
+        }
+        self.drive(id).await
+    }
+
+    async fn record(&self, id: &RunId, record: Record) -> Result<(), StoreError> {
+        let entry = self.journal.append(id, record).await?;
+        (self.on_entry)(&entry);
+        Ok(())
+    }
+
+    async fn drive(&self, id: &RunId) -> Result<RunSummary, EngineError> {
+        let summary = self.journal.summary(id).await?;
+        let header = summary.header.clone();
+        for (step, &kind) in header.steps.iter().enumerate().skip(summary.next_step().unwrap_or(header.steps.len())) {
+            self.record(id, Record::StepIntent { step, kind }).await?;
+            match self.run_step(kind, &header).await {
+                Ok((applied, detail)) => self.record(id, Record::StepDone { step, kind, applied, detail }).await?,
+                Err(e) => {
+                    let reason = format!(
+                        "{} {kind_name}: {e} — fix the cause, then 'drover resume {id}' (or 'drover abort {id}')",
+                        header.to,
+                        kind_name = kind.as_str()
+                    );
+                    self.record(id, Record::Paused { step, kind, reason }).await?;
+                    return Ok(self.journal.summary(id).await?);
+                }
+            }
+        }
+        self.record(id, Record::Completed).await?;
+        Ok(self.journal.summary(id).await?)
+    }
+
+    /// Observe, apply only if needed, observe again; retrying transient errors.
+    /// Returns whether apply ran, and what the final observation said.
+    async fn run_step(&self, kind: StepKind, header: &RunHeader) -> Result<(bool, String), ProviderError> {
+        let policy = match kind {
+            StepKind::CatchUp | StepKind::Verify => self.wait,
+            _ => self.act,
+        };
+        let mut applied = false;
+        let mut attempt = 0;
+        loop {
+            let result = match self.observe_step(kind, header).await {
+                Ok(Observation::Done(detail)) => return Ok((applied, detail)),
+                Ok(Observation::Needed(_)) => {
+                    let r = self.apply_step(kind, header).await;
+                    applied |= r.is_ok();
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                attempt += 1;
+                if !e.retryable() || attempt >= policy.attempts {
+                    return Err(if e.retryable() {
+                        ProviderError::permanent(format!("{e} (gave up after {attempt} attempts)"))
+                    } else {
+                        e
+                    });
+                }
+                tokio::time::sleep(policy.delay(attempt)).await;
+            }
+        }
+    }
+
+    /// Looks at the world: is this step already done for this run?
+    pub async fn observe_step(&self, kind: StepKind, header: &RunHeader) -> Result<Observation, ProviderError> {
+        let (from, to, epoch) = (header.from.as_str(), header.to.as_str(), header.epoch);
+        let db = self.world.database;
+        Ok(match kind {
+            StepKind::Fence => match db.member(from).await? {
+                MemberStatus::Unreachable { reason } if header.kind == RunKind::Failover => {
+                    Observation::Done(format!("{from} unreachable ({reason}); fencing skipped, best effort"))
+                }
+                MemberStatus::Unreachable { reason } => {
+                    return Err(ProviderError::permanent(format!(
+                        "{from} database unreachable ({reason}); a switchover needs it — use 'drover failover' instead"
+                    )));
+                }
+                MemberStatus::Primary { writable: true, .. } => Observation::Needed(format!("{from} accepts writes")),
+                MemberStatus::Primary { writable: false, .. } => Observation::Done(format!("{from} refuses writes")),
+                MemberStatus::Standby { .. } => Observation::Done(format!("{from} is a standby; nothing to fence")),
+            },
+            StepKind::CatchUp => {
+                let old = match db.member(from).await? {
+                    MemberStatus::Primary { wal_lsn, .. } => wal_lsn,
+                    other => {
+                        return Err(ProviderError::permanent(format!(
+                            "{from} is {} — cannot confirm the standby has everything; use 'drover failover'",
+                            other.role_str()
+                        )));
+                    }
+                };
+                match db.member(to).await? {
+                    MemberStatus::Standby { replay_lsn, .. } if replay_lsn >= old => {
+                        Observation::Done(format!("{to} replayed all WAL of {from}"))
+                    }
+                    MemberStatus::Standby { replay_lsn, .. } => {
+                        return Err(ProviderError::transient(format!(
+                            "{to} is {} bytes behind {from}",
+                            old.saturating_sub(replay_lsn)
+                        )));
+                    }
+                    MemberStatus::Primary { .. } => Observation::Done(format!("{to} is already primary")),
+                    MemberStatus::Unreachable { reason } => {
+                        return Err(ProviderError::transient(format!("{to} database unreachable: {reason}")));
+                    }
+                }
+            }
+            StepKind::Promote => {
+                let stored = self.stored_epoch().await?;
+                if stored > epoch {
+                    return Err(stale(stored, epoch));
+                }
+                match db.member(to).await? {
+                    MemberStatus::Primary { writable: true, epoch: Some(e), .. } if e >= epoch => {
+                        Observation::Done(format!("{to} is primary at epoch {e}"))
+                    }
+                    MemberStatus::Unreachable { reason } => {
+                        return Err(ProviderError::transient(format!("{to} database unreachable: {reason}")));
+                    }
+                    other => Observation::Needed(format!("{to} is {}", other.role_str())),
+                }
+            }
+            StepKind::Switch => {
+                let now = self.world.traffic.current().await?;
+                if now.epoch > epoch {
+                    return Err(stale(now.epoch, epoch));
+                }
+                match &now.region {
+                    Some(r) if r == to && now.epoch == epoch => {
+                        Observation::Done(format!("traffic points at {to} at epoch {epoch}"))
+                    }
+                    _ => Observation::Needed(format!(
+                        "traffic points at {} (epoch {})",
+                        now.region.as_deref().unwrap_or("no region"),
+                        now.epoch
+                    )),
+                }
+            }
+            StepKind::Verify => {
+                let mut failing = Vec::new();
+                for check in self.plan.checks_for(to).filter(|c| c.critical) {
+                    let r = self.world.prober.probe(check, to).await;
+                    if !r.ok {
+                        failing.push(format!("check {}: {}", check.name, r.detail));
+                    }
+                }
+                if failing.is_empty() {
+                    Observation::Done(format!("{to} passes its checks"))
+                } else {
+                    Observation::Needed(failing.join("; "))
+                }
+            }
+            StepKind::Rejoin => match db.member(from).await? {
+                MemberStatus::Standby { .. } => Observation::Done(format!("{from} is a standby")),
+                MemberStatus::Unreachable { reason } => {
+                    return Err(ProviderError::transient(format!("{from} database unreachable: {reason}")));
+                }
+                MemberStatus::Primary { .. } => Observation::Needed(format!("{from} is still a primary")),
+            },
+        })
+    }
+
+    /// Changes the world so the step is done. Safe to call again (idempotent).
+    pub async fn apply_step(&self, kind: StepKind, header: &RunHeader) -> Result<(), ProviderError> {
+        let (from, to, epoch) = (header.from.as_str(), header.to.as_str(), header.epoch);
+        let db = self.world.database;
+        match kind {
+            StepKind::Fence => db.fence(from).await,
+            StepKind::CatchUp => Ok(()),
+            StepKind::Promote => {
+                self.raise_epoch(header).await?;
+                db.promote(to).await?;
+                db.record_epoch(to, epoch, &header.id).await
+            }
+            StepKind::Switch => {
+                let now = self.world.traffic.current().await?;
+                if now.region.as_deref() == Some(to) && now.epoch == epoch {
+                    return Ok(());
+                }
+                self.world.traffic.switch(to, now.epoch, epoch).await
+            }
+            StepKind::Verify => match self.observe_step(kind, header).await? {
+                Observation::Done(_) => Ok(()),
+                Observation::Needed(why) => Err(ProviderError::transient(why)),
+            },
+            StepKind::Rejoin => db.rejoin(from, to).await,
+        }
+    }
+
+    async fn stored_epoch(&self) -> Result<Epoch, ProviderError> {
+        self.journal.epoch().await.map_err(|e| ProviderError::transient(e.to_string()))
+    }
+
+    /// Compare-and-swap the store's epoch to this run's; fine if this run already did.
+    async fn raise_epoch(&self, header: &RunHeader) -> Result<(), ProviderError> {
+        let store = |e: StoreError| ProviderError::transient(e.to_string());
+        match self.journal.compare_and_swap_epoch(header.epoch - 1, header.epoch).await.map_err(store)? {
+            Ok(()) => {
+                self.record(&header.id, Record::EpochRaised { from: header.epoch - 1, to: header.epoch })
+                    .await
+                    .map_err(store)
+            }
+            Err(found) if found == header.epoch => Ok(()),
+            Err(found) => Err(stale(found, header.epoch)),
+        }
+    }
+}
+
+fn stale(found: Epoch, ours: Epoch) -> ProviderError {
+    ProviderError::permanent(format!(
+        "epoch is {found}, newer than this run's {ours}: another run has taken over; abort this one"
+    ))
+}
+
+/// Ends a run that will not be resumed. The world is left as it is.
+pub async fn abort(journal: &dyn Journal, id: &RunId, reason: &str) -> Result<RunSummary, EngineError> {
+    let summary = journal.summary(id).await?;
+    if !summary.state.is_active() {
+        return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
+    }
+    journal.append(id, Record::Aborted { reason: reason.into() }).await?;
+    Ok(journal.summary(id).await?)
+}

@@ -1,0 +1,20 @@
+//! drover's domain. Everything here is pure: the plan and its validation, check
+//! state machines, runs and their journal records, the engine that drives steps
+//! through provider traits, and drill arithmetic. Adapters implement the traits.
+
+pub mod check;
+pub mod drill;
+pub mod duration;
+pub mod engine;
+pub mod error;
+pub mod journal;
+pub mod plan;
+pub mod run;
+pub mod secret;
+pub mod world;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{ProviderError, StoreError};
+pub use run::{Epoch, RunId};

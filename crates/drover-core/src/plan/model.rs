@@ -1,0 +1,279 @@
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::SecretRef;
+
+/// A validated plan. Every reference in it (regions, checks) resolves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    /// The file it was read from; the default state directory sits beside it.
+    pub source: PathBuf,
+    pub objectives: Objectives,
+    /// Ordered by name, so output is stable.
+    pub regions: BTreeMap<String, Region>,
+    pub database: DatabaseSpec,
+    pub traffic: TrafficSpec,
+    pub checks: BTreeMap<String, Check>,
+    pub policy: Policy,
+    pub runbooks: Runbooks,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Objectives {
+    pub rto: Duration,
+    pub rpo: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Region {
+    pub role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Primary,
+    Standby,
+    Witness,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Standby => "standby",
+            Role::Witness => "witness",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replication {
+    Synchronous,
+    Asynchronous,
+}
+
+impl Replication {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replication::Synchronous => "synchronous",
+            Replication::Asynchronous => "asynchronous",
+        }
+    }
+}
+
+/// The database that moves with the service. Only PostgreSQL for now; RDS and
+/// Aurora become new arms here.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DatabaseSpec {
+    Postgres(PostgresSpec),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostgresSpec {
+    pub replication: Replication,
+    /// One member per non-witness region.
+    pub members: BTreeMap<String, PostgresMember>,
+    /// How long a promotion may take before the step fails (default 60s).
+    pub promote_timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostgresMember {
+    /// libpq connection string, by reference (it holds a password).
+    pub dsn: SecretRef,
+    /// Command drover runs to restart this member after re-pointing it as a
+    /// standby (switchover's `rejoin`). Absent: rejoin is refused with a reason.
+    pub restart_command: Option<Vec<String>>,
+}
+
+/// How clients reach the service. RFC 2136 DNS now; Route 53 and Global
+/// Accelerator become new arms here.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrafficSpec {
+    Rfc2136(Rfc2136Spec),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rfc2136Spec {
+    pub server: SocketAddr,
+    /// Fully qualified, ending in a dot.
+    pub zone: String,
+    /// Fully qualified, ending in a dot.
+    pub record: String,
+    pub ttl: Duration,
+    pub tsig: Tsig,
+    /// The address clients should reach for each region.
+    pub targets: BTreeMap<String, IpAddr>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tsig {
+    pub name: String,
+    pub algorithm: TsigAlgorithm,
+    pub secret: SecretRef,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TsigAlgorithm {
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TsigAlgorithm::HmacSha256 => "hmac-sha256",
+            TsigAlgorithm::HmacSha384 => "hmac-sha384",
+            TsigAlgorithm::HmacSha512 => "hmac-sha512",
+        }
+    }
+}
+
+/// A probe with Route 53 semantics: `failure_threshold` consecutive failures
+/// make it unhealthy, `success_threshold` consecutive successes healthy again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    /// Run once per non-witness region, with `{target}` / `{member}` filled in.
+    pub per_region: bool,
+    /// Counts toward a region's verdict (default true).
+    pub critical: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Probe {
+    /// URL template; `{target}` is the region's traffic target.
+    Http {
+        url: String,
+        /// Expected HTTP status (default 200).
+        status: u16,
+        /// Optional substring the body must contain.
+        body_contains: Option<String>,
+    },
+    /// `host:port` template; `{target}` is the region's traffic target.
+    Tcp { address: String },
+    /// Connects to the region's database member and runs `SELECT 1`.
+    Postgres,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub auto_failover: bool,
+    pub require_approval: bool,
+    /// Vantages that must agree a region is down.
+    pub quorum: u32,
+    /// Refuse automatic promotion when the standby is further behind.
+    pub max_lag_on_failover: u64,
+    pub cooldown: Duration,
+}
+
+/// A step a runbook can name. The engine knows how to observe and apply each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Make the old primary refuse writes (best effort when it is unreachable in a failover).
+    Fence,
+    /// Wait until the target has replayed all WAL the fenced old primary wrote.
+    CatchUp,
+    /// Raise the epoch, promote the target, and record the epoch in it.
+    Promote,
+    /// Point traffic at the target, conditional on the epoch.
+    Switch,
+    /// Run the plan's checks against the target until they pass.
+    Verify,
+    /// Make the old primary a streaming standby of the new one.
+    Rejoin,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 6] = [
+        StepKind::Fence,
+        StepKind::CatchUp,
+        StepKind::Promote,
+        StepKind::Switch,
+        StepKind::Verify,
+        StepKind::Rejoin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Fence => "fence",
+            StepKind::CatchUp => "catch_up",
+            StepKind::Promote => "promote",
+            StepKind::Switch => "switch",
+            StepKind::Verify => "verify",
+            StepKind::Rejoin => "rejoin",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<StepKind> {
+        StepKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Runbooks {
+    /// Unplanned: default `[fence, promote, switch, verify]`.
+    pub failover: Vec<StepKind>,
+    /// Planned, zero data loss: default `[fence, catch_up, promote, switch, verify, rejoin]`.
+    pub switchover: Vec<StepKind>,
+}
+
+impl Default for Runbooks {
+    fn default() -> Self {
+        use StepKind::*;
+        Runbooks {
+            failover: vec![Fence, Promote, Switch, Verify],
+            switchover: vec![Fence, CatchUp, Promote, Switch, Verify, Rejoin],
+        }
+    }
+}
+
+impl Plan {
+    /// The region whose role in the plan is primary (validation guarantees exactly one).
+    pub fn planned_primary(&self) -> &str {
+        self.regions
+            .iter()
+            .find(|(_, r)| r.role == Role::Primary)
+            .map(|(n, _)| n.as_str())
+            .expect("validated plan has a primary region")
+    }
+
+    /// Regions that run the service (primary and standby), in name order.
+    pub fn service_regions(&self) -> impl Iterator<Item = &str> {
+        self.regions
+            .iter()
+            .filter(|(_, r)| r.role != Role::Witness)
+            .map(|(n, _)| n.as_str())
+    }
+
+    pub fn postgres(&self) -> &PostgresSpec {
+        match &self.database {
+            DatabaseSpec::Postgres(p) => p,
+        }
+    }
+
+    pub fn rfc2136(&self) -> &Rfc2136Spec {
+        match &self.traffic {
+            TrafficSpec::Rfc2136(t) => t,
+        }
+    }
+
+    /// The checks that apply to a region, with templates filled in.
+    pub fn checks_for<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a Check> + 'a {
+        self.checks.values().filter(move |c| {
+            c.per_region && self.regions.get(region).is_some_and(|r| r.role != Role::Witness)
+        })
+    }
+}

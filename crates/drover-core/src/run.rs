@@ -1,0 +1,236 @@
+//! Runs, their journal records, and the summary folded from those records.
+//! The journal is the only source of truth: a run's state is always derived.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::StepKind;
+
+/// The fencing token: the term of the current primary.
+pub type Epoch = u64;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub String);
+
+impl RunId {
+    /// Sortable by start time, unique enough for one store: `r<ms>-<random>`.
+    pub fn generate(now_ms: u64) -> RunId {
+        RunId(format!("r{now_ms}-{:04x}", rand::random::<u16>()))
+    }
+}
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    Failover,
+    Switchover,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Failover => "failover",
+            RunKind::Switchover => "switchover",
+        }
+    }
+}
+
+/// What a run is: fixed when it starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunHeader {
+    pub id: RunId,
+    pub kind: RunKind,
+    pub plan: String,
+    /// The region losing the primary role.
+    pub from: String,
+    /// The region taking it.
+    pub to: String,
+    /// The epoch this run promotes to: the store's epoch when it began, plus one.
+    pub epoch: Epoch,
+    pub steps: Vec<StepKind>,
+    /// Why it started (a person's command, or a detection).
+    pub reason: String,
+}
+
+/// One line of the journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    Started { header: RunHeader },
+    /// Written before a step touches the world.
+    StepIntent { step: usize, kind: StepKind },
+    /// Written after the step; `applied` is false when observation found it already done.
+    StepDone { step: usize, kind: StepKind, applied: bool, detail: String },
+    /// A step failed; the run waits for a person.
+    Paused { step: usize, kind: StepKind, reason: String },
+    Resumed,
+    EpochRaised { from: Epoch, to: Epoch },
+    Completed,
+    Aborted { reason: String },
+}
+
+/// A journal record with its position and time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Paused,
+    Completed,
+    Aborted,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Paused => "paused",
+            RunState::Completed => "completed",
+            RunState::Aborted => "aborted",
+        }
+    }
+    /// Active runs block new ones: one writer of the world at a time.
+    pub fn is_active(self) -> bool {
+        matches!(self, RunState::Running | RunState::Paused)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepView {
+    pub kind: StepKind,
+    pub state: StepState,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub detail: Option<String>,
+    /// How many times an intent was recorded (more than one after a resume).
+    pub attempts: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    InFlight,
+    Applied,
+    AlreadyDone,
+    Failed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::InFlight => "in-flight",
+            StepState::Applied => "applied",
+            StepState::AlreadyDone => "already done",
+            StepState::Failed => "failed",
+        }
+    }
+    pub fn is_done(self) -> bool {
+        matches!(self, StepState::Applied | StepState::AlreadyDone)
+    }
+}
+
+/// Everything `drover runs show` needs, folded from the journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub header: RunHeader,
+    pub state: RunState,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub steps: Vec<StepView>,
+    /// Why the run is paused or was aborted.
+    pub reason: Option<String>,
+}
+
+impl RunSummary {
+    /// Folds a run's entries. Returns None if the first entry is not `Started`.
+    pub fn fold(entries: &[Entry]) -> Option<RunSummary> {
+        let (first, rest) = entries.split_first()?;
+        let Record::Started { header } = &first.record else { return None };
+        let mut summary = RunSummary {
+            steps: header
+                .steps
+                .iter()
+                .map(|&kind| StepView {
+                    kind,
+                    state: StepState::Pending,
+                    started_ms: None,
+                    finished_ms: None,
+                    detail: None,
+                    attempts: 0,
+                })
+                .collect(),
+            header: header.clone(),
+            state: RunState::Running,
+            started_ms: first.at_ms,
+            finished_ms: None,
+            reason: None,
+        };
+        for entry in rest {
+            summary.apply(entry);
+        }
+        Some(summary)
+    }
+
+    pub fn apply(&mut self, entry: &Entry) {
+        let at = entry.at_ms;
+        match &entry.record {
+            Record::Started { .. } | Record::EpochRaised { .. } => {}
+            Record::StepIntent { step, .. } => {
+                if let Some(s) = self.steps.get_mut(*step) {
+                    s.state = StepState::InFlight;
+                    s.started_ms.get_or_insert(at);
+                    s.attempts += 1;
+                }
+            }
+            Record::StepDone { step, applied, detail, .. } => {
+                if let Some(s) = self.steps.get_mut(*step) {
+                    s.state = if *applied { StepState::Applied } else { StepState::AlreadyDone };
+                    s.finished_ms = Some(at);
+                    s.detail = Some(detail.clone());
+                }
+            }
+            Record::Paused { step, reason, .. } => {
+                if let Some(s) = self.steps.get_mut(*step) {
+                    s.state = StepState::Failed;
+                    s.detail = Some(reason.clone());
+                }
+                self.state = RunState::Paused;
+                self.reason = Some(reason.clone());
+            }
+            Record::Resumed => {
+                self.state = RunState::Running;
+                self.reason = None;
+            }
+            Record::Completed => {
+                self.state = RunState::Completed;
+                self.finished_ms = Some(at);
+            }
+            Record::Aborted { reason } => {
+                self.state = RunState::Aborted;
+                self.finished_ms = Some(at);
+                self.reason = Some(reason.clone());
+            }
+        }
+    }
+
+    /// The first step not yet done, where a resume continues.
+    pub fn next_step(&self) -> Option<usize> {
+        self.steps.iter().position(|s| !s.state.is_done())
+    }
+}

@@ -1,0 +1,281 @@
+//! In-memory world and journals for engine tests: here and in other crates
+//! (the redb store runs the same crash test against its own journal).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::engine::now_ms;
+use crate::error::{ProviderError, StoreError};
+use crate::journal::Journal;
+use crate::plan::Check;
+use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
+use crate::world::{Database, MemberStatus, ProbeResult, Prober, Traffic, TrafficState};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeMember {
+    pub primary: bool,
+    pub writable: bool,
+    pub reachable: bool,
+    pub epoch: Option<Epoch>,
+    pub wal_lsn: u64,
+    pub upstream: Option<String>,
+}
+
+/// Everything a test compares: two worlds are the same if these are equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorldSnapshot {
+    pub members: BTreeMap<String, FakeMember>,
+    pub traffic_region: String,
+    pub traffic_epoch: Epoch,
+    /// Standby → primary transitions: a correct engine makes exactly one per run.
+    pub promotions: u32,
+}
+
+/// A two-region world: `east` primary with traffic, `west` its standby.
+pub struct FakeWorld {
+    pub state: Mutex<WorldSnapshot>,
+}
+
+impl FakeWorld {
+    pub fn two_regions() -> FakeWorld {
+        let member = |primary: bool| FakeMember {
+            primary,
+            writable: primary,
+            reachable: true,
+            epoch: None,
+            wal_lsn: 1000,
+            upstream: (!primary).then(|| "east".to_string()),
+        };
+        FakeWorld {
+            state: Mutex::new(WorldSnapshot {
+                members: [("east".into(), member(true)), ("west".into(), member(false))].into(),
+                traffic_region: "east".into(),
+                traffic_epoch: 0,
+                promotions: 0,
+            }),
+        }
+    }
+
+    pub fn snapshot(&self) -> WorldSnapshot {
+        self.state.lock().unwrap().clone()
+    }
+
+    pub fn set_reachable(&self, region: &str, reachable: bool) {
+        self.state.lock().unwrap().members.get_mut(region).unwrap().reachable = reachable;
+    }
+
+    fn with_member<T>(&self, region: &str, f: impl FnOnce(&mut FakeMember) -> T) -> Result<T, ProviderError> {
+        let mut s = self.state.lock().unwrap();
+        let m = s
+            .members
+            .get_mut(region)
+            .ok_or_else(|| ProviderError::permanent(format!("{region}: no such member")))?;
+        if !m.reachable {
+            return Err(ProviderError::transient(format!("{region}: connection refused")));
+        }
+        Ok(f(m))
+    }
+}
+
+#[async_trait]
+impl Database for FakeWorld {
+    async fn member(&self, region: &str) -> Result<MemberStatus, ProviderError> {
+        let s = self.state.lock().unwrap();
+        let m = &s.members[region];
+        if !m.reachable {
+            return Ok(MemberStatus::Unreachable { reason: "connection refused".into() });
+        }
+        Ok(if m.primary {
+            MemberStatus::Primary { writable: m.writable, epoch: m.epoch, wal_lsn: m.wal_lsn }
+        } else {
+            MemberStatus::Standby { lag_bytes: 0, lag_seconds: 0.0, replay_lsn: m.wal_lsn, upstream: m.upstream.clone() }
+        })
+    }
+
+    async fn fence(&self, region: &str) -> Result<(), ProviderError> {
+        self.with_member(region, |m| m.writable = false)
+    }
+
+    async fn promote(&self, region: &str) -> Result<(), ProviderError> {
+        let promoted = self.with_member(region, |m| {
+            let was_standby = !m.primary;
+            m.primary = true;
+            m.writable = true;
+            m.upstream = None;
+            was_standby
+        })?;
+        if promoted {
+            self.state.lock().unwrap().promotions += 1;
+        }
+        Ok(())
+    }
+
+    async fn record_epoch(&self, region: &str, epoch: Epoch, _run: &RunId) -> Result<(), ProviderError> {
+        self.with_member(region, |m| {
+            if m.primary && m.writable {
+                m.epoch = Some(m.epoch.unwrap_or(0).max(epoch));
+                Ok(())
+            } else {
+                Err(ProviderError::permanent(format!("{region}: read-only, cannot record the epoch")))
+            }
+        })?
+    }
+
+    async fn rejoin(&self, region: &str, primary: &str) -> Result<(), ProviderError> {
+        self.with_member(region, |m| {
+            m.primary = false;
+            m.writable = false;
+            m.upstream = Some(primary.to_string());
+        })
+    }
+}
+
+#[async_trait]
+impl Traffic for FakeWorld {
+    async fn current(&self) -> Result<TrafficState, ProviderError> {
+        let s = self.state.lock().unwrap();
+        Ok(TrafficState { region: Some(s.traffic_region.clone()), addresses: vec![], epoch: s.traffic_epoch })
+    }
+
+    async fn switch(&self, region: &str, observed_epoch: Epoch, new_epoch: Epoch) -> Result<(), ProviderError> {
+        let mut s = self.state.lock().unwrap();
+        if s.traffic_epoch != observed_epoch {
+            return Err(ProviderError::permanent(format!(
+                "epoch precondition failed: record holds {}, expected {observed_epoch}",
+                s.traffic_epoch
+            )));
+        }
+        s.traffic_region = region.into();
+        s.traffic_epoch = new_epoch;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Prober for FakeWorld {
+    async fn probe(&self, _check: &Check, region: &str) -> ProbeResult {
+        let s = self.state.lock().unwrap();
+        let ok = s.members.get(region).is_some_and(|m| m.reachable);
+        ProbeResult { ok, latency: Duration::from_millis(1), detail: if ok { "ok".into() } else { "timeout".into() } }
+    }
+}
+
+/// A journal in memory.
+#[derive(Default)]
+pub struct MemoryJournal {
+    inner: Mutex<(Vec<(RunId, Entry)>, Epoch)>,
+    seq: AtomicU64,
+}
+
+#[async_trait]
+impl Journal for MemoryJournal {
+    async fn begin(&self, header: &RunHeader) -> Result<Entry, StoreError> {
+        if let Some(active) = self.active().await? {
+            return Err(StoreError::ActiveRun { active: active.header.id.0 });
+        }
+        self.append(&header.id, Record::Started { header: header.clone() }).await
+    }
+
+    async fn append(&self, run: &RunId, record: Record) -> Result<Entry, StoreError> {
+        let entry = Entry { seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1, at_ms: now_ms(), record };
+        self.inner.lock().unwrap().0.push((run.clone(), entry.clone()));
+        Ok(entry)
+    }
+
+    async fn entries(&self, run: &RunId) -> Result<Vec<Entry>, StoreError> {
+        let entries: Vec<Entry> =
+            self.inner.lock().unwrap().0.iter().filter(|(r, _)| r == run).map(|(_, e)| e.clone()).collect();
+        if entries.is_empty() {
+            return Err(StoreError::UnknownRun(run.0.clone()));
+        }
+        Ok(entries)
+    }
+
+    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError> {
+        let ids: Vec<RunId> = {
+            let g = self.inner.lock().unwrap();
+            let mut ids: Vec<RunId> = g.0.iter().map(|(r, _)| r.clone()).collect();
+            ids.dedup();
+            ids
+        };
+        let mut out = Vec::new();
+        for id in ids.iter().rev() {
+            out.extend(RunSummary::fold(&self.entries(id).await?));
+        }
+        Ok(out)
+    }
+
+    async fn epoch(&self) -> Result<Epoch, StoreError> {
+        Ok(self.inner.lock().unwrap().1)
+    }
+
+    async fn compare_and_swap_epoch(&self, expected: Epoch, new: Epoch) -> Result<Result<(), Epoch>, StoreError> {
+        let mut g = self.inner.lock().unwrap();
+        if g.1 != expected {
+            return Ok(Err(g.1));
+        }
+        g.1 = new;
+        Ok(Ok(()))
+    }
+}
+
+/// Wraps a journal and "crashes" right after its Nth write: that write lands,
+/// then it and every later call fail, as if the process had died.
+pub struct CrashingJournal<'a> {
+    pub inner: &'a dyn Journal,
+    pub crash_after: u64,
+    writes: AtomicU64,
+}
+
+impl<'a> CrashingJournal<'a> {
+    pub fn new(inner: &'a dyn Journal, crash_after: u64) -> Self {
+        CrashingJournal { inner, crash_after, writes: AtomicU64::new(0) }
+    }
+
+    pub fn crashed(&self) -> bool {
+        self.writes.load(Ordering::SeqCst) >= self.crash_after
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.crashed() { Err(StoreError::Crashed(self.crash_after)) } else { Ok(()) }
+    }
+
+    fn wrote(&self) -> Result<(), StoreError> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.crash_after { Err(StoreError::Crashed(n)) } else { Ok(()) }
+    }
+}
+
+#[async_trait]
+impl Journal for CrashingJournal<'_> {
+    async fn begin(&self, header: &RunHeader) -> Result<Entry, StoreError> {
+        self.check()?;
+        let e = self.inner.begin(header).await?;
+        self.wrote().map(|_| e)
+    }
+    async fn append(&self, run: &RunId, record: Record) -> Result<Entry, StoreError> {
+        self.check()?;
+        let e = self.inner.append(run, record).await?;
+        self.wrote().map(|_| e)
+    }
+    async fn entries(&self, run: &RunId) -> Result<Vec<Entry>, StoreError> {
+        self.check()?;
+        self.inner.entries(run).await
+    }
+    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError> {
+        self.check()?;
+        self.inner.runs().await
+    }
+    async fn epoch(&self) -> Result<Epoch, StoreError> {
+        self.check()?;
+        self.inner.epoch().await
+    }
+    async fn compare_and_swap_epoch(&self, expected: Epoch, new: Epoch) -> Result<Result<(), Epoch>, StoreError> {
+        self.check()?;
+        self.inner.compare_and_swap_epoch(expected, new).await
+    }
+}

@@ -1,0 +1,98 @@
+//! The world as the engine sees it: traits the adapters implement.
+//! Every method names a region of the plan; adapters map it to their member.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::error::ProviderError;
+use crate::plan::Check;
+use crate::run::{Epoch, RunId};
+
+/// What one region's database member is doing right now.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum MemberStatus {
+    Primary {
+        /// False once fenced (read-only).
+        writable: bool,
+        /// Highest epoch recorded in this member's `drover.epoch` table.
+        epoch: Option<Epoch>,
+        /// Current WAL write position.
+        wal_lsn: u64,
+    },
+    Standby {
+        /// Bytes of WAL not yet replayed (against the primary when reachable).
+        lag_bytes: u64,
+        /// Seconds since the last replayed transaction's commit on the primary; 0 when idle and caught up.
+        lag_seconds: f64,
+        replay_lsn: u64,
+        /// `host` of the upstream it streams from, if streaming.
+        upstream: Option<String>,
+    },
+    Unreachable {
+        reason: String,
+    },
+}
+
+impl MemberStatus {
+    pub fn role_str(&self) -> &'static str {
+        match self {
+            MemberStatus::Primary { .. } => "primary",
+            MemberStatus::Standby { .. } => "standby",
+            MemberStatus::Unreachable { .. } => "unreachable",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Database: Send + Sync {
+    async fn member(&self, region: &str) -> Result<MemberStatus, ProviderError>;
+
+    /// Makes a primary refuse writes from now on (and ends sessions that could still write).
+    async fn fence(&self, region: &str) -> Result<(), ProviderError>;
+
+    /// Promotes a standby and waits until it accepts writes. A no-op on a primary.
+    async fn promote(&self, region: &str) -> Result<(), ProviderError>;
+
+    /// Records the epoch in the member (the `drover.epoch` table); idempotent.
+    async fn record_epoch(&self, region: &str, epoch: Epoch, run: &RunId) -> Result<(), ProviderError>;
+
+    /// Makes `region` a streaming standby of `primary`.
+    async fn rejoin(&self, region: &str, primary: &str) -> Result<(), ProviderError>;
+}
+
+/// Where traffic points, and the epoch that put it there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrafficState {
+    /// The region whose target the record holds, if it matches one.
+    pub region: Option<String>,
+    pub addresses: Vec<IpAddr>,
+    pub epoch: Epoch,
+}
+
+#[async_trait]
+pub trait Traffic: Send + Sync {
+    async fn current(&self) -> Result<TrafficState, ProviderError>;
+
+    /// Points traffic at `region` and records `new_epoch`, only if the world's
+    /// epoch is still `observed_epoch` (compare-and-swap). A refused
+    /// precondition is a permanent error: a newer run has switched since.
+    async fn switch(&self, region: &str, observed_epoch: Epoch, new_epoch: Epoch) -> Result<(), ProviderError>;
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProbeResult {
+    pub ok: bool,
+    pub latency: Duration,
+    /// Why it failed, or a short note on success (e.g. `200 OK`).
+    pub detail: String,
+}
+
+#[async_trait]
+pub trait Prober: Send + Sync {
+    /// Runs one check once against one region, within the check's timeout.
+    async fn probe(&self, check: &Check, region: &str) -> ProbeResult;
+}
