@@ -86,9 +86,19 @@ pub struct PostgresSpec {
 pub struct PostgresMember {
     /// libpq connection string, by reference (it holds a password).
     pub dsn: SecretRef,
-    /// Command drover runs to restart this member after re-pointing it as a
-    /// standby (switchover's `rejoin`). Absent: rejoin is refused with a reason.
-    pub restart_command: Option<Vec<String>>,
+    /// How drover reaches the member's host to stop, rewind and start it
+    /// (switchover's `rejoin`). Absent: rejoin is refused with a reason.
+    pub host: Option<MemberHost>,
+}
+
+/// Commands on a member's host run as `exec` + argv: `[ssh, db-east]` in real
+/// life, `[ip, netns, exec, drover-east, runuser, -u, postgres, --]` in the lab.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberHost {
+    pub exec: Vec<String>,
+    pub data_dir: PathBuf,
+    /// Where pg_ctl and pg_rewind live (default /usr/lib/postgresql/15/bin).
+    pub bin_dir: PathBuf,
 }
 
 /// How clients reach the service. RFC 2136 DNS now; Route 53 and Global

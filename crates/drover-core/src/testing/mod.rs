@@ -279,3 +279,5 @@ impl Journal for CrashingJournal<'_> {
         self.inner.compare_and_swap_epoch(expected, new).await
     }
 }
+
+pub mod scenarios;

@@ -1,0 +1,145 @@
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use drover_core::engine::now_ms;
+use drover_core::journal::Journal;
+use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
+use drover_core::StoreError;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+/// (run id, sequence) → one journal entry as JSON.
+const ENTRIES: TableDefinition<(&str, u64), &str> = TableDefinition::new("entries");
+/// "epoch" → the current epoch; "seq" → the last sequence number given out.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The journal in one redb file (`journal.redb` under the state directory).
+/// Every append is its own durable transaction: an entry that was returned is on disk.
+pub struct RedbJournal {
+    db: Database,
+    path: PathBuf,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(format!("{}: {e}", path.display()))
+}
+
+impl RedbJournal {
+    /// Opens (or creates) `DIR/journal.redb`, creating DIR if needed.
+    pub fn open(state_dir: &Path) -> Result<RedbJournal, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|e| io(state_dir, format!("cannot create state directory: {e}")))?;
+        let path = state_dir.join("journal.redb");
+        let db = Database::create(&path).map_err(|e| {
+            io(&path, format!("cannot open the journal ({e}); is another drover using this state directory?"))
+        })?;
+        let journal = RedbJournal { db, path };
+        let tx = journal.db.begin_write().map_err(|e| journal.err(e))?;
+        tx.open_table(ENTRIES).map_err(|e| journal.err(e))?;
+        tx.open_table(META).map_err(|e| journal.err(e))?;
+        tx.commit().map_err(|e| journal.err(e))?;
+        Ok(journal)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        io(&self.path, e)
+    }
+
+    fn decode(&self, json: &str) -> Result<Entry, StoreError> {
+        serde_json::from_str(json).map_err(|e| self.err(format!("unreadable journal entry: {e}")))
+    }
+
+    /// Appends inside an open write transaction.
+    fn append_in(&self, tx: &redb::WriteTransaction, run: &RunId, record: Record) -> Result<Entry, StoreError> {
+        let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let seq = meta.get("seq").map_err(|e| self.err(e))?.map(|v| v.value()).unwrap_or(0) + 1;
+        meta.insert("seq", seq).map_err(|e| self.err(e))?;
+        let entry = Entry { seq, at_ms: now_ms(), record };
+        let json = serde_json::to_string(&entry).map_err(|e| self.err(e))?;
+        tx.open_table(ENTRIES).map_err(|e| self.err(e))?.insert((run.0.as_str(), seq), json.as_str()).map_err(|e| self.err(e))?;
+        Ok(entry)
+    }
+
+    /// All runs folded from a table view, newest first.
+    fn fold_runs(&self, table: &impl ReadableTable<(&'static str, u64), &'static str>) -> Result<Vec<RunSummary>, StoreError> {
+        let mut runs: Vec<(String, Vec<Entry>)> = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            let run = key.value().0.to_string();
+            let entry = self.decode(value.value())?;
+            match runs.last_mut() {
+                Some((id, entries)) if *id == run => entries.push(entry),
+                _ => runs.push((run, vec![entry])),
+            }
+        }
+        let mut summaries: Vec<RunSummary> = runs.iter().filter_map(|(_, e)| RunSummary::fold(e)).collect();
+        summaries.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.header.id.cmp(&a.header.id)));
+        Ok(summaries)
+    }
+}
+
+#[async_trait]
+impl Journal for RedbJournal {
+    async fn begin(&self, header: &RunHeader) -> Result<Entry, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        // The active-run check and the write share one transaction: two starts cannot both win.
+        {
+            let table = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
+            if let Some(active) = self.fold_runs(&table)?.into_iter().find(|r| r.state.is_active()) {
+                return Err(StoreError::ActiveRun { active: active.header.id.0 });
+            }
+        }
+        let entry = self.append_in(&tx, &header.id, Record::Started { header: header.clone() })?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(entry)
+    }
+
+    async fn append(&self, run: &RunId, record: Record) -> Result<Entry, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let entry = self.append_in(&tx, run, record)?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(entry)
+    }
+
+    async fn entries(&self, run: &RunId) -> Result<Vec<Entry>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.range((run.0.as_str(), 0)..=(run.0.as_str(), u64::MAX)).map_err(|e| self.err(e))? {
+            let (_, value) = item.map_err(|e| self.err(e))?;
+            out.push(self.decode(value.value())?);
+        }
+        if out.is_empty() {
+            return Err(StoreError::UnknownRun(run.0.clone()));
+        }
+        Ok(out)
+    }
+
+    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        self.fold_runs(&table)
+    }
+
+    async fn epoch(&self) -> Result<Epoch, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        Ok(meta.get("epoch").map_err(|e| self.err(e))?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    async fn compare_and_swap_epoch(&self, expected: Epoch, new: Epoch) -> Result<Result<(), Epoch>, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+            let current = meta.get("epoch").map_err(|e| self.err(e))?.map(|v| v.value()).unwrap_or(0);
+            if current != expected {
+                return Ok(Err(current));
+            }
+            meta.insert("epoch", new).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Ok(()))
+    }
+}

@@ -1,0 +1,74 @@
+//! The engine's crash and idempotence proofs, against the real redb file:
+//! each "new process" reopens the journal from disk.
+
+use std::sync::Arc;
+
+use drover_core::journal::Journal;
+use drover_core::run::{Record, RunKind, RunState};
+use drover_core::testing::scenarios::{crash_after_every_record, every_step_twice_is_once, observe, two_region_plan};
+use drover_core::testing::FakeWorld;
+use drover_core::StoreError;
+use drover_store::RedbJournal;
+
+#[tokio::test]
+async fn failover_crash_after_every_record_resumes_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    crash_after_every_record(RunKind::Failover, move |case| {
+        Arc::new(RedbJournal::open(&root.join(case.to_string())).unwrap()) as Arc<dyn Journal>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn switchover_crash_after_every_record_resumes_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    crash_after_every_record(RunKind::Switchover, move |case| {
+        Arc::new(RedbJournal::open(&root.join(case.to_string())).unwrap()) as Arc<dyn Journal>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_step_twice_is_once_on_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let n = std::sync::atomic::AtomicU64::new(0);
+    every_step_twice_is_once(move || {
+        let case = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Arc::new(RedbJournal::open(&root.join(case.to_string())).unwrap()) as Arc<dyn Journal>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn journal_survives_reopen_and_refuses_a_second_active_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let header = {
+        let journal = RedbJournal::open(dir.path()).unwrap();
+        let observed = observe(&plan, &journal, &world).await;
+        let header = drover_core::engine::plan_run(&plan, RunKind::Failover, "west", &observed, "test").unwrap();
+        journal.begin(&header).await.unwrap();
+        journal.append(&header.id, Record::StepIntent { step: 0, kind: header.steps[0] }).await.unwrap();
+        assert_eq!(journal.compare_and_swap_epoch(0, 1).await.unwrap(), Ok(()));
+        assert_eq!(journal.compare_and_swap_epoch(0, 1).await.unwrap(), Err(1));
+        header
+    };
+    let journal = RedbJournal::open(dir.path()).unwrap();
+    let runs = journal.runs().await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, RunState::Running);
+    assert_eq!(journal.epoch().await.unwrap(), 1);
+    let mut other = header.clone();
+    other.id = drover_core::RunId("r2".into());
+    match journal.begin(&other).await {
+        Err(StoreError::ActiveRun { active }) => assert_eq!(active, header.id.0),
+        other => panic!("expected ActiveRun, got {other:?}"),
+    }
+    let ended = drover_core::engine::abort(&journal, &header.id, "operator gave up").await.unwrap();
+    assert_eq!(ended.state, RunState::Aborted);
+    journal.begin(&other).await.expect("a new run may start once the old one is aborted");
+}
