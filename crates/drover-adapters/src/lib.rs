@@ -1,1 +1,3 @@
 //! placeholder
+pub mod dns;
+pub mod rfc2136;
