@@ -205,10 +205,13 @@ impl Rfc2136Traffic {
                 "dns {}: TSIG time check failed for key '{}' — this machine's clock and the server's differ by more than {TSIG_FUDGE}s; sync them (NTP)",
                 self.server, self.key_name
             ))),
-            // Knot answers BADKEY both for a key it does not know and for one the zone's ACL does not allow.
+            // Knot answers BADKEY for an unknown key name or algorithm, and for a key the zone's ACL does not allow.
             Some(TsigError::BadKey) => Err(ProviderError::permanent(format!(
-                "dns {}: TSIG authentication failed for key '{}' (BADKEY) — the server does not know this key, or zone {}'s update ACL does not allow it; check traffic.tsig name and the server's acl",
-                self.server, self.key_name, self.zone
+                "dns {}: TSIG authentication failed for key '{}' (BADKEY) — the server has no {} key of that name, or zone {}'s update ACL does not allow it; check traffic.tsig name and algorithm, and the server's acl",
+                self.server,
+                self.key_name,
+                self.algorithm.as_str(),
+                self.zone
             ))),
             Some(_) => Err(self.auth_failed()),
             None if response.response_code == ResponseCode::NotAuth

@@ -148,6 +148,19 @@ async fn a_wrong_tsig_key_is_an_authentication_error_and_changes_nothing() {
         "{err}"
     );
 
+    // So is the right secret with another algorithm than the server's key.
+    let mut sha512 = spec(&knot, "drover");
+    sha512.tsig.algorithm = TsigAlgorithm::HmacSha512;
+    let err =
+        guard(Rfc2136Traffic::new(&sha512, Secret::new(knot.secret.clone())).switch("west", 0, 1))
+            .await
+            .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("TSIG authentication failed for key 'drover'"),
+        "{err}"
+    );
+
     let now = guard(traffic(&knot).current()).await.unwrap();
     assert_eq!((now.region.as_deref(), now.epoch), (Some("east"), 0));
     assert_eq!(seen_by_kdig(&knot), (vec![(1, EAST.to_string())], vec![]));

@@ -88,7 +88,10 @@ impl Knot {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if self.kdig(RECORD, "A").contains(EAST) {
+            // Connect first: kdig against a port nobody listens on yet waits out its whole timeout.
+            let listening =
+                std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
+            if listening && self.kdig(RECORD, "A").contains(EAST) {
                 return true;
             }
             assert!(
