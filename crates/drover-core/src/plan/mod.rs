@@ -1,10 +1,20 @@
 //! The plan: one YAML file describing one protected service.
 //!
-//! `model` holds the validated, typed plan the engine works from; `parse` turns
-//! YAML text into it, reporting every problem as `file:line:column: field: cause`.
+//! `model` holds the validated, typed plan the engine works from; `raw` reads
+//! YAML into a located tree; `parse` (with `reader` and one module per section)
+//! turns that tree into the model, reporting every problem as
+//! `file:line:column: field: cause`; `summary` describes a valid plan.
 
+mod checks;
+mod database;
 mod model;
 mod parse;
+mod policy;
+mod raw;
+mod reader;
+mod summary;
+mod traffic;
 
 pub use model::*;
 pub use parse::{PlanError, PlanErrors, parse_plan};
+pub use summary::summary;

@@ -1,9 +1,14 @@
-//! YAML → Plan. (Being written: see the plan-validation work.)
+//! YAML → Plan. Reads the whole file, collects every problem in file order,
+//! and returns the typed plan only when there are none.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use super::model::Plan;
+use super::model::{Objectives, Plan, Region, Role};
+use super::raw::{self, Node};
+use super::reader::{Entry, Mapping, Pos, Reader, closest, join, list_words};
+use super::{checks, database, policy, traffic};
 use crate::secret::SecretSource;
 
 /// One problem in a plan file, located precisely.
@@ -19,7 +24,11 @@ pub struct PlanError {
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.column, self.field, self.message
+        )
     }
 }
 
@@ -38,6 +47,366 @@ impl fmt::Display for PlanErrors {
 
 impl std::error::Error for PlanErrors {}
 
-pub fn parse_plan(_path: &Path, _text: &str, _secrets: &dyn SecretSource) -> Result<Plan, PlanErrors> {
-    todo!()
+const TOP_LEVEL: [&str; 8] = [
+    "name",
+    "objectives",
+    "regions",
+    "database",
+    "traffic",
+    "checks",
+    "policy",
+    "runbooks",
+];
+
+/// Reads and validates a plan. `path` is only used to name the file in errors
+/// and as `Plan::source`; secret references are checked through `secrets`.
+pub fn parse_plan(path: &Path, text: &str, secrets: &dyn SecretSource) -> Result<Plan, PlanErrors> {
+    let mut r = Reader::new(path.display().to_string(), secrets);
+    let root = match raw::load(text) {
+        Ok(root) => root,
+        Err(e) => {
+            r.error((e.line, e.column), "plan", e.message);
+            return Err(PlanErrors(r.errors));
+        }
+    };
+    let plan = read_plan(&mut r, &root, path);
+    let mut errors = r.errors;
+    // Sections are read in dependency order (regions before members); report in file order.
+    errors.sort_by_key(|e| (e.line, e.column));
+    match plan {
+        Some(plan) if errors.is_empty() => Ok(plan),
+        _ => Err(PlanErrors(errors)),
+    }
+}
+
+fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
+    if matches!(root.value, raw::Value::Null) {
+        r.error(
+            root.pos(),
+            "plan",
+            "the file is empty; start from the example in docs/plan.md",
+        );
+        return None;
+    }
+    let top = r.mapping(
+        root,
+        "",
+        (1, 1),
+        &TOP_LEVEL,
+        &[],
+        "a mapping with name, regions, database, traffic, checks",
+    )?;
+
+    let name = r
+        .require(&top, "name", "add e.g. name: shop")
+        .and_then(|n| plan_name(r, n));
+    let objectives = r
+        .require(
+            &top,
+            "objectives",
+            "add e.g. objectives: { rto: 30s, rpo: 0s }",
+        )
+        .and_then(|n| read_objectives(r, &top, n));
+    let regions = r
+        .require(
+            &top,
+            "regions",
+            "add e.g. regions: { east: { role: primary }, west: { role: standby } }",
+        )
+        .and_then(|n| read_regions(r, &top, n));
+    let database = r
+        .require(
+            &top,
+            "database",
+            "add a database section (kind, replication, members)",
+        )
+        .and_then(|n| database::read(r, &top, n, regions.as_ref()));
+    let traffic = r
+        .require(
+            &top,
+            "traffic",
+            "add a traffic section (kind, server, zone, record, ttl, tsig, targets)",
+        )
+        .and_then(|n| traffic::read(r, &top, n, regions.as_ref()));
+    let checks = r
+        .require(&top, "checks", "add at least one check, e.g. checks: { api: { http: \"http://{target}:8080/healthz\" } }")
+        .and_then(|n| checks::read(r, &top, n));
+    let check_names: Option<Vec<&str>> = checks
+        .as_ref()
+        .map(|c| c.keys().map(String::as_str).collect());
+    let policy = policy::read_policy(r, &top, check_names.as_deref());
+    let runbooks = policy::read_runbooks(r, &top);
+
+    let (policy, detect_with) = policy?;
+    let mut checks = checks?;
+    if let Some(detect_with) = detect_with {
+        for (name, check) in &mut checks {
+            check.critical = detect_with.contains(name);
+        }
+    }
+    Some(Plan {
+        name: name?,
+        source: path.to_path_buf(),
+        objectives: objectives?,
+        regions: regions?.into_model()?,
+        database: database?,
+        traffic: traffic?,
+        checks,
+        policy,
+        runbooks: runbooks?,
+    })
+}
+
+fn plan_name(r: &mut Reader<'_>, node: &Node) -> Option<String> {
+    let name = r.text(node, "name", "a name like shop")?;
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        r.error(
+            node.pos(),
+            "name",
+            format!(
+                "'{name}' is not a valid name; use lowercase letters, digits and '-' (e.g. shop)"
+            ),
+        );
+        return None;
+    }
+    Some(name.to_owned())
+}
+
+fn read_objectives(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<Objectives> {
+    let at = top.key("objectives").map_or(node.pos(), Node::pos);
+    let m = r.mapping(
+        node,
+        "objectives",
+        at,
+        &["rto", "rpo"],
+        &[],
+        "a mapping like { rto: 30s, rpo: 0s }",
+    )?;
+    let rto = r
+        .require(
+            &m,
+            "rto",
+            "add the longest outage you accept, e.g. rto: 30s",
+        )
+        .and_then(|n| r.duration(n, "objectives.rto"));
+    let rpo = r
+        .require(
+            &m,
+            "rpo",
+            "add the most recent writes you accept to lose, e.g. rpo: 0s",
+        )
+        .and_then(|n| r.duration(n, "objectives.rpo"));
+    Some(Objectives {
+        rto: rto?,
+        rpo: rpo?,
+    })
+}
+
+/// The regions as declared, kept even when a role is unreadable, so references
+/// to them are not reported as undefined on top of the real problem.
+pub(super) struct Regions {
+    /// In file order; `None` when the role was missing or invalid.
+    pub declared: Vec<(String, Option<Role>)>,
+    complete: bool,
+}
+
+impl Regions {
+    pub fn role(&self, name: &str) -> Option<Option<Role>> {
+        self.declared
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, role)| *role)
+    }
+
+    /// "east, west and witness", for "regions are ..." hints.
+    pub fn names(&self) -> String {
+        let names: Vec<&str> = self.declared.iter().map(|(n, _)| n.as_str()).collect();
+        list_words(&names)
+    }
+
+    /// Primary and standby regions, which each need a member and a target.
+    pub fn service(&self) -> impl Iterator<Item = (&str, Role)> {
+        self.declared.iter().filter_map(|(n, role)| match role {
+            Some(role @ (Role::Primary | Role::Standby)) => Some((n.as_str(), *role)),
+            _ => None,
+        })
+    }
+
+    fn into_model(self) -> Option<BTreeMap<String, Region>> {
+        if !self.complete {
+            return None;
+        }
+        self.declared
+            .into_iter()
+            .map(|(name, role)| role.map(|role| (name, Region { role })))
+            .collect()
+    }
+}
+
+const ROLES: [(&str, Role); 3] = [
+    ("primary", Role::Primary),
+    ("standby", Role::Standby),
+    ("witness", Role::Witness),
+];
+
+fn read_regions(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<Regions> {
+    let at = top.key("regions").map_or(node.pos(), Node::pos);
+    let entries = r.entries(
+        node,
+        "regions",
+        "a mapping of region name to { role: primary|standby|witness }",
+        "region",
+    )?;
+    let mut regions = Regions {
+        declared: Vec::new(),
+        complete: true,
+    };
+    let mut primary: Option<String> = None;
+    for entry in entries {
+        check_identifier(r, &entry, "region");
+        let role = region_role(r, &entry.path, entry.key, entry.value);
+        if role == Some(Role::Primary) {
+            if let Some(first) = &primary {
+                let role_at = match &entry.value.value {
+                    raw::Value::Map(items) => items
+                        .iter()
+                        .find(|(k, _)| k.value == raw::Value::Str("role".into())),
+                    _ => None,
+                }
+                .map_or(entry.key.pos(), |(_, v)| v.pos());
+                r.error(
+                    role_at,
+                    &format!("{}.role", entry.path),
+                    format!("{first} is already the primary; exactly one region is primary, make this one standby"),
+                );
+            } else {
+                primary = Some(entry.name.clone());
+            }
+        }
+        regions.complete &= role.is_some();
+        regions.declared.push((entry.name, role));
+    }
+    let roles: Vec<Option<Role>> = regions.declared.iter().map(|(_, role)| *role).collect();
+    if regions.declared.is_empty() {
+        r.error(
+            at,
+            "regions",
+            "no regions; declare one primary and at least one standby",
+        );
+        return None;
+    }
+    // Only judge the set of roles when every role could be read.
+    if regions.complete {
+        if primary.is_none() {
+            r.error(
+                at,
+                "regions",
+                "no primary region; give exactly one region role: primary",
+            );
+        }
+        if !roles.contains(&Some(Role::Standby)) {
+            r.error(
+                at,
+                "regions",
+                "no standby region; give at least one region role: standby to fail over to",
+            );
+        }
+    }
+    Some(regions)
+}
+
+fn region_role(r: &mut Reader<'_>, path: &str, key: &Node, node: &Node) -> Option<Role> {
+    let m = r.mapping(
+        node,
+        path,
+        key.pos(),
+        &["role"],
+        &[],
+        "a mapping like { role: standby }",
+    )?;
+    let role = r.require(
+        &m,
+        "role",
+        "add role: primary, role: standby or role: witness",
+    )?;
+    r.choice(role, &m.field("role"), "role", &ROLES)
+}
+
+/// Region and check names end up in namespaces, metrics and URLs: keep them plain.
+pub(super) fn check_identifier(r: &mut Reader<'_>, entry: &Entry<'_>, what: &str) {
+    let plain = entry
+        .name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !plain {
+        r.error(
+            entry.key.pos(),
+            &entry.path,
+            format!(
+                "'{}' is not a valid {what} name; use lowercase letters, digits, '-' and '_'",
+                entry.name
+            ),
+        );
+    }
+}
+
+/// Entries of a mapping keyed by region (database members, traffic targets):
+/// each key must be a declared primary or standby region, and each of those
+/// must appear. Entries for unknown or witness regions are reported and dropped.
+pub(super) fn region_entries<'n>(
+    r: &mut Reader<'_>,
+    node: &'n Node,
+    path: &str,
+    at: Pos,
+    regions: Option<&Regions>,
+    what: &str,
+    example: &dyn Fn(&str) -> String,
+) -> Option<Vec<Entry<'n>>> {
+    let entries = r.entries(
+        node,
+        path,
+        &format!("a mapping of region name to {what}"),
+        "region",
+    )?;
+    // Without readable regions there is nothing to check the keys against.
+    let Some(regions) = regions else {
+        return Some(entries);
+    };
+    let mut kept = Vec::new();
+    for entry in entries {
+        match regions.role(&entry.name) {
+            None => {
+                let names: Vec<&str> = regions.declared.iter().map(|(n, _)| n.as_str()).collect();
+                let near = closest(&entry.name, &names).map(|n| format!("did you mean {n}? ")).unwrap_or_default();
+                r.error(
+                    entry.key.pos(),
+                    &entry.path,
+                    format!("no region named {}; {near}regions are {}", entry.name, regions.names()),
+                );
+            }
+            Some(Some(Role::Witness)) => r.error(
+                entry.key.pos(),
+                &entry.path,
+                format!("{} is a witness region: it runs no service, so it has no {what}; remove this entry", entry.name),
+            ),
+            Some(_) => kept.push(entry),
+        }
+    }
+    for (name, role) in regions.service() {
+        if !kept.iter().any(|e| e.name == name) {
+            r.error(
+                at,
+                &join(path, name),
+                format!(
+                    "missing; {name} is a {} region and needs a {what}, e.g. {}",
+                    role.as_str(),
+                    example(name)
+                ),
+            );
+        }
+    }
+    Some(kept)
 }

@@ -1,0 +1,303 @@
+//! The `checks` section: probes whose verdicts decide whether a region is up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::model::{Check, Probe};
+use super::parse::check_identifier;
+use super::raw::Node;
+use super::reader::{Entry, Mapping, Reader};
+use crate::duration::format_duration;
+
+const FIELDS: [&str; 10] = [
+    "http",
+    "tcp",
+    "postgres",
+    "status",
+    "body_contains",
+    "interval",
+    "timeout",
+    "failure_threshold",
+    "success_threshold",
+    "per_region",
+];
+const PROBES: [&str; 3] = ["http", "tcp", "postgres"];
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
+const DEFAULT_SUCCESS_THRESHOLD: u32 = 2;
+const DEFAULT_STATUS: u16 = 200;
+
+pub(super) fn read(
+    r: &mut Reader<'_>,
+    top: &Mapping<'_>,
+    node: &Node,
+) -> Option<BTreeMap<String, Check>> {
+    let at = top.key("checks").map_or(node.pos(), Node::pos);
+    let entries = r.entries(
+        node,
+        "checks",
+        "a mapping of check name to { http: ..., interval: ... }",
+        "check",
+    )?;
+    if entries.is_empty() {
+        r.error(
+            at,
+            "checks",
+            "no checks; add at least one, e.g. api: { http: \"http://{target}:8080/healthz\" }",
+        );
+        return None;
+    }
+    let mut checks = BTreeMap::new();
+    let mut complete = true;
+    for entry in &entries {
+        check_identifier(r, entry, "check");
+        match read_check(r, entry) {
+            Some(check) => {
+                checks.insert(entry.name.clone(), check);
+            }
+            None => complete = false,
+        }
+    }
+    complete.then_some(checks)
+}
+
+fn read_check(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<Check> {
+    let m = r.mapping(
+        entry.value,
+        &entry.path,
+        entry.key.pos(),
+        &FIELDS,
+        &[],
+        "a mapping like { http: \"http://{target}:8080/healthz\", interval: 1s }",
+    )?;
+    let per_region = match m.get("per_region") {
+        Some(n) => r.flag(n, &m.field("per_region")),
+        None => Some(true),
+    };
+    let probe = read_probe(r, &m, entry, per_region.unwrap_or(true));
+
+    let interval = match m.get("interval") {
+        Some(n) => r.positive_duration(n, &m.field("interval")),
+        None => Some(DEFAULT_INTERVAL),
+    };
+    let timeout = match m.get("timeout") {
+        Some(n) => r.positive_duration(n, &m.field("timeout")),
+        None => Some(DEFAULT_TIMEOUT),
+    };
+    if let (Some(interval), Some(t)) = (interval, timeout)
+        && t >= interval
+    {
+        // Point at whichever of the two was written here; the default is invisible.
+        let at = m
+            .get("timeout")
+            .or(m.get("interval"))
+            .map_or(entry.key.pos(), Node::pos);
+        let default = if m.get("timeout").is_none() {
+            " (the default)"
+        } else {
+            ""
+        };
+        r.error(
+            at,
+            &m.field("timeout"),
+            format!(
+                "timeout {}{default} must be shorter than interval {}, or probes overlap; write e.g. timeout: {}",
+                format_duration(t),
+                format_duration(interval),
+                format_duration(interval / 2),
+            ),
+        );
+    }
+    let failure_threshold = match m.get("failure_threshold") {
+        Some(n) => r.count(n, &m.field("failure_threshold"), 1),
+        None => Some(DEFAULT_FAILURE_THRESHOLD),
+    };
+    let success_threshold = match m.get("success_threshold") {
+        Some(n) => r.count(n, &m.field("success_threshold"), 1),
+        None => Some(DEFAULT_SUCCESS_THRESHOLD),
+    };
+    Some(Check {
+        name: entry.name.clone(),
+        probe: probe?,
+        interval: interval?,
+        timeout: timeout?,
+        failure_threshold: failure_threshold?,
+        success_threshold: success_threshold?,
+        per_region: per_region?,
+        critical: true,
+    })
+}
+
+fn read_probe(
+    r: &mut Reader<'_>,
+    m: &Mapping<'_>,
+    entry: &Entry<'_>,
+    per_region: bool,
+) -> Option<Probe> {
+    let given: Vec<&str> = PROBES.into_iter().filter(|p| m.get(p).is_some()).collect();
+    let kind = match given.as_slice() {
+        [] => {
+            r.error(
+                entry.key.pos(),
+                &entry.path,
+                "no probe; give one of http: <url>, tcp: <host:port> or postgres: member",
+            );
+            return None;
+        }
+        [one] => *one,
+        [first, rest @ ..] => {
+            for other in rest {
+                r.error(
+                    m.key(other).map_or(entry.key.pos(), Node::pos),
+                    &m.field(other),
+                    format!("this check already probes with {first}; a check has exactly one probe, split it into two checks"),
+                );
+            }
+            return None;
+        }
+    };
+    let node = m.get(kind)?;
+    let field = m.field(kind);
+    if kind != "http" {
+        for http_only in ["status", "body_contains"] {
+            if let Some(key) = m.key(http_only) {
+                r.error(
+                    key.pos(),
+                    &m.field(http_only),
+                    format!("applies only to http checks, and this is a {kind} check; remove it"),
+                );
+            }
+        }
+    }
+    match kind {
+        "http" => {
+            let url = r.text(node, &field, "a URL like http://{target}:8080/healthz")?;
+            let url_ok = template(r, node, &field, url, per_region);
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok {
+                r.error(
+                    node.pos(),
+                    &field,
+                    format!("'{url}' is not an http:// or https:// URL; write e.g. http://{{target}}:8080/healthz"),
+                );
+            }
+            let status = match m.get("status") {
+                Some(n) => status(r, n, &m.field("status")),
+                None => Some(DEFAULT_STATUS),
+            };
+            let body_contains = match m.get("body_contains") {
+                Some(n) => r
+                    .text(
+                        n,
+                        &m.field("body_contains"),
+                        "text the response body must contain",
+                    )
+                    .map(|s| Some(s.to_owned())),
+                None => Some(None),
+            };
+            (url_ok && scheme_ok).then_some(())?;
+            Some(Probe::Http {
+                url: url.to_owned(),
+                status: status?,
+                body_contains: body_contains?,
+            })
+        }
+        "tcp" => {
+            let address = r.text(node, &field, "an address like {target}:5432")?;
+            let address_ok = template(r, node, &field, address, per_region);
+            let port_ok = address.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !port_ok {
+                r.error(
+                    node.pos(),
+                    &field,
+                    format!("'{address}' is not host:port; write e.g. {{target}}:5432"),
+                );
+            }
+            (address_ok && port_ok).then(|| Probe::Tcp {
+                address: address.to_owned(),
+            })
+        }
+        _ => {
+            let target = r.text(node, &field, "member")?;
+            if target != "member" {
+                r.error(
+                    node.pos(),
+                    &field,
+                    format!(
+                        "'{target}' is not something to connect to; postgres checks connect to the region's \
+                         database member: write postgres: member"
+                    ),
+                );
+                return None;
+            }
+            if !per_region {
+                r.error(
+                    m.key("per_region").map_or(node.pos(), Node::pos),
+                    &m.field("per_region"),
+                    "postgres checks connect to each region's member, so they run per region; remove per_region: false",
+                );
+                return None;
+            }
+            Some(Probe::Postgres)
+        }
+    }
+}
+
+/// Only `{target}` may be filled in, and only when the check runs per region.
+fn template(r: &mut Reader<'_>, node: &Node, field: &str, text: &str, per_region: bool) -> bool {
+    let mut ok = true;
+    let mut uses_target = false;
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            r.error(
+                node.pos(),
+                field,
+                format!(
+                    "'{text}' has a '{{' without a closing '}}'; the only placeholder is {{target}}"
+                ),
+            );
+            return false;
+        };
+        let name = &after[..close];
+        if name == "target" {
+            uses_target = true;
+        } else {
+            r.error(
+                node.pos(),
+                field,
+                format!("unknown placeholder {{{name}}}; the only placeholder is {{target}}, the region's traffic target"),
+            );
+            ok = false;
+        }
+        rest = &after[close + 1..];
+    }
+    if uses_target && !per_region {
+        r.error(
+            node.pos(),
+            field,
+            "{target} is filled in per region, but this check has per_region: false; write a fixed address or remove per_region: false",
+        );
+        ok = false;
+    }
+    ok
+}
+
+fn status(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<u16> {
+    let code = r.count(node, field, 0)?;
+    match u16::try_from(code) {
+        Ok(code) if (100..=599).contains(&code) => Some(code),
+        _ => {
+            r.error(
+                node.pos(),
+                field,
+                format!("{code} is not an HTTP status; write e.g. 200"),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The `database` section: the PostgreSQL pair that moves with the service.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::model::{DatabaseSpec, MemberHost, PostgresMember, PostgresSpec, Replication};
+use super::parse::{Regions, region_entries};
+use super::raw::{Node, Value};
+use super::reader::{Entry, Mapping, Reader};
+
+const FIELDS: [&str; 4] = ["kind", "replication", "promote_timeout", "members"];
+const MEMBER_FIELDS: [&str; 3] = ["dsn_env", "dsn_file", "host"];
+const HOST_FIELDS: [&str; 3] = ["exec", "data_dir", "bin_dir"];
+const DEFAULT_PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+pub(super) fn read(
+    r: &mut Reader<'_>,
+    top: &Mapping<'_>,
+    node: &Node,
+    regions: Option<&Regions>,
+) -> Option<DatabaseSpec> {
+    let at = top.key("database").map_or(node.pos(), Node::pos);
+    let m = r.mapping(
+        node,
+        "database",
+        at,
+        &FIELDS,
+        &[],
+        "a mapping with kind, replication and members",
+    )?;
+    let kind = r
+        .require(&m, "kind", "add kind: postgres")
+        .and_then(|n| r.choice(n, "database.kind", "database kind", &[("postgres", ())]));
+    let replication = r
+        .require(
+            &m,
+            "replication",
+            "add replication: synchronous (no acknowledged write is lost) or replication: asynchronous",
+        )
+        .and_then(|n| {
+            r.choice(
+                n,
+                "database.replication",
+                "replication",
+                &[("synchronous", Replication::Synchronous), ("asynchronous", Replication::Asynchronous)],
+            )
+        });
+    let promote_timeout = match m.get("promote_timeout") {
+        Some(n) => r.positive_duration(n, "database.promote_timeout"),
+        None => Some(DEFAULT_PROMOTE_TIMEOUT),
+    };
+    let members = r
+        .require(&m, "members", "add one member per primary and standby region, e.g. members: { east: { dsn_env: EAST_DSN } }")
+        .and_then(|n| read_members(r, &m, n, regions));
+    kind?;
+    Some(DatabaseSpec::Postgres(PostgresSpec {
+        replication: replication?,
+        members: members?,
+        promote_timeout: promote_timeout?,
+    }))
+}
+
+fn read_members(
+    r: &mut Reader<'_>,
+    m: &Mapping<'_>,
+    node: &Node,
+    regions: Option<&Regions>,
+) -> Option<BTreeMap<String, PostgresMember>> {
+    let at = m.key("members").map_or(node.pos(), Node::pos);
+    let example = |region: &str| {
+        format!(
+            "{region}: {{ dsn_env: {}_DSN }}",
+            region.to_uppercase().replace('-', "_")
+        )
+    };
+    let entries = region_entries(
+        r,
+        node,
+        "database.members",
+        at,
+        regions,
+        "database member",
+        &example,
+    )?;
+    let mut members = BTreeMap::new();
+    let mut complete = true;
+    for entry in &entries {
+        match read_member(r, entry) {
+            Some(member) => {
+                members.insert(entry.name.clone(), member);
+            }
+            None => complete = false,
+        }
+    }
+    complete.then_some(members)
+}
+
+fn read_member(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<PostgresMember> {
+    let m = r.mapping(
+        entry.value,
+        &entry.path,
+        entry.key.pos(),
+        &MEMBER_FIELDS,
+        &["dsn"],
+        "a mapping like { dsn_env: EAST_DSN }",
+    )?;
+    let dsn = r.secret_ref(&m, "dsn", "dsn_env", "dsn_file");
+    let host = match m.get("host") {
+        Some(n) => read_host(r, &m, n).map(Some),
+        None => Some(None),
+    };
+    Some(PostgresMember {
+        dsn: dsn?,
+        host: host?,
+    })
+}
+
+fn read_host(r: &mut Reader<'_>, member: &Mapping<'_>, node: &Node) -> Option<MemberHost> {
+    let path = member.field("host");
+    let at = member.key("host").map_or(node.pos(), Node::pos);
+    let m = r.mapping(
+        node,
+        &path,
+        at,
+        &HOST_FIELDS,
+        &[],
+        "a mapping with exec and data_dir",
+    )?;
+    let exec = r
+        .require(
+            &m,
+            "exec",
+            "add the command prefix that runs a command on the member's host, e.g. exec: [ssh, db-east]",
+        )
+        .and_then(|n| argv(r, n, &m.field("exec")));
+    let data_dir = r
+        .require(
+            &m,
+            "data_dir",
+            "add the member's data directory, e.g. data_dir: /var/lib/postgresql/15/main",
+        )
+        .and_then(|n| absolute_path(r, n, &m.field("data_dir")));
+    let bin_dir = match m.get("bin_dir") {
+        Some(n) => absolute_path(r, n, &m.field("bin_dir")),
+        None => Some(PathBuf::from(DEFAULT_BIN_DIR)),
+    };
+    Some(MemberHost {
+        exec: exec?,
+        data_dir: data_dir?,
+        bin_dir: bin_dir?,
+    })
+}
+
+/// A command prefix: a non-empty list of words (numbers allowed, e.g. a port).
+fn argv(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<String>> {
+    let items = r.list(
+        node,
+        field,
+        "a command as a list of words, e.g. [ssh, db-east]",
+    )?;
+    if items.is_empty() {
+        r.error(
+            node.pos(),
+            field,
+            "is empty; write the command prefix that runs a command on the host, e.g. [ssh, db-east]",
+        );
+        return None;
+    }
+    let mut words = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match &item.value {
+            Value::Str(s) if s.is_empty() => r.error(
+                item.pos(),
+                &format!("{field}[{i}]"),
+                "is an empty word; remove it",
+            ),
+            Value::Str(s) => words.push(s.clone()),
+            Value::Int(n) => words.push(n.to_string()),
+            other => r.error(
+                item.pos(),
+                &format!("{field}[{i}]"),
+                format!("expected a word of the command, found {}", other.kind()),
+            ),
+        }
+    }
+    (words.len() == items.len()).then_some(words)
+}
+
+fn absolute_path(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<PathBuf> {
+    let text = r.text(node, field, "an absolute path")?;
+    if !text.starts_with('/') {
+        r.error(
+            node.pos(),
+            field,
+            format!("'{text}' is not an absolute path; paths on the host start with /, e.g. /var/lib/postgresql/15/main"),
+        );
+        return None;
+    }
+    Some(PathBuf::from(text))
+}

@@ -1,0 +1,536 @@
+//! Reading fields out of the located YAML tree. Every problem becomes a
+//! `PlanError` pointing at the key or value at fault; readers return `None`
+//! after recording the error, so callers simply carry on to find the next one.
+
+use std::time::Duration;
+
+use super::parse::PlanError;
+use super::raw::{Node, Value};
+use crate::duration::{parse_bytes, parse_duration};
+use crate::secret::{SecretRef, SecretSource};
+
+/// A 1-based (line, column) position in the plan file.
+pub(super) type Pos = (u64, u64);
+
+impl Node {
+    pub(super) fn pos(&self) -> Pos {
+        (self.line, self.column)
+    }
+}
+
+/// `parent.key`, or `key` at the top level.
+pub(super) fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// `a, b and c` — for listing what exists or what is allowed.
+pub(super) fn list_words<S: AsRef<str>>(words: &[S]) -> String {
+    match words {
+        [] => "none".into(),
+        [one] => one.as_ref().to_owned(),
+        [init @ .., last] => {
+            let init: Vec<&str> = init.iter().map(AsRef::as_ref).collect();
+            format!("{} and {}", init.join(", "), last.as_ref())
+        }
+    }
+}
+
+/// A mapping whose keys are a fixed set of field names.
+pub(super) struct Mapping<'n> {
+    /// Dotted path of the mapping itself (`""` for the whole plan).
+    pub path: String,
+    /// Where the mapping is named (its key), where "missing field" errors point.
+    pub at: Pos,
+    entries: &'n [(Node, Node)],
+}
+
+impl<'n> Mapping<'n> {
+    pub fn field(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    fn entry(&self, key: &str) -> Option<&'n (Node, Node)> {
+        self.entries
+            .iter()
+            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+    }
+
+    /// The value written for `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entry(key).map(|(_, v)| v)
+    }
+
+    /// Where `key` itself is written, if it is.
+    pub fn key(&self, key: &str) -> Option<&'n Node> {
+        self.entry(key).map(|(k, _)| k)
+    }
+}
+
+/// One entry of a mapping keyed by names the user chooses (regions, checks).
+pub(super) struct Entry<'n> {
+    pub name: String,
+    pub key: &'n Node,
+    pub value: &'n Node,
+    /// Dotted path of the entry, e.g. `checks.api`.
+    pub path: String,
+}
+
+pub(super) struct Reader<'s> {
+    file: String,
+    secrets: &'s dyn SecretSource,
+    pub errors: Vec<PlanError>,
+}
+
+impl<'s> Reader<'s> {
+    pub fn new(file: String, secrets: &'s dyn SecretSource) -> Self {
+        Reader {
+            file,
+            secrets,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, at: Pos, field: &str, message: impl Into<String>) {
+        // The whole document has no field name of its own.
+        let field = if field.is_empty() { "plan" } else { field };
+        self.errors.push(PlanError {
+            file: self.file.clone(),
+            line: at.0,
+            column: at.1,
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn wrong_type(&mut self, node: &Node, field: &str, expected: &str) {
+        let found = node.value.kind();
+        self.error(
+            node.pos(),
+            field,
+            format!("expected {expected}, found {found}"),
+        );
+    }
+
+    /// Opens a mapping of field names. Keys outside `allowed` are reported (with
+    /// a suggestion); keys in `refused` are left for the caller to explain.
+    pub fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        at: Pos,
+        allowed: &[&str],
+        refused: &[&str],
+        expected: &str,
+    ) -> Option<Mapping<'n>> {
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(node, path, expected);
+            return None;
+        };
+        self.repeated_keys(entries, path);
+        for (key, _) in entries {
+            let Value::Str(name) = &key.value else {
+                self.error(
+                    key.pos(),
+                    path,
+                    format!(
+                        "expected a field name, found {}; allowed here: {}",
+                        key.value.kind(),
+                        allowed.join(", ")
+                    ),
+                );
+                continue;
+            };
+            if allowed.contains(&name.as_str()) || refused.contains(&name.as_str()) {
+                continue;
+            }
+            let hint = match closest(name, allowed) {
+                Some(near) => format!(
+                    "unknown field; did you mean {near}? allowed here: {}",
+                    allowed.join(", ")
+                ),
+                None => format!("unknown field; allowed here: {}", allowed.join(", ")),
+            };
+            self.error(key.pos(), &join(path, name), hint);
+        }
+        Some(Mapping {
+            path: path.to_owned(),
+            at,
+            entries,
+        })
+    }
+
+    /// Opens a mapping keyed by names the user chose (`what` names them in errors).
+    pub fn entries<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        expected: &str,
+        what: &str,
+    ) -> Option<Vec<Entry<'n>>> {
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(node, path, expected);
+            return None;
+        };
+        self.repeated_keys(entries, path);
+        let mut named = Vec::new();
+        for (key, value) in entries {
+            match &key.value {
+                Value::Str(name) if !name.is_empty() => named.push(Entry {
+                    name: name.clone(),
+                    key,
+                    value,
+                    path: join(path, name),
+                }),
+                other => {
+                    let text = other.scalar_text().unwrap_or_default();
+                    let field = if text.is_empty() {
+                        path.to_owned()
+                    } else {
+                        join(path, &text)
+                    };
+                    self.error(
+                        key.pos(),
+                        &field,
+                        format!(
+                            "{what} names are text; found {}, write the name in quotes",
+                            other.kind()
+                        ),
+                    );
+                }
+            }
+        }
+        Some(named)
+    }
+
+    /// YAML forbids a key twice in one mapping; only the first would be read.
+    fn repeated_keys(&mut self, entries: &[(Node, Node)], path: &str) {
+        for (i, (key, _)) in entries.iter().enumerate() {
+            let Some(name) = key.value.scalar_text() else {
+                continue;
+            };
+            let first = entries[..i]
+                .iter()
+                .find(|(k, _)| k.value.scalar_text().as_ref() == Some(&name));
+            if let Some((first, _)) = first {
+                self.error(
+                    key.pos(),
+                    &join(path, &name),
+                    format!("written twice (first on line {}); keep one", first.line),
+                );
+            }
+        }
+    }
+
+    /// The value of a required field; reports it missing at the parent mapping.
+    pub fn require<'n>(&mut self, m: &Mapping<'n>, key: &str, hint: &str) -> Option<&'n Node> {
+        let found = m.get(key);
+        if found.is_none() {
+            self.error(
+                m.at,
+                &m.field(key),
+                format!("required field is missing; {hint}"),
+            );
+        }
+        found
+    }
+
+    /// Non-empty text. Numbers and booleans are refused: quoting says text was meant.
+    pub fn text<'n>(&mut self, node: &'n Node, field: &str, expected: &str) -> Option<&'n str> {
+        match &node.value {
+            Value::Str(s) if s.trim().is_empty() => {
+                self.error(node.pos(), field, format!("is empty; expected {expected}"));
+                None
+            }
+            Value::Str(s) => Some(s),
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                let found = node.value.kind();
+                self.error(
+                    node.pos(),
+                    field,
+                    format!("expected {expected}, found {found}; put it in quotes if it is meant as text"),
+                );
+                None
+            }
+            _ => {
+                self.wrong_type(node, field, expected);
+                None
+            }
+        }
+    }
+
+    /// `500ms`, `5s`, `10m`; messages come from `parse_duration`.
+    pub fn duration(&mut self, node: &Node, field: &str) -> Option<Duration> {
+        let Some(text) = scalar_number_or_text(node) else {
+            self.wrong_type(node, field, "a duration like 500ms, 5s or 10m");
+            return None;
+        };
+        parse_duration(&text)
+            .map_err(|e| self.error(node.pos(), field, e))
+            .ok()
+    }
+
+    /// A duration that must be more than zero.
+    pub fn positive_duration(&mut self, node: &Node, field: &str) -> Option<Duration> {
+        let d = self.duration(node, field)?;
+        if d.is_zero() {
+            self.error(node.pos(), field, "must be longer than 0s; write e.g. 1s");
+            return None;
+        }
+        Some(d)
+    }
+
+    /// `0`, `512KiB`, `1MiB`; messages come from `parse_bytes`.
+    pub fn bytes(&mut self, node: &Node, field: &str) -> Option<u64> {
+        let Some(text) = scalar_number_or_text(node) else {
+            self.wrong_type(node, field, "a size like 0, 512KiB or 1MiB");
+            return None;
+        };
+        parse_bytes(&text)
+            .map_err(|e| self.error(node.pos(), field, e))
+            .ok()
+    }
+
+    /// A whole number no smaller than `min`.
+    pub fn count(&mut self, node: &Node, field: &str, min: u32) -> Option<u32> {
+        let Value::Int(n) = node.value else {
+            self.wrong_type(node, field, "a whole number");
+            return None;
+        };
+        if n < i128::from(min) {
+            self.error(node.pos(), field, format!("is {n}, must be at least {min}"));
+            return None;
+        }
+        u32::try_from(n)
+            .map_err(|_| self.error(node.pos(), field, format!("{n} is too large")))
+            .ok()
+    }
+
+    pub fn flag(&mut self, node: &Node, field: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.wrong_type(node, field, "true or false");
+                None
+            }
+        }
+    }
+
+    pub fn list<'n>(&mut self, node: &'n Node, field: &str, expected: &str) -> Option<&'n [Node]> {
+        match &node.value {
+            Value::Seq(items) => Some(items),
+            _ => {
+                self.wrong_type(node, field, expected);
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of words, e.g. `synchronous` / `asynchronous`.
+    pub fn choice<T: Copy>(
+        &mut self,
+        node: &Node,
+        field: &str,
+        what: &str,
+        options: &[(&str, T)],
+    ) -> Option<T> {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let expected = format!("one of {}", names.join(", "));
+        let text = self.text(node, field, &expected)?;
+        match options.iter().find(|(n, _)| *n == text) {
+            Some((_, value)) => Some(*value),
+            None => {
+                let message = match (names.as_slice(), closest(text, &names)) {
+                    ([only], _) => {
+                        format!("unknown {what} '{text}'; only {only} is supported for now")
+                    }
+                    (_, Some(near)) => {
+                        format!(
+                            "unknown {what} '{text}'; did you mean {near}? use one of {}",
+                            names.join(", ")
+                        )
+                    }
+                    (_, None) => {
+                        format!("unknown {what} '{text}'; use one of {}", names.join(", "))
+                    }
+                };
+                self.error(node.pos(), field, message);
+                None
+            }
+        }
+    }
+
+    /// A secret given by reference: exactly one of `<env_key>` / `<file_key>`;
+    /// an inline `<inline_key>` is refused without ever echoing its value.
+    /// The reference must resolve through the `SecretSource`.
+    pub fn secret_ref(
+        &mut self,
+        m: &Mapping<'_>,
+        inline_key: &str,
+        env_key: &str,
+        file_key: &str,
+    ) -> Option<SecretRef> {
+        if let Some(key) = m.key(inline_key) {
+            self.error(
+                key.pos(),
+                &m.field(inline_key),
+                format!("secrets are never written in the plan: use {env_key} or {file_key}"),
+            );
+        }
+        let mut found = None;
+        for (key, by_env) in [(env_key, true), (file_key, false)] {
+            let Some(node) = m.get(key) else { continue };
+            let field = m.field(key);
+            if found.is_some() {
+                self.error(
+                    m.key(key).map_or(node.pos(), Node::pos),
+                    &field,
+                    format!("give one of {env_key} or {file_key}, not both"),
+                );
+                return None;
+            }
+            found = Some((node, field, by_env));
+        }
+        let Some((node, field, by_env)) = found else {
+            if m.key(inline_key).is_none() {
+                self.error(
+                    m.at,
+                    &m.field(env_key),
+                    format!(
+                        "required field is missing; add {env_key}: <VARIABLE> or {file_key}: <path>"
+                    ),
+                );
+            }
+            return None;
+        };
+        // Never echo these values: people paste the secret itself here by mistake.
+        let Value::Str(text) = &node.value else {
+            let expected = if by_env {
+                "an environment variable name"
+            } else {
+                "a file path"
+            };
+            self.wrong_type(node, &field, expected);
+            return None;
+        };
+        let reference = if by_env {
+            if !is_env_name(text) {
+                self.error(
+                    node.pos(),
+                    &field,
+                    "is not an environment variable name (letters, digits and _, e.g. EAST_DSN); \
+                     if this is the secret itself, move it into that variable or a file",
+                );
+                return None;
+            }
+            SecretRef::Env(text.clone())
+        } else {
+            if text.trim().is_empty() || text.contains('\n') {
+                self.error(
+                    node.pos(),
+                    &field,
+                    "is not a file path; write e.g. /etc/drover/secret",
+                );
+                return None;
+            }
+            SecretRef::File(text.into())
+        };
+        if let Err(message) = self.secrets.resolve(&reference) {
+            self.error(node.pos(), &field, message);
+            return None;
+        }
+        Some(reference)
+    }
+}
+
+/// Numbers are accepted where text is parsed (`ttl: 5` → "'5' has no unit").
+fn scalar_number_or_text(node: &Node) -> Option<String> {
+    match &node.value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        _ => None,
+    }
+}
+
+fn is_env_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The allowed word a typo most likely meant: one edit away for short words,
+/// two for longer ones (a swap of neighbours counts as one edit).
+pub(super) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= if c.len() <= 5 { 1 } else { 2 } && *d < c.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions, swaps.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_misses_only() {
+        let allowed = ["interval", "timeout", "http", "tcp"];
+        assert_eq!(closest("intervall", &allowed), Some("interval"));
+        assert_eq!(closest("timeuot", &allowed), Some("timeout"));
+        assert_eq!(closest("htp", &allowed), Some("http"));
+        assert_eq!(closest("retries", &allowed), None);
+        assert_eq!(closest("x", &["tcp"]), None);
+        assert_eq!(closest("wets", &["east", "west"]), Some("west"));
+        assert_eq!(closest("zone", &["role"]), None);
+        assert_eq!(closest("swtich", &["switch", "verify"]), Some("switch"));
+    }
+
+    #[test]
+    fn lists_read_like_english() {
+        assert_eq!(list_words::<&str>(&[]), "none");
+        assert_eq!(list_words(&["east"]), "east");
+        assert_eq!(
+            list_words(&["east", "west", "witness"]),
+            "east, west and witness"
+        );
+    }
+
+    #[test]
+    fn env_names() {
+        assert!(is_env_name("EAST_DSN"));
+        assert!(is_env_name("_x1"));
+        assert!(!is_env_name("1X"));
+        assert!(!is_env_name("postgres://u:pw@h/db"));
+        assert!(!is_env_name(""));
+    }
+}

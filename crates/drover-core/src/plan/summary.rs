@@ -1,0 +1,156 @@
+//! A few lines describing a valid plan, printed by `drover plan check`.
+
+use std::fmt::Write;
+
+use super::model::{Check, Plan, Probe, StepKind};
+use crate::duration::format_duration;
+
+/// One line per section, labels aligned, e.g. `  regions    east (primary), west (standby)`.
+pub fn summary(plan: &Plan) -> String {
+    let mut out = format!("plan {}: valid\n", plan.name);
+    let mut line = |label: &str, text: String| {
+        let _ = writeln!(out, "  {label:<10} {text}");
+    };
+
+    let regions: Vec<String> = plan
+        .regions
+        .iter()
+        .map(|(name, r)| format!("{name} ({})", r.role.as_str()))
+        .collect();
+    line("regions", regions.join(", "));
+
+    let pg = plan.postgres();
+    let members: Vec<&str> = pg.members.keys().map(String::as_str).collect();
+    let with_host: Vec<&str> = pg
+        .members
+        .iter()
+        .filter(|(_, m)| m.host.is_some())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let host_access = match with_host.len() {
+        0 => "no host access (rejoin is refused)".to_owned(),
+        n if n == members.len() => "host access on all".to_owned(),
+        _ => format!("host access on {}", with_host.join(", ")),
+    };
+    line(
+        "database",
+        format!(
+            "postgres, {} replication, members {}, promote timeout {}, {host_access}",
+            pg.replication.as_str(),
+            members.join(", "),
+            format_duration(pg.promote_timeout),
+        ),
+    );
+
+    let dns = plan.rfc2136();
+    let targets: Vec<String> = dns
+        .targets
+        .iter()
+        .map(|(region, ip)| format!("{region} -> {ip}"))
+        .collect();
+    line(
+        "traffic",
+        format!(
+            "rfc2136 {} in {} via {}, ttl {}, key {} ({}); {}",
+            dns.record,
+            dns.zone,
+            dns.server,
+            format_duration(dns.ttl),
+            dns.tsig.name,
+            dns.tsig.algorithm.as_str(),
+            targets.join(", "),
+        ),
+    );
+
+    let checks: Vec<String> = plan.checks.values().map(describe_check).collect();
+    line("checks", checks.join(", "));
+
+    let p = &plan.policy;
+    let mut policy = format!(
+        "quorum {}, auto failover {}, max lag {}, cooldown {}",
+        p.quorum,
+        if p.auto_failover { "on" } else { "off" },
+        format_bytes(p.max_lag_on_failover),
+        format_duration(p.cooldown),
+    );
+    if p.require_approval {
+        policy.push_str(", approval required");
+    }
+    line("policy", policy);
+
+    line(
+        "runbooks",
+        format!(
+            "failover: {}; switchover: {}",
+            steps(&plan.runbooks.failover),
+            steps(&plan.runbooks.switchover)
+        ),
+    );
+    line(
+        "objectives",
+        format!(
+            "rto {}, rpo {}",
+            format_duration(plan.objectives.rto),
+            format_duration(plan.objectives.rpo)
+        ),
+    );
+    out
+}
+
+fn describe_check(check: &Check) -> String {
+    let kind = match check.probe {
+        Probe::Http { .. } => "http",
+        Probe::Tcp { .. } => "tcp",
+        Probe::Postgres => "postgres",
+    };
+    let mut text = format!(
+        "{} ({kind}, every {}, timeout {}, {} down / {} up",
+        check.name,
+        format_duration(check.interval),
+        format_duration(check.timeout),
+        check.failure_threshold,
+        check.success_threshold,
+    );
+    if !check.per_region {
+        text.push_str(", once");
+    }
+    if !check.critical {
+        text.push_str(", not used for detection");
+    }
+    text.push(')');
+    text
+}
+
+fn steps(steps: &[StepKind]) -> String {
+    steps
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Renders a size the way plans write them: `0`, `512KiB`, `1MiB`, `1500B`.
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    if bytes == 0 {
+        return "0".into();
+    }
+    match UNITS.iter().find(|(size, _)| bytes.is_multiple_of(*size)) {
+        Some((size, unit)) => format!("{}{unit}", bytes / size),
+        None => format!("{bytes}B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_bytes;
+
+    #[test]
+    fn sizes_read_back_as_written() {
+        assert_eq!(format_bytes(0), "0");
+        assert_eq!(format_bytes(1 << 20), "1MiB");
+        assert_eq!(format_bytes(512 << 10), "512KiB");
+        assert_eq!(format_bytes(3 << 30), "3GiB");
+        assert_eq!(format_bytes(1500), "1500B");
+    }
+}
