@@ -59,6 +59,55 @@ impl Observed {
     }
 }
 
+/// Looks at the whole world once: every member, the traffic record, one round
+/// of every region's checks (concurrently), the epoch and any active run.
+pub async fn observe(plan: &Plan, journal: &dyn Journal, world: Providers<'_>) -> Result<Observed, StoreError> {
+    let regions: Vec<&str> = plan.service_regions().collect();
+    let members = join_all(regions.iter().map(|r| async move {
+        let status = world.database.member(r).await.unwrap_or_else(|e| MemberStatus::Unreachable { reason: e.message });
+        (r.to_string(), status)
+    }))
+    .await;
+    let checks = join_all(regions.iter().map(|r| async move {
+        let probes = join_all(
+            plan.checks_for(r).map(|c| async move { (c.name.clone(), world.prober.probe(c, r).await) }),
+        )
+        .await;
+        (r.to_string(), probes)
+    }))
+    .await;
+    Ok(Observed {
+        members: members.into_iter().collect(),
+        traffic: world.traffic.current().await.map_err(|e| e.message),
+        checks: checks.into_iter().collect(),
+        epoch: journal.epoch().await?,
+        active_run: journal.active().await?.map(|r| r.header.id),
+    })
+}
+
+/// Runs futures concurrently on the current task (no spawning, no extra crate).
+pub(crate) async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    out.into_iter().map(|v| v.expect("every future finished")).collect()
+}
+
 /// Why a run was not started. Shown to the user, who exits with code 2.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {

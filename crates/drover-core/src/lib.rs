@@ -3,6 +3,7 @@
 //! through provider traits, and drill arithmetic. Adapters implement the traits.
 
 pub mod check;
+pub mod detect;
 pub mod drill;
 pub mod duration;
 pub mod engine;

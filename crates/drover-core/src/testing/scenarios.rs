@@ -2,7 +2,6 @@
 //! idempotent, and a crash after any journal record resumes to the same world
 //! with exactly one promotion.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,26 +82,9 @@ pub fn engine<'a>(plan: &'a Plan, journal: &'a dyn Journal, world: &'a FakeWorld
     }
 }
 
-/// Observes the fake world the way the CLI observes the real one.
+/// Observes the fake world exactly as the CLI observes the real one.
 pub async fn observe(plan: &Plan, journal: &dyn Journal, world: &FakeWorld) -> Observed {
-    use crate::world::{Database, Prober, Traffic};
-    let mut members = BTreeMap::new();
-    let mut checks = BTreeMap::new();
-    for region in plan.service_regions() {
-        members.insert(region.to_string(), world.member(region).await.unwrap());
-        let mut results = Vec::new();
-        for check in plan.checks_for(region) {
-            results.push((check.name.clone(), world.probe(check, region).await));
-        }
-        checks.insert(region.to_string(), results);
-    }
-    Observed {
-        members,
-        traffic: world.current().await.map_err(|e| e.to_string()),
-        checks,
-        epoch: journal.epoch().await.unwrap(),
-        active_run: journal.active().await.unwrap().map(|r| r.header.id),
-    }
+    crate::engine::observe(plan, journal, Providers { database: world, traffic: world, prober: world }).await.unwrap()
 }
 
 /// For each step of each runbook: applying it twice leaves the world as applying it once.
