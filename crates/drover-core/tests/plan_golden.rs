@@ -159,3 +159,24 @@ fn netns_regions_plan_reads_as_the_lab_needs() {
     assert_eq!(east.exec[..4], ["ip", "netns", "exec", "drover-east"]);
     assert_eq!(plan.source, Path::new("tests/plans/good/lab.yaml"));
 }
+
+/// docs/plan.md shows a complete example and what `drover plan check` prints
+/// for it; both must stay true.
+#[test]
+fn documented_example_is_valid_and_summarised_as_shown() {
+    let doc = fs::read_to_string("../../docs/plan.md").unwrap();
+    let block = |after: &str, fence: &str| -> String {
+        let start = doc
+            .find(after)
+            .unwrap_or_else(|| panic!("docs/plan.md has no {after:?}"));
+        let rest = &doc[start..];
+        let open = rest.find(fence).unwrap() + fence.len();
+        let close = rest[open..].find("```").unwrap();
+        rest[open..open + close].to_owned()
+    };
+    let example = block("## A complete example", "```yaml\n");
+    let plan =
+        parse_plan(Path::new("shop.yaml"), &example, &secrets()).unwrap_or_else(|e| panic!("{e}"));
+    let shown = block("$ drover plan check shop.yaml\n", "shop.yaml\n");
+    assert_eq!(summary(&plan), shown);
+}

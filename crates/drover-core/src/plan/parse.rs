@@ -410,3 +410,195 @@ pub(super) fn region_entries<'n>(
     }
     Some(kept)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::plan::{Check, MemberHost, Policy, Probe, Replication, Runbooks};
+    use crate::secret::{Secret, SecretRef};
+
+    /// Knows every secret and remembers what it was asked.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<SecretRef>>);
+
+    impl SecretSource for Recording {
+        fn resolve(&self, reference: &SecretRef) -> Result<Secret, String> {
+            self.0.lock().unwrap().push(reference.clone());
+            Ok(Secret::new("pw"))
+        }
+    }
+
+    const PLAN: &str = "\
+name: shop
+objectives: { rto: 30s, rpo: 0s }
+regions: { east: { role: primary }, west: { role: standby }, witness: { role: witness } }
+database:
+  kind: postgres
+  replication: synchronous
+  members:
+    east: { dsn_env: EAST_DSN, host: { exec: [ssh, db-east], data_dir: /pg } }
+    west: { dsn_file: /etc/drover/west.dsn }
+traffic:
+  kind: rfc2136
+  server: 10.200.0.1:53
+  zone: app.test.
+  record: api.app.test.
+  ttl: 5s
+  tsig: { name: drover, algorithm: hmac-sha256, secret_file: /etc/drover/tsig }
+  targets: { east: 10.200.0.11, west: 10.200.0.12 }
+checks:
+  api: { http: \"http://{target}:8080/healthz\" }
+  db: { postgres: member }
+";
+
+    fn parse(text: &str) -> Result<Plan, PlanErrors> {
+        parse_plan(Path::new("plan.yaml"), text, &Recording::default())
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(text)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| format!("{}:{} {}", e.line, e.column, e.field))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_written() {
+        let plan = parse(PLAN).unwrap();
+        assert_eq!(plan.source, Path::new("plan.yaml"));
+        let pg = plan.postgres();
+        assert_eq!(pg.replication, Replication::Synchronous);
+        assert_eq!(pg.promote_timeout, Duration::from_secs(60));
+        assert_eq!(
+            pg.members["east"].host,
+            Some(MemberHost {
+                exec: vec!["ssh".into(), "db-east".into()],
+                data_dir: "/pg".into(),
+                bin_dir: "/usr/lib/postgresql/15/bin".into(),
+            })
+        );
+        assert_eq!(pg.members["west"].host, None);
+        assert_eq!(
+            pg.members["west"].dsn,
+            SecretRef::File("/etc/drover/west.dsn".into())
+        );
+        assert_eq!(
+            plan.checks["api"],
+            Check {
+                name: "api".into(),
+                probe: Probe::Http {
+                    url: "http://{target}:8080/healthz".into(),
+                    status: 200,
+                    body_contains: None
+                },
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+                failure_threshold: 3,
+                success_threshold: 2,
+                per_region: true,
+                critical: true,
+            }
+        );
+        assert_eq!(plan.checks["db"].probe, Probe::Postgres);
+        assert_eq!(plan.policy, Policy::default());
+        assert_eq!(plan.policy.max_lag_on_failover, 1 << 20);
+        assert_eq!(plan.policy.cooldown, Duration::from_secs(600));
+        assert_eq!(plan.runbooks, Runbooks::default());
+    }
+
+    #[test]
+    fn detect_with_decides_which_checks_are_critical() {
+        let plan = parse(&format!("{PLAN}policy: {{ detect_with: [db] }}\n")).unwrap();
+        assert!(!plan.checks["api"].critical);
+        assert!(plan.checks["db"].critical);
+    }
+
+    #[test]
+    fn every_secret_reference_is_checked_and_nothing_else() {
+        let secrets = Recording::default();
+        parse_plan(Path::new("plan.yaml"), PLAN, &secrets).unwrap();
+        let mut asked = secrets.0.into_inner().unwrap();
+        asked.sort_by_key(|r| r.to_string());
+        assert_eq!(
+            asked,
+            [
+                SecretRef::Env("EAST_DSN".into()),
+                SecretRef::File("/etc/drover/tsig".into()),
+                SecretRef::File("/etc/drover/west.dsn".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_come_in_file_order_whatever_order_sections_are_read_in() {
+        // policy is read after checks, but written first here.
+        let text = format!(
+            "policy: {{ detect_with: [nope] }}\n{}",
+            PLAN.replace("ttl: 5s", "ttl: 5")
+        );
+        assert_eq!(
+            errors(&text),
+            ["1:25 policy.detect_with[0]", "16:8 traffic.ttl"]
+        );
+    }
+
+    #[test]
+    fn anchors_and_merge_keys_share_settings() {
+        let text = PLAN.replace(
+            "checks:\n",
+            "x-fast: &fast { interval: 1s, timeout: 500ms }\ncheck_defaults: null\nchecks:\n",
+        );
+        // Unknown top-level keys are still refused, even as anchor holders.
+        assert_eq!(errors(&text), ["18:1 x-fast", "19:1 check_defaults"]);
+
+        let text = PLAN.replace(
+            "  db: { postgres: member }",
+            "  db: &fast { postgres: member, interval: 1s, timeout: 500ms }\n  db2: { <<: *fast, failure_threshold: 5 }\n  \
+             api2: { <<: *fast, postgres: other }",
+        );
+        // A merged field can be overridden, and the override is what is validated.
+        let errs = parse(&text).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (errs[0].field.as_str(), errs[0].line),
+            ("checks.api2.postgres", 22)
+        );
+
+        let plan =
+            parse(&text.replace("postgres: other", "postgres: member, interval: 5s")).unwrap();
+        assert_eq!(plan.checks["db2"].interval, Duration::from_secs(1));
+        assert_eq!(plan.checks["db2"].failure_threshold, 5);
+        assert_eq!(plan.checks["api2"].interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_region_with_a_bad_role_is_not_also_reported_undefined() {
+        let text = PLAN.replace("west: { role: standby }", "west: { role: replica }");
+        assert_eq!(errors(&text), ["3:51 regions.west.role"]);
+    }
+
+    #[test]
+    fn syntax_errors_stop_everything_else() {
+        let text = PLAN
+            .replace("ttl: 5s", "ttl: [5s")
+            .replace("name: shop", "name: Shop");
+        let errs = parse(&text).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "plan");
+        assert!(errs[0].message.starts_with("not valid YAML: "), "{errs:?}");
+    }
+
+    #[test]
+    fn display_is_one_line_per_error() {
+        let err = parse(&PLAN.replace("rto: 30s", "rto: soon")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "error: plan.yaml:2:20: objectives.rto: 'soon' is not a duration; write e.g. 500ms, 5s, 10m\n"
+        );
+    }
+}

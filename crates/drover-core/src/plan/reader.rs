@@ -296,9 +296,20 @@ impl<'s> Reader<'s> {
 
     /// A whole number no smaller than `min`.
     pub fn count(&mut self, node: &Node, field: &str, min: u32) -> Option<u32> {
-        let Value::Int(n) = node.value else {
-            self.wrong_type(node, field, "a whole number");
-            return None;
+        let n = match &node.value {
+            Value::Int(n) => *n,
+            Value::Str(s) if s.trim().parse::<i128>().is_ok() => {
+                self.error(
+                    node.pos(),
+                    field,
+                    format!("expected a whole number, found the text \"{s}\"; remove the quotes"),
+                );
+                return None;
+            }
+            _ => {
+                self.wrong_type(node, field, "a whole number");
+                return None;
+            }
         };
         if n < i128::from(min) {
             self.error(node.pos(), field, format!("is {n}, must be at least {min}"));
@@ -310,8 +321,16 @@ impl<'s> Reader<'s> {
     }
 
     pub fn flag(&mut self, node: &Node, field: &str) -> Option<bool> {
-        match node.value {
-            Value::Bool(b) => Some(b),
+        match &node.value {
+            Value::Bool(b) => Some(*b),
+            Value::Str(s) if s == "true" || s == "false" => {
+                self.error(
+                    node.pos(),
+                    field,
+                    format!("expected true or false, found the text \"{s}\"; remove the quotes"),
+                );
+                None
+            }
             _ => {
                 self.wrong_type(node, field, "true or false");
                 None

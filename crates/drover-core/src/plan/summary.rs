@@ -112,7 +112,7 @@ fn describe_check(check: &Check) -> String {
         check.success_threshold,
     );
     if !check.per_region {
-        text.push_str(", once");
+        text.push_str(", not per region");
     }
     if !check.critical {
         text.push_str(", not used for detection");
