@@ -75,6 +75,20 @@ pub fn parse_plan(path: &Path, text: &str, secrets: &dyn SecretSource) -> Result
     errors.sort_by_key(|e| (e.line, e.column));
     match plan {
         Some(plan) if errors.is_empty() => Ok(plan),
+        None if errors.is_empty() => {
+            // Every reader records why it gave up; reaching this is a drover bug.
+            debug_assert!(false, "plan refused without an error");
+            let file = path.display().to_string();
+            let message =
+                "drover could not read this plan but found no reason; please report it".into();
+            Err(PlanErrors(vec![PlanError {
+                file,
+                line: 1,
+                column: 1,
+                field: "plan".into(),
+                message,
+            }]))
+        }
         _ => Err(PlanErrors(errors)),
     }
 }
