@@ -1,0 +1,80 @@
+//! `fence()`: make a primary refuse writes.
+//!
+//! Why this fence is weaker than stopping the server: `default_transaction_read_only`
+//! is only a default. A client that runs `SET default_transaction_read_only = off`
+//! or `BEGIN READ WRITE` can still write, and a superuser can `ALTER SYSTEM` it
+//! back. It stops ordinary application writes (and we end every session that
+//! was open before it), which keeps the old primary readable for catch-up and
+//! `rejoin`; a hostile or misconfigured client needs the server stopped (or
+//! its network cut) instead.
+
+use std::time::Duration;
+
+use drover_core::error::ProviderError;
+
+use super::{Member, PgFailure, PostgresDatabase};
+
+/// How long to wait for a fresh session to see the reloaded setting.
+const RELOAD_WAIT: Duration = Duration::from_secs(10);
+
+const NEXT: &str = "is the primary up and is drover's role a superuser? run 'drover status'";
+
+impl PostgresDatabase {
+    /// Idempotent: fencing a fenced primary re-applies the setting and ends sessions again.
+    pub(super) async fn fence_member(&self, m: &Member) -> Result<(), ProviderError> {
+        let fail = |f: PgFailure| f.into_error(&m.region, "fence", NEXT);
+        let client = m.connect().await.map_err(fail)?;
+        let in_recovery: bool =
+            m.timed(client.query_one("SELECT pg_is_in_recovery()", &[])).await.map_err(fail)?.get(0);
+        if in_recovery {
+            // A standby refuses writes already.
+            return Ok(());
+        }
+        // ALTER SYSTEM cannot share a (implicit) transaction with other statements.
+        m.timed(client.batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")).await.map_err(fail)?;
+        m.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)?;
+        wait_for_read_only(m).await.map_err(fail)?;
+
+        let version: i32 = m
+            .timed(client.query_one("SELECT current_setting('server_version_num')::int", &[]))
+            .await
+            .map_err(fail)?
+            .get(0);
+        // From 14 on, wait (up to 5 s each) until the sessions are gone, not only signalled.
+        let terminate = if version >= 140000 { "pg_terminate_backend(pid, 5000)" } else { "pg_terminate_backend(pid)" };
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE NOT {terminate}) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        );
+        let survivors: i64 = m.timed(client.query_one(&sql, &[])).await.map_err(fail)?.get(0);
+        if survivors > 0 {
+            return Err(ProviderError::transient(format!(
+                "{} database: fence incomplete: {survivors} session(s) did not end within 5s — \
+                 they may still write; retrying",
+                m.region
+            )));
+        }
+        tracing::info!(region = %m.region, "database fenced: read-only by default, sessions ended");
+        Ok(())
+    }
+}
+
+/// Waits until a new session starts read-only: the reload has reached the postmaster.
+async fn wait_for_read_only(m: &Member) -> Result<(), PgFailure> {
+    let deadline = tokio::time::Instant::now() + RELOAD_WAIT;
+    loop {
+        let client = m.connect().await?;
+        let setting: String =
+            m.timed(client.query_one("SELECT current_setting('default_transaction_read_only')", &[])).await?.get(0);
+        if setting == "on" {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(PgFailure::transient(format!(
+                "new sessions still start writable {} after pg_reload_conf()",
+                drover_core::duration::format_duration(RELOAD_WAIT)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,100 @@
+//! `member()`: what a member is doing right now, from one fresh session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_core::error::ProviderError;
+use drover_core::world::MemberStatus;
+use tokio::task::JoinSet;
+
+use super::{Member, PgFailure, PostgresDatabase};
+
+/// A member that accepted the connection but does not answer within this is unreachable.
+const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// WAL positions as bytes, from `pg_lsn` (bigint covers 8 EiB of WAL).
+const PRIMARY_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint, \
+     current_setting('default_transaction_read_only')::bool, \
+     to_regclass('drover.epoch') IS NOT NULL";
+const STANDBY_SQL: &str = "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, \
+     (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint, \
+     extract(epoch from now() - pg_last_xact_replay_timestamp())::float8, \
+     (SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming' LIMIT 1)";
+
+impl PostgresDatabase {
+    /// Unreachable for anything retrying could fix; an error only when it cannot (e.g. a bad password).
+    pub(super) async fn status(&self, member: &Member) -> Result<MemberStatus, ProviderError> {
+        let failure = match tokio::time::timeout(OBSERVE_TIMEOUT, self.observe(member)).await {
+            Ok(Ok(status)) => return Ok(status),
+            Ok(Err(f)) => f,
+            Err(_) => PgFailure::timeout(OBSERVE_TIMEOUT, "observing"),
+        };
+        if failure.retryable {
+            Ok(MemberStatus::Unreachable { reason: failure.cause })
+        } else {
+            Err(failure.into_error(&member.region, "status", "check the member's DSN and the role's privileges"))
+        }
+    }
+
+    async fn observe(&self, member: &Member) -> Result<MemberStatus, PgFailure> {
+        let client = member.connect().await?;
+        let in_recovery: bool = member.timed(client.query_one("SELECT pg_is_in_recovery()", &[])).await?.get(0);
+        if !in_recovery {
+            let row = member.timed(client.query_one(PRIMARY_SQL, &[])).await?;
+            let (wal_lsn, read_only, has_epochs): (i64, bool, bool) = (row.get(0), row.get(1), row.get(2));
+            let epoch = if has_epochs {
+                let max: Option<i64> =
+                    member.timed(client.query_one("SELECT max(epoch) FROM drover.epoch", &[])).await?.get(0);
+                max.map(|e| e.max(0) as u64)
+            } else {
+                None
+            };
+            return Ok(MemberStatus::Primary { writable: !read_only, epoch, wal_lsn: wal_lsn.max(0) as u64 });
+        }
+        let row = member.timed(client.query_one(STANDBY_SQL, &[])).await?;
+        let replay: Option<i64> = row.get(0);
+        let receive: Option<i64> = row.get(1);
+        let behind: Option<f64> = row.get(2);
+        let upstream: Option<String> = row.get(3);
+        let replay_lsn = replay.unwrap_or(0).max(0) as u64;
+        let upstream_lsn = match self.primary_lsn_elsewhere(member, upstream.as_deref()).await {
+            Some(lsn) => Some(lsn),
+            None => receive.map(|r| r.max(0) as u64),
+        };
+        let lag_bytes = upstream_lsn.map_or(0, |u| u.saturating_sub(replay_lsn));
+        let lag_seconds = if receive == replay { 0.0 } else { behind.unwrap_or(0.0).max(0.0) };
+        Ok(MemberStatus::Standby { lag_bytes, lag_seconds, replay_lsn, upstream })
+    }
+
+    /// The current WAL position of a reachable primary among the other members:
+    /// the one this standby streams from if several claim the role, else the furthest.
+    async fn primary_lsn_elsewhere(&self, standby: &Member, upstream: Option<&str>) -> Option<u64> {
+        let mut probes = JoinSet::new();
+        for other in self.members.values().filter(|m| m.region != standby.region) {
+            let other = Arc::clone(other);
+            probes.spawn(async move {
+                let lsn = tokio::time::timeout(OBSERVE_TIMEOUT, primary_lsn(&other)).await.ok().flatten();
+                lsn.map(|lsn| (other.host_name(), lsn))
+            });
+        }
+        let mut found: Vec<(Option<String>, u64)> = Vec::new();
+        while let Some(done) = probes.join_next().await {
+            if let Ok(Some(primary)) = done {
+                found.push(primary);
+            }
+        }
+        if let Some((_, lsn)) = found.iter().find(|(host, _)| host.is_some() && host.as_deref() == upstream) {
+            return Some(*lsn);
+        }
+        found.into_iter().map(|(_, lsn)| lsn).max()
+    }
+}
+
+/// The member's current WAL position if it is a primary; None if a standby or unreachable.
+async fn primary_lsn(member: &Member) -> Option<u64> {
+    let client = member.connect().await.ok()?;
+    let sql = "SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
+               ELSE (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint END";
+    let lsn: Option<i64> = member.timed(client.query_one(sql, &[])).await.ok()?.get(0);
+    lsn.map(|l| l.max(0) as u64)
+}

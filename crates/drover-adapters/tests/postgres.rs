@@ -1,0 +1,295 @@
+//! The PostgreSQL provider against real PostgreSQL 15 servers, observed the way
+//! a user would notice: through `member()`, and through plain client sessions.
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use drover_adapters::postgres::{PostgresConfig, PostgresDatabase, PostgresMemberConfig};
+use drover_core::run::RunId;
+use drover_core::secret::Secret;
+use drover_core::world::{Database, MemberStatus};
+use pg::{Cluster, PASSWORD, Replication};
+
+/// Hang guard only: every step here takes well under a few seconds.
+async fn guard<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(90), f).await.expect("hung for 90s")
+}
+
+/// Polls `member(region)` until `done` holds; the guard bounds it.
+async fn member_until(db: &PostgresDatabase, region: &str, done: impl Fn(&MemberStatus) -> bool) -> MemberStatus {
+    loop {
+        let status = db.member(region).await.expect("member()");
+        if done(&status) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn timeline(c: &tokio_postgres::Client) -> i32 {
+    c.query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[]).await.unwrap().get(0)
+}
+
+fn lag_of(status: &MemberStatus) -> u64 {
+    match status {
+        MemberStatus::Standby { lag_bytes, .. } => *lag_bytes,
+        other => panic!("expected a standby, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn member_reports_primary_and_standby_with_lag() {
+    let cluster = Cluster::pair(Replication::Asynchronous);
+    guard(async {
+        let db = cluster.database();
+        match db.member("east").await.unwrap() {
+            MemberStatus::Primary { writable, epoch, wal_lsn } => {
+                assert!(writable, "a fresh primary accepts writes");
+                assert_eq!(epoch, None, "no drover.epoch table yet");
+                assert!(wal_lsn > 0);
+            }
+            other => panic!("east should be primary, got {other:?}"),
+        }
+        match db.member("west").await.unwrap() {
+            MemberStatus::Standby { upstream, .. } => assert_eq!(upstream.as_deref(), Some("127.0.0.1")),
+            other => panic!("west should be a standby, got {other:?}"),
+        }
+
+        let standby = cluster.client("west").await;
+        standby.batch_execute("SELECT pg_wal_replay_pause()").await.unwrap();
+        loop {
+            let state: String = standby.query_one("SELECT pg_get_wal_replay_pause_state()", &[]).await.unwrap().get(0);
+            if state == "paused" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let primary = cluster.client("east").await;
+        primary
+            .batch_execute(
+                "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 1000)",
+            )
+            .await
+            .unwrap();
+        let behind = member_until(&db, "west", |s| lag_of(s) > 0).await;
+        assert!(lag_of(&behind) > 0);
+
+        standby.batch_execute("SELECT pg_wal_replay_resume()").await.unwrap();
+        let caught_up = member_until(&db, "west", |s| lag_of(s) == 0).await;
+        match caught_up {
+            MemberStatus::Standby { lag_seconds, replay_lsn, .. } => {
+                assert_eq!(lag_seconds, 0.0);
+                assert!(replay_lsn > 0);
+            }
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stopped_member_is_unreachable_and_the_reason_hides_the_password() {
+    let cluster = Cluster::pair(Replication::Asynchronous);
+    guard(async {
+        let db = cluster.database();
+        cluster.stop("west");
+        match db.member("west").await.expect("unreachable is a status, not an error") {
+            MemberStatus::Unreachable { reason } => {
+                assert!(reason.contains("connection refused"), "reason: {reason}");
+                assert!(!reason.contains(PASSWORD), "reason leaks the password: {reason}");
+            }
+            other => panic!("a stopped member should be unreachable, got {other:?}"),
+        }
+        // The standby's lag falls back to its own receive position while the primary is down.
+        cluster.start("west");
+        cluster.stop("east");
+        let west = member_until(&db, "west", |s| matches!(s, MemberStatus::Standby { .. })).await;
+        assert!(matches!(west, MemberStatus::Standby { .. }), "{west:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_permanent_error_without_the_password() {
+    let cluster = Cluster::primary();
+    guard(async {
+        let east = cluster.node("east");
+        let wrong = "not-the-password-42";
+        let dsn = format!("host=127.0.0.1 port={} user=drover password={wrong} dbname=postgres", east.port);
+        let members =
+            BTreeMap::from([("east".to_string(), PostgresMemberConfig { dsn: Secret::new(dsn), host: None })]);
+        let db = PostgresDatabase::new(PostgresConfig::new(members)).unwrap();
+        let err = db.member("east").await.expect_err("authentication cannot be retried away");
+        assert!(!err.retryable(), "{err}");
+        assert!(err.message.contains("east database"), "{err}");
+        assert!(err.message.contains("28P01"), "names the SQL state: {err}");
+        assert!(!err.message.contains(wrong), "leaks the password: {err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fence_makes_the_primary_refuse_writes_and_ends_open_sessions() {
+    let cluster = Cluster::primary();
+    guard(async {
+        let db = cluster.database();
+        let app = cluster.client("east").await;
+        app.batch_execute("CREATE TABLE orders (id int PRIMARY KEY)").await.unwrap();
+        let before_fence = cluster.client("east").await;
+        before_fence.batch_execute("INSERT INTO orders VALUES (1)").await.unwrap();
+
+        db.fence("east").await.expect("fence");
+        db.fence("east").await.expect("fencing twice is fine");
+
+        assert!(
+            before_fence.batch_execute("INSERT INTO orders VALUES (2)").await.is_err(),
+            "a session opened before the fence must not keep writing"
+        );
+        let after = cluster.client("east").await;
+        let err = after.batch_execute("INSERT INTO orders VALUES (3)").await.expect_err("fenced: read-only");
+        assert_eq!(err.code().map(|c| c.code()), Some("25006"), "{err:?}");
+        let count: i64 = after.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
+        assert_eq!(count, 1, "reads still work on a fenced primary");
+        assert!(matches!(db.member("east").await.unwrap(), MemberStatus::Primary { writable: false, .. }));
+
+        // Promoting a fenced primary lifts the fence (switching back to it).
+        db.promote("east").await.expect("promote a fenced primary");
+        assert!(matches!(db.member("east").await.unwrap(), MemberStatus::Primary { writable: true, .. }));
+        cluster.client("east").await.batch_execute("INSERT INTO orders VALUES (4)").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fence_without_privileges_is_permanent_and_names_the_sql_state() {
+    let cluster = Cluster::primary();
+    guard(async {
+        let admin = cluster.client("east").await;
+        admin.batch_execute("CREATE ROLE app LOGIN PASSWORD 'app-pw-31'").await.unwrap();
+        let port = cluster.node("east").port;
+        let dsn = format!("host=127.0.0.1 port={port} user=app password=app-pw-31 dbname=postgres");
+        let members =
+            BTreeMap::from([("east".to_string(), PostgresMemberConfig { dsn: Secret::new(dsn), host: None })]);
+        let db = PostgresDatabase::new(PostgresConfig::new(members)).unwrap();
+        let err = db.fence("east").await.expect_err("ALTER SYSTEM needs a superuser");
+        assert!(!err.retryable(), "{err}");
+        assert!(err.message.starts_with("east database: fence failed:"), "{err}");
+        assert!(err.message.contains("42501"), "{err}");
+        assert!(!err.message.contains("app-pw-31"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn promote_makes_the_standby_a_writable_primary_once() {
+    let cluster = Cluster::pair(Replication::Asynchronous);
+    guard(async {
+        let db = cluster.database();
+        db.promote("west").await.expect("promote");
+        assert!(matches!(db.member("west").await.unwrap(), MemberStatus::Primary { writable: true, .. }));
+        let west = cluster.client("west").await;
+        west.batch_execute("CREATE TABLE after_promotion (id int); INSERT INTO after_promotion VALUES (1)")
+            .await
+            .expect("the promoted member accepts writes");
+        west.batch_execute("CHECKPOINT").await.unwrap();
+        let first = timeline(&west).await;
+        db.promote("west").await.expect("promoting a primary is a no-op");
+        west.batch_execute("CHECKPOINT").await.unwrap();
+        assert_eq!(timeline(&west).await, first, "a second promote must not start a new timeline");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn promote_with_synchronous_replication_does_not_wait_for_the_lost_standby() {
+    let cluster = Cluster::pair(Replication::Synchronous);
+    guard(async {
+        let db = cluster.database();
+        let east = cluster.client("east").await;
+        east.batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)").await.unwrap();
+        cluster.stop("east");
+        db.promote("west").await.expect("promote");
+        db.record_epoch("west", 2, &RunId("r1-sync".into())).await.expect("record epoch");
+        assert!(matches!(
+            db.member("west").await.unwrap(),
+            MemberStatus::Primary { writable: true, epoch: Some(2), .. }
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn record_epoch_is_visible_in_member_and_idempotent() {
+    let cluster = Cluster::primary();
+    guard(async {
+        let db = cluster.database();
+        let run = RunId("r1700000000000-beef".into());
+        db.record_epoch("east", 3, &run).await.expect("record");
+        db.record_epoch("east", 3, &run).await.expect("recording twice is fine");
+        assert!(matches!(db.member("east").await.unwrap(), MemberStatus::Primary { epoch: Some(3), .. }));
+        db.record_epoch("east", 4, &RunId("r2".into())).await.unwrap();
+        assert!(matches!(db.member("east").await.unwrap(), MemberStatus::Primary { epoch: Some(4), .. }));
+        let rows: i64 =
+            cluster.client("east").await.query_one("SELECT count(*) FROM drover.epoch", &[]).await.unwrap().get(0);
+        assert_eq!(rows, 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rejoin_makes_the_old_primary_follow_the_new_one() {
+    let cluster = Cluster::pair(Replication::Asynchronous);
+    guard(async {
+        let db = cluster.database();
+        cluster
+            .client("east")
+            .await
+            .batch_execute("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)")
+            .await
+            .unwrap();
+
+        // A switchover: fence, catch up, promote, rejoin.
+        db.fence("east").await.unwrap();
+        let MemberStatus::Primary { wal_lsn, .. } = db.member("east").await.unwrap() else { panic!("east is primary") };
+        member_until(&db, "west", |s| matches!(s, MemberStatus::Standby { replay_lsn, .. } if *replay_lsn >= wal_lsn))
+            .await;
+        db.promote("west").await.unwrap();
+        db.record_epoch("west", 2, &RunId("r1-switch".into())).await.unwrap();
+
+        db.rejoin("east", "west").await.unwrap_or_else(|e| panic!("rejoin: {e}\n{}", cluster.server_log("east")));
+        match db.member("east").await.unwrap() {
+            MemberStatus::Standby { .. } => {}
+            other => panic!("east should now be a standby, got {other:?}"),
+        }
+        db.rejoin("east", "west").await.expect("rejoining twice is fine");
+
+        cluster.client("west").await.batch_execute("INSERT INTO orders VALUES (2)").await.unwrap();
+        let east = cluster.client("east").await;
+        loop {
+            let n: i64 = east.query_one("SELECT count(*) FROM orders WHERE id = 2", &[]).await.unwrap().get(0);
+            if n == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let epoch: i64 = east.query_one("SELECT max(epoch) FROM drover.epoch", &[]).await.unwrap().get(0);
+        assert_eq!(epoch, 2, "the rejoined member carries the new primary's epoch");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rejoin_without_a_host_is_refused_with_a_reason() {
+    let cluster = Cluster::primary();
+    guard(async {
+        let db = cluster.database_with(|_| false);
+        let err = db.rejoin("east", "east").await.expect_err("no host, no rejoin");
+        assert!(!err.retryable());
+        assert!(err.message.starts_with("east database: rejoin refused: no host"), "{err}");
+    })
+    .await;
+}
