@@ -57,7 +57,12 @@ impl PostgresDatabase {
                 shell.run("stop the server", &stop).await?.require(region, "stop the server")?;
             }
             Some(3) => {}
-            _ => return Err(status.failure(region, "check the server", "is data_dir right in the plan?")),
+            Some(4) => return Err(status.failure(region, "check the server", "is data_dir right in the plan?")),
+            // Anything else is the way there (ssh exits 255 when it cannot connect): worth retrying.
+            _ => {
+                let e = status.failure(region, "check the server", "is the member's host reachable?");
+                return Err(ProviderError::transient(e.message));
+            }
         }
 
         // A freshly promoted primary's control file names its new timeline only after a
