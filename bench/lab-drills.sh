@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Benchmark: N lab drills (blackout of the primary region) with synchronous and
+# with asynchronous replication, 1 s checks, failure threshold 3. Prints the
+# median and range of rto_ms and of lost acknowledged writes, as a Markdown table.
+#   bench/lab-drills.sh [RUNS]        (default 5; needs root, like the lab)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${1:-5}"
+dir="${DROVER_LAB_DIR:-/tmp/drover-bench-lab}"
+out="${DROVER_BENCH_OUT:-/tmp/drover-bench}"
+scripts/setup.sh >/dev/null
+cargo build --release --quiet --bin drover
+drover="${CARGO_TARGET_DIR:-target}/release/drover"
+mkdir -p "$out"
+rm -f "$out"/*.json
+trap '"$drover" lab down --dir "$dir" >/dev/null 2>&1 || true' EXIT
+for replication in sync async; do
+  for i in $(seq 1 "$runs"); do
+    "$drover" lab down --dir "$dir" >/dev/null 2>&1 || true
+    "$drover" lab up --dir "$dir" --replication "$replication" >/dev/null
+    state="$out/state-$replication-$i"
+    rm -rf "$state"
+    if "$drover" drill --plan "$dir/plan.yaml" --state "$state" --fault blackout:east \
+        --json "$out/$replication-$i.json" >"$out/$replication-$i.log" 2>&1; then
+      echo "$replication run $i: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('rto_ms', r['rto_ms'], 'lost', r['lost_acknowledged_writes'])" "$out/$replication-$i.json")"
+    else
+      echo "$replication run $i: drill failed, see $out/$replication-$i.log"
+    fi
+  done
+done
+"$drover" lab down --dir "$dir" >/dev/null
+python3 - "$out" "$runs" <<'PY'
+import glob, json, statistics, sys, platform, os, datetime
+out, runs = sys.argv[1], sys.argv[2]
+print()
+print(f"date {datetime.date.today()}, {os.cpu_count()} cores, {platform.platform()}, {runs} runs each")
+print("| replication | rto_ms median | rto_ms range | lost writes median | lost writes range | drills |")
+print("|---|---|---|---|---|---|")
+for repl in ("sync", "async"):
+    reports = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{repl}-*.json"))]
+    rto = [r["rto_ms"] for r in reports if r["rto_ms"] is not None]
+    lost = [r["lost_acknowledged_writes"] for r in reports]
+    if not reports:
+        print(f"| {repl} | - | - | - | - | 0 |"); continue
+    rng = lambda v: f"{min(v)}–{max(v)}" if v else "-"
+    med = lambda v: f"{statistics.median(v):.0f}" if v else "-"
+    print(f"| {repl} | {med(rto)} | {rng(rto)} | {med(lost)} | {rng(lost)} | {len(reports)} |")
+PY
