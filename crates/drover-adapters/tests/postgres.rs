@@ -218,6 +218,13 @@ async fn promote_with_synchronous_replication_does_not_wait_for_the_lost_standby
             db.member("west").await.unwrap(),
             MemberStatus::Primary { writable: true, epoch: Some(2), .. }
         ));
+        // An application's ordinary commit must not wait for the standby that is gone.
+        let west = cluster.client("west").await;
+        let write = west.batch_execute("INSERT INTO t VALUES (2)");
+        tokio::time::timeout(Duration::from_secs(20), write)
+            .await
+            .expect("an application write on the promoted member hung waiting for a synchronous standby")
+            .unwrap();
     })
     .await;
 }

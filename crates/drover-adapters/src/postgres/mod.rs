@@ -43,11 +43,13 @@ pub struct PostgresConfig {
     pub members: BTreeMap<String, PostgresMemberConfig>,
     /// How long `promote` waits for the standby to accept writes (and `rejoin` for it to follow).
     pub promote_timeout: Duration,
+    /// The plan asks for synchronous replication: a rejoined standby becomes synchronous again.
+    pub synchronous: bool,
 }
 
 impl PostgresConfig {
     pub fn new(members: BTreeMap<String, PostgresMemberConfig>) -> Self {
-        PostgresConfig { members, promote_timeout: Duration::from_secs(60) }
+        PostgresConfig { members, promote_timeout: Duration::from_secs(60), synchronous: false }
     }
 }
 
@@ -55,6 +57,7 @@ impl PostgresConfig {
 pub struct PostgresDatabase {
     members: BTreeMap<String, Arc<Member>>,
     promote_timeout: Duration,
+    synchronous: bool,
 }
 
 struct Member {
@@ -87,7 +90,7 @@ impl PostgresDatabase {
             }
             members.insert(region.clone(), Arc::new(Member { region, dsn: m.dsn, config: pg, host: m.host }));
         }
-        Ok(PostgresDatabase { members, promote_timeout: config.promote_timeout })
+        Ok(PostgresDatabase { members, promote_timeout: config.promote_timeout, synchronous: config.synchronous })
     }
 
     fn member_of(&self, region: &str) -> Result<&Member, ProviderError> {

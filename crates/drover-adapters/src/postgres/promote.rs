@@ -48,6 +48,10 @@ impl PostgresDatabase {
                 )));
             }
             tracing::info!(region = %region, "database promoted");
+            // Its synchronous standby (if any) was the old primary, which is gone or about to
+            // rejoin: waiting for it would hang every write. `rejoin` restores synchronous mode.
+            m.timed(client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''")).await.map_err(fail)?;
+            m.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)?;
         }
         let (_, read_only) = role(m, &client).await.map_err(fail)?;
         if read_only {

@@ -32,7 +32,7 @@ impl PostgresDatabase {
         if let MemberStatus::Standby { upstream: Some(up), .. } = self.status(old).await?
             && Some(&up) == new.host_name().as_ref()
         {
-            return Ok(());
+            return self.restore_synchronous(new).await;
         }
         match self.status(new).await? {
             MemberStatus::Primary { .. } => {}
@@ -109,7 +109,19 @@ impl PostgresDatabase {
         let start = [pg_ctl.as_str(), "-D", &data_dir, "-l", &log, "start", "-w", "-t", "120"];
         shell.run("start the server", &start).await?.require(region, "start the server")?;
         tracing::info!(region, primary = %new.region, "old primary restarted as a standby");
-        self.wait_in_recovery(old).await
+        self.wait_in_recovery(old).await?;
+        self.restore_synchronous(new).await
+    }
+
+    /// In a synchronous plan, the new primary waits for a standby again once one follows it.
+    async fn restore_synchronous(&self, primary: &Member) -> Result<(), ProviderError> {
+        if !self.synchronous {
+            return Ok(());
+        }
+        let fail = |f: super::PgFailure| f.into_error(&primary.region, "restore synchronous replication", "run 'drover status'");
+        let client = primary.connect().await.map_err(fail)?;
+        primary.timed(client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")).await.map_err(fail)?;
+        primary.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)
     }
 
     async fn wait_in_recovery(&self, m: &Member) -> Result<(), ProviderError> {
