@@ -1,0 +1,154 @@
+//! Where everything in the lab is: fixed names and addresses, and the files under the lab dir.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_DIR: &str = "/tmp/drover-lab";
+/// The bridge in the root namespace (the hub, where users and the probe are).
+pub const BRIDGE: &str = "drover0";
+pub const HUB_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+pub const PREFIX_LEN: u8 = 24;
+pub const SUBNET: &str = "10.200.0.0/24";
+pub const PG_PORT: u16 = 5432;
+pub const APP_PORT: u16 = 8080;
+pub const DNS_PORT: u16 = 53;
+pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+pub const ZONE: &str = "app.test.";
+pub const RECORD: &str = "api.app.test.";
+pub const TSIG_KEY_NAME: &str = "drover";
+/// The OS user PostgreSQL runs as (it refuses root).
+pub const PG_OS_USER: &str = "postgres";
+/// The database superuser the lab creates; its password is random per lab.
+pub const PG_SUPERUSER: &str = "drover";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Primary,
+    Standby,
+    Witness,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Standby => "standby",
+            Role::Witness => "witness",
+        }
+    }
+}
+
+/// One region of the lab as it is created.
+#[derive(Clone, Copy, Debug)]
+pub struct RegionSpec {
+    pub name: &'static str,
+    pub role: Role,
+    pub address: Ipv4Addr,
+}
+
+impl RegionSpec {
+    pub fn namespace(&self) -> String {
+        namespace(self.name)
+    }
+    /// The hub's end of the region's veth pair (at most 15 characters).
+    pub fn veth(&self) -> String {
+        format!("drv-{}", self.name)
+    }
+    /// True for regions that run the service (a database and the app).
+    pub fn serves(&self) -> bool {
+        self.role != Role::Witness
+    }
+}
+
+pub const REGIONS: [RegionSpec; 3] = [
+    RegionSpec { name: "east", role: Role::Primary, address: Ipv4Addr::new(10, 200, 0, 11) },
+    RegionSpec { name: "west", role: Role::Standby, address: Ipv4Addr::new(10, 200, 0, 12) },
+    RegionSpec { name: "witness", role: Role::Witness, address: Ipv4Addr::new(10, 200, 0, 13) },
+];
+
+pub fn namespace(region: &str) -> String {
+    format!("drover-{region}")
+}
+
+/// The region named `name`, or a refusal that lists the lab's regions.
+pub fn region(name: &str) -> Result<&'static RegionSpec, crate::LabError> {
+    REGIONS.iter().find(|r| r.name == name).ok_or_else(|| {
+        crate::LabError::refused(format!("unknown region '{name}': the lab's regions are east, west and witness"))
+    })
+}
+
+/// The region that serves and is not `name` (east <-> west).
+pub fn other_service_region(name: &str) -> Option<&'static RegionSpec> {
+    REGIONS.iter().find(|r| r.serves() && r.name != name)
+}
+
+/// The files of one lab, all under one directory.
+#[derive(Clone, Debug)]
+pub struct LabDir {
+    root: PathBuf,
+}
+
+impl LabDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LabDir { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// Present in every lab dir: `down` removes only directories that have it.
+    pub fn marker(&self) -> PathBuf {
+        self.root.join(".drover-lab")
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("lab.json")
+    }
+    pub fn plan(&self) -> PathBuf {
+        self.root.join("plan.yaml")
+    }
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.root.join("supervisor.log")
+    }
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("supervisor.sock")
+    }
+    pub fn secrets(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+    pub fn dsn_file(&self, region: &str) -> PathBuf {
+        self.secrets().join(format!("{region}.dsn"))
+    }
+    pub fn tsig_key(&self) -> PathBuf {
+        self.secrets().join("tsig.key")
+    }
+    /// Owned by the postgres OS user: the data dir, its socket dir and its region settings.
+    pub fn region_dir(&self, region: &str) -> PathBuf {
+        self.root.join(region)
+    }
+    pub fn pgdata(&self, region: &str) -> PathBuf {
+        self.region_dir(region).join("pgdata")
+    }
+    /// Settings that differ per region, included by `postgresql.conf` as `../region.conf`, so
+    /// pg_basebackup and pg_rewind (which copy the data dir) never carry them across.
+    pub fn region_conf(&self, region: &str) -> PathBuf {
+        self.region_dir(region).join("region.conf")
+    }
+    pub fn pg_socket_dir(&self, region: &str) -> PathBuf {
+        self.region_dir(region).join("run")
+    }
+    pub fn pg_log(&self, region: &str) -> PathBuf {
+        self.region_dir(region).join("postgres.log")
+    }
+    pub fn app_log(&self, region: &str) -> PathBuf {
+        self.root.join(format!("app-{region}.log"))
+    }
+    pub fn knot_dir(&self) -> PathBuf {
+        self.root.join("knot")
+    }
+    pub fn knot_conf(&self) -> PathBuf {
+        self.knot_dir().join("knot.conf")
+    }
+    pub fn knot_log(&self) -> PathBuf {
+        self.knot_dir().join("knotd.log")
+    }
+}

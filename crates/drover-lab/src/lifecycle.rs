@@ -1,0 +1,403 @@
+//! `up` and `down`: building a whole lab, and leaving nothing of it behind.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::layout::{APP_PORT, DNS_PORT, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role};
+use crate::state::{LabState, Replication};
+use crate::status::http_get;
+use crate::{LabError, knot, net, plan_file, postgres, supervisor, sys};
+
+/// Hang guard for each readiness wait of `up` (each is usually well under a few seconds).
+const READY_GUARD: Duration = Duration::from_secs(90);
+
+/// A lab that came up.
+#[derive(Debug)]
+pub struct Up {
+    pub dir: PathBuf,
+    pub plan: PathBuf,
+    pub replication: Replication,
+    pub took: Duration,
+    /// Host settings that may hurt the lab, for the person to fix.
+    pub warnings: Vec<String>,
+}
+
+impl Up {
+    pub fn summary(&self) -> String {
+        let dir_arg = if self.dir == Path::new(crate::DEFAULT_DIR) {
+            String::new()
+        } else {
+            format!(" --dir {}", self.dir.display())
+        };
+        let mut out = format!(
+            "lab up in {:.1} s at {} ({} replication)\n",
+            self.took.as_secs_f64(),
+            self.dir.display(),
+            self.replication.as_str()
+        );
+        for r in &REGIONS {
+            let what = match r.role {
+                Role::Primary => format!("postgres primary :5432, app :{APP_PORT}"),
+                Role::Standby => format!("postgres standby :5432 (streaming), app :{APP_PORT}"),
+                Role::Witness => "witness (no service)".into(),
+            };
+            out.push_str(&format!("  {:<8} {:<12} netns drover-{:<8} {what}\n", r.name, r.address, r.name));
+        }
+        let primary = REGIONS.iter().find(|r| r.role == Role::Primary).expect("a primary");
+        out.push_str(&format!(
+            "  {:<8} {:<12} Knot DNS :{DNS_PORT}, {RECORD} -> {} (TSIG key drover)\n",
+            "hub", HUB_ADDRESS, primary.address
+        ));
+        out.push_str(&format!("plan: {}\n", self.plan.display()));
+        out.push_str("next:\n");
+        out.push_str(&format!("  drover status --plan {}\n", self.plan.display()));
+        out.push_str(&format!("  drover drill --plan {} --fault blackout:east\n", self.plan.display()));
+        out.push_str(&format!("  drover lab status{dir_arg}    drover lab fault blackout east{dir_arg}    drover lab heal east{dir_arg}\n"));
+        out.push_str(&format!("  drover lab down{dir_arg}\n"));
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+        out
+    }
+}
+
+/// The absolute form of a lab dir as given on the command line.
+pub fn absolute(dir: &Path) -> PathBuf {
+    if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().map(|c| c.join(dir)).unwrap_or_else(|_| dir.to_path_buf())
+    }
+}
+
+/// Builds the lab at `dir` and returns once every part answers; the lab keeps running under
+/// its supervisor after this returns.
+pub async fn up(dir: &Path, replication: Replication) -> Result<Up, LabError> {
+    sys::require_root()?;
+    sys::require_tools()?;
+    let started = Instant::now();
+    let lab = LabDir::new(absolute(dir));
+    refuse_if_up(&lab)?;
+    make_dir(&lab)?;
+    let warnings = net::bridge_filter_warnings();
+    let partly = |e: LabError| {
+        LabError::failed(format!(
+            "{e}\nthe lab is partly up; logs are in {root} (supervisor.log, east/postgres.log, west/postgres.log, knot/knotd.log); \
+             remove it with 'drover lab down --dir {root}'",
+            root = lab.root().display()
+        ))
+    };
+    build(&lab, replication).await.map_err(partly)?;
+    Ok(Up {
+        dir: lab.root().to_path_buf(),
+        plan: lab.plan(),
+        replication,
+        took: started.elapsed(),
+        warnings,
+    })
+}
+
+fn refuse_if_up(lab: &LabDir) -> Result<(), LabError> {
+    let running = running_supervisors();
+    let leftovers = net::leftovers();
+    if running.is_empty() && leftovers.is_empty() {
+        return Ok(());
+    }
+    let mut what = leftovers;
+    what.extend(running.iter().map(|d| format!("supervisor for {}", d.display())));
+    let down_dir = running.first().cloned().unwrap_or_else(|| lab.root().to_path_buf());
+    let dir_arg = if down_dir == Path::new(crate::DEFAULT_DIR) { String::new() } else { format!(" --dir {}", down_dir.display()) };
+    Err(LabError::refused(format!(
+        "a lab is already up on this machine ({}); only one can exist at a time: run 'drover lab down{dir_arg}' first",
+        what.join(", ")
+    )))
+}
+
+/// Lab dirs that have a live supervisor.
+fn running_supervisors() -> Vec<PathBuf> {
+    sys::processes_mentioning("lab supervise")
+        .into_iter()
+        .filter_map(|pid| {
+            let cmd = sys::cmdline(pid);
+            let dir = cmd.split_once("--dir ")?.1.trim();
+            Some(PathBuf::from(dir))
+        })
+        .collect()
+}
+
+fn make_dir(lab: &LabDir) -> Result<(), LabError> {
+    let root = lab.root();
+    if root.exists() {
+        if lab.marker().exists() {
+            // A lab that is no longer up left it behind.
+            std::fs::remove_dir_all(root).map_err(|e| LabError::failed(format!("{}: {e}", root.display())))?;
+        } else if std::fs::read_dir(root).map(|mut d| d.next().is_some()).unwrap_or(true) {
+            return Err(LabError::refused(format!(
+                "{} exists and is not a drover lab directory; choose an empty or new --dir",
+                root.display()
+            )));
+        }
+    }
+    sys::create_dir(root, 0o755)?;
+    sys::write_file(&lab.marker(), "drover lab directory: 'drover lab down' removes it\n")?;
+    // PostgreSQL runs as the postgres OS user, which must reach its data dir under this one.
+    let reachable = Command::new(sys::tool("runuser"))
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(root)
+        .current_dir("/")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !reachable {
+        let _ = std::fs::remove_dir_all(root);
+        return Err(LabError::refused(format!(
+            "the postgres OS user cannot reach {} (a parent directory is private); choose a --dir under /tmp",
+            root.display()
+        )));
+    }
+    sys::create_dir(&lab.secrets(), 0o700)
+}
+
+async fn build(lab: &LabDir, replication: Replication) -> Result<(), LabError> {
+    net::create()?;
+
+    let password = sys::random_hex(16)?;
+    for r in REGIONS.iter().filter(|r| r.serves()) {
+        sys::write_private(&lab.dsn_file(r.name), &postgres::dsn(r.address, &password))?;
+    }
+    let tsig = knot::generate_tsig_secret()?;
+    sys::write_private(&lab.tsig_key(), &tsig)?;
+    knot::prepare(lab, &tsig)?;
+    sys::write_file(&lab.plan(), &plan_file::plan_yaml(lab, replication))?;
+    LabState::new(lab, replication).write(lab)?;
+
+    for r in REGIONS.iter().filter(|r| r.serves()) {
+        postgres::prepare_region(lab, r.name, r.address, replication)?;
+    }
+    let primary = REGIONS.iter().find(|r| r.role == Role::Primary).expect("a primary");
+    let standby = REGIONS.iter().find(|r| r.role == Role::Standby).expect("a standby");
+    postgres::initdb(lab, primary.name, &password)?;
+
+    spawn_supervisor(lab)?;
+
+    let primary_dsn = postgres::dsn(primary.address, &password);
+    let client = postgres::wait_connect(&primary_dsn, READY_GUARD).await.map_err(|e| {
+        LabError::failed(format!(
+            "{} database did not accept connections: {e}; its log ends:\n{}",
+            primary.name,
+            sys::tail(&lab.pg_log(primary.name), 15)
+        ))
+    })?;
+    postgres::create_app_table(&client)
+        .await
+        .map_err(|e| LabError::failed(format!("{} database: creating lab_writes: {e}", primary.name)))?;
+
+    postgres::basebackup(lab, standby.name, primary.address, &password)?;
+    supervisor::request(lab, &format!("start postgres-{}", standby.name))?;
+    wait_streaming(lab, &client, standby.name, replication).await?;
+
+    wait_dns(primary.address.into()).await?;
+    for r in REGIONS.iter().filter(|r| r.serves()) {
+        wait_app(lab, r.name, r.address.into()).await?;
+    }
+    Ok(())
+}
+
+/// Starts `drover lab supervise` in its own session, detached from this process.
+fn spawn_supervisor(lab: &LabDir) -> Result<(), LabError> {
+    let exe = std::env::current_exe().map_err(|e| LabError::failed(format!("cannot find the drover binary: {e}")))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(lab.supervisor_log())
+        .map_err(|e| LabError::failed(format!("{}: {e}", lab.supervisor_log().display())))?;
+    let err = log.try_clone().map_err(|e| LabError::failed(e.to_string()))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["lab", "supervise", "--dir"])
+        .arg(lab.root())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err);
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    cmd.spawn().map_err(|e| LabError::failed(format!("cannot start the lab supervisor: {e}")))?;
+    // Wait for its control socket, so later requests reach it.
+    let started = Instant::now();
+    while supervisor::request(lab, "ping").is_err() {
+        if started.elapsed() > READY_GUARD {
+            return Err(LabError::failed(format!(
+                "the lab supervisor did not start; its log ends:\n{}",
+                sys::tail(&lab.supervisor_log(), 15)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+async fn wait_streaming(
+    lab: &LabDir,
+    primary: &tokio_postgres::Client,
+    standby: &str,
+    replication: Replication,
+) -> Result<(), LabError> {
+    let want_sync = replication == Replication::Synchronous;
+    let started = Instant::now();
+    let mut last = String::from("not connected");
+    while started.elapsed() < READY_GUARD {
+        match postgres::replication_of(primary, standby).await {
+            Ok(Some((state, sync))) if state == "streaming" && (!want_sync || sync == "sync") => return Ok(()),
+            Ok(Some((state, sync))) => last = format!("{state}, {sync}"),
+            Ok(None) => last = "not connected".into(),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(LabError::failed(format!(
+        "{standby} database is not streaming from the primary after {}s ({last}); its log ends:\n{}",
+        READY_GUARD.as_secs(),
+        sys::tail(&lab.pg_log(standby), 15)
+    )))
+}
+
+async fn wait_dns(expected: IpAddr) -> Result<(), LabError> {
+    let server = SocketAddr::new(HUB_ADDRESS.into(), DNS_PORT);
+    let started = Instant::now();
+    loop {
+        let last = match drover_adapters::dns::resolve(server, RECORD).await {
+            Ok((addresses, _)) if addresses.contains(&expected) => return Ok(()),
+            Ok((addresses, _)) => format!("it answers {addresses:?}"),
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() > READY_GUARD {
+            return Err(LabError::failed(format!("Knot DNS on {server} does not answer {RECORD} with {expected}: {last}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_app(lab: &LabDir, region: &str, address: IpAddr) -> Result<(), LabError> {
+    let addr = SocketAddr::new(address, APP_PORT);
+    let started = Instant::now();
+    loop {
+        let last = match http_get(addr, "/healthz", Duration::from_secs(1)).await {
+            Ok((200, _)) => return Ok(()),
+            Ok((code, body)) => format!("{code} {}", body.trim()),
+            Err(e) => e,
+        };
+        if started.elapsed() > READY_GUARD {
+            return Err(LabError::failed(format!(
+                "{region} app on {addr} is not healthy: {last}; its log ends:\n{}",
+                sys::tail(&lab.app_log(region), 10)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What `down` removed; empty when nothing of a lab was there.
+#[derive(Debug, Default)]
+pub struct Downed {
+    pub removed: Vec<String>,
+    /// Things a person should know (e.g. a directory left in place).
+    pub notes: Vec<String>,
+}
+
+impl Downed {
+    pub fn summary(&self, dir: &Path) -> String {
+        let mut out = if self.removed.is_empty() {
+            format!("no lab was up at {}; nothing to do\n", dir.display())
+        } else {
+            format!("lab down: removed {}\n", self.removed.join(", "))
+        };
+        for n in &self.notes {
+            out.push_str(&format!("note: {n}\n"));
+        }
+        out
+    }
+}
+
+/// Stops everything the lab at `dir` started and removes its network and directory.
+/// Safe to run any number of times.
+pub fn down(dir: &Path) -> Result<Downed, LabError> {
+    sys::require_root()?;
+    let lab = LabDir::new(absolute(dir));
+    let root = lab.root().to_path_buf();
+    let needle = root.to_string_lossy().into_owned();
+    let mut removed = Vec::new();
+    let mut notes = Vec::new();
+
+    let mut supervisors: Vec<u32> = LabState::read(&lab).ok().and_then(|s| s.supervisor).filter(|p| sys::alive(*p)).into_iter().collect();
+    for pid in sys::processes_mentioning("lab supervise") {
+        if sys::cmdline(pid).contains(&needle) && !supervisors.contains(&pid) {
+            supervisors.push(pid);
+        }
+    }
+    for pid in &supervisors {
+        let _ = sys::signal(*pid, Signal::SIGTERM);
+    }
+    // The supervisor gives its children 10 s before SIGKILL; give it a little more.
+    if !wait_gone(&supervisors, Duration::from_secs(15)) {
+        for pid in &supervisors {
+            let _ = sys::signal(*pid, Signal::SIGKILL);
+        }
+    }
+    if !supervisors.is_empty() {
+        removed.push("supervisor".to_string());
+    }
+
+    // Whatever else runs from this lab: servers started outside the supervisor (pg_ctl through
+    // the plan's host exec), and anything left inside the namespaces.
+    let mut stray = sys::processes_mentioning(&needle);
+    for r in &REGIONS {
+        if net::namespace_exists(&r.namespace())
+            && let Ok(out) = sys::run("ip", &["netns", "pids", &r.namespace()])
+        {
+            stray.extend(out.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    stray.sort_unstable();
+    stray.dedup();
+    if !stray.is_empty() {
+        for pid in &stray {
+            let _ = sys::signal(*pid, Signal::SIGCONT);
+            let _ = sys::signal(*pid, Signal::SIGTERM);
+        }
+        if !wait_gone(&stray, Duration::from_secs(5)) {
+            for pid in &stray {
+                let _ = sys::signal(*pid, Signal::SIGKILL);
+            }
+            wait_gone(&stray, Duration::from_secs(5));
+        }
+        removed.push(format!("{} other process(es)", stray.len()));
+    }
+
+    removed.extend(net::remove());
+
+    if lab.marker().exists() {
+        std::fs::remove_dir_all(&root).map_err(|e| LabError::failed(format!("{}: cannot remove: {e}", root.display())))?;
+        removed.push(root.display().to_string());
+    } else if root.exists() {
+        notes.push(format!("{} is not a drover lab directory; left in place", root.display()));
+    }
+    Ok(Downed { removed, notes })
+}
+
+fn wait_gone(pids: &[u32], guard: Duration) -> bool {
+    let started = Instant::now();
+    while pids.iter().any(|p| sys::alive(*p)) {
+        if started.elapsed() > guard {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}

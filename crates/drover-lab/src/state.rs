@@ -1,0 +1,141 @@
+//! `lab.json`: what a lab is made of and which processes run it. `up` writes it first; from
+//! then on only the supervisor writes it (whole-file replace, so readers never see half).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::LabError;
+use crate::layout::{BRIDGE, DNS_PORT, HUB_ADDRESS, LabDir, REGIONS, Role};
+use crate::sys;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replication {
+    Synchronous,
+    Asynchronous,
+}
+
+impl Replication {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replication::Synchronous => "synchronous",
+            Replication::Asynchronous => "asynchronous",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LabState {
+    pub dir: PathBuf,
+    pub replication: Replication,
+    pub plan: PathBuf,
+    pub hub: HubState,
+    pub regions: Vec<RegionState>,
+    /// The supervisor's pid once it runs.
+    pub supervisor: Option<u32>,
+    /// Processes the supervisor started, by service name (`knot`, `postgres-east`, `app-west`, ...).
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceState>,
+    pub created_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HubState {
+    pub bridge: String,
+    pub address: Ipv4Addr,
+    pub dns: SocketAddr,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegionState {
+    pub name: String,
+    /// The role the lab created it with; the database may since have moved (see `lab status`).
+    pub role: Role,
+    pub namespace: String,
+    pub address: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// Set while the process runs.
+    pub pid: Option<u32>,
+    pub starts: u32,
+    /// How the last run ended, e.g. `killed by SIGKILL`.
+    pub last_exit: Option<String>,
+}
+
+impl LabState {
+    pub fn new(dir: &LabDir, replication: Replication) -> LabState {
+        LabState {
+            dir: dir.root().to_path_buf(),
+            replication,
+            plan: dir.plan(),
+            hub: HubState {
+                bridge: BRIDGE.into(),
+                address: HUB_ADDRESS,
+                dns: SocketAddr::new(HUB_ADDRESS.into(), DNS_PORT),
+            },
+            regions: REGIONS
+                .iter()
+                .map(|r| RegionState {
+                    name: r.name.into(),
+                    role: r.role,
+                    namespace: r.namespace(),
+                    address: r.address,
+                })
+                .collect(),
+            supervisor: None,
+            services: BTreeMap::new(),
+            created_ms: sys::now_ms(),
+        }
+    }
+
+    pub fn read(dir: &LabDir) -> Result<LabState, LabError> {
+        let path = dir.state_file();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            LabError::refused(format!(
+                "no lab at {} ({}: {e}); start one with 'drover lab up'",
+                dir.root().display(),
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| LabError::failed(format!("{}: not a lab state file: {e}", path.display())))
+    }
+
+    pub fn write(&self, dir: &LabDir) -> Result<(), LabError> {
+        let path = dir.state_file();
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(self).expect("lab state serializes");
+        sys::write_file(&tmp, &text)?;
+        std::fs::rename(&tmp, &path).map_err(|e| LabError::failed(format!("{}: {e}", path.display())))
+    }
+
+    pub fn supervisor_alive(&self) -> bool {
+        self.supervisor.is_some_and(sys::alive)
+    }
+}
+
+/// A lab that is up, as the drill and the fault commands use it.
+pub struct Lab {
+    pub(crate) dir: LabDir,
+    pub state: LabState,
+}
+
+impl Lab {
+    pub fn load(dir: &Path) -> Result<Lab, LabError> {
+        let dir = LabDir::new(dir);
+        let state = LabState::read(&dir)?;
+        Ok(Lab { dir, state })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.root()
+    }
+
+    pub fn plan(&self) -> &Path {
+        &self.state.plan
+    }
+}
