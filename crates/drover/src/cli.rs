@@ -1,0 +1,118 @@
+//! The command line: what each command is for, and how they map to code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+#[derive(Parser)]
+#[command(
+    name = "drover",
+    version,
+    about = "Disaster recovery for services running in two or more regions",
+    long_about = "drover protects one service per plan file: it watches every region, fails over as one \
+                  journaled, fenced, resumable run (fence the old primary, promote the database, switch \
+                  traffic, verify), and proves it with drills that measure RTO and lost writes.\n\n\
+                  Start with 'drover plan check PLAN', then 'drover status --plan PLAN'. \
+                  To see it all on this machine: 'drover lab up' then 'drover drill --plan /tmp/drover-lab/plan.yaml --fault blackout:east'.",
+    after_help = "Exit codes: 0 success, 1 the operation failed or paused (the message says how to continue), \
+                  2 bad input or a refusal (nothing was changed)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct PlanArgs {
+    /// The plan file (YAML); see docs/plan.md.
+    #[arg(long, short = 'p', value_name = "PLAN")]
+    pub plan: PathBuf,
+    /// Where the journal lives [default: .drover/ beside the plan file].
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a plan file and summarize it.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Show each region: role, database state and lag, where traffic points, check results.
+    Status {
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Unplanned move of the primary to REGION: fence the old primary (best effort), promote, switch traffic, verify.
+    Failover(commands::run::MoveArgs),
+    /// Planned move with zero data loss: stop writes, wait for the standby to catch up, promote, switch,
+    /// verify, and make the old primary a standby of the new one.
+    Switchover(commands::run::MoveArgs),
+    /// List runs ('drover runs --plan PLAN'), or show one run's steps ('drover runs show RUN --plan PLAN').
+    Runs(commands::run::RunsArgs),
+    /// Continue a paused or interrupted run from its first unfinished step.
+    Resume {
+        /// The run id ('drover runs' lists them).
+        run: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// End a paused or interrupted run without changing the world further.
+    Abort {
+        run: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Recorded in the journal.
+        #[arg(long, default_value = "aborted by operator")]
+        reason: String,
+    },
+    /// Inject a real fault, detect it with the plan's checks, fail over, and measure RTO and lost writes.
+    Drill(commands::drill::DrillArgs),
+    /// Real regions on this machine (network namespaces, PostgreSQL, Knot DNS) for drills and demos.
+    #[command(subcommand)]
+    Lab(commands::lab::LabCommand),
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Parse and validate PLAN: errors name file:line:column and the field (exit 2); a valid plan is summarized.
+    Check {
+        /// The plan file.
+        plan: PathBuf,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Plan(PlanCommand::Check { plan, output }) => commands::plan::check(&plan, output),
+        Command::Status { plan, output } => commands::status::run(&plan, output),
+        Command::Failover(args) => commands::run::start(drover_core::run::RunKind::Failover, args),
+        Command::Switchover(args) => commands::run::start(drover_core::run::RunKind::Switchover, args),
+        Command::Runs(args) => commands::run::runs(args),
+        Command::Resume { run, plan } => commands::run::resume(&run, &plan),
+        Command::Abort { run, plan, reason } => commands::run::abort(&run, &plan, &reason),
+        Command::Drill(args) => commands::drill::run(args),
+        Command::Lab(cmd) => commands::lab::run(cmd),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

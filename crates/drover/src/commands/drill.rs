@@ -1,0 +1,202 @@
+//! `drover drill`: a real fault, detection by the plan's checks, a failover,
+//! and what a client saw — measured by the probe in the hub.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use drover_core::detect;
+use drover_core::drill::{DrillObjectives, DrillReport, Measurement, Objective, Timeline, measure};
+use drover_core::engine::{self, now_ms};
+use drover_core::plan::StepKind;
+use drover_core::run::{Entry, Record, RunKind, RunState};
+use drover_core::duration::parse_duration;
+
+use crate::cli::PlanArgs;
+use crate::commands::run::{Progress, engine_failure};
+use crate::commands::{Failure, finish, runtime};
+use crate::wiring::Context;
+
+#[derive(clap::Args)]
+pub struct DrillArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// The fault to inject, as KIND:REGION. Kinds: blackout (drop all traffic), kill (SIGKILL the
+    /// region's database), pause (SIGSTOP it), partition (cut it from the other service region).
+    #[arg(long, value_name = "KIND:REGION")]
+    pub fault: String,
+    /// Write the JSON report here (stable field names; see docs/drill.md).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a Markdown report here.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// The lab directory that owns the regions [default: the plan's directory].
+    #[arg(long, value_name = "DIR")]
+    pub lab: Option<PathBuf>,
+    /// How long writes must succeed again before the drill ends.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Give up detecting the fault after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub detect_timeout: Duration,
+    /// Milliseconds between the probe's numbered writes.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub write_interval: Duration,
+    /// Port of the service behind the traffic record (the lab app listens on 8080).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+}
+
+pub fn run(args: DrillArgs) -> ExitCode {
+    finish(runtime().block_on(drill(args)))
+}
+
+async fn drill(args: DrillArgs) -> Result<(), Failure> {
+    let (kind, region) = args
+        .fault
+        .split_once(':')
+        .ok_or_else(|| Failure::input(format!("--fault {}: write KIND:REGION, e.g. blackout:east", args.fault)))?;
+    let fault = drover_lab::Fault::parse(kind, region, None).map_err(Failure::input)?;
+    let cx = Context::open(&args.plan)?;
+    let lab_dir = args.lab.clone().unwrap_or_else(|| cx.plan_dir());
+    let lab = drover_lab::Lab::load(&lab_dir).map_err(|e| {
+        Failure::input(format!("{}: not a running lab ({e}); start one with 'drover lab up' or pass --lab DIR", lab_dir.display()))
+    })?;
+
+    let observed = cx.observe().await?;
+    let from = observed.current_primary(&cx.plan).to_string();
+    if region != from {
+        return Err(Failure::input(format!(
+            "--fault {}: the drill measures losing the primary, which is {from}; use --fault {kind}:{from}",
+            args.fault
+        )));
+    }
+    let to = cx
+        .plan
+        .service_regions()
+        .find(|r| *r != from)
+        .ok_or_else(|| Failure::input("the plan has no standby region to fail over to"))?
+        .to_string();
+    // Refuse before touching anything: same gates as a failover.
+    engine::plan_run(&cx.plan, RunKind::Failover, &to, &observed, "drill")
+        .map_err(|r| Failure::input(format!("drill refused: {r}")))?;
+
+    let traffic = cx.plan.rfc2136();
+    let probe = drover_lab::probe::Probe::start(drover_lab::probe::ProbeConfig {
+        dns_server: traffic.server,
+        name: traffic.record.clone(),
+        port: args.port,
+        interval: args.write_interval,
+        write_timeout: Duration::from_secs(1),
+    });
+    println!("probe: writing to {} every {} ms", traffic.record, args.write_interval.as_millis());
+    if !probe.wait_for_success_streak(Duration::from_secs(2), now_ms(), Duration::from_secs(30)).await {
+        probe.stop().await;
+        return Err(Failure::failed("the service does not acknowledge writes before the fault; check 'drover status'"));
+    }
+
+    let fault_at = now_ms();
+    lab.fault(&fault).map_err(|e| Failure::failed(format!("injecting {}: {e}", args.fault)))?;
+    println!("fault: {} injected", args.fault);
+
+    let on_transition = |t: &detect::Transition<'_>| {
+        println!("check {} on {from}: {} ({})", t.check, t.health.as_str(), t.last.detail);
+    };
+    if !detect::until_down(&cx.plan, cx.world.providers().prober, &from, args.detect_timeout, &on_transition).await {
+        probe.stop().await;
+        return Err(Failure::failed(format!(
+            "{from} was not detected as down within {}s; the lab still has the fault: 'drover lab heal {from}'",
+            args.detect_timeout.as_secs()
+        )));
+    }
+    let detected_at = now_ms();
+    println!("detected: {from} is down after {} ms; failing over to {to}", detected_at - fault_at);
+
+    let observed = cx.observe().await?;
+    let header = engine::plan_run(&cx.plan, RunKind::Failover, &to, &observed, &format!("drill: {}", args.fault))
+        .map_err(|r| Failure::failed(format!("failover refused after detection: {r}")))?;
+    let progress = Progress::default();
+    let entries = std::sync::Mutex::new(Vec::<Entry>::new());
+    let on_entry = |e: &Entry| {
+        progress.show(e);
+        entries.lock().unwrap().push(e.clone());
+    };
+    let summary = cx.engine(&on_entry).start(&header).await.map_err(engine_failure)?;
+    let switched_at = now_ms();
+    if summary.state == RunState::Completed {
+        let settled = probe.wait_for_success_streak(args.settle, switched_at, Duration::from_secs(60)).await;
+        if !settled {
+            println!("writes did not succeed for {}s within 60s after the switch", args.settle.as_secs());
+        }
+    }
+    let samples = probe.stop().await;
+
+    let dsn = cx.member_dsn(&to)?;
+    let present = drover_lab::probe::present_sequences(dsn.expose())
+        .await
+        .map_err(|e| Failure::failed(format!("{to} database: reading the probe's writes: {e}")))?;
+    let m = measure(&Measurement { fault_at_ms: fault_at, samples: &samples, present: &present });
+    let step_at = |kind: StepKind| {
+        entries.lock().unwrap().iter().find_map(|e| match &e.record {
+            Record::StepDone { kind: k, .. } if *k == kind => Some(e.at_ms.saturating_sub(fault_at)),
+            _ => None,
+        })
+    };
+    let objectives = &cx.plan.objectives;
+    let report = DrillReport {
+        plan: cx.plan.name.clone(),
+        fault: args.fault.clone(),
+        replication: cx.plan.postgres().replication.as_str().into(),
+        run_id: Some(header.id.0.clone()),
+        from: from.clone(),
+        to: to.clone(),
+        fault_at_ms: fault_at,
+        rto_ms: m.rto_ms,
+        rpo_ms: m.rpo_ms,
+        lost_acknowledged_writes: m.lost.len() as u64,
+        lost_sequences: m.lost.clone(),
+        writes: m.writes,
+        timeline: Timeline {
+            fault: 0,
+            detected: Some(detected_at - fault_at),
+            fenced: step_at(StepKind::Fence),
+            promoted: step_at(StepKind::Promote),
+            switched: step_at(StepKind::Switch),
+            verified: step_at(StepKind::Verify),
+            first_success: m.first_success_ms,
+        },
+        objectives: DrillObjectives {
+            rto: Objective {
+                target_ms: objectives.rto.as_millis() as u64,
+                measured_ms: m.rto_ms,
+                met: m.rto_ms.is_some_and(|r| r <= objectives.rto.as_millis() as u64),
+            },
+            rpo: Objective {
+                target_ms: objectives.rpo.as_millis() as u64,
+                measured_ms: Some(m.rpo_ms),
+                met: m.rpo_ms <= objectives.rpo.as_millis() as u64,
+            },
+        },
+        run_state: summary.state.as_str().into(),
+    };
+    let json = serde_json::to_string_pretty(&report).expect("report serializes");
+    if let Some(path) = &args.json {
+        std::fs::write(path, &json).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))?;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, report.to_markdown()).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))?;
+    }
+    println!();
+    print!("{}", report.to_markdown());
+    println!("\n{from} still has the fault; 'drover lab heal {from}' lifts it (its database will still believe it is primary).");
+    if summary.state != RunState::Completed {
+        return Err(Failure::failed(format!(
+            "the failover run {} is {}: {}",
+            header.id,
+            summary.state.as_str(),
+            summary.reason.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! failover, switchover, runs, resume, abort: everything that starts, continues
+//! or reads a run. Progress is printed from the journal as it is written.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use drover_core::engine::{self, Engine, EngineError, RetryPolicy};
+use drover_core::run::{Entry, Record, RunId, RunKind, RunState, RunSummary};
+use drover_core::{StoreError, duration::format_duration};
+
+use crate::cli::{Output, PlanArgs};
+use crate::commands::{Failure, finish, print_json, runtime};
+use crate::wiring::{self, Context};
+
+#[derive(clap::Args)]
+pub struct MoveArgs {
+    /// The region that becomes primary.
+    #[arg(long, value_name = "REGION")]
+    pub to: String,
+    /// Do not ask for confirmation (required when not on a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Why, recorded in the journal.
+    #[arg(long, default_value = "requested by operator")]
+    pub reason: String,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    command: Option<RunsCommand>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(clap::Args)]
+struct ListArgs {
+    /// The plan file (YAML); see docs/plan.md.
+    #[arg(long, short = 'p', value_name = "PLAN")]
+    plan: Option<std::path::PathBuf>,
+    /// Where the journal lives [default: .drover/ beside the plan file].
+    #[arg(long, value_name = "DIR")]
+    state: Option<std::path::PathBuf>,
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(clap::Subcommand)]
+enum RunsCommand {
+    /// Show one run: each step with its times and outcome.
+    Show {
+        /// The run id ('drover runs' lists them).
+        run: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
+    finish(runtime().block_on(async {
+        let cx = Context::open(&args.plan)?;
+        let observed = cx.observe().await?;
+        let header = engine::plan_run(&cx.plan, kind, &args.to, &observed, &args.reason)
+            .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", kind.as_str())))?;
+        let steps: Vec<&str> = header.steps.iter().map(|s| s.as_str()).collect();
+        println!(
+            "{} {} -> {} at epoch {} ({})",
+            kind.as_str(),
+            header.from,
+            header.to,
+            header.epoch,
+            steps.join(", ")
+        );
+        confirm(args.yes, &format!("{} the primary from {} to {}?", kind.as_str(), header.from, header.to))?;
+        let progress = Progress::default();
+        let on_entry = |e: &Entry| progress.show(e);
+        let engine = cx.engine(&on_entry);
+        let summary = engine.start(&header).await.map_err(engine_failure)?;
+        outcome(&summary)
+    }))
+}
+
+pub fn resume(run: &str, args: &PlanArgs) -> ExitCode {
+    finish(runtime().block_on(async {
+        let cx = Context::open(args)?;
+        let progress = Progress::default();
+        let on_entry = |e: &Entry| progress.show(e);
+        let summary = cx.engine(&on_entry).resume(&RunId(run.into())).await.map_err(engine_failure)?;
+        outcome(&summary)
+    }))
+}
+
+pub fn abort(run: &str, args: &PlanArgs, reason: &str) -> ExitCode {
+    finish(runtime().block_on(async {
+        let journal = wiring::open_journal(args)?;
+        let summary = engine::abort(&journal, &RunId(run.into()), reason).await.map_err(engine_failure)?;
+        println!("run {} aborted: {reason}; the world was left as it is ('drover status' shows it)", summary.header.id);
+        Ok(())
+    }))
+}
+
+pub fn runs(args: RunsArgs) -> ExitCode {
+    finish(runtime().block_on(async {
+        use drover_core::journal::Journal;
+        match args.command {
+            None => {
+                let ListArgs { plan, state, output } = args.list;
+                let plan = plan.ok_or_else(|| Failure::input("drover runs needs --plan PLAN (the journal lives beside it)"))?;
+                let journal = wiring::open_journal(&PlanArgs { plan, state })?;
+                let runs = journal.runs().await.map_err(store_failure)?;
+                match output {
+                    Output::Json => print_json(&runs),
+                    Output::Text => print!("{}", render_runs(&runs)),
+                }
+            }
+            Some(RunsCommand::Show { run, plan, output }) => {
+                let journal = wiring::open_journal(&plan)?;
+                let summary = journal.summary(&RunId(run)).await.map_err(store_failure)?;
+                match output {
+                    Output::Json => print_json(&summary),
+                    Output::Text => print!("{}", render_run(&summary)),
+                }
+            }
+        }
+        Ok(())
+    }))
+}
+
+/// Asks on a terminal; refuses without `--yes` elsewhere, so scripts never hang.
+fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::input("not on a terminal: add --yes to confirm"));
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).ok();
+    if matches!(answer.trim(), "y" | "Y" | "yes") { Ok(()) } else { Err(Failure::input("not confirmed; nothing changed")) }
+}
+
+fn outcome(summary: &RunSummary) -> Result<(), Failure> {
+    let h = &summary.header;
+    match summary.state {
+        RunState::Completed => {
+            println!(
+                "run {} completed in {}: {} is primary at epoch {}",
+                h.id,
+                format_duration(std::time::Duration::from_millis(
+                    summary.finished_ms.unwrap_or(summary.started_ms) - summary.started_ms
+                )),
+                h.to,
+                h.epoch
+            );
+            Ok(())
+        }
+        _ => Err(Failure::failed(format!(
+            "run {} {}: {}",
+            h.id,
+            summary.state.as_str(),
+            summary.reason.as_deref().unwrap_or("no reason recorded")
+        ))),
+    }
+}
+
+pub fn engine_failure(e: EngineError) -> Failure {
+    match e {
+        EngineError::Store(s) => store_failure(s),
+        ended @ EngineError::Ended(..) => Failure::input(ended.to_string()),
+    }
+}
+
+pub fn store_failure(e: StoreError) -> Failure {
+    match e {
+        StoreError::ActiveRun { .. } | StoreError::UnknownRun(_) => Failure::input(e.to_string()),
+        _ => Failure::failed(e.to_string()),
+    }
+}
+
+/// Prints one line per step as the journal records it.
+#[derive(Default)]
+pub struct Progress {
+    started: Mutex<HashMap<usize, u64>>,
+    total: Mutex<usize>,
+}
+
+impl Progress {
+    pub fn show(&self, entry: &Entry) {
+        if let Some(line) = self.line(entry) {
+            println!("{line}");
+        }
+    }
+
+    fn line(&self, entry: &Entry) -> Option<String> {
+        let total = *self.total.lock().unwrap();
+        match &entry.record {
+            Record::Started { header } => {
+                *self.total.lock().unwrap() = header.steps.len();
+                Some(format!("run {} started", header.id))
+            }
+            Record::StepIntent { step, kind } => {
+                self.started.lock().unwrap().insert(*step, entry.at_ms);
+                Some(format!("[{}/{total}] {} ...", step + 1, kind.as_str()))
+            }
+            Record::StepDone { step, kind, applied, detail } => {
+                let took = self.started.lock().unwrap().get(step).map(|t| entry.at_ms.saturating_sub(*t)).unwrap_or(0);
+                let how = if *applied { "done" } else { "already done" };
+                Some(format!("[{}/{total}] {} {how} in {took} ms: {detail}", step + 1, kind.as_str()))
+            }
+            Record::Paused { step, kind, reason } => {
+                Some(format!("[{}/{total}] {} FAILED: {reason}", step + 1, kind.as_str()))
+            }
+            Record::EpochRaised { from, to } => Some(format!("      epoch {from} -> {to}")),
+            Record::Resumed => Some("resuming".into()),
+            Record::Completed | Record::Aborted { .. } => None,
+        }
+    }
+}
+
+fn time_of_day(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.format(f).unwrap_or_default()
+}
+
+pub fn render_runs(runs: &[RunSummary]) -> String {
+    if runs.is_empty() {
+        return "no runs yet\n".into();
+    }
+    let mut out = format!("{:<20} {:<10} {:<11} {:<16} {:>5}  {}\n", "RUN", "KIND", "STATE", "MOVE", "EPOCH", "STARTED");
+    for r in runs {
+        out.push_str(&format!(
+            "{:<20} {:<10} {:<11} {:<16} {:>5}  {}\n",
+            r.header.id,
+            r.header.kind.as_str(),
+            r.state.as_str(),
+            format!("{} -> {}", r.header.from, r.header.to),
+            r.header.epoch,
+            time_of_day(r.started_ms)
+        ));
+    }
+    out
+}
+
+pub fn render_run(r: &RunSummary) -> String {
+    let h = &r.header;
+    let mut out = format!(
+        "run {}: {} {} -> {} at epoch {}, {}\nreason: {}\nstarted: {}\n",
+        h.id,
+        h.kind.as_str(),
+        h.from,
+        h.to,
+        h.epoch,
+        r.state.as_str(),
+        h.reason,
+        time_of_day(r.started_ms)
+    );
+    if let Some(f) = r.finished_ms {
+        out.push_str(&format!("finished: {} ({} ms)\n", time_of_day(f), f - r.started_ms));
+    }
+    out.push_str(&format!("{:<3} {:<9} {:<13} {:>9} {:>8}  {}\n", "#", "STEP", "STATE", "AT (ms)", "TOOK", "DETAIL"));
+    for (i, s) in r.steps.iter().enumerate() {
+        let at = s.started_ms.map(|t| (t - r.started_ms).to_string()).unwrap_or_else(|| "-".into());
+        let took = match (s.started_ms, s.finished_ms) {
+            (Some(a), Some(b)) => format!("{} ms", b - a),
+            _ => "-".into(),
+        };
+        let attempts = if s.attempts > 1 { format!(" ({} attempts)", s.attempts) } else { String::new() };
+        out.push_str(&format!(
+            "{:<3} {:<9} {:<13} {:>9} {:>8}  {}{attempts}\n",
+            i + 1,
+            s.kind.as_str(),
+            s.state.as_str(),
+            at,
+            took,
+            s.detail.as_deref().unwrap_or("")
+        ));
+    }
+    if let Some(reason) = &r.reason {
+        out.push_str(&format!("reason: {reason}\n"));
+    }
+    out
+}
+
+/// The engine as commands use it: real retry budgets.
+pub fn engine_for<'a>(cx: &'a Context, on_entry: &'a (dyn Fn(&Entry) + Send + Sync)) -> Engine<'a> {
+    Engine {
+        plan: &cx.plan,
+        journal: &cx.journal,
+        world: cx.world.providers(),
+        act: RetryPolicy::ACT,
+        wait: RetryPolicy::WAIT,
+        on_entry,
+    }
+}

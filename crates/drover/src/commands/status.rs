@@ -1,0 +1,137 @@
+//! `drover status`: one look at every region.
+
+use std::process::ExitCode;
+
+use drover_core::engine::Observed;
+use drover_core::plan::{Plan, Role};
+use drover_core::world::{MemberStatus, TrafficState};
+
+use crate::cli::{Output, PlanArgs};
+use crate::commands::{finish, print_json, runtime};
+use crate::wiring::Context;
+
+pub fn run(args: &PlanArgs, output: Output) -> ExitCode {
+    finish(runtime().block_on(async {
+        let cx = Context::open(args)?;
+        let observed = cx.observe().await?;
+        match output {
+            Output::Json => print_json(&json(&cx.plan, &observed)),
+            Output::Text => print!("{}", render(&cx.plan, &observed)),
+        }
+        Ok(())
+    }))
+}
+
+fn traffic_region(observed: &Observed) -> Option<&str> {
+    match &observed.traffic {
+        Ok(TrafficState { region, .. }) => region.as_deref(),
+        Err(_) => None,
+    }
+}
+
+fn json(plan: &Plan, o: &Observed) -> serde_json::Value {
+    let regions: Vec<serde_json::Value> = plan
+        .regions
+        .iter()
+        .map(|(name, region)| {
+            let checks: Vec<serde_json::Value> = o
+                .checks
+                .get(name)
+                .map(|c| {
+                    c.iter()
+                        .map(|(check, r)| {
+                            serde_json::json!({"check": check, "ok": r.ok, "latency_ms": r.latency.as_millis() as u64, "detail": r.detail})
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            serde_json::json!({
+                "region": name,
+                "role": region.role.as_str(),
+                "database": o.members.get(name),
+                "traffic": traffic_region(o) == Some(name.as_str()),
+                "health": o.region_health(plan, name).as_str(),
+                "checks": checks,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "plan": plan.name,
+        "epoch": o.epoch,
+        "active_run": o.active_run,
+        "current_primary": o.current_primary(plan),
+        "traffic": match &o.traffic {
+            Ok(t) => serde_json::to_value(t).unwrap(),
+            Err(e) => serde_json::json!({"error": e}),
+        },
+        "regions": regions,
+    })
+}
+
+fn database_cell(m: Option<&MemberStatus>) -> (String, String) {
+    match m {
+        None => ("-".into(), "-".into()),
+        Some(MemberStatus::Primary { writable, epoch, .. }) => (
+            format!(
+                "primary, {}{}",
+                if *writable { "writable" } else { "read-only (fenced)" },
+                epoch.map(|e| format!(", epoch {e}")).unwrap_or_default()
+            ),
+            "-".into(),
+        ),
+        Some(MemberStatus::Standby { lag_bytes, lag_seconds, upstream, .. }) => (
+            format!("standby{}", upstream.as_ref().map(|u| format!(" of {u}")).unwrap_or_else(|| ", not streaming".into())),
+            format!("{lag_bytes} B / {lag_seconds:.1} s"),
+        ),
+        Some(MemberStatus::Unreachable { reason }) => (format!("unreachable: {reason}"), "-".into()),
+    }
+}
+
+pub fn render(plan: &Plan, o: &Observed) -> String {
+    let mut out = format!(
+        "plan {}: epoch {}, primary {}, {}\n",
+        plan.name,
+        o.epoch,
+        o.current_primary(plan),
+        match &o.active_run {
+            Some(id) => format!("run {id} active ('drover runs show {id}')"),
+            None => "no active run".into(),
+        }
+    );
+    match &o.traffic {
+        Ok(t) => out.push_str(&format!(
+            "traffic: {} -> {} (region {}, epoch {})\n",
+            plan.rfc2136().record,
+            t.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+            t.region.as_deref().unwrap_or("none"),
+            t.epoch
+        )),
+        Err(e) => out.push_str(&format!("traffic: unknown: {e}\n")),
+    }
+    out.push_str(&format!("{:<9} {:<8} {:<9} {:<40} {:<18} {:<7} {}\n", "REGION", "ROLE", "HEALTH", "DATABASE", "LAG", "TRAFFIC", "CHECKS"));
+    for (name, region) in &plan.regions {
+        let (db, lag) = database_cell(o.members.get(name));
+        let checks = o
+            .checks
+            .get(name)
+            .map(|c| {
+                c.iter()
+                    .map(|(check, r)| if r.ok { format!("{check} ok") } else { format!("{check} FAIL ({})", r.detail) })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_else(|| "-".into());
+        let health = if region.role == Role::Witness { "-" } else { o.region_health(plan, name).as_str() };
+        out.push_str(&format!(
+            "{:<9} {:<8} {:<9} {:<40} {:<18} {:<7} {}\n",
+            name,
+            region.role.as_str(),
+            health,
+            db,
+            lag,
+            if traffic_region(o) == Some(name.as_str()) { "<-" } else { "" },
+            checks
+        ));
+    }
+    out
+}

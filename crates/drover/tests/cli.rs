@@ -1,0 +1,137 @@
+//! Golden tests of the commands that need no running world: plan check, help,
+//! and the run commands' refusals. The lab-backed commands are in drill.rs.
+
+mod support;
+
+use support::{assert_golden, drover, run};
+
+/// A plan with real secret files in a temp dir; its addresses point nowhere.
+fn plan_dir(plan: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [("east.dsn", "postgres://drover:pw@127.0.0.1:1/postgres"), ("west.dsn", "postgres://drover:pw@127.0.0.1:2/postgres"), ("tsig.key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=")] {
+        std::fs::write(dir.path().join(name), value).unwrap();
+    }
+    std::fs::write(dir.path().join("plan.yaml"), plan.replace("DIR", dir.path().to_str().unwrap())).unwrap();
+    dir
+}
+
+const PLAN: &str = r#"name: shop
+objectives: { rto: 30s, rpo: 0s }
+regions:
+  east: { role: primary }
+  west: { role: standby }
+  witness: { role: witness }
+database:
+  kind: postgres
+  replication: synchronous
+  members:
+    east: { dsn_file: DIR/east.dsn }
+    west: { dsn_file: DIR/west.dsn }
+traffic:
+  kind: rfc2136
+  server: 127.0.0.1:9
+  zone: app.test.
+  record: api.app.test.
+  ttl: 5s
+  tsig: { name: drover, algorithm: hmac-sha256, secret_file: DIR/tsig.key }
+  targets: { east: 127.0.0.11, west: 127.0.0.12 }
+checks:
+  api: { http: "http://{target}:9/healthz", interval: 1s, timeout: 200ms }
+"#;
+
+#[test]
+fn plan_check_summarizes_a_valid_plan() {
+    let dir = plan_dir(PLAN);
+    let ran = run(drover().args(["plan", "check"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_golden("plan-check-valid", &ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")]));
+}
+
+#[test]
+fn plan_check_json() {
+    let dir = plan_dir(PLAN);
+    let ran = run(drover().args(["plan", "check", "--output", "json"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["regions"]["east"], "primary");
+    assert_eq!(v["runbooks"]["failover"], serde_json::json!(["fence", "promote", "switch", "verify"]));
+}
+
+#[test]
+fn plan_check_names_file_line_column_and_field_and_exits_2() {
+    let bad = PLAN
+        .replace("interval: 1s, timeout: 200ms", "interval: 1 sec, timeout: 200ms, retries: 3")
+        .replace("west: { role: standby }", "west: { role: standby }\n  north: { role: primary }")
+        .replace("{ dsn_file: DIR/west.dsn }", "{ dsn: \"postgres://drover:hunter2@db/x\" }");
+    let dir = plan_dir(&bad);
+    let ran = run(drover().args(["plan", "check"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 2);
+    assert!(!ran.stderr.contains("hunter2"), "a secret leaked into the error: {}", ran.stderr);
+    assert_golden("plan-check-invalid", &ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")]));
+}
+
+#[test]
+fn plan_check_of_a_missing_file_exits_2() {
+    let ran = run(drover().args(["plan", "check", "/nonexistent/plan.yaml"]));
+    assert_eq!(ran.code, 2);
+    assert_golden("plan-check-missing", &ran.transcript(&[]));
+}
+
+#[test]
+fn a_missing_secret_file_is_bad_input() {
+    let dir = plan_dir(PLAN);
+    std::fs::remove_file(dir.path().join("tsig.key")).unwrap();
+    let ran = run(drover().args(["status", "--plan"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 2);
+    assert_golden("status-missing-secret", &ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")]));
+}
+
+#[test]
+fn help_teaches_the_commands() {
+    let ran = run(drover().arg("--help"));
+    assert_eq!(ran.code, 0);
+    assert_golden("help", &ran.transcript(&[]));
+}
+
+#[test]
+fn runs_on_a_fresh_state_dir_and_unknown_runs() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let ran = run(drover().args(["runs", "--plan"]).arg(&plan));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.stdout, "no runs yet\n");
+    assert!(dir.path().join(".drover/journal.redb").exists(), "the journal lives beside the plan by default");
+    let mut all = String::new();
+    for args in [&["runs", "show", "r-nope"][..], &["resume", "r-nope"], &["abort", "r-nope"]] {
+        let ran = run(drover().args(args).arg("--plan").arg(&plan));
+        assert_eq!(ran.code, 2, "{args:?}");
+        all.push_str(&format!("$ drover {}\n{}", args.join(" "), ran.transcript(&[])));
+    }
+    assert_golden("unknown-run", &all);
+}
+
+#[test]
+fn failover_to_a_witness_or_unknown_region_is_refused() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let mut all = String::new();
+    for to in ["witness", "mars"] {
+        let ran = run(drover().args(["failover", "--yes", "--to", to, "--plan"]).arg(&plan));
+        assert_eq!(ran.code, 2, "{}", ran.stderr);
+        all.push_str(&format!("$ drover failover --to {to}\n{}", ran.transcript(&[])));
+    }
+    assert_golden("failover-refused", &all);
+}
+
+#[test]
+fn failover_to_an_unreachable_standby_is_refused_and_nothing_is_journaled() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let ran = run(drover().args(["failover", "--yes", "--to", "west", "--plan"]).arg(&plan));
+    assert_eq!(ran.code, 2, "{}", ran.stdout);
+    assert!(ran.stderr.contains("region 'west' is unhealthy: database unreachable"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("pw@"), "a password leaked: {}", ran.stderr);
+    let runs = run(drover().args(["runs", "--plan"]).arg(&plan));
+    assert_eq!(runs.stdout, "no runs yet\n");
+}

@@ -1,0 +1,120 @@
+//! End to end in the lab (real namespaces, PostgreSQL, Knot): status, a planned
+//! switchover and back, the run journal, and a measured blackout drill with
+//! synchronous replication that must lose no acknowledged write.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{assert_golden, drover, redact_numbers_after, run};
+
+/// Brings a lab down when the test ends, even on failure.
+struct LabGuard(PathBuf);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = drover().args(["lab", "down", "--dir"]).arg(&self.0).output();
+    }
+}
+
+/// Run ids, times and measured values change every run; the shape must not.
+fn redact(text: &str, dir: &Path) -> String {
+    let text = text.replace(dir.to_str().unwrap(), "DIR");
+    let mut out = String::new();
+    for word in text.split_inclusive(|c: char| c.is_whitespace() || c == ',' || c == ')' || c == '(' || c == '`') {
+        let core = word.trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == ')' || c == '(' || c == '`');
+        let is_run = core.starts_with('r')
+            && core[1..].split_once('-').is_some_and(|(ms, hex)| {
+                !ms.is_empty() && ms.chars().all(|c| c.is_ascii_digit()) && hex.len() == 4
+            });
+        if is_run {
+            out.push_str(&word.replacen(core, "RUN", 1));
+        } else {
+            out.push_str(word);
+        }
+    }
+    redact_numbers_after(
+        &out,
+        &["in ", "after ", "took ", "completed in ", " / ", "B / ", "epoch ", "20", ":", ".", "ms", "lag "],
+    )
+}
+
+fn json(ran: &support::Ran) -> serde_json::Value {
+    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", ran.stdout, ran.stderr))
+}
+
+#[test]
+fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab");
+    let up = run(drover().args(["lab", "up", "--replication", "sync", "--dir"]).arg(&dir));
+    let _guard = LabGuard(dir.clone());
+    assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
+    let plan = dir.join("plan.yaml");
+    let state = tmp.path().join("state");
+    let with_plan = |args: &[&str]| {
+        let mut cmd = drover();
+        cmd.args(args).arg("--plan").arg(&plan).arg("--state").arg(&state);
+        run(&mut cmd)
+    };
+
+    // Status before anything: east primary, west streaming standby, DNS on east.
+    let status = with_plan(&["status", "--output", "json"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let s = json(&status);
+    assert_eq!(s["current_primary"], "east");
+    assert_eq!(s["traffic"]["region"], "east");
+    assert_eq!(s["regions"][1]["database"]["role"], "standby", "{s:#}");
+
+    // A planned switchover: zero data loss, east becomes a standby of west.
+    let switchover = with_plan(&["switchover", "--to", "west", "--yes"]);
+    assert_eq!(switchover.code, 0, "switchover failed:\n{}\n{}", switchover.stdout, switchover.stderr);
+    assert_golden("lab-switchover", &redact(&switchover.transcript(&[]), &dir));
+    let s = json(&with_plan(&["status", "--output", "json"]));
+    assert_eq!(s["current_primary"], "west");
+    assert_eq!(s["traffic"]["region"], "west");
+    assert_eq!(s["traffic"]["epoch"], 1);
+    assert_eq!(s["regions"][0]["database"]["role"], "standby", "east rejoined as a standby: {s:#}");
+    assert_eq!(s["regions"][1]["database"]["role"], "primary");
+    assert_eq!(s["regions"][1]["database"]["epoch"], 1);
+
+    let runs = with_plan(&["runs"]);
+    assert_eq!(runs.code, 0);
+    assert_golden("lab-runs", &redact(&runs.transcript(&[]), &dir));
+    let id = runs.stdout.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let show = with_plan(&["runs", "show", &id]);
+    assert_eq!(show.code, 0);
+    assert_golden("lab-runs-show", &redact(&show.transcript(&[]), &dir));
+
+    // Another move while nothing is active, back to east.
+    let back = with_plan(&["switchover", "--to", "east", "--yes"]);
+    assert_eq!(back.code, 0, "switchover back failed:\n{}\n{}", back.stdout, back.stderr);
+    let status = with_plan(&["status"]);
+    assert_golden("lab-status", &redact(&status.transcript(&[]), &dir));
+
+    // The drill: black out east, detect, fail over, measure.
+    let report_path = tmp.path().join("drill.json");
+    let md_path = tmp.path().join("drill.md");
+    let drill = with_plan(&["drill", "--fault", "blackout:east", "--json", report_path.to_str().unwrap(), "--markdown", md_path.to_str().unwrap()]);
+    assert_eq!(drill.code, 0, "drill failed:\n{}\n{}", drill.stdout, drill.stderr);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["replication"], "synchronous");
+    assert_eq!(report["run_state"], "completed");
+    assert_eq!(report["lost_acknowledged_writes"], 0, "synchronous replication lost writes: {report:#}");
+    assert!(report["rto_ms"].as_u64().is_some(), "writes never recovered: {report:#}");
+    assert!(report["writes"]["acknowledged"].as_u64().unwrap() > 0);
+    assert!(report["writes"]["attempted"].as_u64().unwrap() >= report["writes"]["acknowledged"].as_u64().unwrap());
+    let t = &report["timeline"];
+    for field in ["fault", "detected", "promoted", "switched", "first_success"] {
+        assert!(t[field].as_u64().is_some(), "timeline.{field} missing: {report:#}");
+    }
+    assert!(t["detected"].as_u64() <= t["promoted"].as_u64() && t["promoted"].as_u64() <= t["switched"].as_u64());
+    assert!(std::fs::read_to_string(&md_path).unwrap().contains("lost acknowledged writes | 0"));
+    eprintln!("drill: rto_ms={} lost={}", report["rto_ms"], report["lost_acknowledged_writes"]);
+
+    // After the drill west serves, at a higher epoch; east is still blacked out.
+    let s = json(&with_plan(&["status", "--output", "json"]));
+    assert_eq!(s["current_primary"], "west");
+    assert_eq!(s["traffic"]["epoch"], 3);
+    assert_eq!(s["regions"][0]["database"]["role"], "unreachable");
+}

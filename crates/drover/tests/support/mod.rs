@@ -1,0 +1,83 @@
+//! Running the built `drover` binary and comparing its output with checked-in
+//! golden files. `UPDATE_GOLDEN=1` rewrites them (then read the diff).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn drover() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_drover"));
+    cmd.env_remove("DROVER_LOG").env("NO_COLOR", "1").env("COLUMNS", "100");
+    cmd
+}
+
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Ran {
+    let Output { status, stdout, stderr } = cmd.output().expect("run drover");
+    Ran {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+impl Ran {
+    /// The transcript a golden file holds: exit code, stdout, stderr.
+    pub fn transcript(&self, redactions: &[(&str, &str)]) -> String {
+        let mut text = format!("exit: {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr);
+        for (from, to) in redactions {
+            text = text.replace(from, to);
+        }
+        text
+    }
+}
+
+fn golden_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.out"))
+}
+
+/// Compares with tests/golden/NAME.out.
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = golden_path(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}; run with UPDATE_GOLDEN=1", path.display()));
+    if expected != actual {
+        panic!(
+            "output differs from {}\n--- expected\n{expected}\n--- actual\n{actual}\n(UPDATE_GOLDEN=1 rewrites it)",
+            path.display()
+        );
+    }
+}
+
+/// Replaces every run of digits after `prefix` with `N`, for times and lags.
+pub fn redact_numbers_after(text: &str, prefixes: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'outer: while !rest.is_empty() {
+        for p in prefixes {
+            if let Some(stripped) = rest.strip_prefix(p) {
+                out.push_str(p);
+                let digits = stripped.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(stripped.len());
+                if digits > 0 {
+                    out.push('N');
+                }
+                rest = &stripped[digits..];
+                continue 'outer;
+            }
+        }
+        let ch = rest.chars().next().unwrap();
+        out.push(ch);
+        rest = &rest[ch.len_utf8()..];
+    }
+    out
+}
