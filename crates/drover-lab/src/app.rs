@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{LabError, postgres};
 
@@ -59,6 +59,13 @@ struct WriteParams {
     seq: u64,
 }
 
+/// The acknowledgement: `{"seq":N,"region":"east"}`.
+#[derive(Serialize)]
+struct Ack<'a> {
+    seq: u64,
+    region: &'a str,
+}
+
 /// Serves the lab app for `region` on `listen` until SIGTERM or Ctrl-C.
 pub async fn serve(region: String, listen: SocketAddr, dsn: String) -> Result<(), LabError> {
     let _: tokio_postgres::Config =
@@ -101,7 +108,7 @@ async fn write(State(app): State<Arc<App>>, Query(params): Query<WriteParams>) -
     .await;
     match result {
         Ok(Ok(_)) => {
-            (StatusCode::OK, axum::Json(serde_json::json!({ "seq": params.seq, "region": app.region }))).into_response()
+            (StatusCode::OK, axum::Json(Ack { seq: params.seq, region: &app.region })).into_response()
         }
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
         Err(_) => (

@@ -107,6 +107,12 @@ async fn region_status(lab: &LabDir, region: &RegionSpec) -> RegionStatus {
     } else {
         Vec::new()
     };
+    // A partition is held in one of the two namespaces; show it on both sides.
+    for other in REGIONS.iter().filter(|r| r.name != region.name && net::namespace_exists(&r.namespace())) {
+        if nft::tables(&other.namespace()).is_ok_and(|t| t.contains(&nft::partition_table(region.name))) {
+            faults.push(format!("partition from {}", other.name));
+        }
+    }
     let (pg, app) = if region.serves() {
         let pid = sys::postmaster(&lab.pgdata(region.name));
         match pid {
@@ -225,27 +231,28 @@ impl LabStatus {
                 _ => "NOT RUNNING — 'drover lab down' then 'drover lab up'".into(),
             }
         );
-        out.push_str(&format!("{:<8} {:<12} {:<6} {:<34} {:<18} {}\n", "REGION", "ADDRESS", "NETNS", "POSTGRES", "APP", "FAULTS"));
+        out.push_str(&format!("{:<8} {:<12} {:<6} {:<32} {:<13} {}\n", "REGION", "ADDRESS", "NETNS", "POSTGRES", "APP", "FAULTS"));
         for r in &self.regions {
             let pg = match &r.postgres {
                 None => "-".to_string(),
                 Some(p) => match (&p.role, &p.error) {
                     (Some(role), _) if p.replication.is_empty() => role.clone(),
                     (Some(role), _) => format!("{role} ({})", p.replication.join(", ")),
-                    (None, Some(e)) => shorten(e, 34),
-                    (None, None) => "?".into(),
+                    (None, _) if p.pid.is_none() => "not running".into(),
+                    (None, _) => "unreachable".into(),
                 },
             };
             let app = match &r.app {
                 None => "-".to_string(),
                 Some(a) => match a.healthz {
-                    Some(code) => shorten(&format!("{code} {}", a.detail), 18),
-                    None => shorten(&a.detail, 18),
+                    Some(200) => format!("200 {}", a.detail),
+                    Some(code) => code.to_string(),
+                    None => "unreachable".into(),
                 },
             };
             let faults = if r.faults.is_empty() { "-".to_string() } else { r.faults.join(", ") };
             out.push_str(&format!(
-                "{:<8} {:<12} {:<6} {:<34} {:<18} {}\n",
+                "{:<8} {:<12} {:<6} {:<32} {:<13} {}\n",
                 r.name,
                 r.address,
                 if r.namespace_present { "yes" } else { "NO" },
@@ -253,6 +260,15 @@ impl LabStatus {
                 app,
                 faults
             ));
+        }
+        for r in &self.regions {
+            let pg_error = r.postgres.as_ref().and_then(|p| p.error.as_ref());
+            let app_error = r.app.as_ref().filter(|a| a.healthz != Some(200)).map(|a| &a.detail);
+            for (what, detail) in [("postgres", pg_error), ("app", app_error)] {
+                if let Some(detail) = detail {
+                    out.push_str(&format!("  {} {what}: {detail}\n", r.name));
+                }
+            }
         }
         out.push_str(&format!(
             "\ndns {} @ {}: {}\n",
@@ -264,14 +280,6 @@ impl LabStatus {
             }
         ));
         out
-    }
-}
-
-fn shorten(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_string()
-    } else {
-        format!("{}…", text.chars().take(width - 1).collect::<String>())
     }
 }
 

@@ -1,0 +1,203 @@
+//! The lab end to end, with the built binary: real namespaces, PostgreSQL, Knot DNS and the
+//! lab app. Needs root and the Debian packages (scripts/setup.sh); fails, never skips,
+//! without them. One lab per machine (fixed namespace names): nextest runs these serially.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const DROVER: &str = env!("CARGO_BIN_EXE_drover");
+const EAST_APP: &str = "10.200.0.11:8080";
+const WEST_APP: &str = "10.200.0.12:8080";
+
+fn drover(args: &[&str]) -> Output {
+    Command::new(DROVER).args(args).output().expect("run drover")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = drover(args);
+    assert!(out.status.success(), "drover {}: {}", args.join(" "), text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Takes the lab down when the test ends, passed or failed.
+struct LabGuard(String);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = drover(&["lab", "down", "--dir", &self.0]);
+    }
+}
+
+fn reachable(addr: &str) -> bool {
+    TcpStream::connect_timeout(&addr.parse::<SocketAddr>().unwrap(), Duration::from_secs(1)).is_ok()
+}
+
+/// POST /write?seq=N on one region's app: (status, body).
+fn post_write(addr: &str, seq: u64) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).expect("connect to the app");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "POST /write?seq={seq} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the app's answer");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.split_whitespace().nth(1).unwrap().parse().unwrap(), body.to_string())
+}
+
+fn status_json(dir: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&["lab", "status", "--dir", dir, "-o", "json"])).expect("status JSON")
+}
+
+fn region<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["regions"].as_array().unwrap().iter().find(|r| r["name"] == name).expect("region in status")
+}
+
+fn namespaces() -> String {
+    String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().expect("ip netns").stdout).into_owned()
+}
+
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .filter(|cmd| cmd.contains(needle))
+        .collect()
+}
+
+/// Polls the west database until it holds every one of `seqs` (replay follows the commit).
+fn wait_present_on(dsn: &str, seqs: &[u64]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    loop {
+        let present = rt.block_on(drover_lab::probe::present_sequences(dsn)).expect("read lab_writes");
+        let missing: Vec<&u64> = seqs.iter().filter(|s| !present.contains(s)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "still missing on the standby: {missing:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn lab_up_fault_heal_down() {
+    assert!(
+        !namespaces().contains("drover-"),
+        "a lab is already up on this machine ({}); run 'drover lab down --dir DIR' first",
+        namespaces().trim()
+    );
+    let tmp = tempfile::Builder::new().prefix("drover-lab-test-").tempdir_in("/tmp").unwrap();
+    // PostgreSQL runs as the postgres OS user and must reach its data dir below.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir_path = tmp.path().join("lab");
+    let dir = dir_path.to_str().unwrap().to_string();
+    let _guard = LabGuard(dir.clone());
+
+    let up = ok(&["lab", "up", "--dir", &dir, "--replication", "sync"]);
+    assert!(up.contains(&format!("plan: {dir}/plan.yaml")), "{up}");
+
+    // A second lab on the same machine is refused.
+    let again = drover(&["lab", "up", "--dir", &format!("{dir}-2")]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("drover lab down"), "{}", text(&again));
+
+    let status = status_json(&dir);
+    let east = &region(&status, "east")["postgres"];
+    let west = &region(&status, "west")["postgres"];
+    assert_eq!(east["role"], "primary", "{status:#}");
+    assert_eq!(east["replication"][0], "west streaming sync", "{status:#}");
+    assert_eq!(west["role"], "standby", "{status:#}");
+    assert_eq!(west["replication"][0], "streaming", "{status:#}");
+    assert_eq!(status["dns"]["addresses"][0], "10.200.0.11", "{status:#}");
+    assert_eq!(region(&status, "east")["app"]["healthz"], 200);
+    assert_eq!(region(&status, "west")["app"]["healthz"], 200);
+
+    // The plan the lab wrote is one the plan parser accepts, secrets and all.
+    ok(&["plan", "check", &format!("{dir}/plan.yaml")]);
+
+    // A write acknowledged by the east app is on the west standby.
+    let (code, body) = post_write(EAST_APP, 424_242);
+    assert_eq!((code, body.as_str()), (200, r#"{"seq":424242,"region":"east"}"#));
+    assert_eq!(post_write(EAST_APP, 424_242).0, 200, "a repeated write is acknowledged again");
+    let (code, body) = post_write(WEST_APP, 1);
+    assert_eq!(code, 503, "the standby refuses writes: {body}");
+    let west_dsn = std::fs::read_to_string(format!("{dir}/secrets/west.dsn")).unwrap();
+    wait_present_on(west_dsn.trim(), &[424_242]);
+
+    // The probe, through the lab DNS, as a drill runs it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let samples = rt.block_on(async {
+        let probe = drover_lab::probe::Probe::start(drover_lab::probe::ProbeConfig {
+            dns_server: "10.200.0.1:53".parse().unwrap(),
+            name: "api.app.test.".into(),
+            port: 8080,
+            interval: Duration::from_millis(50),
+            write_timeout: Duration::from_secs(1),
+        });
+        let streak = probe.wait_for_success_streak(Duration::from_secs(1), now_ms(), Duration::from_secs(30)).await;
+        let samples = probe.stop().await;
+        assert!(streak, "no 1 s streak of acknowledged writes: {samples:?}");
+        samples
+    });
+    let acked: Vec<u64> = samples.iter().filter(|s| s.acked_ms.is_some()).map(|s| s.seq).collect();
+    assert!(acked.len() >= 10, "{samples:?}");
+    assert!(samples.iter().filter(|s| s.acked_ms.is_some()).all(|s| s.target.as_deref() == Some("10.200.0.11")));
+    wait_present_on(west_dsn.trim(), &acked);
+
+    // Blackout: east is cut off from the hub, west is not.
+    ok(&["lab", "fault", "blackout", "east", "--dir", &dir]);
+    assert!(!reachable(EAST_APP), "east still answers during its blackout");
+    assert!(reachable(WEST_APP), "west must stay reachable");
+    assert!(region(&status_json(&dir), "east")["faults"].as_array().unwrap().contains(&"blackout".into()));
+    let healed = ok(&["lab", "heal", "east", "--dir", &dir]);
+    assert!(healed.contains("removed blackout"), "{healed}");
+    assert!(reachable(EAST_APP), "east is still unreachable after heal");
+
+    // Kill and heal: the database comes back from its files, as primary.
+    ok(&["lab", "fault", "kill", "east", "--dir", &dir]);
+    let healed = ok(&["lab", "heal", "east", "--dir", &dir]);
+    assert!(healed.contains("restarted postgres"), "{healed}");
+    assert_eq!(region(&status_json(&dir), "east")["postgres"]["role"], "primary");
+
+    let down = ok(&["lab", "down", "--dir", &dir]);
+    assert!(down.contains("namespace drover-east"), "{down}");
+    assert!(!namespaces().contains("drover-"), "namespaces left: {}", namespaces());
+    assert!(!Path::new("/sys/class/net/drover0").exists(), "bridge drover0 left");
+    assert_eq!(processes_mentioning(&dir), Vec::<String>::new(), "processes left");
+    assert!(!dir_path.exists(), "lab dir left");
+    let again = ok(&["lab", "down", "--dir", &dir]);
+    assert!(again.contains("nothing to do"), "{again}");
+}
+
+#[test]
+fn lab_refuses_without_root() {
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--", DROVER, "lab", "up", "--dir", "/tmp/drover-lab-nobody"])
+        .output()
+        .expect("run drover as nobody");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("drover lab needs root to create network namespaces; run it with sudo"),
+        "{}",
+        text(&out)
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
