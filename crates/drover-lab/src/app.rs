@@ -107,15 +107,11 @@ async fn write(State(app): State<Arc<App>>, Query(params): Query<WriteParams>) -
     })
     .await;
     match result {
-        Ok(Ok(_)) => {
-            (StatusCode::OK, axum::Json(Ack { seq: params.seq, region: &app.region })).into_response()
-        }
+        Ok(Ok(_)) => (StatusCode::OK, axum::Json(Ack { seq: params.seq, region: &app.region })).into_response(),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("no commit within {} s", WRITE_TIMEOUT.as_secs()),
-        )
-            .into_response(),
+        Err(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("no commit within {} s", WRITE_TIMEOUT.as_secs())).into_response()
+        }
     }
 }
 

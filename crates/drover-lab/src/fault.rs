@@ -46,18 +46,24 @@ pub struct Fault {
 impl Fault {
     /// Validates a fault as a person writes it: `blackout east`, `partition east --from west`.
     pub fn parse(kind: &str, region: &str, from: Option<&str>) -> Result<Fault, String> {
-        let kind = FaultKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(|| {
-            format!("unknown fault '{kind}': the lab injects blackout, partition, kill and pause")
-        })?;
+        let kind = FaultKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind)
+            .ok_or_else(|| format!("unknown fault '{kind}': the lab injects blackout, partition, kill and pause"))?;
         let spec = layout::region(region).map_err(|e| e.to_string())?;
         if matches!(kind, FaultKind::Kill | FaultKind::Pause) && !spec.serves() {
-            return Err(format!("{} {region}: the witness runs no database; kill and pause apply to east and west", kind.as_str()));
+            return Err(format!(
+                "{} {region}: the witness runs no database; kill and pause apply to east and west",
+                kind.as_str()
+            ));
         }
         let from = match (kind, from) {
             (FaultKind::Partition, Some(other)) => {
                 layout::region(other).map_err(|e| e.to_string())?;
                 if other == region {
-                    return Err(format!("partition {region} --from {other}: a region cannot be partitioned from itself"));
+                    return Err(format!(
+                        "partition {region} --from {other}: a region cannot be partitioned from itself"
+                    ));
                 }
                 Some(other.to_string())
             }
@@ -148,14 +154,16 @@ impl Lab {
                 }
             }
         }
-        Ok(if done.is_empty() { format!("{region}: nothing to heal") } else { format!("{region}: {}", done.join(", ")) })
+        Ok(if done.is_empty() {
+            format!("{region}: nothing to heal")
+        } else {
+            format!("{region}: {}", done.join(", "))
+        })
     }
 
     fn postmaster(&self, region: &str) -> Result<u32, LabError> {
         sys::postmaster(&self.dir.pgdata(region)).ok_or_else(|| {
-            LabError::refused(format!(
-                "{region} database is not running; 'drover lab heal {region}' starts it again"
-            ))
+            LabError::refused(format!("{region} database is not running; 'drover lab heal {region}' starts it again"))
         })
     }
 

@@ -57,7 +57,9 @@ impl Up {
         out.push_str("next:\n");
         out.push_str(&format!("  drover status --plan {}\n", self.plan.display()));
         out.push_str(&format!("  drover drill --plan {} --fault blackout:east\n", self.plan.display()));
-        out.push_str(&format!("  drover lab status{dir_arg}    drover lab fault blackout east{dir_arg}    drover lab heal east{dir_arg}\n"));
+        out.push_str(&format!(
+            "  drover lab status{dir_arg}    drover lab fault blackout east{dir_arg}    drover lab heal east{dir_arg}\n"
+        ));
         out.push_str(&format!("  drover lab down{dir_arg}\n"));
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
@@ -93,13 +95,7 @@ pub async fn up(dir: &Path, replication: Replication) -> Result<Up, LabError> {
         ))
     };
     build(&lab, replication).await.map_err(partly)?;
-    Ok(Up {
-        dir: lab.root().to_path_buf(),
-        plan: lab.plan(),
-        replication,
-        took: started.elapsed(),
-        warnings,
-    })
+    Ok(Up { dir: lab.root().to_path_buf(), plan: lab.plan(), replication, took: started.elapsed(), warnings })
 }
 
 fn refuse_if_up(lab: &LabDir) -> Result<(), LabError> {
@@ -111,7 +107,11 @@ fn refuse_if_up(lab: &LabDir) -> Result<(), LabError> {
     let mut what = leftovers;
     what.extend(running.iter().map(|d| format!("supervisor for {}", d.display())));
     let down_dir = running.first().cloned().unwrap_or_else(|| lab.root().to_path_buf());
-    let dir_arg = if down_dir == Path::new(crate::DEFAULT_DIR) { String::new() } else { format!(" --dir {}", down_dir.display()) };
+    let dir_arg = if down_dir == Path::new(crate::DEFAULT_DIR) {
+        String::new()
+    } else {
+        format!(" --dir {}", down_dir.display())
+    };
     Err(LabError::refused(format!(
         "a lab is already up on this machine ({}); only one can exist at a time: run 'drover lab down{dir_arg}' first",
         what.join(", ")
@@ -278,7 +278,9 @@ async fn wait_dns(expected: IpAddr) -> Result<(), LabError> {
             Err(e) => e.to_string(),
         };
         if started.elapsed() > READY_GUARD {
-            return Err(LabError::failed(format!("Knot DNS on {server} does not answer {RECORD} with {expected}: {last}")));
+            return Err(LabError::failed(format!(
+                "Knot DNS on {server} does not answer {RECORD} with {expected}: {last}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -335,7 +337,8 @@ pub fn down(dir: &Path) -> Result<Downed, LabError> {
     let mut removed = Vec::new();
     let mut notes = Vec::new();
 
-    let mut supervisors: Vec<u32> = LabState::read(&lab).ok().and_then(|s| s.supervisor).filter(|p| sys::alive(*p)).into_iter().collect();
+    let mut supervisors: Vec<u32> =
+        LabState::read(&lab).ok().and_then(|s| s.supervisor).filter(|p| sys::alive(*p)).into_iter().collect();
     for pid in sys::processes_mentioning("lab supervise") {
         if sys::cmdline(pid).contains(&needle) && !supervisors.contains(&pid) {
             supervisors.push(pid);
@@ -383,7 +386,8 @@ pub fn down(dir: &Path) -> Result<Downed, LabError> {
     removed.extend(net::remove());
 
     if lab.marker().exists() {
-        std::fs::remove_dir_all(&root).map_err(|e| LabError::failed(format!("{}: cannot remove: {e}", root.display())))?;
+        std::fs::remove_dir_all(&root)
+            .map_err(|e| LabError::failed(format!("{}: cannot remove: {e}", root.display())))?;
         removed.push(root.display().to_string());
     } else if root.exists() {
         notes.push(format!("{} is not a drover lab directory; left in place", root.display()));

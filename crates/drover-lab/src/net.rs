@@ -17,8 +17,12 @@ pub fn link_exists(name: &str) -> bool {
 
 /// What of a lab's network exists right now (any of it means a lab is up or half up).
 pub fn leftovers() -> Vec<String> {
-    let mut found: Vec<String> =
-        REGIONS.iter().map(RegionSpec::namespace).filter(|ns| namespace_exists(ns)).map(|ns| format!("namespace {ns}")).collect();
+    let mut found: Vec<String> = REGIONS
+        .iter()
+        .map(RegionSpec::namespace)
+        .filter(|ns| namespace_exists(ns))
+        .map(|ns| format!("namespace {ns}"))
+        .collect();
     if link_exists(BRIDGE) {
         found.push(format!("bridge {BRIDGE}"));
     }
@@ -110,7 +114,12 @@ mod tests {
         let ruleset = "table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\n\
                        table inet fw {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t}\n}\n";
         assert_eq!(forward_drop_chains(ruleset), 1);
-        assert_eq!(forward_drop_chains("table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy accept;\n\t}\n}\n"), 0);
+        assert_eq!(
+            forward_drop_chains(
+                "table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy accept;\n\t}\n}\n"
+            ),
+            0
+        );
     }
 
     #[test]

@@ -42,12 +42,9 @@ pub fn common_conf() -> String {
 pub fn region_conf(lab: &LabDir, region: &str, address: Ipv4Addr, replication: Replication) -> String {
     let is_primary = REGIONS.iter().any(|r| r.name == region && r.role == Role::Primary);
     let sync_names = match (replication, is_primary) {
-        (Replication::Synchronous, true) => REGIONS
-            .iter()
-            .filter(|r| r.role == Role::Standby)
-            .map(|r| r.name)
-            .collect::<Vec<_>>()
-            .join(","),
+        (Replication::Synchronous, true) => {
+            REGIONS.iter().filter(|r| r.role == Role::Standby).map(|r| r.name).collect::<Vec<_>>().join(",")
+        }
         _ => String::new(),
     };
     format!(
@@ -63,9 +60,7 @@ pub fn region_conf(lab: &LabDir, region: &str, address: Ipv4Addr, replication: R
 
 /// Client authentication lines appended to `pg_hba.conf`: password (scram) from the lab subnet.
 pub fn hba_lines() -> String {
-    format!(
-        "\n# drover lab\nhost all all {SUBNET} scram-sha-256\nhost replication all {SUBNET} scram-sha-256\n"
-    )
+    format!("\n# drover lab\nhost all all {SUBNET} scram-sha-256\nhost replication all {SUBNET} scram-sha-256\n")
 }
 
 /// The region's directory (postgres-owned), its socket dir and its region settings.
@@ -126,9 +121,8 @@ fn append(path: &std::path::Path, text: &str) -> Result<(), LabError> {
 /// primary_conninfo with application_name = the region, the name synchronous_standby_names uses).
 pub fn basebackup(lab: &LabDir, region: &str, primary: Ipv4Addr, password: &str) -> Result<(), LabError> {
     let ns = crate::layout::namespace(region);
-    let conninfo = format!(
-        "host={primary} port={PG_PORT} user={PG_SUPERUSER} password={password} application_name={region}"
-    );
+    let conninfo =
+        format!("host={primary} port={PG_PORT} user={PG_SUPERUSER} password={password} application_name={region}");
     sys::run(
         "ip",
         &[
@@ -213,12 +207,12 @@ pub async fn create_app_table(client: &tokio_postgres::Client) -> Result<(), Str
 }
 
 /// The standby's replication state as the primary sees it: (state, sync_state).
-pub async fn replication_of(client: &tokio_postgres::Client, standby: &str) -> Result<Option<(String, String)>, String> {
+pub async fn replication_of(
+    client: &tokio_postgres::Client,
+    standby: &str,
+) -> Result<Option<(String, String)>, String> {
     let rows = client
-        .query(
-            "SELECT state, sync_state FROM pg_stat_replication WHERE application_name = $1",
-            &[&standby],
-        )
+        .query("SELECT state, sync_state FROM pg_stat_replication WHERE application_name = $1", &[&standby])
         .await
         .map_err(|e| describe(&e))?;
     Ok(rows.first().map(|r| (r.get(0), r.get(1))))

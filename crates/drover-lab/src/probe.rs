@@ -64,7 +64,8 @@ impl Probe {
             .expect("an HTTP client with timeouts builds");
         let records: Records = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = watch::channel(false);
-        let cache = Arc::new(DnsCache { server: config.dns_server, name: config.name.clone(), entry: Default::default() });
+        let cache =
+            Arc::new(DnsCache { server: config.dns_server, name: config.name.clone(), entry: Default::default() });
         let ticker = tokio::spawn(tick(config.clone(), client, cache, records.clone(), stopped));
         ProbeHandle { records, interval: config.interval, stop, ticker }
     }

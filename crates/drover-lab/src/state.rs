@@ -102,7 +102,8 @@ impl LabState {
                 path.display()
             ))
         })?;
-        serde_json::from_str(&text).map_err(|e| LabError::failed(format!("{}: not a lab state file: {e}", path.display())))
+        serde_json::from_str(&text)
+            .map_err(|e| LabError::failed(format!("{}: not a lab state file: {e}", path.display())))
     }
 
     pub fn write(&self, dir: &LabDir) -> Result<(), LabError> {

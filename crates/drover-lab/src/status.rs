@@ -151,11 +151,8 @@ async fn postgres_status(lab: &LabDir, region: &str, pid: Option<u32>) -> Postgr
     };
     let answer = tokio::time::timeout(PROBE_TIMEOUT, async {
         let client = postgres::connect(&dsn, PROBE_TIMEOUT).await?;
-        let in_recovery: bool = client
-            .query_one("SELECT pg_is_in_recovery()", &[])
-            .await
-            .map_err(|e| postgres::describe(&e))?
-            .get(0);
+        let in_recovery: bool =
+            client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| postgres::describe(&e))?.get(0);
         let replication = if in_recovery {
             client
                 .query("SELECT status FROM pg_stat_wal_receiver", &[])
@@ -204,18 +201,12 @@ pub(crate) async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) ->
         stream.read_to_end(&mut response).await.map_err(|e| e.to_string())?;
         parse_response(&String::from_utf8_lossy(&response))
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
 }
 
 fn parse_response(text: &str) -> Result<(u16, String), String> {
     let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("malformed HTTP status line")?;
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP status line")?;
     Ok((code, body.to_string()))
 }
 
@@ -231,7 +222,10 @@ impl LabStatus {
                 _ => "NOT RUNNING — 'drover lab down' then 'drover lab up'".into(),
             }
         );
-        out.push_str(&format!("{:<8} {:<12} {:<6} {:<32} {:<13} {}\n", "REGION", "ADDRESS", "NETNS", "POSTGRES", "APP", "FAULTS"));
+        out.push_str(&format!(
+            "{:<8} {:<12} {:<6} {:<32} {:<13} {}\n",
+            "REGION", "ADDRESS", "NETNS", "POSTGRES", "APP", "FAULTS"
+        ));
         for r in &self.regions {
             let pg = match &r.postgres {
                 None => "-".to_string(),

@@ -103,14 +103,9 @@ pub fn supervise(dir: &Path) -> Result<(), LabError> {
     while !STOP.load(Ordering::SeqCst) {
         let mut changed = sup.reap();
         changed |= sup.restart_due();
-        loop {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    sup.answer(stream);
-                    changed = true;
-                }
-                Err(_) => break,
-            }
+        while let Ok((stream, _)) = listener.accept() {
+            sup.answer(stream);
+            changed = true;
         }
         if changed {
             sup.save();
@@ -310,9 +305,7 @@ impl Supervisor {
             .services
             .iter()
             .filter(|s| s.starts > 0)
-            .map(|s| {
-                (s.name.clone(), ServiceState { pid: s.pid, starts: s.starts, last_exit: s.last_exit.clone() })
-            })
+            .map(|s| (s.name.clone(), ServiceState { pid: s.pid, starts: s.starts, last_exit: s.last_exit.clone() }))
             .collect();
         if let Err(e) = self.state.write(&self.lab) {
             log(&format!("cannot record state: {e}"));

@@ -101,11 +101,7 @@ pub fn run_with_input(program: &str, args: &[&str], input: Option<&str>) -> Resu
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(LabError::failed(format!(
-            "{shown}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+        Err(LabError::failed(format!("{shown}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())))
     }
 }
 
@@ -151,12 +147,11 @@ pub fn chown_postgres(path: &Path) -> Result<(), LabError> {
 }
 
 pub fn postgres_ids() -> Result<(nix::unistd::Uid, nix::unistd::Gid), LabError> {
-    let user = nix::unistd::User::from_name(crate::layout::PG_OS_USER)
-        .ok()
-        .flatten()
-        .ok_or_else(|| {
-            LabError::refused("there is no 'postgres' OS user; run scripts/setup.sh (Debian package postgresql-15 creates it)")
-        })?;
+    let user = nix::unistd::User::from_name(crate::layout::PG_OS_USER).ok().flatten().ok_or_else(|| {
+        LabError::refused(
+            "there is no 'postgres' OS user; run scripts/setup.sh (Debian package postgresql-15 creates it)",
+        )
+    })?;
     Ok((user.uid, user.gid))
 }
 

@@ -46,9 +46,11 @@ fn reachable(addr: &str) -> bool {
 
 /// POST /write?seq=N on one region's app: (status, body).
 fn post_write(addr: &str, seq: u64) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).expect("connect to the app");
+    let mut stream =
+        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).expect("connect to the app");
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(stream, "POST /write?seq={seq} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    write!(stream, "POST /write?seq={seq} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read the app's answer");
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
@@ -192,7 +194,8 @@ fn lab_refuses_without_root() {
         .expect("run drover as nobody");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("drover lab needs root to create network namespaces; run it with sudo"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("drover lab needs root to create network namespaces; run it with sudo"),
         "{}",
         text(&out)
     );

@@ -15,7 +15,9 @@ pub enum LabCommand {
     /// Create the lab: namespaces drover-east, drover-west and drover-witness on bridge drover0,
     /// a PostgreSQL primary (east) and streaming standby (west), Knot DNS for api.app.test. and the
     /// lab app in each region; write DIR/plan.yaml. Returns once everything answers.
-    #[command(after_help = "Needs root. Only one lab can exist on a machine at a time (the namespace names are fixed).")]
+    #[command(
+        after_help = "Needs root. Only one lab can exist on a machine at a time (the namespace names are fixed)."
+    )]
     Up {
         #[command(flatten)]
         dir: DirArg,
@@ -120,7 +122,10 @@ pub fn run(cmd: LabCommand) -> ExitCode {
                 ReplicationArg::Sync => Replication::Synchronous,
                 ReplicationArg::Async => Replication::Asynchronous,
             };
-            runtime().block_on(drover_lab::up(&dir.dir, replication)).map(|up| print!("{}", up.summary())).map_err(failure)
+            runtime()
+                .block_on(drover_lab::up(&dir.dir, replication))
+                .map(|up| print!("{}", up.summary()))
+                .map_err(failure)
         }
         LabCommand::Down { dir } => {
             drover_lab::down(&dir.dir).map(|d| print!("{}", d.summary(&dir.dir))).map_err(failure)
@@ -132,13 +137,13 @@ pub fn run(cmd: LabCommand) -> ExitCode {
                 Output::Text => print!("{}", s.to_text()),
             })
             .map_err(failure),
-        LabCommand::Fault { kind, region, from, dir } => Fault::parse(kind.as_str(), &region, from.as_deref())
-            .map_err(Failure::input)
-            .and_then(|fault| {
+        LabCommand::Fault { kind, region, from, dir } => {
+            Fault::parse(kind.as_str(), &region, from.as_deref()).map_err(Failure::input).and_then(|fault| {
                 drover_lab::fault(&dir.dir, &fault).map_err(failure)?;
                 println!("fault {fault} injected; lift it with 'drover lab heal {region}'");
                 Ok(())
-            }),
+            })
+        }
         LabCommand::Heal { region, dir } => {
             drover_lab::heal(&dir.dir, &region).map(|done| println!("{done}")).map_err(failure)
         }
