@@ -199,9 +199,17 @@ async fn build(lab: &LabDir, replication: Replication) -> Result<(), LabError> {
 
     postgres::basebackup(lab, standby.name, primary.address, &password)?;
     supervisor::request(lab, &format!("start postgres-{}", standby.name))?;
+    let standby_dsn = postgres::dsn(standby.address, &password);
+    postgres::wait_connect(&standby_dsn, READY_GUARD).await.map_err(|e| {
+        LabError::failed(format!(
+            "{} database did not accept connections: {e}; its log ends:\n{}",
+            standby.name,
+            sys::tail(&lab.pg_log(standby.name), 15)
+        ))
+    })?;
     wait_streaming(lab, &client, standby.name, replication).await?;
 
-    wait_dns(primary.address.into()).await?;
+    wait_dns(lab, primary.address.into()).await?;
     for r in REGIONS.iter().filter(|r| r.serves()) {
         wait_app(lab, r.name, r.address.into()).await?;
     }
@@ -268,7 +276,7 @@ async fn wait_streaming(
     )))
 }
 
-async fn wait_dns(expected: IpAddr) -> Result<(), LabError> {
+async fn wait_dns(lab: &LabDir, expected: IpAddr) -> Result<(), LabError> {
     let server = SocketAddr::new(HUB_ADDRESS.into(), DNS_PORT);
     let started = Instant::now();
     loop {
@@ -279,7 +287,8 @@ async fn wait_dns(expected: IpAddr) -> Result<(), LabError> {
         };
         if started.elapsed() > READY_GUARD {
             return Err(LabError::failed(format!(
-                "Knot DNS on {server} does not answer {RECORD} with {expected}: {last}"
+                "Knot DNS on {server} does not answer {RECORD} with {expected}: {last}; its log ends:\n{}",
+                sys::tail(&lab.knot_log(), 15)
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -340,7 +349,7 @@ pub fn down(dir: &Path) -> Result<Downed, LabError> {
     let mut supervisors: Vec<u32> =
         LabState::read(&lab).ok().and_then(|s| s.supervisor).filter(|p| sys::alive(*p)).into_iter().collect();
     for pid in sys::processes_mentioning("lab supervise") {
-        if sys::cmdline(pid).contains(&needle) && !supervisors.contains(&pid) {
+        if sys::mentions_path(&sys::cmdline(pid), &needle) && !supervisors.contains(&pid) {
             supervisors.push(pid);
         }
     }
@@ -359,7 +368,7 @@ pub fn down(dir: &Path) -> Result<Downed, LabError> {
 
     // Whatever else runs from this lab: servers started outside the supervisor (pg_ctl through
     // the plan's host exec), and anything left inside the namespaces.
-    let mut stray = sys::processes_mentioning(&needle);
+    let mut stray = sys::processes_using(&root);
     for r in &REGIONS {
         if net::namespace_exists(&r.namespace())
             && let Ok(out) = sys::run("ip", &["netns", "pids", &r.namespace()])

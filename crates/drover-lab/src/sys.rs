@@ -191,13 +191,33 @@ fn all_pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Live processes whose command line mentions `needle`, except this process and its ancestors.
-pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+/// Live processes whose command line satisfies `matches`, except this process and its ancestors.
+fn processes_where(matches: impl Fn(&str) -> bool) -> Vec<u32> {
     let mut spared = vec![std::process::id()];
     while let Some(parent) = spared.last().and_then(|p| parent_pid(*p)).filter(|p| *p > 1) {
         spared.push(parent);
     }
-    all_pids().into_iter().filter(|p| !spared.contains(p) && alive(*p) && cmdline(*p).contains(needle)).collect()
+    all_pids().into_iter().filter(|p| !spared.contains(p) && alive(*p) && matches(&cmdline(*p))).collect()
+}
+
+/// Live processes whose command line contains `text`.
+pub fn processes_mentioning(text: &str) -> Vec<u32> {
+    processes_where(|cmd| cmd.contains(text))
+}
+
+/// Live processes whose command line names `dir` or a path below it.
+pub fn processes_using(dir: &Path) -> Vec<u32> {
+    let dir = dir.to_string_lossy();
+    processes_where(|cmd| mentions_path(cmd, &dir))
+}
+
+/// True when `cmdline` holds `dir` as a whole path or a path prefix (`/tmp/lab` matches
+/// `/tmp/lab/east` but not `/tmp/lab-2`).
+pub fn mentions_path(cmdline: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    cmdline.match_indices(dir).any(|(at, _)| {
+        matches!(cmdline[at + dir.len()..].chars().next(), None | Some('/') | Some(' ') | Some('\'') | Some('"'))
+    })
 }
 
 /// The direct children of `pid`.
@@ -219,4 +239,18 @@ pub fn postmaster(pgdata: &Path) -> Option<u32> {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_mentioned_only_whole() {
+        let cmd = "/usr/lib/postgresql/15/bin/postgres -D /tmp/lab/east/pgdata";
+        assert!(mentions_path(cmd, "/tmp/lab"));
+        assert!(mentions_path("drover lab supervise --dir /tmp/lab", "/tmp/lab/"));
+        assert!(!mentions_path("drover lab supervise --dir /tmp/lab-2", "/tmp/lab"));
+        assert!(!mentions_path("postgres -D /tmp/labx/east", "/tmp/lab"));
+    }
 }
