@@ -21,8 +21,8 @@ pub enum LabCommand {
     Up {
         #[command(flatten)]
         dir: DirArg,
-        /// synchronous: a commit on east waits for west (no acknowledged write is lost on failover).
-        /// asynchronous: it does not (faster, may lose the last writes).
+        /// sync: a commit on east waits until west has it (no acknowledged write is lost on failover).
+        /// async: it does not (lower write latency; the last writes may be lost).
         #[arg(long, value_enum, default_value_t = ReplicationArg::Sync)]
         replication: ReplicationArg,
     },
