@@ -17,21 +17,13 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sends one message to `server` over UDP and returns the server's answer, whatever its rcode.
 /// The message goes out byte for byte as given (a TSIG signature stays valid).
-pub(crate) async fn exchange(
-    server: SocketAddr,
-    message: Message,
-) -> Result<DnsResponse, ProviderError> {
+pub(crate) async fn exchange(server: SocketAddr, message: Message) -> Result<DnsResponse, ProviderError> {
     let mut options = DnsRequestOptions::default();
     options.use_edns = message.edns.is_some();
     options.recursion_desired = false;
-    let mut stream = UdpClientStream::builder(server, TokioRuntimeProvider::default())
-        .with_timeout(Some(TIMEOUT))
-        .build();
-    stream
-        .send_message(DnsRequest::new(message, options))
-        .first_answer()
-        .await
-        .map_err(|e| network_error(server, e))
+    let mut stream =
+        UdpClientStream::builder(server, TokioRuntimeProvider::default()).with_timeout(Some(TIMEOUT)).build();
+    stream.send_message(DnsRequest::new(message, options)).first_answer().await.map_err(|e| network_error(server, e))
 }
 
 fn network_error(server: SocketAddr, error: NetError) -> ProviderError {
@@ -40,9 +32,9 @@ fn network_error(server: SocketAddr, error: NetError) -> ProviderError {
             "dns {server}: no answer within {}s — is the server running and reachable from here?",
             TIMEOUT.as_secs()
         )),
-        NetError::Io(e) => ProviderError::transient(format!(
-            "dns {server}: {e} — is the server running and reachable from here?"
-        )),
+        NetError::Io(e) => {
+            ProviderError::transient(format!("dns {server}: {e} — is the server running and reachable from here?"))
+        }
         other => ProviderError::transient(format!("dns {server}: exchange failed: {other}")),
     }
 }
@@ -56,11 +48,7 @@ pub(crate) struct Answer {
 }
 
 /// Asks `server` for `name`/`rtype` without recursion. NXDOMAIN and NODATA are an empty answer.
-pub(crate) async fn lookup(
-    server: SocketAddr,
-    name: &Name,
-    rtype: RecordType,
-) -> Result<Answer, ProviderError> {
+pub(crate) async fn lookup(server: SocketAddr, name: &Name, rtype: RecordType) -> Result<Answer, ProviderError> {
     let mut options = DnsRequestOptions::default();
     options.recursion_desired = false;
     let request = DnsRequest::from_query(Query::query(name.clone(), rtype), options);
@@ -68,12 +56,7 @@ pub(crate) async fn lookup(
     let response = exchange(server, message).await?;
     match response.response_code {
         ResponseCode::NoError | ResponseCode::NXDomain => Ok(Answer {
-            records: response
-                .answers
-                .iter()
-                .filter(|r| r.record_type() == rtype && r.name == *name)
-                .cloned()
-                .collect(),
+            records: response.answers.iter().filter(|r| r.record_type() == rtype && r.name == *name).cloned().collect(),
             negative_ttl: response.negative_ttl(),
         }),
         ResponseCode::ServFail => Err(ProviderError::transient(format!(
@@ -82,17 +65,14 @@ pub(crate) async fn lookup(
         ResponseCode::Refused => Err(ProviderError::permanent(format!(
             "dns {server}: {name} {rtype}: query refused (REFUSED) — does this server serve the zone of {name}, and does its ACL allow queries from this host?"
         ))),
-        code => Err(ProviderError::permanent(format!(
-            "dns {server}: {name} {rtype}: the server answered {code}"
-        ))),
+        code => Err(ProviderError::permanent(format!("dns {server}: {name} {rtype}: the server answered {code}"))),
     }
 }
 
 /// Parses a fully qualified or relative name (taken as fully qualified).
 pub(crate) fn fqdn(name: &str) -> Result<Name, ProviderError> {
-    let mut parsed = Name::from_ascii(name).map_err(|e| {
-        ProviderError::permanent(format!("dns name '{name}' is not a valid domain name: {e}"))
-    })?;
+    let mut parsed = Name::from_ascii(name)
+        .map_err(|e| ProviderError::permanent(format!("dns name '{name}' is not a valid domain name: {e}")))?;
     parsed.set_fqdn(true);
     Ok(parsed)
 }
@@ -111,17 +91,11 @@ pub(crate) fn addresses(records: &[Record]) -> Vec<IpAddr> {
 
 /// Resolves `name`'s A records by asking `server` directly, with the TTL a cache should honour
 /// (the lowest record TTL; the zone's negative TTL when there is no address).
-pub async fn resolve(
-    server: SocketAddr,
-    name: &str,
-) -> Result<(Vec<IpAddr>, Duration), ProviderError> {
+pub async fn resolve(server: SocketAddr, name: &str) -> Result<(Vec<IpAddr>, Duration), ProviderError> {
     let answer = lookup(server, &fqdn(name)?, RecordType::A).await?;
     let ttl = match answer.records.iter().map(|r| r.ttl).min() {
         Some(ttl) => ttl,
         None => answer.negative_ttl.unwrap_or(0),
     };
-    Ok((
-        addresses(&answer.records),
-        Duration::from_secs(u64::from(ttl)),
-    ))
+    Ok((addresses(&answer.records), Duration::from_secs(u64::from(ttl))))
 }

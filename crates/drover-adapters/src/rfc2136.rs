@@ -78,12 +78,7 @@ impl Rfc2136Traffic {
             .records
             .iter()
             .filter_map(|r| match &r.data {
-                RData::TXT(txt) => Some(
-                    txt.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s))
-                        .collect(),
-                ),
+                RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect()),
                 _ => None,
             })
             .collect();
@@ -117,10 +112,7 @@ impl Rfc2136Traffic {
             TsigAlgorithm::HmacSha512 => HickoryTsigAlgorithm::HmacSha512,
         };
         TSigner::new(key, algorithm, dns::fqdn(&self.key_name)?, TSIG_FUDGE).map_err(|e| {
-            ProviderError::permanent(format!(
-                "dns {}: cannot sign with TSIG key '{}': {e}",
-                self.server, self.key_name
-            ))
+            ProviderError::permanent(format!("dns {}: cannot sign with TSIG key '{}': {e}", self.server, self.key_name))
         })
     }
 
@@ -147,40 +139,25 @@ impl Rfc2136Traffic {
             // RFC 2136 2.4.2: exactly this RRset exists (value dependent).
             EpochRecord::Holds(e) => Record::from_rdata(epoch.clone(), 0, epoch_txt(e)),
             // RFC 2136 2.4.3: the RRset does not exist.
-            EpochRecord::Absent => class(
-                Record::update0(epoch.clone(), 0, RecordType::TXT),
-                DNSClass::NONE,
-            ),
+            EpochRecord::Absent => class(Record::update0(epoch.clone(), 0, RecordType::TXT), DNSClass::NONE),
         });
 
         // RFC 2136 2.5.2: delete the whole RRset (class ANY), then add the new one.
-        message.add_update(class(
-            Record::update0(record.clone(), 0, RecordType::A),
-            DNSClass::ANY,
-        ));
-        message.add_update(class(
-            Record::update0(record.clone(), 0, RecordType::AAAA),
-            DNSClass::ANY,
-        ));
+        message.add_update(class(Record::update0(record.clone(), 0, RecordType::A), DNSClass::ANY));
+        message.add_update(class(Record::update0(record.clone(), 0, RecordType::AAAA), DNSClass::ANY));
         let address = match target {
             IpAddr::V4(v4) => RData::A(A(v4)),
             IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
         };
         message.add_update(Record::from_rdata(record, self.ttl, address));
-        message.add_update(class(
-            Record::update0(epoch.clone(), 0, RecordType::TXT),
-            DNSClass::ANY,
-        ));
+        message.add_update(class(Record::update0(epoch.clone(), 0, RecordType::TXT), DNSClass::ANY));
         message.add_update(Record::from_rdata(epoch, self.ttl, epoch_txt(new_epoch)));
         Ok(message)
     }
 
     /// Signs and sends an UPDATE; returns the server's rcode once the answer's TSIG is verified.
     async fn send_update(&self, mut message: Message) -> Result<ResponseCode, ProviderError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let verifier = message.finalize(&self.signer()?, now).map_err(|e| {
             ProviderError::permanent(format!(
                 "dns {}: cannot sign the update with key '{}': {e}",
@@ -191,9 +168,7 @@ impl Rfc2136Traffic {
         self.check_tsig(&response)?;
         if let Some(mut verifier) = verifier {
             // An answer not signed with our key is not the server's word: treat it as an auth failure.
-            verifier
-                .verify(response.as_buffer())
-                .map_err(|_| self.auth_failed())?;
+            verifier.verify(response.as_buffer()).map_err(|_| self.auth_failed())?;
         }
         Ok(response.response_code)
     }
@@ -214,9 +189,7 @@ impl Rfc2136Traffic {
                 self.zone
             ))),
             Some(_) => Err(self.auth_failed()),
-            None if response.response_code == ResponseCode::NotAuth
-                && response.signature().is_none() =>
-            {
+            None if response.response_code == ResponseCode::NotAuth && response.signature().is_none() => {
                 Err(self.auth_failed())
             }
             None => Ok(()),
@@ -268,21 +241,12 @@ impl Traffic for Rfc2136Traffic {
             EpochRecord::Absent => 0,
             EpochRecord::Holds(e) => e,
         };
-        Ok(TrafficState {
-            region,
-            addresses,
-            epoch,
-        })
+        Ok(TrafficState { region, addresses, epoch })
     }
 
     /// Safe to repeat: when the server refuses because the zone already holds exactly this
     /// switch (a retransmitted or repeated call), it succeeds.
-    async fn switch(
-        &self,
-        region: &str,
-        observed_epoch: Epoch,
-        new_epoch: Epoch,
-    ) -> Result<(), ProviderError> {
+    async fn switch(&self, region: &str, observed_epoch: Epoch, new_epoch: Epoch) -> Result<(), ProviderError> {
         let target = *self.targets.get(region).ok_or_else(|| {
             ProviderError::permanent(format!(
                 "dns {}: no target for region '{region}' in traffic.targets — add it to the plan",
@@ -311,12 +275,10 @@ impl Traffic for Rfc2136Traffic {
                 "dns {}: update of zone {} refused (REFUSED) — does the server's ACL for {} allow updates with key '{}'?",
                 self.server, self.zone, self.zone, self.key_name
             ))),
-            code @ (ResponseCode::NotAuth | ResponseCode::NotZone) => {
-                Err(ProviderError::permanent(format!(
-                    "dns {}: the server does not accept updates for zone {} ({code}) — point traffic.server at the zone's primary",
-                    self.server, self.zone
-                )))
-            }
+            code @ (ResponseCode::NotAuth | ResponseCode::NotZone) => Err(ProviderError::permanent(format!(
+                "dns {}: the server does not accept updates for zone {} ({code}) — point traffic.server at the zone's primary",
+                self.server, self.zone
+            ))),
             ResponseCode::ServFail => Err(ProviderError::transient(format!(
                 "dns {}: update of zone {} failed (SERVFAIL) — check the server's log",
                 self.server, self.zone

@@ -18,9 +18,7 @@ use knot::{EAST, Knot, RECORD, WEST, ZONE};
 
 /// Hang guard only; every exchange here takes milliseconds.
 async fn guard<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), f)
-        .await
-        .expect("hung for 60s")
+    tokio::time::timeout(Duration::from_secs(60), f).await.expect("hung for 60s")
 }
 
 fn spec(knot: &Knot, key_name: &str) -> Rfc2136Spec {
@@ -34,10 +32,7 @@ fn spec(knot: &Knot, key_name: &str) -> Rfc2136Spec {
             algorithm: TsigAlgorithm::HmacSha256,
             secret: SecretRef::Env("UNUSED_IN_TESTS".into()),
         },
-        targets: BTreeMap::from([
-            ("east".into(), EAST.parse().unwrap()),
-            ("west".into(), WEST.parse().unwrap()),
-        ]),
+        targets: BTreeMap::from([("east".into(), EAST.parse().unwrap()), ("west".into(), WEST.parse().unwrap())]),
     }
 }
 
@@ -52,11 +47,7 @@ fn ip(s: &str) -> IpAddr {
 /// What an independent client sees: (ttl, address) of the A records, and the epoch TXT values.
 fn seen_by_kdig(knot: &Knot) -> (Vec<(u32, String)>, Vec<String>) {
     let a = knot.kdig_records(RECORD, "A");
-    let txt = knot
-        .kdig_records(&format!("_drover-epoch.{RECORD}"), "TXT")
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
+    let txt = knot.kdig_records(&format!("_drover-epoch.{RECORD}"), "TXT").into_iter().map(|(_, v)| v).collect();
     (a, txt)
 }
 
@@ -81,11 +72,7 @@ async fn switch_to_west_moves_the_record_with_the_plans_ttl_and_records_the_epoc
     assert_eq!(now.epoch, 1);
 
     let (a, txt) = seen_by_kdig(&knot);
-    assert_eq!(
-        a,
-        vec![(5, WEST.to_string())],
-        "kdig sees the record on west with ttl 5"
-    );
+    assert_eq!(a, vec![(5, WEST.to_string())], "kdig sees the record on west with ttl 5");
     assert_eq!(txt, vec!["\"1\"".to_string()], "kdig sees the epoch");
 }
 
@@ -109,11 +96,7 @@ async fn a_stale_run_cannot_overwrite_a_newer_switch() {
     assert!(err.to_string().contains("no longer holds 1"), "{err}");
 
     let now = guard(t.current()).await.unwrap();
-    assert_eq!(
-        (now.region.as_deref(), now.epoch),
-        (Some("east"), 2),
-        "the newer switch stands"
-    );
+    assert_eq!((now.region.as_deref(), now.epoch), (Some("east"), 2), "the newer switch stands");
     let (a, txt) = seen_by_kdig(&knot);
     assert_eq!(a, vec![(5, EAST.to_string())]);
     assert_eq!(txt, vec!["\"2\"".to_string()]);
@@ -134,32 +117,19 @@ async fn a_wrong_tsig_key_is_an_authentication_error_and_changes_nothing() {
         )
     );
     assert!(!err.retryable());
-    assert!(
-        !err.to_string().contains(wrong) && !err.to_string().contains(&knot.secret),
-        "never prints a key"
-    );
+    assert!(!err.to_string().contains(wrong) && !err.to_string().contains(&knot.secret), "never prints a key");
 
     // A key name the server does not know is the same failure, named.
     let unknown = Rfc2136Traffic::new(&spec(&knot, "nobody"), Secret::new(knot.secret.clone()));
     let err = guard(unknown.switch("west", 0, 1)).await.unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("TSIG authentication failed for key 'nobody'"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("TSIG authentication failed for key 'nobody'"), "{err}");
 
     // So is the right secret with another algorithm than the server's key.
     let mut sha512 = spec(&knot, "drover");
     sha512.tsig.algorithm = TsigAlgorithm::HmacSha512;
     let err =
-        guard(Rfc2136Traffic::new(&sha512, Secret::new(knot.secret.clone())).switch("west", 0, 1))
-            .await
-            .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("TSIG authentication failed for key 'drover'"),
-        "{err}"
-    );
+        guard(Rfc2136Traffic::new(&sha512, Secret::new(knot.secret.clone())).switch("west", 0, 1)).await.unwrap_err();
+    assert!(err.to_string().contains("TSIG authentication failed for key 'drover'"), "{err}");
 
     let now = guard(traffic(&knot).current()).await.unwrap();
     assert_eq!((now.region.as_deref(), now.epoch), (Some("east"), 0));
@@ -169,16 +139,10 @@ async fn a_wrong_tsig_key_is_an_authentication_error_and_changes_nothing() {
 #[tokio::test]
 async fn a_key_the_zones_update_acl_does_not_allow_is_refused_naming_the_zone_and_acl() {
     let knot = Knot::start();
-    let t = Rfc2136Traffic::new(
-        &spec(&knot, "reader"),
-        Secret::new(knot.reader_secret.clone()),
-    );
+    let t = Rfc2136Traffic::new(&spec(&knot, "reader"), Secret::new(knot.reader_secret.clone()));
     let err = guard(t.switch("west", 0, 1)).await.unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("key 'reader'") && msg.contains("zone app.test.") && msg.contains("ACL"),
-        "{msg}"
-    );
+    assert!(msg.contains("key 'reader'") && msg.contains("zone app.test.") && msg.contains("ACL"), "{msg}");
     assert!(!err.retryable());
     assert_eq!(guard(traffic(&knot).current()).await.unwrap().epoch, 0);
 }
@@ -195,10 +159,7 @@ async fn repeating_a_switch_is_safe() {
 
     let now = guard(t.current()).await.unwrap();
     assert_eq!((now.region.as_deref(), now.epoch), (Some("west"), 1));
-    assert_eq!(
-        seen_by_kdig(&knot),
-        (vec![(5, WEST.to_string())], vec!["\"1\"".to_string()])
-    );
+    assert_eq!(seen_by_kdig(&knot), (vec![(5, WEST.to_string())], vec!["\"1\"".to_string()]));
 }
 
 #[tokio::test]
@@ -211,9 +172,7 @@ async fn resolve_returns_the_address_and_its_ttl() {
     let (addresses, ttl) = guard(resolve(knot.addr, RECORD)).await.unwrap();
     assert_eq!((addresses, ttl), (vec![ip(WEST)], Duration::from_secs(5)));
 
-    let (addresses, _) = guard(resolve(knot.addr, "missing.app.test."))
-        .await
-        .unwrap();
+    let (addresses, _) = guard(resolve(knot.addr, "missing.app.test.")).await.unwrap();
     assert!(addresses.is_empty());
 }
 
@@ -225,8 +184,5 @@ async fn an_unreachable_server_is_a_transient_error() {
     let t = Rfc2136Traffic::new(&s, Secret::new("c2VjcmV0"));
     let err = guard(t.current()).await.unwrap_err();
     assert!(err.retryable(), "{err}");
-    assert!(
-        err.to_string().starts_with(&format!("dns {}:", s.server)),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with(&format!("dns {}:", s.server)), "{err}");
 }

@@ -95,12 +95,8 @@ pub fn measure(m: &Measurement<'_>) -> Outcome {
     let after = |t: u64| t.saturating_sub(m.fault_at_ms);
     // Recovery is the first ack of a write sent after the last failure following the fault:
     // an ack that slipped through before the fault took hold is not recovery.
-    let last_failure_sent = m
-        .samples
-        .iter()
-        .filter(|s| s.sent_ms >= m.fault_at_ms && s.acked_ms.is_none())
-        .map(|s| s.sent_ms)
-        .max();
+    let last_failure_sent =
+        m.samples.iter().filter(|s| s.sent_ms >= m.fault_at_ms && s.acked_ms.is_none()).map(|s| s.sent_ms).max();
     let first_success = m
         .samples
         .iter()

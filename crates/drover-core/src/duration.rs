@@ -15,9 +15,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("'{text}' is not a duration; write e.g. 500ms, 5s, 10m"));
         }
-        let value: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("'{text}' is too large"))?;
+        let value: u64 = rest[..digits].parse().map_err(|_| format!("'{text}' is too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];

@@ -45,10 +45,8 @@ impl Observed {
     /// Health of a region from one round of its critical checks.
     pub fn region_health(&self, plan: &Plan, region: &str) -> Health {
         let Some(results) = self.checks.get(region) else { return Health::Unknown };
-        let critical: Vec<_> = results
-            .iter()
-            .filter(|(name, _)| plan.checks.get(name).is_some_and(|c| c.critical))
-            .collect();
+        let critical: Vec<_> =
+            results.iter().filter(|(name, _)| plan.checks.get(name).is_some_and(|c| c.critical)).collect();
         if critical.is_empty() {
             Health::Unknown
         } else if critical.iter().all(|(_, r)| r.ok) {
@@ -69,10 +67,8 @@ pub async fn observe(plan: &Plan, journal: &dyn Journal, world: Providers<'_>) -
     }))
     .await;
     let checks = join_all(regions.iter().map(|r| async move {
-        let probes = join_all(
-            plan.checks_for(r).map(|c| async move { (c.name.clone(), world.prober.probe(c, r).await) }),
-        )
-        .await;
+        let probes =
+            join_all(plan.checks_for(r).map(|c| async move { (c.name.clone(), world.prober.probe(c, r).await) })).await;
         (r.to_string(), probes)
     }))
     .await;
@@ -119,11 +115,11 @@ pub enum Refusal {
     AlreadyPrimary(String),
     #[error("region '{region}' is unhealthy: {reason}; fix it or choose another region")]
     TargetUnhealthy { region: String, reason: String },
-    #[error("switchover needs a reachable primary in '{region}': {reason}; use 'drover failover' for an unplanned move")]
-    PrimaryUnreachable { region: String, reason: String },
     #[error(
-        "run {0} is still active; resume it with 'drover resume {0}' or end it with 'drover abort {0}'"
+        "switchover needs a reachable primary in '{region}': {reason}; use 'drover failover' for an unplanned move"
     )]
+    PrimaryUnreachable { region: String, reason: String },
+    #[error("run {0} is still active; resume it with 'drover resume {0}' or end it with 'drover abort {0}'")]
     ActiveRun(RunId),
 }
 
@@ -146,7 +142,10 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
     }
     match observed.members.get(to) {
         Some(MemberStatus::Unreachable { reason }) => {
-            return Err(Refusal::TargetUnhealthy { region: to.into(), reason: format!("database unreachable: {reason}") });
+            return Err(Refusal::TargetUnhealthy {
+                region: to.into(),
+                reason: format!("database unreachable: {reason}"),
+            });
         }
         None => {
             return Err(Refusal::TargetUnhealthy { region: to.into(), reason: "no database member".into() });
@@ -198,8 +197,7 @@ impl RetryPolicy {
     pub const WAIT: RetryPolicy =
         RetryPolicy { attempts: 60, initial: Duration::from_millis(100), max_delay: Duration::from_millis(500) };
     /// For tests: no sleeping.
-    pub const IMMEDIATE: RetryPolicy =
-        RetryPolicy { attempts: 3, initial: Duration::ZERO, max_delay: Duration::ZERO };
+    pub const IMMEDIATE: RetryPolicy = RetryPolicy { attempts: 3, initial: Duration::ZERO, max_delay: Duration::ZERO };
 
     /// Delay before retry number `attempt` (1-based): doubling, capped, with ±25% jitter.
     pub fn delay(&self, attempt: u32) -> Duration {
@@ -261,7 +259,9 @@ impl<'a> Engine<'a> {
     pub async fn resume(&self, id: &RunId) -> Result<RunSummary, EngineError> {
         let summary = self.journal.summary(id).await?;
         match summary.state {
-            RunState::Completed | RunState::Aborted => return Err(EngineError::Ended(id.clone(), summary.state.as_str())),
+            RunState::Completed | RunState::Aborted => {
+                return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
+            }
             RunState::Paused => self.record(id, Record::Resumed).await?,
             RunState::Running => {}
         }
@@ -463,11 +463,10 @@ impl<'a> Engine<'a> {
     async fn raise_epoch(&self, header: &RunHeader) -> Result<(), ProviderError> {
         let store = |e: StoreError| ProviderError::transient(e.to_string());
         match self.journal.compare_and_swap_epoch(header.epoch - 1, header.epoch).await.map_err(store)? {
-            Ok(()) => {
-                self.record(&header.id, Record::EpochRaised { from: header.epoch - 1, to: header.epoch })
-                    .await
-                    .map_err(store)
-            }
+            Ok(()) => self
+                .record(&header.id, Record::EpochRaised { from: header.epoch - 1, to: header.epoch })
+                .await
+                .map_err(store),
             Err(found) if found == header.epoch => Ok(()),
             Err(found) => Err(stale(found, header.epoch)),
         }

@@ -26,7 +26,9 @@ impl ProviderError {
 /// A failure of the journal store.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    #[error("run {active} is still active; resume it with 'drover resume {active}' or end it with 'drover abort {active}'")]
+    #[error(
+        "run {active} is still active; resume it with 'drover resume {active}' or end it with 'drover abort {active}'"
+    )]
     ActiveRun { active: String },
     #[error("no run with id {0}; 'drover runs' lists them")]
     UnknownRun(String),

@@ -62,17 +62,36 @@ pub struct RunHeader {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum Record {
-    Started { header: RunHeader },
+    Started {
+        header: RunHeader,
+    },
     /// Written before a step touches the world.
-    StepIntent { step: usize, kind: StepKind },
+    StepIntent {
+        step: usize,
+        kind: StepKind,
+    },
     /// Written after the step; `applied` is false when observation found it already done.
-    StepDone { step: usize, kind: StepKind, applied: bool, detail: String },
+    StepDone {
+        step: usize,
+        kind: StepKind,
+        applied: bool,
+        detail: String,
+    },
     /// A step failed; the run waits for a person.
-    Paused { step: usize, kind: StepKind, reason: String },
+    Paused {
+        step: usize,
+        kind: StepKind,
+        reason: String,
+    },
     Resumed,
-    EpochRaised { from: Epoch, to: Epoch },
+    EpochRaised {
+        from: Epoch,
+        to: Epoch,
+    },
     Completed,
-    Aborted { reason: String },
+    Aborted {
+        reason: String,
+    },
 }
 
 /// A journal record with its position and time.

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use drover_core::engine::{Refusal, plan_run};
 use drover_core::journal::Journal;
 use drover_core::run::{RunKind, RunState, StepState};
-use drover_core::testing::scenarios::{crash_after_every_record, engine, every_step_twice_is_once, observe, two_region_plan};
+use drover_core::testing::scenarios::{
+    crash_after_every_record, engine, every_step_twice_is_once, observe, two_region_plan,
+};
 use drover_core::testing::{FakeWorld, MemoryJournal};
 
 fn memory_journals() -> impl Fn(u64) -> Arc<dyn Journal> {

@@ -27,27 +27,12 @@ impl SecretSource for MapSecrets {
 
 fn secrets() -> MapSecrets {
     MapSecrets(vec![
-        (
-            SecretRef::Env("EAST_DSN".into()),
-            "postgres://app:east-s3cret@10.200.0.11/app",
-        ),
-        (
-            SecretRef::Env("WEST_DSN".into()),
-            "postgres://app:west-s3cret@10.200.0.12/app",
-        ),
+        (SecretRef::Env("EAST_DSN".into()), "postgres://app:east-s3cret@10.200.0.11/app"),
+        (SecretRef::Env("WEST_DSN".into()), "postgres://app:west-s3cret@10.200.0.12/app"),
         (SecretRef::Env("TSIG_KEY".into()), "dHNpZy1zM2NyZXQ="),
-        (
-            SecretRef::File("/etc/drover/west.dsn".into()),
-            "postgres://app:west-s3cret@10.200.0.12/app",
-        ),
-        (
-            SecretRef::File("/etc/drover/tsig".into()),
-            "dHNpZy1zM2NyZXQ=",
-        ),
-        (
-            SecretRef::File("/var/lib/drover/lab/tsig.key".into()),
-            "dHNpZy1zM2NyZXQ=",
-        ),
+        (SecretRef::File("/etc/drover/west.dsn".into()), "postgres://app:west-s3cret@10.200.0.12/app"),
+        (SecretRef::File("/etc/drover/tsig".into()), "dHNpZy1zM2NyZXQ="),
+        (SecretRef::File("/var/lib/drover/lab/tsig.key".into()), "dHNpZy1zM2NyZXQ="),
     ])
 }
 
@@ -76,12 +61,7 @@ fn golden(path: &Path, actual: &str) -> Option<String> {
         return None;
     }
     let expected = fs::read_to_string(path).unwrap_or_default();
-    (expected != actual).then(|| {
-        format!(
-            "{}:\n--- expected\n{expected}--- actual\n{actual}",
-            path.display()
-        )
-    })
+    (expected != actual).then(|| format!("{}:\n--- expected\n{expected}--- actual\n{actual}", path.display()))
 }
 
 #[test]
@@ -92,20 +72,13 @@ fn bad_plans_fail_with_exactly_the_expected_errors() {
     for path in &files {
         let output = match parse(path) {
             Ok(_) => {
-                failures.push(format!(
-                    "{}: parsed, but should have failed",
-                    path.display()
-                ));
+                failures.push(format!("{}: parsed, but should have failed", path.display()));
                 continue;
             }
             Err(output) => output,
         };
         for secret in NEVER_PRINTED {
-            assert!(
-                !output.contains(secret),
-                "{} prints a secret:\n{output}",
-                path.display()
-            );
+            assert!(!output.contains(secret), "{} prints a secret:\n{output}", path.display());
         }
         failures.extend(golden(&path.with_extension("err"), &output));
     }
@@ -132,11 +105,7 @@ fn every_golden_file_has_its_plan() {
         for entry in fs::read_dir(Path::new("tests/plans").join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|x| x == ext) {
-                assert!(
-                    path.with_extension("yaml").exists(),
-                    "{} has no plan beside it",
-                    path.display()
-                );
+                assert!(path.with_extension("yaml").exists(), "{} has no plan beside it", path.display());
             }
         }
     }
@@ -166,17 +135,14 @@ fn netns_regions_plan_reads_as_the_lab_needs() {
 fn documented_example_is_valid_and_summarised_as_shown() {
     let doc = fs::read_to_string("../../docs/plan.md").unwrap();
     let block = |after: &str, fence: &str| -> String {
-        let start = doc
-            .find(after)
-            .unwrap_or_else(|| panic!("docs/plan.md has no {after:?}"));
+        let start = doc.find(after).unwrap_or_else(|| panic!("docs/plan.md has no {after:?}"));
         let rest = &doc[start..];
         let open = rest.find(fence).unwrap() + fence.len();
         let close = rest[open..].find("```").unwrap();
         rest[open..open + close].to_owned()
     };
     let example = block("## A complete example", "```yaml\n");
-    let plan =
-        parse_plan(Path::new("shop.yaml"), &example, &secrets()).unwrap_or_else(|e| panic!("{e}"));
+    let plan = parse_plan(Path::new("shop.yaml"), &example, &secrets()).unwrap_or_else(|e| panic!("{e}"));
     let shown = block("$ drover plan check shop.yaml\n", "shop.yaml\n");
     assert_eq!(summary(&plan), shown);
 }

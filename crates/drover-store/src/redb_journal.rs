@@ -1,10 +1,10 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use drover_core::StoreError;
 use drover_core::engine::now_ms;
 use drover_core::journal::Journal;
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
-use drover_core::StoreError;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// (run id, sequence) → one journal entry as JSON.
@@ -58,12 +58,18 @@ impl RedbJournal {
         meta.insert("seq", seq).map_err(|e| self.err(e))?;
         let entry = Entry { seq, at_ms: now_ms(), record };
         let json = serde_json::to_string(&entry).map_err(|e| self.err(e))?;
-        tx.open_table(ENTRIES).map_err(|e| self.err(e))?.insert((run.0.as_str(), seq), json.as_str()).map_err(|e| self.err(e))?;
+        tx.open_table(ENTRIES)
+            .map_err(|e| self.err(e))?
+            .insert((run.0.as_str(), seq), json.as_str())
+            .map_err(|e| self.err(e))?;
         Ok(entry)
     }
 
     /// All runs folded from a table view, newest first.
-    fn fold_runs(&self, table: &impl ReadableTable<(&'static str, u64), &'static str>) -> Result<Vec<RunSummary>, StoreError> {
+    fn fold_runs(
+        &self,
+        table: &impl ReadableTable<(&'static str, u64), &'static str>,
+    ) -> Result<Vec<RunSummary>, StoreError> {
         let mut runs: Vec<(String, Vec<Entry>)> = Vec::new();
         for item in table.iter().map_err(|e| self.err(e))? {
             let (key, value) = item.map_err(|e| self.err(e))?;

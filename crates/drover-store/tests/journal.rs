@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use drover_core::StoreError;
 use drover_core::journal::Journal;
 use drover_core::run::{Record, RunKind, RunState};
-use drover_core::testing::scenarios::{crash_after_every_record, every_step_twice_is_once, observe, two_region_plan};
 use drover_core::testing::FakeWorld;
-use drover_core::StoreError;
+use drover_core::testing::scenarios::{crash_after_every_record, every_step_twice_is_once, observe, two_region_plan};
 use drover_store::RedbJournal;
 
 #[tokio::test]

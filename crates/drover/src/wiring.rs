@@ -88,7 +88,7 @@ impl World {
                 promote_timeout: pg.promote_timeout,
                 synchronous: pg.replication == drover_core::plan::Replication::Synchronous,
             })
-                .map_err(|e| Failure::input(e.message))?,
+            .map_err(|e| Failure::input(e.message))?,
             traffic: Rfc2136Traffic::new(traffic, key),
             prober: CheckProber::new(traffic.targets.clone(), dsns),
         })

@@ -8,7 +8,11 @@ use support::{assert_golden, drover, run};
 /// A plan with real secret files in a temp dir; its addresses point nowhere.
 fn plan_dir(plan: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for (name, value) in [("east.dsn", "postgres://drover:pw@127.0.0.1:1/postgres"), ("west.dsn", "postgres://drover:pw@127.0.0.1:2/postgres"), ("tsig.key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=")] {
+    for (name, value) in [
+        ("east.dsn", "postgres://drover:pw@127.0.0.1:1/postgres"),
+        ("west.dsn", "postgres://drover:pw@127.0.0.1:2/postgres"),
+        ("tsig.key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="),
+    ] {
         std::fs::write(dir.path().join(name), value).unwrap();
     }
     std::fs::write(dir.path().join("plan.yaml"), plan.replace("DIR", dir.path().to_str().unwrap())).unwrap();

@@ -118,7 +118,9 @@ impl PostgresDatabase {
         if !self.synchronous {
             return Ok(());
         }
-        let fail = |f: super::PgFailure| f.into_error(&primary.region, "restore synchronous replication", "run 'drover status'");
+        let fail = |f: super::PgFailure| {
+            f.into_error(&primary.region, "restore synchronous replication", "run 'drover status'")
+        };
         let client = primary.connect().await.map_err(fail)?;
         primary.timed(client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")).await.map_err(fail)?;
         primary.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)

@@ -12,6 +12,11 @@ use super::{Member, PgFailure, PostgresDatabase};
 /// A member that accepted the connection but does not answer within this is unreachable.
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a standby's lag may wait on its primary's WAL position: lag is a nicety
+/// next to the standby's own state, and a failover observes a standby whose primary
+/// is gone — it must not stall there.
+const LAG_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// WAL positions as bytes, from `pg_lsn` (bigint covers 8 EiB of WAL).
 const PRIMARY_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint, \
      current_setting('default_transaction_read_only')::bool, \
@@ -73,7 +78,7 @@ impl PostgresDatabase {
         for other in self.members.values().filter(|m| m.region != standby.region) {
             let other = Arc::clone(other);
             probes.spawn(async move {
-                let lsn = tokio::time::timeout(OBSERVE_TIMEOUT, primary_lsn(&other)).await.ok().flatten();
+                let lsn = tokio::time::timeout(LAG_PROBE_TIMEOUT, primary_lsn(&other)).await.ok().flatten();
                 lsn.map(|lsn| (other.host_name(), lsn))
             });
         }

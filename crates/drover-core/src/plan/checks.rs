@@ -28,24 +28,11 @@ const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
 const DEFAULT_SUCCESS_THRESHOLD: u32 = 2;
 const DEFAULT_STATUS: u16 = 200;
 
-pub(super) fn read(
-    r: &mut Reader<'_>,
-    top: &Mapping<'_>,
-    node: &Node,
-) -> Option<BTreeMap<String, Check>> {
+pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<BTreeMap<String, Check>> {
     let at = top.key("checks").map_or(node.pos(), Node::pos);
-    let entries = r.entries(
-        node,
-        "checks",
-        "a mapping of check name to { http: ..., interval: ... }",
-        "check",
-    )?;
+    let entries = r.entries(node, "checks", "a mapping of check name to { http: ..., interval: ... }", "check")?;
     if entries.is_empty() {
-        r.error(
-            at,
-            "checks",
-            "no checks; add at least one, e.g. api: { http: \"http://{target}:8080/healthz\" }",
-        );
+        r.error(at, "checks", "no checks; add at least one, e.g. api: { http: \"http://{target}:8080/healthz\" }");
         return None;
     }
     let mut checks = BTreeMap::new();
@@ -89,15 +76,8 @@ fn read_check(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<Check> {
         && t >= interval
     {
         // Point at whichever of the two was written here; the default is invisible.
-        let at = m
-            .get("timeout")
-            .or(m.get("interval"))
-            .map_or(entry.key.pos(), Node::pos);
-        let default = if m.get("timeout").is_none() {
-            " (the default)"
-        } else {
-            ""
-        };
+        let at = m.get("timeout").or(m.get("interval")).map_or(entry.key.pos(), Node::pos);
+        let default = if m.get("timeout").is_none() { " (the default)" } else { "" };
         r.error(
             at,
             &m.field("timeout"),
@@ -129,12 +109,7 @@ fn read_check(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<Check> {
     })
 }
 
-fn read_probe(
-    r: &mut Reader<'_>,
-    m: &Mapping<'_>,
-    entry: &Entry<'_>,
-    per_region: bool,
-) -> Option<Probe> {
+fn read_probe(r: &mut Reader<'_>, m: &Mapping<'_>, entry: &Entry<'_>, per_region: bool) -> Option<Probe> {
     let given: Vec<&str> = PROBES.into_iter().filter(|p| m.get(p).is_some()).collect();
     let kind = match given.as_slice() {
         [] => {
@@ -188,37 +163,23 @@ fn read_probe(
             };
             let body_contains = match m.get("body_contains") {
                 Some(n) => r
-                    .text(
-                        n,
-                        &m.field("body_contains"),
-                        "text the response body must contain",
-                    )
+                    .text(n, &m.field("body_contains"), "text the response body must contain")
                     .map(|s| Some(s.to_owned())),
                 None => Some(None),
             };
             (url_ok && scheme_ok).then_some(())?;
-            Some(Probe::Http {
-                url: url.to_owned(),
-                status: status?,
-                body_contains: body_contains?,
-            })
+            Some(Probe::Http { url: url.to_owned(), status: status?, body_contains: body_contains? })
         }
         "tcp" => {
             let address = r.text(node, &field, "an address like {target}:5432")?;
             let address_ok = template(r, node, &field, address, per_region);
-            let port_ok = address.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-            });
+            let port_ok = address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
             if !port_ok {
-                r.error(
-                    node.pos(),
-                    &field,
-                    format!("'{address}' is not host:port; write e.g. {{target}}:5432"),
-                );
+                r.error(node.pos(), &field, format!("'{address}' is not host:port; write e.g. {{target}}:5432"));
             }
-            (address_ok && port_ok).then(|| Probe::Tcp {
-                address: address.to_owned(),
-            })
+            (address_ok && port_ok).then(|| Probe::Tcp { address: address.to_owned() })
         }
         _ => {
             let target = r.text(node, &field, "member")?;
@@ -257,9 +218,7 @@ fn template(r: &mut Reader<'_>, node: &Node, field: &str, text: &str, per_region
             r.error(
                 node.pos(),
                 field,
-                format!(
-                    "'{text}' has a '{{' without a closing '}}'; the only placeholder is {{target}}"
-                ),
+                format!("'{text}' has a '{{' without a closing '}}'; the only placeholder is {{target}}"),
             );
             return false;
         };
@@ -270,7 +229,9 @@ fn template(r: &mut Reader<'_>, node: &Node, field: &str, text: &str, per_region
             r.error(
                 node.pos(),
                 field,
-                format!("unknown placeholder {{{name}}}; the only placeholder is {{target}}, the region's traffic target"),
+                format!(
+                    "unknown placeholder {{{name}}}; the only placeholder is {{target}}, the region's traffic target"
+                ),
             );
             ok = false;
         }
@@ -292,11 +253,7 @@ fn status(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<u16> {
     match u16::try_from(code) {
         Ok(code) if (100..=599).contains(&code) => Some(code),
         _ => {
-            r.error(
-                node.pos(),
-                field,
-                format!("{code} is not an HTTP status; write e.g. 200"),
-            );
+            r.error(node.pos(), field, format!("{code} is not an HTTP status; write e.g. 200"));
             None
         }
     }

@@ -22,14 +22,7 @@ pub(super) fn read(
     regions: Option<&Regions>,
 ) -> Option<DatabaseSpec> {
     let at = top.key("database").map_or(node.pos(), Node::pos);
-    let m = r.mapping(
-        node,
-        "database",
-        at,
-        &FIELDS,
-        &[],
-        "a mapping with kind, replication and members",
-    )?;
+    let m = r.mapping(node, "database", at, &FIELDS, &[], "a mapping with kind, replication and members")?;
     let kind = r
         .require(&m, "kind", "add kind: postgres")
         .and_then(|n| r.choice(n, "database.kind", "database kind", &[("postgres", ())]));
@@ -52,7 +45,11 @@ pub(super) fn read(
         None => Some(DEFAULT_PROMOTE_TIMEOUT),
     };
     let members = r
-        .require(&m, "members", "add one member per primary and standby region, e.g. members: { east: { dsn_env: EAST_DSN } }")
+        .require(
+            &m,
+            "members",
+            "add one member per primary and standby region, e.g. members: { east: { dsn_env: EAST_DSN } }",
+        )
         .and_then(|n| read_members(r, &m, n, regions));
     kind?;
     Some(DatabaseSpec::Postgres(PostgresSpec {
@@ -69,21 +66,8 @@ fn read_members(
     regions: Option<&Regions>,
 ) -> Option<BTreeMap<String, PostgresMember>> {
     let at = m.key("members").map_or(node.pos(), Node::pos);
-    let example = |region: &str| {
-        format!(
-            "{region}: {{ dsn_env: {}_DSN }}",
-            region.to_uppercase().replace('-', "_")
-        )
-    };
-    let entries = region_entries(
-        r,
-        node,
-        "database.members",
-        at,
-        regions,
-        "database member",
-        &example,
-    )?;
+    let example = |region: &str| format!("{region}: {{ dsn_env: {}_DSN }}", region.to_uppercase().replace('-', "_"));
+    let entries = region_entries(r, node, "database.members", at, regions, "database member", &example)?;
     let mut members = BTreeMap::new();
     let mut complete = true;
     for entry in &entries {
@@ -111,23 +95,13 @@ fn read_member(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<PostgresMember> 
         Some(n) => read_host(r, &m, n).map(Some),
         None => Some(None),
     };
-    Some(PostgresMember {
-        dsn: dsn?,
-        host: host?,
-    })
+    Some(PostgresMember { dsn: dsn?, host: host? })
 }
 
 fn read_host(r: &mut Reader<'_>, member: &Mapping<'_>, node: &Node) -> Option<MemberHost> {
     let path = member.field("host");
     let at = member.key("host").map_or(node.pos(), Node::pos);
-    let m = r.mapping(
-        node,
-        &path,
-        at,
-        &HOST_FIELDS,
-        &[],
-        "a mapping with exec and data_dir",
-    )?;
+    let m = r.mapping(node, &path, at, &HOST_FIELDS, &[], "a mapping with exec and data_dir")?;
     let exec = r
         .require(
             &m,
@@ -136,30 +110,18 @@ fn read_host(r: &mut Reader<'_>, member: &Mapping<'_>, node: &Node) -> Option<Me
         )
         .and_then(|n| argv(r, n, &m.field("exec")));
     let data_dir = r
-        .require(
-            &m,
-            "data_dir",
-            "add the member's data directory, e.g. data_dir: /var/lib/postgresql/15/main",
-        )
+        .require(&m, "data_dir", "add the member's data directory, e.g. data_dir: /var/lib/postgresql/15/main")
         .and_then(|n| absolute_path(r, n, &m.field("data_dir")));
     let bin_dir = match m.get("bin_dir") {
         Some(n) => absolute_path(r, n, &m.field("bin_dir")),
         None => Some(PathBuf::from(DEFAULT_BIN_DIR)),
     };
-    Some(MemberHost {
-        exec: exec?,
-        data_dir: data_dir?,
-        bin_dir: bin_dir?,
-    })
+    Some(MemberHost { exec: exec?, data_dir: data_dir?, bin_dir: bin_dir? })
 }
 
 /// A command prefix: a non-empty list of words (numbers allowed, e.g. a port).
 fn argv(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<String>> {
-    let items = r.list(
-        node,
-        field,
-        "a command as a list of words, e.g. [ssh, db-east]",
-    )?;
+    let items = r.list(node, field, "a command as a list of words, e.g. [ssh, db-east]")?;
     if items.is_empty() {
         r.error(
             node.pos(),
@@ -171,11 +133,9 @@ fn argv(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<String>> {
     let mut words = Vec::new();
     for (i, item) in items.iter().enumerate() {
         match &item.value {
-            Value::Str(s) if s.is_empty() => r.error(
-                item.pos(),
-                &format!("{field}[{i}]"),
-                "is an empty word; remove it",
-            ),
+            Value::Str(s) if s.is_empty() => {
+                r.error(item.pos(), &format!("{field}[{i}]"), "is an empty word; remove it")
+            }
             Value::Str(s) => words.push(s.clone()),
             Value::Int(n) => words.push(n.to_string()),
             other => r.error(
@@ -194,7 +154,9 @@ fn absolute_path(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<PathBuf
         r.error(
             node.pos(),
             field,
-            format!("'{text}' is not an absolute path; paths on the host start with /, e.g. /var/lib/postgresql/15/main"),
+            format!(
+                "'{text}' is not an absolute path; paths on the host start with /, e.g. /var/lib/postgresql/15/main"
+            ),
         );
         return None;
     }

@@ -207,14 +207,8 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 6] = [
-        StepKind::Fence,
-        StepKind::CatchUp,
-        StepKind::Promote,
-        StepKind::Switch,
-        StepKind::Verify,
-        StepKind::Rejoin,
-    ];
+    pub const ALL: [StepKind; 6] =
+        [StepKind::Fence, StepKind::CatchUp, StepKind::Promote, StepKind::Switch, StepKind::Verify, StepKind::Rejoin];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -262,10 +256,7 @@ impl Plan {
 
     /// Regions that run the service (primary and standby), in name order.
     pub fn service_regions(&self) -> impl Iterator<Item = &str> {
-        self.regions
-            .iter()
-            .filter(|(_, r)| r.role != Role::Witness)
-            .map(|(n, _)| n.as_str())
+        self.regions.iter().filter(|(_, r)| r.role != Role::Witness).map(|(n, _)| n.as_str())
     }
 
     pub fn postgres(&self) -> &PostgresSpec {
@@ -282,8 +273,8 @@ impl Plan {
 
     /// The checks that apply to a region, with templates filled in.
     pub fn checks_for<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a Check> + 'a {
-        self.checks.values().filter(move |c| {
-            c.per_region && self.regions.get(region).is_some_and(|r| r.role != Role::Witness)
-        })
+        self.checks
+            .values()
+            .filter(move |c| c.per_region && self.regions.get(region).is_some_and(|r| r.role != Role::Witness))
     }
 }

@@ -24,11 +24,7 @@ pub struct PlanError {
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}: {}",
-            self.file, self.line, self.column, self.field, self.message
-        )
+        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.message)
     }
 }
 
@@ -47,16 +43,7 @@ impl fmt::Display for PlanErrors {
 
 impl std::error::Error for PlanErrors {}
 
-const TOP_LEVEL: [&str; 8] = [
-    "name",
-    "objectives",
-    "regions",
-    "database",
-    "traffic",
-    "checks",
-    "policy",
-    "runbooks",
-];
+const TOP_LEVEL: [&str; 8] = ["name", "objectives", "regions", "database", "traffic", "checks", "policy", "runbooks"];
 
 /// Reads and validates a plan. `path` is only used to name the file in errors
 /// and as `Plan::source`; secret references are checked through `secrets`.
@@ -79,15 +66,8 @@ pub fn parse_plan(path: &Path, text: &str, secrets: &dyn SecretSource) -> Result
             // Every reader records why it gave up; reaching this is a drover bug.
             debug_assert!(false, "plan refused without an error");
             let file = path.display().to_string();
-            let message =
-                "drover could not read this plan but found no reason; please report it".into();
-            Err(PlanErrors(vec![PlanError {
-                file,
-                line: 1,
-                column: 1,
-                field: "plan".into(),
-                message,
-            }]))
+            let message = "drover could not read this plan but found no reason; please report it".into();
+            Err(PlanErrors(vec![PlanError { file, line: 1, column: 1, field: "plan".into(), message }]))
         }
         _ => Err(PlanErrors(errors)),
     }
@@ -95,59 +75,33 @@ pub fn parse_plan(path: &Path, text: &str, secrets: &dyn SecretSource) -> Result
 
 fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     if matches!(root.value, raw::Value::Null) {
-        r.error(
-            root.pos(),
-            "plan",
-            "the file is empty; start from the example in docs/plan.md",
-        );
+        r.error(root.pos(), "plan", "the file is empty; start from the example in docs/plan.md");
         return None;
     }
-    let top = r.mapping(
-        root,
-        "",
-        (1, 1),
-        &TOP_LEVEL,
-        &[],
-        "a mapping with name, regions, database, traffic, checks",
-    )?;
+    let top =
+        r.mapping(root, "", (1, 1), &TOP_LEVEL, &[], "a mapping with name, regions, database, traffic, checks")?;
 
-    let name = r
-        .require(&top, "name", "add e.g. name: shop")
-        .and_then(|n| plan_name(r, n));
+    let name = r.require(&top, "name", "add e.g. name: shop").and_then(|n| plan_name(r, n));
     let objectives = r
-        .require(
-            &top,
-            "objectives",
-            "add e.g. objectives: { rto: 30s, rpo: 0s }",
-        )
+        .require(&top, "objectives", "add e.g. objectives: { rto: 30s, rpo: 0s }")
         .and_then(|n| read_objectives(r, &top, n));
     let regions = r
-        .require(
-            &top,
-            "regions",
-            "add e.g. regions: { east: { role: primary }, west: { role: standby } }",
-        )
+        .require(&top, "regions", "add e.g. regions: { east: { role: primary }, west: { role: standby } }")
         .and_then(|n| read_regions(r, &top, n));
     let database = r
-        .require(
-            &top,
-            "database",
-            "add a database section (kind, replication, members)",
-        )
+        .require(&top, "database", "add a database section (kind, replication, members)")
         .and_then(|n| database::read(r, &top, n, regions.as_ref()));
     let traffic = r
-        .require(
-            &top,
-            "traffic",
-            "add a traffic section (kind, server, zone, record, ttl, tsig, targets)",
-        )
+        .require(&top, "traffic", "add a traffic section (kind, server, zone, record, ttl, tsig, targets)")
         .and_then(|n| traffic::read(r, &top, n, regions.as_ref()));
     let checks = r
-        .require(&top, "checks", "add at least one check, e.g. checks: { api: { http: \"http://{target}:8080/healthz\" } }")
+        .require(
+            &top,
+            "checks",
+            "add at least one check, e.g. checks: { api: { http: \"http://{target}:8080/healthz\" } }",
+        )
         .and_then(|n| checks::read(r, &top, n));
-    let check_names: Option<Vec<&str>> = checks
-        .as_ref()
-        .map(|c| c.keys().map(String::as_str).collect());
+    let check_names: Option<Vec<&str>> = checks.as_ref().map(|c| c.keys().map(String::as_str).collect());
     let policy = policy::read_policy(r, &top, check_names.as_deref());
     let runbooks = policy::read_runbooks(r, &top);
 
@@ -173,16 +127,11 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
 
 fn plan_name(r: &mut Reader<'_>, node: &Node) -> Option<String> {
     let name = r.text(node, "name", "a name like shop")?;
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
         r.error(
             node.pos(),
             "name",
-            format!(
-                "'{name}' is not a valid name; use lowercase letters, digits and '-' (e.g. shop)"
-            ),
+            format!("'{name}' is not a valid name; use lowercase letters, digits and '-' (e.g. shop)"),
         );
         return None;
     }
@@ -191,32 +140,14 @@ fn plan_name(r: &mut Reader<'_>, node: &Node) -> Option<String> {
 
 fn read_objectives(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<Objectives> {
     let at = top.key("objectives").map_or(node.pos(), Node::pos);
-    let m = r.mapping(
-        node,
-        "objectives",
-        at,
-        &["rto", "rpo"],
-        &[],
-        "a mapping like { rto: 30s, rpo: 0s }",
-    )?;
+    let m = r.mapping(node, "objectives", at, &["rto", "rpo"], &[], "a mapping like { rto: 30s, rpo: 0s }")?;
     let rto = r
-        .require(
-            &m,
-            "rto",
-            "add the longest outage you accept, e.g. rto: 30s",
-        )
+        .require(&m, "rto", "add the longest outage you accept, e.g. rto: 30s")
         .and_then(|n| r.duration(n, "objectives.rto"));
     let rpo = r
-        .require(
-            &m,
-            "rpo",
-            "add the most recent writes you accept to lose, e.g. rpo: 0s",
-        )
+        .require(&m, "rpo", "add the most recent writes you accept to lose, e.g. rpo: 0s")
         .and_then(|n| r.duration(n, "objectives.rpo"));
-    Some(Objectives {
-        rto: rto?,
-        rpo: rpo?,
-    })
+    Some(Objectives { rto: rto?, rpo: rpo? })
 }
 
 /// The regions as declared, kept even when a role is unreadable, so references
@@ -229,10 +160,7 @@ pub(super) struct Regions {
 
 impl Regions {
     pub fn role(&self, name: &str) -> Option<Option<Role>> {
-        self.declared
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, role)| *role)
+        self.declared.iter().find(|(n, _)| n == name).map(|(_, role)| *role)
     }
 
     /// "east, west and witness", for "regions are ..." hints.
@@ -253,31 +181,17 @@ impl Regions {
         if !self.complete {
             return None;
         }
-        self.declared
-            .into_iter()
-            .map(|(name, role)| role.map(|role| (name, Region { role })))
-            .collect()
+        self.declared.into_iter().map(|(name, role)| role.map(|role| (name, Region { role }))).collect()
     }
 }
 
-const ROLES: [(&str, Role); 3] = [
-    ("primary", Role::Primary),
-    ("standby", Role::Standby),
-    ("witness", Role::Witness),
-];
+const ROLES: [(&str, Role); 3] = [("primary", Role::Primary), ("standby", Role::Standby), ("witness", Role::Witness)];
 
 fn read_regions(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<Regions> {
     let at = top.key("regions").map_or(node.pos(), Node::pos);
-    let entries = r.entries(
-        node,
-        "regions",
-        "a mapping of region name to { role: primary|standby|witness }",
-        "region",
-    )?;
-    let mut regions = Regions {
-        declared: Vec::new(),
-        complete: true,
-    };
+    let entries =
+        r.entries(node, "regions", "a mapping of region name to { role: primary|standby|witness }", "region")?;
+    let mut regions = Regions { declared: Vec::new(), complete: true };
     let mut primary: Option<String> = None;
     for entry in entries {
         check_identifier(r, &entry, "region");
@@ -285,9 +199,7 @@ fn read_regions(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<Re
         if role == Some(Role::Primary) {
             if let Some(first) = &primary {
                 let role_at = match &entry.value.value {
-                    raw::Value::Map(items) => items
-                        .iter()
-                        .find(|(k, _)| k.value == raw::Value::Str("role".into())),
+                    raw::Value::Map(items) => items.iter().find(|(k, _)| k.value == raw::Value::Str("role".into())),
                     _ => None,
                 }
                 .map_or(entry.key.pos(), |(_, v)| v.pos());
@@ -305,64 +217,35 @@ fn read_regions(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<Re
     }
     let roles: Vec<Option<Role>> = regions.declared.iter().map(|(_, role)| *role).collect();
     if regions.declared.is_empty() {
-        r.error(
-            at,
-            "regions",
-            "no regions; declare one primary and at least one standby",
-        );
+        r.error(at, "regions", "no regions; declare one primary and at least one standby");
         return None;
     }
     // Only judge the set of roles when every role could be read.
     if regions.complete {
         if primary.is_none() {
-            r.error(
-                at,
-                "regions",
-                "no primary region; give exactly one region role: primary",
-            );
+            r.error(at, "regions", "no primary region; give exactly one region role: primary");
         }
         if !roles.contains(&Some(Role::Standby)) {
-            r.error(
-                at,
-                "regions",
-                "no standby region; give at least one region role: standby to fail over to",
-            );
+            r.error(at, "regions", "no standby region; give at least one region role: standby to fail over to");
         }
     }
     Some(regions)
 }
 
 fn region_role(r: &mut Reader<'_>, path: &str, key: &Node, node: &Node) -> Option<Role> {
-    let m = r.mapping(
-        node,
-        path,
-        key.pos(),
-        &["role"],
-        &[],
-        "a mapping like { role: standby }",
-    )?;
-    let role = r.require(
-        &m,
-        "role",
-        "add role: primary, role: standby or role: witness",
-    )?;
+    let m = r.mapping(node, path, key.pos(), &["role"], &[], "a mapping like { role: standby }")?;
+    let role = r.require(&m, "role", "add role: primary, role: standby or role: witness")?;
     r.choice(role, &m.field("role"), "role", &ROLES)
 }
 
 /// Region and check names end up in namespaces, metrics and URLs: keep them plain.
 pub(super) fn check_identifier(r: &mut Reader<'_>, entry: &Entry<'_>, what: &str) {
-    let plain = entry
-        .name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let plain = entry.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !plain {
         r.error(
             entry.key.pos(),
             &entry.path,
-            format!(
-                "'{}' is not a valid {what} name; use lowercase letters, digits, '-' and '_'",
-                entry.name
-            ),
+            format!("'{}' is not a valid {what} name; use lowercase letters, digits, '-' and '_'", entry.name),
         );
     }
 }
@@ -379,12 +262,7 @@ pub(super) fn region_entries<'n>(
     what: &str,
     example: &dyn Fn(&str) -> String,
 ) -> Option<Vec<Entry<'n>>> {
-    let entries = r.entries(
-        node,
-        path,
-        &format!("a mapping of region name to {what}"),
-        "region",
-    )?;
+    let entries = r.entries(node, path, &format!("a mapping of region name to {what}"), "region")?;
     // Without readable regions there is nothing to check the keys against.
     let Some(regions) = regions else {
         return Some(entries);
@@ -404,7 +282,10 @@ pub(super) fn region_entries<'n>(
             Some(Some(Role::Witness)) => r.error(
                 entry.key.pos(),
                 &entry.path,
-                format!("{} is a witness region: it runs no service, so it has no {what}; remove this entry", entry.name),
+                format!(
+                    "{} is a witness region: it runs no service, so it has no {what}; remove this entry",
+                    entry.name
+                ),
             ),
             Some(_) => kept.push(entry),
         }
@@ -414,11 +295,7 @@ pub(super) fn region_entries<'n>(
             r.error(
                 at,
                 &join(path, name),
-                format!(
-                    "missing; {name} is a {} region and needs a {what}, e.g. {}",
-                    role.as_str(),
-                    example(name)
-                ),
+                format!("missing; {name} is a {} region and needs a {what}, e.g. {}", role.as_str(), example(name)),
             );
         }
     }
@@ -473,12 +350,7 @@ checks:
     }
 
     fn errors(text: &str) -> Vec<String> {
-        parse(text)
-            .unwrap_err()
-            .0
-            .iter()
-            .map(|e| format!("{}:{} {}", e.line, e.column, e.field))
-            .collect()
+        parse(text).unwrap_err().0.iter().map(|e| format!("{}:{} {}", e.line, e.column, e.field)).collect()
     }
 
     #[test]
@@ -497,19 +369,12 @@ checks:
             })
         );
         assert_eq!(pg.members["west"].host, None);
-        assert_eq!(
-            pg.members["west"].dsn,
-            SecretRef::File("/etc/drover/west.dsn".into())
-        );
+        assert_eq!(pg.members["west"].dsn, SecretRef::File("/etc/drover/west.dsn".into()));
         assert_eq!(
             plan.checks["api"],
             Check {
                 name: "api".into(),
-                probe: Probe::Http {
-                    url: "http://{target}:8080/healthz".into(),
-                    status: 200,
-                    body_contains: None
-                },
+                probe: Probe::Http { url: "http://{target}:8080/healthz".into(), status: 200, body_contains: None },
                 interval: Duration::from_secs(10),
                 timeout: Duration::from_secs(2),
                 failure_threshold: 3,
@@ -551,22 +416,14 @@ checks:
     #[test]
     fn errors_come_in_file_order_whatever_order_sections_are_read_in() {
         // policy is read after checks, but written first here.
-        let text = format!(
-            "policy: {{ detect_with: [nope] }}\n{}",
-            PLAN.replace("ttl: 5s", "ttl: 5")
-        );
-        assert_eq!(
-            errors(&text),
-            ["1:25 policy.detect_with[0]", "16:8 traffic.ttl"]
-        );
+        let text = format!("policy: {{ detect_with: [nope] }}\n{}", PLAN.replace("ttl: 5s", "ttl: 5"));
+        assert_eq!(errors(&text), ["1:25 policy.detect_with[0]", "16:8 traffic.ttl"]);
     }
 
     #[test]
     fn anchors_and_merge_keys_share_settings() {
-        let text = PLAN.replace(
-            "checks:\n",
-            "x-fast: &fast { interval: 1s, timeout: 500ms }\ncheck_defaults: null\nchecks:\n",
-        );
+        let text = PLAN
+            .replace("checks:\n", "x-fast: &fast { interval: 1s, timeout: 500ms }\ncheck_defaults: null\nchecks:\n");
         // Unknown top-level keys are still refused, even as anchor holders.
         assert_eq!(errors(&text), ["18:1 x-fast", "19:1 check_defaults"]);
 
@@ -578,13 +435,9 @@ checks:
         // A merged field can be overridden, and the override is what is validated.
         let errs = parse(&text).unwrap_err().0;
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!(
-            (errs[0].field.as_str(), errs[0].line),
-            ("checks.api2.postgres", 22)
-        );
+        assert_eq!((errs[0].field.as_str(), errs[0].line), ("checks.api2.postgres", 22));
 
-        let plan =
-            parse(&text.replace("postgres: other", "postgres: member, interval: 5s")).unwrap();
+        let plan = parse(&text.replace("postgres: other", "postgres: member, interval: 5s")).unwrap();
         assert_eq!(plan.checks["db2"].interval, Duration::from_secs(1));
         assert_eq!(plan.checks["db2"].failure_threshold, 5);
         assert_eq!(plan.checks["api2"].interval, Duration::from_secs(5));
@@ -598,9 +451,7 @@ checks:
 
     #[test]
     fn syntax_errors_stop_everything_else() {
-        let text = PLAN
-            .replace("ttl: 5s", "ttl: [5s")
-            .replace("name: shop", "name: Shop");
+        let text = PLAN.replace("ttl: 5s", "ttl: [5s").replace("name: shop", "name: Shop");
         let errs = parse(&text).unwrap_err().0;
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].field, "plan");

@@ -7,14 +7,8 @@ use super::model::{Policy, Runbooks, StepKind};
 use super::raw::{Node, Value};
 use super::reader::{Mapping, Reader, closest, list_words};
 
-const POLICY_FIELDS: [&str; 6] = [
-    "auto_failover",
-    "require_approval",
-    "quorum",
-    "max_lag_on_failover",
-    "cooldown",
-    "detect_with",
-];
+const POLICY_FIELDS: [&str; 6] =
+    ["auto_failover", "require_approval", "quorum", "max_lag_on_failover", "cooldown", "detect_with"];
 const RUNBOOK_FIELDS: [&str; 2] = ["failover", "switchover"];
 
 impl Default for Policy {
@@ -43,36 +37,17 @@ pub(super) fn read_policy(
         return Some((Policy::default(), None));
     }
     let at = top.key("policy").map_or(node.pos(), Node::pos);
-    let m = r.mapping(
-        node,
-        "policy",
-        at,
-        &POLICY_FIELDS,
-        &[],
-        "a mapping like { auto_failover: true, quorum: 2 }",
-    )?;
+    let m = r.mapping(node, "policy", at, &POLICY_FIELDS, &[], "a mapping like { auto_failover: true, quorum: 2 }")?;
     let defaults = Policy::default();
-    let auto_failover = m
-        .get("auto_failover")
-        .map_or(Some(defaults.auto_failover), |n| {
-            r.flag(n, "policy.auto_failover")
-        });
-    let require_approval = m
-        .get("require_approval")
-        .map_or(Some(defaults.require_approval), |n| {
-            r.flag(n, "policy.require_approval")
-        });
-    let quorum = m
-        .get("quorum")
-        .map_or(Some(defaults.quorum), |n| r.count(n, "policy.quorum", 1));
+    let auto_failover =
+        m.get("auto_failover").map_or(Some(defaults.auto_failover), |n| r.flag(n, "policy.auto_failover"));
+    let require_approval =
+        m.get("require_approval").map_or(Some(defaults.require_approval), |n| r.flag(n, "policy.require_approval"));
+    let quorum = m.get("quorum").map_or(Some(defaults.quorum), |n| r.count(n, "policy.quorum", 1));
     let max_lag_on_failover = m
         .get("max_lag_on_failover")
-        .map_or(Some(defaults.max_lag_on_failover), |n| {
-            r.bytes(n, "policy.max_lag_on_failover")
-        });
-    let cooldown = m.get("cooldown").map_or(Some(defaults.cooldown), |n| {
-        r.duration(n, "policy.cooldown")
-    });
+        .map_or(Some(defaults.max_lag_on_failover), |n| r.bytes(n, "policy.max_lag_on_failover"));
+    let cooldown = m.get("cooldown").map_or(Some(defaults.cooldown), |n| r.duration(n, "policy.cooldown"));
     let detect_with = match m.get("detect_with") {
         Some(n) => detect_with(r, n, check_names).map(Some),
         None => Some(None),
@@ -89,11 +64,7 @@ pub(super) fn read_policy(
     ))
 }
 
-fn detect_with(
-    r: &mut Reader<'_>,
-    node: &Node,
-    check_names: Option<&[&str]>,
-) -> Option<Vec<String>> {
+fn detect_with(r: &mut Reader<'_>, node: &Node, check_names: Option<&[&str]>) -> Option<Vec<String>> {
     let field = "policy.detect_with";
     let items = r.list(node, field, "a list of check names, e.g. [api]")?;
     if items.is_empty() {
@@ -113,17 +84,8 @@ fn detect_with(
         if let Some(known) = check_names
             && !known.contains(&name)
         {
-            let near = closest(name, known)
-                .map(|n| format!("did you mean {n}? "))
-                .unwrap_or_default();
-            r.error(
-                item.pos(),
-                &item_field,
-                format!(
-                    "no check named {name}; {near}checks are {}",
-                    list_words(known)
-                ),
-            );
+            let near = closest(name, known).map(|n| format!("did you mean {n}? ")).unwrap_or_default();
+            r.error(item.pos(), &item_field, format!("no check named {name}; {near}checks are {}", list_words(known)));
             continue;
         }
         names.push(name.to_owned());
@@ -148,31 +110,16 @@ pub(super) fn read_runbooks(r: &mut Reader<'_>, top: &Mapping<'_>) -> Option<Run
         "a mapping like { failover: [fence, promote, switch, verify] }",
     )?;
     let defaults = Runbooks::default();
-    let failover = m.get("failover").map_or(Some(defaults.failover), |n| {
-        steps(r, n, "runbooks.failover")
-    });
-    let switchover = m.get("switchover").map_or(Some(defaults.switchover), |n| {
-        steps(r, n, "runbooks.switchover")
-    });
-    Some(Runbooks {
-        failover: failover?,
-        switchover: switchover?,
-    })
+    let failover = m.get("failover").map_or(Some(defaults.failover), |n| steps(r, n, "runbooks.failover"));
+    let switchover = m.get("switchover").map_or(Some(defaults.switchover), |n| steps(r, n, "runbooks.switchover"));
+    Some(Runbooks { failover: failover?, switchover: switchover? })
 }
 
 fn steps(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<StepKind>> {
     let valid: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
-    let items = r.list(
-        node,
-        field,
-        "a list of steps, e.g. [fence, promote, switch, verify]",
-    )?;
+    let items = r.list(node, field, "a list of steps, e.g. [fence, promote, switch, verify]")?;
     if items.is_empty() {
-        r.error(
-            node.pos(),
-            field,
-            format!("is empty; list the steps to run, from {}", valid.join(", ")),
-        );
+        r.error(node.pos(), field, format!("is empty; list the steps to run, from {}", valid.join(", ")));
         return None;
     }
     let mut steps: Vec<StepKind> = Vec::new();
@@ -182,23 +129,16 @@ fn steps(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<StepKind>> 
             continue;
         };
         match StepKind::from_name(name) {
-            Some(step) if steps.contains(&step) => r.error(
-                item.pos(),
-                &item_field,
-                format!("{name} is already in this runbook; each step runs once"),
-            ),
+            Some(step) if steps.contains(&step) => {
+                r.error(item.pos(), &item_field, format!("{name} is already in this runbook; each step runs once"))
+            }
             Some(step) => steps.push(step),
             None => {
-                let near = closest(name, &valid)
-                    .map(|n| format!("did you mean {n}? "))
-                    .unwrap_or_default();
+                let near = closest(name, &valid).map(|n| format!("did you mean {n}? ")).unwrap_or_default();
                 r.error(
                     item.pos(),
                     &item_field,
-                    format!(
-                        "unknown step '{name}'; {near}steps are {}",
-                        valid.join(", ")
-                    ),
+                    format!("unknown step '{name}'; {near}steps are {}", valid.join(", ")),
                 );
             }
         }

@@ -61,37 +61,17 @@ pub struct SyntaxError {
 /// Reads YAML text into a located tree. An empty document is a null node at 1:1.
 pub fn load(text: &str) -> Result<Node, SyntaxError> {
     if text.trim().is_empty() {
-        return Ok(Node {
-            value: Value::Null,
-            line: 1,
-            column: 1,
-        });
+        return Ok(Node { value: Value::Null, line: 1, column: 1 });
     }
     // Repeated keys reach the tree and are reported with their field path by the reader.
-    let options =
-        serde_saphyr::options! { duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough };
+    let options = serde_saphyr::options! { duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough };
     serde_saphyr::from_str_with_options::<Option<Node>>(text, options)
-        .map(|node| {
-            node.unwrap_or(Node {
-                value: Value::Null,
-                line: 1,
-                column: 1,
-            })
-        })
+        .map(|node| node.unwrap_or(Node { value: Value::Null, line: 1, column: 1 }))
         .map_err(|err| {
-            let (line, column) = err
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .filter(|&(l, _)| l > 0)
-                .unwrap_or((1, 1));
-            let message = serde_saphyr::UserMessageFormatter
-                .format_message(innermost(&err))
-                .into_owned();
-            SyntaxError {
-                line,
-                column,
-                message: format!("not valid YAML: {message}"),
-            }
+            let (line, column) =
+                err.location().map(|l| (l.line(), l.column())).filter(|&(l, _)| l > 0).unwrap_or((1, 1));
+            let message = serde_saphyr::UserMessageFormatter.format_message(innermost(&err)).into_owned();
+            SyntaxError { line, column, message: format!("not valid YAML: {message}") }
         })
 }
 
@@ -107,11 +87,7 @@ fn innermost(err: &serde_saphyr::Error) -> &serde_saphyr::Error {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<Value>::deserialize(deserializer)?;
-        Ok(Node {
-            value: spanned.value,
-            line: spanned.referenced.line(),
-            column: spanned.referenced.column(),
-        })
+        Ok(Node { value: spanned.value, line: spanned.referenced.line(), column: spanned.referenced.column() })
     }
 }
 
@@ -152,9 +128,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Int(v.into()))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
-        Ok(i128::try_from(v)
-            .map(Value::Int)
-            .unwrap_or(Value::Str(v.to_string())))
+        Ok(i128::try_from(v).map(Value::Int).unwrap_or(Value::Str(v.to_string())))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         Ok(Value::Float(v))
@@ -193,30 +167,22 @@ mod tests {
     #[test]
     fn keys_and_values_keep_their_positions() {
         let node = load("name: shop\ndatabase:\n  kind: postgres\nlist: [a, b]\n").unwrap();
-        let Value::Map(entries) = &node.value else {
-            panic!("{node:?}")
-        };
+        let Value::Map(entries) = &node.value else { panic!("{node:?}") };
         assert_eq!(entries[0].0.value, Value::Str("name".into()));
         assert_eq!(at(&entries[0].0), (1, 1));
         assert_eq!(at(&entries[0].1), (1, 7));
         assert_eq!(at(&entries[1].0), (2, 1));
-        let Value::Map(inner) = &entries[1].1.value else {
-            panic!()
-        };
+        let Value::Map(inner) = &entries[1].1.value else { panic!() };
         assert_eq!(at(&inner[0].0), (3, 3));
         assert_eq!(at(&inner[0].1), (3, 9));
-        let Value::Seq(items) = &entries[2].1.value else {
-            panic!()
-        };
+        let Value::Seq(items) = &entries[2].1.value else { panic!() };
         assert_eq!(at(&items[1]), (4, 11));
     }
 
     #[test]
     fn scalars_keep_their_yaml_types() {
         let node = load("a: 200\nb: '200'\nc: true\nd: 1s\ne: ~\nf: 10.200.0.1\n").unwrap();
-        let Value::Map(entries) = node.value else {
-            panic!()
-        };
+        let Value::Map(entries) = node.value else { panic!() };
         let values: Vec<_> = entries.into_iter().map(|(_, v)| v.value).collect();
         assert_eq!(
             values,
@@ -236,18 +202,13 @@ mod tests {
         let err = load("name: shop\nregions: [east\n").unwrap_err();
         assert!(err.line >= 2, "{err:?}");
         assert!(err.message.starts_with("not valid YAML: "), "{err:?}");
-        assert!(
-            !err.message.contains("line"),
-            "location is reported separately: {err:?}"
-        );
+        assert!(!err.message.contains("line"), "location is reported separately: {err:?}");
     }
 
     #[test]
     fn repeated_keys_reach_the_tree() {
         let node = load("zone: a.\nzone: b.\n").unwrap();
-        let Value::Map(entries) = node.value else {
-            panic!()
-        };
+        let Value::Map(entries) = node.value else { panic!() };
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].0.pos(), (2, 1));
     }

@@ -20,11 +20,7 @@ impl Node {
 
 /// `parent.key`, or `key` at the top level.
 pub(super) fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 /// `a, b and c` — for listing what exists or what is allowed.
@@ -54,9 +50,7 @@ impl<'n> Mapping<'n> {
     }
 
     fn entry(&self, key: &str) -> Option<&'n (Node, Node)> {
-        self.entries
-            .iter()
-            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+        self.entries.iter().find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
     }
 
     /// The value written for `key`, if any.
@@ -87,11 +81,7 @@ pub(super) struct Reader<'s> {
 
 impl<'s> Reader<'s> {
     pub fn new(file: String, secrets: &'s dyn SecretSource) -> Self {
-        Reader {
-            file,
-            secrets,
-            errors: Vec::new(),
-        }
+        Reader { file, secrets, errors: Vec::new() }
     }
 
     pub fn error(&mut self, at: Pos, field: &str, message: impl Into<String>) {
@@ -108,11 +98,7 @@ impl<'s> Reader<'s> {
 
     fn wrong_type(&mut self, node: &Node, field: &str, expected: &str) {
         let found = node.value.kind();
-        self.error(
-            node.pos(),
-            field,
-            format!("expected {expected}, found {found}"),
-        );
+        self.error(node.pos(), field, format!("expected {expected}, found {found}"));
     }
 
     /// Opens a mapping of field names. Keys outside `allowed` are reported (with
@@ -136,11 +122,7 @@ impl<'s> Reader<'s> {
                 self.error(
                     key.pos(),
                     path,
-                    format!(
-                        "expected a field name, found {}; allowed here: {}",
-                        key.value.kind(),
-                        allowed.join(", ")
-                    ),
+                    format!("expected a field name, found {}; allowed here: {}", key.value.kind(), allowed.join(", ")),
                 );
                 continue;
             };
@@ -148,29 +130,16 @@ impl<'s> Reader<'s> {
                 continue;
             }
             let hint = match closest(name, allowed) {
-                Some(near) => format!(
-                    "unknown field; did you mean {near}? allowed here: {}",
-                    allowed.join(", ")
-                ),
+                Some(near) => format!("unknown field; did you mean {near}? allowed here: {}", allowed.join(", ")),
                 None => format!("unknown field; allowed here: {}", allowed.join(", ")),
             };
             self.error(key.pos(), &join(path, name), hint);
         }
-        Some(Mapping {
-            path: path.to_owned(),
-            at,
-            entries,
-        })
+        Some(Mapping { path: path.to_owned(), at, entries })
     }
 
     /// Opens a mapping keyed by names the user chose (`what` names them in errors).
-    pub fn entries<'n>(
-        &mut self,
-        node: &'n Node,
-        path: &str,
-        expected: &str,
-        what: &str,
-    ) -> Option<Vec<Entry<'n>>> {
+    pub fn entries<'n>(&mut self, node: &'n Node, path: &str, expected: &str, what: &str) -> Option<Vec<Entry<'n>>> {
         let Value::Map(entries) = &node.value else {
             self.wrong_type(node, path, expected);
             return None;
@@ -179,26 +148,16 @@ impl<'s> Reader<'s> {
         let mut named = Vec::new();
         for (key, value) in entries {
             match &key.value {
-                Value::Str(name) if !name.is_empty() => named.push(Entry {
-                    name: name.clone(),
-                    key,
-                    value,
-                    path: join(path, name),
-                }),
+                Value::Str(name) if !name.is_empty() => {
+                    named.push(Entry { name: name.clone(), key, value, path: join(path, name) })
+                }
                 other => {
                     let text = other.scalar_text().unwrap_or_default();
-                    let field = if text.is_empty() {
-                        path.to_owned()
-                    } else {
-                        join(path, &text)
-                    };
+                    let field = if text.is_empty() { path.to_owned() } else { join(path, &text) };
                     self.error(
                         key.pos(),
                         &field,
-                        format!(
-                            "{what} names are text; found {}, write the name in quotes",
-                            other.kind()
-                        ),
+                        format!("{what} names are text; found {}, write the name in quotes", other.kind()),
                     );
                 }
             }
@@ -212,9 +171,7 @@ impl<'s> Reader<'s> {
             let Some(name) = key.value.scalar_text() else {
                 continue;
             };
-            let first = entries[..i]
-                .iter()
-                .find(|(k, _)| k.value.scalar_text().as_ref() == Some(&name));
+            let first = entries[..i].iter().find(|(k, _)| k.value.scalar_text().as_ref() == Some(&name));
             if let Some((first, _)) = first {
                 self.error(
                     key.pos(),
@@ -229,11 +186,7 @@ impl<'s> Reader<'s> {
     pub fn require<'n>(&mut self, m: &Mapping<'n>, key: &str, hint: &str) -> Option<&'n Node> {
         let found = m.get(key);
         if found.is_none() {
-            self.error(
-                m.at,
-                &m.field(key),
-                format!("required field is missing; {hint}"),
-            );
+            self.error(m.at, &m.field(key), format!("required field is missing; {hint}"));
         }
         found
     }
@@ -268,9 +221,7 @@ impl<'s> Reader<'s> {
             self.wrong_type(node, field, "a duration like 500ms, 5s or 10m");
             return None;
         };
-        parse_duration(&text)
-            .map_err(|e| self.error(node.pos(), field, e))
-            .ok()
+        parse_duration(&text).map_err(|e| self.error(node.pos(), field, e)).ok()
     }
 
     /// A duration that must be more than zero.
@@ -289,9 +240,7 @@ impl<'s> Reader<'s> {
             self.wrong_type(node, field, "a size like 0, 512KiB or 1MiB");
             return None;
         };
-        parse_bytes(&text)
-            .map_err(|e| self.error(node.pos(), field, e))
-            .ok()
+        parse_bytes(&text).map_err(|e| self.error(node.pos(), field, e)).ok()
     }
 
     /// A whole number no smaller than `min`.
@@ -315,9 +264,7 @@ impl<'s> Reader<'s> {
             self.error(node.pos(), field, format!("is {n}, must be at least {min}"));
             return None;
         }
-        u32::try_from(n)
-            .map_err(|_| self.error(node.pos(), field, format!("{n} is too large")))
-            .ok()
+        u32::try_from(n).map_err(|_| self.error(node.pos(), field, format!("{n} is too large"))).ok()
     }
 
     pub fn flag(&mut self, node: &Node, field: &str) -> Option<bool> {
@@ -349,13 +296,7 @@ impl<'s> Reader<'s> {
     }
 
     /// One of a fixed set of words, e.g. `synchronous` / `asynchronous`.
-    pub fn choice<T: Copy>(
-        &mut self,
-        node: &Node,
-        field: &str,
-        what: &str,
-        options: &[(&str, T)],
-    ) -> Option<T> {
+    pub fn choice<T: Copy>(&mut self, node: &Node, field: &str, what: &str, options: &[(&str, T)]) -> Option<T> {
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
         let expected = format!("one of {}", names.join(", "));
         let text = self.text(node, field, &expected)?;
@@ -367,10 +308,7 @@ impl<'s> Reader<'s> {
                         format!("unknown {what} '{text}'; only {only} is supported for now")
                     }
                     (_, Some(near)) => {
-                        format!(
-                            "unknown {what} '{text}'; did you mean {near}? use one of {}",
-                            names.join(", ")
-                        )
+                        format!("unknown {what} '{text}'; did you mean {near}? use one of {}", names.join(", "))
                     }
                     (_, None) => {
                         format!("unknown {what} '{text}'; use one of {}", names.join(", "))
@@ -418,20 +356,14 @@ impl<'s> Reader<'s> {
                 self.error(
                     m.at,
                     &m.field(env_key),
-                    format!(
-                        "required field is missing; add {env_key}: <VARIABLE> or {file_key}: <path>"
-                    ),
+                    format!("required field is missing; add {env_key}: <VARIABLE> or {file_key}: <path>"),
                 );
             }
             return None;
         };
         // Never echo these values: people paste the secret itself here by mistake.
         let Value::Str(text) = &node.value else {
-            let expected = if by_env {
-                "an environment variable name"
-            } else {
-                "a file path"
-            };
+            let expected = if by_env { "an environment variable name" } else { "a file path" };
             self.wrong_type(node, &field, expected);
             return None;
         };
@@ -448,11 +380,7 @@ impl<'s> Reader<'s> {
             SecretRef::Env(text.clone())
         } else {
             if text.trim().is_empty() || text.contains('\n') {
-                self.error(
-                    node.pos(),
-                    &field,
-                    "is not a file path; write e.g. /etc/drover/secret",
-                );
+                self.error(node.pos(), &field, "is not a file path; write e.g. /etc/drover/secret");
                 return None;
             }
             SecretRef::File(text.into())
@@ -477,9 +405,7 @@ fn scalar_number_or_text(node: &Node) -> Option<String> {
 
 fn is_env_name(text: &str) -> bool {
     let mut chars = text.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -505,9 +431,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -538,10 +462,7 @@ mod tests {
     fn lists_read_like_english() {
         assert_eq!(list_words::<&str>(&[]), "none");
         assert_eq!(list_words(&["east"]), "east");
-        assert_eq!(
-            list_words(&["east", "west", "witness"]),
-            "east, west and witness"
-        );
+        assert_eq!(list_words(&["east", "west", "witness"]), "east, west and witness");
     }
 
     #[test]

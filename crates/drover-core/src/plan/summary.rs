@@ -12,21 +12,12 @@ pub fn summary(plan: &Plan) -> String {
         let _ = writeln!(out, "  {label:<10} {text}");
     };
 
-    let regions: Vec<String> = plan
-        .regions
-        .iter()
-        .map(|(name, r)| format!("{name} ({})", r.role.as_str()))
-        .collect();
+    let regions: Vec<String> = plan.regions.iter().map(|(name, r)| format!("{name} ({})", r.role.as_str())).collect();
     line("regions", regions.join(", "));
 
     let pg = plan.postgres();
     let members: Vec<&str> = pg.members.keys().map(String::as_str).collect();
-    let with_host: Vec<&str> = pg
-        .members
-        .iter()
-        .filter(|(_, m)| m.host.is_some())
-        .map(|(n, _)| n.as_str())
-        .collect();
+    let with_host: Vec<&str> = pg.members.iter().filter(|(_, m)| m.host.is_some()).map(|(n, _)| n.as_str()).collect();
     let host_access = match with_host.len() {
         0 => "no host access (rejoin is refused)".to_owned(),
         n if n == members.len() => "host access on all".to_owned(),
@@ -43,11 +34,7 @@ pub fn summary(plan: &Plan) -> String {
     );
 
     let dns = plan.rfc2136();
-    let targets: Vec<String> = dns
-        .targets
-        .iter()
-        .map(|(region, ip)| format!("{region} -> {ip}"))
-        .collect();
+    let targets: Vec<String> = dns.targets.iter().map(|(region, ip)| format!("{region} -> {ip}")).collect();
     line(
         "traffic",
         format!(
@@ -80,19 +67,11 @@ pub fn summary(plan: &Plan) -> String {
 
     line(
         "runbooks",
-        format!(
-            "failover: {}; switchover: {}",
-            steps(&plan.runbooks.failover),
-            steps(&plan.runbooks.switchover)
-        ),
+        format!("failover: {}; switchover: {}", steps(&plan.runbooks.failover), steps(&plan.runbooks.switchover)),
     );
     line(
         "objectives",
-        format!(
-            "rto {}, rpo {}",
-            format_duration(plan.objectives.rto),
-            format_duration(plan.objectives.rpo)
-        ),
+        format!("rto {}, rpo {}", format_duration(plan.objectives.rto), format_duration(plan.objectives.rpo)),
     );
     out
 }
@@ -122,11 +101,7 @@ fn describe_check(check: &Check) -> String {
 }
 
 fn steps(steps: &[StepKind]) -> String {
-    steps
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    steps.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Renders a size the way plans write them: `0`, `512KiB`, `1MiB`, `1500B`.

@@ -35,34 +35,28 @@ pub(super) fn read(
         .require(&m, "kind", "add kind: rfc2136")
         .and_then(|n| r.choice(n, "traffic.kind", "traffic kind", &[("rfc2136", ())]));
     let server = r
-        .require(
-            &m,
-            "server",
-            "add the DNS server that takes updates, e.g. server: 10.200.0.1:53",
-        )
+        .require(&m, "server", "add the DNS server that takes updates, e.g. server: 10.200.0.1:53")
         .and_then(|n| server(r, n));
     let zone = r
-        .require(
-            &m,
-            "zone",
-            "add the zone the record lives in, e.g. zone: app.test.",
-        )
+        .require(&m, "zone", "add the zone the record lives in, e.g. zone: app.test.")
         .and_then(|n| absolute_name(r, n, "traffic.zone", "app.test."));
     let record = r
+        .require(&m, "record", "add the name clients resolve, e.g. record: api.app.test.")
+        .and_then(|n| absolute_name(r, n, "traffic.record", "api.app.test.").map(|name| (name, n)));
+    let ttl = r.require(&m, "ttl", "add the record's TTL, e.g. ttl: 5s").and_then(|n| ttl(r, n));
+    let tsig = r
         .require(
             &m,
-            "record",
-            "add the name clients resolve, e.g. record: api.app.test.",
+            "tsig",
+            "add the update key, e.g. tsig: { name: drover, algorithm: hmac-sha256, secret_file: /etc/drover/tsig }",
         )
-        .and_then(|n| absolute_name(r, n, "traffic.record", "api.app.test.").map(|name| (name, n)));
-    let ttl = r
-        .require(&m, "ttl", "add the record's TTL, e.g. ttl: 5s")
-        .and_then(|n| ttl(r, n));
-    let tsig = r
-        .require(&m, "tsig", "add the update key, e.g. tsig: { name: drover, algorithm: hmac-sha256, secret_file: /etc/drover/tsig }")
         .and_then(|n| read_tsig(r, &m, n));
     let targets = r
-        .require(&m, "targets", "add the address of each primary and standby region, e.g. targets: { east: 10.200.0.11 }")
+        .require(
+            &m,
+            "targets",
+            "add the address of each primary and standby region, e.g. targets: { east: 10.200.0.11 }",
+        )
         .and_then(|n| read_targets(r, &m, n, regions));
 
     let (record, record_node) = record?;
@@ -76,14 +70,7 @@ pub(super) fn read(
         return None;
     }
     kind?;
-    Some(TrafficSpec::Rfc2136(Rfc2136Spec {
-        server: server?,
-        zone,
-        record,
-        ttl: ttl?,
-        tsig: tsig?,
-        targets: targets?,
-    }))
+    Some(TrafficSpec::Rfc2136(Rfc2136Spec { server: server?, zone, record, ttl: ttl?, tsig: tsig?, targets: targets? }))
 }
 
 fn server(r: &mut Reader<'_>, node: &Node) -> Option<SocketAddr> {
@@ -104,19 +91,11 @@ fn server(r: &mut Reader<'_>, node: &Node) -> Option<SocketAddr> {
 fn absolute_name(r: &mut Reader<'_>, node: &Node, field: &str, example: &str) -> Option<String> {
     let text = r.text(node, field, &format!("a DNS name like {example}"))?;
     if text.chars().any(char::is_whitespace) || text.contains("..") || text == "." {
-        r.error(
-            node.pos(),
-            field,
-            format!("'{text}' is not a DNS name; write e.g. {example}"),
-        );
+        r.error(node.pos(), field, format!("'{text}' is not a DNS name; write e.g. {example}"));
         return None;
     }
     if !text.ends_with('.') {
-        r.error(
-            node.pos(),
-            field,
-            format!("'{text}' is not fully qualified; write {text}. (with the final dot)"),
-        );
+        r.error(node.pos(), field, format!("'{text}' is not fully qualified; write {text}. (with the final dot)"));
         return None;
     }
     Some(text.to_ascii_lowercase())
@@ -131,11 +110,7 @@ fn ttl(r: &mut Reader<'_>, node: &Node) -> Option<std::time::Duration> {
     let ttl = r.duration(node, "traffic.ttl")?;
     if ttl.subsec_nanos() != 0 {
         let up = ttl.as_secs() + 1;
-        r.error(
-            node.pos(),
-            "traffic.ttl",
-            format!("DNS TTLs are whole seconds; write e.g. {up}s"),
-        );
+        r.error(node.pos(), "traffic.ttl", format!("DNS TTLs are whole seconds; write e.g. {up}s"));
         return None;
     }
     Some(ttl)
@@ -152,25 +127,13 @@ fn read_tsig(r: &mut Reader<'_>, traffic: &Mapping<'_>, node: &Node) -> Option<T
         "a mapping like { name: drover, algorithm: hmac-sha256, secret_file: /etc/drover/tsig }",
     )?;
     let name = r
-        .require(
-            &m,
-            "name",
-            "add the key's name as the DNS server knows it, e.g. name: drover",
-        )
+        .require(&m, "name", "add the key's name as the DNS server knows it, e.g. name: drover")
         .and_then(|n| r.text(n, "traffic.tsig.name", "a key name like drover"));
     let algorithm = r
-        .require(
-            &m,
-            "algorithm",
-            "add algorithm: hmac-sha256 (or hmac-sha384, hmac-sha512)",
-        )
+        .require(&m, "algorithm", "add algorithm: hmac-sha256 (or hmac-sha384, hmac-sha512)")
         .and_then(|n| r.choice(n, "traffic.tsig.algorithm", "TSIG algorithm", &ALGORITHMS));
     let secret = r.secret_ref(&m, "secret", "secret_env", "secret_file");
-    Some(Tsig {
-        name: name?.to_owned(),
-        algorithm: algorithm?,
-        secret: secret?,
-    })
+    Some(Tsig { name: name?.to_owned(), algorithm: algorithm?, secret: secret? })
 }
 
 fn read_targets(
@@ -181,15 +144,7 @@ fn read_targets(
 ) -> Option<BTreeMap<String, IpAddr>> {
     let at = traffic.key("targets").map_or(node.pos(), Node::pos);
     let example = |region: &str| format!("{region}: 10.0.0.1");
-    let entries = region_entries(
-        r,
-        node,
-        "traffic.targets",
-        at,
-        regions,
-        "traffic target",
-        &example,
-    )?;
+    let entries = region_entries(r, node, "traffic.targets", at, regions, "traffic target", &example)?;
     let mut targets = BTreeMap::new();
     let mut complete = true;
     for entry in &entries {

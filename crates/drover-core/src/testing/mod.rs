@@ -70,10 +70,8 @@ impl FakeWorld {
 
     fn with_member<T>(&self, region: &str, f: impl FnOnce(&mut FakeMember) -> T) -> Result<T, ProviderError> {
         let mut s = self.state.lock().unwrap();
-        let m = s
-            .members
-            .get_mut(region)
-            .ok_or_else(|| ProviderError::permanent(format!("{region}: no such member")))?;
+        let m =
+            s.members.get_mut(region).ok_or_else(|| ProviderError::permanent(format!("{region}: no such member")))?;
         if !m.reachable {
             return Err(ProviderError::transient(format!("{region}: connection refused")));
         }
@@ -92,7 +90,12 @@ impl Database for FakeWorld {
         Ok(if m.primary {
             MemberStatus::Primary { writable: m.writable, epoch: m.epoch, wal_lsn: m.wal_lsn }
         } else {
-            MemberStatus::Standby { lag_bytes: 0, lag_seconds: 0.0, replay_lsn: m.wal_lsn, upstream: m.upstream.clone() }
+            MemberStatus::Standby {
+                lag_bytes: 0,
+                lag_seconds: 0.0,
+                replay_lsn: m.wal_lsn,
+                upstream: m.upstream.clone(),
+            }
         })
     }
 

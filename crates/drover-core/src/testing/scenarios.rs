@@ -107,9 +107,9 @@ pub async fn every_step_twice_is_once(new_journal: impl Fn() -> Arc<dyn Journal>
                 for (i, &step) in steps.iter().enumerate().take(upto + 1) {
                     let n = if i == upto { times } else { 1 };
                     for _ in 0..n {
-                        e.apply_step(step, &header).await.unwrap_or_else(|err| {
-                            panic!("{} {} apply #{n}: {err}", kind.as_str(), step.as_str())
-                        });
+                        e.apply_step(step, &header)
+                            .await
+                            .unwrap_or_else(|err| panic!("{} {} apply #{n}: {err}", kind.as_str(), step.as_str()));
                     }
                 }
                 worlds.push((world.snapshot(), journal.epoch().await.unwrap()));

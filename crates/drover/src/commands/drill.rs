@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use drover_core::detect;
 use drover_core::drill::{DrillObjectives, DrillReport, Measurement, Objective, Timeline, measure};
+use drover_core::duration::parse_duration;
 use drover_core::engine::{self, now_ms};
 use drover_core::plan::StepKind;
 use drover_core::run::{Entry, Record, RunKind, RunState};
-use drover_core::duration::parse_duration;
 
 use crate::cli::PlanArgs;
 use crate::commands::run::{Progress, engine_failure};
@@ -61,7 +61,10 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     let cx = Context::open(&args.plan)?;
     let lab_dir = args.lab.clone().unwrap_or_else(|| cx.plan_dir());
     let lab = drover_lab::Lab::load(&lab_dir).map_err(|e| {
-        Failure::input(format!("{}: not a running lab ({e}); start one with 'drover lab up' or pass --lab DIR", lab_dir.display()))
+        Failure::input(format!(
+            "{}: not a running lab ({e}); start one with 'drover lab up' or pass --lab DIR",
+            lab_dir.display()
+        ))
     })?;
 
     let observed = cx.observe().await?;
@@ -189,7 +192,9 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     }
     println!();
     print!("{}", report.to_markdown());
-    println!("\n{from} still has the fault; 'drover lab heal {from}' lifts it (its database will still believe it is primary).");
+    println!(
+        "\n{from} still has the fault; 'drover lab heal {from}' lifts it (its database will still believe it is primary)."
+    );
     if summary.state != RunState::Completed {
         return Err(Failure::failed(format!(
             "the failover run {} is {}: {}",

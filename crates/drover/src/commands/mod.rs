@@ -43,11 +43,7 @@ pub fn finish(result: Result<(), Failure>) -> ExitCode {
 
 /// A runtime for commands that talk to the world.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
 }
 
 pub fn print_json(value: &impl serde::Serialize) {

@@ -70,14 +70,7 @@ pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
         let header = engine::plan_run(&cx.plan, kind, &args.to, &observed, &args.reason)
             .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", kind.as_str())))?;
         let steps: Vec<&str> = header.steps.iter().map(|s| s.as_str()).collect();
-        println!(
-            "{} {} -> {} at epoch {} ({})",
-            kind.as_str(),
-            header.from,
-            header.to,
-            header.epoch,
-            steps.join(", ")
-        );
+        println!("{} {} -> {} at epoch {} ({})", kind.as_str(), header.from, header.to, header.epoch, steps.join(", "));
         confirm(args.yes, &format!("{} the primary from {} to {}?", kind.as_str(), header.from, header.to))?;
         let progress = Progress::default();
         let on_entry = |e: &Entry| progress.show(e);
@@ -112,7 +105,8 @@ pub fn runs(args: RunsArgs) -> ExitCode {
         match args.command {
             None => {
                 let ListArgs { plan, state, output } = args.list;
-                let plan = plan.ok_or_else(|| Failure::input("drover runs needs --plan PLAN (the journal lives beside it)"))?;
+                let plan =
+                    plan.ok_or_else(|| Failure::input("drover runs needs --plan PLAN (the journal lives beside it)"))?;
                 let journal = wiring::open_journal(&PlanArgs { plan, state })?;
                 let runs = journal.runs().await.map_err(store_failure)?;
                 match output {
@@ -145,7 +139,11 @@ fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
     std::io::stdout().flush().ok();
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).ok();
-    if matches!(answer.trim(), "y" | "Y" | "yes") { Ok(()) } else { Err(Failure::input("not confirmed; nothing changed")) }
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure::input("not confirmed; nothing changed"))
+    }
 }
 
 fn outcome(summary: &RunSummary) -> Result<(), Failure> {
@@ -227,7 +225,8 @@ impl Progress {
 }
 
 fn time_of_day(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]Z");
     t.format(f).unwrap_or_default()
 }
@@ -236,7 +235,8 @@ pub fn render_runs(runs: &[RunSummary]) -> String {
     if runs.is_empty() {
         return "no runs yet\n".into();
     }
-    let mut out = format!("{:<20} {:<10} {:<11} {:<16} {:>5}  {}\n", "RUN", "KIND", "STATE", "MOVE", "EPOCH", "STARTED");
+    let mut out =
+        format!("{:<20} {:<10} {:<11} {:<16} {:>5}  {}\n", "RUN", "KIND", "STATE", "MOVE", "EPOCH", "STARTED");
     for r in runs {
         out.push_str(&format!(
             "{:<20} {:<10} {:<11} {:<16} {:>5}  {}\n",

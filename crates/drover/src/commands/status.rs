@@ -80,7 +80,10 @@ fn database_cell(m: Option<&MemberStatus>) -> (String, String) {
             "-".into(),
         ),
         Some(MemberStatus::Standby { lag_bytes, lag_seconds, upstream, .. }) => (
-            format!("standby{}", upstream.as_ref().map(|u| format!(" of {u}")).unwrap_or_else(|| ", not streaming".into())),
+            format!(
+                "standby{}",
+                upstream.as_ref().map(|u| format!(" of {u}")).unwrap_or_else(|| ", not streaming".into())
+            ),
             format!("{lag_bytes} B / {lag_seconds:.1} s"),
         ),
         Some(MemberStatus::Unreachable { reason }) => (format!("unreachable: {reason}"), "-".into()),
@@ -108,7 +111,10 @@ pub fn render(plan: &Plan, o: &Observed) -> String {
         )),
         Err(e) => out.push_str(&format!("traffic: unknown: {e}\n")),
     }
-    out.push_str(&format!("{:<9} {:<8} {:<9} {:<40} {:<18} {:<7} {}\n", "REGION", "ROLE", "HEALTH", "DATABASE", "LAG", "TRAFFIC", "CHECKS"));
+    out.push_str(&format!(
+        "{:<9} {:<8} {:<9} {:<40} {:<18} {:<7} {}\n",
+        "REGION", "ROLE", "HEALTH", "DATABASE", "LAG", "TRAFFIC", "CHECKS"
+    ));
     for (name, region) in &plan.regions {
         let (db, lag) = database_cell(o.members.get(name));
         let checks = o

@@ -58,26 +58,3 @@ pub fn assert_golden(name: &str, actual: &str) {
         );
     }
 }
-
-/// Replaces every run of digits after `prefix` with `N`, for times and lags.
-pub fn redact_numbers_after(text: &str, prefixes: &[&str]) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    'outer: while !rest.is_empty() {
-        for p in prefixes {
-            if let Some(stripped) = rest.strip_prefix(p) {
-                out.push_str(p);
-                let digits = stripped.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(stripped.len());
-                if digits > 0 {
-                    out.push('N');
-                }
-                rest = &stripped[digits..];
-                continue 'outer;
-            }
-        }
-        let ch = rest.chars().next().unwrap();
-        out.push(ch);
-        rest = &rest[ch.len_utf8()..];
-    }
-    out
-}
