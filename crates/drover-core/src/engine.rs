@@ -61,6 +61,18 @@ impl Observed {
 /// of every region's checks (concurrently), the epoch and any active run.
 pub async fn observe(plan: &Plan, journal: &dyn Journal, world: Providers<'_>) -> Result<Observed, StoreError> {
     let regions: Vec<&str> = plan.service_regions().collect();
+    observe_regions(plan, journal, world, &regions).await
+}
+
+/// Like `observe`, but only the given regions' members and checks. A failover
+/// right after detection looks only at its target: the lost region already
+/// failed its checks, and waiting out its connect timeout again delays recovery.
+pub async fn observe_regions(
+    plan: &Plan,
+    journal: &dyn Journal,
+    world: Providers<'_>,
+    regions: &[&str],
+) -> Result<Observed, StoreError> {
     let members = join_all(regions.iter().map(|r| async move {
         let status = world.database.member(r).await.unwrap_or_else(|e| MemberStatus::Unreachable { reason: e.message });
         (r.to_string(), status)

@@ -117,6 +117,11 @@ impl Context {
         engine::observe(&self.plan, &self.journal, self.world.providers()).await.map_err(store_failure)
     }
 
+    /// Observes only `regions` (see `engine::observe_regions`).
+    pub async fn observe_regions(&self, regions: &[&str]) -> Result<Observed, Failure> {
+        engine::observe_regions(&self.plan, &self.journal, self.world.providers(), regions).await.map_err(store_failure)
+    }
+
     pub fn engine<'a>(&'a self, on_entry: &'a (dyn Fn(&Entry) + Send + Sync)) -> Engine<'a> {
         engine_for(self, on_entry)
     }

@@ -116,7 +116,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     let detected_at = now_ms();
     println!("detected: {from} is down after {} ms; failing over to {to}", detected_at - fault_at);
 
-    let observed = cx.observe().await?;
+    let observed = cx.observe_regions(&[to.as_str()]).await?;
     let header = engine::plan_run(&cx.plan, RunKind::Failover, &to, &observed, &format!("drill: {}", args.fault))
         .map_err(|r| Failure::failed(format!("failover refused after detection: {r}")))?;
     let progress = Progress::default();
