@@ -21,23 +21,7 @@ pub const PG_OS_USER: &str = "postgres";
 /// The database superuser the lab creates; its password is random per lab.
 pub const PG_SUPERUSER: &str = "drover";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Primary,
-    Standby,
-    Witness,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Standby => "standby",
-            Role::Witness => "witness",
-        }
-    }
-}
+pub use drover_core::plan::Role;
 
 /// One region of the lab as it is created.
 #[derive(Clone, Copy, Debug)]

@@ -11,21 +11,7 @@ use crate::LabError;
 use crate::layout::{BRIDGE, DNS_PORT, HUB_ADDRESS, LabDir, REGIONS, Role};
 use crate::sys;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Replication {
-    Synchronous,
-    Asynchronous,
-}
-
-impl Replication {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Replication::Synchronous => "synchronous",
-            Replication::Asynchronous => "asynchronous",
-        }
-    }
-}
+pub use drover_core::plan::Replication;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LabState {
