@@ -21,7 +21,9 @@ pub fn plan_yaml(dir: &LabDir, replication: Replication) -> String {
          name: lab\n\
          objectives: {{ rto: 10s, rpo: {rpo} }}\n\
          regions:\n  east: {{ role: primary }}\n  west: {{ role: standby }}\n  witness: {{ role: witness }}\n\
-         database:\n  kind: postgres\n  replication: {mode}\n  members:\n{east}{west}\
+         database:\n  kind: postgres\n  replication: {mode}\n\
+         \x20 # The regions share one machine: a live member answers a connect in milliseconds.\n\
+         \x20 connect_timeout: 1s\n  members:\n{east}{west}\
          traffic:\n  kind: rfc2136\n  server: 10.200.0.1:53\n  zone: app.test.\n  record: api.app.test.\n  ttl: 1s\n\
          \x20 tsig: {{ name: drover, algorithm: hmac-sha256, secret_file: {tsig} }}\n\
          \x20 targets: {{ east: 10.200.0.11, west: 10.200.0.12 }}\n\

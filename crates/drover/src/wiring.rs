@@ -87,6 +87,7 @@ impl World {
                 members,
                 promote_timeout: pg.promote_timeout,
                 synchronous: pg.replication == drover_core::plan::Replication::Synchronous,
+                connect_timeout: pg.connect_timeout,
             })
             .map_err(|e| Failure::input(e.message))?,
             traffic: Rfc2136Traffic::new(traffic, key),

@@ -23,7 +23,7 @@ use drover_core::world::{Database, MemberStatus};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
-/// How long a connection attempt may take before the member counts as unreachable.
+/// How long a connection attempt may take before the member counts as unreachable (the plan's default).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one observation or one SQL action may take once connected.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,11 +45,18 @@ pub struct PostgresConfig {
     pub promote_timeout: Duration,
     /// The plan asks for synchronous replication: a rejoined standby becomes synchronous again.
     pub synchronous: bool,
+    /// How long a connection attempt may take before the member counts as unreachable.
+    pub connect_timeout: Duration,
 }
 
 impl PostgresConfig {
     pub fn new(members: BTreeMap<String, PostgresMemberConfig>) -> Self {
-        PostgresConfig { members, promote_timeout: Duration::from_secs(60), synchronous: false }
+        PostgresConfig {
+            members,
+            promote_timeout: Duration::from_secs(60),
+            synchronous: false,
+            connect_timeout: CONNECT_TIMEOUT,
+        }
     }
 }
 
@@ -65,6 +72,7 @@ struct Member {
     dsn: Secret,
     config: Config,
     host: Option<MemberHost>,
+    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresDatabase {
@@ -84,11 +92,15 @@ impl PostgresDatabase {
                      (key=value pairs or a postgresql:// URL)"
                 ))
             })?;
-            pg.connect_timeout(CONNECT_TIMEOUT);
+            pg.connect_timeout(config.connect_timeout);
             if pg.get_application_name().is_none() {
                 pg.application_name("drover");
             }
-            members.insert(region.clone(), Arc::new(Member { region, dsn: m.dsn, config: pg, host: m.host }));
+            let connect_timeout = config.connect_timeout;
+            members.insert(
+                region.clone(),
+                Arc::new(Member { region, dsn: m.dsn, config: pg, host: m.host, connect_timeout }),
+            );
         }
         Ok(PostgresDatabase { members, promote_timeout: config.promote_timeout, synchronous: config.synchronous })
     }
@@ -108,10 +120,10 @@ impl Member {
     /// Opens a session; the connection task lives until the client is dropped.
     async fn connect(&self) -> Result<Client, PgFailure> {
         let connecting = self.config.connect(NoTls);
-        let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        let (client, connection) = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => return Err(PgFailure::from_error(&e, self)),
-            Err(_) => return Err(PgFailure::timeout(CONNECT_TIMEOUT, "connecting")),
+            Err(_) => return Err(PgFailure::timeout(self.connect_timeout, "connecting")),
         };
         tokio::spawn(async move {
             // Errors surface on the client's next call; nothing to do here.

@@ -9,10 +9,11 @@ use super::parse::{Regions, region_entries};
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader};
 
-const FIELDS: [&str; 4] = ["kind", "replication", "promote_timeout", "members"];
+const FIELDS: [&str; 5] = ["kind", "replication", "promote_timeout", "connect_timeout", "members"];
 const MEMBER_FIELDS: [&str; 3] = ["dsn_env", "dsn_file", "host"];
 const HOST_FIELDS: [&str; 3] = ["exec", "data_dir", "bin_dir"];
 const DEFAULT_PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
 pub(super) fn read(
@@ -44,6 +45,10 @@ pub(super) fn read(
         Some(n) => r.positive_duration(n, "database.promote_timeout"),
         None => Some(DEFAULT_PROMOTE_TIMEOUT),
     };
+    let connect_timeout = match m.get("connect_timeout") {
+        Some(n) => r.positive_duration(n, "database.connect_timeout"),
+        None => Some(DEFAULT_CONNECT_TIMEOUT),
+    };
     let members = r
         .require(
             &m,
@@ -56,6 +61,7 @@ pub(super) fn read(
         replication: replication?,
         members: members?,
         promote_timeout: promote_timeout?,
+        connect_timeout: connect_timeout?,
     }))
 }
 

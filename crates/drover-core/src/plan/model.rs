@@ -80,6 +80,10 @@ pub struct PostgresSpec {
     pub members: BTreeMap<String, PostgresMember>,
     /// How long a promotion may take before the step fails (default 60s).
     pub promote_timeout: Duration,
+    /// How long connecting to a member may take before it counts as unreachable
+    /// (default 2s). Shorter detects a lost primary's fence sooner in a failover;
+    /// too short skips fencing a primary that is merely slow.
+    pub connect_timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -26,9 +26,10 @@ pub fn summary(plan: &Plan) -> String {
     line(
         "database",
         format!(
-            "postgres, {} replication, members {}, promote timeout {}, {host_access}",
+            "postgres, {} replication, members {}, connect timeout {}, promote timeout {}, {host_access}",
             pg.replication.as_str(),
             members.join(", "),
+            format_duration(pg.connect_timeout),
             format_duration(pg.promote_timeout),
         ),
     );

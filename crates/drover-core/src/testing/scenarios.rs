@@ -31,6 +31,7 @@ pub fn two_region_plan() -> Plan {
             replication: Replication::Synchronous,
             members: [("east".into(), member("east")), ("west".into(), member("west"))].into(),
             promote_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(2),
         }),
         traffic: TrafficSpec::Rfc2136(Rfc2136Spec {
             server: SocketAddr::from(([127, 0, 0, 1], 53)),
