@@ -289,14 +289,22 @@ async fn rejoin_makes_the_old_primary_follow_the_new_one() {
     .await;
 }
 
+/// Both refusals come before any connection, so no server is needed: the DSNs point nowhere.
 #[tokio::test]
-async fn rejoin_without_a_host_is_refused_with_a_reason() {
-    let cluster = Cluster::primary();
+async fn rejoin_without_a_host_or_onto_itself_is_refused_with_a_reason() {
     guard(async {
-        let db = cluster.database_with(|_| false);
-        let err = db.rejoin("east", "east").await.expect_err("no host, no rejoin");
+        let nowhere = |region: &str| PostgresMemberConfig {
+            dsn: Secret::new(format!("host=127.0.0.1 port=9 user=drover dbname={region}")),
+            host: None,
+        };
+        let members = BTreeMap::from([("east".to_string(), nowhere("east")), ("west".to_string(), nowhere("west"))]);
+        let db = PostgresDatabase::new(PostgresConfig::new(members)).expect("valid DSNs");
+        let err = db.rejoin("east", "west").await.expect_err("no host, no rejoin");
         assert!(!err.retryable());
         assert!(err.message.starts_with("east database: rejoin refused: no host"), "{err}");
+        let err = db.rejoin("east", "east").await.expect_err("a member cannot follow itself");
+        assert!(!err.retryable());
+        assert!(err.message.contains("rejoin refused: a member cannot follow itself"), "{err}");
     })
     .await;
 }

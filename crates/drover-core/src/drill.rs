@@ -57,7 +57,8 @@ pub struct DrillReport {
     pub fault_at_ms: u64,
     /// First acknowledged write after the outage, minus the fault time. None: never recovered.
     pub rto_ms: Option<u64>,
-    /// Fault time minus the oldest lost acknowledged write (0 when none were lost).
+    /// Fault time (or the last lost acknowledgement, if later) minus the oldest lost
+    /// acknowledged write; 0 only when nothing was lost.
     pub rpo_ms: u64,
     pub lost_acknowledged_writes: u64,
     /// Sequence numbers acknowledged to the client but missing from the new primary.
@@ -106,11 +107,17 @@ pub fn measure(m: &Measurement<'_>) -> Outcome {
     let lost: Vec<&WriteSample> =
         m.samples.iter().filter(|s| s.acked_ms.is_some() && !m.present.contains(&s.seq)).collect();
     let oldest_lost_ack = lost.iter().filter_map(|s| s.acked_ms).min();
+    let newest_lost_ack = lost.iter().filter_map(|s| s.acked_ms).max();
     let acknowledged = m.samples.iter().filter(|s| s.acked_ms.is_some()).count() as u64;
     Outcome {
         rto_ms: first_success.map(after),
         first_success_ms: first_success.map(after),
-        rpo_ms: oldest_lost_ack.map(|t| m.fault_at_ms.saturating_sub(t)).unwrap_or(0),
+        // The span of acknowledged data lost: up to the fault, or to the last lost ack when
+        // some landed while the fault was being injected (then it is never 0 with a loss).
+        rpo_ms: match (oldest_lost_ack, newest_lost_ack) {
+            (Some(oldest), Some(newest)) => m.fault_at_ms.max(newest).saturating_sub(oldest).max(1),
+            _ => 0,
+        },
         lost: lost.iter().map(|s| s.seq).collect(),
         writes: Writes {
             attempted: m.samples.len() as u64,
@@ -199,6 +206,15 @@ mod tests {
         assert_eq!(out.rpo_ms, 0);
         assert_eq!(out.writes.attempted, 6);
         assert_eq!(out.writes.acknowledged, 4);
+    }
+
+    #[test]
+    fn a_lost_ack_after_the_fault_time_still_counts() {
+        let samples = vec![sample(1, 990, Some(1001)), sample(2, 995, Some(1003))];
+        let present: BTreeSet<u64> = BTreeSet::new();
+        let out = measure(&Measurement { fault_at_ms: 1000, samples: &samples, present: &present });
+        assert_eq!(out.lost, vec![1, 2]);
+        assert_eq!(out.rpo_ms, 2);
     }
 
     #[test]

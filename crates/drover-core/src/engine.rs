@@ -28,18 +28,43 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// The region currently acting as primary: a writable primary member first,
-    /// then where traffic points, then the plan's declared primary.
+    /// The region currently acting as primary: the writable primary member with
+    /// the highest epoch, then where traffic points, then the plan's declared primary.
     pub fn current_primary<'a>(&'a self, plan: &'a Plan) -> &'a str {
-        if let Some((r, _)) =
-            self.members.iter().find(|(_, m)| matches!(m, MemberStatus::Primary { writable: true, .. }))
-        {
+        if let Some((r, _)) = self.writable_primaries().into_iter().max_by_key(|(_, epoch)| *epoch) {
             return r;
         }
         if let Ok(TrafficState { region: Some(r), .. }) = &self.traffic {
             return r;
         }
         plan.planned_primary()
+    }
+
+    /// Members that accept writes, with the epoch each has recorded.
+    pub fn writable_primaries(&self) -> Vec<(&str, Option<Epoch>)> {
+        self.members
+            .iter()
+            .filter_map(|(r, m)| match m {
+                MemberStatus::Primary { writable: true, epoch, .. } => Some((r.as_str(), *epoch)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The highest epoch anywhere: the store, the traffic record, any member.
+    /// A new run takes the next one, so it can never be refused as stale by the world.
+    pub fn highest_epoch(&self) -> Epoch {
+        let traffic = self.traffic.as_ref().map(|t| t.epoch).unwrap_or(0);
+        let members = self
+            .members
+            .values()
+            .filter_map(|m| match m {
+                MemberStatus::Primary { epoch, .. } => *epoch,
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        self.epoch.max(traffic).max(members)
     }
 
     /// Health of a region from one round of its critical checks.
@@ -133,6 +158,22 @@ pub enum Refusal {
     PrimaryUnreachable { region: String, reason: String },
     #[error("run {0} is still active; resume it with 'drover resume {0}' or end it with 'drover abort {0}'")]
     ActiveRun(RunId),
+    #[error(
+        "more than one database accepts writes ({0}); make the stale one a standby (pg_rewind) or fence it before moving the primary"
+    )]
+    SplitBrain(String),
+    #[error(
+        "standby '{region}' is {lag_bytes} bytes behind, more than policy.max_lag_on_failover ({limit}); an automatic failover would lose them — fail over by hand with 'drover failover' if you accept that"
+    )]
+    LagTooHigh { region: String, lag_bytes: u64, limit: u64 },
+    #[error(
+        "cannot read where traffic points ({0}); drover will not move the primary without knowing — check the DNS server and the TSIG key"
+    )]
+    TrafficUnknown(String),
+    #[error(
+        "region '{0}' already holds the primary database and traffic points at no region of the plan; point traffic by hand or fix traffic.targets"
+    )]
+    NoSource(String),
 }
 
 /// Plans a run: pure, from the plan and what was observed.
@@ -147,11 +188,7 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
     if let Some(active) = &observed.active_run {
         return Err(Refusal::ActiveRun(active.clone()));
     }
-    let from = observed.current_primary(plan).to_string();
-    let traffic_at_target = matches!(&observed.traffic, Ok(TrafficState { region: Some(r), .. }) if r == to);
-    if from == to && traffic_at_target {
-        return Err(Refusal::AlreadyPrimary(to.into()));
-    }
+    // The target first: its health is what the user can act on most directly.
     match observed.members.get(to) {
         Some(MemberStatus::Unreachable { reason }) => {
             return Err(Refusal::TargetUnhealthy {
@@ -172,11 +209,31 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
             .collect();
         return Err(Refusal::TargetUnhealthy { region: to.into(), reason: failing.join("; ") });
     }
-    if kind == RunKind::Switchover {
-        if let Some(MemberStatus::Unreachable { reason }) = observed.members.get(&from) {
+    let traffic = observed.traffic.as_ref().map_err(|e| Refusal::TrafficUnknown(e.clone()))?;
+    let writable = observed.writable_primaries();
+    if writable.len() > 1 {
+        let list: Vec<String> = writable
+            .iter()
+            .map(|(r, e)| format!("{r} at epoch {}", e.map(|e| e.to_string()).unwrap_or_else(|| "none".into())))
+            .collect();
+        return Err(Refusal::SplitBrain(list.join(", ")));
+    }
+    // The region losing the role. When the target already holds the primary database
+    // (a run was aborted between promote and switch), it is where traffic still points.
+    let primary = observed.current_primary(plan);
+    let from = if primary != to {
+        primary.to_string()
+    } else {
+        match &traffic.region {
+            Some(r) if r != to => r.clone(),
+            Some(_) => return Err(Refusal::AlreadyPrimary(to.into())),
+            None => return Err(Refusal::NoSource(to.into())),
+        }
+    };
+    if kind == RunKind::Switchover
+        && let Some(MemberStatus::Unreachable { reason }) = observed.members.get(&from) {
             return Err(Refusal::PrimaryUnreachable { region: from, reason: reason.clone() });
         }
-    }
     let steps = match kind {
         RunKind::Failover => plan.runbooks.failover.clone(),
         RunKind::Switchover => plan.runbooks.switchover.clone(),
@@ -187,10 +244,25 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
         plan: plan.name.clone(),
         from,
         to: to.into(),
-        epoch: observed.epoch + 1,
+        epoch: observed.highest_epoch() + 1,
         steps,
         reason: reason.into(),
     })
+}
+
+/// The gate an automatic failover passes on top of `plan_run`'s: the target's
+/// replication lag is within `policy.max_lag_on_failover`.
+pub fn lag_gate(plan: &Plan, observed: &Observed, to: &str) -> Result<(), Refusal> {
+    match observed.members.get(to) {
+        Some(MemberStatus::Standby { lag_bytes, .. }) if *lag_bytes > plan.policy.max_lag_on_failover => {
+            Err(Refusal::LagTooHigh {
+                region: to.into(),
+                lag_bytes: *lag_bytes,
+                limit: plan.policy.max_lag_on_failover,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Bounded exponential backoff with jitter.
@@ -316,17 +388,26 @@ impl<'a> Engine<'a> {
             _ => self.act,
         };
         let mut applied = false;
+        let mut just_applied = false;
         let mut attempt = 0;
         loop {
-            let result = match self.observe_step(kind, header).await {
+            let result: Result<(), ProviderError> = match self.observe_step(kind, header).await {
                 Ok(Observation::Done(detail)) => return Ok((applied, detail)),
-                Ok(Observation::Needed(_)) => {
-                    let r = self.apply_step(kind, header).await;
-                    applied |= r.is_ok();
-                    r
+                // Applied, yet the world does not show it: wait and look again, within the bound.
+                Ok(Observation::Needed(why)) if just_applied => {
+                    Err(ProviderError::transient(format!("applied, but the world does not show it yet: {why}")))
                 }
+                Ok(Observation::Needed(_)) => match self.apply_step(kind, header).await {
+                    Ok(()) => {
+                        applied = true;
+                        just_applied = true;
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
+            just_applied = false;
             if let Err(e) = result {
                 attempt += 1;
                 if !e.retryable() || attempt >= policy.attempts {
@@ -409,6 +490,13 @@ impl<'a> Engine<'a> {
                     Some(r) if r == to && now.epoch == epoch => {
                         Observation::Done(format!("traffic points at {to} at epoch {epoch}"))
                     }
+                    // Our epoch, somewhere else: another writer used it; never overwrite.
+                    _ if now.epoch == epoch => {
+                        return Err(ProviderError::permanent(format!(
+                            "traffic holds this run's epoch {epoch} but points at {}; another run switched it — abort this one",
+                            now.region.as_deref().unwrap_or("no region")
+                        )));
+                    }
                     _ => Observation::Needed(format!(
                         "traffic points at {} (epoch {})",
                         now.region.as_deref().unwrap_or("no region"),
@@ -418,6 +506,18 @@ impl<'a> Engine<'a> {
             }
             StepKind::Verify => {
                 let mut failing = Vec::new();
+                // The checks alone pass on a read-only standby too: verify the move itself.
+                match db.member(to).await? {
+                    MemberStatus::Primary { writable: true, epoch: Some(e), .. } if e >= epoch => {}
+                    other => failing.push(format!(
+                        "{to} database is {} (want a writable primary at epoch {epoch})",
+                        other.role_str()
+                    )),
+                }
+                let now = self.world.traffic.current().await?;
+                if now.region.as_deref() != Some(to) {
+                    failing.push(format!("traffic points at {}", now.region.as_deref().unwrap_or("no region")));
+                }
                 for check in self.plan.checks_for(to).filter(|c| c.critical) {
                     let r = self.world.prober.probe(check, to).await;
                     if !r.ok {
@@ -471,15 +571,23 @@ impl<'a> Engine<'a> {
         self.journal.epoch().await.map_err(|e| ProviderError::transient(e.to_string()))
     }
 
-    /// Compare-and-swap the store's epoch to this run's; fine if this run already did.
+    /// Compare-and-swap the store's epoch up to this run's; fine if this run already did.
+    /// The run's epoch may be more than one above the store's (the world held a higher one).
     async fn raise_epoch(&self, header: &RunHeader) -> Result<(), ProviderError> {
         let store = |e: StoreError| ProviderError::transient(e.to_string());
-        match self.journal.compare_and_swap_epoch(header.epoch - 1, header.epoch).await.map_err(store)? {
-            Ok(()) => self
-                .record(&header.id, Record::EpochRaised { from: header.epoch - 1, to: header.epoch })
-                .await
-                .map_err(store),
+        let current = self.journal.epoch().await.map_err(store)?;
+        if current == header.epoch {
+            return Ok(());
+        }
+        if current > header.epoch {
+            return Err(stale(current, header.epoch));
+        }
+        match self.journal.compare_and_swap_epoch(current, header.epoch).await.map_err(store)? {
+            Ok(()) => {
+                self.record(&header.id, Record::EpochRaised { from: current, to: header.epoch }).await.map_err(store)
+            }
             Err(found) if found == header.epoch => Ok(()),
+            // Someone moved it between our read and the swap.
             Err(found) => Err(stale(found, header.epoch)),
         }
     }

@@ -83,3 +83,104 @@ async fn refuses_an_unreachable_target_and_a_witness() {
     let refusal = plan_run(&plan, RunKind::Failover, "west", &observed, "t").unwrap_err();
     assert!(matches!(refusal, Refusal::TargetUnhealthy { .. }), "{refusal}");
 }
+
+#[tokio::test]
+async fn two_writable_primaries_refuse_every_move() {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    {
+        let mut s = world.state.lock().unwrap();
+        let west = s.members.get_mut("west").unwrap();
+        west.primary = true;
+        west.writable = true;
+        west.epoch = Some(1);
+    }
+    let journal = MemoryJournal::default();
+    let observed = observe(&plan, &journal, &world).await;
+    assert_eq!(observed.current_primary(&plan), "west", "the higher epoch is the current primary");
+    for kind in [RunKind::Failover, RunKind::Switchover] {
+        let refusal = plan_run(&plan, kind, "east", &observed, "t").unwrap_err();
+        assert!(matches!(refusal, Refusal::SplitBrain(_)), "{refusal}");
+        assert!(refusal.to_string().contains("east at epoch none, west at epoch 1"), "{refusal}");
+    }
+}
+
+#[tokio::test]
+async fn unreadable_traffic_refuses_before_anything_changes() {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    world.state.lock().unwrap().traffic_unreachable = true;
+    let journal = MemoryJournal::default();
+    let before = world.snapshot();
+    let refusal = plan_run(&plan, RunKind::Switchover, "west", &observe(&plan, &journal, &world).await, "t");
+    assert!(matches!(refusal, Err(Refusal::TrafficUnknown(_))), "{refusal:?}");
+    assert_eq!(world.snapshot(), before);
+}
+
+#[tokio::test]
+async fn a_run_aborted_between_promote_and_switch_is_finished_by_the_next_one() {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
+    let e = engine(&plan, &journal, &world);
+    journal.begin(&header).await.unwrap();
+    e.apply_step(drover_core::plan::StepKind::Fence, &header).await.unwrap();
+    e.apply_step(drover_core::plan::StepKind::Promote, &header).await.unwrap();
+    drover_core::engine::abort(&journal, &header.id, "operator").await.unwrap();
+    // West is the primary database at epoch 1, traffic still points at east.
+    let observed = observe(&plan, &journal, &world).await;
+    let next = plan_run(&plan, RunKind::Failover, "west", &observed, "finish").unwrap();
+    assert_eq!((next.from.as_str(), next.to.as_str(), next.epoch), ("east", "west", 2));
+    let run = engine(&plan, &journal, &world).start(&next).await.unwrap();
+    assert_eq!(run.state, RunState::Completed);
+    let w = world.snapshot();
+    assert_eq!((w.traffic_region.as_str(), w.traffic_epoch, w.promotions), ("west", 2, 1));
+}
+
+#[tokio::test]
+async fn a_new_run_takes_an_epoch_above_any_the_world_holds() {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    // Traffic carries epoch 7 from runs whose journal is elsewhere (a fresh state dir).
+    world.state.lock().unwrap().traffic_epoch = 7;
+    let journal = MemoryJournal::default();
+    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
+    assert_eq!(header.epoch, 8);
+    let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.reason);
+    assert_eq!(world.snapshot().traffic_epoch, 8);
+    assert_eq!(journal.epoch().await.unwrap(), 8);
+}
+
+#[tokio::test]
+async fn verify_fails_when_the_target_is_not_the_writable_primary() {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
+    let e = engine(&plan, &journal, &world);
+    // Checks pass (west answers), but nothing was promoted or switched.
+    let seen = e.observe_step(drover_core::plan::StepKind::Verify, &header).await.unwrap();
+    match seen {
+        drover_core::engine::Observation::Needed(why) => {
+            assert!(why.contains("west database is standby") && why.contains("traffic points at east"), "{why}")
+        }
+        other => panic!("verify passed without a promotion: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_lag_gate_refuses_a_standby_too_far_behind() {
+    let mut plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let mut observed = observe(&plan, &journal, &world).await;
+    assert_eq!(drover_core::engine::lag_gate(&plan, &observed, "west"), Ok(()));
+    if let Some(drover_core::world::MemberStatus::Standby { lag_bytes, .. }) = observed.members.get_mut("west") {
+        *lag_bytes = 2 << 20;
+    }
+    plan.policy.max_lag_on_failover = 1 << 20;
+    let refusal = drover_core::engine::lag_gate(&plan, &observed, "west").unwrap_err();
+    assert!(refusal.to_string().contains("2097152 bytes behind"), "{refusal}");
+}

@@ -343,13 +343,16 @@ pub fn down(dir: &Path) -> Result<Downed, LabError> {
     let lab = LabDir::new(absolute(dir));
     let root = lab.root().to_path_buf();
     let needle = root.to_string_lossy().into_owned();
+    // Processes are matched by the lab directory in their command line only when the
+    // directory really is a lab: `down --dir /` or `--dir /tmp` must never kill strangers.
+    let is_lab = lab.marker().exists() && needle.trim_end_matches('/').len() > 1;
     let mut removed = Vec::new();
     let mut notes = Vec::new();
 
     let mut supervisors: Vec<u32> =
         LabState::read(&lab).ok().and_then(|s| s.supervisor).filter(|p| sys::alive(*p)).into_iter().collect();
     for pid in sys::processes_mentioning("lab supervise") {
-        if sys::mentions_path(&sys::cmdline(pid), &needle) && !supervisors.contains(&pid) {
+        if is_lab && sys::mentions_path(&sys::cmdline(pid), &needle) && !supervisors.contains(&pid) {
             supervisors.push(pid);
         }
     }
@@ -368,7 +371,7 @@ pub fn down(dir: &Path) -> Result<Downed, LabError> {
 
     // Whatever else runs from this lab: servers started outside the supervisor (pg_ctl through
     // the plan's host exec), and anything left inside the namespaces.
-    let mut stray = sys::processes_using(&root);
+    let mut stray = if is_lab { sys::processes_using(&root) } else { Vec::new() };
     for r in &REGIONS {
         if net::namespace_exists(&r.namespace())
             && let Ok(out) = sys::run("ip", &["netns", "pids", &r.namespace()])

@@ -150,6 +150,7 @@ fn lab_up_fault_heal_down() {
             port: 8080,
             interval: Duration::from_millis(50),
             write_timeout: Duration::from_secs(1),
+            first_seq: 1,
         });
         let streak = probe.wait_for_success_streak(Duration::from_secs(1), now_ms(), Duration::from_secs(30)).await;
         let samples = probe.stop().await;
@@ -203,4 +204,20 @@ fn lab_refuses_without_root() {
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[test]
+fn lab_down_of_a_directory_that_is_not_a_lab_kills_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bystander_path = dir.path().join("bystander");
+    // A process whose command line names the directory, as a log tail would.
+    let mut bystander =
+        Command::new("sh").args(["-c", "sleep 120"]).arg(&bystander_path).spawn().expect("start a bystander");
+    let out = drover(&["lab", "down", "--dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let still_running = bystander.try_wait().unwrap().is_none();
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert!(still_running, "lab down killed a process that only mentioned a non-lab directory");
+    assert!(dir.path().exists(), "lab down removed a directory that is not a lab");
 }

@@ -22,6 +22,11 @@ impl PostgresDatabase {
     /// standby, start, and wait until it is in recovery.
     pub(super) async fn rejoin_member(&self, old: &Member, new: &Member) -> Result<(), ProviderError> {
         let region = old.region.as_str();
+        if old.region == new.region {
+            return Err(ProviderError::permanent(format!(
+                "{region} database: rejoin refused: a member cannot follow itself — the old and new primary are the same region"
+            )));
+        }
         let Some(host) = &old.host else {
             return Err(ProviderError::permanent(format!(
                 "{region} database: rejoin refused: no host is configured for this member, so drover cannot \

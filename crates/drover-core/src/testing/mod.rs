@@ -33,11 +33,14 @@ pub struct WorldSnapshot {
     pub traffic_epoch: Epoch,
     /// Standby → primary transitions: a correct engine makes exactly one per run.
     pub promotions: u32,
+    /// The DNS server does not answer.
+    pub traffic_unreachable: bool,
 }
 
 /// A two-region world: `east` primary with traffic, `west` its standby.
 pub struct FakeWorld {
     pub state: Mutex<WorldSnapshot>,
+    promote_calls: AtomicU64,
 }
 
 impl FakeWorld {
@@ -56,8 +59,15 @@ impl FakeWorld {
                 traffic_region: "east".into(),
                 traffic_epoch: 0,
                 promotions: 0,
+                traffic_unreachable: false,
             }),
+            promote_calls: AtomicU64::new(0),
         }
+    }
+
+    /// Every call of `promote`, even a no-op: a resumed run must not repeat it.
+    pub fn promote_calls(&self) -> u64 {
+        self.promote_calls.load(Ordering::SeqCst)
     }
 
     pub fn snapshot(&self) -> WorldSnapshot {
@@ -104,6 +114,7 @@ impl Database for FakeWorld {
     }
 
     async fn promote(&self, region: &str) -> Result<(), ProviderError> {
+        self.promote_calls.fetch_add(1, Ordering::SeqCst);
         let promoted = self.with_member(region, |m| {
             let was_standby = !m.primary;
             m.primary = true;
@@ -141,6 +152,9 @@ impl Database for FakeWorld {
 impl Traffic for FakeWorld {
     async fn current(&self) -> Result<TrafficState, ProviderError> {
         let s = self.state.lock().unwrap();
+        if s.traffic_unreachable {
+            return Err(ProviderError::transient("dns: timed out"));
+        }
         Ok(TrafficState { region: Some(s.traffic_region.clone()), addresses: vec![], epoch: s.traffic_epoch })
     }
 

@@ -168,6 +168,7 @@ pub async fn crash_after_every_record(kind: RunKind, open: impl Fn(u64) -> Arc<d
         let now = world.snapshot();
         assert_eq!(now, reference, "crash after record {crash_after}: world differs from an uninterrupted run");
         assert_eq!(now.promotions, 1, "crash after record {crash_after}: promoted {} times", now.promotions);
+        assert_eq!(world.promote_calls(), 1, "crash after record {crash_after}: promote was called again on resume");
         assert_eq!(journal.epoch().await.unwrap(), 1, "crash after record {crash_after}: epoch raised wrongly");
     }
 }

@@ -83,6 +83,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         .to_string();
     // Refuse before touching anything: same gates as a failover.
     engine::plan_run(&cx.plan, RunKind::Failover, &to, &observed, "drill")
+        .and_then(|_| engine::lag_gate(&cx.plan, &observed, &to))
         .map_err(|r| Failure::input(format!("drill refused: {r}")))?;
 
     let traffic = cx.plan.rfc2136();
@@ -92,6 +93,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         port: args.port,
         interval: args.write_interval,
         write_timeout: Duration::from_secs(1),
+        first_seq: now_ms() * 1000,
     });
     println!("probe: writing to {} every {} ms", traffic.record, args.write_interval.as_millis());
     if !probe.wait_for_success_streak(Duration::from_secs(2), now_ms(), Duration::from_secs(30)).await {
@@ -118,7 +120,12 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
 
     let observed = cx.observe_regions(&[to.as_str()]).await?;
     let header = engine::plan_run(&cx.plan, RunKind::Failover, &to, &observed, &format!("drill: {}", args.fault))
-        .map_err(|r| Failure::failed(format!("failover refused after detection: {r}")))?;
+        .and_then(|h| engine::lag_gate(&cx.plan, &observed, &to).map(|_| h))
+        .map_err(|r| {
+            Failure::failed(format!(
+                "failover refused after detection: {r}; {from} still has the fault: 'drover lab heal {from}'"
+            ))
+        })?;
     let progress = Progress::default();
     let entries = std::sync::Mutex::new(Vec::<Entry>::new());
     let on_entry = |e: &Entry| {
@@ -178,7 +185,8 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
             rpo: Objective {
                 target_ms: objectives.rpo.as_millis() as u64,
                 measured_ms: Some(m.rpo_ms),
-                met: m.rpo_ms <= objectives.rpo.as_millis() as u64,
+                // An RPO of 0 means no acknowledged write may be lost, whatever the arithmetic.
+                met: m.rpo_ms <= objectives.rpo.as_millis() as u64 && (!objectives.rpo.is_zero() || m.lost.is_empty()),
             },
         },
         run_state: summary.state.as_str().into(),

@@ -71,7 +71,18 @@ pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
             .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", kind.as_str())))?;
         let steps: Vec<&str> = header.steps.iter().map(|s| s.as_str()).collect();
         println!("{} {} -> {} at epoch {} ({})", kind.as_str(), header.from, header.to, header.epoch, steps.join(", "));
-        confirm(args.yes, &format!("{} the primary from {} to {}?", kind.as_str(), header.from, header.to))?;
+        if !args.yes {
+            confirm(&format!("{} the primary from {} to {}?", kind.as_str(), header.from, header.to))?;
+            // The world may have moved while a person read the question: look again.
+            let again = engine::plan_run(&cx.plan, kind, &args.to, &cx.observe().await?, &args.reason)
+                .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", kind.as_str())))?;
+            if (again.from.as_str(), again.epoch) != (header.from.as_str(), header.epoch) {
+                return Err(Failure::input(format!(
+                    "the world changed while waiting for confirmation (now {} -> {} at epoch {}); nothing changed — run the command again",
+                    again.from, again.to, again.epoch
+                )));
+            }
+        }
         let progress = Progress::default();
         let on_entry = |e: &Entry| progress.show(e);
         let engine = cx.engine(&on_entry);
@@ -128,10 +139,7 @@ pub fn runs(args: RunsArgs) -> ExitCode {
 }
 
 /// Asks on a terminal; refuses without `--yes` elsewhere, so scripts never hang.
-fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
-    if yes {
-        return Ok(());
-    }
+fn confirm(question: &str) -> Result<(), Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::input("not on a terminal: add --yes to confirm"));
     }
@@ -154,7 +162,7 @@ fn outcome(summary: &RunSummary) -> Result<(), Failure> {
                 "run {} completed in {}: {} is primary at epoch {}",
                 h.id,
                 format_duration(std::time::Duration::from_millis(
-                    summary.finished_ms.unwrap_or(summary.started_ms) - summary.started_ms
+                    summary.finished_ms.unwrap_or(summary.started_ms).saturating_sub(summary.started_ms)
                 )),
                 h.to,
                 h.epoch
@@ -265,13 +273,13 @@ pub fn render_run(r: &RunSummary) -> String {
         time_of_day(r.started_ms)
     );
     if let Some(f) = r.finished_ms {
-        out.push_str(&format!("finished: {} ({} ms)\n", time_of_day(f), f - r.started_ms));
+        out.push_str(&format!("finished: {} ({} ms)\n", time_of_day(f), f.saturating_sub(r.started_ms)));
     }
     out.push_str(&format!("{:<3} {:<9} {:<13} {:>9} {:>8}  {}\n", "#", "STEP", "STATE", "AT (ms)", "TOOK", "DETAIL"));
     for (i, s) in r.steps.iter().enumerate() {
-        let at = s.started_ms.map(|t| (t - r.started_ms).to_string()).unwrap_or_else(|| "-".into());
+        let at = s.started_ms.map(|t| t.saturating_sub(r.started_ms).to_string()).unwrap_or_else(|| "-".into());
         let took = match (s.started_ms, s.finished_ms) {
-            (Some(a), Some(b)) => format!("{} ms", b - a),
+            (Some(a), Some(b)) => format!("{} ms", b.saturating_sub(a)),
             _ => "-".into(),
         };
         let attempts = if s.attempts > 1 { format!(" ({} attempts)", s.attempts) } else { String::new() };
