@@ -34,15 +34,17 @@ import glob, json, statistics, sys, platform, os, datetime
 out, runs = sys.argv[1], sys.argv[2]
 print()
 print(f"date {datetime.date.today()}, {os.cpu_count()} cores, {platform.platform()}, {runs} runs each")
-print("| replication | rto_ms median | rto_ms range | lost writes median | lost writes range | drills |")
-print("|---|---|---|---|---|---|")
+print("| replication | rto_ms median | rto_ms range | lost writes median | lost writes range | rpo_ms median | detected_ms median | drills |")
+print("|---|---|---|---|---|---|---|---|")
 for repl in ("sync", "async"):
     reports = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{repl}-*.json"))]
     rto = [r["rto_ms"] for r in reports if r["rto_ms"] is not None]
     lost = [r["lost_acknowledged_writes"] for r in reports]
     if not reports:
-        print(f"| {repl} | - | - | - | - | 0 |"); continue
+        print(f"| {repl} | - | - | - | - | - | - | 0 |"); continue
     rng = lambda v: f"{min(v)}–{max(v)}" if v else "-"
     med = lambda v: f"{statistics.median(v):.0f}" if v else "-"
-    print(f"| {repl} | {med(rto)} | {rng(rto)} | {med(lost)} | {rng(lost)} | {len(reports)} |")
+    rpo = [r["rpo_ms"] for r in reports if r.get("rpo_ms") is not None]
+    detected = [r["timeline"]["detected"] for r in reports if r["timeline"].get("detected") is not None]
+    print(f"| {repl} | {med(rto)} | {rng(rto)} | {med(lost)} | {rng(lost)} | {med(rpo)} | {med(detected)} | {len(reports)} |")
 PY

@@ -231,9 +231,10 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
         }
     };
     if kind == RunKind::Switchover
-        && let Some(MemberStatus::Unreachable { reason }) = observed.members.get(&from) {
-            return Err(Refusal::PrimaryUnreachable { region: from, reason: reason.clone() });
-        }
+        && let Some(MemberStatus::Unreachable { reason }) = observed.members.get(&from)
+    {
+        return Err(Refusal::PrimaryUnreachable { region: from, reason: reason.clone() });
+    }
     let steps = match kind {
         RunKind::Failover => plan.runbooks.failover.clone(),
         RunKind::Switchover => plan.runbooks.switchover.clone(),

@@ -225,6 +225,12 @@ impl StepKind {
         }
     }
 
+    /// Position in the only order runs may take them: fence before catch-up before
+    /// promote, traffic only to a promoted target, the old primary rejoined last.
+    pub fn order(self) -> usize {
+        StepKind::ALL.iter().position(|&k| k == self).expect("every step is in ALL")
+    }
+
     pub fn from_name(name: &str) -> Option<StepKind> {
         StepKind::ALL.into_iter().find(|k| k.as_str() == name)
     }

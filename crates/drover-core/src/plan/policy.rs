@@ -132,6 +132,15 @@ fn steps(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<StepKind>> 
             Some(step) if steps.contains(&step) => {
                 r.error(item.pos(), &item_field, format!("{name} is already in this runbook; each step runs once"))
             }
+            Some(step) if steps.last().is_some_and(|&prev| prev.order() > step.order()) => {
+                let prev = steps.last().expect("checked").as_str();
+                r.error(
+                    item.pos(),
+                    &item_field,
+                    format!("{name} cannot come after {prev}; steps run in the order {}", valid.join(", ")),
+                );
+                steps.push(step);
+            }
             Some(step) => steps.push(step),
             None => {
                 let near = closest(name, &valid).map(|n| format!("did you mean {n}? ")).unwrap_or_default();
@@ -143,5 +152,33 @@ fn steps(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<StepKind>> 
             }
         }
     }
-    (steps.len() == items.len()).then_some(steps)
+    if steps.len() != items.len() {
+        return None;
+    }
+    let missing = required_steps(&steps);
+    if !missing.is_empty() {
+        r.error(node.pos(), field, missing.join("; "));
+        return None;
+    }
+    Some(steps)
+}
+
+/// What a runbook must hold so that it can never leave two primaries, or verify
+/// a traffic switch that never happened.
+fn required_steps(steps: &[StepKind]) -> Vec<String> {
+    use StepKind::*;
+    let has = |s: StepKind| steps.contains(&s);
+    let mut missing = Vec::new();
+    if !has(Promote) {
+        missing.push("has no promote; every run moves the primary database".to_string());
+    }
+    if !has(Fence) {
+        missing.push("has no fence; without it the old primary could keep accepting writes (two primaries)".into());
+    }
+    for (step, needs) in [(CatchUp, Fence), (Switch, Promote), (Verify, Switch), (Rejoin, Promote)] {
+        if has(step) && !has(needs) {
+            missing.push(format!("{} needs {} in the same runbook", step.as_str(), needs.as_str()));
+        }
+    }
+    missing
 }
