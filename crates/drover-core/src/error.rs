@@ -32,6 +32,8 @@ pub enum StoreError {
     ActiveRun { active: String },
     #[error("no run with id {0}; 'drover runs' lists them")]
     UnknownRun(String),
+    #[error("run {run} has already {state}; nothing more is recorded for it — start a new run")]
+    RunEnded { run: String, state: String },
     #[error("journal: {0}")]
     Io(String),
     /// Only from test journals that simulate a crash right after a write.

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::StoreError;
 use crate::plan::StepKind;
 
 /// The fencing token: the term of the current primary.
@@ -92,6 +93,19 @@ pub enum Record {
     Aborted {
         reason: String,
     },
+}
+
+/// What every journal checks before appending to a run: the run exists and has
+/// not ended, so a late writer (a stale process, an abort racing a step) cannot
+/// add steps to a run a person already closed.
+pub fn check_appendable(run: &RunId, entries: &[Entry]) -> Result<(), StoreError> {
+    match RunSummary::fold(entries) {
+        None => Err(StoreError::UnknownRun(run.0.clone())),
+        Some(summary) if !summary.state.is_active() => {
+            Err(StoreError::RunEnded { run: run.0.clone(), state: summary.state.as_str().into() })
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// A journal record with its position and time.

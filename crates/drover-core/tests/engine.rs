@@ -7,7 +7,8 @@ use drover_core::engine::{Refusal, plan_run};
 use drover_core::journal::Journal;
 use drover_core::run::{RunKind, RunState, StepState};
 use drover_core::testing::scenarios::{
-    crash_after_every_record, engine, every_step_twice_is_once, observe, two_region_plan,
+    an_ended_run_takes_no_more_records, crash_after_every_record, engine, every_step_twice_is_once, observe,
+    two_region_plan,
 };
 use drover_core::testing::{FakeWorld, MemoryJournal};
 
@@ -183,4 +184,9 @@ async fn the_lag_gate_refuses_a_standby_too_far_behind() {
     plan.policy.max_lag_on_failover = 1 << 20;
     let refusal = drover_core::engine::lag_gate(&plan, &observed, "west").unwrap_err();
     assert!(refusal.to_string().contains("2097152 bytes behind"), "{refusal}");
+}
+
+#[tokio::test]
+async fn an_ended_run_takes_no_more_records_in_memory() {
+    an_ended_run_takes_no_more_records(&MemoryJournal::default()).await;
 }

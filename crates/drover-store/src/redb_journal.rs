@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::engine::now_ms;
 use drover_core::journal::Journal;
-use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
+use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// (run id, sequence) → one journal entry as JSON.
@@ -65,6 +65,20 @@ impl RedbJournal {
         Ok(entry)
     }
 
+    /// One run's entries, oldest first (empty when there is no such run).
+    fn run_entries(
+        &self,
+        table: &impl ReadableTable<(&'static str, u64), &'static str>,
+        run: &RunId,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        for item in table.range((run.0.as_str(), 0)..=(run.0.as_str(), u64::MAX)).map_err(|e| self.err(e))? {
+            let (_, value) = item.map_err(|e| self.err(e))?;
+            out.push(self.decode(value.value())?);
+        }
+        Ok(out)
+    }
+
     /// All runs folded from a table view, newest first.
     fn fold_runs(
         &self,
@@ -104,6 +118,11 @@ impl Journal for RedbJournal {
 
     async fn append(&self, run: &RunId, record: Record) -> Result<Entry, StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        // Checked inside the write transaction, so nothing can end the run in between.
+        {
+            let table = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
+            check_appendable(run, &self.run_entries(&table, run)?)?;
+        }
         let entry = self.append_in(&tx, run, record)?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(entry)
@@ -112,11 +131,7 @@ impl Journal for RedbJournal {
     async fn entries(&self, run: &RunId) -> Result<Vec<Entry>, StoreError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for item in table.range((run.0.as_str(), 0)..=(run.0.as_str(), u64::MAX)).map_err(|e| self.err(e))? {
-            let (_, value) = item.map_err(|e| self.err(e))?;
-            out.push(self.decode(value.value())?);
-        }
+        let out = self.run_entries(&table, run)?;
         if out.is_empty() {
             return Err(StoreError::UnknownRun(run.0.clone()));
         }

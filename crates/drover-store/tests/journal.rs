@@ -7,7 +7,9 @@ use drover_core::StoreError;
 use drover_core::journal::Journal;
 use drover_core::run::{Record, RunKind, RunState};
 use drover_core::testing::FakeWorld;
-use drover_core::testing::scenarios::{crash_after_every_record, every_step_twice_is_once, observe, two_region_plan};
+use drover_core::testing::scenarios::{
+    an_ended_run_takes_no_more_records, crash_after_every_record, every_step_twice_is_once, observe, two_region_plan,
+};
 use drover_store::RedbJournal;
 
 #[tokio::test]
@@ -71,4 +73,10 @@ async fn journal_survives_reopen_and_refuses_a_second_active_run() {
     let ended = drover_core::engine::abort(&journal, &header.id, "operator gave up").await.unwrap();
     assert_eq!(ended.state, RunState::Aborted);
     journal.begin(&other).await.expect("a new run may start once the old one is aborted");
+}
+
+#[tokio::test]
+async fn an_ended_run_takes_no_more_records_on_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    an_ended_run_takes_no_more_records(&RedbJournal::open(dir.path()).unwrap()).await;
 }

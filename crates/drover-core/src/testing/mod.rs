@@ -198,8 +198,13 @@ impl Journal for MemoryJournal {
     }
 
     async fn append(&self, run: &RunId, record: Record) -> Result<Entry, StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        if !matches!(record, Record::Started { .. }) {
+            let entries: Vec<Entry> = inner.0.iter().filter(|(r, _)| r == run).map(|(_, e)| e.clone()).collect();
+            crate::run::check_appendable(run, &entries)?;
+        }
         let entry = Entry { seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1, at_ms: now_ms(), record };
-        self.inner.lock().unwrap().0.push((run.clone(), entry.clone()));
+        inner.0.push((run.clone(), entry.clone()));
         Ok(entry)
     }
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use super::{CrashingJournal, FakeWorld, WorldSnapshot};
 use crate::engine::{Engine, Observed, Providers, RetryPolicy, plan_run};
+use crate::error::StoreError;
 use crate::journal::Journal;
 use crate::plan::*;
-use crate::run::{Entry, RunKind, RunState};
+use crate::run::{Entry, Record, RunKind, RunState};
 use crate::secret::SecretRef;
 
 /// A plan over the fake world: east primary, west standby, a witness.
@@ -171,4 +172,21 @@ pub async fn crash_after_every_record(kind: RunKind, open: impl Fn(u64) -> Arc<d
         assert_eq!(world.promote_calls(), 1, "crash after record {crash_after}: promote was called again on resume");
         assert_eq!(journal.epoch().await.unwrap(), 1, "crash after record {crash_after}: epoch raised wrongly");
     }
+}
+
+/// The journal contract every store keeps: once a run has ended, nothing more is
+/// appended to it, and a run that was never begun takes no records.
+pub async fn an_ended_run_takes_no_more_records(journal: &dyn Journal) {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let observed = observe(&plan, journal, &world).await;
+    let header = plan_run(&plan, RunKind::Failover, "west", &observed, "test").unwrap();
+    journal.begin(&header).await.unwrap();
+    journal.append(&header.id, Record::Aborted { reason: "by a person".into() }).await.unwrap();
+    let late = journal.append(&header.id, Record::Resumed).await;
+    assert!(matches!(late, Err(StoreError::RunEnded { .. })), "appended to an aborted run: {late:?}");
+    assert_eq!(journal.summary(&header.id).await.unwrap().state, RunState::Aborted);
+    let ghost = crate::run::RunId("no-such-run".into());
+    let unknown = journal.append(&ghost, Record::Resumed).await;
+    assert!(matches!(unknown, Err(StoreError::UnknownRun(_))), "appended to a run never begun: {unknown:?}");
 }
