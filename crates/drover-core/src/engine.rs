@@ -9,7 +9,7 @@ use crate::check::Health;
 use crate::error::{ProviderError, StoreError};
 use crate::journal::Journal;
 use crate::plan::{Plan, Role, StepKind};
-use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunKind, RunState, RunSummary};
+use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunKind, RunState, RunSummary, StepOutcome};
 use crate::world::{Database, MemberStatus, ProbeResult, Prober, Traffic, TrafficState};
 
 pub fn now_ms() -> u64 {
@@ -302,6 +302,8 @@ impl RetryPolicy {
 pub enum Observation {
     /// The world already matches; the detail says how.
     Done(String),
+    /// The step cannot act, and the run may go on without it; the detail says why.
+    Skipped(String),
     /// Apply is needed; the detail says why.
     Needed(String),
 }
@@ -365,7 +367,7 @@ impl<'a> Engine<'a> {
         for (step, &kind) in header.steps.iter().enumerate().skip(summary.next_step().unwrap_or(header.steps.len())) {
             self.record(id, Record::StepIntent { step, kind }).await?;
             match self.run_step(kind, &header).await {
-                Ok((applied, detail)) => self.record(id, Record::StepDone { step, kind, applied, detail }).await?,
+                Ok((outcome, detail)) => self.record(id, Record::StepDone { step, kind, outcome, detail }).await?,
                 Err(e) => {
                     let reason = format!(
                         "{} {kind_name}: {e} — fix the cause, then 'drover resume {id}' (or 'drover abort {id}')",
@@ -382,8 +384,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Observe, apply only if needed, observe again; retrying transient errors.
-    /// Returns whether apply ran, and what the final observation said.
-    async fn run_step(&self, kind: StepKind, header: &RunHeader) -> Result<(bool, String), ProviderError> {
+    /// Returns how the step came to be done, and what the final observation said.
+    async fn run_step(&self, kind: StepKind, header: &RunHeader) -> Result<(StepOutcome, String), ProviderError> {
         let policy = match kind {
             StepKind::CatchUp | StepKind::Verify => self.wait,
             _ => self.act,
@@ -393,7 +395,11 @@ impl<'a> Engine<'a> {
         let mut attempt = 0;
         loop {
             let result: Result<(), ProviderError> = match self.observe_step(kind, header).await {
-                Ok(Observation::Done(detail)) => return Ok((applied, detail)),
+                Ok(Observation::Done(detail)) => {
+                    let outcome = if applied { StepOutcome::Applied } else { StepOutcome::AlreadyDone };
+                    return Ok((outcome, detail));
+                }
+                Ok(Observation::Skipped(why)) => return Ok((StepOutcome::Skipped, why)),
                 // Applied, yet the world does not show it: wait and look again, within the bound.
                 Ok(Observation::Needed(why)) if just_applied => {
                     Err(ProviderError::transient(format!("applied, but the world does not show it yet: {why}")))
@@ -430,7 +436,7 @@ impl<'a> Engine<'a> {
         Ok(match kind {
             StepKind::Fence => match db.member(from).await? {
                 MemberStatus::Unreachable { reason } if header.kind == RunKind::Failover => {
-                    Observation::Done(format!("{from} unreachable ({reason}); fencing skipped, best effort"))
+                    Observation::Skipped(format!("{from} unreachable ({reason}); fencing skipped, best effort"))
                 }
                 MemberStatus::Unreachable { reason } => {
                     return Err(ProviderError::permanent(format!(
@@ -561,7 +567,7 @@ impl<'a> Engine<'a> {
                 self.world.traffic.switch(to, now.epoch, epoch).await
             }
             StepKind::Verify => match self.observe_step(kind, header).await? {
-                Observation::Done(_) => Ok(()),
+                Observation::Done(_) | Observation::Skipped(_) => Ok(()),
                 Observation::Needed(why) => Err(ProviderError::transient(why)),
             },
             StepKind::Rejoin => db.rejoin(from, to).await,

@@ -71,11 +71,11 @@ pub enum Record {
         step: usize,
         kind: StepKind,
     },
-    /// Written after the step; `applied` is false when observation found it already done.
+    /// Written after the step, with what it took.
     StepDone {
         step: usize,
         kind: StepKind,
-        applied: bool,
+        outcome: StepOutcome,
         detail: String,
     },
     /// A step failed; the run waits for a person.
@@ -105,6 +105,29 @@ pub fn check_appendable(run: &RunId, entries: &[Entry]) -> Result<(), StoreError
             Err(StoreError::RunEnded { run: run.0.clone(), state: summary.state.as_str().into() })
         }
         Some(_) => Ok(()),
+    }
+}
+
+/// How a step that is behind the run came to be done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// The step acted on the world.
+    Applied,
+    /// Observation found the world already as the step wants it.
+    AlreadyDone,
+    /// The step could not act and the run may go on without it (fencing an
+    /// unreachable old primary in a failover): it is done, but nothing was achieved.
+    Skipped,
+}
+
+impl StepOutcome {
+    pub fn state(self) -> StepState {
+        match self {
+            StepOutcome::Applied => StepState::Applied,
+            StepOutcome::AlreadyDone => StepState::AlreadyDone,
+            StepOutcome::Skipped => StepState::Skipped,
+        }
     }
 }
 
@@ -160,6 +183,7 @@ pub enum StepState {
     InFlight,
     Applied,
     AlreadyDone,
+    Skipped,
     Failed,
 }
 
@@ -170,11 +194,12 @@ impl StepState {
             StepState::InFlight => "in-flight",
             StepState::Applied => "applied",
             StepState::AlreadyDone => "already done",
+            StepState::Skipped => "skipped",
             StepState::Failed => "failed",
         }
     }
     pub fn is_done(self) -> bool {
-        matches!(self, StepState::Applied | StepState::AlreadyDone)
+        matches!(self, StepState::Applied | StepState::AlreadyDone | StepState::Skipped)
     }
 }
 
@@ -231,9 +256,9 @@ impl RunSummary {
                     s.attempts += 1;
                 }
             }
-            Record::StepDone { step, applied, detail, .. } => {
+            Record::StepDone { step, outcome, detail, .. } => {
                 if let Some(s) = self.steps.get_mut(*step) {
-                    s.state = if *applied { StepState::Applied } else { StepState::AlreadyDone };
+                    s.state = outcome.state();
                     s.finished_ms = Some(at);
                     s.detail = Some(detail.clone());
                 }

@@ -23,7 +23,7 @@ fn redact(text: &str, dir: &Path) -> String {
     for (pattern, with) in [
         (r"r\d{13}-[0-9a-f]{4}", "RUN"),
         (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z", "TIME"),
-        (r"(applied|already done|failed) +\d+ +", "$1  AT  "),
+        (r"(applied|already done|skipped|failed) +\d+ +", "$1  AT  "),
         (r" *\d+ ms", " N ms"),
         (r"completed in [\d.]+m?s", "completed in T"),
         (r"\d+ B / [\d.]+ s", "N B / N s"),

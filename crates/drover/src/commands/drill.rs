@@ -10,7 +10,7 @@ use drover_core::drill::{DrillObjectives, DrillReport, Measurement, Objective, T
 use drover_core::duration::parse_duration;
 use drover_core::engine::{self, now_ms};
 use drover_core::plan::StepKind;
-use drover_core::run::{Entry, Record, RunKind, RunState};
+use drover_core::run::{Entry, Record, RunKind, RunState, StepOutcome};
 
 use crate::cli::PlanArgs;
 use crate::commands::run::{Progress, engine_failure};
@@ -149,7 +149,10 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     let m = measure(&Measurement { fault_at_ms: fault_at, samples: &samples, present: &present });
     let step_at = |kind: StepKind| {
         entries.lock().unwrap().iter().find_map(|e| match &e.record {
-            Record::StepDone { kind: k, .. } if *k == kind => Some(e.at_ms.saturating_sub(fault_at)),
+            // A skipped step (an unreachable old primary left unfenced) achieved nothing: no time.
+            Record::StepDone { kind: k, outcome, .. } if *k == kind && *outcome != StepOutcome::Skipped => {
+                Some(e.at_ms.saturating_sub(fault_at))
+            }
             _ => None,
         })
     };

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use drover_core::engine::{self, Engine, EngineError, RetryPolicy};
-use drover_core::run::{Entry, Record, RunId, RunKind, RunState, RunSummary};
+use drover_core::run::{Entry, Record, RunId, RunKind, RunState, RunSummary, StepOutcome};
 use drover_core::{StoreError, duration::format_duration};
 
 use crate::cli::{Output, PlanArgs};
@@ -217,9 +217,13 @@ impl Progress {
                 self.started.lock().unwrap().insert(*step, entry.at_ms);
                 Some(format!("[{}/{total}] {} ...", step + 1, kind.as_str()))
             }
-            Record::StepDone { step, kind, applied, detail } => {
+            Record::StepDone { step, kind, outcome, detail } => {
                 let took = self.started.lock().unwrap().get(step).map(|t| entry.at_ms.saturating_sub(*t)).unwrap_or(0);
-                let how = if *applied { "done" } else { "already done" };
+                let how = match outcome {
+                    StepOutcome::Applied => "done",
+                    StepOutcome::AlreadyDone => "already done",
+                    StepOutcome::Skipped => "skipped",
+                };
                 Some(format!("[{}/{total}] {} {how} in {took} ms: {detail}", step + 1, kind.as_str()))
             }
             Record::Paused { step, kind, reason } => {
