@@ -47,8 +47,9 @@ async fn member_reports_primary_and_standby_with_lag() {
     guard(async {
         let db = cluster.database();
         match db.member("east").await.unwrap() {
-            MemberStatus::Primary { writable, epoch, wal_lsn } => {
+            MemberStatus::Primary { writable, epoch, wal_lsn, sync_standbys } => {
                 assert!(writable, "a fresh primary accepts writes");
+                assert_eq!(sync_standbys, None, "asynchronous: commits wait for no standby");
                 assert_eq!(epoch, None, "no drover.epoch table yet");
                 assert!(wal_lsn > 0);
             }
@@ -211,13 +212,19 @@ async fn promote_with_synchronous_replication_does_not_wait_for_the_lost_standby
         let db = cluster.database();
         let east = cluster.client("east").await;
         east.batch_execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1)").await.unwrap();
+        let sync =
+            member_until(&db, "east", |s| matches!(s, MemberStatus::Primary { sync_standbys: Some(1), .. })).await;
+        assert!(matches!(sync, MemberStatus::Primary { sync_standbys: Some(1), .. }), "{sync:?}");
         cluster.stop("east");
         db.promote("west").await.expect("promote");
         db.record_epoch("west", 2, &RunId("r1-sync".into())).await.expect("record epoch");
-        assert!(matches!(
-            db.member("west").await.unwrap(),
-            MemberStatus::Primary { writable: true, epoch: Some(2), .. }
-        ));
+        assert!(
+            matches!(
+                db.member("west").await.unwrap(),
+                MemberStatus::Primary { writable: true, epoch: Some(2), sync_standbys: None, .. }
+            ),
+            "the promoted member no longer waits for the standby that is gone"
+        );
         // An application's ordinary commit must not wait for the standby that is gone.
         let west = cluster.client("west").await;
         let write = west.batch_execute("INSERT INTO t VALUES (2)");

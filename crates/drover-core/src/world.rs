@@ -22,6 +22,10 @@ pub enum MemberStatus {
         epoch: Option<Epoch>,
         /// Current WAL write position.
         wal_lsn: u64,
+        /// None when commits do not wait for any standby (`synchronous_standby_names`
+        /// empty); otherwise how many synchronous standbys are connected — 0 means
+        /// commits are blocked until one returns.
+        sync_standbys: Option<u32>,
     },
     Standby {
         /// Bytes of WAL not yet replayed (against the primary when reachable).

@@ -5,7 +5,7 @@ use drover_core::StoreError;
 use drover_core::engine::now_ms;
 use drover_core::journal::Journal;
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// (run id, sequence) → one journal entry as JSON.
 const ENTRIES: TableDefinition<(&str, u64), &str> = TableDefinition::new("entries");
@@ -28,8 +28,11 @@ impl RedbJournal {
     pub fn open(state_dir: &Path) -> Result<RedbJournal, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(|e| io(state_dir, format!("cannot create state directory: {e}")))?;
         let path = state_dir.join("journal.redb");
-        let db = Database::create(&path).map_err(|e| {
-            io(&path, format!("cannot open the journal ({e}); is another drover using this state directory?"))
+        // Several drover processes may share a state directory (a run, and `status` or
+        // `runs` beside it); redb serializes their write transactions, and the
+        // active-run check inside `begin` keeps a second run out.
+        let db = redb::Builder::new().set_concurrency_mode(ConcurrencyMode::MultiWriter).create(&path).map_err(|e| {
+            io(&path, format!("cannot open the journal ({e}); check that the state directory is writable and the file is a drover journal"))
         })?;
         let journal = RedbJournal { db, path };
         let tx = journal.db.begin_write().map_err(|e| journal.err(e))?;

@@ -80,3 +80,19 @@ async fn an_ended_run_takes_no_more_records_on_redb() {
     let dir = tempfile::tempdir().unwrap();
     an_ended_run_takes_no_more_records(&RedbJournal::open(dir.path()).unwrap()).await;
 }
+
+/// `drover status` and `drover runs` open the journal while a run holds it open.
+#[tokio::test]
+async fn two_handles_share_one_state_directory_and_see_each_others_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = RedbJournal::open(dir.path()).unwrap();
+    let looking = RedbJournal::open(dir.path()).expect("a second handle opens beside the first");
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let observed = observe(&plan, &running, &world).await;
+    let header = drover_core::engine::plan_run(&plan, RunKind::Failover, "west", &observed, "test").unwrap();
+    running.begin(&header).await.unwrap();
+    assert_eq!(looking.active().await.unwrap().map(|r| r.header.id), Some(header.id.clone()));
+    let second = looking.begin(&header).await;
+    assert!(matches!(second, Err(drover_core::StoreError::ActiveRun { .. })), "{second:?}");
+}

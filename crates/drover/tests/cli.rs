@@ -115,6 +115,16 @@ fn runs_on_a_fresh_state_dir_and_unknown_runs() {
     assert_golden("unknown-run", &all);
 }
 
+/// A run in progress holds the journal open; `runs` in another process still answers.
+#[test]
+fn runs_answers_while_another_process_holds_the_journal() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let _held = drover_store::RedbJournal::open(&dir.path().join(".drover")).expect("open the journal");
+    let ran = run(drover().args(["runs", "--plan"]).arg(&plan));
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, "no runs yet\n"), "{}", ran.stderr);
+}
+
 #[test]
 fn failover_to_a_witness_or_unknown_region_is_refused() {
     let dir = plan_dir(PLAN);

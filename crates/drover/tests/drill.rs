@@ -111,6 +111,7 @@ fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
         assert!(t[field].as_u64().is_some(), "timeline.{field} missing: {report:#}");
     }
     assert!(t["detected"].as_u64() <= t["promoted"].as_u64() && t["promoted"].as_u64() <= t["switched"].as_u64());
+    assert!(t["fenced"].is_null(), "east was blacked out, so nothing fenced it: {report:#}");
     assert!(std::fs::read_to_string(&md_path).unwrap().contains("lost acknowledged writes | 0"));
     eprintln!("drill: rto_ms={} lost={}", report["rto_ms"], report["lost_acknowledged_writes"]);
 
@@ -119,4 +120,8 @@ fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
     assert_eq!(s["current_primary"], "west");
     assert_eq!(s["traffic"]["epoch"], 3);
     assert_eq!(s["regions"][0]["database"]["role"], "unreachable");
+    // West no longer waits for a synchronous standby (east is gone), and status says so.
+    assert!(s["regions"][1]["database"]["sync_standbys"].is_null(), "{s:#}");
+    let text = with_plan(&["status"]).stdout;
+    assert!(text.contains("async: RPO 0 unprotected"), "{text}");
 }

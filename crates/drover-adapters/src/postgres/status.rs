@@ -17,10 +17,14 @@ const OBSERVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// is gone — it must not stall there.
 const LAG_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// WAL positions as bytes, from `pg_lsn` (bigint covers 8 EiB of WAL).
+/// WAL positions as bytes, from `pg_lsn` (bigint covers 8 EiB of WAL). The synchronous
+/// standbys are counted only when commits wait for them (pg_stat_replication shows
+/// `sync_state` to superusers and pg_monitor members).
 const PRIMARY_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint, \
      current_setting('default_transaction_read_only')::bool, \
-     to_regclass('drover.epoch') IS NOT NULL";
+     to_regclass('drover.epoch') IS NOT NULL, \
+     CASE WHEN current_setting('synchronous_standby_names') = '' THEN NULL ELSE \
+       (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum'))::int END";
 const STANDBY_SQL: &str = "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, \
      (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint, \
      extract(epoch from now() - pg_last_xact_replay_timestamp())::float8, \
@@ -47,6 +51,7 @@ impl PostgresDatabase {
         if !in_recovery {
             let row = member.timed(client.query_one(PRIMARY_SQL, &[])).await?;
             let (wal_lsn, read_only, has_epochs): (i64, bool, bool) = (row.get(0), row.get(1), row.get(2));
+            let sync_standbys: Option<i32> = row.get(3);
             let epoch = if has_epochs {
                 let max: Option<i64> =
                     member.timed(client.query_one("SELECT max(epoch) FROM drover.epoch", &[])).await?.get(0);
@@ -54,7 +59,12 @@ impl PostgresDatabase {
             } else {
                 None
             };
-            return Ok(MemberStatus::Primary { writable: !read_only, epoch, wal_lsn: wal_lsn.max(0) as u64 });
+            return Ok(MemberStatus::Primary {
+                writable: !read_only,
+                epoch,
+                wal_lsn: wal_lsn.max(0) as u64,
+                sync_standbys: sync_standbys.map(|n| n.max(0) as u32),
+            });
         }
         let row = member.timed(client.query_one(STANDBY_SQL, &[])).await?;
         let replay: Option<i64> = row.get(0);

@@ -98,7 +98,7 @@ impl Database for FakeWorld {
             return Ok(MemberStatus::Unreachable { reason: "connection refused".into() });
         }
         Ok(if m.primary {
-            MemberStatus::Primary { writable: m.writable, epoch: m.epoch, wal_lsn: m.wal_lsn }
+            MemberStatus::Primary { writable: m.writable, epoch: m.epoch, wal_lsn: m.wal_lsn, sync_standbys: None }
         } else {
             MemberStatus::Standby {
                 lag_bytes: 0,

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use drover_core::engine::Observed;
-use drover_core::plan::{Plan, Role};
+use drover_core::plan::{Plan, Replication, Role};
 use drover_core::world::{MemberStatus, TrafficState};
 
 use crate::cli::{Output, PlanArgs};
@@ -68,23 +68,33 @@ fn json(plan: &Plan, o: &Observed) -> serde_json::Value {
     })
 }
 
-fn database_cell(m: Option<&MemberStatus>) -> (String, String) {
+/// A primary's replication as it bears on the plan's RPO.
+fn replication_cell(plan: &Plan, sync_standbys: Option<u32>) -> String {
+    match (plan.postgres().replication, sync_standbys) {
+        (_, Some(0)) => "sync, NO standby: commits wait".into(),
+        (_, Some(n)) => format!("sync to {n} standby{}", if n == 1 { "" } else { "s" }),
+        (Replication::Synchronous, None) => "async: RPO 0 unprotected".into(),
+        (Replication::Asynchronous, None) => "async".into(),
+    }
+}
+
+fn database_cell(plan: &Plan, m: Option<&MemberStatus>) -> (String, String) {
     match m {
         None => ("-".into(), "-".into()),
-        Some(MemberStatus::Primary { writable, epoch, .. }) => (
+        Some(MemberStatus::Primary { writable, epoch, sync_standbys, .. }) => (
             format!(
                 "primary, {}{}",
                 if *writable { "writable" } else { "read-only (fenced)" },
                 epoch.map(|e| format!(", epoch {e}")).unwrap_or_default()
             ),
-            "-".into(),
+            replication_cell(plan, *sync_standbys),
         ),
         Some(MemberStatus::Standby { lag_bytes, lag_seconds, upstream, .. }) => (
             format!(
                 "standby{}",
                 upstream.as_ref().map(|u| format!(" of {u}")).unwrap_or_else(|| ", not streaming".into())
             ),
-            format!("{lag_bytes} B / {lag_seconds:.1} s"),
+            format!("lag {lag_bytes} B / {lag_seconds:.1} s"),
         ),
         Some(MemberStatus::Unreachable { reason }) => (format!("unreachable: {reason}"), "-".into()),
     }
@@ -112,11 +122,11 @@ pub fn render(plan: &Plan, o: &Observed) -> String {
         Err(e) => out.push_str(&format!("traffic: unknown: {e}\n")),
     }
     out.push_str(&format!(
-        "{:<9} {:<8} {:<9} {:<40} {:<18} {:<7} {}\n",
-        "REGION", "ROLE", "HEALTH", "DATABASE", "LAG", "TRAFFIC", "CHECKS"
+        "{:<9} {:<8} {:<9} {:<40} {:<30} {:<7} {}\n",
+        "REGION", "ROLE", "HEALTH", "DATABASE", "REPLICATION", "TRAFFIC", "CHECKS"
     ));
     for (name, region) in &plan.regions {
-        let (db, lag) = database_cell(o.members.get(name));
+        let (db, lag) = database_cell(plan, o.members.get(name));
         let checks = o
             .checks
             .get(name)
@@ -129,7 +139,7 @@ pub fn render(plan: &Plan, o: &Observed) -> String {
             .unwrap_or_else(|| "-".into());
         let health = if region.role == Role::Witness { "-" } else { o.region_health(plan, name).as_str() };
         out.push_str(&format!(
-            "{:<9} {:<8} {:<9} {:<40} {:<18} {:<7} {}\n",
+            "{:<9} {:<8} {:<9} {:<40} {:<30} {:<7} {}\n",
             name,
             region.role.as_str(),
             health,
