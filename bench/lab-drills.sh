@@ -3,17 +3,9 @@
 # with asynchronous replication, 1 s checks, failure threshold 3. Prints the
 # median and range of rto_ms and of lost acknowledged writes, as a Markdown table.
 #   bench/lab-drills.sh [RUNS]        (default 5; needs root, like the lab)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-runs="${1:-5}"
-dir="${DROVER_LAB_DIR:-/tmp/drover-bench-lab}"
-out="${DROVER_BENCH_OUT:-/tmp/drover-bench}"
-scripts/setup.sh >/dev/null
-cargo build --release --quiet --bin drover
-drover="${CARGO_TARGET_DIR:-target}/release/drover"
-mkdir -p "$out"
+name=drills
+source "$(dirname "$0")/lib.sh"
 rm -f "$out"/*.json
-trap '"$drover" lab down --dir "$dir" >/dev/null 2>&1 || true' EXIT
 for replication in sync async; do
   for i in $(seq 1 "$runs"); do
     "$drover" lab down --dir "$dir" >/dev/null 2>&1 || true

@@ -3,17 +3,9 @@
 # the switchover back (with the old primary rejoined each time), and `lab down`,
 # over N rounds. Prints the median and range of each, as a Markdown table.
 #   bench/lab-lifecycle.sh [RUNS]     (default 5; needs root, like the lab)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-runs="${1:-5}"
-dir="${DROVER_LAB_DIR:-/tmp/drover-bench-lifecycle}"
-out="${DROVER_BENCH_OUT:-/tmp/drover-bench-lifecycle-out}"
-scripts/setup.sh >/dev/null
-cargo build --release --quiet --bin drover
-drover="${CARGO_TARGET_DIR:-target}/release/drover"
-mkdir -p "$out"
+name=lifecycle
+source "$(dirname "$0")/lib.sh"
 : >"$out/times.tsv"
-trap '"$drover" lab down --dir "$dir" >/dev/null 2>&1 || true' EXIT
 # Runs a command and appends "name<TAB>milliseconds" to the table; a failure stops the benchmark.
 timed() {
   local name="$1"; shift

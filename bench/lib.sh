@@ -1,0 +1,13 @@
+# Shared by the lab benchmarks: source it after setting `name` (used for default paths).
+# Sets runs, dir, out and drover; installs the lab's packages, builds drover in
+# release mode, and takes the lab down on exit whatever happens.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+runs="${1:-5}"
+dir="${DROVER_LAB_DIR:-/tmp/drover-bench-$name-lab}"
+out="${DROVER_BENCH_OUT:-/tmp/drover-bench-$name}"
+scripts/setup.sh >/dev/null
+cargo build --release --quiet --bin drover
+drover="${CARGO_TARGET_DIR:-target}/release/drover"
+mkdir -p "$out"
+trap '"$drover" lab down --dir "$dir" >/dev/null 2>&1 || true' EXIT
