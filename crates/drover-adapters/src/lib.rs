@@ -1,5 +1,6 @@
 //! placeholder
 pub mod dns;
+pub mod notify;
 pub mod postgres;
 pub mod probe;
 pub mod rfc2136;

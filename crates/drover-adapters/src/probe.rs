@@ -193,7 +193,7 @@ fn describe_http(e: &reqwest::Error, check: &Check) -> String {
 }
 
 /// An error and its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

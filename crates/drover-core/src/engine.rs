@@ -119,7 +119,7 @@ pub async fn observe_regions(
 }
 
 /// Runs futures concurrently on the current task (no spawning, no extra crate).
-pub(crate) async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+pub async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut set = Vec::new();
     for f in futures {
         set.push(Box::pin(f));
@@ -314,6 +314,10 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("run {0} has ended ({1}); nothing to resume")]
     Ended(RunId, &'static str),
+    #[error("run {0} waits for approval; approve it with 'drover approve {0}' or end it with 'drover abort {0}'")]
+    NeedsApproval(RunId),
+    #[error("run {0} is {1}, not waiting for approval")]
+    NotAwaitingApproval(RunId, &'static str),
 }
 
 /// The world's providers, as one value the engine borrows.
@@ -342,6 +346,25 @@ impl<'a> Engine<'a> {
         self.drive(&header.id).await
     }
 
+    /// Opens a planned run that waits for a person: it holds the active-run slot,
+    /// so nothing else starts meanwhile, and does nothing until approved.
+    pub async fn open_for_approval(&self, header: &RunHeader, reason: &str) -> Result<RunSummary, EngineError> {
+        let started = self.journal.begin(header).await?;
+        (self.on_entry)(&started);
+        self.record(&header.id, Record::AwaitingApproval { reason: reason.into() }).await?;
+        Ok(self.journal.summary(&header.id).await?)
+    }
+
+    /// Approves a run that waits for it, and drives it.
+    pub async fn approve(&self, id: &RunId, by: &str) -> Result<RunSummary, EngineError> {
+        let summary = self.journal.summary(id).await?;
+        if summary.state != RunState::AwaitingApproval {
+            return Err(EngineError::NotAwaitingApproval(id.clone(), summary.state.as_str()));
+        }
+        self.record(id, Record::Approved { by: by.into() }).await?;
+        self.drive(id).await
+    }
+
     /// Continues a paused or interrupted run from the first step not done.
     pub async fn resume(&self, id: &RunId) -> Result<RunSummary, EngineError> {
         let summary = self.journal.summary(id).await?;
@@ -349,6 +372,7 @@ impl<'a> Engine<'a> {
             RunState::Completed | RunState::Aborted => {
                 return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
             }
+            RunState::AwaitingApproval => return Err(EngineError::NeedsApproval(id.clone())),
             RunState::Paused => self.record(id, Record::Resumed).await?,
             RunState::Running => {}
         }

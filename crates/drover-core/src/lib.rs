@@ -2,6 +2,7 @@
 //! state machines, runs and their journal records, the engine that drives steps
 //! through provider traits, and drill arithmetic. Adapters implement the traits.
 
+pub mod autopilot;
 pub mod check;
 pub mod detect;
 pub mod drill;
@@ -9,9 +10,11 @@ pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod journal;
+pub mod notify;
 pub mod plan;
 pub mod run;
 pub mod secret;
+pub mod vantage;
 pub mod world;
 
 #[cfg(feature = "testing")]

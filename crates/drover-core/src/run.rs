@@ -85,6 +85,15 @@ pub enum Record {
         reason: String,
     },
     Resumed,
+    /// The run waits for a person before its first step (policy.require_approval,
+    /// or auto_failover off when the autopilot found the primary down).
+    AwaitingApproval {
+        reason: String,
+    },
+    /// A person approved it; `by` says who or through what (cli, api).
+    Approved {
+        by: String,
+    },
     EpochRaised {
         from: Epoch,
         to: Epoch,
@@ -146,6 +155,7 @@ pub struct Entry {
 pub enum RunState {
     Running,
     Paused,
+    AwaitingApproval,
     Completed,
     Aborted,
 }
@@ -154,6 +164,7 @@ impl RunState {
     pub fn as_str(self) -> &'static str {
         match self {
             RunState::Running => "running",
+            RunState::AwaitingApproval => "awaiting approval",
             RunState::Paused => "paused",
             RunState::Completed => "completed",
             RunState::Aborted => "aborted",
@@ -161,7 +172,7 @@ impl RunState {
     }
     /// Active runs block new ones: one writer of the world at a time.
     pub fn is_active(self) -> bool {
-        matches!(self, RunState::Running | RunState::Paused)
+        matches!(self, RunState::Running | RunState::Paused | RunState::AwaitingApproval)
     }
 }
 
@@ -271,9 +282,13 @@ impl RunSummary {
                 self.state = RunState::Paused;
                 self.reason = Some(reason.clone());
             }
-            Record::Resumed => {
+            Record::Resumed | Record::Approved { .. } => {
                 self.state = RunState::Running;
                 self.reason = None;
+            }
+            Record::AwaitingApproval { reason } => {
+                self.state = RunState::AwaitingApproval;
+                self.reason = Some(reason.clone());
             }
             Record::Completed => {
                 self.state = RunState::Completed;

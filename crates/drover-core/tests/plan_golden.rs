@@ -33,6 +33,8 @@ fn secrets() -> MapSecrets {
         (SecretRef::File("/etc/drover/west.dsn".into()), "postgres://app:west-s3cret@10.200.0.12/app"),
         (SecretRef::File("/etc/drover/tsig".into()), "dHNpZy1zM2NyZXQ="),
         (SecretRef::File("/var/lib/drover/lab/tsig.key".into()), "dHNpZy1zM2NyZXQ="),
+        (SecretRef::Env("SLACK_WEBHOOK_URL".into()), "https://hooks.slack.com/services/T0/B0/s3cret"),
+        (SecretRef::File("/etc/drover/pd-key".into()), "pd-routing-key-s3cret"),
     ])
 }
 

@@ -20,10 +20,13 @@ pub enum FaultKind {
     Kill,
     /// SIGSTOP the region's PostgreSQL processes.
     Pause,
+    /// Drop a share of the packets in and out of the region at random.
+    Loss,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] = [FaultKind::Blackout, FaultKind::Partition, FaultKind::Kill, FaultKind::Pause];
+    pub const ALL: [FaultKind; 5] =
+        [FaultKind::Blackout, FaultKind::Partition, FaultKind::Kill, FaultKind::Pause, FaultKind::Loss];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -31,6 +34,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::Loss => "loss",
         }
     }
 }
@@ -41,15 +45,19 @@ pub struct Fault {
     pub region: String,
     /// For a partition: the region cut off from `region`.
     pub from: Option<String>,
+    /// For loss: the share of packets dropped, 1 to 100.
+    pub percent: u8,
 }
+
+/// The share of packets a `loss` fault drops unless told otherwise.
+pub const DEFAULT_LOSS_PERCENT: u8 = 5;
 
 impl Fault {
     /// Validates a fault as a person writes it: `blackout east`, `partition east --from west`.
     pub fn parse(kind: &str, region: &str, from: Option<&str>) -> Result<Fault, String> {
-        let kind = FaultKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == kind)
-            .ok_or_else(|| format!("unknown fault '{kind}': the lab injects blackout, partition, kill and pause"))?;
+        let kind = FaultKind::ALL.into_iter().find(|k| k.as_str() == kind).ok_or_else(|| {
+            format!("unknown fault '{kind}': the lab injects blackout, partition, kill, pause and loss")
+        })?;
         let spec = layout::region(region).map_err(|e| e.to_string())?;
         if matches!(kind, FaultKind::Kill | FaultKind::Pause) && !spec.serves() {
             return Err(format!(
@@ -74,7 +82,19 @@ impl Fault {
             (_, Some(_)) => return Err(format!("--from applies to partition only, not {}", kind.as_str())),
             (_, None) => None,
         };
-        Ok(Fault { kind, region: region.to_string(), from })
+        Ok(Fault { kind, region: region.to_string(), from, percent: DEFAULT_LOSS_PERCENT })
+    }
+
+    /// Sets the share of packets a loss fault drops.
+    pub fn with_percent(mut self, percent: u8) -> Result<Fault, String> {
+        if self.kind != FaultKind::Loss {
+            return Err(format!("--percent applies to loss only, not {}", self.kind.as_str()));
+        }
+        if !(1..=100).contains(&percent) {
+            return Err(format!("--percent {percent}: give a share from 1 to 100"));
+        }
+        self.percent = percent;
+        Ok(self)
     }
 }
 
@@ -83,6 +103,9 @@ impl fmt::Display for Fault {
         write!(f, "{}:{}", self.kind.as_str(), self.region)?;
         if let Some(from) = &self.from {
             write!(f, " (from {from})")?;
+        }
+        if self.kind == FaultKind::Loss {
+            write!(f, " ({}%)", self.percent)?;
         }
         Ok(())
     }
@@ -97,6 +120,7 @@ impl Lab {
         let ns = spec.namespace();
         match fault.kind {
             FaultKind::Blackout => nft::apply(&ns, &nft::blackout_ruleset()),
+            FaultKind::Loss => nft::apply(&ns, &nft::loss_ruleset(fault.percent)),
             FaultKind::Partition => {
                 let peer = layout::region(fault.from.as_deref().unwrap_or_default())?;
                 nft::apply(&ns, &nft::partition_ruleset(peer.name, peer.address))
@@ -213,12 +237,21 @@ mod tests {
 
     #[test]
     fn refuses_what_the_lab_cannot_do() {
-        assert!(Fault::parse("flood", "east", None).unwrap_err().contains("blackout, partition, kill and pause"));
+        assert!(Fault::parse("flood", "east", None).unwrap_err().contains("blackout, partition, kill, pause and loss"));
         assert!(Fault::parse("blackout", "north", None).unwrap_err().contains("east, west and witness"));
         assert!(Fault::parse("kill", "witness", None).unwrap_err().contains("runs no database"));
         assert!(Fault::parse("partition", "witness", None).unwrap_err().contains("--from"));
         assert!(Fault::parse("partition", "east", Some("east")).is_err());
         assert!(Fault::parse("blackout", "east", Some("west")).is_err());
         assert_eq!(Fault::parse("blackout", "witness", None).unwrap().to_string(), "blackout:witness");
+        assert!(Fault::parse("blackout", "east", None).unwrap().with_percent(5).unwrap_err().contains("loss only"));
+        assert!(Fault::parse("loss", "east", None).unwrap().with_percent(0).unwrap_err().contains("1 to 100"));
+    }
+
+    #[test]
+    fn loss_drops_five_percent_unless_told() {
+        let f = Fault::parse("loss", "east", None).unwrap();
+        assert_eq!(f.to_string(), "loss:east (5%)");
+        assert_eq!(f.with_percent(20).unwrap().to_string(), "loss:east (20%)");
     }
 }

@@ -11,6 +11,8 @@ pub const PREFIX_LEN: u8 = 24;
 pub const SUBNET: &str = "10.200.0.0/24";
 pub const PG_PORT: u16 = 5432;
 pub const APP_PORT: u16 = 8080;
+/// Where each region's `drover serve` daemon listens (with `lab up --daemons`).
+pub const SERVE_PORT: u16 = 7070;
 pub const DNS_PORT: u16 = 53;
 pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 pub const ZONE: &str = "app.test.";
@@ -125,6 +127,17 @@ impl LabDir {
     }
     pub fn app_log(&self, region: &str) -> PathBuf {
         self.root.join(format!("app-{region}.log"))
+    }
+    /// The bearer token the lab's daemons share and the drill reads them with.
+    pub fn api_token(&self) -> PathBuf {
+        self.secrets().join("api-token")
+    }
+    /// A region's daemon: its journal (state dir) and its log.
+    pub fn serve_state(&self, region: &str) -> PathBuf {
+        self.root.join(format!("serve-{region}"))
+    }
+    pub fn serve_log(&self, region: &str) -> PathBuf {
+        self.root.join(format!("serve-{region}.log"))
     }
     pub fn knot_dir(&self) -> PathBuf {
         self.root.join("knot")

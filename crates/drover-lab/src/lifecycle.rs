@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::layout::{APP_PORT, DNS_PORT, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role};
+use crate::layout::{APP_PORT, DNS_PORT, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role, SERVE_PORT};
 use crate::state::{LabState, Replication};
 use crate::status::http_get;
 use crate::{LabError, knot, net, plan_file, postgres, supervisor, sys};
@@ -22,6 +22,7 @@ pub struct Up {
     pub dir: PathBuf,
     pub plan: PathBuf,
     pub replication: Replication,
+    pub daemons: bool,
     pub took: Duration,
     /// Host settings that may hurt the lab, for the person to fix.
     pub warnings: Vec<String>,
@@ -46,7 +47,8 @@ impl Up {
                 Role::Standby => format!("postgres standby :5432 (streaming), app :{APP_PORT}"),
                 Role::Witness => "witness (no service)".into(),
             };
-            out.push_str(&format!("  {:<8} {:<12} netns drover-{:<8} {what}\n", r.name, r.address, r.name));
+            let serve = if self.daemons { format!(", drover serve :{SERVE_PORT}") } else { String::new() };
+            out.push_str(&format!("  {:<8} {:<12} netns drover-{:<8} {what}{serve}\n", r.name, r.address, r.name));
         }
         let primary = REGIONS.iter().find(|r| r.role == Role::Primary).expect("a primary");
         out.push_str(&format!(
@@ -56,7 +58,8 @@ impl Up {
         out.push_str(&format!("plan: {}\n", self.plan.display()));
         out.push_str("next:\n");
         out.push_str(&format!("  drover status --plan {}\n", self.plan.display()));
-        out.push_str(&format!("  drover drill --plan {} --fault blackout:east\n", self.plan.display()));
+        let daemons = if self.daemons { " --daemons" } else { "" };
+        out.push_str(&format!("  drover drill --plan {} --fault blackout:east{daemons}\n", self.plan.display()));
         out.push_str(&format!(
             "  drover lab status{dir_arg}    drover lab fault blackout east{dir_arg}    drover lab heal east{dir_arg}\n"
         ));
@@ -79,7 +82,9 @@ pub fn absolute(dir: &Path) -> PathBuf {
 
 /// Builds the lab at `dir` and returns once every part answers; the lab keeps running under
 /// its supervisor after this returns.
-pub async fn up(dir: &Path, replication: Replication) -> Result<Up, LabError> {
+/// Builds the lab; with `daemons`, a `drover serve` in each region (east, west, witness)
+/// watching the lab's plan, which then fails over by itself.
+pub async fn up(dir: &Path, replication: Replication, daemons: bool) -> Result<Up, LabError> {
     sys::require_root()?;
     sys::require_tools()?;
     let started = Instant::now();
@@ -94,8 +99,8 @@ pub async fn up(dir: &Path, replication: Replication) -> Result<Up, LabError> {
             root = lab.root().display()
         ))
     };
-    build(&lab, replication).await.map_err(partly)?;
-    Ok(Up { dir: lab.root().to_path_buf(), plan: lab.plan(), replication, took: started.elapsed(), warnings })
+    build(&lab, replication, daemons).await.map_err(partly)?;
+    Ok(Up { dir: lab.root().to_path_buf(), plan: lab.plan(), replication, daemons, took: started.elapsed(), warnings })
 }
 
 fn refuse_if_up(lab: &LabDir) -> Result<(), LabError> {
@@ -163,7 +168,7 @@ fn make_dir(lab: &LabDir) -> Result<(), LabError> {
     sys::create_dir(&lab.secrets(), 0o700)
 }
 
-async fn build(lab: &LabDir, replication: Replication) -> Result<(), LabError> {
+async fn build(lab: &LabDir, replication: Replication, daemons: bool) -> Result<(), LabError> {
     net::create()?;
 
     let password = sys::random_hex(16)?;
@@ -173,8 +178,11 @@ async fn build(lab: &LabDir, replication: Replication) -> Result<(), LabError> {
     let tsig = knot::generate_tsig_secret()?;
     sys::write_private(&lab.tsig_key(), &tsig)?;
     knot::prepare(lab, &tsig)?;
-    sys::write_file(&lab.plan(), &plan_file::plan_yaml(lab, replication))?;
-    LabState::new(lab, replication).write(lab)?;
+    sys::write_file(&lab.plan(), &plan_file::plan_yaml(lab, replication, daemons))?;
+    if daemons {
+        sys::write_private(&lab.api_token(), &sys::random_hex(24)?)?;
+    }
+    LabState::new(lab, replication, daemons).write(lab)?;
 
     for r in REGIONS.iter().filter(|r| r.serves()) {
         postgres::prepare_region(lab, r.name, r.address, replication)?;
@@ -213,7 +221,40 @@ async fn build(lab: &LabDir, replication: Replication) -> Result<(), LabError> {
     for r in REGIONS.iter().filter(|r| r.serves()) {
         wait_app(lab, r.name, r.address.into()).await?;
     }
+    if daemons {
+        for r in &REGIONS {
+            supervisor::request(lab, &format!("start serve-{}", r.name))?;
+        }
+        for r in &REGIONS {
+            wait_http(
+                SocketAddr::new(r.address.into(), SERVE_PORT),
+                "/readyz",
+                &format!("{} daemon", r.name),
+                &lab.serve_log(r.name),
+            )
+            .await?;
+        }
+    }
     Ok(())
+}
+
+/// Waits until `path` answers 200 (the lab app's health, a daemon's readiness).
+async fn wait_http(addr: SocketAddr, path: &str, what: &str, log: &Path) -> Result<(), LabError> {
+    let started = Instant::now();
+    loop {
+        let last = match http_get(addr, path, Duration::from_secs(1)).await {
+            Ok((200, _)) => return Ok(()),
+            Ok((code, body)) => format!("{code} {}", body.trim()),
+            Err(e) => e,
+        };
+        if started.elapsed() > READY_GUARD {
+            return Err(LabError::failed(format!(
+                "{what} on {addr} is not ready: {last}; its log ends:\n{}",
+                sys::tail(log, 10)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Starts `drover lab supervise` in its own session, detached from this process.
@@ -296,22 +337,7 @@ async fn wait_dns(lab: &LabDir, expected: IpAddr) -> Result<(), LabError> {
 }
 
 async fn wait_app(lab: &LabDir, region: &str, address: IpAddr) -> Result<(), LabError> {
-    let addr = SocketAddr::new(address, APP_PORT);
-    let started = Instant::now();
-    loop {
-        let last = match http_get(addr, "/healthz", Duration::from_secs(1)).await {
-            Ok((200, _)) => return Ok(()),
-            Ok((code, body)) => format!("{code} {}", body.trim()),
-            Err(e) => e,
-        };
-        if started.elapsed() > READY_GUARD {
-            return Err(LabError::failed(format!(
-                "{region} app on {addr} is not healthy: {last}; its log ends:\n{}",
-                sys::tail(&lab.app_log(region), 10)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_http(SocketAddr::new(address, APP_PORT), "/healthz", &format!("{region} app"), &lab.app_log(region)).await
 }
 
 /// What `down` removed; empty when nothing of a lab was there.

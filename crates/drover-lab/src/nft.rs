@@ -28,6 +28,20 @@ pub fn blackout_ruleset() -> String {
     )
 }
 
+pub const LOSS_TABLE: &str = "drover_loss";
+
+/// Drops `percent` of the packets in and out of the namespace at random (nft `numgen`;
+/// this kernel has no netem), loopback excepted.
+pub fn loss_ruleset(percent: u8) -> String {
+    replace_table(
+        LOSS_TABLE,
+        &format!(
+            "  chain input {{\n    type filter hook input priority -300; policy accept;\n    iif \"lo\" accept\n    numgen random mod 100 < {percent} drop\n  }}\n\
+             \x20 chain output {{\n    type filter hook output priority -300; policy accept;\n    oif \"lo\" accept\n    numgen random mod 100 < {percent} drop\n  }}\n"
+        ),
+    )
+}
+
 /// Drops every packet between the namespace and `peer_address`, both directions.
 pub fn partition_ruleset(peer: &str, peer_address: Ipv4Addr) -> String {
     replace_table(
@@ -89,6 +103,15 @@ mod tests {
         assert!(rules.contains("table inet drover_partition_west {"));
         assert!(rules.contains("policy accept;\n    ip saddr 10.200.0.12 drop"));
         assert!(rules.contains("policy accept;\n    ip daddr 10.200.0.12 drop"));
+    }
+
+    #[test]
+    fn loss_drops_a_random_share_both_ways_but_not_loopback() {
+        let rules = loss_ruleset(5);
+        assert!(rules.contains("table inet drover_loss {"));
+        assert_eq!(rules.matches("numgen random mod 100 < 5 drop").count(), 2, "{rules}");
+        assert!(rules.contains("iif \"lo\" accept") && rules.contains("oif \"lo\" accept"));
+        assert_eq!(describe(LOSS_TABLE), "loss");
     }
 
     #[test]

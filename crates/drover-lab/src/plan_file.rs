@@ -3,8 +3,14 @@
 use crate::layout::{LabDir, PG_BIN_DIR};
 use crate::state::Replication;
 
-/// `DIR/plan.yaml` for the lab at `dir`.
-pub fn plan_yaml(dir: &LabDir, replication: Replication) -> String {
+/// `DIR/plan.yaml` for the lab at `dir`. With daemons, they fail over by themselves
+/// once two of the three vantages (east, west, witness) see the primary down.
+pub fn plan_yaml(dir: &LabDir, replication: Replication, daemons: bool) -> String {
+    let policy = if daemons {
+        "policy: { auto_failover: true, quorum: 2, max_lag_on_failover: 16MiB, cooldown: 1m, detect_with: [api, db] }\n"
+    } else {
+        "policy: { quorum: 1, max_lag_on_failover: 16MiB, cooldown: 1m, detect_with: [api, db] }\n"
+    };
     let (rpo, mode) = match replication {
         Replication::Synchronous => ("0s", "synchronous"),
         Replication::Asynchronous => ("5s", "asynchronous"),
@@ -30,7 +36,7 @@ pub fn plan_yaml(dir: &LabDir, replication: Replication) -> String {
          checks:\n\
          \x20 api: {{ http: \"http://{{target}}:8080/healthz\", interval: 1s, timeout: 500ms, failure_threshold: 3, success_threshold: 2 }}\n\
          \x20 db:  {{ postgres: member, interval: 1s, timeout: 500ms, failure_threshold: 3, success_threshold: 2 }}\n\
-         policy: {{ quorum: 1, max_lag_on_failover: 16MiB, cooldown: 1m, detect_with: [api, db] }}\n",
+         {policy}",
         root = dir.root().display(),
         east = member("east"),
         west = member("west"),
@@ -54,8 +60,8 @@ mod tests {
     #[test]
     fn the_lab_plan_is_a_valid_plan() {
         let dir = LabDir::new("/tmp/drover-lab");
-        for replication in [Replication::Synchronous, Replication::Asynchronous] {
-            let text = plan_yaml(&dir, replication);
+        for (replication, daemons) in [(Replication::Synchronous, false), (Replication::Asynchronous, true)] {
+            let text = plan_yaml(&dir, replication, daemons);
             let plan = drover_core::plan::parse_plan(Path::new("/tmp/drover-lab/plan.yaml"), &text, &AnySecret);
             assert!(plan.is_ok(), "{text}\n{}", plan.err().map(|e| e.to_string()).unwrap_or_default());
         }
@@ -63,7 +69,7 @@ mod tests {
 
     #[test]
     fn plan_names_the_lab_files_and_the_replication_objective() {
-        let text = plan_yaml(&LabDir::new("/srv/lab"), Replication::Synchronous);
+        let text = plan_yaml(&LabDir::new("/srv/lab"), Replication::Synchronous, false);
         assert!(text.contains("objectives: { rto: 10s, rpo: 0s }"));
         assert!(text.contains("replication: synchronous\n"));
         assert!(text.contains("      dsn_file: /srv/lab/secrets/east.dsn\n"));
@@ -71,7 +77,9 @@ mod tests {
             "      host: { exec: [ip, netns, exec, drover-west, runuser, -u, postgres, --], data_dir: /srv/lab/west/pgdata, bin_dir: /usr/lib/postgresql/15/bin }\n"
         ));
         assert!(text.contains("secret_file: /srv/lab/secrets/tsig.key }"));
-        let async_text = plan_yaml(&LabDir::new("/srv/lab"), Replication::Asynchronous);
+        let async_text = plan_yaml(&LabDir::new("/srv/lab"), Replication::Asynchronous, true);
+        assert!(async_text.contains("policy: { auto_failover: true, quorum: 2,"), "{async_text}");
+        assert!(text.contains("policy: { quorum: 1,"), "{text}");
         assert!(async_text.contains("rpo: 5s") && async_text.contains("replication: asynchronous\n"));
     }
 }

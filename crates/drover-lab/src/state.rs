@@ -17,6 +17,9 @@ pub use drover_core::plan::Replication;
 pub struct LabState {
     pub dir: PathBuf,
     pub replication: Replication,
+    /// A `drover serve` daemon runs in every region (`lab up --daemons`).
+    #[serde(default)]
+    pub daemons: bool,
     pub plan: PathBuf,
     pub hub: HubState,
     pub regions: Vec<RegionState>,
@@ -54,10 +57,11 @@ pub struct ServiceState {
 }
 
 impl LabState {
-    pub fn new(dir: &LabDir, replication: Replication) -> LabState {
+    pub fn new(dir: &LabDir, replication: Replication, daemons: bool) -> LabState {
         LabState {
             dir: dir.root().to_path_buf(),
             replication,
+            daemons,
             plan: dir.plan(),
             hub: HubState {
                 bridge: BRIDGE.into(),
@@ -124,5 +128,21 @@ impl Lab {
 
     pub fn plan(&self) -> &Path {
         &self.state.plan
+    }
+
+    /// The base URLs of the lab's `drover serve` daemons (empty without `--daemons`).
+    pub fn daemon_urls(&self) -> Vec<String> {
+        if !self.state.daemons {
+            return Vec::new();
+        }
+        self.state.regions.iter().map(|r| format!("http://{}:{}", r.address, crate::layout::SERVE_PORT)).collect()
+    }
+
+    /// The bearer token the lab's daemons want.
+    pub fn api_token(&self) -> Result<String, LabError> {
+        let path = self.dir.api_token();
+        std::fs::read_to_string(&path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| LabError::failed(format!("{}: {e}", path.display())))
     }
 }

@@ -19,7 +19,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid};
 
 use crate::LabError;
-use crate::layout::{APP_PORT, LabDir, PG_BIN_DIR, REGIONS, RegionSpec};
+use crate::layout::{APP_PORT, LabDir, PG_BIN_DIR, REGIONS, RegionSpec, SERVE_PORT};
 use crate::state::{LabState, ServiceState};
 use crate::sys;
 
@@ -40,6 +40,8 @@ enum Kind {
     Knot,
     Postgres(&'static RegionSpec),
     App(&'static RegionSpec),
+    /// `drover serve` for the lab's plan, one vantage per region (witness included).
+    Serve(&'static RegionSpec),
 }
 
 struct Service {
@@ -83,6 +85,9 @@ pub fn supervise(dir: &Path) -> Result<(), LabError> {
     for region in REGIONS.iter().filter(|r| r.serves()) {
         services.push(service(&format!("postgres-{}", region.name), Kind::Postgres(region), false));
         services.push(service(&format!("app-{}", region.name), Kind::App(region), true));
+    }
+    for region in &REGIONS {
+        services.push(service(&format!("serve-{}", region.name), Kind::Serve(region), true));
     }
     let mut sup = Supervisor { lab, state, exe, services };
 
@@ -178,6 +183,20 @@ impl Supervisor {
                     .arg("--dsn-file")
                     .arg(self.lab.dsn_file(r.name));
                 (cmd, self.lab.app_log(r.name), Some(r), None)
+            }
+            Kind::Serve(r) => {
+                let mut cmd = Command::new(&self.exe);
+                cmd.args(["serve", "--vantage", r.name, "--listen", &format!("{}:{SERVE_PORT}", r.address)])
+                    .arg("--plan")
+                    .arg(self.lab.plan())
+                    .arg("--state")
+                    .arg(self.lab.serve_state(r.name))
+                    .arg("--token-file")
+                    .arg(self.lab.api_token());
+                for peer in REGIONS.iter().filter(|p| p.name != r.name) {
+                    cmd.arg("--peer").arg(format!("http://{}:{SERVE_PORT}", peer.address));
+                }
+                (cmd, self.lab.serve_log(r.name), Some(r), None)
             }
         };
         let out = std::fs::OpenOptions::new()

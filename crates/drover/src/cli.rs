@@ -68,6 +68,14 @@ enum Command {
         #[command(flatten)]
         plan: PlanArgs,
     },
+    /// Approve a run that waits for a person (the daemon opens one when policy.auto_failover is off
+    /// or policy.require_approval is on), and drive it.
+    Approve {
+        /// The run id ('drover runs' lists it as awaiting approval).
+        run: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
     /// End a paused or interrupted run without changing the world further.
     Abort {
         run: String,
@@ -79,6 +87,10 @@ enum Command {
     },
     /// Inject a real fault, detect it with the plan's checks, fail over, and measure RTO and lost writes.
     Drill(commands::drill::DrillArgs),
+    /// Protect the plan around the clock: probe every check from this vantage, share the view with
+    /// peers, fail over by itself when a quorum sees the primary region down (policy.auto_failover),
+    /// and serve the REST API (/api/v1) and Prometheus /metrics.
+    Serve(crate::serve::ServeArgs),
     /// Real regions on this machine (network namespaces, PostgreSQL, Knot DNS) for drills and demos.
     #[command(subcommand)]
     Lab(commands::lab::LabCommand),
@@ -97,7 +109,8 @@ enum PlanCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // A daemon's log is how people learn what it decided: info by default there.
+    init_tracing(if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" });
     match cli.command {
         Command::Plan(PlanCommand::Check { plan, output }) => commands::plan::check(&plan, output),
         Command::Status { plan, output } => commands::status::run(&plan, output),
@@ -105,14 +118,20 @@ pub fn main() -> ExitCode {
         Command::Switchover(args) => commands::run::start(drover_core::run::RunKind::Switchover, args),
         Command::Runs(args) => commands::run::runs(args),
         Command::Resume { run, plan } => commands::run::resume(&run, &plan),
+        Command::Approve { run, plan } => commands::run::approve(&run, &plan),
         Command::Abort { run, plan, reason } => commands::run::abort(&run, &plan, &reason),
+        Command::Serve(args) => crate::serve::run(args),
         Command::Drill(args) => commands::drill::run(args),
         Command::Lab(cmd) => commands::lab::run(cmd),
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

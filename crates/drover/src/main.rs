@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod serve;
 mod wiring;
 
 fn main() -> std::process::ExitCode {

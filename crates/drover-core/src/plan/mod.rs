@@ -8,6 +8,7 @@
 mod checks;
 mod database;
 mod model;
+mod notify;
 mod parse;
 mod policy;
 mod raw;

@@ -3,7 +3,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::secret::SecretRef;
+use crate::notify::EventKind;
+use crate::secret::{Secret, SecretRef, SecretSource};
 
 /// A validated plan. Every reference in it (regions, checks) resolves.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +20,8 @@ pub struct Plan {
     pub checks: BTreeMap<String, Check>,
     pub policy: Policy,
     pub runbooks: Runbooks,
+    /// Who is told when runs start, pause, end or are refused (default: nobody).
+    pub notify: NotifySpec,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -250,6 +253,78 @@ impl Default for Runbooks {
         Runbooks {
             failover: vec![Fence, Promote, Switch, Verify],
             switchover: vec![Fence, CatchUp, Promote, Switch, Verify, Rejoin],
+        }
+    }
+}
+
+/// Where run events are sent. The default sends nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotifySpec {
+    /// A page a responder should open, carried in every notification.
+    pub runbook_url: Option<String>,
+    /// Ordered by name, so output is stable.
+    pub webhooks: BTreeMap<String, WebhookSpec>,
+    /// The events webhooks get unless they list their own (default: all), in plan order.
+    pub on: Vec<EventKind>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookSpec {
+    pub name: String,
+    pub kind: WebhookKind,
+    pub url: WebhookUrl,
+    /// PagerDuty's integration key, by reference; only (and always) for `pagerduty`.
+    pub routing_key: Option<SecretRef>,
+    /// The events this webhook gets: its own `on`, or the section's.
+    pub on: Vec<EventKind>,
+}
+
+impl WebhookSpec {
+    pub fn wants(&self, event: EventKind) -> bool {
+        self.on.contains(&event)
+    }
+}
+
+/// The body a webhook expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookKind {
+    /// The event itself as JSON, for any receiver.
+    Json,
+    /// A Slack incoming webhook (or a compatible one: Mattermost, Rocket.Chat).
+    Slack,
+    /// PagerDuty Events API v2.
+    Pagerduty,
+}
+
+impl WebhookKind {
+    pub const ALL: [WebhookKind; 3] = [WebhookKind::Json, WebhookKind::Slack, WebhookKind::Pagerduty];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookKind::Json => "json",
+            WebhookKind::Slack => "slack",
+            WebhookKind::Pagerduty => "pagerduty",
+        }
+    }
+}
+
+/// A webhook URL often is its own credential (Slack's carries the token in its
+/// path), so the plan may write it only when it holds none.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WebhookUrl {
+    /// Written in the plan: no userinfo, no query string.
+    Plain(String),
+    /// Held in an environment variable or a file.
+    Secret(SecretRef),
+}
+
+impl WebhookUrl {
+    /// The URL to post to; a plain one is wrapped too, so every URL is handled as a secret.
+    pub fn resolve(&self, secrets: &dyn SecretSource) -> Result<Secret, String> {
+        match self {
+            WebhookUrl::Plain(url) => Ok(Secret::new(url.clone())),
+            WebhookUrl::Secret(reference) => secrets.resolve(reference),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::model::{Objectives, Plan, Region, Role};
 use super::raw::{self, Node};
 use super::reader::{Entry, Mapping, Pos, Reader, closest, join, list_words};
-use super::{checks, database, policy, traffic};
+use super::{checks, database, notify, policy, traffic};
 use crate::secret::SecretSource;
 
 /// One problem in a plan file, located precisely.
@@ -43,7 +43,8 @@ impl fmt::Display for PlanErrors {
 
 impl std::error::Error for PlanErrors {}
 
-const TOP_LEVEL: [&str; 8] = ["name", "objectives", "regions", "database", "traffic", "checks", "policy", "runbooks"];
+const TOP_LEVEL: [&str; 9] =
+    ["name", "objectives", "regions", "database", "traffic", "checks", "policy", "runbooks", "notify"];
 
 /// Reads and validates a plan. `path` is only used to name the file in errors
 /// and as `Plan::source`; secret references are checked through `secrets`.
@@ -104,6 +105,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     let check_names: Option<Vec<&str>> = checks.as_ref().map(|c| c.keys().map(String::as_str).collect());
     let policy = policy::read_policy(r, &top, check_names.as_deref());
     let runbooks = policy::read_runbooks(r, &top);
+    let notify = notify::read(r, &top);
 
     let (policy, detect_with) = policy?;
     let mut checks = checks?;
@@ -122,6 +124,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         checks,
         policy,
         runbooks: runbooks?,
+        notify: notify?,
     })
 }
 

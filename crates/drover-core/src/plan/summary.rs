@@ -2,8 +2,9 @@
 
 use std::fmt::Write;
 
-use super::model::{Check, Plan, Probe, StepKind};
+use super::model::{Check, NotifySpec, Plan, Probe, StepKind};
 use crate::duration::format_duration;
+use crate::notify::EventKind;
 
 /// One line per section, labels aligned, e.g. `  regions    east (primary), west (standby)`.
 pub fn summary(plan: &Plan) -> String {
@@ -70,6 +71,10 @@ pub fn summary(plan: &Plan) -> String {
         "runbooks",
         format!("failover: {}; switchover: {}", steps(&plan.runbooks.failover), steps(&plan.runbooks.switchover)),
     );
+    // Plans without webhooks print nothing here, as before notifications existed.
+    if !plan.notify.webhooks.is_empty() {
+        line("notify", describe_notify(&plan.notify));
+    }
     line(
         "objectives",
         format!("rto {}, rpo {}", format_duration(plan.objectives.rto), format_duration(plan.objectives.rpo)),
@@ -99,6 +104,36 @@ fn describe_check(check: &Check) -> String {
     }
     text.push(')');
     text
+}
+
+/// `2 webhooks (audit json, pager pagerduty [run_paused, failover_refused]); events: all; runbook https://…`
+fn describe_notify(notify: &NotifySpec) -> String {
+    let count = notify.webhooks.len();
+    let hooks: Vec<String> = notify
+        .webhooks
+        .values()
+        .map(|hook| {
+            let own = if hook.on == notify.on { String::new() } else { format!(" [{}]", events(&hook.on)) };
+            format!("{} {}{own}", hook.name, hook.kind.as_str())
+        })
+        .collect();
+    let mut text = format!(
+        "{count} webhook{} ({}); events: {}",
+        if count == 1 { "" } else { "s" },
+        hooks.join(", "),
+        events(&notify.on)
+    );
+    if let Some(url) = &notify.runbook_url {
+        text.push_str(&format!("; runbook {url}"));
+    }
+    text
+}
+
+fn events(events: &[EventKind]) -> String {
+    if EventKind::ALL.iter().all(|e| events.contains(e)) {
+        return "all".into();
+    }
+    events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn steps(steps: &[StepKind]) -> String {

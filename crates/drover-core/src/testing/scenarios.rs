@@ -68,6 +68,7 @@ pub fn two_region_plan() -> Plan {
             cooldown: Duration::from_secs(600),
         },
         runbooks: Runbooks::default(),
+        notify: NotifySpec::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use drover_core::drill::{DrillObjectives, DrillReport, Measurement, Objective, T
 use drover_core::duration::parse_duration;
 use drover_core::engine::{self, now_ms};
 use drover_core::plan::StepKind;
-use drover_core::run::{Entry, Record, RunKind, RunState, StepOutcome};
+use drover_core::run::{Entry, RunKind, RunState, RunSummary, StepState};
 
 use crate::cli::PlanArgs;
 use crate::commands::run::{Progress, engine_failure};
@@ -46,6 +46,10 @@ pub struct DrillArgs {
     /// Port of the service behind the traffic record (the lab app listens on 8080).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// Do not detect or fail over here: the lab's 'drover serve' daemons (lab up --daemons) must do
+    /// it on their own. Detection and step times then come from the daemon's journal.
+    #[arg(long)]
+    pub daemons: bool,
 }
 
 pub fn run(args: DrillArgs) -> ExitCode {
@@ -105,34 +109,19 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     lab.fault(&fault).map_err(|e| Failure::failed(format!("injecting {}: {e}", args.fault)))?;
     println!("fault: {} injected", args.fault);
 
-    let on_transition = |t: &detect::Transition<'_>| {
-        println!("check {} on {from}: {} ({})", t.check, t.health.as_str(), t.last.detail);
+    let failover = if args.daemons {
+        watch_daemons(&lab, fault_at, args.detect_timeout + Duration::from_secs(60)).await
+    } else {
+        fail_over_here(&cx, &args, &from, &to, fault_at).await
     };
-    if !detect::until_down(&cx.plan, cx.world.providers().prober, &from, args.detect_timeout, &on_transition).await {
-        probe.stop().await;
-        return Err(Failure::failed(format!(
-            "{from} was not detected as down within {}s; the lab still has the fault: 'drover lab heal {from}'",
-            args.detect_timeout.as_secs()
-        )));
-    }
-    let detected_at = now_ms();
-    println!("detected: {from} is down after {} ms; failing over to {to}", detected_at - fault_at);
-
-    let observed = cx.observe_regions(&[to.as_str()]).await?;
-    let header = engine::plan_run(&cx.plan, RunKind::Failover, &to, &observed, &format!("drill: {}", args.fault))
-        .and_then(|h| engine::lag_gate(&cx.plan, &observed, &to).map(|_| h))
-        .map_err(|r| {
-            Failure::failed(format!(
-                "failover refused after detection: {r}; {from} still has the fault: 'drover lab heal {from}'"
-            ))
-        })?;
-    let progress = Progress::default();
-    let entries = std::sync::Mutex::new(Vec::<Entry>::new());
-    let on_entry = |e: &Entry| {
-        progress.show(e);
-        entries.lock().unwrap().push(e.clone());
+    let (detected_at, summary) = match failover {
+        Ok(done) => done,
+        Err(e) => {
+            probe.stop().await;
+            return Err(e);
+        }
     };
-    let summary = cx.engine(&on_entry).start(&header).await.map_err(engine_failure)?;
+    let header = summary.header.clone();
     let switched_at = now_ms();
     if summary.state == RunState::Completed {
         let settled = probe.wait_for_success_streak(args.settle, switched_at, Duration::from_secs(60)).await;
@@ -148,13 +137,13 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::failed(format!("{to} database: reading the probe's writes: {e}")))?;
     let m = measure(&Measurement { fault_at_ms: fault_at, samples: &samples, present: &present });
     let step_at = |kind: StepKind| {
-        entries.lock().unwrap().iter().find_map(|e| match &e.record {
+        summary
+            .steps
+            .iter()
             // A skipped step (an unreachable old primary left unfenced) achieved nothing: no time.
-            Record::StepDone { kind: k, outcome, .. } if *k == kind && *outcome != StepOutcome::Skipped => {
-                Some(e.at_ms.saturating_sub(fault_at))
-            }
-            _ => None,
-        })
+            .find(|s| s.kind == kind && s.state.is_done() && s.state != StepState::Skipped)
+            .and_then(|s| s.finished_ms)
+            .map(|at| at.saturating_sub(fault_at))
     };
     let objectives = &cx.plan.objectives;
     let report = DrillReport {
@@ -215,4 +204,94 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Detects the loss of `from` with the plan's checks from here, then runs the failover.
+/// Returns when detection happened and the run as it ended.
+async fn fail_over_here(
+    cx: &Context,
+    args: &DrillArgs,
+    from: &str,
+    to: &str,
+    fault_at: u64,
+) -> Result<(u64, RunSummary), Failure> {
+    let on_transition = |t: &detect::Transition<'_>| {
+        println!("check {} on {from}: {} ({})", t.check, t.health.as_str(), t.last.detail);
+    };
+    if !detect::until_down(&cx.plan, cx.world.providers().prober, from, args.detect_timeout, &on_transition).await {
+        return Err(Failure::failed(format!(
+            "{from} was not detected as down within {}s; the lab still has the fault: 'drover lab heal {from}'",
+            args.detect_timeout.as_secs()
+        )));
+    }
+    let detected_at = now_ms();
+    println!("detected: {from} is down after {} ms; failing over to {to}", detected_at - fault_at);
+
+    let observed = cx.observe_regions(&[to]).await?;
+    let header = engine::plan_run(&cx.plan, RunKind::Failover, to, &observed, &format!("drill: {}", args.fault))
+        .and_then(|h| engine::lag_gate(&cx.plan, &observed, to).map(|_| h))
+        .map_err(|r| {
+            Failure::failed(format!(
+                "failover refused after detection: {r}; {from} still has the fault: 'drover lab heal {from}'"
+            ))
+        })?;
+    let progress = Progress::default();
+    let on_entry = |e: &Entry| progress.show(e);
+    let summary = cx.engine(&on_entry).start(&header).await.map_err(engine_failure)?;
+    Ok((detected_at, summary))
+}
+
+/// Waits for the lab's daemons to start a run after the fault and end it. Detection
+/// is when the run started (the daemons decide when they start it).
+async fn watch_daemons(lab: &drover_lab::Lab, fault_at: u64, guard: Duration) -> Result<(u64, RunSummary), Failure> {
+    let urls = lab.daemon_urls();
+    if urls.is_empty() {
+        return Err(Failure::input(format!(
+            "--daemons: the lab in {} runs no daemons; start it with 'drover lab up --daemons'",
+            lab.dir().display()
+        )));
+    }
+    let token = lab.api_token().map_err(|e| Failure::failed(e.to_string()))?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(1))
+        .build()
+        .map_err(|e| Failure::failed(format!("http client: {e}")))?;
+    println!("waiting for the daemons ({}) to fail over", urls.join(", "));
+    let started = std::time::Instant::now();
+    let mut announced: Option<String> = None;
+    let mut shown = 0;
+    while started.elapsed() < guard {
+        for url in &urls {
+            let Ok(response) = http.get(format!("{url}/api/v1/runs")).bearer_auth(&token).send().await else {
+                continue;
+            };
+            let Ok(runs) = response.json::<Vec<RunSummary>>().await else { continue };
+            let Some(run) = runs.into_iter().find(|r| r.started_ms >= fault_at) else { continue };
+            if announced.as_deref() != Some(run.header.id.0.as_str()) {
+                println!(
+                    "detected: the daemon at {url} started run {} ({} -> {}) {} ms after the fault",
+                    run.header.id,
+                    run.header.from,
+                    run.header.to,
+                    run.started_ms - fault_at
+                );
+                announced = Some(run.header.id.0.clone());
+            }
+            for step in run.steps.iter().skip(shown).take_while(|s| s.state.is_done()) {
+                println!("  {} {}: {}", step.kind.as_str(), step.state.as_str(), step.detail.as_deref().unwrap_or(""));
+                shown += 1;
+            }
+            if !run.state.is_active() || run.state == RunState::Paused {
+                return Ok((run.started_ms, run));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(Failure::failed(format!(
+        "the daemons did not complete a failover within {}s of the fault; see their logs in {} (serve-*.log) — the lab still has the fault",
+        guard.as_secs(),
+        lab.dir().display()
+    )))
 }

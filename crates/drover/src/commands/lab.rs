@@ -25,6 +25,11 @@ pub enum LabCommand {
         /// async: it does not (lower write latency; the last writes may be lost).
         #[arg(long, value_enum, default_value_t = ReplicationArg::Sync)]
         replication: ReplicationArg,
+        /// Also run 'drover serve' in each region (east, west, witness) on port 7070, with the plan set
+        /// to fail over by itself when 2 of the 3 see the primary down; the bearer token is in
+        /// DIR/secrets/api-token. 'drover drill --daemons' then measures their failover.
+        #[arg(long)]
+        daemons: bool,
     },
     /// Stop everything the lab started and remove its namespaces, bridge and directory. Safe to run twice.
     Down {
@@ -42,6 +47,7 @@ pub enum LabCommand {
     Fault {
         /// blackout: drop all traffic in and out of the region. partition: drop traffic between the region
         /// and one other (--from). kill: SIGKILL its PostgreSQL postmaster. pause: SIGSTOP its PostgreSQL.
+        /// loss: drop --percent of the packets in and out of the region at random.
         #[arg(value_enum)]
         kind: FaultKindArg,
         /// east, west or witness.
@@ -49,6 +55,9 @@ pub enum LabCommand {
         /// For partition: the region to cut it from [default: the other of east and west].
         #[arg(long, value_name = "REGION")]
         from: Option<String>,
+        /// For loss: the share of packets dropped, 1 to 100 [default: 5].
+        #[arg(long, value_name = "PERCENT")]
+        percent: Option<u8>,
         #[command(flatten)]
         dir: DirArg,
     },
@@ -98,6 +107,7 @@ pub enum FaultKindArg {
     Partition,
     Kill,
     Pause,
+    Loss,
 }
 
 impl FaultKindArg {
@@ -107,6 +117,7 @@ impl FaultKindArg {
             FaultKindArg::Partition => "partition",
             FaultKindArg::Kill => "kill",
             FaultKindArg::Pause => "pause",
+            FaultKindArg::Loss => "loss",
         }
     }
 }
@@ -117,13 +128,13 @@ pub fn run(cmd: LabCommand) -> ExitCode {
         return finish(drover_lab::supervise(&dir.dir).map_err(failure));
     }
     finish(match cmd {
-        LabCommand::Up { dir, replication } => {
+        LabCommand::Up { dir, replication, daemons } => {
             let replication = match replication {
                 ReplicationArg::Sync => Replication::Synchronous,
                 ReplicationArg::Async => Replication::Asynchronous,
             };
             runtime()
-                .block_on(drover_lab::up(&dir.dir, replication))
+                .block_on(drover_lab::up(&dir.dir, replication, daemons))
                 .map(|up| print!("{}", up.summary()))
                 .map_err(failure)
         }
@@ -137,8 +148,12 @@ pub fn run(cmd: LabCommand) -> ExitCode {
                 Output::Text => print!("{}", s.to_text()),
             })
             .map_err(failure),
-        LabCommand::Fault { kind, region, from, dir } => {
-            Fault::parse(kind.as_str(), &region, from.as_deref()).map_err(Failure::input).and_then(|fault| {
+        LabCommand::Fault { kind, region, from, percent, dir } => {
+            let fault = Fault::parse(kind.as_str(), &region, from.as_deref()).and_then(|f| match percent {
+                Some(p) => f.with_percent(p),
+                None => Ok(f),
+            });
+            fault.map_err(Failure::input).and_then(|fault| {
                 drover_lab::fault(&dir.dir, &fault).map_err(failure)?;
                 println!("fault {fault} injected; lift it with 'drover lab heal {region}'");
                 Ok(())

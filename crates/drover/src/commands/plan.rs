@@ -1,6 +1,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use drover_core::plan::Plan;
+
 use crate::cli::Output;
 use crate::commands::{finish, print_json};
 use crate::wiring;
@@ -8,17 +10,29 @@ use crate::wiring;
 pub fn check(path: &Path, output: Output) -> ExitCode {
     finish(wiring::load_plan(path).map(|plan| match output {
         Output::Text => print!("{}", drover_core::plan::summary(&plan)),
-        Output::Json => print_json(&serde_json::json!({
-            "plan": plan.name,
-            "valid": true,
-            "regions": plan.regions.iter().map(|(n, r)| (n.clone(), r.role.as_str())).collect::<std::collections::BTreeMap<_, _>>(),
-            "replication": plan.postgres().replication.as_str(),
-            "record": plan.rfc2136().record,
-            "checks": plan.checks.keys().collect::<Vec<_>>(),
-            "runbooks": {
-                "failover": plan.runbooks.failover.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-                "switchover": plan.runbooks.switchover.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            },
-        })),
+        Output::Json => print_json(&summary_json(&plan)),
     }))
+}
+
+/// The plan in brief, as `plan check --output json` and the API's /api/v1/plan give it.
+pub fn summary_json(plan: &Plan) -> serde_json::Value {
+    serde_json::json!({
+        "plan": plan.name,
+        "valid": true,
+        "regions": plan.regions.iter().map(|(n, r)| (n.clone(), r.role.as_str())).collect::<std::collections::BTreeMap<_, _>>(),
+        "replication": plan.postgres().replication.as_str(),
+        "record": plan.rfc2136().record,
+        "checks": plan.checks.keys().collect::<Vec<_>>(),
+        "policy": {
+            "auto_failover": plan.policy.auto_failover,
+            "require_approval": plan.policy.require_approval,
+            "quorum": plan.policy.quorum,
+            "max_lag_on_failover": plan.policy.max_lag_on_failover,
+            "cooldown_s": plan.policy.cooldown.as_secs(),
+        },
+        "runbooks": {
+            "failover": plan.runbooks.failover.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "switchover": plan.runbooks.switchover.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        },
+    })
 }

@@ -101,6 +101,16 @@ pub fn resume(run: &str, args: &PlanArgs) -> ExitCode {
     }))
 }
 
+pub fn approve(run: &str, args: &PlanArgs) -> ExitCode {
+    finish(runtime().block_on(async {
+        let cx = Context::open(args)?;
+        let progress = Progress::default();
+        let on_entry = |e: &Entry| progress.show(e);
+        let summary = cx.engine(&on_entry).approve(&RunId(run.into()), "cli").await.map_err(engine_failure)?;
+        outcome(&summary)
+    }))
+}
+
 pub fn abort(run: &str, args: &PlanArgs, reason: &str) -> ExitCode {
     finish(runtime().block_on(async {
         let journal = wiring::open_journal(args)?;
@@ -181,13 +191,17 @@ fn outcome(summary: &RunSummary) -> Result<(), Failure> {
 pub fn engine_failure(e: EngineError) -> Failure {
     match e {
         EngineError::Store(s) => store_failure(s),
-        ended @ EngineError::Ended(..) => Failure::input(ended.to_string()),
+        refused @ (EngineError::Ended(..) | EngineError::NeedsApproval(_) | EngineError::NotAwaitingApproval(..)) => {
+            Failure::input(refused.to_string())
+        }
     }
 }
 
 pub fn store_failure(e: StoreError) -> Failure {
     match e {
-        StoreError::ActiveRun { .. } | StoreError::UnknownRun(_) => Failure::input(e.to_string()),
+        StoreError::ActiveRun { .. } | StoreError::UnknownRun(_) | StoreError::RunEnded { .. } => {
+            Failure::input(e.to_string())
+        }
         _ => Failure::failed(e.to_string()),
     }
 }
@@ -206,7 +220,8 @@ impl Progress {
         }
     }
 
-    fn line(&self, entry: &Entry) -> Option<String> {
+    /// The line a person reads for this entry (None for records that speak for themselves).
+    pub fn line(&self, entry: &Entry) -> Option<String> {
         let total = *self.total.lock().unwrap();
         match &entry.record {
             Record::Started { header } => {
@@ -231,6 +246,8 @@ impl Progress {
             }
             Record::EpochRaised { from, to } => Some(format!("      epoch {from} -> {to}")),
             Record::Resumed => Some("resuming".into()),
+            Record::AwaitingApproval { reason } => Some(format!("waiting for approval: {reason}")),
+            Record::Approved { by } => Some(format!("approved by {by}")),
             Record::Completed | Record::Aborted { .. } => None,
         }
     }

@@ -58,3 +58,41 @@ pub fn assert_golden(name: &str, actual: &str) {
         );
     }
 }
+
+/// A plan with real secret files in a temp dir; its addresses point nowhere.
+pub fn plan_dir(plan: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [
+        ("east.dsn", "postgres://drover:pw@127.0.0.1:1/postgres"),
+        ("west.dsn", "postgres://drover:pw@127.0.0.1:2/postgres"),
+        ("tsig.key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="),
+    ] {
+        std::fs::write(dir.path().join(name), value).unwrap();
+    }
+    std::fs::write(dir.path().join("plan.yaml"), plan.replace("DIR", dir.path().to_str().unwrap())).unwrap();
+    dir
+}
+
+pub const PLAN: &str = r#"name: shop
+objectives: { rto: 30s, rpo: 0s }
+regions:
+  east: { role: primary }
+  west: { role: standby }
+  witness: { role: witness }
+database:
+  kind: postgres
+  replication: synchronous
+  members:
+    east: { dsn_file: DIR/east.dsn }
+    west: { dsn_file: DIR/west.dsn }
+traffic:
+  kind: rfc2136
+  server: 127.0.0.1:9
+  zone: app.test.
+  record: api.app.test.
+  ttl: 5s
+  tsig: { name: drover, algorithm: hmac-sha256, secret_file: DIR/tsig.key }
+  targets: { east: 127.0.0.11, west: 127.0.0.12 }
+checks:
+  api: { http: "http://{target}:9/healthz", interval: 1s, timeout: 200ms }
+"#;

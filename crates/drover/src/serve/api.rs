@@ -1,0 +1,432 @@
+//! The REST API under /api/v1, /metrics, /healthz and /readyz. Every route is
+//! declared once in `ROUTES`; the router is built from it and a test holds it
+//! against the OpenAPI file, so nothing served goes undocumented.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use drover_core::engine::{self, EngineError, now_ms};
+use drover_core::journal::Journal;
+use drover_core::run::{Entry, RunId, RunKind};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::daemon::{Daemon, log_entry};
+use super::metrics;
+use crate::commands::run::Progress;
+
+/// The OpenAPI document, served as is and checked against `ROUTES` by tests.
+pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+
+/// Who may call what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health, readiness, metrics: nothing secret, needed by probes and scrapers).
+    Open,
+    /// Reads: open when the daemon listens on loopback only, otherwise the token.
+    Read,
+    /// Changes: always the token.
+    Write,
+}
+
+/// Every served route: method, path (axum syntax), access.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("GET", "/healthz", Access::Open),
+    ("GET", "/readyz", Access::Open),
+    ("GET", "/metrics", Access::Open),
+    ("GET", "/api/v1/openapi.json", Access::Open),
+    ("GET", "/api/v1/plan", Access::Read),
+    ("GET", "/api/v1/regions", Access::Read),
+    ("GET", "/api/v1/vantage", Access::Read),
+    ("GET", "/api/v1/runs", Access::Read),
+    ("POST", "/api/v1/runs", Access::Write),
+    ("GET", "/api/v1/runs/{id}", Access::Read),
+    ("POST", "/api/v1/runs/{id}/approve", Access::Write),
+    ("POST", "/api/v1/runs/{id}/resume", Access::Write),
+    ("POST", "/api/v1/runs/{id}/abort", Access::Write),
+];
+
+pub struct Api {
+    pub daemon: Arc<Daemon>,
+    /// None: mutations are refused (no --token-file).
+    pub token: Option<String>,
+    /// Reads need no token (the daemon listens on loopback only).
+    pub open_reads: bool,
+}
+
+type Shared = Arc<Api>;
+
+/// A JSON error a client can act on: what went wrong and, for bad input, which field.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into(), field: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(value: impl serde::Serialize) -> ApiResult {
+    Ok(axum::Json(value).into_response())
+}
+
+/// Parses a JSON body strictly; an error names the field (`to`, `kind`, …) it is about.
+fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    let mut de = serde_json::Deserializer::from_slice(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // serde names a missing or unknown field in its message, not in the path.
+        let field = quoted_field(&message).or(if path == "." { None } else { Some(path) });
+        ApiError { status: StatusCode::BAD_REQUEST, message: format!("invalid request body: {message}"), field }
+    })
+}
+
+/// The field in messages like "missing field `to`" or "unknown field `too`".
+fn quoted_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `").or_else(|| message.strip_prefix("unknown field `"))?;
+    rest.split('`').next().map(str::to_string)
+}
+
+pub fn router(api: Api) -> Router {
+    let api = Arc::new(api);
+    let mut router = Router::new();
+    for &(method, path, access) in ROUTES {
+        router = router.route(
+            path,
+            handler(method, path).layer(axum::middleware::from_fn_with_state((Arc::clone(&api), access), authorize)),
+        );
+    }
+    router.with_state(api)
+}
+
+fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
+    match (method, path) {
+        ("GET", "/healthz") => get(|| async { "ok\n" }),
+        ("GET", "/readyz") => get(readyz),
+        ("GET", "/metrics") => get(metrics_text),
+        ("GET", "/api/v1/openapi.json") => get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        ("GET", "/api/v1/plan") => get(plan),
+        ("GET", "/api/v1/regions") => get(regions),
+        ("GET", "/api/v1/vantage") => get(|State(api): State<Shared>| async move { ok(api.daemon.own_report()) }),
+        ("GET", "/api/v1/runs") => get(runs),
+        ("POST", "/api/v1/runs") => post(start_run),
+        ("GET", "/api/v1/runs/{id}") => get(run),
+        ("POST", "/api/v1/runs/{id}/approve") => post(approve),
+        ("POST", "/api/v1/runs/{id}/resume") => post(resume),
+        ("POST", "/api/v1/runs/{id}/abort") => post(abort),
+        _ => unreachable!("every route in ROUTES has a handler: {method} {path}"),
+    }
+}
+
+async fn authorize(
+    State((api, access)): State<(Shared, Access)>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let needs_token = match access {
+        Access::Open => false,
+        Access::Read => !api.open_reads,
+        Access::Write => true,
+    };
+    if needs_token {
+        let Some(token) = &api.token else {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this daemon was started without --token-file, so it accepts no changes (and no reads off loopback)",
+            )
+            .into_response();
+        };
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            let mut response =
+                ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)")
+                    .into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares without leaking through timing how much of the token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn readyz(State(api): State<Shared>) -> Response {
+    if api.daemon.shared.lock().unwrap().ready {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first round of checks has not finished\n").into_response()
+    }
+}
+
+async fn metrics_text(State(api): State<Shared>) -> Response {
+    let runs = api.daemon.cx.journal.runs().await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&api.daemon, &runs, now_ms()))
+        .into_response()
+}
+
+async fn plan(State(api): State<Shared>) -> ApiResult {
+    ok(crate::commands::plan::summary_json(&api.daemon.cx.plan))
+}
+
+async fn regions(State(api): State<Shared>) -> ApiResult {
+    let d = &api.daemon;
+    let reports = d.reports();
+    let shared = d.shared.lock().unwrap();
+    let regions: Vec<Value> = d
+        .cx
+        .plan
+        .regions
+        .iter()
+        .map(|(name, region)| {
+            let checks: Vec<Value> = shared
+                .checks
+                .iter()
+                .filter(|((r, _), _)| r == name)
+                .map(|((_, check), entry)| {
+                    json!({
+                        "check": check,
+                        "health": entry.state.health(),
+                        "last": entry.last.as_ref().map(|l| json!({"ok": l.ok, "latency_ms": l.latency.as_millis() as u64, "detail": l.detail})),
+                    })
+                })
+                .collect();
+            json!({
+                "region": name,
+                "role": region.role.as_str(),
+                "verdict": shared.verdicts.get(name),
+                "database": shared.members.get(name),
+                "checks": checks,
+            })
+        })
+        .collect();
+    ok(json!({
+        "vantage": d.vantage,
+        "regions": regions,
+        "vantages": reports.iter().map(|r| json!({"vantage": r.vantage, "at_ms": r.at_ms, "expires_ms": r.expires_ms, "fresh": r.is_fresh(now_ms())})).collect::<Vec<_>>(),
+        "peer_errors": shared.peer_errors,
+        "refusals": shared.refusals,
+        "last_refusal": shared.last_refusal.as_ref().map(|r| json!({"gate": r.label(), "reason": r.to_string()})),
+    }))
+}
+
+async fn runs(State(api): State<Shared>) -> ApiResult {
+    ok(api.daemon.cx.journal.runs().await.map_err(store_error)?)
+}
+
+async fn run(State(api): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    ok(api.daemon.cx.journal.summary(&RunId(id)).await.map_err(store_error)?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRun {
+    kind: StartKind,
+    to: String,
+    #[serde(default = "default_reason")]
+    reason: String,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum StartKind {
+    Failover,
+    Switchover,
+}
+
+fn default_reason() -> String {
+    "requested through the API".into()
+}
+
+/// Plans the run now (a refusal is a 409 with the reason) and drives it in the
+/// background; the answer carries the run id to follow.
+async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
+    let request: StartRun = body(&bytes)?;
+    let kind = match request.kind {
+        StartKind::Failover => RunKind::Failover,
+        StartKind::Switchover => RunKind::Switchover,
+    };
+    let daemon = Arc::clone(&api.daemon);
+    let observed = daemon.cx.observe().await.map_err(|f| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, f.message))?;
+    let header = engine::plan_run(&daemon.cx.plan, kind, &request.to, &observed, &request.reason).map_err(|r| {
+        let mut e = ApiError::new(StatusCode::CONFLICT, format!("{} refused: {r}", kind.as_str()));
+        if matches!(r, engine::Refusal::UnknownRegion(..) | engine::Refusal::Witness(_)) {
+            e.status = StatusCode::BAD_REQUEST;
+            e.field = Some("to".into());
+        }
+        e
+    })?;
+    daemon.cx.journal.begin(&header).await.map_err(store_error)?;
+    let id = header.id.clone();
+    tokio::spawn(async move {
+        let progress = Progress::default();
+        let on_entry = |e: &Entry| log_entry(&daemon.vantage, &progress, e);
+        if let Err(e) = daemon.cx.engine(&on_entry).resume(&id).await {
+            tracing::warn!(run = %id, "run stopped: {e}");
+        }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"run": header.id, "from": header.from, "to": header.to, "epoch": header.epoch})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Approve {
+    #[serde(default = "default_approver")]
+    by: String,
+}
+
+fn default_approver() -> String {
+    "api".into()
+}
+
+async fn approve(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+    let request: Approve = body(&bytes)?;
+    drive(api, id, move |daemon, id| async move {
+        let progress = Progress::default();
+        let on_entry = |e: &Entry| log_entry(&daemon.vantage, &progress, e);
+        daemon.cx.engine(&on_entry).approve(&id, &request.by).await
+    })
+    .await
+}
+
+async fn resume(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+    let _: serde::de::IgnoredAny = body(&bytes)?;
+    drive(api, id, |daemon, id| async move {
+        let progress = Progress::default();
+        let on_entry = |e: &Entry| log_entry(&daemon.vantage, &progress, e);
+        daemon.cx.engine(&on_entry).resume(&id).await
+    })
+    .await
+}
+
+/// Checks the run can go on (so a wrong state is an immediate 409), then drives it in the background.
+async fn drive<F, Fut>(api: Shared, id: String, go: F) -> ApiResult
+where
+    F: FnOnce(Arc<Daemon>, RunId) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<drover_core::run::RunSummary, EngineError>> + Send,
+{
+    let id = RunId(id);
+    let summary = api.daemon.cx.journal.summary(&id).await.map_err(store_error)?;
+    if !summary.state.is_active() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("run {id} has ended ({})", summary.state.as_str())));
+    }
+    let daemon = Arc::clone(&api.daemon);
+    let run = id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = go(daemon, run.clone()).await {
+            tracing::warn!(run = %run, "run stopped: {e}");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({"run": id}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Abort {
+    reason: String,
+}
+
+async fn abort(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+    let request: Abort = body(&bytes)?;
+    let summary = engine::abort(&api.daemon.cx.journal, &RunId(id), &request.reason).await.map_err(|e| match e {
+        EngineError::Store(s) => store_error(s),
+        other => ApiError::new(StatusCode::CONFLICT, other.to_string()),
+    })?;
+    ok(summary)
+}
+
+fn store_error(e: drover_core::StoreError) -> ApiError {
+    use drover_core::StoreError::*;
+    let status = match e {
+        UnknownRun(_) => StatusCode::NOT_FOUND,
+        ActiveRun { .. } | RunEnded { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every (method, path) pair in the OpenAPI file.
+    fn documented() -> Vec<(String, String)> {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("docs/openapi.json is JSON");
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                out.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_served_route_is_in_the_openapi_file_and_nothing_else() {
+        let mut served: Vec<(String, String)> = ROUTES.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
+        served.sort();
+        let documented = documented();
+        let missing: Vec<_> = served.iter().filter(|r| !documented.contains(r)).collect();
+        let stale: Vec<_> = documented.iter().filter(|r| !served.contains(r)).collect();
+        assert!(missing.is_empty(), "served but not in docs/openapi.json: {missing:?}");
+        assert!(stale.is_empty(), "in docs/openapi.json but not served: {stale:?}");
+    }
+
+    #[test]
+    fn a_change_is_documented_as_needing_the_token() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        for (method, path, access) in ROUTES {
+            let op = &doc["paths"][path][method.to_lowercase()];
+            let secured = op.get("security").is_some();
+            assert_eq!(secured, *access != Access::Open, "{method} {path}: security in the OpenAPI file");
+        }
+    }
+
+    #[test]
+    fn a_bad_body_names_its_field() {
+        let e = body::<StartRun>(&Bytes::from_static(br#"{"kind": "failover"}"#)).err().unwrap();
+        assert_eq!((e.status, e.field.as_deref()), (StatusCode::BAD_REQUEST, Some("to")));
+        let e =
+            body::<StartRun>(&Bytes::from_static(br#"{"kind": "failover", "to": "west", "too": 1}"#)).err().unwrap();
+        assert_eq!(e.field.as_deref(), Some("too"));
+        let e = body::<StartRun>(&Bytes::from_static(br#"{"kind": "sideways", "to": "west"}"#)).err().unwrap();
+        assert_eq!(e.field.as_deref(), Some("kind"));
+        assert!(e.message.contains("unknown variant `sideways`"), "{}", e.message);
+        let e = body::<StartRun>(&Bytes::from_static(br#"{"kind": "failover", "to": 3}"#)).err().unwrap();
+        assert_eq!(e.field.as_deref(), Some("to"));
+        let e = body::<StartRun>(&Bytes::from_static(b"{not json")).err().unwrap();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,322 @@
+//! The daemon's loops: probe every check on its interval (this vantage), fetch
+//! the peers' reports, judge each region by quorum, and let the autopilot act.
+//! All shared state sits in `Daemon` behind one mutex, read by the API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drover_core::autopilot::{self, Decision, GateRefusal};
+use drover_core::check::CheckState;
+use drover_core::engine::{self, Observed, now_ms};
+use drover_core::journal::Journal;
+use drover_core::plan::Check;
+use drover_core::run::{Entry, Record, RunKind, RunState, RunSummary};
+use drover_core::vantage::{self, RegionVerdict, VantageReport};
+use drover_core::world::{MemberStatus, ProbeResult};
+
+use crate::commands::run::Progress;
+use crate::wiring::Context;
+
+/// One check's state at this vantage, with its last result.
+#[derive(Clone, Debug)]
+pub struct CheckEntry {
+    pub state: CheckState,
+    pub last: Option<ProbeResult>,
+}
+
+#[derive(Default)]
+pub struct Shared {
+    /// (region, check) -> state at this vantage.
+    pub checks: BTreeMap<(String, String), CheckEntry>,
+    /// The latest report from each peer, by vantage name.
+    pub peers: BTreeMap<String, VantageReport>,
+    /// Peer URL -> why the last fetch failed (cleared on success).
+    pub peer_errors: BTreeMap<String, String>,
+    pub verdicts: BTreeMap<String, RegionVerdict>,
+    /// Members' status from the last world observation (every few seconds).
+    pub members: BTreeMap<String, MemberStatus>,
+    /// Autopilot refusals by gate label, since start.
+    pub refusals: BTreeMap<&'static str, u64>,
+    /// The last refusal, for the API and to log each new reason once.
+    pub last_refusal: Option<GateRefusal>,
+    /// Set once the first round of probes has finished.
+    pub ready: bool,
+}
+
+pub struct Daemon {
+    pub cx: Context,
+    pub vantage: String,
+    pub peers: Vec<String>,
+    pub shared: Mutex<Shared>,
+    http: reqwest::Client,
+    /// Serializes starting runs inside this process (the journal guards across processes).
+    starting: tokio::sync::Mutex<()>,
+}
+
+/// How often peers are asked for their reports, and the autopilot looks.
+const ROUND: Duration = Duration::from_millis(500);
+/// How often members' status is read for metrics and the API.
+const WORLD_ROUND: Duration = Duration::from_secs(5);
+
+impl Daemon {
+    /// `token`: sent to peers, whose API wants it off loopback.
+    pub fn new(cx: Context, vantage: String, peers: Vec<String>, token: Option<String>) -> Daemon {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token
+            && let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(1))
+            .default_headers(headers)
+            .build()
+            .expect("http client");
+        let mut shared = Shared::default();
+        for region in cx.plan.service_regions() {
+            for check in cx.plan.checks_for(region) {
+                shared.checks.insert(
+                    (region.to_string(), check.name.clone()),
+                    CheckEntry { state: CheckState::new(check.failure_threshold, check.success_threshold), last: None },
+                );
+            }
+        }
+        Daemon { cx, vantage, peers, shared: Mutex::new(shared), http, starting: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Starts every loop; they run until the process ends.
+    pub fn spawn(self: &Arc<Self>) {
+        for region in self.cx.plan.service_regions() {
+            for check in self.cx.plan.checks_for(region) {
+                let (d, region, check) = (Arc::clone(self), region.to_string(), check.clone());
+                tokio::spawn(async move { d.probe_loop(region, check).await });
+            }
+        }
+        for peer in self.peers.clone() {
+            let d = Arc::clone(self);
+            tokio::spawn(async move { d.peer_loop(peer).await });
+        }
+        let d = Arc::clone(self);
+        tokio::spawn(async move { d.world_loop().await });
+        let d = Arc::clone(self);
+        tokio::spawn(async move { d.autopilot_loop().await });
+    }
+
+    /// This vantage's own report, as peers fetch it.
+    pub fn own_report(&self) -> VantageReport {
+        let states: BTreeMap<(String, String), CheckState> =
+            self.shared.lock().unwrap().checks.iter().map(|(k, v)| (k.clone(), v.state.clone())).collect();
+        VantageReport::from_states(
+            &self.cx.plan,
+            &self.vantage,
+            &states,
+            now_ms(),
+            vantage::report_ttl_ms(&self.cx.plan),
+        )
+    }
+
+    /// Every report this vantage knows: its own and its peers' (fresh or not).
+    pub fn reports(&self) -> Vec<VantageReport> {
+        let own = self.own_report();
+        let shared = self.shared.lock().unwrap();
+        std::iter::once(own).chain(shared.peers.values().filter(|r| r.vantage != self.vantage).cloned()).collect()
+    }
+
+    async fn probe_loop(&self, region: String, check: Check) {
+        let mut tick = tokio::time::interval(check.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let result = self.cx.world.providers().prober.probe(&check, &region).await;
+            let mut shared = self.shared.lock().unwrap();
+            let entry = shared.checks.get_mut(&(region.clone(), check.name.clone())).expect("entry per check");
+            if let Some(health) = entry.state.record(result.ok) {
+                tracing::info!(vantage = %self.vantage, %region, check = %check.name, health = health.as_str(), detail = %result.detail, "check changed");
+            }
+            entry.last = Some(result);
+            shared.ready = shared.checks.values().all(|c| c.last.is_some());
+        }
+    }
+
+    async fn peer_loop(&self, peer: String) {
+        let url = format!("{}/api/v1/vantage", peer.trim_end_matches('/'));
+        loop {
+            let fetched = async {
+                let response = self.http.get(&url).send().await.map_err(|e| e.to_string())?;
+                if !response.status().is_success() {
+                    return Err(format!("HTTP {}", response.status()));
+                }
+                response.json::<VantageReport>().await.map_err(|e| e.to_string())
+            }
+            .await;
+            {
+                let mut shared = self.shared.lock().unwrap();
+                match fetched {
+                    Ok(report) => {
+                        shared.peer_errors.remove(&peer);
+                        shared.peers.insert(report.vantage.clone(), report);
+                    }
+                    Err(e) => {
+                        if shared.peer_errors.insert(peer.clone(), e.clone()).is_none() {
+                            tracing::warn!(vantage = %self.vantage, %peer, error = %e, "peer unreachable; its report expires");
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(ROUND).await;
+        }
+    }
+
+    async fn world_loop(&self) {
+        loop {
+            self.refresh_members().await;
+            tokio::time::sleep(WORLD_ROUND).await;
+        }
+    }
+
+    async fn refresh_members(&self) {
+        let members = engine::join_all(self.cx.plan.service_regions().map(|r| async move {
+            let status = self
+                .cx
+                .world
+                .providers()
+                .database
+                .member(r)
+                .await
+                .unwrap_or_else(|e| MemberStatus::Unreachable { reason: e.message });
+            (r.to_string(), status)
+        }))
+        .await;
+        self.shared.lock().unwrap().members = members.into_iter().collect();
+    }
+
+    async fn autopilot_loop(&self) {
+        loop {
+            tokio::time::sleep(ROUND).await;
+            let now = now_ms();
+            let reports = self.reports();
+            let verdicts = vantage::verdicts(&self.cx.plan, &reports, now);
+            let acting = vantage::acting_vantage(&reports, &verdicts, now) == Some(self.vantage.as_str());
+            self.shared.lock().unwrap().verdicts = verdicts.clone();
+            let Some(primary) = self.primary_region() else { continue };
+            match autopilot::primary_down(&verdicts, &primary) {
+                Ok(Some(_)) if acting => {}
+                Ok(_) => continue,
+                Err(refusal) => {
+                    self.refused(refusal);
+                    continue;
+                }
+            }
+            if let Err(e) = self.consider(&primary, &verdicts, now).await {
+                tracing::warn!(vantage = %self.vantage, error = %e, "autopilot could not look at the world");
+            }
+        }
+    }
+
+    /// The primary region as the last world observation and the journal show it.
+    fn primary_region(&self) -> Option<String> {
+        let shared = self.shared.lock().unwrap();
+        let writable = shared
+            .members
+            .iter()
+            .filter_map(|(r, m)| match m {
+                MemberStatus::Primary { writable: true, epoch, .. } => Some((r.clone(), *epoch)),
+                _ => None,
+            })
+            .max_by_key(|(_, e)| *e)
+            .map(|(r, _)| r);
+        writable.or_else(|| Some(self.cx.plan.planned_primary().to_string()))
+    }
+
+    /// The primary looks down: observe the candidates, run the gates, act.
+    async fn consider(
+        &self,
+        primary: &str,
+        verdicts: &BTreeMap<String, RegionVerdict>,
+        now: u64,
+    ) -> Result<(), String> {
+        let _one_at_a_time = self.starting.lock().await;
+        let others: Vec<&str> = self.cx.plan.service_regions().filter(|r| *r != primary).collect();
+        let observed = self.cx.observe_regions(&others).await.map_err(|f| f.message)?;
+        // Another region already holds a writable primary (a run here or elsewhere moved it):
+        // the lost region is no longer the primary, so there is nothing to fail over.
+        if let Some((moved, _)) = observed.writable_primaries().first() {
+            tracing::info!(vantage = %self.vantage, "{moved} already holds the writable primary; {primary} is not the primary any more");
+            let mut shared = self.shared.lock().unwrap();
+            for (region, status) in &observed.members {
+                shared.members.insert(region.clone(), status.clone());
+            }
+            return Ok(());
+        }
+        let last_ended = last_move_ended(&self.cx.journal.runs().await.map_err(|e| e.to_string())?);
+        let decision = autopilot::decide(&autopilot::Context {
+            plan: &self.cx.plan,
+            verdicts,
+            observed: &observed,
+            primary,
+            last_run_ended_ms: last_ended,
+            now_ms: now,
+        });
+        match decision {
+            Decision::Hold => Ok(()),
+            Decision::Refuse(refusal) => {
+                self.refused(refusal);
+                Ok(())
+            }
+            Decision::Failover { to, reason, .. } => self.start_run(&observed, &to, &reason, false).await,
+            Decision::AskApproval { to, reason, .. } => self.start_run(&observed, &to, &reason, true).await,
+        }
+    }
+
+    fn refused(&self, refusal: GateRefusal) {
+        let mut shared = self.shared.lock().unwrap();
+        *shared.refusals.entry(refusal.label()).or_default() += 1;
+        if shared.last_refusal.as_ref() != Some(&refusal) {
+            tracing::warn!(vantage = %self.vantage, gate = refusal.label(), "automatic failover refused: {refusal}");
+        }
+        shared.last_refusal = Some(refusal);
+    }
+
+    async fn start_run(&self, observed: &Observed, to: &str, reason: &str, ask: bool) -> Result<(), String> {
+        let header = match engine::plan_run(&self.cx.plan, RunKind::Failover, to, observed, reason) {
+            Ok(h) => h,
+            Err(refusal) => {
+                tracing::warn!(vantage = %self.vantage, "automatic failover refused by the planner: {refusal}");
+                return Ok(());
+            }
+        };
+        self.shared.lock().unwrap().last_refusal = None;
+        let progress = Progress::default();
+        let on_entry = |e: &Entry| log_entry(&self.vantage, &progress, e);
+        let engine = self.cx.engine(&on_entry);
+        if ask {
+            tracing::warn!(vantage = %self.vantage, run = %header.id, "failover to {to} waits for approval: {reason}");
+            engine.open_for_approval(&header, reason).await.map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        tracing::warn!(vantage = %self.vantage, run = %header.id, "automatic failover to {to}: {reason}");
+        let summary = engine.start(&header).await.map_err(|e| e.to_string());
+        // Look at the world again now, not in a few seconds: the primary has moved.
+        self.refresh_members().await;
+        let summary = summary?;
+        tracing::warn!(vantage = %self.vantage, run = %header.id, state = summary.state.as_str(), "automatic failover ended");
+        Ok(())
+    }
+}
+
+/// When the most recent failover or switchover ended (for the cooldown).
+pub fn last_move_ended(runs: &[RunSummary]) -> Option<u64> {
+    runs.iter().filter(|r| r.state == RunState::Completed).filter_map(|r| r.finished_ms).max()
+}
+
+/// A journal entry as one log line, worded as the CLI prints its progress.
+pub fn log_entry(vantage: &str, progress: &Progress, entry: &Entry) {
+    let Some(line) = progress.line(entry) else { return };
+    match &entry.record {
+        Record::Paused { .. } => tracing::warn!(%vantage, "{line}"),
+        _ => tracing::info!(%vantage, "{line}"),
+    }
+}

@@ -1,0 +1,146 @@
+//! /metrics in the Prometheus text format, rendered from the daemon's state and
+//! the journal on each scrape (nothing to keep in sync).
+
+use std::fmt::Write;
+
+use drover_core::autopilot::GateRefusal;
+use drover_core::check::Health;
+use drover_core::run::{RunKind, RunState, RunSummary};
+use drover_core::vantage::Verdict;
+use drover_core::world::MemberStatus;
+
+use super::daemon::Daemon;
+
+/// Accumulates families: each metric's HELP and TYPE once, then its samples.
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+        let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+        let _ = writeln!(self.0, "{name}{labels} {value}");
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+pub fn render(daemon: &Daemon, runs: &[RunSummary], now_ms: u64) -> String {
+    let mut m = Exposition(String::new());
+    let reports = daemon.reports();
+    let shared = daemon.shared.lock().unwrap();
+    let vantage = daemon.vantage.as_str();
+
+    m.family(
+        "drover_check_healthy",
+        "gauge",
+        "1 when the check is healthy after its thresholds, 0 unhealthy, -1 unknown; per vantage",
+    );
+    for report in &reports {
+        for (region, view) in &report.regions {
+            for (check, health) in &view.checks {
+                let value = match health {
+                    Health::Healthy => 1.0,
+                    Health::Unhealthy => 0.0,
+                    Health::Unknown => -1.0,
+                };
+                m.sample(
+                    "drover_check_healthy",
+                    &[("vantage", &report.vantage), ("region", region), ("check", check)],
+                    value,
+                );
+            }
+        }
+    }
+    m.family("drover_check_latency_seconds", "gauge", "Duration of the last probe of the check from this vantage");
+    m.family("drover_check_up", "gauge", "1 when the last probe of the check from this vantage succeeded");
+    for ((region, check), entry) in &shared.checks {
+        if let Some(last) = &entry.last {
+            let labels = [("vantage", vantage), ("region", region.as_str()), ("check", check.as_str())];
+            m.sample("drover_check_latency_seconds", &labels, last.latency.as_secs_f64());
+            m.sample("drover_check_up", &labels, if last.ok { 1.0 } else { 0.0 });
+        }
+    }
+
+    m.family(
+        "drover_region_verdict",
+        "gauge",
+        "1 for the region's current verdict (up, down, suspect, unknown) by quorum of vantages",
+    );
+    for (region, verdict) in &shared.verdicts {
+        for v in [Verdict::Up, Verdict::Down, Verdict::Suspect, Verdict::Unknown] {
+            let value = if verdict.verdict == v { 1.0 } else { 0.0 };
+            m.sample("drover_region_verdict", &[("region", region), ("verdict", v.as_str())], value);
+        }
+    }
+    m.family("drover_vantage_fresh", "gauge", "1 when the vantage's latest report has not expired");
+    for report in &reports {
+        m.sample(
+            "drover_vantage_fresh",
+            &[("vantage", &report.vantage)],
+            if report.is_fresh(now_ms) { 1.0 } else { 0.0 },
+        );
+    }
+
+    m.family("drover_database_role", "gauge", "1 for the member's role (primary, standby, unreachable)");
+    m.family("drover_database_replication_lag_bytes", "gauge", "WAL bytes the standby has not replayed");
+    m.family(
+        "drover_database_replication_lag_seconds",
+        "gauge",
+        "Seconds since the standby's last replayed commit on the primary",
+    );
+    for (region, member) in &shared.members {
+        for role in ["primary", "standby", "unreachable"] {
+            let value = if member.role_str() == role { 1.0 } else { 0.0 };
+            m.sample("drover_database_role", &[("region", region), ("role", role)], value);
+        }
+        if let MemberStatus::Standby { lag_bytes, lag_seconds, .. } = member {
+            m.sample("drover_database_replication_lag_bytes", &[("region", region)], *lag_bytes as f64);
+            m.sample("drover_database_replication_lag_seconds", &[("region", region)], *lag_seconds);
+        }
+    }
+
+    m.family("drover_autopilot_refusals_total", "counter", "Automatic failovers refused, by the gate that refused");
+    for label in GateRefusal::LABELS {
+        m.sample(
+            "drover_autopilot_refusals_total",
+            &[("gate", label)],
+            *shared.refusals.get(label).unwrap_or(&0) as f64,
+        );
+    }
+
+    let last_failover = runs
+        .iter()
+        .filter(|r| r.header.kind == RunKind::Failover && r.state == RunState::Completed)
+        .max_by_key(|r| r.finished_ms);
+    m.family("drover_last_failover_timestamp_seconds", "gauge", "When the last completed failover ended (Unix time)");
+    m.family(
+        "drover_last_failover_duration_seconds",
+        "gauge",
+        "How long the last completed failover took, start to end",
+    );
+    if let Some(run) = last_failover {
+        let finished = run.finished_ms.unwrap_or(run.started_ms);
+        m.sample("drover_last_failover_timestamp_seconds", &[], finished as f64 / 1000.0);
+        m.sample("drover_last_failover_duration_seconds", &[], finished.saturating_sub(run.started_ms) as f64 / 1000.0);
+    }
+
+    m.family("drover_run_step_duration_seconds", "gauge", "Duration of each step of the latest run of each kind");
+    for kind in [RunKind::Failover, RunKind::Switchover] {
+        let Some(run) = runs.iter().filter(|r| r.header.kind == kind).max_by_key(|r| r.started_ms) else { continue };
+        for step in &run.steps {
+            if let (Some(start), Some(end)) = (step.started_ms, step.finished_ms) {
+                let labels = [("kind", kind.as_str()), ("run", run.header.id.0.as_str()), ("step", step.kind.as_str())];
+                m.sample("drover_run_step_duration_seconds", &labels, end.saturating_sub(start) as f64 / 1000.0);
+            }
+        }
+    }
+    m.family("drover_runs_active", "gauge", "1 while a run is running, paused or waiting for approval");
+    m.sample("drover_runs_active", &[], if runs.iter().any(|r| r.state.is_active()) { 1.0 } else { 0.0 });
+    m.0
+}

@@ -1,0 +1,79 @@
+//! `drover serve`: protect a plan around the clock. This vantage probes every
+//! check, exchanges reports with its peers, and when a quorum sees the primary
+//! region down and every gate holds, fails over by itself (or asks a person).
+
+pub mod api;
+pub mod daemon;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::PlanArgs;
+use crate::commands::{Failure, finish, runtime};
+use crate::wiring::Context;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Address for the API and /metrics. Off loopback, --token-file is required.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// This vantage's name. Name it after the plan region it runs in (east, west,
+    /// witness): a vantage in a region judged down never starts a run.
+    #[arg(long, value_name = "NAME", default_value = "local")]
+    pub vantage: String,
+    /// Another vantage's base URL (repeat for each), e.g. http://10.200.0.12:7070.
+    /// Their reports count toward policy.quorum.
+    #[arg(long = "peer", value_name = "URL")]
+    pub peers: Vec<String>,
+    /// File holding the bearer token that API changes (and reads off loopback) require;
+    /// peers send it too, so give every vantage the same one.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    finish(serve(args))
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let token = match &args.token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::input(format!("--token-file {}: {e}", path.display())))?;
+            let token = text.trim().to_string();
+            if token.is_empty() {
+                return Err(Failure::input(format!("--token-file {}: the file is empty", path.display())));
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    let loopback = args.listen.ip().is_loopback();
+    if !loopback && token.is_none() {
+        return Err(Failure::input(format!(
+            "--listen {} is not a loopback address: give --token-file so that only holders of the token can read or change runs",
+            args.listen
+        )));
+    }
+    for peer in &args.peers {
+        if !(peer.starts_with("http://") || peer.starts_with("https://")) {
+            return Err(Failure::input(format!("--peer {peer}: expected a base URL like http://10.200.0.12:7070")));
+        }
+    }
+    let cx = Context::open(&args.plan)?;
+    runtime().block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| Failure::input(format!("--listen {}: {e}", args.listen)))?;
+        let daemon = Arc::new(daemon::Daemon::new(cx, args.vantage.clone(), args.peers.clone(), token.clone()));
+        daemon.spawn();
+        tracing::info!(vantage = %args.vantage, listen = %args.listen, peers = ?args.peers, plan = %daemon.cx.plan.name, "serving");
+        let app = api::router(api::Api { daemon, token, open_reads: loopback });
+        axum::serve(listener, app).await.map_err(|e| Failure::failed(format!("serving the API: {e}")))
+    })
+}

@@ -1,0 +1,163 @@
+//! `drover serve` as a user meets it: a real daemon process on loopback, its
+//! API with and without the token, bad requests, and /metrics. The plan's
+//! database and DNS point nowhere, so every check fails — which is what a
+//! daemon watching a lost world must report.
+
+mod support;
+
+use std::net::TcpListener;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{PLAN, drover, plan_dir, run};
+
+const TOKEN: &str = "s3cret-token-for-tests";
+
+struct Daemon {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(plan: &str) -> Daemon {
+    let dir = plan_dir(plan);
+    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    let port = free_port();
+    let child = drover()
+        .args(["serve", "--vantage", "east", "--listen", &format!("127.0.0.1:{port}"), "--token-file"])
+        .arg(dir.path().join("token"))
+        .arg("--plan")
+        .arg(dir.path().join("plan.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start drover serve");
+    let daemon = Daemon { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
+    wait_for(&daemon, "/healthz", 200);
+    daemon
+}
+
+fn client() -> reqwest::blocking::Client {
+    // reqwest is built without a bundled TLS provider; plain HTTP still wants one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// Polls a path until it answers `status`; the deadline is a hang guard only.
+fn wait_for(d: &Daemon, path: &str, status: u16) -> reqwest::blocking::Response {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client().get(format!("{}{path}", d.base)).send()
+            && r.status().as_u16() == status
+        {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "{path} never answered {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn post(d: &Daemon, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    let mut request = client().post(format!("{}{path}", d.base)).body(body.to_string());
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn changes_need_the_token_and_bad_requests_name_the_field() {
+    let d = start(PLAN);
+    let start_run = r#"{"kind": "failover", "to": "west"}"#;
+    let (status, body) = post(&d, "/api/v1/runs", None, start_run);
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("bearer token"), "{body}");
+    assert_eq!(post(&d, "/api/v1/runs", Some("wrong"), start_run).0, 401);
+    assert_eq!(post(&d, "/api/v1/runs/r1-x/abort", None, r#"{"reason": "x"}"#).0, 401);
+
+    let (status, body) = post(&d, "/api/v1/runs", Some(TOKEN), r#"{"kind": "failover"}"#);
+    assert_eq!((status, &body["field"]), (400, &json!("to")), "{body}");
+    let (status, body) = post(&d, "/api/v1/runs", Some(TOKEN), r#"{"kind": "failover", "to": "west""#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("invalid request body"), "{body}");
+    let (status, body) = post(&d, "/api/v1/runs", Some(TOKEN), r#"{"kind": "failover", "to": "mars"}"#);
+    assert_eq!((status, &body["field"]), (400, &json!("to")), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("not in the plan"), "{body}");
+
+    // A well-formed request the planner refuses: 409 with the reason, nothing journaled.
+    let (status, body) = post(&d, "/api/v1/runs", Some(TOKEN), start_run);
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("region 'west' is unhealthy"), "{body}");
+    let runs: Value = client().get(format!("{}/api/v1/runs", d.base)).send().unwrap().json().unwrap();
+    assert_eq!(runs, json!([]));
+
+    let (status, body) = post(&d, "/api/v1/runs/r1-nope/approve", Some(TOKEN), "");
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("no run with id r1-nope"), "{body}");
+    // The token never comes back in an answer.
+    assert!(!body.to_string().contains(TOKEN));
+}
+
+#[test]
+fn reads_regions_metrics_and_the_openapi_document() {
+    let d = start(PLAN);
+    wait_for(&d, "/readyz", 200);
+    let openapi: Value = client().get(format!("{}/api/v1/openapi.json", d.base)).send().unwrap().json().unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    let plan: Value = client().get(format!("{}/api/v1/plan", d.base)).send().unwrap().json().unwrap();
+    assert_eq!(plan["plan"], "shop");
+
+    // Every check points nowhere: after its failure threshold, east is down to this one vantage.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let regions = loop {
+        let r: Value = client().get(format!("{}/api/v1/regions", d.base)).send().unwrap().json().unwrap();
+        if r["regions"][0]["verdict"]["verdict"] == "down" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "east never judged down: {r:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(regions["vantage"], "east");
+    assert_eq!(regions["regions"][0]["verdict"]["down_votes"], json!(["east"]));
+    assert_eq!(regions["regions"][0]["checks"][0]["health"], "unhealthy");
+
+    let metrics = client().get(format!("{}/metrics", d.base)).send().unwrap().text().unwrap();
+    for series in [
+        r#"drover_check_healthy{vantage="east",region="east",check="api"} 0"#,
+        r#"drover_check_up{vantage="east",region="west",check="api"} 0"#,
+        "drover_check_latency_seconds{",
+        r#"drover_region_verdict{region="east",verdict="down"} 1"#,
+        r#"drover_database_role{region="east",role="unreachable"} 1"#,
+        "# TYPE drover_database_replication_lag_bytes gauge",
+        "# TYPE drover_database_replication_lag_seconds gauge",
+        r#"drover_autopilot_refusals_total{gate="cooldown"} 0"#,
+        "# TYPE drover_last_failover_timestamp_seconds gauge",
+        "# TYPE drover_last_failover_duration_seconds gauge",
+        "# TYPE drover_run_step_duration_seconds gauge",
+        "drover_runs_active 0",
+    ] {
+        assert!(metrics.contains(series), "/metrics lacks {series}:\n{metrics}");
+    }
+}
+
+#[test]
+fn serving_off_loopback_without_a_token_is_refused() {
+    let dir = plan_dir(PLAN);
+    let ran = run(drover().args(["serve", "--listen", "0.0.0.0:0", "--plan"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("give --token-file"), "{}", ran.stderr);
+}
