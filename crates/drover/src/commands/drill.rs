@@ -48,8 +48,12 @@ pub struct DrillArgs {
     pub port: u16,
     /// Do not detect or fail over here: the lab's 'drover serve' daemons (lab up --daemons) must do
     /// it on their own. Detection and step times then come from the daemon's journal.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "external")]
     pub daemons: bool,
+    /// Something other than drover fails over (e.g. Patroni, for a side-by-side race): inject the
+    /// fault and measure what the probe sees; the new primary is whichever member accepts writes.
+    #[arg(long)]
+    pub external: bool,
 }
 
 pub fn run(args: DrillArgs) -> ExitCode {
@@ -85,10 +89,12 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         .find(|r| *r != from)
         .ok_or_else(|| Failure::input("the plan has no standby region to fail over to"))?
         .to_string();
-    // Refuse before touching anything: same gates as a failover.
-    engine::plan_run(&cx.plan, RunKind::Failover, &to, &observed, "drill")
-        .and_then(|_| engine::lag_gate(&cx.plan, &observed, &to))
-        .map_err(|r| Failure::input(format!("drill refused: {r}")))?;
+    // Refuse before touching anything: same gates as a failover (unless drover is not the one failing over).
+    if !args.external {
+        engine::plan_run(&cx.plan, RunKind::Failover, &to, &observed, "drill")
+            .and_then(|_| engine::lag_gate(&cx.plan, &observed, &to))
+            .map_err(|r| Failure::input(format!("drill refused: {r}")))?;
+    }
 
     let traffic = cx.plan.rfc2136();
     let probe = drover_lab::probe::Probe::start(drover_lab::probe::ProbeConfig {
@@ -109,27 +115,54 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     lab.fault(&fault).map_err(|e| Failure::failed(format!("injecting {}: {e}", args.fault)))?;
     println!("fault: {} injected", args.fault);
 
-    let failover = if args.daemons {
-        watch_daemons(&lab, fault_at, args.detect_timeout + Duration::from_secs(60)).await
+    let failover = if args.external {
+        Ok(None)
+    } else if args.daemons {
+        watch_daemons(&lab, fault_at, args.detect_timeout + Duration::from_secs(60)).await.map(Some)
     } else {
-        fail_over_here(&cx, &args, &from, &to, fault_at).await
+        fail_over_here(&cx, &args, &from, &to, fault_at).await.map(Some)
     };
-    let (detected_at, summary) = match failover {
-        Ok(done) => done,
+    let run = match failover {
+        Ok(run) => run,
         Err(e) => {
             probe.stop().await;
             return Err(e);
         }
     };
-    let header = summary.header.clone();
-    let switched_at = now_ms();
-    if summary.state == RunState::Completed {
-        let settled = probe.wait_for_success_streak(args.settle, switched_at, Duration::from_secs(60)).await;
+    let (settle_from, settle_guard) = match &run {
+        Some(_) => (now_ms(), Duration::from_secs(60)),
+        // Another system's failover: writes fail from the fault on, so the first full window of
+        // acknowledged writes after it is the recovery.
+        None => (fault_at, args.detect_timeout + Duration::from_secs(60)),
+    };
+    if run.as_ref().is_none_or(|(_, s)| s.state == RunState::Completed) {
+        let settled = probe.wait_for_success_streak(args.settle, settle_from, settle_guard).await;
         if !settled {
-            println!("writes did not succeed for {}s within 60s after the switch", args.settle.as_secs());
+            println!("writes did not succeed for {}s within {}s", args.settle.as_secs(), settle_guard.as_secs());
         }
     }
     let samples = probe.stop().await;
+    let to = match &run {
+        Some((_, summary)) => summary.header.to.clone(),
+        None => {
+            let observed = cx.observe().await?;
+            let primaries = observed.writable_primaries();
+            match primaries.as_slice() {
+                [(region, _)] => region.to_string(),
+                [] => {
+                    return Err(Failure::failed(format!(
+                        "no member accepts writes after the fault; {from} still has it"
+                    )));
+                }
+                many => {
+                    let list: Vec<&str> = many.iter().map(|(r, _)| *r).collect();
+                    return Err(Failure::failed(format!("more than one member accepts writes: {}", list.join(", "))));
+                }
+            }
+        }
+    };
+    let detected_at = run.as_ref().map(|(d, _)| *d);
+    let summary = run.map(|(_, s)| s);
 
     let dsn = cx.member_dsn(&to)?;
     let present = drover_lab::probe::present_sequences(dsn.expose())
@@ -138,6 +171,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     let m = measure(&Measurement { fault_at_ms: fault_at, samples: &samples, present: &present });
     let step_at = |kind: StepKind| {
         summary
+            .as_ref()?
             .steps
             .iter()
             // A skipped step (an unreachable old primary left unfenced) achieved nothing: no time.
@@ -150,7 +184,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         plan: cx.plan.name.clone(),
         fault: args.fault.clone(),
         replication: cx.plan.postgres().replication.as_str().into(),
-        run_id: Some(header.id.0.clone()),
+        run_id: summary.as_ref().map(|s| s.header.id.0.clone()),
         from: from.clone(),
         to: to.clone(),
         fault_at_ms: fault_at,
@@ -161,7 +195,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         writes: m.writes,
         timeline: Timeline {
             fault: 0,
-            detected: Some(detected_at - fault_at),
+            detected: detected_at.map(|d| d.saturating_sub(fault_at)),
             fenced: step_at(StepKind::Fence),
             promoted: step_at(StepKind::Promote),
             switched: step_at(StepKind::Switch),
@@ -181,7 +215,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
                 met: m.rpo_ms <= objectives.rpo.as_millis() as u64 && (!objectives.rpo.is_zero() || m.lost.is_empty()),
             },
         },
-        run_state: summary.state.as_str().into(),
+        run_state: summary.as_ref().map_or("external", |s| s.state.as_str()).into(),
     };
     let json = serde_json::to_string_pretty(&report).expect("report serializes");
     if let Some(path) = &args.json {
@@ -195,10 +229,12 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     println!(
         "\n{from} still has the fault; 'drover lab heal {from}' lifts it (its database will still believe it is primary)."
     );
-    if summary.state != RunState::Completed {
+    if let Some(summary) = summary
+        && summary.state != RunState::Completed
+    {
         return Err(Failure::failed(format!(
             "the failover run {} is {}: {}",
-            header.id,
+            summary.header.id,
             summary.state.as_str(),
             summary.reason.unwrap_or_default()
         )));
