@@ -10,4 +10,9 @@ scripts/setup.sh >/dev/null
 cargo build --release --quiet --bin drover
 drover="${CARGO_TARGET_DIR:-target}/release/drover"
 mkdir -p "$out"
-trap '"$drover" lab down --dir "$dir" >/dev/null 2>&1 || true' EXIT
+# One lab per machine: tests and other benchmarks hold this lock while theirs is up.
+until mkdir /tmp/drover-lab-lock 2>/dev/null; do
+  echo "waiting for /tmp/drover-lab-lock (another lab is in use)" >&2
+  sleep 5
+done
+trap '"$drover" lab down --dir "$dir" >/dev/null 2>&1 || true; rmdir /tmp/drover-lab-lock 2>/dev/null || true' EXIT

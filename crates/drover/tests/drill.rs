@@ -4,18 +4,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use support::{assert_golden, drover, run};
-
-/// Brings a lab down when the test ends, even on failure.
-struct LabGuard(PathBuf);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = drover().args(["lab", "down", "--dir"]).arg(&self.0).output();
-    }
-}
+use support::{LabGuard, assert_golden, drover, run};
 
 /// Run ids, times and measured values change every run; the shape must not.
 fn redact(text: &str, dir: &Path) -> String {
@@ -41,8 +32,8 @@ fn json(ran: &support::Ran) -> serde_json::Value {
 fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
+    let _guard = LabGuard::new(&dir);
     let up = run(drover().args(["lab", "up", "--replication", "sync", "--dir"]).arg(&dir));
-    let _guard = LabGuard(dir.clone());
     assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
     let plan = dir.join("plan.yaml");
     let state = tmp.path().join("state");

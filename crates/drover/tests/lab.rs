@@ -2,6 +2,8 @@
 //! lab app. Needs root and the Debian packages (scripts/setup.sh); fails, never skips,
 //! without them. One lab per machine (fixed namespace names): nextest runs these serially.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -97,6 +99,7 @@ fn wait_present_on(dsn: &str, seqs: &[u64]) {
 
 #[test]
 fn lab_up_fault_heal_down() {
+    let _lock = support::LabLock::take();
     assert!(
         !namespaces().contains("drover-"),
         "a lab is already up on this machine ({}); run 'drover lab down --dir DIR' first",

@@ -96,3 +96,44 @@ traffic:
 checks:
   api: { http: "http://{target}:9/healthz", interval: 1s, timeout: 200ms }
 "#;
+
+/// Only one lab can exist on a machine (fixed namespace names). Benchmarks and tests
+/// that bring one up hold this lock — a directory, made atomically — while they do.
+pub struct LabLock(PathBuf);
+
+impl LabLock {
+    pub fn take() -> LabLock {
+        let path = PathBuf::from("/tmp/drover-lab-lock");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45 * 60);
+        while std::fs::create_dir(&path).is_err() {
+            assert!(std::time::Instant::now() < deadline, "{} held for 45 minutes", path.display());
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        LabLock(path)
+    }
+}
+
+impl Drop for LabLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Brings a lab down when the test ends, even on failure, then frees the lab lock.
+pub struct LabGuard {
+    pub dir: PathBuf,
+    _lock: LabLock,
+}
+
+impl LabGuard {
+    /// Takes the lab lock first; `lab up` itself is the caller's.
+    pub fn new(dir: &Path) -> LabGuard {
+        LabGuard { _lock: LabLock::take(), dir: dir.to_path_buf() }
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = drover().args(["lab", "down", "--dir"]).arg(&self.dir).output();
+    }
+}
