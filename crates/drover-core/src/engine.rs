@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::check::Health;
 use crate::error::{ProviderError, StoreError};
 use crate::journal::Journal;
+use crate::notify::{EventKind, Notifier, NotifyEvent};
 use crate::plan::{Plan, Role, StepKind};
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunKind, RunState, RunSummary, StepOutcome};
 use crate::world::{Database, MemberStatus, ProbeResult, Prober, Traffic, TrafficState};
@@ -326,6 +327,8 @@ pub struct Providers<'a> {
     pub database: &'a dyn Database,
     pub traffic: &'a dyn Traffic,
     pub prober: &'a dyn Prober,
+    /// Told about every run's start, pause, approval wait, completion and abort, and by `notify` steps.
+    pub notifier: &'a dyn Notifier,
 }
 
 pub struct Engine<'a> {
@@ -341,16 +344,23 @@ pub struct Engine<'a> {
 impl<'a> Engine<'a> {
     /// Starts a planned run and drives it until it completes or pauses.
     pub async fn start(&self, header: &RunHeader) -> Result<RunSummary, EngineError> {
+        self.begin(header).await?;
+        self.drive(&header.id).await
+    }
+
+    /// Records the run's start (refused when another run is active) without driving it;
+    /// `resume` drives it.
+    pub async fn begin(&self, header: &RunHeader) -> Result<(), EngineError> {
         let started = self.journal.begin(header).await?;
         (self.on_entry)(&started);
-        self.drive(&header.id).await
+        self.announce(&header.id, &started).await;
+        Ok(())
     }
 
     /// Opens a planned run that waits for a person: it holds the active-run slot,
     /// so nothing else starts meanwhile, and does nothing until approved.
     pub async fn open_for_approval(&self, header: &RunHeader, reason: &str) -> Result<RunSummary, EngineError> {
-        let started = self.journal.begin(header).await?;
-        (self.on_entry)(&started);
+        self.begin(header).await?;
         self.record(&header.id, Record::AwaitingApproval { reason: reason.into() }).await?;
         Ok(self.journal.summary(&header.id).await?)
     }
@@ -363,6 +373,16 @@ impl<'a> Engine<'a> {
         }
         self.record(id, Record::Approved { by: by.into() }).await?;
         self.drive(id).await
+    }
+
+    /// Ends an active run without changing the world further.
+    pub async fn abort(&self, id: &RunId, reason: &str) -> Result<RunSummary, EngineError> {
+        let summary = self.journal.summary(id).await?;
+        if !summary.state.is_active() {
+            return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
+        }
+        self.record(id, Record::Aborted { reason: reason.into() }).await?;
+        Ok(self.journal.summary(id).await?)
     }
 
     /// Continues a paused or interrupted run from the first step not done.
@@ -382,7 +402,22 @@ impl<'a> Engine<'a> {
     async fn record(&self, id: &RunId, record: Record) -> Result<(), StoreError> {
         let entry = self.journal.append(id, record).await?;
         (self.on_entry)(&entry);
+        self.announce(id, &entry).await;
         Ok(())
+    }
+
+    /// The event hooks: a run's milestones go to the notifier (which never blocks).
+    async fn announce(&self, id: &RunId, entry: &Entry) {
+        let (kind, reason) = match &entry.record {
+            Record::Started { header } => (EventKind::RunStarted, header.reason.clone()),
+            Record::Paused { reason, .. } => (EventKind::RunPaused, reason.clone()),
+            Record::AwaitingApproval { reason } => (EventKind::ApprovalNeeded, reason.clone()),
+            Record::Completed => (EventKind::RunCompleted, "the target is primary and serves traffic".into()),
+            Record::Aborted { reason } => (EventKind::RunAborted, reason.clone()),
+            _ => return,
+        };
+        let Ok(summary) = self.journal.summary(id).await else { return };
+        self.world.notifier.notify(run_event(self.plan, &summary.header, kind, reason, entry.at_ms));
     }
 
     async fn drive(&self, id: &RunId) -> Result<RunSummary, EngineError> {
@@ -410,6 +445,11 @@ impl<'a> Engine<'a> {
     /// Observe, apply only if needed, observe again; retrying transient errors.
     /// Returns how the step came to be done, and what the final observation said.
     async fn run_step(&self, kind: StepKind, header: &RunHeader) -> Result<(StepOutcome, String), ProviderError> {
+        if kind == StepKind::Notify {
+            // Nothing in the world shows a notification was sent: send (again after a crash: at least once).
+            self.apply_step(kind, header).await?;
+            return Ok((StepOutcome::Applied, "told the plan's webhooks where the run stands".into()));
+        }
         let policy = match kind {
             StepKind::CatchUp | StepKind::Verify => self.wait,
             _ => self.act,
@@ -561,6 +601,7 @@ impl<'a> Engine<'a> {
                     Observation::Needed(failing.join("; "))
                 }
             }
+            StepKind::Notify => Observation::Needed("a notification leaves no trace in the world".into()),
             StepKind::Rejoin => match db.member(from).await? {
                 MemberStatus::Standby { .. } => Observation::Done(format!("{from} is a standby")),
                 MemberStatus::Unreachable { reason } => {
@@ -595,6 +636,15 @@ impl<'a> Engine<'a> {
                 Observation::Needed(why) => Err(ProviderError::transient(why)),
             },
             StepKind::Rejoin => db.rejoin(from, to).await,
+            StepKind::Notify => {
+                let done: Vec<&str> = match self.journal.summary(&header.id).await {
+                    Ok(s) => s.steps.iter().filter(|s| s.state.is_done()).map(|s| s.kind.as_str()).collect(),
+                    Err(_) => Vec::new(),
+                };
+                let reason = format!("{from} -> {to} at epoch {epoch}; done: {}", done.join(", "));
+                self.world.notifier.notify(run_event(self.plan, header, EventKind::RunProgress, reason, now_ms()));
+                Ok(())
+            }
         }
     }
 
@@ -630,12 +680,11 @@ fn stale(found: Epoch, ours: Epoch) -> ProviderError {
     ))
 }
 
-/// Ends a run that will not be resumed. The world is left as it is.
-pub async fn abort(journal: &dyn Journal, id: &RunId, reason: &str) -> Result<RunSummary, EngineError> {
-    let summary = journal.summary(id).await?;
-    if !summary.state.is_active() {
-        return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
-    }
-    journal.append(id, Record::Aborted { reason: reason.into() }).await?;
-    Ok(journal.summary(id).await?)
+/// A notification about a run, with its regions.
+fn run_event(plan: &Plan, header: &RunHeader, kind: EventKind, reason: String, at_ms: u64) -> NotifyEvent {
+    let mut event = NotifyEvent::new(plan, kind, reason, at_ms);
+    event.run_id = Some(header.id.0.clone());
+    event.from = Some(header.from.clone());
+    event.to = Some(header.to.clone());
+    event
 }

@@ -22,16 +22,19 @@ pub enum EventKind {
     ApprovalNeeded,
     /// drover found the primary region down but would not fail over (lag, cooldown, an active run…).
     FailoverRefused,
+    /// A runbook's `notify` step: where the run stands (the steps done so far).
+    RunProgress,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::RunStarted,
         EventKind::RunPaused,
         EventKind::RunCompleted,
         EventKind::RunAborted,
         EventKind::ApprovalNeeded,
         EventKind::FailoverRefused,
+        EventKind::RunProgress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl EventKind {
             EventKind::RunAborted => "run_aborted",
             EventKind::ApprovalNeeded => "approval_needed",
             EventKind::FailoverRefused => "failover_refused",
+            EventKind::RunProgress => "run_progress",
         }
     }
 
@@ -99,6 +103,7 @@ impl NotifyEvent {
             EventKind::RunAborted => format!("{run} aborted"),
             EventKind::ApprovalNeeded => format!("{run} waits for approval"),
             EventKind::FailoverRefused => "failover refused".to_owned(),
+            EventKind::RunProgress => format!("{run} in progress"),
         };
         let route = match (&self.from, &self.to) {
             (Some(from), Some(to)) => format!(" ({from} -> {to})"),
@@ -123,6 +128,13 @@ pub trait Notifier: Send + Sync {
 }
 
 /// Whether any webhook of the plan wants `event`; callers can skip building events nobody gets.
+/// Sends nothing: for plans without webhooks, and for tests.
+pub struct Silent;
+
+impl Notifier for Silent {
+    fn notify(&self, _: NotifyEvent) {}
+}
+
 pub fn wants(spec: &NotifySpec, event: EventKind) -> bool {
     spec.webhooks.values().any(|hook| hook.wants(event))
 }
@@ -424,6 +436,7 @@ mod tests {
             ("trigger", "info"),
             ("trigger", "critical"),
             ("trigger", "critical"),
+            ("trigger", "info"),
         ];
         assert_eq!(got, want.map(|(a, s)| (a.to_owned(), s.to_owned())));
     }

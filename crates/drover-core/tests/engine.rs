@@ -128,7 +128,7 @@ async fn a_run_aborted_between_promote_and_switch_is_finished_by_the_next_one() 
     journal.begin(&header).await.unwrap();
     e.apply_step(drover_core::plan::StepKind::Fence, &header).await.unwrap();
     e.apply_step(drover_core::plan::StepKind::Promote, &header).await.unwrap();
-    drover_core::engine::abort(&journal, &header.id, "operator").await.unwrap();
+    e.abort(&header.id, "operator").await.unwrap();
     // West is the primary database at epoch 1, traffic still points at east.
     let observed = observe(&plan, &journal, &world).await;
     let next = plan_run(&plan, RunKind::Failover, "west", &observed, "finish").unwrap();
@@ -189,4 +189,55 @@ async fn the_lag_gate_refuses_a_standby_too_far_behind() {
 #[tokio::test]
 async fn an_ended_run_takes_no_more_records_in_memory() {
     an_ended_run_takes_no_more_records(&MemoryJournal::default()).await;
+}
+
+#[tokio::test]
+async fn a_run_tells_the_notifier_each_milestone_and_a_notify_step_where_it_stands() {
+    use drover_core::notify::EventKind;
+    use drover_core::plan::StepKind;
+    let mut plan = two_region_plan();
+    plan.runbooks.failover.push(StepKind::Notify);
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "drill").unwrap();
+    let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Completed);
+    let events = world.notified();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::RunStarted, EventKind::RunProgress, EventKind::RunCompleted]);
+    for e in &events {
+        assert_eq!(e.run_id.as_deref(), Some(header.id.0.as_str()));
+        assert_eq!((e.from.as_deref(), e.to.as_deref()), (Some("east"), Some("west")));
+    }
+    assert!(events[1].reason.contains("done: fence, promote, switch, verify"), "{}", events[1].reason);
+
+    // Waiting for approval, then aborted: each is told.
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "auto").unwrap();
+    let e = engine(&plan, &journal, &world);
+    e.open_for_approval(&header, "east is down to 2 of 2 vantages").await.unwrap();
+    let resumed = e.resume(&header.id).await;
+    assert!(resumed.is_err_and(|err| err.to_string().contains("drover approve")), "resume must not skip approval");
+    e.abort(&header.id, "not today").await.unwrap();
+    let kinds: Vec<EventKind> = world.notified().iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::RunStarted, EventKind::ApprovalNeeded, EventKind::RunAborted]);
+    assert_eq!(world.snapshot().promotions, 0, "nothing moved without approval");
+}
+
+#[tokio::test]
+async fn an_approved_run_goes_on_to_completion() {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "auto").unwrap();
+    let e = engine(&plan, &journal, &world);
+    let waiting = e.open_for_approval(&header, "east is down").await.unwrap();
+    assert_eq!(waiting.state, RunState::AwaitingApproval);
+    let other = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "x");
+    assert!(other.is_err(), "a run awaiting approval holds the active slot");
+    let done = e.approve(&header.id, "alice").await.unwrap();
+    assert_eq!(done.state, RunState::Completed);
+    assert_eq!(world.snapshot().promotions, 1);
+    assert!(e.approve(&header.id, "bob").await.is_err(), "approving twice is refused");
 }

@@ -70,7 +70,10 @@ async fn journal_survives_reopen_and_refuses_a_second_active_run() {
         Err(StoreError::ActiveRun { active }) => assert_eq!(active, header.id.0),
         other => panic!("expected ActiveRun, got {other:?}"),
     }
-    let ended = drover_core::engine::abort(&journal, &header.id, "operator gave up").await.unwrap();
+    let ended = drover_core::testing::scenarios::engine(&plan, &journal, &world)
+        .abort(&header.id, "operator gave up")
+        .await
+        .unwrap();
     assert_eq!(ended.state, RunState::Aborted);
     journal.begin(&other).await.expect("a new run may start once the old one is aborted");
 }

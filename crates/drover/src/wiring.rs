@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use drover_adapters::notify::{WebhookNotifier, WebhookSecrets};
 use drover_adapters::postgres::{PostgresConfig, PostgresDatabase, PostgresMemberConfig};
 use drover_adapters::probe::CheckProber;
 use drover_adapters::rfc2136::Rfc2136Traffic;
@@ -68,6 +69,7 @@ pub struct World {
     database: PostgresDatabase,
     traffic: Rfc2136Traffic,
     prober: CheckProber,
+    pub notifier: WebhookNotifier,
 }
 
 impl World {
@@ -82,6 +84,15 @@ impl World {
         }
         let traffic = plan.rfc2136();
         let key = secret(&traffic.tsig.secret, "traffic.tsig")?;
+        let mut hooks = BTreeMap::new();
+        for (name, hook) in &plan.notify.webhooks {
+            let field = format!("notify.webhooks.{name}");
+            let url = hook.url.resolve(&EnvSecrets).map_err(|e| Failure::input(format!("{field}: {e}")))?;
+            let routing_key =
+                hook.routing_key.as_ref().map(|r| secret(r, &format!("{field}.routing_key"))).transpose()?;
+            hooks.insert(name.clone(), WebhookSecrets { url, routing_key });
+        }
+        let notifier = WebhookNotifier::new(&plan.notify, hooks).map_err(|e| Failure::input(e.message))?;
         Ok(World {
             database: PostgresDatabase::new(PostgresConfig {
                 members,
@@ -92,11 +103,12 @@ impl World {
             .map_err(|e| Failure::input(e.message))?,
             traffic: Rfc2136Traffic::new(traffic, key),
             prober: CheckProber::new(traffic.targets.clone(), dsns),
+            notifier,
         })
     }
 
     pub fn providers(&self) -> Providers<'_> {
-        Providers { database: &self.database, traffic: &self.traffic, prober: &self.prober }
+        Providers { database: &self.database, traffic: &self.traffic, prober: &self.prober, notifier: &self.notifier }
     }
 }
 
@@ -125,6 +137,14 @@ impl Context {
 
     pub fn engine<'a>(&'a self, on_entry: &'a (dyn Fn(&Entry) + Send + Sync)) -> Engine<'a> {
         engine_for(self, on_entry)
+    }
+
+    /// Waits (a few seconds at most) for notifications still being sent, so a
+    /// command that ends does not drop them with its runtime.
+    pub async fn flush_notifications(&self) {
+        if tokio::time::timeout(std::time::Duration::from_secs(10), self.world.notifier.flush()).await.is_err() {
+            tracing::warn!("some notifications were still being sent after 10s; they are dropped");
+        }
     }
 
     pub fn plan_dir(&self) -> PathBuf {

@@ -52,15 +52,13 @@ fn a_blackout_of_the_primary_region_makes_the_daemons_fail_over_on_their_own() {
     let plan = lab.guard.dir.join("plan.yaml");
     let report = lab.guard.dir.join("drill.json");
     // The drill injects the fault and only watches: no failover command is given.
-    let drill = run(
-        drover()
-            .args(["drill", "--daemons", "--fault", "blackout:east", "--plan"])
-            .arg(&plan)
-            .arg("--state")
-            .arg(lab.guard.dir.join("drill-state"))
-            .arg("--json")
-            .arg(&report),
-    );
+    let drill = run(drover()
+        .args(["drill", "--daemons", "--fault", "blackout:east", "--plan"])
+        .arg(&plan)
+        .arg("--state")
+        .arg(lab.guard.dir.join("drill-state"))
+        .arg("--json")
+        .arg(&report));
     assert_eq!(drill.code, 0, "drill failed:\n{}\n{}", drill.stdout, drill.stderr);
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["run_state"], "completed", "{r:#}");
@@ -73,7 +71,8 @@ fn a_blackout_of_the_primary_region_makes_the_daemons_fail_over_on_their_own() {
     // The run is in the journal of the acting vantage, west, and says why it started.
     let run_id = r["run_id"].as_str().unwrap();
     let runs = runs_on(&lab, DAEMONS[1].1);
-    let run = runs.iter().find(|x| x["header"]["id"] == run_id).unwrap_or_else(|| panic!("{run_id} not on west: {runs:?}"));
+    let run =
+        runs.iter().find(|x| x["header"]["id"] == run_id).unwrap_or_else(|| panic!("{run_id} not on west: {runs:?}"));
     let reason = run["header"]["reason"].as_str().unwrap();
     assert!(reason.contains("east is down to 2 of 2 vantages"), "{reason}");
     assert!(runs_on(&lab, DAEMONS[2].1).is_empty(), "the witness must not start a run of its own");

@@ -32,11 +32,15 @@ fn free_port() -> u16 {
 }
 
 fn start(plan: &str) -> Daemon {
+    start_as("east", plan)
+}
+
+fn start_as(vantage: &str, plan: &str) -> Daemon {
     let dir = plan_dir(plan);
     std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
     let port = free_port();
     let child = drover()
-        .args(["serve", "--vantage", "east", "--listen", &format!("127.0.0.1:{port}"), "--token-file"])
+        .args(["serve", "--vantage", vantage, "--listen", &format!("127.0.0.1:{port}"), "--token-file"])
         .arg(dir.path().join("token"))
         .arg("--plan")
         .arg(dir.path().join("plan.yaml"))
@@ -160,4 +164,61 @@ fn serving_off_loopback_without_a_token_is_refused() {
     let ran = run(drover().args(["serve", "--listen", "0.0.0.0:0", "--plan"]).arg(dir.path().join("plan.yaml")));
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(ran.stderr.contains("give --token-file"), "{}", ran.stderr);
+}
+
+/// Accepts HTTP requests on loopback and keeps each body; answers 200.
+fn webhook_receiver() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_refused_automatic_failover_is_counted_and_notified() {
+    let (port, bodies) = webhook_receiver();
+    let plan =
+        format!("{PLAN}notify:\n  webhooks:\n    audit: {{ kind: json, url: \"http://127.0.0.1:{port}/hook\" }}\n");
+    // Every check fails, so east is down to this vantage (quorum 1) but west is no better.
+    // The vantage is named after no region, so it may act wherever it sees the primary down.
+    let d = start_as("ops", &plan);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let event: Value = loop {
+        let body = bodies.recv_timeout(Duration::from_secs(60)).expect("no notification within 60s");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if v["event"] == "failover_refused" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no failover_refused notification");
+    };
+    assert_eq!(event["plan"], "shop");
+    let reason = event["reason"].as_str().unwrap();
+    assert!(reason.contains("no standby region is healthy enough to take over from east"), "{reason}");
+    let metrics = client().get(format!("{}/metrics", d.base)).send().unwrap().text().unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"drover_autopilot_refusals_total{gate="standby_unhealthy"}"#))
+        .unwrap();
+    assert_ne!(line.rsplit(' ').next(), Some("0"), "the refusal is counted: {line}");
+    assert!(bodies.recv_timeout(Duration::from_secs(3)).is_err(), "the same refusal is notified once, not every round");
 }

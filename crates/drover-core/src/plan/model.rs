@@ -211,11 +211,20 @@ pub enum StepKind {
     Verify,
     /// Make the old primary a streaming standby of the new one.
     Rejoin,
+    /// Tell the plan's webhooks where the run stands (at least once; never waits for them).
+    Notify,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 6] =
-        [StepKind::Fence, StepKind::CatchUp, StepKind::Promote, StepKind::Switch, StepKind::Verify, StepKind::Rejoin];
+    pub const ALL: [StepKind; 7] = [
+        StepKind::Fence,
+        StepKind::CatchUp,
+        StepKind::Promote,
+        StepKind::Switch,
+        StepKind::Verify,
+        StepKind::Rejoin,
+        StepKind::Notify,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -225,6 +234,7 @@ impl StepKind {
             StepKind::Switch => "switch",
             StepKind::Verify => "verify",
             StepKind::Rejoin => "rejoin",
+            StepKind::Notify => "notify",
         }
     }
 

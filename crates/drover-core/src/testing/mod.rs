@@ -41,6 +41,7 @@ pub struct WorldSnapshot {
 pub struct FakeWorld {
     pub state: Mutex<WorldSnapshot>,
     promote_calls: AtomicU64,
+    notified: Mutex<Vec<crate::notify::NotifyEvent>>,
 }
 
 impl FakeWorld {
@@ -62,12 +63,18 @@ impl FakeWorld {
                 traffic_unreachable: false,
             }),
             promote_calls: AtomicU64::new(0),
+            notified: Mutex::new(Vec::new()),
         }
     }
 
     /// Every call of `promote`, even a no-op: a resumed run must not repeat it.
     pub fn promote_calls(&self) -> u64 {
         self.promote_calls.load(Ordering::SeqCst)
+    }
+
+    /// Every notification the engine sent, oldest first.
+    pub fn notified(&self) -> Vec<crate::notify::NotifyEvent> {
+        self.notified.lock().unwrap().clone()
     }
 
     pub fn snapshot(&self) -> WorldSnapshot {
@@ -86,6 +93,12 @@ impl FakeWorld {
             return Err(ProviderError::transient(format!("{region}: connection refused")));
         }
         Ok(f(m))
+    }
+}
+
+impl crate::notify::Notifier for FakeWorld {
+    fn notify(&self, event: crate::notify::NotifyEvent) {
+        self.notified.lock().unwrap().push(event);
     }
 }
 

@@ -78,7 +78,7 @@ pub fn engine<'a>(plan: &'a Plan, journal: &'a dyn Journal, world: &'a FakeWorld
     Engine {
         plan,
         journal,
-        world: Providers { database: world, traffic: world, prober: world },
+        world: Providers { database: world, traffic: world, prober: world, notifier: world },
         act: RetryPolicy::IMMEDIATE,
         wait: RetryPolicy::IMMEDIATE,
         on_entry: &quiet,
@@ -87,7 +87,9 @@ pub fn engine<'a>(plan: &'a Plan, journal: &'a dyn Journal, world: &'a FakeWorld
 
 /// Observes the fake world exactly as the CLI observes the real one.
 pub async fn observe(plan: &Plan, journal: &dyn Journal, world: &FakeWorld) -> Observed {
-    crate::engine::observe(plan, journal, Providers { database: world, traffic: world, prober: world }).await.unwrap()
+    crate::engine::observe(plan, journal, Providers { database: world, traffic: world, prober: world, notifier: world })
+        .await
+        .unwrap()
 }
 
 /// For each step of each runbook: applying it twice leaves the world as applying it once.

@@ -142,6 +142,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         }
     }
     let samples = probe.stop().await;
+    cx.flush_notifications().await;
     let to = match &run {
         Some((_, summary)) => summary.header.to.clone(),
         None => {

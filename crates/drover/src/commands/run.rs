@@ -86,8 +86,9 @@ pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
         let progress = Progress::default();
         let on_entry = |e: &Entry| progress.show(e);
         let engine = cx.engine(&on_entry);
-        let summary = engine.start(&header).await.map_err(engine_failure)?;
-        outcome(&summary)
+        let summary = engine.start(&header).await.map_err(engine_failure);
+        cx.flush_notifications().await;
+        outcome(&summary?)
     }))
 }
 
@@ -96,8 +97,9 @@ pub fn resume(run: &str, args: &PlanArgs) -> ExitCode {
         let cx = Context::open(args)?;
         let progress = Progress::default();
         let on_entry = |e: &Entry| progress.show(e);
-        let summary = cx.engine(&on_entry).resume(&RunId(run.into())).await.map_err(engine_failure)?;
-        outcome(&summary)
+        let summary = cx.engine(&on_entry).resume(&RunId(run.into())).await.map_err(engine_failure);
+        cx.flush_notifications().await;
+        outcome(&summary?)
     }))
 }
 
@@ -106,15 +108,19 @@ pub fn approve(run: &str, args: &PlanArgs) -> ExitCode {
         let cx = Context::open(args)?;
         let progress = Progress::default();
         let on_entry = |e: &Entry| progress.show(e);
-        let summary = cx.engine(&on_entry).approve(&RunId(run.into()), "cli").await.map_err(engine_failure)?;
-        outcome(&summary)
+        let summary = cx.engine(&on_entry).approve(&RunId(run.into()), "cli").await.map_err(engine_failure);
+        cx.flush_notifications().await;
+        outcome(&summary?)
     }))
 }
 
 pub fn abort(run: &str, args: &PlanArgs, reason: &str) -> ExitCode {
     finish(runtime().block_on(async {
-        let journal = wiring::open_journal(args)?;
-        let summary = engine::abort(&journal, &RunId(run.into()), reason).await.map_err(engine_failure)?;
+        let cx = Context::open(args)?;
+        let on_entry = |_: &Entry| {};
+        let summary = cx.engine(&on_entry).abort(&RunId(run.into()), reason).await.map_err(engine_failure);
+        cx.flush_notifications().await;
+        let summary = summary?;
         println!("run {} aborted: {reason}; the world was left as it is ('drover status' shows it)", summary.header.id);
         Ok(())
     }))

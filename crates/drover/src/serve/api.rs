@@ -283,7 +283,11 @@ async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
         }
         e
     })?;
-    daemon.cx.journal.begin(&header).await.map_err(store_error)?;
+    let on_entry = |_: &Entry| {};
+    daemon.cx.engine(&on_entry).begin(&header).await.map_err(|e| match e {
+        EngineError::Store(s) => store_error(s),
+        other => ApiError::new(StatusCode::CONFLICT, other.to_string()),
+    })?;
     let id = header.id.clone();
     tokio::spawn(async move {
         let progress = Progress::default();
@@ -359,7 +363,8 @@ struct Abort {
 
 async fn abort(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let request: Abort = body(&bytes)?;
-    let summary = engine::abort(&api.daemon.cx.journal, &RunId(id), &request.reason).await.map_err(|e| match e {
+    let on_entry = |_: &Entry| {};
+    let summary = api.daemon.cx.engine(&on_entry).abort(&RunId(id), &request.reason).await.map_err(|e| match e {
         EngineError::Store(s) => store_error(s),
         other => ApiError::new(StatusCode::CONFLICT, other.to_string()),
     })?;

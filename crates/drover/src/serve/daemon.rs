@@ -10,6 +10,7 @@ use drover_core::autopilot::{self, Decision, GateRefusal};
 use drover_core::check::CheckState;
 use drover_core::engine::{self, Observed, now_ms};
 use drover_core::journal::Journal;
+use drover_core::notify::{EventKind, Notifier, NotifyEvent};
 use drover_core::plan::Check;
 use drover_core::run::{Entry, Record, RunKind, RunState, RunSummary};
 use drover_core::vantage::{self, RegionVerdict, VantageReport};
@@ -276,6 +277,12 @@ impl Daemon {
         *shared.refusals.entry(refusal.label()).or_default() += 1;
         if shared.last_refusal.as_ref() != Some(&refusal) {
             tracing::warn!(vantage = %self.vantage, gate = refusal.label(), "automatic failover refused: {refusal}");
+            // Once per new reason, not every round: a pager must not ring twice a second. A
+            // minority view is not news for a person: only refusals once a quorum sees it down.
+            if !matches!(refusal, GateRefusal::NoQuorum { .. }) {
+                let event = NotifyEvent::new(&self.cx.plan, EventKind::FailoverRefused, refusal.to_string(), now_ms());
+                self.cx.world.notifier.notify(event);
+            }
         }
         shared.last_refusal = Some(refusal);
     }
