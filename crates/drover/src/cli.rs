@@ -50,7 +50,7 @@ enum Command {
     /// Show each region: role, database state and lag, where traffic points, check results.
     Status {
         #[command(flatten)]
-        plan: PlanArgs,
+        target: commands::remote::TargetArgs,
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
@@ -66,7 +66,7 @@ enum Command {
         /// The run id ('drover runs' lists them).
         run: String,
         #[command(flatten)]
-        plan: PlanArgs,
+        target: commands::remote::TargetArgs,
     },
     /// Approve a run that waits for a person (the daemon opens one when policy.auto_failover is off
     /// or policy.require_approval is on), and drive it.
@@ -74,13 +74,13 @@ enum Command {
         /// The run id ('drover runs' lists it as awaiting approval).
         run: String,
         #[command(flatten)]
-        plan: PlanArgs,
+        target: commands::remote::TargetArgs,
     },
     /// End a paused or interrupted run without changing the world further.
     Abort {
         run: String,
         #[command(flatten)]
-        plan: PlanArgs,
+        target: commands::remote::TargetArgs,
         /// Recorded in the journal.
         #[arg(long, default_value = "aborted by operator")]
         reason: String,
@@ -113,13 +113,13 @@ pub fn main() -> ExitCode {
     init_tracing(if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" });
     match cli.command {
         Command::Plan(PlanCommand::Check { plan, output }) => commands::plan::check(&plan, output),
-        Command::Status { plan, output } => commands::status::run(&plan, output),
+        Command::Status { target, output } => commands::status::run(&target, output),
         Command::Failover(args) => commands::run::start(drover_core::run::RunKind::Failover, args),
         Command::Switchover(args) => commands::run::start(drover_core::run::RunKind::Switchover, args),
         Command::Runs(args) => commands::run::runs(args),
-        Command::Resume { run, plan } => commands::run::resume(&run, &plan),
-        Command::Approve { run, plan } => commands::run::approve(&run, &plan),
-        Command::Abort { run, plan, reason } => commands::run::abort(&run, &plan, &reason),
+        Command::Resume { run, target } => commands::run::resume(&run, &target),
+        Command::Approve { run, target } => commands::run::approve(&run, &target),
+        Command::Abort { run, target, reason } => commands::run::abort(&run, &target, &reason),
         Command::Serve(args) => crate::serve::run(args),
         Command::Drill(args) => commands::drill::run(args),
         Command::Lab(cmd) => commands::lab::run(cmd),

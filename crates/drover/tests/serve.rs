@@ -222,3 +222,42 @@ fn a_refused_automatic_failover_is_counted_and_notified() {
     assert_ne!(line.rsplit(' ').next(), Some("0"), "the refusal is counted: {line}");
     assert!(bodies.recv_timeout(Duration::from_secs(3)).is_err(), "the same refusal is notified once, not every round");
 }
+
+#[test]
+fn the_cli_asks_a_running_daemon_with_server() {
+    let d = start(PLAN);
+    let token_file = d._dir.path().join("token");
+    let remote = |args: &[&str], token: bool| {
+        let mut cmd = drover();
+        cmd.args(args).args(["--server", &d.base]);
+        if token {
+            cmd.arg("--token-file").arg(&token_file);
+        }
+        run(&mut cmd)
+    };
+    let runs = remote(&["runs"], false);
+    assert_eq!((runs.code, runs.stdout.as_str()), (0, "no runs yet\n"), "{}", runs.stderr);
+    wait_for(&d, "/readyz", 200);
+    let status = remote(&["status"], false);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stdout.starts_with("vantage east (heard from: east)\n"), "{}", status.stdout);
+    assert!(status.stdout.contains("REGION    ROLE     VERDICT"), "{}", status.stdout);
+
+    let no_token = remote(&["failover", "--to", "west", "--yes"], false);
+    assert_eq!(no_token.code, 2, "{}", no_token.stderr);
+    assert!(
+        no_token.stderr.contains("bearer token (Authorization: Bearer …) (give --token-file)"),
+        "{}",
+        no_token.stderr
+    );
+    let refused = remote(&["failover", "--to", "west", "--yes"], true);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("failover refused: region 'west' is unhealthy"), "{}", refused.stderr);
+    let unknown = remote(&["abort", "r1-nope"], true);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("no run with id r1-nope"), "{}", unknown.stderr);
+
+    let nowhere = run(drover().args(["runs", "--server", "http://127.0.0.1:9"]));
+    assert_eq!(nowhere.code, 1, "{}", nowhere.stderr);
+    assert!(nowhere.stderr.contains("cannot reach the daemon at http://127.0.0.1:9"), "{}", nowhere.stderr);
+}

@@ -316,10 +316,7 @@ async fn watch_daemons(lab: &drover_lab::Lab, fault_at: u64, guard: Duration) ->
                 );
                 announced = Some(run.header.id.0.clone());
             }
-            for step in run.steps.iter().skip(shown).take_while(|s| s.state.is_done()) {
-                println!("  {} {}: {}", step.kind.as_str(), step.state.as_str(), step.detail.as_deref().unwrap_or(""));
-                shown += 1;
-            }
+            shown = crate::commands::remote::print_new_steps(&run, shown);
             if !run.state.is_active() || run.state == RunState::Paused {
                 return Ok((run.started_ms, run));
             }

@@ -4,6 +4,7 @@
 pub mod drill;
 pub mod lab;
 pub mod plan;
+pub mod remote;
 pub mod run;
 pub mod status;
 

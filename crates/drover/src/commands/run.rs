@@ -10,7 +10,8 @@ use drover_core::engine::{self, Engine, EngineError, RetryPolicy};
 use drover_core::run::{Entry, Record, RunId, RunKind, RunState, RunSummary, StepOutcome};
 use drover_core::{StoreError, duration::format_duration};
 
-use crate::cli::{Output, PlanArgs};
+use crate::cli::Output;
+use crate::commands::remote::{Target, TargetArgs};
 use crate::commands::{Failure, finish, print_json, runtime};
 use crate::wiring::{self, Context};
 
@@ -26,7 +27,7 @@ pub struct MoveArgs {
     #[arg(long, default_value = "requested by operator")]
     pub reason: String,
     #[command(flatten)]
-    pub plan: PlanArgs,
+    pub target: TargetArgs,
 }
 
 #[derive(clap::Args)]
@@ -40,12 +41,8 @@ pub struct RunsArgs {
 
 #[derive(clap::Args)]
 struct ListArgs {
-    /// The plan file (YAML); see docs/plan.md.
-    #[arg(long, short = 'p', value_name = "PLAN")]
-    plan: Option<std::path::PathBuf>,
-    /// Where the journal lives [default: .drover/ beside the plan file].
-    #[arg(long, value_name = "DIR")]
-    state: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
     #[arg(long, short = 'o', value_enum, default_value_t)]
     output: Output,
 }
@@ -57,7 +54,7 @@ enum RunsCommand {
         /// The run id ('drover runs' lists them).
         run: String,
         #[command(flatten)]
-        plan: PlanArgs,
+        target: TargetArgs,
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
@@ -65,7 +62,11 @@ enum RunsCommand {
 
 pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
     finish(runtime().block_on(async {
-        let cx = Context::open(&args.plan)?;
+        let local = match args.target.target()? {
+            Target::Remote(remote) => return remote.start(kind, &args.to, &args.reason, args.yes).await,
+            Target::Local(local) => local,
+        };
+        let cx = Context::open(&local)?;
         let observed = cx.observe().await?;
         let header = engine::plan_run(&cx.plan, kind, &args.to, &observed, &args.reason)
             .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", kind.as_str())))?;
@@ -92,9 +93,13 @@ pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
     }))
 }
 
-pub fn resume(run: &str, args: &PlanArgs) -> ExitCode {
+pub fn resume(run: &str, target: &TargetArgs) -> ExitCode {
     finish(runtime().block_on(async {
-        let cx = Context::open(args)?;
+        let args = match target.target()? {
+            Target::Remote(remote) => return remote.drive(run, "resume", serde_json::json!({})).await,
+            Target::Local(args) => args,
+        };
+        let cx = Context::open(&args)?;
         let progress = Progress::default();
         let on_entry = |e: &Entry| progress.show(e);
         let summary = cx.engine(&on_entry).resume(&RunId(run.into())).await.map_err(engine_failure);
@@ -103,9 +108,13 @@ pub fn resume(run: &str, args: &PlanArgs) -> ExitCode {
     }))
 }
 
-pub fn approve(run: &str, args: &PlanArgs) -> ExitCode {
+pub fn approve(run: &str, target: &TargetArgs) -> ExitCode {
     finish(runtime().block_on(async {
-        let cx = Context::open(args)?;
+        let args = match target.target()? {
+            Target::Remote(remote) => return remote.drive(run, "approve", serde_json::json!({"by": "cli"})).await,
+            Target::Local(args) => args,
+        };
+        let cx = Context::open(&args)?;
         let progress = Progress::default();
         let on_entry = |e: &Entry| progress.show(e);
         let summary = cx.engine(&on_entry).approve(&RunId(run.into()), "cli").await.map_err(engine_failure);
@@ -114,9 +123,13 @@ pub fn approve(run: &str, args: &PlanArgs) -> ExitCode {
     }))
 }
 
-pub fn abort(run: &str, args: &PlanArgs, reason: &str) -> ExitCode {
+pub fn abort(run: &str, target: &TargetArgs, reason: &str) -> ExitCode {
     finish(runtime().block_on(async {
-        let cx = Context::open(args)?;
+        let args = match target.target()? {
+            Target::Remote(remote) => return remote.abort(run, reason).await,
+            Target::Local(args) => args,
+        };
+        let cx = Context::open(&args)?;
         let on_entry = |_: &Entry| {};
         let summary = cx.engine(&on_entry).abort(&RunId(run.into()), reason).await.map_err(engine_failure);
         cx.flush_notifications().await;
@@ -131,18 +144,24 @@ pub fn runs(args: RunsArgs) -> ExitCode {
         use drover_core::journal::Journal;
         match args.command {
             None => {
-                let ListArgs { plan, state, output } = args.list;
-                let plan =
-                    plan.ok_or_else(|| Failure::input("drover runs needs --plan PLAN (the journal lives beside it)"))?;
-                let journal = wiring::open_journal(&PlanArgs { plan, state })?;
+                let ListArgs { target, output } = args.list;
+                let local = match target.target()? {
+                    Target::Remote(remote) => return remote.runs(output).await,
+                    Target::Local(local) => local,
+                };
+                let journal = wiring::open_journal(&local)?;
                 let runs = journal.runs().await.map_err(store_failure)?;
                 match output {
                     Output::Json => print_json(&runs),
                     Output::Text => print!("{}", render_runs(&runs)),
                 }
             }
-            Some(RunsCommand::Show { run, plan, output }) => {
-                let journal = wiring::open_journal(&plan)?;
+            Some(RunsCommand::Show { run, target, output }) => {
+                let local = match target.target()? {
+                    Target::Remote(remote) => return remote.show(&run, output).await,
+                    Target::Local(local) => local,
+                };
+                let journal = wiring::open_journal(&local)?;
                 let summary = journal.summary(&RunId(run)).await.map_err(store_failure)?;
                 match output {
                     Output::Json => print_json(&summary),
@@ -155,7 +174,7 @@ pub fn runs(args: RunsArgs) -> ExitCode {
 }
 
 /// Asks on a terminal; refuses without `--yes` elsewhere, so scripts never hang.
-fn confirm(question: &str) -> Result<(), Failure> {
+pub fn confirm(question: &str) -> Result<(), Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::input("not on a terminal: add --yes to confirm"));
     }
@@ -170,7 +189,7 @@ fn confirm(question: &str) -> Result<(), Failure> {
     }
 }
 
-fn outcome(summary: &RunSummary) -> Result<(), Failure> {
+pub fn outcome(summary: &RunSummary) -> Result<(), Failure> {
     let h = &summary.header;
     match summary.state {
         RunState::Completed => {

@@ -6,13 +6,18 @@ use drover_core::engine::Observed;
 use drover_core::plan::{Plan, Replication, Role};
 use drover_core::world::{MemberStatus, TrafficState};
 
-use crate::cli::{Output, PlanArgs};
+use crate::cli::Output;
+use crate::commands::remote::{Target, TargetArgs};
 use crate::commands::{finish, print_json, runtime};
 use crate::wiring::Context;
 
-pub fn run(args: &PlanArgs, output: Output) -> ExitCode {
+pub fn run(target: &TargetArgs, output: Output) -> ExitCode {
     finish(runtime().block_on(async {
-        let cx = Context::open(args)?;
+        let args = match target.target()? {
+            Target::Remote(remote) => return remote.status(output).await,
+            Target::Local(args) => args,
+        };
+        let cx = Context::open(&args)?;
         let observed = cx.observe().await?;
         match output {
             Output::Json => print_json(&json(&cx.plan, &observed)),

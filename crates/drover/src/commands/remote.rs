@@ -1,0 +1,245 @@
+//! The run commands against a running `drover serve` (`--server URL`): the daemon
+//! owns the journal and the world; the CLI only asks, so the two never fight.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use drover_core::run::{RunKind, RunState, RunSummary};
+use serde_json::{Value, json};
+
+use crate::cli::{Output, PlanArgs};
+use crate::commands::run::{confirm, outcome, render_run, render_runs};
+use crate::commands::{Failure, print_json};
+
+/// Where a command acts: here (plan file, local journal) or through a daemon.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TargetArgs {
+    /// The plan file (YAML); see docs/plan.md. Not needed with --server.
+    #[arg(long, short = 'p', value_name = "PLAN", required_unless_present = "server")]
+    pub plan: Option<PathBuf>,
+    /// Where the journal lives [default: .drover/ beside the plan file].
+    #[arg(long, value_name = "DIR", conflicts_with = "server")]
+    pub state: Option<PathBuf>,
+    /// Ask a running 'drover serve' instead (e.g. http://127.0.0.1:7070): it owns the journal and
+    /// runs the steps; this command shows them.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// File holding the daemon's bearer token (its --token-file): needed for changes, and for reads
+    /// when the daemon listens off loopback.
+    #[arg(long, value_name = "FILE", env = "DROVER_TOKEN_FILE", requires = "server")]
+    pub token_file: Option<PathBuf>,
+}
+
+pub enum Target {
+    Local(PlanArgs),
+    Remote(Remote),
+}
+
+impl TargetArgs {
+    pub fn target(&self) -> Result<Target, Failure> {
+        match (&self.server, &self.plan) {
+            (Some(server), _) => Remote::new(server, self.token_file.as_deref()).map(Target::Remote),
+            (None, Some(plan)) => Ok(Target::Local(PlanArgs { plan: plan.clone(), state: self.state.clone() })),
+            (None, None) => Err(Failure::input("give --plan PLAN (or --server URL for a running daemon)")),
+        }
+    }
+}
+
+pub struct Remote {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Remote {
+    fn new(server: &str, token_file: Option<&std::path::Path>) -> Result<Remote, Failure> {
+        if !(server.starts_with("http://") || server.starts_with("https://")) {
+            return Err(Failure::input(format!("--server {server}: expected a URL like http://127.0.0.1:7070")));
+        }
+        let token = match token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Failure::input(format!("--token-file {}: {e}", path.display())))?;
+                Some(text.trim().to_string()).filter(|t| !t.is_empty())
+            }
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Failure::failed(format!("http client: {e}")))?;
+        Ok(Remote { base: server.trim_end_matches('/').to_string(), token, http })
+    }
+
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let request = match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure::failed(format!("cannot reach the daemon at {}: {}", self.base, e.without_url())))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = body["error"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED { " (give --token-file)" } else { "" };
+        // A refusal or bad input changed nothing: exit 2, like the local commands.
+        Err(if status.is_client_error() {
+            Failure::input(format!("{message}{hint}"))
+        } else {
+            Failure::failed(format!("the daemon at {} answered {status}: {message}", self.base))
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.call(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    async fn run(&self, id: &str) -> Result<RunSummary, Failure> {
+        serde_json::from_value(self.get(&format!("/api/v1/runs/{id}")).await?)
+            .map_err(|e| Failure::failed(format!("the daemon's answer for run {id} is not a run: {e}")))
+    }
+
+    /// Prints each step as the daemon finishes it, until the run stops moving.
+    async fn follow(&self, id: &str) -> Result<RunSummary, Failure> {
+        let mut shown = 0;
+        loop {
+            let run = self.run(id).await?;
+            shown = print_new_steps(&run, shown);
+            if run.state != RunState::Running {
+                return Ok(run);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    pub async fn status(&self, output: Output) -> Result<(), Failure> {
+        let regions = self.get("/api/v1/regions").await?;
+        match output {
+            Output::Json => print_json(&regions),
+            Output::Text => print!("{}", render_regions(&regions)),
+        }
+        Ok(())
+    }
+
+    pub async fn runs(&self, output: Output) -> Result<(), Failure> {
+        let runs: Vec<RunSummary> = serde_json::from_value(self.get("/api/v1/runs").await?)
+            .map_err(|e| Failure::failed(format!("the daemon's runs are not runs: {e}")))?;
+        match output {
+            Output::Json => print_json(&runs),
+            Output::Text => print!("{}", render_runs(&runs)),
+        }
+        Ok(())
+    }
+
+    pub async fn show(&self, id: &str, output: Output) -> Result<(), Failure> {
+        let run = self.run(id).await?;
+        match output {
+            Output::Json => print_json(&run),
+            Output::Text => print!("{}", render_run(&run)),
+        }
+        Ok(())
+    }
+
+    pub async fn start(&self, kind: RunKind, to: &str, reason: &str, yes: bool) -> Result<(), Failure> {
+        if !yes {
+            confirm(&format!("{} the primary to {to} through the daemon at {}?", kind.as_str(), self.base))?;
+        }
+        let started = self.post("/api/v1/runs", json!({"kind": kind.as_str(), "to": to, "reason": reason})).await?;
+        let id = started["run"].as_str().unwrap_or_default().to_string();
+        println!(
+            "{} {} -> {} at epoch {} (run {id}, driven by the daemon at {})",
+            kind.as_str(),
+            started["from"].as_str().unwrap_or("?"),
+            started["to"].as_str().unwrap_or("?"),
+            started["epoch"],
+            self.base
+        );
+        outcome(&self.follow(&id).await?)
+    }
+
+    /// `resume` or `approve`: the daemon drives the run; this follows it.
+    pub async fn drive(&self, id: &str, action: &str, body: Value) -> Result<(), Failure> {
+        self.post(&format!("/api/v1/runs/{id}/{action}"), body).await?;
+        println!("run {id}: {action} accepted by the daemon at {}", self.base);
+        outcome(&self.follow(id).await?)
+    }
+
+    pub async fn abort(&self, id: &str, reason: &str) -> Result<(), Failure> {
+        self.post(&format!("/api/v1/runs/{id}/abort"), json!({"reason": reason})).await?;
+        println!("run {id} aborted: {reason}; the world was left as it is ('drover status' shows it)");
+        Ok(())
+    }
+}
+
+/// Prints the steps finished since `shown`; returns how many are shown now.
+pub fn print_new_steps(run: &RunSummary, mut shown: usize) -> usize {
+    for step in run.steps.iter().skip(shown).take_while(|s| s.state.is_done()) {
+        println!("  {} {}: {}", step.kind.as_str(), step.state.as_str(), step.detail.as_deref().unwrap_or(""));
+        shown += 1;
+    }
+    shown
+}
+
+/// The daemon's view, one line per region: its verdict by quorum, its database, its checks.
+fn render_regions(v: &Value) -> String {
+    let mut out = format!(
+        "vantage {} (heard from: {})\n",
+        v["vantage"].as_str().unwrap_or("?"),
+        v["vantages"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        let fresh = if x["fresh"] == true { "" } else { " (stale)" };
+                        format!("{}{fresh}", x["vantage"].as_str().unwrap_or("?"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    );
+    out.push_str(&format!("{:<9} {:<8} {:<28} {:<12} {}\n", "REGION", "ROLE", "VERDICT", "DATABASE", "CHECKS"));
+    for r in v["regions"].as_array().into_iter().flatten() {
+        let verdict = match r["verdict"].as_object() {
+            Some(verdict) => format!(
+                "{} (down {}/{} needed)",
+                verdict["verdict"].as_str().unwrap_or("?"),
+                verdict["down_votes"].as_array().map_or(0, Vec::len),
+                verdict["quorum"]
+            ),
+            None => "-".into(),
+        };
+        let checks: Vec<String> = r["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| format!("{} {}", c["check"].as_str().unwrap_or("?"), c["health"].as_str().unwrap_or("?")))
+            .collect();
+        out.push_str(&format!(
+            "{:<9} {:<8} {:<28} {:<12} {}\n",
+            r["region"].as_str().unwrap_or("?"),
+            r["role"].as_str().unwrap_or("?"),
+            verdict,
+            r["database"]["role"].as_str().unwrap_or("-"),
+            if checks.is_empty() { "-".into() } else { checks.join(", ") }
+        ));
+    }
+    if let Some(refusal) = v["last_refusal"].as_object() {
+        out.push_str(&format!(
+            "last refusal ({}): {}\n",
+            refusal["gate"].as_str().unwrap_or("?"),
+            refusal["reason"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
