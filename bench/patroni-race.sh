@@ -14,7 +14,8 @@
 # directory /tmp/drover-lab-lock from before `lab up` until after `lab down`.
 # Environment: RACE_SYSTEMS (default "drover patroni-default patroni-fast"),
 # ETCD_MEMBERS (3: one per namespace, default; 1: the witness only), DROVER_BIN (a
-# drover binary to use instead of building one), DROVER_LAB_DIR, DROVER_BENCH_OUT.
+# drover binary to use instead of building one; DROVER_COMMIT names its commit),
+# DROVER_LAB_DIR, DROVER_BENCH_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
@@ -147,6 +148,7 @@ run_one() {
   local report="$out/$name.json" log="$out/$name.log"
   rm -f "$report" "$out/$name.times.json"
   lab_up "$out/$name.lab-up.log" || { teardown; return 1; }
+  cut -d' ' -f1-3 /proc/loadavg >"$out/$name.loadavg"
   case "$system" in
     drover)
       "$drover" drill --plan "$dir/plan.yaml" --fault blackout:east --json "$report" >"$log" 2>&1 || rc=$?
@@ -184,7 +186,11 @@ done
 
 {
   echo "command: bench/patroni-race.sh $runs (ETCD_MEMBERS=$ETCD_MEMBERS)"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- ':(glob)crates/*/src/**' 2>/dev/null || echo ' (with uncommitted changes to crates/*/src)')"
+  if [ -n "${DROVER_COMMIT:-}" ]; then
+    echo "commit: $DROVER_COMMIT"
+  else
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- ':(glob)crates/*/src/**' 2>/dev/null || echo ' (with uncommitted changes to crates/*/src)')"
+  fi
   echo "versions: $("$drover" --version), $(patroni --version), etcd $(etcd --version | awk '/^etcd Version/ {print $3}'), $("/usr/lib/postgresql/15/bin/postgres" --version)"
   echo "runtime_s: $((SECONDS - started_at))"
 } >"$out/meta.txt"
@@ -211,6 +217,9 @@ print(f"- **Machine:** {os.cpu_count()} cores ({cpu}), {mem} GiB RAM, Linux {pla
 print(f"- **Command:** `{meta['command']}`, commit {meta['commit']}")
 print(f"- **Versions:** {meta['versions']}")
 print(f"- **Runtime:** {int(meta['runtime_s']) // 60} min {int(meta['runtime_s']) % 60} s")
+loads = [float(open(f).read().split()[0]) for f in glob.glob(f"{out}/*.loadavg")]
+if loads:
+    print(f"- **Load average (1 min) when each run started:** {min(loads):.2f}–{max(loads):.2f}")
 print()
 print("| system | runs | rto_ms median | rto_ms range | lost writes median | lost writes range |")
 print("|---|---|---|---|---|---|")
