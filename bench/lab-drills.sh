@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # Benchmark: N lab drills (blackout of the primary region) with synchronous and
-# with asynchronous replication, 1 s checks, failure threshold 3. Prints the
+# with asynchronous replication, and with synchronous replication watched by three
+# `drover serve` daemons; 1 s checks, failure threshold 3. Prints the
 # median and range of rto_ms and of lost acknowledged writes, as a Markdown table.
 #   bench/lab-drills.sh [RUNS]        (default 5; needs root, like the lab)
 name=drills
 source "$(dirname "$0")/lib.sh"
 rm -f "$out"/*.json
-for replication in sync async; do
+# sync and async: this drover detects and fails over. daemons: three `drover serve`
+# vantages (quorum 2) detect and fail over on their own; the drill only watches.
+for mode in ${DROVER_BENCH_MODES:-sync async daemons}; do
+  case "$mode" in
+    daemons) replication=sync; up_flags=(--daemons); drill_flags=(--daemons) ;;
+    *) replication="$mode"; up_flags=(); drill_flags=() ;;
+  esac
   for i in $(seq 1 "$runs"); do
     "$drover" lab down --dir "$dir" >/dev/null 2>&1 || true
-    "$drover" lab up --dir "$dir" --replication "$replication" >/dev/null
-    state="$out/state-$replication-$i"
+    "$drover" lab up --dir "$dir" --replication "$replication" "${up_flags[@]}" >/dev/null
+    state="$out/state-$mode-$i"
     rm -rf "$state"
-    if "$drover" drill --plan "$dir/plan.yaml" --state "$state" --fault blackout:east \
-        --json "$out/$replication-$i.json" >"$out/$replication-$i.log" 2>&1; then
-      echo "$replication run $i: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('rto_ms', r['rto_ms'], 'lost', r['lost_acknowledged_writes'])" "$out/$replication-$i.json")"
+    if "$drover" drill --plan "$dir/plan.yaml" --state "$state" --fault blackout:east "${drill_flags[@]}" \
+        --json "$out/$mode-$i.json" >"$out/$mode-$i.log" 2>&1; then
+      echo "$mode run $i: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('rto_ms', r['rto_ms'], 'lost', r['lost_acknowledged_writes'])" "$out/$mode-$i.json")"
     else
-      echo "$replication run $i: drill failed, see $out/$replication-$i.log"
+      echo "$mode run $i: drill failed, see $out/$mode-$i.log"
     fi
   done
 done
@@ -26,9 +33,9 @@ import glob, json, statistics, sys, platform, os, datetime
 out, runs = sys.argv[1], sys.argv[2]
 print()
 print(f"date {datetime.date.today()}, {os.cpu_count()} cores, {platform.platform()}, {runs} runs each")
-print("| replication | rto_ms median | rto_ms range | lost writes median | lost writes range | rpo_ms median | detected_ms median | drills |")
+print("| mode | rto_ms median | rto_ms range | lost writes median | lost writes range | rpo_ms median | detected_ms median | drills |")
 print("|---|---|---|---|---|---|---|---|")
-for repl in ("sync", "async"):
+for repl in ("sync", "async", "daemons"):
     reports = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{repl}-*.json"))]
     rto = [r["rto_ms"] for r in reports if r["rto_ms"] is not None]
     lost = [r["lost_acknowledged_writes"] for r in reports]

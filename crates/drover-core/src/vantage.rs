@@ -153,3 +153,19 @@ pub fn acting_vantage<'a>(
         .map(|r| r.vantage.as_str())
         .min()
 }
+
+/// How vantages share their reports. Over HTTP, peers fetch each other's report
+/// (`publish` has nothing to do); a consensus store (etcd) would put each report
+/// under a key with a lease, so a dead vantage's view expires with it.
+#[async_trait::async_trait]
+pub trait VantageExchange: Send + Sync {
+    /// Makes this vantage's latest report visible to the others.
+    async fn publish(&self, report: &VantageReport);
+    /// The latest report known from every other vantage (expired ones included:
+    /// `verdicts` ignores them, the API shows them as stale).
+    async fn others(&self) -> Vec<VantageReport>;
+    /// Why some vantages could not be heard from, for people: vantage or URL -> cause.
+    fn problems(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+}

@@ -188,8 +188,9 @@ async fn readyz(State(api): State<Shared>) -> Response {
 
 async fn metrics_text(State(api): State<Shared>) -> Response {
     let runs = api.daemon.cx.journal.runs().await.unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&api.daemon, &runs, now_ms()))
-        .into_response()
+    let reports = api.daemon.reports().await;
+    let text = metrics::render(&api.daemon, &reports, &runs, now_ms());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn plan(State(api): State<Shared>) -> ApiResult {
@@ -198,7 +199,7 @@ async fn plan(State(api): State<Shared>) -> ApiResult {
 
 async fn regions(State(api): State<Shared>) -> ApiResult {
     let d = &api.daemon;
-    let reports = d.reports();
+    let reports = d.reports().await;
     let shared = d.shared.lock().unwrap();
     let regions: Vec<Value> = d
         .cx
@@ -231,7 +232,7 @@ async fn regions(State(api): State<Shared>) -> ApiResult {
         "vantage": d.vantage,
         "regions": regions,
         "vantages": reports.iter().map(|r| json!({"vantage": r.vantage, "at_ms": r.at_ms, "expires_ms": r.expires_ms, "fresh": r.is_fresh(now_ms())})).collect::<Vec<_>>(),
-        "peer_errors": shared.peer_errors,
+        "peer_errors": d.exchange.problems(),
         "refusals": shared.refusals,
         "last_refusal": shared.last_refusal.as_ref().map(|r| json!({"gate": r.label(), "reason": r.to_string()})),
     }))

@@ -13,7 +13,7 @@ use drover_core::journal::Journal;
 use drover_core::notify::{EventKind, Notifier, NotifyEvent};
 use drover_core::plan::Check;
 use drover_core::run::{Entry, Record, RunKind, RunState, RunSummary};
-use drover_core::vantage::{self, RegionVerdict, VantageReport};
+use drover_core::vantage::{self, RegionVerdict, VantageExchange, VantageReport};
 use drover_core::world::{MemberStatus, ProbeResult};
 
 use crate::commands::run::Progress;
@@ -30,10 +30,6 @@ pub struct CheckEntry {
 pub struct Shared {
     /// (region, check) -> state at this vantage.
     pub checks: BTreeMap<(String, String), CheckEntry>,
-    /// The latest report from each peer, by vantage name.
-    pub peers: BTreeMap<String, VantageReport>,
-    /// Peer URL -> why the last fetch failed (cleared on success).
-    pub peer_errors: BTreeMap<String, String>,
     pub verdicts: BTreeMap<String, RegionVerdict>,
     /// Members' status from the last world observation (every few seconds).
     pub members: BTreeMap<String, MemberStatus>,
@@ -48,34 +44,20 @@ pub struct Shared {
 pub struct Daemon {
     pub cx: Context,
     pub vantage: String,
-    pub peers: Vec<String>,
+    /// How this vantage hears the others.
+    pub exchange: Arc<dyn VantageExchange>,
     pub shared: Mutex<Shared>,
-    http: reqwest::Client,
     /// Serializes starting runs inside this process (the journal guards across processes).
     starting: tokio::sync::Mutex<()>,
 }
 
-/// How often peers are asked for their reports, and the autopilot looks.
+/// How often the autopilot looks.
 const ROUND: Duration = Duration::from_millis(500);
 /// How often members' status is read for metrics and the API.
 const WORLD_ROUND: Duration = Duration::from_secs(5);
 
 impl Daemon {
-    /// `token`: sent to peers, whose API wants it off loopback.
-    pub fn new(cx: Context, vantage: String, peers: Vec<String>, token: Option<String>) -> Daemon {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token
-            && let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-        {
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(1))
-            .default_headers(headers)
-            .build()
-            .expect("http client");
+    pub fn new(cx: Context, vantage: String, exchange: Arc<dyn VantageExchange>) -> Daemon {
         let mut shared = Shared::default();
         for region in cx.plan.service_regions() {
             for check in cx.plan.checks_for(region) {
@@ -85,7 +67,7 @@ impl Daemon {
                 );
             }
         }
-        Daemon { cx, vantage, peers, shared: Mutex::new(shared), http, starting: tokio::sync::Mutex::new(()) }
+        Daemon { cx, vantage, exchange, shared: Mutex::new(shared), starting: tokio::sync::Mutex::new(()) }
     }
 
     /// Starts every loop; they run until the process ends.
@@ -95,10 +77,6 @@ impl Daemon {
                 let (d, region, check) = (Arc::clone(self), region.to_string(), check.clone());
                 tokio::spawn(async move { d.probe_loop(region, check).await });
             }
-        }
-        for peer in self.peers.clone() {
-            let d = Arc::clone(self);
-            tokio::spawn(async move { d.peer_loop(peer).await });
         }
         let d = Arc::clone(self);
         tokio::spawn(async move { d.world_loop().await });
@@ -120,10 +98,11 @@ impl Daemon {
     }
 
     /// Every report this vantage knows: its own and its peers' (fresh or not).
-    pub fn reports(&self) -> Vec<VantageReport> {
+    pub async fn reports(&self) -> Vec<VantageReport> {
         let own = self.own_report();
-        let shared = self.shared.lock().unwrap();
-        std::iter::once(own).chain(shared.peers.values().filter(|r| r.vantage != self.vantage).cloned()).collect()
+        self.exchange.publish(&own).await;
+        let others = self.exchange.others().await;
+        std::iter::once(own).chain(others.into_iter().filter(|r| r.vantage != self.vantage)).collect()
     }
 
     async fn probe_loop(&self, region: String, check: Check) {
@@ -139,35 +118,6 @@ impl Daemon {
             }
             entry.last = Some(result);
             shared.ready = shared.checks.values().all(|c| c.last.is_some());
-        }
-    }
-
-    async fn peer_loop(&self, peer: String) {
-        let url = format!("{}/api/v1/vantage", peer.trim_end_matches('/'));
-        loop {
-            let fetched = async {
-                let response = self.http.get(&url).send().await.map_err(|e| e.to_string())?;
-                if !response.status().is_success() {
-                    return Err(format!("HTTP {}", response.status()));
-                }
-                response.json::<VantageReport>().await.map_err(|e| e.to_string())
-            }
-            .await;
-            {
-                let mut shared = self.shared.lock().unwrap();
-                match fetched {
-                    Ok(report) => {
-                        shared.peer_errors.remove(&peer);
-                        shared.peers.insert(report.vantage.clone(), report);
-                    }
-                    Err(e) => {
-                        if shared.peer_errors.insert(peer.clone(), e.clone()).is_none() {
-                            tracing::warn!(vantage = %self.vantage, %peer, error = %e, "peer unreachable; its report expires");
-                        }
-                    }
-                }
-            }
-            tokio::time::sleep(ROUND).await;
         }
     }
 
@@ -198,7 +148,7 @@ impl Daemon {
         loop {
             tokio::time::sleep(ROUND).await;
             let now = now_ms();
-            let reports = self.reports();
+            let reports = self.reports().await;
             let verdicts = vantage::verdicts(&self.cx.plan, &reports, now);
             let acting = vantage::acting_vantage(&reports, &verdicts, now) == Some(self.vantage.as_str());
             self.shared.lock().unwrap().verdicts = verdicts.clone();

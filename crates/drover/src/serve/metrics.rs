@@ -6,7 +6,7 @@ use std::fmt::Write;
 use drover_core::autopilot::GateRefusal;
 use drover_core::check::Health;
 use drover_core::run::{RunKind, RunState, RunSummary};
-use drover_core::vantage::Verdict;
+use drover_core::vantage::{VantageReport, Verdict};
 use drover_core::world::MemberStatus;
 
 use super::daemon::Daemon;
@@ -30,9 +30,8 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-pub fn render(daemon: &Daemon, runs: &[RunSummary], now_ms: u64) -> String {
+pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], now_ms: u64) -> String {
     let mut m = Exposition(String::new());
-    let reports = daemon.reports();
     let shared = daemon.shared.lock().unwrap();
     let vantage = daemon.vantage.as_str();
 
@@ -41,7 +40,7 @@ pub fn render(daemon: &Daemon, runs: &[RunSummary], now_ms: u64) -> String {
         "gauge",
         "1 when the check is healthy after its thresholds, 0 unhealthy, -1 unknown; per vantage",
     );
-    for report in &reports {
+    for report in reports {
         for (region, view) in &report.regions {
             for (check, health) in &view.checks {
                 let value = match health {
@@ -79,7 +78,7 @@ pub fn render(daemon: &Daemon, runs: &[RunSummary], now_ms: u64) -> String {
         }
     }
     m.family("drover_vantage_fresh", "gauge", "1 when the vantage's latest report has not expired");
-    for report in &reports {
+    for report in reports {
         m.sample(
             "drover_vantage_fresh",
             &[("vantage", &report.vantage)],

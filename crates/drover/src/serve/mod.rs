@@ -5,6 +5,7 @@
 pub mod api;
 pub mod daemon;
 pub mod metrics;
+pub mod peers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,7 +71,9 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Failure::input(format!("--listen {}: {e}", args.listen)))?;
-        let daemon = Arc::new(daemon::Daemon::new(cx, args.vantage.clone(), args.peers.clone(), token.clone()));
+        let peers = Arc::new(peers::HttpPeers::new(args.peers.clone(), token.as_deref()));
+        peers.spawn(&args.vantage);
+        let daemon = Arc::new(daemon::Daemon::new(cx, args.vantage.clone(), peers));
         daemon.spawn();
         tracing::info!(vantage = %args.vantage, listen = %args.listen, peers = ?args.peers, plan = %daemon.cx.plan.name, "serving");
         let app = api::router(api::Api { daemon, token, open_reads: loopback });
