@@ -30,7 +30,6 @@ pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>) -> Option<NotifySpec> 
     if node.value == Value::Null {
         return Some(NotifySpec::default());
     }
-    let node = &on_as_text(node);
     let at = top.key("notify").map_or(node.pos(), Node::pos);
     let m = r.mapping(node, "notify", at, &FIELDS, &[], &format!("a mapping like {{ {WEBHOOKS_EXAMPLE} }}"))?;
     let runbook_url = match m.get("runbook_url") {
@@ -44,27 +43,6 @@ pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>) -> Option<NotifySpec> 
     Some(NotifySpec { runbook_url: runbook_url?, webhooks: webhooks?, on: on? })
 }
 
-/// The YAML reader follows YAML 1.1, where an unquoted `on` is the boolean
-/// true; this section has no boolean keys, so a true key here is `on:`.
-fn on_as_text(node: &Node) -> Node {
-    let value = match &node.value {
-        Value::Map(entries) => Value::Map(
-            entries
-                .iter()
-                .map(|(key, value)| {
-                    let key = match key.value {
-                        Value::Bool(true) => Node { value: Value::Str("on".into()), ..key.clone() },
-                        _ => key.clone(),
-                    };
-                    (key, on_as_text(value))
-                })
-                .collect(),
-        ),
-        Value::Seq(items) => Value::Seq(items.iter().map(on_as_text).collect()),
-        other => other.clone(),
-    };
-    Node { value, ..*node }
-}
 
 fn read_webhooks(
     r: &mut Reader<'_>,

@@ -64,7 +64,11 @@ pub fn load(text: &str) -> Result<Node, SyntaxError> {
         return Ok(Node { value: Value::Null, line: 1, column: 1 });
     }
     // Repeated keys reach the tree and are reported with their field path by the reader.
-    let options = serde_saphyr::options! { duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough };
+    // YAML 1.2 booleans only: `on:` (notify.on) and a region named `no` stay text, not true/false.
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+        strict_booleans: true,
+    };
     serde_saphyr::from_str_with_options::<Option<Node>>(text, options)
         .map(|node| node.unwrap_or(Node { value: Value::Null, line: 1, column: 1 }))
         .map_err(|err| {

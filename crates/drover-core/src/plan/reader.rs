@@ -278,6 +278,12 @@ impl<'s> Reader<'s> {
                 );
                 None
             }
+            // YAML 1.1 spellings: the plan is read as YAML 1.2, where they are text.
+            Value::Str(s) if ["yes", "no", "on", "off", "y", "n"].contains(&s.to_lowercase().as_str()) => {
+                let meant = if ["yes", "on", "y"].contains(&s.to_lowercase().as_str()) { "true" } else { "false" };
+                self.error(node.pos(), field, format!("expected true or false, found \"{s}\"; write {meant}"));
+                None
+            }
             _ => {
                 self.wrong_type(node, field, "true or false");
                 None
