@@ -26,6 +26,9 @@ out="${DROVER_BENCH_OUT:-/tmp/drover-bench-checks}"
 target_port="${DROVER_BENCH_TARGET_PORT:-18080}"
 api_port="${DROVER_BENCH_API_PORT:-17070}"
 exporter_port="${DROVER_BENCH_EXPORTER_PORT:-19115}"
+# Scrapes the driver keeps in flight at most; Prometheus keeps one per target, so the bound
+# only matters when the exporter falls behind, and then the driver stops piling on.
+concurrency="${DROVER_BENCH_DRIVER_CONCURRENCY:-4096}"
 
 if [ "$(nproc)" -lt 2 ]; then
   echo "checks-cost: needs 2 CPUs (the target on one, the checker on the other)" >&2
@@ -113,20 +116,31 @@ rss_kib() {
   awk '/^VmRSS:/ { print $2 }' /proc/"$1"/status
 }
 
-# measure PID -> "FIRST_SECOND SECONDS CPU_TICKS MAX_RSS_KIB": the window starts on a
-# whole second so that it lines up with the target's per-second lines.
+# Busy clock ticks of CPU 0 and of CPU 1 (everything but idle and iowait), to show how
+# much else ran on each while a checker was measured.
+cpu_busy() {
+  awk '$1 == "cpu0" || $1 == "cpu1" { printf "%d ", $2 + $3 + $4 + $7 + $8 + $9 } END { print "" }' /proc/stat
+}
+
+# measure PID [HELPER_PID ...] -> "FIRST_SECOND SECONDS CPU_TICKS MAX_RSS_KIB HELPER_TICKS CPU0_BUSY CPU1_BUSY":
+# the window starts on a whole second so that it lines up with the target's per-second lines.
 measure() {
-  local pid="$1" first c0 c1 rss max=0
+  local pid="$1" first c0 c1 h0=0 h1=0 b0 b1 rss max=0 helper
+  shift
   sleep_to_next_second
   first="$(date +%s)"
   c0="$(cpu_ticks "$pid")"
+  for helper in "$@"; do h0=$((h0 + $(cpu_ticks "$helper"))); done
+  read -ra b0 < <(cpu_busy)
   for _ in $(seq 1 "$window"); do
     sleep_to_next_second
     rss="$(rss_kib "$pid")"
     [ "$rss" -gt "$max" ] && max="$rss"
   done
   c1="$(cpu_ticks "$pid")"
-  echo "$first $window $((c1 - c0)) $max"
+  for helper in "$@"; do h1=$((h1 + $(cpu_ticks "$helper"))); done
+  read -ra b1 < <(cpu_busy)
+  echo "$first $window $((c1 - c0)) $max $((h1 - h0)) $((b1[0] - b0[0])) $((b1[1] - b0[1]))"
 }
 
 start_target() { # RATE_FILE
@@ -195,22 +209,31 @@ PY
   # --- drover serve ---
   start_target "$out/target-drover-$n.rate"
   t0="$(date +%s%N)"
-  RUST_LOG=warn taskset -c 1 "$drover" serve --plan "$plan" --state "$out/state-$n" \
+  taskset -c 1 "$drover" serve --plan "$plan" --state "$out/state-$n" \
     --listen "127.0.0.1:$api_port" --vantage bench >"$out/drover-$n.log" 2>&1 &
   drover_pid=$!
   pids+=("$drover_pid")
   wait_http "http://127.0.0.1:$api_port/healthz"
   startup_ms=$((($(date +%s%N) - t0) / 1000000))
   sleep "$warmup"
-  read -r first secs ticks rss < <(measure "$drover_pid")
-  # After the window, so the scrape is not counted: how many checks' last probe succeeded.
-  up="$(curl -fsS --max-time 10 "http://127.0.0.1:$api_port/metrics" \
-    | awk '/^drover_check_up\{/ { if ($2 == 1) ok++; else bad++ } END { printf "%d/%d", ok, ok + bad }')"
+  measure "$drover_pid" "$target_pid" >"$out/measure"
+  read -r first secs ticks rss helper busy0 busy1 <"$out/measure"
+  fds="$(find /proc/"$drover_pid"/fd -mindepth 1 | wc -l)"
+  # After the window, so the scrape is not counted: how many checks' last probe succeeded,
+  # and how long the last probes took.
+  curl -fsS --max-time 10 "http://127.0.0.1:$api_port/metrics" >"$out/drover-$n.metrics"
+  up="$(awk '/^drover_check_up\{/ { if ($2 == 1) ok++; else bad++ } END { printf "%d/%d", ok, ok + bad }' \
+    "$out/drover-$n.metrics")"
+  latency="$(awk '/^drover_check_latency_seconds\{/ { print $2 * 1000 }' "$out/drover-$n.metrics" | sort -g \
+    | awk '{ v[NR] = $1 } END { if (NR) { p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
+        printf "p50 %.1f ms, p99 %.1f ms, max %.1f ms", v[int((NR + 1) / 2)], v[p99], v[NR] } }')"
   stop "$drover_pid"
   stop "$target_pid"
-  printf 'drover serve\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$first" "$secs" "$ticks" "$rss" \
-    "$out/target-drover-$n.rate" "last probe ok: $up" "startup ${startup_ms} ms" >>"$results"
-  echo "N=$n: drover serve measured (API up ${startup_ms} ms after start; last probe ok for $up checks)"
+  printf 'drover serve\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$first" "$secs" "$ticks" "$rss" \
+    "$helper" "$busy0" "$busy1" "$out/target-drover-$n.rate" \
+    "plan check ${plan_check_ms} ms, API up ${startup_ms} ms after start; last probe ok for $up checks; last probe latency $latency; $fds open files" \
+    >>"$results"
+  echo "N=$n: drover serve measured (last probe ok for $up checks)"
 
   # --- blackbox_exporter ---
   start_target "$out/target-blackbox-$n.rate"
@@ -220,23 +243,26 @@ PY
   pids+=("$exporter_pid")
   wait_http "http://127.0.0.1:$exporter_port/-/healthy"
   taskset -c 0 "$driver_bin" --exporter "127.0.0.1:$exporter_port" --target-base "http://127.0.0.1:$target_port" \
-    -n "$n" --rate-file "$out/driver-$n.rate" 2>"$out/driver-$n.log" &
+    -n "$n" --concurrency "$concurrency" --rate-file "$out/driver-$n.rate" 2>"$out/driver-$n.log" &
   driver_pid=$!
   pids+=("$driver_pid")
   sleep "$warmup"
-  read -r first secs ticks rss < <(measure "$exporter_pid")
+  measure "$exporter_pid" "$target_pid" "$driver_pid" >"$out/measure"
+  read -r first secs ticks rss helper busy0 busy1 <"$out/measure"
+  fds="$(find /proc/"$exporter_pid"/fd -mindepth 1 | wc -l)"
   stop "$driver_pid"
   stop "$exporter_pid"
   stop "$target_pid"
-  scrapes="$(awk -v a="$first" -v b="$((first + secs))" '$1 >= a && $1 < b { s += $2; ok += $3; f += $4; k += $5 }
-    END { printf "scrapes %d, probe ok %d, failed %d, skipped %d", s, ok, f, k }' "$out/driver-$n.rate")"
-  printf 'blackbox_exporter\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$first" "$secs" "$ticks" "$rss" \
-    "$out/target-blackbox-$n.rate" "$scrapes" "" >>"$results"
+  scrapes="$(awk -v a="$first" -v b="$((first + secs))" -v c="$concurrency" '$1 >= a && $1 < b { s += $2; ok += $3; f += $4; k += $5 }
+    END { printf "scrapes sent %d: probe_success 1 in %d, failed %d; %d not sent (%d in flight)", s, ok, f, k, c }' \
+    "$out/driver-$n.rate")"
+  printf 'blackbox_exporter\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$first" "$secs" "$ticks" "$rss" \
+    "$helper" "$busy0" "$busy1" "$out/target-blackbox-$n.rate" "$scrapes; $fds open files" >>"$results"
   echo "N=$n: blackbox_exporter measured ($scrapes)"
 done
 
 python3 - "$results" "$tck" "$window" "$warmup" "$*" <<'PY'
-import datetime, os, platform, statistics, subprocess, sys
+import datetime, os, platform, resource, statistics, subprocess, sys
 results, tck, window, warmup, args = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 
 def cpu_model():
@@ -245,7 +271,7 @@ def cpu_model():
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
 
-def version(cmd):
+def first_line(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
     except Exception:
@@ -253,32 +279,38 @@ def version(cmd):
 
 rows, notes = [], []
 for line in open(results):
-    tool, n, first, secs, ticks, rss, rate_file, note, startup = line.rstrip("\n").split("\t")
+    tool, n, first, secs, ticks, rss, helper, busy0, busy1, rate_file, note = line.rstrip("\n").split("\t")
     first, secs, n = int(first), int(secs), int(n)
-    per_second, conns = [], []
-    for l in open(rate_file):
-        s, requests, connections = map(int, l.split())
-        if first <= s < first + secs:
-            per_second.append(requests)
-            conns.append(connections)
-    checks = sum(per_second)
+    seconds = [list(map(int, l.split())) for l in open(rate_file)]
+    seconds = [s for s in seconds if first <= s[0] < first + secs]
+    rate = [s[1] for s in seconds]
+    checks = sum(rate)
     cpu = int(ticks) / tck
-    rows.append((tool, n, statistics.median(per_second) if per_second else 0, min(per_second, default=0),
-                 cpu * 1000 / checks if checks else float("nan"), 100 * cpu / secs, int(rss) / 1024,
-                 statistics.median(conns) if conns else 0))
-    notes.append(f"- {tool}, {n} endpoints: {note}" + (f"; {startup}" if startup else ""))
+    pct = lambda t: 100 * int(t) / tck / secs
+    rows.append((tool, n, statistics.median(rate) if rate else 0, min(rate, default=0),
+                 cpu * 1000 / checks if checks else float("nan"), pct(ticks), int(rss) / 1024,
+                 statistics.median(s[2] for s in seconds) if seconds else 0,
+                 statistics.median(s[3] for s in seconds) if seconds else 0))
+    helpers = "target" if tool.startswith("drover") else "target + driver"
+    notes.append(f"- {tool}, {n} endpoints: {note}. CPU 0 busy {pct(busy0):.0f}% ({helpers} {pct(helper):.0f}%), "
+                 f"CPU 1 busy {pct(busy1):.0f}% ({tool} {pct(ticks):.0f}%)")
 
 print()
 print(f"- **Date:** {datetime.date.today()}")
 mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-print(f"- **Machine:** {os.cpu_count()} cores ({cpu_model()}), {mem:.0f} GiB RAM, Linux {platform.release()}")
-print(f"- **Versions:** {version(['/usr/bin/prometheus-blackbox-exporter', '--version'])}")
-print(f"- **Command:** `bench/checks-cost.sh {args}`".rstrip() + f" ({window} s window after {warmup} s warm-up)")
+# drover holds one socket per probe in flight and does not raise its own limit (Go raises its own).
+nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+print(f"- **Machine:** {os.cpu_count()} cores ({cpu_model()}), {mem:.0f} GiB RAM, Linux {platform.release()}, "
+      f"open files limit {nofile}")
+print(f"- **blackbox_exporter:** {first_line(['/usr/bin/prometheus-blackbox-exporter', '--version'])}")
+command = " ".join(["bench/checks-cost.sh"] + args.split())
+print(f"- **Command:** `{command}` ({window} s window after {warmup} s warm-up)")
 print()
-print("| tool | endpoints | checks/s at the target (median second) | slowest second | CPU s per 1,000 checks | CPU (% of one core) | max RSS MiB | new TCP connections/s at the target (median) |")
-print("|---|---|---|---|---|---|---|---|")
-for tool, n, med, low, per1000, pct, rss, conns in rows:
-    print(f"| {tool} | {n} | {med:.0f} | {low} | {per1000:.3f} | {pct:.1f} | {rss:.1f} | {conns:.0f} |")
+print("| tool | endpoints | checks/s at the target (median second) | slowest second | CPU s per 1,000 checks "
+      "| CPU (% of one core) | max RSS MiB | new connections/s at the target | busiest 10 ms at the target |")
+print("|---|---|---|---|---|---|---|---|---|")
+for tool, n, med, low, per1000, pct, rss, conns, peak in rows:
+    print(f"| {tool} | {n} | {med:.0f} | {low} | {per1000:.3f} | {pct:.1f} | {rss:.1f} | {conns:.0f} | {peak:.0f} |")
 print()
 print("\n".join(notes))
 PY

@@ -119,7 +119,7 @@ async fn main() {
     let counters = Arc::new(Counters::default());
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
 
-    let report = {
+    {
         let counters = Arc::clone(&counters);
         let rate_file = args.rate_file.clone();
         tokio::spawn(async move {
@@ -146,13 +146,14 @@ async fn main() {
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
             }
-        })
-    };
+        });
+    }
 
+    // Runs until the benchmark stops it.
     let start = next_second();
     let step = Duration::from_secs(1) / u32::try_from(args.n).unwrap_or(u32::MAX);
-    for round in 0u32.. {
-        let round_start = start + Duration::from_secs(1) * round;
+    for round in 0u64.. {
+        let round_start = start + Duration::from_secs(round);
         for i in 0..args.n {
             let due = round_start + step * i as u32;
             tokio::time::sleep_until(due).await;
@@ -172,5 +173,4 @@ async fn main() {
             });
         }
     }
-    report.abort();
 }

@@ -43,7 +43,6 @@ pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>) -> Option<NotifySpec> 
     Some(NotifySpec { runbook_url: runbook_url?, webhooks: webhooks?, on: on? })
 }
 
-
 fn read_webhooks(
     r: &mut Reader<'_>,
     notify: &Mapping<'_>,

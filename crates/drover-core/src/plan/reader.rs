@@ -167,17 +167,20 @@ impl<'s> Reader<'s> {
 
     /// YAML forbids a key twice in one mapping; only the first would be read.
     fn repeated_keys(&mut self, entries: &[(Node, Node)], path: &str) {
-        for (i, (key, _)) in entries.iter().enumerate() {
+        // One pass with the keys seen so far: plans with thousands of checks stay fast.
+        let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        for (key, _) in entries {
             let Some(name) = key.value.scalar_text() else {
                 continue;
             };
-            let first = entries[..i].iter().find(|(k, _)| k.value.scalar_text().as_ref() == Some(&name));
-            if let Some((first, _)) = first {
-                self.error(
-                    key.pos(),
-                    &join(path, &name),
-                    format!("written twice (first on line {}); keep one", first.line),
-                );
+            match seen.get(&name) {
+                Some(first_line) => {
+                    let message = format!("written twice (first on line {first_line}); keep one");
+                    self.error(key.pos(), &join(path, &name), message);
+                }
+                None => {
+                    seen.insert(name, key.line);
+                }
             }
         }
     }

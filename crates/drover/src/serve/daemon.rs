@@ -106,18 +106,25 @@ impl Daemon {
     }
 
     async fn probe_loop(&self, region: String, check: Check) {
-        let mut tick = tokio::time::interval(check.interval);
+        // A random start within the interval, so thousands of checks do not all open
+        // their sockets in the same millisecond (as Prometheus spreads its scrapes).
+        let offset = check.interval.mul_f64(rand::random::<f64>());
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, check.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let key = (region.clone(), check.name.clone());
         loop {
             tick.tick().await;
             let result = self.cx.world.providers().prober.probe(&check, &region).await;
             let mut shared = self.shared.lock().unwrap();
-            let entry = shared.checks.get_mut(&(region.clone(), check.name.clone())).expect("entry per check");
+            let entry = shared.checks.get_mut(&key).expect("entry per check");
             if let Some(health) = entry.state.record(result.ok) {
                 tracing::info!(vantage = %self.vantage, %region, check = %check.name, health = health.as_str(), detail = %result.detail, "check changed");
             }
             entry.last = Some(result);
-            shared.ready = shared.checks.values().all(|c| c.last.is_some());
+            // Once ready, always ready: do not walk every check after every probe.
+            if !shared.ready {
+                shared.ready = shared.checks.values().all(|c| c.last.is_some());
+            }
         }
     }
 

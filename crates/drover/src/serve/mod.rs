@@ -67,6 +67,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         }
     }
     let cx = Context::open(&args.plan)?;
+    raise_open_file_limit(&cx);
     runtime().block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -79,4 +80,25 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         let app = api::router(api::Api { daemon, token, open_reads: loopback });
         axum::serve(listener, app).await.map_err(|e| Failure::failed(format!("serving the API: {e}")))
     })
+}
+
+/// One socket per probe in flight: a plan with thousands of checks needs more than
+/// the usual soft limit of 1024 open files. Raise it to the hard limit, and say so
+/// when even that is short, rather than see checks fail with "too many open files".
+fn raise_open_file_limit(cx: &Context) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let probes: u64 = cx.plan.service_regions().map(|r| cx.plan.checks_for(r).count() as u64).sum();
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        tracing::warn!(soft, hard, "could not raise the open-file limit");
+    }
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map(|(s, _)| s).unwrap_or(soft);
+    // Headroom for peers, the API, the journal and database sessions.
+    if probes + 256 > limit {
+        tracing::warn!(
+            probes,
+            limit,
+            "the open-file limit is below one socket per check; raise it (ulimit -n) or some checks will fail as 'too many open files'"
+        );
+    }
 }
