@@ -13,6 +13,7 @@
 # The lab's namespaces are shared by everyone on this machine: every run holds the lock
 # directory /tmp/drover-lab-lock from before `lab up` until after `lab down`.
 # Environment: RACE_SYSTEMS (default "drover patroni-default patroni-fast"),
+# RACE_PHASE (random, default: wait 0 to loop_wait s before each Patroni drill; none),
 # ETCD_MEMBERS (3: one per namespace, default; 1: the witness only), DROVER_BIN (a
 # drover binary to use instead of building one; DROVER_COMMIT names its commit),
 # DROVER_LAB_DIR, DROVER_BENCH_OUT.
@@ -22,6 +23,7 @@ runs="${1:-5}"
 dir="${DROVER_LAB_DIR:-/tmp/drover-bench-patroni-lab}"
 out="${DROVER_BENCH_OUT:-/tmp/drover-bench-patroni}"
 systems="${RACE_SYSTEMS:-drover patroni-default patroni-fast}"
+phase="${RACE_PHASE:-random}"
 lock=/tmp/drover-lab-lock
 started_at=$SECONDS
 
@@ -159,6 +161,15 @@ run_one() {
         echo "race: $name: the Patroni cluster did not come up, see $out/$name.cluster.log and $out/$name/"
         rc=1
       else
+        # A real outage strikes at any point of Patroni's loop: wait a random part of
+        # loop_wait, so the fault does not always land at the same time after the
+        # leader last renewed its lease (which decides when that lease runs out).
+        if [ "$phase" = random ]; then
+          local settings
+          read -r -a settings <<<"$(settings_of "$system")"
+          python3 -c "import random, sys; print(round(random.uniform(0, float(sys.argv[1])), 3))" "${settings[1]}" >"$out/$name.phase"
+          sleep "$(cat "$out/$name.phase")"
+        fi
         "$drover" drill --plan "$dir/plan.yaml" --fault blackout:east --external --json "$report" >"$log" 2>&1 || rc=$?
       fi
       ;;
@@ -185,7 +196,7 @@ for i in $(seq 1 "$runs"); do
 done
 
 {
-  echo "command: bench/patroni-race.sh $runs (ETCD_MEMBERS=$ETCD_MEMBERS)"
+  echo "command: bench/patroni-race.sh $runs (ETCD_MEMBERS=$ETCD_MEMBERS, RACE_PHASE=$phase)"
   if [ -n "${DROVER_COMMIT:-}" ]; then
     echo "commit: $DROVER_COMMIT"
   else
@@ -259,5 +270,5 @@ for s in systems:
     print(f"| {labels[s]} | " + " | ".join(cols) + " |")
 print()
 for s in systems:
-    print(f"- {s}: {settings[s]}")
+    print(f"- {settings[s]}")
 PY

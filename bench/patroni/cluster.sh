@@ -40,6 +40,7 @@ pt_spawn() {
   local region="$1" pidfile="$2" logfile="$3"; shift 3
   setsid ip netns exec "drover-$region" "$@" </dev/null >>"$logfile" 2>&1 &
   echo $! >"$pidfile"
+  disown $! # stopped by pid file, not as a job (no "Killed" notices)
 }
 
 pt_wait() { # pt_wait SECONDS WHAT CMD...: runs CMD every 0.2 s until it succeeds
