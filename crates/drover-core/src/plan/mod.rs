@@ -16,6 +16,24 @@ mod reader;
 mod summary;
 mod traffic;
 
+#[cfg(test)]
+mod test_support {
+    use std::sync::Mutex;
+
+    use crate::secret::{Secret, SecretRef, SecretSource};
+
+    /// Knows every secret (all are `pw`) and remembers what it was asked.
+    #[derive(Default)]
+    pub struct Recording(pub Mutex<Vec<SecretRef>>);
+
+    impl SecretSource for Recording {
+        fn resolve(&self, reference: &SecretRef) -> Result<Secret, String> {
+            self.0.lock().unwrap().push(reference.clone());
+            Ok(Secret::new("pw"))
+        }
+    }
+}
+
 pub use model::*;
 pub use parse::{PlanError, PlanErrors, parse_plan};
 pub use summary::summary;

@@ -242,22 +242,10 @@ fn events(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<EventKind>
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::Mutex;
 
     use super::*;
+    use crate::plan::test_support::Recording;
     use crate::plan::{Plan, PlanErrors, parse_plan};
-    use crate::secret::{Secret, SecretSource};
-
-    /// Knows every secret and remembers what it was asked.
-    #[derive(Default)]
-    struct Recording(Mutex<Vec<SecretRef>>);
-
-    impl SecretSource for Recording {
-        fn resolve(&self, reference: &SecretRef) -> Result<Secret, String> {
-            self.0.lock().unwrap().push(reference.clone());
-            Ok(Secret::new("s3cret"))
-        }
-    }
 
     const PLAN: &str = "\
 name: shop

@@ -307,23 +307,12 @@ pub(super) fn region_entries<'n>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
     use std::time::Duration;
 
     use super::*;
+    use crate::plan::test_support::Recording;
     use crate::plan::{Check, MemberHost, Policy, Probe, Replication, Runbooks};
-    use crate::secret::{Secret, SecretRef};
-
-    /// Knows every secret and remembers what it was asked.
-    #[derive(Default)]
-    struct Recording(Mutex<Vec<SecretRef>>);
-
-    impl SecretSource for Recording {
-        fn resolve(&self, reference: &SecretRef) -> Result<Secret, String> {
-            self.0.lock().unwrap().push(reference.clone());
-            Ok(Secret::new("pw"))
-        }
-    }
+    use crate::secret::SecretRef;
 
     const PLAN: &str = "\
 name: shop
