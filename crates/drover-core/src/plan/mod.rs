@@ -16,6 +16,10 @@ mod reader;
 mod summary;
 mod traffic;
 
+pub use model::*;
+pub use parse::{PlanError, PlanErrors, parse_plan};
+pub use summary::summary;
+
 #[cfg(test)]
 mod test_support {
     use std::sync::Mutex;
@@ -33,7 +37,3 @@ mod test_support {
         }
     }
 }
-
-pub use model::*;
-pub use parse::{PlanError, PlanErrors, parse_plan};
-pub use summary::summary;
