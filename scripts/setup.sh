@@ -3,7 +3,8 @@
 # or with sudo). Safe to run again: it only installs what is missing.
 set -euo pipefail
 
-packages=(postgresql-15 knot knot-dnsutils nftables iproute2 procps)
+# protobuf-compiler builds the etcd client; etcd-server runs in the etcd store tests.
+packages=(postgresql-15 knot knot-dnsutils nftables iproute2 procps protobuf-compiler etcd-server)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "setup: run as root (or install sudo)" >&2; exit 2; }
@@ -22,6 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Debian's service scripts may start a stray knotd or cluster; the lab needs port 53 on its bridge.
 $sudo pkill -x knotd 2>/dev/null || true
+$sudo pkill -x etcd 2>/dev/null || true
 
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust 1.95 (rustup)" >&2; exit 2; }
-echo "setup: ready (postgresql-15, knot, nftables, iproute2)"
+echo "setup: ready (postgresql-15, knot, nftables, iproute2, protoc, etcd)"

@@ -1,0 +1,256 @@
+//! The journal and the epoch in etcd, for drovers that must survive their own
+//! region. Every write is one transaction that compares the journal's sequence
+//! key: a writer that read stale state (another process appended meanwhile)
+//! retries on fresh state, so the active-run rule and "an ended run takes no more
+//! records" hold across processes. With a `Fence`, every transaction also
+//! requires the leader key to be the one this process won, so a deposed leader
+//! can write nothing.
+//!
+//! Keys under the prefix: `seq` (last entry number), `epoch`, `active` (the run
+//! id holding the active slot), and `runs/<run>/<seq, 20 digits>` (one entry each).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use drover_core::StoreError;
+use drover_core::engine::now_ms;
+use drover_core::journal::Journal;
+use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
+
+/// How many times a write is retried when another writer got in first.
+const CONFLICT_RETRIES: u32 = 50;
+
+/// The leader key this process holds, with the revision at which it won it.
+#[derive(Clone, Debug)]
+pub struct Fence {
+    pub key: String,
+    pub create_revision: i64,
+}
+
+#[derive(Clone)]
+pub struct EtcdJournal {
+    kv: KvClient,
+    prefix: String,
+    endpoints: String,
+    fence: Option<Fence>,
+}
+
+impl std::fmt::Debug for EtcdJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdJournal").field("endpoints", &self.endpoints).field("prefix", &self.prefix).finish()
+    }
+}
+
+/// The value read at a key, and its modification revision (0: absent).
+struct Read {
+    value: Option<String>,
+    mod_revision: i64,
+}
+
+impl EtcdJournal {
+    /// Connects to the cluster; `prefix` separates plans (e.g. `/drover/shop`).
+    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdJournal, StoreError> {
+        let joined = endpoints.join(",");
+        let options =
+            ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(5));
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| StoreError::Io(format!("etcd {joined}: cannot connect: {e}")))?;
+        Ok(EtcdJournal::with_client(client.kv_client(), &joined, prefix))
+    }
+
+    /// A journal over an existing connection (several prefixes can share one).
+    pub fn with_client(kv: KvClient, endpoints: &str, prefix: &str) -> EtcdJournal {
+        EtcdJournal { kv, prefix: prefix.trim_end_matches('/').to_string(), endpoints: endpoints.into(), fence: None }
+    }
+
+    /// Every later write also requires `fence` to still hold.
+    pub fn fenced(mut self, fence: Fence) -> EtcdJournal {
+        self.fence = Some(fence);
+        self
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}/{name}", self.prefix)
+    }
+
+    fn run_prefix(&self, run: &RunId) -> String {
+        format!("{}/runs/{}/", self.prefix, run.0)
+    }
+
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Io(format!("etcd {}: {what}: {e}", self.endpoints))
+    }
+
+    async fn read(&self, key: &str) -> Result<Read, StoreError> {
+        let response = self.kv.clone().get(key, None).await.map_err(|e| self.err("read", e))?;
+        Ok(match response.kvs().first() {
+            Some(kv) => {
+                Read { value: Some(String::from_utf8_lossy(kv.value()).into_owned()), mod_revision: kv.mod_revision() }
+            }
+            None => Read { value: None, mod_revision: 0 },
+        })
+    }
+
+    /// Entries under a prefix, in key order (which is journal order).
+    async fn entries_under(&self, prefix: &str) -> Result<Vec<(String, Entry)>, StoreError> {
+        let response = self
+            .kv
+            .clone()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.err("read the journal", e))?;
+        response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let entry: Entry = serde_json::from_slice(kv.value())
+                    .map_err(|e| self.err("read the journal", format!("unreadable entry {key}: {e}")))?;
+                Ok((key, entry))
+            })
+            .collect()
+    }
+
+    /// The compare that a key still has the revision it was read at.
+    fn unchanged(key: &str, read: &Read) -> Compare {
+        Compare::mod_revision(key, CompareOp::Equal, read.mod_revision)
+    }
+
+    fn fence_compare(&self) -> Option<Compare> {
+        self.fence.as_ref().map(|f| Compare::create_revision(f.key.as_str(), CompareOp::Equal, f.create_revision))
+    }
+
+    /// Runs `txn` with the fence added; Ok(true) committed, Ok(false) lost a race.
+    async fn commit(&self, mut compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, StoreError> {
+        compares.extend(self.fence_compare());
+        let txn = Txn::new().when(compares).and_then(ops);
+        let response = self.kv.clone().txn(txn).await.map_err(|e| self.err("write", e))?;
+        if response.succeeded() {
+            return Ok(true);
+        }
+        if let Some(fence) = &self.fence {
+            let holder = self.kv.clone().get(fence.key.as_str(), None).await.map_err(|e| self.err("read", e))?;
+            let still = holder.kvs().first().is_some_and(|kv| kv.create_revision() == fence.create_revision);
+            if !still {
+                return Err(self.err(
+                    "write refused",
+                    format!("this drover no longer holds the leader key {}; another leader writes now", fence.key),
+                ));
+            }
+        }
+        Ok(false)
+    }
+
+    /// The next entry for `run`, and the ops that store it after the sequence read as `seq`.
+    fn next_entry(&self, run: &RunId, record: &Record, seq: &Read) -> Result<(Entry, Vec<TxnOp>), StoreError> {
+        let next = seq.value.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+        let entry = Entry { seq: next, at_ms: now_ms(), record: record.clone() };
+        let json = serde_json::to_string(&entry).map_err(|e| self.err("encode", e))?;
+        let ops = vec![
+            TxnOp::put(self.key("seq"), next.to_string(), None),
+            TxnOp::put(format!("{}{next:020}", self.run_prefix(run)), json, None),
+        ];
+        Ok((entry, ops))
+    }
+
+    async fn run_entries(&self, run: &RunId) -> Result<Vec<Entry>, StoreError> {
+        Ok(self.entries_under(&self.run_prefix(run)).await?.into_iter().map(|(_, e)| e).collect())
+    }
+}
+
+#[async_trait]
+impl Journal for EtcdJournal {
+    async fn begin(&self, header: &RunHeader) -> Result<Entry, StoreError> {
+        let (seq_key, active_key) = (self.key("seq"), self.key("active"));
+        let record = Record::Started { header: header.clone() };
+        for _ in 0..CONFLICT_RETRIES {
+            let seq = self.read(&seq_key).await?;
+            let active = self.read(&active_key).await?;
+            // A slot left by a run that has ended (its last write did not clear it) is free.
+            if let Some(run) = &active.value
+                && RunSummary::fold(&self.run_entries(&RunId(run.clone())).await?).is_some_and(|s| s.state.is_active())
+            {
+                return Err(StoreError::ActiveRun { active: run.clone() });
+            }
+            let (entry, mut ops) = self.next_entry(&header.id, &record, &seq)?;
+            ops.push(TxnOp::put(active_key.as_str(), header.id.0.as_str(), None));
+            // The slot is taken in the same transaction as the Started entry.
+            if self.commit(vec![Self::unchanged(&seq_key, &seq), Self::unchanged(&active_key, &active)], ops).await? {
+                return Ok(entry);
+            }
+        }
+        Err(self.err("begin", format!("gave up after {CONFLICT_RETRIES} conflicting writers")))
+    }
+
+    async fn append(&self, run: &RunId, record: Record) -> Result<Entry, StoreError> {
+        let (seq_key, active_key) = (self.key("seq"), self.key("active"));
+        let ends = matches!(record, Record::Completed | Record::Aborted { .. });
+        for _ in 0..CONFLICT_RETRIES {
+            let seq = self.read(&seq_key).await?;
+            // Checked against entries read after `seq`: the transaction fails if anything was appended since.
+            check_appendable(run, &self.run_entries(run).await?)?;
+            let (entry, mut ops) = self.next_entry(run, &record, &seq)?;
+            let mut compares = vec![Self::unchanged(&seq_key, &seq)];
+            if ends {
+                // Ending the run frees the active slot, in the same transaction.
+                let active = self.read(&active_key).await?;
+                if active.value.as_deref() == Some(run.0.as_str()) {
+                    compares.push(Self::unchanged(&active_key, &active));
+                    ops.push(TxnOp::delete(active_key.as_str(), None));
+                }
+            }
+            if self.commit(compares, ops).await? {
+                return Ok(entry);
+            }
+        }
+        Err(self.err("append", format!("gave up after {CONFLICT_RETRIES} conflicting writers")))
+    }
+
+    async fn entries(&self, run: &RunId) -> Result<Vec<Entry>, StoreError> {
+        let entries = self.run_entries(run).await?;
+        if entries.is_empty() {
+            return Err(StoreError::UnknownRun(run.0.clone()));
+        }
+        Ok(entries)
+    }
+
+    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError> {
+        let all = self.entries_under(&format!("{}/runs/", self.prefix)).await?;
+        let mut runs: Vec<(String, Vec<Entry>)> = Vec::new();
+        let skip = format!("{}/runs/", self.prefix).len();
+        for (key, entry) in all {
+            let run = key[skip..].split('/').next().unwrap_or_default().to_string();
+            match runs.last_mut() {
+                Some((id, entries)) if *id == run => entries.push(entry),
+                _ => runs.push((run, vec![entry])),
+            }
+        }
+        let mut summaries: Vec<RunSummary> = runs.iter().filter_map(|(_, e)| RunSummary::fold(e)).collect();
+        summaries.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.header.id.cmp(&a.header.id)));
+        Ok(summaries)
+    }
+
+    async fn epoch(&self) -> Result<Epoch, StoreError> {
+        let read = self.read(&self.key("epoch")).await?;
+        Ok(read.value.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    async fn compare_and_swap_epoch(&self, expected: Epoch, new: Epoch) -> Result<Result<(), Epoch>, StoreError> {
+        let key = self.key("epoch");
+        let read = self.read(&key).await?;
+        let current: Epoch = read.value.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        if current != expected {
+            return Ok(Err(current));
+        }
+        if self
+            .commit(vec![Self::unchanged(&key, &read)], vec![TxnOp::put(key.as_str(), new.to_string(), None)])
+            .await?
+        {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(self.epoch().await?))
+        }
+    }
+}

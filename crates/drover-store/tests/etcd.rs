@@ -1,0 +1,162 @@
+//! The journal contract and the engine's crash and idempotence proofs against a
+//! real etcd server (Debian `etcd-server`, started here on free ports), plus
+//! what etcd adds: two processes racing for the active-run slot, and a fence
+//! that stops a deposed leader's writes.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use drover_core::StoreError;
+use drover_core::journal::Journal;
+use drover_core::run::{Record, RunKind, RunState};
+use drover_core::testing::FakeWorld;
+use drover_core::testing::scenarios::{
+    an_ended_run_takes_no_more_records, crash_after_every_record, every_step_twice_is_once, observe, two_region_plan,
+};
+use drover_store::{EtcdJournal, Fence};
+
+/// One etcd member on free loopback ports, in a temp dir; killed on drop.
+struct Etcd {
+    child: Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Etcd {
+    async fn start() -> Etcd {
+        let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let etcd = etcd.expect("etcd not found: these tests need Debian's etcd-server (scripts/setup.sh installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new(etcd)
+            .args(["--name", "t", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        let etcd = Etcd { child, endpoint, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(client) = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await
+                && client.kv_client().get("ping", None).await.is_ok()
+            {
+                return etcd;
+            }
+            assert!(Instant::now() < deadline, "etcd did not start within 30s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn kv(&self) -> etcd_client::KvClient {
+        etcd_client::Client::connect([self.endpoint.as_str()], None).await.unwrap().kv_client()
+    }
+}
+
+#[tokio::test]
+async fn failover_crash_after_every_record_resumes_from_etcd() {
+    let etcd = Etcd::start().await;
+    let kv = etcd.kv().await;
+    crash_after_every_record(RunKind::Failover, move |case| {
+        Arc::new(EtcdJournal::with_client(kv.clone(), "test", &format!("/t/failover/{case}"))) as Arc<dyn Journal>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn switchover_crash_after_every_record_resumes_from_etcd() {
+    let etcd = Etcd::start().await;
+    let kv = etcd.kv().await;
+    crash_after_every_record(RunKind::Switchover, move |case| {
+        Arc::new(EtcdJournal::with_client(kv.clone(), "test", &format!("/t/switchover/{case}"))) as Arc<dyn Journal>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_step_twice_is_once_on_etcd_and_ended_runs_stay_ended() {
+    let etcd = Etcd::start().await;
+    let kv = etcd.kv().await;
+    let n = AtomicU64::new(0);
+    let kv2 = kv.clone();
+    every_step_twice_is_once(move || {
+        let case = n.fetch_add(1, Ordering::SeqCst);
+        Arc::new(EtcdJournal::with_client(kv2.clone(), "test", &format!("/t/twice/{case}"))) as Arc<dyn Journal>
+    })
+    .await;
+    an_ended_run_takes_no_more_records(&EtcdJournal::with_client(kv, "test", "/t/ended")).await;
+}
+
+/// Two processes (two connections) start runs at the same moment: exactly one wins the slot.
+#[tokio::test]
+async fn of_two_racing_starts_exactly_one_wins_and_the_epoch_is_compare_and_swap() {
+    let etcd = Etcd::start().await;
+    let a = EtcdJournal::connect(std::slice::from_ref(&etcd.endpoint), "/t/race").await.unwrap();
+    let b = EtcdJournal::connect(std::slice::from_ref(&etcd.endpoint), "/t/race").await.unwrap();
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let observed = observe(&plan, &a, &world).await;
+    let first = drover_core::engine::plan_run(&plan, RunKind::Failover, "west", &observed, "a").unwrap();
+    let mut second = first.clone();
+    second.id = drover_core::RunId("r2-other".into());
+    let (ra, rb) = tokio::join!(a.begin(&first), b.begin(&second));
+    let wins = [ra.is_ok(), rb.is_ok()];
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "exactly one start wins: {ra:?} {rb:?}");
+    let loser = if ra.is_ok() { rb } else { ra };
+    assert!(matches!(loser, Err(StoreError::ActiveRun { .. })), "the other is told which run is active");
+    assert_eq!(b.runs().await.unwrap().len(), 1, "the losing start left nothing behind");
+
+    assert_eq!(a.compare_and_swap_epoch(0, 1).await.unwrap(), Ok(()));
+    assert_eq!(b.compare_and_swap_epoch(0, 1).await.unwrap(), Err(1), "a stale swap sees the newer epoch");
+    assert_eq!(b.epoch().await.unwrap(), 1);
+}
+
+/// A journal fenced on a leader key writes nothing once another process holds the key.
+#[tokio::test]
+async fn a_deposed_leader_cannot_write() {
+    let etcd = Etcd::start().await;
+    let mut kv = etcd.kv().await;
+    let leader = "/t/fence/leader";
+    let won = kv.put(leader, "east", None).await.unwrap();
+    let revision = won.header().unwrap().revision();
+    let journal = EtcdJournal::with_client(kv.clone(), "test", "/t/fence")
+        .fenced(Fence { key: leader.into(), create_revision: revision });
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let header =
+        drover_core::engine::plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t")
+            .unwrap();
+    journal.begin(&header).await.expect("the leader writes");
+    // The key is lost (its lease ran out) and another drover wins it.
+    kv.delete(leader, None).await.unwrap();
+    kv.put(leader, "west", None).await.unwrap();
+    let refused = journal.append(&header.id, Record::Resumed).await;
+    let message = refused.expect_err("a deposed leader must not write").to_string();
+    assert!(message.contains("no longer holds the leader key /t/fence/leader"), "{message}");
+    let swapped = journal.compare_and_swap_epoch(0, 5).await;
+    assert!(!matches!(swapped, Ok(Ok(()))), "a deposed leader must not raise the epoch: {swapped:?}");
+    let unfenced = EtcdJournal::with_client(kv, "test", "/t/fence");
+    assert_eq!(unfenced.entries(&header.id).await.unwrap().len(), 1, "nothing was added after the fence broke");
+    assert_eq!(unfenced.summary(&header.id).await.unwrap().state, RunState::Running);
+    assert_eq!(unfenced.epoch().await.unwrap(), 0);
+}
