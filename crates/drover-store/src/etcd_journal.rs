@@ -83,8 +83,22 @@ impl EtcdJournal {
         StoreError::Io(format!("etcd {}: {what}: {e}", self.endpoints))
     }
 
+    /// An etcd client error in a person's words: an unreachable cluster says so plainly.
+    fn etcd(&self, what: &str, e: etcd_client::Error) -> StoreError {
+        match &e {
+            etcd_client::Error::GRpcStatus(status) if status.code() == tonic::Code::Unavailable => {
+                StoreError::Io(format!(
+                    "etcd {}: cannot connect ({}); is the cluster up and reachable from here?",
+                    self.endpoints,
+                    status.message()
+                ))
+            }
+            _ => self.err(what, e),
+        }
+    }
+
     async fn read(&self, key: &str) -> Result<Read, StoreError> {
-        let response = self.kv.clone().get(key, None).await.map_err(|e| self.err("read", e))?;
+        let response = self.kv.clone().get(key, None).await.map_err(|e| self.etcd("read", e))?;
         Ok(match response.kvs().first() {
             Some(kv) => {
                 Read { value: Some(String::from_utf8_lossy(kv.value()).into_owned()), mod_revision: kv.mod_revision() }
@@ -100,7 +114,7 @@ impl EtcdJournal {
             .clone()
             .get(prefix, Some(GetOptions::new().with_prefix()))
             .await
-            .map_err(|e| self.err("read the journal", e))?;
+            .map_err(|e| self.etcd("read the journal", e))?;
         response
             .kvs()
             .iter()
@@ -126,12 +140,12 @@ impl EtcdJournal {
     async fn commit(&self, mut compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, StoreError> {
         compares.extend(self.fence_compare());
         let txn = Txn::new().when(compares).and_then(ops);
-        let response = self.kv.clone().txn(txn).await.map_err(|e| self.err("write", e))?;
+        let response = self.kv.clone().txn(txn).await.map_err(|e| self.etcd("write", e))?;
         if response.succeeded() {
             return Ok(true);
         }
         if let Some(fence) = &self.fence {
-            let holder = self.kv.clone().get(fence.key.as_str(), None).await.map_err(|e| self.err("read", e))?;
+            let holder = self.kv.clone().get(fence.key.as_str(), None).await.map_err(|e| self.etcd("read", e))?;
             let still = holder.kvs().first().is_some_and(|kv| kv.create_revision() == fence.create_revision);
             if !still {
                 return Err(self.err(

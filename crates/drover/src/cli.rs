@@ -40,6 +40,10 @@ pub struct PlanArgs {
     /// Where the journal lives [default: .drover/ beside the plan file].
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Keep the journal and epoch in etcd instead, shared by drovers in several regions:
+    /// etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (prefix default /drover).
+    #[arg(long, value_name = "URL", conflicts_with = "state")]
+    pub store: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -9,10 +9,11 @@ use drover_adapters::postgres::{PostgresConfig, PostgresDatabase, PostgresMember
 use drover_adapters::probe::CheckProber;
 use drover_adapters::rfc2136::Rfc2136Traffic;
 use drover_core::engine::{self, Engine, Observed, Providers};
+use drover_core::journal::Journal;
 use drover_core::plan::{Plan, parse_plan};
 use drover_core::run::Entry;
 use drover_core::secret::{Secret, SecretRef, SecretSource};
-use drover_store::RedbJournal;
+use drover_store::{EtcdJournal, RedbJournal};
 
 use crate::cli::PlanArgs;
 use crate::commands::Failure;
@@ -56,8 +57,41 @@ fn plan_dir(plan: &Path) -> PathBuf {
     }
 }
 
-pub fn open_journal(args: &PlanArgs) -> Result<RedbJournal, Failure> {
-    RedbJournal::open(&state_dir(args)).map_err(store_failure)
+/// The journal the plan's runs are kept in: the embedded redb file under the state
+/// directory, or etcd (`--store etcd://...`).
+pub async fn open_journal(args: &PlanArgs) -> Result<Box<dyn Journal>, Failure> {
+    match &args.store {
+        None => Ok(Box::new(RedbJournal::open(&state_dir(args)).map_err(store_failure)?)),
+        Some(url) => {
+            let (endpoints, prefix) = parse_etcd_url(url)?;
+            Ok(Box::new(EtcdJournal::connect(&endpoints, &prefix).await.map_err(store_failure)?))
+        }
+    }
+}
+
+/// `etcd://h1:2379,h2:2379/prefix` -> (["http://h1:2379", "http://h2:2379"], "/prefix").
+fn parse_etcd_url(url: &str) -> Result<(Vec<String>, String), Failure> {
+    let bad =
+        |why: &str| Failure::input(format!("--store {url}: {why}; write etcd://HOST:PORT[,HOST:PORT...][/PREFIX]"));
+    let rest = url.strip_prefix("etcd://").ok_or_else(|| bad("only etcd:// stores are known"))?;
+    let (hosts, prefix) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p.trim_matches('/')));
+    let prefix = if prefix.is_empty() { "/drover".to_string() } else { format!("/{prefix}") };
+    let endpoints: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            if h.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
+                Ok(format!("http://{h}"))
+            } else {
+                Err(bad(&format!("'{h}' is not HOST:PORT")))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    if endpoints.is_empty() {
+        return Err(bad("no host given"));
+    }
+    Ok((endpoints, prefix))
 }
 
 fn secret(reference: &SecretRef, field: &str) -> Result<Secret, Failure> {
@@ -115,24 +149,26 @@ impl World {
 /// Everything a command that reads or changes the world needs.
 pub struct Context {
     pub plan: Plan,
-    pub journal: RedbJournal,
+    pub journal: Box<dyn Journal>,
     pub world: World,
 }
 
 impl Context {
-    pub fn open(args: &PlanArgs) -> Result<Context, Failure> {
+    pub async fn open(args: &PlanArgs) -> Result<Context, Failure> {
         let plan = load_plan(&args.plan)?;
         let world = World::new(&plan)?;
-        Ok(Context { journal: open_journal(args)?, world, plan })
+        Ok(Context { journal: open_journal(args).await?, world, plan })
     }
 
     pub async fn observe(&self) -> Result<Observed, Failure> {
-        engine::observe(&self.plan, &self.journal, self.world.providers()).await.map_err(store_failure)
+        engine::observe(&self.plan, self.journal.as_ref(), self.world.providers()).await.map_err(store_failure)
     }
 
     /// Observes only `regions` (see `engine::observe_regions`).
     pub async fn observe_regions(&self, regions: &[&str]) -> Result<Observed, Failure> {
-        engine::observe_regions(&self.plan, &self.journal, self.world.providers(), regions).await.map_err(store_failure)
+        engine::observe_regions(&self.plan, self.journal.as_ref(), self.world.providers(), regions)
+            .await
+            .map_err(store_failure)
     }
 
     pub fn engine<'a>(&'a self, on_entry: &'a (dyn Fn(&Entry) + Send + Sync)) -> Engine<'a> {
@@ -159,5 +195,23 @@ impl Context {
             .get(region)
             .ok_or_else(|| Failure::input(format!("no database member for region {region}")))?;
         secret(&member.dsn, &format!("database.members.{region}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_etcd_url;
+
+    #[test]
+    fn etcd_store_urls_name_every_member_and_a_prefix() {
+        let (endpoints, prefix) = parse_etcd_url("etcd://10.0.0.1:2379,10.0.0.2:2379/prod/shop/").unwrap();
+        assert_eq!(endpoints, ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
+        assert_eq!(prefix, "/prod/shop");
+        assert_eq!(parse_etcd_url("etcd://127.0.0.1:2379").unwrap().1, "/drover");
+        for bad in ["redis://x:1", "etcd://", "etcd://host", "etcd://host:port"] {
+            let e = parse_etcd_url(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.code, 2);
+            assert!(e.message.contains("write etcd://HOST:PORT"), "{}", e.message);
+        }
     }
 }

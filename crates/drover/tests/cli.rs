@@ -111,3 +111,33 @@ fn failover_to_an_unreachable_standby_is_refused_and_nothing_is_journaled() {
     let runs = run(drover().args(["runs", "--plan"]).arg(&plan));
     assert_eq!(runs.stdout, "no runs yet\n");
 }
+
+#[test]
+fn runs_live_in_etcd_with_store_and_a_bad_store_is_bad_input() {
+    let etcd = support::Etcd::start();
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let with_store =
+        |args: &[&str], store: &str| run(drover().args(args).arg("--plan").arg(&plan).args(["--store", store]));
+    // etcd answers TCP a moment before it serves: the guard is generous, the first answer usually right.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let runs = loop {
+        let runs = with_store(&["runs"], &etcd.store("cli"));
+        if runs.code == 0 || std::time::Instant::now() > deadline {
+            break runs;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!((runs.code, runs.stdout.as_str()), (0, "no runs yet\n"), "{}", runs.stderr);
+    assert!(!dir.path().join(".drover").exists(), "with --store nothing is written beside the plan");
+    let unknown = with_store(&["runs", "show", "r-nope"], &etcd.store("cli"));
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("no run with id r-nope"), "{}", unknown.stderr);
+
+    let bad = with_store(&["runs"], "etcd://nowhere");
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--store etcd://nowhere: 'nowhere' is not HOST:PORT"), "{}", bad.stderr);
+    let down = with_store(&["runs"], "etcd://127.0.0.1:9");
+    assert_eq!(down.code, 1, "{}", down.stderr);
+    assert!(down.stderr.contains("etcd http://127.0.0.1:9: cannot connect"), "{}", down.stderr);
+}

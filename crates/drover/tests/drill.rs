@@ -1,6 +1,6 @@
-//! End to end in the lab (real namespaces, PostgreSQL, Knot): status, a planned
-//! switchover and back, the run journal, and a measured blackout drill with
-//! synchronous replication that must lose no acknowledged write.
+//! End to end in the lab (real namespaces, PostgreSQL, Knot; the journal in a real
+//! etcd): status, a planned switchover and back, the run journal, and a measured
+//! blackout drill with synchronous replication that must lose no acknowledged write.
 
 mod support;
 
@@ -36,10 +36,12 @@ fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
     let up = run(drover().args(["lab", "up", "--replication", "sync", "--dir"]).arg(&dir));
     assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
     let plan = dir.join("plan.yaml");
-    let state = tmp.path().join("state");
+    // The journal lives in a real etcd here (the daemons' tests use the embedded default).
+    let etcd = support::Etcd::start();
+    let store = etcd.store("lab-e2e");
     let with_plan = |args: &[&str]| {
         let mut cmd = drover();
-        cmd.args(args).arg("--plan").arg(&plan).arg("--state").arg(&state);
+        cmd.args(args).arg("--plan").arg(&plan).args(["--store", &store]);
         run(&mut cmd)
     };
 

@@ -66,7 +66,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         .split_once(':')
         .ok_or_else(|| Failure::input(format!("--fault {}: write KIND:REGION, e.g. blackout:east", args.fault)))?;
     let fault = drover_lab::Fault::parse(kind, region, None).map_err(Failure::input)?;
-    let cx = Context::open(&args.plan)?;
+    let cx = Context::open(&args.plan).await?;
     let lab_dir = args.lab.clone().unwrap_or_else(|| cx.plan_dir());
     let lab = drover_lab::Lab::load(&lab_dir).map_err(|e| {
         Failure::input(format!(

@@ -20,6 +20,9 @@ pub struct TargetArgs {
     /// Where the journal lives [default: .drover/ beside the plan file].
     #[arg(long, value_name = "DIR", conflicts_with = "server")]
     pub state: Option<PathBuf>,
+    /// Keep the journal and epoch in etcd: etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (prefix default /drover).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["server", "state"])]
+    pub store: Option<String>,
     /// Ask a running 'drover serve' instead (e.g. http://127.0.0.1:7070): it owns the journal and
     /// runs the steps; this command shows them.
     #[arg(long, value_name = "URL")]
@@ -39,7 +42,9 @@ impl TargetArgs {
     pub fn target(&self) -> Result<Target, Failure> {
         match (&self.server, &self.plan) {
             (Some(server), _) => Remote::new(server, self.token_file.as_deref()).map(Target::Remote),
-            (None, Some(plan)) => Ok(Target::Local(PlanArgs { plan: plan.clone(), state: self.state.clone() })),
+            (None, Some(plan)) => {
+                Ok(Target::Local(PlanArgs { plan: plan.clone(), state: self.state.clone(), store: self.store.clone() }))
+            }
             (None, None) => Err(Failure::input("give --plan PLAN (or --server URL for a running daemon)")),
         }
     }

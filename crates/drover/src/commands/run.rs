@@ -66,7 +66,7 @@ pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
             Target::Remote(remote) => return remote.start(kind, &args.to, &args.reason, args.yes).await,
             Target::Local(local) => local,
         };
-        let cx = Context::open(&local)?;
+        let cx = Context::open(&local).await?;
         let observed = cx.observe().await?;
         let header = engine::plan_run(&cx.plan, kind, &args.to, &observed, &args.reason)
             .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", kind.as_str())))?;
@@ -99,7 +99,7 @@ pub fn resume(run: &str, target: &TargetArgs) -> ExitCode {
             Target::Remote(remote) => return remote.drive(run, "resume", serde_json::json!({})).await,
             Target::Local(args) => args,
         };
-        let cx = Context::open(&args)?;
+        let cx = Context::open(&args).await?;
         let progress = Progress::default();
         let on_entry = |e: &Entry| progress.show(e);
         let summary = cx.engine(&on_entry).resume(&RunId(run.into())).await.map_err(engine_failure);
@@ -114,7 +114,7 @@ pub fn approve(run: &str, target: &TargetArgs) -> ExitCode {
             Target::Remote(remote) => return remote.drive(run, "approve", serde_json::json!({"by": "cli"})).await,
             Target::Local(args) => args,
         };
-        let cx = Context::open(&args)?;
+        let cx = Context::open(&args).await?;
         let progress = Progress::default();
         let on_entry = |e: &Entry| progress.show(e);
         let summary = cx.engine(&on_entry).approve(&RunId(run.into()), "cli").await.map_err(engine_failure);
@@ -129,7 +129,7 @@ pub fn abort(run: &str, target: &TargetArgs, reason: &str) -> ExitCode {
             Target::Remote(remote) => return remote.abort(run, reason).await,
             Target::Local(args) => args,
         };
-        let cx = Context::open(&args)?;
+        let cx = Context::open(&args).await?;
         let on_entry = |_: &Entry| {};
         let summary = cx.engine(&on_entry).abort(&RunId(run.into()), reason).await.map_err(engine_failure);
         cx.flush_notifications().await;
@@ -141,7 +141,6 @@ pub fn abort(run: &str, target: &TargetArgs, reason: &str) -> ExitCode {
 
 pub fn runs(args: RunsArgs) -> ExitCode {
     finish(runtime().block_on(async {
-        use drover_core::journal::Journal;
         match args.command {
             None => {
                 let ListArgs { target, output } = args.list;
@@ -149,7 +148,7 @@ pub fn runs(args: RunsArgs) -> ExitCode {
                     Target::Remote(remote) => return remote.runs(output).await,
                     Target::Local(local) => local,
                 };
-                let journal = wiring::open_journal(&local)?;
+                let journal = wiring::open_journal(&local).await?;
                 let runs = journal.runs().await.map_err(store_failure)?;
                 match output {
                     Output::Json => print_json(&runs),
@@ -161,7 +160,7 @@ pub fn runs(args: RunsArgs) -> ExitCode {
                     Target::Remote(remote) => return remote.show(&run, output).await,
                     Target::Local(local) => local,
                 };
-                let journal = wiring::open_journal(&local)?;
+                let journal = wiring::open_journal(&local).await?;
                 let summary = journal.summary(&RunId(run)).await.map_err(store_failure)?;
                 match output {
                     Output::Json => print_json(&summary),
@@ -349,7 +348,7 @@ pub fn render_run(r: &RunSummary) -> String {
 pub fn engine_for<'a>(cx: &'a Context, on_entry: &'a (dyn Fn(&Entry) + Send + Sync)) -> Engine<'a> {
     Engine {
         plan: &cx.plan,
-        journal: &cx.journal,
+        journal: cx.journal.as_ref(),
         world: cx.world.providers(),
         act: RetryPolicy::ACT,
         wait: RetryPolicy::WAIT,

@@ -17,7 +17,7 @@ pub fn run(target: &TargetArgs, output: Output) -> ExitCode {
             Target::Remote(remote) => return remote.status(output).await,
             Target::Local(args) => args,
         };
-        let cx = Context::open(&args)?;
+        let cx = Context::open(&args).await?;
         let observed = cx.observe().await?;
         match output {
             Output::Json => print_json(&json(&cx.plan, &observed)),

@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use drover_core::engine::{self, EngineError, now_ms};
-use drover_core::journal::Journal;
 use drover_core::run::{Entry, RunId, RunKind};
 use serde::Deserialize;
 use serde_json::{Value, json};

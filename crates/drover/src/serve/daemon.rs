@@ -9,7 +9,6 @@ use std::time::Duration;
 use drover_core::autopilot::{self, Decision, GateRefusal};
 use drover_core::check::CheckState;
 use drover_core::engine::{self, Observed, now_ms};
-use drover_core::journal::Journal;
 use drover_core::notify::{EventKind, Notifier, NotifyEvent};
 use drover_core::plan::Check;
 use drover_core::run::{Entry, Record, RunKind, RunState, RunSummary};

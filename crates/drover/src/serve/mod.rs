@@ -66,9 +66,9 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             return Err(Failure::input(format!("--peer {peer}: expected a base URL like http://10.200.0.12:7070")));
         }
     }
-    let cx = Context::open(&args.plan)?;
-    raise_open_file_limit(&cx);
     runtime().block_on(async move {
+        let cx = Context::open(&args.plan).await?;
+        raise_open_file_limit(&cx);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Failure::input(format!("--listen {}: {e}", args.listen)))?;
