@@ -255,3 +255,21 @@ proptest! {
         prop_assert!(!failover || fresh_down >= quorum);
     }
 }
+
+#[test]
+fn a_returning_old_primary_with_an_older_epoch_is_stale() {
+    use drover_core::vantage::stale_primaries;
+    let primary =
+        |writable: bool, epoch: Option<u64>| MemberStatus::Primary { writable, epoch, wal_lsn: 1, sync_standbys: None };
+    let members =
+        BTreeMap::from([("east".to_string(), primary(true, Some(1))), ("west".to_string(), primary(true, Some(2)))]);
+    assert_eq!(stale_primaries(&members), [("east".to_string(), 1, 2)]);
+    let never_recorded =
+        BTreeMap::from([("east".to_string(), primary(true, None)), ("west".to_string(), primary(true, Some(1)))]);
+    assert_eq!(stale_primaries(&never_recorded), [("east".to_string(), 0, 1)]);
+    let fenced =
+        BTreeMap::from([("east".to_string(), primary(false, Some(1))), ("west".to_string(), primary(true, Some(2)))]);
+    assert!(stale_primaries(&fenced).is_empty(), "a fenced old primary is not stale any more");
+    let one = BTreeMap::from([("east".to_string(), primary(true, Some(1))), ("west".to_string(), standby(0))]);
+    assert!(stale_primaries(&one).is_empty());
+}

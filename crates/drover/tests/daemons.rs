@@ -89,6 +89,21 @@ fn a_blackout_of_the_primary_region_makes_the_daemons_fail_over_on_their_own() {
     ] {
         assert!(metrics.contains(series), "west /metrics lacks {series}:\n{metrics}");
     }
+
+    // East comes back still believing it is primary at the old epoch: the daemons fence it.
+    let heal = lab_cmd(&lab, &["lab", "heal", "east"]);
+    assert_eq!(heal.code, 0, "{}", heal.stderr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let regions: Value = get(&lab, DAEMONS[1].1, "/api/v1/regions").and_then(|r| r.json().ok()).unwrap_or_default();
+        let east = &regions["regions"][0]["database"];
+        if east["role"] == "primary" && east["writable"] == false {
+            assert_eq!(regions["regions"][1]["database"]["writable"], true, "west stays the writable primary");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the returning east was not fenced within 60s: {east}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]

@@ -52,8 +52,8 @@ pub struct Daemon {
 
 /// How often the autopilot looks.
 const ROUND: Duration = Duration::from_millis(500);
-/// How often members' status is read for metrics and the API.
-const WORLD_ROUND: Duration = Duration::from_secs(5);
+/// How often members' status is read: metrics, the API, and fencing a returning old primary.
+const WORLD_ROUND: Duration = Duration::from_secs(2);
 
 impl Daemon {
     pub fn new(cx: Context, vantage: String, exchange: Arc<dyn VantageExchange>) -> Daemon {
@@ -130,7 +130,24 @@ impl Daemon {
     async fn world_loop(&self) {
         loop {
             self.refresh_members().await;
+            self.fence_stale_primaries().await;
             tokio::time::sleep(WORLD_ROUND).await;
+        }
+    }
+
+    /// An old primary that comes back after a failover still accepts writes at its
+    /// old epoch: fence it as soon as it is seen. Safe from any vantage — the one
+    /// with the higher epoch is never touched.
+    async fn fence_stale_primaries(&self) {
+        let members = self.shared.lock().unwrap().members.clone();
+        for (region, old, newest) in vantage::stale_primaries(&members) {
+            tracing::warn!(vantage = %self.vantage, %region, "{region} came back as a writable primary at epoch {old} while epoch {newest} is newer: fencing it");
+            if let Err(e) = self.cx.world.providers().database.fence(&region).await {
+                tracing::warn!(vantage = %self.vantage, %region, "fencing the returning old primary failed: {e}");
+            }
+        }
+        if !vantage::stale_primaries(&members).is_empty() {
+            self.refresh_members().await;
         }
     }
 
