@@ -160,3 +160,46 @@ async fn a_deposed_leader_cannot_write() {
     assert_eq!(unfenced.summary(&header.id).await.unwrap().state, RunState::Running);
     assert_eq!(unfenced.epoch().await.unwrap(), 0);
 }
+
+/// The leader dies (its lease is no longer kept alive): another candidate takes
+/// over within about one TTL, and the dead leader's fenced writes are refused.
+#[tokio::test]
+async fn when_the_leader_dies_another_takes_over_and_the_old_one_cannot_write() {
+    let etcd = Etcd::start().await;
+    let endpoints = vec![etcd.endpoint.clone()];
+    let east = drover_store::campaign(&endpoints, "/t/leader", "east", 2).await.expect("east leads");
+    let east_journal = EtcdJournal::connect(&endpoints, "/t/ha").await.unwrap().fenced(east.fence.clone());
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let header = drover_core::engine::plan_run(
+        &plan,
+        RunKind::Failover,
+        "west",
+        &observe(&plan, &east_journal, &world).await,
+        "t",
+    )
+    .unwrap();
+    east_journal.begin(&header).await.expect("the leader writes");
+
+    let candidate = tokio::spawn({
+        let endpoints = endpoints.clone();
+        async move { drover_store::campaign(&endpoints, "/t/leader", "west", 2).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!candidate.is_finished(), "west must not lead while east's lease lives");
+
+    // East's process dies: nothing keeps its lease alive any more.
+    let east_key = east.fence.key.clone();
+    let died = Instant::now();
+    drop(east);
+    let west = tokio::time::timeout(Duration::from_secs(30), candidate).await.expect("west never took over").unwrap();
+    let west = west.expect("west leads");
+    let takeover = died.elapsed();
+    eprintln!("leader takeover after the leader died: {} ms (lease ttl 2 s)", takeover.as_millis());
+    assert_ne!(west.fence.key, east_key, "west leads under its own key");
+
+    let late = east_journal.append(&header.id, Record::Resumed).await;
+    assert!(late.is_err_and(|e| e.to_string().contains("no longer holds the leader key")), "the old leader wrote");
+    let west_journal = EtcdJournal::connect(&endpoints, "/t/ha").await.unwrap().fenced(west.fence.clone());
+    west_journal.append(&header.id, Record::Resumed).await.expect("the new leader resumes the run");
+}
