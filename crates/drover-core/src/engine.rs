@@ -32,7 +32,7 @@ impl Observed {
     /// The region currently acting as primary: the writable primary member with
     /// the highest epoch, then where traffic points, then the plan's declared primary.
     pub fn current_primary<'a>(&'a self, plan: &'a Plan) -> &'a str {
-        if let Some((r, _)) = self.writable_primaries().into_iter().max_by_key(|(_, epoch)| *epoch) {
+        if let Some(r) = crate::world::newest_primary(&self.members) {
             return r;
         }
         if let Ok(TrafficState { region: Some(r), .. }) = &self.traffic {
@@ -43,13 +43,7 @@ impl Observed {
 
     /// Members that accept writes, with the epoch each has recorded.
     pub fn writable_primaries(&self) -> Vec<(&str, Option<Epoch>)> {
-        self.members
-            .iter()
-            .filter_map(|(r, m)| match m {
-                MemberStatus::Primary { writable: true, epoch, .. } => Some((r.as_str(), *epoch)),
-                _ => None,
-            })
-            .collect()
+        crate::world::writable_primaries(&self.members)
     }
 
     /// The highest epoch anywhere: the store, the traffic record, any member.

@@ -175,14 +175,8 @@ pub trait VantageExchange: Send + Sync {
 /// two primaries" true once the lost region returns. A member that recorded no
 /// epoch counts as epoch 0.
 pub fn stale_primaries(members: &BTreeMap<String, crate::world::MemberStatus>) -> Vec<(String, u64, u64)> {
-    use crate::world::MemberStatus;
-    let writable: Vec<(&String, u64)> = members
-        .iter()
-        .filter_map(|(r, m)| match m {
-            MemberStatus::Primary { writable: true, epoch, .. } => Some((r, epoch.unwrap_or(0))),
-            _ => None,
-        })
-        .collect();
+    let writable: Vec<(&str, u64)> =
+        crate::world::writable_primaries(members).into_iter().map(|(r, e)| (r, e.unwrap_or(0))).collect();
     let Some(newest) = writable.iter().map(|(_, e)| *e).max() else { return Vec::new() };
-    writable.into_iter().filter(|(_, e)| *e < newest).map(|(r, e)| (r.clone(), e, newest)).collect()
+    writable.into_iter().filter(|(_, e)| *e < newest).map(|(r, e)| (r.to_string(), e, newest)).collect()
 }

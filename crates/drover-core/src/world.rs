@@ -41,6 +41,22 @@ pub enum MemberStatus {
     },
 }
 
+/// Members that accept writes, with the epoch each has recorded, by region name.
+pub fn writable_primaries(members: &std::collections::BTreeMap<String, MemberStatus>) -> Vec<(&str, Option<Epoch>)> {
+    members
+        .iter()
+        .filter_map(|(r, m)| match m {
+            MemberStatus::Primary { writable: true, epoch, .. } => Some((r.as_str(), *epoch)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The writable primary with the highest epoch: the one acting as primary, if any.
+pub fn newest_primary(members: &std::collections::BTreeMap<String, MemberStatus>) -> Option<&str> {
+    writable_primaries(members).into_iter().max_by_key(|(_, epoch)| *epoch).map(|(r, _)| r)
+}
+
 impl MemberStatus {
     pub fn role_str(&self) -> &'static str {
         match self {

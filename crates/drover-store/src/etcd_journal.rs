@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::engine::now_ms;
 use drover_core::journal::Journal;
-use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
+use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
 
 /// How many times a write is retried when another writer got in first.
@@ -231,19 +231,13 @@ impl Journal for EtcdJournal {
     }
 
     async fn runs(&self) -> Result<Vec<RunSummary>, StoreError> {
-        let all = self.entries_under(&format!("{}/runs/", self.prefix)).await?;
-        let mut runs: Vec<(String, Vec<Entry>)> = Vec::new();
-        let skip = format!("{}/runs/", self.prefix).len();
-        for (key, entry) in all {
-            let run = key[skip..].split('/').next().unwrap_or_default().to_string();
-            match runs.last_mut() {
-                Some((id, entries)) if *id == run => entries.push(entry),
-                _ => runs.push((run, vec![entry])),
-            }
-        }
-        let mut summaries: Vec<RunSummary> = runs.iter().filter_map(|(_, e)| RunSummary::fold(e)).collect();
-        summaries.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.header.id.cmp(&a.header.id)));
-        Ok(summaries)
+        let runs = format!("{}/runs/", self.prefix);
+        let all = self.entries_under(&runs).await?;
+        // Keys are `<prefix>/runs/<run>/<seq>`: the run id is the part after the prefix.
+        Ok(fold_runs(
+            all.into_iter()
+                .map(|(key, entry)| (key[runs.len()..].split('/').next().unwrap_or_default().to_string(), entry)),
+        ))
     }
 
     async fn epoch(&self) -> Result<Epoch, StoreError> {

@@ -30,10 +30,6 @@ impl Leader {
             }
         }
     }
-
-    pub fn is_lost(&self) -> bool {
-        *self.lost.borrow()
-    }
 }
 
 impl Drop for Leader {

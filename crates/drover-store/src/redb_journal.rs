@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::engine::now_ms;
 use drover_core::journal::Journal;
-use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
+use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// (run id, sequence) → one journal entry as JSON.
@@ -87,19 +87,12 @@ impl RedbJournal {
         &self,
         table: &impl ReadableTable<(&'static str, u64), &'static str>,
     ) -> Result<Vec<RunSummary>, StoreError> {
-        let mut runs: Vec<(String, Vec<Entry>)> = Vec::new();
+        let mut entries = Vec::new();
         for item in table.iter().map_err(|e| self.err(e))? {
             let (key, value) = item.map_err(|e| self.err(e))?;
-            let run = key.value().0.to_string();
-            let entry = self.decode(value.value())?;
-            match runs.last_mut() {
-                Some((id, entries)) if *id == run => entries.push(entry),
-                _ => runs.push((run, vec![entry])),
-            }
+            entries.push((key.value().0.to_string(), self.decode(value.value())?));
         }
-        let mut summaries: Vec<RunSummary> = runs.iter().filter_map(|(_, e)| RunSummary::fold(e)).collect();
-        summaries.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.header.id.cmp(&a.header.id)));
-        Ok(summaries)
+        Ok(fold_runs(entries))
     }
 }
 

@@ -33,15 +33,6 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Takes the lab down when the test ends, passed or failed.
-struct LabGuard(String);
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = drover(&["lab", "down", "--dir", &self.0]);
-    }
-}
-
 fn reachable(addr: &str) -> bool {
     TcpStream::connect_timeout(&addr.parse::<SocketAddr>().unwrap(), Duration::from_secs(1)).is_ok()
 }
@@ -99,19 +90,19 @@ fn wait_present_on(dsn: &str, seqs: &[u64]) {
 
 #[test]
 fn lab_up_fault_heal_down() {
-    let _lock = support::LabLock::take();
-    assert!(
-        !namespaces().contains("drover-"),
-        "a lab is already up on this machine ({}); run 'drover lab down --dir DIR' first",
-        namespaces().trim()
-    );
     let tmp = tempfile::Builder::new().prefix("drover-lab-test-").tempdir_in("/tmp").unwrap();
     // PostgreSQL runs as the postgres OS user and must reach its data dir below.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir_path = tmp.path().join("lab");
     let dir = dir_path.to_str().unwrap().to_string();
-    let _guard = LabGuard(dir.clone());
+    // Takes the lab lock, and takes the lab down when the test ends, passed or failed.
+    let _guard = support::LabGuard::new(&dir_path);
+    assert!(
+        !namespaces().contains("drover-"),
+        "a lab is already up on this machine ({}); run 'drover lab down --dir DIR' first",
+        namespaces().trim()
+    );
 
     let up = ok(&["lab", "up", "--dir", &dir, "--replication", "sync"]);
     assert!(up.contains(&format!("plan: {dir}/plan.yaml")), "{up}");

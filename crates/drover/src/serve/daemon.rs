@@ -96,10 +96,9 @@ impl Daemon {
         )
     }
 
-    /// Every report this vantage knows: its own and its peers' (fresh or not).
+    /// Every report this vantage knows: its own first, then its peers' (fresh or not).
     pub async fn reports(&self) -> Vec<VantageReport> {
         let own = self.own_report();
-        self.exchange.publish(&own).await;
         let others = self.exchange.others().await;
         std::iter::once(own).chain(others.into_iter().filter(|r| r.vantage != self.vantage)).collect()
     }
@@ -139,16 +138,17 @@ impl Daemon {
     /// old epoch: fence it as soon as it is seen. Safe from any vantage — the one
     /// with the higher epoch is never touched.
     async fn fence_stale_primaries(&self) {
-        let members = self.shared.lock().unwrap().members.clone();
-        for (region, old, newest) in vantage::stale_primaries(&members) {
+        let stale = vantage::stale_primaries(&self.shared.lock().unwrap().members);
+        if stale.is_empty() {
+            return;
+        }
+        for (region, old, newest) in stale {
             tracing::warn!(vantage = %self.vantage, %region, "{region} came back as a writable primary at epoch {old} while epoch {newest} is newer: fencing it");
             if let Err(e) = self.cx.world.providers().database.fence(&region).await {
                 tracing::warn!(vantage = %self.vantage, %region, "fencing the returning old primary failed: {e}");
             }
         }
-        if !vantage::stale_primaries(&members).is_empty() {
-            self.refresh_members().await;
-        }
+        self.refresh_members().await;
     }
 
     async fn refresh_members(&self) {
@@ -172,10 +172,12 @@ impl Daemon {
             tokio::time::sleep(ROUND).await;
             let now = now_ms();
             let reports = self.reports().await;
+            // Published once a round, here: readers of the API and /metrics only look.
+            self.exchange.publish(&reports[0]).await;
             let verdicts = vantage::verdicts(&self.cx.plan, &reports, now);
             let acting = vantage::acting_vantage(&reports, &verdicts, now) == Some(self.vantage.as_str());
             self.shared.lock().unwrap().verdicts = verdicts.clone();
-            let Some(primary) = self.primary_region() else { continue };
+            let primary = self.primary_region();
             match autopilot::primary_down(&verdicts, &primary) {
                 Ok(Some(_)) if acting => {}
                 Ok(_) => continue,
@@ -191,18 +193,9 @@ impl Daemon {
     }
 
     /// The primary region as the last world observation and the journal show it.
-    fn primary_region(&self) -> Option<String> {
+    fn primary_region(&self) -> String {
         let shared = self.shared.lock().unwrap();
-        let writable = shared
-            .members
-            .iter()
-            .filter_map(|(r, m)| match m {
-                MemberStatus::Primary { writable: true, epoch, .. } => Some((r.clone(), *epoch)),
-                _ => None,
-            })
-            .max_by_key(|(_, e)| *e)
-            .map(|(r, _)| r);
-        writable.or_else(|| Some(self.cx.plan.planned_primary().to_string()))
+        drover_core::world::newest_primary(&shared.members).unwrap_or(self.cx.plan.planned_primary()).to_string()
     }
 
     /// The primary looks down: observe the candidates, run the gates, act.
