@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: N lab drills (blackout of the primary region) with synchronous and
 # with asynchronous replication, and with synchronous replication watched by three
-# `drover serve` daemons; 1 s checks, failure threshold 3. Prints the
+# `drover serve` daemons (each with its own journal, or in HA mode: a 3-member etcd,
+# one leader, east leading etcd and the election); 1 s checks, failure threshold 3. Prints the
 # median and range of rto_ms and of lost acknowledged writes, as a Markdown table.
 #   bench/lab-drills.sh [RUNS]        (default 5; needs root, like the lab)
 name=drills
@@ -9,9 +10,11 @@ source "$(dirname "$0")/lib.sh"
 rm -f "$out"/*.json
 # sync and async: this drover detects and fails over. daemons: three `drover serve`
 # vantages (quorum 2) detect and fail over on their own; the drill only watches.
-for mode in ${DROVER_BENCH_MODES:-sync async daemons}; do
+# ha: the same with `lab up --ha` (the east blackout also takes the etcd and drover leaders).
+for mode in ${DROVER_BENCH_MODES:-sync async daemons ha}; do
   case "$mode" in
     daemons) replication=sync; up_flags=(--daemons); drill_flags=(--daemons) ;;
+    ha) replication=sync; up_flags=(--ha); drill_flags=(--daemons) ;;
     *) replication="$mode"; up_flags=(); drill_flags=() ;;
   esac
   for i in $(seq 1 "$runs"); do
@@ -35,7 +38,7 @@ print()
 print(f"date {datetime.date.today()}, {os.cpu_count()} cores, {platform.platform()}, {runs} runs each")
 print("| mode | rto_ms median | rto_ms range | lost writes median | lost writes range | rpo_ms median | detected_ms median | drills |")
 print("|---|---|---|---|---|---|---|---|")
-for repl in ("sync", "async", "daemons"):
+for repl in ("sync", "async", "daemons", "ha"):
     reports = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{repl}-*.json"))]
     rto = [r["rto_ms"] for r in reports if r["rto_ms"] is not None]
     lost = [r["lost_acknowledged_writes"] for r in reports]

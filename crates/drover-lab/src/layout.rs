@@ -14,6 +14,11 @@ pub const APP_PORT: u16 = 8080;
 /// Where each region's `drover serve` daemon listens (with `lab up --daemons`).
 pub const SERVE_PORT: u16 = 7070;
 pub const DNS_PORT: u16 = 53;
+/// With `lab up --ha`: one etcd member per region (clients, then peers).
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub const ETCD_PEER_PORT: u16 = 2380;
+/// The key prefix the lab's daemons keep the journal, reports and election under.
+pub const ETCD_PREFIX: &str = "/drover/lab";
 pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 pub const ZONE: &str = "app.test.";
 pub const RECORD: &str = "api.app.test.";
@@ -52,6 +57,17 @@ pub const REGIONS: [RegionSpec; 3] = [
     RegionSpec { name: "west", role: Role::Standby, address: Ipv4Addr::new(10, 200, 0, 12) },
     RegionSpec { name: "witness", role: Role::Witness, address: Ipv4Addr::new(10, 200, 0, 13) },
 ];
+
+/// The lab's etcd members' client URLs (with `lab up --ha`).
+pub fn etcd_endpoints() -> Vec<String> {
+    REGIONS.iter().map(|r| format!("http://{}:{ETCD_CLIENT_PORT}", r.address)).collect()
+}
+
+/// `--store` for the lab's etcd: every member, and the lab's prefix.
+pub fn etcd_store_url() -> String {
+    let hosts: Vec<String> = REGIONS.iter().map(|r| format!("{}:{ETCD_CLIENT_PORT}", r.address)).collect();
+    format!("etcd://{}{ETCD_PREFIX}", hosts.join(","))
+}
 
 pub fn namespace(region: &str) -> String {
     format!("drover-{region}")
@@ -138,6 +154,13 @@ impl LabDir {
     }
     pub fn serve_log(&self, region: &str) -> PathBuf {
         self.root.join(format!("serve-{region}.log"))
+    }
+    /// A region's etcd member: its data dir and its log (with `lab up --ha`).
+    pub fn etcd_dir(&self, region: &str) -> PathBuf {
+        self.root.join(format!("etcd-{region}"))
+    }
+    pub fn etcd_log(&self, region: &str) -> PathBuf {
+        self.root.join(format!("etcd-{region}.log"))
     }
     pub fn knot_dir(&self) -> PathBuf {
         self.root.join("knot")

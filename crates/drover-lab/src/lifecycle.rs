@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::layout::{APP_PORT, DNS_PORT, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role, SERVE_PORT};
+use crate::layout::{APP_PORT, DNS_PORT, ETCD_CLIENT_PORT, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role, SERVE_PORT};
 use crate::state::{LabState, Replication};
 use crate::status::http_get;
 use crate::{LabError, knot, net, plan_file, postgres, supervisor, sys};
@@ -23,6 +23,8 @@ pub struct Up {
     pub plan: PathBuf,
     pub replication: Replication,
     pub daemons: bool,
+    /// The daemons coordinate through the lab's 3-member etcd cluster.
+    pub ha: bool,
     pub took: Duration,
     /// Host settings that may hurt the lab, for the person to fix.
     pub warnings: Vec<String>,
@@ -48,6 +50,7 @@ impl Up {
                 Role::Witness => "witness (no service)".into(),
             };
             let serve = if self.daemons { format!(", drover serve :{SERVE_PORT}") } else { String::new() };
+            let serve = if self.ha { format!("{serve}, etcd :{ETCD_CLIENT_PORT}") } else { serve };
             out.push_str(&format!("  {:<8} {:<12} netns drover-{:<8} {what}{serve}\n", r.name, r.address, r.name));
         }
         let primary = REGIONS.iter().find(|r| r.role == Role::Primary).expect("a primary");
@@ -56,6 +59,12 @@ impl Up {
             "hub", HUB_ADDRESS, primary.address
         ));
         out.push_str(&format!("plan: {}\n", self.plan.display()));
+        if self.ha {
+            out.push_str(&format!(
+                "store: {} (east leads etcd and the daemons' election)\n",
+                crate::layout::etcd_store_url()
+            ));
+        }
         out.push_str("next:\n");
         out.push_str(&format!("  drover status --plan {}\n", self.plan.display()));
         let daemons = if self.daemons { " --daemons" } else { "" };
@@ -84,9 +93,17 @@ pub fn absolute(dir: &Path) -> PathBuf {
 /// its supervisor after this returns.
 /// Builds the lab; with `daemons`, a `drover serve` in each region (east, west, witness)
 /// watching the lab's plan, which then fails over by itself.
-pub async fn up(dir: &Path, replication: Replication, daemons: bool) -> Result<Up, LabError> {
+///
+/// With `ha`, the daemons keep their journal in a 3-member etcd cluster (one member
+/// per region) and elect a leader; the lab starts with east, the primary region,
+/// leading both etcd and the election: the worst case when east is lost.
+pub async fn up(dir: &Path, replication: Replication, daemons: bool, ha: bool) -> Result<Up, LabError> {
     sys::require_root()?;
     sys::require_tools()?;
+    if ha {
+        sys::require_tool("etcd", "etcd-server")?;
+    }
+    let daemons = daemons || ha;
     let started = Instant::now();
     let lab = LabDir::new(absolute(dir));
     refuse_if_up(&lab)?;
@@ -99,8 +116,16 @@ pub async fn up(dir: &Path, replication: Replication, daemons: bool) -> Result<U
             root = lab.root().display()
         ))
     };
-    build(&lab, replication, daemons).await.map_err(partly)?;
-    Ok(Up { dir: lab.root().to_path_buf(), plan: lab.plan(), replication, daemons, took: started.elapsed(), warnings })
+    build(&lab, replication, daemons, ha).await.map_err(partly)?;
+    Ok(Up {
+        dir: lab.root().to_path_buf(),
+        plan: lab.plan(),
+        replication,
+        daemons,
+        ha,
+        took: started.elapsed(),
+        warnings,
+    })
 }
 
 fn refuse_if_up(lab: &LabDir) -> Result<(), LabError> {
@@ -168,7 +193,7 @@ fn make_dir(lab: &LabDir) -> Result<(), LabError> {
     sys::create_dir(&lab.secrets(), 0o700)
 }
 
-async fn build(lab: &LabDir, replication: Replication, daemons: bool) -> Result<(), LabError> {
+async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) -> Result<(), LabError> {
     net::create()?;
 
     let password = sys::random_hex(16)?;
@@ -182,7 +207,7 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool) -> Result<
     if daemons {
         sys::write_private(&lab.api_token(), &sys::random_hex(24)?)?;
     }
-    LabState::new(lab, replication, daemons).write(lab)?;
+    LabState::new(lab, replication, daemons, ha).write(lab)?;
 
     for r in REGIONS.iter().filter(|r| r.serves()) {
         postgres::prepare_region(lab, r.name, r.address, replication)?;
@@ -221,10 +246,20 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool) -> Result<
     for r in REGIONS.iter().filter(|r| r.serves()) {
         wait_app(lab, r.name, r.address.into()).await?;
     }
-    if daemons {
+    if ha {
+        start_etcd(lab).await?;
+        // East first, and alone until it leads: the others then queue behind it.
+        supervisor::request(lab, "start serve-east")?;
+        wait_election_leader(lab, "east").await?;
+        for r in REGIONS.iter().filter(|r| r.name != "east") {
+            supervisor::request(lab, &format!("start serve-{}", r.name))?;
+        }
+    } else if daemons {
         for r in &REGIONS {
             supervisor::request(lab, &format!("start serve-{}", r.name))?;
         }
+    }
+    if daemons {
         for r in &REGIONS {
             wait_http(
                 SocketAddr::new(r.address.into(), SERVE_PORT),
@@ -236,6 +271,52 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool) -> Result<
         }
     }
     Ok(())
+}
+
+/// Starts the three etcd members, waits for a raft leader, and moves raft leadership to east.
+async fn start_etcd(lab: &LabDir) -> Result<(), LabError> {
+    for r in &REGIONS {
+        supervisor::request(lab, &format!("start etcd-{}", r.name))?;
+    }
+    let endpoints = crate::layout::etcd_endpoints();
+    let logs = || REGIONS.iter().map(|r| sys::tail(&lab.etcd_log(r.name), 5)).collect::<Vec<_>>().join("\n");
+    let started = Instant::now();
+    loop {
+        let result = match drover_store::cluster::raft_leader(&endpoints).await {
+            Ok(leader) if leader == "east" => return Ok(()),
+            Ok(_) => drover_store::cluster::move_raft_leader(&endpoints, "east").await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if started.elapsed() > READY_GUARD {
+            let why = result.err().unwrap_or_else(|| "raft leadership did not move to east".into());
+            return Err(LabError::failed(format!(
+                "the lab's etcd cluster is not ready: {why}; its logs end:\n{}",
+                logs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `region`'s daemon leads the daemons' election.
+async fn wait_election_leader(lab: &LabDir, region: &str) -> Result<(), LabError> {
+    let endpoints = crate::layout::etcd_endpoints();
+    let election = format!("{}/leader", crate::layout::ETCD_PREFIX);
+    let started = Instant::now();
+    loop {
+        let last = match drover_store::cluster::election_leader(&endpoints, &election).await {
+            Ok(Some(leader)) if leader == region => return Ok(()),
+            Ok(other) => format!("the leader is {}", other.as_deref().unwrap_or("nobody")),
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() > READY_GUARD {
+            return Err(LabError::failed(format!(
+                "the {region} daemon did not take the lead: {last}; its log ends:\n{}",
+                sys::tail(&lab.serve_log(region), 10)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits until `path` answers 200 (the lab app's health, a daemon's readiness).

@@ -190,16 +190,25 @@ pub async fn wait_connect(dsn: &str, guard: Duration) -> Result<tokio_postgres::
     }
 }
 
-/// The lab app's table, created before the base backup so the standby has it too.
+/// The lab app's table, created before the base backup so the standby has it too. Each
+/// row keeps the region whose database took it and the drover epoch that database held
+/// then, so a test can prove that no two databases accepted writes in the same epoch.
 pub async fn create_app_table(client: &tokio_postgres::Client) -> Result<(), String> {
     // No standby exists yet to confirm a synchronous commit.
     client
         .batch_execute(
             "SET synchronous_commit = local;
+             CREATE OR REPLACE FUNCTION lab_epoch() RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+             BEGIN
+                 RETURN coalesce((SELECT max(epoch) FROM drover.epoch), 0);
+             EXCEPTION WHEN undefined_table OR invalid_schema_name THEN
+                 RETURN 0;
+             END $$;
              CREATE TABLE IF NOT EXISTS lab_writes (
                  seq bigint PRIMARY KEY,
                  region text NOT NULL,
-                 at timestamptz NOT NULL DEFAULT now()
+                 at timestamptz NOT NULL DEFAULT now(),
+                 epoch bigint NOT NULL DEFAULT lab_epoch()
              );",
         )
         .await

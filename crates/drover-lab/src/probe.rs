@@ -225,6 +225,29 @@ pub async fn present_sequences(dsn: &str) -> Result<BTreeSet<u64>, String> {
     Ok(rows.iter().map(|r| r.get::<_, i64>(0)).filter_map(|s| u64::try_from(s).ok()).collect())
 }
 
+/// The regions whose database took the lab app's writes, by the drover epoch that database
+/// held when it took them. Split brain shows as one epoch with two regions.
+pub async fn writers_by_epoch(dsn: &str) -> Result<std::collections::BTreeMap<u64, BTreeSet<String>>, String> {
+    let client = postgres::connect(dsn, Duration::from_secs(5)).await?;
+    let rows =
+        client.query("SELECT DISTINCT epoch, region FROM lab_writes", &[]).await.map_err(|e| postgres::describe(&e))?;
+    let mut writers = std::collections::BTreeMap::<u64, BTreeSet<String>>::new();
+    for row in rows {
+        writers.entry(row.get::<_, i64>(0).max(0) as u64).or_default().insert(row.get(1));
+    }
+    Ok(writers)
+}
+
+/// The WAL timeline a database is on: 1 for a cluster never promoted, one more per promotion.
+pub async fn wal_timeline(dsn: &str) -> Result<u32, String> {
+    let client = postgres::connect(dsn, Duration::from_secs(5)).await?;
+    let row = client
+        .query_one("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)", &[])
+        .await
+        .map_err(|e| postgres::describe(&e))?;
+    u32::from_str_radix(row.get::<_, &str>(0), 16).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::Outcome::{Acked, Failed, Pending};

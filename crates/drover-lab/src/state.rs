@@ -20,6 +20,9 @@ pub struct LabState {
     /// A `drover serve` daemon runs in every region (`lab up --daemons`).
     #[serde(default)]
     pub daemons: bool,
+    /// The daemons coordinate through a 3-member etcd cluster, one member per region (`lab up --ha`).
+    #[serde(default)]
+    pub ha: bool,
     pub plan: PathBuf,
     pub hub: HubState,
     pub regions: Vec<RegionState>,
@@ -57,11 +60,12 @@ pub struct ServiceState {
 }
 
 impl LabState {
-    pub fn new(dir: &LabDir, replication: Replication, daemons: bool) -> LabState {
+    pub fn new(dir: &LabDir, replication: Replication, daemons: bool, ha: bool) -> LabState {
         LabState {
             dir: dir.root().to_path_buf(),
             replication,
-            daemons,
+            daemons: daemons || ha,
+            ha,
             plan: dir.plan(),
             hub: HubState {
                 bridge: BRIDGE.into(),
@@ -136,6 +140,11 @@ impl Lab {
             return Vec::new();
         }
         self.state.regions.iter().map(|r| format!("http://{}:{}", r.address, crate::layout::SERVE_PORT)).collect()
+    }
+
+    /// `--store` for the lab's etcd, when it has one (`lab up --ha`).
+    pub fn etcd_store(&self) -> Option<String> {
+        self.state.ha.then(crate::layout::etcd_store_url)
     }
 
     /// The bearer token the lab's daemons want.

@@ -19,7 +19,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid};
 
 use crate::LabError;
-use crate::layout::{APP_PORT, LabDir, PG_BIN_DIR, REGIONS, RegionSpec, SERVE_PORT};
+use crate::layout::{
+    APP_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, LabDir, PG_BIN_DIR, REGIONS, RegionSpec, SERVE_PORT, etcd_store_url,
+};
 use crate::state::{LabState, ServiceState};
 use crate::sys;
 
@@ -42,6 +44,8 @@ enum Kind {
     App(&'static RegionSpec),
     /// `drover serve` for the lab's plan, one vantage per region (witness included).
     Serve(&'static RegionSpec),
+    /// One member of the lab's etcd cluster (`lab up --ha`).
+    Etcd(&'static RegionSpec),
 }
 
 struct Service {
@@ -88,6 +92,7 @@ pub fn supervise(dir: &Path) -> Result<(), LabError> {
     }
     for region in &REGIONS {
         services.push(service(&format!("serve-{}", region.name), Kind::Serve(region), true));
+        services.push(service(&format!("etcd-{}", region.name), Kind::Etcd(region), true));
     }
     let mut sup = Supervisor { lab, state, exe, services };
 
@@ -189,14 +194,37 @@ impl Supervisor {
                 cmd.args(["serve", "--vantage", r.name, "--listen", &format!("{}:{SERVE_PORT}", r.address)])
                     .arg("--plan")
                     .arg(self.lab.plan())
-                    .arg("--state")
-                    .arg(self.lab.serve_state(r.name))
                     .arg("--token-file")
                     .arg(self.lab.api_token());
-                for peer in REGIONS.iter().filter(|p| p.name != r.name) {
-                    cmd.arg("--peer").arg(format!("http://{}:{SERVE_PORT}", peer.address));
+                if self.state.ha {
+                    // A short lease: the lab measures how fast a new leader takes over.
+                    cmd.args(["--store", &etcd_store_url(), "--lease-ttl", "2"]);
+                } else {
+                    cmd.arg("--state").arg(self.lab.serve_state(r.name));
+                    for peer in REGIONS.iter().filter(|p| p.name != r.name) {
+                        cmd.arg("--peer").arg(format!("http://{}:{SERVE_PORT}", peer.address));
+                    }
                 }
                 (cmd, self.lab.serve_log(r.name), Some(r), None)
+            }
+            Kind::Etcd(r) => {
+                let peer = |r: &RegionSpec| format!("http://{}:{ETCD_PEER_PORT}", r.address);
+                let cluster: Vec<String> = REGIONS.iter().map(|m| format!("{}={}", m.name, peer(m))).collect();
+                let client = format!("http://{}:{ETCD_CLIENT_PORT}", r.address);
+                let mut cmd = Command::new(sys::tool("etcd"));
+                cmd.arg("--name")
+                    .arg(r.name)
+                    .arg("--data-dir")
+                    .arg(self.lab.etcd_dir(r.name))
+                    .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+                    .args(["--listen-peer-urls", &peer(r), "--initial-advertise-peer-urls", &peer(r)])
+                    .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-token", "drover-lab"])
+                    .args(["--initial-cluster-state", "new"])
+                    // Raft's defaults (100 ms heartbeat, 1 s election); pre-vote keeps a member
+                    // that only lost one peer from disrupting a leader the others still hear.
+                    .args(["--heartbeat-interval", "100", "--election-timeout", "1000", "--pre-vote"])
+                    .args(["--logger", "zap", "--log-level", "warn"]);
+                (cmd, self.lab.etcd_log(r.name), Some(r), None)
             }
         };
         let out = std::fs::OpenOptions::new()

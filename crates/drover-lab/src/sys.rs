@@ -78,6 +78,16 @@ pub fn require_tools() -> Result<(), LabError> {
     }
 }
 
+/// One more tool that only some labs need (etcd for `lab up --ha`).
+pub fn require_tool(name: &str, package: &str) -> Result<(), LabError> {
+    match which(name) {
+        Some(_) => Ok(()),
+        None => Err(LabError::refused(format!(
+            "this lab needs {name} (Debian package {package}); run scripts/setup.sh, which installs it"
+        ))),
+    }
+}
+
 /// Runs a command to completion; its stdout on success, its stderr in the error.
 pub fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
     run_with_input(program, args, None)

@@ -16,7 +16,7 @@ use drover_core::StoreError;
 use drover_core::engine::now_ms;
 use drover_core::journal::Journal;
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp};
 
 /// How many times a write is retried when another writer got in first.
 const CONFLICT_RETRIES: u32 = 50;
@@ -52,8 +52,7 @@ impl EtcdJournal {
     /// Connects to the cluster; `prefix` separates plans (e.g. `/drover/shop`).
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdJournal, StoreError> {
         let joined = endpoints.join(",");
-        let options =
-            ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(5));
+        let options = crate::etcd_options(Duration::from_secs(3)).with_timeout(Duration::from_secs(5));
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| StoreError::Io(format!("etcd {joined}: cannot connect: {e}")))?;

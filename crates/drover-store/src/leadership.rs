@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use drover_core::StoreError;
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::Client;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -47,7 +47,7 @@ fn err(endpoints: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
 pub async fn campaign(endpoints: &[String], election: &str, who: &str, ttl: i64) -> Result<Leader, StoreError> {
     let joined = endpoints.join(",");
     // No request timeout: a campaign waits as long as another candidate leads.
-    let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(3));
+    let options = crate::etcd_options(Duration::from_secs(3));
     let mut client = Client::connect(endpoints, Some(options)).await.map_err(|e| err(&joined, "cannot connect", e))?;
     let lease = client.lease_grant(ttl, None).await.map_err(|e| err(&joined, "lease", e))?.id();
     let (mut keeper, mut responses) =

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use drover_adapters::notify::{WebhookNotifier, WebhookSecrets};
 use drover_adapters::postgres::{PostgresConfig, PostgresDatabase, PostgresMemberConfig};
@@ -59,14 +60,28 @@ fn plan_dir(plan: &Path) -> PathBuf {
 
 /// The journal the plan's runs are kept in: the embedded redb file under the state
 /// directory, or etcd (`--store etcd://...`).
-pub async fn open_journal(args: &PlanArgs) -> Result<Box<dyn Journal>, Failure> {
-    match &args.store {
-        None => Ok(Box::new(RedbJournal::open(&state_dir(args)).map_err(store_failure)?)),
-        Some(url) => {
-            let (endpoints, prefix) = parse_etcd_url(url)?;
-            Ok(Box::new(EtcdJournal::connect(&endpoints, &prefix).await.map_err(store_failure)?))
+pub async fn open_journal(args: &PlanArgs) -> Result<Arc<dyn Journal>, Failure> {
+    match etcd_store(args)? {
+        None => Ok(Arc::new(RedbJournal::open(&state_dir(args)).map_err(store_failure)?)),
+        Some(EtcdStore { endpoints, prefix }) => {
+            Ok(Arc::new(EtcdJournal::connect(&endpoints, &prefix).await.map_err(store_failure)?))
         }
     }
+}
+
+/// An etcd store: its members' client URLs and the key prefix of this plan.
+#[derive(Clone, Debug)]
+pub struct EtcdStore {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+}
+
+/// The etcd store `--store` names, if any.
+pub fn etcd_store(args: &PlanArgs) -> Result<Option<EtcdStore>, Failure> {
+    args.store
+        .as_deref()
+        .map(|url| parse_etcd_url(url).map(|(endpoints, prefix)| EtcdStore { endpoints, prefix }))
+        .transpose()
 }
 
 /// `etcd://h1:2379,h2:2379/prefix` -> (["http://h1:2379", "http://h2:2379"], "/prefix").
@@ -149,7 +164,7 @@ impl World {
 /// Everything a command that reads or changes the world needs.
 pub struct Context {
     pub plan: Plan,
-    pub journal: Box<dyn Journal>,
+    pub journal: Arc<dyn Journal>,
     pub world: World,
 }
 

@@ -30,6 +30,12 @@ pub enum LabCommand {
         /// DIR/secrets/api-token. 'drover drill --daemons' then measures their failover.
         #[arg(long)]
         daemons: bool,
+        /// Daemons that survive their own region: as --daemons, plus a 3-member etcd cluster (one
+        /// member per region, client port 2379) holding their journal, reports and leader
+        /// election (store etcd://10.200.0.11:2379,10.200.0.12:2379,10.200.0.13:2379/drover/lab).
+        /// East starts leading both etcd and the election. Needs etcd (Debian etcd-server).
+        #[arg(long)]
+        ha: bool,
     },
     /// Stop everything the lab started and remove its namespaces, bridge and directory. Safe to run twice.
     Down {
@@ -128,13 +134,13 @@ pub fn run(cmd: LabCommand) -> ExitCode {
         return finish(drover_lab::supervise(&dir.dir).map_err(failure));
     }
     finish(match cmd {
-        LabCommand::Up { dir, replication, daemons } => {
+        LabCommand::Up { dir, replication, daemons, ha } => {
             let replication = match replication {
                 ReplicationArg::Sync => Replication::Synchronous,
                 ReplicationArg::Async => Replication::Asynchronous,
             };
             runtime()
-                .block_on(drover_lab::up(&dir.dir, replication, daemons))
+                .block_on(drover_lab::up(&dir.dir, replication, daemons, ha))
                 .map(|up| print!("{}", up.summary()))
                 .map_err(failure)
         }

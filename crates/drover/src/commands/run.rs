@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use drover_core::engine::{self, Engine, EngineError, RetryPolicy};
+use drover_core::journal::Journal;
 use drover_core::run::{Entry, Record, RunId, RunKind, RunState, RunSummary, StepOutcome};
 use drover_core::{StoreError, duration::format_duration};
 
@@ -346,9 +347,18 @@ pub fn render_run(r: &RunSummary) -> String {
 
 /// The engine as commands use it: real retry budgets.
 pub fn engine_for<'a>(cx: &'a Context, on_entry: &'a (dyn Fn(&Entry) + Send + Sync)) -> Engine<'a> {
+    engine_with(cx, cx.journal.as_ref(), on_entry)
+}
+
+/// An engine that journals through `journal` (a daemon's leader writes through its fenced one).
+pub fn engine_with<'a>(
+    cx: &'a Context,
+    journal: &'a dyn Journal,
+    on_entry: &'a (dyn Fn(&Entry) + Send + Sync),
+) -> Engine<'a> {
     Engine {
         plan: &cx.plan,
-        journal: cx.journal.as_ref(),
+        journal,
         world: cx.world.providers(),
         act: RetryPolicy::ACT,
         wait: RetryPolicy::WAIT,

@@ -15,7 +15,8 @@ use drover_core::run::{Entry, RunId, RunKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::daemon::{Daemon, log_entry};
+use super::daemon::{Daemon, NotLeader};
+use super::leadership::Authority;
 use super::metrics;
 use crate::commands::run::Progress;
 
@@ -283,17 +284,21 @@ async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
         }
         e
     })?;
+    let authority = daemon.authority().await.map_err(not_leader)?;
     let on_entry = |_: &Entry| {};
-    daemon.cx.engine(&on_entry).begin(&header).await.map_err(|e| match e {
+    daemon.engine(&authority, &on_entry).begin(&header).await.map_err(|e| match e {
         EngineError::Store(s) => store_error(s),
         other => ApiError::new(StatusCode::CONFLICT, other.to_string()),
     })?;
     let id = header.id.clone();
     tokio::spawn(async move {
         let progress = Progress::default();
-        let on_entry = |e: &Entry| log_entry(&daemon.vantage, &progress, e);
-        if let Err(e) = daemon.cx.engine(&on_entry).resume(&id).await {
-            tracing::warn!(run = %id, "run stopped: {e}");
+        let on_entry = |e: &Entry| daemon.on_entry(&progress, e);
+        let engine = daemon.engine(&authority, &on_entry);
+        match daemon.authorized(&authority, engine.resume(&id)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(run = %id, "run stopped: {e}"),
+            Err(e) => tracing::warn!(run = %id, "run stopped: {e}"),
         }
     });
     Ok((
@@ -316,20 +321,22 @@ fn default_approver() -> String {
 
 async fn approve(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let request: Approve = body(&bytes)?;
-    drive(api, id, move |daemon, id| async move {
+    drive(api, id, move |daemon, authority, id| async move {
         let progress = Progress::default();
-        let on_entry = |e: &Entry| log_entry(&daemon.vantage, &progress, e);
-        daemon.cx.engine(&on_entry).approve(&id, &request.by).await
+        let on_entry = |e: &Entry| daemon.on_entry(&progress, e);
+        let engine = daemon.engine(&authority, &on_entry);
+        daemon.authorized(&authority, engine.approve(&id, &request.by)).await
     })
     .await
 }
 
 async fn resume(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let _: serde::de::IgnoredAny = body(&bytes)?;
-    drive(api, id, |daemon, id| async move {
+    drive(api, id, |daemon, authority, id| async move {
         let progress = Progress::default();
-        let on_entry = |e: &Entry| log_entry(&daemon.vantage, &progress, e);
-        daemon.cx.engine(&on_entry).resume(&id).await
+        let on_entry = |e: &Entry| daemon.on_entry(&progress, e);
+        let engine = daemon.engine(&authority, &on_entry);
+        daemon.authorized(&authority, engine.resume(&id)).await
     })
     .await
 }
@@ -337,10 +344,11 @@ async fn resume(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes)
 /// Checks the run can go on (so a wrong state is an immediate 409), then drives it in the background.
 async fn drive<F, Fut>(api: Shared, id: String, go: F) -> ApiResult
 where
-    F: FnOnce(Arc<Daemon>, RunId) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<drover_core::run::RunSummary, EngineError>> + Send,
+    F: FnOnce(Arc<Daemon>, Authority, RunId) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Result<drover_core::run::RunSummary, EngineError>, String>> + Send,
 {
     let id = RunId(id);
+    let authority = api.daemon.authority().await.map_err(not_leader)?;
     let summary = api.daemon.cx.journal.summary(&id).await.map_err(store_error)?;
     if !summary.state.is_active() {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("run {id} has ended ({})", summary.state.as_str())));
@@ -348,8 +356,10 @@ where
     let daemon = Arc::clone(&api.daemon);
     let run = id.clone();
     tokio::spawn(async move {
-        if let Err(e) = go(daemon, run.clone()).await {
-            tracing::warn!(run = %run, "run stopped: {e}");
+        match go(daemon, authority, run.clone()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(run = %run, "run stopped: {e}"),
+            Err(e) => tracing::warn!(run = %run, "run stopped: {e}"),
         }
     });
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"run": id}))).into_response())
@@ -363,12 +373,19 @@ struct Abort {
 
 async fn abort(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let request: Abort = body(&bytes)?;
+    let authority = api.daemon.authority().await.map_err(not_leader)?;
     let on_entry = |_: &Entry| {};
-    let summary = api.daemon.cx.engine(&on_entry).abort(&RunId(id), &request.reason).await.map_err(|e| match e {
+    let engine = api.daemon.engine(&authority, &on_entry);
+    let summary = engine.abort(&RunId(id), &request.reason).await.map_err(|e| match e {
         EngineError::Store(s) => store_error(s),
         other => ApiError::new(StatusCode::CONFLICT, other.to_string()),
     })?;
     ok(summary)
+}
+
+/// Another daemon leads: 409, naming it, so the client can send the change there.
+fn not_leader(e: NotLeader) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, e.0)
 }
 
 fn store_error(e: drover_core::StoreError) -> ApiError {

@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use drover_core::autopilot::{self, Decision, GateRefusal};
 use drover_core::check::CheckState;
-use drover_core::engine::{self, Observed, now_ms};
+use drover_core::engine::{self, Engine, Observed, now_ms};
 use drover_core::notify::{EventKind, Notifier, NotifyEvent};
 use drover_core::plan::Check;
 use drover_core::run::{Entry, Record, RunKind, RunState, RunSummary};
 use drover_core::vantage::{self, RegionVerdict, VantageExchange, VantageReport};
 use drover_core::world::{MemberStatus, ProbeResult};
 
-use crate::commands::run::Progress;
+use super::leadership::{Authority, Election};
+use crate::commands::run::{Progress, engine_with};
 use crate::wiring::Context;
 
 /// One check's state at this vantage, with its last result.
@@ -46,9 +47,15 @@ pub struct Daemon {
     /// How this vantage hears the others.
     pub exchange: Arc<dyn VantageExchange>,
     pub shared: Mutex<Shared>,
+    /// With an etcd store: the leader election that decides who acts.
+    pub election: Option<Arc<Election>>,
     /// Serializes starting runs inside this process (the journal guards across processes).
     starting: tokio::sync::Mutex<()>,
 }
+
+/// A change refused because another daemon leads.
+#[derive(Debug)]
+pub struct NotLeader(pub String);
 
 /// How often the autopilot looks.
 const ROUND: Duration = Duration::from_millis(500);
@@ -56,7 +63,12 @@ const ROUND: Duration = Duration::from_millis(500);
 const WORLD_ROUND: Duration = Duration::from_secs(2);
 
 impl Daemon {
-    pub fn new(cx: Context, vantage: String, exchange: Arc<dyn VantageExchange>) -> Daemon {
+    pub fn new(
+        cx: Context,
+        vantage: String,
+        exchange: Arc<dyn VantageExchange>,
+        election: Option<Arc<Election>>,
+    ) -> Daemon {
         let mut shared = Shared::default();
         for region in cx.plan.service_regions() {
             for check in cx.plan.checks_for(region) {
@@ -66,7 +78,74 @@ impl Daemon {
                 );
             }
         }
-        Daemon { cx, vantage, exchange, shared: Mutex::new(shared), starting: tokio::sync::Mutex::new(()) }
+        Daemon { cx, vantage, exchange, shared: Mutex::new(shared), election, starting: tokio::sync::Mutex::new(()) }
+    }
+
+    /// Whether this daemon may start or drive runs now, and through which journal.
+    pub async fn authority(&self) -> Result<Authority, NotLeader> {
+        let Some(election) = &self.election else { return Ok(Authority::local(Arc::clone(&self.cx.journal))) };
+        match election.authority() {
+            Some(a) => Ok(a),
+            None => Err(NotLeader(format!(
+                "this daemon ({}) does not lead; {} leads: send changes there",
+                self.vantage,
+                election.leader_name().await
+            ))),
+        }
+    }
+
+    /// True when this daemon may act: it leads the election, or there is none.
+    pub fn leads(&self) -> bool {
+        self.election.as_ref().is_none_or(|e| e.is_leader())
+    }
+
+    /// Runs `work` while `authority` holds; dropped (stopped) the moment leadership is lost.
+    pub async fn authorized<T>(&self, authority: &Authority, work: impl Future<Output = T>) -> Result<T, String> {
+        let Some(election) = &self.election else { return Ok(work.await) };
+        tokio::select! {
+            done = work => Ok(done),
+            _ = election.ended(authority) => Err("leadership lost: the new leader takes the run over".into()),
+        }
+    }
+
+    /// An engine journaling through `authority`, logging each entry.
+    pub fn engine<'a>(&'a self, authority: &'a Authority, on_entry: &'a (dyn Fn(&Entry) + Send + Sync)) -> Engine<'a> {
+        engine_with(&self.cx, authority.journal.as_ref(), on_entry)
+    }
+
+    /// A new leader finishes what its predecessor started: every run the journal shows
+    /// as running (not paused, not awaiting a person) is resumed.
+    async fn take_over(&self) {
+        let Ok(authority) = self.authority().await else { return };
+        let _one_at_a_time = self.starting.lock().await;
+        let runs = match authority.journal.runs().await {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::warn!(vantage = %self.vantage, error = %e, "cannot read the journal to take over runs");
+                return;
+            }
+        };
+        for run in runs.iter().filter(|r| r.state == RunState::Running) {
+            let id = run.header.id.clone();
+            tracing::warn!(vantage = %self.vantage, run = %id, "taking over run {id}, interrupted at step {}, from the journal", run.next_step().unwrap_or(run.header.steps.len()));
+            let progress = Progress::default();
+            let on_entry = |e: &Entry| self.on_entry(&progress, e);
+            let engine = self.engine(&authority, &on_entry);
+            match self.authorized(&authority, engine.resume(&id)).await {
+                Ok(Ok(s)) => {
+                    tracing::warn!(vantage = %self.vantage, run = %id, state = s.state.as_str(), "run taken over and driven to its end")
+                }
+                Ok(Err(e)) => tracing::warn!(vantage = %self.vantage, run = %id, "taking over the run stopped: {e}"),
+                Err(e) => tracing::warn!(vantage = %self.vantage, run = %id, "{e}"),
+            }
+            self.refresh_members().await;
+        }
+    }
+
+    /// Every journal entry this daemon writes: logged, and the test fault point.
+    pub fn on_entry(&self, progress: &Progress, entry: &Entry) {
+        log_entry(&self.vantage, progress, entry);
+        kill_point(&self.vantage, entry);
     }
 
     /// Starts every loop; they run until the process ends.
@@ -81,6 +160,17 @@ impl Daemon {
         tokio::spawn(async move { d.world_loop().await });
         let d = Arc::clone(self);
         tokio::spawn(async move { d.autopilot_loop().await });
+        if let Some(election) = self.election.clone() {
+            let d = Arc::clone(self);
+            tokio::spawn(async move {
+                election
+                    .run(&d.vantage, || {
+                        let d = Arc::clone(&d);
+                        tokio::spawn(async move { d.take_over().await });
+                    })
+                    .await
+            });
+        }
     }
 
     /// This vantage's own report, as peers fetch it.
@@ -175,7 +265,11 @@ impl Daemon {
             // Published once a round, here: readers of the API and /metrics only look.
             self.exchange.publish(&reports[0]).await;
             let verdicts = vantage::verdicts(&self.cx.plan, &reports, now);
-            let acting = vantage::acting_vantage(&reports, &verdicts, now) == Some(self.vantage.as_str());
+            // With an election the leader acts; otherwise the acting-vantage rule picks one.
+            let acting = match &self.election {
+                Some(election) => election.is_leader(),
+                None => vantage::acting_vantage(&reports, &verdicts, now) == Some(self.vantage.as_str()),
+            };
             self.shared.lock().unwrap().verdicts = verdicts.clone();
             let primary = self.primary_region();
             match autopilot::primary_down(&verdicts, &primary) {
@@ -262,16 +356,17 @@ impl Daemon {
             }
         };
         self.shared.lock().unwrap().last_refusal = None;
+        let authority = self.authority().await.map_err(|e| e.0)?;
         let progress = Progress::default();
-        let on_entry = |e: &Entry| log_entry(&self.vantage, &progress, e);
-        let engine = self.cx.engine(&on_entry);
+        let on_entry = |e: &Entry| self.on_entry(&progress, e);
+        let engine = self.engine(&authority, &on_entry);
         if ask {
             tracing::warn!(vantage = %self.vantage, run = %header.id, "failover to {to} waits for approval: {reason}");
             engine.open_for_approval(&header, reason).await.map_err(|e| e.to_string())?;
             return Ok(());
         }
         tracing::warn!(vantage = %self.vantage, run = %header.id, "automatic failover to {to}: {reason}");
-        let summary = engine.start(&header).await.map_err(|e| e.to_string());
+        let summary = self.authorized(&authority, engine.start(&header)).await?.map_err(|e| e.to_string());
         // Look at the world again now, not in a few seconds: the primary has moved.
         self.refresh_members().await;
         let summary = summary?;
@@ -283,6 +378,25 @@ impl Daemon {
 /// When the most recent failover or switchover ended (for the cooldown).
 pub fn last_move_ended(runs: &[RunSummary]) -> Option<u64> {
     runs.iter().filter(|r| r.state == RunState::Completed).filter_map(|r| r.finished_ms).max()
+}
+
+/// Test fault injection: with `DROVER_TEST_KILL_AFTER=<record>` (a step name such as
+/// `promote`, or `started`), the daemon SIGKILLs itself right after journaling that
+/// step's completion (or the run's start), as a crash at that step boundary would.
+/// The lab tests use it to prove that a follower takes the run over.
+fn kill_point(vantage: &str, entry: &Entry) {
+    static AFTER: std::sync::LazyLock<Option<String>> =
+        std::sync::LazyLock::new(|| std::env::var("DROVER_TEST_KILL_AFTER").ok().filter(|s| !s.is_empty()));
+    let Some(after) = AFTER.as_deref() else { return };
+    let boundary = match &entry.record {
+        Record::Started { .. } => "started",
+        Record::StepDone { kind, .. } => kind.as_str(),
+        _ => return,
+    };
+    if boundary == after {
+        tracing::error!(%vantage, "DROVER_TEST_KILL_AFTER={after}: killing this daemon with SIGKILL after journaling it");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
 }
 
 /// A journal entry as one log line, worded as the CLI prints its progress.

@@ -67,6 +67,13 @@ pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], n
     }
 
     m.family(
+        "drover_leader",
+        "gauge",
+        "1 when this daemon may start and drive runs: it leads the etcd election (or there is none)",
+    );
+    m.sample("drover_leader", &[("vantage", vantage)], if daemon.leads() { 1.0 } else { 0.0 });
+
+    m.family(
         "drover_region_verdict",
         "gauge",
         "1 for the region's current verdict (up, down, suspect, unknown) by quorum of vantages",

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod daemon;
+pub mod leadership;
 pub mod metrics;
 pub mod peers;
 
@@ -11,6 +12,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+use drover_core::vantage::VantageExchange;
+use drover_store::EtcdVantages;
 
 use crate::cli::PlanArgs;
 use crate::commands::{Failure, finish, runtime};
@@ -35,6 +39,11 @@ pub struct ServeArgs {
     /// peers send it too, so give every vantage the same one.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// With --store etcd://...: how long a leader that stops renewing its lease (dead, or cut
+    /// off from etcd) keeps the role before another daemon takes over. Shorter fails over
+    /// sooner; it must stay above etcd's election timeout (default 1s) plus network jitter.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub lease_ttl: u64,
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -66,17 +75,38 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             return Err(Failure::input(format!("--peer {peer}: expected a base URL like http://10.200.0.12:7070")));
         }
     }
+    let etcd = crate::wiring::etcd_store(&args.plan)?;
+    if etcd.is_some() && !args.peers.is_empty() {
+        return Err(Failure::input(
+            "--peer is not used with --store etcd://...: the daemons share their reports through etcd; drop --peer",
+        ));
+    }
     runtime().block_on(async move {
         let cx = Context::open(&args.plan).await?;
         raise_open_file_limit(&cx);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Failure::input(format!("--listen {}: {e}", args.listen)))?;
-        let peers = Arc::new(peers::HttpPeers::new(args.peers.clone(), token.as_deref()));
-        peers.spawn(&args.vantage);
-        let daemon = Arc::new(daemon::Daemon::new(cx, args.vantage.clone(), peers));
+        let lease_ttl = std::time::Duration::from_secs(args.lease_ttl);
+        let (exchange, election): (Arc<dyn VantageExchange>, _) = match etcd {
+            None => {
+                let peers = Arc::new(peers::HttpPeers::new(args.peers.clone(), token.as_deref()));
+                peers.spawn(&args.vantage);
+                (peers, None)
+            }
+            Some(store) => {
+                // A silent vantage's report leaves etcd once it would have expired anyway.
+                let ttl = std::time::Duration::from_millis(drover_core::vantage::report_ttl_ms(&cx.plan));
+                let vantages = EtcdVantages::connect(&store.endpoints, &store.prefix, &args.vantage, ttl)
+                    .await
+                    .map_err(crate::commands::run::store_failure)?;
+                (Arc::new(vantages), Some(Arc::new(leadership::Election::new(store, lease_ttl))))
+            }
+        };
+        let coordination = if election.is_some() { "etcd leader election" } else { "acting vantage" };
+        let daemon = Arc::new(daemon::Daemon::new(cx, args.vantage.clone(), exchange, election));
         daemon.spawn();
-        tracing::info!(vantage = %args.vantage, listen = %args.listen, peers = ?args.peers, plan = %daemon.cx.plan.name, "serving");
+        tracing::info!(vantage = %args.vantage, listen = %args.listen, peers = ?args.peers, plan = %daemon.cx.plan.name, coordination, "serving");
         let app = api::router(api::Api { daemon, token, open_reads: loopback });
         axum::serve(listener, app).await.map_err(|e| Failure::failed(format!("serving the API: {e}")))
     })

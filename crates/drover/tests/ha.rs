@@ -1,0 +1,301 @@
+//! drover survives its own region, in the lab (`lab up --ha`): three daemons (east,
+//! west, witness) keep their journal in a 3-member etcd cluster, one member per
+//! region, and elect a leader; east starts leading both etcd and the election.
+//!
+//! A write probe runs through every test, and every test ends with the same two
+//! checks: for every epoch at most one database accepted writes, and (synchronous
+//! replication) every acknowledged write is on the final primary.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use drover_lab::probe::{Probe, ProbeConfig, ProbeHandle};
+use serde_json::Value;
+use support::{LabGuard, drover, run};
+
+const ELECTION: &str = "/drover/lab/leader";
+
+fn endpoints(regions: &[&str]) -> Vec<String> {
+    let address = |r: &str| match r {
+        "east" => "10.200.0.11",
+        "west" => "10.200.0.12",
+        _ => "10.200.0.13",
+    };
+    regions.iter().map(|r| format!("http://{}:2379", address(r))).collect()
+}
+
+fn store(regions: &[&str]) -> String {
+    let hosts: Vec<String> = endpoints(regions).iter().map(|e| e.trim_start_matches("http://").to_string()).collect();
+    format!("etcd://{}/drover/lab", hosts.join(","))
+}
+
+struct HaLab {
+    guard: LabGuard,
+    rt: tokio::runtime::Runtime,
+    probe: Option<ProbeHandle>,
+    _tmp: tempfile::TempDir,
+}
+
+impl HaLab {
+    /// A fresh HA lab with the write probe running. `kill_after`: the daemons SIGKILL
+    /// themselves after journaling that record (DROVER_TEST_KILL_AFTER).
+    fn up(kill_after: Option<&str>) -> HaLab {
+        let tmp = tempfile::Builder::new().prefix("drover-ha-").tempdir_in("/tmp").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = tmp.path().join("lab");
+        let guard = LabGuard::new(&dir);
+        let mut up = drover();
+        up.args(["lab", "up", "--ha", "--replication", "sync", "--dir"]).arg(&dir);
+        if let Some(record) = kill_after {
+            up.env("DROVER_TEST_KILL_AFTER", record);
+        }
+        let up = run(&mut up);
+        assert_eq!(up.code, 0, "lab up --ha failed:\n{}\n{}", up.stdout, up.stderr);
+        assert!(up.stdout.contains("etcd :2379"), "{}", up.stdout);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let probe = rt.block_on(async {
+            Probe::start(ProbeConfig {
+                dns_server: "10.200.0.1:53".parse().unwrap(),
+                name: "api.app.test.".into(),
+                port: 8080,
+                interval: Duration::from_millis(50),
+                write_timeout: Duration::from_secs(2),
+                first_seq: drover_core::engine::now_ms() * 1000,
+            })
+        });
+        let lab = HaLab { guard, rt, probe: Some(probe), _tmp: tmp };
+        assert_eq!(lab.raft_leader(&["east", "west", "witness"]), "east", "the lab starts with east leading etcd");
+        assert_eq!(lab.election_leader(&["east", "west", "witness"]).as_deref(), Some("east"));
+        lab
+    }
+
+    fn plan(&self) -> PathBuf {
+        self.guard.dir.join("plan.yaml")
+    }
+
+    fn lab(&self, args: &[&str]) {
+        let ran = run(drover().args(args).arg("--dir").arg(&self.guard.dir));
+        assert_eq!(ran.code, 0, "drover {args:?}: {}\n{}", ran.stdout, ran.stderr);
+    }
+
+    fn raft_leader(&self, reachable: &[&str]) -> String {
+        self.rt.block_on(drover_store::cluster::raft_leader(&endpoints(reachable))).unwrap()
+    }
+
+    fn election_leader(&self, reachable: &[&str]) -> Option<String> {
+        self.rt.block_on(drover_store::cluster::election_leader(&endpoints(reachable), ELECTION)).ok().flatten()
+    }
+
+    /// Every run in the shared journal, read through the members in `reachable`.
+    fn runs(&self, reachable: &[&str]) -> Vec<Value> {
+        let ran = run(drover().args(["runs", "-o", "json", "--store", &store(reachable), "--plan"]).arg(self.plan()));
+        assert_eq!(ran.code, 0, "drover runs: {}", ran.stderr);
+        serde_json::from_str(&ran.stdout).unwrap()
+    }
+
+    fn wait_run_ended(&self, reachable: &[&str], guard: Duration) -> Value {
+        let deadline = Instant::now() + guard;
+        loop {
+            let runs = self.runs(reachable);
+            if let Some(run) = runs.first()
+                && run["state"] != "running"
+            {
+                assert_eq!(runs.len(), 1, "one run, no more: {runs:#?}");
+                return run.clone();
+            }
+            assert!(Instant::now() < deadline, "no run ended within {guard:?}: {runs:#?}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn status(&self, reachable: &[&str]) -> Value {
+        let ran = run(drover().args(["status", "-o", "json", "--store", &store(reachable), "--plan"]).arg(self.plan()));
+        serde_json::from_str(&ran.stdout).unwrap_or_else(|_| panic!("status: {}\n{}", ran.stdout, ran.stderr))
+    }
+
+    fn database(&self, status: &Value, region: &str) -> Value {
+        status["regions"].as_array().unwrap().iter().find(|r| r["region"] == region).unwrap()["database"].clone()
+    }
+
+    fn dsn(&self, region: &str) -> String {
+        std::fs::read_to_string(self.guard.dir.join(format!("secrets/{region}.dsn"))).unwrap().trim().to_string()
+    }
+
+    fn logs(&self) -> String {
+        ["east", "west", "witness"]
+            .iter()
+            .map(|r| {
+                let log = std::fs::read_to_string(self.guard.dir.join(format!("serve-{r}.log"))).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                format!("--- serve-{r}.log\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Lifts every fault, stops the probe, and checks what a client would care about:
+    /// no epoch had two writers, and every acknowledged write is on `final_primary`.
+    fn finish(mut self, final_primary: &str) {
+        for region in ["east", "west", "witness"] {
+            self.lab(&["lab", "heal", region]);
+        }
+        // A returning old primary must be fenced before anything is counted.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.status(&["east", "west", "witness"]);
+            let writable: Vec<&str> =
+                ["east", "west"].into_iter().filter(|r| self.database(&status, r)["writable"] == true).collect();
+            if writable == [final_primary] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "writable primaries {writable:?}, want only {final_primary}: {status:#}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let probe = self.probe.take().unwrap();
+        let samples = self.rt.block_on(probe.stop());
+        if std::env::var("HA_DEBUG").is_ok() {
+            let t0 = samples.first().map(|s| s.sent_ms).unwrap_or(0);
+            let mut hist: BTreeMap<(u64, String, bool), u32> = BTreeMap::new();
+            for s in &samples {
+                *hist
+                    .entry(((s.sent_ms - t0) / 2000, s.target.clone().unwrap_or_default(), s.acked_ms.is_some()))
+                    .or_default() += 1;
+            }
+            eprintln!("{hist:?}");
+        }
+        let acked: BTreeSet<u64> = samples.iter().filter(|s| s.acked_ms.is_some()).map(|s| s.seq).collect();
+        assert!(acked.len() > 20, "the probe saw too few acknowledged writes to prove anything: {}", acked.len());
+
+        let mut writers: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+        for region in ["east", "west"] {
+            let by_epoch = self.rt.block_on(drover_lab::probe::writers_by_epoch(&self.dsn(region))).unwrap();
+            for (epoch, regions) in by_epoch {
+                writers.entry(epoch).or_default().extend(regions);
+            }
+        }
+        for (epoch, regions) in &writers {
+            assert!(regions.len() <= 1, "epoch {epoch} had two writers: {regions:?} (all: {writers:?})");
+        }
+        let present = self.rt.block_on(drover_lab::probe::present_sequences(&self.dsn(final_primary))).unwrap();
+        let lost: Vec<&u64> = acked.difference(&present).collect();
+        assert!(lost.is_empty(), "{} acknowledged writes are not on {final_primary}: {lost:?}", lost.len());
+        eprintln!(
+            "checked: {} of {} writes acknowledged, all on {final_primary}; writers by epoch {writers:?}",
+            acked.len(),
+            samples.len()
+        );
+    }
+}
+
+/// Cases 1 and 5: east, the primary region, holds the etcd leader and the drover
+/// leader, and goes dark. West and the witness elect a new leader, which fails over;
+/// when east returns, its database is fenced at once.
+#[test]
+fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over() {
+    let lab = HaLab::up(None);
+    let fault_at = Instant::now();
+    lab.lab(&["lab", "fault", "blackout", "east"]);
+    let survivors = ["west", "witness"];
+    let leader = loop {
+        if let Some(leader) = lab.election_leader(&survivors).filter(|l| l != "east") {
+            break leader;
+        }
+        assert!(fault_at.elapsed() < Duration::from_secs(60), "no new leader within 60s:\n{}", lab.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let takeover = fault_at.elapsed();
+    assert_ne!(lab.raft_leader(&survivors), "east", "etcd elected a new raft leader too");
+    eprintln!("figure: leader takeover {} ms after the blackout (new leader {leader})", takeover.as_millis());
+
+    let run = lab.wait_run_ended(&survivors, Duration::from_secs(90));
+    assert_eq!(run["state"], "completed", "{run:#}");
+    assert_eq!(run["header"]["kind"], "failover");
+    assert_eq!((run["header"]["from"].as_str(), run["header"]["to"].as_str()), (Some("east"), Some("west")));
+    let log = std::fs::read_to_string(lab.guard.dir.join(format!("serve-{leader}.log"))).unwrap();
+    assert!(log.contains("automatic failover to west"), "the new leader ran it:\n{}", lab.logs());
+
+    // Case 5: east comes back believing it is primary at epoch 0; it is fenced.
+    lab.lab(&["lab", "heal", "east"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = lab.status(&["east", "west", "witness"]);
+        let east = lab.database(&status, "east");
+        if east["writable"] == false {
+            assert_eq!(lab.database(&status, "west")["writable"], true, "{status:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the returning east was not fenced within 30s: {east}\n{}", lab.logs());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    lab.finish("west");
+}
+
+/// Case 2: east and west cannot see each other; both still see the witness. No
+/// failover: east still reaches a majority of vantages (itself and the witness), so
+/// a quorum of two never calls it down. Writes stall meanwhile (synchronous
+/// replication cannot reach west) and none acknowledged is lost.
+#[test]
+fn a_partition_between_east_and_west_alone_causes_no_failover() {
+    let lab = HaLab::up(None);
+    lab.lab(&["lab", "fault", "partition", "east", "--from", "west"]);
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        let runs = lab.runs(&["witness"]);
+        assert!(runs.is_empty(), "a partition of east from west alone started a run: {runs:#?}\n{}", lab.logs());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let status = lab.status(&["east", "witness"]);
+    assert_eq!(lab.database(&status, "east")["writable"], true, "east stays the primary: {status:#}");
+    lab.finish("east");
+}
+
+/// Case 3: the witness region is lost. Nothing changes: east and west still form
+/// an etcd quorum, the leader stays east, and no run starts.
+#[test]
+fn losing_the_witness_changes_nothing() {
+    let lab = HaLab::up(None);
+    lab.lab(&["lab", "fault", "blackout", "witness"]);
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        let runs = lab.runs(&["east", "west"]);
+        assert!(runs.is_empty(), "losing the witness started a run: {runs:#?}\n{}", lab.logs());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(lab.election_leader(&["east", "west"]).as_deref(), Some("east"), "the leader stays east");
+    let status = lab.status(&["east", "west"]);
+    assert_eq!(lab.database(&status, "east")["writable"], true, "{status:#}");
+    lab.finish("east");
+}
+
+/// Case 4: the leader is SIGKILLed in the middle of a failover, at each step boundary
+/// in turn. A follower takes the run over from the journal; the run completes, and
+/// west was promoted exactly once (its WAL timeline went from 1 to 2, no further).
+#[test]
+fn a_leader_killed_at_each_step_boundary_is_replaced_and_the_run_completes_once() {
+    for boundary in ["started", "fence", "promote", "switch", "verify"] {
+        eprintln!("--- the leader dies after journaling: {boundary}");
+        let lab = HaLab::up(Some(boundary));
+        lab.lab(&["lab", "fault", "blackout", "east"]);
+        let survivors = ["west", "witness"];
+        let run = lab.wait_run_ended(&survivors, Duration::from_secs(120));
+        assert_eq!(run["state"], "completed", "after a kill at {boundary}: {run:#}\n{}", lab.logs());
+        let logs: Vec<String> = survivors
+            .iter()
+            .map(|r| std::fs::read_to_string(lab.guard.dir.join(format!("serve-{r}.log"))).unwrap())
+            .collect();
+        let killed = logs.iter().position(|l| l.contains("DROVER_TEST_KILL_AFTER"));
+        let took_over = logs.iter().position(|l| l.contains("taking over run"));
+        assert!(killed.is_some(), "no daemon was killed at {boundary}:\n{}", lab.logs());
+        assert!(took_over.is_some() && took_over != killed, "no other daemon took the run over:\n{}", lab.logs());
+        let timeline = lab.rt.block_on(drover_lab::probe::wal_timeline(&lab.dsn("west"))).unwrap();
+        assert_eq!(timeline, 2, "west promoted exactly once (timeline 1 -> 2), after a kill at {boundary}");
+        lab.finish("west");
+    }
+}
