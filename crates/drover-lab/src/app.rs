@@ -16,15 +16,23 @@ use crate::{LabError, postgres};
 
 /// How long /healthz waits for `SELECT 1`.
 const HEALTH_TIMEOUT: Duration = Duration::from_millis(500);
-/// A write that takes longer is answered 503 and its connection dropped (it may be wedged).
+/// A write that takes longer is answered 503; its commit may still finish later.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Idle connections kept for reuse.
 const POOL_IDLE: usize = 8;
+/// Connections open at once for writes. Bounded, as any real app's pool is: a commit that
+/// waits (for a synchronous standby cut off by a partition) holds its server process,
+/// and an unbounded pool would use up the server's max_connections, failing every
+/// health check with "too many clients" instead of only stalling writes.
+const WRITE_CONNECTIONS: usize = 16;
+/// Health checks have connections of their own, so stalled writes never starve them.
+const HEALTH_CONNECTIONS: usize = 2;
 
 struct App {
     region: String,
-    pool: Pool,
+    writes: Arc<Pool>,
+    health: Arc<Pool>,
 }
 
 /// A few connections, made on demand. A closed one is dropped, never reused, so the app
@@ -32,24 +40,66 @@ struct App {
 struct Pool {
     dsn: String,
     idle: Mutex<Vec<tokio_postgres::Client>>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// A connection with its slot in the pool: the slot is free again when it is dropped.
+struct Conn {
+    client: tokio_postgres::Client,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Pool {
-    async fn get(&self) -> Result<tokio_postgres::Client, String> {
+    fn new(dsn: &str, size: usize) -> Arc<Pool> {
+        Arc::new(Pool {
+            dsn: dsn.to_string(),
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(size)),
+        })
+    }
+
+    async fn get(&self) -> Result<Conn, String> {
+        let slot = Arc::clone(&self.slots).acquire_owned().await.map_err(|e| e.to_string())?;
         loop {
             let candidate = self.idle.lock().expect("pool lock").pop();
             match candidate {
-                Some(c) if !c.is_closed() => return Ok(c),
+                Some(c) if !c.is_closed() => return Ok(Conn { client: c, _slot: slot }),
                 Some(_) => continue,
-                None => return postgres::connect(&self.dsn, CONNECT_TIMEOUT).await,
+                None => {
+                    let client = postgres::connect(&self.dsn, CONNECT_TIMEOUT).await?;
+                    return Ok(Conn { client, _slot: slot });
+                }
             }
         }
     }
 
-    fn put(&self, client: tokio_postgres::Client) {
+    fn put(&self, conn: Conn) {
         let mut idle = self.idle.lock().expect("pool lock");
-        if !client.is_closed() && idle.len() < POOL_IDLE {
-            idle.push(client);
+        if !conn.client.is_closed() && idle.len() < POOL_IDLE {
+            idle.push(conn.client);
+        }
+    }
+
+    /// Runs `query` on a pooled connection in a task of its own, waiting `timeout` for it.
+    /// A query still running then keeps its connection and slot until it ends: its
+    /// server process is busy either way, and dropping the connection would not free it.
+    async fn run<T, F, Fut>(self: &Arc<Self>, timeout: Duration, query: F) -> Option<Result<T, String>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Conn) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (Conn, Result<T, tokio_postgres::Error>)> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let conn = pool.get().await?;
+            let (conn, done) = query(conn).await;
+            pool.put(conn);
+            done.map_err(|e| postgres::describe(&e))
+        });
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(result)) => Some(result),
+            Ok(Err(e)) => Some(Err(format!("the query task failed: {e}"))),
+            Err(_) => None,
         }
     }
 }
@@ -70,7 +120,11 @@ struct Ack<'a> {
 pub async fn serve(region: String, listen: SocketAddr, dsn: String) -> Result<(), LabError> {
     let _: tokio_postgres::Config =
         dsn.parse().map_err(|e| LabError::refused(format!("{region} app: the DSN is not valid: {e}")))?;
-    let app = Arc::new(App { region: region.clone(), pool: Pool { dsn, idle: Mutex::new(Vec::new()) } });
+    let app = Arc::new(App {
+        region: region.clone(),
+        writes: Pool::new(&dsn, WRITE_CONNECTIONS),
+        health: Pool::new(&dsn, HEALTH_CONNECTIONS),
+    });
     let router = Router::new().route("/write", post(write)).route("/healthz", get(healthz)).with_state(app);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -94,39 +148,36 @@ async fn write(State(app): State<Arc<App>>, Query(params): Query<WriteParams>) -
     let Ok(seq) = i64::try_from(params.seq) else {
         return (StatusCode::BAD_REQUEST, "seq must fit in a bigint").into_response();
     };
-    let result = tokio::time::timeout(WRITE_TIMEOUT, async {
-        let client = app.pool.get().await?;
-        let done = client
-            .execute(
-                "INSERT INTO lab_writes (seq, region) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING",
-                &[&seq, &app.region],
-            )
-            .await;
-        app.pool.put(client);
-        done.map_err(|e| postgres::describe(&e))
-    })
-    .await;
+    let region = app.region.clone();
+    let result = app
+        .writes
+        .run(WRITE_TIMEOUT, move |conn| async move {
+            let sql = "INSERT INTO lab_writes (seq, region) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING";
+            let done = conn.client.execute(sql, &[&seq, &region]).await;
+            (conn, done)
+        })
+        .await;
     match result {
-        Ok(Ok(_)) => (StatusCode::OK, axum::Json(Ack { seq: params.seq, region: &app.region })).into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
-        Err(_) => {
+        Some(Ok(_)) => (StatusCode::OK, axum::Json(Ack { seq: params.seq, region: &app.region })).into_response(),
+        Some(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        None => {
             (StatusCode::SERVICE_UNAVAILABLE, format!("no commit within {} s", WRITE_TIMEOUT.as_secs())).into_response()
         }
     }
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    let result = tokio::time::timeout(HEALTH_TIMEOUT, async {
-        let client = app.pool.get().await?;
-        let done = client.simple_query("SELECT 1").await;
-        app.pool.put(client);
-        done.map(|_| ()).map_err(|e| postgres::describe(&e))
-    })
-    .await;
+    let result = app
+        .health
+        .run(HEALTH_TIMEOUT, |conn| async move {
+            let done = conn.client.simple_query("SELECT 1").await.map(|_| ());
+            (conn, done)
+        })
+        .await;
     match result {
-        Ok(Ok(())) => (StatusCode::OK, format!("ok {}", app.region)).into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{} database: {e}", app.region)).into_response(),
-        Err(_) => (
+        Some(Ok(())) => (StatusCode::OK, format!("ok {}", app.region)).into_response(),
+        Some(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{} database: {e}", app.region)).into_response(),
+        None => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{} database: no answer within {} ms", app.region, HEALTH_TIMEOUT.as_millis()),
         )

@@ -20,6 +20,42 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp};
 
 /// How many times a write is retried when another writer got in first.
 const CONFLICT_RETRIES: u32 = 50;
+/// How long a request is retried while etcd elects a raft leader ("leader changed",
+/// "no leader", a member gone silent): a few election timeouts.
+const ELECTION_PATIENCE: Duration = Duration::from_secs(8);
+
+/// Errors that say "not now" rather than "no": retried within `ELECTION_PATIENCE`.
+fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted)
+                || ["leader changed", "no leader", "timed out", "too many requests"]
+                    .iter()
+                    .any(|m| status.message().contains(m))
+        }
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs `op` until it succeeds, fails for good, or `ELECTION_PATIENCE` has passed.
+async fn patiently<T, F, Fut>(mut op: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Err(e) if transient(&e) && started.elapsed() + pause < ELECTION_PATIENCE => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(800));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// The leader key this process holds, with the revision at which it won it.
 #[derive(Clone, Debug)]
@@ -42,6 +78,14 @@ impl std::fmt::Debug for EtcdJournal {
     }
 }
 
+/// A journal entry about to be written: the entry, the ops writing it, and its key and value.
+struct NextEntry {
+    entry: Entry,
+    ops: Vec<TxnOp>,
+    key: String,
+    json: String,
+}
+
 /// The value read at a key, and its modification revision (0: absent).
 struct Read {
     value: Option<String>,
@@ -53,7 +97,7 @@ impl EtcdJournal {
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdJournal, StoreError> {
         let joined = endpoints.join(",");
         let options = crate::etcd_options(Duration::from_secs(3)).with_timeout(Duration::from_secs(5));
-        let client = Client::connect(endpoints, Some(options))
+        let client = patiently(|| Client::connect(endpoints, Some(options.clone())))
             .await
             .map_err(|e| StoreError::Io(format!("etcd {joined}: cannot connect: {e}")))?;
         Ok(EtcdJournal::with_client(client.kv_client(), &joined, prefix))
@@ -97,7 +141,12 @@ impl EtcdJournal {
     }
 
     async fn read(&self, key: &str) -> Result<Read, StoreError> {
-        let response = self.kv.clone().get(key, None).await.map_err(|e| self.etcd("read", e))?;
+        let response = patiently(|| {
+            let mut kv = self.kv.clone();
+            async move { kv.get(key, None).await }
+        })
+        .await
+        .map_err(|e| self.etcd("read", e))?;
         Ok(match response.kvs().first() {
             Some(kv) => {
                 Read { value: Some(String::from_utf8_lossy(kv.value()).into_owned()), mod_revision: kv.mod_revision() }
@@ -108,12 +157,12 @@ impl EtcdJournal {
 
     /// Entries under a prefix, in key order (which is journal order).
     async fn entries_under(&self, prefix: &str) -> Result<Vec<(String, Entry)>, StoreError> {
-        let response = self
-            .kv
-            .clone()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| self.etcd("read the journal", e))?;
+        let response = patiently(|| {
+            let mut kv = self.kv.clone();
+            async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await
+        .map_err(|e| self.etcd("read the journal", e))?;
         response
             .kvs()
             .iter()
@@ -136,15 +185,41 @@ impl EtcdJournal {
     }
 
     /// Runs `txn` with the fence added; Ok(true) committed, Ok(false) lost a race.
-    async fn commit(&self, mut compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, StoreError> {
+    ///
+    /// `landed`: a key and the exact value the transaction writes. A transaction whose
+    /// answer was lost (etcd changed leader mid-request) may still have been applied;
+    /// when that value is found in place, it was, and is not written twice.
+    async fn commit(
+        &self,
+        mut compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+        landed: Option<(&str, &str)>,
+    ) -> Result<bool, StoreError> {
         compares.extend(self.fence_compare());
         let txn = Txn::new().when(compares).and_then(ops);
-        let response = self.kv.clone().txn(txn).await.map_err(|e| self.etcd("write", e))?;
-        if response.succeeded() {
+        let started = tokio::time::Instant::now();
+        let response = loop {
+            match self.kv.clone().txn(txn.clone()).await {
+                Ok(response) => break response,
+                Err(e) if transient(&e) && started.elapsed() < ELECTION_PATIENCE => {
+                    if self.landed(landed).await? {
+                        return Ok(true);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(self.etcd("write", e)),
+            }
+        };
+        if response.succeeded() || self.landed(landed).await? {
             return Ok(true);
         }
         if let Some(fence) = &self.fence {
-            let holder = self.kv.clone().get(fence.key.as_str(), None).await.map_err(|e| self.etcd("read", e))?;
+            let holder = patiently(|| {
+                let mut kv = self.kv.clone();
+                async move { kv.get(fence.key.as_str(), None).await }
+            })
+            .await
+            .map_err(|e| self.etcd("read", e))?;
             let still = holder.kvs().first().is_some_and(|kv| kv.create_revision() == fence.create_revision);
             if !still {
                 return Err(self.err(
@@ -156,16 +231,20 @@ impl EtcdJournal {
         Ok(false)
     }
 
+    async fn landed(&self, landed: Option<(&str, &str)>) -> Result<bool, StoreError> {
+        let Some((key, value)) = landed else { return Ok(false) };
+        Ok(self.read(key).await?.value.as_deref() == Some(value))
+    }
+
     /// The next entry for `run`, and the ops that store it after the sequence read as `seq`.
-    fn next_entry(&self, run: &RunId, record: &Record, seq: &Read) -> Result<(Entry, Vec<TxnOp>), StoreError> {
+    fn next_entry(&self, run: &RunId, record: &Record, seq: &Read) -> Result<NextEntry, StoreError> {
         let next = seq.value.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
         let entry = Entry { seq: next, at_ms: now_ms(), record: record.clone() };
         let json = serde_json::to_string(&entry).map_err(|e| self.err("encode", e))?;
-        let ops = vec![
-            TxnOp::put(self.key("seq"), next.to_string(), None),
-            TxnOp::put(format!("{}{next:020}", self.run_prefix(run)), json, None),
-        ];
-        Ok((entry, ops))
+        let key = format!("{}{next:020}", self.run_prefix(run));
+        let ops =
+            vec![TxnOp::put(self.key("seq"), next.to_string(), None), TxnOp::put(key.as_str(), json.as_str(), None)];
+        Ok(NextEntry { entry, ops, key, json })
     }
 
     async fn run_entries(&self, run: &RunId) -> Result<Vec<Entry>, StoreError> {
@@ -187,10 +266,11 @@ impl Journal for EtcdJournal {
             {
                 return Err(StoreError::ActiveRun { active: run.clone() });
             }
-            let (entry, mut ops) = self.next_entry(&header.id, &record, &seq)?;
+            let NextEntry { entry, mut ops, key, json } = self.next_entry(&header.id, &record, &seq)?;
             ops.push(TxnOp::put(active_key.as_str(), header.id.0.as_str(), None));
             // The slot is taken in the same transaction as the Started entry.
-            if self.commit(vec![Self::unchanged(&seq_key, &seq), Self::unchanged(&active_key, &active)], ops).await? {
+            let compares = vec![Self::unchanged(&seq_key, &seq), Self::unchanged(&active_key, &active)];
+            if self.commit(compares, ops, Some((&key, &json))).await? {
                 return Ok(entry);
             }
         }
@@ -204,7 +284,7 @@ impl Journal for EtcdJournal {
             let seq = self.read(&seq_key).await?;
             // Checked against entries read after `seq`: the transaction fails if anything was appended since.
             check_appendable(run, &self.run_entries(run).await?)?;
-            let (entry, mut ops) = self.next_entry(run, &record, &seq)?;
+            let NextEntry { entry, mut ops, key, json } = self.next_entry(run, &record, &seq)?;
             let mut compares = vec![Self::unchanged(&seq_key, &seq)];
             if ends {
                 // Ending the run frees the active slot, in the same transaction.
@@ -214,7 +294,7 @@ impl Journal for EtcdJournal {
                     ops.push(TxnOp::delete(active_key.as_str(), None));
                 }
             }
-            if self.commit(compares, ops).await? {
+            if self.commit(compares, ops, Some((&key, &json))).await? {
                 return Ok(entry);
             }
         }
@@ -252,7 +332,7 @@ impl Journal for EtcdJournal {
             return Ok(Err(current));
         }
         if self
-            .commit(vec![Self::unchanged(&key, &read)], vec![TxnOp::put(key.as_str(), new.to_string(), None)])
+            .commit(vec![Self::unchanged(&key, &read)], vec![TxnOp::put(key.as_str(), new.to_string(), None)], None)
             .await?
         {
             Ok(Ok(()))

@@ -67,6 +67,13 @@ impl HaLab {
                 first_seq: drover_core::engine::now_ms() * 1000,
             })
         });
+        // Writes flow before anything is broken: a second of them, all acknowledged.
+        let flowing = rt.block_on(probe.wait_for_success_streak(
+            Duration::from_secs(1),
+            drover_core::engine::now_ms(),
+            Duration::from_secs(30),
+        ));
+        assert!(flowing, "the lab took no writes within 30s of coming up");
         let lab = HaLab { guard, rt, probe: Some(probe), _tmp: tmp };
         assert_eq!(lab.raft_leader(&["east", "west", "witness"]), "east", "the lab starts with east leading etcd");
         assert_eq!(lab.election_leader(&["east", "west", "witness"]).as_deref(), Some("east"));
@@ -160,16 +167,6 @@ impl HaLab {
         }
         let probe = self.probe.take().unwrap();
         let samples = self.rt.block_on(probe.stop());
-        if std::env::var("HA_DEBUG").is_ok() {
-            let t0 = samples.first().map(|s| s.sent_ms).unwrap_or(0);
-            let mut hist: BTreeMap<(u64, String, bool), u32> = BTreeMap::new();
-            for s in &samples {
-                *hist
-                    .entry(((s.sent_ms - t0) / 2000, s.target.clone().unwrap_or_default(), s.acked_ms.is_some()))
-                    .or_default() += 1;
-            }
-            eprintln!("{hist:?}");
-        }
         let acked: BTreeSet<u64> = samples.iter().filter(|s| s.acked_ms.is_some()).map(|s| s.seq).collect();
         assert!(acked.len() > 20, "the probe saw too few acknowledged writes to prove anything: {}", acked.len());
 
@@ -286,14 +283,22 @@ fn a_leader_killed_at_each_step_boundary_is_replaced_and_the_run_completes_once(
         let survivors = ["west", "witness"];
         let run = lab.wait_run_ended(&survivors, Duration::from_secs(120));
         assert_eq!(run["state"], "completed", "after a kill at {boundary}: {run:#}\n{}", lab.logs());
-        let logs: Vec<String> = survivors
+        // Log lines start with an RFC 3339 timestamp, so they order as strings.
+        let lines: Vec<(String, &str)> = survivors
             .iter()
-            .map(|r| std::fs::read_to_string(lab.guard.dir.join(format!("serve-{r}.log"))).unwrap())
+            .flat_map(|r| {
+                let log = std::fs::read_to_string(lab.guard.dir.join(format!("serve-{r}.log"))).unwrap();
+                log.lines().map(|l| (l.to_string(), *r)).collect::<Vec<_>>()
+            })
             .collect();
-        let killed = logs.iter().position(|l| l.contains("DROVER_TEST_KILL_AFTER"));
-        let took_over = logs.iter().position(|l| l.contains("taking over run"));
-        assert!(killed.is_some(), "no daemon was killed at {boundary}:\n{}", lab.logs());
-        assert!(took_over.is_some() && took_over != killed, "no other daemon took the run over:\n{}", lab.logs());
+        let killed = lines.iter().find(|(l, _)| l.contains("DROVER_TEST_KILL_AFTER"));
+        let (kill_line, killed_region) =
+            killed.unwrap_or_else(|| panic!("no leader killed at {boundary}:\n{}", lab.logs()));
+        // Another daemon — a follower, or the killed one's restarted process, which starts
+        // as a follower — took the run over from the journal after the kill.
+        let took_over = lines.iter().find(|(l, _)| l.contains("taking over run") && l[..27] > kill_line[..27]);
+        let (_, by) = took_over.unwrap_or_else(|| panic!("nobody took the run over after the kill:\n{}", lab.logs()));
+        eprintln!("killed the leader in {killed_region} after {boundary}; the {by} daemon took the run over");
         let timeline = lab.rt.block_on(drover_lab::probe::wal_timeline(&lab.dsn("west"))).unwrap();
         assert_eq!(timeline, 2, "west promoted exactly once (timeline 1 -> 2), after a kill at {boundary}");
         lab.finish("west");
