@@ -36,6 +36,10 @@ fn start(plan: &str) -> Daemon {
 }
 
 fn start_as(vantage: &str, plan: &str) -> Daemon {
+    start_with(vantage, plan, &[])
+}
+
+fn start_with(vantage: &str, plan: &str, extra: &[&str]) -> Daemon {
     let dir = plan_dir(plan);
     std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
     let port = free_port();
@@ -44,6 +48,7 @@ fn start_as(vantage: &str, plan: &str) -> Daemon {
         .arg(dir.path().join("token"))
         .arg("--plan")
         .arg(dir.path().join("plan.yaml"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -260,4 +265,64 @@ fn the_cli_asks_a_running_daemon_with_server() {
     let nowhere = run(drover().args(["runs", "--server", "http://127.0.0.1:9"]));
     assert_eq!(nowhere.code, 1, "{}", nowhere.stderr);
     assert!(nowhere.stderr.contains("cannot reach the daemon at http://127.0.0.1:9"), "{}", nowhere.stderr);
+}
+
+/// `drover_leader` as a daemon's /metrics reports it (None while unreachable).
+fn leads(d: &Daemon) -> Option<bool> {
+    let text = client().get(format!("{}/metrics", d.base)).send().ok()?.text().ok()?;
+    let line = text.lines().find(|l| l.starts_with("drover_leader{"))?;
+    Some(line.ends_with(" 1"))
+}
+
+#[test]
+fn with_an_etcd_store_one_daemon_leads_and_a_follower_sends_changes_to_it() {
+    let etcd = support::Etcd::start();
+    let store = etcd.store("serve-ha");
+    let args = ["--store", store.as_str(), "--lease-ttl", "2"];
+    let mut east = start_with("east", PLAN, &args);
+    let west = start_with("west", PLAN, &args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (leader, follower) = loop {
+        match (leads(&east), leads(&west)) {
+            (Some(true), Some(false)) => break ("east", &west),
+            (Some(false), Some(true)) => break ("west", &east),
+            (Some(true), Some(true)) => panic!("two daemons lead at once"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no daemon took the lead within 30s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // A follower starts nothing: it names the leader, so the client can go there.
+    let (status, body) = post(follower, "/api/v1/runs", Some(TOKEN), r#"{"kind": "failover", "to": "west"}"#);
+    assert_eq!(status, 409, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("does not lead") && error.contains(&format!("{leader} leads")), "{error}");
+
+    // The leader dies (SIGKILL: its lease is not revoked, it expires): the other takes over.
+    if leader == "east" {
+        let _ = east.child.kill();
+        let _ = east.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while leads(&west) != Some(true) {
+            assert!(Instant::now() < deadline, "west did not take over within 30s of east's death");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    } else {
+        drop(west);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while leads(&east) != Some(true) {
+            assert!(Instant::now() < deadline, "east did not take over within 30s of west's death");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn peers_are_refused_with_an_etcd_store() {
+    let dir = plan_dir(PLAN);
+    let ran = run(drover()
+        .args(["serve", "--store", "etcd://127.0.0.1:2379/x", "--peer", "http://10.0.0.2:7070", "--plan"])
+        .arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("--peer is not used with --store etcd://"), "{}", ran.stderr);
 }

@@ -275,6 +275,8 @@ async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
         StartKind::Switchover => RunKind::Switchover,
     };
     let daemon = Arc::clone(&api.daemon);
+    // A follower plans nothing: the leader decides, from its own view of the world.
+    let authority = daemon.authority().await.map_err(not_leader)?;
     let observed = daemon.cx.observe().await.map_err(|f| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, f.message))?;
     let header = engine::plan_run(&daemon.cx.plan, kind, &request.to, &observed, &request.reason).map_err(|r| {
         let mut e = ApiError::new(StatusCode::CONFLICT, format!("{} refused: {r}", kind.as_str()));
@@ -284,7 +286,6 @@ async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
         }
         e
     })?;
-    let authority = daemon.authority().await.map_err(not_leader)?;
     let on_entry = |_: &Entry| {};
     daemon.engine(&authority, &on_entry).begin(&header).await.map_err(|e| match e {
         EngineError::Store(s) => store_error(s),
