@@ -11,7 +11,7 @@ use std::time::Duration;
 use drover_adapters::postgres::{PostgresConfig, PostgresDatabase, PostgresMemberConfig};
 use drover_core::run::RunId;
 use drover_core::secret::Secret;
-use drover_core::world::{Database, MemberStatus};
+use drover_core::world::{Database, HostAccess, MemberStatus, RejoinMethod};
 use pg::{Cluster, PASSWORD, Replication};
 
 /// Hang guard only: every step here takes well under a few seconds.
@@ -259,37 +259,19 @@ async fn rejoin_makes_the_old_primary_follow_the_new_one() {
     let cluster = Cluster::pair(Replication::Asynchronous);
     guard(async {
         let db = cluster.database();
-        cluster
-            .client("east")
-            .await
-            .batch_execute("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)")
-            .await
-            .unwrap();
-
         // A switchover: fence, catch up, promote, rejoin.
-        db.fence("east").await.unwrap();
-        let MemberStatus::Primary { wal_lsn, .. } = db.member("east").await.unwrap() else { panic!("east is primary") };
-        member_until(&db, "west", |s| matches!(s, MemberStatus::Standby { replay_lsn, .. } if *replay_lsn >= wal_lsn))
-            .await;
-        db.promote("west").await.unwrap();
-        db.record_epoch("west", 2, &RunId("r1-switch".into())).await.unwrap();
-
-        db.rejoin("east", "west").await.unwrap_or_else(|e| panic!("rejoin: {e}\n{}", cluster.server_log("east")));
+        orders_then_switch_to_west(&cluster, &db).await;
+        let method = rejoin_east(&cluster, &db).await;
+        assert_eq!(method, RejoinMethod::Rewind, "a cleanly fenced old primary is rewound, not copied");
         match db.member("east").await.unwrap() {
-            MemberStatus::Standby { .. } => {}
+            MemberStatus::Standby { upstream, .. } => assert_eq!(upstream.as_deref(), Some("127.0.0.1")),
             other => panic!("east should now be a standby, got {other:?}"),
         }
-        db.rejoin("east", "west").await.expect("rejoining twice is fine");
+        let again = db.rejoin("east", "west").await.expect("rejoining twice is fine");
+        assert_eq!(again, RejoinMethod::AlreadyFollowing);
 
-        cluster.client("west").await.batch_execute("INSERT INTO orders VALUES (2)").await.unwrap();
+        east_receives(&cluster, 2).await;
         let east = cluster.client("east").await;
-        loop {
-            let n: i64 = east.query_one("SELECT count(*) FROM orders WHERE id = 2", &[]).await.unwrap().get(0);
-            if n == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         let epoch: i64 = east.query_one("SELECT max(epoch) FROM drover.epoch", &[]).await.unwrap().get(0);
         assert_eq!(epoch, 2, "the rejoined member carries the new primary's epoch");
     })
@@ -312,6 +294,110 @@ async fn rejoin_without_a_host_or_onto_itself_is_refused_with_a_reason() {
         let err = db.rejoin("east", "east").await.expect_err("a member cannot follow itself");
         assert!(!err.retryable());
         assert!(err.message.contains("rejoin refused: a member cannot follow itself"), "{err}");
+    })
+    .await;
+}
+
+/// An `orders` table with one row on east, then a switchover up to the promotion: east
+/// fenced, west caught up and promoted at epoch 2.
+async fn orders_then_switch_to_west(cluster: &Cluster, db: &PostgresDatabase) {
+    let east = cluster.client("east").await;
+    east.batch_execute("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)").await.unwrap();
+    db.fence("east").await.unwrap();
+    let MemberStatus::Primary { wal_lsn, .. } = db.member("east").await.unwrap() else { panic!("east is primary") };
+    member_until(db, "west", |s| matches!(s, MemberStatus::Standby { replay_lsn, .. } if *replay_lsn >= wal_lsn)).await;
+    db.promote("west").await.unwrap();
+    db.record_epoch("west", 2, &RunId("r1-switch".into())).await.unwrap();
+}
+
+/// Rejoins east to west; a failure shows east's server log.
+async fn rejoin_east(cluster: &Cluster, db: &PostgresDatabase) -> RejoinMethod {
+    db.rejoin("east", "west").await.unwrap_or_else(|e| panic!("rejoin: {e}\n{}", cluster.server_log("east")))
+}
+
+/// Waits until `east` has the row `id` written on west after the rejoin: it streams.
+async fn east_receives(cluster: &Cluster, id: i32) {
+    cluster.client("west").await.execute("INSERT INTO orders VALUES ($1)", &[&id]).await.unwrap();
+    let east = cluster.client("east").await;
+    loop {
+        let n: i64 = east.query_one("SELECT count(*) FROM orders WHERE id = $1", &[&id]).await.unwrap().get(0);
+        if n == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn rejoin_takes_a_base_backup_when_pg_rewind_cannot_and_keeps_the_old_data() {
+    let cluster = Cluster::pair(Replication::Asynchronous);
+    guard(async {
+        let db = cluster.database();
+        orders_then_switch_to_west(&cluster, &db).await;
+        // The old primary ran without checksums or wal_log_hints, so pg_rewind refuses it.
+        let east_dir = cluster.node("east").data_dir.clone();
+        cluster.stop("east");
+        cluster.on_host("east", &[&pg::bin("pg_checksums"), "--disable", "-D", east_dir.to_str().unwrap()]);
+        let auto_conf = east_dir.join("postgresql.auto.conf");
+        let mut conf = std::fs::read_to_string(&auto_conf).unwrap();
+        conf.push_str("wal_log_hints = off\n");
+        std::fs::write(&auto_conf, conf).unwrap();
+        cluster.start("east");
+        assert!(matches!(db.member("east").await.unwrap(), MemberStatus::Primary { .. }));
+
+        let method = rejoin_east(&cluster, &db).await;
+        let RejoinMethod::BaseBackup { why, old_data: Some(old_data) } = &method else {
+            panic!("expected a base backup that kept the old data, got {method:?}")
+        };
+        assert!(why.contains("wal_log_hints"), "the reason is pg_rewind's: {why}");
+        assert!(
+            old_data.starts_with(&format!("{}.drover-", east_dir.display())),
+            "moved aside beside the data directory: {old_data}"
+        );
+        let old = std::path::Path::new(old_data);
+        assert!(old.join("PG_VERSION").exists(), "the old data directory is kept whole: {old_data}");
+        assert!(
+            std::fs::read_to_string(old.join("postgresql.auto.conf")).unwrap().contains("wal_log_hints = off"),
+            "{old_data} is the old primary's own directory, untouched"
+        );
+        assert!(method.describe().contains(&format!("the old data directory was moved to {old_data}")));
+        match db.member("east").await.unwrap() {
+            MemberStatus::Standby { upstream, .. } => assert_eq!(upstream.as_deref(), Some("127.0.0.1")),
+            other => panic!("east should be a standby after the base backup, got {other:?}"),
+        }
+        east_receives(&cluster, 2).await;
+        assert_eq!(db.rejoin("east", "west").await.unwrap(), RejoinMethod::AlreadyFollowing);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rejoin_rebuilds_a_member_whose_data_directory_is_gone() {
+    let cluster = Cluster::pair(Replication::Synchronous);
+    guard(async {
+        let db = cluster.synchronous_database();
+        orders_then_switch_to_west(&cluster, &db).await;
+        let east_dir = cluster.node("east").data_dir.clone();
+        cluster.stop("east");
+        std::fs::remove_dir_all(&east_dir).unwrap();
+        assert!(matches!(db.member("east").await.unwrap(), MemberStatus::Unreachable { .. }));
+        match db.host_access("east").await {
+            HostAccess::Reachable(detail) => assert!(detail.contains("no usable data directory"), "{detail}"),
+            other => panic!("the host answers even though the database does not: {other:?}"),
+        }
+        assert_eq!(cluster.database_with(|_| false).host_access("east").await, HostAccess::NotConfigured);
+
+        let method = rejoin_east(&cluster, &db).await;
+        let RejoinMethod::BaseBackup { why, old_data: None } = &method else {
+            panic!("expected a base backup with nothing to keep, got {method:?}")
+        };
+        assert!(why.starts_with(&format!("no usable data directory at {}", east_dir.display())), "{why}");
+        // Synchronous plan: the rejoin returns once west counts east as its synchronous standby.
+        match db.member("west").await.unwrap() {
+            MemberStatus::Primary { sync_standbys, .. } => assert_eq!(sync_standbys, Some(1)),
+            other => panic!("west is the primary: {other:?}"),
+        }
+        east_receives(&cluster, 2).await;
     })
     .await;
 }

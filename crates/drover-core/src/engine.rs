@@ -11,7 +11,7 @@ use crate::journal::Journal;
 use crate::notify::{EventKind, Notifier, NotifyEvent};
 use crate::plan::{Plan, Role, StepKind};
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunKind, RunState, RunSummary, StepOutcome};
-use crate::world::{Database, MemberStatus, ProbeResult, Prober, Traffic, TrafficState};
+use crate::world::{Database, HostAccess, MemberStatus, ProbeResult, Prober, Traffic, TrafficState};
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -169,17 +169,72 @@ pub enum Refusal {
         "region '{0}' already holds the primary database and traffic points at no region of the plan; point traffic by hand or fix traffic.targets"
     )]
     NoSource(String),
+    #[error(
+        "region '{0}' is the current primary; reprotect makes a returned old primary follow the new one — to move the primary use 'drover switchover' or 'drover failover'"
+    )]
+    IsPrimary(String),
+    #[error(
+        "no database accepts writes, so there is no primary for '{0}' to follow; make one primary first ('drover failover --to REGION')"
+    )]
+    NoPrimary(String),
+    #[error("region '{region}' is already a streaming standby (of {upstream}); nothing to do")]
+    AlreadyStandby { region: String, upstream: String },
+    #[error(
+        "traffic still points at '{region}' while '{primary}' holds the primary database; finish the move first ('drover failover --to {primary}')"
+    )]
+    TrafficOnRegion { region: String, primary: String },
+    #[error(
+        "the plan gives region '{0}' no host (database.members.{0}.host), so drover cannot stop, rewind or rebuild its database; add one (docs/plan.md) or make it a standby by hand"
+    )]
+    NoHost(String),
+    #[error(
+        "region '{region}' is unreachable: {reason}; reprotect needs its machine — bring it back, then run this again"
+    )]
+    RegionUnreachable { region: String, reason: String },
+    #[error(
+        "region '{region}' is not a healthy streaming standby ({state}); reprotect it first: drover reprotect --plan {plan} --region {region}"
+    )]
+    NotProtected { region: String, state: String, plan: String },
+    #[error("a {0} run is planned by 'drover {0}', not as a move of the primary")]
+    NotAMove(&'static str),
 }
 
-/// Plans a run: pure, from the plan and what was observed.
-pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reason: &str) -> Result<RunHeader, Refusal> {
-    let Some(region) = plan.regions.get(to) else {
-        let names: Vec<_> = plan.regions.keys().map(String::as_str).collect();
-        return Err(Refusal::UnknownRegion(to.into(), names.join(", ")));
-    };
-    if region.role == Role::Witness {
-        return Err(Refusal::Witness(to.into()));
+/// The region must be in the plan and run the service.
+fn service_region(plan: &Plan, region: &str) -> Result<(), Refusal> {
+    match plan.regions.get(region) {
+        None => {
+            let names: Vec<_> = plan.regions.keys().map(String::as_str).collect();
+            Err(Refusal::UnknownRegion(region.into(), names.join(", ")))
+        }
+        Some(r) if r.role == Role::Witness => Err(Refusal::Witness(region.into())),
+        Some(_) => Ok(()),
     }
+}
+
+fn split_brain(writable: &[(&str, Option<Epoch>)]) -> Refusal {
+    let list: Vec<String> = writable
+        .iter()
+        .map(|(r, e)| format!("{r} at epoch {}", e.map(|e| e.to_string()).unwrap_or_else(|| "none".into())))
+        .collect();
+    Refusal::SplitBrain(list.join(", "))
+}
+
+/// The steps a run of `kind` takes: the plan's runbooks for moves, a rejoin for a reprotect.
+pub fn runbook(plan: &Plan, kind: RunKind) -> Vec<StepKind> {
+    match kind {
+        RunKind::Failover => plan.runbooks.failover.clone(),
+        RunKind::Switchover | RunKind::Failback => plan.runbooks.switchover.clone(),
+        RunKind::Reprotect => vec![StepKind::Rejoin],
+    }
+}
+
+/// Plans a move of the primary to `to` (a failover, switchover or failback): pure,
+/// from the plan and what was observed. Reprotect runs are planned by `plan_reprotect`.
+pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reason: &str) -> Result<RunHeader, Refusal> {
+    if !kind.moves_primary() {
+        return Err(Refusal::NotAMove(kind.as_str()));
+    }
+    service_region(plan, to)?;
     if let Some(active) = &observed.active_run {
         return Err(Refusal::ActiveRun(active.clone()));
     }
@@ -207,11 +262,7 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
     let traffic = observed.traffic.as_ref().map_err(|e| Refusal::TrafficUnknown(e.clone()))?;
     let writable = observed.writable_primaries();
     if writable.len() > 1 {
-        let list: Vec<String> = writable
-            .iter()
-            .map(|(r, e)| format!("{r} at epoch {}", e.map(|e| e.to_string()).unwrap_or_else(|| "none".into())))
-            .collect();
-        return Err(Refusal::SplitBrain(list.join(", ")));
+        return Err(split_brain(&writable));
     }
     // The region losing the role. When the target already holds the primary database
     // (a run was aborted between promote and switch), it is where traffic still points.
@@ -225,15 +276,11 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
             None => return Err(Refusal::NoSource(to.into())),
         }
     };
-    if kind == RunKind::Switchover
+    if kind.is_planned()
         && let Some(MemberStatus::Unreachable { reason }) = observed.members.get(&from)
     {
         return Err(Refusal::PrimaryUnreachable { region: from, reason: reason.clone() });
     }
-    let steps = match kind {
-        RunKind::Failover => plan.runbooks.failover.clone(),
-        RunKind::Switchover => plan.runbooks.switchover.clone(),
-    };
     Ok(RunHeader {
         id: RunId::generate(now_ms()),
         kind,
@@ -241,9 +288,99 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
         from,
         to: to.into(),
         epoch: observed.highest_epoch() + 1,
-        steps,
+        steps: runbook(plan, kind),
         reason: reason.into(),
     })
+}
+
+/// Plans making `region` — a returned old primary, or a member whose server or data is
+/// gone — a streaming standby of the current primary. Pure: from the plan, what was
+/// observed, and whether drover can reach the region's machine (`Database::host_access`).
+/// The primary does not move: the run carries the current epoch and never raises it.
+pub fn plan_reprotect(
+    plan: &Plan,
+    region: &str,
+    observed: &Observed,
+    host: &HostAccess,
+    reason: &str,
+) -> Result<RunHeader, Refusal> {
+    service_region(plan, region)?;
+    if let Some(active) = &observed.active_run {
+        return Err(Refusal::ActiveRun(active.clone()));
+    }
+    // The primary to follow: the one writable member other than `region`. The region may
+    // itself still accept writes (it came back after a failover), but only at an older epoch.
+    let writable = observed.writable_primaries();
+    let own = writable.iter().find(|(r, _)| *r == region).map(|(_, e)| *e);
+    let others: Vec<_> = writable.iter().filter(|(r, _)| *r != region).collect();
+    if let Some(own) = own
+        && others.iter().all(|(_, epoch)| *epoch < own)
+    {
+        return Err(Refusal::IsPrimary(region.into()));
+    }
+    let to = match others.as_slice() {
+        [] => return Err(Refusal::NoPrimary(region.into())),
+        [(to, epoch)] if own.is_none_or(|own| own < *epoch) => to.to_string(),
+        _ => return Err(split_brain(&writable)),
+    };
+    let traffic = observed.traffic.as_ref().map_err(|e| Refusal::TrafficUnknown(e.clone()))?;
+    if traffic.region.as_deref() == Some(region) {
+        return Err(Refusal::TrafficOnRegion { region: region.into(), primary: to });
+    }
+    if let Some(MemberStatus::Standby { upstream: Some(upstream), .. }) = observed.members.get(region) {
+        return Err(Refusal::AlreadyStandby { region: region.into(), upstream: upstream.clone() });
+    }
+    match host {
+        HostAccess::NotConfigured => return Err(Refusal::NoHost(region.into())),
+        HostAccess::Unreachable(why) => {
+            let database = match observed.members.get(region) {
+                Some(MemberStatus::Unreachable { reason }) => format!("database unreachable ({reason}), "),
+                _ => String::new(),
+            };
+            return Err(Refusal::RegionUnreachable { region: region.into(), reason: format!("{database}host: {why}") });
+        }
+        HostAccess::Reachable(_) => {}
+    }
+    Ok(RunHeader {
+        id: RunId::generate(now_ms()),
+        kind: RunKind::Reprotect,
+        plan: plan.name.clone(),
+        from: region.into(),
+        to,
+        epoch: observed.highest_epoch(),
+        steps: runbook(plan, RunKind::Reprotect),
+        reason: reason.into(),
+    })
+}
+
+/// Plans a failback: a switchover (the plan's switchover runbook, so nothing is lost) back
+/// to `to`, by default the plan's home region (the one whose role is `primary`). Refused
+/// unless that region is a streaming standby, with what to do instead.
+pub fn plan_failback(plan: &Plan, to: Option<&str>, observed: &Observed, reason: &str) -> Result<RunHeader, Refusal> {
+    let to = to.unwrap_or(plan.planned_primary());
+    service_region(plan, to)?;
+    if let Some(active) = &observed.active_run {
+        return Err(Refusal::ActiveRun(active.clone()));
+    }
+    let traffic_here = matches!(&observed.traffic, Ok(TrafficState { region: Some(r), .. }) if r == to);
+    if crate::world::newest_primary(&observed.members) == Some(to) && traffic_here {
+        return Err(Refusal::AlreadyPrimary(to.into()));
+    }
+    let state = match observed.members.get(to) {
+        Some(MemberStatus::Standby { upstream: Some(_), .. }) => None,
+        Some(MemberStatus::Standby { upstream: None, .. }) => Some("a standby that streams from no primary".into()),
+        Some(MemberStatus::Primary { writable: true, epoch, .. }) => Some(format!(
+            "it still accepts writes, at epoch {}",
+            epoch.map(|e| e.to_string()).unwrap_or_else(|| "none".into())
+        )),
+        Some(MemberStatus::Primary { writable: false, .. }) => Some("a fenced old primary".into()),
+        Some(MemberStatus::Unreachable { reason }) => Some(format!("database unreachable: {reason}")),
+        None => Some("no database member".into()),
+    };
+    if let Some(state) = state {
+        return Err(Refusal::NotProtected { region: to.into(), state, plan: plan.source.display().to_string() });
+    }
+    plan_run(plan, RunKind::Failback, to, observed, reason)
 }
 
 /// The gate an automatic failover passes on top of `plan_run`'s: the target's
@@ -406,12 +543,18 @@ impl<'a> Engine<'a> {
             Record::Started { header } => (EventKind::RunStarted, header.reason.clone()),
             Record::Paused { reason, .. } => (EventKind::RunPaused, reason.clone()),
             Record::AwaitingApproval { reason } => (EventKind::ApprovalNeeded, reason.clone()),
-            Record::Completed => (EventKind::RunCompleted, "the target is primary and serves traffic".into()),
+            Record::Completed => (EventKind::RunCompleted, String::new()),
             Record::Aborted { reason } => (EventKind::RunAborted, reason.clone()),
             _ => return,
         };
         let Ok(summary) = self.journal.summary(id).await else { return };
-        self.world.notifier.notify(run_event(self.plan, &summary.header, kind, reason, entry.at_ms));
+        let h = &summary.header;
+        let reason = match (kind, h.kind) {
+            (EventKind::RunCompleted, RunKind::Reprotect) => format!("{} is a streaming standby of {}", h.from, h.to),
+            (EventKind::RunCompleted, _) => "the target is primary and serves traffic".into(),
+            _ => reason,
+        };
+        self.world.notifier.notify(run_event(self.plan, h, kind, reason, entry.at_ms));
     }
 
     async fn drive(&self, id: &RunId) -> Result<RunSummary, EngineError> {
@@ -422,9 +565,13 @@ impl<'a> Engine<'a> {
             match self.run_step(kind, &header).await {
                 Ok((outcome, detail)) => self.record(id, Record::StepDone { step, kind, outcome, detail }).await?,
                 Err(e) => {
+                    // Named after the region the step acts on: the old primary for fence and rejoin.
+                    let region = match kind {
+                        StepKind::Fence | StepKind::Rejoin => &header.from,
+                        _ => &header.to,
+                    };
                     let reason = format!(
-                        "{} {kind_name}: {e} — fix the cause, then 'drover resume {id}' (or 'drover abort {id}')",
-                        header.to,
+                        "{region} {kind_name}: {e} — fix the cause, then 'drover resume {id}' (or 'drover abort {id}')",
                         kind_name = kind.as_str()
                     );
                     self.record(id, Record::Paused { step, kind, reason }).await?;
@@ -450,11 +597,17 @@ impl<'a> Engine<'a> {
         };
         let mut applied = false;
         let mut just_applied = false;
+        // What applying said about how it acted (a rejoin's method), journaled with the outcome.
+        let mut note: Option<String> = None;
         let mut attempt = 0;
         loop {
             let result: Result<(), ProviderError> = match self.observe_step(kind, header).await {
                 Ok(Observation::Done(detail)) => {
                     let outcome = if applied { StepOutcome::Applied } else { StepOutcome::AlreadyDone };
+                    let detail = match note {
+                        Some(note) => format!("{detail}; {note}"),
+                        None => detail,
+                    };
                     return Ok((outcome, detail));
                 }
                 Ok(Observation::Skipped(why)) => return Ok((StepOutcome::Skipped, why)),
@@ -462,14 +615,20 @@ impl<'a> Engine<'a> {
                 Ok(Observation::Needed(why)) if just_applied => {
                     Err(ProviderError::transient(format!("applied, but the world does not show it yet: {why}")))
                 }
-                Ok(Observation::Needed(_)) => match self.apply_step(kind, header).await {
-                    Ok(()) => {
-                        applied = true;
-                        just_applied = true;
-                        continue;
+                Ok(Observation::Needed(_)) => {
+                    // An attempt that reported an error may still have acted (a fence whose
+                    // confirmation timed out): once an acting step has tried, "done" is its doing.
+                    applied |= !matches!(kind, StepKind::CatchUp | StepKind::Verify);
+                    match self.apply_step(kind, header).await {
+                        Ok(said) => {
+                            note = said.or(note);
+                            applied = true;
+                            just_applied = true;
+                            continue;
+                        }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
-                },
+                }
                 Err(e) => Err(e),
             };
             just_applied = false;
@@ -498,7 +657,8 @@ impl<'a> Engine<'a> {
                 }
                 MemberStatus::Unreachable { reason } => {
                     return Err(ProviderError::permanent(format!(
-                        "{from} database unreachable ({reason}); a switchover needs it — use 'drover failover' instead"
+                        "{from} database unreachable ({reason}); a {} needs it — use 'drover failover' instead",
+                        header.kind.as_str()
                     )));
                 }
                 MemberStatus::Primary { writable: true, .. } => Observation::Needed(format!("{from} accepts writes")),
@@ -596,40 +756,52 @@ impl<'a> Engine<'a> {
                 }
             }
             StepKind::Notify => Observation::Needed("a notification leaves no trace in the world".into()),
-            StepKind::Rejoin => match db.member(from).await? {
-                MemberStatus::Standby { .. } => Observation::Done(format!("{from} is a standby")),
-                MemberStatus::Unreachable { reason } => {
-                    return Err(ProviderError::transient(format!("{from} database unreachable: {reason}")));
+            StepKind::Rejoin => {
+                let stored = self.stored_epoch().await?;
+                if stored > epoch {
+                    return Err(stale(stored, epoch));
                 }
-                MemberStatus::Primary { .. } => Observation::Needed(format!("{from} is still a primary")),
-            },
+                match db.member(from).await? {
+                    MemberStatus::Standby { upstream: Some(up), .. } => {
+                        Observation::Done(format!("{from} is a standby streaming from {up}"))
+                    }
+                    MemberStatus::Standby { upstream: None, .. } => {
+                        Observation::Needed(format!("{from} is a standby that streams from no primary"))
+                    }
+                    // Its server may be stopped or its data gone: the rejoin works through its host.
+                    MemberStatus::Unreachable { reason } => {
+                        Observation::Needed(format!("{from} database unreachable ({reason})"))
+                    }
+                    MemberStatus::Primary { .. } => Observation::Needed(format!("{from} is still a primary")),
+                }
+            }
         })
     }
 
     /// Changes the world so the step is done. Safe to call again (idempotent).
-    pub async fn apply_step(&self, kind: StepKind, header: &RunHeader) -> Result<(), ProviderError> {
+    /// Returns how it acted when that is worth journaling (a rejoin's method).
+    pub async fn apply_step(&self, kind: StepKind, header: &RunHeader) -> Result<Option<String>, ProviderError> {
         let (from, to, epoch) = (header.from.as_str(), header.to.as_str(), header.epoch);
         let db = self.world.database;
         match kind {
-            StepKind::Fence => db.fence(from).await,
-            StepKind::CatchUp => Ok(()),
+            StepKind::Fence => db.fence(from).await?,
+            StepKind::CatchUp => {}
             StepKind::Promote => {
                 self.raise_epoch(header).await?;
                 db.promote(to).await?;
-                db.record_epoch(to, epoch, &header.id).await
+                db.record_epoch(to, epoch, &header.id).await?
             }
             StepKind::Switch => {
                 let now = self.world.traffic.current().await?;
-                if now.region.as_deref() == Some(to) && now.epoch == epoch {
-                    return Ok(());
+                if now.region.as_deref() != Some(to) || now.epoch != epoch {
+                    self.world.traffic.switch(to, now.epoch, epoch).await?
                 }
-                self.world.traffic.switch(to, now.epoch, epoch).await
             }
             StepKind::Verify => match self.observe_step(kind, header).await? {
-                Observation::Done(_) | Observation::Skipped(_) => Ok(()),
-                Observation::Needed(why) => Err(ProviderError::transient(why)),
+                Observation::Done(_) | Observation::Skipped(_) => {}
+                Observation::Needed(why) => return Err(ProviderError::transient(why)),
             },
-            StepKind::Rejoin => db.rejoin(from, to).await,
+            StepKind::Rejoin => return Ok(Some(db.rejoin(from, to).await?.describe())),
             StepKind::Notify => {
                 let done: Vec<&str> = match self.journal.summary(&header.id).await {
                     Ok(s) => s.steps.iter().filter(|s| s.state.is_done()).map(|s| s.kind.as_str()).collect(),
@@ -637,9 +809,9 @@ impl<'a> Engine<'a> {
                 };
                 let reason = format!("{from} -> {to} at epoch {epoch}; done: {}", done.join(", "));
                 self.world.notifier.notify(run_event(self.plan, header, EventKind::RunProgress, reason, now_ms()));
-                Ok(())
             }
         }
+        Ok(None)
     }
 
     async fn stored_epoch(&self) -> Result<Epoch, ProviderError> {

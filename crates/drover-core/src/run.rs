@@ -29,8 +29,15 @@ impl std::fmt::Display for RunId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
+    /// Unplanned: the primary region is lost.
     Failover,
+    /// Planned, with no data loss: both regions are up.
     Switchover,
+    /// Makes a returned old primary (`from`) a streaming standby of the primary (`to`);
+    /// the primary does not move and the epoch is not raised.
+    Reprotect,
+    /// A switchover back to the plan's home region once it is a streaming standby again.
+    Failback,
 }
 
 impl RunKind {
@@ -38,7 +45,19 @@ impl RunKind {
         match self {
             RunKind::Failover => "failover",
             RunKind::Switchover => "switchover",
+            RunKind::Reprotect => "reprotect",
+            RunKind::Failback => "failback",
         }
+    }
+
+    /// A planned move of the primary: both regions must be up, and nothing may be lost.
+    pub fn is_planned(self) -> bool {
+        matches!(self, RunKind::Switchover | RunKind::Failback)
+    }
+
+    /// Whether the run moves the primary (and so raises the epoch).
+    pub fn moves_primary(self) -> bool {
+        self != RunKind::Reprotect
     }
 }
 
@@ -48,11 +67,12 @@ pub struct RunHeader {
     pub id: RunId,
     pub kind: RunKind,
     pub plan: String,
-    /// The region losing the primary role.
+    /// The region losing the primary role (in a reprotect: the region made a standby).
     pub from: String,
-    /// The region taking it.
+    /// The region taking it (in a reprotect: the primary it follows).
     pub to: String,
-    /// The epoch this run promotes to: the store's epoch when it began, plus one.
+    /// The epoch this run promotes to: the store's epoch when it began, plus one
+    /// (in a reprotect: the current epoch, which it does not change).
     pub epoch: Epoch,
     pub steps: Vec<StepKind>,
     /// Why it started (a person's command, or a detection).

@@ -80,8 +80,81 @@ pub trait Database: Send + Sync {
     /// Records the epoch in the member (the `drover.epoch` table); idempotent.
     async fn record_epoch(&self, region: &str, epoch: Epoch, run: &RunId) -> Result<(), ProviderError>;
 
-    /// Makes `region` a streaming standby of `primary`.
-    async fn rejoin(&self, region: &str, primary: &str) -> Result<(), ProviderError>;
+    /// Makes `region` a streaming standby of `primary`, choosing how; says which way it took.
+    async fn rejoin(&self, region: &str, primary: &str) -> Result<RejoinMethod, ProviderError>;
+
+    /// Whether drover can run commands on the member's machine (to stop, rewind or rebuild
+    /// its database), looked at without changing anything. Providers without hosts keep the default.
+    async fn host_access(&self, _region: &str) -> HostAccess {
+        HostAccess::NotConfigured
+    }
+}
+
+/// How `Database::rejoin` made a member a standby. The engine journals it in the step's detail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum RejoinMethod {
+    /// It already streamed from the primary: nothing was stopped, rewound or copied.
+    AlreadyFollowing,
+    /// pg_rewind turned the old data directory into a copy of the primary's history.
+    Rewind,
+    /// A fresh base backup from the primary replaced the data directory.
+    BaseBackup {
+        /// Why pg_rewind could not be used.
+        why: String,
+        /// Where the old data directory was moved (never deleted); None when there was none.
+        old_data: Option<String>,
+    },
+}
+
+const ALREADY_FOLLOWING: &str = "already streaming from the primary; nothing stopped or copied";
+const REWIND: &str = "rejoined with pg_rewind";
+const BASE_BACKUP: &str = "rejoined from a fresh base backup";
+
+impl RejoinMethod {
+    /// The stable name in JSON output: `already_following`, `pg_rewind` or `base_backup`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RejoinMethod::AlreadyFollowing => "already_following",
+            RejoinMethod::Rewind => "pg_rewind",
+            RejoinMethod::BaseBackup { .. } => "base_backup",
+        }
+    }
+
+    /// The words journaled in the rejoin step's detail.
+    pub fn describe(&self) -> String {
+        match self {
+            RejoinMethod::AlreadyFollowing => ALREADY_FOLLOWING.into(),
+            RejoinMethod::Rewind => REWIND.into(),
+            RejoinMethod::BaseBackup { why, old_data: Some(path) } => {
+                format!("{BASE_BACKUP} (pg_rewind impossible: {why}); the old data directory was moved to {path}")
+            }
+            RejoinMethod::BaseBackup { why, old_data: None } => {
+                format!("{BASE_BACKUP} (pg_rewind impossible: {why}); there was no old data directory to keep")
+            }
+        }
+    }
+
+    /// The method's name in a journaled detail that `describe` wrote; None when the step
+    /// found the member already a standby (a resumed run) or the detail is not a rejoin's.
+    pub fn name_in(detail: &str) -> Option<&'static str> {
+        [(REWIND, "pg_rewind"), (BASE_BACKUP, "base_backup"), (ALREADY_FOLLOWING, "already_following")]
+            .into_iter()
+            .find(|(words, _)| detail.contains(words))
+            .map(|(_, name)| name)
+    }
+}
+
+/// Whether drover can reach a member's machine, from `Database::host_access`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "host", content = "detail", rename_all = "snake_case")]
+pub enum HostAccess {
+    /// The plan gives no `host` for the member.
+    NotConfigured,
+    /// A command ran there; the detail says what it found (e.g. `server stopped`).
+    Reachable(String),
+    /// No command could run there; the detail says why.
+    Unreachable(String),
 }
 
 /// Where traffic points, and the epoch that put it there.

@@ -3,14 +3,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use drover_core::engine::{Refusal, plan_run};
+use drover_core::engine::{Refusal, plan_failback, plan_reprotect, plan_run};
 use drover_core::journal::Journal;
 use drover_core::run::{RunKind, RunState, StepState};
 use drover_core::testing::scenarios::{
-    an_ended_run_takes_no_more_records, crash_after_every_record, engine, every_step_twice_is_once, observe,
+    an_ended_run_takes_no_more_records, crash_after_every_record, engine, every_step_twice_is_once, observe, plan_kind,
     two_region_plan,
 };
-use drover_core::testing::{FakeWorld, MemoryJournal};
+use drover_core::testing::{FakeData, FakeWorld, MemoryJournal};
+use drover_core::world::{Database, HostAccess, MemberStatus, RejoinMethod};
 
 fn memory_journals() -> impl Fn(u64) -> Arc<dyn Journal> {
     let journals: Mutex<HashMap<u64, Arc<dyn Journal>>> = Mutex::default();
@@ -30,6 +31,188 @@ async fn failover_crash_after_every_journal_record_resumes_to_one_promotion() {
 #[tokio::test]
 async fn switchover_crash_after_every_journal_record_resumes_to_one_promotion() {
     crash_after_every_record(RunKind::Switchover, memory_journals()).await;
+}
+
+#[tokio::test]
+async fn reprotect_and_failback_crash_after_every_journal_record_resume_to_the_same_world() {
+    for kind in [RunKind::Reprotect, RunKind::Failback] {
+        crash_after_every_record(kind, memory_journals()).await;
+    }
+}
+
+/// The epoch a fresh journal holds once a failover has happened elsewhere.
+async fn journal_at_epoch_1() -> MemoryJournal {
+    let journal = MemoryJournal::default();
+    journal.compare_and_swap_epoch(0, 1).await.unwrap().unwrap();
+    journal
+}
+
+#[tokio::test]
+async fn reprotect_makes_the_returned_old_primary_a_standby_and_says_how() {
+    let plan = two_region_plan();
+    let world = FakeWorld::after_failover();
+    let journal = journal_at_epoch_1().await;
+    let header = plan_kind(RunKind::Reprotect, &plan, &journal, &world).await.unwrap();
+    assert_eq!((header.kind, header.from.as_str(), header.to.as_str()), (RunKind::Reprotect, "east", "west"));
+    assert_eq!(header.epoch, 1, "a reprotect keeps the current epoch");
+    assert_eq!(header.steps, [drover_core::plan::StepKind::Rejoin]);
+    let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.reason);
+    let detail = run.steps[0].detail.as_deref().unwrap();
+    assert_eq!(detail, "east is a standby streaming from west; rejoined with pg_rewind");
+    assert_eq!(RejoinMethod::name_in(detail), Some("pg_rewind"));
+    let w = world.snapshot();
+    assert_eq!((w.promotions, w.traffic_region.as_str(), w.traffic_epoch), (0, "west", 1), "nothing else moved");
+    assert_eq!(journal.epoch().await.unwrap(), 1, "the epoch is not raised");
+    let completed = world.notified().into_iter().last().unwrap();
+    assert_eq!(completed.reason, "east is a streaming standby of west");
+}
+
+#[tokio::test]
+async fn reprotect_rebuilds_from_a_base_backup_when_pg_rewind_cannot_or_the_data_is_gone() {
+    let plan = two_region_plan();
+    for (data, says) in [
+        (FakeData::Unrewindable, "pg_rewind impossible: could not find common ancestor"),
+        (FakeData::Lost, "there was no old data directory to keep"),
+    ] {
+        let world = FakeWorld::after_failover();
+        world.set_data("east", data);
+        let journal = journal_at_epoch_1().await;
+        let observed = observe(&plan, &journal, &world).await;
+        if data == FakeData::Lost {
+            assert!(matches!(observed.members["east"], MemberStatus::Unreachable { .. }), "its server is down");
+        }
+        let host = world.host_access("east").await;
+        let header = plan_reprotect(&plan, "east", &observed, &host, "t").unwrap();
+        let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+        assert_eq!(run.state, RunState::Completed, "{data:?}: {:?}", run.reason);
+        let detail = run.steps[0].detail.as_deref().unwrap();
+        assert!(detail.contains("rejoined from a fresh base backup") && detail.contains(says), "{detail}");
+        assert_eq!(RejoinMethod::name_in(detail), Some("base_backup"));
+        if data == FakeData::Unrewindable {
+            assert!(detail.contains("the old data directory was moved to /data/east.drover-1"), "{detail}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn reprotect_refusals_name_the_reason_and_change_nothing() {
+    let plan = two_region_plan();
+    let reachable = HostAccess::Reachable("server running".into());
+    async fn refuse(world: &FakeWorld, journal: &MemoryJournal, region: &str, host: HostAccess) -> Refusal {
+        let plan = two_region_plan();
+        let before = world.snapshot();
+        let refusal = plan_reprotect(&plan, region, &observe(&plan, journal, world).await, &host, "t").unwrap_err();
+        assert_eq!(world.snapshot(), before);
+        refusal
+    }
+    let world = FakeWorld::after_failover();
+    let journal = journal_at_epoch_1().await;
+    assert!(matches!(refuse(&world, &journal, "mars", reachable.clone()).await, Refusal::UnknownRegion(..)));
+    assert!(matches!(refuse(&world, &journal, "witness", reachable.clone()).await, Refusal::Witness(_)));
+    let r = refuse(&world, &journal, "west", reachable.clone()).await;
+    assert!(matches!(r, Refusal::IsPrimary(_)), "{r}");
+    assert!(r.to_string().contains("'drover switchover' or 'drover failover'"), "{r}");
+    let r = refuse(&world, &journal, "east", HostAccess::NotConfigured).await;
+    assert!(r.to_string().contains("no host (database.members.east.host)"), "{r}");
+    let r = refuse(&world, &journal, "east", HostAccess::Unreachable("ssh: timed out".into())).await;
+    assert!(matches!(r, Refusal::RegionUnreachable { .. }), "{r}");
+    assert!(r.to_string().contains("host: ssh: timed out"), "{r}");
+
+    // Once east follows west there is nothing to do.
+    let world = FakeWorld::reprotected();
+    let r = refuse(&world, &journal, "east", reachable.clone()).await;
+    assert_eq!(r, Refusal::AlreadyStandby { region: "east".into(), upstream: "west".into() });
+
+    // Nobody accepts writes: nothing to follow.
+    let world = FakeWorld::after_failover();
+    world.state.lock().unwrap().members.get_mut("west").unwrap().writable = false;
+    world.state.lock().unwrap().members.get_mut("east").unwrap().writable = false;
+    assert!(matches!(refuse(&world, &journal, "east", reachable.clone()).await, Refusal::NoPrimary(_)));
+
+    // East writable at the same epoch as west: which one is stale is not drover's guess.
+    let world = FakeWorld::after_failover();
+    world.state.lock().unwrap().members.get_mut("east").unwrap().epoch = Some(1);
+    assert!(matches!(refuse(&world, &journal, "east", reachable.clone()).await, Refusal::SplitBrain(_)));
+
+    // Traffic still on east (a failover aborted between promote and switch).
+    let world = FakeWorld::after_failover();
+    world.state.lock().unwrap().traffic_region = "east".into();
+    let r = refuse(&world, &journal, "east", reachable.clone()).await;
+    assert!(r.to_string().contains("finish the move first ('drover failover --to west')"), "{r}");
+
+    // Another run active.
+    let world = FakeWorld::after_failover();
+    let header = plan_reprotect(&plan, "east", &observe(&plan, &journal, &world).await, &reachable, "t").unwrap();
+    journal.begin(&header).await.unwrap();
+    assert_eq!(refuse(&world, &journal, "east", reachable.clone()).await, Refusal::ActiveRun(header.id.clone()));
+}
+
+#[tokio::test]
+async fn a_paused_reprotect_resumes_once_its_host_is_back() {
+    let plan = two_region_plan();
+    let world = FakeWorld::after_failover();
+    let journal = journal_at_epoch_1().await;
+    let header = plan_kind(RunKind::Reprotect, &plan, &journal, &world).await.unwrap();
+    world.set_reachable("east", false);
+    let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Paused);
+    assert!(run.reason.as_deref().unwrap().contains(&format!("drover resume {}", header.id)), "{:?}", run.reason);
+    world.set_reachable("east", true);
+    let run = engine(&plan, &journal, &world).resume(&header.id).await.unwrap();
+    assert_eq!(run.state, RunState::Completed);
+    assert!(run.steps[0].detail.as_deref().unwrap().ends_with("rejoined with pg_rewind"));
+}
+
+#[tokio::test]
+async fn failback_moves_the_primary_home_with_the_switchover_runbook() {
+    let plan = two_region_plan();
+    let world = FakeWorld::reprotected();
+    let journal = journal_at_epoch_1().await;
+    let header = plan_failback(&plan, None, &observe(&plan, &journal, &world).await, "t").unwrap();
+    assert_eq!((header.kind, header.from.as_str(), header.to.as_str()), (RunKind::Failback, "west", "east"));
+    assert_eq!(header.epoch, 2);
+    assert_eq!(header.steps, plan.runbooks.switchover, "a failback is a switchover: catch_up, so nothing is lost");
+    let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.reason);
+    let w = world.snapshot();
+    assert_eq!((w.traffic_region.as_str(), w.traffic_epoch, w.promotions), ("east", 2, 1));
+    assert_eq!(w.members["west"].upstream.as_deref(), Some("east"), "west rejoined as a standby of east");
+    let rejoin = run.steps.last().unwrap().detail.as_deref().unwrap();
+    assert_eq!(rejoin, "west is a standby streaming from east; rejoined with pg_rewind");
+}
+
+#[tokio::test]
+async fn failback_is_refused_until_home_is_a_streaming_standby() {
+    let plan = two_region_plan();
+    let journal = journal_at_epoch_1().await;
+    // Right after a failover: east came back but still thinks it is primary.
+    let world = FakeWorld::after_failover();
+    let r = plan_failback(&plan, None, &observe(&plan, &journal, &world).await, "t").unwrap_err();
+    assert!(matches!(r, Refusal::NotProtected { .. }), "{r}");
+    assert!(
+        r.to_string().ends_with("reprotect it first: drover reprotect --plan plan.yaml --region east"),
+        "the refusal says what to run: {r}"
+    );
+    assert!(r.to_string().contains("it still accepts writes, at epoch none"), "{r}");
+    // East still down.
+    world.set_reachable("east", false);
+    let r = plan_failback(&plan, None, &observe(&plan, &journal, &world).await, "t").unwrap_err();
+    assert!(r.to_string().contains("database unreachable"), "{r}");
+    // Home is already the primary.
+    let world = FakeWorld::two_regions();
+    let r = plan_failback(&plan, None, &observe(&plan, &journal, &world).await, "t").unwrap_err();
+    assert_eq!(r, Refusal::AlreadyPrimary("east".into()));
+    // --to names a region: west is a streaming standby of east here, so failing "back" to it works.
+    let header = plan_failback(&plan, Some("west"), &observe(&plan, &journal, &world).await, "t").unwrap();
+    assert_eq!((header.from.as_str(), header.to.as_str()), ("east", "west"));
+    assert!(matches!(
+        plan_failback(&plan, Some("witness"), &observe(&plan, &journal, &world).await, "t"),
+        Err(Refusal::Witness(_))
+    ));
+    // plan_run moves primaries; it does not plan a reprotect.
+    let observed = observe(&plan, &journal, &world).await;
+    assert_eq!(plan_run(&plan, RunKind::Reprotect, "west", &observed, "t"), Err(Refusal::NotAMove("reprotect")));
 }
 
 #[tokio::test]
@@ -240,4 +423,56 @@ async fn an_approved_run_goes_on_to_completion() {
     assert_eq!(done.state, RunState::Completed);
     assert_eq!(world.snapshot().promotions, 1);
     assert!(e.approve(&header.id, "bob").await.is_err(), "approving twice is refused");
+}
+
+/// A world whose first fence takes effect but reports a timeout, as a slow confirmation does.
+struct FenceThatTimesOut {
+    world: FakeWorld,
+    failed_once: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Database for FenceThatTimesOut {
+    async fn member(&self, region: &str) -> Result<MemberStatus, drover_core::ProviderError> {
+        self.world.member(region).await
+    }
+    async fn fence(&self, region: &str) -> Result<(), drover_core::ProviderError> {
+        self.world.fence(region).await?;
+        if self.failed_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(drover_core::ProviderError::transient(
+                "east database: fence failed: no answer after 1s while connecting",
+            ))
+        }
+    }
+    async fn promote(&self, region: &str) -> Result<(), drover_core::ProviderError> {
+        self.world.promote(region).await
+    }
+    async fn record_epoch(
+        &self,
+        region: &str,
+        epoch: u64,
+        run: &drover_core::RunId,
+    ) -> Result<(), drover_core::ProviderError> {
+        self.world.record_epoch(region, epoch, run).await
+    }
+    async fn rejoin(&self, region: &str, primary: &str) -> Result<RejoinMethod, drover_core::ProviderError> {
+        self.world.rejoin(region, primary).await
+    }
+}
+
+#[tokio::test]
+async fn a_step_whose_attempt_errs_but_takes_effect_is_shown_as_applied_not_already_done() {
+    let plan = two_region_plan();
+    let db = FenceThatTimesOut { world: FakeWorld::two_regions(), failed_once: Default::default() };
+    let journal = MemoryJournal::default();
+    let header = plan_run(&plan, RunKind::Switchover, "west", &observe(&plan, &journal, &db.world).await, "t").unwrap();
+    let mut e = engine(&plan, &journal, &db.world);
+    e.world.database = &db;
+    let run = e.start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.reason);
+    assert_eq!(run.steps[0].state, StepState::Applied, "drover fenced east, even though its first try timed out");
+    assert_eq!(run.steps[0].attempts, 1);
+    assert_eq!(run.steps[1].state, StepState::AlreadyDone, "west had everything: catch_up did nothing");
 }

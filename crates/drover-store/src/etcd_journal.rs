@@ -29,7 +29,7 @@ fn transient(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::GRpcStatus(status) => {
             matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted)
-                || ["leader changed", "no leader", "timed out", "too many requests"]
+                || ["leader changed", "no leader", "timed out", "too many requests", "transport error", "broken pipe"]
                     .iter()
                     .any(|m| status.message().contains(m))
         }

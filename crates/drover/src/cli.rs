@@ -63,6 +63,14 @@ enum Command {
     /// Planned move with zero data loss: stop writes, wait for the standby to catch up, promote, switch,
     /// verify, and make the old primary a standby of the new one.
     Switchover(commands::run::MoveArgs),
+    /// Make a returned old primary a streaming standby of the current primary again: pg_rewind
+    /// when possible, a fresh base backup otherwise (its old data directory kept aside).
+    #[command(long_about = REPROTECT_ABOUT, after_help = RUN_EXIT_CODES)]
+    Reprotect(commands::run::ReprotectArgs),
+    /// Planned move of the primary back to the plan's home region, with zero data loss, once it
+    /// is a streaming standby again ('drover reprotect').
+    #[command(long_about = FAILBACK_ABOUT, after_help = RUN_EXIT_CODES)]
+    Failback(commands::run::FailbackArgs),
     /// List runs ('drover runs --plan PLAN'), or show one run's steps ('drover runs show RUN --plan PLAN').
     Runs(commands::run::RunsArgs),
     /// Continue a paused or interrupted run from its first unfinished step.
@@ -100,6 +108,46 @@ enum Command {
     Lab(commands::lab::LabCommand),
 }
 
+const REPROTECT_ABOUT: &str = "Make a region's database a streaming standby of the current primary again.
+
+When to use it: after a failover, the old primary's region comes back with a database that still \
+believes it is primary (or with its server stopped, or its data gone). Until it follows the new \
+primary nothing protects the service, and 'drover failback' refuses.
+
+How: through the member's host (database.members.REGION.host in the plan) drover checks that the \
+host reaches the primary, stops the region's PostgreSQL and runs pg_rewind. When pg_rewind cannot \
+work (no usable data directory, no common ancestor of the two histories, WAL it needs is gone, or \
+the old primary ran without data checksums or wal_log_hints) it takes a fresh pg_basebackup from \
+the primary instead, choosing by itself. The old data directory is never deleted: it is moved to \
+DATA_DIR.drover-<ms>, kept until you remove it, and the run says where. Then it starts the standby \
+and waits until it streams; in a synchronous plan the primary waits for it again.
+
+What it prints: each step as the journal records it, ending with the method used (pg_rewind or \
+base_backup); with --output json, stdout holds the run and its \"rejoin_method\". The primary does \
+not move and the epoch is not raised. Journaled and resumable like every run ('drover runs show \
+RUN', 'drover resume RUN').
+
+Runs here, with the plan and its journal (--plan, --state or --store), not through a daemon's --server.";
+
+const FAILBACK_ABOUT: &str = "Move the primary back to the plan's home region, with zero data loss.
+
+When to use it: after a failover and 'drover reprotect', the home region (the region whose role is \
+primary in the plan; --to names another) is a streaming standby again and the service should go \
+back there.
+
+How: a planned switchover with the plan's switchover runbook: fence the current primary, wait \
+until home has replayed all of its WAL, promote home at the next epoch, switch traffic, verify, and \
+rejoin the old primary as a standby. Refused, with nothing changed, while home is not a healthy \
+streaming standby: the message says to run 'drover reprotect --plan PLAN --region HOME' first.
+
+What it prints: each step as the journal records it, then the new primary and its epoch; \
+--output json prints the run. Journaled and resumable like every run.
+
+Runs here, with the plan and its journal (--plan, --state or --store), not through a daemon's --server.";
+
+const RUN_EXIT_CODES: &str = "Exit codes: 0 the run completed; 1 it failed or paused (the message says how to \
+continue: 'drover resume RUN' or 'drover abort RUN'); 2 bad input or a refusal (nothing was changed).";
+
 #[derive(Subcommand)]
 enum PlanCommand {
     /// Parse and validate PLAN: errors name file:line:column and the field (exit 2); a valid plan is summarized.
@@ -120,6 +168,8 @@ pub fn main() -> ExitCode {
         Command::Status { target, output } => commands::status::run(&target, output),
         Command::Failover(args) => commands::run::start(drover_core::run::RunKind::Failover, args),
         Command::Switchover(args) => commands::run::start(drover_core::run::RunKind::Switchover, args),
+        Command::Reprotect(args) => commands::run::reprotect(args),
+        Command::Failback(args) => commands::run::failback(args),
         Command::Runs(args) => commands::run::runs(args),
         Command::Resume { run, target } => commands::run::resume(&run, &target),
         Command::Approve { run, target } => commands::run::approve(&run, &target),

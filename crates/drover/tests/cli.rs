@@ -141,3 +141,41 @@ fn runs_live_in_etcd_with_store_and_a_bad_store_is_bad_input() {
     assert_eq!(down.code, 1, "{}", down.stderr);
     assert!(down.stderr.contains("etcd http://127.0.0.1:9: cannot connect"), "{}", down.stderr);
 }
+
+#[test]
+fn reprotect_and_failback_help_teach_when_and_how() {
+    let mut all = String::new();
+    for command in ["reprotect", "failback"] {
+        let ran = run(drover().args([command, "--help"]));
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        all.push_str(&format!("$ drover {command} --help\n{}", ran.transcript(&[])));
+    }
+    assert_golden("reprotect-failback-help", &all);
+}
+
+/// Refused before anything changes (exit 2), each with its reason and what to do; nothing is journaled.
+#[test]
+fn reprotect_and_failback_refusals_say_what_to_do() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let mut all = String::new();
+    for args in [
+        &["reprotect", "--region", "witness"][..],
+        // Nothing answers at the plan's addresses: no primary to follow.
+        &["reprotect", "--region", "east"],
+        // The home region is not a streaming standby: reprotect it first.
+        &["failback"],
+    ] {
+        let ran = run(drover().args(args).args(["--yes", "--plan"]).arg(&plan));
+        assert_eq!(ran.code, 2, "{args:?}: {}", ran.stderr);
+        assert!(!ran.stderr.contains("pw@"), "a password leaked: {}", ran.stderr);
+        all.push_str(&format!(
+            "$ drover {}\n{}",
+            args.join(" "),
+            ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")])
+        ));
+    }
+    assert_golden("reprotect-failback-refused", &all);
+    let runs = run(drover().args(["runs", "--plan"]).arg(&plan));
+    assert_eq!(runs.stdout, "no runs yet\n");
+}

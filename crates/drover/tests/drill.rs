@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{LabGuard, assert_golden, drover, run};
+use support::{EtcdLab, assert_golden};
 
 /// Run ids, times and measured values change every run; the shape must not.
 fn redact(text: &str, dir: &Path) -> String {
@@ -32,18 +32,9 @@ fn json(ran: &support::Ran) -> serde_json::Value {
 fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
-    let _guard = LabGuard::new(&dir);
-    let up = run(drover().args(["lab", "up", "--replication", "sync", "--dir"]).arg(&dir));
-    assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
-    let plan = dir.join("plan.yaml");
     // The journal lives in a real etcd here (the daemons' tests use the embedded default).
-    let etcd = support::Etcd::start();
-    let store = etcd.store("lab-e2e");
-    let with_plan = |args: &[&str]| {
-        let mut cmd = drover();
-        cmd.args(args).arg("--plan").arg(&plan).args(["--store", &store]);
-        run(&mut cmd)
-    };
+    let lab = EtcdLab::up(&dir, "lab-e2e");
+    let with_plan = |args: &[&str]| lab.drover(args);
 
     // Status before anything: east primary, west streaming standby, DNS on east.
     let status = with_plan(&["status", "--output", "json"]);

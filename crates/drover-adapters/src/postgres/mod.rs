@@ -19,7 +19,7 @@ use drover_core::error::ProviderError;
 use drover_core::plan::MemberHost;
 use drover_core::run::{Epoch, RunId};
 use drover_core::secret::Secret;
-use drover_core::world::{Database, MemberStatus};
+use drover_core::world::{Database, HostAccess, MemberStatus, RejoinMethod};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -33,7 +33,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct PostgresMemberConfig {
     /// libpq-style connection string (`host=.. port=.. user=.. password=..` or a URL).
     pub dsn: Secret,
-    /// How to reach the member's host for `rejoin`; absent, rejoin is refused.
+    /// How to reach the member's host for `rejoin` (pg_rewind or a base backup); absent, rejoin is refused.
     pub host: Option<MemberHost>,
 }
 
@@ -279,9 +279,16 @@ impl Database for PostgresDatabase {
         self.record_epoch_in(self.member_of(region)?, epoch, run).await
     }
 
-    async fn rejoin(&self, region: &str, primary: &str) -> Result<(), ProviderError> {
+    async fn rejoin(&self, region: &str, primary: &str) -> Result<RejoinMethod, ProviderError> {
         let old = self.member_of(region)?;
         let new = self.member_of(primary)?;
         self.rejoin_member(old, new).await
+    }
+
+    async fn host_access(&self, region: &str) -> HostAccess {
+        match self.member_of(region) {
+            Ok(m) => self.host_access_of(m).await,
+            Err(_) => HostAccess::NotConfigured,
+        }
     }
 }

@@ -67,7 +67,7 @@ pub fn bin_dir() -> PathBuf {
     PathBuf::from(std::env::var("DROVER_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()))
 }
 
-fn bin(tool: &str) -> String {
+pub fn bin(tool: &str) -> String {
     bin_dir().join(tool).display().to_string()
 }
 
@@ -165,6 +165,11 @@ impl Cluster {
         self.nodes.iter().find(|n| n.name == name).unwrap_or_else(|| panic!("no node {name}"))
     }
 
+    /// Runs argv as `postgres` on a member's host (its exec prefix); panics with the output on failure.
+    pub fn on_host(&self, name: &str, argv: &[&str]) -> Output {
+        self.as_postgres(self.node(name), argv)
+    }
+
     /// Runs argv under the node's exec prefix and panics with its output on failure.
     fn as_postgres(&self, node: &Node, argv: &[&str]) -> Output {
         let out = run(node, argv);
@@ -256,8 +261,17 @@ impl Cluster {
         self.database_with(|_| true)
     }
 
+    /// The provider of a synchronous plan: a rejoined standby becomes synchronous again.
+    pub fn synchronous_database(&self) -> PostgresDatabase {
+        self.database_of(|_| true, true)
+    }
+
     /// The provider, giving a host only to members for which `with_host` is true.
     pub fn database_with(&self, with_host: impl Fn(&str) -> bool) -> PostgresDatabase {
+        self.database_of(with_host, false)
+    }
+
+    fn database_of(&self, with_host: impl Fn(&str) -> bool, synchronous: bool) -> PostgresDatabase {
         let members: BTreeMap<String, PostgresMemberConfig> = self
             .nodes
             .iter()
@@ -267,7 +281,7 @@ impl Cluster {
                 (n.name.to_string(), member)
             })
             .collect();
-        PostgresDatabase::new(PostgresConfig::new(members)).expect("valid DSNs")
+        PostgresDatabase::new(PostgresConfig { synchronous, ..PostgresConfig::new(members) }).expect("valid DSNs")
     }
 
     /// The server log of a member, for failure messages.

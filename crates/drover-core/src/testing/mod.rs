@@ -13,7 +13,9 @@ use crate::error::{ProviderError, StoreError};
 use crate::journal::Journal;
 use crate::plan::Check;
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
-use crate::world::{Database, MemberStatus, ProbeResult, Prober, Traffic, TrafficState};
+use crate::world::{Database, HostAccess, MemberStatus, ProbeResult, Prober, Traffic, TrafficState};
+
+pub use crate::world::RejoinMethod;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FakeMember {
@@ -23,6 +25,19 @@ pub struct FakeMember {
     pub epoch: Option<Epoch>,
     pub wal_lsn: u64,
     pub upstream: Option<String>,
+    /// What a rejoin finds in the member's data directory.
+    pub data: FakeData,
+}
+
+/// The knob that decides how a fake rejoin goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FakeData {
+    /// pg_rewind can use it.
+    Intact,
+    /// pg_rewind cannot (no common ancestor): a base backup replaces it, the old one moved aside.
+    Unrewindable,
+    /// Gone: the server is down (the database unreachable) while the region is up.
+    Lost,
 }
 
 /// Everything a test compares: two worlds are the same if these are equal.
@@ -53,6 +68,7 @@ impl FakeWorld {
             epoch: None,
             wal_lsn: 1000,
             upstream: (!primary).then(|| "east".to_string()),
+            data: FakeData::Intact,
         };
         FakeWorld {
             state: Mutex::new(WorldSnapshot {
@@ -65,6 +81,35 @@ impl FakeWorld {
             promote_calls: AtomicU64::new(0),
             notified: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The world after a failover to west with east unreachable at the time: west is the
+    /// writable primary at epoch 1 with traffic, east is back and still believes it is
+    /// primary (writable, no epoch), as an old primary returns when nothing fenced it.
+    pub fn after_failover() -> FakeWorld {
+        let world = FakeWorld::two_regions();
+        {
+            let mut s = world.state.lock().unwrap();
+            let west = s.members.get_mut("west").unwrap();
+            (west.primary, west.writable, west.epoch, west.upstream) = (true, true, Some(1), None);
+            (s.traffic_region, s.traffic_epoch) = ("west".into(), 1);
+        }
+        world
+    }
+
+    /// After `after_failover` and a reprotect: east is a streaming standby of west.
+    pub fn reprotected() -> FakeWorld {
+        let world = FakeWorld::after_failover();
+        {
+            let mut s = world.state.lock().unwrap();
+            let east = s.members.get_mut("east").unwrap();
+            (east.primary, east.writable, east.upstream) = (false, false, Some("west".into()));
+        }
+        world
+    }
+
+    pub fn set_data(&self, region: &str, data: FakeData) {
+        self.state.lock().unwrap().members.get_mut(region).unwrap().data = data;
     }
 
     /// Every call of `promote`, even a no-op: a resumed run must not repeat it.
@@ -107,7 +152,7 @@ impl Database for FakeWorld {
     async fn member(&self, region: &str) -> Result<MemberStatus, ProviderError> {
         let s = self.state.lock().unwrap();
         let m = &s.members[region];
-        if !m.reachable {
+        if !m.reachable || m.data == FakeData::Lost {
             return Ok(MemberStatus::Unreachable { reason: "connection refused".into() });
         }
         Ok(if m.primary {
@@ -152,12 +197,33 @@ impl Database for FakeWorld {
         })?
     }
 
-    async fn rejoin(&self, region: &str, primary: &str) -> Result<(), ProviderError> {
+    async fn rejoin(&self, region: &str, primary: &str) -> Result<RejoinMethod, ProviderError> {
         self.with_member(region, |m| {
+            let method = match m.data {
+                FakeData::Lost => RejoinMethod::BaseBackup { why: "no usable data directory".into(), old_data: None },
+                FakeData::Unrewindable => RejoinMethod::BaseBackup {
+                    why: "could not find common ancestor of the source and target cluster's timelines".into(),
+                    old_data: Some(format!("/data/{region}.drover-1")),
+                },
+                FakeData::Intact if !m.primary && m.upstream.as_deref() == Some(primary) => {
+                    RejoinMethod::AlreadyFollowing
+                }
+                FakeData::Intact => RejoinMethod::Rewind,
+            };
             m.primary = false;
             m.writable = false;
             m.upstream = Some(primary.to_string());
+            m.data = FakeData::Intact;
+            method
         })
+    }
+
+    async fn host_access(&self, region: &str) -> HostAccess {
+        match self.state.lock().unwrap().members.get(region) {
+            Some(m) if m.reachable => HostAccess::Reachable("pg_ctl status: ok".into()),
+            Some(_) => HostAccess::Unreachable(format!("ssh: connect to host {region}: Connection timed out")),
+            None => HostAccess::NotConfigured,
+        }
     }
 }
 

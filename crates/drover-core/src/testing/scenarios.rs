@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{CrashingJournal, FakeWorld, WorldSnapshot};
-use crate::engine::{Engine, Observed, Providers, RetryPolicy, plan_run};
+use crate::engine::{Engine, Observed, Providers, Refusal, RetryPolicy, plan_failback, plan_reprotect, plan_run};
 use crate::error::StoreError;
 use crate::journal::Journal;
 use crate::plan::*;
-use crate::run::{Entry, Record, RunKind, RunState};
+use crate::run::{Entry, Record, RunHeader, RunKind, RunState};
 use crate::secret::SecretRef;
+use crate::world::Database;
 
 /// A plan over the fake world: east primary, west standby, a witness.
 pub fn two_region_plan() -> Plan {
@@ -92,21 +93,64 @@ pub async fn observe(plan: &Plan, journal: &dyn Journal, world: &FakeWorld) -> O
         .unwrap()
 }
 
-/// For each step of each runbook: applying it twice leaves the world as applying it once.
+/// Every kind of run, each from the world it starts in (`world_for`).
+pub const KINDS: [RunKind; 4] = [RunKind::Failover, RunKind::Switchover, RunKind::Reprotect, RunKind::Failback];
+
+/// The world a run of `kind` starts from: as planned (east primary) for a failover or a
+/// switchover to west; after a failover to west, east back but unfenced, for a reprotect
+/// of east; with east reprotected, for a failback to east.
+pub fn world_for(kind: RunKind) -> FakeWorld {
+    match kind {
+        RunKind::Failover | RunKind::Switchover => FakeWorld::two_regions(),
+        RunKind::Reprotect => FakeWorld::after_failover(),
+        RunKind::Failback => FakeWorld::reprotected(),
+    }
+}
+
+/// Gives a fresh journal the epoch its world implies (1 once a failover has happened).
+pub async fn prepare_journal(kind: RunKind, journal: &dyn Journal) {
+    if matches!(kind, RunKind::Reprotect | RunKind::Failback) {
+        journal.compare_and_swap_epoch(0, 1).await.unwrap().expect("a fresh journal is at epoch 0");
+    }
+}
+
+/// Plans a run of `kind` as the CLI does: failover and switchover to west, a reprotect
+/// of east, a failback to the plan's home (east).
+pub async fn plan_kind(
+    kind: RunKind,
+    plan: &Plan,
+    journal: &dyn Journal,
+    world: &FakeWorld,
+) -> Result<RunHeader, Refusal> {
+    let observed = observe(plan, journal, world).await;
+    match kind {
+        RunKind::Failover | RunKind::Switchover => plan_run(plan, kind, "west", &observed, "test"),
+        RunKind::Reprotect => plan_reprotect(plan, "east", &observed, &world.host_access("east").await, "test"),
+        RunKind::Failback => plan_failback(plan, None, &observed, "test"),
+    }
+}
+
+/// What a completed run of `kind` leaves: (promotions, the store's epoch).
+fn expected_end(kind: RunKind) -> (u32, u64) {
+    match kind {
+        RunKind::Failover | RunKind::Switchover => (1, 1),
+        RunKind::Reprotect => (0, 1),
+        RunKind::Failback => (1, 2),
+    }
+}
+
+/// For each step of each kind of run: applying it twice leaves the world as applying it once.
 pub async fn every_step_twice_is_once(new_journal: impl Fn() -> Arc<dyn Journal>) {
     let plan = two_region_plan();
-    for kind in [RunKind::Failover, RunKind::Switchover] {
-        let steps = match kind {
-            RunKind::Failover => plan.runbooks.failover.clone(),
-            RunKind::Switchover => plan.runbooks.switchover.clone(),
-        };
+    for kind in KINDS {
+        let steps = crate::engine::runbook(&plan, kind);
         for upto in 0..steps.len() {
             let mut worlds: Vec<(WorldSnapshot, u64)> = Vec::new();
             for times in [1, 2] {
-                let world = FakeWorld::two_regions();
+                let world = world_for(kind);
                 let journal = new_journal();
-                let observed = observe(&plan, journal.as_ref(), &world).await;
-                let header = plan_run(&plan, kind, "west", &observed, "test").unwrap();
+                prepare_journal(kind, journal.as_ref()).await;
+                let header = plan_kind(kind, &plan, journal.as_ref(), &world).await.unwrap();
                 journal.begin(&header).await.unwrap();
                 let e = engine(&plan, journal.as_ref(), &world);
                 for (i, &step) in steps.iter().enumerate().take(upto + 1) {
@@ -130,31 +174,34 @@ pub async fn every_step_twice_is_once(new_journal: impl Fn() -> Arc<dyn Journal>
     }
 }
 
-/// Runs a failover to completion, crashing after journal record 1, 2, … N in turn;
-/// each time a fresh process resumes from the journal. The world must end the
-/// same as an uninterrupted run, with exactly one promotion.
+/// Runs a run of `kind` to completion, crashing after journal record 1, 2, … N in turn;
+/// each time a fresh process resumes from the journal. The world must end the same as
+/// an uninterrupted run, with exactly one promotion (none for a reprotect).
 ///
 /// `open(case)` must return the same journal (reopened) when called again with the same case.
 pub async fn crash_after_every_record(kind: RunKind, open: impl Fn(u64) -> Arc<dyn Journal>) {
     let plan = two_region_plan();
+    let (promotions, epoch) = expected_end(kind);
     // The reference: no crash.
     let (reference, records) = {
-        let world = FakeWorld::two_regions();
+        let world = world_for(kind);
         let journal = open(0);
-        let header = plan_run(&plan, kind, "west", &observe(&plan, journal.as_ref(), &world).await, "test").unwrap();
+        prepare_journal(kind, journal.as_ref()).await;
+        let header = plan_kind(kind, &plan, journal.as_ref(), &world).await.unwrap();
         let summary = engine(&plan, journal.as_ref(), &world).start(&header).await.unwrap();
         assert_eq!(summary.state, RunState::Completed);
         (world.snapshot(), journal.entries(&header.id).await.unwrap().len() as u64)
     };
-    assert_eq!(reference.promotions, 1);
-    assert!(records >= 6, "a run journals at least intent+outcome per step");
+    assert_eq!(reference.promotions, promotions);
+    let steps = crate::engine::runbook(&plan, kind).len() as u64;
+    assert!(records > 2 * steps, "a run journals its start, intent+outcome per step, and its end");
 
     for crash_after in 1..=records {
-        let world = FakeWorld::two_regions();
+        let world = world_for(kind);
         let id = {
             let journal = open(crash_after);
-            let header =
-                plan_run(&plan, kind, "west", &observe(&plan, journal.as_ref(), &world).await, "test").unwrap();
+            prepare_journal(kind, journal.as_ref()).await;
+            let header = plan_kind(kind, &plan, journal.as_ref(), &world).await.unwrap();
             let crashing = CrashingJournal::new(journal.as_ref(), crash_after);
             let result = engine(&plan, &crashing, &world).start(&header).await;
             assert!(result.is_err(), "crash after record {crash_after} must stop the run");
@@ -168,12 +215,25 @@ pub async fn crash_after_every_record(kind: RunKind, open: impl Fn(u64) -> Arc<d
         } else {
             engine(&plan, journal.as_ref(), &world).resume(&id).await.unwrap()
         };
-        assert_eq!(resumed.state, RunState::Completed, "crash after record {crash_after}: run did not complete");
+        let k = kind.as_str();
+        assert_eq!(resumed.state, RunState::Completed, "{k}: crash after record {crash_after}: run did not complete");
         let now = world.snapshot();
-        assert_eq!(now, reference, "crash after record {crash_after}: world differs from an uninterrupted run");
-        assert_eq!(now.promotions, 1, "crash after record {crash_after}: promoted {} times", now.promotions);
-        assert_eq!(world.promote_calls(), 1, "crash after record {crash_after}: promote was called again on resume");
-        assert_eq!(journal.epoch().await.unwrap(), 1, "crash after record {crash_after}: epoch raised wrongly");
+        assert_eq!(now, reference, "{k}: crash after record {crash_after}: world differs from an uninterrupted run");
+        assert_eq!(
+            now.promotions, promotions,
+            "{k}: crash after record {crash_after}: promoted {} times",
+            now.promotions
+        );
+        assert_eq!(
+            world.promote_calls(),
+            promotions as u64,
+            "{k}: crash after record {crash_after}: promote was called again on resume"
+        );
+        assert_eq!(
+            journal.epoch().await.unwrap(),
+            epoch,
+            "{k}: crash after record {crash_after}: epoch raised wrongly"
+        );
     }
 }
 

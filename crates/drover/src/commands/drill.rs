@@ -1,12 +1,13 @@
 //! `drover drill`: a real fault, detection by the plan's checks, a failover,
-//! and what a client saw — measured by the probe in the hub.
+//! and what a client saw — measured by the probe in the hub. `--failback` measures a
+//! planned failback the same way instead of a fault.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use drover_core::detect;
-use drover_core::drill::{DrillObjectives, DrillReport, Measurement, Objective, Timeline, measure};
+use drover_core::drill::{DrillObjectives, DrillReport, Measurement, Objective, Timeline, WriteSample, measure};
 use drover_core::duration::parse_duration;
 use drover_core::engine::{self, now_ms};
 use drover_core::plan::StepKind;
@@ -23,8 +24,13 @@ pub struct DrillArgs {
     pub plan: PlanArgs,
     /// The fault to inject, as KIND:REGION. Kinds: blackout (drop all traffic), kill (SIGKILL the
     /// region's database), pause (SIGSTOP it), partition (cut it from the other service region).
-    #[arg(long, value_name = "KIND:REGION")]
-    pub fault: String,
+    #[arg(long, value_name = "KIND:REGION", required_unless_present = "failback")]
+    pub fault: Option<String>,
+    /// No fault: run a planned failback to the plan's home region (it must be a streaming standby
+    /// again: 'drover reprotect') while the probe writes, and report what clients saw and the
+    /// acknowledged writes lost (0 with a planned move). The report's fault is "failback:REGION".
+    #[arg(long, conflicts_with_all = ["fault", "daemons", "external"])]
+    pub failback: bool,
     /// Write the JSON report here (stable field names; see docs/drill.md).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -61,12 +67,12 @@ pub fn run(args: DrillArgs) -> ExitCode {
 }
 
 async fn drill(args: DrillArgs) -> Result<(), Failure> {
-    let (kind, region) = args
-        .fault
-        .split_once(':')
-        .ok_or_else(|| Failure::input(format!("--fault {}: write KIND:REGION, e.g. blackout:east", args.fault)))?;
-    let fault = drover_lab::Fault::parse(kind, region, None).map_err(Failure::input)?;
     let cx = Context::open(&args.plan).await?;
+    let Some(fault_arg) = &args.fault else { return failback(&cx, &args).await };
+    let (kind, region) = fault_arg
+        .split_once(':')
+        .ok_or_else(|| Failure::input(format!("--fault {fault_arg}: write KIND:REGION, e.g. blackout:east")))?;
+    let fault = drover_lab::Fault::parse(kind, region, None).map_err(Failure::input)?;
     let lab_dir = args.lab.clone().unwrap_or_else(|| cx.plan_dir());
     let lab = drover_lab::Lab::load(&lab_dir).map_err(|e| {
         Failure::input(format!(
@@ -79,8 +85,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     let from = observed.current_primary(&cx.plan).to_string();
     if region != from {
         return Err(Failure::input(format!(
-            "--fault {}: the drill measures losing the primary, which is {from}; use --fault {kind}:{from}",
-            args.fault
+            "--fault {fault_arg}: the drill measures losing the primary, which is {from}; use --fault {kind}:{from}"
         )));
     }
     let to = cx
@@ -96,24 +101,10 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
             .map_err(|r| Failure::input(format!("drill refused: {r}")))?;
     }
 
-    let traffic = cx.plan.rfc2136();
-    let probe = drover_lab::probe::Probe::start(drover_lab::probe::ProbeConfig {
-        dns_server: traffic.server,
-        name: traffic.record.clone(),
-        port: args.port,
-        interval: args.write_interval,
-        write_timeout: Duration::from_secs(1),
-        first_seq: now_ms() * 1000,
-    });
-    println!("probe: writing to {} every {} ms", traffic.record, args.write_interval.as_millis());
-    if !probe.wait_for_success_streak(Duration::from_secs(2), now_ms(), Duration::from_secs(30)).await {
-        probe.stop().await;
-        return Err(Failure::failed("the service does not acknowledge writes before the fault; check 'drover status'"));
-    }
-
+    let probe = start_probe(&cx, &args).await?;
     let fault_at = now_ms();
-    lab.fault(&fault).map_err(|e| Failure::failed(format!("injecting {}: {e}", args.fault)))?;
-    println!("fault: {} injected", args.fault);
+    lab.fault(&fault).map_err(|e| Failure::failed(format!("injecting {fault_arg}: {e}")))?;
+    println!("fault: {fault_arg} injected");
 
     let failover = if args.external {
         Ok(None)
@@ -135,14 +126,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         // acknowledged writes after it is the recovery.
         None => (fault_at, args.detect_timeout + Duration::from_secs(60)),
     };
-    if run.as_ref().is_none_or(|(_, s)| s.state == RunState::Completed) {
-        let settled = probe.wait_for_success_streak(args.settle, settle_from, settle_guard).await;
-        if !settled {
-            println!("writes did not succeed for {}s within {}s", args.settle.as_secs(), settle_guard.as_secs());
-        }
-    }
-    let samples = probe.stop().await;
-    cx.flush_notifications().await;
+    let samples = settle_and_stop(probe, &args, run.as_ref().map(|(_, s)| s), settle_from, settle_guard).await;
     let to = match &run {
         Some((_, summary)) => summary.header.to.clone(),
         None => {
@@ -164,15 +148,105 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     };
     let detected_at = run.as_ref().map(|(d, _)| *d);
     let summary = run.map(|(_, s)| s);
+    let measured = Measured { fault: fault_arg.clone(), from: from.clone(), to, fault_at, detected_at, samples };
+    report(&cx, &args, measured, summary.as_ref()).await?;
+    println!(
+        "\n{from} still has the fault; 'drover lab heal {from}' lifts it (its database will still believe it is \
+         primary: 'drover reprotect --plan {} --region {from}' then makes it a standby).",
+        cx.plan.source.display()
+    );
+    run_completed(summary, "failover")
+}
 
+/// A planned failback while the probe writes: the same measurement as a fault's, from the
+/// run's start. With a planned move, no acknowledged write may be lost.
+async fn failback(cx: &Context, args: &DrillArgs) -> Result<(), Failure> {
+    let reason = "drill: failback";
+    let header = engine::plan_failback(&cx.plan, None, &cx.observe().await?, reason)
+        .map_err(|r| Failure::input(format!("drill refused: failback refused: {r}")))?;
+    let probe = start_probe(cx, args).await?;
+    let started_at = now_ms();
+    println!("failback: {} -> {} at epoch {}", header.from, header.to, header.epoch);
+    let progress = Progress::default();
+    let on_entry = |e: &Entry| progress.show(e);
+    let summary = match cx.engine(&on_entry).start(&header).await.map_err(engine_failure) {
+        Ok(summary) => summary,
+        Err(e) => {
+            probe.stop().await;
+            return Err(e);
+        }
+    };
+    let samples = settle_and_stop(probe, args, Some(&summary), now_ms(), Duration::from_secs(60)).await;
+    let measured = Measured {
+        fault: format!("failback:{}", header.to),
+        from: header.from.clone(),
+        to: header.to.clone(),
+        fault_at: started_at,
+        detected_at: None,
+        samples,
+    };
+    report(cx, args, measured, Some(&summary)).await?;
+    run_completed(Some(summary), "failback")
+}
+
+/// Starts the probe and waits until the service acknowledges writes.
+async fn start_probe(cx: &Context, args: &DrillArgs) -> Result<drover_lab::probe::ProbeHandle, Failure> {
+    let traffic = cx.plan.rfc2136();
+    let probe = drover_lab::probe::Probe::start(drover_lab::probe::ProbeConfig {
+        dns_server: traffic.server,
+        name: traffic.record.clone(),
+        port: args.port,
+        interval: args.write_interval,
+        write_timeout: Duration::from_secs(1),
+        first_seq: now_ms() * 1000,
+    });
+    println!("probe: writing to {} every {} ms", traffic.record, args.write_interval.as_millis());
+    if !probe.wait_for_success_streak(Duration::from_secs(2), now_ms(), Duration::from_secs(30)).await {
+        probe.stop().await;
+        return Err(Failure::failed("the service does not acknowledge writes before the fault; check 'drover status'"));
+    }
+    Ok(probe)
+}
+
+/// Once the run completed (or when drover ran none), waits until writes have succeeded for
+/// `--settle`; then stops the probe and returns what it sent.
+async fn settle_and_stop(
+    probe: drover_lab::probe::ProbeHandle,
+    args: &DrillArgs,
+    run: Option<&RunSummary>,
+    from: u64,
+    guard: Duration,
+) -> Vec<WriteSample> {
+    if run.is_none_or(|s| s.state == RunState::Completed) {
+        let settled = probe.wait_for_success_streak(args.settle, from, guard).await;
+        if !settled {
+            println!("writes did not succeed for {}s within {}s", args.settle.as_secs(), guard.as_secs());
+        }
+    }
+    probe.stop().await
+}
+
+/// What the probe saw around one fault (or planned move).
+struct Measured {
+    fault: String,
+    from: String,
+    to: String,
+    fault_at: u64,
+    detected_at: Option<u64>,
+    samples: Vec<WriteSample>,
+}
+
+/// Looks up every acknowledged write on the new primary, measures, and writes and prints the report.
+async fn report(cx: &Context, args: &DrillArgs, m: Measured, summary: Option<&RunSummary>) -> Result<(), Failure> {
+    cx.flush_notifications().await;
+    let Measured { fault, from, to, fault_at, detected_at, samples } = m;
     let dsn = cx.member_dsn(&to)?;
     let present = drover_lab::probe::present_sequences(dsn.expose())
         .await
         .map_err(|e| Failure::failed(format!("{to} database: reading the probe's writes: {e}")))?;
     let m = measure(&Measurement { fault_at_ms: fault_at, samples: &samples, present: &present });
     let step_at = |kind: StepKind| {
-        summary
-            .as_ref()?
+        summary?
             .steps
             .iter()
             // A skipped step (an unreachable old primary left unfenced) achieved nothing: no time.
@@ -183,11 +257,11 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     let objectives = &cx.plan.objectives;
     let report = DrillReport {
         plan: cx.plan.name.clone(),
-        fault: args.fault.clone(),
+        fault,
         replication: cx.plan.postgres().replication.as_str().into(),
-        run_id: summary.as_ref().map(|s| s.header.id.0.clone()),
-        from: from.clone(),
-        to: to.clone(),
+        run_id: summary.map(|s| s.header.id.0.clone()),
+        from,
+        to,
         fault_at_ms: fault_at,
         rto_ms: m.rto_ms,
         rpo_ms: m.rpo_ms,
@@ -216,7 +290,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
                 met: m.rpo_ms <= objectives.rpo.as_millis() as u64 && (!objectives.rpo.is_zero() || m.lost.is_empty()),
             },
         },
-        run_state: summary.as_ref().map_or("external", |s| s.state.as_str()).into(),
+        run_state: summary.map_or("external", |s| s.state.as_str()).into(),
     };
     let json = serde_json::to_string_pretty(&report).expect("report serializes");
     if let Some(path) = &args.json {
@@ -227,20 +301,20 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     }
     println!();
     print!("{}", report.to_markdown());
-    println!(
-        "\n{from} still has the fault; 'drover lab heal {from}' lifts it (its database will still believe it is primary)."
-    );
-    if let Some(summary) = summary
-        && summary.state != RunState::Completed
-    {
-        return Err(Failure::failed(format!(
-            "the failover run {} is {}: {}",
-            summary.header.id,
-            summary.state.as_str(),
-            summary.reason.unwrap_or_default()
-        )));
-    }
     Ok(())
+}
+
+/// A drill whose run did not complete fails, saying where the run stands.
+fn run_completed(summary: Option<RunSummary>, what: &str) -> Result<(), Failure> {
+    match summary {
+        Some(s) if s.state != RunState::Completed => Err(Failure::failed(format!(
+            "the {what} run {} is {}: {}",
+            s.header.id,
+            s.state.as_str(),
+            s.reason.unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Detects the loss of `from` with the plan's checks from here, then runs the failover.
@@ -265,13 +339,19 @@ async fn fail_over_here(
     println!("detected: {from} is down after {} ms; failing over to {to}", detected_at - fault_at);
 
     let observed = cx.observe_regions(&[to]).await?;
-    let header = engine::plan_run(&cx.plan, RunKind::Failover, to, &observed, &format!("drill: {}", args.fault))
-        .and_then(|h| engine::lag_gate(&cx.plan, &observed, to).map(|_| h))
-        .map_err(|r| {
-            Failure::failed(format!(
-                "failover refused after detection: {r}; {from} still has the fault: 'drover lab heal {from}'"
-            ))
-        })?;
+    let header = engine::plan_run(
+        &cx.plan,
+        RunKind::Failover,
+        to,
+        &observed,
+        &format!("drill: {}", args.fault.as_deref().unwrap_or_default()),
+    )
+    .and_then(|h| engine::lag_gate(&cx.plan, &observed, to).map(|_| h))
+    .map_err(|r| {
+        Failure::failed(format!(
+            "failover refused after detection: {r}; {from} still has the fault: 'drover lab heal {from}'"
+        ))
+    })?;
     let progress = Progress::default();
     let on_entry = |e: &Entry| progress.show(e);
     let summary = cx.engine(&on_entry).start(&header).await.map_err(engine_failure)?;

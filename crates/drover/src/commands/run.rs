@@ -8,10 +8,12 @@ use std::sync::Mutex;
 
 use drover_core::engine::{self, Engine, EngineError, RetryPolicy};
 use drover_core::journal::Journal;
-use drover_core::run::{Entry, Record, RunId, RunKind, RunState, RunSummary, StepOutcome};
+use drover_core::plan::StepKind;
+use drover_core::run::{Entry, Record, RunHeader, RunId, RunKind, RunState, RunSummary, StepOutcome};
+use drover_core::world::RejoinMethod;
 use drover_core::{StoreError, duration::format_duration};
 
-use crate::cli::Output;
+use crate::cli::{Output, PlanArgs};
 use crate::commands::remote::{Target, TargetArgs};
 use crate::commands::{Failure, finish, print_json, runtime};
 use crate::wiring::{self, Context};
@@ -29,6 +31,41 @@ pub struct MoveArgs {
     pub reason: String,
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+#[derive(clap::Args)]
+pub struct ReprotectArgs {
+    /// The region to make a standby: the old primary that came back, or a member whose
+    /// server or data is gone.
+    #[arg(long, value_name = "REGION")]
+    pub region: String,
+    #[command(flatten)]
+    pub run: LocalRunArgs,
+}
+
+#[derive(clap::Args)]
+pub struct FailbackArgs {
+    /// The region to move the primary to [default: the plan's home region, whose role is primary].
+    #[arg(long, value_name = "REGION")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub run: LocalRunArgs,
+}
+
+/// What every run started here (not through a daemon) takes.
+#[derive(clap::Args)]
+pub struct LocalRunArgs {
+    /// Do not ask for confirmation (required when not on a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Why, recorded in the journal.
+    #[arg(long, default_value = "requested by operator")]
+    pub reason: String,
+    /// json: progress goes to stderr, and stdout holds the run with its `rejoin_method`.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 #[derive(clap::Args)]
@@ -67,60 +104,172 @@ pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
             Target::Remote(remote) => return remote.start(kind, &args.to, &args.reason, args.yes).await,
             Target::Local(local) => local,
         };
-        let cx = Context::open(&local).await?;
-        let observed = cx.observe().await?;
-        let header = engine::plan_run(&cx.plan, kind, &args.to, &observed, &args.reason)
-            .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", kind.as_str())))?;
-        let steps: Vec<&str> = header.steps.iter().map(|s| s.as_str()).collect();
-        println!("{} {} -> {} at epoch {} ({})", kind.as_str(), header.from, header.to, header.epoch, steps.join(", "));
-        if !args.yes {
-            confirm(&format!("{} the primary from {} to {}?", kind.as_str(), header.from, header.to))?;
-            // The world may have moved while a person read the question: look again.
-            let again = engine::plan_run(&cx.plan, kind, &args.to, &cx.observe().await?, &args.reason)
-                .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", kind.as_str())))?;
-            if (again.from.as_str(), again.epoch) != (header.from.as_str(), header.epoch) {
-                return Err(Failure::input(format!(
-                    "the world changed while waiting for confirmation (now {} -> {} at epoch {}); nothing changed — run the command again",
-                    again.from, again.to, again.epoch
-                )));
-            }
-        }
-        let progress = Progress::default();
-        let on_entry = |e: &Entry| progress.show(e);
-        let engine = cx.engine(&on_entry);
-        let summary = engine.start(&header).await.map_err(engine_failure);
-        cx.flush_notifications().await;
-        outcome(&summary?)
+        let request = Request::Move { kind, to: &args.to };
+        start_local(&local, request, &args.reason, args.yes, Output::Text).await
     }))
 }
 
+pub fn reprotect(args: ReprotectArgs) -> ExitCode {
+    let LocalRunArgs { yes, reason, output, plan } = &args.run;
+    let request = Request::Reprotect { region: &args.region };
+    finish(runtime().block_on(start_local(plan, request, reason, *yes, *output)))
+}
+
+pub fn failback(args: FailbackArgs) -> ExitCode {
+    let LocalRunArgs { yes, reason, output, plan } = &args.run;
+    let request = Request::Failback { to: args.to.as_deref() };
+    finish(runtime().block_on(start_local(plan, request, reason, *yes, *output)))
+}
+
+/// What a command asks the engine to plan.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    /// A failover or switchover to a region.
+    Move {
+        kind: RunKind,
+        to: &'a str,
+    },
+    Reprotect {
+        region: &'a str,
+    },
+    /// To the plan's home region unless `to` says otherwise.
+    Failback {
+        to: Option<&'a str>,
+    },
+}
+
+impl Request<'_> {
+    fn kind(self) -> RunKind {
+        match self {
+            Request::Move { kind, .. } => kind,
+            Request::Reprotect { .. } => RunKind::Reprotect,
+            Request::Failback { .. } => RunKind::Failback,
+        }
+    }
+
+    /// Looks at the world and plans the run; a refusal is bad input (exit 2, nothing changed).
+    async fn plan(self, cx: &Context, reason: &str) -> Result<RunHeader, Failure> {
+        let observed = cx.observe().await?;
+        let planned = match self {
+            Request::Move { kind, to } => engine::plan_run(&cx.plan, kind, to, &observed, reason),
+            Request::Reprotect { region } => {
+                let host = cx.world.providers().database.host_access(region).await;
+                engine::plan_reprotect(&cx.plan, region, &observed, &host, reason)
+            }
+            Request::Failback { to } => engine::plan_failback(&cx.plan, to, &observed, reason),
+        };
+        planned.map_err(|refusal| Failure::input(format!("{} refused: {refusal}", self.kind().as_str())))
+    }
+}
+
+/// Plans, confirms (then plans again: the world may have moved while a person read the
+/// question), and drives a run here, printing each step as the journal records it.
+async fn start_local(
+    local: &PlanArgs,
+    request: Request<'_>,
+    reason: &str,
+    yes: bool,
+    output: Output,
+) -> Result<(), Failure> {
+    let cx = Context::open(local).await?;
+    let header = request.plan(&cx, reason).await?;
+    let progress = Progress { to_stderr: output == Output::Json, ..Progress::default() };
+    progress.say(&intro(&header));
+    if !yes {
+        confirm(&question(&header))?;
+        let again = request.plan(&cx, reason).await?;
+        if (again.from.as_str(), again.to.as_str(), again.epoch)
+            != (header.from.as_str(), header.to.as_str(), header.epoch)
+        {
+            return Err(Failure::input(format!(
+                "the world changed while waiting for confirmation (now {} -> {} at epoch {}); nothing changed — run the command again",
+                again.from, again.to, again.epoch
+            )));
+        }
+    }
+    let on_entry = |e: &Entry| progress.show(e);
+    let engine = cx.engine(&on_entry);
+    let summary = engine.start(&header).await.map_err(engine_failure);
+    cx.flush_notifications().await;
+    let summary = summary?;
+    if output == Output::Json {
+        print_json(&RunOutput { rejoin_method: rejoin_method(&summary), run: &summary });
+    }
+    progress.say(&outcome_line(&summary)?);
+    Ok(())
+}
+
+/// The line that says what a run is about to do.
+fn intro(h: &RunHeader) -> String {
+    let steps: Vec<&str> = h.steps.iter().map(|s| s.as_str()).collect();
+    match h.kind {
+        RunKind::Reprotect => format!(
+            "reprotect {}: make it a streaming standby of {} (epoch {} stays; {})",
+            h.from,
+            h.to,
+            h.epoch,
+            steps.join(", ")
+        ),
+        kind => format!("{} {} -> {} at epoch {} ({})", kind.as_str(), h.from, h.to, h.epoch, steps.join(", ")),
+    }
+}
+
+fn question(h: &RunHeader) -> String {
+    match h.kind {
+        RunKind::Reprotect => format!(
+            "stop {from}'s database and make it a standby of {to}? (pg_rewind, or a fresh base backup with \
+             {from}'s data directory moved aside)",
+            from = h.from,
+            to = h.to
+        ),
+        kind => format!("{} the primary from {} to {}?", kind.as_str(), h.from, h.to),
+    }
+}
+
+/// A run as `--output json` prints it: the run, and how its rejoin step made the standby.
+#[derive(serde::Serialize)]
+struct RunOutput<'a> {
+    #[serde(flatten)]
+    run: &'a RunSummary,
+    /// `pg_rewind`, `base_backup` or `already_following`; null when the run has no rejoin
+    /// step, it did not finish, or a resumed run found the standby already made.
+    rejoin_method: Option<&'static str>,
+}
+
+/// How the run's rejoin step made its standby, from the step's journaled detail.
+pub fn rejoin_method(summary: &RunSummary) -> Option<&'static str> {
+    let step = summary.steps.iter().find(|s| s.kind == StepKind::Rejoin && s.state.is_done())?;
+    RejoinMethod::name_in(step.detail.as_deref()?)
+}
+
 pub fn resume(run: &str, target: &TargetArgs) -> ExitCode {
+    drive(run, target, false)
+}
+
+pub fn approve(run: &str, target: &TargetArgs) -> ExitCode {
+    drive(run, target, true)
+}
+
+/// Resumes a run, or approves one that waits for a person, and drives it.
+fn drive(run: &str, target: &TargetArgs, approve: bool) -> ExitCode {
     finish(runtime().block_on(async {
         let args = match target.target()? {
+            Target::Remote(remote) if approve => {
+                return remote.drive(run, "approve", serde_json::json!({"by": "cli"})).await;
+            }
             Target::Remote(remote) => return remote.drive(run, "resume", serde_json::json!({})).await,
             Target::Local(args) => args,
         };
         let cx = Context::open(&args).await?;
-        let progress = Progress::default();
+        let id = RunId(run.into());
+        // Progress lines count the run's steps, as when it started.
+        let steps = cx.journal.summary(&id).await.map_or(0, |s| s.steps.len());
+        let progress = Progress { total: Mutex::new(steps), ..Progress::default() };
         let on_entry = |e: &Entry| progress.show(e);
-        let summary = cx.engine(&on_entry).resume(&RunId(run.into())).await.map_err(engine_failure);
+        let engine = cx.engine(&on_entry);
+        let summary = if approve { engine.approve(&id, "cli").await } else { engine.resume(&id).await };
         cx.flush_notifications().await;
-        outcome(&summary?)
-    }))
-}
-
-pub fn approve(run: &str, target: &TargetArgs) -> ExitCode {
-    finish(runtime().block_on(async {
-        let args = match target.target()? {
-            Target::Remote(remote) => return remote.drive(run, "approve", serde_json::json!({"by": "cli"})).await,
-            Target::Local(args) => args,
-        };
-        let cx = Context::open(&args).await?;
-        let progress = Progress::default();
-        let on_entry = |e: &Entry| progress.show(e);
-        let summary = cx.engine(&on_entry).approve(&RunId(run.into()), "cli").await.map_err(engine_failure);
-        cx.flush_notifications().await;
-        outcome(&summary?)
+        outcome(&summary.map_err(engine_failure)?)
     }))
 }
 
@@ -190,19 +339,28 @@ pub fn confirm(question: &str) -> Result<(), Failure> {
 }
 
 pub fn outcome(summary: &RunSummary) -> Result<(), Failure> {
+    println!("{}", outcome_line(summary)?);
+    Ok(())
+}
+
+/// What a completed run achieved; a run that did not complete is a failure that says how to go on.
+pub fn outcome_line(summary: &RunSummary) -> Result<String, Failure> {
     let h = &summary.header;
     match summary.state {
         RunState::Completed => {
-            println!(
-                "run {} completed in {}: {} is primary at epoch {}",
-                h.id,
-                format_duration(std::time::Duration::from_millis(
-                    summary.finished_ms.unwrap_or(summary.started_ms).saturating_sub(summary.started_ms)
-                )),
-                h.to,
-                h.epoch
-            );
-            Ok(())
+            let took = format_duration(std::time::Duration::from_millis(
+                summary.finished_ms.unwrap_or(summary.started_ms).saturating_sub(summary.started_ms),
+            ));
+            Ok(match h.kind {
+                RunKind::Reprotect => format!(
+                    "run {} completed in {took}: {} is a streaming standby of {}{}",
+                    h.id,
+                    h.from,
+                    h.to,
+                    rejoin_method(summary).map(|m| format!(" ({m})")).unwrap_or_default()
+                ),
+                _ => format!("run {} completed in {took}: {} is primary at epoch {}", h.id, h.to, h.epoch),
+            })
         }
         _ => Err(Failure::failed(format!(
             "run {} {}: {}",
@@ -236,11 +394,21 @@ pub fn store_failure(e: StoreError) -> Failure {
 pub struct Progress {
     started: Mutex<HashMap<usize, u64>>,
     total: Mutex<usize>,
+    /// Print to stderr (stdout holds JSON).
+    pub to_stderr: bool,
 }
 
 impl Progress {
     pub fn show(&self, entry: &Entry) {
         if let Some(line) = self.line(entry) {
+            self.say(&line);
+        }
+    }
+
+    pub fn say(&self, line: &str) {
+        if self.to_stderr {
+            eprintln!("{line}");
+        } else {
             println!("{line}");
         }
     }
@@ -290,14 +458,14 @@ pub fn render_runs(runs: &[RunSummary]) -> String {
         return "no runs yet\n".into();
     }
     let mut out =
-        format!("{:<20} {:<10} {:<11} {:<16} {:>5}  {}\n", "RUN", "KIND", "STATE", "MOVE", "EPOCH", "STARTED");
+        format!("{:<20} {:<10} {:<11} {:<17} {:>5}  {}\n", "RUN", "KIND", "STATE", "MOVE", "EPOCH", "STARTED");
     for r in runs {
         out.push_str(&format!(
-            "{:<20} {:<10} {:<11} {:<16} {:>5}  {}\n",
+            "{:<20} {:<10} {:<11} {:<17} {:>5}  {}\n",
             r.header.id,
             r.header.kind.as_str(),
             r.state.as_str(),
-            format!("{} -> {}", r.header.from, r.header.to),
+            movement(&r.header),
             r.header.epoch,
             time_of_day(r.started_ms)
         ));
@@ -305,14 +473,21 @@ pub fn render_runs(runs: &[RunSummary]) -> String {
     out
 }
 
+/// What a run moves: the primary (`east -> west`), or in a reprotect, who follows whom.
+fn movement(h: &RunHeader) -> String {
+    match h.kind {
+        RunKind::Reprotect => format!("{} follows {}", h.from, h.to),
+        _ => format!("{} -> {}", h.from, h.to),
+    }
+}
+
 pub fn render_run(r: &RunSummary) -> String {
     let h = &r.header;
     let mut out = format!(
-        "run {}: {} {} -> {} at epoch {}, {}\nreason: {}\nstarted: {}\n",
+        "run {}: {} {} at epoch {}, {}\nreason: {}\nstarted: {}\n",
         h.id,
         h.kind.as_str(),
-        h.from,
-        h.to,
+        movement(h),
         h.epoch,
         r.state.as_str(),
         h.reason,

@@ -154,5 +154,33 @@ pub fn render(plan: &Plan, o: &Observed) -> String {
             checks
         ));
     }
+    for hint in hints(plan, o) {
+        out.push_str(&format!("hint: {hint}\n"));
+    }
     out
+}
+
+/// What to run next when a region does not protect the primary, or the primary is away from home.
+fn hints(plan: &Plan, o: &Observed) -> Vec<String> {
+    let primary = o.current_primary(plan);
+    let path = plan.source.display();
+    let mut hints = Vec::new();
+    for region in plan.service_regions().filter(|r| *r != primary) {
+        let why = match o.members.get(region) {
+            Some(MemberStatus::Primary { .. }) => "is an old primary that does not follow",
+            Some(MemberStatus::Standby { upstream: None, .. }) => "is a standby that streams from no primary, not",
+            _ => continue,
+        };
+        hints.push(format!(
+            "{region}'s database {why} {primary}; make it a standby: drover reprotect --plan {path} --region {region}"
+        ));
+    }
+    let home = plan.planned_primary();
+    if home != primary && matches!(o.members.get(home), Some(MemberStatus::Standby { upstream: Some(_), .. })) {
+        hints.push(format!(
+            "the primary is away from home ({home} streams from {primary}); move it back with zero data loss: \
+             drover failback --plan {path}"
+        ));
+    }
+    hints
 }

@@ -182,3 +182,30 @@ impl Drop for Etcd {
         let _ = self.child.wait();
     }
 }
+
+/// A lab for one test (synchronous replication) whose runs journal to a real etcd: it takes
+/// the lab lock, brings the lab up, and takes it down when dropped, passed or failed.
+pub struct EtcdLab {
+    pub dir: PathBuf,
+    pub plan: PathBuf,
+    store: String,
+    _etcd: Etcd,
+    _guard: LabGuard,
+}
+
+impl EtcdLab {
+    /// `lab up --replication sync` in `dir`, journaling under the etcd prefix `prefix`.
+    pub fn up(dir: &Path, prefix: &str) -> EtcdLab {
+        let guard = LabGuard::new(dir);
+        let up = run(drover().args(["lab", "up", "--replication", "sync", "--dir"]).arg(dir));
+        assert_eq!(up.code, 0, "lab up failed:\n{}\n{}", up.stdout, up.stderr);
+        let etcd = Etcd::start();
+        let store = etcd.store(prefix);
+        EtcdLab { dir: dir.to_path_buf(), plan: dir.join("plan.yaml"), store, _etcd: etcd, _guard: guard }
+    }
+
+    /// `drover ARGS --plan PLAN --store etcd://...`.
+    pub fn drover(&self, args: &[&str]) -> Ran {
+        run(drover().args(args).arg("--plan").arg(&self.plan).args(["--store", &self.store]))
+    }
+}
