@@ -96,7 +96,13 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
             .map_err(|r| Failure::input(format!("drill refused: {r}")))?;
     }
 
-    let traffic = cx.plan.rfc2136();
+    // The client probe resolves the record at the plan's DNS server: drills need rfc2136 traffic.
+    let traffic = cx.plan.rfc2136().ok_or_else(|| {
+        Failure::input(format!(
+            "drills measure clients through traffic.kind: rfc2136; this plan's traffic is {}",
+            cx.plan.traffic.kind()
+        ))
+    })?;
     let probe = drover_lab::probe::Probe::start(drover_lab::probe::ProbeConfig {
         dns_server: traffic.server,
         name: traffic.record.clone(),
