@@ -23,6 +23,7 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover,
     RrType,
 };
+use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
 use drover_core::plan::{Check, Route53RecordType, Route53Routing, Route53Spec};
 use drover_core::run::Epoch;
@@ -359,10 +360,10 @@ impl Route53Traffic {
         while status != ChangeStatus::Insync {
             if Instant::now() >= deadline {
                 return Err(ProviderError::transient(format!(
-                    "{resource}: change {} is still {} after {}s — Route 53 has not propagated it yet; the step retries, or raise traffic.change_timeout",
+                    "{resource}: change {} is still {} after {} — Route 53 has not propagated it yet; the step retries, or raise traffic.change_timeout",
                     info.id(),
                     status.as_str(),
-                    self.spec.change_timeout.as_secs()
+                    format_duration(self.spec.change_timeout)
                 )));
             }
             tokio::time::sleep(self.poll).await;
