@@ -12,94 +12,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use drover_adapters::route53::sdk::Client;
-use drover_adapters::route53::sdk::types::{
-    Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord, ResourceRecordSet,
-    ResourceRecordSetFailover, RrType,
-};
+use drover_adapters::route53::sdk::types::ResourceRecordSetFailover;
 use drover_adapters::route53::{ChecksGate, Route53Api, Route53Traffic, StageGate};
 use drover_core::plan::{Check, Probe, Route53RecordType, Route53Routing, Route53Spec, Route53Target};
 use drover_core::world::{ProbeResult, Prober, Traffic};
-use moto::{Moto, REGION};
+use moto::{Moto, REGION, a_set, create_sets, health_check, hosted_zone, read_back, roles, weights};
 
 const RECORD: &str = "api.example.test.";
 const EAST: &str = "192.0.2.10";
 const WEST: &str = "192.0.2.20";
-const EPOCH_NAME: &str = "_drover-epoch.api.example.test.";
-
-/// A fresh hosted zone in moto; returns its id (without `/hostedzone/`).
-async fn zone(client: &Client) -> String {
-    let out = client
-        .create_hosted_zone()
-        .name("example.test.")
-        .caller_reference(format!("drover-test-{}", std::process::id()))
-        .send()
-        .await
-        .expect("create hosted zone in moto");
-    out.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned()
-}
-
-async fn health_check(client: &Client, ip: &str) -> String {
-    let config = HealthCheckConfig::builder().ip_address(ip).port(80).r#type(HealthCheckType::Http).build().unwrap();
-    let out = client
-        .create_health_check()
-        .caller_reference(format!("hc-{ip}-{}", std::process::id()))
-        .health_check_config(config)
-        .send()
-        .await
-        .expect("create health check in moto");
-    out.health_check().unwrap().id().to_owned()
-}
-
-fn set(name: &str, rr_type: RrType, value: &str) -> aws_set::Builder {
-    ResourceRecordSet::builder()
-        .name(name)
-        .r#type(rr_type)
-        .ttl(60)
-        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
-}
-
-mod aws_set {
-    pub use drover_adapters::route53::sdk::types::builders::ResourceRecordSetBuilder as Builder;
-}
-
-async fn create(client: &Client, zone: &str, sets: Vec<ResourceRecordSet>) {
-    let changes = sets
-        .into_iter()
-        .map(|s| Change::builder().action(ChangeAction::Create).resource_record_set(s).build().unwrap())
-        .collect();
-    client
-        .change_resource_record_sets()
-        .hosted_zone_id(zone)
-        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
-        .send()
-        .await
-        .expect("seed record sets in moto");
-}
-
-/// (set identifier, value, failover, weight, health check) of each record set of RECORD, and the epoch TXT values.
-type Seen = (Vec<(String, String, Option<String>, Option<i64>, Option<String>)>, Vec<String>);
-
-async fn read_back(client: &Client, zone: &str) -> Seen {
-    let out = client.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
-    let mut sets = Vec::new();
-    let mut txt = Vec::new();
-    for s in out.resource_record_sets() {
-        let values: Vec<&str> = s.resource_records().iter().map(|r| r.value()).collect();
-        if s.name() == EPOCH_NAME && *s.r#type() == RrType::Txt {
-            txt.extend(values.iter().map(|v| v.to_string()));
-        } else if s.name() == RECORD {
-            sets.push((
-                s.set_identifier().unwrap_or_default().to_owned(),
-                values.join(","),
-                s.failover().map(|f| f.as_str().to_owned()),
-                s.weight(),
-                s.health_check_id().map(str::to_owned),
-            ));
-        }
-    }
-    sets.sort();
-    (sets, txt)
-}
 
 fn spec(zone: &str, routing: Route53Routing, health: [Option<String>; 2]) -> Route53Spec {
     let [east_hc, west_hc] = health;
@@ -129,24 +50,16 @@ fn traffic(moto: &Moto, spec: &Route53Spec, gate: Option<Arc<dyn StageGate>>) ->
 
 async fn failover_zone(moto: &Moto) -> (Client, String, String, String) {
     let client = moto.route53();
-    let zone = zone(&client).await;
+    let zone = hosted_zone(&client, "example.test.").await;
     let (east_hc, west_hc) = (health_check(&client, EAST).await, health_check(&client, WEST).await);
-    create(
+    let primary = ResourceRecordSetFailover::Primary;
+    let secondary = ResourceRecordSetFailover::Secondary;
+    create_sets(
         &client,
         &zone,
         vec![
-            set(RECORD, RrType::A, EAST)
-                .set_identifier("east-set")
-                .failover(ResourceRecordSetFailover::Primary)
-                .health_check_id(&east_hc)
-                .build()
-                .unwrap(),
-            set(RECORD, RrType::A, WEST)
-                .set_identifier("west-set")
-                .failover(ResourceRecordSetFailover::Secondary)
-                .health_check_id(&west_hc)
-                .build()
-                .unwrap(),
+            a_set(RECORD, EAST, "east-set").failover(primary).health_check_id(&east_hc).build().unwrap(),
+            a_set(RECORD, WEST, "west-set").failover(secondary).health_check_id(&west_hc).build().unwrap(),
         ],
     )
     .await;
@@ -165,23 +78,19 @@ async fn failover_switch_makes_the_target_primary_in_one_fenced_batch() {
     assert_eq!(before.addresses, vec![EAST.to_string()]);
 
     t.switch("west", 0, 1).await.unwrap();
-    let (sets, txt) = read_back(&client, &zone).await;
-    assert_eq!(
-        sets,
-        vec![
-            ("east-set".into(), EAST.into(), Some("SECONDARY".into()), None, Some(east_hc.clone())),
-            ("west-set".into(), WEST.into(), Some("PRIMARY".into()), None, Some(west_hc.clone())),
-        ]
-    );
+    let (sets, txt) = read_back(&client, &zone, RECORD).await;
+    assert_eq!(roles(&sets), [("east-set", EAST, Some("SECONDARY")), ("west-set", WEST, Some("PRIMARY"))]);
+    let kept: Vec<_> = sets.iter().map(|s| s.health_check_id.clone()).collect();
+    assert_eq!(kept, [Some(east_hc), Some(west_hc)], "health check ids stay on the sets");
+    assert_eq!(weights(&sets), [None, None]);
     assert_eq!(txt, vec!["\"1\"".to_string()]);
     let after = t.current().await.unwrap();
     assert_eq!((after.region.as_deref(), after.epoch), (Some("west"), 1));
 
     // And back, fenced on epoch 1.
     t.switch("east", 1, 2).await.unwrap();
-    let (sets, txt) = read_back(&client, &zone).await;
-    assert_eq!(sets[0].2.as_deref(), Some("PRIMARY"));
-    assert_eq!(sets[1].2.as_deref(), Some("SECONDARY"));
+    let (sets, txt) = read_back(&client, &zone, RECORD).await;
+    assert_eq!(roles(&sets), [("east-set", EAST, Some("PRIMARY")), ("west-set", WEST, Some("SECONDARY"))]);
     assert_eq!(txt, vec!["\"2\"".to_string()]);
 }
 
@@ -192,7 +101,7 @@ async fn a_stale_epoch_is_refused_and_nothing_changes() {
     let spec = spec(&zone, Route53Routing::Failover, [Some(east_hc), Some(west_hc)]);
     let t = traffic(&moto, &spec, None);
     t.switch("west", 0, 4).await.unwrap();
-    let before = read_back(&client, &zone).await;
+    let before = read_back(&client, &zone, RECORD).await;
 
     // A run that observed epoch 2 (the world has moved on to 4) must not switch back.
     let err = t.switch("east", 2, 3).await.unwrap_err();
@@ -201,7 +110,7 @@ async fn a_stale_epoch_is_refused_and_nothing_changes() {
         err.message,
         "route53 api.example.test.: switch refused: the epoch record holds 4, not 2 (a newer run has switched traffic); abort this run"
     );
-    assert_eq!(read_back(&client, &zone).await, before, "nothing changed");
+    assert_eq!(read_back(&client, &zone, RECORD).await, before, "nothing changed");
 }
 
 /// (east, west) weights and the epoch TXT values moto holds at one pause.
@@ -219,22 +128,22 @@ struct Recorder {
 impl StageGate for Recorder {
     async fn hold(&self, region: &str, pause: Duration) -> Result<(), String> {
         assert_eq!((region, pause), ("west", Duration::from_millis(20)));
-        let (sets, txt) = read_back(&self.client, &self.zone).await;
+        let (sets, txt) = read_back(&self.client, &self.zone, RECORD).await;
         let mut seen = self.seen.lock().unwrap();
-        seen.push((sets.iter().map(|s| s.3).collect(), txt));
+        seen.push((weights(&sets), txt));
         if Some(seen.len()) == self.stop_at_pause { Err("check api failed".into()) } else { Ok(()) }
     }
 }
 
 async fn weighted_zone(moto: &Moto) -> (Client, String) {
     let client = moto.route53();
-    let zone = zone(&client).await;
-    create(
+    let zone = hosted_zone(&client, "example.test.").await;
+    create_sets(
         &client,
         &zone,
         vec![
-            set(RECORD, RrType::A, EAST).set_identifier("east-set").weight(100).build().unwrap(),
-            set(RECORD, RrType::A, WEST).set_identifier("west-set").weight(0).build().unwrap(),
+            a_set(RECORD, EAST, "east-set").weight(100).build().unwrap(),
+            a_set(RECORD, WEST, "west-set").weight(0).build().unwrap(),
         ],
     )
     .await;
@@ -266,8 +175,8 @@ async fn a_weighted_shift_applies_each_stage_in_order_then_all_the_weight() {
         ],
         "(east, west) weights and the epoch record at each pause"
     );
-    let (sets, txt) = read_back(&client, &zone).await;
-    assert_eq!(sets.iter().map(|s| s.3).collect::<Vec<_>>(), vec![Some(0), Some(100)]);
+    let (sets, txt) = read_back(&client, &zone, RECORD).await;
+    assert_eq!(weights(&sets), [Some(0), Some(100)]);
     assert_eq!(txt, vec![q("1")]);
     let now = t.current().await.unwrap();
     assert_eq!((now.region.as_deref(), now.epoch), (Some("west"), 1));
@@ -293,8 +202,8 @@ async fn a_failing_check_stops_the_shift_where_it_is_and_a_resume_continues_it()
         "{}",
         err.message
     );
-    let (sets, txt) = read_back(&client, &zone).await;
-    assert_eq!(sets.iter().map(|s| s.3).collect::<Vec<_>>(), vec![Some(75), Some(25)], "weights stay");
+    let (sets, txt) = read_back(&client, &zone, RECORD).await;
+    assert_eq!(weights(&sets), [Some(75), Some(25)], "weights stay");
     assert_eq!(txt, vec!["\"1;25\"".to_string()]);
 
     // The engine's resume observes epoch 1 (this run's) and calls again: the shift goes on from 25%.
@@ -306,7 +215,7 @@ async fn a_failing_check_stops_the_shift_where_it_is_and_a_resume_continues_it()
     t.switch("west", 1, 1).await.unwrap();
     let seen = recorder.seen.lock().unwrap().clone();
     assert_eq!(seen, vec![(vec![Some(50), Some(50)], vec!["\"1;50\"".to_string()])]);
-    assert_eq!(read_back(&client, &zone).await.0.iter().map(|s| s.3).collect::<Vec<_>>(), vec![Some(0), Some(100)]);
+    assert_eq!(weights(&read_back(&client, &zone, RECORD).await.0), [Some(0), Some(100)]);
 }
 
 /// Fails every probe of every check.

@@ -10,18 +10,15 @@ mod moto;
 mod pg;
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_adapters::route53::sdk::Client;
-use drover_adapters::route53::sdk::types::{
-    Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord, ResourceRecordSet,
-    ResourceRecordSetFailover, RrType,
-};
-use moto::Moto;
+use drover_adapters::route53::sdk::types::ResourceRecordSetFailover;
+use moto::{Moto, a_set, create_sets, health_check, hosted_zone, read_back, roles, weights};
 use support::{Ran, drover, run};
 
 const RECORD: &str = "api.example.test.";
@@ -32,79 +29,57 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-/// A hosted zone holding the region's record sets (`routing` sets each one's attribute),
+/// A hosted zone holding the region's record sets (failover or weighted), east serving,
 /// and a health check per region; returns the zone id and the health check ids.
 async fn seed(client: &Client, weighted: bool) -> (String, String, String) {
-    let zone = client
-        .create_hosted_zone()
-        .name("example.test.")
-        .caller_reference("drover-cli-test")
-        .send()
-        .await
-        .expect("create hosted zone in moto")
-        .hosted_zone()
-        .unwrap()
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_owned();
-    let mut health = Vec::new();
-    for ip in [EAST, WEST] {
-        let config =
-            HealthCheckConfig::builder().ip_address(ip).port(80).r#type(HealthCheckType::Http).build().unwrap();
-        let out = client.create_health_check().caller_reference(ip).health_check_config(config).send().await.unwrap();
-        health.push(out.health_check().unwrap().id().to_owned());
-    }
-    let mut changes = Vec::new();
-    for (region, value, first) in [("east", EAST, true), ("west", WEST, false)] {
-        let mut set = ResourceRecordSet::builder()
-            .name(RECORD)
-            .r#type(RrType::A)
-            .ttl(60)
-            .set_identifier(region)
-            .resource_records(ResourceRecord::builder().value(value).build().unwrap());
-        set = if weighted {
-            set.weight(if first { 100 } else { 0 })
-        } else {
-            set.failover(if first { ResourceRecordSetFailover::Primary } else { ResourceRecordSetFailover::Secondary })
-        };
-        let set = set.build().unwrap();
-        changes.push(Change::builder().action(ChangeAction::Create).resource_record_set(set).build().unwrap());
-    }
-    client
-        .change_resource_record_sets()
-        .hosted_zone_id(&zone)
-        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
-        .send()
-        .await
-        .expect("seed record sets");
-    (zone, health.remove(0), health.remove(0))
+    let zone = hosted_zone(client, "example.test.").await;
+    let (east_hc, west_hc) = (health_check(client, EAST).await, health_check(client, WEST).await);
+    let (east, west) = (a_set(RECORD, EAST, "east"), a_set(RECORD, WEST, "west"));
+    let sets = if weighted {
+        [east.weight(100), west.weight(0)]
+    } else {
+        [east.failover(ResourceRecordSetFailover::Primary), west.failover(ResourceRecordSetFailover::Secondary)]
+    };
+    create_sets(client, &zone, sets.into_iter().map(|s| s.build().unwrap()).collect()).await;
+    (zone, east_hc, west_hc)
 }
 
-/// (set identifier, value, failover, weight) of RECORD's sets, and the epoch TXT values.
-async fn read_back(client: &Client, zone: &str) -> (Vec<(String, String, Option<String>, Option<i64>)>, Vec<String>) {
-    let out = client.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
-    let (mut sets, mut txt) = (Vec::new(), Vec::new());
-    for s in out.resource_record_sets() {
-        let values: Vec<&str> = s.resource_records().iter().map(|r| r.value()).collect();
-        if s.name() == format!("_drover-epoch.{RECORD}") {
-            txt.extend(values.iter().map(|v| v.to_string()));
-        } else if s.name() == RECORD {
-            let failover = s.failover().map(|f| f.as_str().to_owned());
-            sets.push((s.set_identifier().unwrap_or_default().to_owned(), values.join(","), failover, s.weight()));
+/// moto with the zone seeded, a real PostgreSQL pair, and a plan file for both:
+/// route53 traffic (failover records with health check ids, or weighted in stages
+/// [10, 25, 50, 100]), a postgres check and the Route 53 health checks.
+struct Scene {
+    moto: Moto,
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    zone: String,
+    plan: PathBuf,
+    _cluster: pg::Cluster,
+    _dir: tempfile::TempDir,
+}
+
+impl Scene {
+    fn new(weighted: bool) -> Scene {
+        let moto = Moto::start();
+        let rt = runtime();
+        let client = moto.route53();
+        let (zone, east_hc, west_hc) = rt.block_on(seed(&client, weighted));
+        let cluster = pg::Cluster::pair(pg::Replication::Asynchronous);
+        let dir = tempfile::tempdir().unwrap();
+        for region in ["east", "west"] {
+            std::fs::write(dir.path().join(format!("{region}.dsn")), cluster.node(region).dsn()).unwrap();
         }
-    }
-    sets.sort();
-    (sets, txt)
-}
-
-/// A plan for the pair: route53 traffic as given, a postgres check and the health checks.
-fn write_plan(dir: &Path, cluster: &pg::Cluster, traffic: &str, east_hc: &str, west_hc: &str) -> std::path::PathBuf {
-    for region in ["east", "west"] {
-        std::fs::write(dir.join(format!("{region}.dsn")), cluster.node(region).dsn()).unwrap();
-    }
-    let d = dir.display();
-    let plan = format!(
-        r#"name: shop
+        let routing = if weighted {
+            format!(
+                "weighted\n  stages: [10, 25, 50, 100]\n  stage_pause: 1s\n  targets: {{ east: {EAST}, west: {WEST} }}"
+            )
+        } else {
+            format!(
+                "failover\n  targets:\n    east: {{ value: {EAST}, health_check_id: {east_hc} }}\n    west: {{ value: {WEST}, health_check_id: {west_hc} }}"
+            )
+        };
+        let d = dir.path().display();
+        let plan = format!(
+            r#"name: shop
 objectives: {{ rto: 60s, rpo: 1m }}
 regions:
   east: {{ role: primary }}
@@ -115,7 +90,13 @@ database:
   members:
     east: {{ dsn_file: {d}/east.dsn }}
     west: {{ dsn_file: {d}/west.dsn }}
-{traffic}
+traffic:
+  kind: route53
+  hosted_zone_id: {zone}
+  record: {RECORD}
+  type: A
+  ttl: 60s
+  routing: {routing}
 checks:
   db: {{ postgres: member, interval: 500ms, timeout: 400ms }}
   r53:
@@ -123,10 +104,17 @@ checks:
     interval: 500ms
     timeout: 400ms
 "#
-    );
-    let path = dir.join("plan.yaml");
-    std::fs::write(&path, plan).unwrap();
-    path
+        );
+        let path = dir.path().join("plan.yaml");
+        std::fs::write(&path, plan).unwrap();
+        Scene { moto, rt, client, zone, plan: path, _cluster: cluster, _dir: dir }
+    }
+
+    fn drover(&self, args: &[&str]) -> Ran {
+        let ran = run(with_moto(drover().args(args).arg("--plan").arg(&self.plan), &self.moto));
+        assert_no_secrets(&ran);
+        ran
+    }
 }
 
 fn with_moto<'c>(cmd: &'c mut Command, moto: &Moto) -> &'c mut Command {
@@ -156,18 +144,8 @@ fn status(plan: &Path, moto: &Moto) -> Ran {
 
 #[test]
 fn failover_moves_the_route53_primary_record_to_the_new_region() {
-    let moto = Moto::start();
-    let rt = runtime();
-    let client = moto.route53();
-    let (zone, east_hc, west_hc) = rt.block_on(seed(&client, false));
-    let cluster = pg::Cluster::pair(pg::Replication::Asynchronous);
-    let dir = tempfile::tempdir().unwrap();
-    let traffic = format!(
-        "traffic:\n  kind: route53\n  hosted_zone_id: {zone}\n  record: {RECORD}\n  type: A\n  ttl: 60s\n  routing: failover\n  targets:\n    east: {{ value: {EAST}, health_check_id: {east_hc} }}\n    west: {{ value: {WEST}, health_check_id: {west_hc} }}\n"
-    );
-    let plan = write_plan(dir.path(), &cluster, &traffic, &east_hc, &west_hc);
-
-    let before = status(&plan, &moto);
+    let scene = Scene::new(false);
+    let before = scene.drover(&["status"]);
     assert_eq!(before.code, 0, "{}{}", before.stdout, before.stderr);
     assert!(
         before.stdout.contains(&format!("traffic: {RECORD} -> {EAST} (region east, epoch 0)")),
@@ -175,46 +153,29 @@ fn failover_moves_the_route53_primary_record_to_the_new_region() {
         before.stdout
     );
 
-    let ran = run(with_moto(drover().args(["failover", "--yes", "--to", "west", "--plan"]).arg(&plan), &moto));
-    assert_no_secrets(&ran);
+    let ran = scene.drover(&["failover", "--yes", "--to", "west"]);
     assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
 
-    let (sets, txt) = rt.block_on(read_back(&client, &zone));
-    assert_eq!(
-        sets,
-        vec![
-            ("east".into(), EAST.into(), Some("SECONDARY".into()), None),
-            ("west".into(), WEST.into(), Some("PRIMARY".into()), None),
-        ]
-    );
+    let (sets, txt) = scene.rt.block_on(read_back(&scene.client, &scene.zone, RECORD));
+    assert_eq!(roles(&sets), [("east", EAST, Some("SECONDARY")), ("west", WEST, Some("PRIMARY"))]);
     assert_eq!(txt, vec!["\"1\"".to_string()]);
-    let after = status(&plan, &moto);
+    let after = scene.drover(&["status"]);
     assert!(after.stdout.contains(&format!("traffic: {RECORD} -> {WEST} (region west, epoch 1)")), "{}", after.stdout);
 }
 
 #[test]
 fn a_staged_weighted_failover_applies_every_stage_in_order() {
-    let moto = Moto::start();
-    let rt = runtime();
-    let client = moto.route53();
-    let (zone, east_hc, west_hc) = rt.block_on(seed(&client, true));
-    let cluster = pg::Cluster::pair(pg::Replication::Asynchronous);
-    let dir = tempfile::tempdir().unwrap();
-    let traffic = format!(
-        "traffic:\n  kind: route53\n  hosted_zone_id: {zone}\n  record: {RECORD}\n  type: A\n  ttl: 60s\n  routing: weighted\n  stages: [10, 25, 50, 100]\n  stage_pause: 1s\n  targets: {{ east: {EAST}, west: {WEST} }}\n"
-    );
-    let plan = write_plan(dir.path(), &cluster, &traffic, &east_hc, &west_hc);
-
+    let scene = Scene::new(true);
     // Watch moto while drover runs: every distinct (east, west) weights and epoch record, in order.
     let seen: Arc<Mutex<Vec<(Vec<Option<i64>>, Vec<String>)>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let (seen, done, client, zone) = (seen.clone(), done.clone(), client.clone(), zone.clone());
+        let (seen, done, client, zone) = (seen.clone(), done.clone(), scene.client.clone(), scene.zone.clone());
         std::thread::spawn(move || {
             let rt = runtime();
             while !done.load(Ordering::Relaxed) {
-                let (sets, txt) = rt.block_on(read_back(&client, &zone));
-                let now = (sets.iter().map(|s| s.3).collect::<Vec<_>>(), txt);
+                let (sets, txt) = rt.block_on(read_back(&client, &zone, RECORD));
+                let now = (weights(&sets), txt);
                 let mut seen = seen.lock().unwrap();
                 if seen.last() != Some(&now) {
                     seen.push(now);
@@ -224,10 +185,9 @@ fn a_staged_weighted_failover_applies_every_stage_in_order() {
             }
         })
     };
-    let ran = run(with_moto(drover().args(["failover", "--yes", "--to", "west", "--plan"]).arg(&plan), &moto));
+    let ran = scene.drover(&["failover", "--yes", "--to", "west"]);
     done.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
-    assert_no_secrets(&ran);
     assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
 
     let q = |s: &str| vec![format!("\"{s}\"")];
@@ -243,7 +203,7 @@ fn a_staged_weighted_failover_applies_every_stage_in_order() {
         ],
         "(east, west) weights and the epoch record, as drover moved them"
     );
-    let after = status(&plan, &moto);
+    let after = scene.drover(&["status"]);
     assert!(
         after.stdout.contains(&format!("traffic: {RECORD} -> {WEST} (weight 100) (region west, epoch 1)")),
         "{}",

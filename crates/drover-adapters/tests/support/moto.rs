@@ -92,3 +92,99 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// One record set as moto holds it, for comparing what drover left behind.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SetSeen {
+    pub set_identifier: String,
+    /// The values, comma-separated.
+    pub values: String,
+    pub failover: Option<String>,
+    pub weight: Option<i64>,
+    pub health_check_id: Option<String>,
+}
+
+/// A new hosted zone named `name`; its id without `/hostedzone/`.
+pub async fn hosted_zone(client: &sdk::Client, name: &str) -> String {
+    let out = client
+        .create_hosted_zone()
+        .name(name)
+        .caller_reference(format!("drover-test-{name}"))
+        .send()
+        .await
+        .expect("create hosted zone in moto");
+    out.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned()
+}
+
+/// A new HTTP health check of `ip`; its id.
+pub async fn health_check(client: &sdk::Client, ip: &str) -> String {
+    use sdk::types::{HealthCheckConfig, HealthCheckType};
+    let config = HealthCheckConfig::builder().ip_address(ip).port(80).r#type(HealthCheckType::Http).build().unwrap();
+    let out = client
+        .create_health_check()
+        .caller_reference(format!("drover-test-{ip}"))
+        .health_check_config(config)
+        .send()
+        .await
+        .expect("create health check in moto");
+    out.health_check().unwrap().id().to_owned()
+}
+
+/// An A record set of `name` holding `value`, with a TTL of 60 s, to finish with routing attributes.
+pub fn a_set(name: &str, value: &str, set_identifier: &str) -> sdk::types::builders::ResourceRecordSetBuilder {
+    use sdk::types::{ResourceRecord, ResourceRecordSet, RrType};
+    ResourceRecordSet::builder()
+        .name(name)
+        .r#type(RrType::A)
+        .ttl(60)
+        .set_identifier(set_identifier)
+        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+}
+
+/// Creates the record sets in one batch.
+pub async fn create_sets(client: &sdk::Client, zone: &str, sets: Vec<sdk::types::ResourceRecordSet>) {
+    use sdk::types::{Change, ChangeAction, ChangeBatch};
+    let changes = sets
+        .into_iter()
+        .map(|s| Change::builder().action(ChangeAction::Create).resource_record_set(s).build().unwrap())
+        .collect();
+    client
+        .change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
+        .send()
+        .await
+        .expect("create record sets in moto");
+}
+
+/// `record`'s sets (sorted by set identifier) and the values of its `_drover-epoch` TXT.
+pub async fn read_back(client: &sdk::Client, zone: &str, record: &str) -> (Vec<SetSeen>, Vec<String>) {
+    let out = client.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
+    let (mut sets, mut txt) = (Vec::new(), Vec::new());
+    for s in out.resource_record_sets() {
+        let values: Vec<&str> = s.resource_records().iter().map(|r| r.value()).collect();
+        if s.name() == format!("_drover-epoch.{record}") {
+            txt.extend(values.iter().map(|v| v.to_string()));
+        } else if s.name() == record {
+            sets.push(SetSeen {
+                set_identifier: s.set_identifier().unwrap_or_default().to_owned(),
+                values: values.join(","),
+                failover: s.failover().map(|f| f.as_str().to_owned()),
+                weight: s.weight(),
+                health_check_id: s.health_check_id().map(str::to_owned),
+            });
+        }
+    }
+    sets.sort();
+    (sets, txt)
+}
+
+/// Each set's weight, in set identifier order.
+pub fn weights(sets: &[SetSeen]) -> Vec<Option<i64>> {
+    sets.iter().map(|s| s.weight).collect()
+}
+
+/// Each set's (set identifier, value, failover role), in set identifier order.
+pub fn roles(sets: &[SetSeen]) -> Vec<(&str, &str, Option<&str>)> {
+    sets.iter().map(|s| (s.set_identifier.as_str(), s.values.as_str(), s.failover.as_deref())).collect()
+}
