@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use super::model::{Route53RecordType, Route53Routing, Route53Spec, Route53Target, TrafficSpec};
+use super::model::{Check, Probe, Route53RecordType, Route53Routing, Route53Spec, Route53Target, TrafficSpec};
 use super::parse::{Regions, region_entries};
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader};
@@ -297,4 +297,37 @@ fn record_value(r: &mut Reader<'_>, node: &Node, field: &str, record_type: Route
         Route53RecordType::Cname => text.to_ascii_lowercase(),
         _ => text.to_owned(),
     })
+}
+
+/// Checks fill `{target}` with the region's address; CNAME targets are names, so a
+/// check of such a plan must say what it probes.
+pub(super) fn cname_targets_are_not_addresses(r: &mut Reader<'_>, top: &Mapping<'_>, checks: &BTreeMap<String, Check>) {
+    let written = top.get("checks").map(|n| &n.value);
+    for (name, check) in checks {
+        let (kind, template) = match &check.probe {
+            Probe::Http { url, .. } => ("http", url),
+            Probe::Tcp { address } => ("tcp", address),
+            Probe::Postgres | Probe::Route53HealthCheck { .. } => continue,
+        };
+        if !template.contains("{target}") {
+            continue;
+        }
+        let at = match written {
+            Some(Value::Map(entries)) => entries
+                .iter()
+                .find(|(k, _)| k.value == Value::Str(name.clone()))
+                .and_then(|(_, v)| match &v.value {
+                    Value::Map(fields) => fields.iter().find(|(k, _)| k.value == Value::Str(kind.into())),
+                    _ => None,
+                })
+                .map(|(_, v)| v.pos()),
+            _ => None,
+        };
+        r.error(
+            at.unwrap_or(top.at),
+            &format!("checks.{name}.{kind}"),
+            "{target} is filled with the region's traffic address, but traffic.type CNAME targets are names; \
+             probe each region with route53_health_check: { <region>: <id> }, or a fixed URL with per_region: false",
+        );
+    }
 }
