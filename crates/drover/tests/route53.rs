@@ -163,11 +163,14 @@ fn failover_moves_the_route53_primary_record_to_the_new_region() {
     assert!(after.stdout.contains(&format!("traffic: {RECORD} -> {WEST} (region west, epoch 1)")), "{}", after.stdout);
 }
 
+/// (east, west) weights and the epoch record's values at one moment.
+type Moment = (Vec<Option<i64>>, Vec<String>);
+
 #[test]
 fn a_staged_weighted_failover_applies_every_stage_in_order() {
     let scene = Scene::new(true);
     // Watch moto while drover runs: every distinct (east, west) weights and epoch record, in order.
-    let seen: Arc<Mutex<Vec<(Vec<Option<i64>>, Vec<String>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Moment>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (seen, done, client, zone) = (seen.clone(), done.clone(), scene.client.clone(), scene.zone.clone());
