@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # protobuf-compiler builds the etcd client; etcd-server runs in the etcd store tests.
-packages=(postgresql-15 knot knot-dnsutils nftables iproute2 procps protobuf-compiler etcd-server)
+# python3-venv holds moto, the AWS API server the Route 53 tests run against.
+packages=(postgresql-15 knot knot-dnsutils nftables iproute2 procps protobuf-compiler etcd-server python3-venv)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "setup: run as root (or install sudo)" >&2; exit 2; }
@@ -25,5 +26,14 @@ fi
 $sudo pkill -x knotd 2>/dev/null || true
 $sudo pkill -x etcd 2>/dev/null || true
 
+# moto[server] from PyPI in its own venv (the tests start /opt/drover-moto/bin/moto_server).
+MOTO_VERSION=5.2.5
+moto_venv=/opt/drover-moto
+if ! "$moto_venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  echo "setup: installing moto[server]==$MOTO_VERSION into $moto_venv"
+  $sudo /usr/bin/python3 -m venv "$moto_venv"
+  $sudo "$moto_venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust 1.95 (rustup)" >&2; exit 2; }
-echo "setup: ready (postgresql-15, knot, nftables, iproute2, protoc, etcd)"
+echo "setup: ready (postgresql-15, knot, nftables, iproute2, protoc, etcd, moto $MOTO_VERSION)"

@@ -4,3 +4,5 @@ pub mod notify;
 pub mod postgres;
 pub mod probe;
 pub mod rfc2136;
+#[cfg(feature = "aws")]
+pub mod route53;

@@ -26,6 +26,9 @@ pub struct CheckProber {
     databases: BTreeMap<String, Secret>,
     /// One client per host override (None: the URL's own host). Clients pool connections.
     clients: Mutex<HashMap<Option<(String, SocketAddr)>, reqwest::Client>>,
+    /// Reads Route 53 health checks (the `aws` feature).
+    #[cfg(feature = "aws")]
+    route53: Option<std::sync::Arc<crate::route53::Route53Api>>,
 }
 
 impl std::fmt::Debug for CheckProber {
@@ -43,7 +46,35 @@ impl CheckProber {
     /// `targets`: region → address filling `{target}`; `databases`: region → DSN for postgres checks.
     /// HTTP needs a rustls crypto provider installed (once, at start) before the first http probe.
     pub fn new(targets: BTreeMap<String, IpAddr>, databases: BTreeMap<String, Secret>) -> Self {
-        CheckProber { targets, databases, clients: Mutex::new(HashMap::new()) }
+        CheckProber {
+            targets,
+            databases,
+            clients: Mutex::new(HashMap::new()),
+            #[cfg(feature = "aws")]
+            route53: None,
+        }
+    }
+
+    /// Route 53 health checks are read through `api`.
+    #[cfg(feature = "aws")]
+    pub fn with_route53(mut self, api: std::sync::Arc<crate::route53::Route53Api>) -> Self {
+        self.route53 = Some(api);
+        self
+    }
+
+    /// The region's health check id (or the service's, keyed ""), read through the AWS API.
+    async fn route53_health_check(&self, region: &str, ids: &BTreeMap<String, String>) -> Outcome {
+        let id =
+            ids.get(region).or_else(|| ids.get("")).ok_or_else(|| format!("no health check id for region {region}"))?;
+        #[cfg(feature = "aws")]
+        {
+            let api = self.route53.as_ref().ok_or("no Route 53 client configured")?;
+            api.health_check_status(id).await
+        }
+        #[cfg(not(feature = "aws"))]
+        {
+            Err(format!("health check {id}: this drover was built without AWS support (cargo feature aws)"))
+        }
     }
 
     /// Replaces `{target}` with the region's address (bracketed when IPv6).
@@ -160,6 +191,7 @@ impl Prober for CheckProber {
                 }
                 Probe::Tcp { address } => self.tcp(region, address).await,
                 Probe::Postgres => self.postgres(check, region).await,
+                Probe::Route53HealthCheck { ids } => self.route53_health_check(region, ids).await,
             }
         };
         // The check's timeout bounds everything: resolve, connect, request, body.

@@ -241,7 +241,7 @@ impl Traffic for Rfc2136Traffic {
             EpochRecord::Absent => 0,
             EpochRecord::Holds(e) => e,
         };
-        Ok(TrafficState { region, addresses, epoch })
+        Ok(TrafficState { region, addresses: addresses.iter().map(ToString::to_string).collect(), epoch })
     }
 
     /// Safe to repeat: when the server refuses because the zone already holds exactly this

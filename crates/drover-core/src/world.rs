@@ -1,7 +1,6 @@
 //! The world as the engine sees it: traits the adapters implement.
 //! Every method names a region of the plan; adapters map it to their member.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -162,7 +161,9 @@ pub enum HostAccess {
 pub struct TrafficState {
     /// The region whose target the record holds, if it matches one.
     pub region: Option<String>,
-    pub addresses: Vec<IpAddr>,
+    /// What clients are sent to: addresses, or names for CNAME records (with
+    /// weighted routing, each value with its weight, e.g. `192.0.2.10 (weight 90)`).
+    pub addresses: Vec<String>,
     pub epoch: Epoch,
 }
 

@@ -119,7 +119,7 @@ fn netns_regions_plan_reads_as_the_lab_needs() {
     assert_eq!(plan.planned_primary(), "east");
     assert_eq!(plan.service_regions().collect::<Vec<_>>(), ["east", "west"]);
     assert_eq!(plan.regions["witness"].role, Role::Witness);
-    let dns = plan.rfc2136();
+    let dns = plan.rfc2136().expect("rfc2136 traffic");
     assert_eq!(dns.server.to_string(), "10.200.0.1:53");
     assert_eq!(dns.targets["west"].to_string(), "10.200.0.12");
     let api = &plan.checks["api"];

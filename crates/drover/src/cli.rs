@@ -180,9 +180,24 @@ pub fn main() -> ExitCode {
     }
 }
 
+const AWS_LOG_TARGETS: [&str; 7] = [
+    "aws_config",
+    "aws_credential_types",
+    "aws_runtime",
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_sdk_route53",
+];
+
 fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // The AWS SDK's debug logs print the resolved identity (the access key id, with the
+    // secret redacted): credentials never reach drover's logs, at any DROVER_LOG level.
+    for target in AWS_LOG_TARGETS {
+        filter = filter.add_directive(format!("{target}=info").parse().expect("a valid directive"));
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

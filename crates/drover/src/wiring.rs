@@ -11,9 +11,10 @@ use drover_adapters::probe::CheckProber;
 use drover_adapters::rfc2136::Rfc2136Traffic;
 use drover_core::engine::{self, Engine, Observed, Providers};
 use drover_core::journal::Journal;
-use drover_core::plan::{Plan, parse_plan};
+use drover_core::plan::{Plan, TrafficSpec, parse_plan};
 use drover_core::run::Entry;
 use drover_core::secret::{Secret, SecretRef, SecretSource};
+use drover_core::world::Traffic;
 use drover_store::{EtcdJournal, RedbJournal};
 
 use crate::cli::PlanArgs;
@@ -116,8 +117,9 @@ fn secret(reference: &SecretRef, field: &str) -> Result<Secret, Failure> {
 /// The real world's adapters for one plan.
 pub struct World {
     database: PostgresDatabase,
-    traffic: Rfc2136Traffic,
-    prober: CheckProber,
+    /// Chosen by the plan's `traffic.kind`.
+    traffic: Box<dyn Traffic>,
+    prober: Arc<CheckProber>,
     pub notifier: WebhookNotifier,
 }
 
@@ -131,8 +133,6 @@ impl World {
             dsns.insert(region.clone(), dsn.clone());
             members.insert(region.clone(), PostgresMemberConfig { dsn, host: member.host.clone() });
         }
-        let traffic = plan.rfc2136();
-        let key = secret(&traffic.tsig.secret, "traffic.tsig")?;
         let mut hooks = BTreeMap::new();
         for (name, hook) in &plan.notify.webhooks {
             let field = format!("notify.webhooks.{name}");
@@ -142,6 +142,31 @@ impl World {
             hooks.insert(name.clone(), WebhookSecrets { url, routing_key });
         }
         let notifier = WebhookNotifier::new(&plan.notify, hooks).map_err(|e| Failure::input(e.message))?;
+        let prober = CheckProber::new(plan.traffic.target_addresses(), dsns);
+        #[cfg(feature = "aws")]
+        let (prober, route53) = {
+            let api = drover_adapters::route53::Route53Api::from_env();
+            (prober.with_route53(api.clone()), api)
+        };
+        let prober = Arc::new(prober);
+        let traffic: Box<dyn Traffic> = match &plan.traffic {
+            TrafficSpec::Rfc2136(spec) => {
+                Box::new(Rfc2136Traffic::new(spec, secret(&spec.tsig.secret, "traffic.tsig")?))
+            }
+            #[cfg(feature = "aws")]
+            TrafficSpec::Route53(spec) => {
+                use drover_adapters::route53::{ChecksGate, Route53Traffic};
+                let checks = plan.checks.values().cloned().collect();
+                let gate = Arc::new(ChecksGate { prober: prober.clone(), checks });
+                Box::new(Route53Traffic::new(spec, route53, Some(gate)))
+            }
+            #[cfg(not(feature = "aws"))]
+            TrafficSpec::Route53(_) => {
+                return Err(Failure::input(
+                    "traffic.kind: route53 needs a drover built with AWS support (cargo feature aws, on by default)",
+                ));
+            }
+        };
         Ok(World {
             database: PostgresDatabase::new(PostgresConfig {
                 members,
@@ -150,14 +175,19 @@ impl World {
                 connect_timeout: pg.connect_timeout,
             })
             .map_err(|e| Failure::input(e.message))?,
-            traffic: Rfc2136Traffic::new(traffic, key),
-            prober: CheckProber::new(traffic.targets.clone(), dsns),
+            traffic,
+            prober,
             notifier,
         })
     }
 
     pub fn providers(&self) -> Providers<'_> {
-        Providers { database: &self.database, traffic: &self.traffic, prober: &self.prober, notifier: &self.notifier }
+        Providers {
+            database: &self.database,
+            traffic: self.traffic.as_ref(),
+            prober: self.prober.as_ref(),
+            notifier: &self.notifier,
+        }
     }
 }
 

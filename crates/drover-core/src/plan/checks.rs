@@ -4,15 +4,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::model::{Check, Probe};
-use super::parse::check_identifier;
+use super::parse::{Regions, check_identifier, region_entries};
 use super::raw::Node;
 use super::reader::{Entry, Mapping, Reader};
 use crate::duration::format_duration;
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "http",
     "tcp",
     "postgres",
+    "route53_health_check",
     "status",
     "body_contains",
     "interval",
@@ -21,14 +22,19 @@ const FIELDS: [&str; 10] = [
     "success_threshold",
     "per_region",
 ];
-const PROBES: [&str; 3] = ["http", "tcp", "postgres"];
+const PROBES: [&str; 4] = ["http", "tcp", "postgres", "route53_health_check"];
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
 const DEFAULT_SUCCESS_THRESHOLD: u32 = 2;
 const DEFAULT_STATUS: u16 = 200;
 
-pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<BTreeMap<String, Check>> {
+pub(super) fn read(
+    r: &mut Reader<'_>,
+    top: &Mapping<'_>,
+    node: &Node,
+    regions: Option<&Regions>,
+) -> Option<BTreeMap<String, Check>> {
     let at = top.key("checks").map_or(node.pos(), Node::pos);
     let entries = r.entries(node, "checks", "a mapping of check name to { http: ..., interval: ... }", "check")?;
     if entries.is_empty() {
@@ -39,7 +45,7 @@ pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option
     let mut complete = true;
     for entry in &entries {
         check_identifier(r, entry, "check");
-        match read_check(r, entry) {
+        match read_check(r, entry, regions) {
             Some(check) => {
                 checks.insert(entry.name.clone(), check);
             }
@@ -49,7 +55,7 @@ pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option
     complete.then_some(checks)
 }
 
-fn read_check(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<Check> {
+fn read_check(r: &mut Reader<'_>, entry: &Entry<'_>, regions: Option<&Regions>) -> Option<Check> {
     let m = r.mapping(
         entry.value,
         &entry.path,
@@ -62,7 +68,7 @@ fn read_check(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<Check> {
         Some(n) => r.flag(n, &m.field("per_region")),
         None => Some(true),
     };
-    let probe = read_probe(r, &m, entry, per_region.unwrap_or(true));
+    let probe = read_probe(r, &m, entry, per_region.unwrap_or(true), regions);
 
     let interval = match m.get("interval") {
         Some(n) => r.positive_duration(n, &m.field("interval")),
@@ -109,14 +115,20 @@ fn read_check(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<Check> {
     })
 }
 
-fn read_probe(r: &mut Reader<'_>, m: &Mapping<'_>, entry: &Entry<'_>, per_region: bool) -> Option<Probe> {
+fn read_probe(
+    r: &mut Reader<'_>,
+    m: &Mapping<'_>,
+    entry: &Entry<'_>,
+    per_region: bool,
+    regions: Option<&Regions>,
+) -> Option<Probe> {
     let given: Vec<&str> = PROBES.into_iter().filter(|p| m.get(p).is_some()).collect();
     let kind = match given.as_slice() {
         [] => {
             r.error(
                 entry.key.pos(),
                 &entry.path,
-                "no probe; give one of http: <url>, tcp: <host:port> or postgres: member",
+                "no probe; give one of http: <url>, tcp: <host:port>, postgres: member or route53_health_check: <id>",
             );
             return None;
         }
@@ -181,6 +193,7 @@ fn read_probe(r: &mut Reader<'_>, m: &Mapping<'_>, entry: &Entry<'_>, per_region
             }
             (address_ok && port_ok).then(|| Probe::Tcp { address: address.to_owned() })
         }
+        "route53_health_check" => route53_health_check(r, m, node, &field, per_region, regions),
         _ => {
             let target = r.text(node, &field, "member")?;
             if target != "member" {
@@ -205,6 +218,47 @@ fn read_probe(r: &mut Reader<'_>, m: &Mapping<'_>, entry: &Entry<'_>, per_region
             Some(Probe::Postgres)
         }
     }
+}
+
+/// `{ east: <id>, west: <id> }` per region, or one `<id>` with `per_region: false`.
+fn route53_health_check(
+    r: &mut Reader<'_>,
+    m: &Mapping<'_>,
+    node: &Node,
+    field: &str,
+    per_region: bool,
+    regions: Option<&Regions>,
+) -> Option<Probe> {
+    let expected = "a Route 53 health check id";
+    if !matches!(node.value, super::raw::Value::Map(_)) {
+        let id = r.text(node, field, expected)?;
+        if per_region {
+            r.error(
+                node.pos(),
+                field,
+                "one health check id serves every region only with per_region: false; \
+                 add per_region: false, or give one id per region: { east: <id>, west: <id> }",
+            );
+            return None;
+        }
+        return Some(Probe::Route53HealthCheck { ids: [(String::new(), id.trim().to_owned())].into() });
+    }
+    if !per_region {
+        r.error(
+            m.key("per_region").map_or(node.pos(), Node::pos),
+            &m.field("per_region"),
+            "ids per region run per region; remove per_region: false, or give one id for the whole service",
+        );
+        return None;
+    }
+    let at = m.key("route53_health_check").map_or(node.pos(), Node::pos);
+    let example = |region: &str| format!("{region}: <health check id>");
+    let entries = region_entries(r, node, field, at, regions, "Route 53 health check", &example)?;
+    let mut ids = BTreeMap::new();
+    for entry in &entries {
+        ids.insert(entry.name.clone(), r.text(entry.value, &entry.path, expected)?.trim().to_owned());
+    }
+    Some(Probe::Route53HealthCheck { ids })
 }
 
 /// Only `{target}` may be filled in, and only when the check runs per region.

@@ -13,6 +13,7 @@ mod parse;
 mod policy;
 mod raw;
 mod reader;
+mod route53;
 mod summary;
 mod traffic;
 

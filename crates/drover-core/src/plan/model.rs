@@ -108,11 +108,104 @@ pub struct MemberHost {
     pub bin_dir: PathBuf,
 }
 
-/// How clients reach the service. RFC 2136 DNS now; Route 53 and Global
-/// Accelerator become new arms here.
+/// How clients reach the service: RFC 2136 DNS or Route 53; Global
+/// Accelerator becomes a new arm here.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrafficSpec {
     Rfc2136(Rfc2136Spec),
+    Route53(Route53Spec),
+}
+
+impl TrafficSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TrafficSpec::Rfc2136(_) => "rfc2136",
+            TrafficSpec::Route53(_) => "route53",
+        }
+    }
+
+    /// The name clients resolve, fully qualified.
+    pub fn record(&self) -> &str {
+        match self {
+            TrafficSpec::Rfc2136(t) => &t.record,
+            TrafficSpec::Route53(t) => &t.record,
+        }
+    }
+
+    /// Each region's target as an address, for checks' `{target}`; a Route 53
+    /// CNAME target is a name, not an address, and is left out.
+    pub fn target_addresses(&self) -> BTreeMap<String, IpAddr> {
+        match self {
+            TrafficSpec::Rfc2136(t) => t.targets.clone(),
+            TrafficSpec::Route53(t) => {
+                t.targets.iter().filter_map(|(r, target)| Some((r.clone(), target.value.parse().ok()?))).collect()
+            }
+        }
+    }
+}
+
+/// Route 53 record sets in one hosted zone, one per region, switched in
+/// change batches that also move the epoch TXT record (the fence).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route53Spec {
+    /// e.g. `Z0123456789ABCDEFGHIJ` (a `/hostedzone/` prefix is removed).
+    pub hosted_zone_id: String,
+    /// Fully qualified, lowercase, ending in a dot.
+    pub record: String,
+    pub record_type: Route53RecordType,
+    pub ttl: Duration,
+    pub routing: Route53Routing,
+    /// One record set per primary and standby region.
+    pub targets: BTreeMap<String, Route53Target>,
+    /// How long one change may take to reach INSYNC before the step fails (default 5m).
+    pub change_timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route53RecordType {
+    A,
+    Aaaa,
+    Cname,
+}
+
+impl Route53RecordType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route53RecordType::A => "A",
+            Route53RecordType::Aaaa => "AAAA",
+            Route53RecordType::Cname => "CNAME",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Route53Routing {
+    /// The serving region's record is PRIMARY, the other one SECONDARY.
+    Failover,
+    /// The serving region's record carries all the weight; a switch moves it
+    /// through `stages` (percent of the weight on the new region), pausing
+    /// `stage_pause` after each but the last while the target's critical
+    /// checks run; a failing check stops the shift where it is.
+    Weighted { stages: Vec<u8>, stage_pause: Duration },
+}
+
+impl Route53Routing {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Route53Routing::Failover => "failover",
+            Route53Routing::Weighted { .. } => "weighted",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route53Target {
+    /// An IPv4 address (A), an IPv6 address (AAAA) or a DNS name (CNAME).
+    pub value: String,
+    /// Tells the region's record set apart from the others of the same name (default: the region's name).
+    pub set_identifier: String,
+    /// The Route 53 health check attached to the record set, if any.
+    pub health_check_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -182,6 +275,9 @@ pub enum Probe {
     Tcp { address: String },
     /// Connects to the region's database member and runs `SELECT 1`.
     Postgres,
+    /// Reads a Route 53 health check's status (GetHealthCheckStatus): one id
+    /// per region, or one for the whole service (`per_region: false`, key `""`).
+    Route53HealthCheck { ids: BTreeMap<String, String> },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -360,9 +456,11 @@ impl Plan {
         }
     }
 
-    pub fn rfc2136(&self) -> &Rfc2136Spec {
+    /// The RFC 2136 traffic section, when traffic is switched that way.
+    pub fn rfc2136(&self) -> Option<&Rfc2136Spec> {
         match &self.traffic {
-            TrafficSpec::Rfc2136(t) => t,
+            TrafficSpec::Rfc2136(t) => Some(t),
+            TrafficSpec::Route53(_) => None,
         }
     }
 

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use super::model::{Objectives, Plan, Region, Role};
+use super::model::{Objectives, Plan, Region, Role, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
 use super::reader::{Entry, Mapping, Pos, Reader, closest, join, list_words};
-use super::{checks, database, notify, policy, traffic};
+use super::{checks, database, notify, policy, route53, traffic};
 use crate::secret::SecretSource;
 
 /// One problem in a plan file, located precisely.
@@ -93,7 +93,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         .require(&top, "database", "add a database section (kind, replication, members)")
         .and_then(|n| database::read(r, &top, n, regions.as_ref()));
     let traffic = r
-        .require(&top, "traffic", "add a traffic section (kind, server, zone, record, ttl, tsig, targets)")
+        .require(&top, "traffic", "add a traffic section: kind: rfc2136 (server, zone, record, ttl, tsig, targets) or kind: route53 (hosted_zone_id, record, type, ttl, routing, targets)")
         .and_then(|n| traffic::read(r, &top, n, regions.as_ref()));
     let checks = r
         .require(
@@ -101,7 +101,12 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
             "checks",
             "add at least one check, e.g. checks: { api: { http: \"http://{target}:8080/healthz\" } }",
         )
-        .and_then(|n| checks::read(r, &top, n));
+        .and_then(|n| checks::read(r, &top, n, regions.as_ref()));
+    if let (Some(TrafficSpec::Route53(t)), Some(checks)) = (&traffic, &checks)
+        && t.record_type == Route53RecordType::Cname
+    {
+        route53::cname_targets_are_not_addresses(r, &top, checks);
+    }
     let check_names: Option<Vec<&str>> = checks.as_ref().map(|c| c.keys().map(String::as_str).collect());
     let policy = policy::read_policy(r, &top, check_names.as_deref());
     let runbooks = policy::read_runbooks(r, &top);

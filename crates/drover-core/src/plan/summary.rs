@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::model::{Check, NotifySpec, Plan, Probe, StepKind};
+use super::model::{Check, NotifySpec, Plan, Probe, Route53Routing, StepKind, TrafficSpec};
 use crate::duration::format_duration;
 use crate::notify::EventKind;
 
@@ -35,21 +35,7 @@ pub fn summary(plan: &Plan) -> String {
         ),
     );
 
-    let dns = plan.rfc2136();
-    let targets: Vec<String> = dns.targets.iter().map(|(region, ip)| format!("{region} -> {ip}")).collect();
-    line(
-        "traffic",
-        format!(
-            "rfc2136 {} in {} via {}, ttl {}, key {} ({}); {}",
-            dns.record,
-            dns.zone,
-            dns.server,
-            format_duration(dns.ttl),
-            dns.tsig.name,
-            dns.tsig.algorithm.as_str(),
-            targets.join(", "),
-        ),
-    );
+    line("traffic", describe_traffic(&plan.traffic));
 
     let checks: Vec<String> = plan.checks.values().map(describe_check).collect();
     line("checks", checks.join(", "));
@@ -82,11 +68,56 @@ pub fn summary(plan: &Plan) -> String {
     out
 }
 
+fn describe_traffic(traffic: &TrafficSpec) -> String {
+    match traffic {
+        TrafficSpec::Rfc2136(dns) => {
+            let targets: Vec<String> = dns.targets.iter().map(|(region, ip)| format!("{region} -> {ip}")).collect();
+            format!(
+                "rfc2136 {} in {} via {}, ttl {}, key {} ({}); {}",
+                dns.record,
+                dns.zone,
+                dns.server,
+                format_duration(dns.ttl),
+                dns.tsig.name,
+                dns.tsig.algorithm.as_str(),
+                targets.join(", "),
+            )
+        }
+        TrafficSpec::Route53(r53) => {
+            let targets: Vec<String> = r53
+                .targets
+                .iter()
+                .map(|(region, t)| match &t.health_check_id {
+                    Some(hc) => format!("{region} -> {} (health check {hc})", t.value),
+                    None => format!("{region} -> {}", t.value),
+                })
+                .collect();
+            let routing = match &r53.routing {
+                Route53Routing::Failover => "failover".to_owned(),
+                Route53Routing::Weighted { stages, stage_pause } if stages.len() > 1 => {
+                    let stages: Vec<String> = stages.iter().map(u8::to_string).collect();
+                    format!("weighted in stages {}% with {} pauses", stages.join("/"), format_duration(*stage_pause))
+                }
+                Route53Routing::Weighted { .. } => "weighted".to_owned(),
+            };
+            format!(
+                "route53 {} {} in hosted zone {}, ttl {}, {routing}; {}",
+                r53.record,
+                r53.record_type.as_str(),
+                r53.hosted_zone_id,
+                format_duration(r53.ttl),
+                targets.join(", "),
+            )
+        }
+    }
+}
+
 fn describe_check(check: &Check) -> String {
     let kind = match check.probe {
         Probe::Http { .. } => "http",
         Probe::Tcp { .. } => "tcp",
         Probe::Postgres => "postgres",
+        Probe::Route53HealthCheck { .. } => "route53_health_check",
     };
     let mut text = format!(
         "{} ({kind}, every {}, timeout {}, {} down / {} up",

@@ -7,8 +7,11 @@ use super::model::{Rfc2136Spec, TrafficSpec, Tsig, TsigAlgorithm};
 use super::parse::{Regions, region_entries};
 use super::raw::Node;
 use super::reader::{Mapping, Reader};
+use super::route53;
 
 const FIELDS: [&str; 7] = ["kind", "server", "zone", "record", "ttl", "tsig", "targets"];
+/// `route53` is read by its own module; here it only completes the list in messages.
+const KINDS: [(&str, ()); 2] = [("rfc2136", ()), ("route53", ())];
 const TSIG_FIELDS: [&str; 4] = ["name", "algorithm", "secret_env", "secret_file"];
 const ALGORITHMS: [(&str, TsigAlgorithm); 3] = [
     ("hmac-sha256", TsigAlgorithm::HmacSha256),
@@ -22,6 +25,9 @@ pub(super) fn read(
     node: &Node,
     regions: Option<&Regions>,
 ) -> Option<TrafficSpec> {
+    if declared_kind(node) == Some("route53") {
+        return route53::read(r, top, node, regions);
+    }
     let at = top.key("traffic").map_or(node.pos(), Node::pos);
     let m = r.mapping(
         node,
@@ -31,9 +37,8 @@ pub(super) fn read(
         &[],
         "a mapping with kind, server, zone, record, ttl, tsig and targets",
     )?;
-    let kind = r
-        .require(&m, "kind", "add kind: rfc2136")
-        .and_then(|n| r.choice(n, "traffic.kind", "traffic kind", &[("rfc2136", ())]));
+    let kind =
+        r.require(&m, "kind", "add kind: rfc2136").and_then(|n| r.choice(n, "traffic.kind", "traffic kind", &KINDS));
     let server = r
         .require(&m, "server", "add the DNS server that takes updates, e.g. server: 10.200.0.1:53")
         .and_then(|n| server(r, n));
@@ -73,6 +78,15 @@ pub(super) fn read(
     Some(TrafficSpec::Rfc2136(Rfc2136Spec { server: server?, zone, record, ttl: ttl?, tsig: tsig?, targets: targets? }))
 }
 
+/// The `kind` written in the traffic mapping, if it is readable text.
+fn declared_kind(node: &Node) -> Option<&str> {
+    let super::raw::Value::Map(entries) = &node.value else { return None };
+    entries.iter().find_map(|(k, v)| match (&k.value, &v.value) {
+        (super::raw::Value::Str(key), super::raw::Value::Str(kind)) if key == "kind" => Some(kind.as_str()),
+        _ => None,
+    })
+}
+
 fn server(r: &mut Reader<'_>, node: &Node) -> Option<SocketAddr> {
     let text = r.text(node, "traffic.server", "an address like 10.200.0.1:53")?;
     if let Ok(addr) = text.parse::<SocketAddr>() {
@@ -88,7 +102,7 @@ fn server(r: &mut Reader<'_>, node: &Node) -> Option<SocketAddr> {
 }
 
 /// A fully qualified DNS name, lowercased for comparison.
-fn absolute_name(r: &mut Reader<'_>, node: &Node, field: &str, example: &str) -> Option<String> {
+pub(super) fn absolute_name(r: &mut Reader<'_>, node: &Node, field: &str, example: &str) -> Option<String> {
     let text = r.text(node, field, &format!("a DNS name like {example}"))?;
     if text.chars().any(char::is_whitespace) || text.contains("..") || text == "." {
         r.error(node.pos(), field, format!("'{text}' is not a DNS name; write e.g. {example}"));
@@ -106,7 +120,7 @@ fn in_zone(record: &str, zone: &str) -> bool {
 }
 
 /// DNS TTLs are whole seconds.
-fn ttl(r: &mut Reader<'_>, node: &Node) -> Option<std::time::Duration> {
+pub(super) fn ttl(r: &mut Reader<'_>, node: &Node) -> Option<std::time::Duration> {
     let ttl = r.duration(node, "traffic.ttl")?;
     if ttl.subsec_nanos() != 0 {
         let up = ttl.as_secs() + 1;

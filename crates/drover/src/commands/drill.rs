@@ -191,7 +191,13 @@ async fn failback(cx: &Context, args: &DrillArgs) -> Result<(), Failure> {
 
 /// Starts the probe and waits until the service acknowledges writes.
 async fn start_probe(cx: &Context, args: &DrillArgs) -> Result<drover_lab::probe::ProbeHandle, Failure> {
-    let traffic = cx.plan.rfc2136();
+    // The client probe resolves the record at the plan's DNS server: drills need rfc2136 traffic.
+    let traffic = cx.plan.rfc2136().ok_or_else(|| {
+        Failure::input(format!(
+            "drills measure clients through traffic.kind: rfc2136; this plan's traffic is {}",
+            cx.plan.traffic.kind()
+        ))
+    })?;
     let probe = drover_lab::probe::Probe::start(drover_lab::probe::ProbeConfig {
         dns_server: traffic.server,
         name: traffic.record.clone(),

@@ -21,7 +21,7 @@ pub fn summary_json(plan: &Plan) -> serde_json::Value {
         "valid": true,
         "regions": plan.regions.iter().map(|(n, r)| (n.clone(), r.role.as_str())).collect::<std::collections::BTreeMap<_, _>>(),
         "replication": plan.postgres().replication.as_str(),
-        "record": plan.rfc2136().record,
+        "record": plan.traffic.record(),
         "checks": plan.checks.keys().collect::<Vec<_>>(),
         "policy": {
             "auto_failover": plan.policy.auto_failover,

@@ -119,8 +119,8 @@ pub fn render(plan: &Plan, o: &Observed) -> String {
     match &o.traffic {
         Ok(t) => out.push_str(&format!(
             "traffic: {} -> {} (region {}, epoch {})\n",
-            plan.rfc2136().record,
-            t.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+            plan.traffic.record(),
+            t.addresses.join(", "),
             t.region.as_deref().unwrap_or("none"),
             t.epoch
         )),

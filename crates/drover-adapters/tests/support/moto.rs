@@ -1,0 +1,190 @@
+//! A real moto server (PyPI `moto[server]`, installed by scripts/setup.sh into
+//! /opt/drover-moto) on a free loopback port, one per test binary or test;
+//! killed on drop. AWS clients reach it through `AWS_ENDPOINT_URL` and dummy
+//! credentials, as a user would point drover anywhere.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drover_adapters::route53::sdk;
+use sdk::config::{BehaviorVersion, Credentials, Region};
+
+/// Dummy credentials: moto accepts any; they must never appear in drover's output.
+pub const ACCESS_KEY_ID: &str = "AKIAMOTOTESTKEY00001";
+pub const SECRET_ACCESS_KEY: &str = "moto-test-secret-do-not-print-0000000001";
+pub const REGION: &str = "us-east-1";
+
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+/// `DROVER_MOTO_SERVER`, or the venv scripts/setup.sh makes.
+fn server() -> PathBuf {
+    let path = std::env::var_os("DROVER_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/drover-moto/bin/moto_server"));
+    assert!(
+        path.exists(),
+        "{} not found: the AWS tests need a moto server; run scripts/setup.sh (it installs moto[server] into /opt/drover-moto), or set DROVER_MOTO_SERVER",
+        path.display()
+    );
+    path
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(server())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("moto.log")).unwrap())
+            .spawn()
+            .expect("start moto_server (run scripts/setup.sh)");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen within 60s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, port, _dir: dir }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment that points drover (the AWS SDK's standard chain) at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
+            ("AWS_REGION", REGION.into()),
+            // No profile files or instance metadata: only the environment above.
+            ("AWS_CONFIG_FILE", "/nonexistent".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// A Route 53 client for setting up and reading back zones (not through the environment,
+    /// which tests running in parallel share).
+    pub fn route53(&self) -> sdk::Client {
+        let config = sdk::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "moto"))
+            .http_client(drover_adapters::route53::https_client())
+            .build();
+        sdk::Client::from_conf(config)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One record set as moto holds it, for comparing what drover left behind.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SetSeen {
+    pub set_identifier: String,
+    /// The values, comma-separated.
+    pub values: String,
+    pub failover: Option<String>,
+    pub weight: Option<i64>,
+    pub health_check_id: Option<String>,
+}
+
+/// A new hosted zone named `name`; its id without `/hostedzone/`.
+pub async fn hosted_zone(client: &sdk::Client, name: &str) -> String {
+    let out = client
+        .create_hosted_zone()
+        .name(name)
+        .caller_reference(format!("drover-test-{name}"))
+        .send()
+        .await
+        .expect("create hosted zone in moto");
+    out.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned()
+}
+
+/// A new HTTP health check of `ip`; its id.
+pub async fn health_check(client: &sdk::Client, ip: &str) -> String {
+    use sdk::types::{HealthCheckConfig, HealthCheckType};
+    let config = HealthCheckConfig::builder().ip_address(ip).port(80).r#type(HealthCheckType::Http).build().unwrap();
+    let out = client
+        .create_health_check()
+        .caller_reference(format!("drover-test-{ip}"))
+        .health_check_config(config)
+        .send()
+        .await
+        .expect("create health check in moto");
+    out.health_check().unwrap().id().to_owned()
+}
+
+/// An A record set of `name` holding `value`, with a TTL of 60 s, to finish with routing attributes.
+pub fn a_set(name: &str, value: &str, set_identifier: &str) -> sdk::types::builders::ResourceRecordSetBuilder {
+    use sdk::types::{ResourceRecord, ResourceRecordSet, RrType};
+    ResourceRecordSet::builder()
+        .name(name)
+        .r#type(RrType::A)
+        .ttl(60)
+        .set_identifier(set_identifier)
+        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+}
+
+/// Creates the record sets in one batch.
+pub async fn create_sets(client: &sdk::Client, zone: &str, sets: Vec<sdk::types::ResourceRecordSet>) {
+    use sdk::types::{Change, ChangeAction, ChangeBatch};
+    let changes = sets
+        .into_iter()
+        .map(|s| Change::builder().action(ChangeAction::Create).resource_record_set(s).build().unwrap())
+        .collect();
+    client
+        .change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(ChangeBatch::builder().set_changes(Some(changes)).build().unwrap())
+        .send()
+        .await
+        .expect("create record sets in moto");
+}
+
+/// `record`'s sets (sorted by set identifier) and the values of its `_drover-epoch` TXT.
+pub async fn read_back(client: &sdk::Client, zone: &str, record: &str) -> (Vec<SetSeen>, Vec<String>) {
+    let out = client.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
+    let (mut sets, mut txt) = (Vec::new(), Vec::new());
+    for s in out.resource_record_sets() {
+        let values: Vec<&str> = s.resource_records().iter().map(|r| r.value()).collect();
+        if s.name() == format!("_drover-epoch.{record}") {
+            txt.extend(values.iter().map(|v| v.to_string()));
+        } else if s.name() == record {
+            sets.push(SetSeen {
+                set_identifier: s.set_identifier().unwrap_or_default().to_owned(),
+                values: values.join(","),
+                failover: s.failover().map(|f| f.as_str().to_owned()),
+                weight: s.weight(),
+                health_check_id: s.health_check_id().map(str::to_owned),
+            });
+        }
+    }
+    sets.sort();
+    (sets, txt)
+}
+
+/// Each set's weight, in set identifier order.
+pub fn weights(sets: &[SetSeen]) -> Vec<Option<i64>> {
+    sets.iter().map(|s| s.weight).collect()
+}
+
+/// Each set's (set identifier, value, failover role), in set identifier order.
+pub fn roles(sets: &[SetSeen]) -> Vec<(&str, &str, Option<&str>)> {
+    sets.iter().map(|s| (s.set_identifier.as_str(), s.values.as_str(), s.failover.as_deref())).collect()
+}

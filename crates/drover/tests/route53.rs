@@ -1,0 +1,241 @@
+//! The whole drover path with Route 53 traffic: a plan file, the `drover` binary
+//! pointed at a real moto server through `AWS_ENDPOINT_URL`, and a real
+//! PostgreSQL pair. Record sets are read back from moto with the SDK.
+
+#![cfg(feature = "aws")]
+
+#[path = "../../drover-adapters/tests/support/moto.rs"]
+mod moto;
+#[path = "../../drover-adapters/tests/support/pg.rs"]
+mod pg;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drover_adapters::route53::sdk::Client;
+use drover_adapters::route53::sdk::types::ResourceRecordSetFailover;
+use moto::{Moto, a_set, create_sets, health_check, hosted_zone, read_back, roles, weights};
+use support::{Ran, drover, run};
+
+const RECORD: &str = "api.example.test.";
+const EAST: &str = "192.0.2.10";
+const WEST: &str = "192.0.2.20";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// A hosted zone holding the region's record sets (failover or weighted), east serving,
+/// and a health check per region; returns the zone id and the health check ids.
+async fn seed(client: &Client, weighted: bool) -> (String, String, String) {
+    let zone = hosted_zone(client, "example.test.").await;
+    let (east_hc, west_hc) = (health_check(client, EAST).await, health_check(client, WEST).await);
+    let (east, west) = (a_set(RECORD, EAST, "east"), a_set(RECORD, WEST, "west"));
+    let sets = if weighted {
+        [east.weight(100), west.weight(0)]
+    } else {
+        [east.failover(ResourceRecordSetFailover::Primary), west.failover(ResourceRecordSetFailover::Secondary)]
+    };
+    create_sets(client, &zone, sets.into_iter().map(|s| s.build().unwrap()).collect()).await;
+    (zone, east_hc, west_hc)
+}
+
+/// moto with the zone seeded, a real PostgreSQL pair, and a plan file for both:
+/// route53 traffic (failover records with health check ids, or weighted in stages
+/// [10, 25, 50, 100]), a postgres check and the Route 53 health checks.
+struct Scene {
+    moto: Moto,
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    zone: String,
+    plan: PathBuf,
+    _cluster: pg::Cluster,
+    _dir: tempfile::TempDir,
+}
+
+impl Scene {
+    fn new(weighted: bool) -> Scene {
+        let moto = Moto::start();
+        let rt = runtime();
+        let client = moto.route53();
+        let (zone, east_hc, west_hc) = rt.block_on(seed(&client, weighted));
+        let cluster = pg::Cluster::pair(pg::Replication::Asynchronous);
+        let dir = tempfile::tempdir().unwrap();
+        for region in ["east", "west"] {
+            std::fs::write(dir.path().join(format!("{region}.dsn")), cluster.node(region).dsn()).unwrap();
+        }
+        let routing = if weighted {
+            format!(
+                "weighted\n  stages: [10, 25, 50, 100]\n  stage_pause: 1s\n  targets: {{ east: {EAST}, west: {WEST} }}"
+            )
+        } else {
+            format!(
+                "failover\n  targets:\n    east: {{ value: {EAST}, health_check_id: {east_hc} }}\n    west: {{ value: {WEST}, health_check_id: {west_hc} }}"
+            )
+        };
+        let d = dir.path().display();
+        let plan = format!(
+            r#"name: shop
+objectives: {{ rto: 60s, rpo: 1m }}
+regions:
+  east: {{ role: primary }}
+  west: {{ role: standby }}
+database:
+  kind: postgres
+  replication: asynchronous
+  members:
+    east: {{ dsn_file: {d}/east.dsn }}
+    west: {{ dsn_file: {d}/west.dsn }}
+traffic:
+  kind: route53
+  hosted_zone_id: {zone}
+  record: {RECORD}
+  type: A
+  ttl: 60s
+  routing: {routing}
+checks:
+  db: {{ postgres: member, interval: 500ms, timeout: 400ms }}
+  r53:
+    route53_health_check: {{ east: {east_hc}, west: {west_hc} }}
+    interval: 500ms
+    timeout: 400ms
+"#
+        );
+        let path = dir.path().join("plan.yaml");
+        std::fs::write(&path, plan).unwrap();
+        Scene { moto, rt, client, zone, plan: path, _cluster: cluster, _dir: dir }
+    }
+
+    fn drover(&self, args: &[&str]) -> Ran {
+        let ran = run(with_moto(drover().args(args).arg("--plan").arg(&self.plan), &self.moto));
+        assert_no_secrets(&ran);
+        ran
+    }
+}
+
+fn with_moto<'c>(cmd: &'c mut Command, moto: &Moto) -> &'c mut Command {
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    cmd.env("DROVER_LOG", "trace")
+}
+
+/// Neither the AWS credentials nor the database password reach output or logs (at trace level).
+fn assert_no_secrets(ran: &Ran) {
+    for secret in [moto::ACCESS_KEY_ID, moto::SECRET_ACCESS_KEY, pg::PASSWORD] {
+        assert!(
+            !ran.stdout.contains(secret) && !ran.stderr.contains(secret),
+            "a secret leaked:\n{}{}",
+            ran.stdout,
+            ran.stderr
+        );
+    }
+}
+
+fn status(plan: &Path, moto: &Moto) -> Ran {
+    let ran = run(with_moto(drover().args(["status", "--plan"]).arg(plan), moto));
+    assert_no_secrets(&ran);
+    ran
+}
+
+#[test]
+fn failover_moves_the_route53_primary_record_to_the_new_region() {
+    let scene = Scene::new(false);
+    let before = scene.drover(&["status"]);
+    assert_eq!(before.code, 0, "{}{}", before.stdout, before.stderr);
+    assert!(
+        before.stdout.contains(&format!("traffic: {RECORD} -> {EAST} (region east, epoch 0)")),
+        "{}",
+        before.stdout
+    );
+
+    let ran = scene.drover(&["failover", "--yes", "--to", "west"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+
+    let (sets, txt) = scene.rt.block_on(read_back(&scene.client, &scene.zone, RECORD));
+    assert_eq!(roles(&sets), [("east", EAST, Some("SECONDARY")), ("west", WEST, Some("PRIMARY"))]);
+    assert_eq!(txt, vec!["\"1\"".to_string()]);
+    let after = scene.drover(&["status"]);
+    assert!(after.stdout.contains(&format!("traffic: {RECORD} -> {WEST} (region west, epoch 1)")), "{}", after.stdout);
+}
+
+/// (east, west) weights and the epoch record's values at one moment.
+type Moment = (Vec<Option<i64>>, Vec<String>);
+
+#[test]
+fn a_staged_weighted_failover_applies_every_stage_in_order() {
+    let scene = Scene::new(true);
+    // Watch moto while drover runs: every distinct (east, west) weights and epoch record, in order.
+    let seen: Arc<Mutex<Vec<Moment>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (seen, done, client, zone) = (seen.clone(), done.clone(), scene.client.clone(), scene.zone.clone());
+        std::thread::spawn(move || {
+            let rt = runtime();
+            while !done.load(Ordering::Relaxed) {
+                let (sets, txt) = rt.block_on(read_back(&client, &zone, RECORD));
+                let now = (weights(&sets), txt);
+                let mut seen = seen.lock().unwrap();
+                if seen.last() != Some(&now) {
+                    seen.push(now);
+                }
+                drop(seen);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let ran = scene.drover(&["failover", "--yes", "--to", "west"]);
+    done.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+
+    let q = |s: &str| vec![format!("\"{s}\"")];
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            (vec![Some(100), Some(0)], vec![]),
+            (vec![Some(90), Some(10)], q("1;10")),
+            (vec![Some(75), Some(25)], q("1;25")),
+            (vec![Some(50), Some(50)], q("1;50")),
+            (vec![Some(0), Some(100)], q("1")),
+        ],
+        "(east, west) weights and the epoch record, as drover moved them"
+    );
+    let after = scene.drover(&["status"]);
+    assert!(
+        after.stdout.contains(&format!("traffic: {RECORD} -> {WEST} (weight 100) (region west, epoch 1)")),
+        "{}",
+        after.stdout
+    );
+}
+
+#[test]
+fn aws_errors_name_region_resource_operation_code_and_what_to_check() {
+    let moto = Moto::start();
+    let dir = support::plan_dir(support::PLAN);
+    let traffic = "traffic:\n  kind: route53\n  hosted_zone_id: ZNOSUCHZONE0000\n  record: api.app.test.\n  type: A\n  ttl: 5s\n  routing: failover\n  targets: { east: 127.0.0.11, west: 127.0.0.12 }\n";
+    let plan_text = std::fs::read_to_string(dir.path().join("plan.yaml")).unwrap();
+    let start = plan_text.find("traffic:").unwrap();
+    let end = plan_text.find("checks:").unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(&plan, format!("{}{traffic}{}", &plan_text[..start], &plan_text[end..])).unwrap();
+
+    let ran = status(&plan, &moto);
+    assert!(
+        ran.stdout.contains(
+            "traffic: unknown: us-east-1/hostedzone/ZNOSUCHZONE0000: ListResourceRecordSets failed: NoSuchHostedZone: "
+        ),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains(" — check traffic.hosted_zone_id names a hosted zone of this account"),
+        "{}",
+        ran.stdout
+    );
+}
