@@ -77,6 +77,13 @@ pub struct EtcdStore {
     pub prefix: String,
 }
 
+impl EtcdStore {
+    /// The key the daemons' leader election runs on.
+    pub fn election_key(&self) -> String {
+        format!("{}/leader", self.prefix)
+    }
+}
+
 /// The etcd store `--store` names, if any.
 pub fn etcd_store(args: &PlanArgs) -> Result<Option<EtcdStore>, Failure> {
     args.store
@@ -196,13 +203,31 @@ pub struct Context {
     pub plan: Plan,
     pub journal: Arc<dyn Journal>,
     pub world: World,
+    /// The etcd store the journal lives in, if any.
+    pub etcd: Option<EtcdStore>,
 }
 
 impl Context {
     pub async fn open(args: &PlanArgs) -> Result<Context, Failure> {
         let plan = load_plan(&args.plan)?;
         let world = World::new(&plan)?;
-        Ok(Context { journal: open_journal(args).await?, world, plan })
+        Ok(Context { journal: open_journal(args).await?, world, plan, etcd: etcd_store(args)? })
+    }
+
+    /// With an etcd store watched by `drover serve` daemons, runs are theirs to start and
+    /// drive: the leader's journal writes are fenced, a command's here would not be, and a
+    /// new leader could resume the same run alongside it. Refused, naming the leader.
+    pub async fn refuse_if_daemons_lead(&self) -> Result<(), Failure> {
+        let Some(store) = &self.etcd else { return Ok(()) };
+        match drover_store::cluster::election_leader(&store.endpoints, &store.election_key()).await {
+            Ok(Some(leader)) => Err(Failure::input(format!(
+                "drover serve daemons protect this plan and the {leader} daemon leads them: runs are theirs to start \
+                 and drive (their journal writes are fenced); send this to it with --server URL --token-file FILE, \
+                 or stop the daemons first"
+            ))),
+            Ok(None) => Ok(()),
+            Err(e) => Err(store_failure(e)),
+        }
     }
 
     pub async fn observe(&self) -> Result<Observed, Failure> {

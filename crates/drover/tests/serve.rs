@@ -297,6 +297,13 @@ fn with_an_etcd_store_one_daemon_leads_and_a_follower_sends_changes_to_it() {
     assert_eq!(status, 409, "{body}");
     let error = body["error"].as_str().unwrap();
     assert!(error.contains("does not lead") && error.contains(&format!("{leader} leads")), "{error}");
+    // A person's command on the same store is sent to the leader too: nothing is journaled here.
+    let ran = run(drover()
+        .args(["failover", "--to", "west", "--yes", "--store", store.as_str(), "--plan"])
+        .arg(east._dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 2, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stderr.contains(&format!("the {leader} daemon leads them")), "{}", ran.stderr);
+    assert!(ran.stderr.contains("--server"), "{}", ran.stderr);
 
     // The leader dies (SIGKILL: its lease is not revoked, it expires): the other takes over.
     if leader == "east" {

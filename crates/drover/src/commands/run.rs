@@ -172,6 +172,7 @@ async fn start_local(
     output: Output,
 ) -> Result<(), Failure> {
     let cx = Context::open(local).await?;
+    cx.refuse_if_daemons_lead().await?;
     let header = request.plan(&cx, reason).await?;
     let progress = Progress { to_stderr: output == Output::Json, ..Progress::default() };
     progress.say(&intro(&header));
@@ -261,6 +262,7 @@ fn drive(run: &str, target: &TargetArgs, approve: bool) -> ExitCode {
             Target::Local(args) => args,
         };
         let cx = Context::open(&args).await?;
+        cx.refuse_if_daemons_lead().await?;
         let id = RunId(run.into());
         // Progress lines count the run's steps, as when it started.
         let steps = cx.journal.summary(&id).await.map_or(0, |s| s.steps.len());

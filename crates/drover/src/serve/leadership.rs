@@ -49,7 +49,7 @@ impl Election {
     }
 
     fn key(&self) -> String {
-        format!("{}/leader", self.store.prefix)
+        self.store.election_key()
     }
 
     pub fn is_leader(&self) -> bool {
