@@ -172,7 +172,11 @@ async fn start_local(
     output: Output,
 ) -> Result<(), Failure> {
     let cx = Context::open(local).await?;
-    cx.refuse_if_daemons_lead().await?;
+    // Moves go through the leading daemon (--server). Reprotect and failback have no API
+    // yet, so they stay possible from here while daemons run.
+    if let Request::Move { .. } = request {
+        cx.refuse_if_daemons_lead().await?;
+    }
     let header = request.plan(&cx, reason).await?;
     let progress = Progress { to_stderr: output == Output::Json, ..Progress::default() };
     progress.say(&intro(&header));
