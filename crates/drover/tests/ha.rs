@@ -253,8 +253,9 @@ fn a_partition_between_east_and_west_alone_causes_no_failover() {
     lab.finish("east");
 }
 
-/// Case 3: the witness region is lost. Nothing changes: east and west still form
-/// an etcd quorum, the leader stays east, and no run starts.
+/// Case 3: the witness region is lost. Nothing changes for clients: east and west still
+/// form an etcd quorum, a leader remains (east, or west if east's lease ran through the
+/// witness), and no run starts.
 #[test]
 fn losing_the_witness_changes_nothing() {
     let lab = HaLab::up(None);
@@ -265,7 +266,10 @@ fn losing_the_witness_changes_nothing() {
         assert!(runs.is_empty(), "losing the witness started a run: {runs:#?}\n{}", lab.logs());
         std::thread::sleep(Duration::from_secs(1));
     }
-    assert_eq!(lab.election_leader(&["east", "west"]).as_deref(), Some("east"), "the leader stays east");
+    // A leader remains. It may have moved to west: a leader whose lease keep-alive ran
+    // through the witness's etcd member loses it and stands down, and west takes over.
+    let leader = lab.election_leader(&["east", "west"]);
+    assert!(matches!(leader.as_deref(), Some("east" | "west")), "no daemon leads without the witness: {leader:?}");
     let status = lab.status(&["east", "west"]);
     assert_eq!(lab.database(&status, "east")["writable"], true, "{status:#}");
     lab.finish("east");
