@@ -16,9 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::daemon::{Daemon, NotLeader};
-use super::leadership::Authority;
 use super::metrics;
-use crate::commands::run::Progress;
 
 /// The OpenAPI document, served as is and checked against `ROUTES` by tests.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
@@ -293,13 +291,8 @@ async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
     })?;
     let id = header.id.clone();
     tokio::spawn(async move {
-        let progress = Progress::default();
-        let on_entry = |e: &Entry| daemon.on_entry(&progress, e);
-        let engine = daemon.engine(&authority, &on_entry);
-        match daemon.authorized(&authority, engine.resume(&id)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(run = %id, "run stopped: {e}"),
-            Err(e) => tracing::warn!(run = %id, "run stopped: {e}"),
+        if let Err(e) = daemon.drive(&authority, &id, None).await {
+            tracing::warn!(run = %id, "run stopped: {e}");
         }
     });
     Ok((
@@ -322,32 +315,17 @@ fn default_approver() -> String {
 
 async fn approve(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let request: Approve = body(&bytes)?;
-    drive(api, id, move |daemon, authority, id| async move {
-        let progress = Progress::default();
-        let on_entry = |e: &Entry| daemon.on_entry(&progress, e);
-        let engine = daemon.engine(&authority, &on_entry);
-        daemon.authorized(&authority, engine.approve(&id, &request.by)).await
-    })
-    .await
+    drive(api, id, Some(request.by)).await
 }
 
 async fn resume(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let _: serde::de::IgnoredAny = body(&bytes)?;
-    drive(api, id, |daemon, authority, id| async move {
-        let progress = Progress::default();
-        let on_entry = |e: &Entry| daemon.on_entry(&progress, e);
-        let engine = daemon.engine(&authority, &on_entry);
-        daemon.authorized(&authority, engine.resume(&id)).await
-    })
-    .await
+    drive(api, id, None).await
 }
 
-/// Checks the run can go on (so a wrong state is an immediate 409), then drives it in the background.
-async fn drive<F, Fut>(api: Shared, id: String, go: F) -> ApiResult
-where
-    F: FnOnce(Arc<Daemon>, Authority, RunId) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<Result<drover_core::run::RunSummary, EngineError>, String>> + Send,
-{
+/// Checks the run can go on (so a wrong state is an immediate 409), then drives it in the
+/// background: resumes it, or approves it when `approved_by` says who.
+async fn drive(api: Shared, id: String, approved_by: Option<String>) -> ApiResult {
     let id = RunId(id);
     let authority = api.daemon.authority().await.map_err(not_leader)?;
     let summary = api.daemon.cx.journal.summary(&id).await.map_err(store_error)?;
@@ -357,10 +335,8 @@ where
     let daemon = Arc::clone(&api.daemon);
     let run = id.clone();
     tokio::spawn(async move {
-        match go(daemon, authority, run.clone()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(run = %run, "run stopped: {e}"),
-            Err(e) => tracing::warn!(run = %run, "run stopped: {e}"),
+        if let Err(e) = daemon.drive(&authority, &run, approved_by.as_deref()).await {
+            tracing::warn!(run = %run, "run stopped: {e}");
         }
     });
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"run": id}))).into_response())

@@ -11,7 +11,7 @@ use drover_core::check::CheckState;
 use drover_core::engine::{self, Engine, Observed, now_ms};
 use drover_core::notify::{EventKind, Notifier, NotifyEvent};
 use drover_core::plan::Check;
-use drover_core::run::{Entry, Record, RunKind, RunState, RunSummary};
+use drover_core::run::{Entry, Record, RunId, RunKind, RunState, RunSummary};
 use drover_core::vantage::{self, RegionVerdict, VantageExchange, VantageReport};
 use drover_core::world::{MemberStatus, ProbeResult};
 
@@ -108,6 +108,26 @@ impl Daemon {
         }
     }
 
+    /// Drives run `id` under `authority` — resumes it, or approves it when `approved_by`
+    /// says who — logging each entry; stopped the moment leadership is lost.
+    pub async fn drive(
+        &self,
+        authority: &Authority,
+        id: &RunId,
+        approved_by: Option<&str>,
+    ) -> Result<RunSummary, String> {
+        let progress = Progress::default();
+        let on_entry = |e: &Entry| self.on_entry(&progress, e);
+        let engine = self.engine(authority, &on_entry);
+        let work = async {
+            match approved_by {
+                Some(by) => engine.approve(id, by).await,
+                None => engine.resume(id).await,
+            }
+        };
+        self.authorized(authority, work).await?.map_err(|e| e.to_string())
+    }
+
     /// An engine journaling through `authority`, logging each entry.
     pub fn engine<'a>(&'a self, authority: &'a Authority, on_entry: &'a (dyn Fn(&Entry) + Send + Sync)) -> Engine<'a> {
         engine_with(&self.cx, authority.journal.as_ref(), on_entry)
@@ -128,15 +148,11 @@ impl Daemon {
         for run in runs.iter().filter(|r| r.state == RunState::Running) {
             let id = run.header.id.clone();
             tracing::warn!(vantage = %self.vantage, run = %id, "taking over run {id}, interrupted at step {}, from the journal", run.next_step().unwrap_or(run.header.steps.len()));
-            let progress = Progress::default();
-            let on_entry = |e: &Entry| self.on_entry(&progress, e);
-            let engine = self.engine(&authority, &on_entry);
-            match self.authorized(&authority, engine.resume(&id)).await {
-                Ok(Ok(s)) => {
+            match self.drive(&authority, &id, None).await {
+                Ok(s) => {
                     tracing::warn!(vantage = %self.vantage, run = %id, state = s.state.as_str(), "run taken over and driven to its end")
                 }
-                Ok(Err(e)) => tracing::warn!(vantage = %self.vantage, run = %id, "taking over the run stopped: {e}"),
-                Err(e) => tracing::warn!(vantage = %self.vantage, run = %id, "{e}"),
+                Err(e) => tracing::warn!(vantage = %self.vantage, run = %id, "taking over the run stopped: {e}"),
             }
             self.refresh_members().await;
         }
