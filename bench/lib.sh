@@ -11,8 +11,6 @@ cargo build --release --quiet --bin drover
 drover="${CARGO_TARGET_DIR:-target}/release/drover"
 mkdir -p "$out"
 # One lab per machine: tests and other benchmarks hold this lock while theirs is up.
-until mkdir /tmp/drover-lab-lock 2>/dev/null; do
-  echo "waiting for /tmp/drover-lab-lock (another lab is in use)" >&2
-  sleep 5
-done
-trap '"$drover" lab down --dir "$dir" >/dev/null 2>&1 || true; rmdir /tmp/drover-lab-lock 2>/dev/null || true' EXIT
+source scripts/lab-lock.sh
+lab_lock_take "$dir" "$drover"
+trap '"$drover" lab down --dir "$dir" >/dev/null 2>&1 || true; lab_lock_release' EXIT

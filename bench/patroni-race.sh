@@ -24,7 +24,6 @@ dir="${DROVER_LAB_DIR:-/tmp/drover-bench-patroni-lab}"
 out="${DROVER_BENCH_OUT:-/tmp/drover-bench-patroni}"
 systems="${RACE_SYSTEMS:-drover patroni-default patroni-fast}"
 phase="${RACE_PHASE:-random}"
-lock=/tmp/drover-lab-lock
 started_at=$SECONDS
 
 scripts/setup.sh >/dev/null
@@ -49,33 +48,23 @@ fi
 drover="$(cd "$(dirname "$drover")" && pwd)/$(basename "$drover")"
 source bench/patroni/cluster.sh
 
-have_lock=0
+source scripts/lab-lock.sh
 lab_mine=0
-take_lock() {
-  until mkdir "$lock" 2>/dev/null; do
-    echo "race: $lock exists (someone else is using the lab); retrying in 10 s"
-    sleep 10
-  done
-  have_lock=1
-}
-release_lock() {
-  if [ "$have_lock" = 1 ]; then rmdir "$lock" 2>/dev/null || true; have_lock=0; fi
-}
 # Takes our lab down (Patroni and etcd first), only while we hold the lock and only a lab
 # we brought up: `drover lab down` removes the shared namespaces whoever made them.
 teardown() {
-  if [ "$have_lock" = 1 ] && [ "$lab_mine" = 1 ]; then
+  if [ "$lab_lock_held" = 1 ] && [ "$lab_mine" = 1 ]; then
     patroni_down "$dir" 2>/dev/null || true
     "$drover" lab down --dir "$dir" >/dev/null 2>&1 || true
     lab_mine=0
   fi
-  release_lock
+  lab_lock_release
 }
 trap teardown EXIT
 trap 'exit 130' INT TERM HUP
 
 lab_up() {
-  take_lock
+  lab_lock_take "$dir" "$drover"
   lab_mine=1
   if [ -e "$dir/.drover-lab" ]; then # ours, left by an interrupted run
     "$drover" lab down --dir "$dir" >/dev/null 2>&1 || true

@@ -215,3 +215,21 @@ fn lab_down_of_a_directory_that_is_not_a_lab_kills_nothing() {
     assert!(still_running, "lab down killed a process that only mentioned a non-lab directory");
     assert!(dir.path().exists(), "lab down removed a directory that is not a lab");
 }
+
+/// A test killed by nextest's timeout leaves the lab lock behind: the next lab test takes
+/// it over instead of waiting 45 minutes (which once made every later lab test time out).
+#[test]
+fn a_lab_lock_left_by_a_dead_process_is_taken_over() {
+    let dir = std::path::Path::new("/tmp/drover-lock-test-lab");
+    let lock = support::LabLock::take(dir);
+    // As if its owner had been SIGKILLed: a pid that cannot exist (above pid_max).
+    std::fs::write("/tmp/drover-lab-lock/owner", format!("4294967295 {}", dir.display())).unwrap();
+    std::mem::forget(lock);
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(support::LabLock::take(dir)).unwrap());
+    let again = wait.recv_timeout(std::time::Duration::from_secs(60)).expect("a stale lab lock was not taken over");
+    let owner = std::fs::read_to_string("/tmp/drover-lab-lock/owner").unwrap();
+    assert!(owner.starts_with(&format!("{} ", std::process::id())), "{owner}");
+    drop(again);
+    assert!(!std::path::Path::new("/tmp/drover-lab-lock").exists());
+}

@@ -99,23 +99,51 @@ checks:
 
 /// Only one lab can exist on a machine (fixed namespace names). Benchmarks and tests
 /// that bring one up hold this lock — a directory, made atomically — while they do.
+/// Its `owner` file says "PID LAB_DIR". A test killed by nextest's timeout never runs its
+/// drops, so a lock whose owner process is gone is stale: its lab is brought down and the
+/// lock taken, rather than every later lab test waiting on it (scripts/lab-lock.sh is the
+/// same protocol for the benchmarks).
 pub struct LabLock(PathBuf);
 
 impl LabLock {
-    pub fn take() -> LabLock {
+    pub fn take(lab_dir: &Path) -> LabLock {
         let path = PathBuf::from("/tmp/drover-lab-lock");
+        let owner_file = path.join("owner");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45 * 60);
         while std::fs::create_dir(&path).is_err() {
             assert!(std::time::Instant::now() < deadline, "{} held for 45 minutes", path.display());
+            match std::fs::read_to_string(&owner_file) {
+                Ok(owner) => {
+                    let (pid, dir) = owner.trim().split_once(' ').unwrap_or((owner.trim(), ""));
+                    if !Path::new("/proc").join(pid).exists() {
+                        eprintln!("lab lock: its owner (pid {pid}) is gone; bringing its lab down");
+                        if Path::new(dir).join(".drover-lab").exists() {
+                            let _ = drover().args(["lab", "down", "--dir", dir]).output();
+                        }
+                        let _ = std::fs::remove_dir_all(&path);
+                        continue;
+                    }
+                }
+                // Made, but its owner not yet written — or left by a process that died in
+                // between: give the maker a minute.
+                Err(_) => {
+                    let age = std::fs::metadata(&path).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+                    if age.is_some_and(|a| a > std::time::Duration::from_secs(60)) {
+                        let _ = std::fs::remove_dir_all(&path);
+                        continue;
+                    }
+                }
+            }
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
+        std::fs::write(&owner_file, format!("{} {}", std::process::id(), lab_dir.display())).unwrap();
         LabLock(path)
     }
 }
 
 impl Drop for LabLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -128,7 +156,7 @@ pub struct LabGuard {
 impl LabGuard {
     /// Takes the lab lock first; `lab up` itself is the caller's.
     pub fn new(dir: &Path) -> LabGuard {
-        LabGuard { _lock: LabLock::take(), dir: dir.to_path_buf() }
+        LabGuard { _lock: LabLock::take(dir), dir: dir.to_path_buf() }
     }
 }
 
