@@ -1,8 +1,8 @@
-//! placeholder
+//! The adapters: small newtypes over the core's world traits, one per real system.
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod dns;
 pub mod notify;
 pub mod postgres;
 pub mod probe;
 pub mod rfc2136;
-#[cfg(feature = "aws")]
-pub mod route53;

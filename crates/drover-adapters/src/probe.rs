@@ -28,7 +28,7 @@ pub struct CheckProber {
     clients: Mutex<HashMap<Option<(String, SocketAddr)>, reqwest::Client>>,
     /// Reads Route 53 health checks (the `aws` feature).
     #[cfg(feature = "aws")]
-    route53: Option<std::sync::Arc<crate::route53::Route53Api>>,
+    route53: Option<std::sync::Arc<crate::aws::route53::Route53Api>>,
 }
 
 impl std::fmt::Debug for CheckProber {
@@ -57,7 +57,7 @@ impl CheckProber {
 
     /// Route 53 health checks are read through `api`.
     #[cfg(feature = "aws")]
-    pub fn with_route53(mut self, api: std::sync::Arc<crate::route53::Route53Api>) -> Self {
+    pub fn with_route53(mut self, api: std::sync::Arc<crate::aws::route53::Route53Api>) -> Self {
         self.route53 = Some(api);
         self
     }

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use drover_adapters::route53::sdk::Client;
-use drover_adapters::route53::sdk::types::ResourceRecordSetFailover;
-use drover_adapters::route53::{ChecksGate, Route53Api, Route53Traffic, StageGate};
+use drover_adapters::aws::route53::sdk::Client;
+use drover_adapters::aws::route53::sdk::types::ResourceRecordSetFailover;
+use drover_adapters::aws::route53::{ChecksGate, Route53Api, Route53Traffic, StageGate};
 use drover_core::plan::{Check, Probe, Route53RecordType, Route53Routing, Route53Spec, Route53Target};
 use drover_core::world::{ProbeResult, Prober, Traffic};
 use moto::{Moto, REGION, a_set, create_sets, health_check, hosted_zone, read_back, roles, weights};

@@ -25,7 +25,7 @@ use aws_sdk_route53::types::{
     ChangeBatch, ChangeInfo, ChangeStatus, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover, RrType,
 };
 use aws_smithy_mocks::{MockResponse, RuleMode, mock, mock_client};
-use drover_adapters::route53::{Route53Api, Route53Traffic};
+use drover_adapters::aws::route53::{Route53Api, Route53Traffic};
 use drover_core::plan::{Route53RecordType, Route53Routing, Route53Spec, Route53Target};
 use drover_core::world::Traffic;
 

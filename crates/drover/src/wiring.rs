@@ -152,7 +152,7 @@ impl World {
         let prober = CheckProber::new(plan.traffic.target_addresses(), dsns);
         #[cfg(feature = "aws")]
         let (prober, route53) = {
-            let api = drover_adapters::route53::Route53Api::from_env();
+            let api = drover_adapters::aws::route53::Route53Api::new(drover_adapters::aws::AwsConfig::from_env());
             (prober.with_route53(api.clone()), api)
         };
         let prober = Arc::new(prober);
@@ -162,7 +162,7 @@ impl World {
             }
             #[cfg(feature = "aws")]
             TrafficSpec::Route53(spec) => {
-                use drover_adapters::route53::{ChecksGate, Route53Traffic};
+                use drover_adapters::aws::route53::{ChecksGate, Route53Traffic};
                 let checks = plan.checks.values().cloned().collect();
                 let gate = Arc::new(ChecksGate { prober: prober.clone(), checks });
                 Box::new(Route53Traffic::new(spec, route53, Some(gate)))

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drover_adapters::route53::sdk::Client;
-use drover_adapters::route53::sdk::types::ResourceRecordSetFailover;
+use drover_adapters::aws::route53::sdk::Client;
+use drover_adapters::aws::route53::sdk::types::ResourceRecordSetFailover;
 use moto::{Moto, a_set, create_sets, health_check, hosted_zone, read_back, roles, weights};
 use support::{Ran, drover, run};
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drover_adapters::route53::sdk;
+use drover_adapters::aws::route53::sdk;
 use sdk::config::{BehaviorVersion, Credentials, Region};
 
 /// Dummy credentials: moto accepts any; they must never appear in drover's output.
@@ -80,7 +80,7 @@ impl Moto {
             .region(Region::new(REGION))
             .endpoint_url(self.endpoint())
             .credentials_provider(Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "moto"))
-            .http_client(drover_adapters::route53::https_client())
+            .http_client(drover_adapters::aws::https_client())
             .build();
         sdk::Client::from_conf(config)
     }

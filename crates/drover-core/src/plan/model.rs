@@ -33,6 +33,8 @@ pub struct Objectives {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Region {
     pub role: Role,
+    /// The AWS region its AWS resources live in (`aws_region`); `None`: the region's own name.
+    pub aws_region: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -446,6 +448,12 @@ impl Plan {
     }
 
     /// Regions that run the service (primary and standby), in name order.
+    /// The AWS region of a plan region: its `aws_region`, or its name (plans for AWS
+    /// usually name regions after AWS's, e.g. `us-east-2`).
+    pub fn aws_region<'a>(&'a self, region: &'a str) -> &'a str {
+        self.regions.get(region).and_then(|r| r.aws_region.as_deref()).unwrap_or(region)
+    }
+
     pub fn service_regions(&self) -> impl Iterator<Item = &str> {
         self.regions.iter().filter(|(_, r)| r.role != Role::Witness).map(|(n, _)| n.as_str())
     }

@@ -163,6 +163,8 @@ fn read_objectives(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option
 pub(super) struct Regions {
     /// In file order; `None` when the role was missing or invalid.
     pub declared: Vec<(String, Option<Role>)>,
+    /// `aws_region` where given.
+    aws: BTreeMap<String, String>,
     complete: bool,
 }
 
@@ -189,7 +191,11 @@ impl Regions {
         if !self.complete {
             return None;
         }
-        self.declared.into_iter().map(|(name, role)| role.map(|role| (name, Region { role }))).collect()
+        let mut aws = self.aws;
+        self.declared
+            .into_iter()
+            .map(|(name, role)| role.map(|role| (name.clone(), Region { role, aws_region: aws.remove(&name) })))
+            .collect()
     }
 }
 
@@ -199,11 +205,14 @@ fn read_regions(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<Re
     let at = top.key("regions").map_or(node.pos(), Node::pos);
     let entries =
         r.entries(node, "regions", "a mapping of region name to { role: primary|standby|witness }", "region")?;
-    let mut regions = Regions { declared: Vec::new(), complete: true };
+    let mut regions = Regions { declared: Vec::new(), aws: BTreeMap::new(), complete: true };
     let mut primary: Option<String> = None;
     for entry in entries {
         check_identifier(r, &entry, "region");
-        let role = region_role(r, &entry.path, entry.key, entry.value);
+        let (role, aws_region) = region_fields(r, &entry.path, entry.key, entry.value);
+        if let Some(aws_region) = aws_region {
+            regions.aws.insert(entry.name.clone(), aws_region);
+        }
         if role == Some(Role::Primary) {
             if let Some(first) = &primary {
                 let role_at = match &entry.value.value {
@@ -240,10 +249,27 @@ fn read_regions(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<Re
     Some(regions)
 }
 
-fn region_role(r: &mut Reader<'_>, path: &str, key: &Node, node: &Node) -> Option<Role> {
-    let m = r.mapping(node, path, key.pos(), &["role"], &[], "a mapping like { role: standby }")?;
-    let role = r.require(&m, "role", "add role: primary, role: standby or role: witness")?;
-    r.choice(role, &m.field("role"), "role", &ROLES)
+/// A region's role, and the AWS region its AWS resources live in, if given.
+fn region_fields(r: &mut Reader<'_>, path: &str, key: &Node, node: &Node) -> (Option<Role>, Option<String>) {
+    let Some(m) = r.mapping(node, path, key.pos(), &["role", "aws_region"], &[], "a mapping like { role: standby }")
+    else {
+        return (None, None);
+    };
+    let role = r
+        .require(&m, "role", "add role: primary, role: standby or role: witness")
+        .and_then(|n| r.choice(n, &m.field("role"), "role", &ROLES));
+    let aws_region = m.get("aws_region").and_then(|n| {
+        let field = m.field("aws_region");
+        let text = r.text(n, &field, "an AWS region code, e.g. us-east-2")?;
+        let parts: Vec<&str> = text.split('-').collect();
+        let plain = text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if parts.len() < 3 || !plain || !parts.last().is_some_and(|p| p.parse::<u8>().is_ok()) {
+            r.error(n.pos(), &field, format!("'{text}' is not an AWS region code; write one like us-east-2"));
+            return None;
+        }
+        Some(text)
+    });
+    (role, aws_region.map(str::to_owned))
 }
 
 /// Region and check names end up in namespaces, metrics and URLs: keep them plain.

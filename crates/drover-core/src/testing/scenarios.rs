@@ -24,9 +24,9 @@ pub fn two_region_plan() -> Plan {
         source: PathBuf::from("plan.yaml"),
         objectives: Objectives { rto: Duration::from_secs(30), rpo: Duration::ZERO },
         regions: [
-            ("east".into(), Region { role: Role::Primary }),
-            ("west".into(), Region { role: Role::Standby }),
-            ("witness".into(), Region { role: Role::Witness }),
+            ("east".into(), Region { role: Role::Primary, aws_region: None }),
+            ("west".into(), Region { role: Role::Standby, aws_region: None }),
+            ("witness".into(), Region { role: Role::Witness, aws_region: None }),
         ]
         .into(),
         database: DatabaseSpec::Postgres(PostgresSpec {

@@ -30,6 +30,8 @@ use drover_core::run::Epoch;
 use drover_core::world::{Prober, Traffic, TrafficState};
 use tokio::sync::OnceCell;
 
+use super::{AwsConfig, Service, build_error, describe};
+
 /// Prefix of the TXT record that holds the epoch, beside the switched record (as for RFC 2136).
 pub const EPOCH_LABEL: &str = "_drover-epoch";
 
@@ -42,39 +44,31 @@ const DEFAULT_POLL: Duration = Duration::from_secs(2);
 /// The SDK itself, for tests and tools that set up zones.
 pub use aws_sdk_route53 as sdk;
 
-/// The SDK's HTTP client on rustls with ring (the workspace's crypto provider), no aws-lc.
-pub fn https_client() -> aws_sdk_route53::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
-
 /// A Route 53 client, built from the standard AWS configuration on first use.
 pub struct Route53Api {
+    config: Arc<AwsConfig>,
     client: OnceCell<(Client, String)>,
 }
 
 impl Route53Api {
     /// Loads the AWS configuration (environment, profile, instance role) when first needed.
-    pub fn from_env() -> Arc<Route53Api> {
-        Arc::new(Route53Api { client: OnceCell::new() })
+    pub fn new(config: Arc<AwsConfig>) -> Arc<Route53Api> {
+        Arc::new(Route53Api { config, client: OnceCell::new() })
     }
 
     /// A client built elsewhere (tests); `region` names it in messages.
     pub fn with_client(client: Client, region: &str) -> Arc<Route53Api> {
-        Arc::new(Route53Api { client: OnceCell::new_with(Some((client, region.to_owned()))) })
+        Arc::new(Route53Api {
+            config: AwsConfig::from_env(),
+            client: OnceCell::new_with(Some((client, region.to_owned()))),
+        })
     }
 
     async fn get(&self) -> &(Client, String) {
         self.client
             .get_or_init(|| async {
-                let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .http_client(https_client())
-                    .load()
-                    .await;
-                let mut config = aws_sdk_route53::config::Builder::from(&shared);
+                let shared = self.config.sdk().await;
+                let mut config = aws_sdk_route53::config::Builder::from(shared);
                 if shared.region().is_none() {
                     config = config.region(aws_sdk_route53::config::Region::new(GLOBAL_REGION));
                 }
@@ -95,7 +89,7 @@ impl Route53Api {
             .health_check_id(id)
             .send()
             .await
-            .map_err(|e| describe("GetHealthCheckStatus", &resource, &e).message)?;
+            .map_err(|e| describe(ROUTE53, "GetHealthCheckStatus", &resource, &e).message)?;
         let reports: Vec<&str> = out
             .health_check_observations()
             .iter()
@@ -236,7 +230,7 @@ impl Route53Traffic {
             .max_items(100)
             .send()
             .await
-            .map_err(|e| describe("ListResourceRecordSets", &resource, &e))?;
+            .map_err(|e| describe(ROUTE53, "ListResourceRecordSets", &resource, &e))?;
         Ok(out
             .resource_record_sets()
             .iter()
@@ -278,14 +272,15 @@ impl Route53Traffic {
     }
 
     fn epoch_txt(&self, value: &str) -> Result<ResourceRecordSet, ProviderError> {
-        let record = ResourceRecord::builder().value(format!("\"{value}\"")).build().map_err(build_error)?;
+        let record =
+            ResourceRecord::builder().value(format!("\"{value}\"")).build().map_err(|e| build_error(ROUTE53, e))?;
         ResourceRecordSet::builder()
             .name(self.epoch_name())
             .r#type(RrType::Txt)
             .ttl(ttl_seconds(&self.spec))
             .resource_records(record)
             .build()
-            .map_err(build_error)
+            .map_err(|e| build_error(ROUTE53, e))
     }
 
     /// The region's record set with its routing attribute (PRIMARY/SECONDARY, or a weight).
@@ -296,7 +291,7 @@ impl Route53Traffic {
         weight: Option<i64>,
     ) -> Result<ResourceRecordSet, ProviderError> {
         let target = self.spec.targets.get(region).ok_or_else(|| no_target(&self.spec.record, region))?;
-        let record = ResourceRecord::builder().value(&target.value).build().map_err(build_error)?;
+        let record = ResourceRecord::builder().value(&target.value).build().map_err(|e| build_error(ROUTE53, e))?;
         ResourceRecordSet::builder()
             .name(&self.spec.record)
             .r#type(self.rr_type())
@@ -307,7 +302,7 @@ impl Route53Traffic {
             .set_weight(weight)
             .set_health_check_id(target.health_check_id.clone())
             .build()
-            .map_err(build_error)
+            .map_err(|e| build_error(ROUTE53, e))
     }
 
     /// One change batch: the epoch TXT moves from `expected` to `new_value` (the fence),
@@ -320,7 +315,7 @@ impl Route53Traffic {
         comment: String,
     ) -> Result<ChangeBatch, ProviderError> {
         let change = |action: ChangeAction, set: ResourceRecordSet| {
-            Change::builder().action(action).resource_record_set(set).build().map_err(build_error)
+            Change::builder().action(action).resource_record_set(set).build().map_err(|e| build_error(ROUTE53, e))
         };
         let mut changes = Vec::new();
         if let EpochRecord::Holds { value, .. } = expected {
@@ -330,7 +325,7 @@ impl Route53Traffic {
         for set in sets {
             changes.push(change(ChangeAction::Upsert, set)?);
         }
-        ChangeBatch::builder().comment(comment).set_changes(Some(changes)).build().map_err(build_error)
+        ChangeBatch::builder().comment(comment).set_changes(Some(changes)).build().map_err(|e| build_error(ROUTE53, e))
     }
 
     /// Sends a batch and waits until Route 53 reports it INSYNC (or the plan's change timeout passes).
@@ -348,7 +343,7 @@ impl Route53Traffic {
                 let now = self.epoch_record().await?;
                 return Err(self.stale(expected, now));
             }
-            Err(e) => return Err(describe("ChangeResourceRecordSets", &resource, &e)),
+            Err(e) => return Err(describe(ROUTE53, "ChangeResourceRecordSets", &resource, &e)),
         };
         let Some(info) = info else {
             return Err(ProviderError::transient(format!(
@@ -367,8 +362,12 @@ impl Route53Traffic {
                 )));
             }
             tokio::time::sleep(self.poll).await;
-            let out =
-                client.get_change().id(info.id()).send().await.map_err(|e| describe("GetChange", &resource, &e))?;
+            let out = client
+                .get_change()
+                .id(info.id())
+                .send()
+                .await
+                .map_err(|e| describe(ROUTE53, "GetChange", &resource, &e))?;
             status = out.change_info().map_or(ChangeStatus::Pending, |i| i.status().clone());
         }
         Ok(())
@@ -528,47 +527,11 @@ fn no_target(record: &str, region: &str) -> ProviderError {
     ))
 }
 
-fn build_error(e: aws_sdk_route53::error::BuildError) -> ProviderError {
-    ProviderError::permanent(format!("route53: cannot build the request: {e}"))
-}
+const ROUTE53: Service = Service { name: "Route 53", iam: "route53", hint };
 
-/// `<region>/<resource>: <operation> failed: <code>: <message> — <what to check>`.
-/// Throttling and network trouble are transient (the step retries); the rest is permanent.
-pub fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
-    operation: &str,
-    resource: &str,
-    e: &SdkError<E>,
-) -> ProviderError {
-    let (cause, hint, transient) = match e {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => (
-            crate::probe::chain(e),
-            "cannot reach Route 53 — check the network, and AWS_ENDPOINT_URL if it is set".to_owned(),
-            true,
-        ),
-        _ => {
-            let code = e.code().unwrap_or("unknown error");
-            let cause = match e.message() {
-                Some(message) => format!("{code}: {message}"),
-                None => code.to_owned(),
-            };
-            let (hint, transient) = hint(operation, code);
-            (cause, hint, transient)
-        }
-    };
-    let message = format!("{resource}: {operation} failed: {cause} — {hint}");
-    if transient { ProviderError::transient(message) } else { ProviderError::permanent(message) }
-}
-
-fn hint(operation: &str, code: &str) -> (String, bool) {
-    let access = format!(
-        "check the credentials drover runs with (AWS_PROFILE, AWS_ACCESS_KEY_ID or the instance role) and that its IAM policy allows route53:{operation} here"
-    );
-    match code {
-        "Throttling" | "ThrottlingException" | "PriorRequestNotComplete" | "ServiceUnavailable" => {
-            ("Route 53 is throttling or busy; the step retries".into(), true)
-        }
-        "AccessDenied" | "AccessDeniedException" | "InvalidClientTokenId" | "UnrecognizedClientException"
-        | "SignatureDoesNotMatch" | "ExpiredToken" | "MissingAuthenticationToken" => (access, false),
+/// Route 53's own codes; throttling and access are `aws::describe`'s.
+fn hint(_operation: &str, code: &str) -> Option<(String, bool)> {
+    Some(match code {
         "NoSuchHostedZone" => ("check traffic.hosted_zone_id names a hosted zone of this account".into(), false),
         "NoSuchHealthCheck" => ("check the health check id in the plan exists in this account".into(), false),
         "InvalidChangeBatch" | "InvalidInput" => (
@@ -576,7 +539,7 @@ fn hint(operation: &str, code: &str) -> (String, bool) {
             false,
         ),
         _ => ("check the plan's traffic section against the hosted zone".into(), false),
-    }
+    })
 }
 
 #[cfg(test)]
