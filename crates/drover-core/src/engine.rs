@@ -7,11 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::check::Health;
 use crate::error::{ProviderError, StoreError};
-use crate::journal::Journal;
+use crate::journal::{CapacitySeen, Journal};
 use crate::notify::{EventKind, Notifier, NotifyEvent};
 use crate::plan::{Plan, Role, StepKind};
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunKind, RunState, RunSummary, StepOutcome};
-use crate::world::{Database, HostAccess, MemberStatus, ProbeResult, Prober, Traffic, TrafficState};
+use crate::world::{
+    Capacity, Compute, Database, HostAccess, MemberStatus, ProbeResult, Prober, Size, Traffic, TrafficState,
+};
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -24,6 +26,8 @@ pub struct Observed {
     pub traffic: Result<TrafficState, String>,
     /// Per region, each check's single probe result.
     pub checks: BTreeMap<String, Vec<(String, ProbeResult)>>,
+    /// Per compute resource, per region: its capacity, or why it could not be read.
+    pub compute: BTreeMap<String, BTreeMap<String, Result<Capacity, String>>>,
     pub epoch: Epoch,
     pub active_run: Option<RunId>,
 }
@@ -104,13 +108,41 @@ pub async fn observe_regions(
         (r.to_string(), probes)
     }))
     .await;
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for resource in plan.compute.keys() {
+        pairs.extend(regions.iter().map(|r| (resource.clone(), r.to_string())));
+    }
+    let compute = join_all(pairs.into_iter().map(|(res, r)| async move {
+        let capacity = read_capacity(journal, world.compute, &res, &r).await;
+        (res, r, capacity)
+    }))
+    .await;
+    let mut by_resource: BTreeMap<String, BTreeMap<String, Result<Capacity, String>>> = BTreeMap::new();
+    for (res, r, capacity) in compute {
+        by_resource.entry(res).or_default().insert(r, capacity.map_err(|e| e.message));
+    }
     Ok(Observed {
         members: members.into_iter().collect(),
         traffic: world.traffic.current().await.map_err(|e| e.message),
         checks: checks.into_iter().collect(),
+        compute: by_resource,
         epoch: journal.epoch().await?,
         active_run: journal.active().await?.map(|r| r.header.id),
     })
+}
+
+/// Reads a compute resource's capacity in a region, and notes it in the journal so a later
+/// failover can size the new primary from it when this region can no longer be read. A
+/// note that cannot be written leaves the previous one: it never hides the reading.
+async fn read_capacity(
+    journal: &dyn Journal,
+    compute: &dyn Compute,
+    resource: &str,
+    region: &str,
+) -> Result<Capacity, ProviderError> {
+    let capacity = compute.capacity(resource, region).await?;
+    let _ = journal.note_capacity(resource, region, CapacitySeen { capacity, at_ms: now_ms() }).await;
+    Ok(capacity)
 }
 
 /// Runs futures concurrently on the current task (no spawning, no extra crate).
@@ -457,6 +489,8 @@ pub enum EngineError {
 pub struct Providers<'a> {
     pub database: &'a dyn Database,
     pub traffic: &'a dyn Traffic,
+    /// Node groups and Auto Scaling groups the `scale` step sizes.
+    pub compute: &'a dyn Compute,
     pub prober: &'a dyn Prober,
     /// Told about every run's start, pause, approval wait, completion and abort, and by `notify` steps.
     pub notifier: &'a dyn Notifier,
@@ -706,6 +740,24 @@ impl<'a> Engine<'a> {
                     other => Observation::Needed(format!("{to} is {}", other.role_str())),
                 }
             }
+            StepKind::Scale => {
+                let mut short = Vec::new();
+                let mut done = Vec::new();
+                for (name, spec) in &self.plan.compute {
+                    let (want, have, basis) = self.scale_target(name, spec.capacity_percent, header).await?;
+                    let line = format!("{name} {}/{} ready ({basis})", have.ready, want.desired);
+                    if have.desired >= want.desired && have.ready >= want.desired {
+                        done.push(line);
+                    } else {
+                        short.push(line);
+                    }
+                }
+                if short.is_empty() {
+                    Observation::Done(format!("{to} runs {}", done.join(", ")))
+                } else {
+                    Observation::Needed(format!("{to} runs {}", short.join(", ")))
+                }
+            }
             StepKind::Switch => {
                 let now = self.world.traffic.current().await?;
                 if now.epoch > epoch {
@@ -791,6 +843,23 @@ impl<'a> Engine<'a> {
                 db.promote(to).await?;
                 db.record_epoch(to, epoch, &header.id).await?
             }
+            StepKind::Scale => {
+                // Every resource at once: node groups and instances take minutes each.
+                let resizes = join_all(self.plan.compute.iter().map(|(name, spec)| async move {
+                    let (want, have, _) = self.scale_target(name, spec.capacity_percent, header).await?;
+                    if have.desired >= want.desired && have.ready >= want.desired {
+                        return Ok(());
+                    }
+                    self.world.compute.resize(name, to, want).await
+                }))
+                .await;
+                // A permanent failure outranks a transient one: retrying cannot fix it.
+                let mut failures: Vec<ProviderError> = resizes.into_iter().filter_map(Result::err).collect();
+                failures.sort_by_key(ProviderError::retryable);
+                if let Some(first) = failures.into_iter().next() {
+                    return Err(first);
+                }
+            }
             StepKind::Switch => {
                 let now = self.world.traffic.current().await?;
                 if now.region.as_deref() != Some(to) || now.epoch != epoch {
@@ -812,6 +881,40 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(None)
+    }
+
+    /// What `resource` should run in the run's target region: `percent` of what the old
+    /// primary region runs — read now, or, when it cannot be read (it is lost), as last
+    /// noted in the journal. Returns the size wanted, the target's capacity now, and a
+    /// few words on where the size came from.
+    async fn scale_target(
+        &self,
+        resource: &str,
+        percent: u32,
+        header: &RunHeader,
+    ) -> Result<(Size, Capacity, String), ProviderError> {
+        let (from, to) = (header.from.as_str(), header.to.as_str());
+        let (primary, basis) = match read_capacity(self.journal, self.world.compute, resource, from).await {
+            Ok(capacity) => (capacity, format!("{percent}% of {from}'s {}", capacity.desired)),
+            Err(e) => match self.journal.noted_capacity(resource, from).await {
+                Ok(Some(seen)) => (
+                    seen.capacity,
+                    format!(
+                        "{percent}% of {from}'s {} last seen {}s before; {from} cannot be read now",
+                        seen.capacity.desired,
+                        now_ms().saturating_sub(seen.at_ms) / 1000
+                    ),
+                ),
+                Ok(None) => {
+                    return Err(ProviderError::permanent(format!(
+                        "cannot read {resource} in {from} ({e}) and drover never saw it before: size {to}'s {resource} by hand, then resume"
+                    )));
+                }
+                Err(store) => return Err(ProviderError::transient(store.to_string())),
+            },
+        };
+        let have = self.world.compute.capacity(resource, to).await?;
+        Ok((Size::share_of(&primary, percent, &have), have, basis))
     }
 
     async fn stored_epoch(&self) -> Result<Epoch, ProviderError> {

@@ -4,6 +4,14 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
+use crate::world::Capacity;
+
+/// The last capacity seen of a compute resource in one region, with when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CapacitySeen {
+    pub capacity: Capacity,
+    pub at_ms: u64,
+}
 
 #[async_trait]
 pub trait Journal: Send + Sync {
@@ -25,6 +33,14 @@ pub trait Journal: Send + Sync {
 
     /// Sets the epoch to `new` if it is `expected`; otherwise returns the epoch found.
     async fn compare_and_swap_epoch(&self, expected: Epoch, new: Epoch) -> Result<Result<(), Epoch>, StoreError>;
+
+    /// Keeps the capacity just seen of `resource` in `region`, replacing the last one: a
+    /// failover sizes the new primary region from it when the old one can no longer be
+    /// read. An observation, not a decision: never fenced.
+    async fn note_capacity(&self, resource: &str, region: &str, seen: CapacitySeen) -> Result<(), StoreError>;
+
+    /// The capacity last noted of `resource` in `region`, if any.
+    async fn noted_capacity(&self, resource: &str, region: &str) -> Result<Option<CapacitySeen>, StoreError>;
 
     /// The active run, if any.
     async fn active(&self) -> Result<Option<RunSummary>, StoreError> {

@@ -190,3 +190,60 @@ pub trait Prober: Send + Sync {
     /// Runs one check once against one region, within the check's timeout.
     async fn probe(&self, check: &Check, region: &str) -> ProbeResult;
 }
+
+/// How much of a compute resource one region runs, as its provider reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Capacity {
+    /// What the region is asked to run.
+    pub desired: u32,
+    pub min: u32,
+    pub max: u32,
+    /// How many are up: InService instances; for a node group, its desired size once
+    /// it is ACTIVE again (EKS reports no count of ready nodes).
+    pub ready: u32,
+}
+
+/// A resize: the sizes the scale step asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Size {
+    pub desired: u32,
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Size {
+    /// The new primary region's size for `percent` of the old primary's capacity, never
+    /// below what the target already runs (a scale step only raises), rounded up, and
+    /// with min and max widened just enough to hold it.
+    pub fn share_of(primary: &Capacity, percent: u32, target: &Capacity) -> Size {
+        let scale = |n: u32| (u64::from(n) * u64::from(percent)).div_ceil(100).min(u64::from(u32::MAX)) as u32;
+        let desired = scale(primary.desired).max(target.desired);
+        let min = scale(primary.min).max(target.min).min(desired);
+        let max = target.max.max(desired);
+        Size { desired, min, max }
+    }
+}
+
+#[async_trait]
+pub trait Compute: Send + Sync {
+    /// What `resource` (a name in the plan's `compute`) runs in `region` now.
+    async fn capacity(&self, resource: &str, region: &str) -> Result<Capacity, ProviderError>;
+
+    /// Sets the sizes and waits, within the resource's `ready_timeout`, until that
+    /// many are up (a node group ACTIVE again, instances InService). Idempotent.
+    async fn resize(&self, resource: &str, region: &str, size: Size) -> Result<(), ProviderError>;
+}
+
+/// The world of a plan without compute: nothing to read or resize.
+pub struct NoCompute;
+
+#[async_trait]
+impl Compute for NoCompute {
+    async fn capacity(&self, resource: &str, _region: &str) -> Result<Capacity, ProviderError> {
+        Err(ProviderError::permanent(format!("compute {resource}: this drover has no compute provider for it")))
+    }
+
+    async fn resize(&self, resource: &str, _region: &str, _size: Size) -> Result<(), ProviderError> {
+        Err(ProviderError::permanent(format!("compute {resource}: this drover has no compute provider for it")))
+    }
+}

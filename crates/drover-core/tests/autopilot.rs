@@ -49,6 +49,7 @@ fn observed(west: MemberStatus, active_run: Option<&str>) -> Observed {
         ]),
         traffic: Ok(TrafficState { region: Some("east".into()), epoch: 1, addresses: vec![] }),
         checks: BTreeMap::new(),
+        compute: BTreeMap::new(),
         epoch: 1,
         active_run: active_run.map(|r| RunId(r.into())),
     }

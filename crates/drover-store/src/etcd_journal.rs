@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::engine::now_ms;
-use drover_core::journal::Journal;
+use drover_core::journal::{CapacitySeen, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp};
 
@@ -339,5 +339,23 @@ impl Journal for EtcdJournal {
         } else {
             Ok(Err(self.epoch().await?))
         }
+    }
+
+    // Plain puts, outside the leader's fence: a note is what some daemon saw, not a decision.
+    async fn note_capacity(&self, resource: &str, region: &str, seen: CapacitySeen) -> Result<(), StoreError> {
+        let key = self.key(&format!("capacity/{resource}/{region}"));
+        let json = serde_json::to_string(&seen).map_err(|e| self.err("encode", e))?;
+        patiently(|| {
+            let (mut kv, key, json) = (self.kv.clone(), key.clone(), json.clone());
+            async move { kv.put(key, json, None).await }
+        })
+        .await
+        .map_err(|e| self.etcd("note capacity", e))?;
+        Ok(())
+    }
+
+    async fn noted_capacity(&self, resource: &str, region: &str) -> Result<Option<CapacitySeen>, StoreError> {
+        let read = self.read(&self.key(&format!("capacity/{resource}/{region}"))).await?;
+        read.value.map(|v| serde_json::from_str(&v).map_err(|e| self.err("unreadable capacity note", e))).transpose()
     }
 }

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::engine::now_ms;
-use drover_core::journal::Journal;
+use drover_core::journal::{CapacitySeen, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -11,6 +11,8 @@ use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefi
 const ENTRIES: TableDefinition<(&str, u64), &str> = TableDefinition::new("entries");
 /// "epoch" → the current epoch; "seq" → the last sequence number given out.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// (compute resource, region) → the capacity last seen there, as JSON.
+const CAPACITY: TableDefinition<(&str, &str), &str> = TableDefinition::new("capacity");
 
 /// The journal in one redb file (`journal.redb` under the state directory).
 /// Every append is its own durable transaction: an entry that was returned is on disk.
@@ -38,6 +40,7 @@ impl RedbJournal {
         let tx = journal.db.begin_write().map_err(|e| journal.err(e))?;
         tx.open_table(ENTRIES).map_err(|e| journal.err(e))?;
         tx.open_table(META).map_err(|e| journal.err(e))?;
+        tx.open_table(CAPACITY).map_err(|e| journal.err(e))?;
         tx.commit().map_err(|e| journal.err(e))?;
         Ok(journal)
     }
@@ -158,5 +161,22 @@ impl Journal for RedbJournal {
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(Ok(()))
+    }
+
+    async fn note_capacity(&self, resource: &str, region: &str, seen: CapacitySeen) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&seen).map_err(|e| self.err(e))?;
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        tx.open_table(CAPACITY)
+            .map_err(|e| self.err(e))?
+            .insert((resource, region), json.as_str())
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    async fn noted_capacity(&self, resource: &str, region: &str) -> Result<Option<CapacitySeen>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(CAPACITY).map_err(|e| self.err(e))?;
+        let Some(json) = table.get((resource, region)).map_err(|e| self.err(e))? else { return Ok(None) };
+        serde_json::from_str(json.value()).map(Some).map_err(|e| self.err(format!("unreadable capacity note: {e}")))
     }
 }

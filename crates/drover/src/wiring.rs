@@ -14,7 +14,7 @@ use drover_core::journal::Journal;
 use drover_core::plan::{Plan, TrafficSpec, parse_plan};
 use drover_core::run::Entry;
 use drover_core::secret::{Secret, SecretRef, SecretSource};
-use drover_core::world::Traffic;
+use drover_core::world::{Compute, NoCompute, Traffic};
 use drover_store::{EtcdJournal, RedbJournal};
 
 use crate::cli::PlanArgs;
@@ -126,6 +126,8 @@ pub struct World {
     database: PostgresDatabase,
     /// Chosen by the plan's `traffic.kind`.
     traffic: Box<dyn Traffic>,
+    /// The plan's compute resources (node groups, Auto Scaling groups).
+    compute: Box<dyn Compute>,
     prober: Arc<CheckProber>,
     pub notifier: WebhookNotifier,
 }
@@ -183,6 +185,7 @@ impl World {
             })
             .map_err(|e| Failure::input(e.message))?,
             traffic,
+            compute: Box::new(NoCompute),
             prober,
             notifier,
         })
@@ -192,6 +195,7 @@ impl World {
         Providers {
             database: &self.database,
             traffic: self.traffic.as_ref(),
+            compute: self.compute.as_ref(),
             prober: self.prober.as_ref(),
             notifier: &self.notifier,
         }

@@ -17,6 +17,8 @@ pub struct Plan {
     pub regions: BTreeMap<String, Region>,
     pub database: DatabaseSpec,
     pub traffic: TrafficSpec,
+    /// Capacity the `scale` step raises in the new primary region, by name (default: none).
+    pub compute: BTreeMap<String, ComputeSpec>,
     pub checks: BTreeMap<String, Check>,
     pub policy: Policy,
     pub runbooks: Runbooks,
@@ -108,6 +110,54 @@ pub struct MemberHost {
     pub data_dir: PathBuf,
     /// Where pg_ctl and pg_rewind live (default /usr/lib/postgresql/15/bin).
     pub bin_dir: PathBuf,
+}
+
+/// Capacity that follows the primary: sized in the new primary region as a share
+/// of what the primary region runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComputeSpec {
+    pub name: String,
+    pub kind: ComputeKind,
+    /// The new primary region gets this percentage of the old one's desired capacity
+    /// (rounded up; default 100).
+    pub capacity_percent: u32,
+    /// How long the scaled capacity may take to be ready before the step fails (default 15m).
+    pub ready_timeout: Duration,
+    /// One target per primary and standby region.
+    pub targets: BTreeMap<String, ComputeTarget>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComputeKind {
+    EksNodegroup,
+    AutoScalingGroup,
+}
+
+impl ComputeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComputeKind::EksNodegroup => "eks-nodegroup",
+            ComputeKind::AutoScalingGroup => "autoscaling-group",
+        }
+    }
+}
+
+/// What one region's compute is, in its AWS region (`Plan::aws_region`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ComputeTarget {
+    EksNodegroup { cluster: String, nodegroup: String },
+    AutoScalingGroup { name: String },
+}
+
+impl ComputeTarget {
+    /// How messages name it: `eks-nodegroup shop-east/general`, `autoscaling-group web-east`.
+    pub fn describe(&self) -> String {
+        match self {
+            ComputeTarget::EksNodegroup { cluster, nodegroup } => format!("eks-nodegroup {cluster}/{nodegroup}"),
+            ComputeTarget::AutoScalingGroup { name } => format!("autoscaling-group {name}"),
+        }
+    }
 }
 
 /// How clients reach the service: RFC 2136 DNS or Route 53; Global
@@ -303,6 +353,8 @@ pub enum StepKind {
     CatchUp,
     /// Raise the epoch, promote the target, and record the epoch in it.
     Promote,
+    /// Raise the target region's compute to the plan's share of the primary's, and wait until it is ready.
+    Scale,
     /// Point traffic at the target, conditional on the epoch.
     Switch,
     /// Run the plan's checks against the target until they pass.
@@ -314,10 +366,11 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 7] = [
+    pub const ALL: [StepKind; 8] = [
         StepKind::Fence,
         StepKind::CatchUp,
         StepKind::Promote,
+        StepKind::Scale,
         StepKind::Switch,
         StepKind::Verify,
         StepKind::Rejoin,
@@ -329,6 +382,7 @@ impl StepKind {
             StepKind::Fence => "fence",
             StepKind::CatchUp => "catch_up",
             StepKind::Promote => "promote",
+            StepKind::Scale => "scale",
             StepKind::Switch => "switch",
             StepKind::Verify => "verify",
             StepKind::Rejoin => "rejoin",
@@ -349,18 +403,28 @@ impl StepKind {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Runbooks {
-    /// Unplanned: default `[fence, promote, switch, verify]`.
+    /// Unplanned: default `[fence, promote, switch, verify]` (with `scale` after promote
+    /// when the plan has compute).
     pub failover: Vec<StepKind>,
-    /// Planned, zero data loss: default `[fence, catch_up, promote, switch, verify, rejoin]`.
+    /// Planned, zero data loss: default `[fence, catch_up, promote, switch, verify, rejoin]`
+    /// (with `scale` after promote when the plan has compute).
     pub switchover: Vec<StepKind>,
 }
 
 impl Default for Runbooks {
     fn default() -> Self {
+        Runbooks::defaults(false)
+    }
+}
+
+impl Runbooks {
+    /// The default runbooks; `scale` only when there is compute to scale.
+    pub fn defaults(with_compute: bool) -> Runbooks {
         use StepKind::*;
+        let scale: &[StepKind] = if with_compute { &[Scale] } else { &[] };
         Runbooks {
-            failover: vec![Fence, Promote, Switch, Verify],
-            switchover: vec![Fence, CatchUp, Promote, Switch, Verify, Rejoin],
+            failover: [&[Fence, Promote][..], scale, &[Switch, Verify]].concat(),
+            switchover: [&[Fence, CatchUp, Promote][..], scale, &[Switch, Verify, Rejoin]].concat(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::model::{Objectives, Plan, Region, Role, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
 use super::reader::{Entry, Mapping, Pos, Reader, closest, join, list_words};
-use super::{checks, database, notify, policy, route53, traffic};
+use super::{checks, compute, database, notify, policy, route53, traffic};
 use crate::secret::SecretSource;
 
 /// One problem in a plan file, located precisely.
@@ -43,8 +43,8 @@ impl fmt::Display for PlanErrors {
 
 impl std::error::Error for PlanErrors {}
 
-const TOP_LEVEL: [&str; 9] =
-    ["name", "objectives", "regions", "database", "traffic", "checks", "policy", "runbooks", "notify"];
+const TOP_LEVEL: [&str; 10] =
+    ["name", "objectives", "regions", "database", "traffic", "compute", "checks", "policy", "runbooks", "notify"];
 
 /// Reads and validates a plan. `path` is only used to name the file in errors
 /// and as `Plan::source`; secret references are checked through `secrets`.
@@ -109,7 +109,9 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     }
     let check_names: Option<Vec<&str>> = checks.as_ref().map(|c| c.keys().map(String::as_str).collect());
     let policy = policy::read_policy(r, &top, check_names.as_deref());
-    let runbooks = policy::read_runbooks(r, &top);
+    let compute = compute::read(r, &top, regions.as_ref());
+    let with_compute = compute.as_ref().is_some_and(|c| !c.is_empty());
+    let runbooks = policy::read_runbooks(r, &top, with_compute);
     let notify = notify::read(r, &top);
 
     let (policy, detect_with) = policy?;
@@ -126,6 +128,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         regions: regions?.into_model()?,
         database: database?,
         traffic: traffic?,
+        compute: compute?,
         checks,
         policy,
         runbooks: runbooks?,
@@ -263,7 +266,7 @@ fn region_fields(r: &mut Reader<'_>, path: &str, key: &Node, node: &Node) -> (Op
         let text = r.text(n, &field, "an AWS region code, e.g. us-east-2")?;
         let parts: Vec<&str> = text.split('-').collect();
         let plain = text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if parts.len() < 3 || !plain || !parts.last().is_some_and(|p| p.parse::<u8>().is_ok()) {
+        if parts.len() < 3 || !plain || parts.last().is_none_or(|p| p.parse::<u8>().is_err()) {
             r.error(n.pos(), &field, format!("'{text}' is not an AWS region code; write one like us-east-2"));
             return None;
         }

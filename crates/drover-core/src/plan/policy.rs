@@ -93,12 +93,15 @@ fn detect_with(r: &mut Reader<'_>, node: &Node, check_names: Option<&[&str]>) ->
     (names.len() == items.len()).then_some(names)
 }
 
-pub(super) fn read_runbooks(r: &mut Reader<'_>, top: &Mapping<'_>) -> Option<Runbooks> {
+/// `with_compute`: the plan has a compute section, so the defaults scale it and a
+/// runbook may name `scale`.
+pub(super) fn read_runbooks(r: &mut Reader<'_>, top: &Mapping<'_>, with_compute: bool) -> Option<Runbooks> {
+    let defaults = Runbooks::defaults(with_compute);
     let Some(node) = top.get("runbooks") else {
-        return Some(Runbooks::default());
+        return Some(defaults);
     };
     if node.value == Value::Null {
-        return Some(Runbooks::default());
+        return Some(defaults);
     }
     let at = top.key("runbooks").map_or(node.pos(), Node::pos);
     let m = r.mapping(
@@ -109,13 +112,14 @@ pub(super) fn read_runbooks(r: &mut Reader<'_>, top: &Mapping<'_>) -> Option<Run
         &[],
         "a mapping like { failover: [fence, promote, switch, verify] }",
     )?;
-    let defaults = Runbooks::default();
-    let failover = m.get("failover").map_or(Some(defaults.failover), |n| steps(r, n, "runbooks.failover"));
-    let switchover = m.get("switchover").map_or(Some(defaults.switchover), |n| steps(r, n, "runbooks.switchover"));
+    let failover =
+        m.get("failover").map_or(Some(defaults.failover), |n| steps(r, n, "runbooks.failover", with_compute));
+    let switchover =
+        m.get("switchover").map_or(Some(defaults.switchover), |n| steps(r, n, "runbooks.switchover", with_compute));
     Some(Runbooks { failover: failover?, switchover: switchover? })
 }
 
-fn steps(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<StepKind>> {
+fn steps(r: &mut Reader<'_>, node: &Node, field: &str, with_compute: bool) -> Option<Vec<StepKind>> {
     let valid: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
     let items = r.list(node, field, "a list of steps, e.g. [fence, promote, switch, verify]")?;
     if items.is_empty() {
@@ -155,7 +159,10 @@ fn steps(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<StepKind>> 
     if steps.len() != items.len() {
         return None;
     }
-    let missing = required_steps(&steps);
+    let mut missing = required_steps(&steps);
+    if steps.contains(&StepKind::Scale) && !with_compute {
+        missing.push("scale needs a compute section (there is nothing to scale); add compute or remove scale".into());
+    }
     if !missing.is_empty() {
         r.error(node.pos(), field, missing.join("; "));
         return None;

@@ -10,10 +10,12 @@ use async_trait::async_trait;
 
 use crate::engine::now_ms;
 use crate::error::{ProviderError, StoreError};
-use crate::journal::Journal;
+use crate::journal::{CapacitySeen, Journal};
 use crate::plan::Check;
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
-use crate::world::{Database, HostAccess, MemberStatus, ProbeResult, Prober, Traffic, TrafficState};
+use crate::world::{
+    Capacity, Compute, Database, HostAccess, MemberStatus, ProbeResult, Prober, Size, Traffic, TrafficState,
+};
 
 pub use crate::world::RejoinMethod;
 
@@ -50,6 +52,8 @@ pub struct WorldSnapshot {
     pub promotions: u32,
     /// The DNS server does not answer.
     pub traffic_unreachable: bool,
+    /// Compute by (resource, region); read and resized only while the region's member is reachable.
+    pub compute: BTreeMap<(String, String), Capacity>,
 }
 
 /// A two-region world: `east` primary with traffic, `west` its standby.
@@ -77,6 +81,7 @@ impl FakeWorld {
                 traffic_epoch: 0,
                 promotions: 0,
                 traffic_unreachable: false,
+                compute: BTreeMap::new(),
             }),
             promote_calls: AtomicU64::new(0),
             notified: Mutex::new(Vec::new()),
@@ -106,6 +111,16 @@ impl FakeWorld {
             (east.primary, east.writable, east.upstream) = (false, false, Some("west".into()));
         }
         world
+    }
+
+    /// Gives `resource` `desired` (all ready, min 1, max twice it) in `region`.
+    pub fn set_compute(&self, resource: &str, region: &str, desired: u32) {
+        let capacity = Capacity { desired, min: desired.min(1), max: desired * 2, ready: desired };
+        self.state.lock().unwrap().compute.insert((resource.into(), region.into()), capacity);
+    }
+
+    pub fn compute(&self, resource: &str, region: &str) -> Capacity {
+        self.state.lock().unwrap().compute[&(resource.to_string(), region.to_string())]
     }
 
     pub fn set_data(&self, region: &str, data: FakeData) {
@@ -260,11 +275,36 @@ impl Prober for FakeWorld {
     }
 }
 
+#[async_trait]
+impl Compute for FakeWorld {
+    async fn capacity(&self, resource: &str, region: &str) -> Result<Capacity, ProviderError> {
+        let s = self.state.lock().unwrap();
+        if !s.members.get(region).is_some_and(|m| m.reachable) {
+            return Err(ProviderError::transient(format!("{region}: compute API unreachable")));
+        }
+        s.compute
+            .get(&(resource.to_string(), region.to_string()))
+            .copied()
+            .ok_or_else(|| ProviderError::permanent(format!("{region}: no compute {resource}")))
+    }
+
+    async fn resize(&self, resource: &str, region: &str, size: Size) -> Result<(), ProviderError> {
+        let mut s = self.state.lock().unwrap();
+        if !s.members.get(region).is_some_and(|m| m.reachable) {
+            return Err(ProviderError::transient(format!("{region}: compute API unreachable")));
+        }
+        let Size { desired, min, max } = size;
+        s.compute.insert((resource.into(), region.into()), Capacity { desired, min, max, ready: desired });
+        Ok(())
+    }
+}
+
 /// A journal in memory.
 #[derive(Default)]
 pub struct MemoryJournal {
     inner: Mutex<(Vec<(RunId, Entry)>, Epoch)>,
     seq: AtomicU64,
+    capacities: Mutex<BTreeMap<(String, String), CapacitySeen>>,
 }
 
 #[async_trait]
@@ -322,6 +362,15 @@ impl Journal for MemoryJournal {
         g.1 = new;
         Ok(Ok(()))
     }
+
+    async fn note_capacity(&self, resource: &str, region: &str, seen: CapacitySeen) -> Result<(), StoreError> {
+        self.capacities.lock().unwrap().insert((resource.into(), region.into()), seen);
+        Ok(())
+    }
+
+    async fn noted_capacity(&self, resource: &str, region: &str) -> Result<Option<CapacitySeen>, StoreError> {
+        Ok(self.capacities.lock().unwrap().get(&(resource.to_string(), region.to_string())).copied())
+    }
 }
 
 /// Wraps a journal and "crashes" right after its Nth write: that write lands,
@@ -378,6 +427,15 @@ impl Journal for CrashingJournal<'_> {
     async fn compare_and_swap_epoch(&self, expected: Epoch, new: Epoch) -> Result<Result<(), Epoch>, StoreError> {
         self.check()?;
         self.inner.compare_and_swap_epoch(expected, new).await
+    }
+    // Notes are observations, not records: they do not count towards the crash.
+    async fn note_capacity(&self, resource: &str, region: &str, seen: CapacitySeen) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.note_capacity(resource, region, seen).await
+    }
+    async fn noted_capacity(&self, resource: &str, region: &str) -> Result<Option<CapacitySeen>, StoreError> {
+        self.check()?;
+        self.inner.noted_capacity(resource, region).await
     }
 }
 

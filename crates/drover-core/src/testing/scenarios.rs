@@ -2,6 +2,7 @@
 //! idempotent, and a crash after any journal record resumes to the same world
 //! with exactly one promotion.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,7 +71,27 @@ pub fn two_region_plan() -> Plan {
         },
         runbooks: Runbooks::default(),
         notify: NotifySpec::default(),
+        compute: BTreeMap::new(),
     }
+}
+
+/// `plan()` with compute: an Auto Scaling group `web` at `percent`% of the primary's,
+/// scaled by both runbooks.
+pub fn plan_with_compute(percent: u32) -> Plan {
+    let mut plan = two_region_plan();
+    let target = |name: &str| ComputeTarget::AutoScalingGroup { name: name.into() };
+    plan.compute.insert(
+        "web".into(),
+        ComputeSpec {
+            name: "web".into(),
+            kind: ComputeKind::AutoScalingGroup,
+            capacity_percent: percent,
+            ready_timeout: Duration::from_secs(60),
+            targets: [("east".into(), target("web-east")), ("west".into(), target("web-west"))].into(),
+        },
+    );
+    plan.runbooks = Runbooks::defaults(true);
+    plan
 }
 
 fn quiet(_: &Entry) {}
@@ -79,7 +100,7 @@ pub fn engine<'a>(plan: &'a Plan, journal: &'a dyn Journal, world: &'a FakeWorld
     Engine {
         plan,
         journal,
-        world: Providers { database: world, traffic: world, prober: world, notifier: world },
+        world: Providers { database: world, traffic: world, compute: world, prober: world, notifier: world },
         act: RetryPolicy::IMMEDIATE,
         wait: RetryPolicy::IMMEDIATE,
         on_entry: &quiet,
@@ -88,9 +109,13 @@ pub fn engine<'a>(plan: &'a Plan, journal: &'a dyn Journal, world: &'a FakeWorld
 
 /// Observes the fake world exactly as the CLI observes the real one.
 pub async fn observe(plan: &Plan, journal: &dyn Journal, world: &FakeWorld) -> Observed {
-    crate::engine::observe(plan, journal, Providers { database: world, traffic: world, prober: world, notifier: world })
-        .await
-        .unwrap()
+    crate::engine::observe(
+        plan,
+        journal,
+        Providers { database: world, traffic: world, compute: world, prober: world, notifier: world },
+    )
+    .await
+    .unwrap()
 }
 
 /// Every kind of run, each from the world it starts in (`world_for`).
@@ -99,12 +124,16 @@ pub const KINDS: [RunKind; 4] = [RunKind::Failover, RunKind::Switchover, RunKind
 /// The world a run of `kind` starts from: as planned (east primary) for a failover or a
 /// switchover to west; after a failover to west, east back but unfenced, for a reprotect
 /// of east; with east reprotected, for a failback to east.
+/// Each has `plan_with_compute`'s `web`: 3 in east, 1 in west.
 pub fn world_for(kind: RunKind) -> FakeWorld {
-    match kind {
+    let world = match kind {
         RunKind::Failover | RunKind::Switchover => FakeWorld::two_regions(),
         RunKind::Reprotect => FakeWorld::after_failover(),
         RunKind::Failback => FakeWorld::reprotected(),
-    }
+    };
+    world.set_compute("web", "east", 3);
+    world.set_compute("web", "west", 1);
+    world
 }
 
 /// Gives a fresh journal the epoch its world implies (1 once a failover has happened).
@@ -141,7 +170,7 @@ fn expected_end(kind: RunKind) -> (u32, u64) {
 
 /// For each step of each kind of run: applying it twice leaves the world as applying it once.
 pub async fn every_step_twice_is_once(new_journal: impl Fn() -> Arc<dyn Journal>) {
-    let plan = two_region_plan();
+    let plan = plan_with_compute(100);
     for kind in KINDS {
         let steps = crate::engine::runbook(&plan, kind);
         for upto in 0..steps.len() {
@@ -180,7 +209,7 @@ pub async fn every_step_twice_is_once(new_journal: impl Fn() -> Arc<dyn Journal>
 ///
 /// `open(case)` must return the same journal (reopened) when called again with the same case.
 pub async fn crash_after_every_record(kind: RunKind, open: impl Fn(u64) -> Arc<dyn Journal>) {
-    let plan = two_region_plan();
+    let plan = plan_with_compute(100);
     let (promotions, epoch) = expected_end(kind);
     // The reference: no crash.
     let (reference, records) = {
