@@ -180,7 +180,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-const AWS_LOG_TARGETS: [&str; 7] = [
+const AWS_LOG_TARGETS: [&str; 12] = [
     "aws_config",
     "aws_credential_types",
     "aws_runtime",
@@ -188,6 +188,11 @@ const AWS_LOG_TARGETS: [&str; 7] = [
     "aws_smithy_runtime",
     "aws_smithy_runtime_api",
     "aws_sdk_route53",
+    "aws_sdk_rds",
+    "aws_sdk_eks",
+    "aws_sdk_autoscaling",
+    "aws_sdk_globalaccelerator",
+    "aws_sdk_cloudwatch",
 ];
 
 fn init_tracing(default: &str) {

@@ -152,9 +152,12 @@ impl World {
         }
         let notifier = WebhookNotifier::new(&plan.notify, hooks).map_err(|e| Failure::input(e.message))?;
         let prober = CheckProber::new(plan.traffic.target_addresses(), dsns);
+        // One AWS configuration (environment, profile, role) for every AWS client.
+        #[cfg(feature = "aws")]
+        let aws = drover_adapters::aws::AwsConfig::from_env();
         #[cfg(feature = "aws")]
         let (prober, route53) = {
-            let api = drover_adapters::aws::route53::Route53Api::new(drover_adapters::aws::AwsConfig::from_env());
+            let api = drover_adapters::aws::route53::Route53Api::new(aws.clone());
             (prober.with_route53(api.clone()), api)
         };
         let prober = Arc::new(prober);
@@ -176,6 +179,20 @@ impl World {
                 ));
             }
         };
+        let compute: Box<dyn Compute> = if plan.compute.is_empty() {
+            Box::new(NoCompute)
+        } else {
+            #[cfg(feature = "aws")]
+            {
+                Box::new(drover_adapters::aws::compute::AwsCompute::new(plan, aws))
+            }
+            #[cfg(not(feature = "aws"))]
+            {
+                return Err(Failure::input(
+                    "compute: eks-nodegroup and autoscaling-group need a drover built with AWS support (cargo feature aws, on by default)",
+                ));
+            }
+        };
         Ok(World {
             database: PostgresDatabase::new(PostgresConfig {
                 members,
@@ -185,7 +202,7 @@ impl World {
             })
             .map_err(|e| Failure::input(e.message))?,
             traffic,
-            compute: Box::new(NoCompute),
+            compute,
             prober,
             notifier,
         })

@@ -8,7 +8,11 @@
 //! Messages never carry credentials: an error names the region and resource, the
 //! operation, the AWS error code and message, and what to check ([`describe`]).
 
+pub mod compute;
 pub mod route53;
+
+/// The SDKs, for tests and tools that set up resources.
+pub use {aws_sdk_autoscaling as autoscaling_sdk, aws_sdk_eks as eks_sdk};
 
 use std::sync::Arc;
 

@@ -188,3 +188,100 @@ pub fn weights(sets: &[SetSeen]) -> Vec<Option<i64>> {
 pub fn roles(sets: &[SetSeen]) -> Vec<(&str, &str, Option<&str>)> {
     sets.iter().map(|s| (s.set_identifier.as_str(), s.values.as_str(), s.failover.as_deref())).collect()
 }
+
+/// An EKS client for `region` (for setting up clusters and node groups, and reading them back).
+pub fn eks(moto: &Moto, region: &str) -> drover_adapters::aws::eks_sdk::Client {
+    use drover_adapters::aws::eks_sdk as eks;
+    let config = eks::Config::builder()
+        .behavior_version(eks::config::BehaviorVersion::latest())
+        .region(eks::config::Region::new(region.to_owned()))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(eks::config::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "moto"))
+        .http_client(drover_adapters::aws::https_client())
+        .build();
+    eks::Client::from_conf(config)
+}
+
+/// An Auto Scaling client for `region`.
+pub fn autoscaling(moto: &Moto, region: &str) -> drover_adapters::aws::autoscaling_sdk::Client {
+    use drover_adapters::aws::autoscaling_sdk as asg;
+    let config = asg::Config::builder()
+        .behavior_version(asg::config::BehaviorVersion::latest())
+        .region(asg::config::Region::new(region.to_owned()))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(asg::config::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "moto"))
+        .http_client(drover_adapters::aws::https_client())
+        .build();
+    asg::Client::from_conf(config)
+}
+
+/// An EKS cluster with one managed node group of `desired` nodes (min 1, max 10).
+pub async fn nodegroup(client: &drover_adapters::aws::eks_sdk::Client, cluster: &str, group: &str, desired: i32) {
+    use drover_adapters::aws::eks_sdk::types::{NodegroupScalingConfig, VpcConfigRequest};
+    client
+        .create_cluster()
+        .name(cluster)
+        .role_arn("arn:aws:iam::123456789012:role/eks")
+        .resources_vpc_config(VpcConfigRequest::builder().subnet_ids("subnet-1").build())
+        .send()
+        .await
+        .expect("create EKS cluster in moto");
+    client
+        .create_nodegroup()
+        .cluster_name(cluster)
+        .nodegroup_name(group)
+        .node_role("arn:aws:iam::123456789012:role/nodes")
+        .subnets("subnet-1")
+        .scaling_config(NodegroupScalingConfig::builder().min_size(1).max_size(10).desired_size(desired).build())
+        .send()
+        .await
+        .expect("create node group in moto");
+}
+
+/// A node group's (desired, min, max) as moto holds it.
+pub async fn nodegroup_size(
+    client: &drover_adapters::aws::eks_sdk::Client,
+    cluster: &str,
+    group: &str,
+) -> (i32, i32, i32) {
+    let out = client.describe_nodegroup().cluster_name(cluster).nodegroup_name(group).send().await.unwrap();
+    let s = out.nodegroup().unwrap().scaling_config().unwrap();
+    (s.desired_size().unwrap(), s.min_size().unwrap(), s.max_size().unwrap())
+}
+
+/// An Auto Scaling group of `desired` instances (min 1, max 10) in `zone`.
+pub async fn auto_scaling_group(
+    client: &drover_adapters::aws::autoscaling_sdk::Client,
+    name: &str,
+    zone: &str,
+    desired: i32,
+) {
+    client
+        .create_launch_configuration()
+        .launch_configuration_name(format!("{name}-lc"))
+        .image_id("ami-12c6146b")
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .expect("create launch configuration in moto");
+    client
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_configuration_name(format!("{name}-lc"))
+        .availability_zones(zone)
+        .min_size(1)
+        .max_size(10)
+        .desired_capacity(desired)
+        .send()
+        .await
+        .expect("create Auto Scaling group in moto");
+}
+
+/// A group's (desired, InService instances) as moto holds it.
+pub async fn group_size(client: &drover_adapters::aws::autoscaling_sdk::Client, name: &str) -> (i32, usize) {
+    let out = client.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await.unwrap();
+    let g = &out.auto_scaling_groups()[0];
+    let in_service =
+        g.instances().iter().filter(|i| i.lifecycle_state().is_some_and(|s| s.as_str() == "InService")).count();
+    (g.desired_capacity().unwrap(), in_service)
+}

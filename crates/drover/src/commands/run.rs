@@ -29,6 +29,9 @@ pub struct MoveArgs {
     /// Why, recorded in the journal.
     #[arg(long, default_value = "requested by operator")]
     pub reason: String,
+    /// `json` prints the finished run (its steps and what each found) on stdout; progress goes to stderr.
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -105,7 +108,7 @@ pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
             Target::Local(local) => local,
         };
         let request = Request::Move { kind, to: &args.to };
-        start_local(&local, request, &args.reason, args.yes, Output::Text).await
+        start_local(&local, request, &args.reason, args.yes, args.output).await
     }))
 }
 

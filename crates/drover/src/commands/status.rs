@@ -70,6 +70,19 @@ fn json(plan: &Plan, o: &Observed) -> serde_json::Value {
             Err(e) => serde_json::json!({"error": e}),
         },
         "regions": regions,
+        "compute": o.compute.iter().map(|(name, by_region)| {
+            let regions: serde_json::Map<String, serde_json::Value> = by_region
+                .iter()
+                .map(|(r, c)| {
+                    let v = match c {
+                        Ok(c) => serde_json::to_value(c).unwrap(),
+                        Err(e) => serde_json::json!({"error": e}),
+                    };
+                    (r.clone(), v)
+                })
+                .collect();
+            (name.clone(), serde_json::Value::Object(regions))
+        }).collect::<serde_json::Map<_, _>>(),
     })
 }
 
@@ -153,6 +166,16 @@ pub fn render(plan: &Plan, o: &Observed) -> String {
             if traffic_region(o) == Some(name.as_str()) { "<-" } else { "" },
             checks
         ));
+    }
+    for (name, by_region) in &o.compute {
+        let cells: Vec<String> = by_region
+            .iter()
+            .map(|(r, c)| match c {
+                Ok(c) => format!("{r} {}/{} ready", c.ready, c.desired),
+                Err(e) => format!("{r} unknown ({e})"),
+            })
+            .collect();
+        out.push_str(&format!("compute {name}: {}\n", cells.join(", ")));
     }
     for hint in hints(plan, o) {
         out.push_str(&format!("hint: {hint}\n"));

@@ -1,0 +1,288 @@
+//! Compute that follows the primary: EKS managed node groups (UpdateNodegroupConfig,
+//! then ACTIVE) and EC2 Auto Scaling groups (UpdateAutoScalingGroup, then InService),
+//! each in the AWS region of its plan region.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_autoscaling as asg;
+use aws_sdk_eks as eks;
+use drover_core::duration::format_duration;
+use drover_core::error::ProviderError;
+use drover_core::plan::{ComputeTarget, Plan};
+use drover_core::world::{Capacity, Compute, Size};
+
+use super::{AwsConfig, Service, describe};
+
+const DEFAULT_POLL: Duration = Duration::from_secs(10);
+
+const EKS: Service = Service { name: "EKS", iam: "eks", hint: eks_hint };
+const AUTOSCALING: Service = Service { name: "Auto Scaling", iam: "autoscaling", hint: asg_hint };
+
+fn eks_hint(_operation: &str, code: &str) -> Option<(String, bool)> {
+    match code {
+        "ResourceNotFoundException" => {
+            Some(("check the cluster and nodegroup names in the plan's compute regions".into(), false))
+        }
+        // Another update of the node group is still running: waiting is the fix.
+        "ResourceInUseException" => {
+            Some(("another update of this node group is in progress; the step retries".into(), true))
+        }
+        "InvalidParameterException" => {
+            Some(("the sizes do not fit the node group (max size is capped by the account's limits)".into(), false))
+        }
+        _ => None,
+    }
+}
+
+fn asg_hint(_operation: &str, code: &str) -> Option<(String, bool)> {
+    match code {
+        "ScalingActivityInProgress" | "ResourceContention" => {
+            Some(("the group is busy with another scaling activity; the step retries".into(), true))
+        }
+        "ValidationError" => Some(("check the Auto Scaling group name in the plan's compute regions".into(), false)),
+        _ => None,
+    }
+}
+
+/// One resource in one region, as the adapter needs it.
+struct Target {
+    aws_region: String,
+    what: ComputeTarget,
+    ready_timeout: Duration,
+}
+
+/// The plan's compute resources in every region, through the AWS SDK.
+pub struct AwsCompute {
+    config: Arc<AwsConfig>,
+    /// (resource, plan region) → what it is.
+    targets: BTreeMap<(String, String), Target>,
+    poll: Duration,
+    eks: Mutex<HashMap<String, eks::Client>>,
+    asg: Mutex<HashMap<String, asg::Client>>,
+}
+
+impl AwsCompute {
+    pub fn new(plan: &Plan, config: Arc<AwsConfig>) -> AwsCompute {
+        let mut targets = BTreeMap::new();
+        for (name, spec) in &plan.compute {
+            for (region, what) in &spec.targets {
+                let target = Target {
+                    aws_region: plan.aws_region(region).to_owned(),
+                    what: what.clone(),
+                    ready_timeout: spec.ready_timeout,
+                };
+                targets.insert((name.clone(), region.clone()), target);
+            }
+        }
+        AwsCompute { config, targets, poll: DEFAULT_POLL, eks: Mutex::default(), asg: Mutex::default() }
+    }
+
+    /// How often a resize is looked at while it settles (tests use less).
+    pub fn poll_every(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    fn target(&self, resource: &str, region: &str) -> Result<&Target, ProviderError> {
+        self.targets.get(&(resource.to_owned(), region.to_owned())).ok_or_else(|| {
+            ProviderError::permanent(format!("compute {resource}: no target for region {region} in the plan"))
+        })
+    }
+
+    async fn eks(&self, aws_region: &str) -> eks::Client {
+        if let Some(client) = self.eks.lock().unwrap().get(aws_region) {
+            return client.clone();
+        }
+        let conf = eks::config::Builder::from(self.config.sdk().await)
+            .region(eks::config::Region::new(aws_region.to_owned()))
+            .build();
+        let client = eks::Client::from_conf(conf);
+        self.eks.lock().unwrap().insert(aws_region.to_owned(), client.clone());
+        client
+    }
+
+    async fn asg(&self, aws_region: &str) -> asg::Client {
+        if let Some(client) = self.asg.lock().unwrap().get(aws_region) {
+            return client.clone();
+        }
+        let conf = asg::config::Builder::from(self.config.sdk().await)
+            .region(asg::config::Region::new(aws_region.to_owned()))
+            .build();
+        let client = asg::Client::from_conf(conf);
+        self.asg.lock().unwrap().insert(aws_region.to_owned(), client.clone());
+        client
+    }
+
+    /// A node group's sizes and status (`ACTIVE`, `UPDATING`, ...).
+    async fn nodegroup(&self, t: &Target, cluster: &str, nodegroup: &str) -> Result<(Capacity, String), ProviderError> {
+        let resource = format!("{}/eks/{cluster}/{nodegroup}", t.aws_region);
+        let out = self
+            .eks(&t.aws_region)
+            .await
+            .describe_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(nodegroup)
+            .send()
+            .await
+            .map_err(|e| describe(EKS, "DescribeNodegroup", &resource, &e))?;
+        let group = out.nodegroup().ok_or_else(|| ProviderError::permanent(format!("{resource}: no node group")))?;
+        let scaling = group.scaling_config();
+        let size = |v: Option<i32>| v.unwrap_or(0).max(0) as u32;
+        let desired = size(scaling.and_then(|s| s.desired_size()));
+        let status = group.status().map_or("UNKNOWN".to_owned(), |s| s.as_str().to_owned());
+        let capacity = Capacity {
+            desired,
+            min: size(scaling.and_then(|s| s.min_size())),
+            max: size(scaling.and_then(|s| s.max_size())),
+            // EKS reports no count of ready nodes: an ACTIVE group has settled at its desired size.
+            ready: if status == "ACTIVE" { desired } else { 0 },
+        };
+        Ok((capacity, status))
+    }
+
+    /// A group's sizes, and its instances that are not InService and healthy (id and state).
+    async fn group(&self, t: &Target, name: &str) -> Result<(Capacity, Vec<String>), ProviderError> {
+        let resource = format!("{}/autoscaling/{name}", t.aws_region);
+        let out = self
+            .asg(&t.aws_region)
+            .await
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .map_err(|e| describe(AUTOSCALING, "DescribeAutoScalingGroups", &resource, &e))?;
+        let group = out.auto_scaling_groups().first().ok_or_else(|| {
+            ProviderError::permanent(format!(
+                "{resource}: no such Auto Scaling group — check the name in the plan's compute regions"
+            ))
+        })?;
+        let serving = |i: &&asg::types::Instance| {
+            i.lifecycle_state().is_some_and(|s| s.as_str() == "InService") && i.health_status() == Some("Healthy")
+        };
+        let ready = group.instances().iter().filter(serving).count() as u32;
+        let not_ready = group
+            .instances()
+            .iter()
+            .filter(|i| !serving(i))
+            .map(|i| {
+                let state = i.lifecycle_state().map_or("unknown", |s| s.as_str());
+                format!("{} {state}", i.instance_id().unwrap_or("?"))
+            })
+            .collect();
+        let size = |v: Option<i32>| v.unwrap_or(0).max(0) as u32;
+        let capacity = Capacity {
+            desired: size(group.desired_capacity()),
+            min: size(group.min_size()),
+            max: size(group.max_size()),
+            ready,
+        };
+        Ok((capacity, not_ready))
+    }
+
+    /// Looks until `settled` says the resize is done, or the target's ready_timeout passes.
+    async fn wait<F, Fut>(&self, t: &Target, what: &str, mut settled: F) -> Result<(), ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Result<(), String>, ProviderError>>,
+    {
+        let deadline = Instant::now() + t.ready_timeout;
+        loop {
+            let why = match settled().await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(why)) => why,
+                // Throttling while waiting is no reason to give up the wait.
+                Err(e) if e.retryable() => e.message,
+                Err(e) => return Err(e),
+            };
+            if Instant::now() >= deadline {
+                return Err(ProviderError::permanent(format!(
+                    "{what}: not ready within ready_timeout {}: {why} — see the AWS console's activity for it, then resume",
+                    format_duration(t.ready_timeout)
+                )));
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Compute for AwsCompute {
+    async fn capacity(&self, resource: &str, region: &str) -> Result<Capacity, ProviderError> {
+        let t = self.target(resource, region)?;
+        match &t.what {
+            ComputeTarget::EksNodegroup { cluster, nodegroup } => Ok(self.nodegroup(t, cluster, nodegroup).await?.0),
+            ComputeTarget::AutoScalingGroup { name } => Ok(self.group(t, name).await?.0),
+        }
+    }
+
+    async fn resize(&self, resource: &str, region: &str, size: Size) -> Result<(), ProviderError> {
+        let t = self.target(resource, region)?;
+        let as_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        match &t.what {
+            ComputeTarget::EksNodegroup { cluster, nodegroup } => {
+                let name = format!("{}/eks/{cluster}/{nodegroup}", t.aws_region);
+                let (now, _) = self.nodegroup(t, cluster, nodegroup).await?;
+                if now.desired < size.desired {
+                    let scaling = eks::types::NodegroupScalingConfig::builder()
+                        .desired_size(as_i32(size.desired))
+                        .min_size(as_i32(size.min))
+                        .max_size(as_i32(size.max))
+                        .build();
+                    self.eks(&t.aws_region)
+                        .await
+                        .update_nodegroup_config()
+                        .cluster_name(cluster)
+                        .nodegroup_name(nodegroup)
+                        .scaling_config(scaling)
+                        .send()
+                        .await
+                        .map_err(|e| describe(EKS, "UpdateNodegroupConfig", &name, &e))?;
+                }
+                self.wait(t, &name, || async {
+                    let (now, status) = self.nodegroup(t, cluster, nodegroup).await?;
+                    Ok(if status == "ACTIVE" && now.desired >= size.desired {
+                        Ok(())
+                    } else {
+                        Err(format!("status {status}, desired size {} of {}", now.desired, size.desired))
+                    })
+                })
+                .await
+            }
+            ComputeTarget::AutoScalingGroup { name } => {
+                let resource = format!("{}/autoscaling/{name}", t.aws_region);
+                let (now, _) = self.group(t, name).await?;
+                if now.desired < size.desired {
+                    self.asg(&t.aws_region)
+                        .await
+                        .update_auto_scaling_group()
+                        .auto_scaling_group_name(name)
+                        .min_size(as_i32(size.min))
+                        .max_size(as_i32(size.max))
+                        .desired_capacity(as_i32(size.desired))
+                        .send()
+                        .await
+                        .map_err(|e| describe(AUTOSCALING, "UpdateAutoScalingGroup", &resource, &e))?;
+                }
+                self.wait(t, &resource, || async {
+                    let (now, not_ready) = self.group(t, name).await?;
+                    Ok(if now.ready >= size.desired {
+                        Ok(())
+                    } else if not_ready.is_empty() {
+                        Err(format!("{} of {} instances InService; the rest not launched yet", now.ready, size.desired))
+                    } else {
+                        Err(format!(
+                            "{} of {} instances InService; not yet: {}",
+                            now.ready,
+                            size.desired,
+                            not_ready.join(", ")
+                        ))
+                    })
+                })
+                .await
+            }
+        }
+    }
+}
