@@ -157,7 +157,25 @@ enum PlanCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// Print the least-privilege IAM policy (JSON) drover needs for PLAN's AWS resources, and nothing more.
+    #[command(long_about = IAM_ABOUT)]
+    Iam {
+        /// The plan file.
+        plan: PathBuf,
+    },
 }
+
+const IAM_ABOUT: &str = "Print the least-privilege IAM policy (JSON) drover needs for PLAN's AWS resources, and nothing more.
+
+Every action drover calls for this plan (Route 53 record sets and health checks, node groups, Auto \
+Scaling groups, ...) is listed, scoped to the plan's own resources wherever AWS allows a resource-level \
+scope; the few calls AWS only grants on \"*\" have that Resource. The account id in ARNs is \"*\": \
+narrow it to yours if you like. Attach it to the role drover runs as, e.g.
+
+  drover plan iam plan.yaml > drover-policy.json
+  aws iam put-role-policy --role-name drover --policy-name drover --policy-document file://drover-policy.json
+
+A plan with no AWS resources needs no policy: nothing is printed on stdout and a note goes to stderr.";
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -165,6 +183,7 @@ pub fn main() -> ExitCode {
     init_tracing(if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" });
     match cli.command {
         Command::Plan(PlanCommand::Check { plan, output }) => commands::plan::check(&plan, output),
+        Command::Plan(PlanCommand::Iam { plan }) => commands::plan::iam(&plan),
         Command::Status { target, output } => commands::status::run(&target, output),
         Command::Failover(args) => commands::run::start(drover_core::run::RunKind::Failover, args),
         Command::Switchover(args) => commands::run::start(drover_core::run::RunKind::Switchover, args),

@@ -8,6 +8,7 @@
 mod checks;
 mod compute;
 mod database;
+pub mod iam;
 mod model;
 mod notify;
 mod parse;

@@ -14,6 +14,14 @@ pub fn check(path: &Path, output: Output) -> ExitCode {
     }))
 }
 
+/// `drover plan iam`: the policy document, or a note that none is needed.
+pub fn iam(path: &Path) -> ExitCode {
+    finish(wiring::load_plan(path).map(|plan| match drover_core::plan::iam::policy(&plan) {
+        Some(policy) => print_json(&policy),
+        None => eprintln!("{}: this plan uses no AWS resources; drover needs no IAM permissions for it", path.display()),
+    }))
+}
+
 /// The plan in brief, as `plan check --output json` and the API's /api/v1/plan give it.
 pub fn summary_json(plan: &Plan) -> serde_json::Value {
     serde_json::json!({
