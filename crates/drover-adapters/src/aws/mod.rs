@@ -8,6 +8,8 @@
 //! Messages never carry credentials: an error names the region and resource, the
 //! operation, the AWS error code and message, and what to check ([`describe`]).
 
+pub mod aurora;
+pub mod rds;
 pub mod route53;
 
 use std::sync::Arc;

@@ -66,6 +66,7 @@ pub fn two_region_plan() -> Plan {
             require_approval: false,
             quorum: 1,
             max_lag_on_failover: 1 << 20,
+            max_lag_time_on_failover: None,
             cooldown: Duration::from_secs(600),
         },
         runbooks: Runbooks::default(),
