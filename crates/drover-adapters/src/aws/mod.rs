@@ -14,7 +14,7 @@ pub mod route53;
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
+pub use aws_config::SdkConfig;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use drover_core::error::ProviderError;

@@ -36,11 +36,40 @@ fn server() -> PathBuf {
     path
 }
 
+/// moto 5.2.5's PromoteReadReplica leaves `ReadReplicaSourceDBInstanceIdentifier` set on
+/// the promoted instance; real RDS clears it (the instance stands alone). The server runs
+/// with this patch so tests see what RDS does; nothing else of moto is changed.
+const PATCH: &str = "
+import sys
+from moto.rds import models
+_promote = models.RDSBackend.promote_read_replica
+def promote(self, db_kwargs):
+    db = _promote(self, db_kwargs)
+    db.source_db_instance_identifier = None
+    return db
+models.RDSBackend.promote_read_replica = promote
+from moto.server import main
+sys.exit(main(sys.argv[1:]))
+";
+
+/// moto_server's own Python (beside it in the venv), to run it with `PATCH`.
+fn server_command() -> Command {
+    let server = server();
+    let python = server.with_file_name("python");
+    if python.exists() {
+        let mut cmd = Command::new(python);
+        cmd.args(["-c", PATCH]);
+        cmd
+    } else {
+        Command::new(server)
+    }
+}
+
 impl Moto {
     pub fn start() -> Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(server())
+        let child = server_command()
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("moto.log")).unwrap())
@@ -83,6 +112,33 @@ impl Moto {
             .http_client(drover_adapters::aws::https_client())
             .build();
         sdk::Client::from_conf(config)
+    }
+}
+
+impl Moto {
+    /// The SDK configuration drover's `AwsConfig` would load from `env()`, built directly
+    /// (the environment is shared by tests running in parallel).
+    pub fn sdk_config(&self) -> drover_adapters::aws::SdkConfig {
+        drover_adapters::aws::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(sdk::config::SharedCredentialsProvider::new(Credentials::new(
+                ACCESS_KEY_ID,
+                SECRET_ACCESS_KEY,
+                None,
+                None,
+                "moto",
+            )))
+            .http_client(drover_adapters::aws::https_client())
+            .build()
+    }
+
+    /// An RDS client for `region`, for setting up and reading back instances.
+    pub fn rds(&self, region: &str) -> drover_adapters::aws::rds::sdk::Client {
+        use drover_adapters::aws::rds::sdk as rds;
+        let config = rds::config::Builder::from(&self.sdk_config()).region(Region::new(region.to_owned())).build();
+        rds::Client::from_conf(config)
     }
 }
 
