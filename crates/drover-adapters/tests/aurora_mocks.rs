@@ -188,7 +188,9 @@ async fn throttling_is_retried_and_transient() {
     let once = mock!(Client::describe_global_clusters)
         .sequence()
         .error(throttled)
-        .output(move || DescribeGlobalClustersOutput::builder().global_clusters(global_cluster(&state.lock().unwrap())).build())
+        .output(move || {
+            DescribeGlobalClustersOutput::builder().global_clusters(global_cluster(&state.lock().unwrap())).build()
+        })
         .build();
     let clusters = clusters_rule();
     let db = database(mock_client!(aws_sdk_rds, RuleMode::Sequential, [&once, &clusters]));
@@ -213,7 +215,10 @@ async fn errors_are_permanent_and_say_what_to_check() {
     let describe = describe_rule(state);
     let refused = mock!(Client::switchover_global_cluster).then_error(|| {
         SwitchoverGlobalClusterError::generic(
-            ErrorMetadata::builder().code("GlobalClusterNotFoundFault").message("Global cluster shop-global not found").build(),
+            ErrorMetadata::builder()
+                .code("GlobalClusterNotFoundFault")
+                .message("Global cluster shop-global not found")
+                .build(),
         )
     });
     let db = database(mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&describe, &refused]));
@@ -226,7 +231,10 @@ async fn errors_are_permanent_and_say_what_to_check() {
 
     let denied = mock!(Client::describe_global_clusters).then_error(|| {
         DescribeGlobalClustersError::generic(
-            ErrorMetadata::builder().code("AccessDenied").message("not authorized to perform: rds:DescribeGlobalClusters").build(),
+            ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("not authorized to perform: rds:DescribeGlobalClusters")
+                .build(),
         )
     });
     let db = database(mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&denied]));

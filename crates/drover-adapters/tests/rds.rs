@@ -72,7 +72,8 @@ fn database(moto: &Moto) -> RdsDatabase {
         promote_timeout: Duration::from_secs(60),
     };
     let regions = BTreeMap::from([(EAST.into(), EAST.into()), (WEST.into(), WEST.into())]);
-    RdsDatabase::new(&spec, &regions, RdsApi::new(AwsConfig::with(moto.sdk_config()))).poll_every(Duration::from_millis(50))
+    RdsDatabase::new(&spec, &regions, RdsApi::new(AwsConfig::with(moto.sdk_config())))
+        .poll_every(Duration::from_millis(50))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -131,7 +132,9 @@ fn fencing_an_instance_on_a_default_parameter_group_is_refused_with_what_to_do()
         let e = database(&moto).fence(EAST).await.unwrap_err();
         assert!(!e.retryable());
         assert!(
-            e.message.starts_with("us-east-2/shop-db: cannot fence: the instance uses the default DB parameter group 'default."),
+            e.message.starts_with(
+                "us-east-2/shop-db: cannot fence: the instance uses the default DB parameter group 'default."
+            ),
             "{}",
             e.message
         );

@@ -29,6 +29,10 @@ pub struct MoveArgs {
     /// Why, recorded in the journal.
     #[arg(long, default_value = "requested by operator")]
     pub reason: String,
+    /// `json` prints the run (header and steps) on stdout, for scripts; runs started
+    /// here only (with --server, the daemon's answer is printed as it comes).
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    pub output: Output,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -105,7 +109,7 @@ pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
             Target::Local(local) => local,
         };
         let request = Request::Move { kind, to: &args.to };
-        start_local(&local, request, &args.reason, args.yes, Output::Text).await
+        start_local(&local, request, &args.reason, args.yes, args.output).await
     }))
 }
 
