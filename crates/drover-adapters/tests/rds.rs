@@ -12,56 +12,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use drover_adapters::aws::AwsConfig;
-use drover_adapters::aws::rds::sdk::Client;
 use drover_adapters::aws::rds::{RdsApi, RdsDatabase};
 use drover_core::plan::{RdsMember, RdsSpec};
 use drover_core::run::{RunId, RunKind};
 use drover_core::world::{Database, MemberStatus};
-use moto::Moto;
+use moto::{Moto, seed_rds as seed};
 
 const EAST: &str = "us-east-2";
 const WEST: &str = "us-west-1";
-
-/// The primary `shop-db` (parameter group `group`) in us-east-2 and its replica
-/// `shop-db-replica` (group `shop-replica-pg`) in us-west-1.
-pub async fn seed(east: &Client, west: &Client, group: &str) {
-    if !group.starts_with("default.") {
-        east.create_db_parameter_group()
-            .db_parameter_group_name(group)
-            .db_parameter_group_family("postgres15")
-            .description("shop primary")
-            .send()
-            .await
-            .expect("create parameter group");
-    }
-    west.create_db_parameter_group()
-        .db_parameter_group_name("shop-replica-pg")
-        .db_parameter_group_family("postgres15")
-        .description("shop replica")
-        .send()
-        .await
-        .expect("create parameter group");
-    let primary = east
-        .create_db_instance()
-        .db_instance_identifier("shop-db")
-        .engine("postgres")
-        .db_instance_class("db.t3.micro")
-        .allocated_storage(20)
-        .master_username("shop")
-        .master_user_password("not-a-real-password")
-        .db_parameter_group_name(group)
-        .send()
-        .await
-        .expect("create primary instance");
-    let arn = primary.db_instance().unwrap().db_instance_arn().unwrap().to_owned();
-    west.create_db_instance_read_replica()
-        .db_instance_identifier("shop-db-replica")
-        .source_db_instance_identifier(arn)
-        .db_parameter_group_name("shop-replica-pg")
-        .send()
-        .await
-        .expect("create cross-region read replica");
-}
 
 fn database(moto: &Moto) -> RdsDatabase {
     let spec = RdsSpec {

@@ -11,7 +11,7 @@ mod moto;
 mod support;
 
 use drover_adapters::aws::route53::sdk::types::ResourceRecordSetFailover;
-use moto::{Moto, a_set, create_sets, health_check, hosted_zone, read_back, roles};
+use moto::{Moto, a_set, create_sets, health_check, hosted_zone, read_back, roles, seed_rds};
 use support::{Ran, drover, run};
 
 const RECORD: &str = "api.example.test.";
@@ -46,7 +46,7 @@ fn failover_promotes_the_cross_region_replica_and_tags_it_with_the_epoch() {
     let rt = runtime();
     let (east, west, r53) = (moto.rds("us-east-2"), moto.rds("us-west-1"), moto.route53());
     let (zone, east_hc, west_hc) = rt.block_on(async {
-        rt_seed_rds(&east, &west).await;
+        seed_rds(&east, &west, "shop-pg").await;
         let zone = hosted_zone(&r53, "example.test.").await;
         let (east_hc, west_hc) = (health_check(&r53, EAST_IP).await, health_check(&r53, WEST_IP).await);
         let sets = [
@@ -141,38 +141,4 @@ checks:
     assert_eq!(status.code, 0, "{}{}", status.stdout, status.stderr);
     assert!(status.stdout.contains("primary, writable, epoch 1"), "{}", status.stdout);
     assert!(status.stdout.contains("primary, read-only (fenced)"), "{}", status.stdout);
-}
-
-/// The primary `shop-db` (parameter group `shop-pg`) and its replica in us-west-1.
-async fn rt_seed_rds(east: &drover_adapters::aws::rds::sdk::Client, west: &drover_adapters::aws::rds::sdk::Client) {
-    for (client, group) in [(east, "shop-pg"), (west, "shop-replica-pg")] {
-        client
-            .create_db_parameter_group()
-            .db_parameter_group_name(group)
-            .db_parameter_group_family("postgres15")
-            .description("shop")
-            .send()
-            .await
-            .expect("create parameter group");
-    }
-    let primary = east
-        .create_db_instance()
-        .db_instance_identifier("shop-db")
-        .engine("postgres")
-        .db_instance_class("db.t3.micro")
-        .allocated_storage(20)
-        .master_username("shop")
-        .master_user_password("not-a-real-password")
-        .db_parameter_group_name("shop-pg")
-        .send()
-        .await
-        .expect("create primary instance");
-    let arn = primary.db_instance().unwrap().db_instance_arn().unwrap().to_owned();
-    west.create_db_instance_read_replica()
-        .db_instance_identifier("shop-db-replica")
-        .source_db_instance_identifier(arn)
-        .db_parameter_group_name("shop-replica-pg")
-        .send()
-        .await
-        .expect("create cross-region read replica");
 }

@@ -244,3 +244,48 @@ pub fn weights(sets: &[SetSeen]) -> Vec<Option<i64>> {
 pub fn roles(sets: &[SetSeen]) -> Vec<(&str, &str, Option<&str>)> {
     sets.iter().map(|s| (s.set_identifier.as_str(), s.values.as_str(), s.failover.as_deref())).collect()
 }
+
+/// The primary `shop-db` (parameter group `group`) in us-east-2 and its replica
+/// `shop-db-replica` (group `shop-replica-pg`) in us-west-1.
+pub async fn seed_rds(
+    east: &drover_adapters::aws::rds::sdk::Client,
+    west: &drover_adapters::aws::rds::sdk::Client,
+    group: &str,
+) {
+    if !group.starts_with("default.") {
+        east.create_db_parameter_group()
+            .db_parameter_group_name(group)
+            .db_parameter_group_family("postgres15")
+            .description("shop primary")
+            .send()
+            .await
+            .expect("create parameter group");
+    }
+    west.create_db_parameter_group()
+        .db_parameter_group_name("shop-replica-pg")
+        .db_parameter_group_family("postgres15")
+        .description("shop replica")
+        .send()
+        .await
+        .expect("create parameter group");
+    let primary = east
+        .create_db_instance()
+        .db_instance_identifier("shop-db")
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("shop")
+        .master_user_password("not-a-real-password")
+        .db_parameter_group_name(group)
+        .send()
+        .await
+        .expect("create primary instance");
+    let arn = primary.db_instance().unwrap().db_instance_arn().unwrap().to_owned();
+    west.create_db_instance_read_replica()
+        .db_instance_identifier("shop-db-replica")
+        .source_db_instance_identifier(arn)
+        .db_parameter_group_name("shop-replica-pg")
+        .send()
+        .await
+        .expect("create cross-region read replica");
+}
