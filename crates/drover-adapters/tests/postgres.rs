@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use drover_adapters::postgres::{PostgresConfig, PostgresDatabase, PostgresMemberConfig};
-use drover_core::run::RunId;
+use drover_core::run::{RunId, RunKind};
 use drover_core::secret::Secret;
 use drover_core::world::{Database, HostAccess, MemberStatus, RejoinMethod};
 use pg::{Cluster, PASSWORD, Replication};
@@ -36,7 +36,7 @@ async fn timeline(c: &tokio_postgres::Client) -> i32 {
 
 fn lag_of(status: &MemberStatus) -> u64 {
     match status {
-        MemberStatus::Standby { lag_bytes, .. } => *lag_bytes,
+        MemberStatus::Standby { lag_bytes, .. } => lag_bytes.expect("postgres knows its lag in bytes"),
         other => panic!("expected a standby, got {other:?}"),
     }
 }
@@ -83,7 +83,7 @@ async fn member_reports_primary_and_standby_with_lag() {
         let caught_up = member_until(&db, "west", |s| lag_of(s) == 0).await;
         match caught_up {
             MemberStatus::Standby { lag_seconds, replay_lsn, .. } => {
-                assert_eq!(lag_seconds, 0.0);
+                assert_eq!(lag_seconds, Some(0.0));
                 assert!(replay_lsn > 0);
             }
             other => panic!("{other:?}"),
@@ -158,7 +158,7 @@ async fn fence_makes_the_primary_refuse_writes_and_ends_open_sessions() {
         assert!(matches!(db.member("east").await.unwrap(), MemberStatus::Primary { writable: false, .. }));
 
         // Promoting a fenced primary lifts the fence (switching back to it).
-        db.promote("east").await.expect("promote a fenced primary");
+        db.promote("east", RunKind::Failover).await.expect("promote a fenced primary");
         assert!(matches!(db.member("east").await.unwrap(), MemberStatus::Primary { writable: true, .. }));
         cluster.client("east").await.batch_execute("INSERT INTO orders VALUES (4)").await.unwrap();
     })
@@ -190,7 +190,7 @@ async fn promote_makes_the_standby_a_writable_primary_once() {
     let cluster = Cluster::pair(Replication::Asynchronous);
     guard(async {
         let db = cluster.database();
-        db.promote("west").await.expect("promote");
+        db.promote("west", RunKind::Failover).await.expect("promote");
         assert!(matches!(db.member("west").await.unwrap(), MemberStatus::Primary { writable: true, .. }));
         let west = cluster.client("west").await;
         west.batch_execute("CREATE TABLE after_promotion (id int); INSERT INTO after_promotion VALUES (1)")
@@ -198,7 +198,7 @@ async fn promote_makes_the_standby_a_writable_primary_once() {
             .expect("the promoted member accepts writes");
         west.batch_execute("CHECKPOINT").await.unwrap();
         let first = timeline(&west).await;
-        db.promote("west").await.expect("promoting a primary is a no-op");
+        db.promote("west", RunKind::Failover).await.expect("promoting a primary is a no-op");
         west.batch_execute("CHECKPOINT").await.unwrap();
         assert_eq!(timeline(&west).await, first, "a second promote must not start a new timeline");
     })
@@ -216,7 +216,7 @@ async fn promote_with_synchronous_replication_does_not_wait_for_the_lost_standby
             member_until(&db, "east", |s| matches!(s, MemberStatus::Primary { sync_standbys: Some(1), .. })).await;
         assert!(matches!(sync, MemberStatus::Primary { sync_standbys: Some(1), .. }), "{sync:?}");
         cluster.stop("east");
-        db.promote("west").await.expect("promote");
+        db.promote("west", RunKind::Failover).await.expect("promote");
         db.record_epoch("west", 2, &RunId("r1-sync".into())).await.expect("record epoch");
         assert!(
             matches!(
@@ -306,7 +306,7 @@ async fn orders_then_switch_to_west(cluster: &Cluster, db: &PostgresDatabase) {
     db.fence("east").await.unwrap();
     let MemberStatus::Primary { wal_lsn, .. } = db.member("east").await.unwrap() else { panic!("east is primary") };
     member_until(db, "west", |s| matches!(s, MemberStatus::Standby { replay_lsn, .. } if *replay_lsn >= wal_lsn)).await;
-    db.promote("west").await.unwrap();
+    db.promote("west", RunKind::Failover).await.unwrap();
     db.record_epoch("west", 2, &RunId("r1-switch".into())).await.unwrap();
 }
 

@@ -21,6 +21,8 @@ pub enum GateRefusal {
     StandbyUnhealthy { primary: String, why: String },
     #[error("standby {region} is {lag_bytes} bytes behind, more than policy.max_lag_on_failover ({limit})")]
     LagTooHigh { region: String, lag_bytes: u64, limit: u64 },
+    #[error("standby {region} lags {lag}, more than policy.max_lag_time_on_failover ({limit})")]
+    LagTimeTooHigh { region: String, lag: String, limit: String },
     #[error("run {run} is still active")]
     ActiveRun { run: String },
     #[error("the last failover ended {since_s}s ago; policy.cooldown is {cooldown_s}s")]
@@ -33,7 +35,7 @@ impl GateRefusal {
         match self {
             GateRefusal::NoQuorum { .. } => "no_quorum",
             GateRefusal::StandbyUnhealthy { .. } => "standby_unhealthy",
-            GateRefusal::LagTooHigh { .. } => "lag_too_high",
+            GateRefusal::LagTooHigh { .. } | GateRefusal::LagTimeTooHigh { .. } => "lag_too_high",
             GateRefusal::ActiveRun { .. } => "active_run",
             GateRefusal::Cooldown { .. } => "cooldown",
         }
@@ -89,8 +91,14 @@ pub fn decide(cx: &Context<'_>) -> Decision {
         Ok(to) => to,
         Err(why) => return Decision::Refuse(GateRefusal::StandbyUnhealthy { primary: cx.primary.into(), why }),
     };
-    if let Err(Refusal::LagTooHigh { region, lag_bytes, limit }) = lag_gate(plan, cx.observed, &to) {
-        return Decision::Refuse(GateRefusal::LagTooHigh { region, lag_bytes, limit });
+    match lag_gate(plan, cx.observed, &to) {
+        Err(Refusal::LagTooHigh { region, lag_bytes, limit }) => {
+            return Decision::Refuse(GateRefusal::LagTooHigh { region, lag_bytes, limit });
+        }
+        Err(Refusal::LagTimeTooHigh { region, lag, limit }) => {
+            return Decision::Refuse(GateRefusal::LagTimeTooHigh { region, lag, limit });
+        }
+        _ => {}
     }
     if let Some(run) = &cx.observed.active_run {
         return Decision::Refuse(GateRefusal::ActiveRun { run: run.0.clone() });

@@ -9,7 +9,7 @@ use crate::check::Health;
 use crate::error::{ProviderError, StoreError};
 use crate::journal::{CapacitySeen, Journal};
 use crate::notify::{EventKind, Notifier, NotifyEvent};
-use crate::plan::{Plan, Role, StepKind};
+use crate::plan::{DatabaseSpec, Plan, Role, StepKind};
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunKind, RunState, RunSummary, StepOutcome};
 use crate::world::{
     Capacity, Compute, Database, HostAccess, MemberStatus, ProbeResult, Prober, Size, Traffic, TrafficState,
@@ -194,6 +194,16 @@ pub enum Refusal {
     )]
     LagTooHigh { region: String, lag_bytes: u64, limit: u64 },
     #[error(
+        "standby '{region}' lags {lag}, more than policy.max_lag_time_on_failover ({limit}); an automatic failover would lose the writes of that time — fail over by hand with 'drover failover' if you accept that"
+    )]
+    LagTimeTooHigh { region: String, lag: String, limit: String },
+    #[error(
+        "a {kind} of database kind rds cannot promise no data loss: RDS exposes no WAL positions to confirm the replica has every write of the fenced primary, and cannot make the old primary a replica again; use 'drover failover --to {to}' (it fences a reachable primary first) and accept the replica's lag"
+    )]
+    NoPlannedMove { kind: &'static str, to: String },
+    #[error("database kind {kind} cannot be reprotected by drover: {what}")]
+    ManagedRejoin { kind: &'static str, what: &'static str },
+    #[error(
         "cannot read where traffic points ({0}); drover will not move the primary without knowing — check the DNS server and the TSIG key"
     )]
     TrafficUnknown(String),
@@ -267,6 +277,9 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
         return Err(Refusal::NotAMove(kind.as_str()));
     }
     service_region(plan, to)?;
+    if kind.is_planned() && matches!(plan.database, DatabaseSpec::Rds(_)) {
+        return Err(Refusal::NoPlannedMove { kind: kind.as_str(), to: to.into() });
+    }
     if let Some(active) = &observed.active_run {
         return Err(Refusal::ActiveRun(active.clone()));
     }
@@ -337,6 +350,9 @@ pub fn plan_reprotect(
     reason: &str,
 ) -> Result<RunHeader, Refusal> {
     service_region(plan, region)?;
+    if let Some(what) = managed_rejoin(plan.database.kind()) {
+        return Err(Refusal::ManagedRejoin { kind: plan.database.kind(), what });
+    }
     if let Some(active) = &observed.active_run {
         return Err(Refusal::ActiveRun(active.clone()));
     }
@@ -415,19 +431,48 @@ pub fn plan_failback(plan: &Plan, to: Option<&str>, observed: &Observed, reason:
     plan_run(plan, RunKind::Failback, to, observed, reason)
 }
 
-/// The gate an automatic failover passes on top of `plan_run`'s: the target's
-/// replication lag is within `policy.max_lag_on_failover`.
-pub fn lag_gate(plan: &Plan, observed: &Observed, to: &str) -> Result<(), Refusal> {
-    match observed.members.get(to) {
-        Some(MemberStatus::Standby { lag_bytes, .. }) if *lag_bytes > plan.policy.max_lag_on_failover => {
-            Err(Refusal::LagTooHigh {
-                region: to.into(),
-                lag_bytes: *lag_bytes,
-                limit: plan.policy.max_lag_on_failover,
-            })
-        }
-        _ => Ok(()),
+/// What to do by hand to make a managed database's old primary a replica again, by
+/// `database.kind`; None for PostgreSQL, which drover rejoins itself.
+pub fn managed_rejoin(kind: &str) -> Option<&'static str> {
+    match kind {
+        "rds" => Some(
+            "RDS cannot make a promoted instance a replica again; create a new cross-region read replica of the new primary by hand (aws rds create-db-instance-read-replica), delete or rename the old instance, and name the replica in database.members",
+        ),
+        "aurora-global" => Some(
+            "Aurora makes the old primary cluster a secondary of the global database itself once its region is back; if it does not, remove it from the global cluster and add it again (aws rds remove-from-global-cluster, then create-db-cluster with --global-cluster-identifier)",
+        ),
+        _ => None,
     }
+}
+
+/// The gate an automatic failover passes on top of `plan_run`'s: the target's
+/// replication lag is within `policy.max_lag_on_failover` (bytes, where the database
+/// exposes them) and `policy.max_lag_time_on_failover` (time, when set; an unknown lag
+/// is refused then, since drover cannot tell how much would be lost).
+pub fn lag_gate(plan: &Plan, observed: &Observed, to: &str) -> Result<(), Refusal> {
+    let Some(MemberStatus::Standby { lag_bytes, lag_seconds, .. }) = observed.members.get(to) else {
+        return Ok(());
+    };
+    let limit = plan.policy.max_lag_on_failover;
+    if let Some(lag_bytes) = *lag_bytes
+        && lag_bytes > limit
+        && plan.database.knows_wal_positions()
+    {
+        return Err(Refusal::LagTooHigh { region: to.into(), lag_bytes, limit });
+    }
+    if let Some(limit) = plan.policy.max_lag_time_on_failover {
+        let too_high = |lag: String| Refusal::LagTimeTooHigh {
+            region: to.into(),
+            lag,
+            limit: crate::duration::format_duration(limit),
+        };
+        match lag_seconds {
+            None => return Err(too_high("an unknown time (no recent measurement)".into())),
+            Some(s) if *s > limit.as_secs_f64() => return Err(too_high(format!("{s:.1}s"))),
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Bounded exponential backoff with jitter.
@@ -840,7 +885,7 @@ impl<'a> Engine<'a> {
             StepKind::CatchUp => {}
             StepKind::Promote => {
                 self.raise_epoch(header).await?;
-                db.promote(to).await?;
+                db.promote(to, header.kind).await?;
                 db.record_epoch(to, epoch, &header.id).await?
             }
             StepKind::Scale => {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::ProviderError;
 use crate::plan::Check;
-use crate::run::{Epoch, RunId};
+use crate::run::{Epoch, RunId, RunKind};
 
 /// What one region's database member is doing right now.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -27,10 +27,14 @@ pub enum MemberStatus {
         sync_standbys: Option<u32>,
     },
     Standby {
-        /// Bytes of WAL not yet replayed (against the primary when reachable).
-        lag_bytes: u64,
-        /// Seconds since the last replayed transaction's commit on the primary; 0 when idle and caught up.
-        lag_seconds: f64,
+        /// Bytes of WAL not yet replayed (against the primary when reachable); None when
+        /// the database exposes no WAL positions (RDS, Aurora).
+        lag_bytes: Option<u64>,
+        /// Seconds since the last replayed transaction's commit on the primary; 0 when idle and
+        /// caught up. None when unknown (e.g. CloudWatch has no recent datapoint).
+        lag_seconds: Option<f64>,
+        /// WAL replayed so far; 0 when the database exposes no WAL positions (RDS, Aurora),
+        /// whose plans cannot hold the `catch_up` step that compares it.
         replay_lsn: u64,
         /// `host` of the upstream it streams from, if streaming.
         upstream: Option<String>,
@@ -74,7 +78,9 @@ pub trait Database: Send + Sync {
     async fn fence(&self, region: &str) -> Result<(), ProviderError>;
 
     /// Promotes a standby and waits until it accepts writes. A no-op on a primary.
-    async fn promote(&self, region: &str) -> Result<(), ProviderError>;
+    /// `kind` says whether the run is planned: a managed database may then promise no
+    /// data loss (Aurora's switchover), and may lose data only in an unplanned failover.
+    async fn promote(&self, region: &str, kind: RunKind) -> Result<(), ProviderError>;
 
     /// Records the epoch in the member (the `drover.epoch` table); idempotent.
     async fn record_epoch(&self, region: &str, epoch: Epoch, run: &RunId) -> Result<(), ProviderError>;

@@ -56,7 +56,7 @@ fn observed(west: MemberStatus, active_run: Option<&str>) -> Observed {
 }
 
 fn standby(lag_bytes: u64) -> MemberStatus {
-    MemberStatus::Standby { lag_bytes, lag_seconds: 0.0, replay_lsn: 100, upstream: None }
+    MemberStatus::Standby { lag_bytes: Some(lag_bytes), lag_seconds: Some(0.0), replay_lsn: 100, upstream: None }
 }
 
 fn decide_with(

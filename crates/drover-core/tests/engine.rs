@@ -362,7 +362,7 @@ async fn the_lag_gate_refuses_a_standby_too_far_behind() {
     let mut observed = observe(&plan, &journal, &world).await;
     assert_eq!(drover_core::engine::lag_gate(&plan, &observed, "west"), Ok(()));
     if let Some(drover_core::world::MemberStatus::Standby { lag_bytes, .. }) = observed.members.get_mut("west") {
-        *lag_bytes = 2 << 20;
+        *lag_bytes = Some(2 << 20);
     }
     plan.policy.max_lag_on_failover = 1 << 20;
     let refusal = drover_core::engine::lag_gate(&plan, &observed, "west").unwrap_err();
@@ -446,8 +446,8 @@ impl Database for FenceThatTimesOut {
             ))
         }
     }
-    async fn promote(&self, region: &str) -> Result<(), drover_core::ProviderError> {
-        self.world.promote(region).await
+    async fn promote(&self, region: &str, kind: RunKind) -> Result<(), drover_core::ProviderError> {
+        self.world.promote(region, kind).await
     }
     async fn record_epoch(
         &self,

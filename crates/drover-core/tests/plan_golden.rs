@@ -126,7 +126,7 @@ fn netns_regions_plan_reads_as_the_lab_needs() {
     assert_eq!(api.interval.as_millis(), 1000);
     assert_eq!(api.timeout.as_millis(), 500);
     assert!(api.critical);
-    let east = plan.postgres().members["east"].host.as_ref().unwrap();
+    let east = plan.postgres().unwrap().members["east"].host.as_ref().unwrap();
     assert_eq!(east.exec[..4], ["ip", "netns", "exec", "drover-east"]);
     assert_eq!(plan.source, Path::new("tests/plans/good/lab.yaml"));
 }

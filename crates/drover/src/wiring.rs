@@ -11,10 +11,10 @@ use drover_adapters::probe::CheckProber;
 use drover_adapters::rfc2136::Rfc2136Traffic;
 use drover_core::engine::{self, Engine, Observed, Providers};
 use drover_core::journal::Journal;
-use drover_core::plan::{Plan, TrafficSpec, parse_plan};
+use drover_core::plan::{DatabaseSpec, Plan, TrafficSpec, parse_plan};
 use drover_core::run::Entry;
 use drover_core::secret::{Secret, SecretRef, SecretSource};
-use drover_core::world::{Compute, NoCompute, Traffic};
+use drover_core::world::{Compute, Database, NoCompute, Traffic};
 use drover_store::{EtcdJournal, RedbJournal};
 
 use crate::cli::PlanArgs;
@@ -123,7 +123,8 @@ fn secret(reference: &SecretRef, field: &str) -> Result<Secret, Failure> {
 
 /// The real world's adapters for one plan.
 pub struct World {
-    database: PostgresDatabase,
+    /// Chosen by the plan's `database.kind`.
+    database: Box<dyn Database>,
     /// Chosen by the plan's `traffic.kind`.
     traffic: Box<dyn Traffic>,
     /// The plan's compute resources (node groups, Auto Scaling groups).
@@ -134,13 +135,11 @@ pub struct World {
 
 impl World {
     pub fn new(plan: &Plan) -> Result<World, Failure> {
-        let pg = plan.postgres();
-        let mut members = BTreeMap::new();
         let mut dsns = BTreeMap::new();
-        for (region, member) in &pg.members {
-            let dsn = secret(&member.dsn, &format!("database.members.{region}"))?;
-            dsns.insert(region.clone(), dsn.clone());
-            members.insert(region.clone(), PostgresMemberConfig { dsn, host: member.host.clone() });
+        if let Some(pg) = plan.postgres() {
+            for (region, member) in &pg.members {
+                dsns.insert(region.clone(), secret(&member.dsn, &format!("database.members.{region}"))?);
+            }
         }
         let mut hooks = BTreeMap::new();
         for (name, hook) in &plan.notify.webhooks {
@@ -151,7 +150,7 @@ impl World {
             hooks.insert(name.clone(), WebhookSecrets { url, routing_key });
         }
         let notifier = WebhookNotifier::new(&plan.notify, hooks).map_err(|e| Failure::input(e.message))?;
-        let prober = CheckProber::new(plan.traffic.target_addresses(), dsns);
+        let prober = CheckProber::new(plan.traffic.target_addresses(), dsns.clone());
         // One AWS configuration (environment, profile, role) for every AWS client.
         #[cfg(feature = "aws")]
         let aws = drover_adapters::aws::AwsConfig::from_env();
@@ -179,6 +178,44 @@ impl World {
                 ));
             }
         };
+        let database: Box<dyn Database> = match &plan.database {
+            DatabaseSpec::Postgres(pg) => {
+                let members = pg
+                    .members
+                    .iter()
+                    .map(|(region, m)| {
+                        (region.clone(), PostgresMemberConfig { dsn: dsns[region].clone(), host: m.host.clone() })
+                    })
+                    .collect();
+                Box::new(
+                    PostgresDatabase::new(PostgresConfig {
+                        members,
+                        promote_timeout: pg.promote_timeout,
+                        synchronous: pg.replication == drover_core::plan::Replication::Synchronous,
+                        connect_timeout: pg.connect_timeout,
+                    })
+                    .map_err(|e| Failure::input(e.message))?,
+                )
+            }
+            #[cfg(feature = "aws")]
+            DatabaseSpec::Rds(spec) => {
+                use drover_adapters::aws::rds::{RdsApi, RdsDatabase};
+                Box::new(RdsDatabase::new(spec, &aws_regions(plan), RdsApi::new(aws.clone())))
+            }
+            #[cfg(feature = "aws")]
+            DatabaseSpec::AuroraGlobal(spec) => {
+                use drover_adapters::aws::aurora::AuroraGlobalDatabase;
+                use drover_adapters::aws::rds::RdsApi;
+                Box::new(AuroraGlobalDatabase::new(spec, &aws_regions(plan), RdsApi::new(aws.clone())))
+            }
+            #[cfg(not(feature = "aws"))]
+            DatabaseSpec::Rds(_) | DatabaseSpec::AuroraGlobal(_) => {
+                return Err(Failure::input(format!(
+                    "database.kind: {} needs a drover built with AWS support (cargo feature aws, on by default)",
+                    plan.database.kind()
+                )));
+            }
+        };
         let compute: Box<dyn Compute> = if plan.compute.is_empty() {
             Box::new(NoCompute)
         } else {
@@ -193,30 +230,24 @@ impl World {
                 ));
             }
         };
-        Ok(World {
-            database: PostgresDatabase::new(PostgresConfig {
-                members,
-                promote_timeout: pg.promote_timeout,
-                synchronous: pg.replication == drover_core::plan::Replication::Synchronous,
-                connect_timeout: pg.connect_timeout,
-            })
-            .map_err(|e| Failure::input(e.message))?,
-            traffic,
-            compute,
-            prober,
-            notifier,
-        })
+        Ok(World { database, traffic, compute, prober, notifier })
     }
 
     pub fn providers(&self) -> Providers<'_> {
         Providers {
-            database: &self.database,
+            database: self.database.as_ref(),
             traffic: self.traffic.as_ref(),
             compute: self.compute.as_ref(),
             prober: self.prober.as_ref(),
             notifier: &self.notifier,
         }
     }
+}
+
+/// Each service region's AWS region (`regions.<name>.aws_region`, or its name).
+#[cfg(feature = "aws")]
+fn aws_regions(plan: &Plan) -> BTreeMap<String, String> {
+    plan.service_regions().map(|r| (r.to_owned(), plan.aws_region(r).to_owned())).collect()
 }
 
 /// Everything a command that reads or changes the world needs.
@@ -279,12 +310,14 @@ impl Context {
     }
 
     pub fn member_dsn(&self, region: &str) -> Result<Secret, Failure> {
-        let member = self
-            .plan
-            .postgres()
-            .members
-            .get(region)
-            .ok_or_else(|| Failure::input(format!("no database member for region {region}")))?;
+        let pg = self.plan.postgres().ok_or_else(|| {
+            Failure::input(format!(
+                "database kind {} has no connection string in the plan; this needs kind: postgres",
+                self.plan.database.kind()
+            ))
+        })?;
+        let member =
+            pg.members.get(region).ok_or_else(|| Failure::input(format!("no database member for region {region}")))?;
         secret(&member.dsn, &format!("database.members.{region}"))
     }
 }

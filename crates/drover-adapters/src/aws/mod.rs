@@ -8,7 +8,9 @@
 //! Messages never carry credentials: an error names the region and resource, the
 //! operation, the AWS error code and message, and what to check ([`describe`]).
 
+pub mod aurora;
 pub mod compute;
+pub mod rds;
 pub mod route53;
 
 /// The SDKs, for tests and tools that set up resources.
@@ -16,7 +18,7 @@ pub use {aws_sdk_autoscaling as autoscaling_sdk, aws_sdk_eks as eks_sdk};
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
+pub use aws_config::SdkConfig;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use drover_core::error::ProviderError;

@@ -78,7 +78,7 @@ impl PostgresDatabase {
         };
         let lag_bytes = upstream_lsn.map_or(0, |u| u.saturating_sub(replay_lsn));
         let lag_seconds = if receive == replay { 0.0 } else { behind.unwrap_or(0.0).max(0.0) };
-        Ok(MemberStatus::Standby { lag_bytes, lag_seconds, replay_lsn, upstream })
+        Ok(MemberStatus::Standby { lag_bytes: Some(lag_bytes), lag_seconds: Some(lag_seconds), replay_lsn, upstream })
     }
 
     /// The current WAL position of a reachable primary among the other members:

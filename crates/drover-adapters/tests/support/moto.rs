@@ -36,11 +36,40 @@ fn server() -> PathBuf {
     path
 }
 
+/// moto 5.2.5's PromoteReadReplica leaves `ReadReplicaSourceDBInstanceIdentifier` set on
+/// the promoted instance; real RDS clears it (the instance stands alone). The server runs
+/// with this patch so tests see what RDS does; nothing else of moto is changed.
+const PATCH: &str = "
+import sys
+from moto.rds import models
+_promote = models.RDSBackend.promote_read_replica
+def promote(self, db_kwargs):
+    db = _promote(self, db_kwargs)
+    db.source_db_instance_identifier = None
+    return db
+models.RDSBackend.promote_read_replica = promote
+from moto.server import main
+sys.exit(main(sys.argv[1:]))
+";
+
+/// moto_server's own Python (beside it in the venv), to run it with `PATCH`.
+fn server_command() -> Command {
+    let server = server();
+    let python = server.with_file_name("python");
+    if python.exists() {
+        let mut cmd = Command::new(python);
+        cmd.args(["-c", PATCH]);
+        cmd
+    } else {
+        Command::new(server)
+    }
+}
+
 impl Moto {
     pub fn start() -> Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(server())
+        let child = server_command()
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("moto.log")).unwrap())
@@ -83,6 +112,33 @@ impl Moto {
             .http_client(drover_adapters::aws::https_client())
             .build();
         sdk::Client::from_conf(config)
+    }
+}
+
+impl Moto {
+    /// The SDK configuration drover's `AwsConfig` would load from `env()`, built directly
+    /// (the environment is shared by tests running in parallel).
+    pub fn sdk_config(&self) -> drover_adapters::aws::SdkConfig {
+        drover_adapters::aws::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(sdk::config::SharedCredentialsProvider::new(Credentials::new(
+                ACCESS_KEY_ID,
+                SECRET_ACCESS_KEY,
+                None,
+                None,
+                "moto",
+            )))
+            .http_client(drover_adapters::aws::https_client())
+            .build()
+    }
+
+    /// An RDS client for `region`, for setting up and reading back instances.
+    pub fn rds(&self, region: &str) -> drover_adapters::aws::rds::sdk::Client {
+        use drover_adapters::aws::rds::sdk as rds;
+        let config = rds::config::Builder::from(&self.sdk_config()).region(Region::new(region.to_owned())).build();
+        rds::Client::from_conf(config)
     }
 }
 
@@ -189,30 +245,61 @@ pub fn roles(sets: &[SetSeen]) -> Vec<(&str, &str, Option<&str>)> {
     sets.iter().map(|s| (s.set_identifier.as_str(), s.values.as_str(), s.failover.as_deref())).collect()
 }
 
+/// The primary `shop-db` (parameter group `group`) in us-east-2 and its replica
+/// `shop-db-replica` (group `shop-replica-pg`) in us-west-1.
+pub async fn seed_rds(
+    east: &drover_adapters::aws::rds::sdk::Client,
+    west: &drover_adapters::aws::rds::sdk::Client,
+    group: &str,
+) {
+    if !group.starts_with("default.") {
+        east.create_db_parameter_group()
+            .db_parameter_group_name(group)
+            .db_parameter_group_family("postgres15")
+            .description("shop primary")
+            .send()
+            .await
+            .expect("create parameter group");
+    }
+    west.create_db_parameter_group()
+        .db_parameter_group_name("shop-replica-pg")
+        .db_parameter_group_family("postgres15")
+        .description("shop replica")
+        .send()
+        .await
+        .expect("create parameter group");
+    let primary = east
+        .create_db_instance()
+        .db_instance_identifier("shop-db")
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("shop")
+        .master_user_password("not-a-real-password")
+        .db_parameter_group_name(group)
+        .send()
+        .await
+        .expect("create primary instance");
+    let arn = primary.db_instance().unwrap().db_instance_arn().unwrap().to_owned();
+    west.create_db_instance_read_replica()
+        .db_instance_identifier("shop-db-replica")
+        .source_db_instance_identifier(arn)
+        .db_parameter_group_name("shop-replica-pg")
+        .send()
+        .await
+        .expect("create cross-region read replica");
+}
+
 /// An EKS client for `region` (for setting up clusters and node groups, and reading them back).
 pub fn eks(moto: &Moto, region: &str) -> drover_adapters::aws::eks_sdk::Client {
     use drover_adapters::aws::eks_sdk as eks;
-    let config = eks::Config::builder()
-        .behavior_version(eks::config::BehaviorVersion::latest())
-        .region(eks::config::Region::new(region.to_owned()))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(eks::config::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "moto"))
-        .http_client(drover_adapters::aws::https_client())
-        .build();
-    eks::Client::from_conf(config)
+    eks::Client::from_conf(eks::config::Builder::from(&moto.sdk_config()).region(Region::new(region.to_owned())).build())
 }
 
 /// An Auto Scaling client for `region`.
 pub fn autoscaling(moto: &Moto, region: &str) -> drover_adapters::aws::autoscaling_sdk::Client {
     use drover_adapters::aws::autoscaling_sdk as asg;
-    let config = asg::Config::builder()
-        .behavior_version(asg::config::BehaviorVersion::latest())
-        .region(asg::config::Region::new(region.to_owned()))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(asg::config::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "moto"))
-        .http_client(drover_adapters::aws::https_client())
-        .build();
-    asg::Client::from_conf(config)
+    asg::Client::from_conf(asg::config::Builder::from(&moto.sdk_config()).region(Region::new(region.to_owned())).build())
 }
 
 /// An EKS cluster with one managed node group of `desired` nodes (min 1, max 10).

@@ -73,11 +73,73 @@ impl Replication {
     }
 }
 
-/// The database that moves with the service. Only PostgreSQL for now; RDS and
-/// Aurora become new arms here.
+/// The database that moves with the service: PostgreSQL that drover runs itself,
+/// an Amazon RDS instance with a cross-region read replica, or an Aurora global database.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DatabaseSpec {
     Postgres(PostgresSpec),
+    Rds(RdsSpec),
+    AuroraGlobal(AuroraGlobalSpec),
+}
+
+impl DatabaseSpec {
+    /// The plan's `database.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DatabaseSpec::Postgres(_) => "postgres",
+            DatabaseSpec::Rds(_) => "rds",
+            DatabaseSpec::AuroraGlobal(_) => "aurora-global",
+        }
+    }
+
+    /// How the standby is fed, as summaries print it. RDS cross-region replicas and
+    /// Aurora global databases replicate asynchronously; they are not configurable.
+    pub fn replication(&self) -> &'static str {
+        match self {
+            DatabaseSpec::Postgres(p) => p.replication.as_str(),
+            DatabaseSpec::Rds(_) | DatabaseSpec::AuroraGlobal(_) => Replication::Asynchronous.as_str(),
+        }
+    }
+
+    /// Whether the database exposes WAL positions and lag in bytes (only PostgreSQL run
+    /// by drover does): `catch_up` and `policy.max_lag_on_failover` need them.
+    pub fn knows_wal_positions(&self) -> bool {
+        matches!(self, DatabaseSpec::Postgres(_))
+    }
+}
+
+/// `database.kind: rds`: one RDS DB instance per region; the standby region's is a
+/// cross-region read replica of the primary's, promoted with PromoteReadReplica.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RdsSpec {
+    /// One DB instance identifier per non-witness region.
+    pub members: BTreeMap<String, RdsMember>,
+    /// How long a promotion may take until the instance is available and writable (default 30m).
+    pub promote_timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RdsMember {
+    /// The DB instance identifier in the region's AWS region.
+    pub instance: String,
+}
+
+/// `database.kind: aurora-global`: an Aurora global database with one cluster per region;
+/// SwitchoverGlobalCluster (planned) or FailoverGlobalCluster (unplanned) moves the writer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuroraGlobalSpec {
+    /// The global cluster identifier.
+    pub global_cluster: String,
+    /// One DB cluster identifier per non-witness region.
+    pub members: BTreeMap<String, AuroraMember>,
+    /// How long a switchover or failover may take until the target cluster writes (default 30m).
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuroraMember {
+    /// The DB cluster identifier in the region's AWS region.
+    pub cluster: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -338,8 +400,13 @@ pub struct Policy {
     pub require_approval: bool,
     /// Vantages that must agree a region is down.
     pub quorum: u32,
-    /// Refuse automatic promotion when the standby is further behind.
+    /// Refuse automatic promotion when the standby is further behind, in bytes of WAL
+    /// (PostgreSQL only: RDS and Aurora expose no lag in bytes).
     pub max_lag_on_failover: u64,
+    /// Refuse automatic promotion when the standby is further behind in time, or its lag
+    /// is unknown. None: no time limit (the default for postgres; rds and aurora-global
+    /// default to 1m).
+    pub max_lag_time_on_failover: Option<Duration>,
     pub cooldown: Duration,
 }
 
@@ -413,19 +480,38 @@ pub struct Runbooks {
 
 impl Default for Runbooks {
     fn default() -> Self {
-        Runbooks::defaults(false)
+        Runbooks::defaults("postgres", false)
     }
 }
 
 impl Runbooks {
-    /// The default runbooks; `scale` only when there is compute to scale.
-    pub fn defaults(with_compute: bool) -> Runbooks {
+    /// The default runbooks for a database kind, with `scale` after `promote` when the
+    /// plan has compute to scale.
+    pub fn defaults(database_kind: &str, with_compute: bool) -> Runbooks {
         use StepKind::*;
-        let scale: &[StepKind] = if with_compute { &[Scale] } else { &[] };
-        Runbooks {
-            failover: [&[Fence, Promote][..], scale, &[Switch, Verify]].concat(),
-            switchover: [&[Fence, CatchUp, Promote][..], scale, &[Switch, Verify, Rejoin]].concat(),
+        let mut runbooks = match database_kind {
+            // RDS cannot make a promoted instance a replica again (no rejoin), and has no
+            // WAL positions to catch up on: a planned move is refused (docs/aws.md).
+            "rds" => Runbooks {
+                failover: vec![Fence, Promote, Switch, Verify],
+                switchover: vec![Fence, Promote, Switch, Verify],
+            },
+            // Aurora demotes the old writer and promotes the new one in one call.
+            "aurora-global" => {
+                Runbooks { failover: vec![Promote, Switch, Verify], switchover: vec![Promote, Switch, Verify] }
+            }
+            _ => Runbooks {
+                failover: vec![Fence, Promote, Switch, Verify],
+                switchover: vec![Fence, CatchUp, Promote, Switch, Verify, Rejoin],
+            },
+        };
+        if with_compute {
+            for steps in [&mut runbooks.failover, &mut runbooks.switchover] {
+                let at = steps.iter().position(|&s| s == Promote).map_or(0, |p| p + 1);
+                steps.insert(at, Scale);
+            }
         }
+        runbooks
     }
 }
 
@@ -522,9 +608,11 @@ impl Plan {
         self.regions.iter().filter(|(_, r)| r.role != Role::Witness).map(|(n, _)| n.as_str())
     }
 
-    pub fn postgres(&self) -> &PostgresSpec {
+    /// The PostgreSQL database section, when drover runs PostgreSQL itself.
+    pub fn postgres(&self) -> Option<&PostgresSpec> {
         match &self.database {
-            DatabaseSpec::Postgres(p) => p,
+            DatabaseSpec::Postgres(p) => Some(p),
+            DatabaseSpec::Rds(_) | DatabaseSpec::AuroraGlobal(_) => None,
         }
     }
 

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use super::model::{Objectives, Plan, Region, Role, Route53RecordType, TrafficSpec};
+use super::model::{Check, Objectives, Plan, Probe, Region, Role, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
 use super::reader::{Entry, Mapping, Pos, Reader, closest, join, list_words};
-use super::{checks, compute, database, notify, policy, route53, traffic};
+use super::{aws_database, checks, compute, database, notify, policy, route53, traffic};
 use crate::secret::SecretSource;
 
 /// One problem in a plan file, located precisely.
@@ -108,10 +108,14 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         route53::cname_targets_are_not_addresses(r, &top, checks);
     }
     let check_names: Option<Vec<&str>> = checks.as_ref().map(|c| c.keys().map(String::as_str).collect());
-    let policy = policy::read_policy(r, &top, check_names.as_deref());
+    let database_kind = top.get("database").and_then(aws_database::declared_kind);
+    if let (Some(kind @ ("rds" | "aurora-global")), Some(checks)) = (database_kind, &checks) {
+        postgres_checks_need_postgres(r, &top, checks, kind);
+    }
+    let policy = policy::read_policy(r, &top, check_names.as_deref(), database_kind);
     let compute = compute::read(r, &top, regions.as_ref());
     let with_compute = compute.as_ref().is_some_and(|c| !c.is_empty());
-    let runbooks = policy::read_runbooks(r, &top, with_compute);
+    let runbooks = policy::read_runbooks(r, &top, database_kind, with_compute);
     let notify = notify::read(r, &top);
 
     let (policy, detect_with) = policy?;
@@ -134,6 +138,35 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         runbooks: runbooks?,
         notify: notify?,
     })
+}
+
+/// A `postgres: member` check connects with the member's DSN, which only `kind: postgres` has.
+fn postgres_checks_need_postgres(r: &mut Reader<'_>, top: &Mapping<'_>, checks: &BTreeMap<String, Check>, kind: &str) {
+    let Some(written) = top.get("checks") else { return };
+    let raw::Value::Map(entries) = &written.value else { return };
+    for (name, check) in checks {
+        if check.probe != Probe::Postgres {
+            continue;
+        }
+        let at =
+            entries.iter().find(|(k, _)| k.value == raw::Value::Str(name.clone())).map_or(top.at, |(_, v)| {
+                match &v.value {
+                    raw::Value::Map(fields) => fields
+                        .iter()
+                        .find(|(k, _)| k.value == raw::Value::Str("postgres".into()))
+                        .map_or(v.pos(), |(_, value)| value.pos()),
+                    _ => v.pos(),
+                }
+            });
+        r.error(
+            at,
+            &format!("checks.{name}.postgres"),
+            format!(
+                "postgres checks connect with database.members.<region>.dsn_env, which database kind {kind} does not \
+                 have; probe the database endpoint with tcp: <endpoint>:5432 instead"
+            ),
+        );
+    }
 }
 
 fn plan_name(r: &mut Reader<'_>, node: &Node) -> Option<String> {
@@ -383,7 +416,7 @@ checks:
     fn defaults_fill_what_is_not_written() {
         let plan = parse(PLAN).unwrap();
         assert_eq!(plan.source, Path::new("plan.yaml"));
-        let pg = plan.postgres();
+        let pg = plan.postgres().unwrap();
         assert_eq!(pg.replication, Replication::Synchronous);
         assert_eq!(pg.promote_timeout, Duration::from_secs(60));
         assert_eq!(

@@ -7,8 +7,23 @@ use super::model::{Policy, Runbooks, StepKind};
 use super::raw::{Node, Value};
 use super::reader::{Mapping, Reader, closest, list_words};
 
-const POLICY_FIELDS: [&str; 6] =
-    ["auto_failover", "require_approval", "quorum", "max_lag_on_failover", "cooldown", "detect_with"];
+const POLICY_FIELDS: [&str; 7] = [
+    "auto_failover",
+    "require_approval",
+    "quorum",
+    "max_lag_on_failover",
+    "max_lag_time_on_failover",
+    "cooldown",
+    "detect_with",
+];
+/// RDS and Aurora report lag only in time; an automatic failover of them is bounded by this by default.
+const DEFAULT_MANAGED_LAG_TIME: Duration = Duration::from_secs(60);
+
+/// Whether a `database.kind` exposes WAL positions (PostgreSQL run by drover) or only
+/// a lag in time (RDS, Aurora). `None` (unreadable kind) is treated as postgres.
+fn managed(kind: Option<&str>) -> bool {
+    matches!(kind, Some("rds" | "aurora-global"))
+}
 const RUNBOOK_FIELDS: [&str; 2] = ["failover", "switchover"];
 
 impl Default for Policy {
@@ -18,27 +33,44 @@ impl Default for Policy {
             require_approval: false,
             quorum: 1,
             max_lag_on_failover: 1 << 20,
+            max_lag_time_on_failover: None,
             cooldown: Duration::from_secs(600),
         }
     }
 }
 
 /// The policy, and the checks named in `detect_with` (`None`: all checks decide).
-/// `check_names` is `None` when the checks section could not be read.
+/// `check_names` is `None` when the checks section could not be read; `database_kind`
+/// is the `database.kind` written, which decides the lag limits that apply.
 pub(super) fn read_policy(
     r: &mut Reader<'_>,
     top: &Mapping<'_>,
     check_names: Option<&[&str]>,
+    database_kind: Option<&str>,
 ) -> Option<(Policy, Option<Vec<String>>)> {
+    let defaults = Policy {
+        max_lag_time_on_failover: managed(database_kind).then_some(DEFAULT_MANAGED_LAG_TIME),
+        ..Policy::default()
+    };
     let Some(node) = top.get("policy") else {
-        return Some((Policy::default(), None));
+        return Some((defaults, None));
     };
     if node.value == Value::Null {
-        return Some((Policy::default(), None));
+        return Some((defaults, None));
     }
     let at = top.key("policy").map_or(node.pos(), Node::pos);
     let m = r.mapping(node, "policy", at, &POLICY_FIELDS, &[], "a mapping like { auto_failover: true, quorum: 2 }")?;
-    let defaults = Policy::default();
+    if let (Some(key), true) = (m.key("max_lag_on_failover"), managed(database_kind)) {
+        let kind = database_kind.unwrap_or_default();
+        r.error(
+            key.pos(),
+            "policy.max_lag_on_failover",
+            format!(
+                "{kind} exposes no replication lag in bytes; bound an automatic failover by time with \
+                 max_lag_time_on_failover (e.g. 30s) and remove this"
+            ),
+        );
+    }
     let auto_failover =
         m.get("auto_failover").map_or(Some(defaults.auto_failover), |n| r.flag(n, "policy.auto_failover"));
     let require_approval =
@@ -47,6 +79,10 @@ pub(super) fn read_policy(
     let max_lag_on_failover = m
         .get("max_lag_on_failover")
         .map_or(Some(defaults.max_lag_on_failover), |n| r.bytes(n, "policy.max_lag_on_failover"));
+    let max_lag_time_on_failover = match m.get("max_lag_time_on_failover") {
+        Some(n) => r.duration(n, "policy.max_lag_time_on_failover").map(Some),
+        None => Some(defaults.max_lag_time_on_failover),
+    };
     let cooldown = m.get("cooldown").map_or(Some(defaults.cooldown), |n| r.duration(n, "policy.cooldown"));
     let detect_with = match m.get("detect_with") {
         Some(n) => detect_with(r, n, check_names).map(Some),
@@ -58,6 +94,7 @@ pub(super) fn read_policy(
             require_approval: require_approval?,
             quorum: quorum?,
             max_lag_on_failover: max_lag_on_failover?,
+            max_lag_time_on_failover: max_lag_time_on_failover?,
             cooldown: cooldown?,
         },
         detect_with?,
@@ -93,10 +130,17 @@ fn detect_with(r: &mut Reader<'_>, node: &Node, check_names: Option<&[&str]>) ->
     (names.len() == items.len()).then_some(names)
 }
 
-/// `with_compute`: the plan has a compute section, so the defaults scale it and a
-/// runbook may name `scale`.
-pub(super) fn read_runbooks(r: &mut Reader<'_>, top: &Mapping<'_>, with_compute: bool) -> Option<Runbooks> {
-    let defaults = Runbooks::defaults(with_compute);
+/// The runbooks; their defaults and rules depend on `database_kind` (`None`: postgres's),
+/// and on `with_compute`: a plan with a compute section scales it by default, and only
+/// such a plan may name `scale`.
+pub(super) fn read_runbooks(
+    r: &mut Reader<'_>,
+    top: &Mapping<'_>,
+    database_kind: Option<&str>,
+    with_compute: bool,
+) -> Option<Runbooks> {
+    let kind = database_kind.filter(|k| managed(Some(k))).unwrap_or("postgres");
+    let defaults = Runbooks::defaults(kind, with_compute);
     let Some(node) = top.get("runbooks") else {
         return Some(defaults);
     };
@@ -112,14 +156,16 @@ pub(super) fn read_runbooks(r: &mut Reader<'_>, top: &Mapping<'_>, with_compute:
         &[],
         "a mapping like { failover: [fence, promote, switch, verify] }",
     )?;
-    let failover =
-        m.get("failover").map_or(Some(defaults.failover), |n| steps(r, n, "runbooks.failover", with_compute));
-    let switchover =
-        m.get("switchover").map_or(Some(defaults.switchover), |n| steps(r, n, "runbooks.switchover", with_compute));
+    let failover = m
+        .get("failover")
+        .map_or(Some(defaults.failover), |n| steps(r, n, "runbooks.failover", kind, with_compute));
+    let switchover = m
+        .get("switchover")
+        .map_or(Some(defaults.switchover), |n| steps(r, n, "runbooks.switchover", kind, with_compute));
     Some(Runbooks { failover: failover?, switchover: switchover? })
 }
 
-fn steps(r: &mut Reader<'_>, node: &Node, field: &str, with_compute: bool) -> Option<Vec<StepKind>> {
+fn steps(r: &mut Reader<'_>, node: &Node, field: &str, kind: &str, with_compute: bool) -> Option<Vec<StepKind>> {
     let valid: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
     let items = r.list(node, field, "a list of steps, e.g. [fence, promote, switch, verify]")?;
     if items.is_empty() {
@@ -159,7 +205,7 @@ fn steps(r: &mut Reader<'_>, node: &Node, field: &str, with_compute: bool) -> Op
     if steps.len() != items.len() {
         return None;
     }
-    let mut missing = required_steps(&steps);
+    let mut missing = required_steps(&steps, kind);
     if steps.contains(&StepKind::Scale) && !with_compute {
         missing.push("scale needs a compute section (there is nothing to scale); add compute or remove scale".into());
     }
@@ -171,21 +217,47 @@ fn steps(r: &mut Reader<'_>, node: &Node, field: &str, with_compute: bool) -> Op
 }
 
 /// What a runbook must hold so that it can never leave two primaries, or verify
-/// a traffic switch that never happened.
-fn required_steps(steps: &[StepKind]) -> Vec<String> {
+/// a traffic switch that never happened; and the steps a kind of database cannot take.
+fn required_steps(steps: &[StepKind], kind: &str) -> Vec<String> {
     use StepKind::*;
     let has = |s: StepKind| steps.contains(&s);
     let mut missing = Vec::new();
     if !has(Promote) {
         missing.push("has no promote; every run moves the primary database".to_string());
     }
-    if !has(Fence) {
+    for (step, why) in unavailable_steps(kind) {
+        if has(*step) {
+            missing.push(format!("{} cannot run with database kind {kind}: {why}; remove it", step.as_str()));
+        }
+    }
+    // Aurora's switchover and failover calls demote the old writer themselves: no fence step.
+    if !has(Fence) && kind != "aurora-global" {
         missing.push("has no fence; without it the old primary could keep accepting writes (two primaries)".into());
     }
     for (step, needs) in [(CatchUp, Fence), (Switch, Promote), (Verify, Switch), (Rejoin, Promote)] {
+        if unavailable_steps(kind).iter().any(|(s, _)| *s == step) {
+            continue;
+        }
         if has(step) && !has(needs) {
             missing.push(format!("{} needs {} in the same runbook", step.as_str(), needs.as_str()));
         }
     }
     missing
+}
+
+/// Steps a managed database cannot take, and why (docs/aws.md).
+fn unavailable_steps(kind: &str) -> &'static [(StepKind, &'static str)] {
+    use StepKind::*;
+    match kind {
+        "rds" => &[
+            (CatchUp, "RDS exposes no WAL positions to confirm the replica has every write of the fenced primary"),
+            (Rejoin, "RDS cannot make a promoted instance a replica again; create a new read replica by hand"),
+        ],
+        "aurora-global" => &[
+            (Fence, "SwitchoverGlobalCluster and FailoverGlobalCluster demote the old writer themselves"),
+            (CatchUp, "SwitchoverGlobalCluster waits for the secondary to catch up itself"),
+            (Rejoin, "Aurora makes the old primary cluster a secondary itself once it is back"),
+        ],
+        _ => &[],
+    }
 }

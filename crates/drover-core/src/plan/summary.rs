@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::model::{Check, NotifySpec, Plan, Probe, Route53Routing, StepKind, TrafficSpec};
+use super::model::{Check, DatabaseSpec, NotifySpec, Plan, Probe, Route53Routing, StepKind, TrafficSpec};
 use crate::duration::format_duration;
 use crate::notify::EventKind;
 
@@ -16,24 +16,7 @@ pub fn summary(plan: &Plan) -> String {
     let regions: Vec<String> = plan.regions.iter().map(|(name, r)| format!("{name} ({})", r.role.as_str())).collect();
     line("regions", regions.join(", "));
 
-    let pg = plan.postgres();
-    let members: Vec<&str> = pg.members.keys().map(String::as_str).collect();
-    let with_host: Vec<&str> = pg.members.iter().filter(|(_, m)| m.host.is_some()).map(|(n, _)| n.as_str()).collect();
-    let host_access = match with_host.len() {
-        0 => "no host access (rejoin is refused)".to_owned(),
-        n if n == members.len() => "host access on all".to_owned(),
-        _ => format!("host access on {}", with_host.join(", ")),
-    };
-    line(
-        "database",
-        format!(
-            "postgres, {} replication, members {}, connect timeout {}, promote timeout {}, {host_access}",
-            pg.replication.as_str(),
-            members.join(", "),
-            format_duration(pg.connect_timeout),
-            format_duration(pg.promote_timeout),
-        ),
-    );
+    line("database", describe_database(&plan.database));
 
     line("traffic", describe_traffic(&plan.traffic));
 
@@ -41,11 +24,19 @@ pub fn summary(plan: &Plan) -> String {
     line("checks", checks.join(", "));
 
     let p = &plan.policy;
+    // Lag in bytes is known only where drover reads WAL positions (postgres).
+    let mut lag = Vec::new();
+    if plan.database.knows_wal_positions() {
+        lag.push(format!("max lag {}", format_bytes(p.max_lag_on_failover)));
+    }
+    if let Some(time) = p.max_lag_time_on_failover {
+        lag.push(format!("max lag time {}", format_duration(time)));
+    }
     let mut policy = format!(
-        "quorum {}, auto failover {}, max lag {}, cooldown {}",
+        "quorum {}, auto failover {}, {}, cooldown {}",
         p.quorum,
         if p.auto_failover { "on" } else { "off" },
-        format_bytes(p.max_lag_on_failover),
+        lag.join(", "),
         format_duration(p.cooldown),
     );
     if p.require_approval {
@@ -66,6 +57,40 @@ pub fn summary(plan: &Plan) -> String {
         format!("rto {}, rpo {}", format_duration(plan.objectives.rto), format_duration(plan.objectives.rpo)),
     );
     out
+}
+
+fn describe_database(database: &DatabaseSpec) -> String {
+    let members = |m: Vec<String>| m.join(", ");
+    match database {
+        DatabaseSpec::Postgres(pg) => {
+            let names: Vec<&str> = pg.members.keys().map(String::as_str).collect();
+            let with_host: Vec<&str> =
+                pg.members.iter().filter(|(_, m)| m.host.is_some()).map(|(n, _)| n.as_str()).collect();
+            let host_access = match with_host.len() {
+                0 => "no host access (rejoin is refused)".to_owned(),
+                n if n == names.len() => "host access on all".to_owned(),
+                _ => format!("host access on {}", with_host.join(", ")),
+            };
+            format!(
+                "postgres, {} replication, members {}, connect timeout {}, promote timeout {}, {host_access}",
+                pg.replication.as_str(),
+                names.join(", "),
+                format_duration(pg.connect_timeout),
+                format_duration(pg.promote_timeout),
+            )
+        }
+        DatabaseSpec::Rds(rds) => format!(
+            "rds, instances {}, promote timeout {}",
+            members(rds.members.iter().map(|(r, m)| format!("{r} -> {}", m.instance)).collect()),
+            format_duration(rds.promote_timeout),
+        ),
+        DatabaseSpec::AuroraGlobal(aurora) => format!(
+            "aurora-global {}, clusters {}, timeout {}",
+            aurora.global_cluster,
+            members(aurora.members.iter().map(|(r, m)| format!("{r} -> {}", m.cluster)).collect()),
+            format_duration(aurora.timeout),
+        ),
+    }
 }
 
 fn describe_traffic(traffic: &TrafficSpec) -> String {

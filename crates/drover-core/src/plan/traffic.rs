@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
+use super::aws_database::declared_kind;
 use super::model::{Rfc2136Spec, TrafficSpec, Tsig, TsigAlgorithm};
 use super::parse::{Regions, region_entries};
 use super::raw::Node;
@@ -76,15 +77,6 @@ pub(super) fn read(
     }
     kind?;
     Some(TrafficSpec::Rfc2136(Rfc2136Spec { server: server?, zone, record, ttl: ttl?, tsig: tsig?, targets: targets? }))
-}
-
-/// The `kind` written in the traffic mapping, if it is readable text.
-fn declared_kind(node: &Node) -> Option<&str> {
-    let super::raw::Value::Map(entries) = &node.value else { return None };
-    entries.iter().find_map(|(k, v)| match (&k.value, &v.value) {
-        (super::raw::Value::Str(key), super::raw::Value::Str(kind)) if key == "kind" => Some(kind.as_str()),
-        _ => None,
-    })
 }
 
 fn server(r: &mut Reader<'_>, node: &Node) -> Option<SocketAddr> {

@@ -60,6 +60,7 @@ pub struct WorldSnapshot {
 pub struct FakeWorld {
     pub state: Mutex<WorldSnapshot>,
     promote_calls: AtomicU64,
+    promote_kinds: Mutex<Vec<crate::run::RunKind>>,
     notified: Mutex<Vec<crate::notify::NotifyEvent>>,
 }
 
@@ -84,6 +85,7 @@ impl FakeWorld {
                 compute: BTreeMap::new(),
             }),
             promote_calls: AtomicU64::new(0),
+            promote_kinds: Mutex::default(),
             notified: Mutex::new(Vec::new()),
         }
     }
@@ -125,6 +127,11 @@ impl FakeWorld {
 
     pub fn set_data(&self, region: &str, data: FakeData) {
         self.state.lock().unwrap().members.get_mut(region).unwrap().data = data;
+    }
+
+    /// The run kind each `promote` call was given, in order.
+    pub fn promote_kinds(&self) -> Vec<crate::run::RunKind> {
+        self.promote_kinds.lock().unwrap().clone()
     }
 
     /// Every call of `promote`, even a no-op: a resumed run must not repeat it.
@@ -174,8 +181,8 @@ impl Database for FakeWorld {
             MemberStatus::Primary { writable: m.writable, epoch: m.epoch, wal_lsn: m.wal_lsn, sync_standbys: None }
         } else {
             MemberStatus::Standby {
-                lag_bytes: 0,
-                lag_seconds: 0.0,
+                lag_bytes: Some(0),
+                lag_seconds: Some(0.0),
                 replay_lsn: m.wal_lsn,
                 upstream: m.upstream.clone(),
             }
@@ -186,8 +193,9 @@ impl Database for FakeWorld {
         self.with_member(region, |m| m.writable = false)
     }
 
-    async fn promote(&self, region: &str) -> Result<(), ProviderError> {
+    async fn promote(&self, region: &str, kind: crate::run::RunKind) -> Result<(), ProviderError> {
         self.promote_calls.fetch_add(1, Ordering::SeqCst);
+        self.promote_kinds.lock().unwrap().push(kind);
         let promoted = self.with_member(region, |m| {
             let was_standby = !m.primary;
             m.primary = true;

@@ -67,6 +67,7 @@ pub fn two_region_plan() -> Plan {
             require_approval: false,
             quorum: 1,
             max_lag_on_failover: 1 << 20,
+            max_lag_time_on_failover: None,
             cooldown: Duration::from_secs(600),
         },
         runbooks: Runbooks::default(),
@@ -90,7 +91,7 @@ pub fn plan_with_compute(percent: u32) -> Plan {
             targets: [("east".into(), target("web-east")), ("west".into(), target("web-west"))].into(),
         },
     );
-    plan.runbooks = Runbooks::defaults(true);
+    plan.runbooks = Runbooks::defaults("postgres", true);
     plan
 }
 

@@ -264,7 +264,7 @@ async fn report(cx: &Context, args: &DrillArgs, m: Measured, summary: Option<&Ru
     let report = DrillReport {
         plan: cx.plan.name.clone(),
         fault,
-        replication: cx.plan.postgres().replication.as_str().into(),
+        replication: cx.plan.database.replication().into(),
         run_id: summary.map(|s| s.header.id.0.clone()),
         from,
         to,

@@ -28,7 +28,8 @@ pub fn summary_json(plan: &Plan) -> serde_json::Value {
         "plan": plan.name,
         "valid": true,
         "regions": plan.regions.iter().map(|(n, r)| (n.clone(), r.role.as_str())).collect::<std::collections::BTreeMap<_, _>>(),
-        "replication": plan.postgres().replication.as_str(),
+        "database": plan.database.kind(),
+        "replication": plan.database.replication(),
         "record": plan.traffic.record(),
         "checks": plan.checks.keys().collect::<Vec<_>>(),
         "policy": {
@@ -36,6 +37,7 @@ pub fn summary_json(plan: &Plan) -> serde_json::Value {
             "require_approval": plan.policy.require_approval,
             "quorum": plan.policy.quorum,
             "max_lag_on_failover": plan.policy.max_lag_on_failover,
+            "max_lag_time_on_failover_s": plan.policy.max_lag_time_on_failover.map(|d| d.as_secs_f64()),
             "cooldown_s": plan.policy.cooldown.as_secs(),
         },
         "runbooks": {

@@ -29,7 +29,8 @@ pub struct MoveArgs {
     /// Why, recorded in the journal.
     #[arg(long, default_value = "requested by operator")]
     pub reason: String,
-    /// `json` prints the finished run (its steps and what each found) on stdout; progress goes to stderr.
+    /// `json` prints the run (header and steps) on stdout, for scripts; runs started
+    /// here only (with --server, the daemon's answer is printed as it comes).
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]

@@ -88,7 +88,8 @@ fn json(plan: &Plan, o: &Observed) -> serde_json::Value {
 
 /// A primary's replication as it bears on the plan's RPO.
 fn replication_cell(plan: &Plan, sync_standbys: Option<u32>) -> String {
-    match (plan.postgres().replication, sync_standbys) {
+    let replication = plan.postgres().map_or(Replication::Asynchronous, |pg| pg.replication);
+    match (replication, sync_standbys) {
         (_, Some(0)) => "sync, NO standby: commits wait".into(),
         (_, Some(n)) => format!("sync to {n} standby{}", if n == 1 { "" } else { "s" }),
         (Replication::Synchronous, None) => "async: RPO 0 unprotected".into(),
@@ -112,7 +113,11 @@ fn database_cell(plan: &Plan, m: Option<&MemberStatus>) -> (String, String) {
                 "standby{}",
                 upstream.as_ref().map(|u| format!(" of {u}")).unwrap_or_else(|| ", not streaming".into())
             ),
-            format!("lag {lag_bytes} B / {lag_seconds:.1} s"),
+            format!(
+                "lag {} / {}",
+                lag_bytes.map_or("? B".to_owned(), |b| format!("{b} B")),
+                lag_seconds.map_or("? s".to_owned(), |s| format!("{s:.1} s"))
+            ),
         ),
         Some(MemberStatus::Unreachable { reason }) => (format!("unreachable: {reason}"), "-".into()),
     }

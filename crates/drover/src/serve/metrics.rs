@@ -106,8 +106,13 @@ pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], n
             m.sample("drover_database_role", &[("region", region), ("role", role)], value);
         }
         if let MemberStatus::Standby { lag_bytes, lag_seconds, .. } = member {
-            m.sample("drover_database_replication_lag_bytes", &[("region", region)], *lag_bytes as f64);
-            m.sample("drover_database_replication_lag_seconds", &[("region", region)], *lag_seconds);
+            // An unknown lag (RDS, Aurora: no bytes; no recent CloudWatch datapoint) has no sample.
+            if let Some(bytes) = lag_bytes {
+                m.sample("drover_database_replication_lag_bytes", &[("region", region)], *bytes as f64);
+            }
+            if let Some(seconds) = lag_seconds {
+                m.sample("drover_database_replication_lag_seconds", &[("region", region)], *seconds);
+            }
         }
     }
 
