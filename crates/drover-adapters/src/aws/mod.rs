@@ -8,7 +8,10 @@
 //! Messages never carry credentials: an error names the region and resource, the
 //! operation, the AWS error code and message, and what to check ([`describe`]).
 
+pub mod cloudwatch;
+pub mod global_accelerator;
 pub mod route53;
+pub mod stages;
 
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@
 
 mod checks;
 mod database;
+mod global_accelerator;
 mod model;
 mod notify;
 mod parse;

@@ -32,8 +32,8 @@ enum Routing {
     Weighted,
 }
 const ROUTINGS: [(&str, Routing); 2] = [("failover", Routing::Failover), ("weighted", Routing::Weighted)];
-const DEFAULT_STAGE_PAUSE: Duration = Duration::from_secs(60);
-const DEFAULT_CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const DEFAULT_STAGE_PAUSE: Duration = Duration::from_secs(60);
+pub(super) const DEFAULT_CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Route 53's limit on a set identifier.
 const MAX_SET_IDENTIFIER: usize = 128;
 
@@ -146,8 +146,8 @@ fn hosted_zone_id(r: &mut Reader<'_>, node: &Node) -> Option<String> {
     Some(id.to_owned())
 }
 
-/// Percentages of the weight on the new region, rising, ending at 100.
-fn read_stages(r: &mut Reader<'_>, node: &Node) -> Option<Vec<u8>> {
+/// Percentages of the traffic on the new region, rising, ending at 100.
+pub(super) fn read_stages(r: &mut Reader<'_>, node: &Node) -> Option<Vec<u8>> {
     let field = "traffic.stages";
     let items = r.list(node, field, "a list of percentages like [10, 25, 50, 100]")?;
     if items.is_empty() {
@@ -299,15 +299,21 @@ fn record_value(r: &mut Reader<'_>, node: &Node, field: &str, record_type: Route
     })
 }
 
-/// Checks fill `{target}` with the region's address; CNAME targets are names, so a
-/// check of such a plan must say what it probes.
-pub(super) fn cname_targets_are_not_addresses(r: &mut Reader<'_>, top: &Mapping<'_>, checks: &BTreeMap<String, Check>) {
+/// Checks fill `{target}` with the region's address; CNAME targets are names and a
+/// Global Accelerator has no address per region, so a check of such a plan must
+/// say what it probes. `why` says what the plan's traffic has instead, and what to write.
+pub(super) fn targets_are_not_addresses(
+    r: &mut Reader<'_>,
+    top: &Mapping<'_>,
+    checks: &BTreeMap<String, Check>,
+    why: &str,
+) {
     let written = top.get("checks").map(|n| &n.value);
     for (name, check) in checks {
         let (kind, template) = match &check.probe {
             Probe::Http { url, .. } => ("http", url),
             Probe::Tcp { address } => ("tcp", address),
-            Probe::Postgres | Probe::Route53HealthCheck { .. } => continue,
+            Probe::Postgres | Probe::Route53HealthCheck { .. } | Probe::CloudwatchAlarm { .. } => continue,
         };
         if !template.contains("{target}") {
             continue;
@@ -326,8 +332,7 @@ pub(super) fn cname_targets_are_not_addresses(r: &mut Reader<'_>, top: &Mapping<
         r.error(
             at.unwrap_or(top.at),
             &format!("checks.{name}.{kind}"),
-            "{target} is filled with the region's traffic address, but traffic.type CNAME targets are names; \
-             probe each region with route53_health_check: { <region>: <id> }, or a fixed URL with per_region: false",
+            format!("{{target}} is filled with the region's traffic address, but {why}"),
         );
     }
 }
