@@ -123,11 +123,11 @@ impl GlobalAcceleratorTraffic {
         }
     }
 
-    /// Refuses, with nothing changed, when the tag holds neither epoch in `allowed`.
-    async fn check_fence(&self, allowed: &[Epoch], observed: Epoch) -> Result<(), ProviderError> {
+    /// The tag's epoch; refuses, with nothing changed, when it is none of `allowed`.
+    async fn check_fence(&self, allowed: &[Epoch], observed: Epoch) -> Result<Epoch, ProviderError> {
         let now = self.epoch_tag().await?;
         if allowed.contains(&now) {
-            return Ok(());
+            return Ok(now);
         }
         Err(ProviderError::permanent(format!(
             "{}: switch refused: the {EPOCH_TAG} tag holds {now}, not {observed} (a newer run has switched traffic); abort this run",
@@ -286,7 +286,7 @@ impl Traffic for GlobalAcceleratorTraffic {
                 self.accelerator()
             )));
         }
-        self.check_fence(&[observed_epoch, new_epoch], observed_epoch).await?;
+        let tagged = self.check_fence(&[observed_epoch, new_epoch], observed_epoch).await?;
         let groups = self.groups().await?;
         // How much of the other groups' traffic the target already took: none until its dial is full.
         let others_max = groups.iter().filter(|(r, _)| *r != region).map(|(_, g)| g.dial).fold(0.0f32, f32::max);
@@ -295,7 +295,7 @@ impl Traffic for GlobalAcceleratorTraffic {
             _ => 0,
         };
         let ahead = stages_ahead(&self.spec.stages, share);
-        let mut written = false;
+        let mut written = tagged == new_epoch;
         for (i, &percent) in ahead.iter().enumerate() {
             if i > 0 {
                 self.check_fence(&[new_epoch], observed_epoch).await?;
