@@ -80,7 +80,8 @@ fn read_groups(
 ) -> Option<BTreeMap<String, EndpointGroupTarget>> {
     let at = traffic.key("endpoint_groups").map_or(node.pos(), Node::pos);
     let example = |region: &str| format!("{region}: {{ arn: <endpoint group ARN> }}");
-    let entries = region_entries(r, node, "traffic.endpoint_groups", at, regions, "endpoint group", &example)?;
+    let entries =
+        region_entries(r, node, "traffic.endpoint_groups", at, regions, "Global Accelerator endpoint group", &example)?;
     let mut groups = BTreeMap::new();
     let mut complete = true;
     for entry in &entries {
