@@ -323,6 +323,30 @@ async fn a_run_aborted_between_promote_and_switch_is_finished_by_the_next_one() 
 }
 
 #[tokio::test]
+async fn a_switch_stopped_part_way_at_the_runs_epoch_is_continued_not_refused() {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
+    let e = engine(&plan, &journal, &world);
+    journal.begin(&header).await.unwrap();
+    e.apply_step(drover_core::plan::StepKind::Fence, &header).await.unwrap();
+    e.apply_step(drover_core::plan::StepKind::Promote, &header).await.unwrap();
+    // A staged shift (Route 53 weights, Global Accelerator dials) stopped by a failing check:
+    // traffic is split, and the world holds this run's epoch.
+    {
+        let mut s = world.state.lock().unwrap();
+        s.traffic_region = String::new();
+        s.traffic_epoch = header.epoch;
+    }
+    let seen = e.observe_step(drover_core::plan::StepKind::Switch, &header).await.unwrap();
+    assert!(matches!(seen, drover_core::engine::Observation::Needed(_)), "{seen:?}");
+    e.apply_step(drover_core::plan::StepKind::Switch, &header).await.unwrap();
+    let w = world.snapshot();
+    assert_eq!((w.traffic_region.as_str(), w.traffic_epoch), ("west", header.epoch));
+}
+
+#[tokio::test]
 async fn a_new_run_takes_an_epoch_above_any_the_world_holds() {
     let plan = two_region_plan();
     let world = FakeWorld::two_regions();
