@@ -272,7 +272,7 @@ fn region_fields(r: &mut Reader<'_>, path: &str, key: &Node, node: &Node) -> (Op
         let text = r.text(n, &field, "an AWS region code, e.g. us-east-2")?;
         let parts: Vec<&str> = text.split('-').collect();
         let plain = text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if parts.len() < 3 || !plain || !parts.last().is_some_and(|p| p.parse::<u8>().is_ok()) {
+        if parts.len() < 3 || !plain || parts.last().is_none_or(|p| p.parse::<u8>().is_err()) {
             r.error(n.pos(), &field, format!("'{text}' is not an AWS region code; write one like us-east-2"));
             return None;
         }
