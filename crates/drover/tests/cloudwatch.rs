@@ -12,6 +12,8 @@
 
 #![cfg(feature = "aws")]
 
+#[path = "support/aws.rs"]
+mod aws;
 #[path = "../../drover-adapters/tests/support/moto.rs"]
 mod moto;
 #[path = "../../drover-adapters/tests/support/pg.rs"]
@@ -19,8 +21,8 @@ mod pg;
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 
+use aws::{assert_no_secrets, with_moto};
 use drover_adapters::aws::route53::sdk::types::ResourceRecordSetFailover;
 use moto::{Moto, a_set, create_sets, hosted_zone, read_back, roles};
 use support::{Ran, drover, run};
@@ -223,21 +225,11 @@ checks:
     }
 
     fn drover(&self, args: &[&str]) -> Ran {
-        let mut cmd: Command = drover();
-        cmd.args(args).arg("--plan").arg(&self.plan);
-        for (k, v) in self.moto.env() {
-            cmd.env(k, v);
-        }
-        cmd.env("AWS_ENDPOINT_URL_CLOUDWATCH", &self.bridge.endpoint).env("DROVER_LOG", "trace");
+        let mut cmd = drover();
+        with_moto(cmd.args(args).arg("--plan").arg(&self.plan), &self.moto)
+            .env("AWS_ENDPOINT_URL_CLOUDWATCH", &self.bridge.endpoint);
         let ran = run(&mut cmd);
-        for secret in [moto::ACCESS_KEY_ID, moto::SECRET_ACCESS_KEY, pg::PASSWORD] {
-            assert!(
-                !ran.stdout.contains(secret) && !ran.stderr.contains(secret),
-                "a secret leaked:\n{}{}",
-                ran.stdout,
-                ran.stderr
-            );
-        }
+        assert_no_secrets(&ran);
         ran
     }
 

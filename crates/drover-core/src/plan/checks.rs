@@ -254,14 +254,36 @@ fn route53_health_check(
         );
         return None;
     }
-    let at = m.key("route53_health_check").map_or(node.pos(), Node::pos);
-    let example = |region: &str| format!("{region}: <health check id>");
-    let entries = region_entries(r, node, field, at, regions, "Route 53 health check", &example)?;
-    let mut ids = BTreeMap::new();
-    for entry in &entries {
-        ids.insert(entry.name.clone(), r.text(entry.value, &entry.path, expected)?.trim().to_owned());
-    }
+    let ids = names_per_region(
+        r,
+        m,
+        node,
+        "route53_health_check",
+        regions,
+        ("Route 53 health check", expected, "health check id"),
+    )?;
     Some(Probe::Route53HealthCheck { ids })
+}
+
+/// `{ <region>: <name>, ... }` under check field `kind`, one name for every
+/// primary and standby region; `what` names the thing, `expected` says what a name
+/// looks like, `placeholder` stands for one in examples.
+fn names_per_region(
+    r: &mut Reader<'_>,
+    m: &Mapping<'_>,
+    node: &Node,
+    kind: &str,
+    regions: Option<&Regions>,
+    (what, expected, placeholder): (&str, &str, &str),
+) -> Option<BTreeMap<String, String>> {
+    let at = m.key(kind).map_or(node.pos(), Node::pos);
+    let example = |region: &str| format!("{region}: <{placeholder}>");
+    let entries = region_entries(r, node, &m.field(kind), at, regions, what, &example)?;
+    let mut names = BTreeMap::new();
+    for entry in &entries {
+        names.insert(entry.name.clone(), r.text(entry.value, &entry.path, expected)?.trim().to_owned());
+    }
+    Some(names)
 }
 
 /// `{ east: <alarm name>, west: <alarm name> }`: alarms live in an AWS region, so one per plan region.
@@ -289,14 +311,14 @@ fn cloudwatch_alarm(
         );
         return None;
     }
-    let at = m.key("cloudwatch_alarm").map_or(node.pos(), Node::pos);
-    let example = |region: &str| format!("{region}: <alarm name>");
-    let entries = region_entries(r, node, field, at, regions, "CloudWatch alarm", &example)?;
-    let mut alarms = BTreeMap::new();
-    for entry in &entries {
-        alarms
-            .insert(entry.name.clone(), r.text(entry.value, &entry.path, "a CloudWatch alarm name")?.trim().to_owned());
-    }
+    let alarms = names_per_region(
+        r,
+        m,
+        node,
+        "cloudwatch_alarm",
+        regions,
+        ("CloudWatch alarm", "a CloudWatch alarm name", "alarm name"),
+    )?;
     Some(Probe::CloudwatchAlarm { alarms })
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{EndpointGroupTarget, GlobalAcceleratorSpec, TrafficSpec};
-use super::parse::{Regions, region_entries};
+use super::parse::{Regions, distinct_per_region, region_entries};
 use super::raw::Node;
 use super::reader::{Entry, Mapping, Reader};
 use super::route53::{DEFAULT_CHANGE_TIMEOUT, DEFAULT_STAGE_PAUSE, read_stages};
@@ -82,30 +82,15 @@ fn read_groups(
     let example = |region: &str| format!("{region}: {{ arn: <endpoint group ARN> }}");
     let entries =
         region_entries(r, node, "traffic.endpoint_groups", at, regions, "Global Accelerator endpoint group", &example)?;
-    let mut groups = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
-        match read_group(r, entry, accelerator) {
-            Some(group) => {
-                groups.insert(entry.name.clone(), group);
-            }
-            None => complete = false,
-        }
-    }
     // Two regions on one group could never be told apart by their dials.
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for (region, group) in &groups {
-        if let Some(first) = seen.insert(&group.arn, region) {
-            let entry = entries.iter().find(|e| &e.name == region).expect("read from entries");
-            r.error(
-                entry.key.pos(),
-                &format!("{}.arn", entry.path),
-                format!("is also {first}'s endpoint group; each region needs its own"),
-            );
-            complete = false;
-        }
-    }
-    complete.then_some(groups)
+    distinct_per_region(
+        r,
+        &entries,
+        |r, entry| read_group(r, entry, accelerator),
+        |g| &g.arn,
+        "arn",
+        |_, first| format!("is also {first}'s endpoint group; each region needs its own"),
+    )
 }
 
 /// `east: { arn: ..., endpoints: { <endpoint id>: <weight>, ... } }`.

@@ -296,6 +296,37 @@ pub(super) fn check_identifier(r: &mut Reader<'_>, entry: &Entry<'_>, what: &str
 /// Entries of a mapping keyed by region (database members, traffic targets):
 /// each key must be a declared primary or standby region, and each of those
 /// must appear. Entries for unknown or witness regions are reported and dropped.
+/// Each region's entry read with `read`, refusing two regions whose values share
+/// what `key` picks (reported at `<entry>.<field>` with `clash(shared value, first region)`).
+pub(super) fn distinct_per_region<T>(
+    r: &mut Reader<'_>,
+    entries: &[Entry<'_>],
+    mut read: impl FnMut(&mut Reader<'_>, &Entry<'_>) -> Option<T>,
+    key: impl Fn(&T) -> &str,
+    field: &str,
+    clash: impl Fn(&str, &str) -> String,
+) -> Option<BTreeMap<String, T>> {
+    let mut values = BTreeMap::new();
+    let mut complete = true;
+    for entry in entries {
+        match read(r, entry) {
+            Some(value) => {
+                values.insert(entry.name.clone(), value);
+            }
+            None => complete = false,
+        }
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (region, value) in &values {
+        if let Some(first) = seen.insert(key(value), region) {
+            let entry = entries.iter().find(|e| &e.name == region).expect("read from entries");
+            r.error(entry.key.pos(), &format!("{}.{field}", entry.path), clash(key(value), first));
+            complete = false;
+        }
+    }
+    complete.then_some(values)
+}
+
 pub(super) fn region_entries<'n>(
     r: &mut Reader<'_>,
     node: &'n Node,

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::model::{Check, Probe, Route53RecordType, Route53Routing, Route53Spec, Route53Target, TrafficSpec};
-use super::parse::{Regions, region_entries};
+use super::parse::{Regions, distinct_per_region, region_entries};
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader};
 use super::traffic::{absolute_name, ttl};
@@ -192,33 +192,15 @@ fn read_targets(
     let at = traffic.key("targets").map_or(node.pos(), Node::pos);
     let example = |region: &str| format!("{region}: {}", example_value(record_type));
     let entries = region_entries(r, node, "traffic.targets", at, regions, "traffic target", &example)?;
-    let mut targets = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
-        match read_target(r, entry, record_type) {
-            Some(target) => {
-                targets.insert(entry.name.clone(), target);
-            }
-            None => complete = false,
-        }
-    }
     // Route 53 tells record sets of one name apart by their set identifier.
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for (region, target) in &targets {
-        if let Some(first) = seen.insert(&target.set_identifier, region) {
-            let entry = entries.iter().find(|e| &e.name == region).expect("read from entries");
-            r.error(
-                entry.key.pos(),
-                &format!("{}.set_identifier", entry.path),
-                format!(
-                    "'{}' is also {first}'s set identifier; each region's record set needs its own",
-                    target.set_identifier
-                ),
-            );
-            complete = false;
-        }
-    }
-    complete.then_some(targets)
+    distinct_per_region(
+        r,
+        &entries,
+        |r, entry| read_target(r, entry, record_type),
+        |t| &t.set_identifier,
+        "set_identifier",
+        |id, first| format!("'{id}' is also {first}'s set identifier; each region's record set needs its own"),
+    )
 }
 
 fn example_value(record_type: Route53RecordType) -> &'static str {
