@@ -29,6 +29,9 @@ pub struct CheckProber {
     /// Reads Route 53 health checks (the `aws` feature).
     #[cfg(feature = "aws")]
     route53: Option<std::sync::Arc<crate::aws::route53::Route53Api>>,
+    /// Reads CloudWatch alarms (the `aws` feature).
+    #[cfg(feature = "aws")]
+    cloudwatch: Option<std::sync::Arc<crate::aws::cloudwatch::CloudWatchApi>>,
 }
 
 impl std::fmt::Debug for CheckProber {
@@ -52,6 +55,8 @@ impl CheckProber {
             clients: Mutex::new(HashMap::new()),
             #[cfg(feature = "aws")]
             route53: None,
+            #[cfg(feature = "aws")]
+            cloudwatch: None,
         }
     }
 
@@ -60,6 +65,27 @@ impl CheckProber {
     pub fn with_route53(mut self, api: std::sync::Arc<crate::aws::route53::Route53Api>) -> Self {
         self.route53 = Some(api);
         self
+    }
+
+    /// CloudWatch alarms are read through `api`.
+    #[cfg(feature = "aws")]
+    pub fn with_cloudwatch(mut self, api: std::sync::Arc<crate::aws::cloudwatch::CloudWatchApi>) -> Self {
+        self.cloudwatch = Some(api);
+        self
+    }
+
+    /// The state of the region's alarm, read through the AWS API in the region's AWS region.
+    async fn cloudwatch_alarm(&self, region: &str, alarms: &BTreeMap<String, String>) -> Outcome {
+        let name = alarms.get(region).ok_or_else(|| format!("no CloudWatch alarm for region {region}"))?;
+        #[cfg(feature = "aws")]
+        {
+            let api = self.cloudwatch.as_ref().ok_or("no CloudWatch client configured")?;
+            api.alarm_state(region, name).await
+        }
+        #[cfg(not(feature = "aws"))]
+        {
+            Err(format!("alarm {name}: this drover was built without AWS support (cargo feature aws)"))
+        }
     }
 
     /// The region's health check id (or the service's, keyed ""), read through the AWS API.
@@ -192,6 +218,7 @@ impl Prober for CheckProber {
                 Probe::Tcp { address } => self.tcp(region, address).await,
                 Probe::Postgres => self.postgres(check, region).await,
                 Probe::Route53HealthCheck { ids } => self.route53_health_check(region, ids).await,
+                Probe::CloudwatchAlarm { alarms } => self.cloudwatch_alarm(region, alarms).await,
             }
         };
         // The check's timeout bounds everything: resolve, connect, request, body.

@@ -248,7 +248,7 @@ async fn throttling_is_transient_and_access_denied_names_the_credentials_to_chec
     );
     assert!(
         err.message.ends_with(
-            " — check the credentials drover runs with (AWS_PROFILE, AWS_ACCESS_KEY_ID or the instance role) and that its IAM policy allows route53:ListResourceRecordSets here"
+            " — check the credentials drover runs with (AWS_PROFILE, AWS_ACCESS_KEY_ID or the instance role) and that its IAM policy allows route53:ListResourceRecordSets here ('drover plan iam' prints the policy)"
         ),
         "{}",
         err.message

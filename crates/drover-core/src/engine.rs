@@ -812,6 +812,11 @@ impl<'a> Engine<'a> {
                     Some(r) if r == to && now.epoch == epoch => {
                         Observation::Done(format!("traffic points at {to} at epoch {epoch}"))
                     }
+                    // Our epoch on no single region: this run's staged shift stopped part way
+                    // (a failing check paused it); switching again continues it.
+                    None if now.epoch == epoch => Observation::Needed(format!(
+                        "traffic is split between regions at epoch {epoch}: this run's shift to {to} is part way"
+                    )),
                     // Our epoch, somewhere else: another writer used it; never overwrite.
                     _ if now.epoch == epoch => {
                         return Err(ProviderError::permanent(format!(

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use drover_core::engine::{Refusal, plan_failback, plan_reprotect, plan_run};
 use drover_core::journal::Journal;
-use drover_core::run::{RunKind, RunState, StepState};
+use drover_core::plan::Plan;
+use drover_core::run::{RunHeader, RunKind, RunState, StepState};
 use drover_core::testing::scenarios::{
     an_ended_run_takes_no_more_records, crash_after_every_record, engine, every_step_twice_is_once, observe, plan_kind,
     two_region_plan,
@@ -301,16 +302,23 @@ async fn unreadable_traffic_refuses_before_anything_changes() {
     assert_eq!(world.snapshot(), before);
 }
 
+/// A failover to west begun, its fence and promote applied, nothing switched.
+async fn fenced_and_promoted(plan: &Plan, journal: &MemoryJournal, world: &FakeWorld) -> RunHeader {
+    let header = plan_run(plan, RunKind::Failover, "west", &observe(plan, journal, world).await, "t").unwrap();
+    let e = engine(plan, journal, world);
+    journal.begin(&header).await.unwrap();
+    e.apply_step(drover_core::plan::StepKind::Fence, &header).await.unwrap();
+    e.apply_step(drover_core::plan::StepKind::Promote, &header).await.unwrap();
+    header
+}
+
 #[tokio::test]
 async fn a_run_aborted_between_promote_and_switch_is_finished_by_the_next_one() {
     let plan = two_region_plan();
     let world = FakeWorld::two_regions();
     let journal = MemoryJournal::default();
-    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
+    let header = fenced_and_promoted(&plan, &journal, &world).await;
     let e = engine(&plan, &journal, &world);
-    journal.begin(&header).await.unwrap();
-    e.apply_step(drover_core::plan::StepKind::Fence, &header).await.unwrap();
-    e.apply_step(drover_core::plan::StepKind::Promote, &header).await.unwrap();
     e.abort(&header.id, "operator").await.unwrap();
     // West is the primary database at epoch 1, traffic still points at east.
     let observed = observe(&plan, &journal, &world).await;
@@ -320,6 +328,27 @@ async fn a_run_aborted_between_promote_and_switch_is_finished_by_the_next_one() 
     assert_eq!(run.state, RunState::Completed);
     let w = world.snapshot();
     assert_eq!((w.traffic_region.as_str(), w.traffic_epoch, w.promotions), ("west", 2, 1));
+}
+
+#[tokio::test]
+async fn a_switch_stopped_part_way_at_the_runs_epoch_is_continued_not_refused() {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let header = fenced_and_promoted(&plan, &journal, &world).await;
+    let e = engine(&plan, &journal, &world);
+    // A staged shift (Route 53 weights, Global Accelerator dials) stopped by a failing check:
+    // traffic is split, and the world holds this run's epoch.
+    {
+        let mut s = world.state.lock().unwrap();
+        s.traffic_region = String::new();
+        s.traffic_epoch = header.epoch;
+    }
+    let seen = e.observe_step(drover_core::plan::StepKind::Switch, &header).await.unwrap();
+    assert!(matches!(seen, drover_core::engine::Observation::Needed(_)), "{seen:?}");
+    e.apply_step(drover_core::plan::StepKind::Switch, &header).await.unwrap();
+    let w = world.snapshot();
+    assert_eq!((w.traffic_region.as_str(), w.traffic_epoch), ("west", header.epoch));
 }
 
 #[tokio::test]

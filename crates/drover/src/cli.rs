@@ -165,7 +165,8 @@ enum PlanCommand {
     },
 }
 
-const IAM_ABOUT: &str = "Print the least-privilege IAM policy (JSON) drover needs for PLAN's AWS resources, and nothing more.
+const IAM_ABOUT: &str =
+    "Print the least-privilege IAM policy (JSON) drover needs for PLAN's AWS resources, and nothing more.
 
 Every action drover calls for this plan (Route 53 record sets and health checks, node groups, Auto \
 Scaling groups, ...) is listed, scoped to the plan's own resources wherever AWS allows a resource-level \

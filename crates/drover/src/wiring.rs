@@ -156,8 +156,9 @@ impl World {
         let aws = drover_adapters::aws::AwsConfig::from_env();
         #[cfg(feature = "aws")]
         let (prober, route53) = {
-            let api = drover_adapters::aws::route53::Route53Api::new(aws.clone());
-            (prober.with_route53(api.clone()), api)
+            use drover_adapters::aws::{cloudwatch::CloudWatchApi, route53::Route53Api};
+            let api = Route53Api::new(aws.clone());
+            (prober.with_route53(api.clone()).with_cloudwatch(CloudWatchApi::new(aws.clone(), aws_regions(plan))), api)
         };
         let prober = Arc::new(prober);
         let traffic: Box<dyn Traffic> = match &plan.traffic {
@@ -165,17 +166,23 @@ impl World {
                 Box::new(Rfc2136Traffic::new(spec, secret(&spec.tsig.secret, "traffic.tsig")?))
             }
             #[cfg(feature = "aws")]
-            TrafficSpec::Route53(spec) => {
-                use drover_adapters::aws::route53::{ChecksGate, Route53Traffic};
-                let checks = plan.checks.values().cloned().collect();
-                let gate = Arc::new(ChecksGate { prober: prober.clone(), checks });
-                Box::new(Route53Traffic::new(spec, route53, Some(gate)))
+            TrafficSpec::Route53(spec) => Box::new(drover_adapters::aws::route53::Route53Traffic::new(
+                spec,
+                route53,
+                Some(checks_gate(plan, &prober)),
+            )),
+            #[cfg(feature = "aws")]
+            TrafficSpec::GlobalAccelerator(spec) => {
+                use drover_adapters::aws::global_accelerator::{GlobalAcceleratorApi, GlobalAcceleratorTraffic};
+                let api = GlobalAcceleratorApi::new(aws.clone());
+                Box::new(GlobalAcceleratorTraffic::new(spec, api, Some(checks_gate(plan, &prober))))
             }
             #[cfg(not(feature = "aws"))]
-            TrafficSpec::Route53(_) => {
-                return Err(Failure::input(
-                    "traffic.kind: route53 needs a drover built with AWS support (cargo feature aws, on by default)",
-                ));
+            TrafficSpec::Route53(_) | TrafficSpec::GlobalAccelerator(_) => {
+                return Err(Failure::input(format!(
+                    "traffic.kind: {} needs a drover built with AWS support (cargo feature aws, on by default)",
+                    plan.traffic.kind()
+                )));
             }
         };
         let database: Box<dyn Database> = match &plan.database {
@@ -248,6 +255,13 @@ impl World {
 #[cfg(feature = "aws")]
 fn aws_regions(plan: &Plan) -> BTreeMap<String, String> {
     plan.service_regions().map(|r| (r.to_owned(), plan.aws_region(r).to_owned())).collect()
+}
+
+/// Holds a staged traffic shift between stages while the plan's critical checks probe the target.
+#[cfg(feature = "aws")]
+fn checks_gate(plan: &Plan, prober: &Arc<CheckProber>) -> Arc<dyn drover_adapters::aws::stages::StageGate> {
+    let checks = plan.checks.values().cloned().collect();
+    Arc::new(drover_adapters::aws::stages::ChecksGate { prober: prober.clone(), checks })
 }
 
 /// Everything a command that reads or changes the world needs.

@@ -4,6 +4,8 @@
 
 #![cfg(feature = "aws")]
 
+#[path = "support/aws.rs"]
+mod aws;
 #[path = "../../drover-adapters/tests/support/moto.rs"]
 mod moto;
 #[path = "../../drover-adapters/tests/support/pg.rs"]
@@ -11,11 +13,11 @@ mod pg;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws::{assert_no_secrets, with_moto};
 use drover_adapters::aws::route53::sdk::Client;
 use drover_adapters::aws::route53::sdk::types::ResourceRecordSetFailover;
 use moto::{Moto, a_set, create_sets, health_check, hosted_zone, read_back, roles, weights};
@@ -114,25 +116,6 @@ checks:
         let ran = run(with_moto(drover().args(args).arg("--plan").arg(&self.plan), &self.moto));
         assert_no_secrets(&ran);
         ran
-    }
-}
-
-fn with_moto<'c>(cmd: &'c mut Command, moto: &Moto) -> &'c mut Command {
-    for (k, v) in moto.env() {
-        cmd.env(k, v);
-    }
-    cmd.env("DROVER_LOG", "trace")
-}
-
-/// Neither the AWS credentials nor the database password reach output or logs (at trace level).
-fn assert_no_secrets(ran: &Ran) {
-    for secret in [moto::ACCESS_KEY_ID, moto::SECRET_ACCESS_KEY, pg::PASSWORD] {
-        assert!(
-            !ran.stdout.contains(secret) && !ran.stderr.contains(secret),
-            "a secret leaked:\n{}{}",
-            ran.stdout,
-            ran.stderr
-        );
     }
 }
 

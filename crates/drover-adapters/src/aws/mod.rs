@@ -9,9 +9,12 @@
 //! operation, the AWS error code and message, and what to check ([`describe`]).
 
 pub mod aurora;
+pub mod cloudwatch;
 pub mod compute;
+pub mod global_accelerator;
 pub mod rds;
 pub mod route53;
+pub mod stages;
 
 /// The SDKs, for tests and tools that set up resources.
 pub use {aws_sdk_autoscaling as autoscaling_sdk, aws_sdk_eks as eks_sdk};

@@ -25,11 +25,12 @@ use aws_sdk_route53::types::{
 };
 use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
-use drover_core::plan::{Check, Route53RecordType, Route53Routing, Route53Spec};
+use drover_core::plan::{Route53RecordType, Route53Routing, Route53Spec};
 use drover_core::run::Epoch;
-use drover_core::world::{Prober, Traffic, TrafficState};
+use drover_core::world::{Traffic, TrafficState};
 use tokio::sync::OnceCell;
 
+use super::stages::{StageGate, hold_after_stage, stages_ahead};
 use super::{AwsConfig, Service, build_error, describe};
 
 /// Prefix of the TXT record that holds the epoch, beside the switched record (as for RFC 2136).
@@ -111,44 +112,6 @@ pub fn health_verdict(reports: &[&str]) -> Result<String, String> {
     } else {
         let why = reports.iter().find(|s| !s.starts_with("Success")).copied().unwrap_or("");
         Err(format!("{summary}: {why}"))
-    }
-}
-
-/// Holds a weighted shift between stages: the target's checks run for the pause.
-#[async_trait]
-pub trait StageGate: Send + Sync {
-    /// `Ok` when `region` may take more traffic after `pause`; `Err` says which check failed.
-    async fn hold(&self, region: &str, pause: Duration) -> Result<(), String>;
-}
-
-/// The plan's critical per-region checks, probed at their interval during a pause;
-/// one reaching its failure threshold stops the shift.
-pub struct ChecksGate {
-    pub prober: Arc<dyn Prober>,
-    pub checks: Vec<Check>,
-}
-
-#[async_trait]
-impl StageGate for ChecksGate {
-    async fn hold(&self, region: &str, pause: Duration) -> Result<(), String> {
-        let checks: Vec<&Check> = self.checks.iter().filter(|c| c.critical && c.per_region).collect();
-        let until = Instant::now() + pause;
-        let tick = checks.iter().map(|c| c.interval).min().unwrap_or(pause).min(pause).max(Duration::from_millis(10));
-        let mut failures = vec![0u32; checks.len()];
-        loop {
-            for (check, failed) in checks.iter().zip(failures.iter_mut()) {
-                let result = self.prober.probe(check, region).await;
-                *failed = if result.ok { 0 } else { *failed + 1 };
-                if *failed >= check.failure_threshold {
-                    return Err(format!("check {} failed {} times on {region}: {}", check.name, failed, result.detail));
-                }
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(());
-            }
-            tokio::time::sleep(tick.min(left)).await;
-        }
     }
 }
 
@@ -416,7 +379,7 @@ impl Route53Traffic {
         let others: Vec<(&String, i64)> =
             self.spec.targets.keys().filter(|r| *r != region).map(|r| (r, weight(r))).collect();
         let others_total: i64 = others.iter().map(|(_, w)| w).sum();
-        let ahead: Vec<u8> = stages.iter().copied().filter(|&p| i64::from(p) > share || p == 100).collect();
+        let ahead = stages_ahead(stages, share);
         for (i, &percent) in ahead.iter().enumerate() {
             let rest = 100 - i64::from(percent);
             let mut sets = vec![self.region_set(region, None, Some(i64::from(percent)))?];
@@ -435,16 +398,9 @@ impl Route53Traffic {
             if percent == 100 {
                 break;
             }
-            if let Some(gate) = &self.gate
-                && let Err(why) = gate.hold(region, pause).await
-            {
-                return Err(ProviderError::permanent(format!(
-                    "route53 {}: shift to {region} stopped at {percent}% (stage {} of {}): {why} — the weights stay where they are; fix {region} and resume the run to continue the shift, or abort it",
-                    self.spec.record,
-                    i + 1,
-                    ahead.len()
-                )));
-            }
+            let what = format!("route53 {}", self.spec.record);
+            let stays = "the weights stay where they are";
+            hold_after_stage(self.gate.as_ref(), &what, stays, region, pause, (i, percent, ahead.len())).await?;
         }
         Ok(())
     }

@@ -293,13 +293,17 @@ pub async fn seed_rds(
 /// An EKS client for `region` (for setting up clusters and node groups, and reading them back).
 pub fn eks(moto: &Moto, region: &str) -> drover_adapters::aws::eks_sdk::Client {
     use drover_adapters::aws::eks_sdk as eks;
-    eks::Client::from_conf(eks::config::Builder::from(&moto.sdk_config()).region(Region::new(region.to_owned())).build())
+    eks::Client::from_conf(
+        eks::config::Builder::from(&moto.sdk_config()).region(Region::new(region.to_owned())).build(),
+    )
 }
 
 /// An Auto Scaling client for `region`.
 pub fn autoscaling(moto: &Moto, region: &str) -> drover_adapters::aws::autoscaling_sdk::Client {
     use drover_adapters::aws::autoscaling_sdk as asg;
-    asg::Client::from_conf(asg::config::Builder::from(&moto.sdk_config()).region(Region::new(region.to_owned())).build())
+    asg::Client::from_conf(
+        asg::config::Builder::from(&moto.sdk_config()).region(Region::new(region.to_owned())).build(),
+    )
 }
 
 /// An EKS cluster with one managed node group of `desired` nodes (min 1, max 10).

@@ -9,11 +9,12 @@ use super::raw::Node;
 use super::reader::{Entry, Mapping, Reader};
 use crate::duration::format_duration;
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "http",
     "tcp",
     "postgres",
     "route53_health_check",
+    "cloudwatch_alarm",
     "status",
     "body_contains",
     "interval",
@@ -22,7 +23,7 @@ const FIELDS: [&str; 11] = [
     "success_threshold",
     "per_region",
 ];
-const PROBES: [&str; 4] = ["http", "tcp", "postgres", "route53_health_check"];
+const PROBES: [&str; 5] = ["http", "tcp", "postgres", "route53_health_check", "cloudwatch_alarm"];
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
@@ -128,7 +129,8 @@ fn read_probe(
             r.error(
                 entry.key.pos(),
                 &entry.path,
-                "no probe; give one of http: <url>, tcp: <host:port>, postgres: member or route53_health_check: <id>",
+                "no probe; give one of http: <url>, tcp: <host:port>, postgres: member, route53_health_check: <id> \
+                 or cloudwatch_alarm: { <region>: <alarm name> }",
             );
             return None;
         }
@@ -194,6 +196,7 @@ fn read_probe(
             (address_ok && port_ok).then(|| Probe::Tcp { address: address.to_owned() })
         }
         "route53_health_check" => route53_health_check(r, m, node, &field, per_region, regions),
+        "cloudwatch_alarm" => cloudwatch_alarm(r, m, node, &field, per_region, regions),
         _ => {
             let target = r.text(node, &field, "member")?;
             if target != "member" {
@@ -251,14 +254,72 @@ fn route53_health_check(
         );
         return None;
     }
-    let at = m.key("route53_health_check").map_or(node.pos(), Node::pos);
-    let example = |region: &str| format!("{region}: <health check id>");
-    let entries = region_entries(r, node, field, at, regions, "Route 53 health check", &example)?;
-    let mut ids = BTreeMap::new();
-    for entry in &entries {
-        ids.insert(entry.name.clone(), r.text(entry.value, &entry.path, expected)?.trim().to_owned());
-    }
+    let ids = names_per_region(
+        r,
+        m,
+        node,
+        "route53_health_check",
+        regions,
+        ("Route 53 health check", expected, "health check id"),
+    )?;
     Some(Probe::Route53HealthCheck { ids })
+}
+
+/// `{ <region>: <name>, ... }` under check field `kind`, one name for every
+/// primary and standby region; `what` names the thing, `expected` says what a name
+/// looks like, `placeholder` stands for one in examples.
+fn names_per_region(
+    r: &mut Reader<'_>,
+    m: &Mapping<'_>,
+    node: &Node,
+    kind: &str,
+    regions: Option<&Regions>,
+    (what, expected, placeholder): (&str, &str, &str),
+) -> Option<BTreeMap<String, String>> {
+    let at = m.key(kind).map_or(node.pos(), Node::pos);
+    let example = |region: &str| format!("{region}: <{placeholder}>");
+    let entries = region_entries(r, node, &m.field(kind), at, regions, what, &example)?;
+    let mut names = BTreeMap::new();
+    for entry in &entries {
+        names.insert(entry.name.clone(), r.text(entry.value, &entry.path, expected)?.trim().to_owned());
+    }
+    Some(names)
+}
+
+/// `{ east: <alarm name>, west: <alarm name> }`: alarms live in an AWS region, so one per plan region.
+fn cloudwatch_alarm(
+    r: &mut Reader<'_>,
+    m: &Mapping<'_>,
+    node: &Node,
+    field: &str,
+    per_region: bool,
+    regions: Option<&Regions>,
+) -> Option<Probe> {
+    if !per_region {
+        r.error(
+            m.key("per_region").map_or(node.pos(), Node::pos),
+            &m.field("per_region"),
+            "a CloudWatch alarm lives in one AWS region, so alarm checks run per region; remove per_region: false",
+        );
+        return None;
+    }
+    if !matches!(node.value, super::raw::Value::Map(_)) {
+        r.error(
+            node.pos(),
+            field,
+            "give one alarm name per region (alarms live in the region's AWS region): { east: api-5xx-east, west: api-5xx-west }",
+        );
+        return None;
+    }
+    let alarms = names_per_region(
+        r,
+        m,
+        node,
+        "cloudwatch_alarm",
+        regions,
+        ("CloudWatch alarm", "a CloudWatch alarm name", "alarm name"),
+    )?;
+    Some(Probe::CloudwatchAlarm { alarms })
 }
 
 /// Only `{target}` may be filled in, and only when the check runs per region.

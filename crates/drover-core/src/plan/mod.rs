@@ -9,6 +9,7 @@ mod aws_database;
 mod checks;
 mod compute;
 mod database;
+mod global_accelerator;
 pub mod iam;
 mod model;
 mod notify;

@@ -222,12 +222,13 @@ impl ComputeTarget {
     }
 }
 
-/// How clients reach the service: RFC 2136 DNS or Route 53; Global
-/// Accelerator becomes a new arm here.
+/// How clients reach the service: RFC 2136 DNS, Route 53, or an AWS Global
+/// Accelerator's endpoint group dials.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrafficSpec {
     Rfc2136(Rfc2136Spec),
     Route53(Route53Spec),
+    GlobalAccelerator(GlobalAcceleratorSpec),
 }
 
 impl TrafficSpec {
@@ -235,27 +236,57 @@ impl TrafficSpec {
         match self {
             TrafficSpec::Rfc2136(_) => "rfc2136",
             TrafficSpec::Route53(_) => "route53",
+            TrafficSpec::GlobalAccelerator(_) => "global-accelerator",
         }
     }
 
-    /// The name clients resolve, fully qualified.
+    /// What clients reach: the name they resolve (fully qualified), or the accelerator's ARN.
     pub fn record(&self) -> &str {
         match self {
             TrafficSpec::Rfc2136(t) => &t.record,
             TrafficSpec::Route53(t) => &t.record,
+            TrafficSpec::GlobalAccelerator(t) => &t.accelerator_arn,
         }
     }
 
     /// Each region's target as an address, for checks' `{target}`; a Route 53
-    /// CNAME target is a name, not an address, and is left out.
+    /// CNAME target is a name, not an address, and is left out; a Global
+    /// Accelerator's static addresses serve every region, so it has none per region.
     pub fn target_addresses(&self) -> BTreeMap<String, IpAddr> {
         match self {
             TrafficSpec::Rfc2136(t) => t.targets.clone(),
             TrafficSpec::Route53(t) => {
                 t.targets.iter().filter_map(|(r, target)| Some((r.clone(), target.value.parse().ok()?))).collect()
             }
+            TrafficSpec::GlobalAccelerator(_) => BTreeMap::new(),
         }
     }
+}
+
+/// An AWS Global Accelerator whose endpoint groups (one per region) are switched
+/// with their traffic dials; the epoch is a tag on the accelerator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalAcceleratorSpec {
+    /// `arn:aws:globalaccelerator::<account>:accelerator/<id>`.
+    pub accelerator_arn: String,
+    /// One endpoint group per primary and standby region.
+    pub endpoint_groups: BTreeMap<String, EndpointGroupTarget>,
+    /// Percent of the other regions' traffic moved to the new region at each
+    /// stage, rising, ending at 100 (default `[100]`: at once).
+    pub stages: Vec<u8>,
+    /// How long the target's critical checks run between stages (default 60s).
+    pub stage_pause: Duration,
+    /// How long the accelerator may take to be DEPLOYED after a change before the step fails (default 5m).
+    pub change_timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointGroupTarget {
+    /// The endpoint group's ARN (under the accelerator's).
+    pub arn: String,
+    /// Endpoint id (load balancer ARN, Elastic IP allocation id, instance id) -> weight
+    /// 0..=255, set on every switch; empty: the group's endpoints are left as they are.
+    pub endpoints: BTreeMap<String, u8>,
 }
 
 /// Route 53 record sets in one hosted zone, one per region, switched in
@@ -392,6 +423,9 @@ pub enum Probe {
     /// Reads a Route 53 health check's status (GetHealthCheckStatus): one id
     /// per region, or one for the whole service (`per_region: false`, key `""`).
     Route53HealthCheck { ids: BTreeMap<String, String> },
+    /// Reads a CloudWatch alarm's state (DescribeAlarms) in the region's AWS region:
+    /// OK passes; ALARM and INSUFFICIENT_DATA fail. One alarm name per region.
+    CloudwatchAlarm { alarms: BTreeMap<String, String> },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -620,7 +654,7 @@ impl Plan {
     pub fn rfc2136(&self) -> Option<&Rfc2136Spec> {
         match &self.traffic {
             TrafficSpec::Rfc2136(t) => Some(t),
-            TrafficSpec::Route53(_) => None,
+            TrafficSpec::Route53(_) | TrafficSpec::GlobalAccelerator(_) => None,
         }
     }
 

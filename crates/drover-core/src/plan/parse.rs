@@ -93,7 +93,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         .require(&top, "database", "add a database section (kind, replication, members)")
         .and_then(|n| database::read(r, &top, n, regions.as_ref()));
     let traffic = r
-        .require(&top, "traffic", "add a traffic section: kind: rfc2136 (server, zone, record, ttl, tsig, targets) or kind: route53 (hosted_zone_id, record, type, ttl, routing, targets)")
+        .require(&top, "traffic", "add a traffic section: kind: rfc2136 (server, zone, record, ttl, tsig, targets) or kind: route53 (hosted_zone_id, record, type, ttl, routing, targets) or kind: global-accelerator (accelerator_arn, endpoint_groups)")
         .and_then(|n| traffic::read(r, &top, n, regions.as_ref()));
     let checks = r
         .require(
@@ -102,10 +102,19 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
             "add at least one check, e.g. checks: { api: { http: \"http://{target}:8080/healthz\" } }",
         )
         .and_then(|n| checks::read(r, &top, n, regions.as_ref()));
-    if let (Some(TrafficSpec::Route53(t)), Some(checks)) = (&traffic, &checks)
-        && t.record_type == Route53RecordType::Cname
-    {
-        route53::cname_targets_are_not_addresses(r, &top, checks);
+    let no_addresses = match &traffic {
+        Some(TrafficSpec::Route53(t)) if t.record_type == Route53RecordType::Cname => Some(
+            "traffic.type CNAME targets are names; probe each region with route53_health_check: { <region>: <id> }, \
+             or a fixed URL with per_region: false",
+        ),
+        Some(TrafficSpec::GlobalAccelerator(_)) => Some(
+            "a global accelerator's static addresses serve every region, so no address is the region's own; \
+             probe each region with cloudwatch_alarm: { <region>: <alarm name> }, or a fixed URL with per_region: false",
+        ),
+        _ => None,
+    };
+    if let (Some(why), Some(checks)) = (no_addresses, &checks) {
+        route53::targets_are_not_addresses(r, &top, checks, why);
     }
     let check_names: Option<Vec<&str>> = checks.as_ref().map(|c| c.keys().map(String::as_str).collect());
     let database_kind = top.get("database").and_then(aws_database::declared_kind);
@@ -323,6 +332,37 @@ pub(super) fn check_identifier(r: &mut Reader<'_>, entry: &Entry<'_>, what: &str
 /// Entries of a mapping keyed by region (database members, traffic targets):
 /// each key must be a declared primary or standby region, and each of those
 /// must appear. Entries for unknown or witness regions are reported and dropped.
+/// Each region's entry read with `read`, refusing two regions whose values share
+/// what `key` picks (reported at `<entry>.<field>` with `clash(shared value, first region)`).
+pub(super) fn distinct_per_region<T>(
+    r: &mut Reader<'_>,
+    entries: &[Entry<'_>],
+    mut read: impl FnMut(&mut Reader<'_>, &Entry<'_>) -> Option<T>,
+    key: impl Fn(&T) -> &str,
+    field: &str,
+    clash: impl Fn(&str, &str) -> String,
+) -> Option<BTreeMap<String, T>> {
+    let mut values = BTreeMap::new();
+    let mut complete = true;
+    for entry in entries {
+        match read(r, entry) {
+            Some(value) => {
+                values.insert(entry.name.clone(), value);
+            }
+            None => complete = false,
+        }
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (region, value) in &values {
+        if let Some(first) = seen.insert(key(value), region) {
+            let entry = entries.iter().find(|e| &e.name == region).expect("read from entries");
+            r.error(entry.key.pos(), &format!("{}.{field}", entry.path), clash(key(value), first));
+            complete = false;
+        }
+    }
+    complete.then_some(values)
+}
+
 pub(super) fn region_entries<'n>(
     r: &mut Reader<'_>,
     node: &'n Node,

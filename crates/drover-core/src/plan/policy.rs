@@ -156,9 +156,8 @@ pub(super) fn read_runbooks(
         &[],
         "a mapping like { failover: [fence, promote, switch, verify] }",
     )?;
-    let failover = m
-        .get("failover")
-        .map_or(Some(defaults.failover), |n| steps(r, n, "runbooks.failover", kind, with_compute));
+    let failover =
+        m.get("failover").map_or(Some(defaults.failover), |n| steps(r, n, "runbooks.failover", kind, with_compute));
     let switchover = m
         .get("switchover")
         .map_or(Some(defaults.switchover), |n| steps(r, n, "runbooks.switchover", kind, with_compute));

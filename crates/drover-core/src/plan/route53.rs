@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::model::{Check, Probe, Route53RecordType, Route53Routing, Route53Spec, Route53Target, TrafficSpec};
-use super::parse::{Regions, region_entries};
+use super::parse::{Regions, distinct_per_region, region_entries};
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader};
 use super::traffic::{absolute_name, ttl};
@@ -32,8 +32,8 @@ enum Routing {
     Weighted,
 }
 const ROUTINGS: [(&str, Routing); 2] = [("failover", Routing::Failover), ("weighted", Routing::Weighted)];
-const DEFAULT_STAGE_PAUSE: Duration = Duration::from_secs(60);
-const DEFAULT_CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const DEFAULT_STAGE_PAUSE: Duration = Duration::from_secs(60);
+pub(super) const DEFAULT_CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Route 53's limit on a set identifier.
 const MAX_SET_IDENTIFIER: usize = 128;
 
@@ -146,8 +146,8 @@ fn hosted_zone_id(r: &mut Reader<'_>, node: &Node) -> Option<String> {
     Some(id.to_owned())
 }
 
-/// Percentages of the weight on the new region, rising, ending at 100.
-fn read_stages(r: &mut Reader<'_>, node: &Node) -> Option<Vec<u8>> {
+/// Percentages of the traffic on the new region, rising, ending at 100.
+pub(super) fn read_stages(r: &mut Reader<'_>, node: &Node) -> Option<Vec<u8>> {
     let field = "traffic.stages";
     let items = r.list(node, field, "a list of percentages like [10, 25, 50, 100]")?;
     if items.is_empty() {
@@ -192,33 +192,15 @@ fn read_targets(
     let at = traffic.key("targets").map_or(node.pos(), Node::pos);
     let example = |region: &str| format!("{region}: {}", example_value(record_type));
     let entries = region_entries(r, node, "traffic.targets", at, regions, "traffic target", &example)?;
-    let mut targets = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
-        match read_target(r, entry, record_type) {
-            Some(target) => {
-                targets.insert(entry.name.clone(), target);
-            }
-            None => complete = false,
-        }
-    }
     // Route 53 tells record sets of one name apart by their set identifier.
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for (region, target) in &targets {
-        if let Some(first) = seen.insert(&target.set_identifier, region) {
-            let entry = entries.iter().find(|e| &e.name == region).expect("read from entries");
-            r.error(
-                entry.key.pos(),
-                &format!("{}.set_identifier", entry.path),
-                format!(
-                    "'{}' is also {first}'s set identifier; each region's record set needs its own",
-                    target.set_identifier
-                ),
-            );
-            complete = false;
-        }
-    }
-    complete.then_some(targets)
+    distinct_per_region(
+        r,
+        &entries,
+        |r, entry| read_target(r, entry, record_type),
+        |t| &t.set_identifier,
+        "set_identifier",
+        |id, first| format!("'{id}' is also {first}'s set identifier; each region's record set needs its own"),
+    )
 }
 
 fn example_value(record_type: Route53RecordType) -> &'static str {
@@ -299,15 +281,21 @@ fn record_value(r: &mut Reader<'_>, node: &Node, field: &str, record_type: Route
     })
 }
 
-/// Checks fill `{target}` with the region's address; CNAME targets are names, so a
-/// check of such a plan must say what it probes.
-pub(super) fn cname_targets_are_not_addresses(r: &mut Reader<'_>, top: &Mapping<'_>, checks: &BTreeMap<String, Check>) {
+/// Checks fill `{target}` with the region's address; CNAME targets are names and a
+/// Global Accelerator has no address per region, so a check of such a plan must
+/// say what it probes. `why` says what the plan's traffic has instead, and what to write.
+pub(super) fn targets_are_not_addresses(
+    r: &mut Reader<'_>,
+    top: &Mapping<'_>,
+    checks: &BTreeMap<String, Check>,
+    why: &str,
+) {
     let written = top.get("checks").map(|n| &n.value);
     for (name, check) in checks {
         let (kind, template) = match &check.probe {
             Probe::Http { url, .. } => ("http", url),
             Probe::Tcp { address } => ("tcp", address),
-            Probe::Postgres | Probe::Route53HealthCheck { .. } => continue,
+            Probe::Postgres | Probe::Route53HealthCheck { .. } | Probe::CloudwatchAlarm { .. } => continue,
         };
         if !template.contains("{target}") {
             continue;
@@ -326,8 +314,7 @@ pub(super) fn cname_targets_are_not_addresses(r: &mut Reader<'_>, top: &Mapping<
         r.error(
             at.unwrap_or(top.at),
             &format!("checks.{name}.{kind}"),
-            "{target} is filled with the region's traffic address, but traffic.type CNAME targets are names; \
-             probe each region with route53_health_check: { <region>: <id> }, or a fixed URL with per_region: false",
+            format!("{{target}} is filled with the region's traffic address, but {why}"),
         );
     }
 }

@@ -134,6 +134,27 @@ fn describe_traffic(traffic: &TrafficSpec) -> String {
                 targets.join(", "),
             )
         }
+        TrafficSpec::GlobalAccelerator(ga) => {
+            let groups: Vec<String> = ga
+                .endpoint_groups
+                .iter()
+                .map(|(region, g)| {
+                    let weights: Vec<String> = g.endpoints.iter().map(|(id, w)| format!("{id} weight {w}")).collect();
+                    match weights.is_empty() {
+                        true => format!("{region} -> {}", g.arn),
+                        false => format!("{region} -> {} ({})", g.arn, weights.join(", ")),
+                    }
+                })
+                .collect();
+            let stages = match ga.stages.len() {
+                1 => "dials switched at once".to_owned(),
+                _ => {
+                    let stages: Vec<String> = ga.stages.iter().map(u8::to_string).collect();
+                    format!("dials in stages {}% with {} pauses", stages.join("/"), format_duration(ga.stage_pause))
+                }
+            };
+            format!("global-accelerator {}, {stages}; {}", ga.accelerator_arn, groups.join(", "))
+        }
     }
 }
 
@@ -143,6 +164,7 @@ fn describe_check(check: &Check) -> String {
         Probe::Tcp { .. } => "tcp",
         Probe::Postgres => "postgres",
         Probe::Route53HealthCheck { .. } => "route53_health_check",
+        Probe::CloudwatchAlarm { .. } => "cloudwatch_alarm",
     };
     let mut text = format!(
         "{} ({kind}, every {}, timeout {}, {} down / {} up",

@@ -8,11 +8,11 @@ use super::model::{Rfc2136Spec, TrafficSpec, Tsig, TsigAlgorithm};
 use super::parse::{Regions, region_entries};
 use super::raw::Node;
 use super::reader::{Mapping, Reader};
-use super::route53;
+use super::{global_accelerator, route53};
 
 const FIELDS: [&str; 7] = ["kind", "server", "zone", "record", "ttl", "tsig", "targets"];
-/// `route53` is read by its own module; here it only completes the list in messages.
-const KINDS: [(&str, ()); 2] = [("rfc2136", ()), ("route53", ())];
+/// `route53` and `global-accelerator` are read by their own modules; here they only complete the list in messages.
+const KINDS: [(&str, ()); 3] = [("rfc2136", ()), ("route53", ()), ("global-accelerator", ())];
 const TSIG_FIELDS: [&str; 4] = ["name", "algorithm", "secret_env", "secret_file"];
 const ALGORITHMS: [(&str, TsigAlgorithm); 3] = [
     ("hmac-sha256", TsigAlgorithm::HmacSha256),
@@ -26,8 +26,10 @@ pub(super) fn read(
     node: &Node,
     regions: Option<&Regions>,
 ) -> Option<TrafficSpec> {
-    if declared_kind(node) == Some("route53") {
-        return route53::read(r, top, node, regions);
+    match declared_kind(node) {
+        Some("route53") => return route53::read(r, top, node, regions),
+        Some("global-accelerator") => return global_accelerator::read(r, top, node, regions),
+        _ => {}
     }
     let at = top.key("traffic").map_or(node.pos(), Node::pos);
     let m = r.mapping(

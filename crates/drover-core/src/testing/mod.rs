@@ -257,12 +257,14 @@ impl Traffic for FakeWorld {
         if s.traffic_unreachable {
             return Err(ProviderError::transient("dns: timed out"));
         }
-        Ok(TrafficState { region: Some(s.traffic_region.clone()), addresses: vec![], epoch: s.traffic_epoch })
+        // An empty region: traffic split between regions (a staged shift stopped part way).
+        let region = (!s.traffic_region.is_empty()).then(|| s.traffic_region.clone());
+        Ok(TrafficState { region, addresses: vec![], epoch: s.traffic_epoch })
     }
 
     async fn switch(&self, region: &str, observed_epoch: Epoch, new_epoch: Epoch) -> Result<(), ProviderError> {
         let mut s = self.state.lock().unwrap();
-        if s.traffic_epoch != observed_epoch {
+        if s.traffic_epoch != observed_epoch && s.traffic_epoch != new_epoch {
             return Err(ProviderError::permanent(format!(
                 "epoch precondition failed: record holds {}, expected {observed_epoch}",
                 s.traffic_epoch

@@ -18,7 +18,9 @@ pub fn check(path: &Path, output: Output) -> ExitCode {
 pub fn iam(path: &Path) -> ExitCode {
     finish(wiring::load_plan(path).map(|plan| match drover_core::plan::iam::policy(&plan) {
         Some(policy) => print_json(&policy),
-        None => eprintln!("{}: this plan uses no AWS resources; drover needs no IAM permissions for it", path.display()),
+        None => {
+            eprintln!("{}: this plan uses no AWS resources; drover needs no IAM permissions for it", path.display())
+        }
     }))
 }
 
