@@ -179,3 +179,78 @@ fn reprotect_and_failback_refusals_say_what_to_do() {
     let runs = run(drover().args(["runs", "--plan"]).arg(&plan));
     assert_eq!(runs.stdout, "no runs yet\n");
 }
+
+/// The repository's root, for the shipped example and the adapters' sources.
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn plan_iam_prints_the_policy_for_the_shipped_aws_example() {
+    let ran = run(drover().args(["plan", "iam", "examples/aws-two-region/plan.yaml"]).current_dir(repo()));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_golden("plan-iam-aws-two-region", &ran.transcript(&[]));
+    // And it is the plan `plan check` accepts.
+    let check = run(drover().args(["plan", "check", "examples/aws-two-region/plan.yaml"]).current_dir(repo()));
+    assert_eq!(check.code, 0, "{}", check.stderr);
+}
+
+#[test]
+fn plan_iam_of_a_plan_without_aws_prints_no_policy() {
+    let dir = plan_dir(PLAN);
+    let ran = run(drover().args(["plan", "iam"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, ""), "{}", ran.stderr);
+    assert!(ran.stderr.contains("this plan uses no AWS resources; drover needs no IAM permissions for it"));
+}
+
+/// Every AWS operation an adapter calls (each goes through `aws::describe(SERVICE, "Operation", ..)`)
+/// is granted by `drover plan iam` for some plan that uses its resource kind: the policy
+/// cannot silently fall behind the code.
+#[test]
+fn plan_iam_grants_every_aws_operation_the_adapters_call() {
+    let sources = repo().join("crates/drover-adapters/src/aws");
+    let mut prefixes = std::collections::HashMap::new();
+    let mut called = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&sources).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        // `const EKS: Service = Service { name: "EKS", iam: "eks", ...`
+        for line in text.lines().filter(|l| l.contains(": Service = Service {")) {
+            let name = line.split("const ").nth(1).unwrap().split(':').next().unwrap().to_owned();
+            let iam = line.split("iam: \"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+            prefixes.insert(name, iam);
+        }
+        for call in text.split("describe(").skip(1) {
+            let mut parts = call.splitn(3, ", \"");
+            let (service, rest) = (parts.next().unwrap(), parts.next());
+            if let Some(operation) = rest.and_then(|r| r.split('"').next())
+                && service.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+            {
+                called.insert((service.to_owned(), operation.to_owned()));
+            }
+        }
+    }
+    assert!(called.len() > 20, "found only {called:?}: has the adapters' error helper changed?");
+    let plans = [
+        repo().join("examples/aws-two-region/plan.yaml"),
+        repo().join("crates/drover-core/tests/plans/good/global-accelerator.yaml"),
+        repo().join("crates/drover-core/tests/plans/good/aurora-global.yaml"),
+    ];
+    let mut policies = String::new();
+    for plan in &plans {
+        let ran = run(drover()
+            .args(["plan", "iam"])
+            .arg(plan)
+            .env("EAST_DSN", "postgres://x@h/db")
+            .env("WEST_DSN", "postgres://x@h/db"));
+        assert_eq!(ran.code, 0, "{}: {}", plan.display(), ran.stderr);
+        policies.push_str(&ran.stdout);
+    }
+    let missing: Vec<String> = called
+        .iter()
+        .map(|(service, op)| {
+            format!("{}:{op}", prefixes.get(service).unwrap_or_else(|| panic!("no Service {service}")))
+        })
+        .filter(|action| !policies.contains(&format!("\"{action}\"")))
+        .collect();
+    assert!(missing.is_empty(), "drover calls these but `plan iam` never grants them: {missing:?}");
+}

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{ComputeTarget, Plan, Probe, TrafficSpec};
+use super::model::{ComputeTarget, DatabaseSpec, Plan, Probe, TrafficSpec};
 
 /// One action on one resource (an ARN, or `*` where the action has no resource-level scope).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,11 +30,67 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
         // A change's id is only known once it is made.
         out.insert(grant("route53:GetChange", "arn:aws:route53:::change/*"));
     }
-    for check in plan.checks.values() {
-        if let Probe::Route53HealthCheck { ids } = &check.probe {
-            for id in ids.values() {
-                out.insert(grant("route53:GetHealthCheckStatus", format!("arn:aws:route53:::healthcheck/{id}")));
+    if let TrafficSpec::GlobalAccelerator(t) = &plan.traffic {
+        for action in [
+            "globalaccelerator:DescribeAccelerator",
+            "globalaccelerator:ListTagsForResource",
+            "globalaccelerator:TagResource",
+        ] {
+            out.insert(grant(action, &t.accelerator_arn));
+        }
+        for group in t.endpoint_groups.values() {
+            out.insert(grant("globalaccelerator:DescribeEndpointGroup", &group.arn));
+            out.insert(grant("globalaccelerator:UpdateEndpointGroup", &group.arn));
+        }
+    }
+    match &plan.database {
+        DatabaseSpec::Postgres(_) => {}
+        DatabaseSpec::Rds(db) => {
+            for (region, member) in &db.members {
+                let aws = plan.aws_region(region);
+                let instance = arn_or(&member.instance, || format!("arn:aws:rds:{aws}:*:db:{}", member.instance));
+                for action in ["rds:DescribeDBInstances", "rds:PromoteReadReplica", "rds:AddTagsToResource"] {
+                    out.insert(grant(action, &instance));
+                }
+                // The fence's parameter group is the instance's, found at run time.
+                let groups = format!("arn:aws:rds:{aws}:*:pg:*");
+                out.insert(grant("rds:DescribeDBParameters", &groups));
+                out.insert(grant("rds:ModifyDBParameterGroup", groups));
             }
+            // Replica lag (ReplicaLag); CloudWatch reads take no resource-level scope.
+            out.insert(grant("cloudwatch:GetMetricStatistics", "*"));
+        }
+        DatabaseSpec::AuroraGlobal(db) => {
+            let global = format!("arn:aws:rds::*:global-cluster:{}", db.global_cluster);
+            out.insert(grant("rds:DescribeGlobalClusters", &global));
+            for (region, member) in &db.members {
+                let aws = plan.aws_region(region);
+                let cluster = arn_or(&member.cluster, || format!("arn:aws:rds:{aws}:*:cluster:{}", member.cluster));
+                out.insert(grant("rds:DescribeDBClusters", &cluster));
+                out.insert(grant("rds:AddTagsToResource", &cluster));
+                // A switchover or failover names the global cluster and the target cluster.
+                for action in ["rds:SwitchoverGlobalCluster", "rds:FailoverGlobalCluster"] {
+                    out.insert(grant(action, &global));
+                    out.insert(grant(action, &cluster));
+                }
+            }
+            out.insert(grant("cloudwatch:GetMetricStatistics", "*"));
+        }
+    }
+    for check in plan.checks.values() {
+        match &check.probe {
+            Probe::Route53HealthCheck { ids } => {
+                for id in ids.values() {
+                    out.insert(grant("route53:GetHealthCheckStatus", format!("arn:aws:route53:::healthcheck/{id}")));
+                }
+            }
+            Probe::CloudwatchAlarm { alarms } => {
+                for (region, name) in alarms {
+                    let aws = plan.aws_region(region);
+                    out.insert(grant("cloudwatch:DescribeAlarms", format!("arn:aws:cloudwatch:{aws}:*:alarm:{name}")));
+                }
+            }
+            _ => {}
         }
     }
     for spec in plan.compute.values() {
@@ -58,6 +114,11 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
         }
     }
     out
+}
+
+/// `id` itself when it is an ARN (the plan may give one), otherwise the ARN `make` builds.
+fn arn_or(id: &str, make: impl FnOnce() -> String) -> String {
+    if id.starts_with("arn:") { id.to_owned() } else { make() }
 }
 
 /// The IAM policy document: one statement per set of resources, actions and resources

@@ -212,16 +212,6 @@ pub enum ComputeTarget {
     AutoScalingGroup { name: String },
 }
 
-impl ComputeTarget {
-    /// How messages name it: `eks-nodegroup shop-east/general`, `autoscaling-group web-east`.
-    pub fn describe(&self) -> String {
-        match self {
-            ComputeTarget::EksNodegroup { cluster, nodegroup } => format!("eks-nodegroup {cluster}/{nodegroup}"),
-            ComputeTarget::AutoScalingGroup { name } => format!("autoscaling-group {name}"),
-        }
-    }
-}
-
 /// How clients reach the service: RFC 2136 DNS, Route 53, or an AWS Global
 /// Accelerator's endpoint group dials.
 #[derive(Clone, Debug, PartialEq)]

@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use super::model::{Check, DatabaseSpec, NotifySpec, Plan, Probe, Route53Routing, StepKind, TrafficSpec};
+use super::model::{
+    Check, ComputeTarget, DatabaseSpec, NotifySpec, Plan, Probe, Route53Routing, StepKind, TrafficSpec,
+};
 use crate::duration::format_duration;
 use crate::notify::EventKind;
 
@@ -19,6 +21,28 @@ pub fn summary(plan: &Plan) -> String {
     line("database", describe_database(&plan.database));
 
     line("traffic", describe_traffic(&plan.traffic));
+
+    for spec in plan.compute.values() {
+        let targets: Vec<String> = spec
+            .targets
+            .iter()
+            .map(|(region, t)| match t {
+                ComputeTarget::EksNodegroup { cluster, nodegroup } => format!("{region} -> {cluster}/{nodegroup}"),
+                ComputeTarget::AutoScalingGroup { name } => format!("{region} -> {name}"),
+            })
+            .collect();
+        line(
+            "compute",
+            format!(
+                "{} ({}, {}% of the primary's, ready within {}): {}",
+                spec.name,
+                spec.kind.as_str(),
+                spec.capacity_percent,
+                format_duration(spec.ready_timeout),
+                targets.join(", ")
+            ),
+        );
+    }
 
     let checks: Vec<String> = plan.checks.values().map(describe_check).collect();
     line("checks", checks.join(", "));
