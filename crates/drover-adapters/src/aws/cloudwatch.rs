@@ -87,10 +87,15 @@ pub fn alarm_verdict(state: Option<&StateValue>, reason: &str) -> Result<String,
     }
 }
 
-const CLOUDWATCH: Service = Service { name: "CloudWatch", iam: "cloudwatch", hint };
+/// CloudWatch, for alarm checks here and for replica lag (`rds`, `aurora-global`).
+pub const CLOUDWATCH: Service = Service { name: "CloudWatch", iam: "cloudwatch", hint };
 
-/// CloudWatch's own codes; throttling and access are `aws::describe`'s.
-fn hint(_operation: &str, code: &str) -> Option<(String, bool)> {
+/// CloudWatch's own codes; throttling and access are `aws::describe`'s. Only alarm
+/// reads point at the plan's alarm names.
+fn hint(operation: &str, code: &str) -> Option<(String, bool)> {
+    if operation != "DescribeAlarms" {
+        return None;
+    }
     Some(match code {
         "InvalidNextToken" | "InvalidParameterValue" | "InvalidParameterCombination" => {
             ("check the alarm name in the plan's cloudwatch_alarm check".into(), false)

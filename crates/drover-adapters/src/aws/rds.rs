@@ -28,6 +28,7 @@ use drover_core::plan::RdsSpec;
 use drover_core::run::{Epoch, RunId, RunKind};
 use drover_core::world::{Database, MemberStatus, RejoinMethod};
 
+use super::cloudwatch::CLOUDWATCH;
 use super::{AwsConfig, Service, describe};
 
 /// The SDKs themselves, for tests and tools that set up instances.
@@ -41,7 +42,6 @@ pub const RUN_TAG: &str = "drover:run";
 pub const DEFAULT_POLL: Duration = Duration::from_secs(10);
 
 pub const RDS: Service = Service { name: "RDS", iam: "rds", hint: rds_hint };
-pub const CLOUDWATCH: Service = Service { name: "CloudWatch", iam: "cloudwatch", hint: |_, _| None };
 
 fn rds_hint(operation: &str, code: &str) -> Option<(String, bool)> {
     let (hint, transient) = match code {
