@@ -121,36 +121,56 @@ fn arn_or(id: &str, make: impl FnOnce() -> String) -> String {
     if id.starts_with("arn:") { id.to_owned() } else { make() }
 }
 
+/// An IAM policy document. Fields in the order IAM's own documents use; a struct, not
+/// a JSON map, so the order does not depend on serde_json's features.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Policy {
+    #[serde(rename = "Version")]
+    pub version: &'static str,
+    #[serde(rename = "Statement")]
+    pub statements: Vec<Statement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Statement {
+    #[serde(rename = "Sid")]
+    pub sid: String,
+    #[serde(rename = "Effect")]
+    pub effect: &'static str,
+    #[serde(rename = "Action")]
+    pub actions: Vec<&'static str>,
+    #[serde(rename = "Resource")]
+    pub resources: Vec<String>,
+}
+
 /// The IAM policy document: one statement per set of resources, actions and resources
 /// sorted so the output is stable (and diffs well in review). `None` when the plan uses
 /// no AWS resource at all.
-pub fn policy(plan: &Plan) -> Option<serde_json::Value> {
+pub fn policy(plan: &Plan) -> Option<Policy> {
     let grants = grants(plan);
     if grants.is_empty() {
         return None;
     }
-    let mut by_action: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut by_action: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
     for g in grants {
         by_action.entry(g.action).or_default().insert(g.resource);
     }
-    let mut by_resources: BTreeMap<BTreeSet<String>, BTreeSet<&str>> = BTreeMap::new();
+    let mut by_resources: BTreeMap<BTreeSet<String>, BTreeSet<&'static str>> = BTreeMap::new();
     for (action, resources) in by_action {
         by_resources.entry(resources).or_default().insert(action);
     }
-    let mut statements: Vec<(BTreeSet<&str>, BTreeSet<String>)> =
+    let mut statements: Vec<(BTreeSet<&'static str>, BTreeSet<String>)> =
         by_resources.into_iter().map(|(resources, actions)| (actions, resources)).collect();
     statements.sort();
-    let statements: Vec<serde_json::Value> = statements
+    let statements = statements
         .into_iter()
         .enumerate()
-        .map(|(i, (actions, resources))| {
-            serde_json::json!({
-                "Sid": format!("Drover{}", i + 1),
-                "Effect": "Allow",
-                "Action": actions.into_iter().collect::<Vec<_>>(),
-                "Resource": resources.into_iter().collect::<Vec<_>>(),
-            })
+        .map(|(i, (actions, resources))| Statement {
+            sid: format!("Drover{}", i + 1),
+            effect: "Allow",
+            actions: actions.into_iter().collect(),
+            resources: resources.into_iter().collect(),
         })
         .collect();
-    Some(serde_json::json!({ "Version": "2012-10-17", "Statement": statements }))
+    Some(Policy { version: "2012-10-17", statements })
 }
