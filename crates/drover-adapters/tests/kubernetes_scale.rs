@@ -384,7 +384,6 @@ async fn a_switchover_scales_the_standby_clusters_workloads_and_a_drill_undo_set
     }
     // East, the old primary, was only read.
     assert_eq!(east.lock().unwrap().replicas["api"], 6);
-    drop(engine);
     drop(compute);
     for server in servers {
         server.await.unwrap();
