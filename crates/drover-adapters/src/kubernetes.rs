@@ -179,7 +179,10 @@ impl KubernetesCompute {
                     .await
                     .map(drop),
                 _ => {
-                    return Err(ProviderError::permanent(format!("{}: {unit} is not a workload drover scales", t.name)));
+                    return Err(ProviderError::permanent(format!(
+                        "{}: {unit} is not a workload drover scales",
+                        t.name
+                    )));
                 }
             }
             .map_err(|e| api_error(&t.name, &what, e))?;

@@ -88,6 +88,10 @@ fn list(kind: &str, items: Vec<Value>) -> Value {
     json!({ "apiVersion": "v1", "kind": format!("{kind}List"), "metadata": { "resourceVersion": "1" }, "items": items })
 }
 
+fn reply(status: u16, body: &Value) -> Response<Body> {
+    Response::builder().status(status).body(Body::from(serde_json::to_vec(body).unwrap())).unwrap()
+}
+
 /// Plays the API server: each `expect` takes the next request drover makes.
 struct ApiServer(Handle);
 
@@ -107,8 +111,13 @@ impl ApiServer {
             assert_eq!(kind, "application/merge-patch+json");
         }
         let body = request.into_body().collect_bytes().await.unwrap();
-        respond.send_response(Response::builder().body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap());
+        respond.send_response(reply(200, &answer));
         if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() }
+    }
+
+    /// Asserts the next request merge-patches `path` with `patch`, and answers `answer`.
+    async fn expect_patch(&mut self, path: &str, patch: Value, answer: Value) {
+        assert_eq!(self.expect("PATCH", path, answer).await, patch, "PATCH {path}");
     }
 
     /// The three lists one reading of the workloads makes.
@@ -172,18 +181,27 @@ async fn raising_lifts_the_autoscalers_floor_then_the_replicas_and_waits_until_r
             let hpa = || vec![mk_autoscaler("api-hpa", "Deployment", "api", 1, 10)];
             server.lists(vec![mk_deployment("api", 1, 1)], vec![mk_statefulset("queue", 1, 1)], hpa()).await;
             // The floor first, at the new replica count: the autoscaler would otherwise take them back.
-            let body = server
-                .expect(
-                    "PATCH",
+            server
+                .expect_patch(
                     &format!("{AUTOSCALERS}/api-hpa"),
+                    json!({ "spec": { "minReplicas": 4, "maxReplicas": 10 } }),
                     mk_autoscaler("api-hpa", "Deployment", "api", 4, 10),
                 )
                 .await;
-            assert_eq!(body, json!({ "spec": { "minReplicas": 4, "maxReplicas": 10 } }));
-            let body = server.expect("PATCH", &format!("{DEPLOYMENTS}/api"), mk_deployment("api", 4, 1)).await;
-            assert_eq!(body, json!({ "spec": { "replicas": 4 } }));
-            let body = server.expect("PATCH", &format!("{STATEFULSETS}/queue"), mk_statefulset("queue", 3, 1)).await;
-            assert_eq!(body, json!({ "spec": { "replicas": 3 } }));
+            server
+                .expect_patch(
+                    &format!("{DEPLOYMENTS}/api"),
+                    json!({ "spec": { "replicas": 4 } }),
+                    mk_deployment("api", 4, 1),
+                )
+                .await;
+            server
+                .expect_patch(
+                    &format!("{STATEFULSETS}/queue"),
+                    json!({ "spec": { "replicas": 3 } }),
+                    mk_statefulset("queue", 3, 1),
+                )
+                .await;
             // Pods start: looked at until every workload is ready.
             server.lists(vec![mk_deployment("api", 4, 2)], vec![mk_statefulset("queue", 3, 3)], vec![]).await;
             server.lists(vec![mk_deployment("api", 4, 4)], vec![mk_statefulset("queue", 3, 3)], vec![]).await;
@@ -203,16 +221,20 @@ async fn undo_sets_the_autoscalers_floor_and_the_replicas_back_exactly() {
         async move {
             let hpa = vec![mk_autoscaler("api-hpa", "Deployment", "api", 4, 10)];
             server.lists(vec![mk_deployment("api", 4, 4)], vec![], hpa).await;
-            let body = server
-                .expect(
-                    "PATCH",
+            server
+                .expect_patch(
                     &format!("{AUTOSCALERS}/api-hpa"),
+                    json!({ "spec": { "minReplicas": 1, "maxReplicas": 10 } }),
                     mk_autoscaler("api-hpa", "Deployment", "api", 1, 10),
                 )
                 .await;
-            assert_eq!(body, json!({ "spec": { "minReplicas": 1, "maxReplicas": 10 } }));
-            let body = server.expect("PATCH", &format!("{DEPLOYMENTS}/api"), mk_deployment("api", 1, 4)).await;
-            assert_eq!(body, json!({ "spec": { "replicas": 1 } }));
+            server
+                .expect_patch(
+                    &format!("{DEPLOYMENTS}/api"),
+                    json!({ "spec": { "replicas": 1 } }),
+                    mk_deployment("api", 1, 4),
+                )
+                .await;
             server.lists(vec![mk_deployment("api", 1, 1)], vec![], vec![]).await;
         },
         compute.resize("apps", "west", &before),
@@ -232,8 +254,20 @@ async fn workloads_not_ready_in_time_are_named_with_their_counts() {
     let stand_in = async move {
         let mut server = server;
         server.lists(vec![mk_deployment("api", 1, 1)], vec![mk_statefulset("queue", 1, 1)], vec![]).await;
-        server.expect("PATCH", &format!("{DEPLOYMENTS}/api"), mk_deployment("api", 3, 1)).await;
-        server.expect("PATCH", &format!("{STATEFULSETS}/queue"), mk_statefulset("queue", 2, 1)).await;
+        server
+            .expect_patch(
+                &format!("{DEPLOYMENTS}/api"),
+                json!({ "spec": { "replicas": 3 } }),
+                mk_deployment("api", 3, 1),
+            )
+            .await;
+        server
+            .expect_patch(
+                &format!("{STATEFULSETS}/queue"),
+                json!({ "spec": { "replicas": 2 } }),
+                mk_statefulset("queue", 2, 1),
+            )
+            .await;
         let mut server = server.0;
         while let Some((request, respond)) = server.next_request().await {
             let answer = match request.uri().path() {
@@ -241,7 +275,7 @@ async fn workloads_not_ready_in_time_are_named_with_their_counts() {
                 STATEFULSETS => list("StatefulSet", vec![mk_statefulset("queue", 2, 2)]),
                 _ => list("HorizontalPodAutoscaler", vec![]),
             };
-            respond.send_response(Response::builder().body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap());
+            respond.send_response(reply(200, &answer));
         }
     };
     let server = tokio::spawn(stand_in);
@@ -266,9 +300,7 @@ async fn a_denied_list_names_the_rbac_drover_needs() {
                 "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403, "reason": "Forbidden",
                 "message": "deployments.apps is forbidden: User \"drover\" cannot list resource \"deployments\""
             });
-            respond.send_response(
-                Response::builder().status(403).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap(),
-            );
+            respond.send_response(reply(403, &status));
         },
         compute.capacity("apps", "east"),
     )
@@ -319,7 +351,7 @@ async fn serve(mut handle: Handle, cluster: Arc<Mutex<Cluster>>) {
             let items = c.autoscalers.iter().map(|(n, (t, min, max))| mk_autoscaler(n, "Deployment", t, *min, *max));
             list("HorizontalPodAutoscaler", items.collect())
         };
-        respond.send_response(Response::builder().body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap());
+        respond.send_response(reply(200, &answer));
     }
 }
 
