@@ -2,6 +2,8 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod dns;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod notify;
 pub mod postgres;
 pub mod probe;

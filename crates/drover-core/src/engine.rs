@@ -12,7 +12,8 @@ use crate::notify::{EventKind, Notifier, NotifyEvent};
 use crate::plan::{DatabaseSpec, Plan, Role, StepKind};
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunKind, RunState, RunSummary, StepOutcome};
 use crate::world::{
-    Capacity, Compute, Database, HostAccess, MemberStatus, ProbeResult, Prober, Size, Traffic, TrafficState,
+    Capacity, Compute, Database, HostAccess, MemberStatus, ProbeResult, Prober, Size, Traffic, TrafficState, Units,
+    WHOLE,
 };
 
 pub fn now_ms() -> u64 {
@@ -26,8 +27,8 @@ pub struct Observed {
     pub traffic: Result<TrafficState, String>,
     /// Per region, each check's single probe result.
     pub checks: BTreeMap<String, Vec<(String, ProbeResult)>>,
-    /// Per compute resource, per region: its capacity, or why it could not be read.
-    pub compute: BTreeMap<String, BTreeMap<String, Result<Capacity, String>>>,
+    /// Per compute resource, per region: its capacity unit by unit, or why it could not be read.
+    pub compute: BTreeMap<String, BTreeMap<String, Result<Units, String>>>,
     pub epoch: Epoch,
     pub active_run: Option<RunId>,
 }
@@ -117,7 +118,7 @@ pub async fn observe_regions(
         (res, r, capacity)
     }))
     .await;
-    let mut by_resource: BTreeMap<String, BTreeMap<String, Result<Capacity, String>>> = BTreeMap::new();
+    let mut by_resource: BTreeMap<String, BTreeMap<String, Result<Units, String>>> = BTreeMap::new();
     for (res, r, capacity) in compute {
         by_resource.entry(res).or_default().insert(r, capacity.map_err(|e| e.message));
     }
@@ -139,10 +140,10 @@ async fn read_capacity(
     compute: &dyn Compute,
     resource: &str,
     region: &str,
-) -> Result<Capacity, ProviderError> {
-    let capacity = compute.capacity(resource, region).await?;
-    let _ = journal.note_capacity(resource, region, CapacitySeen { capacity, at_ms: now_ms() }).await;
-    Ok(capacity)
+) -> Result<Units, ProviderError> {
+    let units = compute.capacity(resource, region).await?;
+    let _ = journal.note_capacity(resource, region, CapacitySeen { units: units.clone(), at_ms: now_ms() }).await;
+    Ok(units)
 }
 
 /// Runs futures concurrently on the current task (no spawning, no extra crate).
@@ -789,12 +790,9 @@ impl<'a> Engine<'a> {
                 let mut short = Vec::new();
                 let mut done = Vec::new();
                 for (name, spec) in &self.plan.compute {
-                    let (want, have, basis) = self.scale_target(name, spec.capacity_percent, header).await?;
-                    let line = format!("{name} {}/{} ready ({basis})", have.ready, want.desired);
-                    if have.desired >= want.desired && have.ready >= want.desired {
-                        done.push(line);
-                    } else {
-                        short.push(line);
+                    for unit in self.scale_target(name, spec.capacity_percent, header).await? {
+                        let line = unit.describe(name);
+                        if unit.is_done() { done.push(line) } else { short.push(line) }
                     }
                 }
                 if short.is_empty() {
@@ -894,17 +892,37 @@ impl<'a> Engine<'a> {
                 db.record_epoch(to, epoch, &header.id).await?
             }
             StepKind::Scale => {
-                // Every resource at once: node groups and instances take minutes each.
-                let resizes = join_all(self.plan.compute.iter().map(|(name, spec)| async move {
-                    let (want, have, _) = self.scale_target(name, spec.capacity_percent, header).await?;
-                    if have.desired >= want.desired && have.ready >= want.desired {
-                        return Ok(());
-                    }
-                    self.world.compute.resize(name, to, want).await
+                let targets = join_all(self.plan.compute.iter().map(|(name, spec)| async move {
+                    (name, self.scale_target(name, spec.capacity_percent, header).await)
                 }))
                 .await;
+                // One resource that cannot be sized keeps none of the others from scaling.
+                let mut failures = Vec::new();
+                let mut resizes = Vec::new();
+                for (name, units) in targets {
+                    let units = match units {
+                        Ok(units) => units,
+                        Err(e) => {
+                            failures.push(e);
+                            continue;
+                        }
+                    };
+                    let sizes: BTreeMap<String, Size> =
+                        units.iter().filter(|u| !u.is_done()).map(|u| (u.unit.clone(), u.want)).collect();
+                    if sizes.is_empty() {
+                        continue;
+                    }
+                    let before: Units = units.iter().map(|u| (u.unit.clone(), u.have)).collect();
+                    match self.note_scaled_from(header, name, before).await {
+                        Ok(()) => resizes.push((name, sizes)),
+                        Err(e) => failures.push(e),
+                    }
+                }
+                // Every resource at once: node groups and instances take minutes each.
+                let resizes =
+                    join_all(resizes.iter().map(|(name, sizes)| self.world.compute.resize(name, to, sizes))).await;
                 // A permanent failure outranks a transient one: retrying cannot fix it.
-                let mut failures: Vec<ProviderError> = resizes.into_iter().filter_map(Result::err).collect();
+                failures.extend(resizes.into_iter().filter_map(Result::err));
                 failures.sort_by_key(ProviderError::retryable);
                 if let Some(first) = failures.into_iter().next() {
                     return Err(first);
@@ -933,26 +951,25 @@ impl<'a> Engine<'a> {
         Ok(None)
     }
 
-    /// What `resource` should run in the run's target region: `percent` of what the old
-    /// primary region runs — read now, or, when it cannot be read (it is lost), as last
-    /// noted in the journal. Returns the size wanted, the target's capacity now, and a
-    /// few words on where the size came from.
+    /// What each unit of `resource` should run in the run's target region: `percent` of what
+    /// its twin in the old primary region runs — read now, or, when it cannot be read (it is
+    /// lost), as last noted in the journal. A unit the old primary runs and the target lacks
+    /// stops the step: drover sizes workloads, it does not create them.
     async fn scale_target(
         &self,
         resource: &str,
         percent: u32,
         header: &RunHeader,
-    ) -> Result<(Size, Capacity, String), ProviderError> {
+    ) -> Result<Vec<UnitTarget>, ProviderError> {
         let (from, to) = (header.from.as_str(), header.to.as_str());
-        let (primary, basis) = match read_capacity(self.journal, self.world.compute, resource, from).await {
-            Ok(capacity) => (capacity, format!("{percent}% of {from}'s {}", capacity.desired)),
+        let (primary, seen) = match read_capacity(self.journal, self.world.compute, resource, from).await {
+            Ok(units) => (units, String::new()),
             Err(e) => match self.journal.noted_capacity(resource, from).await {
-                Ok(Some(seen)) => (
-                    seen.capacity,
+                Ok(Some(note)) => (
+                    note.units,
                     format!(
-                        "{percent}% of {from}'s {} last seen {}s before; {from} cannot be read now",
-                        seen.capacity.desired,
-                        now_ms().saturating_sub(seen.at_ms) / 1000
+                        " last seen {}s before; {from} cannot be read now",
+                        now_ms().saturating_sub(note.at_ms) / 1000
                     ),
                 ),
                 Ok(None) => {
@@ -964,7 +981,58 @@ impl<'a> Engine<'a> {
             },
         };
         let have = self.world.compute.capacity(resource, to).await?;
-        Ok((Size::share_of(&primary, percent, &have), have, basis))
+        let missing: Vec<&str> = primary.keys().filter(|u| !have.contains_key(*u)).map(String::as_str).collect();
+        if !missing.is_empty() {
+            return Err(ProviderError::permanent(format!(
+                "{to} has no {} that {from} runs in {resource}: deploy or restore it in {to}, then resume",
+                missing.join(", ")
+            )));
+        }
+        Ok(primary
+            .iter()
+            .map(|(unit, old)| {
+                let now = have[unit];
+                UnitTarget {
+                    unit: unit.clone(),
+                    want: Size::share_of(old, percent, &now),
+                    have: now,
+                    basis: format!("{percent}% of {from}'s {}{seen}", old.desired),
+                }
+            })
+            .collect())
+    }
+
+    /// Journals what `resource` ran in the target region before this run first resized it
+    /// there; a resumed run keeps the first record, the sizes from before any resize.
+    async fn note_scaled_from(&self, header: &RunHeader, resource: &str, units: Units) -> Result<(), ProviderError> {
+        let store = |e: StoreError| ProviderError::transient(e.to_string());
+        let to = header.to.as_str();
+        let entries = self.journal.entries(&header.id).await.map_err(store)?;
+        let noted = entries.iter().any(
+            |e| matches!(&e.record, Record::ScaledFrom { resource: r, region, .. } if r == resource && region == to),
+        );
+        if noted {
+            return Ok(());
+        }
+        self.record(&header.id, Record::ScaledFrom { resource: resource.to_owned(), region: to.to_owned(), units })
+            .await
+            .map_err(store)
+    }
+
+    /// Sets every resource a run's scale step resized back to what it ran before: a drill's
+    /// undo, so the standby costs what it did. Returns one line per unit set back.
+    pub async fn undo_scale(&self, run: &RunId) -> Result<Vec<String>, ProviderError> {
+        let entries = self.journal.entries(run).await.map_err(|e| ProviderError::transient(e.to_string()))?;
+        let mut restored = Vec::new();
+        for entry in &entries {
+            let Record::ScaledFrom { resource, region, units } = &entry.record else { continue };
+            let sizes: BTreeMap<String, Size> = units.iter().map(|(u, c)| (u.clone(), Size::of(c))).collect();
+            self.world.compute.resize(resource, region, &sizes).await?;
+            restored.extend(
+                units.iter().map(|(u, c)| format!("{region} {} back to {}", unit_name(resource, u), c.desired)),
+            );
+        }
+        Ok(restored)
     }
 
     async fn stored_epoch(&self) -> Result<Epoch, ProviderError> {
@@ -1006,4 +1074,28 @@ fn run_event(plan: &Plan, header: &RunHeader, kind: EventKind, reason: String, a
     event.from = Some(header.from.clone());
     event.to = Some(header.to.clone());
     event
+}
+
+/// One unit's place in a scale step: what it should run, and what it runs now.
+struct UnitTarget {
+    unit: String,
+    want: Size,
+    have: Capacity,
+    /// Where `want` came from, e.g. `50% of east's 3`.
+    basis: String,
+}
+
+impl UnitTarget {
+    fn is_done(&self) -> bool {
+        self.have.desired >= self.want.desired && self.have.ready >= self.want.desired
+    }
+
+    fn describe(&self, resource: &str) -> String {
+        format!("{} {}/{} ready ({})", unit_name(resource, &self.unit), self.have.ready, self.want.desired, self.basis)
+    }
+}
+
+/// `web` for a whole resource, `web deployment/shop/api` for one of its workloads.
+fn unit_name(resource: &str, unit: &str) -> String {
+    if unit == WHOLE { resource.to_owned() } else { format!("{resource} {unit}") }
 }

@@ -4,13 +4,33 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
-use crate::world::Capacity;
+use crate::world::{Capacity, Units, WHOLE};
 
-/// The last capacity seen of a compute resource in one region, with when.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The last capacity seen of a compute resource in one region, unit by unit, with when.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "NoteOnDisk")]
 pub struct CapacitySeen {
-    pub capacity: Capacity,
+    pub units: Units,
     pub at_ms: u64,
+}
+
+/// A note as stored: before units, a note held one `capacity` (a whole resource).
+#[derive(serde::Deserialize)]
+struct NoteOnDisk {
+    #[serde(default)]
+    units: Units,
+    capacity: Option<Capacity>,
+    at_ms: u64,
+}
+
+impl From<NoteOnDisk> for CapacitySeen {
+    fn from(note: NoteOnDisk) -> CapacitySeen {
+        let mut units = note.units;
+        if let Some(capacity) = note.capacity {
+            units.insert(WHOLE.to_owned(), capacity);
+        }
+        CapacitySeen { units, at_ms: note.at_ms }
+    }
 }
 
 #[async_trait]
@@ -50,5 +70,19 @@ pub trait Journal: Send + Sync {
     async fn summary(&self, run: &RunId) -> Result<RunSummary, StoreError> {
         let entries = self.entries(run).await?;
         RunSummary::fold(&entries).ok_or_else(|| StoreError::UnknownRun(run.0.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CapacitySeen;
+
+    #[test]
+    fn a_note_written_before_units_reads_as_one_whole_unit() {
+        let old = r#"{"capacity":{"desired":3,"min":1,"max":6,"ready":3},"at_ms":7}"#;
+        let seen: CapacitySeen = serde_json::from_str(old).unwrap();
+        assert_eq!((seen.units[""].desired, seen.at_ms), (3, 7));
+        let again: CapacitySeen = serde_json::from_str(&serde_json::to_string(&seen).unwrap()).unwrap();
+        assert_eq!(again, seen);
     }
 }

@@ -118,6 +118,13 @@ pub enum Record {
         from: Epoch,
         to: Epoch,
     },
+    /// Written by the scale step before it first resizes `resource` in `region`: what the
+    /// region ran until then, so a drill can set it back (`Engine::undo_scale`).
+    ScaledFrom {
+        resource: String,
+        region: String,
+        units: crate::world::Units,
+    },
     Completed,
     Aborted {
         reason: String,
@@ -294,7 +301,7 @@ impl RunSummary {
     pub fn apply(&mut self, entry: &Entry) {
         let at = entry.at_ms;
         match &entry.record {
-            Record::Started { .. } | Record::EpochRaised { .. } => {}
+            Record::Started { .. } | Record::EpochRaised { .. } | Record::ScaledFrom { .. } => {}
             Record::StepIntent { step, .. } => {
                 if let Some(s) = self.steps.get_mut(*step) {
                     s.state = StepState::InFlight;

@@ -1,6 +1,7 @@
 //! The world as the engine sees it: traits the adapters implement.
 //! Every method names a region of the plan; adapters map it to their member.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -197,17 +198,25 @@ pub trait Prober: Send + Sync {
     async fn probe(&self, check: &Check, region: &str) -> ProbeResult;
 }
 
-/// How much of a compute resource one region runs, as its provider reports it.
+/// How much of one unit of a compute resource one region runs, as its provider reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Capacity {
     /// What the region is asked to run.
     pub desired: u32,
     pub min: u32,
     pub max: u32,
-    /// How many are up: InService instances; for a node group, its desired size once
-    /// it is ACTIVE again (EKS reports no count of ready nodes).
+    /// How many are up: InService instances, ready pods; for a node group, its desired
+    /// size once it is ACTIVE again (EKS reports no count of ready nodes).
     pub ready: u32,
 }
+
+/// A compute resource in one region, unit by unit. A node group or an Auto Scaling group
+/// is one unit, named [`WHOLE`]; Kubernetes workloads are one unit each, named
+/// `kind/namespace/name` — the same name in every region, so each gets its share of its twin.
+pub type Units = BTreeMap<String, Capacity>;
+
+/// The name of the only unit of a resource that scales as a whole.
+pub const WHOLE: &str = "";
 
 /// A resize: the sizes the scale step asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -228,16 +237,22 @@ impl Size {
         let max = target.max.max(desired);
         Size { desired, min, max }
     }
+
+    /// The size a unit had: what undoing a scale step sets it back to.
+    pub fn of(capacity: &Capacity) -> Size {
+        Size { desired: capacity.desired, min: capacity.min, max: capacity.max }
+    }
 }
 
 #[async_trait]
 pub trait Compute: Send + Sync {
-    /// What `resource` (a name in the plan's `compute`) runs in `region` now.
-    async fn capacity(&self, resource: &str, region: &str) -> Result<Capacity, ProviderError>;
+    /// What `resource` (a name in the plan's `compute`) runs in `region` now, unit by unit.
+    async fn capacity(&self, resource: &str, region: &str) -> Result<Units, ProviderError>;
 
-    /// Sets the sizes and waits, within the resource's `ready_timeout`, until that
-    /// many are up (a node group ACTIVE again, instances InService). Idempotent.
-    async fn resize(&self, resource: &str, region: &str, size: Size) -> Result<(), ProviderError>;
+    /// Sets the named units to exactly these sizes (units not named are left alone) and
+    /// waits, within the resource's `ready_timeout`, until that many are up (a node group
+    /// ACTIVE again, instances InService, pods ready). Idempotent.
+    async fn resize(&self, resource: &str, region: &str, sizes: &BTreeMap<String, Size>) -> Result<(), ProviderError>;
 }
 
 /// The world of a plan without compute: nothing to read or resize.
@@ -245,11 +260,16 @@ pub struct NoCompute;
 
 #[async_trait]
 impl Compute for NoCompute {
-    async fn capacity(&self, resource: &str, _region: &str) -> Result<Capacity, ProviderError> {
+    async fn capacity(&self, resource: &str, _region: &str) -> Result<Units, ProviderError> {
         Err(ProviderError::permanent(format!("compute {resource}: this drover has no compute provider for it")))
     }
 
-    async fn resize(&self, resource: &str, _region: &str, _size: Size) -> Result<(), ProviderError> {
+    async fn resize(
+        &self,
+        resource: &str,
+        _region: &str,
+        _sizes: &BTreeMap<String, Size>,
+    ) -> Result<(), ProviderError> {
         Err(ProviderError::permanent(format!("compute {resource}: this drover has no compute provider for it")))
     }
 }

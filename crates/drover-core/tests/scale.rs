@@ -2,6 +2,7 @@
 //! primary region runs — read live, or as last noted when the old region is lost.
 
 use drover_core::engine::plan_run;
+use drover_core::journal::Journal;
 use drover_core::plan::StepKind;
 use drover_core::run::{RunKind, RunState, RunSummary, StepState};
 use drover_core::testing::scenarios::{engine, observe, plan_with_compute};
@@ -83,5 +84,87 @@ async fn a_lost_primary_region_never_seen_pauses_the_run_with_what_to_do() {
     );
     // Paused before the switch: traffic still points at east, west's web is untouched.
     assert_eq!(world.snapshot().traffic_region, "east");
+    assert_eq!(world.compute("web", "west").desired, 1);
+}
+
+/// East runs two workloads of `web` (and west one more of its own); west runs each at 1.
+fn world_with_workloads() -> FakeWorld {
+    let world = FakeWorld::two_regions();
+    world.set_unit("web", "east", "deployment/api", 4);
+    world.set_unit("web", "east", "statefulset/queue", 3);
+    world.set_unit("web", "west", "deployment/api", 1);
+    world.set_unit("web", "west", "statefulset/queue", 1);
+    world.set_unit("web", "west", "deployment/west-only", 2);
+    world
+}
+
+#[tokio::test]
+async fn each_workload_gets_its_share_of_its_twin_in_the_primary_region() {
+    let world = world_with_workloads();
+    let journal = MemoryJournal::default();
+    let run = run_to_west(50, &world, &journal, RunKind::Switchover).await;
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.reason);
+    assert_eq!(world.unit("web", "west", "deployment/api").desired, 2);
+    assert_eq!(world.unit("web", "west", "statefulset/queue").desired, 2);
+    // A workload only the standby runs has no twin to follow: left as it was.
+    assert_eq!(world.unit("web", "west", "deployment/west-only").desired, 2);
+    assert_eq!(
+        scale_step(&run).1,
+        "west runs web deployment/api 2/2 ready (50% of east's 4), web statefulset/queue 2/2 ready (50% of east's 3)"
+    );
+}
+
+#[tokio::test]
+async fn a_workload_the_standby_lacks_pauses_the_run_naming_it() {
+    let world = world_with_workloads();
+    world.set_unit("web", "east", "deployment/checkout", 2);
+    let journal = MemoryJournal::default();
+    let run = run_to_west(100, &world, &journal, RunKind::Switchover).await;
+    assert_eq!(run.state, RunState::Paused);
+    let reason = run.reason.unwrap();
+    assert!(
+        reason.starts_with(
+            "west scale: west has no deployment/checkout that east runs in web: deploy or restore it in west, then resume"
+        ),
+        "{reason}"
+    );
+    assert_eq!(world.unit("web", "west", "deployment/api").desired, 1, "nothing is resized until every twin exists");
+}
+
+#[tokio::test]
+async fn undoing_the_scale_step_sets_the_standby_back_to_what_it_ran() {
+    let world = world_with_workloads();
+    let journal = MemoryJournal::default();
+    let run = run_to_west(100, &world, &journal, RunKind::Switchover).await;
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.reason);
+    assert_eq!(world.unit("web", "west", "deployment/api").desired, 4);
+    let plan = plan_with_compute(100);
+    let restored = engine(&plan, &journal, &world).undo_scale(&run.header.id).await.unwrap();
+    assert_eq!(restored, ["west web deployment/api back to 1", "west web statefulset/queue back to 1"]);
+    let api = world.unit("web", "west", "deployment/api");
+    assert_eq!((api.desired, api.min, api.max), (1, 1, 2));
+    assert_eq!(world.unit("web", "west", "statefulset/queue").desired, 1);
+    // Undoing again finds the same sizes: nothing changes.
+    engine(&plan, &journal, &world).undo_scale(&run.header.id).await.unwrap();
+    assert_eq!(world.unit("web", "west", "deployment/api").desired, 1);
+}
+
+#[tokio::test]
+async fn a_scale_step_applied_twice_keeps_the_sizes_from_before_the_first() {
+    let world = FakeWorld::two_regions();
+    world.set_compute("web", "east", 3);
+    world.set_compute("web", "west", 1);
+    let journal = MemoryJournal::default();
+    let plan = plan_with_compute(100);
+    let observed = observe(&plan, &journal, &world).await;
+    let header = plan_run(&plan, RunKind::Switchover, "west", &observed, "test").unwrap();
+    let engine = engine(&plan, &journal, &world);
+    journal.begin(&header).await.unwrap();
+    engine.apply_step(StepKind::Scale, &header).await.unwrap();
+    // As after a crash between the resize and its journal record: the step runs again.
+    world.set_compute("web", "west", 2);
+    engine.apply_step(StepKind::Scale, &header).await.unwrap();
+    assert_eq!(world.compute("web", "west").desired, 3);
+    assert_eq!(engine.undo_scale(&header.id).await.unwrap(), ["west web back to 1"]);
     assert_eq!(world.compute("web", "west").desired, 1);
 }

@@ -10,11 +10,12 @@ use drover_adapters::postgres::{PostgresConfig, PostgresDatabase, PostgresMember
 use drover_adapters::probe::CheckProber;
 use drover_adapters::rfc2136::Rfc2136Traffic;
 use drover_core::engine::{self, Engine, Observed, Providers};
+use drover_core::error::ProviderError;
 use drover_core::journal::Journal;
-use drover_core::plan::{DatabaseSpec, Plan, TrafficSpec, parse_plan};
+use drover_core::plan::{ComputeKind, DatabaseSpec, Plan, TrafficSpec, parse_plan};
 use drover_core::run::Entry;
 use drover_core::secret::{Secret, SecretRef, SecretSource};
-use drover_core::world::{Compute, Database, NoCompute, Traffic};
+use drover_core::world::{Compute, Database, NoCompute, Size, Traffic, Units};
 use drover_store::{EtcdJournal, RedbJournal};
 
 use crate::cli::PlanArgs;
@@ -226,16 +227,11 @@ impl World {
         let compute: Box<dyn Compute> = if plan.compute.is_empty() {
             Box::new(NoCompute)
         } else {
-            #[cfg(feature = "aws")]
-            {
-                Box::new(drover_adapters::aws::compute::AwsCompute::new(plan, aws))
-            }
-            #[cfg(not(feature = "aws"))]
-            {
-                return Err(Failure::input(
-                    "compute: eks-nodegroup and autoscaling-group need a drover built with AWS support (cargo feature aws, on by default)",
-                ));
-            }
+            Box::new(ComputeByKind::new(
+                plan,
+                #[cfg(feature = "aws")]
+                aws,
+            )?)
         };
         Ok(World { database, traffic, compute, prober, notifier })
     }
@@ -248,6 +244,63 @@ impl World {
             prober: self.prober.as_ref(),
             notifier: &self.notifier,
         }
+    }
+}
+
+/// The plan's compute resources, each through the provider of its kind.
+struct ComputeByKind {
+    by_resource: BTreeMap<String, Arc<dyn Compute>>,
+}
+
+impl ComputeByKind {
+    fn new(plan: &Plan, #[cfg(feature = "aws")] aws: Arc<drover_adapters::aws::AwsConfig>) -> Result<Self, Failure> {
+        let uses = |kind: ComputeKind| plan.compute.values().any(|s| s.kind == kind);
+        let mut providers: BTreeMap<ComputeKind, Arc<dyn Compute>> = BTreeMap::new();
+        if uses(ComputeKind::EksNodegroup) || uses(ComputeKind::AutoScalingGroup) {
+            #[cfg(feature = "aws")]
+            providers
+                .insert(ComputeKind::EksNodegroup, Arc::new(drover_adapters::aws::compute::AwsCompute::new(plan, aws)));
+            #[cfg(not(feature = "aws"))]
+            return Err(Failure::input(
+                "compute: eks-nodegroup and autoscaling-group need a drover built with AWS support (cargo feature aws, on by default)",
+            ));
+        }
+        if let Some(aws) = providers.get(&ComputeKind::EksNodegroup).cloned() {
+            providers.insert(ComputeKind::AutoScalingGroup, aws);
+        }
+        if uses(ComputeKind::Kubernetes) {
+            #[cfg(feature = "kubernetes")]
+            providers
+                .insert(ComputeKind::Kubernetes, Arc::new(drover_adapters::kubernetes::KubernetesCompute::new(plan)));
+            #[cfg(not(feature = "kubernetes"))]
+            return Err(Failure::input(
+                "compute: kind kubernetes needs a drover built with Kubernetes support (cargo feature kubernetes, on by default)",
+            ));
+        }
+        let by_resource = plan
+            .compute
+            .iter()
+            .filter_map(|(name, spec)| Some((name.clone(), providers.get(&spec.kind)?.clone())))
+            .collect();
+        Ok(ComputeByKind { by_resource })
+    }
+
+    fn provider(&self, resource: &str) -> Result<&dyn Compute, ProviderError> {
+        self.by_resource
+            .get(resource)
+            .map(|p| p.as_ref())
+            .ok_or_else(|| ProviderError::permanent(format!("compute {resource}: not in the plan")))
+    }
+}
+
+#[async_trait::async_trait]
+impl Compute for ComputeByKind {
+    async fn capacity(&self, resource: &str, region: &str) -> Result<Units, ProviderError> {
+        self.provider(resource)?.capacity(resource, region).await
+    }
+
+    async fn resize(&self, resource: &str, region: &str, sizes: &BTreeMap<String, Size>) -> Result<(), ProviderError> {
+        self.provider(resource)?.resize(resource, region, sizes).await
     }
 }
 

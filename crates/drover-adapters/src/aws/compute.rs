@@ -12,7 +12,7 @@ use aws_sdk_eks as eks;
 use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
 use drover_core::plan::{ComputeTarget, Plan};
-use drover_core::world::{Capacity, Compute, Size};
+use drover_core::world::{Capacity, Compute, Size, Units, WHOLE};
 
 use super::{AwsConfig, Service, describe};
 
@@ -69,6 +69,9 @@ impl AwsCompute {
         let mut targets = BTreeMap::new();
         for (name, spec) in &plan.compute {
             for (region, what) in &spec.targets {
+                if matches!(what, ComputeTarget::Kubernetes(_)) {
+                    continue;
+                }
                 let target = Target {
                     aws_region: plan.aws_region(region).to_owned(),
                     what: what.clone(),
@@ -210,22 +213,28 @@ impl AwsCompute {
 
 #[async_trait]
 impl Compute for AwsCompute {
-    async fn capacity(&self, resource: &str, region: &str) -> Result<Capacity, ProviderError> {
+    async fn capacity(&self, resource: &str, region: &str) -> Result<Units, ProviderError> {
         let t = self.target(resource, region)?;
-        match &t.what {
-            ComputeTarget::EksNodegroup { cluster, nodegroup } => Ok(self.nodegroup(t, cluster, nodegroup).await?.0),
-            ComputeTarget::AutoScalingGroup { name } => Ok(self.group(t, name).await?.0),
-        }
+        let capacity = match &t.what {
+            ComputeTarget::EksNodegroup { cluster, nodegroup } => self.nodegroup(t, cluster, nodegroup).await?.0,
+            ComputeTarget::AutoScalingGroup { name } => self.group(t, name).await?.0,
+            ComputeTarget::Kubernetes(_) => {
+                return Err(ProviderError::permanent(format!("compute {resource}: not an AWS resource")));
+            }
+        };
+        Ok(Units::from([(WHOLE.to_owned(), capacity)]))
     }
 
-    async fn resize(&self, resource: &str, region: &str, size: Size) -> Result<(), ProviderError> {
+    async fn resize(&self, resource: &str, region: &str, sizes: &BTreeMap<String, Size>) -> Result<(), ProviderError> {
         let t = self.target(resource, region)?;
+        // A node group or an Auto Scaling group is one unit: nothing named, nothing to do.
+        let Some(&size) = sizes.get(WHOLE) else { return Ok(()) };
         let as_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         match &t.what {
             ComputeTarget::EksNodegroup { cluster, nodegroup } => {
                 let name = format!("{}/eks/{cluster}/{nodegroup}", t.aws_region);
                 let (now, _) = self.nodegroup(t, cluster, nodegroup).await?;
-                if now.desired < size.desired {
+                if Size::of(&now) != size {
                     let scaling = eks::types::NodegroupScalingConfig::builder()
                         .desired_size(as_i32(size.desired))
                         .min_size(as_i32(size.min))
@@ -254,7 +263,7 @@ impl Compute for AwsCompute {
             ComputeTarget::AutoScalingGroup { name } => {
                 let resource = format!("{}/autoscaling/{name}", t.aws_region);
                 let (now, _) = self.group(t, name).await?;
-                if now.desired < size.desired {
+                if Size::of(&now) != size {
                     self.asg(&t.aws_region)
                         .await
                         .update_auto_scaling_group()
@@ -282,6 +291,9 @@ impl Compute for AwsCompute {
                     })
                 })
                 .await
+            }
+            ComputeTarget::Kubernetes(_) => {
+                Err(ProviderError::permanent(format!("compute {resource}: not an AWS resource")))
             }
         }
     }

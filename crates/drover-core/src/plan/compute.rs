@@ -1,18 +1,24 @@
 //! The optional `compute` section: capacity that follows the primary (EKS node
-//! groups, Auto Scaling groups). The `scale` step raises the new primary region's
+//! groups, Auto Scaling groups, Kubernetes workloads). The `scale` step raises the new primary region's
 //! share of each before traffic moves there.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::model::{ComputeKind, ComputeSpec, ComputeTarget};
+use std::path::PathBuf;
+
+use super::model::{ClusterAccess, ComputeKind, ComputeSpec, ComputeTarget, KubernetesTarget};
 use super::parse::{Regions, check_identifier, region_entries};
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader};
 
 const FIELDS: [&str; 4] = ["kind", "capacity", "ready_timeout", "regions"];
-const KINDS: [(&str, ComputeKind); 2] =
-    [("eks-nodegroup", ComputeKind::EksNodegroup), ("autoscaling-group", ComputeKind::AutoScalingGroup)];
+const KINDS: [(&str, ComputeKind); 3] = [
+    ("eks-nodegroup", ComputeKind::EksNodegroup),
+    ("autoscaling-group", ComputeKind::AutoScalingGroup),
+    ("kubernetes", ComputeKind::Kubernetes),
+];
+const IN_CLUSTER: &str = "in-cluster";
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// More than twice the primary's size is almost certainly a typo (1000 for 100).
 const MAX_PERCENT: u32 = 200;
@@ -53,7 +59,7 @@ fn read_one(r: &mut Reader<'_>, entry: &Entry<'_>, regions: Option<&Regions>) ->
         "a mapping like { kind: autoscaling-group, capacity: 100%, regions: { ... } }",
     )?;
     let kind = r
-        .require(&m, "kind", "add kind: eks-nodegroup or kind: autoscaling-group")
+        .require(&m, "kind", "add kind: eks-nodegroup, kind: autoscaling-group or kind: kubernetes")
         .and_then(|n| r.choice(n, &m.field("kind"), "compute kind", &KINDS));
     let capacity_percent = match m.get("capacity") {
         Some(n) => percent(r, n, &m.field("capacity")),
@@ -117,6 +123,7 @@ fn read_targets(
     let example = |region: &str| match kind {
         ComputeKind::EksNodegroup => format!("{region}: {{ cluster: shop-{region}, nodegroup: general }}"),
         ComputeKind::AutoScalingGroup => format!("{region}: {{ name: web-{region} }}"),
+        ComputeKind::Kubernetes => format!("{region}: {{ cluster: {{ context: shop-{region} }}, namespace: shop }}"),
     };
     let entries = region_entries(r, node, &path, at, regions, "compute target", &example)?;
     let mut targets = BTreeMap::new();
@@ -165,6 +172,67 @@ fn read_target(r: &mut Reader<'_>, entry: &Entry<'_>, kind: ComputeKind) -> Opti
                 .and_then(|n| r.text(n, &m.field("name"), "an Auto Scaling group name"));
             Some(ComputeTarget::AutoScalingGroup { name: name?.to_owned() })
         }
+        ComputeKind::Kubernetes => read_kubernetes(r, entry),
+    }
+}
+
+fn read_kubernetes(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<ComputeTarget> {
+    let m = r.mapping(
+        entry.value,
+        &entry.path,
+        entry.key.pos(),
+        &["cluster", "namespace", "selector"],
+        &[],
+        "a mapping like { cluster: { kubeconfig: ~/.kube/config, context: shop-east }, namespace: shop, selector: app=shop }",
+    )?;
+    let cluster = r
+        .require(&m, "cluster", "add cluster: in-cluster, or cluster: { kubeconfig: PATH, context: NAME }")
+        .and_then(|n| read_cluster(r, n, &m.field("cluster")));
+    let namespace = r
+        .require(&m, "namespace", "add the namespace its workloads run in, e.g. namespace: shop")
+        .and_then(|n| r.text(n, &m.field("namespace"), "a namespace"));
+    let selector =
+        m.get("selector").map(|n| r.text(n, &m.field("selector"), "a label selector like app=shop,tier!=batch"));
+    Some(ComputeTarget::Kubernetes(KubernetesTarget {
+        cluster: cluster?,
+        namespace: namespace?.to_owned(),
+        selector: optional(selector)?.map(str::to_owned),
+    }))
+}
+
+/// `in-cluster`, or `{ kubeconfig: PATH, context: NAME }` (both optional: `$KUBECONFIG`, its current context).
+fn read_cluster(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<ClusterAccess> {
+    if let Value::Str(s) = &node.value {
+        if s == IN_CLUSTER {
+            return Some(ClusterAccess::InCluster);
+        }
+        r.error(node.pos(), field, format!("expected in-cluster or {{ kubeconfig: PATH, context: NAME }}, found {s}"));
+        return None;
+    }
+    let m = r.mapping(
+        node,
+        field,
+        node.pos(),
+        &["kubeconfig", "context"],
+        &[],
+        "in-cluster, or a mapping like { kubeconfig: ~/.kube/config, context: shop-east }",
+    )?;
+    let path = m.get("kubeconfig").map(|n| r.text(n, &m.field("kubeconfig"), "a kubeconfig file's path"));
+    let context = m.get("context").map(|n| r.text(n, &m.field("context"), "a context in the kubeconfig"));
+    let (path, context) = (optional(path), optional(context));
+    Some(ClusterAccess::Kubeconfig { path: path?.map(expand_home), context: context?.map(str::to_owned) })
+}
+
+/// An optional field as read: None when absent, Some(None) when present and reported bad.
+fn optional<T>(field: Option<Option<T>>) -> Option<Option<T>> {
+    field.map(|v| v.ok_or(())).transpose().ok()
+}
+
+/// `~/x` is `$HOME/x`, as in a shell.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
     }
 }
 
@@ -172,7 +240,7 @@ fn read_target(r: &mut Reader<'_>, entry: &Entry<'_>, kind: ComputeKind) -> Opti
 mod tests {
     use std::path::Path;
 
-    use crate::plan::{ComputeKind, ComputeTarget, parse_plan};
+    use crate::plan::{ClusterAccess, ComputeKind, ComputeTarget, KubernetesTarget, parse_plan};
 
     const BASE: &str = r#"
 name: shop
@@ -216,6 +284,60 @@ checks: { api: { http: "http://{target}/healthz" } }
         // A plan with compute scales in both runbooks, between promote and switch.
         let names: Vec<&str> = plan.runbooks.failover.iter().map(|s| s.as_str()).collect();
         assert_eq!(names, ["fence", "promote", "scale", "switch", "verify"]);
+    }
+
+    #[test]
+    fn kubernetes_workloads_are_read_per_region() {
+        let plan = parse(
+            "compute:\n  apps:\n    kind: kubernetes\n    capacity: 50%\n    ready_timeout: 5m\n    regions:\n      us-east-2: { cluster: { kubeconfig: /etc/k/east.yaml, context: shop-east }, namespace: shop, selector: app=shop }\n      us-west-1: { cluster: in-cluster, namespace: shop }\n",
+        )
+        .unwrap();
+        let apps = &plan.compute["apps"];
+        assert_eq!(
+            (apps.kind, apps.capacity_percent, apps.ready_timeout.as_secs()),
+            (ComputeKind::Kubernetes, 50, 300)
+        );
+        assert_eq!(
+            apps.targets["us-east-2"],
+            ComputeTarget::Kubernetes(KubernetesTarget {
+                cluster: ClusterAccess::Kubeconfig {
+                    path: Some("/etc/k/east.yaml".into()),
+                    context: Some("shop-east".into())
+                },
+                namespace: "shop".into(),
+                selector: Some("app=shop".into()),
+            })
+        );
+        assert_eq!(
+            apps.targets["us-west-1"],
+            ComputeTarget::Kubernetes(KubernetesTarget {
+                cluster: ClusterAccess::InCluster,
+                namespace: "shop".into(),
+                selector: None
+            })
+        );
+    }
+
+    #[test]
+    fn bad_kubernetes_targets_name_the_line_and_field() {
+        let cases = [
+            (
+                "compute:\n  apps:\n    kind: kubernetes\n    regions:\n      us-east-2: { cluster: in-clust, namespace: shop }\n      us-west-1: { cluster: in-cluster, namespace: shop }\n",
+                "plan.yaml:22:29: compute.apps.regions.us-east-2.cluster: expected in-cluster or { kubeconfig: PATH, context: NAME }, found in-clust",
+            ),
+            (
+                "compute:\n  apps:\n    kind: kubernetes\n    regions:\n      us-east-2: { cluster: in-cluster }\n      us-west-1: { cluster: in-cluster, namespace: shop }\n",
+                "compute.apps.regions.us-east-2.namespace: required field is missing",
+            ),
+            (
+                "compute:\n  apps:\n    kind: kubernetes\n    regions:\n      us-east-2: { cluster: { contxt: e }, namespace: shop }\n      us-west-1: { cluster: in-cluster, namespace: shop }\n",
+                "compute.apps.regions.us-east-2.cluster.contxt: unknown field; did you mean context?",
+            ),
+        ];
+        for (compute, want) in cases {
+            let err = parse(compute).expect_err(compute);
+            assert!(err.contains(want), "want {want:?} in:\n{err}");
+        }
     }
 
     #[test]

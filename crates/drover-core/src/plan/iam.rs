@@ -110,6 +110,8 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
                         format!("arn:aws:autoscaling:{aws}:*:autoScalingGroup:*:autoScalingGroupName/{name}"),
                     ));
                 }
+                // Kubernetes RBAC, not IAM, grants these (docs/kubernetes.md lists the rules).
+                ComputeTarget::Kubernetes(_) => {}
             }
         }
     }

@@ -189,11 +189,13 @@ pub struct ComputeSpec {
     pub targets: BTreeMap<String, ComputeTarget>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ComputeKind {
     EksNodegroup,
     AutoScalingGroup,
+    /// Deployments, StatefulSets and HorizontalPodAutoscalers chosen by a namespace and a label selector.
+    Kubernetes,
 }
 
 impl ComputeKind {
@@ -201,6 +203,7 @@ impl ComputeKind {
         match self {
             ComputeKind::EksNodegroup => "eks-nodegroup",
             ComputeKind::AutoScalingGroup => "autoscaling-group",
+            ComputeKind::Kubernetes => "kubernetes",
         }
     }
 }
@@ -210,6 +213,26 @@ impl ComputeKind {
 pub enum ComputeTarget {
     EksNodegroup { cluster: String, nodegroup: String },
     AutoScalingGroup { name: String },
+    Kubernetes(KubernetesTarget),
+}
+
+/// The workloads one region's cluster runs for a `kubernetes` compute resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubernetesTarget {
+    pub cluster: ClusterAccess,
+    pub namespace: String,
+    /// A label selector (`app=shop,tier!=batch`); None: every workload in the namespace.
+    pub selector: Option<String>,
+}
+
+/// How drover reaches a region's Kubernetes API server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterAccess {
+    /// A kubeconfig file (None: `$KUBECONFIG` or `~/.kube/config`) and a context in it
+    /// (None: its current context).
+    Kubeconfig { path: Option<std::path::PathBuf>, context: Option<String> },
+    /// The service account of the pod drover runs in.
+    InCluster,
 }
 
 /// How clients reach the service: RFC 2136 DNS, Route 53, or an AWS Global

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::model::{
-    Check, ComputeTarget, DatabaseSpec, NotifySpec, Plan, Probe, Route53Routing, StepKind, TrafficSpec,
+    Check, ClusterAccess, ComputeTarget, DatabaseSpec, NotifySpec, Plan, Probe, Route53Routing, StepKind, TrafficSpec,
 };
 use crate::duration::format_duration;
 use crate::notify::EventKind;
@@ -29,6 +29,15 @@ pub fn summary(plan: &Plan) -> String {
             .map(|(region, t)| match t {
                 ComputeTarget::EksNodegroup { cluster, nodegroup } => format!("{region} -> {cluster}/{nodegroup}"),
                 ComputeTarget::AutoScalingGroup { name } => format!("{region} -> {name}"),
+                ComputeTarget::Kubernetes(k) => {
+                    let cluster = match &k.cluster {
+                        ClusterAccess::InCluster => "in-cluster".to_owned(),
+                        ClusterAccess::Kubeconfig { context: Some(c), .. } => c.clone(),
+                        ClusterAccess::Kubeconfig { context: None, .. } => "current context".to_owned(),
+                    };
+                    let selector = k.selector.as_deref().map(|s| format!(" {s}")).unwrap_or_default();
+                    format!("{region} -> {cluster} {}{selector}", k.namespace)
+                }
             })
             .collect();
         line(

@@ -14,7 +14,8 @@ use crate::journal::{CapacitySeen, Journal};
 use crate::plan::Check;
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
 use crate::world::{
-    Capacity, Compute, Database, HostAccess, MemberStatus, ProbeResult, Prober, Size, Traffic, TrafficState,
+    Capacity, Compute, Database, HostAccess, MemberStatus, ProbeResult, Prober, Size, Traffic, TrafficState, Units,
+    WHOLE,
 };
 
 pub use crate::world::RejoinMethod;
@@ -52,8 +53,8 @@ pub struct WorldSnapshot {
     pub promotions: u32,
     /// The DNS server does not answer.
     pub traffic_unreachable: bool,
-    /// Compute by (resource, region); read and resized only while the region's member is reachable.
-    pub compute: BTreeMap<(String, String), Capacity>,
+    /// Compute by (resource, region), unit by unit; read and resized only while the region's member is reachable.
+    pub compute: BTreeMap<(String, String), Units>,
 }
 
 /// A two-region world: `east` primary with traffic, `west` its standby.
@@ -115,14 +116,25 @@ impl FakeWorld {
         world
     }
 
-    /// Gives `resource` `desired` (all ready, min 1, max twice it) in `region`.
+    /// Gives `resource`, scaled as a whole, `desired` (all ready, min 1, max twice it) in `region`.
     pub fn set_compute(&self, resource: &str, region: &str, desired: u32) {
-        let capacity = Capacity { desired, min: desired.min(1), max: desired * 2, ready: desired };
-        self.state.lock().unwrap().compute.insert((resource.into(), region.into()), capacity);
+        self.set_unit(resource, region, WHOLE, desired);
     }
 
+    /// Gives one unit of `resource` (a workload) `desired` (all ready, min 1, max twice it) in `region`.
+    pub fn set_unit(&self, resource: &str, region: &str, unit: &str, desired: u32) {
+        let capacity = Capacity { desired, min: desired.min(1), max: desired * 2, ready: desired };
+        let mut s = self.state.lock().unwrap();
+        s.compute.entry((resource.into(), region.into())).or_default().insert(unit.into(), capacity);
+    }
+
+    /// What `resource`, scaled as a whole, runs in `region`.
     pub fn compute(&self, resource: &str, region: &str) -> Capacity {
-        self.state.lock().unwrap().compute[&(resource.to_string(), region.to_string())]
+        self.unit(resource, region, WHOLE)
+    }
+
+    pub fn unit(&self, resource: &str, region: &str, unit: &str) -> Capacity {
+        self.state.lock().unwrap().compute[&(resource.to_string(), region.to_string())][unit]
     }
 
     pub fn set_data(&self, region: &str, data: FakeData) {
@@ -287,24 +299,26 @@ impl Prober for FakeWorld {
 
 #[async_trait]
 impl Compute for FakeWorld {
-    async fn capacity(&self, resource: &str, region: &str) -> Result<Capacity, ProviderError> {
+    async fn capacity(&self, resource: &str, region: &str) -> Result<Units, ProviderError> {
         let s = self.state.lock().unwrap();
         if !s.members.get(region).is_some_and(|m| m.reachable) {
             return Err(ProviderError::transient(format!("{region}: compute API unreachable")));
         }
         s.compute
             .get(&(resource.to_string(), region.to_string()))
-            .copied()
+            .cloned()
             .ok_or_else(|| ProviderError::permanent(format!("{region}: no compute {resource}")))
     }
 
-    async fn resize(&self, resource: &str, region: &str, size: Size) -> Result<(), ProviderError> {
+    async fn resize(&self, resource: &str, region: &str, sizes: &BTreeMap<String, Size>) -> Result<(), ProviderError> {
         let mut s = self.state.lock().unwrap();
         if !s.members.get(region).is_some_and(|m| m.reachable) {
             return Err(ProviderError::transient(format!("{region}: compute API unreachable")));
         }
-        let Size { desired, min, max } = size;
-        s.compute.insert((resource.into(), region.into()), Capacity { desired, min, max, ready: desired });
+        let units = s.compute.entry((resource.into(), region.into())).or_default();
+        for (unit, &Size { desired, min, max }) in sizes {
+            units.insert(unit.clone(), Capacity { desired, min, max, ready: desired });
+        }
         Ok(())
     }
 }
@@ -379,7 +393,7 @@ impl Journal for MemoryJournal {
     }
 
     async fn noted_capacity(&self, resource: &str, region: &str) -> Result<Option<CapacitySeen>, StoreError> {
-        Ok(self.capacities.lock().unwrap().get(&(resource.to_string(), region.to_string())).copied())
+        Ok(self.capacities.lock().unwrap().get(&(resource.to_string(), region.to_string())).cloned())
     }
 }
 

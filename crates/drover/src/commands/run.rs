@@ -448,6 +448,10 @@ impl Progress {
                 Some(format!("[{}/{total}] {} FAILED: {reason}", step + 1, kind.as_str()))
             }
             Record::EpochRaised { from, to } => Some(format!("      epoch {from} -> {to}")),
+            Record::ScaledFrom { resource, region, units } => Some(format!(
+                "      {region} {resource} ran {} before scaling (kept for a drill's undo)",
+                units.values().map(|c| u64::from(c.desired)).sum::<u64>()
+            )),
             Record::Resumed => Some("resuming".into()),
             Record::AwaitingApproval { reason } => Some(format!("waiting for approval: {reason}")),
             Record::Approved { by } => Some(format!("approved by {by}")),

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use drover_core::engine::Observed;
 use drover_core::plan::{Plan, Replication, Role};
-use drover_core::world::{MemberStatus, TrafficState};
+use drover_core::world::{MemberStatus, TrafficState, WHOLE};
 
 use crate::cli::Output;
 use crate::commands::remote::{Target, TargetArgs};
@@ -75,7 +75,11 @@ fn json(plan: &Plan, o: &Observed) -> serde_json::Value {
                 .iter()
                 .map(|(r, c)| {
                     let v = match c {
-                        Ok(c) => serde_json::to_value(c).unwrap(),
+                        // A resource scaled as a whole shows its one capacity; workloads show each.
+                        Ok(units) => match units.get(WHOLE) {
+                            Some(c) if units.len() == 1 => serde_json::to_value(c).unwrap(),
+                            _ => serde_json::to_value(units).unwrap(),
+                        },
                         Err(e) => serde_json::json!({"error": e}),
                     };
                     (r.clone(), v)
@@ -176,7 +180,15 @@ pub fn render(plan: &Plan, o: &Observed) -> String {
         let cells: Vec<String> = by_region
             .iter()
             .map(|(r, c)| match c {
-                Ok(c) => format!("{r} {}/{} ready", c.ready, c.desired),
+                Ok(units) if units.len() == 1 && units.contains_key(WHOLE) => {
+                    format!("{r} {}/{} ready", units[WHOLE].ready, units[WHOLE].desired)
+                }
+                Ok(units) => format!(
+                    "{r} {}/{} ready in {} workloads",
+                    units.values().map(|c| u64::from(c.ready)).sum::<u64>(),
+                    units.values().map(|c| u64::from(c.desired)).sum::<u64>(),
+                    units.len()
+                ),
                 Err(e) => format!("{r} unknown ({e})"),
             })
             .collect();

@@ -1,0 +1,313 @@
+//! Kubernetes workloads as compute: the Deployments and StatefulSets a namespace and a
+//! label selector choose, with the HorizontalPodAutoscalers that target them. Each workload
+//! is one unit, `deployment/NAME` or `statefulset/NAME`: twins are matched by kind and name,
+//! so the namespaces may differ between regions.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use drover_core::duration::format_duration;
+use drover_core::error::ProviderError;
+use drover_core::plan::{ClusterAccess, ComputeTarget, Plan};
+use drover_core::world::{Capacity, Compute, Size, Units};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde_json::json;
+use tokio::sync::OnceCell;
+
+const DEFAULT_POLL: Duration = Duration::from_secs(5);
+const DEPLOYMENT: &str = "deployment";
+const STATEFULSET: &str = "statefulset";
+
+/// One resource's workloads in one region.
+struct Target {
+    access: ClusterAccess,
+    /// Made on first use: a plan names clusters drover may never need to reach.
+    client: OnceCell<Client>,
+    namespace: String,
+    selector: Option<String>,
+    ready_timeout: Duration,
+    /// `apps/shop in us-east-2`, for messages.
+    name: String,
+}
+
+/// A workload as read: its capacity, and the autoscaler that owns its replica count, if any.
+struct Workload {
+    capacity: Capacity,
+    autoscaler: Option<String>,
+}
+
+/// The plan's `kubernetes` compute resources in every region, through kube-rs.
+pub struct KubernetesCompute {
+    /// (resource, plan region) → its workloads.
+    targets: BTreeMap<(String, String), Target>,
+    poll: Duration,
+}
+
+impl KubernetesCompute {
+    pub fn new(plan: &Plan) -> KubernetesCompute {
+        let mut targets = BTreeMap::new();
+        for (name, spec) in &plan.compute {
+            for (region, what) in &spec.targets {
+                let ComputeTarget::Kubernetes(k) = what else { continue };
+                let target = Target {
+                    access: k.cluster.clone(),
+                    client: OnceCell::new(),
+                    namespace: k.namespace.clone(),
+                    selector: k.selector.clone(),
+                    ready_timeout: spec.ready_timeout,
+                    name: format!("{name} in {region}"),
+                };
+                targets.insert((name.clone(), region.clone()), target);
+            }
+        }
+        KubernetesCompute { targets, poll: DEFAULT_POLL }
+    }
+
+    /// Reaches `region`'s cluster for `resource` through `client` (tests: a scripted API server).
+    pub fn with_client(self, resource: &str, region: &str, client: Client) -> Self {
+        if let Some(t) = self.targets.get(&(resource.to_owned(), region.to_owned())) {
+            let _ = t.client.set(client);
+        }
+        self
+    }
+
+    /// How often a resize is looked at while pods start (tests use less).
+    pub fn poll_every(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    fn target(&self, resource: &str, region: &str) -> Result<&Target, ProviderError> {
+        self.targets.get(&(resource.to_owned(), region.to_owned())).ok_or_else(|| {
+            ProviderError::permanent(format!(
+                "compute {resource}: no kubernetes target for region {region} in the plan"
+            ))
+        })
+    }
+
+    async fn client(&self, t: &Target) -> Result<Client, ProviderError> {
+        t.client.get_or_try_init(|| connect(&t.access, &t.name)).await.cloned()
+    }
+
+    /// Every selected workload, by unit name.
+    async fn workloads(&self, t: &Target) -> Result<BTreeMap<String, Workload>, ProviderError> {
+        let client = self.client(t).await?;
+        let params = match &t.selector {
+            Some(selector) => ListParams::default().labels(selector),
+            None => ListParams::default(),
+        };
+        let ns = t.namespace.as_str();
+        let deployments = Api::<Deployment>::namespaced(client.clone(), ns)
+            .list(&params)
+            .await
+            .map_err(|e| api_error(&t.name, "list Deployments", e))?;
+        let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .list(&params)
+            .await
+            .map_err(|e| api_error(&t.name, "list StatefulSets", e))?;
+        // Autoscalers rarely carry their workload's labels: all of the namespace's, matched by target.
+        let autoscalers = Api::<HorizontalPodAutoscaler>::namespaced(client, ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| api_error(&t.name, "list HorizontalPodAutoscalers", e))?;
+        let mut hpa_of: BTreeMap<String, (String, u32, u32)> = BTreeMap::new();
+        for hpa in autoscalers {
+            let (Some(name), spec) = (hpa.metadata.name, hpa.spec) else { continue };
+            let unit = format!("{}/{}", spec.scale_target_ref.kind.to_lowercase(), spec.scale_target_ref.name);
+            hpa_of.insert(unit, (name, count(spec.min_replicas.unwrap_or(1)), count(spec.max_replicas)));
+        }
+        let mut out = BTreeMap::new();
+        let deployments = deployments.into_iter().map(|d| {
+            let replicas = d.spec.replicas.unwrap_or(1);
+            let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+            (DEPLOYMENT, d.metadata.name, replicas, ready)
+        });
+        let statefulsets = statefulsets.into_iter().map(|s| {
+            let replicas = s.spec.replicas.unwrap_or(1);
+            let ready = s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+            (STATEFULSET, s.metadata.name, replicas, ready)
+        });
+        for (kind, name, replicas, ready) in deployments.chain(statefulsets) {
+            let Some(name) = name else { continue };
+            let unit = format!("{kind}/{name}");
+            let (desired, ready) = (count(replicas), count(ready));
+            let workload = match hpa_of.remove(&unit) {
+                Some((hpa, min, max)) => {
+                    Workload { capacity: Capacity { desired, min, max, ready }, autoscaler: Some(hpa) }
+                }
+                None => {
+                    Workload { capacity: Capacity { desired, min: desired, max: desired, ready }, autoscaler: None }
+                }
+            };
+            out.insert(unit, workload);
+        }
+        Ok(out)
+    }
+
+    /// Sets one workload (and its autoscaler) to `size`. The autoscaler goes first: it would
+    /// otherwise take raised replicas back before traffic arrives.
+    async fn set(&self, t: &Target, unit: &str, now: &Workload, size: Size) -> Result<(), ProviderError> {
+        let client = self.client(t).await?;
+        let ns = t.namespace.as_str();
+        let (kind, name) = unit.split_once('/').unwrap_or(("", unit));
+        if let Some(hpa) = &now.autoscaler {
+            // While raising, its minReplicas holds the new replicas; an undo sets back exactly what was.
+            let min = if size.desired > now.capacity.desired { size.min.max(size.desired) } else { size.min };
+            if (min, size.max) != (now.capacity.min, now.capacity.max) {
+                let patch = json!({ "spec": { "minReplicas": min, "maxReplicas": size.max.max(min) } });
+                Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns)
+                    .patch(hpa, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| api_error(&t.name, &format!("set HorizontalPodAutoscaler {hpa}'s minReplicas"), e))?;
+            }
+        }
+        if size.desired != now.capacity.desired {
+            let patch = json!({ "spec": { "replicas": size.desired } });
+            let what = format!("set {unit}'s replicas");
+            match kind {
+                DEPLOYMENT => Api::<Deployment>::namespaced(client, ns)
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(drop),
+                STATEFULSET => Api::<StatefulSet>::namespaced(client, ns)
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(drop),
+                _ => {
+                    return Err(ProviderError::permanent(format!(
+                        "{}: {unit} is not a workload drover scales",
+                        t.name
+                    )));
+                }
+            }
+            .map_err(|e| api_error(&t.name, &what, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Compute for KubernetesCompute {
+    async fn capacity(&self, resource: &str, region: &str) -> Result<Units, ProviderError> {
+        let t = self.target(resource, region)?;
+        Ok(self.workloads(t).await?.into_iter().map(|(unit, w)| (unit, w.capacity)).collect())
+    }
+
+    async fn resize(&self, resource: &str, region: &str, sizes: &BTreeMap<String, Size>) -> Result<(), ProviderError> {
+        let t = self.target(resource, region)?;
+        let now = self.workloads(t).await?;
+        let missing: Vec<&str> = sizes.keys().filter(|u| !now.contains_key(*u)).map(String::as_str).collect();
+        if !missing.is_empty() {
+            return Err(ProviderError::permanent(format!(
+                "{}: no {} in namespace {} — check the selector, or deploy it, then resume",
+                t.name,
+                missing.join(", "),
+                t.namespace
+            )));
+        }
+        for (unit, &size) in sizes {
+            self.set(t, unit, &now[unit], size).await?;
+        }
+        let deadline = Instant::now() + t.ready_timeout;
+        loop {
+            let not_ready: Vec<String> = match self.workloads(t).await {
+                Ok(now) => sizes
+                    .iter()
+                    .filter_map(|(unit, size)| {
+                        let ready = now.get(unit).map_or(0, |w| w.capacity.ready);
+                        (ready < size.desired).then(|| format!("{unit} {ready}/{} ready", size.desired))
+                    })
+                    .collect(),
+                // A hiccup of the API server while pods start is no reason to give up the wait.
+                Err(e) if e.retryable() => vec![e.message],
+                Err(e) => return Err(e),
+            };
+            if not_ready.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ProviderError::permanent(format!(
+                    "{}: not ready within ready_timeout {}: {} — see 'kubectl -n {} get pods' and their events, then resume",
+                    t.name,
+                    format_duration(t.ready_timeout),
+                    not_ready.join(", "),
+                    t.namespace
+                )));
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}
+
+/// Replica counts are never negative; the API's i32 says otherwise only in theory.
+fn count(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}
+
+async fn connect(access: &ClusterAccess, what: &str) -> Result<Client, ProviderError> {
+    let config = match access {
+        ClusterAccess::InCluster => Config::incluster().map_err(|e| {
+            ProviderError::permanent(format!(
+                "{what}: no in-cluster Kubernetes config ({e}) — is drover running in a pod with a service account?"
+            ))
+        })?,
+        ClusterAccess::Kubeconfig { path, context } => {
+            let options = KubeConfigOptions { context: context.clone(), ..KubeConfigOptions::default() };
+            let config = match path {
+                Some(path) => match Kubeconfig::read_from(path) {
+                    Ok(file) => Config::from_custom_kubeconfig(file, &options).await,
+                    Err(e) => Err(e),
+                },
+                None => Config::from_kubeconfig(&options).await,
+            };
+            config.map_err(|e| {
+                ProviderError::permanent(format!(
+                    "{what}: cannot load the kubeconfig ({e}) — check the plan's cluster.kubeconfig and cluster.context"
+                ))
+            })?
+        }
+    };
+    Client::try_from(config)
+        .map_err(|e| ProviderError::permanent(format!("{what}: cannot make a Kubernetes client: {e}")))
+}
+
+/// Names the cluster, the call and the cause; says whether retrying can help.
+fn api_error(what: &str, call: &str, e: kube::Error) -> ProviderError {
+    match e {
+        kube::Error::Api(status) => {
+            let code = status.code;
+            let message = format!("{what}: {call}: {} ({code} {})", status.message, status.reason);
+            match code {
+                403 => ProviderError::permanent(format!(
+                    "{message} — grant drover's identity get, list and patch on deployments, statefulsets and horizontalpodautoscalers (docs/kubernetes.md)"
+                )),
+                404 => ProviderError::permanent(format!("{message} — check the plan's namespace")),
+                // A conflicting write or a busy or restarting API server: trying again is the fix.
+                409 | 429 | 500.. => ProviderError::transient(message),
+                _ => ProviderError::permanent(message),
+            }
+        }
+        other => ProviderError::transient(format!("{what}: {call}: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_names_the_rbac_to_grant_and_is_not_retried() {
+        let status = kube::core::Status::failure("deployments.apps is forbidden", "Forbidden").with_code(403);
+        let e = api_error("apps in west", "list Deployments", kube::Error::Api(Box::new(status)));
+        assert!(!e.retryable());
+        assert!(
+            e.message
+                .starts_with("apps in west: list Deployments: deployments.apps is forbidden (403 Forbidden) — grant")
+        );
+    }
+}
