@@ -60,3 +60,50 @@ async fn custom_resources_wait_for_their_crd() {
     assert_eq!(rerun.count(&Outcome::Created), 1);
     assert!(target.object("widgets", "shop", "blue").is_some());
 }
+
+/// Objects already in the target are left alone, or updated when asked (replaced with the
+/// current resourceVersion); one that already matches the backup is left unchanged.
+#[tokio::test]
+async fn existing_objects_are_skipped_or_updated() {
+    use drover_backup::standin::MemoryCluster;
+    use drover_backup::{ClusterApi, Existing, Outcome, create_backup, restore};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let east = store(&dir, "east");
+    let now = time::macros::datetime!(2026-11-25 10:00:00 UTC);
+    let backup = create_backup(&support::source_cluster(), std::slice::from_ref(&east), &support::request(true), now)
+        .await
+        .unwrap();
+    let target = || {
+        let c = MemoryCluster::new();
+        c.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+        c.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop", "labels": {"app": "shop"}}, "data": {"mode": "local edit"}}));
+        Arc::new(c)
+    };
+    let outcome = |report: &drover_backup::RestoreReport, label: &str| {
+        report.objects.iter().find(|(l, _)| l == label).map(|(_, o)| o.clone()).unwrap()
+    };
+
+    let skipping = target();
+    let mut request = support::restore_request(&backup.index.id, &[]);
+    request.target = "skip".into();
+    let report = restore(skipping.clone(), &east, &request).await.unwrap();
+    assert!(report.failed().is_empty(), "{:?}", report.failed());
+    assert_eq!(outcome(&report, "ConfigMap shop/settings"), Outcome::Unchanged);
+    assert_eq!(outcome(&report, "Namespace shop"), Outcome::Unchanged);
+    assert_eq!(skipping.object("configmaps", "shop", "settings").unwrap()["data"]["mode"], "local edit");
+
+    let updating = target();
+    request.target = "update".into();
+    request.existing = Existing::Update;
+    let report = restore(updating.clone(), &east, &request).await.unwrap();
+    assert!(report.failed().is_empty(), "{:?}", report.failed());
+    assert_eq!(outcome(&report, "ConfigMap shop/settings"), Outcome::Updated);
+    assert_eq!(outcome(&report, "Namespace shop"), Outcome::Unchanged, "it already matched the backup");
+    assert_eq!(updating.object("configmaps", "shop", "settings").unwrap()["data"]["mode"], "live");
+    assert!(updating.log().contains(&"replace ConfigMap shop/settings".to_string()), "{:#?}", updating.log());
+    let kinds = updating.resource_kinds().await.unwrap();
+    assert!(kinds.iter().any(|k| k.kind == "Widget"), "the restored CRD serves its kind");
+}
