@@ -6,6 +6,7 @@
 //! `file:line:column: field: cause`; `summary` describes a valid plan.
 
 mod aws_database;
+mod backup;
 mod checks;
 mod compute;
 mod database;

@@ -24,6 +24,8 @@ pub struct Plan {
     pub runbooks: Runbooks,
     /// Who is told when runs start, pause, end or are refused (default: nobody).
     pub notify: NotifySpec,
+    /// Where the clusters' Kubernetes resources are backed up (default: nowhere).
+    pub backup: Option<BackupSpec>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -206,6 +208,30 @@ impl ComputeKind {
             ComputeKind::Kubernetes => "kubernetes",
         }
     }
+}
+
+/// The `backup` section: Kubernetes backups to object storage in every service region.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupSpec {
+    /// Whether Secrets are backed up (encrypted with `key`).
+    pub secrets: bool,
+    /// The encryption key, by reference; present exactly when `secrets` is.
+    pub key: Option<SecretRef>,
+    /// Retention: the N newest backups, and the newest of each of the N latest days (0: no limit from that rule).
+    pub keep_last: u32,
+    pub keep_daily: u32,
+    /// How often `drover serve` takes a backup; `None`: only on demand.
+    pub schedule: Option<Duration>,
+    /// One store per primary and standby region.
+    pub stores: BTreeMap<String, BackupStoreSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackupStoreSpec {
+    /// `s3://bucket/prefix`; `endpoint` for an S3-compatible server; `aws_region` defaults to the region's.
+    S3 { bucket: String, prefix: String, endpoint: Option<String>, aws_region: Option<String> },
+    /// A local directory.
+    Dir(PathBuf),
 }
 
 /// What one region's compute is, in its AWS region (`Plan::aws_region`).

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::model::{Check, Objectives, Plan, Probe, Region, Role, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
 use super::reader::{Entry, Mapping, Pos, Reader, closest, join, list_words};
-use super::{aws_database, checks, compute, database, notify, policy, route53, traffic};
+use super::{aws_database, backup, checks, compute, database, notify, policy, route53, traffic};
 use crate::secret::SecretSource;
 
 /// One problem in a plan file, located precisely.
@@ -43,8 +43,19 @@ impl fmt::Display for PlanErrors {
 
 impl std::error::Error for PlanErrors {}
 
-const TOP_LEVEL: [&str; 10] =
-    ["name", "objectives", "regions", "database", "traffic", "compute", "checks", "policy", "runbooks", "notify"];
+const TOP_LEVEL: [&str; 11] = [
+    "name",
+    "objectives",
+    "regions",
+    "database",
+    "traffic",
+    "compute",
+    "checks",
+    "policy",
+    "runbooks",
+    "notify",
+    "backup",
+];
 
 /// Reads and validates a plan. `path` is only used to name the file in errors
 /// and as `Plan::source`; secret references are checked through `secrets`.
@@ -126,6 +137,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     let with_compute = compute.as_ref().is_some_and(|c| !c.is_empty());
     let runbooks = policy::read_runbooks(r, &top, database_kind, with_compute);
     let notify = notify::read(r, &top);
+    let backup = backup::read(r, &top, regions.as_ref());
 
     let (policy, detect_with) = policy?;
     let mut checks = checks?;
@@ -146,6 +158,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         policy,
         runbooks: runbooks?,
         notify: notify?,
+        backup: backup?,
     })
 }
 

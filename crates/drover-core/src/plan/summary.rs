@@ -22,6 +22,10 @@ pub fn summary(plan: &Plan) -> String {
 
     line("traffic", describe_traffic(&plan.traffic));
 
+    if let Some(backup) = &plan.backup {
+        line("backup", describe_backup(backup));
+    }
+
     for spec in plan.compute.values() {
         let targets: Vec<String> = spec
             .targets
@@ -261,6 +265,22 @@ fn format_bytes(bytes: u64) -> String {
         Some((size, unit)) => format!("{}{unit}", bytes / size),
         None => format!("{bytes}B"),
     }
+}
+
+fn describe_backup(backup: &super::model::BackupSpec) -> String {
+    use super::model::BackupStoreSpec;
+    let stores: Vec<String> = backup
+        .stores
+        .iter()
+        .map(|(region, store)| match store {
+            BackupStoreSpec::S3 { bucket, prefix, .. } if prefix.is_empty() => format!("{region} -> s3://{bucket}"),
+            BackupStoreSpec::S3 { bucket, prefix, .. } => format!("{region} -> s3://{bucket}/{prefix}"),
+            BackupStoreSpec::Dir(dir) => format!("{region} -> {}", dir.display()),
+        })
+        .collect();
+    let secrets = if backup.secrets { "secrets encrypted" } else { "no secrets" };
+    let schedule = backup.schedule.map_or("on demand".to_owned(), |every| format!("every {}", format_duration(every)));
+    format!("{}; {secrets}; keep last {}, daily {}; {schedule}", stores.join(", "), backup.keep_last, backup.keep_daily)
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ pub fn two_region_plan() -> Plan {
         },
         runbooks: Runbooks::default(),
         notify: NotifySpec::default(),
+        backup: None,
         compute: BTreeMap::new(),
     }
 }

@@ -1,0 +1,168 @@
+//! Taking a backup: read the cluster's resources once, write them to every region's store.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::Error;
+use crate::cluster::{ClusterApi, ResourceKind};
+use crate::format::{self, Entry, FORMAT, Index, SecretKey};
+use crate::retention::{self, Keep};
+use crate::store::BackupStore;
+
+pub struct BackupRequest {
+    pub plan: String,
+    /// The region whose cluster is backed up.
+    pub region: String,
+    /// Only these namespaces; empty means all but the system ones.
+    pub namespaces: Vec<String>,
+    /// A label selector for namespaced objects.
+    pub selector: Option<String>,
+    /// Secrets are backed up only with a key to encrypt them.
+    pub secrets: Option<Arc<SecretKey>>,
+}
+
+#[derive(Debug)]
+pub struct BackupReport {
+    pub index: Index,
+    /// Per store (by name): how many content objects were new and written.
+    pub written: Vec<(String, usize)>,
+}
+
+/// Namespaces Kubernetes makes itself; backed up only when named.
+const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+
+/// Kinds that describe the running cluster rather than what was deployed to it: a
+/// restore would be refused or would be wrong.
+fn skipped_kind(kind: &ResourceKind) -> bool {
+    matches!(
+        (kind.group.as_str(), kind.kind.as_str()),
+        ("", "Event")
+            | ("events.k8s.io", "Event")
+            | ("", "Endpoints")
+            | ("discovery.k8s.io", "EndpointSlice")
+            | ("", "Node")
+            | ("coordination.k8s.io", "Lease")
+            | ("", "ComponentStatus")
+            | ("", "Binding")
+    )
+}
+
+/// Objects a controller or the cluster recreates by itself.
+fn skipped_object(kind: &ResourceKind, object: &Value) -> bool {
+    let meta = &object["metadata"];
+    let controlled = meta["ownerReferences"]
+        .as_array()
+        .is_some_and(|owners| owners.iter().any(|o| o["controller"].as_bool() == Some(true)));
+    let generated = match kind.kind.as_str() {
+        "Secret" => object["type"].as_str() == Some("kubernetes.io/service-account-token"),
+        "ConfigMap" => meta["name"].as_str() == Some("kube-root-ca.crt"),
+        _ => false,
+    };
+    controlled || generated
+}
+
+/// `YYYYMMDD-HHMMSS-mmm-region`: sorts by time, and retention reads the day from it.
+pub fn backup_id(now: OffsetDateTime, region: &str) -> String {
+    let f = time::macros::format_description!("[year][month][day]-[hour][minute][second]-[subsecond digits:3]");
+    format!("{}-{region}", now.to_offset(time::UtcOffset::UTC).format(&f).expect("a valid format"))
+}
+
+/// Reads every selected object from `cluster` and writes the backup to each of `stores`.
+pub async fn create_backup(
+    cluster: &dyn ClusterApi,
+    stores: &[BackupStore],
+    request: &BackupRequest,
+    now: OffsetDateTime,
+) -> Result<BackupReport, Error> {
+    let wanted_namespace = |ns: &str| {
+        if request.namespaces.is_empty() {
+            !SYSTEM_NAMESPACES.contains(&ns)
+        } else {
+            request.namespaces.iter().any(|n| n == ns)
+        }
+    };
+    let mut entries = Vec::new();
+    let mut contents = Vec::new();
+    for kind in cluster.resource_kinds().await? {
+        let secret = kind.group.is_empty() && kind.kind == "Secret";
+        if skipped_kind(&kind) || (secret && request.secrets.is_none()) {
+            continue;
+        }
+        let selector = if kind.namespaced { request.selector.as_deref() } else { None };
+        let mut objects = Vec::new();
+        if kind.namespaced && !request.namespaces.is_empty() {
+            for ns in &request.namespaces {
+                objects.extend(cluster.list(&kind, Some(ns), selector).await?);
+            }
+        } else {
+            objects = cluster.list(&kind, None, selector).await?;
+        }
+        for object in objects {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
+            let in_scope = match (&namespace, kind.kind.as_str()) {
+                (Some(ns), _) => wanted_namespace(ns),
+                (None, "Namespace") if kind.group.is_empty() => wanted_namespace(&name),
+                (None, _) => true,
+            };
+            if !in_scope || skipped_object(&kind, &object) {
+                continue;
+            }
+            let mut bytes = format::encode(&format::strip(object, &kind.kind));
+            if let Some(key) = request.secrets.as_ref().filter(|_| secret) {
+                bytes = key.seal(&bytes);
+            }
+            let hash = format::sha256_hex(&bytes);
+            entries.push(Entry {
+                group: kind.group.clone(),
+                version: kind.version.clone(),
+                kind: kind.kind.clone(),
+                plural: kind.plural.clone(),
+                namespace,
+                name,
+                hash: hash.clone(),
+                size: bytes.len() as u64,
+                encrypted: secret,
+            });
+            contents.push((hash, bytes));
+        }
+    }
+    entries.sort_by(|a, b| {
+        (&a.group, &a.plural, &a.namespace, &a.name).cmp(&(&b.group, &b.plural, &b.namespace, &b.name))
+    });
+    contents.sort_by(|a, b| a.0.cmp(&b.0));
+    contents.dedup_by(|a, b| a.0 == b.0);
+    let index = Index {
+        format: FORMAT,
+        id: backup_id(now, &request.region),
+        created: now.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339 formats"),
+        plan: request.plan.clone(),
+        region: request.region.clone(),
+        namespaces: request.namespaces.clone(),
+        selector: request.selector.clone(),
+        key_id: entries.iter().any(|e| e.encrypted).then(|| request.secrets.as_ref().unwrap().id().to_owned()),
+        objects: entries,
+    };
+    let mut written = Vec::new();
+    for store in stores {
+        let count = store.put_objects(contents.clone()).await?;
+        store.put_index(&index).await?;
+        tracing::info!(store = %store.name, backup = %index.id, objects = index.objects.len(), new = count, "backup written");
+        written.push((store.name.clone(), count));
+    }
+    Ok(BackupReport { index, written })
+}
+
+/// Deletes the backups `keep` does not keep, then the content only they used; the ids deleted.
+pub async fn apply_retention(store: &BackupStore, keep: Keep) -> Result<Vec<String>, Error> {
+    let delete = retention::to_delete(&store.backup_ids().await?, keep);
+    for id in &delete {
+        store.delete_backup(id).await?;
+    }
+    if !delete.is_empty() {
+        store.collect_garbage().await?;
+    }
+    Ok(delete)
+}

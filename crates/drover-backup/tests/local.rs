@@ -1,0 +1,109 @@
+//! Backup and restore against local-directory stores.
+
+mod support;
+
+use drover_backup::BackupStore;
+
+fn store(dir: &tempfile::TempDir, name: &str) -> BackupStore {
+    BackupStore::local(name, &dir.path().join(name)).unwrap()
+}
+
+#[tokio::test]
+async fn round_trip_with_namespace_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    support::round_trip_with_namespace_mapping(&store(&dir, "east"), &store(&dir, "west")).await;
+}
+
+#[tokio::test]
+async fn unchanged_backup_writes_nothing_new() {
+    let dir = tempfile::tempdir().unwrap();
+    support::unchanged_backup_writes_nothing_new(&store(&dir, "east")).await;
+}
+
+#[tokio::test]
+async fn verify_detects_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    support::verify_detects_corruption(&store(&dir, "east")).await;
+}
+
+/// A custom resource whose CRD never becomes Established is not applied (and is reported
+/// failed, so a rerun tries it again); everything else is restored.
+#[tokio::test]
+async fn custom_resources_wait_for_their_crd() {
+    use drover_backup::standin::MemoryCluster;
+    use drover_backup::{Outcome, create_backup, restore};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let east = store(&dir, "east");
+    let now = time::macros::datetime!(2026-11-25 10:00:00 UTC);
+    let backup = create_backup(&support::source_cluster(), std::slice::from_ref(&east), &support::request(true), now)
+        .await
+        .unwrap();
+    let target = Arc::new(MemoryCluster::with_establish_after(u32::MAX));
+    let mut request = support::restore_request(&backup.index.id, &[]);
+    request.crd_timeout = Duration::from_millis(200);
+    let report = restore(target.clone(), &east, &request).await.unwrap();
+    let failed = report.failed();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "Widget shop/blue");
+    assert!(matches!(&failed[0].1, Outcome::Failed(why) if why.contains("not Established")));
+    assert!(!target.log().iter().any(|l| l.contains("Widget")), "{:#?}", target.log());
+    assert!(target.object("deployments", "shop", "web").is_some());
+
+    // Once the CRD is Established, a rerun applies only what is left.
+    target.establish_all();
+    let rerun = restore(target.clone(), &east, &request).await.unwrap();
+    assert!(rerun.failed().is_empty(), "{:?}", rerun.failed());
+    assert_eq!(rerun.count(&Outcome::DoneBefore), 9);
+    assert_eq!(rerun.count(&Outcome::Created), 1);
+    assert!(target.object("widgets", "shop", "blue").is_some());
+}
+
+/// Objects already in the target are left alone, or updated when asked (replaced with the
+/// current resourceVersion); one that already matches the backup is left unchanged.
+#[tokio::test]
+async fn existing_objects_are_skipped_or_updated() {
+    use drover_backup::standin::MemoryCluster;
+    use drover_backup::{ClusterApi, Existing, Outcome, create_backup, restore};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let east = store(&dir, "east");
+    let now = time::macros::datetime!(2026-11-25 10:00:00 UTC);
+    let backup = create_backup(&support::source_cluster(), std::slice::from_ref(&east), &support::request(true), now)
+        .await
+        .unwrap();
+    let target = || {
+        let c = MemoryCluster::new();
+        c.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+        c.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop", "labels": {"app": "shop"}}, "data": {"mode": "local edit"}}));
+        Arc::new(c)
+    };
+    let outcome = |report: &drover_backup::RestoreReport, label: &str| {
+        report.objects.iter().find(|(l, _)| l == label).map(|(_, o)| o.clone()).unwrap()
+    };
+
+    let skipping = target();
+    let mut request = support::restore_request(&backup.index.id, &[]);
+    request.target = "skip".into();
+    let report = restore(skipping.clone(), &east, &request).await.unwrap();
+    assert!(report.failed().is_empty(), "{:?}", report.failed());
+    assert_eq!(outcome(&report, "ConfigMap shop/settings"), Outcome::Unchanged);
+    assert_eq!(outcome(&report, "Namespace shop"), Outcome::Unchanged);
+    assert_eq!(skipping.object("configmaps", "shop", "settings").unwrap()["data"]["mode"], "local edit");
+
+    let updating = target();
+    request.target = "update".into();
+    request.existing = Existing::Update;
+    let report = restore(updating.clone(), &east, &request).await.unwrap();
+    assert!(report.failed().is_empty(), "{:?}", report.failed());
+    assert_eq!(outcome(&report, "ConfigMap shop/settings"), Outcome::Updated);
+    assert_eq!(outcome(&report, "Namespace shop"), Outcome::Unchanged, "it already matched the backup");
+    assert_eq!(updating.object("configmaps", "shop", "settings").unwrap()["data"]["mode"], "live");
+    assert!(updating.log().contains(&"replace ConfigMap shop/settings".to_string()), "{:#?}", updating.log());
+    let kinds = updating.resource_kinds().await.unwrap();
+    assert!(kinds.iter().any(|k| k.kind == "Widget"), "the restored CRD serves its kind");
+}
