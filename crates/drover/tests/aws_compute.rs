@@ -5,6 +5,8 @@
 
 #![cfg(feature = "aws")]
 
+#[path = "support/aws.rs"]
+mod aws;
 #[path = "../../drover-adapters/tests/support/moto.rs"]
 mod moto;
 #[path = "../../drover-adapters/tests/support/pg.rs"]
@@ -12,8 +14,8 @@ mod pg;
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 
+use aws::{assert_no_secrets, with_moto};
 use drover_adapters::aws::autoscaling_sdk::Client as AsgClient;
 use drover_adapters::aws::eks_sdk::Client as EksClient;
 use drover_adapters::aws::route53::sdk::types::ResourceRecordSetFailover;
@@ -107,9 +109,7 @@ checks:
         let mut cmd = drover();
         cmd.args(args).arg("--plan").arg(&self.plan);
         let ran = run(with_moto(&mut cmd, &self.moto));
-        for secret in [moto::ACCESS_KEY_ID, moto::SECRET_ACCESS_KEY, pg::PASSWORD] {
-            assert!(!ran.stdout.contains(secret) && !ran.stderr.contains(secret), "a secret leaked:\n{}", ran.stderr);
-        }
+        assert_no_secrets(&ran);
         ran
     }
 
@@ -121,13 +121,6 @@ checks:
             (nodes, desired, in_service)
         })
     }
-}
-
-fn with_moto<'c>(cmd: &'c mut Command, moto: &Moto) -> &'c mut Command {
-    for (k, v) in moto.env() {
-        cmd.env(k, v);
-    }
-    cmd.env("DROVER_LOG", "trace")
 }
 
 /// The scale step's detail in a run's JSON.

@@ -6,40 +6,34 @@
 //! is for) looks exactly like that. An alarm that should pass without data says so
 //! itself, with `TreatMissingData: notBreaching`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
 
-use super::{AwsConfig, Service, describe};
+use super::{AwsConfig, RegionalClients, Service, describe};
 
 /// The SDK itself, for tests and tools.
 pub use aws_sdk_cloudwatch as sdk;
 
 /// CloudWatch clients, one per AWS region, built from the standard AWS configuration when first needed.
 pub struct CloudWatchApi {
-    config: Arc<AwsConfig>,
     /// Plan region -> AWS region; a region not listed is its own AWS region.
     aws_regions: BTreeMap<String, String>,
-    clients: Mutex<HashMap<String, Client>>,
+    clients: RegionalClients<Client>,
 }
 
 impl CloudWatchApi {
     pub fn new(config: Arc<AwsConfig>, aws_regions: BTreeMap<String, String>) -> Arc<CloudWatchApi> {
-        Arc::new(CloudWatchApi { config, aws_regions, clients: Mutex::new(HashMap::new()) })
+        let clients = RegionalClients::new(config, |sdk, region| {
+            Client::from_conf(aws_sdk_cloudwatch::config::Builder::from(sdk).region(region).build())
+        });
+        Arc::new(CloudWatchApi { aws_regions, clients })
     }
 
     async fn client(&self, aws_region: &str) -> Client {
-        if let Some(client) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(aws_region) {
-            return client.clone();
-        }
-        let config = aws_sdk_cloudwatch::config::Builder::from(self.config.sdk().await)
-            .region(aws_sdk_cloudwatch::config::Region::new(aws_region.to_owned()))
-            .build();
-        let client = Client::from_conf(config);
-        self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(aws_region.to_owned(), client.clone());
-        client
+        self.clients.get(aws_region).await
     }
 
     /// The state of alarm `name` in `region`'s AWS region: `Ok` with a short note when

@@ -2,8 +2,8 @@
 //! then ACTIVE) and EC2 Auto Scaling groups (UpdateAutoScalingGroup, then InService),
 //! each in the AWS region of its plan region.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use drover_core::error::ProviderError;
 use drover_core::plan::{ComputeTarget, Plan};
 use drover_core::world::{Capacity, Compute, Size, Units, WHOLE};
 
-use super::{AwsConfig, Service, describe};
+use super::{AwsConfig, RegionalClients, Service, describe};
 
 const DEFAULT_POLL: Duration = Duration::from_secs(10);
 
@@ -56,12 +56,11 @@ struct Target {
 
 /// The plan's compute resources in every region, through the AWS SDK.
 pub struct AwsCompute {
-    config: Arc<AwsConfig>,
     /// (resource, plan region) → what it is.
     targets: BTreeMap<(String, String), Target>,
     poll: Duration,
-    eks: Mutex<HashMap<String, eks::Client>>,
-    asg: Mutex<HashMap<String, asg::Client>>,
+    eks: RegionalClients<eks::Client>,
+    asg: RegionalClients<asg::Client>,
 }
 
 impl AwsCompute {
@@ -80,7 +79,13 @@ impl AwsCompute {
                 targets.insert((name.clone(), region.clone()), target);
             }
         }
-        AwsCompute { config, targets, poll: DEFAULT_POLL, eks: Mutex::default(), asg: Mutex::default() }
+        let eks = RegionalClients::new(config.clone(), |sdk, region| {
+            eks::Client::from_conf(eks::config::Builder::from(sdk).region(region).build())
+        });
+        let asg = RegionalClients::new(config, |sdk, region| {
+            asg::Client::from_conf(asg::config::Builder::from(sdk).region(region).build())
+        });
+        AwsCompute { targets, poll: DEFAULT_POLL, eks, asg }
     }
 
     /// How often a resize is looked at while it settles (tests use less).
@@ -96,27 +101,11 @@ impl AwsCompute {
     }
 
     async fn eks(&self, aws_region: &str) -> eks::Client {
-        if let Some(client) = self.eks.lock().unwrap().get(aws_region) {
-            return client.clone();
-        }
-        let conf = eks::config::Builder::from(self.config.sdk().await)
-            .region(eks::config::Region::new(aws_region.to_owned()))
-            .build();
-        let client = eks::Client::from_conf(conf);
-        self.eks.lock().unwrap().insert(aws_region.to_owned(), client.clone());
-        client
+        self.eks.get(aws_region).await
     }
 
     async fn asg(&self, aws_region: &str) -> asg::Client {
-        if let Some(client) = self.asg.lock().unwrap().get(aws_region) {
-            return client.clone();
-        }
-        let conf = asg::config::Builder::from(self.config.sdk().await)
-            .region(asg::config::Region::new(aws_region.to_owned()))
-            .build();
-        let client = asg::Client::from_conf(conf);
-        self.asg.lock().unwrap().insert(aws_region.to_owned(), client.clone());
-        client
+        self.asg.get(aws_region).await
     }
 
     /// A node group's sizes and status (`ACTIVE`, `UPDATING`, ...).

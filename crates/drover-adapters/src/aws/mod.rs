@@ -61,6 +61,31 @@ impl AwsConfig {
     }
 }
 
+/// Clients of one AWS service, one per AWS region, built from the shared configuration
+/// the first time a region is asked for and reused after.
+pub struct RegionalClients<C> {
+    config: Arc<AwsConfig>,
+    build: fn(&SdkConfig, aws_config::Region) -> C,
+    clients: std::sync::Mutex<std::collections::HashMap<String, C>>,
+}
+
+impl<C: Clone> RegionalClients<C> {
+    /// `build` makes the service's client for a region, e.g.
+    /// `|sdk, region| eks::Client::from_conf(eks::config::Builder::from(sdk).region(region).build())`.
+    pub fn new(config: Arc<AwsConfig>, build: fn(&SdkConfig, aws_config::Region) -> C) -> Self {
+        RegionalClients { config, build, clients: Default::default() }
+    }
+
+    pub async fn get(&self, aws_region: &str) -> C {
+        if let Some(client) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(aws_region) {
+            return client.clone();
+        }
+        let client = (self.build)(self.config.sdk().await, aws_config::Region::new(aws_region.to_owned()));
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(aws_region.to_owned(), client.clone());
+        client
+    }
+}
+
 /// One AWS service, as errors and IAM policies name it.
 #[derive(Clone, Copy, Debug)]
 pub struct Service {

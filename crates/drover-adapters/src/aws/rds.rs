@@ -14,7 +14,7 @@
 //! Messages never carry credentials (see [`super::describe`]).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -29,7 +29,7 @@ use drover_core::run::{Epoch, RunId, RunKind};
 use drover_core::world::{Database, MemberStatus, RejoinMethod};
 
 use super::cloudwatch::CLOUDWATCH;
-use super::{AwsConfig, Service, describe};
+use super::{AwsConfig, RegionalClients, Service, describe};
 
 /// The SDKs themselves, for tests and tools that set up instances.
 pub use {aws_sdk_cloudwatch as cloudwatch_sdk, aws_sdk_rds as sdk};
@@ -77,20 +77,29 @@ fn rds_hint(operation: &str, code: &str) -> Option<(String, bool)> {
 
 /// RDS and CloudWatch clients, one pair per AWS region, built from the shared configuration.
 pub struct RdsApi {
-    config: Arc<AwsConfig>,
     /// Clients built elsewhere (tests), used for every region.
     fixed: Option<(Client, aws_sdk_cloudwatch::Client)>,
-    clients: Mutex<BTreeMap<String, (Client, aws_sdk_cloudwatch::Client)>>,
+    clients: RegionalClients<(Client, aws_sdk_cloudwatch::Client)>,
+}
+
+/// A region's RDS client, and its CloudWatch client for replica lag.
+fn rds_and_cloudwatch(sdk: &aws_config::SdkConfig, region: aws_config::Region) -> (Client, aws_sdk_cloudwatch::Client) {
+    let rds = aws_sdk_rds::config::Builder::from(sdk).region(region.clone()).build();
+    let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(sdk).region(region).build();
+    (Client::from_conf(rds), aws_sdk_cloudwatch::Client::from_conf(cloudwatch))
 }
 
 impl RdsApi {
     pub fn new(config: Arc<AwsConfig>) -> Arc<RdsApi> {
-        Arc::new(RdsApi { config, fixed: None, clients: Mutex::default() })
+        Arc::new(RdsApi { fixed: None, clients: RegionalClients::new(config, rds_and_cloudwatch) })
     }
 
     /// Clients built elsewhere (tests, mocks), whatever the region.
     pub fn with_clients(rds: Client, cloudwatch: aws_sdk_cloudwatch::Client) -> Arc<RdsApi> {
-        Arc::new(RdsApi { config: AwsConfig::from_env(), fixed: Some((rds, cloudwatch)), clients: Mutex::default() })
+        Arc::new(RdsApi {
+            fixed: Some((rds, cloudwatch)),
+            clients: RegionalClients::new(AwsConfig::from_env(), rds_and_cloudwatch),
+        })
     }
 
     pub async fn rds(&self, aws_region: &str) -> Client {
@@ -105,17 +114,7 @@ impl RdsApi {
         if let Some(fixed) = &self.fixed {
             return fixed.clone();
         }
-        if let Some(found) = self.clients.lock().expect("clients lock").get(aws_region) {
-            return found.clone();
-        }
-        let shared = self.config.sdk().await;
-        let rds =
-            aws_sdk_rds::config::Builder::from(shared).region(aws_sdk_rds::config::Region::new(aws_region.to_owned()));
-        let cw = aws_sdk_cloudwatch::config::Builder::from(shared)
-            .region(aws_sdk_cloudwatch::config::Region::new(aws_region.to_owned()));
-        let pair = (Client::from_conf(rds.build()), aws_sdk_cloudwatch::Client::from_conf(cw.build()));
-        self.clients.lock().expect("clients lock").insert(aws_region.to_owned(), pair.clone());
-        pair
+        self.clients.get(aws_region).await
     }
 
     /// The latest value of a CloudWatch metric over the last 10 minutes (maximum per minute),
