@@ -188,18 +188,6 @@ impl SecretKey {
         Ok(SecretKey { aead, nonce_key, id })
     }
 
-    /// Reads the key from a reference: `env:NAME` or `file:PATH` (surrounding whitespace trimmed).
-    pub fn from_reference(reference: &str) -> Result<SecretKey, Error> {
-        let material = if let Some(name) = reference.strip_prefix("env:") {
-            std::env::var(name).map_err(|_| Error::Key(format!("environment variable {name} is not set")))?
-        } else if let Some(path) = reference.strip_prefix("file:") {
-            std::fs::read_to_string(path).map_err(|e| Error::Key(format!("cannot read key file {path}: {e}")))?
-        } else {
-            return Err(Error::Key(format!("key reference {reference:?} must start with env: or file:")));
-        };
-        SecretKey::from_material(material.trim().as_bytes())
-    }
-
     /// A fingerprint that names the key without revealing it.
     pub fn id(&self) -> &str {
         &self.id

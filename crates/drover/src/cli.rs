@@ -103,6 +103,12 @@ enum Command {
     /// peers, fail over by itself when a quorum sees the primary region down (policy.auto_failover),
     /// and serve the REST API (/api/v1) and Prometheus /metrics.
     Serve(crate::serve::ServeArgs),
+    /// Back up a region's Kubernetes resources to object storage in every region; list and verify backups.
+    #[command(subcommand)]
+    Backup(commands::backup::BackupCommand),
+    /// Restore a backup into a region's cluster in dependency order (CRDs, then namespaces, config and
+    /// RBAC, storage, workloads last); resumable, and each object's outcome is reported.
+    Restore(commands::backup::RestoreArgs),
     /// Real regions on this machine (network namespaces, PostgreSQL, Knot DNS) for drills and demos.
     #[command(subcommand)]
     Lab(commands::lab::LabCommand),
@@ -196,6 +202,8 @@ pub fn main() -> ExitCode {
         Command::Abort { run, target, reason } => commands::run::abort(&run, &target, &reason),
         Command::Serve(args) => crate::serve::run(args),
         Command::Drill(args) => commands::drill::run(args),
+        Command::Backup(cmd) => commands::backup::run(cmd),
+        Command::Restore(args) => commands::backup::run_restore(args),
         Command::Lab(cmd) => commands::lab::run(cmd),
     }
 }

@@ -3,15 +3,21 @@
 
 use std::collections::BTreeMap;
 
-use super::model::{BackupSpec, BackupStoreSpec};
+use super::compute::read_cluster;
+use super::model::{BackupSpec, BackupStoreSpec, ClusterAccess, ComputeSpec, ComputeTarget};
 use super::parse::{Regions, region_entries};
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader};
 
-const FIELDS: [&str; 7] = ["stores", "secrets", "key_env", "key_file", "keep", "schedule", "key"];
+const FIELDS: [&str; 8] = ["stores", "clusters", "secrets", "key_env", "key_file", "keep", "schedule", "key"];
 const STORE_FIELDS: [&str; 4] = ["url", "dir", "endpoint", "aws_region"];
 
-pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>, regions: Option<&Regions>) -> Option<Option<BackupSpec>> {
+pub(super) fn read(
+    r: &mut Reader<'_>,
+    top: &Mapping<'_>,
+    regions: Option<&Regions>,
+    compute: Option<&BTreeMap<String, ComputeSpec>>,
+) -> Option<Option<BackupSpec>> {
     let Some(node) = top.get("backup") else {
         return Some(None);
     };
@@ -50,7 +56,102 @@ pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>, regions: Option<&Regio
             "add one store per primary and standby region, e.g. stores: { east: { url: s3://bucket/prefix } }",
         )
         .and_then(|n| read_stores(r, &m, n, regions));
-    Some(Some(BackupSpec { secrets: secrets?, key: key?, keep_last, keep_daily, schedule: schedule?, stores: stores? }))
+    let named = match m.get("clusters") {
+        Some(n) => read_clusters(r, &m, n, regions),
+        None => Some(BTreeMap::new()),
+    };
+    let clusters = match (&stores, named, compute) {
+        (Some(stores), Some(named), Some(compute)) => clusters_of(r, &m, stores, named, compute),
+        // Reported already; nothing to resolve against.
+        _ => None,
+    };
+    Some(Some(BackupSpec {
+        secrets: secrets?,
+        key: key?,
+        keep_last,
+        keep_daily,
+        schedule: schedule?,
+        stores: stores?,
+        clusters: clusters?,
+    }))
+}
+
+/// `backup.clusters`: how drover reaches each region's cluster to back it up or restore to it.
+fn read_clusters(
+    r: &mut Reader<'_>,
+    m: &Mapping<'_>,
+    node: &Node,
+    regions: Option<&Regions>,
+) -> Option<BTreeMap<String, ClusterAccess>> {
+    let at = m.key("clusters").map_or(node.pos(), Node::pos);
+    let example = |region: &str| format!("{region}: {{ kubeconfig: ~/.kube/config, context: shop-{region} }}");
+    let entries = region_entries(r, node, &m.field("clusters"), at, regions, "Kubernetes cluster", &example)?;
+    let mut clusters = BTreeMap::new();
+    let mut complete = true;
+    for entry in &entries {
+        match read_cluster(r, entry.value, &entry.path) {
+            Some(access) => {
+                clusters.insert(entry.name.clone(), access);
+            }
+            None => complete = false,
+        }
+    }
+    complete.then_some(clusters)
+}
+
+/// Every store's region needs a cluster: the one named in `backup.clusters`, or else the one
+/// its `kubernetes` compute resources share. Two different ones there are ambiguous.
+fn clusters_of(
+    r: &mut Reader<'_>,
+    m: &Mapping<'_>,
+    stores: &BTreeMap<String, BackupStoreSpec>,
+    mut named: BTreeMap<String, ClusterAccess>,
+    compute: &BTreeMap<String, ComputeSpec>,
+) -> Option<BTreeMap<String, ClusterAccess>> {
+    let at = m.key("clusters").or_else(|| m.key("stores")).map_or(m.at, Node::pos);
+    let mut complete = true;
+    for region in stores.keys() {
+        if named.contains_key(region) {
+            continue;
+        }
+        let mut seen: Vec<&ClusterAccess> = Vec::new();
+        for spec in compute.values() {
+            if let Some(ComputeTarget::Kubernetes(k)) = spec.targets.get(region)
+                && !seen.contains(&&k.cluster)
+            {
+                seen.push(&k.cluster);
+            }
+        }
+        let field = format!("{}.{region}", m.field("clusters"));
+        match seen.as_slice() {
+            [one] => {
+                named.insert(region.clone(), (*one).clone());
+            }
+            [] => {
+                r.error(
+                    at,
+                    &field,
+                    format!(
+                        "missing; drover backs up and restores {region}'s Kubernetes cluster: add clusters: {{ {region}: \
+                         {{ kubeconfig: PATH, context: NAME }} }} (or in-cluster), or a kubernetes compute resource in {region}"
+                    ),
+                );
+                complete = false;
+            }
+            _ => {
+                r.error(
+                    at,
+                    &field,
+                    format!(
+                        "missing; {region}'s kubernetes compute resources name different clusters, so say which one \
+                         to back up: clusters: {{ {region}: {{ kubeconfig: PATH, context: NAME }} }}"
+                    ),
+                );
+                complete = false;
+            }
+        }
+    }
+    complete.then_some(named)
 }
 
 fn read_keep(r: &mut Reader<'_>, node: &Node, m: &Mapping<'_>) -> Option<(u32, u32)> {
@@ -148,7 +249,7 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use crate::plan::{BackupStoreSpec, parse_plan};
+    use crate::plan::{BackupStoreSpec, ClusterAccess, parse_plan};
     use crate::secret::SecretRef;
 
     const BASE: &str = r#"
@@ -170,6 +271,8 @@ traffic:
 checks: { api: { http: "http://{target}/healthz" } }
 "#;
 
+    const COMPUTE: &str = "compute:\n  apps:\n    kind: kubernetes\n    regions:\n      east: { cluster: { kubeconfig: /k/east.yaml, context: shop-east }, namespace: shop }\n      west: { cluster: in-cluster, namespace: shop }\n";
+
     fn parse(backup: &str) -> Result<crate::plan::Plan, String> {
         let text = format!("{BASE}{backup}");
         parse_plan(Path::new("plan.yaml"), &text, &crate::plan::test_support::Recording::default())
@@ -179,7 +282,7 @@ checks: { api: { http: "http://{target}/healthz" } }
     #[test]
     fn stores_secrets_keep_and_schedule_are_read() {
         let plan = parse(
-            "backup:\n  secrets: true\n  key_env: BACKUP_KEY\n  keep: { last: 7, daily: 14 }\n  schedule: 6h\n  stores:\n    east: { url: s3://shop-east/drover/shop }\n    west: { url: s3://shop-west, endpoint: http://minio:9000, aws_region: us-west-1 }\n",
+            "backup:\n  secrets: true\n  key_env: BACKUP_KEY\n  keep: { last: 7, daily: 14 }\n  schedule: 6h\n  clusters: { east: in-cluster, west: { kubeconfig: /etc/k/west.yaml, context: shop-west } }\n  stores:\n    east: { url: s3://shop-east/drover/shop }\n    west: { url: s3://shop-west, endpoint: http://minio:9000, aws_region: us-west-1 }\n",
         )
         .unwrap();
         assert!(
@@ -193,6 +296,11 @@ checks: { api: { http: "http://{target}/healthz" } }
         assert!(backup.secrets);
         assert_eq!(backup.key, Some(SecretRef::Env("BACKUP_KEY".into())));
         assert_eq!((backup.keep_last, backup.keep_daily), (7, 14));
+        assert_eq!(backup.clusters["east"], ClusterAccess::InCluster);
+        assert_eq!(
+            backup.clusters["west"],
+            ClusterAccess::Kubeconfig { path: Some("/etc/k/west.yaml".into()), context: Some("shop-west".into()) }
+        );
         assert_eq!(backup.schedule, Some(Duration::from_secs(6 * 3600)));
         assert_eq!(
             backup.stores["east"],
@@ -216,11 +324,17 @@ checks: { api: { http: "http://{target}/healthz" } }
 
     #[test]
     fn without_secrets_no_key_is_needed_and_a_plan_may_have_no_backup() {
-        let plan = parse("backup:\n  stores: { east: { dir: /var/backups/east }, west: { dir: /var/backups/west } }\n")
+        let plan = parse(&format!("{COMPUTE}backup:\n  stores: {{ east: {{ dir: /var/backups/east }}, west: {{ dir: /var/backups/west }} }}\n"))
             .unwrap();
         let backup = plan.backup.unwrap();
         assert!(!backup.secrets && backup.key.is_none() && backup.schedule.is_none());
         assert_eq!(backup.stores["west"], BackupStoreSpec::Dir("/var/backups/west".into()));
+        // No backup.clusters: each region's cluster is the one its kubernetes compute names.
+        assert_eq!(backup.clusters["west"], ClusterAccess::InCluster);
+        assert_eq!(
+            backup.clusters["east"],
+            ClusterAccess::Kubeconfig { path: Some("/k/east.yaml".into()), context: Some("shop-east".into()) }
+        );
         assert!(parse("").unwrap().backup.is_none());
     }
 
@@ -246,6 +360,18 @@ checks: { api: { http: "http://{target}/healthz" } }
             (
                 "backup:\n  keep: { last: -1 }\n  stores: { east: { dir: /a }, west: { dir: /b } }\n",
                 "plan.yaml:19:17: backup.keep.last: is -1, must be at least 0",
+            ),
+            (
+                "backup:\n  stores: { east: { dir: /a }, west: { dir: /b } }\n",
+                "plan.yaml:19:3: backup.clusters.east: missing; drover backs up and restores east's Kubernetes cluster: add clusters: { east: { kubeconfig: PATH, context: NAME } } (or in-cluster), or a kubernetes compute resource in east",
+            ),
+            (
+                "backup:\n  clusters: { east: in-clust, witness: in-cluster }\n  stores: { east: { dir: /a }, west: { dir: /b } }\n",
+                "plan.yaml:19:21: backup.clusters.east: expected in-cluster or { kubeconfig: PATH, context: NAME }, found in-clust",
+            ),
+            (
+                "backup:\n  clusters: { east: in-cluster, witness: in-cluster }\n  stores: { east: { dir: /a }, west: { dir: /b } }\n",
+                "backup.clusters.witness: witness is a witness region",
             ),
         ];
         for (backup, expected) in cases {

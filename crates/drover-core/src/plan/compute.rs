@@ -201,7 +201,7 @@ fn read_kubernetes(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<ComputeTarge
 }
 
 /// `in-cluster`, or `{ kubeconfig: PATH, context: NAME }` (both optional: `$KUBECONFIG`, its current context).
-fn read_cluster(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<ClusterAccess> {
+pub(super) fn read_cluster(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<ClusterAccess> {
     if let Value::Str(s) = &node.value {
         if s == IN_CLUSTER {
             return Some(ClusterAccess::InCluster);

@@ -224,6 +224,9 @@ pub struct BackupSpec {
     pub schedule: Option<Duration>,
     /// One store per primary and standby region.
     pub stores: BTreeMap<String, BackupStoreSpec>,
+    /// The cluster backed up in (and restored to) each store's region: `backup.clusters`,
+    /// or the one cluster the region's `kubernetes` compute resources name.
+    pub clusters: BTreeMap<String, ClusterAccess>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

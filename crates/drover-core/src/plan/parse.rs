@@ -137,7 +137,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     let with_compute = compute.as_ref().is_some_and(|c| !c.is_empty());
     let runbooks = policy::read_runbooks(r, &top, database_kind, with_compute);
     let notify = notify::read(r, &top);
-    let backup = backup::read(r, &top, regions.as_ref());
+    let backup = backup::read(r, &top, regions.as_ref(), compute.as_ref());
 
     let (policy, detect_with) = policy?;
     let mut checks = checks?;

@@ -1,6 +1,7 @@
 //! One module per command family. Each returns `Result<(), Failure>`; `finish`
 //! turns that into the exit code and the one error line a person reads.
 
+pub mod backup;
 pub mod drill;
 pub mod lab;
 pub mod plan;

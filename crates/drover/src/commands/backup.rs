@@ -1,0 +1,578 @@
+//! `drover backup create|list|verify` and `drover restore`: a region's Kubernetes resources
+//! to object storage in every region of the plan, and back (docs/backup.md).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_backup::backup::apply_retention;
+use drover_backup::{
+    BackupRequest, BackupStore, ClusterApi, Existing, Keep, Outcome, RestoreRequest, SecretKey, VerifyReport,
+    create_backup, restore,
+};
+use drover_core::duration::parse_duration;
+use drover_core::plan::{BackupSpec, BackupStoreSpec, Plan};
+use drover_core::secret::{SecretRef, SecretSource};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::cli::Output;
+use crate::commands::{Failure, finish, print_json, runtime};
+use crate::wiring::{EnvSecrets, load_plan};
+
+#[derive(clap::Subcommand)]
+pub enum BackupCommand {
+    /// Back up REGION's cluster to every region's store, then apply the plan's retention.
+    #[command(after_help = "Only kinds that describe what was deployed are taken (not Events, Nodes, Pods a \
+                            controller owns); Secrets only with backup.secrets, encrypted. Unchanged objects are \
+                            not written again. See docs/backup.md.")]
+    Create {
+        #[command(flatten)]
+        plan: PlanFile,
+        /// The region whose cluster is backed up (backup.clusters.REGION in the plan).
+        #[arg(long, value_name = "REGION")]
+        region: String,
+        /// Only these namespaces (comma-separated) [default: all but kube-system, kube-public, kube-node-lease].
+        #[arg(long, value_name = "NS,...", value_delimiter = ',')]
+        namespaces: Vec<String>,
+        /// Only namespaced objects with these labels (a label selector, e.g. app=shop,tier!=batch).
+        #[arg(long, value_name = "SELECTOR")]
+        selector: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// List the backups in each region's store, newest last.
+    List {
+        #[command(flatten)]
+        plan: PlanFile,
+        /// Only this region's store [default: every store].
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Check that every object of backup ID is present in the store and its bytes match its checksum.
+    #[command(after_help = "Exit codes: 0 every store holding the backup is whole, 1 an object is missing or \
+                            corrupt (each is named), 2 no store holds the backup or bad input.")]
+    Verify {
+        /// The backup's id ('drover backup list').
+        id: String,
+        #[command(flatten)]
+        plan: PlanFile,
+        /// Only this region's store [default: every store that holds the backup].
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct PlanFile {
+    /// The plan file (YAML); its backup section names the stores and clusters (docs/plan.md#backup).
+    #[arg(long, short = 'p', value_name = "PLAN")]
+    pub plan: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    plan: PlanFile,
+    /// The backup to restore ('drover backup list').
+    #[arg(long = "from", value_name = "ID")]
+    from: String,
+    /// The region whose cluster receives it (backup.clusters.REGION); the backup is read from this
+    /// region's own store.
+    #[arg(long, value_name = "REGION")]
+    to_region: String,
+    /// Restore namespace FROM as TO (repeat, or comma-separate): objects, the Namespace itself,
+    /// and ServiceAccount subjects of bindings.
+    #[arg(long, value_name = "FROM=TO", value_delimiter = ',')]
+    namespace_map: Vec<String>,
+    /// What to do with an object that already exists: leave it (skip), or make it match the backup (update).
+    #[arg(long, value_enum, default_value_t = ExistingArg::Skip)]
+    existing: ExistingArg,
+    /// How long a CustomResourceDefinition may take to become Established before its custom
+    /// resources are reported failed.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    crd_timeout: Duration,
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExistingArg {
+    Skip,
+    Update,
+}
+
+pub fn run(command: BackupCommand) -> ExitCode {
+    finish(runtime().block_on(async {
+        match command {
+            BackupCommand::Create { plan, region, namespaces, selector, output } => {
+                create(&plan.plan, &region, namespaces, selector, output).await
+            }
+            BackupCommand::List { plan, region, output } => list(&plan.plan, region.as_deref(), output).await,
+            BackupCommand::Verify { id, plan, region, output } => {
+                verify(&plan.plan, &id, region.as_deref(), output).await
+            }
+        }
+    }))
+}
+
+pub fn run_restore(args: RestoreArgs) -> ExitCode {
+    finish(runtime().block_on(restore_cmd(args)))
+}
+
+/// A plan's backup section made real: its stores, its clusters and the Secrets key.
+pub struct Backups {
+    pub plan: Plan,
+    spec: BackupSpec,
+}
+
+impl Backups {
+    pub fn open(path: &Path) -> Result<Backups, Failure> {
+        let plan = load_plan(path)?;
+        let Some(spec) = plan.backup.clone() else {
+            return Err(Failure::input(format!(
+                "{}: the plan has no backup section; add one naming a store per region, e.g. \
+                 backup: {{ stores: {{ east: {{ url: s3://shop-backups-east/drover }}, ... }} }} (docs/plan.md#backup)",
+                path.display()
+            )));
+        };
+        Ok(Backups { plan, spec })
+    }
+
+    fn known(&self, region: &str, flag: &str) -> Result<(), Failure> {
+        if self.spec.stores.contains_key(region) {
+            return Ok(());
+        }
+        let names: Vec<&str> = self.spec.stores.keys().map(String::as_str).collect();
+        Err(Failure::input(format!(
+            "{flag} {region}: the plan's backup section has no store for {region}; its regions are {}",
+            names.join(", ")
+        )))
+    }
+
+    /// The store in `region`: a local directory, or an S3 bucket in the region's AWS region.
+    pub fn store(&self, region: &str) -> Result<BackupStore, Failure> {
+        let bad = |e: drover_backup::Error| Failure::input(format!("backup.stores.{region}: {e}"));
+        match &self.spec.stores[region] {
+            BackupStoreSpec::Dir(dir) => BackupStore::local(region, dir).map_err(bad),
+            BackupStoreSpec::S3 { bucket, prefix, endpoint, aws_region } => {
+                let aws_region = aws_region.as_deref().unwrap_or_else(|| self.plan.aws_region(region));
+                BackupStore::s3(region, bucket, Some(prefix), aws_region, endpoint.as_deref()).map_err(bad)
+            }
+        }
+    }
+
+    /// Every region's store, in region order.
+    pub fn stores(&self) -> Result<Vec<BackupStore>, Failure> {
+        self.spec.stores.keys().map(|region| self.store(region)).collect()
+    }
+
+    /// The stores `--region` names (one), or all of them.
+    fn chosen_stores(&self, region: Option<&str>) -> Result<Vec<BackupStore>, Failure> {
+        match region {
+            Some(region) => {
+                self.known(region, "--region")?;
+                Ok(vec![self.store(region)?])
+            }
+            None => self.stores(),
+        }
+    }
+
+    /// The cluster backed up in, and restored to, `region`.
+    pub fn cluster(&self, region: &str) -> Result<Arc<dyn ClusterApi>, Failure> {
+        let access = &self.spec.clusters[region];
+        cluster_api(access, &format!("{region}'s cluster"))
+    }
+
+    /// The Secrets key, when the plan backs Secrets up; read from its reference now.
+    pub fn key(&self) -> Result<Option<Arc<SecretKey>>, Failure> {
+        let Some(reference) = &self.spec.key else { return Ok(None) };
+        let field = match reference {
+            SecretRef::Env(_) => "backup.key_env",
+            SecretRef::File(_) => "backup.key_file",
+        };
+        let secret = EnvSecrets.resolve(reference).map_err(|e| Failure::input(format!("{field}: {e}")))?;
+        SecretKey::from_material(secret.expose().as_bytes())
+            .map(|key| Some(Arc::new(key)))
+            .map_err(|e| Failure::input(format!("{field}: {e}")))
+    }
+
+    pub fn keep(&self) -> Keep {
+        Keep { last: self.spec.keep_last as usize, daily: self.spec.keep_daily as usize }
+    }
+
+    pub fn schedule(&self) -> Option<Duration> {
+        self.spec.schedule
+    }
+
+    /// Backs up `region`'s cluster to every store, then applies retention to each.
+    pub async fn create(
+        &self,
+        region: &str,
+        namespaces: Vec<String>,
+        selector: Option<String>,
+    ) -> Result<CreateReport, Failure> {
+        self.known(region, "--region")?;
+        let (stores, cluster, key) = (self.stores()?, self.cluster(region)?, self.key()?);
+        let request = BackupRequest { plan: self.plan.name.clone(), region: region.to_owned(), namespaces, selector, secrets: key };
+        let report = create_backup(cluster.as_ref(), &stores, &request, OffsetDateTime::now_utc())
+            .await
+            .map_err(|e| Failure::failed(format!("backup of {region}: {e}")))?;
+        let mut written = Vec::new();
+        for (store, (name, new_objects)) in stores.iter().zip(report.written) {
+            let deleted = apply_retention(store, self.keep())
+                .await
+                .map_err(|e| Failure::failed(format!("retention in the {name} store: {e}")))?;
+            written.push(StoreWrite { store: name, new_objects, deleted });
+        }
+        let index = report.index;
+        Ok(CreateReport {
+            id: index.id.clone(),
+            region: region.to_owned(),
+            objects: index.objects.len(),
+            bytes: index.objects.iter().map(|e| e.size).sum(),
+            secrets_encrypted: index.objects.iter().filter(|e| e.encrypted).count(),
+            stores: written,
+        })
+    }
+}
+
+#[cfg(feature = "kubernetes")]
+fn cluster_api(access: &drover_core::plan::ClusterAccess, name: &str) -> Result<Arc<dyn ClusterApi>, Failure> {
+    Ok(Arc::new(drover_adapters::kubernetes::KubeCluster::new(access, name)))
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn cluster_api(_: &drover_core::plan::ClusterAccess, name: &str) -> Result<Arc<dyn ClusterApi>, Failure> {
+    Err(Failure::input(format!(
+        "{name}: this drover was built without the kubernetes feature; rebuild with --features kubernetes"
+    )))
+}
+
+/// What `backup create` did, as `-o json` prints it.
+#[derive(Serialize)]
+pub struct CreateReport {
+    pub id: String,
+    pub region: String,
+    pub objects: usize,
+    /// Stored bytes of all the backup's objects (compressed, encrypted for Secrets).
+    pub bytes: u64,
+    pub secrets_encrypted: usize,
+    pub stores: Vec<StoreWrite>,
+}
+
+#[derive(Serialize)]
+pub struct StoreWrite {
+    pub store: String,
+    /// Content objects this store did not hold yet (0 for an unchanged cluster).
+    pub new_objects: usize,
+    /// Backups retention deleted afterwards.
+    pub deleted: Vec<String>,
+}
+
+impl std::fmt::Display for CreateReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "backup {} of {}: {} objects, {} bytes stored{}",
+            self.id,
+            self.region,
+            self.objects,
+            self.bytes,
+            match self.secrets_encrypted {
+                0 => String::new(),
+                n => format!(", {n} Secrets encrypted"),
+            }
+        )?;
+        for s in &self.stores {
+            write!(f, "  {} store: {} new content objects", s.store, s.new_objects)?;
+            if !s.deleted.is_empty() {
+                write!(f, "; retention deleted {}", s.deleted.join(", "))?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+async fn create(
+    plan: &Path,
+    region: &str,
+    namespaces: Vec<String>,
+    selector: Option<String>,
+    output: Output,
+) -> Result<(), Failure> {
+    let backups = Backups::open(plan)?;
+    let report = backups.create(region, namespaces, selector).await?;
+    match output {
+        Output::Text => print!("{report}"),
+        Output::Json => print_json(&report),
+    }
+    Ok(())
+}
+
+/// One backup as `backup list` shows it.
+#[derive(Serialize)]
+struct Listed {
+    id: String,
+    region: String,
+    created: String,
+    objects: usize,
+    bytes: u64,
+    /// The stores holding it.
+    stores: Vec<String>,
+}
+
+async fn list(plan: &Path, region: Option<&str>, output: Output) -> Result<(), Failure> {
+    let backups = Backups::open(plan)?;
+    let mut listed: BTreeMap<String, Listed> = BTreeMap::new();
+    for store in backups.chosen_stores(region)? {
+        let failed = |e: drover_backup::Error| Failure::failed(format!("the {} store: {e}", store.name));
+        for id in store.backup_ids().await.map_err(failed)? {
+            if let Some(known) = listed.get_mut(&id) {
+                known.stores.push(store.name.clone());
+                continue;
+            }
+            let index = store.index(&id).await.map_err(failed)?;
+            listed.insert(
+                id.clone(),
+                Listed {
+                    id,
+                    region: index.region,
+                    created: index.created,
+                    objects: index.objects.len(),
+                    bytes: index.objects.iter().map(|e| e.size).sum(),
+                    stores: vec![store.name.clone()],
+                },
+            );
+        }
+    }
+    let listed: Vec<Listed> = listed.into_values().collect();
+    match output {
+        Output::Json => print_json(&listed),
+        Output::Text if listed.is_empty() => {
+            println!("no backups yet; take one with 'drover backup create --plan {} --region REGION'", plan.display())
+        }
+        Output::Text => {
+            let width = listed.iter().map(|b| b.id.len()).max().unwrap_or(2).max(2);
+            println!("{:width$}  {:8}  {:20}  {:>7}  {:>10}  STORES", "ID", "REGION", "CREATED", "OBJECTS", "BYTES");
+            for b in &listed {
+                println!(
+                    "{:width$}  {:8}  {:20}  {:>7}  {:>10}  {}",
+                    b.id,
+                    b.region,
+                    b.created,
+                    b.objects,
+                    b.bytes,
+                    b.stores.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Verified {
+    store: String,
+    checked: usize,
+    ok: bool,
+    missing: Vec<Problem>,
+    corrupt: Vec<Problem>,
+}
+
+#[derive(Serialize)]
+struct Problem {
+    object: String,
+    hash: String,
+}
+
+impl Verified {
+    fn new(store: &str, report: VerifyReport) -> Verified {
+        let problems =
+            |list: Vec<(String, String)>| list.into_iter().map(|(object, hash)| Problem { object, hash }).collect();
+        Verified {
+            store: store.to_owned(),
+            checked: report.checked,
+            ok: report.ok(),
+            missing: problems(report.missing),
+            corrupt: problems(report.corrupt),
+        }
+    }
+}
+
+async fn verify(plan: &Path, id: &str, region: Option<&str>, output: Output) -> Result<(), Failure> {
+    let backups = Backups::open(plan)?;
+    let mut results = Vec::new();
+    for store in backups.chosen_stores(region)? {
+        let failed = |e: drover_backup::Error| Failure::failed(format!("the {} store: {e}", store.name));
+        // Every store is asked whether it holds the backup, so a store it never reached shows.
+        if !store.backup_ids().await.map_err(failed)?.iter().any(|b| b == id) {
+            if region.is_some() {
+                return Err(Failure::input(format!("no backup {id} in the {} store", store.name)));
+            }
+            continue;
+        }
+        results.push(Verified::new(&store.name, store.verify(id).await.map_err(failed)?));
+    }
+    if results.is_empty() {
+        return Err(Failure::input(format!(
+            "no backup {id} in any store; 'drover backup list --plan {}' shows the backups",
+            plan.display()
+        )));
+    }
+    match output {
+        Output::Json => print_json(&results),
+        Output::Text => {
+            for r in &results {
+                let verdict = if r.ok { "ok" } else { "DAMAGED" };
+                println!("{} store: backup {id}: {} objects checked, {verdict}", r.store, r.checked);
+                for p in &r.missing {
+                    println!("  missing  {} ({})", p.object, p.hash);
+                }
+                for p in &r.corrupt {
+                    println!("  corrupt  {} ({})", p.object, p.hash);
+                }
+            }
+        }
+    }
+    let damaged: Vec<&str> = results.iter().filter(|r| !r.ok).map(|r| r.store.as_str()).collect();
+    if damaged.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::failed(format!(
+            "backup {id} is damaged in the {} store; restore from another store's copy, or take a new backup",
+            damaged.join(" and ")
+        )))
+    }
+}
+
+/// `a=b` pairs, each source namespace once.
+fn namespace_map(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    let mut map = BTreeMap::new();
+    for pair in pairs {
+        let Some((from, to)) = pair.split_once('=').filter(|(f, t)| !f.is_empty() && !t.is_empty()) else {
+            return Err(Failure::input(format!("--namespace-map {pair}: write FROM=TO, e.g. shop=shop-restored")));
+        };
+        if map.insert(from.to_owned(), to.to_owned()).is_some() {
+            return Err(Failure::input(format!("--namespace-map: namespace {from} is mapped twice")));
+        }
+    }
+    Ok(map)
+}
+
+#[derive(Serialize)]
+struct Restored {
+    backup: String,
+    to_region: String,
+    created: usize,
+    updated: usize,
+    unchanged: usize,
+    done_before: usize,
+    failed: usize,
+    objects: Vec<RestoredObject>,
+}
+
+#[derive(Serialize)]
+struct RestoredObject {
+    object: String,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn outcome_name(outcome: &Outcome) -> (&'static str, Option<String>) {
+    match outcome {
+        Outcome::Created => ("created", None),
+        Outcome::Updated => ("updated", None),
+        Outcome::Unchanged => ("unchanged", None),
+        Outcome::DoneBefore => ("done-before", None),
+        Outcome::Failed(why) => ("failed", Some(why.clone())),
+    }
+}
+
+async fn restore_cmd(args: RestoreArgs) -> Result<(), Failure> {
+    let backups = Backups::open(&args.plan.plan)?;
+    let region = args.to_region.as_str();
+    backups.known(region, "--to-region")?;
+    let request = RestoreRequest {
+        backup: args.from.clone(),
+        target: region.to_owned(),
+        namespace_map: namespace_map(&args.namespace_map)?,
+        existing: match args.existing {
+            ExistingArg::Skip => Existing::Skip,
+            ExistingArg::Update => Existing::Update,
+        },
+        key: backups.key()?,
+        crd_timeout: args.crd_timeout,
+    };
+    let store = backups.store(region)?;
+    if !store
+        .backup_ids()
+        .await
+        .map_err(|e| Failure::failed(format!("the {region} store: {e}")))?
+        .contains(&args.from)
+    {
+        return Err(Failure::input(format!(
+            "no backup {} in the {region} store; 'drover backup list --plan {} --region {region}' shows the ones it holds",
+            args.from,
+            args.plan.plan.display()
+        )));
+    }
+    let report = restore(backups.cluster(region)?, &store, &request).await.map_err(|e| match e {
+        drover_backup::Error::Key(why) => Failure::input(format!("backup.key: {why}; nothing was restored")),
+        other => Failure::failed(format!("restore of {} to {region}: {other}", args.from)),
+    })?;
+    let objects: Vec<RestoredObject> = report
+        .objects
+        .iter()
+        .map(|(object, outcome)| {
+            let (outcome, error) = outcome_name(outcome);
+            RestoredObject { object: object.clone(), outcome, error }
+        })
+        .collect();
+    let restored = Restored {
+        backup: args.from.clone(),
+        to_region: region.to_owned(),
+        created: report.count(&Outcome::Created),
+        updated: report.count(&Outcome::Updated),
+        unchanged: report.count(&Outcome::Unchanged),
+        done_before: report.count(&Outcome::DoneBefore),
+        failed: report.failed().len(),
+        objects,
+    };
+    match args.output {
+        Output::Json => print_json(&restored),
+        Output::Text => {
+            for o in &restored.objects {
+                match &o.error {
+                    Some(why) => println!("{:11}  {}: {why}", o.outcome, o.object),
+                    None => println!("{:11}  {}", o.outcome, o.object),
+                }
+            }
+            println!(
+                "restore of {} to {region}: {} created, {} updated, {} unchanged, {} done before, {} failed",
+                restored.backup,
+                restored.created,
+                restored.updated,
+                restored.unchanged,
+                restored.done_before,
+                restored.failed
+            );
+        }
+    }
+    if restored.failed > 0 {
+        return Err(Failure::failed(format!(
+            "{} objects were not restored (above); fix the cause and run the same command again: \
+             objects already restored are not applied twice",
+            restored.failed
+        )));
+    }
+    Ok(())
+}
