@@ -63,10 +63,18 @@ fn skipped_object(kind: &ResourceKind, object: &Value) -> bool {
     controlled || generated
 }
 
+const ID_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year][month][day]-[hour][minute][second]-[subsecond digits:3]");
+
 /// `YYYYMMDD-HHMMSS-mmm-region`: sorts by time, and retention reads the day from it.
 pub fn backup_id(now: OffsetDateTime, region: &str) -> String {
-    let f = time::macros::format_description!("[year][month][day]-[hour][minute][second]-[subsecond digits:3]");
-    format!("{}-{region}", now.to_offset(time::UtcOffset::UTC).format(&f).expect("a valid format"))
+    format!("{}-{region}", now.to_offset(time::UtcOffset::UTC).format(ID_TIME).expect("a valid format"))
+}
+
+/// When backup `id` was taken (UTC), read back from its id; None for an id drover did not make.
+pub fn backup_time(id: &str) -> Option<OffsetDateTime> {
+    let stamp = id.get(..19)?;
+    time::PrimitiveDateTime::parse(stamp, ID_TIME).ok().map(time::PrimitiveDateTime::assume_utc)
 }
 
 /// Reads every selected object from `cluster` and writes the backup to each of `stores`.
@@ -165,4 +173,18 @@ pub async fn apply_retention(store: &BackupStore, keep: Keep) -> Result<Vec<Stri
         store.collect_garbage().await?;
     }
     Ok(delete)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_id_gives_back_its_time() {
+        let at = time::macros::datetime!(2026-12-05 20:15:07.123 UTC);
+        let id = backup_id(at, "east");
+        assert_eq!(id, "20261205-201507-123-east");
+        assert_eq!(backup_time(&id), Some(at));
+        assert_eq!(backup_time("not-a-backup"), None);
+    }
 }

@@ -133,6 +133,11 @@ pub struct Backups {
 }
 
 impl Backups {
+    /// The plan's backups, or None when it has no backup section.
+    pub fn of(plan: &Plan) -> Option<Backups> {
+        plan.backup.clone().map(|spec| Backups { plan: plan.clone(), spec })
+    }
+
     pub fn open(path: &Path) -> Result<Backups, Failure> {
         let plan = load_plan(path)?;
         let Some(spec) = plan.backup.clone() else {

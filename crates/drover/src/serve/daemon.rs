@@ -39,6 +39,10 @@ pub struct Shared {
     pub last_refusal: Option<GateRefusal>,
     /// Set once the first round of probes has finished.
     pub ready: bool,
+    /// Whether this daemon acted in the last autopilot round (leads, or is the acting vantage).
+    pub acting: bool,
+    /// The backup schedule's record.
+    pub backups: super::backups::BackupRecord,
 }
 
 pub struct Daemon {
@@ -176,6 +180,11 @@ impl Daemon {
         tokio::spawn(async move { d.world_loop().await });
         let d = Arc::clone(self);
         tokio::spawn(async move { d.autopilot_loop().await });
+        if let Some(backups) = crate::commands::backup::Backups::of(&self.cx.plan)
+            && let Some(every) = backups.schedule()
+        {
+            tokio::spawn(Arc::clone(self).backup_loop(backups, every));
+        }
         if let Some(election) = self.election.clone() {
             let d = Arc::clone(self);
             tokio::spawn(async move {
@@ -286,7 +295,11 @@ impl Daemon {
                 Some(election) => election.is_leader(),
                 None => vantage::acting_vantage(&reports, &verdicts, now) == Some(self.vantage.as_str()),
             };
-            self.shared.lock().unwrap().verdicts = verdicts.clone();
+            {
+                let mut shared = self.shared.lock().unwrap();
+                shared.verdicts = verdicts.clone();
+                shared.acting = acting;
+            }
             let primary = self.primary_region();
             match autopilot::primary_down(&verdicts, &primary) {
                 Ok(Some(_)) if acting => {}
@@ -302,8 +315,17 @@ impl Daemon {
         }
     }
 
+    /// Whether this daemon does the work one daemon does: it leads the etcd election, or,
+    /// without one, it was the acting vantage in the last autopilot round.
+    pub fn acts(&self) -> bool {
+        match &self.election {
+            Some(election) => election.is_leader(),
+            None => self.shared.lock().unwrap().acting,
+        }
+    }
+
     /// The primary region as the last world observation and the journal show it.
-    fn primary_region(&self) -> String {
+    pub fn primary_region(&self) -> String {
         let shared = self.shared.lock().unwrap();
         drover_core::world::newest_primary(&shared.members).unwrap_or(self.cx.plan.planned_primary()).to_string()
     }

@@ -151,6 +151,24 @@ pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], n
             }
         }
     }
+    if daemon.cx.plan.backup.as_ref().is_some_and(|b| b.schedule.is_some()) {
+        let record = &shared.backups;
+        m.family("drover_backups_total", "counter", "Scheduled backups this daemon took since it started, by result");
+        m.sample("drover_backups_total", &[("result", "ok")], record.succeeded as f64);
+        m.sample("drover_backups_total", &[("result", "failed")], record.failed as f64);
+        m.family(
+            "drover_backup_last_success_timestamp_seconds",
+            "gauge",
+            "When the newest backup in the plan's stores was taken (Unix time); alert when it grows old",
+        );
+        if let Some(ms) = record.last_success_ms {
+            m.sample("drover_backup_last_success_timestamp_seconds", &[], ms as f64 / 1000.0);
+        }
+        m.family("drover_backup_last_objects", "gauge", "Objects in the last scheduled backup this daemon took");
+        if let Some(objects) = record.last_objects {
+            m.sample("drover_backup_last_objects", &[], objects as f64);
+        }
+    }
     m.family("drover_runs_active", "gauge", "1 while a run is running, paused or waiting for approval");
     m.sample("drover_runs_active", &[], if runs.iter().any(|r| r.state.is_active()) { 1.0 } else { 0.0 });
     m.0

@@ -3,6 +3,7 @@
 //! region down and every gate holds, fails over by itself (or asks a person).
 
 pub mod api;
+pub mod backups;
 pub mod daemon;
 pub mod leadership;
 pub mod metrics;
