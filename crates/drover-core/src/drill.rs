@@ -67,6 +67,10 @@ pub struct DrillReport {
     pub timeline: Timeline,
     pub objectives: DrillObjectives,
     pub run_state: String,
+    /// A failback drill sets the compute the failover raised in the region it leaves back
+    /// to what it ran before (`Engine::undo_scale`): one line per unit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale_restored: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -176,6 +180,12 @@ impl DrillReport {
         }
         if !self.lost_sequences.is_empty() {
             out.push_str(&format!("\nLost sequence numbers: {:?}\n", self.lost_sequences));
+        }
+        if !self.scale_restored.is_empty() {
+            out.push_str("\n## Compute set back\n\n");
+            for line in &self.scale_restored {
+                out.push_str(&format!("- {line}\n"));
+            }
         }
         out
     }

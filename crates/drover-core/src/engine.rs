@@ -1019,6 +1019,20 @@ impl<'a> Engine<'a> {
             .map_err(store)
     }
 
+    /// Undoes the scale-up of the newest failover or switchover into `region` (the run a
+    /// failback out of `region` reverses), if it scaled anything. For failback drills.
+    pub async fn undo_scale_into(&self, region: &str) -> Result<Vec<String>, ProviderError> {
+        let runs = self.journal.runs().await.map_err(|e| ProviderError::transient(e.to_string()))?;
+        let into = runs
+            .iter()
+            .filter(|r| matches!(r.header.kind, RunKind::Failover | RunKind::Switchover) && r.header.to == region)
+            .max_by_key(|r| r.started_ms);
+        match into {
+            Some(run) => self.undo_scale(&run.header.id).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Sets every resource a run's scale step resized back to what it ran before: a drill's
     /// undo, so the standby costs what it did. Returns one line per unit set back.
     pub async fn undo_scale(&self, run: &RunId) -> Result<Vec<String>, ProviderError> {

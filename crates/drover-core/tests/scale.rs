@@ -168,3 +168,29 @@ async fn a_scale_step_applied_twice_keeps_the_sizes_from_before_the_first() {
     assert_eq!(engine.undo_scale(&header.id).await.unwrap(), ["west web back to 1"]);
     assert_eq!(world.compute("web", "west").desired, 1);
 }
+
+#[tokio::test]
+async fn a_failback_drill_sets_back_the_region_it_leaves_to_its_size_before_the_move_into_it() {
+    let world = FakeWorld::two_regions();
+    for region in ["east", "west"] {
+        let size = if region == "east" { 4 } else { 1 };
+        world.set_unit("web", region, "deployment/api", size);
+        world.set_unit("web", region, "statefulset/queue", size);
+    }
+    let journal = MemoryJournal::default();
+    let plan = plan_with_compute(100);
+    assert!(engine(&plan, &journal, &world).undo_scale_into("west").await.unwrap().is_empty(), "no move into west yet");
+    let into_west = run_to_west(100, &world, &journal, RunKind::Switchover).await;
+    assert_eq!(into_west.state, RunState::Completed, "{:?}", into_west.reason);
+    assert_eq!(world.unit("web", "west", "deployment/api").desired, 4);
+    // And back home: east is not shrunk, and west keeps its size until the drill undoes it.
+    let observed = observe(&plan, &journal, &world).await;
+    let header = plan_run(&plan, RunKind::Switchover, "east", &observed, "test").unwrap();
+    let home = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(home.state, RunState::Completed, "{:?}", home.reason);
+    assert_eq!(world.unit("web", "west", "deployment/api").desired, 4);
+    let restored = engine(&plan, &journal, &world).undo_scale_into("west").await.unwrap();
+    assert_eq!(restored, ["west web deployment/api back to 1", "west web statefulset/queue back to 1"]);
+    assert_eq!(world.unit("web", "west", "deployment/api").desired, 1);
+    assert_eq!(world.unit("web", "east", "deployment/api").desired, 4, "the region now primary is untouched");
+}

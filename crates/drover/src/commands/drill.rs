@@ -148,7 +148,15 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     };
     let detected_at = run.as_ref().map(|(d, _)| *d);
     let summary = run.map(|(_, s)| s);
-    let measured = Measured { fault: fault_arg.clone(), from: from.clone(), to, fault_at, detected_at, samples };
+    let measured = Measured {
+        fault: fault_arg.clone(),
+        from: from.clone(),
+        to,
+        fault_at,
+        detected_at,
+        samples,
+        scale_restored: Vec::new(),
+    };
     report(&cx, &args, measured, summary.as_ref()).await?;
     println!(
         "\n{from} still has the fault; 'drover lab heal {from}' lifts it (its database will still believe it is \
@@ -177,7 +185,21 @@ async fn failback(cx: &Context, args: &DrillArgs) -> Result<(), Failure> {
         }
     };
     let samples = settle_and_stop(probe, args, Some(&summary), now_ms(), Duration::from_secs(60)).await;
+    // The region left behind is a standby again: it goes back to the size it had before the
+    // failover that raised it, so a drill leaves the standby costing what it did.
+    let scale_restored = if summary.state == RunState::Completed {
+        let restored = cx.engine(&|_: &Entry| {}).undo_scale_into(&header.from).await.map_err(|e| {
+            Failure::failed(format!("the failback completed, but setting {}'s compute back failed: {e}", header.from))
+        })?;
+        for line in &restored {
+            println!("scale: {line}");
+        }
+        restored
+    } else {
+        Vec::new()
+    };
     let measured = Measured {
+        scale_restored,
         fault: format!("failback:{}", header.to),
         from: header.from.clone(),
         to: header.to.clone(),
@@ -240,12 +262,13 @@ struct Measured {
     fault_at: u64,
     detected_at: Option<u64>,
     samples: Vec<WriteSample>,
+    scale_restored: Vec<String>,
 }
 
 /// Looks up every acknowledged write on the new primary, measures, and writes and prints the report.
 async fn report(cx: &Context, args: &DrillArgs, m: Measured, summary: Option<&RunSummary>) -> Result<(), Failure> {
     cx.flush_notifications().await;
-    let Measured { fault, from, to, fault_at, detected_at, samples } = m;
+    let Measured { fault, from, to, fault_at, detected_at, samples, scale_restored } = m;
     let dsn = cx.member_dsn(&to)?;
     let present = drover_lab::probe::present_sequences(dsn.expose())
         .await
@@ -296,6 +319,7 @@ async fn report(cx: &Context, args: &DrillArgs, m: Measured, summary: Option<&Ru
                 met: m.rpo_ms <= objectives.rpo.as_millis() as u64 && (!objectives.rpo.is_zero() || m.lost.is_empty()),
             },
         },
+        scale_restored,
         run_state: summary.map_or("external", |s| s.state.as_str()).into(),
     };
     let json = serde_json::to_string_pretty(&report).expect("report serializes");
