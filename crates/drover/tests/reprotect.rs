@@ -8,12 +8,36 @@
 //! west with pg_rewind. Then a failback drill moves the primary home under the probe's write
 //! load and must lose no acknowledged write. Last, west's data directory is wiped and
 //! `drover reprotect` rebuilds it from a fresh base backup.
+//!
+//! The plan also scales a Kubernetes Deployment per region. Stand-in: no Kubernetes API server
+//! can be installed here, so each region's cluster is drover-backup's in-memory stand-in served
+//! over HTTP on loopback (outside the lab's namespaces, so a blackout of east does not reach it).
+//! The failover raises west's Deployment to east's size; the failback drill sets it back.
 
 mod support;
 
 use std::path::Path;
+use std::sync::Arc;
 
+use drover_backup::standin::MemoryCluster;
+use drover_backup::standin::http::ApiServer;
 use support::{EtcdLab, Ran, drover, run};
+
+/// A cluster running Deployment shop/web with `replicas`.
+fn cluster_with_web(replicas: u32) -> Arc<MemoryCluster> {
+    let c = MemoryCluster::new();
+    c.seed(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    c.seed(serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "shop"}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "shop"}},
+            "template": {"metadata": {"labels": {"app": "shop"}}, "spec": {"containers": [{"name": "web", "image": "shop:1"}]}}},
+        "status": {"replicas": replicas, "readyReplicas": replicas}}));
+    Arc::new(c)
+}
+
+fn web_replicas(cluster: &MemoryCluster) -> u64 {
+    cluster.object("deployments", "shop", "web").expect("web")["spec"]["replicas"].as_u64().unwrap()
+}
 
 fn json(ran: &Ran) -> serde_json::Value {
     serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", ran.stdout, ran.stderr))
@@ -32,6 +56,16 @@ fn reprotect_with_pg_rewind_then_failback_loses_nothing_and_a_lost_data_dir_is_r
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = tmp.path().join("lab");
     let etcd_lab = EtcdLab::up(&dir, "lab-reprotect");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (east_cluster, west_cluster) = (cluster_with_web(3), cluster_with_web(1));
+    let apis = rt.block_on(async { (ApiServer::start(east_cluster.clone()).await, ApiServer::start(west_cluster.clone()).await) });
+    let compute = format!(
+        "compute:\n  apps:\n    kind: kubernetes\n    ready_timeout: 30s\n    regions:\n      east: {{ cluster: {{ kubeconfig: {}, context: east }}, namespace: shop, selector: app=shop }}\n      west: {{ cluster: {{ kubeconfig: {}, context: west }}, namespace: shop, selector: app=shop }}\n",
+        apis.0.write_kubeconfig(tmp.path(), "east").display(),
+        apis.1.write_kubeconfig(tmp.path(), "west").display(),
+    );
+    let plan = std::fs::read_to_string(&etcd_lab.plan).unwrap();
+    std::fs::write(&etcd_lab.plan, format!("{plan}{compute}")).unwrap();
     let with_plan = |args: &[&str]| etcd_lab.drover(args);
     let lab = |args: &[&str]| {
         let ran = run(drover().args(["lab"]).args(args).arg("--dir").arg(&dir));
@@ -48,6 +82,7 @@ fn reprotect_with_pg_rewind_then_failback_loses_nothing_and_a_lost_data_dir_is_r
     let failover = with_plan(&["failover", "--to", "west", "--yes"]);
     assert_eq!(failover.code, 0, "failover failed:\n{}\n{}", failover.stdout, failover.stderr);
     assert!(failover.stdout.contains("fence skipped"), "{}", failover.stdout);
+    assert_eq!(web_replicas(&west_cluster), 3, "the failover raised west to east's size: {}", failover.stdout);
 
     // Failback refuses until east follows west, and says what to run.
     let refused = with_plan(&["failback", "--yes"]);
@@ -113,6 +148,11 @@ fn reprotect_with_pg_rewind_then_failback_loses_nothing_and_a_lost_data_dir_is_r
     assert!(report["writes"]["acknowledged"].as_u64().unwrap() > 20, "the probe wrote throughout: {report:#}");
     assert!(report["timeline"]["promoted"].as_u64().is_some() && report["rto_ms"].as_u64().is_some(), "{report:#}");
     eprintln!("failback: rto_ms={} writes={}", report["rto_ms"], report["writes"]);
+    // West is a standby again, and goes back to the size it had before the failover.
+    assert!(drill.stdout.contains("scale: west apps deployment/web back to 1"), "{}", drill.stdout);
+    assert_eq!(report["scale_restored"], serde_json::json!(["west apps deployment/web back to 1"]), "{report:#}");
+    assert_eq!(web_replicas(&west_cluster), 1);
+    assert_eq!(web_replicas(&east_cluster), 3, "east, primary again, keeps its size");
     let s = status();
     assert_eq!(s["current_primary"], "east");
     assert_eq!(s["traffic"]["region"], "east");
