@@ -163,7 +163,7 @@ async fn answer(
         (Method::POST, Target::Collection { kind, namespace }) => {
             let object = match placed(&body, &kind, namespace.as_deref(), None) {
                 Ok(object) => object,
-                Err(response) => return response,
+                Err((code, reason, message)) => return failure(code, reason, message),
             };
             match cluster.create(&kind, object).await {
                 Ok(created) => (StatusCode::CREATED, Json(created)).into_response(),
@@ -173,7 +173,7 @@ async fn answer(
         (Method::PUT, Target::Object { kind, namespace, name }) => {
             let object = match placed(&body, &kind, namespace.as_deref(), Some(&name)) {
                 Ok(object) => object,
-                Err(response) => return response,
+                Err((code, reason, message)) => return failure(code, reason, message),
             };
             match cluster.replace(&kind, object).await {
                 Ok(replaced) => Json(replaced).into_response(),
@@ -234,9 +234,12 @@ async fn list(
     .into_response()
 }
 
+/// A refusal: the code, the reason and the message of its `Status`.
+type Refusal = (StatusCode, &'static str, String);
+
 /// The request body as an object of `kind` in the path's namespace (and with its name).
-fn placed(body: &[u8], kind: &ResourceKind, namespace: Option<&str>, name: Option<&str>) -> Result<Value, Response> {
-    let bad = |message: String| failure(StatusCode::BAD_REQUEST, "BadRequest", message);
+fn placed(body: &[u8], kind: &ResourceKind, namespace: Option<&str>, name: Option<&str>) -> Result<Value, Refusal> {
+    let bad = |message: String| (StatusCode::BAD_REQUEST, "BadRequest", message);
     let mut object: Value = serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
     if !object.is_object() {
         return Err(bad("the body is not an object".into()));
@@ -249,7 +252,7 @@ fn placed(body: &[u8], kind: &ResourceKind, namespace: Option<&str>, name: Optio
     }
     if kind.namespaced {
         let Some(namespace) = namespace else {
-            return Err(failure(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "create it in a namespace"));
+            return Err((StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "create it in a namespace".into()));
         };
         match object["metadata"]["namespace"].as_str() {
             None => object["metadata"]["namespace"] = json!(namespace),
