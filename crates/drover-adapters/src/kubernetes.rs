@@ -19,7 +19,13 @@ use kube::{Api, Client, Config};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
+mod cluster;
+pub use cluster::KubeCluster;
+
 const DEFAULT_POLL: Duration = Duration::from_secs(5);
+/// What the scale step needs granted, for a 403's message.
+const SCALE_RBAC: &str =
+    "get, list and patch on deployments, statefulsets and horizontalpodautoscalers (docs/kubernetes.md)";
 const DEPLOYMENT: &str = "deployment";
 const STATEFULSET: &str = "statefulset";
 
@@ -105,16 +111,16 @@ impl KubernetesCompute {
         let deployments = Api::<Deployment>::namespaced(client.clone(), ns)
             .list(&params)
             .await
-            .map_err(|e| api_error(&t.name, "list Deployments", e))?;
+            .map_err(|e| api_error(&t.name, "list Deployments", e, SCALE_RBAC))?;
         let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), ns)
             .list(&params)
             .await
-            .map_err(|e| api_error(&t.name, "list StatefulSets", e))?;
+            .map_err(|e| api_error(&t.name, "list StatefulSets", e, SCALE_RBAC))?;
         // Autoscalers rarely carry their workload's labels: all of the namespace's, matched by target.
         let autoscalers = Api::<HorizontalPodAutoscaler>::namespaced(client, ns)
             .list(&ListParams::default())
             .await
-            .map_err(|e| api_error(&t.name, "list HorizontalPodAutoscalers", e))?;
+            .map_err(|e| api_error(&t.name, "list HorizontalPodAutoscalers", e, SCALE_RBAC))?;
         let mut hpa_of: BTreeMap<String, (String, u32, u32)> = BTreeMap::new();
         for hpa in autoscalers {
             let (Some(name), spec) = (hpa.metadata.name, hpa.spec) else { continue };
@@ -163,7 +169,9 @@ impl KubernetesCompute {
                 Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns)
                     .patch(hpa, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
-                    .map_err(|e| api_error(&t.name, &format!("set HorizontalPodAutoscaler {hpa}'s minReplicas"), e))?;
+                    .map_err(|e| {
+                        api_error(&t.name, &format!("set HorizontalPodAutoscaler {hpa}'s minReplicas"), e, SCALE_RBAC)
+                    })?;
             }
         }
         if size.desired != now.capacity.desired {
@@ -185,7 +193,7 @@ impl KubernetesCompute {
                     )));
                 }
             }
-            .map_err(|e| api_error(&t.name, &what, e))?;
+            .map_err(|e| api_error(&t.name, &what, e, SCALE_RBAC))?;
         }
         Ok(())
     }
@@ -249,7 +257,7 @@ fn count(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
 
-async fn connect(access: &ClusterAccess, what: &str) -> Result<Client, ProviderError> {
+pub(crate) async fn connect(access: &ClusterAccess, what: &str) -> Result<Client, ProviderError> {
     let config = match access {
         ClusterAccess::InCluster => Config::incluster().map_err(|e| {
             ProviderError::permanent(format!(
@@ -276,16 +284,15 @@ async fn connect(access: &ClusterAccess, what: &str) -> Result<Client, ProviderE
         .map_err(|e| ProviderError::permanent(format!("{what}: cannot make a Kubernetes client: {e}")))
 }
 
-/// Names the cluster, the call and the cause; says whether retrying can help.
-fn api_error(what: &str, call: &str, e: kube::Error) -> ProviderError {
+/// Names the cluster, the call and the cause; says whether retrying can help, and on a 403
+/// what to grant (`rbac`: "get and list on ...").
+pub(crate) fn api_error(what: &str, call: &str, e: kube::Error, rbac: &str) -> ProviderError {
     match e {
         kube::Error::Api(status) => {
             let code = status.code;
             let message = format!("{what}: {call}: {} ({code} {})", status.message, status.reason);
             match code {
-                403 => ProviderError::permanent(format!(
-                    "{message} — grant drover's identity get, list and patch on deployments, statefulsets and horizontalpodautoscalers (docs/kubernetes.md)"
-                )),
+                403 => ProviderError::permanent(format!("{message} — grant drover's identity {rbac}")),
                 404 => ProviderError::permanent(format!("{message} — check the plan's namespace")),
                 // A conflicting write or a busy or restarting API server: trying again is the fix.
                 409 | 429 | 500.. => ProviderError::transient(message),
@@ -303,7 +310,7 @@ mod tests {
     #[test]
     fn forbidden_names_the_rbac_to_grant_and_is_not_retried() {
         let status = kube::core::Status::failure("deployments.apps is forbidden", "Forbidden").with_code(403);
-        let e = api_error("apps in west", "list Deployments", kube::Error::Api(Box::new(status)));
+        let e = api_error("apps in west", "list Deployments", kube::Error::Api(Box::new(status)), SCALE_RBAC);
         assert!(!e.retryable());
         assert!(
             e.message

@@ -2,7 +2,10 @@
 //! server can be installed where CI runs). It keeps what a restore depends on: objects
 //! stored by kind, namespace and name; resourceVersion checked on replace; namespaced
 //! objects refused in a namespace that does not exist; and a CRD's kind served only once
-//! the CRD is Established, which takes a few polls, as on a real server.
+//! the CRD is Established, which takes a few polls, as on a real server. `http` serves it
+//! over the Kubernetes REST API, for kube-rs clients.
+
+pub mod http;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -27,6 +30,8 @@ struct Inner {
     objects: BTreeMap<Key, Value>,
     version: u64,
     log: Vec<String>,
+    /// Whether workloads' status follows their spec, as the controllers of a running cluster make it.
+    controllers: bool,
 }
 
 pub struct MemoryCluster {
@@ -70,11 +75,25 @@ pub fn builtin_kinds() -> Vec<ResourceKind> {
     ]
 }
 
+const CRD_GROUP: &str = "apiextensions.k8s.io";
+
+fn is_workload(group: &str, plural: &str) -> bool {
+    group == "apps" && matches!(plural, "deployments" | "statefulsets")
+}
+
+/// What the workload controllers make of a Deployment or StatefulSet: every replica ready.
+fn reconcile_workload(object: &mut Value) {
+    let replicas = object["spec"].get("replicas").and_then(Value::as_u64).unwrap_or(1);
+    for field in ["replicas", "readyReplicas", "availableReplicas"] {
+        object["status"][field] = json!(replicas);
+    }
+}
+
 fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     object.get("metadata")?.get(field)?.as_str()
 }
 
-/// Whether `labels` satisfy a label selector of `k=v`, `k!=v` and `k` terms.
+/// Whether `labels` satisfy a label selector of `k=v`, `k==v`, `k!=v`, `k` and `!k` terms.
 fn selects(selector: &str, object: &Value) -> bool {
     let labels = object.get("metadata").and_then(|m| m.get("labels"));
     let label = |k: &str| labels.and_then(|l| l.get(k.trim())).and_then(Value::as_str);
@@ -83,10 +102,32 @@ fn selects(selector: &str, object: &Value) -> bool {
             label(k) != Some(v.trim())
         } else if let Some((k, v)) = term.split_once('=') {
             label(k.trim_end_matches('=')) == Some(v.trim_start_matches('=').trim())
+        } else if let Some(k) = term.trim().strip_prefix('!') {
+            label(k).is_none()
         } else {
             label(term).is_some()
         }
     })
+}
+
+/// Merges `patch` into `target` as RFC 7386 (JSON merge patch) says: objects merge key by
+/// key, `null` removes a key, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let target = target.as_object_mut().expect("made an object above");
+    for (key, value) in fields {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.as_str()).or_insert(Value::Null), value);
+        }
+    }
 }
 
 /// The kind a CRD object defines, at its storage version.
@@ -128,7 +169,58 @@ impl MemoryCluster {
             let defined = crd_kind(&object).expect("a CRD with group, names and versions");
             inner.crds.insert(meta_str(&object, "name").unwrap().to_owned(), Crd { kind: defined, polls_left: 0 });
         }
+        let name = meta_str(&object, "name").unwrap_or_default().to_owned();
+        let crd = kind.kind == "CustomResourceDefinition";
         inner.store(&kind, object);
+        if crd {
+            inner.set_established(&name, true);
+        }
+    }
+
+    /// Makes workloads' status follow their spec from now on, as a running cluster's
+    /// controllers do: a Deployment's or StatefulSet's replicas are all ready at once.
+    pub fn run_controllers(&self) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.controllers = true;
+        let workloads: Vec<Key> = inner.objects.keys().filter(|(g, p, _, _)| is_workload(g, p)).cloned().collect();
+        for key in workloads {
+            let object = inner.objects.get_mut(&key).expect("listed above");
+            reconcile_workload(object);
+        }
+    }
+
+    /// The latest resourceVersion, as a list reports it.
+    pub fn resource_version(&self) -> String {
+        self.inner.lock().unwrap().version.to_string()
+    }
+
+    /// Merge-patches one object (RFC 7386, as `kubectl patch --type merge`); a
+    /// `metadata.resourceVersion` in the patch must be the current one.
+    pub fn patch(
+        &self,
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, ClusterError> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.check_served(kind)?;
+        let ns = if kind.namespaced { namespace.unwrap_or("default") } else { "" };
+        let key = (kind.group.clone(), kind.plural.clone(), ns.to_owned(), name.to_owned());
+        let label = format!("{} {ns}/{name}", kind.kind);
+        let mut object = inner.objects.get(&key).cloned().ok_or_else(|| ClusterError::NotFound(label.clone()))?;
+        let wanted = patch.get("metadata").and_then(|m| m.get("resourceVersion"));
+        if wanted.is_some_and(|v| Some(v) != object["metadata"].get("resourceVersion")) {
+            return Err(ClusterError::Conflict(format!("{label}: the object has been modified")));
+        }
+        merge_patch(&mut object, patch);
+        // The patch cannot move the object.
+        object["metadata"]["name"] = json!(name);
+        if kind.namespaced {
+            object["metadata"]["namespace"] = json!(ns);
+        }
+        inner.log.push(format!("patch {label}"));
+        Ok(inner.store(kind, object))
     }
 
     /// The objects of the kind with `plural`, as stored.
@@ -153,6 +245,7 @@ impl MemoryCluster {
         let names: Vec<String> = inner.crds.iter().filter(|(_, c)| c.polls_left > 0).map(|(n, _)| n.clone()).collect();
         for name in names {
             inner.crds.get_mut(&name).unwrap().polls_left = 0;
+            inner.set_established(&name, true);
             inner.log.push(format!("established {name}"));
         }
     }
@@ -191,8 +284,20 @@ impl Inner {
         meta.entry("uid").or_insert_with(|| json!(format!("uid-{}", self.version)));
         meta.entry("creationTimestamp").or_insert_with(|| json!("2026-01-01T00:00:00Z"));
         meta.insert("managedFields".into(), json!([{"manager": "stand-in"}]));
+        if self.controllers && is_workload(&kind.group, &kind.plural) {
+            reconcile_workload(&mut object);
+        }
         self.objects.insert(key, object.clone());
         object
+    }
+
+    /// Records in the CRD's status whether it is Established, as clients read it.
+    fn set_established(&mut self, name: &str, established: bool) {
+        let key = (CRD_GROUP.to_owned(), "customresourcedefinitions".to_owned(), String::new(), name.to_owned());
+        if let Some(crd) = self.objects.get_mut(&key) {
+            let status = if established { "True" } else { "False" };
+            crd["status"]["conditions"] = json!([{"type": "Established", "status": status}]);
+        }
     }
 
     fn check_served(&self, kind: &ResourceKind) -> Result<(), ClusterError> {
@@ -261,7 +366,13 @@ impl ClusterApi for MemoryCluster {
             inner.crds.insert(key.3.clone(), Crd { kind: defined, polls_left: self.establish_after });
         }
         inner.log.push(format!("create {label}"));
-        Ok(inner.store(kind, object))
+        let created = inner.store(kind, object);
+        if kind.kind == "CustomResourceDefinition" {
+            let established = inner.crds.get(&key.3).is_some_and(|c| c.polls_left == 0);
+            inner.set_established(&key.3, established);
+            return Ok(inner.objects[&key].clone());
+        }
+        Ok(created)
     }
 
     async fn replace(&self, kind: &ResourceKind, object: Value) -> Result<Value, ClusterError> {
@@ -285,6 +396,7 @@ impl ClusterApi for MemoryCluster {
         }
         crd.polls_left -= 1;
         if crd.polls_left == 0 {
+            inner.set_established(name, true);
             inner.log.push(format!("established {name}"));
             return Ok(true);
         }
@@ -304,5 +416,14 @@ mod tests {
         assert!(selects("app!=db", &o));
         assert!(!selects("app=db", &o));
         assert!(!selects("missing", &o));
+        assert!(selects("!missing,tier!=back", &o));
+        assert!(!selects("!app", &o));
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}, "list": [1, 2]});
+        merge_patch(&mut target, &json!({"a": "z", "c": {"f": null}, "list": [3], "new": {"x": 1}}));
+        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}, "list": [3], "new": {"x": 1}}));
     }
 }

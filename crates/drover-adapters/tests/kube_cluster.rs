@@ -1,0 +1,245 @@
+//! Backups and restores through kube-rs (`KubeCluster`), and the scale step, against the
+//! in-memory API server behind its HTTP front (`drover_backup::standin::http::ApiServer`):
+//! real kube clients, real HTTP, no Kubernetes installed. A scripted server gives the
+//! failures the stand-in never does.
+#![cfg(feature = "kubernetes")]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_adapters::kubernetes::{KubeCluster, KubernetesCompute};
+use drover_backup::standin::MemoryCluster;
+use drover_backup::standin::http::ApiServer;
+use drover_backup::{
+    BackupRequest, BackupStore, ClusterApi, ClusterError, Existing, ResourceKind, RestoreRequest, create_backup,
+    restore,
+};
+use drover_core::plan::{ClusterAccess, ComputeKind, ComputeSpec, ComputeTarget, KubernetesTarget, Plan};
+use drover_core::testing::scenarios::two_region_plan;
+use drover_core::world::{Capacity, Compute, Size};
+use http::{Request, Response};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+
+fn crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets"},
+            "versions": [{"name": "v1", "served": true, "storage": true}]}
+    })
+}
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+/// The cluster's context `region` in a kubeconfig the stand-in wrote: the way a plan names it.
+fn access(server: &ApiServer, dir: &std::path::Path, region: &str) -> ClusterAccess {
+    let path = server.write_kubeconfig(dir, region);
+    ClusterAccess::Kubeconfig { path: Some(path), context: Some(region.into()) }
+}
+
+async fn client(server: &ApiServer) -> Client {
+    let config = kube::Config::new(server.url().parse().unwrap());
+    Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn backup_and_restore_round_trip_through_kube() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Arc::new(MemoryCluster::new());
+    source.seed(crd());
+    source.seed(namespace("shop"));
+    source.seed(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": "shop", "labels": {"app": "shop"}}, "data": {"mode": "live"}}));
+    source.seed(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "blue", "namespace": "shop"}, "spec": {"colour": "blue"}}));
+    source
+        .seed(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {}}}));
+    let target = Arc::new(MemoryCluster::with_establish_after(3));
+    let (east, west) = (ApiServer::start(source.clone()).await, ApiServer::start(target.clone()).await);
+    let east_cluster = KubeCluster::new(&access(&east, dir.path(), "east"), "east's cluster");
+    let west_cluster = Arc::new(KubeCluster::new(&access(&west, dir.path(), "west"), "west's cluster"));
+
+    let store = BackupStore::local("east", &dir.path().join("store")).unwrap();
+    let request =
+        BackupRequest { plan: "shop".into(), region: "east".into(), namespaces: vec![], selector: None, secrets: None };
+    let now = time::macros::datetime!(2026-11-25 10:00:00 UTC);
+    let backup = create_backup(&east_cluster, std::slice::from_ref(&store), &request, now).await.unwrap();
+    let mut labels: Vec<String> = backup.index.objects.iter().map(|e| e.label()).collect();
+    labels.sort();
+    assert_eq!(
+        labels,
+        [
+            "ConfigMap shop/settings",
+            "CustomResourceDefinition widgets.example.com",
+            "Deployment shop/web",
+            "Namespace shop",
+            "Widget shop/blue"
+        ]
+    );
+
+    let restore_request = RestoreRequest {
+        backup: backup.index.id.clone(),
+        target: "west".into(),
+        namespace_map: [("shop".to_owned(), "shop-dr".to_owned())].into(),
+        existing: Existing::Skip,
+        key: None,
+        crd_timeout: Duration::from_secs(10),
+    };
+    let report = restore(west_cluster, &store, &restore_request).await.unwrap();
+    assert!(report.failed().is_empty(), "{:?}", report.failed());
+    assert_eq!(report.count(&drover_backup::Outcome::Created), 5);
+
+    let log = target.log();
+    let at = |line: &str| log.iter().position(|l| l == line).unwrap_or_else(|| panic!("{line} not in {log:#?}"));
+    assert!(at("create CustomResourceDefinition /widgets.example.com") < at("established widgets.example.com"));
+    assert!(at("established widgets.example.com") < at("create Widget shop-dr/blue"), "{log:#?}");
+    assert_eq!(target.object("widgets", "shop-dr", "blue").unwrap()["spec"]["colour"], "blue");
+    assert_eq!(target.object("configmaps", "shop-dr", "settings").unwrap()["data"]["mode"], "live");
+    assert_eq!(target.object("deployments", "shop-dr", "web").unwrap()["spec"]["replicas"], 2);
+    assert!(target.object("namespaces", "", "shop-dr").is_some());
+    assert!(target.objects("configmaps").iter().all(|cm| cm["metadata"]["namespace"] == "shop-dr"));
+}
+
+#[tokio::test]
+async fn discovery_shows_a_crd_kind_only_once_established() {
+    let cluster = Arc::new(MemoryCluster::with_establish_after(2));
+    let server = ApiServer::start(cluster.clone()).await;
+    let kube = KubeCluster::with_client("west's cluster", client(&server).await);
+
+    let crds =
+        ResourceKind::new("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false);
+    kube.create(&crds, crd()).await.unwrap();
+    let kinds = kube.resource_kinds().await.unwrap();
+    assert!(kinds.contains(&ResourceKind::new("", "v1", "ConfigMap", "configmaps", true)), "{kinds:?}");
+    assert!(kinds.contains(&ResourceKind::new(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true
+    )));
+    assert!(!kinds.iter().any(|k| k.kind == "Widget"), "not Established yet: {kinds:?}");
+
+    assert!(!kube.crd_established("widgets.example.com").await.unwrap());
+    assert!(kube.crd_established("widgets.example.com").await.unwrap());
+    let kinds = kube.resource_kinds().await.unwrap();
+    assert!(kinds.contains(&ResourceKind::new("example.com", "v1", "Widget", "widgets", true)), "{kinds:?}");
+    assert!(matches!(kube.crd_established("gadgets.example.com").await, Err(ClusterError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn conflicts_and_existing_objects_are_told_apart() {
+    let cluster = Arc::new(MemoryCluster::new());
+    cluster.seed(namespace("shop"));
+    let server = ApiServer::start(cluster.clone()).await;
+    let kube = KubeCluster::with_client("west's cluster", client(&server).await);
+    let configmaps = ResourceKind::new("", "v1", "ConfigMap", "configmaps", true);
+    let settings =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}});
+
+    let created = kube.create(&configmaps, settings.clone()).await.unwrap();
+    assert!(matches!(kube.create(&configmaps, settings.clone()).await, Err(ClusterError::AlreadyExists(_))));
+    let mut elsewhere = settings;
+    elsewhere["metadata"]["namespace"] = json!("gone");
+    assert!(matches!(kube.create(&configmaps, elsewhere).await, Err(ClusterError::NotFound(_))));
+    kube.replace(&configmaps, created.clone()).await.unwrap();
+    match kube.replace(&configmaps, created).await {
+        Err(ClusterError::Conflict(message)) => {
+            assert!(message.starts_with("west's cluster: replace ConfigMap shop/settings: "))
+        }
+        other => panic!("a stale resourceVersion: {other:?}"),
+    }
+    assert_eq!(kube.get(&configmaps, Some("shop"), "nope").await.unwrap(), None);
+    let listed = kube.list(&configmaps, None, None).await.unwrap();
+    assert_eq!((listed[0]["apiVersion"].as_str(), listed[0]["kind"].as_str()), (Some("v1"), Some("ConfigMap")));
+}
+
+/// Answers the next request with a `Status` failure.
+async fn fail_next(handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>, code: u16, reason: &str) {
+    let next = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await;
+    let (_, respond) = next.expect("a request").unwrap();
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("the server says {reason}"), "reason": reason, "code": code});
+    respond.send_response(Response::builder().status(code).body(Body::from(status.to_string().into_bytes())).unwrap());
+}
+
+#[tokio::test]
+async fn failures_name_the_cluster_the_call_and_what_to_grant() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let kube = KubeCluster::with_client("east's cluster", Client::new(service, "default"));
+    let secrets = ResourceKind::new("", "v1", "Secret", "secrets", true);
+    let server = tokio::spawn(async move {
+        fail_next(&mut handle, 403, "Forbidden").await;
+        fail_next(&mut handle, 500, "InternalError").await;
+    });
+
+    let Err(ClusterError::Other(forbidden)) = kube.list(&secrets, Some("shop"), None).await else {
+        panic!("a 403 is neither NotFound nor a conflict")
+    };
+    assert!(
+        forbidden
+            .starts_with("east's cluster: list secrets in shop: the server says Forbidden (403 Forbidden) — grant"),
+        "{forbidden}"
+    );
+    assert!(forbidden.contains("get and list on every kind it backs up, and create and update"), "{forbidden}");
+
+    let object = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}});
+    let Err(ClusterError::Other(broken)) = kube.create(&secrets, object).await else { panic!("a 500 is Other") };
+    assert_eq!(broken, "east's cluster: create Secret shop/db: the server says InternalError (500 InternalError)");
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_scale_step_runs_against_the_stand_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Arc::new(MemoryCluster::new());
+    cluster.seed(namespace("shop"));
+    cluster.seed(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "shop"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {}}}));
+    cluster.seed(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "queue", "namespace": "shop", "labels": {"app": "shop"}},
+        "spec": {"replicas": 1, "serviceName": "queue", "selector": {"matchLabels": {"app": "queue"}}, "template": {}}}));
+    cluster.seed(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "queue", "namespace": "shop"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "queue"},
+            "minReplicas": 1, "maxReplicas": 4}}));
+    let server = ApiServer::start(cluster.clone()).await;
+
+    let mut plan: Plan = two_region_plan();
+    let target = ComputeTarget::Kubernetes(KubernetesTarget {
+        cluster: access(&server, dir.path(), "east"),
+        namespace: "shop".into(),
+        selector: Some("app=shop".into()),
+    });
+    plan.compute.insert(
+        "apps".into(),
+        ComputeSpec {
+            name: "apps".into(),
+            kind: ComputeKind::Kubernetes,
+            capacity_percent: 100,
+            ready_timeout: Duration::from_secs(10),
+            targets: [("east".into(), target)].into(),
+        },
+    );
+    let compute = KubernetesCompute::new(&plan).poll_every(Duration::from_millis(10));
+    let sizes: BTreeMap<String, Size> = [
+        ("deployment/web".to_owned(), Size { desired: 3, min: 3, max: 3 }),
+        ("statefulset/queue".to_owned(), Size { desired: 2, min: 1, max: 4 }),
+    ]
+    .into();
+    compute.resize("apps", "east", &sizes).await.unwrap();
+
+    let capacity = compute.capacity("apps", "east").await.unwrap();
+    assert_eq!(capacity["deployment/web"], Capacity { desired: 3, min: 3, max: 3, ready: 3 });
+    assert_eq!(capacity["statefulset/queue"], Capacity { desired: 2, min: 2, max: 4, ready: 2 });
+    let hpa = cluster.object("horizontalpodautoscalers", "shop", "queue").unwrap();
+    assert_eq!(hpa["spec"]["minReplicas"], 2, "raised, the autoscaler holds the new replicas");
+}
