@@ -1,6 +1,7 @@
 //! What a backup is on disk: an index naming every object, and the objects themselves,
 //! content-addressed and compressed (and encrypted, for Secrets). See docs/backup.md.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -58,8 +59,15 @@ pub struct Entry {
 impl Entry {
     /// `kind namespace/name`, as reports name it.
     pub fn label(&self) -> String {
+        self.label_in(&BTreeMap::new())
+    }
+
+    /// The label once restored with namespace map `map` (source namespace to target).
+    pub fn label_in(&self, map: &BTreeMap<String, String>) -> String {
+        let renamed = |ns: &str| map.get(ns).map_or(ns, String::as_str).to_owned();
         match &self.namespace {
-            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            Some(ns) => format!("{} {}/{}", self.kind, renamed(ns), self.name),
+            None if self.group.is_empty() && self.kind == "Namespace" => format!("Namespace {}", renamed(&self.name)),
             None => format!("{} {}", self.kind, self.name),
         }
     }

@@ -117,14 +117,6 @@ fn map_namespaces(mut object: Value, entry: &Entry, map: &BTreeMap<String, Strin
     object
 }
 
-fn target_label(entry: &Entry, object: &Value) -> String {
-    let name = object["metadata"]["name"].as_str().unwrap_or(&entry.name);
-    match object["metadata"]["namespace"].as_str() {
-        Some(ns) => format!("{} {ns}/{name}", entry.kind),
-        None => format!("{} {name}", entry.kind),
-    }
-}
-
 fn resource_kind(entry: &Entry) -> ResourceKind {
     ResourceKind::new(&entry.group, &entry.version, &entry.kind, &entry.plural, entry.namespace.is_some())
 }
@@ -180,6 +172,18 @@ async fn wait_established(cluster: &dyn ClusterApi, names: &[String], timeout: D
     }
 }
 
+/// The name of a restore's progress record: its target, and, when they are not the
+/// defaults, its namespace map and update mode. A rerun with a different map or mode is
+/// another restore: what the first one applied says nothing of what this one must.
+fn progress_name(request: &RestoreRequest) -> String {
+    if request.namespace_map.is_empty() && request.existing == Existing::Skip {
+        return request.target.clone();
+    }
+    let mut what: Vec<String> = request.namespace_map.iter().map(|(from, to)| format!("{from}={to}")).collect();
+    what.push(format!("{:?}", request.existing));
+    format!("{}-{}", request.target, &format::sha256_hex(what.join(",").as_bytes())[..12])
+}
+
 /// Restores backup `request.backup` from `store` into `cluster`. Objects applied by an
 /// earlier run of the same restore (same backup and target) are not applied again.
 pub async fn restore(
@@ -201,7 +205,8 @@ pub async fn restore(
             Some(_) => {}
         }
     }
-    let mut done = store.restore_progress(&index.id, &request.target).await?;
+    let progress = progress_name(request);
+    let mut done = store.restore_progress(&index.id, &progress).await?;
     let mut phases: BTreeMap<Phase, Vec<Entry>> = BTreeMap::new();
     for entry in index.objects {
         phases.entry(phase(&entry.group, &entry.kind)).or_default().push(entry);
@@ -226,18 +231,18 @@ pub async fn restore(
                 async move {
                     let key_of = done_key(&entry);
                     let crd = format!("{}.{}", entry.plural, entry.group);
-                    let (label, outcome) = if done_before.contains(&key_of) {
-                        (entry.label(), Outcome::DoneBefore)
+                    let label = entry.label_in(&map);
+                    let outcome = if done_before.contains(&key_of) {
+                        Outcome::DoneBefore
                     } else if crds_in_backup.contains(&crd) && !established.contains(&crd) {
-                        (entry.label(), Outcome::Failed(format!("its CRD {crd} is not Established")))
+                        Outcome::Failed(format!("its CRD {crd} is not Established"))
                     } else {
                         match load(&store, &entry, key.as_deref()).await {
                             Ok(object) => {
                                 let object = map_namespaces(object, &entry, &map);
-                                let label = target_label(&entry, &object);
-                                (label, apply(cluster.as_ref(), &resource_kind(&entry), object, existing).await)
+                                apply(cluster.as_ref(), &resource_kind(&entry), object, existing).await
                             }
-                            Err(e) => (entry.label(), Outcome::Failed(e.to_string())),
+                            Err(e) => Outcome::Failed(e.to_string()),
                         }
                     };
                     outcomes.lock().unwrap().push((key_of, label, outcome));
@@ -252,7 +257,7 @@ pub async fn restore(
                 }
                 report.objects.push((label, outcome));
             }
-            store.put_restore_progress(&index.id, &request.target, &done).await?;
+            store.put_restore_progress(&index.id, &progress, &done).await?;
         }
         if phase == Phase::Crds {
             let names: Vec<String> = crds_in_backup.iter().cloned().collect();

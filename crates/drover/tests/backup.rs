@@ -26,6 +26,8 @@ const KEY: &str = "a-backup-key-of-at-least-32-bytes-for-tests";
 const SECRET_VALUE: &str = "aHVudGVyMg==";
 
 fn runtime() -> tokio::runtime::Runtime {
+    // reqwest is built without a TLS provider of its own; the binary installs ring, tests do too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
@@ -59,9 +61,11 @@ struct Setup {
 
 /// A plan whose east and west clusters are stand-ins, with `stores` as its backup stores.
 fn setup(rt: &tokio::runtime::Runtime, stores: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
+    // The plan's database and DNS secrets exist but point nowhere: backups need neither.
+    let dir = support::plan_dir(support::PLAN);
     let (east, west) = (east_cluster(), Arc::new(MemoryCluster::new()));
-    let (east_api, west_api) = rt.block_on(async { (ApiServer::start(east.clone()).await, ApiServer::start(west.clone()).await) });
+    let (east_api, west_api) =
+        rt.block_on(async { (ApiServer::start(east.clone()).await, ApiServer::start(west.clone()).await) });
     let east_config = east_api.write_kubeconfig(dir.path(), "east");
     let west_config = west_api.write_kubeconfig(dir.path(), "west");
     std::fs::write(dir.path().join("backup.key"), KEY).unwrap();
@@ -94,7 +98,12 @@ fn json(ran: &Ran) -> Value {
 /// Neither the key nor a Secret's value reaches the output or the logs.
 fn assert_no_secrets(ran: &Ran) {
     for secret in [KEY, SECRET_VALUE] {
-        assert!(!ran.stdout.contains(secret) && !ran.stderr.contains(secret), "a secret leaked:\n{}{}", ran.stdout, ran.stderr);
+        assert!(
+            !ran.stdout.contains(secret) && !ran.stderr.contains(secret),
+            "a secret leaked:\n{}{}",
+            ran.stdout,
+            ran.stderr
+        );
     }
 }
 
@@ -136,7 +145,11 @@ fn backup_to_both_regions_then_restore_into_west_under_another_namespace() {
 
     let verified = drover_on(&s.plan, &["backup", "verify", &id]);
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
-    assert!(verified.stdout.contains("east store: backup ") && verified.stdout.contains("6 objects checked, ok"), "{}", verified.stdout);
+    assert!(
+        verified.stdout.contains("east store: backup ") && verified.stdout.contains("6 objects checked, ok"),
+        "{}",
+        verified.stdout
+    );
 
     let restored = drover_on(
         &s.plan,
@@ -146,7 +159,8 @@ fn backup_to_both_regions_then_restore_into_west_under_another_namespace() {
     let restored = json(&restored);
     assert_eq!(restored["created"], 6, "{restored}");
     assert_eq!(restored["failed"], 0);
-    let order: Vec<&str> = restored["objects"].as_array().unwrap().iter().map(|o| o["object"].as_str().unwrap()).collect();
+    let order: Vec<&str> =
+        restored["objects"].as_array().unwrap().iter().map(|o| o["object"].as_str().unwrap()).collect();
     assert_eq!(order.first(), Some(&"CustomResourceDefinition widgets.example.com"), "{order:?}");
     assert_eq!(order.last(), Some(&"Deployment shop-dr/web"), "workloads go last: {order:?}");
     let secret = s.west.object("secrets", "shop-dr", "db").expect("the Secret is restored");
@@ -154,12 +168,15 @@ fn backup_to_both_regions_then_restore_into_west_under_another_namespace() {
     assert!(s.west.object("widgets", "shop-dr", "blue").is_some());
     assert!(s.west.object("configmaps", "shop", "settings").is_none(), "nothing lands in the unmapped namespace");
     let log = s.west.log();
-    let established = log.iter().position(|l| l.contains("Established")).expect("the CRD became Established");
-    let widget = log.iter().position(|l| l.contains("widgets") && l.starts_with("create")).expect("the Widget was created");
+    let at = |line: &str| log.iter().position(|l| l == line).unwrap_or_else(|| panic!("{line} not in {log:#?}"));
+    let (established, widget) = (at("established widgets.example.com"), at("create Widget shop-dr/blue"));
     assert!(established < widget, "a custom resource went in before its CRD was Established: {log:?}");
 
     // The same restore again: every object was done before, nothing is applied twice.
-    let again = json(&drover_on(&s.plan, &["restore", "--from", &id, "--to-region", "west", "--namespace-map", "shop=shop-dr", "-o", "json"]));
+    let again = json(&drover_on(
+        &s.plan,
+        &["restore", "--from", &id, "--to-region", "west", "--namespace-map", "shop=shop-dr", "-o", "json"],
+    ));
     assert_eq!((again["done_before"].as_u64(), again["created"].as_u64()), (Some(6), Some(0)), "{again}");
     drop(s.east);
 }
@@ -170,7 +187,12 @@ fn verify_names_a_corrupted_object_and_retention_keeps_the_last_two() {
     let s = setup(&rt, local_stores());
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"].as_str().unwrap().to_owned());
+        ids.push(
+            json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     // keep: { last: 2 }: the oldest is gone from both stores.
@@ -202,11 +224,23 @@ fn verify_names_a_corrupted_object_and_retention_keeps_the_last_two() {
 fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
     let rt = runtime();
     let s = setup(&rt, local_stores());
-    let id = json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"].as_str().unwrap().to_owned();
+    let id = json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let cases: [(&[&str], &str); 5] = [
-        (&["backup", "create", "--region", "north"], "--region north: the plan's backup section has no store for north; its regions are east, west"),
-        (&["restore", "--from", &id, "--to-region", "west", "--namespace-map", "shop"], "--namespace-map shop: write FROM=TO"),
-        (&["restore", "--from", "20990101-000000-000-east", "--to-region", "west"], "no backup 20990101-000000-000-east in the west store"),
+        (
+            &["backup", "create", "--region", "north"],
+            "--region north: the plan's backup section has no store for north; its regions are east, west",
+        ),
+        (
+            &["restore", "--from", &id, "--to-region", "west", "--namespace-map", "shop"],
+            "--namespace-map shop: write FROM=TO",
+        ),
+        (
+            &["restore", "--from", "20990101-000000-000-east", "--to-region", "west"],
+            "no backup 20990101-000000-000-east in the west store",
+        ),
         (&["backup", "verify", "nope"], "no backup nope in any store"),
         (&["restore", "--from", &id, "--to-region", "west", "--crd-timeout", "soon"], "soon"),
     ];
@@ -221,7 +255,11 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
     std::fs::write(s.dir.path().join("backup.key"), "another-key-of-at-least-32-bytes-long!!").unwrap();
     let ran = drover_on(&s.plan, &["restore", "--from", &id, "--to-region", "west"]);
     assert_eq!(ran.code, 2, "{}", ran.stderr);
-    assert!(ran.stderr.contains("was encrypted with key") && ran.stderr.contains("nothing was restored"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("was encrypted with key") && ran.stderr.contains("nothing was restored"),
+        "{}",
+        ran.stderr
+    );
     assert!(s.west.objects("namespaces").is_empty());
 
     // A plan without a backup section says what to add.
@@ -234,11 +272,41 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
 
 #[test]
 fn backup_and_restore_help_teach_the_commands() {
-    for (name, args) in [("backup-help", &["backup", "--help"][..]), ("backup-create-help", &["backup", "create", "--help"]), ("restore-help", &["restore", "--help"])] {
+    for (name, args) in [
+        ("backup-help", &["backup", "--help"][..]),
+        ("backup-create-help", &["backup", "create", "--help"]),
+        ("restore-help", &["restore", "--help"]),
+    ] {
         let ran = run(drover().args(args));
         assert_eq!(ran.code, 0);
         assert_golden(name, &ran.transcript(&[]));
     }
+}
+
+/// The text each command prints, with the backup's id (a time) and the temp dir redacted.
+#[test]
+fn backup_commands_print_what_they_did() {
+    let rt = runtime();
+    let s = setup(&rt, local_stores());
+    // Without DROVER_LOG, as a person runs them: only warnings reach stderr.
+    let quiet = |args: &[&str]| run(drover().args(args).arg("--plan").arg(&s.plan));
+    let created = quiet(&["backup", "create", "--region", "east"]);
+    let id = created.stdout.split_whitespace().nth(1).expect("backup ID").to_owned();
+    let dir = s.dir.path().to_str().unwrap().to_owned();
+    let redactions = [(id.as_str(), "ID"), (dir.as_str(), "DIR")];
+    let mut all = format!("$ drover backup create --region east\n{}", created.transcript(&redactions));
+    for args in [
+        vec!["backup", "list"],
+        vec!["backup", "verify", &id],
+        vec!["restore", "--from", &id, "--to-region", "west", "--namespace-map", "shop=shop-dr"],
+        vec!["restore", "--from", &id, "--to-region", "west", "--namespace-map", "shop=shop-dr"],
+    ] {
+        let ran = quiet(&args);
+        all.push_str(&format!("$ drover {}\n{}", args.join(" ").replace(&id, "ID"), ran.transcript(&redactions)));
+    }
+    // The created timestamp in the list is the id's time: redact the column's value too.
+    let created_at = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z").unwrap();
+    assert_golden("backup-commands", &created_at.replace_all(&all, "CREATED"));
 }
 
 #[test]
@@ -247,7 +315,10 @@ fn list_of_an_empty_store_says_how_to_take_a_backup() {
     let s = setup(&rt, local_stores());
     let ran = drover_on(&s.plan, &["backup", "list"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!(ran.stdout, format!("no backups yet; take one with 'drover backup create --plan {} --region REGION'\n", s.plan.display()));
+    assert_eq!(
+        ran.stdout,
+        format!("no backups yet; take one with 'drover backup create --plan {} --region REGION'\n", s.plan.display())
+    );
 }
 
 /// The stores are S3 buckets in a real moto server, one per region.
@@ -286,4 +357,25 @@ fn backup_to_s3_buckets_in_both_regions_and_restore_from_west() {
     let restored = json(&with_moto(&["restore", "--from", &id, "--to-region", "west", "-o", "json"]));
     assert_eq!(restored["created"], 6, "{restored}");
     assert!(s.west.object("deployments", "shop", "web").is_some());
+}
+
+#[test]
+fn a_restore_under_another_namespace_map_is_not_taken_for_a_rerun() {
+    let rt = runtime();
+    let s = setup(&rt, local_stores());
+    let id = json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let restore = |map: &str| {
+        json(&drover_on(
+            &s.plan,
+            &["restore", "--from", &id, "--to-region", "west", "--namespace-map", map, "-o", "json"],
+        ))
+    };
+    assert_eq!(restore("shop=shop-a")["created"], 6);
+    let second = restore("shop=shop-b");
+    assert_eq!(second["created"], 5, "all but the CRD, which exists: {second}");
+    assert_eq!(second["unchanged"], 1, "{second}");
+    assert!(s.west.object("configmaps", "shop-b", "settings").is_some());
 }

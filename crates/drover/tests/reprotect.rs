@@ -58,7 +58,9 @@ fn reprotect_with_pg_rewind_then_failback_loses_nothing_and_a_lost_data_dir_is_r
     let etcd_lab = EtcdLab::up(&dir, "lab-reprotect");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let (east_cluster, west_cluster) = (cluster_with_web(3), cluster_with_web(1));
-    let apis = rt.block_on(async { (ApiServer::start(east_cluster.clone()).await, ApiServer::start(west_cluster.clone()).await) });
+    let apis = rt.block_on(async {
+        (ApiServer::start(east_cluster.clone()).await, ApiServer::start(west_cluster.clone()).await)
+    });
     let compute = format!(
         "compute:\n  apps:\n    kind: kubernetes\n    ready_timeout: 30s\n    regions:\n      east: {{ cluster: {{ kubeconfig: {}, context: east }}, namespace: shop, selector: app=shop }}\n      west: {{ cluster: {{ kubeconfig: {}, context: west }}, namespace: shop, selector: app=shop }}\n",
         apis.0.write_kubeconfig(tmp.path(), "east").display(),

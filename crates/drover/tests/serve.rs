@@ -333,3 +333,48 @@ fn peers_are_refused_with_an_etcd_store() {
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(ran.stderr.contains("--peer is not used with --store etcd://"), "{}", ran.stderr);
 }
+
+fn metric(d: &Daemon, sample: &str) -> Option<f64> {
+    let text = client().get(format!("{}/metrics", d.base)).send().ok()?.text().ok()?;
+    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Stand-in: each region's cluster is drover-backup's in-memory stand-in served over HTTP
+/// (no Kubernetes API server can be installed here).
+#[test]
+fn the_backup_schedule_backs_up_the_primary_regions_cluster_and_keeps_the_last_two() {
+    use drover_backup::standin::MemoryCluster;
+    use drover_backup::standin::http::ApiServer;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let kube = tempfile::tempdir().unwrap();
+    let (east, west) = (std::sync::Arc::new(MemoryCluster::new()), std::sync::Arc::new(MemoryCluster::new()));
+    east.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    east.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop"}, "data": {"mode": "live"}}));
+    let apis = rt.block_on(async { (ApiServer::start(east).await, ApiServer::start(west).await) });
+    let plan = format!(
+        "{PLAN}backup:\n  schedule: 1s\n  keep: {{ last: 2 }}\n  clusters:\n    east: {{ kubeconfig: {}, context: east }}\n    west: {{ kubeconfig: {}, context: west }}\n  stores:\n    east: {{ dir: DIR/backups-east }}\n    west: {{ dir: DIR/backups-west }}\n",
+        apis.0.write_kubeconfig(kube.path(), "east").display(),
+        apis.1.write_kubeconfig(kube.path(), "west").display(),
+    );
+    // The witness acts: east and west are judged down (their checks point nowhere), and the
+    // planned primary, east, is the region backed up.
+    let d = start_as("witness", &plan);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while metric(&d, "drover_backups_total{result=\"ok\"}").unwrap_or(0.0) < 3.0 {
+        assert!(Instant::now() < deadline, "three scheduled backups never happened");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(metric(&d, "drover_backup_last_objects"), Some(2.0), "the Namespace and the ConfigMap");
+    let last = metric(&d, "drover_backup_last_success_timestamp_seconds").expect("a last success time");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - last).abs() < 60.0, "{last} is not recent");
+    for store in ["backups-east", "backups-west"] {
+        let ids: Vec<String> = std::fs::read_dir(d._dir.path().join(store).join("backups"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        // Retention after each backup: never more than keep.last (plus one being written).
+        assert!((2..=3).contains(&ids.len()), "{store}: {ids:?}");
+        assert!(ids.iter().all(|id| id.ends_with("-east")), "{store}: {ids:?}");
+    }
+}

@@ -324,8 +324,10 @@ checks: { api: { http: "http://{target}/healthz" } }
 
     #[test]
     fn without_secrets_no_key_is_needed_and_a_plan_may_have_no_backup() {
-        let plan = parse(&format!("{COMPUTE}backup:\n  stores: {{ east: {{ dir: /var/backups/east }}, west: {{ dir: /var/backups/west }} }}\n"))
-            .unwrap();
+        let plan = parse(&format!(
+            "{COMPUTE}backup:\n  stores: {{ east: {{ dir: /var/backups/east }}, west: {{ dir: /var/backups/west }} }}\n"
+        ))
+        .unwrap();
         let backup = plan.backup.unwrap();
         assert!(!backup.secrets && backup.key.is_none() && backup.schedule.is_none());
         assert_eq!(backup.stores["west"], BackupStoreSpec::Dir("/var/backups/west".into()));

@@ -77,6 +77,11 @@ pub struct PlanFile {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Example: drover restore --plan shop.yaml --from 20261205-201507-123-east --to-region west \\
+                        --namespace-map shop=shop-dr\n\n\
+                        Exit codes: 0 every object restored (or already there); 1 some were not (each is named: \
+                        fix the cause and run the same command again, it resumes); 2 bad input (unknown region or \
+                        backup, a wrong or missing key), nothing applied.")]
 pub struct RestoreArgs {
     #[command(flatten)]
     plan: PlanFile,
@@ -225,7 +230,13 @@ impl Backups {
     ) -> Result<CreateReport, Failure> {
         self.known(region, "--region")?;
         let (stores, cluster, key) = (self.stores()?, self.cluster(region)?, self.key()?);
-        let request = BackupRequest { plan: self.plan.name.clone(), region: region.to_owned(), namespaces, selector, secrets: key };
+        let request = BackupRequest {
+            plan: self.plan.name.clone(),
+            region: region.to_owned(),
+            namespaces,
+            selector,
+            secrets: key,
+        };
         let report = create_backup(cluster.as_ref(), &stores, &request, OffsetDateTime::now_utc())
             .await
             .map_err(|e| Failure::failed(format!("backup of {region}: {e}")))?;
@@ -292,7 +303,7 @@ impl std::fmt::Display for CreateReport {
             self.bytes,
             match self.secrets_encrypted {
                 0 => String::new(),
-                n => format!(", {n} Secrets encrypted"),
+                n => format!(" ({n} of them Secrets, encrypted)"),
             }
         )?;
         for s in &self.stores {
@@ -518,11 +529,7 @@ async fn restore_cmd(args: RestoreArgs) -> Result<(), Failure> {
         crd_timeout: args.crd_timeout,
     };
     let store = backups.store(region)?;
-    if !store
-        .backup_ids()
-        .await
-        .map_err(|e| Failure::failed(format!("the {region} store: {e}")))?
-        .contains(&args.from)
+    if !store.backup_ids().await.map_err(|e| Failure::failed(format!("the {region} store: {e}")))?.contains(&args.from)
     {
         return Err(Failure::input(format!(
             "no backup {} in the {region} store; 'drover backup list --plan {} --region {region}' shows the ones it holds",

@@ -74,7 +74,8 @@ async fn newest_backup_ms(backups: &Backups) -> Option<u64> {
     for store in backups.stores().ok()? {
         match store.backup_ids().await {
             Ok(ids) => {
-                let ms = ids.iter().filter_map(|id| backup_time(id)).map(|t| (t.unix_timestamp_nanos() / 1_000_000) as u64);
+                let ms =
+                    ids.iter().filter_map(|id| backup_time(id)).map(|t| (t.unix_timestamp_nanos() / 1_000_000) as u64);
                 newest = newest.max(ms.max());
             }
             Err(e) => tracing::warn!(store = %store.name, error = %e, "cannot list the backup store"),
