@@ -67,8 +67,14 @@ async fn backup_and_restore_round_trip_through_kube() {
     let west_cluster = Arc::new(KubeCluster::new(&access(&west, dir.path(), "west"), "west's cluster"));
 
     let store = BackupStore::local("east", &dir.path().join("store")).unwrap();
-    let request =
-        BackupRequest { plan: "shop".into(), region: "east".into(), namespaces: vec![], selector: None, secrets: None };
+    let request = BackupRequest {
+        plan: "shop".into(),
+        region: "east".into(),
+        namespaces: vec![],
+        selector: None,
+        secrets: None,
+        progress: None,
+    };
     let now = time::macros::datetime!(2026-11-25 10:00:00 UTC);
     let backup = create_backup(&east_cluster, std::slice::from_ref(&store), &request, now).await.unwrap();
     let mut labels: Vec<String> = backup.index.objects.iter().map(|e| e.label()).collect();
@@ -91,6 +97,7 @@ async fn backup_and_restore_round_trip_through_kube() {
         existing: Existing::Skip,
         key: None,
         crd_timeout: Duration::from_secs(10),
+        progress: None,
     };
     let report = restore(west_cluster, &store, &restore_request).await.unwrap();
     assert!(report.failed().is_empty(), "{:?}", report.failed());

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_backup::standin::MemoryCluster;
+use drover_backup::standin::{MemoryCluster, bench_object};
 use drover_backup::{BackupRequest, BackupStore, Existing, RestoreRequest, SecretKey, create_backup, restore};
 use serde_json::json;
 
@@ -21,13 +21,7 @@ async fn main() {
     let source = MemoryCluster::new();
     source.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}));
     for i in 0..count {
-        let (kind, data) = if i % 2 == 0 {
-            ("ConfigMap", json!({"setting": format!("value-{i}"), "mode": "live"}))
-        } else {
-            ("Secret", json!({"token": format!("c2VjcmV0LXt7aX19LXt{i:08}")}))
-        };
-        source.seed(json!({"apiVersion": "v1", "kind": kind,
-            "metadata": {"name": format!("obj-{i:06}"), "namespace": "bench", "labels": {"app": "bench"}}, "data": data}));
+        source.seed(bench_object(i));
     }
     let request = BackupRequest {
         plan: "bench".into(),
@@ -35,6 +29,7 @@ async fn main() {
         namespaces: vec![],
         selector: None,
         secrets: Some(key.clone()),
+        progress: None,
     };
 
     let started = Instant::now();
@@ -62,6 +57,7 @@ async fn main() {
             existing: Existing::Skip,
             key: Some(key),
             crd_timeout: Duration::from_secs(10),
+            progress: None,
         },
     )
     .await

@@ -21,6 +21,7 @@ pub struct BackupRequest {
     pub selector: Option<String>,
     /// Secrets are backed up only with a key to encrypt them.
     pub secrets: Option<Arc<SecretKey>>,
+    pub progress: Option<crate::OnProgress>,
 }
 
 #[derive(Debug)]
@@ -142,6 +143,14 @@ pub async fn create_backup(
     });
     contents.sort_by(|a, b| a.0.cmp(&b.0));
     contents.dedup_by(|a, b| a.0 == b.0);
+    crate::report(&request.progress, || {
+        format!(
+            "read {} objects ({} distinct contents) from {}'s cluster",
+            entries.len(),
+            contents.len(),
+            request.region
+        )
+    });
     let index = Index {
         format: FORMAT,
         id: backup_id(now, &request.region),
@@ -155,6 +164,7 @@ pub async fn create_backup(
     };
     let mut written = Vec::new();
     for store in stores {
+        crate::report(&request.progress, || format!("writing to the {} store", store.name));
         let count = store.put_objects(contents.clone()).await?;
         store.put_index(&index).await?;
         tracing::info!(store = %store.name, backup = %index.id, objects = index.objects.len(), new = count, "backup written");

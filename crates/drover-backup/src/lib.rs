@@ -18,6 +18,16 @@ pub use restore::{Existing, Outcome, RestoreReport, RestoreRequest, restore};
 pub use retention::Keep;
 pub use store::{BackupStore, VerifyReport};
 
+/// Called with a line for a person while a long backup or restore goes on.
+pub type OnProgress = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Reports `line` through `progress`, if there is one.
+pub(crate) fn report(progress: &Option<OnProgress>, line: impl FnOnce() -> String) {
+    if let Some(progress) = progress {
+        progress(&line());
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("object store: {0}")]

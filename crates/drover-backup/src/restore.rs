@@ -29,6 +29,7 @@ pub struct RestoreRequest {
     pub key: Option<Arc<SecretKey>>,
     /// How long a CRD may take to become Established.
     pub crd_timeout: Duration,
+    pub progress: Option<crate::OnProgress>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +69,19 @@ pub enum Phase {
     Storage,
     Other,
     Workloads,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Crds => "CRDs",
+            Phase::Namespaces => "namespaces",
+            Phase::Config => "configuration and access",
+            Phase::Storage => "storage",
+            Phase::Other => "other resources",
+            Phase::Workloads => "workloads",
+        }
+    }
 }
 
 pub fn phase(group: &str, kind: &str) -> Phase {
@@ -207,6 +221,7 @@ pub async fn restore(
     }
     let progress = progress_name(request);
     let mut done = store.restore_progress(&index.id, &progress).await?;
+    let total = index.objects.len();
     let mut phases: BTreeMap<Phase, Vec<Entry>> = BTreeMap::new();
     for entry in index.objects {
         phases.entry(phase(&entry.group, &entry.kind)).or_default().push(entry);
@@ -258,6 +273,7 @@ pub async fn restore(
                 report.objects.push((label, outcome));
             }
             store.put_restore_progress(&index.id, &progress, &done).await?;
+            crate::report(&request.progress, || format!("{}/{total} objects ({})", report.objects.len(), phase.name()));
         }
         if phase == Phase::Crds {
             let names: Vec<String> = crds_in_backup.iter().cloned().collect();

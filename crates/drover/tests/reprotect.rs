@@ -85,6 +85,10 @@ fn reprotect_with_pg_rewind_then_failback_loses_nothing_and_a_lost_data_dir_is_r
     assert_eq!(failover.code, 0, "failover failed:\n{}\n{}", failover.stdout, failover.stderr);
     assert!(failover.stdout.contains("fence skipped"), "{}", failover.stdout);
     assert_eq!(web_replicas(&west_cluster), 3, "the failover raised west to east's size: {}", failover.stdout);
+    let s = status();
+    assert_eq!(s["compute"]["apps"]["west"]["deployment/web"]["ready"], 3, "{s:#}");
+    let text = with_plan(&["status"]).stdout;
+    assert!(text.contains("compute apps: east 3/3 ready in 1 workload, west 3/3 ready in 1 workload"), "{text}");
 
     // Failback refuses until east follows west, and says what to run.
     let refused = with_plan(&["failback", "--yes"]);
@@ -155,6 +159,8 @@ fn reprotect_with_pg_rewind_then_failback_loses_nothing_and_a_lost_data_dir_is_r
     assert_eq!(report["scale_restored"], serde_json::json!(["west apps deployment/web back to 1"]), "{report:#}");
     assert_eq!(web_replicas(&west_cluster), 1);
     assert_eq!(web_replicas(&east_cluster), 3, "east, primary again, keeps its size");
+    let text = with_plan(&["status"]).stdout;
+    assert!(text.contains("compute apps: east 3/3 ready in 1 workload, west 1/1 ready in 1 workload"), "{text}");
     let s = status();
     assert_eq!(s["current_primary"], "east");
     assert_eq!(s["traffic"]["region"], "east");

@@ -46,6 +46,17 @@ impl Default for MemoryCluster {
     }
 }
 
+/// Benchmark object `i` in namespace `bench`: a small ConfigMap when even, a Secret when odd.
+pub fn bench_object(i: usize) -> Value {
+    let (kind, data) = if i % 2 == 0 {
+        ("ConfigMap", json!({"setting": format!("value-{i}"), "mode": "live"}))
+    } else {
+        ("Secret", json!({"token": format!("c2VjcmV0LXt7aX19LXt{i:08}")}))
+    };
+    json!({"apiVersion": "v1", "kind": kind,
+        "metadata": {"name": format!("obj-{i:06}"), "namespace": "bench", "labels": {"app": "bench"}}, "data": data})
+}
+
 /// The built-in kinds a cluster serves (a subset, enough for backups of applications).
 pub fn builtin_kinds() -> Vec<ResourceKind> {
     let k = ResourceKind::new;

@@ -69,6 +69,7 @@ pub fn request(secrets: bool) -> BackupRequest {
         namespaces: vec![],
         selector: None,
         secrets: secrets.then(key),
+        progress: None,
     }
 }
 
@@ -80,6 +81,7 @@ pub fn restore_request(backup: &str, map: &[(&str, &str)]) -> RestoreRequest {
         existing: Existing::Skip,
         key: Some(key()),
         crd_timeout: Duration::from_secs(5),
+        progress: None,
     }
 }
 

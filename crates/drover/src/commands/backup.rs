@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use drover_backup::backup::apply_retention;
 use drover_backup::{
-    BackupRequest, BackupStore, ClusterApi, Existing, Keep, Outcome, RestoreRequest, SecretKey, VerifyReport,
-    create_backup, restore,
+    BackupRequest, BackupStore, ClusterApi, Existing, Keep, OnProgress, Outcome, RestoreRequest, SecretKey,
+    VerifyReport, create_backup, restore,
 };
 use drover_core::duration::parse_duration;
 use drover_core::plan::{BackupSpec, BackupStoreSpec, Plan};
@@ -227,6 +227,7 @@ impl Backups {
         region: &str,
         namespaces: Vec<String>,
         selector: Option<String>,
+        progress: Option<OnProgress>,
     ) -> Result<CreateReport, Failure> {
         self.known(region, "--region")?;
         let (stores, cluster, key) = (self.stores()?, self.cluster(region)?, self.key()?);
@@ -236,6 +237,7 @@ impl Backups {
             namespaces,
             selector,
             secrets: key,
+            progress,
         };
         let report = create_backup(cluster.as_ref(), &stores, &request, OffsetDateTime::now_utc())
             .await
@@ -269,6 +271,11 @@ fn cluster_api(_: &drover_core::plan::ClusterAccess, name: &str) -> Result<Arc<d
     Err(Failure::input(format!(
         "{name}: this drover was built without the kubernetes feature; rebuild with --features kubernetes"
     )))
+}
+
+/// Progress lines go to stderr, so stdout holds only the result (and stays JSON with -o json).
+fn to_stderr() -> OnProgress {
+    Arc::new(|line: &str| eprintln!("{line}"))
 }
 
 /// What `backup create` did, as `-o json` prints it.
@@ -325,7 +332,7 @@ async fn create(
     output: Output,
 ) -> Result<(), Failure> {
     let backups = Backups::open(plan)?;
-    let report = backups.create(region, namespaces, selector).await?;
+    let report = backups.create(region, namespaces, selector, Some(to_stderr())).await?;
     match output {
         Output::Text => print!("{report}"),
         Output::Json => print_json(&report),
@@ -527,6 +534,7 @@ async fn restore_cmd(args: RestoreArgs) -> Result<(), Failure> {
         },
         key: backups.key()?,
         crd_timeout: args.crd_timeout,
+        progress: Some(to_stderr()),
     };
     let store = backups.store(region)?;
     if !store.backup_ids().await.map_err(|e| Failure::failed(format!("the {region} store: {e}")))?.contains(&args.from)

@@ -184,10 +184,11 @@ pub fn render(plan: &Plan, o: &Observed) -> String {
                     format!("{r} {}/{} ready", units[WHOLE].ready, units[WHOLE].desired)
                 }
                 Ok(units) => format!(
-                    "{r} {}/{} ready in {} workloads",
+                    "{r} {}/{} ready in {} workload{}",
                     units.values().map(|c| u64::from(c.ready)).sum::<u64>(),
                     units.values().map(|c| u64::from(c.desired)).sum::<u64>(),
-                    units.len()
+                    units.len(),
+                    if units.len() == 1 { "" } else { "s" }
                 ),
                 Err(e) => format!("{r} unknown ({e})"),
             })

@@ -45,7 +45,10 @@ impl Daemon {
                 continue;
             }
             let region = self.primary_region();
-            match backups.create(&region, Vec::new(), None).await {
+            let vantage = self.vantage.clone();
+            let progress: drover_backup::OnProgress =
+                Arc::new(move |line: &str| tracing::info!(vantage = %vantage, "scheduled backup: {line}"));
+            match backups.create(&region, Vec::new(), None, Some(progress)).await {
                 Ok(report) => {
                     tracing::info!(vantage = %self.vantage, backup = %report.id, %region, objects = report.objects, "scheduled backup written to every store");
                     let mut shared = self.shared.lock().unwrap();
