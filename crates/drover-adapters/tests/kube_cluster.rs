@@ -5,7 +5,7 @@
 #![cfg(feature = "kubernetes")]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_adapters::kubernetes::{KubeCluster, KubernetesCompute};
@@ -169,7 +169,7 @@ async fn conflicts_and_existing_objects_are_told_apart() {
 }
 
 /// Answers the next request with a `Status` failure.
-async fn fail_next(handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>, code: u16, reason: &str) {
+async fn fail_next(handle: &mut Handle, code: u16, reason: &str) {
     let next = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await;
     let (_, respond) = next.expect("a request").unwrap();
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -201,6 +201,124 @@ async fn failures_name_the_cluster_the_call_and_what_to_grant() {
     let Err(ClusterError::Other(broken)) = kube.create(&secrets, object).await else { panic!("a 500 is Other") };
     assert_eq!(broken, "east's cluster: create Secret shop/db: the server says InternalError (500 InternalError)");
     server.await.unwrap();
+}
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// Asserts the next request is `GET path` and answers `code` with `body`.
+async fn answer(handle: &mut Handle, path: &str, code: u16, body: Value) {
+    let next = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await;
+    let (request, respond) = next.unwrap_or_else(|_| panic!("no request; expected GET {path}")).unwrap();
+    assert_eq!((request.method().as_str(), request.uri().path()), ("GET", path));
+    respond.send_response(Response::builder().status(code).body(Body::from(body.to_string().into_bytes())).unwrap());
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code})
+}
+
+/// `APIResourceList`: (plural, kind, namespaced, verbs) each.
+fn resources(group_version: &str, served: &[(&str, &str, bool, &[&str])]) -> Value {
+    let resources: Vec<Value> = served
+        .iter()
+        .map(|(plural, kind, namespaced, verbs)| {
+            json!({"name": plural, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": verbs})
+        })
+        .collect();
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
+}
+
+const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+
+/// `/api`, then `/apis` with apps/v1 and metrics.k8s.io/v1beta1: what every discovery asks first.
+async fn groups(handle: &mut Handle) {
+    answer(handle, "/api", 200, json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))
+        .await;
+    let group = |name: &str, version: &str| {
+        let entry = json!({"groupVersion": format!("{name}/{version}"), "version": version});
+        json!({"name": name, "versions": [entry], "preferredVersion": entry})
+    };
+    let list = json!({"kind": "APIGroupList", "apiVersion": "v1",
+        "groups": [group("apps", "v1"), group("metrics.k8s.io", "v1beta1")]});
+    answer(handle, "/apis", 200, list).await;
+}
+
+#[tokio::test]
+async fn a_group_that_fails_discovery_is_left_out_with_a_warning() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let kube = KubeCluster::with_client("east's cluster", Client::new(service, "default"));
+    let server = tokio::spawn(async move {
+        groups(&mut handle).await;
+        let core = resources(
+            "v1",
+            &[
+                ("configmaps", "ConfigMap", true, VERBS),
+                ("namespaces", "Namespace", false, VERBS),
+                ("pods/log", "Pod", true, &["get"]),
+                ("componentstatuses", "ComponentStatus", false, &["get", "list"]),
+            ],
+        );
+        answer(&mut handle, "/api/v1", 200, core).await;
+        let apps = resources(
+            "apps/v1",
+            &[("deployments", "Deployment", true, VERBS), ("deployments/scale", "Scale", true, &["get", "update"])],
+        );
+        answer(&mut handle, "/apis/apps/v1", 200, apps).await;
+        let down = status(503, "ServiceUnavailable", "the server is currently unable to handle the request");
+        answer(&mut handle, "/apis/metrics.k8s.io/v1beta1", 503, down).await;
+    });
+
+    let kinds = kube.resource_kinds().await.unwrap();
+    server.await.unwrap();
+    assert_eq!(
+        kinds,
+        [
+            ResourceKind::new("", "v1", "ConfigMap", "configmaps", true),
+            ResourceKind::new("", "v1", "Namespace", "namespaces", false),
+            ResourceKind::new("apps", "v1", "Deployment", "deployments", true),
+        ]
+    );
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains(
+            "WARN drover_adapters::kubernetes::cluster: east's cluster: discover metrics.k8s.io/v1beta1: the server is \
+             currently unable to handle the request (503 ServiceUnavailable); its objects are not in this backup"
+        ),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn the_core_group_failing_fails_discovery() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let kube = KubeCluster::with_client("east's cluster", Client::new(service, "default"));
+    let server = tokio::spawn(async move {
+        groups(&mut handle).await;
+        answer(&mut handle, "/api/v1", 500, status(500, "InternalError", "etcd is unreachable")).await;
+    });
+
+    let Err(ClusterError::Other(message)) = kube.resource_kinds().await else { panic!("no core group, no backup") };
+    server.await.unwrap();
+    assert_eq!(message, "east's cluster: discover the core group (v1): etcd is unreachable (500 InternalError)");
+}
+
+/// Everything logged, as text.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[tokio::test]

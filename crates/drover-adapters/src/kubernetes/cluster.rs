@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use drover_backup::{ClusterApi, ClusterError, ResourceKind};
 use drover_core::plan::ClusterAccess;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
-use kube::discovery::{Discovery, Scope, verbs};
+use kube::core::{GroupVersion, Version};
+use kube::discovery::{self, ApiGroup, Scope, verbs};
 use kube::{Client, Error};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -100,23 +101,50 @@ fn crd_kind() -> ResourceKind {
     ResourceKind::new("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false)
 }
 
+/// The group's kinds a backup can take and a restore can make: listable and creatable, not subresources.
+fn usable_kinds(group: &ApiGroup) -> Vec<ResourceKind> {
+    let mut kinds = Vec::new();
+    for (resource, caps) in group.recommended_resources() {
+        let usable = caps.supports_operation(verbs::LIST) && caps.supports_operation(verbs::CREATE);
+        if !usable || resource.plural.contains('/') {
+            continue;
+        }
+        let namespaced = matches!(caps.scope, Scope::Namespaced);
+        let (group, version) = (&resource.group, &resource.version);
+        kinds.push(ResourceKind::new(group, version, &resource.kind, &resource.plural, namespaced));
+    }
+    kinds
+}
+
 #[async_trait]
 impl ClusterApi for KubeCluster {
     /// Every group at its preferred version; kinds that can be listed and created, without
-    /// subresources. A CRD's kind is there once the CRD is Established.
+    /// subresources. A CRD's kind is there once the CRD is Established. A group whose discovery
+    /// fails is left out with a warning; only the core group's failing fails the call.
     async fn resource_kinds(&self) -> Result<Vec<ResourceKind>, ClusterError> {
-        let discovery =
-            Discovery::new(self.client().await?).run().await.map_err(|e| self.error("discover the served kinds", e))?;
-        let mut kinds = Vec::new();
-        for group in discovery.groups() {
-            for (resource, caps) in group.recommended_resources() {
-                let usable = caps.supports_operation(verbs::LIST) && caps.supports_operation(verbs::CREATE);
-                if !usable || resource.plural.contains('/') {
-                    continue;
+        let client = self.client().await?;
+        let core = client.list_core_api_versions().await.map_err(|e| self.error("list the core API versions", e))?;
+        let groups = client.list_api_groups().await.map_err(|e| self.error("list the API groups", e))?;
+        // The core group (Namespaces, ConfigMaps, Secrets) is the one that must not be missing:
+        // without it this would not be a backup.
+        if !core.versions.iter().any(|v| v == "v1") {
+            return Err(ClusterError::Other(format!("{}: the API server serves no core v1", self.name)));
+        }
+        let core = discovery::pinned_group(&client, &GroupVersion::gv("", "v1")).await;
+        let mut kinds = usable_kinds(&core.map_err(|e| self.error("discover the core group (v1)", e))?);
+        // Group by group, one after another: a group that fails (an aggregated API that is down,
+        // like metrics.k8s.io when metrics-server is unhealthy) costs its own kinds, not the backup.
+        for group in groups.groups {
+            // API servers name a preferred version; the highest-priority one stands in otherwise.
+            let latest = || group.versions.into_iter().max_by_key(|v| Version::parse(&v.version).priority());
+            let preferred = group.preferred_version.or_else(latest);
+            let Some(preferred) = preferred else { continue };
+            match discovery::pinned_group(&client, &GroupVersion::gv(&group.name, &preferred.version)).await {
+                Ok(found) => kinds.extend(usable_kinds(&found)),
+                Err(e) => {
+                    let skipped = self.error(&format!("discover {}", preferred.group_version), e);
+                    tracing::warn!("{skipped}; its objects are not in this backup");
                 }
-                let namespaced = matches!(caps.scope, Scope::Namespaced);
-                let (group, version) = (&resource.group, &resource.version);
-                kinds.push(ResourceKind::new(group, version, &resource.kind, &resource.plural, namespaced));
             }
         }
         Ok(kinds)
