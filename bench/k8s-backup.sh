@@ -20,6 +20,9 @@ export BENCH_DSN="postgres://bench@127.0.0.1:1/bench" BENCH_TSIG="c2VjcmV0c2Vjcm
 echo "== library: $count objects, $runs runs"
 for run in $(seq "$runs"); do
   echo "-- run $run"
+  # Each run writes ~30,000 small files: let the previous run's writes and deletions reach the
+  # disk first, or the runs slow each other down.
+  sync
   "$target/release/examples/backup_bench" "$count"
 done
 
@@ -71,6 +74,7 @@ print(f"{label:<18} {n:>6} objects in {end - start:6.2f}s: {n / (end - start):8.
 PY
   }
   echo "-- run $run"
+  sync
   timed "backup" "$drover" backup create --plan "$work/plan.yaml" --region east -o json
   id="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$work/out.json")"
   sleep 0.01

@@ -27,8 +27,10 @@ pub struct BackupRequest {
 #[derive(Debug)]
 pub struct BackupReport {
     pub index: Index,
-    /// Per store (by name): how many content objects were new and written.
+    /// Per store written (by name): how many content objects were new and written.
     pub written: Vec<(String, usize)>,
+    /// Per store that could not be written: why.
+    pub failed: Vec<(String, String)>,
 }
 
 /// Namespaces Kubernetes makes itself; backed up only when named.
@@ -162,15 +164,44 @@ pub async fn create_backup(
         key_id: entries.iter().any(|e| e.encrypted).then(|| request.secrets.as_ref().unwrap().id().to_owned()),
         objects: entries,
     };
-    let mut written = Vec::new();
+    // Each store on its own: a region that is down must not keep the others from a backup.
+    let (mut written, mut failed) = (Vec::new(), Vec::new());
     for store in stores {
         crate::report(&request.progress, || format!("writing to the {} store", store.name));
-        let count = store.put_objects(contents.clone()).await?;
-        store.put_index(&index).await?;
-        tracing::info!(store = %store.name, backup = %index.id, objects = index.objects.len(), new = count, "backup written");
-        written.push((store.name.clone(), count));
+        match write_to(store, &index, &contents).await {
+            Ok(count) => {
+                tracing::info!(store = %store.name, backup = %index.id, objects = index.objects.len(), new = count, "backup written");
+                written.push((store.name.clone(), count));
+            }
+            Err(e) => {
+                tracing::warn!(store = %store.name, backup = %index.id, error = %e, "backup not written to this store");
+                failed.push((store.name.clone(), e.to_string()));
+            }
+        }
     }
-    Ok(BackupReport { index, written })
+    if written.is_empty() {
+        let why: Vec<String> = failed.iter().map(|(store, e)| format!("the {store} store: {e}")).collect();
+        return Err(Error::Invalid(format!("no store could be written: {}", why.join("; "))));
+    }
+    Ok(BackupReport { index, written, failed })
+}
+
+/// Writes one store: a pending marker (retention then leaves unused content alone), the
+/// objects it lacks, the index; then makes sure every object is there, since a retention
+/// that began before the marker may have deleted one this backup found and reused.
+async fn write_to(store: &BackupStore, index: &Index, contents: &[(String, Vec<u8>)]) -> Result<usize, Error> {
+    store.mark_pending(&index.id).await?;
+    let written = async {
+        let count = store.put_objects(contents.to_vec()).await?;
+        store.put_index(index).await?;
+        Ok::<_, Error>(count + store.put_objects(contents.to_vec()).await?)
+    }
+    .await;
+    // Cleared even after a failure, or retention in this store would wait six hours.
+    let cleared = store.clear_pending(&index.id).await;
+    let count = written?;
+    cleared?;
+    Ok(count)
 }
 
 /// Deletes the backups `keep` does not keep, then the content only they used; the ids deleted.

@@ -14,7 +14,7 @@ pub mod store;
 pub use backup::{BackupReport, BackupRequest, create_backup};
 pub use cluster::{ClusterApi, ClusterError, ResourceKind};
 pub use format::{Entry, Index, SecretKey};
-pub use restore::{Existing, Outcome, RestoreReport, RestoreRequest, restore};
+pub use restore::{Existing, Outcome, RestoreReport, RestoreRequest, restore, restore_progress_name};
 pub use retention::Keep;
 pub use store::{BackupStore, VerifyReport};
 

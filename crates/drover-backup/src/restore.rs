@@ -189,7 +189,7 @@ async fn wait_established(cluster: &dyn ClusterApi, names: &[String], timeout: D
 /// The name of a restore's progress record: its target, and, when they are not the
 /// defaults, its namespace map and update mode. A rerun with a different map or mode is
 /// another restore: what the first one applied says nothing of what this one must.
-fn progress_name(request: &RestoreRequest) -> String {
+pub fn restore_progress_name(request: &RestoreRequest) -> String {
     if request.namespace_map.is_empty() && request.existing == Existing::Skip {
         return request.target.clone();
     }
@@ -219,7 +219,7 @@ pub async fn restore(
             Some(_) => {}
         }
     }
-    let progress = progress_name(request);
+    let progress = restore_progress_name(request);
     let mut done = store.restore_progress(&index.id, &progress).await?;
     let total = index.objects.len();
     let mut phases: BTreeMap<Phase, Vec<Entry>> = BTreeMap::new();

@@ -44,6 +44,14 @@ fn index_path(id: &str) -> Path {
     Path::from(format!("backups/{id}/index.json"))
 }
 
+fn pending_path(id: &str) -> Path {
+    Path::from(format!("pending/{id}"))
+}
+
+/// A pending marker older than this is a backup that died midway: it no longer holds
+/// garbage collection back.
+const PENDING_FOR: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 fn progress_path(id: &str, target: &str) -> Path {
     Path::from(format!("restores/{id}/{target}.json"))
 }
@@ -172,9 +180,34 @@ impl BackupStore {
         Ok(())
     }
 
-    /// Deletes the content objects no remaining backup refers to; how many. Backups of one
-    /// plan run one at a time, so none is midway between writing objects and its index.
+    /// Marks backup `id` as being written, until `clear_pending`.
+    pub async fn mark_pending(&self, id: &str) -> Result<(), Error> {
+        self.store.put(&pending_path(id), PutPayload::from(Vec::new())).await?;
+        Ok(())
+    }
+
+    pub async fn clear_pending(&self, id: &str) -> Result<(), Error> {
+        match self.store.delete(&pending_path(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether a backup is being written now (a pending marker younger than six hours).
+    async fn backup_pending(&self) -> Result<bool, Error> {
+        let listing = self.store.list_with_delimiter(Some(&Path::from("pending"))).await?;
+        let fresh_since = chrono::Utc::now() - chrono::Duration::from_std(PENDING_FOR).expect("six hours fit");
+        Ok(listing.objects.iter().any(|o| o.last_modified > fresh_since))
+    }
+
+    /// Deletes the content objects no remaining backup refers to; how many. Not while a
+    /// backup is being written (it may have found and reused an object no index names yet):
+    /// the next retention collects them.
     pub async fn collect_garbage(&self) -> Result<usize, Error> {
+        if self.backup_pending().await? {
+            tracing::info!(store = %self.name, "a backup is being written: unused content is left for the next retention");
+            return Ok(0);
+        }
         let mut referenced = HashSet::new();
         for id in self.backup_ids().await? {
             referenced.extend(self.index(&id).await?.objects.into_iter().map(|e| e.hash));
@@ -198,6 +231,14 @@ impl BackupStore {
             Ok(got) => serde_json::from_slice(&got.bytes().await?)
                 .map_err(|e| Error::Corrupt(format!("restore progress of {id} to {target}: {e}"))),
             Err(object_store::Error::NotFound { .. }) => Ok(BTreeSet::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets a restore's progress: its next run applies every object again.
+    pub async fn delete_restore_progress(&self, id: &str, target: &str) -> Result<(), Error> {
+        match self.store.delete(&progress_path(id, target)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

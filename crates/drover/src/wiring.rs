@@ -44,9 +44,14 @@ impl SecretSource for EnvSecrets {
 
 /// Reads and validates a plan; any problem is bad input (exit 2).
 pub fn load_plan(path: &Path) -> Result<Plan, Failure> {
+    load_plan_with(path, &EnvSecrets)
+}
+
+/// Reads and validates a plan, resolving its secret references through `secrets`.
+pub fn load_plan_with(path: &Path, secrets: &dyn SecretSource) -> Result<Plan, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::input(format!("{}: cannot read the plan: {e}", path.display())))?;
-    parse_plan(path, &text, &EnvSecrets).map_err(|errors| Failure::input(errors.to_string()))
+    parse_plan(path, &text, secrets).map_err(|errors| Failure::input(errors.to_string()))
 }
 
 fn state_dir(args: &PlanArgs) -> PathBuf {

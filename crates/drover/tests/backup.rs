@@ -213,7 +213,14 @@ fn verify_names_a_corrupted_object_and_retention_keeps_the_last_two() {
     assert!(ran.stdout.contains("east store: backup ") && ran.stdout.contains("objects checked, ok"), "{}", ran.stdout);
     let line = ran.stdout.lines().find(|l| l.contains("corrupt")).unwrap_or_else(|| panic!("{}", ran.stdout));
     assert!(line.contains(&hash), "{line}");
-    assert!(ran.stderr.contains(&format!("backup {} is damaged in the west store", ids[2])), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&format!(
+            "backup {} is damaged in the west store; restore from a whole copy with --store east",
+            ids[2]
+        )),
+        "{}",
+        ran.stderr
+    );
     let as_json = drover_on(&s.plan, &["backup", "verify", &ids[2], "--region", "west", "-o", "json"]);
     assert_eq!(as_json.code, 1);
     let report: Value = serde_json::from_str(&as_json.stdout).unwrap();
@@ -378,4 +385,80 @@ fn a_restore_under_another_namespace_map_is_not_taken_for_a_rerun() {
     assert_eq!(second["created"], 5, "all but the CRD, which exists: {second}");
     assert_eq!(second["unchanged"], 1, "{second}");
     assert!(s.west.object("configmaps", "shop-b", "settings").is_some());
+}
+
+#[test]
+fn a_store_that_cannot_be_written_does_not_keep_the_backup_from_the_others() {
+    let rt = runtime();
+    let s = setup(&rt, local_stores());
+    // West's store cannot take objects: where its objects/ directory goes is a file.
+    let west_store = s.dir.path().join("backups-west");
+    std::fs::create_dir_all(&west_store).unwrap();
+    std::fs::write(west_store.join("objects"), "not a directory").unwrap();
+
+    let ran = drover_on(&s.plan, &["backup", "create", "--region", "east"]);
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("  east store: 6 new content objects\n"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("  west store: NOT WRITTEN ("), "{}", ran.stdout);
+    let id = ran.stdout.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(ran.stderr.contains(&format!("backup {id} is incomplete: the west store: ")), "{}", ran.stderr);
+    assert!(!west_store.join("pending").join(&id).exists(), "a failed store keeps no pending marker");
+
+    let listed = json(&drover_on(&s.plan, &["backup", "list", "-o", "json"]));
+    assert_eq!(listed[0]["stores"], json!(["east"]));
+    let verified = drover_on(&s.plan, &["backup", "verify", &id]);
+    assert_eq!(verified.code, 1);
+    assert!(verified.stdout.contains(&format!("west store: backup {id}: ABSENT")), "{}", verified.stdout);
+    assert!(
+        verified.stderr.contains("absent in the west store; restore from a whole copy with --store east"),
+        "{}",
+        verified.stderr
+    );
+
+    // West's own store lacks it: a restore into west reads east's copy when told to.
+    let refused = drover_on(&s.plan, &["restore", "--from", &id, "--to-region", "west"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains(&format!("no backup {id} in the west store")), "{}", refused.stderr);
+    let restored =
+        json(&drover_on(&s.plan, &["restore", "--from", &id, "--to-region", "west", "--store", "east", "-o", "json"]));
+    assert_eq!(restored["created"], 6, "{restored}");
+}
+
+#[test]
+fn restart_applies_again_what_an_earlier_run_applied() {
+    let rt = runtime();
+    let s = setup(&rt, local_stores());
+    let id = json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["restore", "--from", &id, "--to-region", "west", "-o", "json"];
+        args.extend_from_slice(extra);
+        json(&drover_on(&s.plan, &args))
+    };
+    assert_eq!(restore(&[])["created"], 6);
+    assert_eq!(restore(&[])["done_before"], 6);
+    let again = restore(&["--restart"]);
+    assert_eq!((again["done_before"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(6)), "{again}");
+}
+
+#[test]
+fn the_backup_commands_need_no_database_or_dns_secret() {
+    let rt = runtime();
+    let s = setup(&rt, local_stores());
+    let id = json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // In a disaster, whoever restores may hold only the backup key.
+    for file in ["east.dsn", "west.dsn", "tsig.key"] {
+        std::fs::remove_file(s.dir.path().join(file)).unwrap();
+    }
+    assert_eq!(drover_on(&s.plan, &["backup", "list"]).code, 0);
+    assert_eq!(drover_on(&s.plan, &["backup", "verify", &id]).code, 0);
+    assert_eq!(
+        json(&drover_on(&s.plan, &["restore", "--from", &id, "--to-region", "west", "-o", "json"]))["created"],
+        6
+    );
 }

@@ -378,3 +378,45 @@ fn the_backup_schedule_backs_up_the_primary_regions_cluster_and_keeps_the_last_t
         assert!(ids.iter().all(|id| id.ends_with("-east")), "{store}: {ids:?}");
     }
 }
+
+/// A restart does not mean a backup: the next is due a period after the newest in the stores.
+#[test]
+fn a_restarted_daemon_waits_a_period_after_the_newest_backup() {
+    use drover_backup::standin::MemoryCluster;
+    use drover_backup::standin::http::ApiServer;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let kube = tempfile::tempdir().unwrap();
+    let (east, west) = (std::sync::Arc::new(MemoryCluster::new()), std::sync::Arc::new(MemoryCluster::new()));
+    east.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    let apis = rt.block_on(async { (ApiServer::start(east).await, ApiServer::start(west).await) });
+    let stores = tempfile::tempdir().unwrap();
+    let plan = format!(
+        "{PLAN}backup:\n  schedule: 1h\n  clusters:\n    east: {{ kubeconfig: {}, context: east }}\n    west: {{ kubeconfig: {}, context: west }}\n  stores:\n    east: {{ dir: {s}/east }}\n    west: {{ dir: {s}/west }}\n",
+        apis.0.write_kubeconfig(kube.path(), "east").display(),
+        apis.1.write_kubeconfig(kube.path(), "west").display(),
+        s = stores.path().display(),
+    );
+    // A backup taken a minute ago, by this daemon before its restart or by another.
+    let taken = std::time::SystemTime::now() - Duration::from_secs(60);
+    let at = time::OffsetDateTime::from(taken);
+    let id = drover_backup::backup::backup_id(at, "east");
+    for region in ["east", "west"] {
+        let index = stores.path().join(region).join("backups").join(&id);
+        std::fs::create_dir_all(&index).unwrap();
+        let body = json!({"format": 1, "id": id, "created": "x", "plan": "shop", "region": "east", "objects": []});
+        std::fs::write(index.join("index.json"), body.to_string()).unwrap();
+    }
+    let d = start_as("witness", &plan);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&d, "drover_backup_last_success_timestamp_seconds").is_none() {
+        assert!(Instant::now() < deadline, "the newest backup's time never showed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let shown = metric(&d, "drover_backup_last_success_timestamp_seconds").unwrap();
+    let expected = (at.unix_timestamp_nanos() / 1_000_000) as f64 / 1000.0;
+    assert!((shown - expected).abs() < 0.002, "{shown} is not the seeded backup's time {expected}");
+    // Several autopilot rounds later the witness acts, and still takes none: one is due in 59 minutes.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(metric(&d, "drover_backups_total{result=\"ok\"}"), Some(0.0));
+    assert_eq!(std::fs::read_dir(stores.path().join("east").join("backups")).unwrap().count(), 1);
+}

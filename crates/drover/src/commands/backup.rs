@@ -10,7 +10,7 @@ use std::time::Duration;
 use drover_backup::backup::apply_retention;
 use drover_backup::{
     BackupRequest, BackupStore, ClusterApi, Existing, Keep, OnProgress, Outcome, RestoreRequest, SecretKey,
-    VerifyReport, create_backup, restore,
+    VerifyReport, create_backup, restore, restore_progress_name,
 };
 use drover_core::duration::parse_duration;
 use drover_core::plan::{BackupSpec, BackupStoreSpec, Plan};
@@ -20,7 +20,16 @@ use time::OffsetDateTime;
 
 use crate::cli::Output;
 use crate::commands::{Failure, finish, print_json, runtime};
-use crate::wiring::{EnvSecrets, load_plan};
+use crate::wiring::{EnvSecrets, load_plan_with};
+
+/// Resolves no secret: the backup commands read only the backup key, through `EnvSecrets`.
+struct Unresolved;
+
+impl SecretSource for Unresolved {
+    fn resolve(&self, _: &SecretRef) -> Result<drover_core::secret::Secret, String> {
+        Ok(drover_core::secret::Secret::new(""))
+    }
+}
 
 #[derive(clap::Subcommand)]
 pub enum BackupCommand {
@@ -103,6 +112,14 @@ pub struct RestoreArgs {
     /// resources are reported failed.
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     crd_timeout: Duration,
+    /// Read the backup from this region's store instead of --to-region's (when that copy is
+    /// missing or damaged: 'drover backup verify').
+    #[arg(long, value_name = "REGION")]
+    store: Option<String>,
+    /// Forget what an earlier run of this restore applied, and apply every object again (as
+    /// after the target cluster was rebuilt; existing objects are then skipped or updated).
+    #[arg(long)]
+    restart: bool,
     #[arg(long, short = 'o', value_enum, default_value_t)]
     output: Output,
 }
@@ -143,8 +160,11 @@ impl Backups {
         plan.backup.clone().map(|spec| Backups { plan: plan.clone(), spec })
     }
 
+    /// Reads the plan without resolving its secrets: whoever lists, verifies or restores
+    /// backups in a disaster needs neither the database's nor the DNS's credentials. The
+    /// backup key is read when it is used (`key`).
     pub fn open(path: &Path) -> Result<Backups, Failure> {
-        let plan = load_plan(path)?;
+        let plan = load_plan_with(path, &Unresolved)?;
         let Some(spec) = plan.backup.clone() else {
             return Err(Failure::input(format!(
                 "{}: the plan has no backup section; add one naming a store per region, e.g. \
@@ -242,23 +262,41 @@ impl Backups {
         let report = create_backup(cluster.as_ref(), &stores, &request, OffsetDateTime::now_utc())
             .await
             .map_err(|e| Failure::failed(format!("backup of {region}: {e}")))?;
-        let mut written = Vec::new();
-        for (store, (name, new_objects)) in stores.iter().zip(report.written) {
-            let deleted = apply_retention(store, self.keep())
-                .await
-                .map_err(|e| Failure::failed(format!("retention in the {name} store: {e}")))?;
-            written.push(StoreWrite { store: name, new_objects, deleted });
+        // Retention runs in each store written, and only after a backup of the whole scope:
+        // a backup of a few namespaces must not push full backups out of `keep`.
+        let scoped = !request.namespaces.is_empty() || request.selector.is_some();
+        let mut results = Vec::new();
+        for store in &stores {
+            let mut result = StoreWrite { store: store.name.clone(), ..StoreWrite::default() };
+            if let Some((_, new)) = report.written.iter().find(|(name, _)| *name == store.name) {
+                result.new_objects = Some(*new);
+                if !scoped {
+                    match apply_retention(store, self.keep()).await {
+                        Ok(deleted) => result.deleted = deleted,
+                        Err(e) => result.error = Some(format!("retention: {e}")),
+                    }
+                }
+            } else if let Some((_, why)) = report.failed.iter().find(|(name, _)| *name == store.name) {
+                result.error = Some(why.clone());
+            }
+            results.push(result);
         }
         let index = report.index;
         Ok(CreateReport {
             id: index.id.clone(),
             region: region.to_owned(),
             objects: index.objects.len(),
-            bytes: index.objects.iter().map(|e| e.size).sum(),
+            bytes: stored_bytes(&index),
             secrets_encrypted: index.objects.iter().filter(|e| e.encrypted).count(),
-            stores: written,
+            retention_applied: !scoped,
+            stores: results,
         })
     }
+}
+
+/// Stored bytes of all of a backup's objects (compressed, encrypted for Secrets).
+fn stored_bytes(index: &drover_backup::Index) -> u64 {
+    index.objects.iter().map(|e| e.size).sum()
 }
 
 #[cfg(feature = "kubernetes")]
@@ -287,16 +325,33 @@ pub struct CreateReport {
     /// Stored bytes of all the backup's objects (compressed, encrypted for Secrets).
     pub bytes: u64,
     pub secrets_encrypted: usize,
+    /// False for a backup of some namespaces or a selector: retention is not applied after one.
+    pub retention_applied: bool,
     pub stores: Vec<StoreWrite>,
 }
 
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 pub struct StoreWrite {
     pub store: String,
-    /// Content objects this store did not hold yet (0 for an unchanged cluster).
-    pub new_objects: usize,
+    /// Content objects this store did not hold yet (0 for an unchanged cluster); None: not written.
+    pub new_objects: Option<usize>,
     /// Backups retention deleted afterwards.
     pub deleted: Vec<String>,
+    /// Why the backup, or retention after it, failed in this store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CreateReport {
+    /// The stores where something failed, as one line for the exit message; None if none.
+    pub fn problems(&self) -> Option<String> {
+        let failed: Vec<String> = self
+            .stores
+            .iter()
+            .filter_map(|s| s.error.as_ref().map(|e| format!("the {} store: {e}", s.store)))
+            .collect();
+        (!failed.is_empty()).then(|| failed.join("; "))
+    }
 }
 
 impl std::fmt::Display for CreateReport {
@@ -314,11 +369,20 @@ impl std::fmt::Display for CreateReport {
             }
         )?;
         for s in &self.stores {
-            write!(f, "  {} store: {} new content objects", s.store, s.new_objects)?;
+            match s.new_objects {
+                Some(new) => write!(f, "  {} store: {new} new content objects", s.store)?,
+                None => write!(f, "  {} store: NOT WRITTEN", s.store)?,
+            }
             if !s.deleted.is_empty() {
                 write!(f, "; retention deleted {}", s.deleted.join(", "))?;
             }
+            if let Some(error) = &s.error {
+                write!(f, " ({error})")?;
+            }
             writeln!(f)?;
+        }
+        if !self.retention_applied {
+            writeln!(f, "  retention not applied: this backup covers only some namespaces or labels")?;
         }
         Ok(())
     }
@@ -337,7 +401,13 @@ async fn create(
         Output::Text => print!("{report}"),
         Output::Json => print_json(&report),
     }
-    Ok(())
+    match report.problems() {
+        None => Ok(()),
+        Some(problems) => Err(Failure::failed(format!(
+            "backup {} is incomplete: {problems}; the other stores hold it — fix the cause and take another",
+            report.id
+        ))),
+    }
 }
 
 /// One backup as `backup list` shows it.
@@ -355,22 +425,36 @@ struct Listed {
 async fn list(plan: &Path, region: Option<&str>, output: Output) -> Result<(), Failure> {
     let backups = Backups::open(plan)?;
     let mut listed: BTreeMap<String, Listed> = BTreeMap::new();
+    // A store that cannot be read is named at the end; the others are still listed.
+    let mut unreadable = Vec::new();
     for store in backups.chosen_stores(region)? {
-        let failed = |e: drover_backup::Error| Failure::failed(format!("the {} store: {e}", store.name));
-        for id in store.backup_ids().await.map_err(failed)? {
+        let ids = match store.backup_ids().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                unreadable.push(format!("the {} store: {e}", store.name));
+                continue;
+            }
+        };
+        for id in ids {
             if let Some(known) = listed.get_mut(&id) {
                 known.stores.push(store.name.clone());
                 continue;
             }
-            let index = store.index(&id).await.map_err(failed)?;
+            let index = match store.index(&id).await {
+                Ok(index) => index,
+                Err(e) => {
+                    unreadable.push(format!("the {} store: backup {id}: {e}", store.name));
+                    continue;
+                }
+            };
             listed.insert(
                 id.clone(),
                 Listed {
                     id,
+                    bytes: stored_bytes(&index),
+                    objects: index.objects.len(),
                     region: index.region,
                     created: index.created,
-                    objects: index.objects.len(),
-                    bytes: index.objects.iter().map(|e| e.size).sum(),
                     stores: vec![store.name.clone()],
                 },
             );
@@ -398,16 +482,24 @@ async fn list(plan: &Path, region: Option<&str>, output: Output) -> Result<(), F
             }
         }
     }
-    Ok(())
+    if unreadable.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::failed(format!("could not read {}", unreadable.join("; "))))
+    }
 }
 
 #[derive(Serialize)]
 struct Verified {
     store: String,
+    /// ok, damaged (an object missing or corrupt), absent (the store lacks the backup other
+    /// stores hold), or unreadable (the store could not be read: `error` says why).
+    state: &'static str,
     checked: usize,
-    ok: bool,
     missing: Vec<Problem>,
     corrupt: Vec<Problem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -417,36 +509,43 @@ struct Problem {
 }
 
 impl Verified {
-    fn new(store: &str, report: VerifyReport) -> Verified {
+    fn new(store: &str, state: &'static str) -> Verified {
+        Verified { store: store.to_owned(), state, checked: 0, missing: vec![], corrupt: vec![], error: None }
+    }
+
+    fn checked(store: &str, report: VerifyReport) -> Verified {
         let problems =
             |list: Vec<(String, String)>| list.into_iter().map(|(object, hash)| Problem { object, hash }).collect();
         Verified {
-            store: store.to_owned(),
+            state: if report.ok() { "ok" } else { "damaged" },
             checked: report.checked,
-            ok: report.ok(),
             missing: problems(report.missing),
             corrupt: problems(report.corrupt),
+            ..Verified::new(store, "ok")
         }
     }
 }
 
+/// Verifies backup `id` in each chosen store; a store that cannot be read is reported and
+/// the others are still checked.
 async fn verify(plan: &Path, id: &str, region: Option<&str>, output: Output) -> Result<(), Failure> {
     let backups = Backups::open(plan)?;
     let mut results = Vec::new();
     for store in backups.chosen_stores(region)? {
-        let failed = |e: drover_backup::Error| Failure::failed(format!("the {} store: {e}", store.name));
-        // Every store is asked whether it holds the backup, so a store it never reached shows.
-        if !store.backup_ids().await.map_err(failed)?.iter().any(|b| b == id) {
-            if region.is_some() {
-                return Err(Failure::input(format!("no backup {id} in the {} store", store.name)));
-            }
-            continue;
-        }
-        results.push(Verified::new(&store.name, store.verify(id).await.map_err(failed)?));
+        let result = match store.backup_ids().await {
+            Ok(ids) if !ids.iter().any(|b| b == id) => Verified::new(&store.name, "absent"),
+            Ok(_) => match store.verify(id).await {
+                Ok(report) => Verified::checked(&store.name, report),
+                Err(e) => Verified { error: Some(e.to_string()), ..Verified::new(&store.name, "unreadable") },
+            },
+            Err(e) => Verified { error: Some(e.to_string()), ..Verified::new(&store.name, "unreadable") },
+        };
+        results.push(result);
     }
-    if results.is_empty() {
+    if results.iter().all(|r| r.state == "absent") {
+        let where_ = region.map_or("any store".to_owned(), |r| format!("the {r} store"));
         return Err(Failure::input(format!(
-            "no backup {id} in any store; 'drover backup list --plan {}' shows the backups",
+            "no backup {id} in {where_}; 'drover backup list --plan {}' shows the backups",
             plan.display()
         )));
     }
@@ -454,8 +553,16 @@ async fn verify(plan: &Path, id: &str, region: Option<&str>, output: Output) -> 
         Output::Json => print_json(&results),
         Output::Text => {
             for r in &results {
-                let verdict = if r.ok { "ok" } else { "DAMAGED" };
-                println!("{} store: backup {id}: {} objects checked, {verdict}", r.store, r.checked);
+                match r.state {
+                    "absent" => println!("{} store: backup {id}: ABSENT (other stores hold it)", r.store),
+                    "unreadable" => {
+                        println!("{} store: UNREADABLE: {}", r.store, r.error.as_deref().unwrap_or_default())
+                    }
+                    state => {
+                        let verdict = if state == "ok" { "ok" } else { "DAMAGED" };
+                        println!("{} store: backup {id}: {} objects checked, {verdict}", r.store, r.checked);
+                    }
+                }
                 for p in &r.missing {
                     println!("  missing  {} ({})", p.object, p.hash);
                 }
@@ -465,15 +572,17 @@ async fn verify(plan: &Path, id: &str, region: Option<&str>, output: Output) -> 
             }
         }
     }
-    let damaged: Vec<&str> = results.iter().filter(|r| !r.ok).map(|r| r.store.as_str()).collect();
-    if damaged.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::failed(format!(
-            "backup {id} is damaged in the {} store; restore from another store's copy, or take a new backup",
-            damaged.join(" and ")
-        )))
+    let bad: Vec<String> =
+        results.iter().filter(|r| r.state != "ok").map(|r| format!("{} in the {} store", r.state, r.store)).collect();
+    let good: Vec<&str> = results.iter().filter(|r| r.state == "ok").map(|r| r.store.as_str()).collect();
+    if bad.is_empty() {
+        return Ok(());
     }
+    let advice = match good.first() {
+        Some(store) => format!("restore from a whole copy with --store {store}, and take a new backup"),
+        None => "no store holds a whole copy; take a new backup".to_owned(),
+    };
+    Err(Failure::failed(format!("backup {id} is {}; {advice}", bad.join(", "))))
 }
 
 /// `a=b` pairs, each source namespace once.
@@ -536,14 +645,24 @@ async fn restore_cmd(args: RestoreArgs) -> Result<(), Failure> {
         crd_timeout: args.crd_timeout,
         progress: Some(to_stderr()),
     };
-    let store = backups.store(region)?;
-    if !store.backup_ids().await.map_err(|e| Failure::failed(format!("the {region} store: {e}")))?.contains(&args.from)
-    {
-        return Err(Failure::input(format!(
-            "no backup {} in the {region} store; 'drover backup list --plan {} --region {region}' shows the ones it holds",
-            args.from,
-            args.plan.plan.display()
-        )));
+    let from_store = args.store.as_deref().unwrap_or(region);
+    backups.known(from_store, "--store")?;
+    let store = backups.store(from_store)?;
+    match store.index(&args.from).await {
+        Ok(_) => {}
+        Err(drover_backup::Error::Invalid(why)) => {
+            return Err(Failure::input(format!(
+                "{why}; 'drover backup list --plan {} --region {from_store}' shows the ones it holds",
+                args.plan.plan.display()
+            )));
+        }
+        Err(e) => return Err(Failure::failed(format!("the {from_store} store: {e}"))),
+    }
+    if args.restart {
+        store
+            .delete_restore_progress(&args.from, &restore_progress_name(&request))
+            .await
+            .map_err(|e| Failure::failed(format!("the {from_store} store: {e}")))?;
     }
     let report = restore(backups.cluster(region)?, &store, &request).await.map_err(|e| match e {
         drover_backup::Error::Key(why) => Failure::input(format!("backup.key: {why}; nothing was restored")),
@@ -577,7 +696,7 @@ async fn restore_cmd(args: RestoreArgs) -> Result<(), Failure> {
                 }
             }
             println!(
-                "restore of {} to {region}: {} created, {} updated, {} unchanged, {} done before, {} failed",
+                "restore of {} to {region}: {} created, {} updated, {} unchanged, {} done before (by an earlier run; --restart applies them again), {} failed",
                 restored.backup,
                 restored.created,
                 restored.updated,

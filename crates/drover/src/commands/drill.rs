@@ -187,16 +187,19 @@ async fn failback(cx: &Context, args: &DrillArgs) -> Result<(), Failure> {
     let samples = settle_and_stop(probe, args, Some(&summary), now_ms(), Duration::from_secs(60)).await;
     // The region left behind is a standby again: it goes back to the size it had before the
     // failover that raised it, so a drill leaves the standby costing what it did.
-    let scale_restored = if summary.state == RunState::Completed {
-        let restored = cx.engine(&|_: &Entry| {}).undo_scale_into(&header.from).await.map_err(|e| {
-            Failure::failed(format!("the failback completed, but setting {}'s compute back failed: {e}", header.from))
-        })?;
-        for line in &restored {
-            println!("scale: {line}");
+    // A failure here is reported after the measurements are: they are still worth having.
+    let (scale_restored, undo_failed) = if summary.state == RunState::Completed {
+        match cx.engine(&|_: &Entry| {}).undo_scale_into(&header.from).await {
+            Ok(restored) => {
+                for line in &restored {
+                    println!("scale: {line}");
+                }
+                (restored, None)
+            }
+            Err(e) => (Vec::new(), Some(e)),
         }
-        restored
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     let measured = Measured {
         scale_restored,
@@ -208,6 +211,12 @@ async fn failback(cx: &Context, args: &DrillArgs) -> Result<(), Failure> {
         samples,
     };
     report(cx, args, measured, Some(&summary)).await?;
+    if let Some(e) = undo_failed {
+        return Err(Failure::failed(format!(
+            "the failback completed, but setting {}'s compute back to its size before the failover failed: {e}",
+            header.from
+        )));
+    }
     run_completed(Some(summary), "failback")
 }
 

@@ -15,33 +15,49 @@ use crate::commands::backup::Backups;
 #[derive(Clone, Debug, Default)]
 pub struct BackupRecord {
     pub succeeded: u64,
+    /// Written to some stores but not all (or retention failed in one).
+    pub incomplete: u64,
     pub failed: u64,
     /// Unix ms of the newest backup in the stores, this daemon's or another's.
     pub last_success_ms: Option<u64>,
     pub last_objects: Option<usize>,
-    pub last_error: Option<String>,
 }
 
 /// After a failed backup, the next try comes this soon (or at the schedule, if sooner).
 const RETRY: Duration = Duration::from_secs(60);
-/// How often a daemon that does not act looks again.
+/// How often a daemon looks at the clock and whether it acts.
 const IDLE: Duration = Duration::from_secs(1);
+/// How often the newest backup is read from the stores: another daemon may have taken one.
+const LOOK: Duration = Duration::from_secs(60);
 
 impl Daemon {
-    /// Runs forever; spawned only when the plan has `backup.schedule`.
+    /// Runs forever; spawned only when the plan has `backup.schedule`. The next backup is
+    /// due a period after the newest in the stores, whoever took it: a restart, or another
+    /// daemon taking over, does not mean an extra backup.
     pub async fn backup_loop(self: Arc<Self>, backups: Backups, every: Duration) {
-        // A restart does not mean a backup: the next one is due a period after the newest.
-        let newest = newest_backup_ms(&backups).await;
-        self.shared.lock().unwrap().backups.last_success_ms = newest;
-        let mut due = newest.map_or(now_ms(), |ms| ms + every.as_millis() as u64);
+        let every_ms = every.as_millis() as u64;
+        let mut looked_at = 0;
+        let mut retry_at = 0;
         loop {
             let now = now_ms();
-            if now < due {
-                tokio::time::sleep(Duration::from_millis(due - now).min(IDLE)).await;
+            if now >= looked_at + LOOK.as_millis() as u64 {
+                if let Some(newest) = newest_backup_ms(&backups).await {
+                    self.shared.lock().unwrap().backups.last_success_ms = Some(newest);
+                }
+                looked_at = now;
+            }
+            let newest = self.shared.lock().unwrap().backups.last_success_ms;
+            let due = newest.map_or(0, |ms| ms + every_ms).max(retry_at);
+            if now < due || !self.acts() {
+                tokio::time::sleep(IDLE).await;
                 continue;
             }
-            if !self.acts() {
-                tokio::time::sleep(IDLE).await;
+            // Just before acting, read the stores again: the daemon that acted before may
+            // have backed up since this one last looked.
+            if let Some(newest) = newest_backup_ms(&backups).await
+                && newest + every_ms > now
+            {
+                self.shared.lock().unwrap().backups.last_success_ms = Some(newest);
                 continue;
             }
             let region = self.primary_region();
@@ -50,21 +66,26 @@ impl Daemon {
                 Arc::new(move |line: &str| tracing::info!(vantage = %vantage, "scheduled backup: {line}"));
             match backups.create(&region, Vec::new(), None, Some(progress)).await {
                 Ok(report) => {
-                    tracing::info!(vantage = %self.vantage, backup = %report.id, %region, objects = report.objects, "scheduled backup written to every store");
                     let mut shared = self.shared.lock().unwrap();
                     let record = &mut shared.backups;
-                    record.succeeded += 1;
+                    match report.problems() {
+                        None => {
+                            tracing::info!(vantage = %self.vantage, backup = %report.id, %region, objects = report.objects, "scheduled backup written to every store");
+                            record.succeeded += 1;
+                        }
+                        Some(problems) => {
+                            tracing::warn!(vantage = %self.vantage, backup = %report.id, %region, "scheduled backup incomplete: {problems}");
+                            // The stores that have it keep it; the next period tries every store again.
+                            record.incomplete += 1;
+                        }
+                    }
                     record.last_success_ms = Some(now_ms());
                     record.last_objects = Some(report.objects);
-                    record.last_error = None;
-                    due = now_ms() + every.as_millis() as u64;
                 }
                 Err(failure) => {
                     tracing::warn!(vantage = %self.vantage, %region, error = %failure.message, "scheduled backup failed; trying again");
-                    let mut shared = self.shared.lock().unwrap();
-                    shared.backups.failed += 1;
-                    shared.backups.last_error = Some(failure.message);
-                    due = now_ms() + every.min(RETRY).as_millis() as u64;
+                    self.shared.lock().unwrap().backups.failed += 1;
+                    retry_at = now_ms() + every.min(RETRY).as_millis() as u64;
                 }
             }
         }

@@ -153,8 +153,13 @@ pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], n
     }
     if daemon.cx.plan.backup.as_ref().is_some_and(|b| b.schedule.is_some()) {
         let record = &shared.backups;
-        m.family("drover_backups_total", "counter", "Scheduled backups this daemon took since it started, by result");
+        m.family(
+            "drover_backups_total",
+            "counter",
+            "Scheduled backups this daemon took since it started, by result (incomplete: some store not written)",
+        );
         m.sample("drover_backups_total", &[("result", "ok")], record.succeeded as f64);
+        m.sample("drover_backups_total", &[("result", "incomplete")], record.incomplete as f64);
         m.sample("drover_backups_total", &[("result", "failed")], record.failed as f64);
         m.family(
             "drover_backup_last_success_timestamp_seconds",
