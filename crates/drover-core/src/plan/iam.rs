@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{ComputeTarget, DatabaseSpec, Plan, Probe, TrafficSpec};
+use super::model::{BackupStoreSpec, ComputeTarget, DatabaseSpec, Plan, Probe, TrafficSpec};
 
 /// One action on one resource (an ARN, or `*` where the action has no resource-level scope).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -115,6 +115,33 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
             }
         }
     }
+    // Kubernetes backups: drover-backup's object_store calls on each S3 store. Its Kubernetes
+    // calls are granted by RBAC (docs/backup.md); a directory store needs nothing.
+    for store in plan.backup.iter().flat_map(|b| b.stores.values()) {
+        // A store with an endpoint is an S3-compatible server (MinIO, Ceph, ...), not AWS:
+        // its own access rules, not IAM, decide what drover may do there.
+        let BackupStoreSpec::S3 { bucket, prefix, endpoint: None, .. } = store else {
+            continue;
+        };
+        // Listing `objects/` and `backups/` under the prefix (ListObjectsV2). It stays on the
+        // whole bucket, not narrowed by an `s3:prefix` condition: a Grant has no condition;
+        // and S3 answers a GET of a missing object with 404 (which drover relies on for a
+        // restore's first progress record and for verify) only to a caller allowed
+        // s3:ListBucket, else 403, while a GET carries no `s3:prefix`, so a ListBucket that
+        // requires one may not count there. S3 ARNs name no region or account, so
+        // `aws_region` plays no part. The adapters' source test does not cover these calls:
+        // they go through object_store in drover-backup (crates/drover-backup/src/store.rs).
+        out.insert(grant("s3:ListBucket", format!("arn:aws:s3:::{bucket}")));
+        // Content objects, indexes and restore progress: read, written, and deleted by
+        // retention and garbage collection.
+        let keys = match prefix.as_str() {
+            "" => format!("arn:aws:s3:::{bucket}/*"),
+            prefix => format!("arn:aws:s3:::{bucket}/{prefix}/*"),
+        };
+        for action in ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"] {
+            out.insert(grant(action, &keys));
+        }
+    }
     out
 }
 
@@ -175,4 +202,89 @@ pub fn policy(plan: &Plan) -> Option<Policy> {
         })
         .collect();
     Some(Policy { version: "2012-10-17", statements })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{Grant, Statement, grant, grants, policy};
+    use crate::plan::parse_plan;
+
+    /// Four service regions, one of each kind of store; nothing else in the plan uses AWS.
+    const PLAN: &str = r#"
+name: shop
+objectives: { rto: 5m, rpo: 0s }
+regions:
+  east: { role: primary }
+  west: { role: standby }
+  north: { role: standby }
+  south: { role: standby }
+database:
+  kind: postgres
+  replication: asynchronous
+  members: { east: { dsn_env: E }, west: { dsn_env: W }, north: { dsn_env: N }, south: { dsn_env: S } }
+traffic:
+  kind: rfc2136
+  server: 127.0.0.1:53
+  zone: app.test.
+  record: api.app.test.
+  ttl: 5s
+  tsig: { name: k, algorithm: hmac-sha256, secret_env: K }
+  targets: { east: 192.0.2.1, west: 192.0.2.2, north: 192.0.2.3, south: 192.0.2.4 }
+checks: { api: { http: "http://{target}/healthz" } }
+backup:
+  clusters: { east: in-cluster, west: in-cluster, north: in-cluster, south: in-cluster }
+  stores:
+    east: { url: s3://shop-east/drover/shop/ }
+    west: { url: s3://shop-west, aws_region: us-west-2 }
+    north: { dir: /var/backups/north }
+    south: { url: s3://shop-south/drover, endpoint: http://minio:9000 }
+"#;
+
+    fn plan() -> crate::plan::Plan {
+        parse_plan(Path::new("plan.yaml"), PLAN, &crate::plan::test_support::Recording::default()).unwrap()
+    }
+
+    #[test]
+    fn s3_backup_stores_on_aws_are_granted_their_bucket_and_keys() {
+        let expected: Vec<Grant> = vec![
+            grant("s3:DeleteObject", "arn:aws:s3:::shop-east/drover/shop/*"),
+            grant("s3:DeleteObject", "arn:aws:s3:::shop-west/*"),
+            grant("s3:GetObject", "arn:aws:s3:::shop-east/drover/shop/*"),
+            grant("s3:GetObject", "arn:aws:s3:::shop-west/*"),
+            grant("s3:ListBucket", "arn:aws:s3:::shop-east"),
+            grant("s3:ListBucket", "arn:aws:s3:::shop-west"),
+            grant("s3:PutObject", "arn:aws:s3:::shop-east/drover/shop/*"),
+            grant("s3:PutObject", "arn:aws:s3:::shop-west/*"),
+        ];
+        let plan = plan();
+        // The directory store (north) and the S3-compatible server (south) add nothing.
+        assert_eq!(grants(&plan).into_iter().collect::<Vec<_>>(), expected);
+        let statements = policy(&plan).unwrap().statements;
+        let statement = |sid: &str, actions: &[&'static str], resources: &[&str]| Statement {
+            sid: sid.into(),
+            effect: "Allow",
+            actions: actions.to_vec(),
+            resources: resources.iter().map(|r| r.to_string()).collect(),
+        };
+        assert_eq!(
+            statements,
+            [
+                statement(
+                    "Drover1",
+                    &["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+                    &["arn:aws:s3:::shop-east/drover/shop/*", "arn:aws:s3:::shop-west/*"],
+                ),
+                statement("Drover2", &["s3:ListBucket"], &["arn:aws:s3:::shop-east", "arn:aws:s3:::shop-west"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn directory_and_s3_compatible_stores_need_no_policy() {
+        let mut plan = plan();
+        plan.backup.as_mut().unwrap().stores.retain(|region, _| region == "north" || region == "south");
+        assert_eq!(policy(&plan), None);
+    }
 }
