@@ -48,7 +48,7 @@ impl Default for MemoryCluster {
 
 /// Benchmark object `i` in namespace `bench`: a small ConfigMap when even, a Secret when odd.
 pub fn bench_object(i: usize) -> Value {
-    let (kind, data) = if i % 2 == 0 {
+    let (kind, data) = if i.is_multiple_of(2) {
         ("ConfigMap", json!({"setting": format!("value-{i}"), "mode": "live"}))
     } else {
         ("Secret", json!({"token": format!("c2VjcmV0LXt7aX19LXt{i:08}")}))
