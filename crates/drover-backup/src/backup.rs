@@ -96,7 +96,9 @@ pub async fn create_backup(
     };
     let mut entries = Vec::new();
     let mut contents = Vec::new();
-    for kind in cluster.resource_kinds().await? {
+    let kinds = cluster.resource_kinds().await?;
+    let skipped_groups = cluster.skipped_groups();
+    for kind in kinds {
         let secret = kind.group.is_empty() && kind.kind == "Secret";
         if skipped_kind(&kind) || (secret && request.secrets.is_none()) {
             continue;
@@ -162,6 +164,7 @@ pub async fn create_backup(
         namespaces: request.namespaces.clone(),
         selector: request.selector.clone(),
         key_id: entries.iter().any(|e| e.encrypted).then(|| request.secrets.as_ref().unwrap().id().to_owned()),
+        skipped_groups,
         objects: entries,
     };
     // Each store on its own: a region that is down must not keep the others from a backup.

@@ -50,6 +50,11 @@ pub trait ClusterApi: Send + Sync {
     /// Every listable kind, custom resources included, at its preferred version.
     async fn resource_kinds(&self) -> Result<Vec<ResourceKind>, ClusterError>;
 
+    /// The API groups the last `resource_kinds` could not discover, each with why.
+    fn skipped_groups(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The objects of `kind` (in `namespace`, or everywhere), matching the label selector.
     async fn list(
         &self,

@@ -33,6 +33,10 @@ pub struct Index {
     /// fails before it applies anything. None when no Secrets were taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// API groups discovery could not read (an aggregated API that was down), with why:
+    /// their objects are not in this backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_groups: Vec<String>,
     pub objects: Vec<Entry>,
 }
 

@@ -107,3 +107,65 @@ async fn existing_objects_are_skipped_or_updated() {
     let kinds = updating.resource_kinds().await.unwrap();
     assert!(kinds.iter().any(|k| k.kind == "Widget"), "the restored CRD serves its kind");
 }
+
+/// A cluster whose discovery left an API group out: the backup's index says so.
+struct MissingMetrics(drover_backup::standin::MemoryCluster);
+
+#[async_trait::async_trait]
+impl drover_backup::ClusterApi for MissingMetrics {
+    async fn resource_kinds(&self) -> Result<Vec<drover_backup::ResourceKind>, drover_backup::ClusterError> {
+        self.0.resource_kinds().await
+    }
+    fn skipped_groups(&self) -> Vec<String> {
+        vec!["metrics.k8s.io/v1beta1: 503 ServiceUnavailable".into()]
+    }
+    async fn list(
+        &self,
+        kind: &drover_backup::ResourceKind,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>, drover_backup::ClusterError> {
+        self.0.list(kind, namespace, selector).await
+    }
+    async fn get(
+        &self,
+        kind: &drover_backup::ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, drover_backup::ClusterError> {
+        self.0.get(kind, namespace, name).await
+    }
+    async fn create(
+        &self,
+        kind: &drover_backup::ResourceKind,
+        object: serde_json::Value,
+    ) -> Result<serde_json::Value, drover_backup::ClusterError> {
+        self.0.create(kind, object).await
+    }
+    async fn replace(
+        &self,
+        kind: &drover_backup::ResourceKind,
+        object: serde_json::Value,
+    ) -> Result<serde_json::Value, drover_backup::ClusterError> {
+        self.0.replace(kind, object).await
+    }
+    async fn crd_established(&self, name: &str) -> Result<bool, drover_backup::ClusterError> {
+        self.0.crd_established(name).await
+    }
+}
+
+#[tokio::test]
+async fn a_group_discovery_left_out_is_named_in_the_index() {
+    use drover_backup::ClusterApi;
+    let dir = tempfile::tempdir().unwrap();
+    let east = store(&dir, "east");
+    let cluster = MissingMetrics(support::source_cluster());
+    assert!(support::source_cluster().skipped_groups().is_empty(), "the stand-in skips nothing");
+    let now = time::macros::datetime!(2026-11-25 10:00:00 UTC);
+    let report = drover_backup::create_backup(&cluster, std::slice::from_ref(&east), &support::request(false), now)
+        .await
+        .unwrap();
+    let index = east.index(&report.index.id).await.unwrap();
+    assert_eq!(index.skipped_groups, ["metrics.k8s.io/v1beta1: 503 ServiceUnavailable"]);
+    assert!(!index.objects.is_empty(), "the rest is backed up");
+}

@@ -26,18 +26,25 @@ pub struct KubeCluster {
     client: OnceCell<Client>,
     /// `east's cluster`, for messages.
     name: String,
+    /// Groups the last discovery left out, for the backup's index and report.
+    skipped: std::sync::Mutex<Vec<String>>,
 }
 
 impl KubeCluster {
     /// Lazy: connects on first use. `name` is for messages, e.g. "east's cluster".
     pub fn new(access: &ClusterAccess, name: &str) -> KubeCluster {
-        KubeCluster { access: access.clone(), client: OnceCell::new(), name: name.to_owned() }
+        KubeCluster {
+            access: access.clone(),
+            client: OnceCell::new(),
+            name: name.to_owned(),
+            skipped: Default::default(),
+        }
     }
 
     /// Reaches the cluster through `client` (tests: a scripted or stand-in API server).
     pub fn with_client(name: &str, client: Client) -> KubeCluster {
         let client = OnceCell::new_with(Some(client));
-        KubeCluster { access: ClusterAccess::InCluster, client, name: name.to_owned() }
+        KubeCluster { access: ClusterAccess::InCluster, client, name: name.to_owned(), skipped: Default::default() }
     }
 
     async fn client(&self) -> Result<Client, ClusterError> {
@@ -132,6 +139,7 @@ impl ClusterApi for KubeCluster {
         }
         let core = discovery::pinned_group(&client, &GroupVersion::gv("", "v1")).await;
         let mut kinds = usable_kinds(&core.map_err(|e| self.error("discover the core group (v1)", e))?);
+        let mut skipped = Vec::new();
         // Group by group, one after another: a group that fails (an aggregated API that is down,
         // like metrics.k8s.io when metrics-server is unhealthy) costs its own kinds, not the backup.
         for group in groups.groups {
@@ -142,12 +150,18 @@ impl ClusterApi for KubeCluster {
             match discovery::pinned_group(&client, &GroupVersion::gv(&group.name, &preferred.version)).await {
                 Ok(found) => kinds.extend(usable_kinds(&found)),
                 Err(e) => {
-                    let skipped = self.error(&format!("discover {}", preferred.group_version), e);
-                    tracing::warn!("{skipped}; its objects are not in this backup");
+                    let why = self.error(&format!("discover {}", preferred.group_version), e);
+                    tracing::warn!("{why}; its objects are not in this backup");
+                    skipped.push(format!("{}: {why}", preferred.group_version));
                 }
             }
         }
+        *self.skipped.lock().unwrap() = skipped;
         Ok(kinds)
+    }
+
+    fn skipped_groups(&self) -> Vec<String> {
+        self.skipped.lock().unwrap().clone()
     }
 
     async fn list(

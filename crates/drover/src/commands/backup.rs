@@ -289,6 +289,7 @@ impl Backups {
             bytes: stored_bytes(&index),
             secrets_encrypted: index.objects.iter().filter(|e| e.encrypted).count(),
             retention_applied: !scoped,
+            skipped_groups: index.skipped_groups.clone(),
             stores: results,
         })
     }
@@ -327,6 +328,9 @@ pub struct CreateReport {
     pub secrets_encrypted: usize,
     /// False for a backup of some namespaces or a selector: retention is not applied after one.
     pub retention_applied: bool,
+    /// API groups discovery could not read, with why: their objects are not in the backup.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_groups: Vec<String>,
     pub stores: Vec<StoreWrite>,
 }
 
@@ -380,6 +384,9 @@ impl std::fmt::Display for CreateReport {
                 write!(f, " ({error})")?;
             }
             writeln!(f)?;
+        }
+        for group in &self.skipped_groups {
+            writeln!(f, "  not backed up: API group {group}")?;
         }
         if !self.retention_applied {
             writeln!(f, "  retention not applied: this backup covers only some namespaces or labels")?;
