@@ -89,6 +89,11 @@ fn drover_on(plan: &Path, args: &[&str]) -> Ran {
     run(drover().args(args).arg("--plan").arg(plan).env("DROVER_LOG", "debug"))
 }
 
+/// Backs up east's cluster; the backup's id.
+fn backed_up(plan: &Path) -> String {
+    json(&drover_on(plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"].as_str().unwrap().to_owned()
+}
+
 fn json(ran: &Ran) -> Value {
     assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
     serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("{e}: {}", ran.stdout))
@@ -185,12 +190,7 @@ fn verify_names_a_corrupted_object_and_retention_keeps_the_last_two() {
     let s = setup(&rt, local_stores());
     let mut ids = Vec::new();
     for _ in 0..3 {
-        ids.push(
-            json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(backed_up(&s.plan));
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     // keep: { last: 2 }: the oldest is gone from both stores.
@@ -229,10 +229,7 @@ fn verify_names_a_corrupted_object_and_retention_keeps_the_last_two() {
 fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
     let rt = runtime();
     let s = setup(&rt, local_stores());
-    let id = json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = backed_up(&s.plan);
     let cases: [(&[&str], &str); 5] = [
         (
             &["backup", "create", "--region", "north"],
@@ -368,10 +365,7 @@ fn backup_to_s3_buckets_in_both_regions_and_restore_from_west() {
 fn a_restore_under_another_namespace_map_is_not_taken_for_a_rerun() {
     let rt = runtime();
     let s = setup(&rt, local_stores());
-    let id = json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = backed_up(&s.plan);
     let restore = |map: &str| {
         json(&drover_on(
             &s.plan,
@@ -426,10 +420,7 @@ fn a_store_that_cannot_be_written_does_not_keep_the_backup_from_the_others() {
 fn restart_applies_again_what_an_earlier_run_applied() {
     let rt = runtime();
     let s = setup(&rt, local_stores());
-    let id = json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = backed_up(&s.plan);
     let restore = |extra: &[&str]| {
         let mut args = vec!["restore", "--from", &id, "--to-region", "west", "-o", "json"];
         args.extend_from_slice(extra);
@@ -445,10 +436,7 @@ fn restart_applies_again_what_an_earlier_run_applied() {
 fn the_backup_commands_need_no_database_or_dns_secret() {
     let rt = runtime();
     let s = setup(&rt, local_stores());
-    let id = json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = backed_up(&s.plan);
     // In a disaster, whoever restores may hold only the backup key.
     for file in ["east.dsn", "west.dsn", "tsig.key"] {
         std::fs::remove_file(s.dir.path().join(file)).unwrap();
