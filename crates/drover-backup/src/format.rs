@@ -68,11 +68,21 @@ impl Entry {
 
     /// The label once restored with namespace map `map` (source namespace to target).
     pub fn label_in(&self, map: &BTreeMap<String, String>) -> String {
-        let renamed = |ns: &str| map.get(ns).map_or(ns, String::as_str).to_owned();
+        let (namespace, name) = self.restored_as(map);
+        match namespace {
+            Some(ns) => format!("{} {ns}/{name}", self.kind),
+            None => format!("{} {name}", self.kind),
+        }
+    }
+
+    /// The namespace and name the object gets in the target under `map`: a namespaced
+    /// object moves to its namespace's target, and a Namespace itself is renamed.
+    pub fn restored_as<'a>(&'a self, map: &'a BTreeMap<String, String>) -> (Option<&'a str>, &'a str) {
+        let renamed = |ns: &'a str| map.get(ns).map_or(ns, String::as_str);
         match &self.namespace {
-            Some(ns) => format!("{} {}/{}", self.kind, renamed(ns), self.name),
-            None if self.group.is_empty() && self.kind == "Namespace" => format!("Namespace {}", renamed(&self.name)),
-            None => format!("{} {}", self.kind, self.name),
+            Some(ns) => (Some(renamed(ns)), &self.name),
+            None if self.group.is_empty() && self.kind == "Namespace" => (None, renamed(&self.name)),
+            None => (None, &self.name),
         }
     }
 }

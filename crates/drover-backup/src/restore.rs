@@ -111,19 +111,14 @@ fn done_key(entry: &Entry) -> String {
 /// The object as it goes to the target: namespaces renamed, and the namespaces of
 /// ServiceAccount subjects in bindings with them.
 fn map_namespaces(mut object: Value, entry: &Entry, map: &BTreeMap<String, String>) -> Value {
-    let renamed = |ns: &str| map.get(ns).cloned();
-    if let Some(new) = entry.namespace.as_deref().and_then(renamed) {
-        object["metadata"]["namespace"] = json!(new);
+    let (namespace, name) = entry.restored_as(map);
+    if let Some(namespace) = namespace {
+        object["metadata"]["namespace"] = json!(namespace);
     }
-    if entry.group.is_empty()
-        && entry.kind == "Namespace"
-        && let Some(new) = renamed(&entry.name)
-    {
-        object["metadata"]["name"] = json!(new);
-    }
+    object["metadata"]["name"] = json!(name);
     if let Some(subjects) = object.get_mut("subjects").and_then(Value::as_array_mut) {
         for subject in subjects {
-            if let Some(new) = subject["namespace"].as_str().and_then(renamed) {
+            if let Some(new) = subject["namespace"].as_str().and_then(|ns| map.get(ns)) {
                 subject["namespace"] = json!(new);
             }
         }

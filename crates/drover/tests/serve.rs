@@ -420,3 +420,36 @@ fn a_restarted_daemon_waits_a_period_after_the_newest_backup() {
     assert_eq!(metric(&d, "drover_backups_total{result=\"ok\"}"), Some(0.0));
     assert_eq!(std::fs::read_dir(stores.path().join("east").join("backups")).unwrap().count(), 1);
 }
+
+/// Only the daemon that acts backs up: one whose own region is judged down does not.
+#[test]
+fn a_daemon_that_does_not_act_takes_no_backup() {
+    use drover_backup::standin::MemoryCluster;
+    use drover_backup::standin::http::ApiServer;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let kube = tempfile::tempdir().unwrap();
+    let (east, west) = (std::sync::Arc::new(MemoryCluster::new()), std::sync::Arc::new(MemoryCluster::new()));
+    east.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    let apis = rt.block_on(async { (ApiServer::start(east).await, ApiServer::start(west).await) });
+    let plan = format!(
+        "{PLAN}backup:\n  schedule: 1s\n  clusters:\n    east: {{ kubeconfig: {}, context: east }}\n    west: {{ kubeconfig: {}, context: west }}\n  stores:\n    east: {{ dir: DIR/backups-east }}\n    west: {{ dir: DIR/backups-west }}\n",
+        apis.0.write_kubeconfig(kube.path(), "east").display(),
+        apis.1.write_kubeconfig(kube.path(), "west").display(),
+    );
+    // This vantage is in west, and west's checks point nowhere: once judged down, it never acts.
+    let d = start_as("west", &plan);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r: Value = client().get(format!("{}/api/v1/regions", d.base)).send().unwrap().json().unwrap();
+        let west = r["regions"].as_array().unwrap().iter().find(|v| v["region"] == "west").cloned().unwrap();
+        if west["verdict"]["verdict"] == "down" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "west never judged down: {r:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Before its region was judged it may have acted; from now on it must not.
+    let taken = metric(&d, "drover_backups_total{result=\"ok\"}").unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(metric(&d, "drover_backups_total{result=\"ok\"}"), Some(taken), "a daemon that does not act backed up");
+}

@@ -316,11 +316,17 @@ impl Daemon {
     }
 
     /// Whether this daemon does the work one daemon does: it leads the etcd election, or,
-    /// without one, it was the acting vantage in the last autopilot round.
+    /// without one, it was the acting vantage in the last autopilot round after its first
+    /// round of probes.
     pub fn acts(&self) -> bool {
         match &self.election {
             Some(election) => election.is_leader(),
-            None => self.shared.lock().unwrap().acting,
+            // Not before every check has been probed once: until then this daemon has not
+            // judged its own region, nor heard its peers, and would act beside them.
+            None => {
+                let shared = self.shared.lock().unwrap();
+                shared.ready && shared.acting
+            }
         }
     }
 
