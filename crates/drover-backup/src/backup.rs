@@ -189,33 +189,51 @@ pub async fn create_backup(
     Ok(BackupReport { index, written, failed })
 }
 
-/// Writes one store: a pending marker (retention then leaves unused content alone), the
-/// objects it lacks, the index; then makes sure every object is there, since a retention
-/// that began before the marker may have deleted one this backup found and reused.
+/// Writes one store under its lock: the objects it lacks, then the index. Then it makes
+/// sure every object is there, in case a store does not honour the lock's create-if-absent.
 async fn write_to(store: &BackupStore, index: &Index, contents: &[(String, Vec<u8>)]) -> Result<usize, Error> {
-    store.mark_pending(&index.id).await?;
+    store.lock(&holder(&index.id), LOCK_WAIT).await?;
     let written = async {
         let count = store.put_objects(contents.to_vec()).await?;
         store.put_index(index).await?;
         Ok::<_, Error>(count + store.put_objects(contents.to_vec()).await?)
     }
     .await;
-    // Cleared even after a failure, or retention in this store would wait six hours.
-    let cleared = store.clear_pending(&index.id).await;
+    let unlocked = store.unlock().await;
     let count = written?;
-    cleared?;
+    unlocked?;
     Ok(count)
+}
+
+/// How long a backup or retention waits for another one to let go of a store.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Who holds a store's lock, for the message another process sees.
+fn holder(what: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{what} (process {} on {})", std::process::id(), host.trim())
 }
 
 /// Deletes the backups `keep` does not keep, then the content only they used; the ids deleted.
 pub async fn apply_retention(store: &BackupStore, keep: Keep) -> Result<Vec<String>, Error> {
-    let delete = retention::to_delete(&store.backup_ids().await?, keep);
-    for id in &delete {
-        store.delete_backup(id).await?;
+    if retention::to_delete(&store.backup_ids().await?, keep).is_empty() {
+        return Ok(Vec::new());
     }
-    if !delete.is_empty() {
-        store.collect_garbage().await?;
+    store.lock(&holder("retention"), LOCK_WAIT).await?;
+    let applied = async {
+        let delete = retention::to_delete(&store.backup_ids().await?, keep);
+        for id in &delete {
+            store.delete_backup(id).await?;
+        }
+        if !delete.is_empty() {
+            store.collect_garbage().await?;
+        }
+        Ok::<_, Error>(delete)
     }
+    .await;
+    let unlocked = store.unlock().await;
+    let delete = applied?;
+    unlocked?;
     Ok(delete)
 }
 

@@ -40,6 +40,9 @@ pub enum Error {
     Key(String),
     #[error("{0}")]
     Invalid(String),
+    /// The store's lock is held by another backup or retention.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Runs `f` on every item, at most `limit` at a time; results come back in completion order.

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 use crate::format::{Entry, Index, sha256_hex};
 use crate::{Error, run_bounded};
@@ -44,13 +44,23 @@ fn index_path(id: &str) -> Path {
     Path::from(format!("backups/{id}/index.json"))
 }
 
-fn pending_path(id: &str) -> Path {
-    Path::from(format!("pending/{id}"))
+/// Held by the one backup or retention working in a store (see `BackupStore::lock`).
+fn lock_path() -> Path {
+    Path::from("locks/backup")
 }
 
-/// A pending marker older than this is a backup that died midway: it no longer holds
-/// garbage collection back.
-const PENDING_FOR: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+/// A lock older than this belongs to a process that died holding it, and is taken over.
+const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LockRecord {
+    holder: String,
+    until_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 fn progress_path(id: &str, target: &str) -> Path {
     Path::from(format!("restores/{id}/{target}.json"))
@@ -180,34 +190,57 @@ impl BackupStore {
         Ok(())
     }
 
-    /// Marks backup `id` as being written, until `clear_pending`.
-    pub async fn mark_pending(&self, id: &str) -> Result<(), Error> {
-        self.store.put(&pending_path(id), PutPayload::from(Vec::new())).await?;
-        Ok(())
+    /// Takes the store's backup lock for `holder`, waiting up to `wait` for another holder
+    /// to let go: a backup reuses content the store holds, so a retention deleting unused
+    /// content must never run beside it. The lock is an object created only if absent
+    /// (S3 `If-None-Match: *`, or an exclusive create on a local directory); one whose
+    /// holder died is taken over after an hour. Release it with `unlock`.
+    pub async fn lock(&self, holder: &str, wait: std::time::Duration) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let record = LockRecord { holder: holder.to_owned(), until_ms: now_ms() + LOCK_TTL.as_millis() as u64 };
+            let body = PutPayload::from(serde_json::to_vec(&record).expect("a lock serializes"));
+            match self.store.put_opts(&lock_path(), body, PutMode::Create.into()).await {
+                Ok(_) => return Ok(()),
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let held: Option<LockRecord> = match self.store.get(&lock_path()).await {
+                Ok(got) => serde_json::from_slice(&got.bytes().await?).ok(),
+                // Let go between our create and this read: try again at once.
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            match held {
+                Some(held) if held.until_ms > now_ms() => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Error::Busy(format!(
+                            "the {} store is locked by {} (a backup or retention running there); try again later, \
+                             or delete locks/backup in the store if that process is gone",
+                            self.name, held.holder
+                        )));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                // Expired, or not a lock record: its holder is gone.
+                _ => {
+                    tracing::warn!(store = %self.name, "taking over a backup lock whose holder is gone");
+                    self.unlock().await?;
+                }
+            }
+        }
     }
 
-    pub async fn clear_pending(&self, id: &str) -> Result<(), Error> {
-        match self.store.delete(&pending_path(id)).await {
+    pub async fn unlock(&self) -> Result<(), Error> {
+        match self.store.delete(&lock_path()).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Whether a backup is being written now (a pending marker younger than six hours).
-    async fn backup_pending(&self) -> Result<bool, Error> {
-        let listing = self.store.list_with_delimiter(Some(&Path::from("pending"))).await?;
-        let fresh_since = chrono::Utc::now() - chrono::Duration::from_std(PENDING_FOR).expect("six hours fit");
-        Ok(listing.objects.iter().any(|o| o.last_modified > fresh_since))
-    }
-
-    /// Deletes the content objects no remaining backup refers to; how many. Not while a
-    /// backup is being written (it may have found and reused an object no index names yet):
-    /// the next retention collects them.
+    /// Deletes the content objects no remaining backup refers to; how many. The caller holds
+    /// the store's lock: a backup running beside it may reuse an object no index names yet.
     pub async fn collect_garbage(&self) -> Result<usize, Error> {
-        if self.backup_pending().await? {
-            tracing::info!(store = %self.name, "a backup is being written: unused content is left for the next retention");
-            return Ok(0);
-        }
         let mut referenced = HashSet::new();
         for id in self.backup_ids().await? {
             referenced.extend(self.index(&id).await?.objects.into_iter().map(|e| e.hash));

@@ -169,3 +169,9 @@ async fn a_group_discovery_left_out_is_named_in_the_index() {
     assert_eq!(index.skipped_groups, ["metrics.k8s.io/v1beta1: 503 ServiceUnavailable"]);
     assert!(!index.objects.is_empty(), "the rest is backed up");
 }
+
+#[tokio::test]
+async fn the_store_lock_lets_one_backup_in_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    support::the_store_lock_lets_one_backup_in_at_a_time(&store(&dir, "east")).await;
+}

@@ -15,4 +15,8 @@ async fn backup_and_restore_through_s3() {
 
     let corrupted = moto.store("east", "backups-corrupted").await;
     support::verify_detects_corruption(&corrupted).await;
+
+    // The lock is S3's create-if-absent (If-None-Match: *), which moto honours as S3 does.
+    let locked = moto.store("east", "backups-locked").await;
+    support::the_store_lock_lets_one_backup_in_at_a_time(&locked).await;
 }

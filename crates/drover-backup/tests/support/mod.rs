@@ -12,6 +12,7 @@ use drover_backup::standin::MemoryCluster;
 use drover_backup::{
     BackupRequest, BackupStore, ClusterApi, Existing, Keep, Outcome, RestoreRequest, SecretKey, create_backup, restore,
 };
+use object_store::ObjectStoreExt;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -215,4 +216,41 @@ pub async fn verify_detects_corruption(store: &BackupStore) {
     assert_eq!(report.checked, 10);
     assert_eq!(report.corrupt, [("Deployment shop/web".to_string(), deployment.hash)]);
     assert_eq!(report.missing, [("Service shop/web".to_string(), service.hash)]);
+}
+
+/// One holder at a time: a second waits, then is told who holds the store; a lock whose
+/// holder died (expired) is taken over; two backups at once both end whole.
+pub async fn the_store_lock_lets_one_backup_in_at_a_time(store: &BackupStore) {
+    use drover_backup::Error;
+    store.lock("first", Duration::ZERO).await.unwrap();
+    match store.lock("second", Duration::from_millis(300)).await {
+        Err(Error::Busy(why)) => assert!(why.contains("store is locked by first"), "{why}"),
+        other => panic!("a second holder got in: {other:?}"),
+    }
+    store.unlock().await.unwrap();
+    store.lock("second", Duration::ZERO).await.unwrap();
+    store.unlock().await.unwrap();
+
+    // A holder that died an hour ago.
+    let stale = serde_json::to_vec(&json!({"holder": "gone", "until_ms": 1})).unwrap();
+    store.inner().put(&object_store::path::Path::from("locks/backup"), stale.into()).await.unwrap();
+    store.lock("third", Duration::ZERO).await.unwrap();
+    store.unlock().await.unwrap();
+
+    // Two backups of a changed cluster into one store at the same time, with retention.
+    let cluster = source_cluster();
+    let (a, b) = (datetime!(2026-11-25 10:00:00 UTC), datetime!(2026-11-25 10:00:01 UTC));
+    let stores = std::slice::from_ref(store);
+    let req = request(false);
+    let (first, second) =
+        tokio::join!(create_backup(&cluster, stores, &req, a), create_backup(&cluster, stores, &req, b));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert!(first.failed.is_empty() && second.failed.is_empty());
+    apply_retention(store, Keep { last: 1, daily: 0 }).await.unwrap();
+    assert_eq!(store.backup_ids().await.unwrap(), std::slice::from_ref(&second.index.id));
+    assert!(store.verify(&second.index.id).await.unwrap().ok(), "retention took content the kept backup uses");
+    assert!(
+        store.inner().head(&object_store::path::Path::from("locks/backup")).await.is_err(),
+        "a lock was left behind"
+    );
 }
