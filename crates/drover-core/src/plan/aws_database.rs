@@ -70,17 +70,7 @@ fn members(
     let at = m.key("members").map_or(node.pos(), Node::pos);
     let example = |region: &str| format!("{region}: {{ {field}: {example_id} }}");
     let entries = region_entries(r, node, "database.members", at, regions, "database member", &example)?;
-    let mut members = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
-        match member(r, entry, field, example_id) {
-            Some(id) => {
-                members.insert(entry.name.clone(), id);
-            }
-            None => complete = false,
-        }
-    }
-    complete.then_some(members)
+    r.each(&entries, |r, entry| member(r, entry, field, example_id))
 }
 
 fn member(r: &mut Reader<'_>, entry: &Entry<'_>, field: &str, example_id: &str) -> Option<String> {

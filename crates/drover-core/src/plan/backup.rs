@@ -86,17 +86,7 @@ fn read_clusters(
     let at = m.key("clusters").map_or(node.pos(), Node::pos);
     let example = |region: &str| format!("{region}: {{ kubeconfig: ~/.kube/config, context: shop-{region} }}");
     let entries = region_entries(r, node, &m.field("clusters"), at, regions, "Kubernetes cluster", &example)?;
-    let mut clusters = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
-        match read_cluster(r, entry.value, &entry.path) {
-            Some(access) => {
-                clusters.insert(entry.name.clone(), access);
-            }
-            None => complete = false,
-        }
-    }
-    complete.then_some(clusters)
+    r.each(&entries, |r, entry| read_cluster(r, entry.value, &entry.path))
 }
 
 /// Every store's region needs a cluster: the one named in `backup.clusters`, or else the one
@@ -178,17 +168,7 @@ fn read_stores(
     let at = m.key("stores").map_or(node.pos(), Node::pos);
     let example = |region: &str| format!("{region}: {{ url: s3://shop-backups-{region}/drover }}");
     let entries = region_entries(r, node, &m.field("stores"), at, regions, "backup store", &example)?;
-    let mut stores = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
-        match read_store(r, entry) {
-            Some(store) => {
-                stores.insert(entry.name.clone(), store);
-            }
-            None => complete = false,
-        }
-    }
-    complete.then_some(stores)
+    r.each(&entries, read_store)
 }
 
 fn read_store(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<BackupStoreSpec> {

@@ -42,18 +42,10 @@ pub(super) fn read(
         r.error(at, "checks", "no checks; add at least one, e.g. api: { http: \"http://{target}:8080/healthz\" }");
         return None;
     }
-    let mut checks = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
+    r.each(&entries, |r, entry| {
         check_identifier(r, entry, "check");
-        match read_check(r, entry, regions) {
-            Some(check) => {
-                checks.insert(entry.name.clone(), check);
-            }
-            None => complete = false,
-        }
-    }
-    complete.then_some(checks)
+        read_check(r, entry, regions)
+    })
 }
 
 fn read_check(r: &mut Reader<'_>, entry: &Entry<'_>, regions: Option<&Regions>) -> Option<Check> {

@@ -35,18 +35,10 @@ pub(super) fn read(
         return Some(BTreeMap::new());
     }
     let entries = r.entries(node, "compute", "a mapping of resource name to { kind, capacity, regions }", "compute")?;
-    let mut specs = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
+    r.each(&entries, |r, entry| {
         check_identifier(r, entry, "compute resource");
-        match read_one(r, entry, regions) {
-            Some(spec) => {
-                specs.insert(entry.name.clone(), spec);
-            }
-            None => complete = false,
-        }
-    }
-    complete.then_some(specs)
+        read_one(r, entry, regions)
+    })
 }
 
 fn read_one(r: &mut Reader<'_>, entry: &Entry<'_>, regions: Option<&Regions>) -> Option<ComputeSpec> {
@@ -126,17 +118,7 @@ fn read_targets(
         ComputeKind::Kubernetes => format!("{region}: {{ cluster: {{ context: shop-{region} }}, namespace: shop }}"),
     };
     let entries = region_entries(r, node, &path, at, regions, "compute target", &example)?;
-    let mut targets = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
-        match read_target(r, entry, kind) {
-            Some(t) => {
-                targets.insert(entry.name.clone(), t);
-            }
-            None => complete = false,
-        }
-    }
-    complete.then_some(targets)
+    r.each(&entries, |r, entry| read_target(r, entry, kind))
 }
 
 fn read_target(r: &mut Reader<'_>, entry: &Entry<'_>, kind: ComputeKind) -> Option<ComputeTarget> {

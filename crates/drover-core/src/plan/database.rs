@@ -83,17 +83,7 @@ fn read_members(
     let at = m.key("members").map_or(node.pos(), Node::pos);
     let example = |region: &str| format!("{region}: {{ dsn_env: {}_DSN }}", region.to_uppercase().replace('-', "_"));
     let entries = region_entries(r, node, "database.members", at, regions, "database member", &example)?;
-    let mut members = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
-        match read_member(r, entry) {
-            Some(member) => {
-                members.insert(entry.name.clone(), member);
-            }
-            None => complete = false,
-        }
-    }
-    complete.then_some(members)
+    r.each(&entries, read_member)
 }
 
 fn read_member(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<PostgresMember> {

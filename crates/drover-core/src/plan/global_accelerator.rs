@@ -146,23 +146,15 @@ fn group_arn(r: &mut Reader<'_>, node: &Node, field: &str, accelerator: Option<&
 fn read_endpoints(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<BTreeMap<String, u8>> {
     let entries =
         r.entries(node, field, "a mapping of endpoint id to weight, like { <load balancer ARN>: 100 }", "endpoint")?;
-    let mut endpoints = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
-        match r.count(entry.value, &entry.path, 0) {
-            Some(weight) if weight <= 255 => {
-                endpoints.insert(entry.name.clone(), weight as u8);
-            }
-            Some(weight) => {
-                r.error(
-                    entry.value.pos(),
-                    &entry.path,
-                    format!("{weight} is more than 255, Global Accelerator's largest weight"),
-                );
-                complete = false;
-            }
-            None => complete = false,
+    r.each(&entries, |r, entry| match r.count(entry.value, &entry.path, 0)? {
+        weight if weight <= 255 => Some(weight as u8),
+        weight => {
+            r.error(
+                entry.value.pos(),
+                &entry.path,
+                format!("{weight} is more than 255, Global Accelerator's largest weight"),
+            );
+            None
         }
-    }
-    complete.then_some(endpoints)
+    })
 }

@@ -165,6 +165,26 @@ impl<'s> Reader<'s> {
         Some(named)
     }
 
+    /// Reads every entry with `read`, which reports its own problems: the values by entry
+    /// name, or None when any entry was bad. Every entry is read, so all mistakes show at once.
+    pub fn each<'n, T>(
+        &mut self,
+        entries: &[Entry<'n>],
+        mut read: impl FnMut(&mut Self, &Entry<'n>) -> Option<T>,
+    ) -> Option<std::collections::BTreeMap<String, T>> {
+        let mut values = std::collections::BTreeMap::new();
+        let mut complete = true;
+        for entry in entries {
+            match read(self, entry) {
+                Some(value) => {
+                    values.insert(entry.name.clone(), value);
+                }
+                None => complete = false,
+            }
+        }
+        complete.then_some(values)
+    }
+
     /// YAML forbids a key twice in one mapping; only the first would be read.
     fn repeated_keys(&mut self, entries: &[(Node, Node)], path: &str) {
         // One pass with the keys seen so far: plans with thousands of checks stay fast.

@@ -153,28 +153,18 @@ fn read_targets(
     let at = traffic.key("targets").map_or(node.pos(), Node::pos);
     let example = |region: &str| format!("{region}: 10.0.0.1");
     let entries = region_entries(r, node, "traffic.targets", at, regions, "traffic target", &example)?;
-    let mut targets = BTreeMap::new();
-    let mut complete = true;
-    for entry in &entries {
-        let Some(text) = r.text(entry.value, &entry.path, "an IP address like 10.200.0.11") else {
-            complete = false;
-            continue;
-        };
-        match text.parse::<IpAddr>() {
-            Ok(ip) => {
-                targets.insert(entry.name.clone(), ip);
-            }
-            Err(_) => {
-                r.error(
-                    entry.value.pos(),
-                    &entry.path,
-                    format!("'{text}' is not an IP address; write the address clients should reach, e.g. 10.200.0.11"),
-                );
-                complete = false;
-            }
+    r.each(&entries, |r, entry| {
+        let text = r.text(entry.value, &entry.path, "an IP address like 10.200.0.11")?;
+        let ip = text.parse::<IpAddr>().ok();
+        if ip.is_none() {
+            r.error(
+                entry.value.pos(),
+                &entry.path,
+                format!("'{text}' is not an IP address; write the address clients should reach, e.g. 10.200.0.11"),
+            );
         }
-    }
-    complete.then_some(targets)
+        ip
+    })
 }
 
 #[cfg(test)]
