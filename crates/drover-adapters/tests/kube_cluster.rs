@@ -4,8 +4,12 @@
 //! failures the stand-in never does.
 #![cfg(feature = "kubernetes")]
 
+#[path = "support/logs.rs"]
+mod logs;
+use logs::Captured;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use drover_adapters::kubernetes::{KubeCluster, KubernetesCompute};
@@ -246,10 +250,7 @@ async fn groups(handle: &mut Handle) {
 
 #[tokio::test]
 async fn a_group_that_fails_discovery_is_left_out_with_a_warning() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let (logs, _logging) = Captured::start();
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let kube = KubeCluster::with_client("east's cluster", Client::new(service, "default"));
     let server = tokio::spawn(async move {
@@ -283,7 +284,7 @@ async fn a_group_that_fails_discovery_is_left_out_with_a_warning() {
             ResourceKind::new("apps", "v1", "Deployment", "deployments", true),
         ]
     );
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains(
             "WARN drover_adapters::kubernetes::cluster: east's cluster: discover metrics.k8s.io/v1beta1: the server is \
@@ -311,20 +312,6 @@ async fn the_core_group_failing_fails_discovery() {
     let Err(ClusterError::Other(message)) = kube.resource_kinds().await else { panic!("no core group, no backup") };
     server.await.unwrap();
     assert_eq!(message, "east's cluster: discover the core group (v1): etcd is unreachable (500 InternalError)");
-}
-
-/// Everything logged, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test]

@@ -3,6 +3,10 @@
 //! retried and what is not, that sending never holds up the caller, and that
 //! no URL or routing key reaches the logs.
 
+#[path = "support/logs.rs"]
+mod logs;
+use logs::Captured;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -250,31 +254,10 @@ async fn a_webhook_hears_only_the_events_it_asked_for() {
     assert_eq!(receiver.on("/v2/enqueue").len(), 1);
 }
 
-/// Everything the notifier logs, at every level, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // One thread, so the sends (spawned tasks) log to this test's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn failures_are_logged_by_webhook_name_never_by_url_or_routing_key() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let (logs, _logging) = Captured::start();
 
     let (receiver, addr) = receiver().await;
     receiver.answer("/v2/enqueue/sekrit-path", Answer::EchoAndRefuse);
@@ -290,7 +273,7 @@ async fn failures_are_logged_by_webhook_name_never_by_url_or_routing_key() {
     notifier.notify(event(EventKind::RunPaused));
     guard(notifier.flush()).await;
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert_eq!(receiver.on("/v2/enqueue/sekrit-path").len(), 1);
     assert!(
         logs.contains("webhook ops-slack (slack) was not notified of run_paused after 5 attempts: connection refused"),
