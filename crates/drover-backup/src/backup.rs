@@ -189,14 +189,13 @@ pub async fn create_backup(
     Ok(BackupReport { index, written, failed })
 }
 
-/// Writes one store under its lock: the objects it lacks, then the index. Then it makes
-/// sure every object is there, in case a store does not honour the lock's create-if-absent.
+/// Writes one store under its lock: the objects it lacks, then the index.
 async fn write_to(store: &BackupStore, index: &Index, contents: &[(String, Vec<u8>)]) -> Result<usize, Error> {
     store.lock(&holder(&index.id), LOCK_WAIT).await?;
     let written = async {
-        let count = store.put_objects(contents.to_vec()).await?;
+        let count = store.put_objects(contents).await?;
         store.put_index(index).await?;
-        Ok::<_, Error>(count + store.put_objects(contents.to_vec()).await?)
+        Ok::<_, Error>(count)
     }
     .await;
     let unlocked = store.unlock().await;

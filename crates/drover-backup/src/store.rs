@@ -107,9 +107,10 @@ impl BackupStore {
     }
 
     /// Writes the content objects the store lacks; how many it wrote.
-    pub async fn put_objects(&self, objects: Vec<(String, Vec<u8>)>) -> Result<usize, Error> {
+    pub async fn put_objects(&self, objects: &[(String, Vec<u8>)]) -> Result<usize, Error> {
         let existing = self.content_objects().await?;
-        let new: Vec<_> = objects.into_iter().filter(|(hash, _)| !existing.contains(hash)).collect();
+        // Only the new ones are copied: an unchanged cluster's backup copies nothing.
+        let new: Vec<_> = objects.iter().filter(|(hash, _)| !existing.contains(hash)).cloned().collect();
         let count = new.len();
         let store = self.store.clone();
         let results = run_bounded(new, CONCURRENCY, move |(hash, bytes)| {
