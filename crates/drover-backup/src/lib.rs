@@ -40,6 +40,9 @@ pub enum Error {
     Key(String),
     #[error("{0}")]
     Invalid(String),
+    /// The store holds no backup with that id.
+    #[error("{0}")]
+    NoBackup(String),
     /// The store's lock is held by another backup or retention.
     #[error("{0}")]
     Busy(String),

@@ -133,7 +133,7 @@ impl BackupStore {
         let bytes = match self.store.get(&index_path(id)).await {
             Ok(got) => got.bytes().await?,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::Invalid(format!("no backup {id} in the {} store", self.name)));
+                return Err(Error::NoBackup(format!("no backup {id} in the {} store", self.name)));
             }
             Err(e) => return Err(e.into()),
         };

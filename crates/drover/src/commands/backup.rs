@@ -149,15 +149,19 @@ pub fn run_restore(args: RestoreArgs) -> ExitCode {
 }
 
 /// A plan's backup section made real: its stores, its clusters and the Secrets key.
+/// Only made for a plan that has the section.
 pub struct Backups {
     pub plan: Plan,
-    spec: BackupSpec,
 }
 
 impl Backups {
     /// The plan's backups, or None when it has no backup section.
     pub fn of(plan: &Plan) -> Option<Backups> {
-        plan.backup.clone().map(|spec| Backups { plan: plan.clone(), spec })
+        plan.backup.is_some().then(|| Backups { plan: plan.clone() })
+    }
+
+    fn spec(&self) -> &BackupSpec {
+        self.plan.backup.as_ref().expect("Backups are made only for a plan with a backup section")
     }
 
     /// Reads the plan without resolving its secrets: whoever lists, verifies or restores
@@ -165,21 +169,21 @@ impl Backups {
     /// backup key is read when it is used (`key`).
     pub fn open(path: &Path) -> Result<Backups, Failure> {
         let plan = load_plan_with(path, &Unresolved)?;
-        let Some(spec) = plan.backup.clone() else {
+        if plan.backup.is_none() {
             return Err(Failure::input(format!(
                 "{}: the plan has no backup section; add one naming a store per region, e.g. \
                  backup: {{ stores: {{ east: {{ url: s3://shop-backups-east/drover }}, ... }} }} (docs/plan.md#backup)",
                 path.display()
             )));
-        };
-        Ok(Backups { plan, spec })
+        }
+        Ok(Backups { plan })
     }
 
     fn known(&self, region: &str, flag: &str) -> Result<(), Failure> {
-        if self.spec.stores.contains_key(region) {
+        if self.spec().stores.contains_key(region) {
             return Ok(());
         }
-        let names: Vec<&str> = self.spec.stores.keys().map(String::as_str).collect();
+        let names: Vec<&str> = self.spec().stores.keys().map(String::as_str).collect();
         Err(Failure::input(format!(
             "{flag} {region}: the plan's backup section has no store for {region}; its regions are {}",
             names.join(", ")
@@ -189,7 +193,7 @@ impl Backups {
     /// The store in `region`: a local directory, or an S3 bucket in the region's AWS region.
     pub fn store(&self, region: &str) -> Result<BackupStore, Failure> {
         let bad = |e: drover_backup::Error| Failure::input(format!("backup.stores.{region}: {e}"));
-        match &self.spec.stores[region] {
+        match &self.spec().stores[region] {
             BackupStoreSpec::Dir(dir) => BackupStore::local(region, dir).map_err(bad),
             BackupStoreSpec::S3 { bucket, prefix, endpoint, aws_region } => {
                 let aws_region = aws_region.as_deref().unwrap_or_else(|| self.plan.aws_region(region));
@@ -200,7 +204,7 @@ impl Backups {
 
     /// Every region's store, in region order.
     pub fn stores(&self) -> Result<Vec<BackupStore>, Failure> {
-        self.spec.stores.keys().map(|region| self.store(region)).collect()
+        self.spec().stores.keys().map(|region| self.store(region)).collect()
     }
 
     /// The stores `--region` names (one), or all of them.
@@ -216,13 +220,13 @@ impl Backups {
 
     /// The cluster backed up in, and restored to, `region`.
     pub fn cluster(&self, region: &str) -> Result<Arc<dyn ClusterApi>, Failure> {
-        let access = &self.spec.clusters[region];
+        let access = &self.spec().clusters[region];
         cluster_api(access, &format!("{region}'s cluster"))
     }
 
     /// The Secrets key, when the plan backs Secrets up; read from its reference now.
     pub fn key(&self) -> Result<Option<Arc<SecretKey>>, Failure> {
-        let Some(reference) = &self.spec.key else { return Ok(None) };
+        let Some(reference) = &self.spec().key else { return Ok(None) };
         let field = match reference {
             SecretRef::Env(_) => "backup.key_env",
             SecretRef::File(_) => "backup.key_file",
@@ -234,11 +238,11 @@ impl Backups {
     }
 
     pub fn keep(&self) -> Keep {
-        Keep { last: self.spec.keep_last as usize, daily: self.spec.keep_daily as usize }
+        Keep { last: self.spec().keep_last as usize, daily: self.spec().keep_daily as usize }
     }
 
     pub fn schedule(&self) -> Option<Duration> {
-        self.spec.schedule
+        self.spec().schedule
     }
 
     /// Backs up `region`'s cluster to every store, then applies retention to each.
@@ -655,16 +659,6 @@ async fn restore_cmd(args: RestoreArgs) -> Result<(), Failure> {
     let from_store = args.store.as_deref().unwrap_or(region);
     backups.known(from_store, "--store")?;
     let store = backups.store(from_store)?;
-    match store.index(&args.from).await {
-        Ok(_) => {}
-        Err(drover_backup::Error::Invalid(why)) => {
-            return Err(Failure::input(format!(
-                "{why}; 'drover backup list --plan {} --region {from_store}' shows the ones it holds",
-                args.plan.plan.display()
-            )));
-        }
-        Err(e) => return Err(Failure::failed(format!("the {from_store} store: {e}"))),
-    }
     if args.restart {
         store
             .delete_restore_progress(&args.from, &restore_progress_name(&request))
@@ -673,6 +667,11 @@ async fn restore_cmd(args: RestoreArgs) -> Result<(), Failure> {
     }
     let report = restore(backups.cluster(region)?, &store, &request).await.map_err(|e| match e {
         drover_backup::Error::Key(why) => Failure::input(format!("backup.key: {why}; nothing was restored")),
+        // Read before anything is applied.
+        drover_backup::Error::NoBackup(why) => Failure::input(format!(
+            "{why}; 'drover backup list --plan {} --region {from_store}' shows the ones it holds",
+            args.plan.plan.display()
+        )),
         other => Failure::failed(format!("restore of {} to {region}: {other}", args.from)),
     })?;
     let objects: Vec<RestoredObject> = report
