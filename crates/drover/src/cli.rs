@@ -133,7 +133,9 @@ base_backup); with --output json, stdout holds the run and its \"rejoin_method\"
 not move and the epoch is not raised. Journaled and resumable like every run ('drover runs show \
 RUN', 'drover resume RUN').
 
-Runs here, with the plan and its journal (--plan, --state or --store), not through a daemon's --server.";
+Runs here, with the plan and its journal (--plan, --state or --store), or through a daemon \
+(--server URL --token-file FILE). While 'drover serve' daemons lead the plan on an etcd store, only \
+the leader runs it: send it there, since a run started here on that store is refused.";
 
 const FAILBACK_ABOUT: &str = "Move the primary back to the plan's home region, with zero data loss.
 
@@ -149,7 +151,9 @@ streaming standby: the message says to run 'drover reprotect --plan PLAN --regio
 What it prints: each step as the journal records it, then the new primary and its epoch; \
 --output json prints the run. Journaled and resumable like every run.
 
-Runs here, with the plan and its journal (--plan, --state or --store), not through a daemon's --server.";
+Runs here, with the plan and its journal (--plan, --state or --store), or through a daemon \
+(--server URL --token-file FILE). While 'drover serve' daemons lead the plan on an etcd store, only \
+the leader runs it: send it there, since a run started here on that store is refused.";
 
 const RUN_EXIT_CODES: &str = "Exit codes: 0 the run completed; 1 it failed or paused (the message says how to \
 continue: 'drover resume RUN' or 'drover abort RUN'); 2 bad input or a refusal (nothing was changed).";

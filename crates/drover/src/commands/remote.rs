@@ -8,7 +8,7 @@ use drover_core::run::{RunKind, RunState, RunSummary};
 use serde_json::{Value, json};
 
 use crate::cli::{Output, PlanArgs};
-use crate::commands::run::{confirm, outcome, render_run, render_runs};
+use crate::commands::run::{Request, confirm, outcome, render_run, render_runs};
 use crate::commands::{Failure, print_json};
 
 /// Where a command acts: here (plan file, local journal) or through a daemon.
@@ -155,20 +155,20 @@ impl Remote {
         Ok(())
     }
 
-    pub async fn start(&self, kind: RunKind, to: &str, reason: &str, yes: bool) -> Result<(), Failure> {
+    /// Asks the daemon to start the run, then follows it step by step.
+    pub async fn start(&self, request: Request<'_>, reason: &str, yes: bool) -> Result<(), Failure> {
         if !yes {
-            confirm(&format!("{} the primary to {to} through the daemon at {}?", kind.as_str(), self.base))?;
+            confirm(&format!("{} through the daemon at {}?", request.ask(), self.base))?;
         }
-        let started = self.post("/api/v1/runs", json!({"kind": kind.as_str(), "to": to, "reason": reason})).await?;
+        let started = self.post("/api/v1/runs", request.body(reason)).await?;
         let id = started["run"].as_str().unwrap_or_default().to_string();
-        println!(
-            "{} {} -> {} at epoch {} (run {id}, driven by the daemon at {})",
-            kind.as_str(),
-            started["from"].as_str().unwrap_or("?"),
-            started["to"].as_str().unwrap_or("?"),
-            started["epoch"],
-            self.base
-        );
+        let (from, to) = (started["from"].as_str().unwrap_or("?"), started["to"].as_str().unwrap_or("?"));
+        let epoch = &started["epoch"];
+        let run = format!("run {id}, driven by the daemon at {}", self.base);
+        match request.kind() {
+            RunKind::Reprotect => println!("reprotect {from}: make it a streaming standby of {to} (epoch {epoch} stays; {run})"),
+            kind => println!("{} {from} -> {to} at epoch {epoch} ({run})", kind.as_str()),
+        }
         outcome(&self.follow(&id).await?)
     }
 

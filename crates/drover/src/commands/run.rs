@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use drover_core::engine::{self, Engine, EngineError, RetryPolicy};
+use drover_core::engine::{self, Engine, EngineError, Observed, Refusal, RetryPolicy};
 use drover_core::journal::Journal;
 use drover_core::plan::StepKind;
 use drover_core::run::{Entry, Record, RunHeader, RunId, RunKind, RunState, RunSummary, StepOutcome};
@@ -23,18 +23,8 @@ pub struct MoveArgs {
     /// The region that becomes primary.
     #[arg(long, value_name = "REGION")]
     pub to: String,
-    /// Do not ask for confirmation (required when not on a terminal).
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// Why, recorded in the journal.
-    #[arg(long, default_value = "requested by operator")]
-    pub reason: String,
-    /// `json` prints the run (header and steps) on stdout, for scripts; runs started
-    /// here only (with --server, the daemon's answer is printed as it comes).
-    #[arg(long, short = 'o', value_enum, default_value_t)]
-    pub output: Output,
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub run: StartArgs,
 }
 
 #[derive(clap::Args)]
@@ -44,7 +34,7 @@ pub struct ReprotectArgs {
     #[arg(long, value_name = "REGION")]
     pub region: String,
     #[command(flatten)]
-    pub run: LocalRunArgs,
+    pub run: StartArgs,
 }
 
 #[derive(clap::Args)]
@@ -53,23 +43,24 @@ pub struct FailbackArgs {
     #[arg(long, value_name = "REGION")]
     pub to: Option<String>,
     #[command(flatten)]
-    pub run: LocalRunArgs,
+    pub run: StartArgs,
 }
 
-/// What every run started here (not through a daemon) takes.
+/// What every command that starts a run takes.
 #[derive(clap::Args)]
-pub struct LocalRunArgs {
+pub struct StartArgs {
     /// Do not ask for confirmation (required when not on a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Why, recorded in the journal.
     #[arg(long, default_value = "requested by operator")]
     pub reason: String,
-    /// json: progress goes to stderr, and stdout holds the run with its `rejoin_method`.
+    /// json: progress goes to stderr, and stdout holds the run with its `rejoin_method` (runs
+    /// started here; with --server the daemon's progress is printed as it comes).
     #[arg(long, short = 'o', value_enum, default_value_t)]
     pub output: Output,
     #[command(flatten)]
-    pub plan: PlanArgs,
+    pub target: TargetArgs,
 }
 
 #[derive(clap::Args)]
@@ -103,31 +94,31 @@ enum RunsCommand {
 }
 
 pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
-    finish(runtime().block_on(async {
-        let local = match args.target.target()? {
-            Target::Remote(remote) => return remote.start(kind, &args.to, &args.reason, args.yes).await,
-            Target::Local(local) => local,
-        };
-        let request = Request::Move { kind, to: &args.to };
-        start_local(&local, request, &args.reason, args.yes, args.output).await
-    }))
+    start_run(Request::Move { kind, to: &args.to }, &args.run)
 }
 
 pub fn reprotect(args: ReprotectArgs) -> ExitCode {
-    let LocalRunArgs { yes, reason, output, plan } = &args.run;
-    let request = Request::Reprotect { region: &args.region };
-    finish(runtime().block_on(start_local(plan, request, reason, *yes, *output)))
+    start_run(Request::Reprotect { region: &args.region }, &args.run)
 }
 
 pub fn failback(args: FailbackArgs) -> ExitCode {
-    let LocalRunArgs { yes, reason, output, plan } = &args.run;
-    let request = Request::Failback { to: args.to.as_deref() };
-    finish(runtime().block_on(start_local(plan, request, reason, *yes, *output)))
+    start_run(Request::Failback { to: args.to.as_deref() }, &args.run)
 }
 
-/// What a command asks the engine to plan.
+/// Starts a run here, or asks the daemon at --server to start and drive it.
+fn start_run(request: Request<'_>, args: &StartArgs) -> ExitCode {
+    finish(runtime().block_on(async {
+        match args.target.target()? {
+            Target::Remote(remote) => remote.start(request, &args.reason, args.yes).await,
+            Target::Local(local) => start_local(&local, request, &args.reason, args.yes, args.output).await,
+        }
+    }))
+}
+
+/// What a person asks for: one run, planned against the world as it is when it starts.
+/// The CLI and a daemon's API plan it the same way.
 #[derive(Clone, Copy)]
-enum Request<'a> {
+pub enum Request<'a> {
     /// A failover or switchover to a region.
     Move {
         kind: RunKind,
@@ -143,7 +134,7 @@ enum Request<'a> {
 }
 
 impl Request<'_> {
-    fn kind(self) -> RunKind {
+    pub fn kind(self) -> RunKind {
         match self {
             Request::Move { kind, .. } => kind,
             Request::Reprotect { .. } => RunKind::Reprotect,
@@ -151,18 +142,45 @@ impl Request<'_> {
         }
     }
 
+    /// What is asked, in words, for a confirmation question.
+    pub fn ask(self) -> String {
+        match self {
+            Request::Move { kind, to } => format!("{} the primary to {to}", kind.as_str()),
+            Request::Reprotect { region } => format!("make {region} a streaming standby of the current primary"),
+            Request::Failback { to: Some(to) } => format!("fail the primary back to {to}"),
+            Request::Failback { to: None } => "fail the primary back to the plan's home region".into(),
+        }
+    }
+
+    /// The body of `POST /api/v1/runs` that asks a daemon for this run.
+    pub fn body(self, reason: &str) -> serde_json::Value {
+        let mut body = serde_json::json!({"kind": self.kind().as_str(), "reason": reason});
+        match self {
+            Request::Move { to, .. } | Request::Failback { to: Some(to) } => body["to"] = to.into(),
+            Request::Reprotect { region } => body["region"] = region.into(),
+            Request::Failback { to: None } => {}
+        }
+        body
+    }
+
     /// Looks at the world and plans the run; a refusal is bad input (exit 2, nothing changed).
     async fn plan(self, cx: &Context, reason: &str) -> Result<RunHeader, Failure> {
         let observed = cx.observe().await?;
-        let planned = match self {
-            Request::Move { kind, to } => engine::plan_run(&cx.plan, kind, to, &observed, reason),
+        self.plan_with(cx, &observed, reason)
+            .await
+            .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", self.kind().as_str())))
+    }
+
+    /// Plans the run against what `observed` shows of the world.
+    pub async fn plan_with(self, cx: &Context, observed: &Observed, reason: &str) -> Result<RunHeader, Refusal> {
+        match self {
+            Request::Move { kind, to } => engine::plan_run(&cx.plan, kind, to, observed, reason),
             Request::Reprotect { region } => {
                 let host = cx.world.providers().database.host_access(region).await;
-                engine::plan_reprotect(&cx.plan, region, &observed, &host, reason)
+                engine::plan_reprotect(&cx.plan, region, observed, &host, reason)
             }
-            Request::Failback { to } => engine::plan_failback(&cx.plan, to, &observed, reason),
-        };
-        planned.map_err(|refusal| Failure::input(format!("{} refused: {refusal}", self.kind().as_str())))
+            Request::Failback { to } => engine::plan_failback(&cx.plan, to, observed, reason),
+        }
     }
 }
 
@@ -176,11 +194,9 @@ async fn start_local(
     output: Output,
 ) -> Result<(), Failure> {
     let cx = Context::open(local).await?;
-    // Moves go through the leading daemon (--server). Reprotect and failback have no API
-    // yet, so they stay possible from here while daemons run.
-    if let Request::Move { .. } = request {
-        cx.refuse_if_daemons_lead().await?;
-    }
+    // While daemons lead, every run goes through the leader (--server): its journal
+    // writes are fenced on its leadership, and a shell's would not be.
+    cx.refuse_if_daemons_lead().await?;
     let header = request.plan(&cx, reason).await?;
     let progress = Progress { to_stderr: output == Output::Json, ..Progress::default() };
     progress.say(&intro(&header));

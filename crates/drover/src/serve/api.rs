@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::daemon::{Daemon, NotLeader};
+use crate::commands::run::Request;
 use super::metrics;
 
 /// The OpenAPI document, served as is and checked against `ROUTES` by tests.
@@ -247,17 +248,39 @@ async fn run(State(api): State<Shared>, Path(id): Path<String>) -> ApiResult {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StartRun {
-    kind: StartKind,
-    to: String,
+    kind: RunKind,
+    /// failover, switchover: the region that becomes primary; failback: instead of the home region.
+    #[serde(default)]
+    to: Option<String>,
+    /// reprotect: the region to make a standby of the primary.
+    #[serde(default)]
+    region: Option<String>,
     #[serde(default = "default_reason")]
     reason: String,
 }
 
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum StartKind {
-    Failover,
-    Switchover,
+impl StartRun {
+    /// The run asked for; a missing or misplaced region is a 400 naming its field.
+    fn request(&self) -> Result<Request<'_>, ApiError> {
+        let field = |name: &str, message: String| {
+            let mut e = ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request body: {message}"));
+            e.field = Some(name.into());
+            e
+        };
+        let kind = self.kind.as_str();
+        match (self.kind, self.to.as_deref(), self.region.as_deref()) {
+            (RunKind::Reprotect, None, Some(region)) => Ok(Request::Reprotect { region }),
+            (RunKind::Reprotect, None, None) => Err(field("region", "missing field `region`".into())),
+            (RunKind::Reprotect, Some(_), _) => Err(field(
+                "to",
+                "a reprotect takes no field `to`: the region follows the current primary; give `region`".into(),
+            )),
+            (_, _, Some(_)) => Err(field("region", format!("a {kind} takes no field `region`; `to` names the region"))),
+            (RunKind::Failback, to, None) => Ok(Request::Failback { to }),
+            (kind, Some(to), None) => Ok(Request::Move { kind, to }),
+            (_, None, None) => Err(field("to", "missing field `to`".into())),
+        }
+    }
 }
 
 fn default_reason() -> String {
@@ -267,20 +290,18 @@ fn default_reason() -> String {
 /// Plans the run now (a refusal is a 409 with the reason) and drives it in the
 /// background; the answer carries the run id to follow.
 async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
-    let request: StartRun = body(&bytes)?;
-    let kind = match request.kind {
-        StartKind::Failover => RunKind::Failover,
-        StartKind::Switchover => RunKind::Switchover,
-    };
+    let body: StartRun = body(&bytes)?;
+    let request = body.request()?;
+    let kind = request.kind();
     let daemon = Arc::clone(&api.daemon);
     // A follower plans nothing: the leader decides, from its own view of the world.
     let authority = daemon.authority().await.map_err(not_leader)?;
     let observed = daemon.cx.observe().await.map_err(|f| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, f.message))?;
-    let header = engine::plan_run(&daemon.cx.plan, kind, &request.to, &observed, &request.reason).map_err(|r| {
+    let header = request.plan_with(&daemon.cx, &observed, &body.reason).await.map_err(|r| {
         let mut e = ApiError::new(StatusCode::CONFLICT, format!("{} refused: {r}", kind.as_str()));
         if matches!(r, engine::Refusal::UnknownRegion(..) | engine::Refusal::Witness(_)) {
             e.status = StatusCode::BAD_REQUEST;
-            e.field = Some("to".into());
+            e.field = Some(if kind == RunKind::Reprotect { "region" } else { "to" }.into());
         }
         e
     })?;
@@ -297,7 +318,9 @@ async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
     });
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(json!({"run": header.id, "from": header.from, "to": header.to, "epoch": header.epoch})),
+        axum::Json(json!({
+            "run": header.id, "kind": kind.as_str(), "from": header.from, "to": header.to, "epoch": header.epoch
+        })),
     )
         .into_response())
 }
@@ -413,19 +436,42 @@ mod tests {
         }
     }
 
+    /// What `POST /api/v1/runs` answers a bad body, before anything is planned.
+    fn start_error(json: &'static [u8]) -> ApiError {
+        match body::<StartRun>(&Bytes::from_static(json)) {
+            Ok(start) => start.request().err().expect("the body is refused"),
+            Err(e) => e,
+        }
+    }
+
     #[test]
     fn a_bad_body_names_its_field() {
-        let e = body::<StartRun>(&Bytes::from_static(br#"{"kind": "failover"}"#)).err().unwrap();
+        let e = start_error(br#"{"kind": "failover"}"#);
         assert_eq!((e.status, e.field.as_deref()), (StatusCode::BAD_REQUEST, Some("to")));
-        let e =
-            body::<StartRun>(&Bytes::from_static(br#"{"kind": "failover", "to": "west", "too": 1}"#)).err().unwrap();
+        let e = start_error(br#"{"kind": "failover", "to": "west", "too": 1}"#);
         assert_eq!(e.field.as_deref(), Some("too"));
-        let e = body::<StartRun>(&Bytes::from_static(br#"{"kind": "sideways", "to": "west"}"#)).err().unwrap();
+        let e = start_error(br#"{"kind": "sideways", "to": "west"}"#);
         assert_eq!(e.field.as_deref(), Some("kind"));
         assert!(e.message.contains("unknown variant `sideways`"), "{}", e.message);
-        let e = body::<StartRun>(&Bytes::from_static(br#"{"kind": "failover", "to": 3}"#)).err().unwrap();
+        let e = start_error(br#"{"kind": "failover", "to": 3}"#);
         assert_eq!(e.field.as_deref(), Some("to"));
-        let e = body::<StartRun>(&Bytes::from_static(b"{not json")).err().unwrap();
+        let e = start_error(b"{not json");
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_reprotect_names_its_region_and_a_failback_may_name_none() {
+        let e = start_error(br#"{"kind": "reprotect"}"#);
+        assert_eq!((e.status, e.field.as_deref()), (StatusCode::BAD_REQUEST, Some("region")));
+        let e = start_error(br#"{"kind": "reprotect", "to": "west", "region": "east"}"#);
+        assert_eq!(e.field.as_deref(), Some("to"));
+        let e = start_error(br#"{"kind": "switchover", "to": "west", "region": "east"}"#);
+        assert_eq!(e.field.as_deref(), Some("region"));
+        let start: StartRun = body(&Bytes::from_static(br#"{"kind": "reprotect", "region": "east"}"#)).unwrap();
+        assert!(matches!(start.request(), Ok(Request::Reprotect { region: "east" })));
+        let start: StartRun = body(&Bytes::from_static(br#"{"kind": "failback"}"#)).unwrap();
+        assert!(matches!(start.request(), Ok(Request::Failback { to: None })));
+        let start: StartRun = body(&Bytes::from_static(br#"{"kind": "failback", "to": "east"}"#)).unwrap();
+        assert!(matches!(start.request(), Ok(Request::Failback { to: Some("east") })));
     }
 }
