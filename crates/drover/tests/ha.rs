@@ -18,12 +18,16 @@ use support::{LabGuard, drover, run};
 
 const ELECTION: &str = "/drover/lab/leader";
 
-fn endpoints(regions: &[&str]) -> Vec<String> {
-    let address = |r: &str| match r {
+/// A lab region's address: its etcd member listens on :2379, its daemon on :7070.
+fn address(region: &str) -> &'static str {
+    match region {
         "east" => "10.200.0.11",
         "west" => "10.200.0.12",
         _ => "10.200.0.13",
-    };
+    }
+}
+
+fn endpoints(regions: &[&str]) -> Vec<String> {
     regions.iter().map(|r| format!("http://{}:2379", address(r))).collect()
 }
 
@@ -144,6 +148,19 @@ impl HaLab {
             .join("\n")
     }
 
+    /// Runs `drover ARGS --yes` through the leading daemon's API, as a person must
+    /// while daemons lead; returns its stdout.
+    fn through_leader(&self, args: &[&str]) -> String {
+        let leader = self.election_leader(&["east", "west", "witness"]).expect("a daemon leads");
+        let server = format!("http://{}:7070", address(&leader));
+        let ran = run(drover()
+            .args(args)
+            .args(["--yes", "--server", &server, "--token-file"])
+            .arg(self.guard.dir.join("secrets/api-token")));
+        assert_eq!(ran.code, 0, "drover {args:?} through {leader}: {}\n{}\n{}", ran.stdout, ran.stderr, self.logs());
+        ran.stdout
+    }
+
     /// Lifts every fault, stops the probe, and checks what a client would care about:
     /// no epoch had two writers, and every acknowledged write is on `final_primary`.
     fn finish(mut self, final_primary: &str) {
@@ -193,7 +210,9 @@ impl HaLab {
 
 /// Cases 1 and 5: east, the primary region, holds the etcd leader and the drover
 /// leader, and goes dark. West and the witness elect a new leader, which fails over;
-/// when east returns, its database is fenced at once.
+/// when east returns, its database is fenced at once. Then re-protect and failback,
+/// through the leader: east follows west, then takes the primary back, and no
+/// acknowledged write of the whole story is lost.
 #[test]
 fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over() {
     let lab = HaLab::up(None);
@@ -211,10 +230,11 @@ fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over()
     assert_ne!(lab.raft_leader(&survivors), "east", "etcd elected a new raft leader too");
     eprintln!("figure: leader takeover {} ms after the blackout (new leader {leader})", takeover.as_millis());
 
-    let run = lab.wait_run_ended(&survivors, Duration::from_secs(90));
-    assert_eq!(run["state"], "completed", "{run:#}");
-    assert_eq!(run["header"]["kind"], "failover");
-    assert_eq!((run["header"]["from"].as_str(), run["header"]["to"].as_str()), (Some("east"), Some("west")));
+    let failover = lab.wait_run_ended(&survivors, Duration::from_secs(90));
+    assert_eq!(failover["state"], "completed", "{failover:#}");
+    assert_eq!(failover["header"]["kind"], "failover");
+    let moved = (failover["header"]["from"].as_str(), failover["header"]["to"].as_str());
+    assert_eq!(moved, (Some("east"), Some("west")));
     let log = std::fs::read_to_string(lab.guard.dir.join(format!("serve-{leader}.log"))).unwrap();
     assert!(log.contains("automatic failover to west"), "the new leader ran it:\n{}", lab.logs());
 
@@ -231,7 +251,40 @@ fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over()
         assert!(Instant::now() < deadline, "the returning east was not fenced within 30s: {east}\n{}", lab.logs());
         std::thread::sleep(Duration::from_millis(250));
     }
-    lab.finish("west");
+
+    // While daemons lead, a shell's reprotect on their store is refused: the leader runs it.
+    let refused = run(drover()
+        .args(["reprotect", "--region", "east", "--yes", "--store", &store(&["east", "west", "witness"]), "--plan"])
+        .arg(lab.plan()));
+    assert_eq!(refused.code, 2, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("daemon leads them"), "{}", refused.stderr);
+    let reprotect = lab.through_leader(&["reprotect", "--region", "east"]);
+    assert!(reprotect.starts_with("reprotect east: make it a streaming standby of west"), "{reprotect}");
+    assert!(
+        ["(pg_rewind)", "(base_backup)"]
+            .iter()
+            .any(|m| reprotect.contains(&format!("east is a streaming standby of west {m}"))),
+        "the reprotect says how it made the standby: {reprotect}"
+    );
+    let status = lab.status(&["east", "west", "witness"]);
+    let east = lab.database(&status, "east");
+    assert_eq!((&east["role"], &east["upstream"]), (&"standby".into(), &"10.200.0.12".into()), "{status:#}");
+    let failback = lab.through_leader(&["failback"]);
+    assert!(failback.starts_with("failback west -> east at epoch 2"), "{failback}");
+    eprintln!("{reprotect}{failback}");
+    // The service takes writes again, at home.
+    let probe = lab.probe.as_ref().unwrap();
+    let flowing = lab.rt.block_on(probe.wait_for_success_streak(
+        Duration::from_secs(1),
+        drover_core::engine::now_ms(),
+        Duration::from_secs(30),
+    ));
+    assert!(flowing, "no second of acknowledged writes within 30s of the failback\n{}", lab.logs());
+    let runs = lab.runs(&["east", "west", "witness"]);
+    let kinds: Vec<(&str, &str)> =
+        runs.iter().map(|r| (r["header"]["kind"].as_str().unwrap(), r["state"].as_str().unwrap())).collect();
+    assert_eq!(kinds, [("failback", "completed"), ("reprotect", "completed"), ("failover", "completed")], "{runs:#?}");
+    lab.finish("east");
 }
 
 /// Case 2: east and west cannot see each other; both still see the witness. No

@@ -297,13 +297,24 @@ fn with_an_etcd_store_one_daemon_leads_and_a_follower_sends_changes_to_it() {
     assert_eq!(status, 409, "{body}");
     let error = body["error"].as_str().unwrap();
     assert!(error.contains("does not lead") && error.contains(&format!("{leader} leads")), "{error}");
-    // A person's command on the same store is sent to the leader too: nothing is journaled here.
-    let ran = run(drover()
-        .args(["failover", "--to", "west", "--yes", "--store", store.as_str(), "--plan"])
+    let (status, body) = post(follower, "/api/v1/runs", Some(TOKEN), r#"{"kind": "reprotect", "region": "east"}"#);
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(&format!("{leader} leads")), "{body}");
+    // A person's command on the same store is sent to the leader too, whatever the run:
+    // nothing is journaled here.
+    for command in [&["failover", "--to", "west"][..], &["reprotect", "--region", "east"], &["failback"]] {
+        let ran = run(drover()
+            .args(command)
+            .args(["--yes", "--store", store.as_str(), "--plan"])
+            .arg(east._dir.path().join("plan.yaml")));
+        assert_eq!(ran.code, 2, "{command:?}: {}\n{}", ran.stdout, ran.stderr);
+        assert!(ran.stderr.contains(&format!("the {leader} daemon leads them")), "{command:?}: {}", ran.stderr);
+        assert!(ran.stderr.contains("--server"), "{}", ran.stderr);
+    }
+    let runs = run(drover()
+        .args(["runs", "-o", "json", "--store", store.as_str(), "--plan"])
         .arg(east._dir.path().join("plan.yaml")));
-    assert_eq!(ran.code, 2, "{}\n{}", ran.stdout, ran.stderr);
-    assert!(ran.stderr.contains(&format!("the {leader} daemon leads them")), "{}", ran.stderr);
-    assert!(ran.stderr.contains("--server"), "{}", ran.stderr);
+    assert_eq!(runs.stdout.trim(), "[]", "a refused command journaled a run: {}", runs.stderr);
 
     // The leader dies (SIGKILL: its lease is not revoked, it expires): the other takes over.
     if leader == "east" {

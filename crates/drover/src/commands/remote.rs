@@ -166,7 +166,9 @@ impl Remote {
         let epoch = &started["epoch"];
         let run = format!("run {id}, driven by the daemon at {}", self.base);
         match request.kind() {
-            RunKind::Reprotect => println!("reprotect {from}: make it a streaming standby of {to} (epoch {epoch} stays; {run})"),
+            RunKind::Reprotect => {
+                println!("reprotect {from}: make it a streaming standby of {to} (epoch {epoch} stays; {run})")
+            }
             kind => println!("{} {from} -> {to} at epoch {epoch} ({run})", kind.as_str()),
         }
         outcome(&self.follow(&id).await?)

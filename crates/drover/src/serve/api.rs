@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::daemon::{Daemon, NotLeader};
-use crate::commands::run::Request;
 use super::metrics;
+use crate::commands::run::Request;
 
 /// The OpenAPI document, served as is and checked against `ROUTES` by tests.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
@@ -61,6 +61,7 @@ pub struct Api {
 type Shared = Arc<Api>;
 
 /// A JSON error a client can act on: what went wrong and, for bad input, which field.
+#[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
