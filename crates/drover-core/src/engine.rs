@@ -235,7 +235,7 @@ pub enum Refusal {
     )]
     RegionUnreachable { region: String, reason: String },
     #[error(
-        "region '{region}' is not a healthy streaming standby ({state}); reprotect it first: drover reprotect --plan {plan} --region {region}"
+        "region '{region}' is not a healthy streaming standby ({state}); reprotect it first: drover reprotect --plan {plan} --region {region} (while drover serve daemons lead, send it to the leader with --server URL instead of --plan)"
     )]
     NotProtected { region: String, state: String, plan: String },
     #[error("a {0} run is planned by 'drover {0}', not as a move of the primary")]

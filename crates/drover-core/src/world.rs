@@ -69,6 +69,10 @@ impl MemberStatus {
             MemberStatus::Unreachable { .. } => "unreachable",
         }
     }
+
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, MemberStatus::Unreachable { .. })
+    }
 }
 
 #[async_trait]

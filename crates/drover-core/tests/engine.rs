@@ -192,7 +192,7 @@ async fn failback_is_refused_until_home_is_a_streaming_standby() {
     let r = plan_failback(&plan, None, &observe(&plan, &journal, &world).await, "t").unwrap_err();
     assert!(matches!(r, Refusal::NotProtected { .. }), "{r}");
     assert!(
-        r.to_string().ends_with("reprotect it first: drover reprotect --plan plan.yaml --region east"),
+        r.to_string().contains("reprotect it first: drover reprotect --plan plan.yaml --region east (while drover serve daemons lead, send it to the leader with --server URL"),
         "the refusal says what to run: {r}"
     );
     assert!(r.to_string().contains("it still accepts writes, at epoch none"), "{r}");

@@ -68,6 +68,9 @@ fn runs_on_a_fresh_state_dir_and_unknown_runs() {
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert_eq!(ran.stdout, "no runs yet\n");
     assert!(dir.path().join(".drover/journal.redb").exists(), "the journal lives beside the plan by default");
+    // A token file exported for daemon work does not get in the way of local commands.
+    let ran = run(drover().env("DROVER_TOKEN_FILE", dir.path().join("token")).args(["runs", "--plan"]).arg(&plan));
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, "no runs yet\n"), "{}", ran.stderr);
     let mut all = String::new();
     for args in [&["runs", "show", "r-nope"][..], &["resume", "r-nope"], &["abort", "r-nope"]] {
         let ran = run(drover().args(args).arg("--plan").arg(&plan));

@@ -182,7 +182,14 @@ impl HaLab {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+        // The service takes writes again, on the final primary.
         let probe = self.probe.take().unwrap();
+        let flowing = self.rt.block_on(probe.wait_for_success_streak(
+            Duration::from_secs(1),
+            drover_core::engine::now_ms(),
+            Duration::from_secs(30),
+        ));
+        assert!(flowing, "no second of acknowledged writes within 30s of the end\n{}", self.logs());
         let samples = self.rt.block_on(probe.stop());
         let acked: BTreeSet<u64> = samples.iter().filter(|s| s.acked_ms.is_some()).map(|s| s.seq).collect();
         assert!(acked.len() > 20, "the probe saw too few acknowledged writes to prove anything: {}", acked.len());
@@ -205,6 +212,64 @@ impl HaLab {
             acked.len(),
             samples.len()
         );
+    }
+}
+
+/// A client that kept an old DNS answer: it writes to one region's app every 50 ms,
+/// each write on its own, and sorts the answers it gets.
+struct StaleClient {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<StaleAnswers>,
+}
+
+#[derive(Debug, Default)]
+struct StaleAnswers {
+    /// Writes the app answered at all (a blacked-out region answers nothing).
+    answered: usize,
+    /// Acknowledged (200): written at the app's database.
+    acked: Vec<u64>,
+    /// Refused by a read-only database: the fence at work.
+    read_only: usize,
+}
+
+impl StaleClient {
+    fn start(rt: &tokio::runtime::Runtime, app: &str) -> StaleClient {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // Longer than the app's own 5 s commit timeout, so every answer is heard.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(8)).build().unwrap();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let app = app.to_string();
+        let task = rt.spawn(async move {
+            let mut writes = tokio::task::JoinSet::new();
+            for seq in 1u64.. {
+                let (http, url) = (http.clone(), format!("{app}/write?seq={seq}"));
+                writes.spawn(async move {
+                    let response = http.post(url).send().await.ok()?;
+                    let status = response.status();
+                    Some((seq, status, response.text().await.unwrap_or_default()))
+                });
+                if tokio::time::timeout(Duration::from_millis(50), stopped.changed()).await.is_ok() {
+                    break;
+                }
+            }
+            let mut answers = StaleAnswers::default();
+            for (seq, status, body) in writes.join_all().await.into_iter().flatten() {
+                answers.answered += 1;
+                if status.is_success() {
+                    answers.acked.push(seq);
+                } else if body.contains("read-only") {
+                    answers.read_only += 1;
+                }
+            }
+            answers
+        });
+        StaleClient { stop, task }
+    }
+
+    /// Stops writing, waits for every answer, and returns them.
+    async fn stop(self) -> StaleAnswers {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap()
     }
 }
 
@@ -238,9 +303,13 @@ fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over()
     let log = std::fs::read_to_string(lab.guard.dir.join(format!("serve-{leader}.log"))).unwrap();
     assert!(log.contains("automatic failover to west"), "the new leader ran it:\n{}", lab.logs());
 
-    // Case 5: east comes back believing it is primary at epoch 0; it is fenced.
+    // Case 5: east comes back believing it is primary at epoch 0; it is fenced. Meanwhile
+    // a client with a stale DNS answer writes straight to east's app: none of its writes
+    // may be acknowledged at the old epoch.
+    let stale = StaleClient::start(&lab.rt, "http://10.200.0.11:8080");
     lab.lab(&["lab", "heal", "east"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let healed = Instant::now();
+    let deadline = healed + Duration::from_secs(30);
     loop {
         let status = lab.status(&["east", "west", "witness"]);
         let east = lab.database(&status, "east");
@@ -249,8 +318,17 @@ fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over()
             break;
         }
         assert!(Instant::now() < deadline, "the returning east was not fenced within 30s: {east}\n{}", lab.logs());
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("figure: east fenced within {} ms of coming back (seen by drover status)", healed.elapsed().as_millis());
+    std::thread::sleep(Duration::from_secs(2));
+    let answers = lab.rt.block_on(stale.stop());
+    assert!(answers.acked.is_empty(), "the returning east acknowledged writes at the old epoch: {answers:?}");
+    assert!(answers.read_only > 10, "east, fenced, should refuse the stale client's writes as read-only: {answers:?}");
+    eprintln!(
+        "stale client: east answered {} writes after it came back, acknowledged none, refused {} as read-only",
+        answers.answered, answers.read_only
+    );
 
     // While daemons lead, a shell's reprotect on their store is refused: the leader runs it.
     let refused = run(drover()
@@ -272,14 +350,6 @@ fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over()
     let failback = lab.through_leader(&["failback"]);
     assert!(failback.starts_with("failback west -> east at epoch 2"), "{failback}");
     eprintln!("{reprotect}{failback}");
-    // The service takes writes again, at home.
-    let probe = lab.probe.as_ref().unwrap();
-    let flowing = lab.rt.block_on(probe.wait_for_success_streak(
-        Duration::from_secs(1),
-        drover_core::engine::now_ms(),
-        Duration::from_secs(30),
-    ));
-    assert!(flowing, "no second of acknowledged writes within 30s of the failback\n{}", lab.logs());
     let runs = lab.runs(&["east", "west", "witness"]);
     let kinds: Vec<(&str, &str)> =
         runs.iter().map(|r| (r["header"]["kind"].as_str().unwrap(), r["state"].as_str().unwrap())).collect();

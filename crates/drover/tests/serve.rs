@@ -300,6 +300,14 @@ fn with_an_etcd_store_one_daemon_leads_and_a_follower_sends_changes_to_it() {
     let (status, body) = post(follower, "/api/v1/runs", Some(TOKEN), r#"{"kind": "reprotect", "region": "east"}"#);
     assert_eq!(status, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains(&format!("{leader} leads")), "{body}");
+    // The leader plans a reprotect: a region the plan does not know is bad input, named.
+    let leading = if leader == "east" { &east } else { &west };
+    let (status, body) = post(leading, "/api/v1/runs", Some(TOKEN), r#"{"kind": "reprotect", "region": "nowhere"}"#);
+    assert_eq!((status, body["field"].as_str()), (400, Some("region")), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("reprotect refused: region 'nowhere' is not in the plan"),
+        "{body}"
+    );
     // A person's command on the same store is sent to the leader too, whatever the run:
     // nothing is journaled here.
     for command in [&["failover", "--to", "west"][..], &["reprotect", "--region", "east"], &["failback"]] {

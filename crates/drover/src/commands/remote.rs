@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use drover_core::run::{RunKind, RunState, RunSummary};
+use drover_core::run::{RunState, RunSummary};
 use serde_json::{Value, json};
 
 use crate::cli::{Output, PlanArgs};
-use crate::commands::run::{Request, confirm, outcome, render_run, render_runs};
+use crate::commands::run::{Request, confirm, intro_line, outcome, render_run, render_runs};
 use crate::commands::{Failure, print_json};
 
 /// Where a command acts: here (plan file, local journal) or through a daemon.
@@ -27,9 +27,11 @@ pub struct TargetArgs {
     /// runs the steps; this command shows them.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
-    /// File holding the daemon's bearer token (its --token-file): needed for changes, and for reads
-    /// when the daemon listens off loopback.
-    #[arg(long, value_name = "FILE", env = "DROVER_TOKEN_FILE", requires = "server")]
+    /// File holding the daemon's bearer token (its --token-file): with --server, needed for changes,
+    /// and for reads when the daemon listens off loopback; unused without --server.
+    // Not `requires = "server"`: clap counts a value from the environment as given, so a
+    // DROVER_TOKEN_FILE exported for daemon work would break every local command.
+    #[arg(long, value_name = "FILE", env = "DROVER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 }
 
@@ -158,19 +160,13 @@ impl Remote {
     /// Asks the daemon to start the run, then follows it step by step.
     pub async fn start(&self, request: Request<'_>, reason: &str, yes: bool) -> Result<(), Failure> {
         if !yes {
-            confirm(&format!("{} through the daemon at {}?", request.ask(), self.base))?;
+            confirm(&request.question(&self.base))?;
         }
         let started = self.post("/api/v1/runs", request.body(reason)).await?;
         let id = started["run"].as_str().unwrap_or_default().to_string();
         let (from, to) = (started["from"].as_str().unwrap_or("?"), started["to"].as_str().unwrap_or("?"));
-        let epoch = &started["epoch"];
-        let run = format!("run {id}, driven by the daemon at {}", self.base);
-        match request.kind() {
-            RunKind::Reprotect => {
-                println!("reprotect {from}: make it a streaming standby of {to} (epoch {epoch} stays; {run})")
-            }
-            kind => println!("{} {from} -> {to} at epoch {epoch} ({run})", kind.as_str()),
-        }
+        let driven = format!("run {id}, driven by the daemon at {}", self.base);
+        println!("{}", intro_line(request.kind(), from, to, &started["epoch"], &driven));
         outcome(&self.follow(&id).await?)
     }
 

@@ -142,13 +142,15 @@ impl Request<'_> {
         }
     }
 
-    /// What is asked, in words, for a confirmation question.
-    pub fn ask(self) -> String {
+    /// The confirmation question when the daemon at `daemon` is to run it.
+    pub fn question(self, daemon: &str) -> String {
+        let via = format!(" through the daemon at {daemon}");
         match self {
-            Request::Move { kind, to } => format!("{} the primary to {to}", kind.as_str()),
-            Request::Reprotect { region } => format!("make {region} a streaming standby of the current primary"),
-            Request::Failback { to: Some(to) } => format!("fail the primary back to {to}"),
-            Request::Failback { to: None } => "fail the primary back to the plan's home region".into(),
+            Request::Move { kind, to } => format!("{} the primary to {to}{via}?", kind.as_str()),
+            Request::Reprotect { region } => reprotect_question(region, "the current primary", &via),
+            Request::Failback { to } => {
+                format!("fail the primary back to {}{via}?", to.unwrap_or("the plan's home region"))
+            }
         }
     }
 
@@ -227,28 +229,32 @@ async fn start_local(
 /// The line that says what a run is about to do.
 fn intro(h: &RunHeader) -> String {
     let steps: Vec<&str> = h.steps.iter().map(|s| s.as_str()).collect();
-    match h.kind {
-        RunKind::Reprotect => format!(
-            "reprotect {}: make it a streaming standby of {} (epoch {} stays; {})",
-            h.from,
-            h.to,
-            h.epoch,
-            steps.join(", ")
-        ),
-        kind => format!("{} {} -> {} at epoch {} ({})", kind.as_str(), h.from, h.to, h.epoch, steps.join(", ")),
+    intro_line(h.kind, &h.from, &h.to, h.epoch, &steps.join(", "))
+}
+
+/// What a run does, with `more` (its steps, or where it is driven) in the brackets.
+pub fn intro_line(kind: RunKind, from: &str, to: &str, epoch: impl std::fmt::Display, more: &str) -> String {
+    match kind {
+        RunKind::Reprotect => {
+            format!("reprotect {from}: make it a streaming standby of {to} (epoch {epoch} stays; {more})")
+        }
+        kind => format!("{} {from} -> {to} at epoch {epoch} ({more})", kind.as_str()),
     }
 }
 
 fn question(h: &RunHeader) -> String {
     match h.kind {
-        RunKind::Reprotect => format!(
-            "stop {from}'s database and make it a standby of {to}? (pg_rewind, or a fresh base backup with \
-             {from}'s data directory moved aside)",
-            from = h.from,
-            to = h.to
-        ),
+        RunKind::Reprotect => reprotect_question(&h.from, &h.to, ""),
         kind => format!("{} the primary from {} to {}?", kind.as_str(), h.from, h.to),
     }
+}
+
+/// A reprotect stops a database and may move its data aside: the question says so.
+fn reprotect_question(region: &str, primary: &str, via: &str) -> String {
+    format!(
+        "stop {region}'s database and make it a standby of {primary}{via}? (pg_rewind, or a fresh base backup with \
+         {region}'s data directory moved aside)"
+    )
 }
 
 /// A run as `--output json` prints it: the run, and how its rejoin step made the standby.

@@ -2,7 +2,7 @@
 //! the peers' reports, judge each region by quorum, and let the autopilot act.
 //! All shared state sits in `Daemon` behind one mutex, read by the API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ pub struct Shared {
     pub verdicts: BTreeMap<String, RegionVerdict>,
     /// Members' status from the last world observation (every few seconds).
     pub members: BTreeMap<String, MemberStatus>,
+    /// Regions whose database was a writable primary when last reached: while one cannot be
+    /// reached, it is watched closely, to be fenced the moment it returns at an old epoch.
+    pub last_writable: BTreeSet<String>,
     /// Autopilot refusals by gate label, since start.
     pub refusals: BTreeMap<&'static str, u64>,
     /// The last refusal, for the API and to log each new reason once.
@@ -65,6 +68,8 @@ pub struct NotLeader(pub String);
 const ROUND: Duration = Duration::from_millis(500);
 /// How often members' status is read: metrics, the API, and fencing a returning old primary.
 const WORLD_ROUND: Duration = Duration::from_secs(2);
+/// How often a lost writable primary is tried again between those reads.
+const WATCH_ROUND: Duration = Duration::from_millis(250);
 
 impl Daemon {
     pub fn new(
@@ -245,8 +250,41 @@ impl Daemon {
         loop {
             self.refresh_members().await;
             self.fence_stale_primaries().await;
-            tokio::time::sleep(WORLD_ROUND).await;
+            // Until the next full read, watch the members last seen as a writable primary
+            // that cannot be reached now: one may be an old primary about to come back
+            // writable, to be fenced the moment it can be reached rather than a round later.
+            // Only those: a member that is merely down or misconfigured is not worth
+            // four connection attempts a second.
+            let next = tokio::time::Instant::now() + WORLD_ROUND;
+            loop {
+                let watched: Vec<String> = {
+                    let shared = self.shared.lock().unwrap();
+                    let lost = |r: &&String| shared.members.get(*r).is_some_and(MemberStatus::is_unreachable);
+                    shared.last_writable.iter().filter(lost).cloned().collect()
+                };
+                if watched.is_empty() || tokio::time::Instant::now() + WATCH_ROUND >= next {
+                    tokio::time::sleep_until(next).await;
+                    break;
+                }
+                tokio::time::sleep(WATCH_ROUND).await;
+                // A member that answers slowly must not hold back the next full read.
+                if let Ok(true) = tokio::time::timeout_at(next, self.any_reachable(&watched)).await {
+                    break;
+                }
+            }
         }
+    }
+
+    /// Whether one of `regions`' members can be reached now (a full read follows: the
+    /// fence decides from one consistent view of every member).
+    async fn any_reachable(&self, regions: &[String]) -> bool {
+        let read = engine::join_all(regions.iter().map(|r| self.member(r))).await;
+        read.iter().any(|m| !m.is_unreachable())
+    }
+
+    async fn member(&self, region: &str) -> MemberStatus {
+        let status = self.cx.world.providers().database.member(region).await;
+        status.unwrap_or_else(|e| MemberStatus::Unreachable { reason: e.message })
     }
 
     /// An old primary that comes back after a failover still accepts writes at its
@@ -267,19 +305,23 @@ impl Daemon {
     }
 
     async fn refresh_members(&self) {
-        let members = engine::join_all(self.cx.plan.service_regions().map(|r| async move {
-            let status = self
-                .cx
-                .world
-                .providers()
-                .database
-                .member(r)
-                .await
-                .unwrap_or_else(|e| MemberStatus::Unreachable { reason: e.message });
-            (r.to_string(), status)
-        }))
+        let members = engine::join_all(
+            self.cx.plan.service_regions().map(|r| async move { (r.to_string(), self.member(r).await) }),
+        )
         .await;
-        self.shared.lock().unwrap().members = members.into_iter().collect();
+        let mut shared = self.shared.lock().unwrap();
+        for (region, member) in &members {
+            match member {
+                MemberStatus::Primary { writable: true, .. } => {
+                    shared.last_writable.insert(region.clone());
+                }
+                MemberStatus::Unreachable { .. } => {}
+                _ => {
+                    shared.last_writable.remove(region);
+                }
+            }
+        }
+        shared.members = members.into_iter().collect();
     }
 
     async fn autopilot_loop(&self) {
@@ -421,7 +463,9 @@ impl Daemon {
 
 /// When the most recent failover or switchover ended (for the cooldown).
 pub fn last_move_ended(runs: &[RunSummary]) -> Option<u64> {
-    runs.iter().filter(|r| r.state == RunState::Completed).filter_map(|r| r.finished_ms).max()
+    // A reprotect moves nothing: it must not hold back a failover that is needed.
+    let moves = runs.iter().filter(|r| r.state == RunState::Completed && r.header.kind.moves_primary());
+    moves.filter_map(|r| r.finished_ms).max()
 }
 
 /// Test fault injection: with `DROVER_TEST_KILL_AFTER=<record>` (a step name such as
