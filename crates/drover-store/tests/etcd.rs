@@ -203,3 +203,40 @@ async fn when_the_leader_dies_another_takes_over_and_the_old_one_cannot_write() 
     let west_journal = EtcdJournal::connect(&endpoints, "/t/ha").await.unwrap().fenced(west.fence.clone());
     west_journal.append(&header.id, Record::Resumed).await.expect("the new leader resumes the run");
 }
+
+/// A vantage's report lives under a lease of its own: while it publishes, the others
+/// read it; once it falls silent (dead, or cut off from etcd), etcd deletes it within
+/// about one TTL, even though the report's own expiry lies far ahead.
+#[tokio::test]
+async fn a_silent_vantages_report_is_deleted_by_etcd() {
+    use drover_core::vantage::{VantageExchange, VantageReport};
+    use drover_store::EtcdVantages;
+    let etcd = Etcd::start().await;
+    let endpoints = [etcd.endpoint.clone()];
+    let ttl = Duration::from_secs(2);
+    let east = EtcdVantages::connect(&endpoints, "/t", "east", ttl).await.unwrap();
+    let west = EtcdVantages::connect(&endpoints, "/t", "west", ttl).await.unwrap();
+    let now = drover_core::engine::now_ms();
+    let report =
+        VantageReport { vantage: "east".into(), at_ms: now, expires_ms: now + 3_600_000, regions: Default::default() };
+    // Published for a while, past several lease renewals: always there.
+    for _ in 0..8 {
+        east.publish(&report).await;
+        let seen: Vec<String> = west.others().await.into_iter().map(|r| r.vantage).collect();
+        assert_eq!(seen, ["east"], "west reads east's report while east publishes");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(east);
+    let silent = Instant::now();
+    let mut kv = etcd.kv().await;
+    loop {
+        let left = kv.get("/t/vantages/east", None).await.unwrap().kvs().len();
+        if left == 0 {
+            break;
+        }
+        assert!(silent.elapsed() < Duration::from_secs(30), "east's report outlived its lease by far");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(west.others().await.is_empty(), "west no longer sees east");
+    eprintln!("east's report was deleted {} ms after east fell silent (lease TTL 2 s)", silent.elapsed().as_millis());
+}
