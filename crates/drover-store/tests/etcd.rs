@@ -94,6 +94,20 @@ async fn switchover_crash_after_every_record_resumes_from_etcd() {
 }
 
 #[tokio::test]
+async fn reprotect_and_failback_crash_after_every_record_resume_from_etcd() {
+    let etcd = Etcd::start().await;
+    let kv = etcd.kv().await;
+    for kind in [RunKind::Reprotect, RunKind::Failback] {
+        let kv = kv.clone();
+        crash_after_every_record(kind, move |case| {
+            Arc::new(EtcdJournal::with_client(kv.clone(), "test", &format!("/t/{}/{case}", kind.as_str())))
+                as Arc<dyn Journal>
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn every_step_twice_is_once_on_etcd_and_ended_runs_stay_ended() {
     let etcd = Etcd::start().await;
     let kv = etcd.kv().await;
