@@ -108,7 +108,7 @@ enum Command {
     Backup(commands::backup::BackupCommand),
     /// Restore a backup into a region's cluster in dependency order (CRDs, then namespaces, config and
     /// RBAC, storage, workloads last); resumable, and each object's outcome is reported.
-    Restore(commands::backup::RestoreArgs),
+    Restore(commands::restore::RestoreArgs),
     /// Real regions on this machine (network namespaces, PostgreSQL, Knot DNS) for drills and demos.
     #[command(subcommand)]
     Lab(commands::lab::LabCommand),
@@ -207,7 +207,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => crate::serve::run(args),
         Command::Drill(args) => commands::drill::run(args),
         Command::Backup(cmd) => commands::backup::run(cmd),
-        Command::Restore(args) => commands::backup::run_restore(args),
+        Command::Restore(args) => commands::restore::run(args),
         Command::Lab(cmd) => commands::lab::run(cmd),
     }
 }

@@ -6,6 +6,7 @@ pub mod drill;
 pub mod lab;
 pub mod plan;
 pub mod remote;
+pub mod restore;
 pub mod run;
 pub mod status;
 
