@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover_adapters::kubernetes::{KubeCluster, KubernetesCompute};
-use drover_backup::standin::MemoryCluster;
 use drover_backup::standin::http::ApiServer;
+use drover_backup::standin::{MemoryCluster, widget_crd};
 use drover_backup::{
     BackupRequest, BackupStore, ClusterApi, ClusterError, Existing, ResourceKind, RestoreRequest, create_backup,
     restore,
@@ -26,16 +26,6 @@ use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
-
-fn crd() -> Value {
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "spec": {"group": "example.com", "scope": "Namespaced",
-            "names": {"kind": "Widget", "plural": "widgets"},
-            "versions": [{"name": "v1", "served": true, "storage": true}]}
-    })
-}
 
 fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
@@ -56,7 +46,7 @@ async fn client(server: &ApiServer) -> Client {
 async fn backup_and_restore_round_trip_through_kube() {
     let dir = tempfile::tempdir().unwrap();
     let source = Arc::new(MemoryCluster::new());
-    source.seed(crd());
+    source.seed(widget_crd());
     source.seed(namespace("shop"));
     source.seed(json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "settings", "namespace": "shop", "labels": {"app": "shop"}}, "data": {"mode": "live"}}));
@@ -126,7 +116,7 @@ async fn discovery_shows_a_crd_kind_only_once_established() {
 
     let crds =
         ResourceKind::new("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false);
-    kube.create(&crds, crd()).await.unwrap();
+    kube.create(&crds, widget_crd()).await.unwrap();
     let kinds = kube.resource_kinds().await.unwrap();
     assert!(kinds.contains(&ResourceKind::new("", "v1", "ConfigMap", "configmaps", true)), "{kinds:?}");
     assert!(kinds.contains(&ResourceKind::new(

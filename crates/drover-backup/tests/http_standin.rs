@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use drover_backup::standin::MemoryCluster;
 use drover_backup::standin::http::ApiServer;
+use drover_backup::standin::{MemoryCluster, widget_crd};
 use serde_json::{Value, json};
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/shop/configmaps";
@@ -160,10 +160,7 @@ async fn merge_patch_scales_a_deployment_and_its_status_follows() {
 async fn discovery_serves_a_crd_kind_once_established() {
     let (_cluster, server, http) = server().await;
     let url = server.url();
-    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "spec": {"group": "example.com", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets"},
-            "versions": [{"name": "v1", "served": true, "storage": true}]}});
+    let crd = widget_crd();
     let crds = format!("{url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions");
     let (code, _) = body(http.post(&crds).json(&crd).send().await.unwrap()).await;
     assert_eq!(code, 201);

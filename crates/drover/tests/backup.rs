@@ -17,8 +17,8 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 
-use drover_backup::standin::MemoryCluster;
 use drover_backup::standin::http::ApiServer;
+use drover_backup::standin::{MemoryCluster, widget_crd};
 use serde_json::{Value, json};
 use support::{Ran, assert_golden, drover, run};
 
@@ -34,14 +34,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// The east cluster: an application in namespace `shop`, with a custom resource.
 fn east_cluster() -> Arc<MemoryCluster> {
     let c = MemoryCluster::new();
-    c.seed(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "spec": {"group": "example.com", "scope": "Namespaced",
-            "names": {"kind": "Widget", "plural": "widgets"},
-            "versions": [{"name": "v1", "served": true, "storage": true}]},
-        "status": {"conditions": [{"type": "Established", "status": "True"}]}
-    }));
+    c.seed(widget_crd());
     c.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
     c.seed(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "shop", "labels": {"app": "shop"}}, "data": {"mode": "live"}}));
     c.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "type": "Opaque", "data": {"password": SECRET_VALUE}}));

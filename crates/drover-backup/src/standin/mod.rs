@@ -46,6 +46,18 @@ impl Default for MemoryCluster {
     }
 }
 
+/// The CustomResourceDefinition of `widgets.example.com` (kind Widget, namespaced, v1) as a
+/// client sends it; `MemoryCluster::seed` makes it Established.
+pub fn widget_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"kind": "Widget", "plural": "widgets"},
+            "versions": [{"name": "v1", "served": true, "storage": true}]}
+    })
+}
+
 /// Benchmark object `i` in namespace `bench`: a small ConfigMap when even, a Secret when odd.
 pub fn bench_object(i: usize) -> Value {
     let (kind, data) = if i.is_multiple_of(2) {

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover_backup::backup::apply_retention;
-use drover_backup::standin::MemoryCluster;
+use drover_backup::standin::{MemoryCluster, widget_crd};
 use drover_backup::{
     BackupRequest, BackupStore, ClusterApi, Existing, Keep, Outcome, RestoreRequest, SecretKey, create_backup, restore,
 };
 use object_store::ObjectStoreExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -23,22 +23,11 @@ pub fn key() -> Arc<SecretKey> {
     Arc::new(SecretKey::from_material(b"0123456789abcdef0123456789abcdef").unwrap())
 }
 
-fn crd() -> Value {
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "spec": {"group": "example.com", "scope": "Namespaced",
-            "names": {"kind": "Widget", "plural": "widgets"},
-            "versions": [{"name": "v1", "served": true, "storage": true}]},
-        "status": {"conditions": [{"type": "Established", "status": "True"}]}
-    })
-}
-
 /// A cluster with an application in namespace `shop`, a custom resource, and objects a
 /// backup must leave out.
 pub fn source_cluster() -> MemoryCluster {
     let c = MemoryCluster::new();
-    c.seed(crd());
+    c.seed(widget_crd());
     for ns in ["shop", "kube-system"] {
         c.seed(
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}}),
