@@ -172,7 +172,13 @@ async fn the_secondary_is_a_standby_of_the_writer_with_its_lag_unknown_without_c
     let db = database(mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&describe, &clusters]));
     assert_eq!(
         db.member("us-west-1").await.unwrap(),
-        MemberStatus::Standby { lag_bytes: None, lag_seconds: None, replay_lsn: 0, upstream: Some("shop-east".into()) }
+        MemberStatus::Standby {
+            lag_bytes: None,
+            lag_seconds: None,
+            replay_lsn: None,
+            epoch: None,
+            upstream: Some("shop-east".into())
+        }
     );
     assert!(matches!(db.member("us-east-2").await.unwrap(), MemberStatus::Primary { writable: true, .. }));
 }

@@ -47,7 +47,7 @@ fn fence_then_promote_makes_the_replica_a_standalone_primary_at_the_epoch() {
         let db = database(&moto);
 
         let primary = db.member(EAST).await.unwrap();
-        assert_eq!(primary, MemberStatus::Primary { writable: true, epoch: None, wal_lsn: 0, sync_standbys: None });
+        assert_eq!(primary, MemberStatus::Primary { writable: true, epoch: None, wal_lsn: None, sync_standbys: None });
         match db.member(WEST).await.unwrap() {
             // moto has no CloudWatch datapoints: the lag is honestly unknown.
             MemberStatus::Standby { lag_bytes: None, lag_seconds: None, upstream: Some(up), .. } => {
@@ -74,7 +74,7 @@ fn fence_then_promote_makes_the_replica_a_standalone_primary_at_the_epoch() {
         assert_eq!(tags, [("drover:epoch", "3"), ("drover:run", "r-test")]);
         assert_eq!(
             db.member(WEST).await.unwrap(),
-            MemberStatus::Primary { writable: true, epoch: Some(3), wal_lsn: 0, sync_standbys: None }
+            MemberStatus::Primary { writable: true, epoch: Some(3), wal_lsn: None, sync_standbys: None }
         );
         db.promote(WEST, RunKind::Failover).await.expect("promoting a primary is a no-op");
         db.record_epoch(WEST, 2, &RunId("r-old".into())).await.expect("an older epoch never lowers the tag");

@@ -191,13 +191,17 @@ pub enum Refusal {
     )]
     SplitBrain(String),
     #[error(
-        "standby '{region}' is {lag_bytes} bytes behind, more than policy.max_lag_on_failover ({limit}); an automatic failover would lose them — fail over by hand with 'drover failover' if you accept that"
+        "standby '{region}' is {lag_bytes} bytes behind, more than policy.max_lag_on_failover ({limit}); a failover would lose them — wait for it to catch up, or fail over by hand with 'drover failover --to {region} --accept-data-loss' if you accept that"
     )]
     LagTooHigh { region: String, lag_bytes: u64, limit: u64 },
     #[error(
-        "standby '{region}' lags {lag}, more than policy.max_lag_time_on_failover ({limit}); an automatic failover would lose the writes of that time — fail over by hand with 'drover failover' if you accept that"
+        "standby '{region}' lags {lag}, more than policy.max_lag_time_on_failover ({limit}); a failover would lose the writes of that time — wait for it to catch up, or fail over by hand with 'drover failover --to {region} --accept-data-loss' if you accept that"
     )]
     LagTimeTooHigh { region: String, lag: String, limit: String },
+    #[error(
+        "region '{region}' holds older data than the primary: {why}; moving the primary there would lose every write since — make it a standby of the primary first ('drover reprotect --region {region}'), or, to move anyway and lose those writes, run 'drover failover --to {region} --accept-data-loss'"
+    )]
+    StaleTarget { region: String, why: String },
     #[error(
         "a {kind} of database kind rds cannot promise no data loss: RDS exposes no WAL positions to confirm the replica has every write of the fenced primary, and cannot make the old primary a replica again; use 'drover failover --to {to}' (it fences a reachable primary first) and accept the replica's lag"
     )]
@@ -240,6 +244,11 @@ pub enum Refusal {
     NotProtected { region: String, state: String, plan: String },
     #[error("a {0} run is planned by 'drover {0}', not as a move of the primary")]
     NotAMove(&'static str),
+    #[error(
+        "checked before anything was changed, the plan's resources are not as the run needs them:\n  - {}\nfix the plan or the resources, then run this again ('drover plan check --live' checks them all)",
+        .0.join("\n  - ")
+    )]
+    Preflight(Vec<String>),
 }
 
 /// The region must be in the plan and run the service.
@@ -273,7 +282,22 @@ pub fn runbook(plan: &Plan, kind: RunKind) -> Vec<StepKind> {
 
 /// Plans a move of the primary to `to` (a failover, switchover or failback): pure,
 /// from the plan and what was observed. Reprotect runs are planned by `plan_reprotect`.
+/// A target with older data than the primary is refused (`stale_target`).
 pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reason: &str) -> Result<RunHeader, Refusal> {
+    plan_move(plan, kind, to, observed, reason, false)
+}
+
+/// `plan_run`, where `accept_data_loss` is a person's explicit choice (`--accept-data-loss`)
+/// to move to a target that holds older data than the primary, or lags more than policy
+/// allows. The loss is written into the run's header (journaled, and told to the notifiers).
+pub fn plan_move(
+    plan: &Plan,
+    kind: RunKind,
+    to: &str,
+    observed: &Observed,
+    reason: &str,
+    accept_data_loss: bool,
+) -> Result<RunHeader, Refusal> {
     if !kind.moves_primary() {
         return Err(Refusal::NotAMove(kind.as_str()));
     }
@@ -327,6 +351,23 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
     {
         return Err(Refusal::PrimaryUnreachable { region: from, reason: reason.clone() });
     }
+    // Data loss is the last question: every refusal above is about whether the move can
+    // happen at all, and a person should not accept a loss for a move that cannot.
+    let mut losses = Vec::new();
+    if let Some(why) = stale_target(plan, observed, to) {
+        losses.push(Refusal::StaleTarget { region: to.into(), why });
+    }
+    // A planned move waits in catch_up until nothing is behind; a failover does not.
+    if kind == RunKind::Failover
+        && let Err(lag) = lag_limits(plan, observed, to, false)
+    {
+        losses.push(lag);
+    }
+    let accepted_loss = match (losses.is_empty(), accept_data_loss) {
+        (true, _) => None,
+        (false, false) => return Err(losses.remove(0)),
+        (false, true) => Some(losses.iter().map(Refusal::to_string).map(|s| loss_words(&s)).collect::<Vec<_>>().join("; ")),
+    };
     Ok(RunHeader {
         id: RunId::generate(now_ms()),
         kind,
@@ -336,6 +377,63 @@ pub fn plan_run(plan: &Plan, kind: RunKind, to: &str, observed: &Observed, reaso
         epoch: observed.highest_epoch() + 1,
         steps: runbook(plan, kind),
         reason: reason.into(),
+        accepted_loss,
+    })
+}
+
+/// A refusal's finding without its advice (the part before ` — ` or `; moving`): what a
+/// run that goes ahead anyway journals as the loss it accepted.
+fn loss_words(refusal: &str) -> String {
+    let cut = [" — ", "; moving the primary there"].iter().filter_map(|m| refusal.find(m)).min();
+    refusal[..cut.unwrap_or(refusal.len())].to_owned()
+}
+
+/// Why `to` holds older data than the newest primary, or None when it holds the newest
+/// (or drover cannot tell: a managed replica whose source is lost). One rule orders the
+/// data: the epoch. Every promotion records a higher one in the new primary (and in its
+/// standbys, which replay it), and the traffic record carries the epoch that switched it;
+/// a member whose data is at an older epoch than any of them missed every write since.
+pub fn stale_target(plan: &Plan, observed: &Observed, to: &str) -> Option<String> {
+    // The newest promotion the world shows outside the target, and where it shows.
+    let mut newest: (Epoch, String) = (0, String::new());
+    for (region, member) in observed.members.iter().filter(|(r, _)| r.as_str() != to) {
+        let (epoch, what) = match member {
+            MemberStatus::Primary { epoch: Some(e), .. } => (*e, format!("{region} was promoted at epoch {e}")),
+            MemberStatus::Standby { epoch: Some(e), .. } => {
+                (*e, format!("{region} replays the data of a primary promoted at epoch {e}"))
+            }
+            _ => continue,
+        };
+        if epoch > newest.0 {
+            newest = (epoch, what);
+        }
+    }
+    if let Ok(traffic) = &observed.traffic
+        && traffic.epoch > newest.0
+    {
+        newest = (traffic.epoch, format!("traffic was switched at epoch {}", traffic.epoch));
+    }
+    let (newest, where_) = newest;
+    if newest == 0 {
+        return None;
+    }
+    // What the target's data carries; None: the provider cannot tell (a managed replica).
+    let (held, state) = match observed.members.get(to)? {
+        MemberStatus::Primary { epoch, writable, .. } => {
+            let state = if *writable { "a writable primary" } else { "a fenced (read-only) former primary" };
+            (Some(epoch.unwrap_or(0)), format!("{to} is {state}, not a standby of the primary"))
+        }
+        // PostgreSQL standbys replay the epoch table: no epoch means none was ever replayed.
+        MemberStatus::Standby { epoch, .. } => match epoch.or(plan.database.knows_wal_positions().then_some(0)) {
+            Some(e) => (Some(e), format!("{to} is a standby that does not follow the newest primary")),
+            None => (None, String::new()),
+        },
+        MemberStatus::Unreachable { .. } => (None, String::new()),
+    };
+    let held = held?;
+    (held < newest).then(|| {
+        let at = if held == 0 { "no epoch (data from before drover's first move)".to_owned() } else { format!("epoch {held}") };
+        format!("{state}; its data is at {at}, while {where_}")
     })
 }
 
@@ -399,6 +497,7 @@ pub fn plan_reprotect(
         epoch: observed.highest_epoch(),
         steps: runbook(plan, RunKind::Reprotect),
         reason: reason.into(),
+        accepted_loss: None,
     })
 }
 
@@ -451,6 +550,13 @@ pub fn managed_rejoin(kind: &str) -> Option<&'static str> {
 /// exposes them) and `policy.max_lag_time_on_failover` (time, when set; an unknown lag
 /// is refused then, since drover cannot tell how much would be lost).
 pub fn lag_gate(plan: &Plan, observed: &Observed, to: &str) -> Result<(), Refusal> {
+    lag_limits(plan, observed, to, true)
+}
+
+/// The lag limits; `unknown_refused` for automatic failovers. A person's failover
+/// (`plan_run`) is refused only for a lag known to be beyond policy: with no recent
+/// measurement (a managed replica whose CloudWatch has no datapoint), the person decides.
+fn lag_limits(plan: &Plan, observed: &Observed, to: &str, unknown_refused: bool) -> Result<(), Refusal> {
     let Some(MemberStatus::Standby { lag_bytes, lag_seconds, .. }) = observed.members.get(to) else {
         return Ok(());
     };
@@ -468,7 +574,8 @@ pub fn lag_gate(plan: &Plan, observed: &Observed, to: &str) -> Result<(), Refusa
             limit: crate::duration::format_duration(limit),
         };
         match lag_seconds {
-            None => return Err(too_high("an unknown time (no recent measurement)".into())),
+            None if unknown_refused => return Err(too_high("an unknown time (no recent measurement)".into())),
+            None => {}
             Some(s) if *s > limit.as_secs_f64() => return Err(too_high(format!("{s:.1}s"))),
             Some(_) => {}
         }
@@ -620,7 +727,10 @@ impl<'a> Engine<'a> {
     /// The event hooks: a run's milestones go to the notifier (which never blocks).
     async fn announce(&self, id: &RunId, entry: &Entry) {
         let (kind, reason) = match &entry.record {
-            Record::Started { header } => (EventKind::RunStarted, header.reason.clone()),
+            Record::Started { header } => match &header.accepted_loss {
+                Some(loss) => (EventKind::RunStarted, format!("{} — DATA LOSS ACCEPTED: {loss}", header.reason)),
+                None => (EventKind::RunStarted, header.reason.clone()),
+            },
             Record::Paused { reason, .. } => (EventKind::RunPaused, reason.clone()),
             Record::AwaitingApproval { reason } => (EventKind::ApprovalNeeded, reason.clone()),
             Record::Completed => (EventKind::RunCompleted, String::new()),
@@ -747,7 +857,12 @@ impl<'a> Engine<'a> {
             },
             StepKind::CatchUp => {
                 let old = match db.member(from).await? {
-                    MemberStatus::Primary { wal_lsn, .. } => wal_lsn,
+                    MemberStatus::Primary { wal_lsn: Some(wal_lsn), .. } => wal_lsn,
+                    MemberStatus::Primary { wal_lsn: None, .. } => {
+                        return Err(ProviderError::permanent(format!(
+                            "{from} exposes no WAL position — cannot confirm the standby has everything; use 'drover failover'"
+                        )));
+                    }
                     other => {
                         return Err(ProviderError::permanent(format!(
                             "{from} is {} — cannot confirm the standby has everything; use 'drover failover'",
@@ -756,13 +871,18 @@ impl<'a> Engine<'a> {
                     }
                 };
                 match db.member(to).await? {
-                    MemberStatus::Standby { replay_lsn, .. } if replay_lsn >= old => {
+                    MemberStatus::Standby { replay_lsn: Some(replay_lsn), .. } if replay_lsn >= old => {
                         Observation::Done(format!("{to} replayed all WAL of {from}"))
                     }
-                    MemberStatus::Standby { replay_lsn, .. } => {
+                    MemberStatus::Standby { replay_lsn: Some(replay_lsn), .. } => {
                         return Err(ProviderError::transient(format!(
                             "{to} is {} bytes behind {from}",
                             old.saturating_sub(replay_lsn)
+                        )));
+                    }
+                    MemberStatus::Standby { replay_lsn: None, .. } => {
+                        return Err(ProviderError::permanent(format!(
+                            "{to} exposes no WAL position — cannot confirm it has everything of {from}"
                         )));
                     }
                     MemberStatus::Primary { .. } => Observation::Done(format!("{to} is already primary")),

@@ -12,6 +12,7 @@ pub mod error;
 pub mod journal;
 pub mod notify;
 pub mod plan;
+pub mod preflight;
 pub mod run;
 pub mod secret;
 pub mod vantage;

@@ -77,6 +77,10 @@ pub struct RunHeader {
     pub steps: Vec<StepKind>,
     /// Why it started (a person's command, or a detection).
     pub reason: String,
+    /// The data a person accepted to lose (`--accept-data-loss`): why the target holds
+    /// older data than the primary, or lags beyond policy. None for every other run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_loss: Option<String>,
 }
 
 /// One line of the journal.

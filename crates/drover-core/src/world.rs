@@ -20,8 +20,8 @@ pub enum MemberStatus {
         writable: bool,
         /// Highest epoch recorded in this member's `drover.epoch` table.
         epoch: Option<Epoch>,
-        /// Current WAL write position.
-        wal_lsn: u64,
+        /// Current WAL write position; None when the database exposes none (RDS, Aurora).
+        wal_lsn: Option<u64>,
         /// None when commits do not wait for any standby (`synchronous_standby_names`
         /// empty); otherwise how many synchronous standbys are connected — 0 means
         /// commits are blocked until one returns.
@@ -34,9 +34,15 @@ pub enum MemberStatus {
         /// Seconds since the last replayed transaction's commit on the primary; 0 when idle and
         /// caught up. None when unknown (e.g. CloudWatch has no recent datapoint).
         lag_seconds: Option<f64>,
-        /// WAL replayed so far; 0 when the database exposes no WAL positions (RDS, Aurora),
+        /// WAL replayed so far; None when the database exposes no WAL positions (RDS, Aurora),
         /// whose plans cannot hold the `catch_up` step that compares it.
-        replay_lsn: u64,
+        replay_lsn: Option<u64>,
+        /// The epoch of the data it replays: the newest epoch its primary recorded (for
+        /// PostgreSQL the replicated `drover.epoch` table; for a managed replica its
+        /// source's epoch). None when no epoch was ever recorded there, or the source is
+        /// not a member of the plan. A standby at an older epoch than the newest primary
+        /// holds stale data: it is never a move's target (`engine::stale_target`).
+        epoch: Option<Epoch>,
         /// `host` of the upstream it streams from, if streaming.
         upstream: Option<String>,
     },
@@ -98,7 +104,26 @@ pub trait Database: Send + Sync {
     async fn host_access(&self, _region: &str) -> HostAccess {
         HostAccess::NotConfigured
     }
+
+    /// Lifts a fence: the member accepts writes again. Only `abort --undo` calls it, for a
+    /// run that fenced `region` and never promoted anything; the engine checks that first.
+    async fn unfence(&self, region: &str) -> Result<(), ProviderError> {
+        Err(ProviderError::permanent(format!("{region}: this database provider cannot lift a fence")))
+    }
+
+    /// What is wrong with the member in `region` before a run touches it ([`Preflight`]).
+    async fn preflight(&self, _region: &str) -> Preflight {
+        Vec::new()
+    }
 }
+
+/// Preflight: before a run's first irreversible step, each provider reads every resource
+/// the run will touch and names what is definitely wrong with it — missing (the API said
+/// it does not exist), or unusable for the step (a parameter group drover cannot modify, a
+/// record set identifier the zone does not hold). Each problem is one line naming the
+/// resource, the cause and the plan field to fix. A resource that cannot be *reached* is
+/// not a problem here: a lost region is why failovers exist, and observation judges it.
+pub type Preflight = Vec<String>;
 
 /// How `Database::rejoin` made a member a standby. The engine journals it in the step's detail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -186,6 +211,12 @@ pub trait Traffic: Send + Sync {
     /// epoch is still `observed_epoch` (compare-and-swap). A refused
     /// precondition is a permanent error: a newer run has switched since.
     async fn switch(&self, region: &str, observed_epoch: Epoch, new_epoch: Epoch) -> Result<(), ProviderError>;
+
+    /// What is wrong with the records a switch changes ([`Preflight`]): each must exist
+    /// as the plan names it, and the zone must not already hold a conflicting one.
+    async fn preflight(&self) -> Preflight {
+        Vec::new()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -257,6 +288,11 @@ pub trait Compute: Send + Sync {
     /// waits, within the resource's `ready_timeout`, until that many are up (a node group
     /// ACTIVE again, instances InService, pods ready). Idempotent.
     async fn resize(&self, resource: &str, region: &str, sizes: &BTreeMap<String, Size>) -> Result<(), ProviderError>;
+
+    /// What is wrong with `resource` in `region` ([`Preflight`]): it must exist there.
+    async fn preflight(&self, _resource: &str, _region: &str) -> Preflight {
+        Vec::new()
+    }
 }
 
 /// The world of a plan without compute: nothing to read or resize.

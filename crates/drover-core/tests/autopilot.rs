@@ -56,7 +56,13 @@ fn observed(west: MemberStatus, active_run: Option<&str>) -> Observed {
 }
 
 fn standby(lag_bytes: u64) -> MemberStatus {
-    MemberStatus::Standby { lag_bytes: Some(lag_bytes), lag_seconds: Some(0.0), replay_lsn: 100, upstream: None }
+    MemberStatus::Standby {
+        lag_bytes: Some(lag_bytes),
+        lag_seconds: Some(0.0),
+        replay_lsn: Some(100),
+        epoch: None,
+        upstream: None,
+    }
 }
 
 fn decide_with(
@@ -261,7 +267,7 @@ proptest! {
 fn a_returning_old_primary_with_an_older_epoch_is_stale() {
     use drover_core::vantage::stale_primaries;
     let primary =
-        |writable: bool, epoch: Option<u64>| MemberStatus::Primary { writable, epoch, wal_lsn: 1, sync_standbys: None };
+        |writable: bool, epoch: Option<u64>| MemberStatus::Primary { writable, epoch, wal_lsn: Some(1), sync_standbys: None };
     let members =
         BTreeMap::from([("east".to_string(), primary(true, Some(1))), ("west".to_string(), primary(true, Some(2)))]);
     assert_eq!(stale_primaries(&members), [("east".to_string(), 1, 2)]);

@@ -165,7 +165,7 @@ impl Database for AuroraGlobalDatabase {
         let primary = |writable: bool| MemberStatus::Primary {
             writable: writable && !refuses_writes(status),
             epoch: epoch_tag(cluster.tag_list()),
-            wal_lsn: 0,
+            wal_lsn: None,
             sync_standbys: None,
         };
         Ok(match Self::role(&global, m) {
@@ -183,7 +183,9 @@ impl Database for AuroraGlobalDatabase {
                 MemberStatus::Standby {
                     lag_bytes: None,
                     lag_seconds: lag_ms.map(|ms| ms / 1000.0),
-                    replay_lsn: 0,
+                    replay_lsn: None,
+                    // A secondary replicates the global writer, whatever its epoch tag says.
+                    epoch: None,
                     upstream: writer,
                 }
             }

@@ -423,7 +423,10 @@ impl Database for RdsDatabase {
             return Ok(MemberStatus::Standby {
                 lag_bytes: None,
                 lag_seconds: lag,
-                replay_lsn: 0,
+                replay_lsn: None,
+                // A read replica holds its source's data; RDS cannot say which epoch that is
+                // when the source's region is lost, so drover does not guess.
+                epoch: None,
                 upstream: Some(source),
             });
         }
@@ -431,7 +434,7 @@ impl Database for RdsDatabase {
         Ok(MemberStatus::Primary {
             writable: !fenced && !refuses_writes(&seen.status),
             epoch: seen.epoch,
-            wal_lsn: 0,
+            wal_lsn: None,
             sync_standbys: None,
         })
     }

@@ -28,7 +28,8 @@ const PRIMARY_SQL: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint
 const STANDBY_SQL: &str = "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint, \
      (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint, \
      extract(epoch from now() - pg_last_xact_replay_timestamp())::float8, \
-     (SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming' LIMIT 1)";
+     (SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming' LIMIT 1), \
+     to_regclass('drover.epoch') IS NOT NULL";
 
 impl PostgresDatabase {
     /// Unreachable for anything retrying could fix; an error only when it cannot (e.g. a bad password).
@@ -52,17 +53,11 @@ impl PostgresDatabase {
             let row = member.timed(client.query_one(PRIMARY_SQL, &[])).await?;
             let (wal_lsn, read_only, has_epochs): (i64, bool, bool) = (row.get(0), row.get(1), row.get(2));
             let sync_standbys: Option<i32> = row.get(3);
-            let epoch = if has_epochs {
-                let max: Option<i64> =
-                    member.timed(client.query_one("SELECT max(epoch) FROM drover.epoch", &[])).await?.get(0);
-                max.map(|e| e.max(0) as u64)
-            } else {
-                None
-            };
+            let epoch = if has_epochs { recorded_epoch(member, &client).await? } else { None };
             return Ok(MemberStatus::Primary {
                 writable: !read_only,
                 epoch,
-                wal_lsn: wal_lsn.max(0) as u64,
+                wal_lsn: Some(wal_lsn.max(0) as u64),
                 sync_standbys: sync_standbys.map(|n| n.max(0) as u32),
             });
         }
@@ -71,6 +66,9 @@ impl PostgresDatabase {
         let receive: Option<i64> = row.get(1);
         let behind: Option<f64> = row.get(2);
         let upstream: Option<String> = row.get(3);
+        let has_epochs: bool = row.get(4);
+        // The epoch table is replicated: a standby holds the epoch of the primary it replays.
+        let epoch = if has_epochs { recorded_epoch(member, &client).await? } else { None };
         let replay_lsn = replay.unwrap_or(0).max(0) as u64;
         let upstream_lsn = match self.primary_lsn_elsewhere(member, upstream.as_deref()).await {
             Some(lsn) => Some(lsn),
@@ -78,7 +76,13 @@ impl PostgresDatabase {
         };
         let lag_bytes = upstream_lsn.map_or(0, |u| u.saturating_sub(replay_lsn));
         let lag_seconds = if receive == replay { 0.0 } else { behind.unwrap_or(0.0).max(0.0) };
-        Ok(MemberStatus::Standby { lag_bytes: Some(lag_bytes), lag_seconds: Some(lag_seconds), replay_lsn, upstream })
+        Ok(MemberStatus::Standby {
+            lag_bytes: Some(lag_bytes),
+            lag_seconds: Some(lag_seconds),
+            replay_lsn: Some(replay_lsn),
+            epoch,
+            upstream,
+        })
     }
 
     /// The current WAL position of a reachable primary among the other members:
@@ -103,6 +107,12 @@ impl PostgresDatabase {
         }
         found.into_iter().map(|(_, lsn)| lsn).max()
     }
+}
+
+/// The highest epoch in the member's `drover.epoch` table (which exists), None when empty.
+async fn recorded_epoch(member: &Member, client: &tokio_postgres::Client) -> Result<Option<u64>, PgFailure> {
+    let max: Option<i64> = member.timed(client.query_one("SELECT max(epoch) FROM drover.epoch", &[])).await?.get(0);
+    Ok(max.map(|e| e.max(0) as u64))
 }
 
 /// The member's current WAL position if it is a primary; None if a standby or unreachable.

@@ -55,6 +55,9 @@ pub struct WorldSnapshot {
     pub traffic_unreachable: bool,
     /// Compute by (resource, region), unit by unit; read and resized only while the region's member is reachable.
     pub compute: BTreeMap<(String, String), Units>,
+    /// Resources a preflight finds missing: a region's database member (`database:east`)
+    /// or the traffic record (`traffic`). Compute is missing when `compute` lacks it.
+    pub missing: std::collections::BTreeSet<String>,
 }
 
 /// A two-region world: `east` primary with traffic, `west` its standby.
@@ -84,6 +87,7 @@ impl FakeWorld {
                 promotions: 0,
                 traffic_unreachable: false,
                 compute: BTreeMap::new(),
+                missing: Default::default(),
             }),
             promote_calls: AtomicU64::new(0),
             promote_kinds: Mutex::default(),
@@ -190,12 +194,21 @@ impl Database for FakeWorld {
             return Ok(MemberStatus::Unreachable { reason: "connection refused".into() });
         }
         Ok(if m.primary {
-            MemberStatus::Primary { writable: m.writable, epoch: m.epoch, wal_lsn: m.wal_lsn, sync_standbys: None }
+            MemberStatus::Primary {
+                writable: m.writable,
+                epoch: m.epoch,
+                wal_lsn: Some(m.wal_lsn),
+                sync_standbys: None,
+            }
         } else {
+            // A standby replays its primary's epoch table: it holds the epoch of the member it
+            // follows (as last seen, if that member is lost), else what it last replayed.
+            let epoch = m.upstream.as_ref().and_then(|u| s.members.get(u)).map_or(m.epoch, |up| up.epoch);
             MemberStatus::Standby {
                 lag_bytes: Some(0),
                 lag_seconds: Some(0.0),
-                replay_lsn: m.wal_lsn,
+                replay_lsn: Some(m.wal_lsn),
+                epoch,
                 upstream: m.upstream.clone(),
             }
         })
@@ -253,6 +266,19 @@ impl Database for FakeWorld {
         })
     }
 
+    async fn unfence(&self, region: &str) -> Result<(), ProviderError> {
+        self.with_member(region, |m| {
+            if m.primary {
+                m.writable = true;
+            }
+        })
+    }
+
+    async fn preflight(&self, region: &str) -> crate::world::Preflight {
+        let missing = self.state.lock().unwrap().missing.contains(&format!("database:{region}"));
+        if missing { vec![format!("database member {region}: no such instance")] } else { Vec::new() }
+    }
+
     async fn host_access(&self, region: &str) -> HostAccess {
         match self.state.lock().unwrap().members.get(region) {
             Some(m) if m.reachable => HostAccess::Reachable("pg_ctl status: ok".into()),
@@ -264,6 +290,11 @@ impl Database for FakeWorld {
 
 #[async_trait]
 impl Traffic for FakeWorld {
+    async fn preflight(&self) -> crate::world::Preflight {
+        let missing = self.state.lock().unwrap().missing.contains("traffic");
+        if missing { vec!["traffic record: no record set with the plan's identifier".into()] } else { Vec::new() }
+    }
+
     async fn current(&self) -> Result<TrafficState, ProviderError> {
         let s = self.state.lock().unwrap();
         if s.traffic_unreachable {
@@ -308,6 +339,16 @@ impl Compute for FakeWorld {
             .get(&(resource.to_string(), region.to_string()))
             .cloned()
             .ok_or_else(|| ProviderError::permanent(format!("{region}: no compute {resource}")))
+    }
+
+    async fn preflight(&self, resource: &str, region: &str) -> crate::world::Preflight {
+        let s = self.state.lock().unwrap();
+        let plain = !s.compute.keys().any(|(r, _)| r == resource);
+        if plain || s.compute.contains_key(&(resource.to_string(), region.to_string())) {
+            Vec::new()
+        } else {
+            vec![format!("compute {resource} in {region}: no such resource")]
+        }
     }
 
     async fn resize(&self, resource: &str, region: &str, sizes: &BTreeMap<String, Size>) -> Result<(), ProviderError> {

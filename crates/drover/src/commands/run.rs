@@ -23,6 +23,12 @@ pub struct MoveArgs {
     /// The region that becomes primary.
     #[arg(long, value_name = "REGION")]
     pub to: String,
+    /// Move even though the target holds older data than the primary (it does not follow
+    /// it) or lags more than the plan's policy allows: every write it lacks is lost. The
+    /// loss is journaled with the run and told to the plan's notifiers. Without it such a
+    /// move is refused (exit 2) with what would be lost.
+    #[arg(long)]
+    pub accept_data_loss: bool,
     #[command(flatten)]
     pub run: StartArgs,
 }
@@ -94,7 +100,7 @@ enum RunsCommand {
 }
 
 pub fn start(kind: RunKind, args: MoveArgs) -> ExitCode {
-    start_run(Request::Move { kind, to: &args.to }, &args.run)
+    start_run(Request::Move { kind, to: &args.to, accept_data_loss: args.accept_data_loss }, &args.run)
 }
 
 pub fn reprotect(args: ReprotectArgs) -> ExitCode {
@@ -119,10 +125,11 @@ fn start_run(request: Request<'_>, args: &StartArgs) -> ExitCode {
 /// The CLI and a daemon's API plan it the same way.
 #[derive(Clone, Copy)]
 pub enum Request<'a> {
-    /// A failover or switchover to a region.
+    /// A failover or switchover to a region; `accept_data_loss` as `--accept-data-loss`.
     Move {
         kind: RunKind,
         to: &'a str,
+        accept_data_loss: bool,
     },
     Reprotect {
         region: &'a str,
@@ -146,7 +153,11 @@ impl Request<'_> {
     pub fn question(self, daemon: &str) -> String {
         let via = format!(" through the daemon at {daemon}");
         match self {
-            Request::Move { kind, to } => format!("{} the primary to {to}{via}?", kind.as_str()),
+            Request::Move { kind, to, accept_data_loss: false } => format!("{} the primary to {to}{via}?", kind.as_str()),
+            Request::Move { kind, to, accept_data_loss: true } => format!(
+                "{} the primary to {to}{via}, ACCEPTING THE LOSS of every write {to} lacks?",
+                kind.as_str()
+            ),
             Request::Reprotect { region } => reprotect_question(region, "the current primary", &via),
             Request::Failback { to } => {
                 format!("fail the primary back to {}{via}?", to.unwrap_or("the plan's home region"))
@@ -158,7 +169,13 @@ impl Request<'_> {
     pub fn body(self, reason: &str) -> serde_json::Value {
         let mut body = serde_json::json!({"kind": self.kind().as_str(), "reason": reason});
         match self {
-            Request::Move { to, .. } | Request::Failback { to: Some(to) } => body["to"] = to.into(),
+            Request::Move { to, accept_data_loss, .. } => {
+                body["to"] = to.into();
+                if accept_data_loss {
+                    body["accept_data_loss"] = true.into();
+                }
+            }
+            Request::Failback { to: Some(to) } => body["to"] = to.into(),
             Request::Reprotect { region } => body["region"] = region.into(),
             Request::Failback { to: None } => {}
         }
@@ -173,16 +190,21 @@ impl Request<'_> {
             .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", self.kind().as_str())))
     }
 
-    /// Plans the run against what `observed` shows of the world.
+    /// Plans the run against what `observed` shows of the world, then reads every resource
+    /// it would touch (preflight): nothing is journaled unless all of them are as it needs.
     pub async fn plan_with(self, cx: &Context, observed: &Observed, reason: &str) -> Result<RunHeader, Refusal> {
-        match self {
-            Request::Move { kind, to } => engine::plan_run(&cx.plan, kind, to, observed, reason),
+        let header = match self {
+            Request::Move { kind, to, accept_data_loss } => {
+                engine::plan_move(&cx.plan, kind, to, observed, reason, accept_data_loss)
+            }
             Request::Reprotect { region } => {
                 let host = cx.world.providers().database.host_access(region).await;
                 engine::plan_reprotect(&cx.plan, region, observed, &host, reason)
             }
             Request::Failback { to } => engine::plan_failback(&cx.plan, to, observed, reason),
-        }
+        }?;
+        let problems = drover_core::preflight::for_run(&cx.plan, cx.world.providers(), &header).await;
+        if problems.is_empty() { Ok(header) } else { Err(Refusal::Preflight(problems)) }
     }
 }
 

@@ -258,6 +258,9 @@ struct StartRun {
     region: Option<String>,
     #[serde(default = "default_reason")]
     reason: String,
+    /// failover, switchover: move even to a target with older data (`--accept-data-loss`).
+    #[serde(default)]
+    accept_data_loss: bool,
 }
 
 impl StartRun {
@@ -278,7 +281,7 @@ impl StartRun {
             )),
             (_, _, Some(_)) => Err(field("region", format!("a {kind} takes no field `region`; `to` names the region"))),
             (RunKind::Failback, to, None) => Ok(Request::Failback { to }),
-            (kind, Some(to), None) => Ok(Request::Move { kind, to }),
+            (kind, Some(to), None) => Ok(Request::Move { kind, to, accept_data_loss: self.accept_data_loss }),
             (_, None, None) => Err(field("to", "missing field `to`".into())),
         }
     }

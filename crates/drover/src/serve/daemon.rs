@@ -434,8 +434,16 @@ impl Daemon {
     }
 
     async fn start_run(&self, observed: &Observed, to: &str, reason: &str, ask: bool) -> Result<(), String> {
-        let header = match engine::plan_run(&self.cx.plan, RunKind::Failover, to, observed, reason) {
-            Ok(h) => h,
+        let planned = engine::plan_run(&self.cx.plan, RunKind::Failover, to, observed, reason);
+        let header = match planned {
+            Ok(h) => match drover_core::preflight::for_run(&self.cx.plan, self.cx.world.providers(), &h).await {
+                problems if problems.is_empty() => h,
+                problems => {
+                    let refusal = engine::Refusal::Preflight(problems);
+                    tracing::warn!(vantage = %self.vantage, "automatic failover refused by the preflight: {refusal}");
+                    return Ok(());
+                }
+            },
             Err(refusal) => {
                 tracing::warn!(vantage = %self.vantage, "automatic failover refused by the planner: {refusal}");
                 return Ok(());
