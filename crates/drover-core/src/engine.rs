@@ -366,7 +366,9 @@ pub fn plan_move(
     let accepted_loss = match (losses.is_empty(), accept_data_loss) {
         (true, _) => None,
         (false, false) => return Err(losses.remove(0)),
-        (false, true) => Some(losses.iter().map(Refusal::to_string).map(|s| loss_words(&s)).collect::<Vec<_>>().join("; ")),
+        (false, true) => {
+            Some(losses.iter().map(Refusal::to_string).map(|s| loss_words(&s)).collect::<Vec<_>>().join("; "))
+        }
     };
     Ok(RunHeader {
         id: RunId::generate(now_ms()),
@@ -391,8 +393,9 @@ fn loss_words(refusal: &str) -> String {
 /// Why `to` holds older data than the newest primary, or None when it holds the newest
 /// (or drover cannot tell: a managed replica whose source is lost). One rule orders the
 /// data: the epoch. Every promotion records a higher one in the new primary (and in its
-/// standbys, which replay it), and the traffic record carries the epoch that switched it;
-/// a member whose data is at an older epoch than any of them missed every write since.
+/// standbys, which replay it), and the traffic record carries the epoch that switched it
+/// (counted when no other primary takes writes: the primary is lost); a member whose data
+/// is at an older epoch than any of them missed every write since.
 pub fn stale_target(plan: &Plan, observed: &Observed, to: &str) -> Option<String> {
     // The newest promotion the world shows outside the target, and where it shows.
     let mut newest: (Epoch, String) = (0, String::new());
@@ -408,8 +411,12 @@ pub fn stale_target(plan: &Plan, observed: &Observed, to: &str) -> Option<String
             newest = (epoch, what);
         }
     }
+    // The traffic record is the evidence of the last promotion when no other primary can be
+    // seen (it is lost, or the target itself claims the role); while another takes writes,
+    // the members themselves say where the newest data is.
     if let Ok(traffic) = &observed.traffic
         && traffic.epoch > newest.0
+        && observed.writable_primaries().iter().all(|(r, _)| *r == to)
     {
         newest = (traffic.epoch, format!("traffic was switched at epoch {}", traffic.epoch));
     }
@@ -432,7 +439,11 @@ pub fn stale_target(plan: &Plan, observed: &Observed, to: &str) -> Option<String
     };
     let held = held?;
     (held < newest).then(|| {
-        let at = if held == 0 { "no epoch (data from before drover's first move)".to_owned() } else { format!("epoch {held}") };
+        let at = if held == 0 {
+            "no epoch (data from before drover's first move)".to_owned()
+        } else {
+            format!("epoch {held}")
+        };
         format!("{state}; its data is at {at}, while {where_}")
     })
 }
@@ -635,6 +646,8 @@ pub enum EngineError {
     NeedsApproval(RunId),
     #[error("run {0} is {1}, not waiting for approval")]
     NotAwaitingApproval(RunId, &'static str),
+    #[error("could not {0}: {1}; the run was not aborted — fix the cause and abort again, or abort without --undo")]
+    Undo(String, String),
 }
 
 /// The world's providers, as one value the engine borrows.
@@ -693,16 +706,6 @@ impl<'a> Engine<'a> {
         self.drive(id).await
     }
 
-    /// Ends an active run without changing the world further.
-    pub async fn abort(&self, id: &RunId, reason: &str) -> Result<RunSummary, EngineError> {
-        let summary = self.journal.summary(id).await?;
-        if !summary.state.is_active() {
-            return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
-        }
-        self.record(id, Record::Aborted { reason: reason.into() }).await?;
-        Ok(self.journal.summary(id).await?)
-    }
-
     /// Continues a paused or interrupted run from the first step not done.
     pub async fn resume(&self, id: &RunId) -> Result<RunSummary, EngineError> {
         let summary = self.journal.summary(id).await?;
@@ -717,7 +720,7 @@ impl<'a> Engine<'a> {
         self.drive(id).await
     }
 
-    async fn record(&self, id: &RunId, record: Record) -> Result<(), StoreError> {
+    pub(crate) async fn record(&self, id: &RunId, record: Record) -> Result<(), StoreError> {
         let entry = self.journal.append(id, record).await?;
         (self.on_entry)(&entry);
         self.announce(id, &entry).await;

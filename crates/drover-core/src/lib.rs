@@ -15,6 +15,7 @@ pub mod plan;
 pub mod preflight;
 pub mod run;
 pub mod secret;
+pub mod undo;
 pub mod vantage;
 pub mod world;
 

@@ -130,6 +130,12 @@ pub enum Record {
         units: crate::world::Units,
     },
     Completed,
+    /// An abort set a completed step back (`abort --undo`): a lifted fence, compute sized back.
+    Undone {
+        step: usize,
+        kind: StepKind,
+        detail: String,
+    },
     Aborted {
         reason: String,
     },
@@ -242,6 +248,8 @@ pub enum StepState {
     AlreadyDone,
     Skipped,
     Failed,
+    /// Done, then set back by an abort.
+    Undone,
 }
 
 impl StepState {
@@ -253,6 +261,7 @@ impl StepState {
             StepState::AlreadyDone => "already done",
             StepState::Skipped => "skipped",
             StepState::Failed => "failed",
+            StepState::Undone => "undone",
         }
     }
     pub fn is_done(self) -> bool {
@@ -335,6 +344,12 @@ impl RunSummary {
             Record::AwaitingApproval { reason } => {
                 self.state = RunState::AwaitingApproval;
                 self.reason = Some(reason.clone());
+            }
+            Record::Undone { step, detail, .. } => {
+                if let Some(s) = self.steps.get_mut(*step) {
+                    s.state = StepState::Undone;
+                    s.detail = Some(detail.clone());
+                }
             }
             Record::Completed => {
                 self.state = RunState::Completed;

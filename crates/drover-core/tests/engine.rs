@@ -319,7 +319,7 @@ async fn a_run_aborted_between_promote_and_switch_is_finished_by_the_next_one() 
     let journal = MemoryJournal::default();
     let header = fenced_and_promoted(&plan, &journal, &world).await;
     let e = engine(&plan, &journal, &world);
-    e.abort(&header.id, "operator").await.unwrap();
+    e.abort(&header.id, "operator", false).await.unwrap();
     // West is the primary database at epoch 1, traffic still points at east.
     let observed = observe(&plan, &journal, &world).await;
     let next = plan_run(&plan, RunKind::Failover, "west", &observed, "finish").unwrap();
@@ -431,7 +431,7 @@ async fn a_run_tells_the_notifier_each_milestone_and_a_notify_step_where_it_stan
     e.open_for_approval(&header, "east is down to 2 of 2 vantages").await.unwrap();
     let resumed = e.resume(&header.id).await;
     assert!(resumed.is_err_and(|err| err.to_string().contains("drover approve")), "resume must not skip approval");
-    e.abort(&header.id, "not today").await.unwrap();
+    e.abort(&header.id, "not today", false).await.unwrap();
     let kinds: Vec<EventKind> = world.notified().iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventKind::RunStarted, EventKind::ApprovalNeeded, EventKind::RunAborted]);
     assert_eq!(world.snapshot().promotions, 0, "nothing moved without approval");

@@ -71,7 +71,7 @@ async fn journal_survives_reopen_and_refuses_a_second_active_run() {
         other => panic!("expected ActiveRun, got {other:?}"),
     }
     let ended = drover_core::testing::scenarios::engine(&plan, &journal, &world)
-        .abort(&header.id, "operator gave up")
+        .abort(&header.id, "operator gave up", false)
         .await
         .unwrap();
     assert_eq!(ended.state, RunState::Aborted);

@@ -88,7 +88,10 @@ enum Command {
         #[command(flatten)]
         target: commands::remote::TargetArgs,
     },
-    /// End a paused or interrupted run without changing the world further.
+    /// End a paused or interrupted run. A run that fenced the primary and never promoted
+    /// leaves no database taking writes: --undo lifts that fence (and sets back compute the
+    /// run raised) before it ends the run; --keep leaves the world as it is. When there is
+    /// something to undo, one of them is required off a terminal, and asked for on one.
     Abort {
         run: String,
         #[command(flatten)]
@@ -96,6 +99,13 @@ enum Command {
         /// Recorded in the journal.
         #[arg(long, default_value = "aborted by operator")]
         reason: String,
+        /// Set back what the run did that has an undo (a fence with no promotion after it,
+        /// compute it raised), each journaled, then end the run.
+        #[arg(long, conflicts_with = "keep")]
+        undo: bool,
+        /// End the run and leave everything it did in place.
+        #[arg(long)]
+        keep: bool,
     },
     /// Inject a real fault, detect it with the plan's checks, fail over, and measure RTO and lost writes.
     Drill(commands::drill::DrillArgs),
@@ -203,7 +213,9 @@ pub fn main() -> ExitCode {
         Command::Runs(args) => commands::run::runs(args),
         Command::Resume { run, target } => commands::run::resume(&run, &target),
         Command::Approve { run, target } => commands::run::approve(&run, &target),
-        Command::Abort { run, target, reason } => commands::run::abort(&run, &target, &reason),
+        Command::Abort { run, target, reason, undo, keep } => {
+            commands::run::abort(&run, &target, &reason, commands::run::UndoChoice::from_flags(undo, keep))
+        }
         Command::Serve(args) => crate::serve::run(args),
         Command::Drill(args) => commands::drill::run(args),
         Command::Backup(cmd) => commands::backup::run(cmd),

@@ -8,7 +8,7 @@ use drover_core::run::{RunState, RunSummary};
 use serde_json::{Value, json};
 
 use crate::cli::{Output, PlanArgs};
-use crate::commands::run::{Request, confirm, intro_line, outcome, render_run, render_runs};
+use crate::commands::run::{Request, UndoChoice, aborted_line, confirm, intro_line, outcome, render_run, render_runs};
 use crate::commands::{Failure, print_json};
 
 /// Where a command acts: here (plan file, local journal) or through a daemon.
@@ -177,9 +177,16 @@ impl Remote {
         outcome(&self.follow(id).await?)
     }
 
-    pub async fn abort(&self, id: &str, reason: &str) -> Result<(), Failure> {
-        self.post(&format!("/api/v1/runs/{id}/abort"), json!({"reason": reason})).await?;
-        println!("run {id} aborted: {reason}; the world was left as it is ('drover status' shows it)");
+    pub async fn abort(&self, id: &str, reason: &str, choice: UndoChoice) -> Result<(), Failure> {
+        let run: RunSummary = serde_json::from_value(self.get(&format!("/api/v1/runs/{id}")).await?).map_err(|e| {
+            Failure::failed(format!("the daemon at {} answered a run drover cannot read: {e}", self.base))
+        })?;
+        let undo = choice.decide(&run)?;
+        let aborted = self.post(&format!("/api/v1/runs/{id}/abort"), json!({"reason": reason, "undo": undo})).await?;
+        let aborted: RunSummary = serde_json::from_value(aborted).map_err(|e| {
+            Failure::failed(format!("the daemon at {} answered a run drover cannot read: {e}", self.base))
+        })?;
+        println!("{}", aborted_line(&aborted, reason));
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use drover_core::engine::{self, Engine, EngineError, Observed, Refusal, RetryPol
 use drover_core::journal::Journal;
 use drover_core::plan::StepKind;
 use drover_core::run::{Entry, Record, RunHeader, RunId, RunKind, RunState, RunSummary, StepOutcome};
+use drover_core::undo;
 use drover_core::world::RejoinMethod;
 use drover_core::{StoreError, duration::format_duration};
 
@@ -153,11 +154,12 @@ impl Request<'_> {
     pub fn question(self, daemon: &str) -> String {
         let via = format!(" through the daemon at {daemon}");
         match self {
-            Request::Move { kind, to, accept_data_loss: false } => format!("{} the primary to {to}{via}?", kind.as_str()),
-            Request::Move { kind, to, accept_data_loss: true } => format!(
-                "{} the primary to {to}{via}, ACCEPTING THE LOSS of every write {to} lacks?",
-                kind.as_str()
-            ),
+            Request::Move { kind, to, accept_data_loss: false } => {
+                format!("{} the primary to {to}{via}?", kind.as_str())
+            }
+            Request::Move { kind, to, accept_data_loss: true } => {
+                format!("{} the primary to {to}{via}, ACCEPTING THE LOSS of every write {to} lacks?", kind.as_str())
+            }
             Request::Reprotect { region } => reprotect_question(region, "the current primary", &via),
             Request::Failback { to } => {
                 format!("fail the primary back to {}{via}?", to.unwrap_or("the plan's home region"))
@@ -251,7 +253,11 @@ async fn start_local(
 /// The line that says what a run is about to do.
 fn intro(h: &RunHeader) -> String {
     let steps: Vec<&str> = h.steps.iter().map(|s| s.as_str()).collect();
-    intro_line(h.kind, &h.from, &h.to, h.epoch, &steps.join(", "))
+    let line = intro_line(h.kind, &h.from, &h.to, h.epoch, &steps.join(", "));
+    match &h.accepted_loss {
+        Some(loss) => format!("{line}\nDATA LOSS ACCEPTED (--accept-data-loss): {loss}"),
+        None => line,
+    }
 }
 
 /// What a run does, with `more` (its steps, or where it is driven) in the brackets.
@@ -267,6 +273,9 @@ pub fn intro_line(kind: RunKind, from: &str, to: &str, epoch: impl std::fmt::Dis
 fn question(h: &RunHeader) -> String {
     match h.kind {
         RunKind::Reprotect => reprotect_question(&h.from, &h.to, ""),
+        kind if h.accepted_loss.is_some() => {
+            format!("{} the primary from {} to {}, losing every write {} lacks?", kind.as_str(), h.from, h.to, h.to)
+        }
         kind => format!("{} the primary from {} to {}?", kind.as_str(), h.from, h.to),
     }
 }
@@ -327,20 +336,79 @@ fn drive(run: &str, target: &TargetArgs, approve: bool) -> ExitCode {
     }))
 }
 
-pub fn abort(run: &str, target: &TargetArgs, reason: &str) -> ExitCode {
+/// `--undo`, `--keep`, or neither (ask on a terminal when there is something to undo).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum UndoChoice {
+    Undo,
+    Keep,
+    Ask,
+}
+
+impl UndoChoice {
+    pub fn from_flags(undo: bool, keep: bool) -> UndoChoice {
+        match (undo, keep) {
+            (true, _) => UndoChoice::Undo,
+            (false, true) => UndoChoice::Keep,
+            (false, false) => UndoChoice::Ask,
+        }
+    }
+
+    /// Whether to undo `summary`'s steps: the choice given, or the person's answer. With
+    /// something to undo and no choice off a terminal, the abort is refused: a fence left
+    /// on by a script that did not look is an outage.
+    pub fn decide(self, summary: &RunSummary) -> Result<bool, Failure> {
+        let (undos, _) = undo::undoable(summary);
+        match self {
+            UndoChoice::Undo => Ok(true),
+            UndoChoice::Keep => Ok(false),
+            UndoChoice::Ask if undos.is_empty() => Ok(false),
+            UndoChoice::Ask => {
+                let what: Vec<&str> = undos.iter().map(|u| u.what.as_str()).collect();
+                let id = &summary.header.id;
+                if !std::io::stdin().is_terminal() {
+                    return Err(Failure::input(format!(
+                        "run {id} can be set back as it ends: {}; say --undo to do that, or --keep to leave everything as it is; nothing changed",
+                        what.join("; ")
+                    )));
+                }
+                for line in undo::paused_advice(summary) {
+                    println!("  {line}");
+                }
+                print!("{}, then abort run {id}? [y/N = abort and keep everything] ", what.join("; "));
+                std::io::stdout().flush().ok();
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer).ok();
+                Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+            }
+        }
+    }
+}
+
+pub fn abort(run: &str, target: &TargetArgs, reason: &str, choice: UndoChoice) -> ExitCode {
     finish(runtime().block_on(async {
         let args = match target.target()? {
-            Target::Remote(remote) => return remote.abort(run, reason).await,
+            Target::Remote(remote) => return remote.abort(run, reason, choice).await,
             Target::Local(args) => args,
         };
         let cx = Context::open(&args).await?;
+        let id = RunId(run.into());
+        let undo = choice.decide(&cx.journal.summary(&id).await.map_err(store_failure)?)?;
         let on_entry = |_: &Entry| {};
-        let summary = cx.engine(&on_entry).abort(&RunId(run.into()), reason).await.map_err(engine_failure);
+        let summary = cx.engine(&on_entry).abort(&id, reason, undo).await.map_err(engine_failure);
         cx.flush_notifications().await;
-        let summary = summary?;
-        println!("run {} aborted: {reason}; the world was left as it is ('drover status' shows it)", summary.header.id);
+        println!("{}", aborted_line(&summary?, reason));
         Ok(())
     }))
+}
+
+/// What an abort did: each step it set back, or that it left the world as it was.
+pub fn aborted_line(summary: &RunSummary, reason: &str) -> String {
+    let undone = undo::undone(summary);
+    if undone.is_empty() {
+        format!("run {} aborted: {reason}; the world was left as it is ('drover status' shows it)", summary.header.id)
+    } else {
+        format!("run {} aborted: {reason}; {}", summary.header.id, undone.join("; "))
+    }
 }
 
 pub fn runs(args: RunsArgs) -> ExitCode {
@@ -416,6 +484,13 @@ pub fn outcome_line(summary: &RunSummary) -> Result<String, Failure> {
                 _ => format!("run {} completed in {took}: {} is primary at epoch {}", h.id, h.to, h.epoch),
             })
         }
+        RunState::Paused => Err(Failure::failed(format!(
+            "run {} {}: {}\n{}",
+            h.id,
+            summary.state.as_str(),
+            summary.reason.as_deref().unwrap_or("no reason recorded"),
+            undo::paused_advice(summary).iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+        ))),
         _ => Err(Failure::failed(format!(
             "run {} {}: {}",
             h.id,
@@ -431,6 +506,7 @@ pub fn engine_failure(e: EngineError) -> Failure {
         refused @ (EngineError::Ended(..) | EngineError::NeedsApproval(_) | EngineError::NotAwaitingApproval(..)) => {
             Failure::input(refused.to_string())
         }
+        failed @ EngineError::Undo(..) => Failure::failed(failed.to_string()),
     }
 }
 
@@ -499,6 +575,9 @@ impl Progress {
             Record::Resumed => Some("resuming".into()),
             Record::AwaitingApproval { reason } => Some(format!("waiting for approval: {reason}")),
             Record::Approved { by } => Some(format!("approved by {by}")),
+            Record::Undone { step, kind, detail } => {
+                Some(format!("[{}/{total}] {} undone: {detail}", step + 1, kind.as_str()))
+            }
             Record::Completed | Record::Aborted { .. } => None,
         }
     }
@@ -554,6 +633,9 @@ pub fn render_run(r: &RunSummary) -> String {
     if let Some(f) = r.finished_ms {
         out.push_str(&format!("finished: {} ({} ms)\n", time_of_day(f), f.saturating_sub(r.started_ms)));
     }
+    if let Some(loss) = &h.accepted_loss {
+        out.push_str(&format!("data loss accepted: {loss}\n"));
+    }
     out.push_str(&format!("{:<3} {:<9} {:<13} {:>9} {:>8}  {}\n", "#", "STEP", "STATE", "AT (ms)", "TOOK", "DETAIL"));
     for (i, s) in r.steps.iter().enumerate() {
         let at = s.started_ms.map(|t| t.saturating_sub(r.started_ms).to_string()).unwrap_or_else(|| "-".into());
@@ -574,6 +656,11 @@ pub fn render_run(r: &RunSummary) -> String {
     }
     if let Some(reason) = &r.reason {
         out.push_str(&format!("reason: {reason}\n"));
+    }
+    if r.state == RunState::Paused {
+        for line in undo::paused_advice(r) {
+            out.push_str(&format!("  {line}\n"));
+        }
     }
     out
 }

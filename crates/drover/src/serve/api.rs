@@ -373,6 +373,9 @@ async fn drive(api: Shared, id: String, approved_by: Option<String>) -> ApiResul
 #[serde(deny_unknown_fields)]
 struct Abort {
     reason: String,
+    /// Set back what has an undo (a fence with no promotion after it, raised compute) first.
+    #[serde(default)]
+    undo: bool,
 }
 
 async fn abort(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
@@ -380,7 +383,7 @@ async fn abort(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) 
     let authority = api.daemon.authority().await.map_err(not_leader)?;
     let on_entry = |_: &Entry| {};
     let engine = api.daemon.engine(&authority, &on_entry);
-    let summary = engine.abort(&RunId(id), &request.reason).await.map_err(|e| match e {
+    let summary = engine.abort(&RunId(id), &request.reason, request.undo).await.map_err(|e| match e {
         EngineError::Store(s) => store_error(s),
         other => ApiError::new(StatusCode::CONFLICT, other.to_string()),
     })?;

@@ -1,0 +1,186 @@
+//! What an abort can set back, and what a paused run leaves in the world.
+//!
+//! A run that fenced the primary and then stopped before any promotion leaves no
+//! database accepting writes: an outage made by drover. `abort --undo` lifts that fence
+//! (and sets back any compute the run raised); `--keep` leaves the world as it is.
+//! Lifting a fence is safe only while no other member is primary: never once the promote
+//! step is done; when it was attempted and did not finish (a promotion that timed out),
+//! only while the target is seen to be a standby still — and the person is warned that a
+//! promotion finishing later would make two primaries.
+
+use crate::engine::{Engine, EngineError};
+use crate::plan::StepKind;
+use crate::run::{Record, RunId, RunSummary, StepState};
+use crate::world::MemberStatus;
+
+/// One completed step an abort can set back.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Undo {
+    pub step: usize,
+    pub kind: StepKind,
+    /// For people: `lift the fence on east (this run made it read-only)`.
+    pub what: String,
+}
+
+/// What aborting `summary` can set back, and the steps it cannot, with why. Pure: from
+/// the run's summary (a daemon's client has no more); [`Engine::abort`] looks at the
+/// world again before it acts.
+pub fn undoable(summary: &RunSummary) -> (Vec<Undo>, Vec<String>) {
+    let h = &summary.header;
+    let mut undos = Vec::new();
+    let mut kept = Vec::new();
+    for (step, view) in summary.steps.iter().enumerate() {
+        match view.kind {
+            // A fence this run put on, or may have (it failed or crashed part way); an
+            // AlreadyDone fence was someone else's, a Skipped one never reached the member.
+            StepKind::Fence
+                if view.attempts > 0
+                    && matches!(view.state, StepState::Applied | StepState::Failed | StepState::InFlight) =>
+            {
+                let promote = summary.steps.iter().find(|s| s.kind == StepKind::Promote);
+                if promote.is_some_and(|p| p.state.is_done()) {
+                    kept.push(format!(
+                        "the fence on {}: {} was promoted, so it would make two primaries",
+                        h.from, h.to
+                    ));
+                } else if promote.is_some_and(|p| p.attempts > 0) {
+                    undos.push(Undo {
+                        step,
+                        kind: StepKind::Fence,
+                        what: format!(
+                            "lift the fence on {} (this run made it read-only; the promotion of {} was attempted and did not finish — lifted only while {} is still a standby, and if its promotion completes later two databases accept writes: check {})",
+                            h.from, h.to, h.to, h.to
+                        ),
+                    });
+                } else {
+                    undos.push(Undo {
+                        step,
+                        kind: StepKind::Fence,
+                        what: format!("lift the fence on {} (this run made it read-only)", h.from),
+                    });
+                }
+            }
+            // The scale step journals the sizes it found before it first resizes anything.
+            StepKind::Scale if view.attempts > 0 && view.state != StepState::Undone => undos.push(Undo {
+                step,
+                kind: StepKind::Scale,
+                what: format!("set {}'s compute back to the sizes it ran before this run", h.to),
+            }),
+            StepKind::Promote | StepKind::Switch | StepKind::Rejoin if view.state.is_done() => {
+                kept.push(format!("{} ({}): it has no undo", view.kind.as_str(), view.state.as_str()))
+            }
+            _ => {}
+        }
+    }
+    (undos, kept)
+}
+
+/// What a run that stopped part way left in the world, and what each way on does: the
+/// lines `drover` prints under a paused run.
+pub fn paused_advice(summary: &RunSummary) -> Vec<String> {
+    let h = &summary.header;
+    let done = |kind: StepKind| summary.steps.iter().any(|s| s.kind == kind && s.state.is_done());
+    let state = |kind: StepKind| summary.steps.iter().find(|s| s.kind == kind).map(|s| s.state);
+    let mut lines = Vec::new();
+    if h.kind.moves_primary() {
+        let fenced = state(StepKind::Fence) == Some(StepState::Applied)
+            || state(StepKind::Fence) == Some(StepState::AlreadyDone);
+        let promoted = done(StepKind::Promote);
+        let switched = done(StepKind::Switch);
+        lines.push(match (fenced, promoted, switched) {
+            (true, false, _) => format!(
+                "now: {} is fenced (read-only) and {} is not promoted — no database accepts writes",
+                h.from, h.to
+            ),
+            (_, true, false) => {
+                format!("now: {} is primary at epoch {} but traffic still goes to {}", h.to, h.epoch, h.from)
+            }
+            (_, true, true) => format!("now: {} is primary at epoch {} and traffic points at it", h.to, h.epoch),
+            (false, false, _) => format!("now: nothing was changed yet: {} is still primary", h.from),
+        });
+    }
+    let next = summary.next_step().and_then(|i| summary.steps.get(i)).map(|s| s.kind.as_str()).unwrap_or("the end");
+    lines.push(format!("resume: tries {next} again and goes on ('drover resume {}')", h.id));
+    let (undos, kept) = undoable(summary);
+    if undos.is_empty() {
+        lines.push(format!("abort: ends the run and leaves the world as it is ('drover abort {}')", h.id));
+    } else {
+        let what: Vec<&str> = undos.iter().map(|u| u.what.as_str()).collect();
+        lines.push(format!("abort --undo: {}, then ends the run ('drover abort {} --undo')", what.join("; "), h.id));
+        lines
+            .push(format!("abort --keep: ends the run and leaves the world as it is ('drover abort {} --keep')", h.id));
+    }
+    lines.extend(kept.into_iter().map(|k| format!("kept by any abort: {k}")));
+    lines
+}
+
+impl Engine<'_> {
+    /// Ends an active run. With `undo`, first sets back what [`undoable`] allows —
+    /// newest step first, each journaled as `Undone` — after looking at the world again:
+    /// a fence is lifted only while the target is not a writable primary. An undo that
+    /// fails leaves the run as it was (still active), so it can be tried again.
+    pub async fn abort(&self, id: &RunId, reason: &str, undo: bool) -> Result<RunSummary, EngineError> {
+        let summary = self.journal.summary(id).await?;
+        if !summary.state.is_active() {
+            return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
+        }
+        if undo {
+            let (undos, _) = undoable(&summary);
+            for u in undos.iter().rev() {
+                let detail = self.undo(&summary, u).await.map_err(|e| EngineError::Undo(u.what.clone(), e.message))?;
+                self.record(id, Record::Undone { step: u.step, kind: u.kind, detail }).await?;
+            }
+        }
+        self.record(id, Record::Aborted { reason: reason.into() }).await?;
+        Ok(self.journal.summary(id).await?)
+    }
+
+    async fn undo(&self, summary: &RunSummary, u: &Undo) -> Result<String, crate::ProviderError> {
+        let h = &summary.header;
+        let db = self.world.database;
+        match u.kind {
+            StepKind::Fence => {
+                // An intent is journaled before a step touches the world: attempts > 0 means it may have.
+                let promote_attempted = summary.steps.iter().any(|s| s.kind == StepKind::Promote && s.attempts > 0);
+                match db.member(&h.to).await? {
+                    MemberStatus::Standby { .. } => {}
+                    MemberStatus::Primary { writable: true, .. } => {
+                        return Err(crate::ProviderError::permanent(format!(
+                            "{} accepts writes now; lifting the fence on {} would make two primaries",
+                            h.to, h.from
+                        )));
+                    }
+                    other if promote_attempted => {
+                        return Err(crate::ProviderError::permanent(format!(
+                            "{} is {} and its promotion was attempted: drover cannot see that it is not becoming primary",
+                            h.to,
+                            other.role_str()
+                        )));
+                    }
+                    _ => {}
+                }
+                db.unfence(&h.from).await?;
+                match db.member(&h.from).await? {
+                    MemberStatus::Primary { writable: true, .. } => Ok(format!("{} accepts writes again", h.from)),
+                    other => Err(crate::ProviderError::permanent(format!(
+                        "{} is {} after lifting its fence",
+                        h.from,
+                        other.role_str()
+                    ))),
+                }
+            }
+            StepKind::Scale => Ok(self.undo_scale(&h.id).await?.join(", ")),
+            other => Err(crate::ProviderError::permanent(format!("{} has no undo", other.as_str()))),
+        }
+    }
+}
+
+/// How an abort went: what it set back.
+pub fn undone(summary: &RunSummary) -> Vec<String> {
+    summary
+        .steps
+        .iter()
+        .filter(|s| s.state == StepState::Undone)
+        .map(|s| format!("{} undone: {}", s.kind.as_str(), s.detail.as_deref().unwrap_or("")))
+        .collect()
+}

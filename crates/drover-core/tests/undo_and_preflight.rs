@@ -1,0 +1,145 @@
+//! Abort with undo (a fence lifted when nothing was promoted) and preflight (a run
+//! refused before anything is journaled when a resource it touches is missing).
+
+use drover_core::engine::{Refusal, plan_run};
+use drover_core::journal::Journal;
+use drover_core::plan::StepKind;
+use drover_core::run::{RunKind, RunState, StepState};
+use drover_core::testing::scenarios::{engine, observe, plan_with_compute, two_region_plan};
+use drover_core::testing::{FakeWorld, MemoryJournal};
+use drover_core::undo::{paused_advice, undoable};
+
+/// A failover that fenced east, then paused at promote because west could not be reached.
+async fn paused_after_fence(
+    kind: RunKind,
+) -> (drover_core::plan::Plan, MemoryJournal, FakeWorld, drover_core::run::RunHeader) {
+    let plan = two_region_plan();
+    let journal = MemoryJournal::default();
+    let world = FakeWorld::two_regions();
+    let header = plan_run(&plan, kind, "west", &observe(&plan, &journal, &world).await, "test").unwrap();
+    world.set_reachable("west", false);
+    let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Paused);
+    assert_eq!(run.steps[0].state, StepState::Applied, "east was fenced");
+    assert!(!world.snapshot().members["east"].writable);
+    world.set_reachable("west", true);
+    (plan, journal, world, header)
+}
+
+#[tokio::test]
+async fn abort_with_undo_lifts_the_fence_of_a_run_that_never_promoted() {
+    // A switchover pauses at catch_up: promote was never attempted.
+    let (plan, journal, world, header) = paused_after_fence(RunKind::Switchover).await;
+    let summary = journal.summary(&header.id).await.unwrap();
+    let (undos, kept) = undoable(&summary);
+    assert_eq!(undos.len(), 1, "{undos:?}");
+    assert_eq!(undos[0].kind, StepKind::Fence);
+    assert!(kept.is_empty(), "{kept:?}");
+    let advice = paused_advice(&summary).join("\n");
+    assert!(advice.contains("east is fenced (read-only) and west is not promoted"), "{advice}");
+    assert!(advice.contains("--undo") && advice.contains("--keep"), "{advice}");
+
+    let aborted = engine(&plan, &journal, &world).abort(&header.id, "operator", true).await.unwrap();
+    assert_eq!(aborted.state, RunState::Aborted);
+    assert_eq!(aborted.steps[0].state, StepState::Undone);
+    let s = world.snapshot();
+    assert!(s.members["east"].writable, "east takes writes again");
+    assert!(!s.members["west"].primary, "west was not promoted");
+    assert_eq!(s.traffic_region, "east");
+}
+
+#[tokio::test]
+async fn abort_with_undo_after_an_unfinished_promotion_lifts_the_fence_only_while_the_target_is_a_standby() {
+    let (plan, journal, world, header) = paused_after_fence(RunKind::Failover).await;
+    let summary = journal.summary(&header.id).await.unwrap();
+    assert_eq!(summary.steps[1].kind, StepKind::Promote);
+    assert!(summary.steps[1].attempts > 0, "promote was attempted");
+    let (undos, _) = undoable(&summary);
+    assert!(undos[0].what.contains("two databases accept writes"), "the person is warned: {}", undos[0].what);
+
+    // West unreachable: drover cannot see it is not becoming primary, so the fence stays.
+    world.set_reachable("west", false);
+    let e = engine(&plan, &journal, &world).abort(&header.id, "operator", true).await.unwrap_err();
+    assert!(e.to_string().contains("the run was not aborted"), "{e}");
+    assert_eq!(journal.summary(&header.id).await.unwrap().state, RunState::Paused);
+    assert!(!world.snapshot().members["east"].writable);
+
+    world.set_reachable("west", true);
+    engine(&plan, &journal, &world).abort(&header.id, "operator", true).await.unwrap();
+    assert!(world.snapshot().members["east"].writable);
+}
+
+#[tokio::test]
+async fn abort_with_undo_never_lifts_a_fence_once_the_target_was_promoted() {
+    let plan = two_region_plan();
+    let journal = MemoryJournal::default();
+    let world = FakeWorld::two_regions();
+    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
+    world.state.lock().unwrap().traffic_unreachable = true;
+    let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Paused, "paused at switch");
+    let (undos, kept) = undoable(&run);
+    assert!(undos.iter().all(|u| u.kind != StepKind::Fence), "{undos:?}");
+    assert!(kept.iter().any(|k| k.contains("the fence on east")), "{kept:?}");
+    engine(&plan, &journal, &world).abort(&header.id, "operator", true).await.unwrap();
+    let s = world.snapshot();
+    assert!(!s.members["east"].writable, "east stays fenced: west is primary");
+    assert!(s.members["west"].writable);
+}
+
+#[tokio::test]
+async fn abort_with_undo_sets_raised_compute_back() {
+    let plan = plan_with_compute(100);
+    let journal = MemoryJournal::default();
+    let world = FakeWorld::two_regions();
+    world.set_compute("web", "east", 3);
+    world.set_compute("web", "west", 1);
+    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
+    assert!(header.steps.contains(&StepKind::Scale));
+    // Scale, then stop at the switch: the scale-up has an undo, the promotion has none.
+    world.state.lock().unwrap().traffic_unreachable = true;
+    let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Paused);
+    assert_eq!(world.compute("web", "west").desired, 3);
+    engine(&plan, &journal, &world).abort(&header.id, "operator", true).await.unwrap();
+    assert_eq!(world.compute("web", "west").desired, 1, "west runs what it ran before the run");
+}
+
+#[tokio::test]
+async fn a_plain_abort_leaves_the_fence() {
+    let (plan, journal, world, header) = paused_after_fence(RunKind::Switchover).await;
+    let aborted = engine(&plan, &journal, &world).abort(&header.id, "operator", false).await.unwrap();
+    assert_eq!(aborted.steps[0].state, StepState::Applied);
+    assert!(!world.snapshot().members["east"].writable);
+}
+
+#[tokio::test]
+async fn preflight_names_every_missing_resource_of_a_run_and_nothing_else() {
+    let plan = plan_with_compute(100);
+    let journal = MemoryJournal::default();
+    let world = FakeWorld::two_regions();
+    world.set_compute("web", "east", 3);
+    let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
+    world.state.lock().unwrap().missing.extend(["database:east".to_string(), "traffic".to_string()]);
+    let providers = drover_core::engine::Providers {
+        database: &world,
+        traffic: &world,
+        compute: &world,
+        prober: &world,
+        notifier: &world,
+    };
+    let problems = drover_core::preflight::for_run(&plan, providers, &header).await;
+    assert_eq!(
+        problems,
+        [
+            "database member east: no such instance",
+            "traffic record: no record set with the plan's identifier",
+            "compute web in west: no such resource",
+        ],
+        "each problem once, the database first"
+    );
+    let refusal = Refusal::Preflight(problems).to_string();
+    assert!(refusal.contains("before anything was changed"), "{refusal}");
+    assert!(refusal.contains("\n  - compute web in west: no such resource"), "{refusal}");
+    assert!(journal.runs().await.unwrap().is_empty(), "planning and preflight journal nothing");
+}
