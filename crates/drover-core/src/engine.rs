@@ -242,6 +242,9 @@ pub enum Refusal {
         "region '{region}' is not a healthy streaming standby ({state}); reprotect it first: drover reprotect --plan {plan} --region {region} (while drover serve daemons lead, send it to the leader with --server URL instead of --plan)"
     )]
     NotProtected { region: String, state: String, plan: String },
+    /// `NotProtected` for a managed database, which drover cannot reprotect itself.
+    #[error("region '{region}' is not a replica of the primary ({state}); database kind {kind}: {what}")]
+    ManagedNotProtected { region: String, state: String, kind: &'static str, what: &'static str },
     #[error("a {0} run is planned by 'drover {0}', not as a move of the primary")]
     NotAMove(&'static str),
     #[error(
@@ -537,6 +540,10 @@ pub fn plan_failback(plan: &Plan, to: Option<&str>, observed: &Observed, reason:
         None => Some("no database member".into()),
     };
     if let Some(state) = state {
+        // A managed database's replica is made by hand: 'drover reprotect' would be refused.
+        if let Some(what) = managed_rejoin(plan.database.kind()) {
+            return Err(Refusal::ManagedNotProtected { region: to.into(), state, kind: plan.database.kind(), what });
+        }
         return Err(Refusal::NotProtected { region: to.into(), state, plan: plan.source.display().to_string() });
     }
     plan_run(plan, RunKind::Failback, to, observed, reason)

@@ -141,4 +141,63 @@ checks:
     assert_eq!(status.code, 0, "{}{}", status.stdout, status.stderr);
     assert!(status.stdout.contains("primary, writable, epoch 1"), "{}", status.stdout);
     assert!(status.stdout.contains("primary, read-only (fenced)"), "{}", status.stdout);
+
+    // The old primary is a standalone instance with none of the writes made on us-west-1
+    // since: a failover back to it is refused, and nothing is touched.
+    let stale = drover_with(&moto, &["failover", "--yes", "--plan", plan, "--to", "us-east-2"]);
+    assert_eq!(stale.code, 2, "{}{}", stale.stdout, stale.stderr);
+    assert!(
+        stale.stderr.contains("region 'us-east-2' holds older data than the primary")
+            && stale.stderr.contains("us-west-1 was promoted at epoch 1")
+            && stale.stderr.contains("--accept-data-loss"),
+        "{}",
+        stale.stderr
+    );
+    let read_only =
+        |params: &drover_adapters::aws::rds::sdk::operation::describe_db_parameters::DescribeDbParametersOutput| {
+            params
+                .parameters()
+                .iter()
+                .find(|p| p.parameter_name() == Some("default_transaction_read_only"))
+                .and_then(|p| p.parameter_value().map(str::to_owned))
+        };
+    let world = || {
+        rt.block_on(async {
+            let east_params = east.describe_db_parameters().db_parameter_group_name("shop-pg").send().await.unwrap();
+            let west_params =
+                west.describe_db_parameters().db_parameter_group_name("shop-replica-pg").send().await.unwrap();
+            let (sets, txt) = read_back(&r53, &zone, RECORD).await;
+            let roles: Vec<(String, String, Option<String>)> = roles(&sets)
+                .into_iter()
+                .map(|(id, value, role)| (id.to_owned(), value.to_owned(), role.map(str::to_owned)))
+                .collect();
+            (read_only(&east_params), read_only(&west_params), roles, txt)
+        })
+    };
+    let (east_ro, west_ro, sets, txt) = world();
+    assert_eq!(east_ro.as_deref(), Some("1"), "the stale primary stays fenced");
+    assert_ne!(west_ro.as_deref(), Some("1"), "the real primary was not fenced");
+    let owned = |set: [(&str, &str, &str); 2]| -> Vec<(String, String, Option<String>)> {
+        set.iter().map(|(id, v, r)| (id.to_string(), v.to_string(), Some(r.to_string()))).collect()
+    };
+    assert_eq!(sets, owned([("us-east-2", EAST_IP, "SECONDARY"), ("us-west-1", WEST_IP, "PRIMARY")]));
+    assert_eq!(txt, vec!["\"1\"".to_string()]);
+    let runs = drover_with(&moto, &["runs", "--plan", plan, "-o", "json"]);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "the refusal journaled nothing: {runs}");
+
+    // Said explicitly, the loss is accepted: the move happens and the journal keeps why.
+    let forced = drover_with(
+        &moto,
+        &["failover", "--yes", "--plan", plan, "--to", "us-east-2", "--accept-data-loss", "-o", "json"],
+    );
+    assert_eq!(forced.code, 0, "{}{}", forced.stdout, forced.stderr);
+    assert!(forced.stderr.contains("DATA LOSS ACCEPTED"), "{}", forced.stderr);
+    let run: serde_json::Value = serde_json::from_str(&forced.stdout).unwrap();
+    let loss = run["header"]["accepted_loss"].as_str().unwrap_or_else(|| panic!("no accepted_loss: {run}"));
+    assert!(loss.contains("us-west-1 was promoted at epoch 1"), "{loss}");
+    let (east_ro, west_ro, sets, txt) = world();
+    assert_eq!((east_ro.as_deref(), west_ro.as_deref()), (Some("0"), Some("1")), "east unfenced, west fenced");
+    assert_eq!(sets, owned([("us-east-2", EAST_IP, "PRIMARY"), ("us-west-1", WEST_IP, "SECONDARY")]));
+    assert_eq!(txt, vec!["\"2\"".to_string()]);
 }
