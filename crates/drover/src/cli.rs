@@ -88,10 +88,13 @@ enum Command {
         #[command(flatten)]
         target: commands::remote::TargetArgs,
     },
-    /// End a paused or interrupted run. A run that fenced the primary and never promoted
-    /// leaves no database taking writes: --undo lifts that fence (and sets back compute the
-    /// run raised) before it ends the run; --keep leaves the world as it is. When there is
-    /// something to undo, one of them is required off a terminal, and asked for on one.
+    /// End a paused or interrupted run; --undo first sets back a fence that left no primary
+    ///
+    /// A run that fenced the primary and never promoted leaves no database taking writes:
+    /// --undo lifts that fence (and sets back compute the run raised) before it ends the run,
+    /// each undo journaled; --keep leaves the world as it is. When there is something to undo,
+    /// one of them is required off a terminal, and asked for on one. A paused run's message
+    /// and 'drover runs show RUN' say what each choice would do.
     Abort {
         run: String,
         #[command(flatten)]
