@@ -410,8 +410,18 @@ pub fn stale_target(plan: &Plan, observed: &Observed, to: &str) -> Option<String
             newest = (epoch, what);
         }
     }
+    // The traffic record's epoch is the newest switch. But when it points at a writable
+    // primary other than the target, every write since that switch is on that primary, whose
+    // own epoch (and its standbys') says what the data holds: a record ahead of it (the
+    // primary's epoch table lost or never written, the journal elsewhere) shows no newer data.
+    let traffic_on_a_writable_primary = |region: &Option<String>| {
+        region.as_deref().is_some_and(|r| {
+            r != to && matches!(observed.members.get(r), Some(MemberStatus::Primary { writable: true, .. }))
+        })
+    };
     if let Ok(traffic) = &observed.traffic
         && traffic.epoch > newest.0
+        && !traffic_on_a_writable_primary(&traffic.region)
     {
         newest = (traffic.epoch, format!("traffic was switched at epoch {}", traffic.epoch));
     }
