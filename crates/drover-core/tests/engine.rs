@@ -505,3 +505,169 @@ async fn a_step_whose_attempt_errs_but_takes_effect_is_shown_as_applied_not_alre
     assert_eq!(run.steps[0].attempts, 1);
     assert_eq!(run.steps[1].state, StepState::AlreadyDone, "west had everything: catch_up did nothing");
 }
+
+/// Issue 13, item 1: a move to a member holding older data than the primary loses every
+/// write since — refused unless a person accepts the loss, which the run then carries.
+#[tokio::test]
+async fn a_move_to_a_member_with_older_data_is_refused_unless_the_loss_is_accepted() {
+    use drover_core::engine::plan_move;
+    let plan = two_region_plan();
+    let journal = journal_at_epoch_1().await;
+
+    // East returned after the failover to west and was fenced (read-only), as the daemons
+    // fence a returning old primary: it is still at no epoch, west at epoch 1.
+    let world = FakeWorld::after_failover();
+    world.fence("east").await.unwrap();
+    let observed = observe(&plan, &journal, &world).await;
+    assert!(matches!(observed.members["east"], MemberStatus::Primary { writable: false, epoch: None, .. }));
+    let before = world.snapshot();
+    for kind in [RunKind::Failover, RunKind::Switchover] {
+        let refusal = plan_run(&plan, kind, "east", &observed, "t").unwrap_err();
+        let Refusal::StaleTarget { region, why } = &refusal else { panic!("{kind:?}: {refusal}") };
+        assert_eq!(region, "east");
+        assert_eq!(
+            why,
+            "east is a fenced (read-only) former primary, not a standby of the primary; its data is at no epoch \
+             (data from before drover's first move), while west was promoted at epoch 1"
+        );
+        let text = refusal.to_string();
+        assert!(text.contains("region 'east' holds older data than the primary"), "{text}");
+        assert!(text.contains("drover reprotect --region east") && text.contains("--accept-data-loss"), "{text}");
+    }
+    assert_eq!(world.snapshot(), before, "a refusal changes nothing");
+
+    // With the loss accepted the move is planned, carries the loss, and runs: east becomes
+    // the writable primary at a new epoch with traffic, and the start is notified as a loss.
+    let header = plan_move(&plan, RunKind::Failover, "east", &observed, "by hand", true).unwrap();
+    assert_eq!((header.from.as_str(), header.to.as_str(), header.epoch), ("west", "east", 2));
+    let loss = header.accepted_loss.clone().expect("the accepted loss is in the header");
+    assert_eq!(
+        loss,
+        "region 'east' holds older data than the primary: east is a fenced (read-only) former primary, not a \
+         standby of the primary; its data is at no epoch (data from before drover's first move), while west was \
+         promoted at epoch 1"
+    );
+    let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Completed, "{:?}", run.reason);
+    let entries = journal.entries(&header.id).await.unwrap();
+    let journaled = entries.iter().find_map(|e| match &e.record {
+        drover_core::run::Record::Started { header } => Some(header.accepted_loss.clone()),
+        _ => None,
+    });
+    assert_eq!(journaled, Some(Some(loss.clone())), "the journal's run header holds the accepted loss");
+    let w = world.snapshot();
+    let east = &w.members["east"];
+    assert_eq!((east.primary, east.writable, east.epoch), (true, true, Some(2)), "{w:?}");
+    assert!(!w.members["west"].writable, "west, the primary it replaced, was fenced: {w:?}");
+    assert_eq!((w.traffic_region.as_str(), w.traffic_epoch), ("east", 2));
+    let started = &world.notified()[0];
+    assert_eq!(started.reason, format!("by hand — DATA LOSS ACCEPTED: {loss}"));
+
+    // Accepting a loss where there is none changes nothing about the plan: no loss recorded.
+    let world = FakeWorld::two_regions();
+    let fresh = MemoryJournal::default();
+    let header = plan_move(&plan, RunKind::Failover, "west", &observe(&plan, &fresh, &world).await, "t", true).unwrap();
+    assert_eq!(header.accepted_loss, None);
+
+    // East unfenced is refused too, earlier: two databases accept writes.
+    let world = FakeWorld::after_failover();
+    let refusal = plan_move(&plan, RunKind::Failover, "east", &observe(&plan, &journal, &world).await, "t", true);
+    assert!(matches!(refusal, Err(Refusal::SplitBrain(_))), "{refusal:?}");
+}
+
+#[tokio::test]
+async fn a_standby_that_does_not_follow_the_newest_primary_is_stale() {
+    let plan = two_region_plan();
+    let journal = journal_at_epoch_1().await;
+
+    // East was reprotected from a copy that follows nobody and never replayed an epoch.
+    let world = FakeWorld::after_failover();
+    {
+        let mut s = world.state.lock().unwrap();
+        let east = s.members.get_mut("east").unwrap();
+        (east.primary, east.writable, east.upstream, east.epoch) = (false, false, None, None);
+    }
+    let observed = observe(&plan, &journal, &world).await;
+    let refusal = plan_run(&plan, RunKind::Failover, "east", &observed, "t").unwrap_err();
+    let Refusal::StaleTarget { why, .. } = &refusal else { panic!("{refusal}") };
+    assert!(
+        why.starts_with("east is a standby that does not follow the newest primary; its data is at no epoch"),
+        "{why}"
+    );
+
+    // A standby stuck at epoch 1 (it stopped replaying) while east was promoted at epoch 2,
+    // and east is now lost: only the traffic record shows the newer epoch.
+    let world = FakeWorld::two_regions();
+    {
+        let mut s = world.state.lock().unwrap();
+        s.members.get_mut("east").unwrap().epoch = Some(2);
+        let west = s.members.get_mut("west").unwrap();
+        (west.upstream, west.epoch) = (None, Some(1));
+        s.traffic_epoch = 2;
+    }
+    let observed = observe(&plan, &MemoryJournal::default(), &world).await;
+    let refusal = plan_run(&plan, RunKind::Failover, "west", &observed, "t").unwrap_err();
+    let Refusal::StaleTarget { why, .. } = &refusal else { panic!("{refusal}") };
+    assert!(why.ends_with("its data is at epoch 1, while east was promoted at epoch 2"), "{why}");
+    world.set_reachable("east", false);
+    let observed = observe(&plan, &MemoryJournal::default(), &world).await;
+    let refusal = plan_run(&plan, RunKind::Failover, "west", &observed, "t").unwrap_err();
+    let Refusal::StaleTarget { why, .. } = &refusal else { panic!("{refusal}") };
+    assert!(why.ends_with("its data is at epoch 1, while traffic was switched at epoch 2"), "{why}");
+
+    // The traffic record ahead of the writable primary it points at (its epoch table lost,
+    // the journal elsewhere): a standby of that primary loses nothing. With that primary
+    // unreachable, the record is the only evidence left, and drover refuses.
+    let world = FakeWorld::two_regions();
+    world.state.lock().unwrap().traffic_epoch = 7;
+    let observed = observe(&plan, &MemoryJournal::default(), &world).await;
+    assert_eq!(plan_run(&plan, RunKind::Switchover, "west", &observed, "t").unwrap().accepted_loss, None);
+    world.set_reachable("east", false);
+    let observed = observe(&plan, &MemoryJournal::default(), &world).await;
+    let refusal = plan_run(&plan, RunKind::Failover, "west", &observed, "t");
+    assert!(matches!(refusal, Err(Refusal::StaleTarget { .. })), "{refusal:?}");
+
+    // A proper standby of the current primary replays its epoch: allowed, no loss.
+    let world = FakeWorld::reprotected();
+    let observed = observe(&plan, &journal, &world).await;
+    assert!(matches!(observed.members["east"], MemberStatus::Standby { epoch: Some(1), .. }));
+    for kind in [RunKind::Failover, RunKind::Switchover] {
+        let header = plan_run(&plan, kind, "east", &observed, "t").unwrap();
+        assert_eq!((header.to.as_str(), header.epoch, header.accepted_loss), ("east", 2, None));
+    }
+    // The planned world's standby, before drover ever moved anything: allowed.
+    let world = FakeWorld::two_regions();
+    let header =
+        plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &MemoryJournal::default(), &world).await, "t");
+    assert_eq!(header.unwrap().accepted_loss, None);
+}
+
+#[tokio::test]
+async fn a_fenced_primary_at_the_newest_epoch_is_not_stale() {
+    use drover_core::engine::stale_target;
+    let plan = two_region_plan();
+    let journal = journal_at_epoch_1().await;
+    // West is the current primary at epoch 1, east its standby; a switchover home fenced
+    // west and stopped. West still holds the newest data.
+    let world = FakeWorld::reprotected();
+    world.fence("west").await.unwrap();
+    let observed = observe(&plan, &journal, &world).await;
+    assert!(matches!(observed.members["west"], MemberStatus::Primary { writable: false, epoch: Some(1), .. }));
+    assert_eq!(stale_target(&plan, &observed, "west"), None);
+    assert_eq!(stale_target(&plan, &observed, "east"), None, "east replays west's epoch");
+    let refusal = plan_run(&plan, RunKind::Failover, "west", &observed, "t").unwrap_err();
+    assert_eq!(refusal, Refusal::AlreadyPrimary("west".into()), "not refused as stale");
+
+    // A failover to west fenced east and promoted west at epoch 1, was aborted, and west was
+    // fenced since; traffic still points at east. Moving to west again loses nothing.
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let header = fenced_and_promoted(&plan, &journal, &world).await;
+    engine(&plan, &journal, &world).abort(&header.id, "operator", false).await.unwrap();
+    world.fence("west").await.unwrap();
+    let observed = observe(&plan, &journal, &world).await;
+    assert!(matches!(observed.members["west"], MemberStatus::Primary { writable: false, epoch: Some(1), .. }));
+    assert_eq!(stale_target(&plan, &observed, "west"), None);
+    let next = plan_run(&plan, RunKind::Failover, "west", &observed, "again").unwrap();
+    assert_eq!((next.from.as_str(), next.to.as_str(), next.epoch, next.accepted_loss), ("east", "west", 2, None));
+}

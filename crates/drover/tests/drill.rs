@@ -1,12 +1,22 @@
 //! End to end in the lab (real namespaces, PostgreSQL, Knot; the journal in a real
 //! etcd): status, a planned switchover and back, the run journal, and a measured
 //! blackout drill with synchronous replication that must lose no acknowledged write.
+//! Then east returns with older data than west: a move back to it is refused, writable or
+//! fenced, until a person accepts the loss.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use support::{EtcdLab, assert_golden};
+use drover_adapters::postgres::{PostgresConfig, PostgresDatabase, PostgresMemberConfig};
+use drover_core::secret::Secret;
+use drover_core::world::Database;
+use support::{EtcdLab, assert_golden, drover, post_write, run};
+
+const EAST_APP: &str = "10.200.0.11:8080";
+const WEST_APP: &str = "10.200.0.12:8080";
 
 /// Run ids, times and measured values change every run; the shape must not.
 fn redact(text: &str, dir: &Path) -> String {
@@ -108,4 +118,115 @@ fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
     assert!(s["regions"][1]["database"]["sync_standbys"].is_null(), "{s:#}");
     let text = with_plan(&["status"]).stdout;
     assert!(text.contains("async: RPO 0 unprotected"), "{text}");
+
+    // Issue 13: east returns with older data. A write acknowledged by west since the drill's
+    // failover is what a move back to east would lose.
+    let (code, body) = post_write(WEST_APP, 131_313);
+    assert_eq!((code, body.as_str()), (200, r#"{"seq":131313,"region":"west"}"#), "west takes writes");
+    let healed = run(drover().args(["lab", "heal", "east", "--dir"]).arg(&dir));
+    assert_eq!(healed.code, 0, "{}\n{}", healed.stdout, healed.stderr);
+    let runs_before = json(&with_plan(&["runs", "--output", "json"])).as_array().unwrap().len();
+    let lab_dns = || {
+        let ran = run(drover().args(["lab", "status", "--output", "json", "--dir"]).arg(&dir));
+        json(&ran)["dns"]["addresses"].clone()
+    };
+    let east_dsn = std::fs::read_to_string(dir.join("secrets/east.dsn")).unwrap().trim().to_string();
+    let west_dsn = std::fs::read_to_string(dir.join("secrets/west.dsn")).unwrap().trim().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Nothing changed: west is the writable primary at epoch 3 with every write, DNS points
+    // at it, east is as it was (`east_writable`), and no run was journaled.
+    let nothing_changed = |east_writable: bool| {
+        let s = json(&with_plan(&["status", "--output", "json"]));
+        assert_eq!(s["current_primary"], "west", "{s:#}");
+        assert_eq!((&s["traffic"]["region"], &s["traffic"]["epoch"]), (&"west".into(), &3.into()), "{s:#}");
+        let (east, west) = (&s["regions"][0]["database"], &s["regions"][1]["database"]);
+        assert_eq!((&west["role"], &west["writable"], &west["epoch"]), (&"primary".into(), &true.into(), &3.into()));
+        assert_eq!(
+            (&east["role"], &east["writable"], &east["epoch"]),
+            (&"primary".into(), &east_writable.into(), &2.into())
+        );
+        assert_eq!(lab_dns(), serde_json::json!(["10.200.0.12"]), "the lab's DNS answers west");
+        let runs = json(&with_plan(&["runs", "--output", "json"]));
+        assert_eq!(runs.as_array().unwrap().len(), runs_before, "a refused move journaled a run: {runs:#}");
+        let on_west = rt.block_on(drover_lab::probe::present_sequences(&west_dsn)).unwrap();
+        assert!(on_west.contains(&131_313), "west lost the write it acknowledged");
+    };
+
+    // East back and unfenced: two databases accept writes, and no move is made.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while json(&with_plan(&["status", "--output", "json"]))["regions"][0]["database"]["writable"] != true {
+        assert!(Instant::now() < deadline, "east's database did not answer within 60s of the heal");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let refused = with_plan(&["failover", "--to", "east", "--yes"]);
+    assert_eq!(refused.code, 2, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("failover refused: more than one database accepts writes (east at epoch 2, west at epoch 3)"),
+        "{}",
+        refused.stderr
+    );
+    nothing_changed(true);
+
+    // East fenced with drover's own fence (what the daemons do to a returning old primary):
+    // read-only, still at epoch 2 while west was promoted at 3.
+    let db = PostgresDatabase::new(PostgresConfig::new(BTreeMap::from([(
+        "east".to_string(),
+        PostgresMemberConfig { dsn: Secret::new(east_dsn.clone()), host: None },
+    )])))
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = rt.block_on(db.fence("east")) {
+        assert!(Instant::now() < deadline, "east could not be fenced within 60s: {e}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (code, body) = post_write(EAST_APP, 141_414);
+    assert_ne!(code, 200, "the fenced east acknowledged a write: {body}");
+    let older = "region 'east' holds older data than the primary: east is a fenced (read-only) former primary, not a \
+                 standby of the primary; its data is at epoch 2, while west was promoted at epoch 3";
+    for kind in ["failover", "switchover"] {
+        let refused = with_plan(&[kind, "--to", "east", "--yes"]);
+        assert_eq!(refused.code, 2, "{kind}: {}\n{}", refused.stdout, refused.stderr);
+        assert!(refused.stderr.contains(&format!("{kind} refused: {older}")), "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains("--accept-data-loss"),
+            "the refusal says how to move anyway: {}",
+            refused.stderr
+        );
+        nothing_changed(false);
+    }
+
+    // A person accepts the loss: east becomes the writable primary at epoch 4 with traffic,
+    // the journal's run header says what was accepted, and west's write is gone from the service.
+    let moved = with_plan(&["failover", "--to", "east", "--yes", "--accept-data-loss", "--output", "json"]);
+    assert_eq!(moved.code, 0, "{}\n{}", moved.stdout, moved.stderr);
+    let id = json(&moved)["header"]["id"].as_str().unwrap().to_string();
+    let shown = json(&with_plan(&["runs", "show", &id, "--output", "json"]));
+    assert_eq!(shown["state"], "completed", "{shown:#}");
+    assert_eq!((&shown["header"]["from"], &shown["header"]["to"]), (&"west".into(), &"east".into()));
+    assert_eq!(shown["header"]["accepted_loss"], older, "{shown:#}");
+    let s = json(&with_plan(&["status", "--output", "json"]));
+    assert_eq!(s["current_primary"], "east", "{s:#}");
+    assert_eq!((&s["traffic"]["region"], &s["traffic"]["epoch"]), (&"east".into(), &4.into()), "{s:#}");
+    let (east, west) = (&s["regions"][0]["database"], &s["regions"][1]["database"]);
+    assert_eq!((&east["writable"], &east["epoch"]), (&true.into(), &4.into()), "{s:#}");
+    assert_eq!(west["writable"], false, "the failover fenced west: {s:#}");
+    assert_eq!(lab_dns(), serde_json::json!(["10.200.0.11"]), "the lab's DNS answers east");
+    // Known defect, not fixed here: east was a synchronous primary with west as its standby,
+    // and the promote that lifts its fence keeps `synchronous_standby_names`, so its commits
+    // wait for a standby that no longer follows it ("no commit within 5 s") until west is
+    // re-protected. Printed, not asserted: a fix must not have to touch this test.
+    let (code, body) = post_write(EAST_APP, 151_515);
+    eprintln!("a write to east right after the accepted-loss failover: {code} {body}");
+    // The way back to protection: west, holding the writes given up, becomes east's standby
+    // (pg_rewind discards them there too), and the service takes writes on east.
+    let reprotect = with_plan(&["reprotect", "--region", "west", "--yes"]);
+    assert_eq!(reprotect.code, 0, "{}\n{}", reprotect.stdout, reprotect.stderr);
+    let (code, body) = post_write(EAST_APP, 161_616);
+    assert_eq!((code, body.as_str()), (200, r#"{"seq":161616,"region":"east"}"#), "east takes writes");
+    let on_east = rt.block_on(drover_lab::probe::present_sequences(&east_dsn)).unwrap();
+    assert!(on_east.contains(&161_616) && !on_east.contains(&131_313), "the loss accepted is real: {on_east:?}");
+    let on_west = rt.block_on(drover_lab::probe::present_sequences(&west_dsn)).unwrap();
+    assert!(!on_west.contains(&131_313), "west, east's standby now, holds what east holds: {on_west:?}");
 }

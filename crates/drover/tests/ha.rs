@@ -151,14 +151,19 @@ impl HaLab {
     /// Runs `drover ARGS --yes` through the leading daemon's API, as a person must
     /// while daemons lead; returns its stdout.
     fn through_leader(&self, args: &[&str]) -> String {
+        let ran = self.ask_leader(args);
+        assert_eq!(ran.code, 0, "drover {args:?} through the leader: {}\n{}\n{}", ran.stdout, ran.stderr, self.logs());
+        ran.stdout
+    }
+
+    /// `drover ARGS --yes` through the leading daemon's API, whatever its outcome.
+    fn ask_leader(&self, args: &[&str]) -> support::Ran {
         let leader = self.election_leader(&["east", "west", "witness"]).expect("a daemon leads");
         let server = format!("http://{}:7070", address(&leader));
-        let ran = run(drover()
+        run(drover()
             .args(args)
             .args(["--yes", "--server", &server, "--token-file"])
-            .arg(self.guard.dir.join("secrets/api-token")));
-        assert_eq!(ran.code, 0, "drover {args:?} through {leader}: {}\n{}\n{}", ran.stdout, ran.stderr, self.logs());
-        ran.stdout
+            .arg(self.guard.dir.join("secrets/api-token")))
     }
 
     /// Lifts every fault, stops the probe, and checks what a client would care about:
@@ -329,6 +334,27 @@ fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over()
         "stale client: east answered {} writes after it came back, acknowledged none, refused {} as read-only",
         answers.answered, answers.read_only
     );
+
+    // Issue 13: the fenced east holds older data (no epoch, while west was promoted at epoch 1).
+    // A failover to it is refused, asked of the leading daemon or run from a shell with its
+    // own journal, and nothing changes.
+    let older = "region 'east' holds older data than the primary: east is a fenced (read-only) former primary, \
+                 not a standby of the primary; its data is at no epoch (data from before drover's first move), \
+                 while west was promoted at epoch 1";
+    let refused = lab.ask_leader(&["failover", "--to", "east"]);
+    assert_eq!(refused.code, 2, "{}\n{}\n{}", refused.stdout, refused.stderr, lab.logs());
+    assert!(refused.stderr.contains(older), "{}", refused.stderr);
+    let shell = run(drover().args(["failover", "--to", "east", "--yes", "--plan"]).arg(lab.plan()));
+    assert_eq!(shell.code, 2, "{}\n{}", shell.stdout, shell.stderr);
+    assert!(shell.stderr.contains(&format!("failover refused: {older}")), "{}", shell.stderr);
+    let status = lab.status(&["east", "west", "witness"]);
+    let (east, west) = (lab.database(&status, "east"), lab.database(&status, "west"));
+    assert_eq!((&west["writable"], &west["epoch"]), (&true.into(), &1.into()), "{status:#}");
+    assert_eq!((&east["role"], &east["writable"]), (&"primary".into(), &false.into()), "{status:#}");
+    assert_eq!((&status["traffic"]["region"], &status["traffic"]["epoch"]), (&"west".into(), &1.into()), "{status:#}");
+    assert_eq!(lab.runs(&["east", "west", "witness"]).len(), 1, "only the failover to west is journaled");
+    let local = run(drover().args(["runs", "-o", "json", "--plan"]).arg(lab.plan()));
+    assert_eq!(local.stdout.trim(), "[]", "the shell journaled nothing: {}", local.stderr);
 
     // While daemons lead, a shell's reprotect on their store is refused: the leader runs it.
     let refused = run(drover()

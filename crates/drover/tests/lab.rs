@@ -4,11 +4,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use support::post_write;
 
 const DROVER: &str = env!("CARGO_BIN_EXE_drover");
 const EAST_APP: &str = "10.200.0.11:8080";
@@ -35,19 +36,6 @@ fn ok(args: &[&str]) -> String {
 
 fn reachable(addr: &str) -> bool {
     TcpStream::connect_timeout(&addr.parse::<SocketAddr>().unwrap(), Duration::from_secs(1)).is_ok()
-}
-
-/// POST /write?seq=N on one region's app: (status, body).
-fn post_write(addr: &str, seq: u64) -> (u16, String) {
-    let mut stream =
-        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2)).expect("connect to the app");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(stream, "POST /write?seq={seq} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read the app's answer");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    (head.split_whitespace().nth(1).unwrap().parse().unwrap(), body.to_string())
 }
 
 fn status_json(dir: &str) -> serde_json::Value {

@@ -237,3 +237,18 @@ impl EtcdLab {
         run(drover().args(args).arg("--plan").arg(&self.plan).args(["--store", &self.store]))
     }
 }
+
+/// POST /write?seq=N on one region's app (`10.200.0.11:8080`): (status, body). Waits 8 s for
+/// the answer, longer than the app's own 5 s commit timeout, so every answer is heard.
+pub fn post_write(addr: &str, seq: u64) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), std::time::Duration::from_secs(2))
+        .expect("connect to the app");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(8))).unwrap();
+    use std::io::{Read, Write};
+    write!(stream, "POST /write?seq={seq} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the app's answer");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.split_whitespace().nth(1).unwrap().parse().unwrap(), body.to_string())
+}
