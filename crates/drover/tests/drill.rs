@@ -213,12 +213,10 @@ fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
     assert_eq!((&east["writable"], &east["epoch"]), (&true.into(), &4.into()), "{s:#}");
     assert_eq!(west["writable"], false, "the failover fenced west: {s:#}");
     assert_eq!(lab_dns(), serde_json::json!(["10.200.0.11"]), "the lab's DNS answers east");
-    // Known defect, not fixed here: east was a synchronous primary with west as its standby,
-    // and the promote that lifts its fence keeps `synchronous_standby_names`, so its commits
-    // wait for a standby that no longer follows it ("no commit within 5 s") until west is
-    // re-protected. Printed, not asserted: a fix must not have to touch this test.
+    // East was a synchronous primary with west as its standby; west follows no one now, so
+    // the promote drops east's wait for a synchronous standby: east takes writes at once.
     let (code, body) = post_write(EAST_APP, 151_515);
-    eprintln!("a write to east right after the accepted-loss failover: {code} {body}");
+    assert_eq!((code, body.as_str()), (200, r#"{"seq":151515,"region":"east"}"#), "east takes writes at once");
     // The way back to protection: west, holding the writes given up, becomes east's standby
     // (pg_rewind discards them there too), and the service takes writes on east.
     let reprotect = with_plan(&["reprotect", "--region", "west", "--yes"]);

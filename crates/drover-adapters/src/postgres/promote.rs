@@ -53,6 +53,25 @@ impl PostgresDatabase {
             m.timed(client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''")).await.map_err(fail)?;
             m.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)?;
         }
+        if !in_recovery {
+            // A fenced primary made primary again (a move with --accept-data-loss): its
+            // synchronous standby followed it once and now follows the member it is taking the
+            // role from, so commits would wait forever. Waiting stays when a standby still
+            // follows it synchronously (an aborted switchover), and `rejoin` restores it.
+            let orphaned: bool = m
+                .timed(client.query_one(
+                    "SELECT current_setting('synchronous_standby_names') <> '' AND NOT EXISTS \
+                     (SELECT 1 FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum'))",
+                    &[],
+                ))
+                .await
+                .map_err(fail)?
+                .get(0);
+            if orphaned {
+                m.timed(client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''")).await.map_err(fail)?;
+                m.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)?;
+            }
+        }
         let (_, read_only) = role(m, &client).await.map_err(fail)?;
         if read_only {
             // Left by a fence (or copied from a fenced primary by pg_rewind).
