@@ -366,9 +366,7 @@ pub fn plan_move(
     let accepted_loss = match (losses.is_empty(), accept_data_loss) {
         (true, _) => None,
         (false, false) => return Err(losses.remove(0)),
-        (false, true) => {
-            Some(losses.iter().map(Refusal::to_string).map(|s| loss_words(&s)).collect::<Vec<_>>().join("; "))
-        }
+        (false, true) => Some(losses.iter().map(Refusal::to_string).map(|s| loss_words(&s)).collect::<Vec<_>>().join("; ")),
     };
     Ok(RunHeader {
         id: RunId::generate(now_ms()),
@@ -434,11 +432,7 @@ pub fn stale_target(plan: &Plan, observed: &Observed, to: &str) -> Option<String
     };
     let held = held?;
     (held < newest).then(|| {
-        let at = if held == 0 {
-            "no epoch (data from before drover's first move)".to_owned()
-        } else {
-            format!("epoch {held}")
-        };
+        let at = if held == 0 { "no epoch (data from before drover's first move)".to_owned() } else { format!("epoch {held}") };
         format!("{state}; its data is at {at}, while {where_}")
     })
 }

@@ -25,10 +25,7 @@ pub async fn for_run(plan: &Plan, world: Providers<'_>, header: &RunHeader) -> V
         members.push(&header.to);
     }
     let compute: Vec<(&str, &str)> = if has(StepKind::Scale) {
-        plan.compute
-            .keys()
-            .flat_map(|r| [(r.as_str(), header.from.as_str()), (r.as_str(), header.to.as_str())])
-            .collect()
+        plan.compute.keys().flat_map(|r| [(r.as_str(), header.from.as_str()), (r.as_str(), header.to.as_str())]).collect()
     } else {
         Vec::new()
     };
@@ -46,11 +43,12 @@ pub async fn for_plan(plan: &Plan, world: Providers<'_>) -> Vec<String> {
 async fn gather(world: Providers<'_>, members: &[&str], traffic: bool, compute: &[(&str, &str)]) -> Vec<String> {
     let (members, traffic, compute) = tokio::join!(
         join_all(members.iter().map(|r| world.database.preflight(r))),
-        async { if traffic { world.traffic.preflight().await } else { Vec::new() } },
+        async {
+            if traffic { world.traffic.preflight().await } else { Vec::new() }
+        },
         join_all(compute.iter().map(|(resource, region)| world.compute.preflight(resource, region))),
     );
-    let mut problems: Vec<String> =
-        members.into_iter().flatten().chain(traffic).chain(compute.into_iter().flatten()).collect();
+    let mut problems: Vec<String> = members.into_iter().flatten().chain(traffic).chain(compute.into_iter().flatten()).collect();
     problems.dedup();
     problems
 }

@@ -266,12 +266,8 @@ proptest! {
 #[test]
 fn a_returning_old_primary_with_an_older_epoch_is_stale() {
     use drover_core::vantage::stale_primaries;
-    let primary = |writable: bool, epoch: Option<u64>| MemberStatus::Primary {
-        writable,
-        epoch,
-        wal_lsn: Some(1),
-        sync_standbys: None,
-    };
+    let primary =
+        |writable: bool, epoch: Option<u64>| MemberStatus::Primary { writable, epoch, wal_lsn: Some(1), sync_standbys: None };
     let members =
         BTreeMap::from([("east".to_string(), primary(true, Some(1))), ("west".to_string(), primary(true, Some(2)))]);
     assert_eq!(stale_primaries(&members), [("east".to_string(), 1, 2)]);

@@ -153,12 +153,11 @@ impl Request<'_> {
     pub fn question(self, daemon: &str) -> String {
         let via = format!(" through the daemon at {daemon}");
         match self {
-            Request::Move { kind, to, accept_data_loss: false } => {
-                format!("{} the primary to {to}{via}?", kind.as_str())
-            }
-            Request::Move { kind, to, accept_data_loss: true } => {
-                format!("{} the primary to {to}{via}, ACCEPTING THE LOSS of every write {to} lacks?", kind.as_str())
-            }
+            Request::Move { kind, to, accept_data_loss: false } => format!("{} the primary to {to}{via}?", kind.as_str()),
+            Request::Move { kind, to, accept_data_loss: true } => format!(
+                "{} the primary to {to}{via}, ACCEPTING THE LOSS of every write {to} lacks?",
+                kind.as_str()
+            ),
             Request::Reprotect { region } => reprotect_question(region, "the current primary", &via),
             Request::Failback { to } => {
                 format!("fail the primary back to {}{via}?", to.unwrap_or("the plan's home region"))
