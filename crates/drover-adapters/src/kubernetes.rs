@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
 use drover_core::plan::{ClusterAccess, ComputeTarget, Plan};
-use drover_core::world::{Capacity, Compute, Size, Units};
+use drover_core::world::{Capacity, Compute, Preflight, Size, Units};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -201,6 +201,35 @@ impl KubernetesCompute {
 
 #[async_trait]
 impl Compute for KubernetesCompute {
+    /// The plan names workloads by namespace and selector: they must select at least one
+    /// Deployment or StatefulSet, or the scale step has nothing to raise (or, in the target,
+    /// no twin to raise). A kubeconfig that cannot be loaded is the plan's problem too; an
+    /// API server that cannot be reached or refuses is observation's to judge.
+    async fn preflight(&self, resource: &str, region: &str) -> Preflight {
+        let Ok(t) = self.target(resource, region) else { return Vec::new() };
+        let field = format!("compute.{resource}.regions.{region}");
+        if let Err(e) = self.client(t).await {
+            return vec![format!("{} ({field}.cluster)", e.message)];
+        }
+        match self.workloads(t).await {
+            Ok(found) if found.is_empty() => {
+                let selected = match &t.selector {
+                    Some(selector) => format!(" matching selector '{selector}'"),
+                    None => String::new(),
+                };
+                vec![format!(
+                    "{}: no Deployment or StatefulSet{selected} in namespace '{}' — check {field}.namespace and {field}.selector",
+                    t.name, t.namespace
+                )]
+            }
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::debug!("preflight of {}: not judged: {}", t.name, e.message);
+                Vec::new()
+            }
+        }
+    }
+
     async fn capacity(&self, resource: &str, region: &str) -> Result<Units, ProviderError> {
         let t = self.target(resource, region)?;
         Ok(self.workloads(t).await?.into_iter().map(|(unit, w)| (unit, w.capacity)).collect())

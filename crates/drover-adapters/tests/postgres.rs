@@ -403,3 +403,31 @@ async fn rejoin_rebuilds_a_member_whose_data_directory_is_gone() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn unfence_makes_a_fenced_primary_writable_again_and_is_idempotent() {
+    let cluster = Cluster::primary();
+    guard(async {
+        let db = cluster.database();
+        let app = cluster.client("east").await;
+        app.batch_execute("CREATE TABLE orders (id int PRIMARY KEY)").await.unwrap();
+        db.fence("east").await.expect("fence");
+        let fenced = cluster.client("east").await;
+        let err = fenced.batch_execute("INSERT INTO orders VALUES (1)").await.expect_err("fenced: read-only");
+        assert_eq!(err.code().map(|c| c.code()), Some("25006"), "{err:?}");
+
+        db.unfence("east").await.expect("unfence");
+        db.unfence("east").await.expect("unfencing twice is fine");
+        let after = cluster.client("east").await;
+        after.batch_execute("INSERT INTO orders VALUES (2)").await.expect("a new session writes again");
+        assert!(matches!(db.member("east").await.unwrap(), MemberStatus::Primary { writable: true, .. }));
+        // The fence's ALTER SYSTEM setting is gone, not overridden with another.
+        let source: String = after
+            .query_one("SELECT source FROM pg_settings WHERE name = 'default_transaction_read_only'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(source, "default", "postgresql.auto.conf no longer sets it");
+    })
+    .await;
+}

@@ -137,3 +137,82 @@ fn an_unreachable_api_makes_the_member_unreachable() {
         }
     });
 }
+
+/// The primary's `default_transaction_read_only` in its parameter group, as moto holds it.
+async fn read_only_in(east: &drover_adapters::aws::rds::sdk::Client) -> Option<String> {
+    let params = east.describe_db_parameters().db_parameter_group_name("shop-pg").send().await.unwrap();
+    params
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_name() == Some("default_transaction_read_only"))
+        .and_then(|p| p.parameter_value())
+        .map(str::to_owned)
+}
+
+#[test]
+fn unfence_lifts_the_fence_and_the_primary_is_writable_again() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let (east, west) = (moto.rds(EAST), moto.rds(WEST));
+        seed(&east, &west, "shop-pg").await;
+        let db = database(&moto);
+        db.fence(EAST).await.expect("fence");
+        assert_eq!(read_only_in(&east).await.as_deref(), Some("1"));
+        assert!(matches!(db.member(EAST).await.unwrap(), MemberStatus::Primary { writable: false, .. }));
+
+        db.unfence(EAST).await.expect("unfence");
+        assert_eq!(read_only_in(&east).await.as_deref(), Some("0"), "the parameter is set back in the group");
+        assert!(matches!(db.member(EAST).await.unwrap(), MemberStatus::Primary { writable: true, .. }));
+        db.unfence(EAST).await.expect("unfencing an unfenced instance is a no-op");
+        assert_eq!(read_only_in(&east).await.as_deref(), Some("0"));
+        // The replica was never touched: it still replicates from the primary.
+        assert!(matches!(db.member(WEST).await.unwrap(), MemberStatus::Standby { .. }));
+    });
+}
+
+#[test]
+fn preflight_names_a_missing_instance_and_an_unfenceable_primary_with_the_plan_field() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        let db = database(&moto);
+        // Nothing seeded yet: both instances are missing, each named with its field and AWS region.
+        assert_eq!(
+            db.preflight(EAST).await,
+            ["us-east-2/shop-db: no DB instance 'shop-db' in AWS region us-east-2 (DescribeDBInstances: DBInstanceNotFound) — check database.members.us-east-2.instance names a DB instance there, and regions.us-east-2.aws_region"]
+        );
+        assert!(db.preflight(WEST).await[0].contains("database.members.us-west-1.instance"));
+
+        seed(&moto.rds(EAST), &moto.rds(WEST), "default.postgres15").await;
+        let problems = db.preflight(EAST).await;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "us-east-2/shop-db (database.members.us-east-2.instance): cannot be fenced: it uses the default DB parameter group 'default."
+            ),
+            "{problems:?}"
+        );
+        // The replica is not fenced by a run: its group does not matter here.
+        assert_eq!(db.preflight(WEST).await, Vec::<String>::new());
+    });
+}
+
+#[test]
+fn preflight_finds_nothing_wrong_with_a_fenceable_pair_or_an_unreachable_region() {
+    let moto = Moto::start();
+    runtime().block_on(async {
+        seed(&moto.rds(EAST), &moto.rds(WEST), "shop-pg").await;
+        let db = database(&moto);
+        assert_eq!(db.preflight(EAST).await, Vec::<String>::new());
+        assert_eq!(db.preflight(WEST).await, Vec::<String>::new());
+    });
+    // A region whose API cannot be reached is what failovers are for: no problem.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = moto.sdk_config().into_builder().endpoint_url(format!("http://127.0.0.1:{port}")).build();
+    let spec = RdsSpec {
+        members: BTreeMap::from([(EAST.into(), RdsMember { instance: "shop-db".into() })]),
+        promote_timeout: Duration::from_secs(5),
+    };
+    let regions = BTreeMap::from([(EAST.into(), EAST.into())]);
+    let db = RdsDatabase::new(&spec, &regions, RdsApi::new(AwsConfig::with(config)));
+    assert_eq!(runtime().block_on(db.preflight(EAST)), Vec::<String>::new());
+}

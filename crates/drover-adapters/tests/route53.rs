@@ -283,3 +283,65 @@ async fn an_unknown_hosted_zone_is_reported_with_region_resource_operation_and_h
         err.message
     );
 }
+
+#[tokio::test]
+async fn a_switch_to_a_set_identifier_the_zone_lacks_fails_and_creates_no_set() {
+    let moto = Moto::start();
+    let (client, zone, east_hc, west_hc) = failover_zone(&moto).await;
+    let mut wrong = spec(&zone, Route53Routing::Failover, [Some(east_hc), Some(west_hc)]);
+    wrong.targets.get_mut("west").unwrap().set_identifier = "ncal".into();
+    let t = traffic(&moto, &wrong, None);
+    let before = read_back(&client, &zone, RECORD).await;
+
+    let problems = t.preflight().await;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("holds no record set with set identifier 'ncal'"), "{problems:?}");
+    assert!(problems[0].contains("traffic.targets.west.set_identifier"), "{problems:?}");
+    assert!(problems[1].contains("also holds record set 'west-set' (A, SECONDARY)"), "{problems:?}");
+
+    // Should a run get past the preflight (the set deleted since), the switch still creates nothing.
+    let err = t.switch("west", 0, 1).await.unwrap_err();
+    assert!(!err.retryable);
+    assert_eq!(
+        err.message,
+        format!(
+            "route53 {RECORD}: switch refused: hosted zone {zone} holds no A record set with set identifier 'ncal' (traffic.targets.west.set_identifier); drover switches only record sets that exist and never creates one — correct the plan or create the set, then resume"
+        )
+    );
+    assert_eq!(read_back(&client, &zone, RECORD).await, before, "no set created, none changed, no epoch written");
+}
+
+#[tokio::test]
+async fn preflight_finds_a_second_primary_and_a_missing_health_check() {
+    let moto = Moto::start();
+    let (client, zone, east_hc, west_hc) = failover_zone(&moto).await;
+    let good = spec(&zone, Route53Routing::Failover, [Some(east_hc.clone()), Some(west_hc)]);
+    assert_eq!(traffic(&moto, &good, None).preflight().await, Vec::<String>::new(), "the zone fits the plan");
+
+    // What an earlier UPSERT with a wrong identifier left: a second PRIMARY for the name.
+    let primary = ResourceRecordSetFailover::Primary;
+    create_sets(&client, &zone, vec![a_set(RECORD, WEST, "ncal").failover(primary).build().unwrap()]).await;
+    let mut missing_hc = good.clone();
+    missing_hc.targets.get_mut("west").unwrap().health_check_id = Some("00000000-0000-0000-0000-000000000000".into());
+    let problems = traffic(&moto, &missing_hc, None).preflight().await;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains(
+            "also holds record set 'ncal' (A, PRIMARY) that no traffic.targets entry names (a second failover set"
+        ),
+        "{problems:?}"
+    );
+    assert_eq!(
+        problems[1],
+        "us-east-1/healthcheck/00000000-0000-0000-0000-000000000000: no such health check (GetHealthCheckStatus: NoSuchHealthCheck) — check traffic.targets.west.health_check_id"
+    );
+
+    let mut no_zone = good;
+    no_zone.hosted_zone_id = "ZNOSUCHZONE0000".into();
+    let problems = traffic(&moto, &no_zone, None).preflight().await;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("no hosted zone 'ZNOSUCHZONE0000'") && problems[0].contains("traffic.hosted_zone_id"),
+        "{problems:?}"
+    );
+}

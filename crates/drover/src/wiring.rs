@@ -307,6 +307,15 @@ impl Compute for ComputeByKind {
     async fn resize(&self, resource: &str, region: &str, sizes: &BTreeMap<String, Size>) -> Result<(), ProviderError> {
         self.provider(resource)?.resize(resource, region, sizes).await
     }
+
+    /// Each resource's own provider judges it; without this, the trait's default would
+    /// find nothing wrong with any of them.
+    async fn preflight(&self, resource: &str, region: &str) -> drover_core::world::Preflight {
+        match self.provider(resource) {
+            Ok(p) => p.preflight(resource, region).await,
+            Err(e) => vec![e.message],
+        }
+    }
 }
 
 /// Each service region's AWS region (`regions.<name>.aws_region`, or its name).

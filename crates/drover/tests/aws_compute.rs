@@ -146,21 +146,32 @@ fn a_failover_scales_the_node_group_and_the_auto_scaling_group_in_the_new_region
 }
 
 #[test]
-fn a_region_that_cannot_be_read_is_sized_from_what_status_saw_last() {
+fn a_group_the_old_primary_region_no_longer_has_refuses_the_failover_before_the_fence() {
+    // This test once deleted east's group to stand for a region that cannot be read, and saw
+    // the failover size west from what status noted. But an API that answers "no such group"
+    // is not a lost region: the plan names a group east does not have, which preflight now
+    // refuses before anything happens. A lost region's API, which cannot answer, is not
+    // refused; the scale step then sizes from the noted capacity.
     let scene = Scene::new();
     let status = scene.drover(&["status"]);
     assert_eq!(status.code, 0, "{}{}", status.stdout, status.stderr);
     assert!(status.stdout.contains("compute nodes: east 3/3 ready, west 1/1 ready"), "{}", status.stdout);
-    // East's Auto Scaling group is gone (as good as unreadable): the failover uses the 3 status noted.
     scene
         .rt
         .block_on(async {
             scene.asg[0].delete_auto_scaling_group().auto_scaling_group_name("web-east").force_delete(true).send().await
         })
         .expect("delete east's group in moto");
-    let ran = scene.drover(&["failover", "--yes", "--to", "west", "-o", "json"]);
-    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
-    assert_eq!(scene.west(), (3, 3, 3));
-    let detail = scale_detail(&ran);
-    assert!(detail.contains("web 3/3 ready (67% of east's 3 last seen "), "{detail}");
+    let ran = scene.drover(&["failover", "--yes", "--to", "west"]);
+    assert_eq!(ran.code, 2, "{}{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stderr.contains(
+            "us-east-2/autoscaling/web-east: no Auto Scaling group 'web-east' in AWS region us-east-2 — check compute.web.regions.east.name"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(scene.west(), (1, 1, 1), "west was not scaled");
+    let runs = scene.drover(&["runs"]);
+    assert_eq!(runs.stdout, "no runs yet\n", "{}", runs.stderr);
 }

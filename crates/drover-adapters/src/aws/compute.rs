@@ -12,7 +12,7 @@ use aws_sdk_eks as eks;
 use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
 use drover_core::plan::{ComputeTarget, Plan};
-use drover_core::world::{Capacity, Compute, Size, Units, WHOLE};
+use drover_core::world::{Capacity, Compute, Preflight, Size, Units, WHOLE};
 
 use super::{AwsConfig, RegionalClients, Service, describe};
 
@@ -200,8 +200,91 @@ impl AwsCompute {
     }
 }
 
+/// Whether an AWS error says the thing asked about does not exist (a preflight problem),
+/// rather than that the API could not answer or refused the caller (observation's to judge).
+fn not_found<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("ResourceNotFoundException")
+}
+
+impl AwsCompute {
+    /// The node group must exist in its cluster; the problem names which plan field is wrong.
+    async fn preflight_nodegroup(
+        &self,
+        resource: &str,
+        region: &str,
+        t: &Target,
+        cluster: &str,
+        nodegroup: &str,
+    ) -> Preflight {
+        let name = format!("{}/eks/{cluster}/{nodegroup}", t.aws_region);
+        let out = self
+            .eks(&t.aws_region)
+            .await
+            .describe_nodegroup()
+            .cluster_name(cluster)
+            .nodegroup_name(nodegroup)
+            .send()
+            .await;
+        let e = match out {
+            Ok(_) => return Vec::new(),
+            Err(e) => e,
+        };
+        if !e.as_service_error().is_some_and(not_found) {
+            tracing::debug!(
+                "preflight of {name}: not judged: {}",
+                describe(EKS, "DescribeNodegroup", &name, &e).message
+            );
+            return Vec::new();
+        }
+        let message = aws_smithy_types::error::metadata::ProvideErrorMetadata::message(&e).unwrap_or("not found");
+        // EKS says which one it did not find: "No cluster found for name: X." or "No node group found ...".
+        let fields = format!("compute.{resource}.regions.{region}");
+        let (what, field) = if message.contains("cluster") {
+            (format!("no EKS cluster '{cluster}'"), format!("{fields}.cluster"))
+        } else {
+            (format!("no node group '{nodegroup}' in EKS cluster '{cluster}'"), format!("{fields}.nodegroup"))
+        };
+        vec![format!(
+            "{name}: {what} in AWS region {} (DescribeNodegroup: {message}) — check {field}, and regions.{region}.aws_region",
+            t.aws_region
+        )]
+    }
+
+    /// The Auto Scaling group must exist: DescribeAutoScalingGroups answers an unknown name
+    /// with no group, not an error.
+    async fn preflight_group(&self, resource: &str, region: &str, t: &Target, group: &str) -> Preflight {
+        let name = format!("{}/autoscaling/{group}", t.aws_region);
+        match self.asg(&t.aws_region).await.describe_auto_scaling_groups().auto_scaling_group_names(group).send().await
+        {
+            Ok(out) if out.auto_scaling_groups().is_empty() => vec![format!(
+                "{name}: no Auto Scaling group '{group}' in AWS region {} — check compute.{resource}.regions.{region}.name, and regions.{region}.aws_region",
+                t.aws_region
+            )],
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::debug!(
+                    "preflight of {name}: not judged: {}",
+                    describe(AUTOSCALING, "DescribeAutoScalingGroups", &name, &e).message
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Compute for AwsCompute {
+    async fn preflight(&self, resource: &str, region: &str) -> Preflight {
+        let Ok(t) = self.target(resource, region) else { return Vec::new() };
+        match &t.what {
+            ComputeTarget::EksNodegroup { cluster, nodegroup } => {
+                self.preflight_nodegroup(resource, region, t, cluster, nodegroup).await
+            }
+            ComputeTarget::AutoScalingGroup { name } => self.preflight_group(resource, region, t, name).await,
+            ComputeTarget::Kubernetes(_) => Vec::new(),
+        }
+    }
+
     async fn capacity(&self, resource: &str, region: &str) -> Result<Units, ProviderError> {
         let t = self.target(resource, region)?;
         let capacity = match &t.what {

@@ -26,7 +26,7 @@ use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
 use drover_core::plan::RdsSpec;
 use drover_core::run::{Epoch, RunId, RunKind};
-use drover_core::world::{Database, MemberStatus, RejoinMethod};
+use drover_core::world::{Database, MemberStatus, Preflight, RejoinMethod};
 
 use super::cloudwatch::CLOUDWATCH;
 use super::{AwsConfig, RegionalClients, Service, describe};
@@ -257,8 +257,18 @@ enum Fence {
     Group {
         name: String,
         parameter: &'static str,
-        fenced: bool,
+        /// The group holds the read-only setting...
+        set: bool,
+        /// ...and the instance has applied the group as it is.
+        in_sync: bool,
     },
+}
+
+impl Fence {
+    /// Read-only in effect: set in the group and applied.
+    fn fenced(&self) -> bool {
+        matches!(self, Fence::Group { set: true, in_sync: true, .. })
+    }
 }
 
 /// The read-only setting of an engine's parameter group.
@@ -345,7 +355,7 @@ impl RdsDatabase {
             Some(_) if group_name.is_empty() || group_name.starts_with("default.") => Fence::DefaultGroup(group_name),
             Some(parameter) => {
                 let set = self.parameter(m, &group_name, parameter).await?;
-                Fence::Group { fenced: set && in_sync, name: group_name, parameter }
+                Fence::Group { set, in_sync, name: group_name, parameter }
             }
         };
         Ok(Ok(Seen {
@@ -430,7 +440,7 @@ impl Database for RdsDatabase {
                 upstream: Some(source),
             });
         }
-        let fenced = matches!(seen.fence, Fence::Group { fenced: true, .. });
+        let fenced = seen.fence.fenced();
         Ok(MemberStatus::Primary {
             writable: !fenced && !refuses_writes(&seen.status),
             epoch: seen.epoch,
@@ -446,7 +456,7 @@ impl Database for RdsDatabase {
             return Ok(());
         }
         let (group, parameter) = match seen.fence {
-            Fence::Group { fenced: true, .. } => return Ok(()),
+            ref fence if fence.fenced() => return Ok(()),
             Fence::Group { name, parameter, .. } => (name, parameter),
             Fence::DefaultGroup(group) => {
                 return Err(ProviderError::permanent(format!(
@@ -469,10 +479,7 @@ impl Database for RdsDatabase {
             &format!("{}: fence ({parameter}=1 in {group})", m.resource()),
             || async {
                 let seen = self.see_reachable(m).await?;
-                Ok(match seen.fence {
-                    Fence::Group { fenced: true, .. } => Ok(()),
-                    _ => Err("the parameter group is not in sync yet".to_owned()),
-                })
+                Ok(if seen.fence.fenced() { Ok(()) } else { Err("the parameter group is not in sync yet".to_owned()) })
             },
         )
         .await
@@ -507,7 +514,7 @@ impl Database for RdsDatabase {
                 }
                 match seen.fence {
                     // A fence left from when this instance was an old primary: lift it once.
-                    Fence::Group { fenced: true, name, parameter } => {
+                    Fence::Group { set: true, in_sync: true, name, parameter } => {
                         if !unfenced.swap(true, std::sync::atomic::Ordering::SeqCst) {
                             self.set_read_only(m, &name, parameter, false).await?;
                         }
@@ -540,5 +547,85 @@ impl Database for RdsDatabase {
 
     async fn rejoin(&self, _region: &str, _primary: &str) -> Result<RejoinMethod, ProviderError> {
         Err(ProviderError::permanent(drover_core::engine::managed_rejoin("rds").unwrap_or_default()))
+    }
+
+    /// `fence` in reverse: the read-only parameter back to 0 in the instance's group, then
+    /// wait until the instance has applied it. An instance drover cannot fence (default
+    /// group, unknown engine) was never fenced by it: nothing to lift.
+    async fn unfence(&self, region: &str) -> Result<(), ProviderError> {
+        let m = self.member(region)?;
+        let seen = self.see_reachable(m).await?;
+        let (group, parameter) = match seen.fence {
+            Fence::Group { set: false, in_sync: true, .. } | Fence::DefaultGroup(_) | Fence::UnknownEngine(_) => {
+                return Ok(());
+            }
+            // Set: lift it. Not set but not applied yet: an earlier attempt lifted it; only wait.
+            Fence::Group { set, name, parameter, .. } => {
+                if set {
+                    self.set_read_only(m, &name, parameter, false).await?;
+                }
+                (name, parameter)
+            }
+        };
+        wait_until(
+            self.promote_timeout,
+            self.poll,
+            &format!("{}: unfence ({parameter}=0 in {group})", m.resource()),
+            || async {
+                let seen = self.see_reachable(m).await?;
+                Ok(match seen.fence {
+                    Fence::Group { set: true, .. } => Err(format!("{parameter} is still 1 in {group}")),
+                    Fence::Group { in_sync: false, .. } => Err("the parameter group is not in sync yet".to_owned()),
+                    _ => Ok(()),
+                })
+            },
+        )
+        .await
+    }
+
+    /// The instance must exist; one that stands alone (the primary a run fences) must be
+    /// fenceable: a known engine on a custom parameter group. Only RDS's "not found" is a
+    /// problem: an API that cannot be reached, or any other error, is observation's to judge.
+    async fn preflight(&self, region: &str) -> Preflight {
+        let Ok(m) = self.member(region) else { return Vec::new() };
+        let field = format!("database.members.{region}.instance");
+        let not_found = |cause: String| {
+            vec![format!(
+                "{}: no DB instance '{}' in AWS region {} ({cause}) — check {field} names a DB instance there, and regions.{region}.aws_region",
+                m.resource(),
+                m.instance,
+                m.aws_region
+            )]
+        };
+        let instance = match self.describe_instance(m).await {
+            Ok(i) if i.db_instance_identifier().is_some() => i,
+            Ok(_) => return not_found("DescribeDBInstances returned no instance".to_owned()),
+            Err(e) if matches!(e.code(), Some("DBInstanceNotFound" | "DBInstanceNotFoundFault")) => {
+                let code = e.code().unwrap_or_default();
+                return not_found(format!("DescribeDBInstances: {code}"));
+            }
+            Err(e) => {
+                let why = describe(RDS, "DescribeDBInstances", &m.resource(), &e).message;
+                tracing::debug!("preflight of {}: not judged: {why}", m.resource());
+                return Vec::new();
+            }
+        };
+        if instance.read_replica_source_db_instance_identifier().is_some() {
+            return Vec::new();
+        }
+        let engine = instance.engine().unwrap_or_default();
+        let group =
+            instance.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name()).unwrap_or_default();
+        match read_only_parameter(engine) {
+            None => vec![format!(
+                "{} ({field}): cannot be fenced: drover knows no read-only setting for engine '{engine}' (only PostgreSQL, MySQL and MariaDB)",
+                m.resource()
+            )],
+            Some(_) if group.is_empty() || group.starts_with("default.") => vec![format!(
+                "{} ({field}): cannot be fenced: it uses the default DB parameter group '{group}', which cannot be modified — give it a custom parameter group of its own (aws rds create-db-parameter-group, then modify-db-instance --db-parameter-group-name and a reboot)",
+                m.resource()
+            )],
+            Some(_) => Vec::new(),
+        }
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_route53::Client;
 use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_route53::operation::list_resource_record_sets::ListResourceRecordSetsError;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover,
     RrType,
@@ -27,7 +28,7 @@ use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
 use drover_core::plan::{Route53RecordType, Route53Routing, Route53Spec};
 use drover_core::run::Epoch;
-use drover_core::world::{Traffic, TrafficState};
+use drover_core::world::{Preflight, Traffic, TrafficState};
 use tokio::sync::OnceCell;
 
 use super::stages::{StageGate, hold_after_stage, stages_ahead};
@@ -129,6 +130,9 @@ struct SetState {
     values: Vec<String>,
     failover: Option<ResourceRecordSetFailover>,
     weight: Option<i64>,
+    /// Exactly as listed: a switch DELETEs this and CREATEs the new set in one batch, so
+    /// Route 53 refuses the batch if the set is gone or changed, and none is ever created.
+    listed: ResourceRecordSet,
 }
 
 /// What the epoch TXT holds: `<epoch>`, or `<epoch>;<percent>` while a weighted
@@ -227,7 +231,7 @@ impl Route53Traffic {
         for (region, target) in &self.spec.targets {
             if let Some(s) = found.iter().find(|s| s.set_identifier() == Some(target.set_identifier.as_str())) {
                 let values = s.resource_records().iter().map(|r| r.value().trim_end_matches('.').to_owned()).collect();
-                let state = SetState { values, failover: s.failover().cloned(), weight: s.weight() };
+                let state = SetState { values, failover: s.failover().cloned(), weight: s.weight(), listed: s.clone() };
                 sets.insert(region.clone(), state);
             }
         }
@@ -269,12 +273,15 @@ impl Route53Traffic {
     }
 
     /// One change batch: the epoch TXT moves from `expected` to `new_value` (the fence),
-    /// and every record set in `sets` is written (UPSERT).
+    /// and each record set in `sets` is replaced: DELETE the set as listed, CREATE the new
+    /// one. Never UPSERT: with a set identifier the plan got wrong, an UPSERT creates a
+    /// set beside the real one (a second PRIMARY), where a DELETE makes Route 53 refuse
+    /// the whole batch.
     fn batch(
         &self,
         expected: &EpochRecord,
         new_value: &str,
-        sets: Vec<ResourceRecordSet>,
+        sets: Vec<(ResourceRecordSet, ResourceRecordSet)>,
         comment: String,
     ) -> Result<ChangeBatch, ProviderError> {
         let change = |action: ChangeAction, set: ResourceRecordSet| {
@@ -285,8 +292,9 @@ impl Route53Traffic {
             changes.push(change(ChangeAction::Delete, self.epoch_txt(value)?)?);
         }
         changes.push(change(ChangeAction::Create, self.epoch_txt(new_value)?)?);
-        for set in sets {
-            changes.push(change(ChangeAction::Upsert, set)?);
+        for (listed, new) in sets {
+            changes.push(change(ChangeAction::Delete, listed)?);
+            changes.push(change(ChangeAction::Create, new)?);
         }
         ChangeBatch::builder().comment(comment).set_changes(Some(changes)).build().map_err(|e| build_error(ROUTE53, e))
     }
@@ -345,6 +353,29 @@ impl Route53Traffic {
         ))
     }
 
+    /// Every region's set as listed now; a set the plan names that the zone does not hold
+    /// refuses the switch: drover changes record sets, it never creates one.
+    async fn existing_sets(&self) -> Result<BTreeMap<String, SetState>, ProviderError> {
+        let sets = self.sets().await?;
+        let missing: Vec<String> = self
+            .spec
+            .targets
+            .iter()
+            .filter(|(region, _)| !sets.contains_key(*region))
+            .map(|(region, t)| format!("'{}' (traffic.targets.{region}.set_identifier)", t.set_identifier))
+            .collect();
+        if missing.is_empty() {
+            return Ok(sets);
+        }
+        Err(ProviderError::permanent(format!(
+            "route53 {}: switch refused: hosted zone {} holds no {} record set with set identifier {}; drover switches only record sets that exist and never creates one — correct the plan or create the set, then resume",
+            self.spec.record,
+            self.spec.hosted_zone_id,
+            self.spec.record_type.as_str(),
+            missing.join(", ")
+        )))
+    }
+
     /// Failover: the target's set becomes PRIMARY, the other SECONDARY, in one batch.
     async fn switch_failover(
         &self,
@@ -352,11 +383,12 @@ impl Route53Traffic {
         expected: EpochRecord,
         new_epoch: Epoch,
     ) -> Result<(), ProviderError> {
+        let now = self.existing_sets().await?;
         let mut sets = Vec::new();
         for other in self.spec.targets.keys() {
             let role =
                 if other == region { ResourceRecordSetFailover::Primary } else { ResourceRecordSetFailover::Secondary };
-            sets.push(self.region_set(other, Some(role), None)?);
+            sets.push((now[other].listed.clone(), self.region_set(other, Some(role), None)?));
         }
         let comment = format!("drover: {} PRIMARY -> {region} at epoch {new_epoch}", self.spec.record);
         self.apply(self.batch(&expected, &new_epoch.to_string(), sets, comment)?, &expected).await
@@ -372,7 +404,7 @@ impl Route53Traffic {
         mut expected: EpochRecord,
         new_epoch: Epoch,
     ) -> Result<(), ProviderError> {
-        let now = self.sets().await?;
+        let mut now = self.existing_sets().await?;
         let weight = |r: &str| now.get(r).and_then(|s| s.weight).unwrap_or(0).max(0);
         let total: i64 = self.spec.targets.keys().map(|r| weight(r)).sum();
         let share = if total == 0 { 0 } else { weight(region) * 100 / total };
@@ -381,14 +413,18 @@ impl Route53Traffic {
         let others_total: i64 = others.iter().map(|(_, w)| w).sum();
         let ahead = stages_ahead(stages, share);
         for (i, &percent) in ahead.iter().enumerate() {
+            if i > 0 {
+                // Each stage replaces the sets exactly as the stage before left them.
+                now = self.existing_sets().await?;
+            }
             let rest = 100 - i64::from(percent);
-            let mut sets = vec![self.region_set(region, None, Some(i64::from(percent)))?];
+            let mut sets = vec![(now[region].listed.clone(), self.region_set(region, None, Some(i64::from(percent)))?)];
             for (other, held) in &others {
                 let w = match others_total {
                     0 => rest / others.len() as i64,
                     _ => rest * held / others_total,
                 };
-                sets.push(self.region_set(other, None, Some(w))?);
+                sets.push((now[other.as_str()].listed.clone(), self.region_set(other, None, Some(w))?));
             }
             let comment = format!("drover: {} {percent}% -> {region} at epoch {new_epoch}", self.spec.record);
             // `<epoch>;<percent>` between stages: each batch deletes the exact value the one before wrote.
@@ -406,8 +442,131 @@ impl Route53Traffic {
     }
 }
 
+/// A record set in a message: `'us-west-1' (A, SECONDARY)`.
+fn set_label(s: &ResourceRecordSet) -> String {
+    let routing = match (s.failover(), s.weight()) {
+        (Some(f), _) => f.as_str().to_owned(),
+        (None, Some(w)) => format!("weight {w}"),
+        (None, None) => "simple".to_owned(),
+    };
+    format!("'{}' ({}, {routing})", s.set_identifier().unwrap_or("no set identifier"), s.r#type().as_str())
+}
+
+impl Route53Traffic {
+    /// Every record set named like the plan's record, whatever its type.
+    async fn sets_named(&self) -> Result<Vec<ResourceRecordSet>, SdkError<ListResourceRecordSetsError>> {
+        let (client, _) = self.resource().await;
+        // Sets are listed in name order from the record on; 300 is the most one call returns,
+        // far more than one name holds.
+        let out = client
+            .list_resource_record_sets()
+            .hosted_zone_id(&self.spec.hosted_zone_id)
+            .start_record_name(&self.spec.record)
+            .max_items(300)
+            .send()
+            .await?;
+        Ok(out.resource_record_sets().iter().filter(|s| same_name(s.name(), &self.spec.record)).cloned().collect())
+    }
+
+    /// The record sets a switch changes, against what the zone holds for the name.
+    fn judge_sets(&self, listed: &[ResourceRecordSet]) -> Vec<String> {
+        let record = &self.spec.record;
+        let rr_type = self.rr_type();
+        let failover = matches!(self.spec.routing, Route53Routing::Failover);
+        let routing = if failover { "failover" } else { "weighted" };
+        let held = if listed.is_empty() {
+            "none".to_owned()
+        } else {
+            listed.iter().map(set_label).collect::<Vec<_>>().join(", ")
+        };
+        let mut problems = Vec::new();
+        for (region, target) in &self.spec.targets {
+            let id = target.set_identifier.as_str();
+            let Some(set) = listed.iter().find(|s| s.set_identifier() == Some(id)) else {
+                problems.push(format!(
+                    "route53 {record}: hosted zone {} holds no record set with set identifier '{id}' (it holds: {held}) — check traffic.targets.{region}.set_identifier; a switch changes only record sets that exist",
+                    self.spec.hosted_zone_id
+                ));
+                continue;
+            };
+            if *set.r#type() != rr_type {
+                problems.push(format!(
+                    "route53 {record}: record set {} is of type {}, the plan says {} — check traffic.type",
+                    set_label(set),
+                    set.r#type().as_str(),
+                    rr_type.as_str()
+                ));
+            } else if (failover && set.failover().is_none()) || (!failover && set.weight().is_none()) {
+                problems.push(format!(
+                    "route53 {record}: record set {} is not a {routing} record set — check traffic.routing (a switch would change its routing policy)",
+                    set_label(set)
+                ));
+            }
+        }
+        // Sets of the name and type the plan does not name: a switch leaves them as they
+        // are, so Route 53 would go on answering with them.
+        let ours: Vec<&str> = self.spec.targets.values().map(|t| t.set_identifier.as_str()).collect();
+        for other in listed.iter().filter(|s| *s.r#type() == rr_type) {
+            if other.set_identifier().is_some_and(|id| ours.contains(&id)) {
+                continue;
+            }
+            let conflict = match (other.set_identifier(), failover) {
+                (None, _) => Some("a record set without set identifier cannot stand beside drover's"),
+                (Some(_), true) if other.failover().is_some() => {
+                    Some("a second failover set: Route 53 would have two PRIMARY or two SECONDARY sets for the name")
+                }
+                (Some(_), false) if other.weight().unwrap_or(0) > 0 => {
+                    Some("it keeps its share of the traffic whatever drover switches")
+                }
+                _ => None,
+            };
+            if let Some(why) = conflict {
+                problems.push(format!(
+                    "route53 {record}: hosted zone {} also holds record set {} that no traffic.targets entry names ({why}) — delete it, or name it in traffic.targets.<region>.set_identifier",
+                    self.spec.hosted_zone_id,
+                    set_label(other)
+                ));
+            }
+        }
+        problems
+    }
+}
+
 #[async_trait]
 impl Traffic for Route53Traffic {
+    /// The zone exists; every record set the plan names exists with its identifier, type
+    /// and routing; no other set of the name would answer beside them; the health checks
+    /// the plan keeps on the sets exist. Route 53 that cannot be reached is no problem here.
+    async fn preflight(&self) -> Preflight {
+        let (_, resource) = self.resource().await;
+        let mut problems = match self.sets_named().await {
+            Ok(listed) => self.judge_sets(&listed),
+            Err(e) if e.code() == Some("NoSuchHostedZone") => vec![format!(
+                "{resource}: no hosted zone '{}' (ListResourceRecordSets: NoSuchHostedZone) — check traffic.hosted_zone_id",
+                self.spec.hosted_zone_id
+            )],
+            Err(e) => {
+                let why = describe(ROUTE53, "ListResourceRecordSets", &resource, &e).message;
+                tracing::debug!("preflight of {resource}: not judged: {why}");
+                Vec::new()
+            }
+        };
+        let (client, region) = self.api.get().await;
+        for (target_region, target) in &self.spec.targets {
+            let Some(id) = &target.health_check_id else { continue };
+            // GetHealthCheckStatus, not GetHealthCheck: drover's IAM policy already allows it.
+            let out = client.get_health_check_status().health_check_id(id).send().await;
+            if let Err(e) = out {
+                if e.code() == Some("NoSuchHealthCheck") {
+                    problems.push(format!(
+                        "{region}/healthcheck/{id}: no such health check (GetHealthCheckStatus: NoSuchHealthCheck) — check traffic.targets.{target_region}.health_check_id"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     async fn current(&self) -> Result<TrafficState, ProviderError> {
         let (sets, epoch) = tokio::try_join!(self.sets(), self.epoch_record())?;
         let (region, addresses) = match self.spec.routing {

@@ -33,7 +33,7 @@ impl PostgresDatabase {
         // ALTER SYSTEM cannot share a (implicit) transaction with other statements.
         m.timed(client.batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")).await.map_err(fail)?;
         m.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)?;
-        wait_for_read_only(m).await.map_err(fail)?;
+        wait_for_setting(m, "on").await.map_err(fail)?;
 
         let version: i32 = m
             .timed(client.query_one("SELECT current_setting('server_version_num')::int", &[]))
@@ -57,23 +57,44 @@ impl PostgresDatabase {
         tracing::info!(region = %m.region, "database fenced: read-only by default, sessions ended");
         Ok(())
     }
+
+    /// Lifts the fence the symmetric way: the `ALTER SYSTEM` setting the fence wrote is
+    /// removed (RESET, not `= off`, so the server's own configuration rules again) and the
+    /// configuration reloaded, then drover waits until a fresh session starts writable.
+    /// Idempotent: an unfenced member only has the (absent) setting removed again.
+    pub(super) async fn unfence_member(&self, m: &Member) -> Result<(), ProviderError> {
+        let fail = |f: PgFailure| f.into_error(&m.region, "unfence", NEXT);
+        let client = m.connect().await.map_err(fail)?;
+        m.timed(client.batch_execute("ALTER SYSTEM RESET default_transaction_read_only")).await.map_err(fail)?;
+        m.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)?;
+        wait_for_setting(m, "off").await.map_err(fail)?;
+        tracing::info!(region = %m.region, "database fence lifted: new sessions start writable");
+        Ok(())
+    }
 }
 
-/// Waits until a new session starts read-only: the reload has reached the postmaster.
-async fn wait_for_read_only(m: &Member) -> Result<(), PgFailure> {
+/// Waits until a new session sees `default_transaction_read_only` as `want`: the reload
+/// has reached the postmaster.
+async fn wait_for_setting(m: &Member, want: &str) -> Result<(), PgFailure> {
     let deadline = tokio::time::Instant::now() + RELOAD_WAIT;
     loop {
         let client = m.connect().await?;
         let setting: String =
             m.timed(client.query_one("SELECT current_setting('default_transaction_read_only')", &[])).await?.get(0);
-        if setting == "on" {
+        if setting == want {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(PgFailure::transient(format!(
-                "new sessions still start writable {} after pg_reload_conf()",
-                drover_core::duration::format_duration(RELOAD_WAIT)
-            )));
+            let after = drover_core::duration::format_duration(RELOAD_WAIT);
+            return Err(PgFailure::transient(if want == "on" {
+                format!("new sessions still start writable {after} after pg_reload_conf()")
+            } else {
+                // Still on once drover's own setting is gone: postgresql.conf, or a role or
+                // database setting, makes it read-only; that is not drover's fence to overrule.
+                format!(
+                    "new sessions still start read-only {after} after pg_reload_conf(); if postgresql.conf or ALTER ROLE/DATABASE sets default_transaction_read_only = on, lift it there"
+                )
+            }));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

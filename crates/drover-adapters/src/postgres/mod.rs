@@ -271,6 +271,10 @@ impl Database for PostgresDatabase {
         self.fence_member(self.member_of(region)?).await
     }
 
+    async fn unfence(&self, region: &str) -> Result<(), ProviderError> {
+        self.unfence_member(self.member_of(region)?).await
+    }
+
     /// PostgreSQL promotes the same way whatever the run: a planned run's catch_up step
     /// has already made sure the standby holds every write.
     async fn promote(&self, region: &str, _kind: drover_core::run::RunKind) -> Result<(), ProviderError> {

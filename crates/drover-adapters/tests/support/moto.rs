@@ -36,9 +36,15 @@ fn server() -> PathBuf {
     path
 }
 
-/// moto 5.2.5's PromoteReadReplica leaves `ReadReplicaSourceDBInstanceIdentifier` set on
-/// the promoted instance; real RDS clears it (the instance stands alone). The server runs
-/// with this patch so tests see what RDS does; nothing else of moto is changed.
+/// Two places where moto 5.2.5 differs from AWS, patched so tests see what AWS does;
+/// nothing else of moto is changed:
+/// - PromoteReadReplica leaves `ReadReplicaSourceDBInstanceIdentifier` set on the promoted
+///   instance; real RDS clears it (the instance stands alone).
+/// - ChangeResourceRecordSets refuses a CREATE equal to one in its change history whenever
+///   the zone holds any set at or after the name, ignoring set identifiers and the DELETEs
+///   before it in the same batch. Route 53 refuses a CREATE only of a set (name, type, set
+///   identifier) that exists once the batch's earlier changes apply — which is what lets a
+///   switch DELETE a set as listed and CREATE its new version in one batch.
 const PATCH: &str = "
 import sys
 from moto.rds import models
@@ -48,6 +54,27 @@ def promote(self, db_kwargs):
     db.source_db_instance_identifier = None
     return db
 models.RDSBackend.promote_read_replica = promote
+from moto.route53 import models as r53
+class History(r53.ChangeList):
+    def __contains__(self, change):
+        return False
+_change = r53.Route53Backend.change_resource_record_sets
+def change(self, zoneid, change_list):
+    zone = self.get_hosted_zone(zoneid)
+    key = lambda s: (s['Name'].rstrip('.').lower(), s['Type'], s.get('SetIdentifier'))
+    present = {(r.name.rstrip('.').lower(), r.type, r.set_identifier) for r in zone.rrsets}
+    for c in change_list:
+        k = key(c['ResourceRecordSet'])
+        if c['Action'] == 'CREATE' and k in present:
+            raise r53.ResourceRecordAlreadyExists(name=k[0] + '.', _type=k[1])
+        if c['Action'] == 'DELETE':
+            present.discard(k)
+        else:
+            present.add(k)
+    if not isinstance(zone.rr_changes, History):
+        zone.rr_changes = History(zone.rr_changes)
+    return _change(self, zoneid, change_list)
+r53.Route53Backend.change_resource_record_sets = change
 from moto.server import main
 sys.exit(main(sys.argv[1:]))
 ";
