@@ -431,3 +431,29 @@ async fn unfence_makes_a_fenced_primary_writable_again_and_is_idempotent() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn promoting_a_fenced_primary_whose_synchronous_standby_is_gone_lets_commits_through() {
+    let cluster = Cluster::primary();
+    guard(async {
+        let db = cluster.database();
+        let app = cluster.client("east").await;
+        app.batch_execute("CREATE TABLE orders (id int PRIMARY KEY)").await.unwrap();
+        // It was a synchronous primary; its standby now follows someone else.
+        app.batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'").await.unwrap();
+        app.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+        db.fence("east").await.expect("fence");
+        db.promote("east", drover_core::run::RunKind::Failover).await.expect("promote the fenced primary");
+        let after = cluster.client("east").await;
+        let commit = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            after.batch_execute("INSERT INTO orders VALUES (1)"),
+        )
+        .await;
+        assert!(matches!(commit, Ok(Ok(()))), "a commit waits for a standby that is gone: {commit:?}");
+        assert!(
+            matches!(db.member("east").await.unwrap(), MemberStatus::Primary { writable: true, sync_standbys: None, .. })
+        );
+    })
+    .await;
+}

@@ -215,6 +215,7 @@ fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
     assert_eq!(lab_dns(), serde_json::json!(["10.200.0.11"]), "the lab's DNS answers east");
     // East was a synchronous primary with west as its standby; west follows no one now, so
     // the promote drops east's wait for a synchronous standby: east takes writes at once.
+    eprintln!("DEBUG east after accept-loss: {east:#}\n{}\n{}", moved.stdout, moved.stderr);
     let (code, body) = post_write(EAST_APP, 151_515);
     assert_eq!((code, body.as_str()), (200, r#"{"seq":151515,"region":"east"}"#), "east takes writes at once");
     // The way back to protection: west, holding the writes given up, becomes east's standby
