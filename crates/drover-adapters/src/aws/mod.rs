@@ -184,11 +184,12 @@ pub fn describe<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'sta
     resource: &str,
     e: &SdkError<E, HttpResponse>,
 ) -> ProviderError {
-    describe_with(service, operation, resource, e, &|code| (service.hint)(operation, code))
+    describe_with(service, operation, resource, e, &|_| None)
 }
 
-/// [`describe`], with `hint` asked first for an AWS error code (e.g. one that can name the
-/// plan field of this very resource); codes it does not know fall back to the service's.
+/// [`describe`], with `own_hint` asked first for an AWS error code (e.g. one that can name the
+/// plan field of this very resource); codes it does not know get the usual hints (throttling,
+/// access, then the service's).
 pub fn describe_with<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     service: Service,
     operation: &str,
