@@ -227,32 +227,63 @@ pub fn main() -> ExitCode {
     }
 }
 
-const AWS_LOG_TARGETS: [&str; 12] = [
-    "aws_config",
-    "aws_credential_types",
-    "aws_runtime",
-    "aws_sigv4",
-    "aws_smithy_runtime",
-    "aws_smithy_runtime_api",
-    "aws_sdk_route53",
-    "aws_sdk_rds",
-    "aws_sdk_eks",
-    "aws_sdk_autoscaling",
-    "aws_sdk_globalaccelerator",
-    "aws_sdk_cloudwatch",
-];
+/// Whether an event of `target` at `level` may reach drover's log. The AWS SDK's debug logs
+/// print the resolved identity (the access key id, with the secret redacted) and its HTTP
+/// stack's print requests: credentials never reach drover's logs, at any DROVER_LOG level.
+/// Every crate of the SDK (`aws_*`, `aws_smithy_*`, new service crates included) and the
+/// HTTP and TLS crates under it are capped at info; a cap by crate name prefix, not a list
+/// of crates, so one added later cannot slip past it (as `aws_sdk_sts` and
+/// `aws_smithy_http_client` once did).
+pub(crate) fn log_allowed(target: &str, level: &tracing::Level) -> bool {
+    let krate = target.split("::").next().unwrap_or(target);
+    let capped = krate.starts_with("aws_") || matches!(krate, "hyper" | "hyper_util" | "h2" | "rustls" | "tokio_rustls");
+    !capped || *level <= tracing::Level::INFO
+}
 
 fn init_tracing(default: &str) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // The AWS SDK's debug logs print the resolved identity (the access key id, with the
-    // secret redacted): credentials never reach drover's logs, at any DROVER_LOG level.
-    for target in AWS_LOG_TARGETS {
-        filter = filter.add_directive(format!("{target}=info").parse().expect("a valid directive"));
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // The cap is a filter of its own beside DROVER_LOG's: no directive written there, however
+    // specific (`aws_smithy_runtime::client=trace`), can lift it.
+    let cap = tracing_subscriber::filter::filter_fn(|meta| log_allowed(meta.target(), meta.level()));
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_filter(filter.and(cap));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::log_allowed;
+
+    #[test]
+    fn the_sdk_and_its_http_stack_are_capped_at_info_and_drover_is_not() {
+        for target in [
+            "aws_sdk_sts::endpoint_lib",
+            "aws_smithy_http_client::hyper_client",
+            "aws_smithy_runtime::client::orchestrator",
+            "aws_config::meta::credentials::chain",
+            "aws_sigv4::http_request::sign",
+            "aws_sdk_someservice_added_later",
+            "hyper_util::client::legacy::pool",
+            "h2::codec",
+            "rustls::client::hs",
+        ] {
+            assert!(!log_allowed(target, &Level::DEBUG), "{target} debug");
+            assert!(!log_allowed(target, &Level::TRACE), "{target} trace");
+            assert!(log_allowed(target, &Level::INFO), "{target} info");
+            assert!(log_allowed(target, &Level::WARN), "{target} warn");
+        }
+        for target in ["drover", "drover_adapters::aws::rds", "drover_core::engine", "awsome"] {
+            assert!(log_allowed(target, &Level::TRACE), "{target} trace");
+        }
+    }
 }

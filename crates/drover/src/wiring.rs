@@ -157,9 +157,10 @@ impl World {
         }
         let notifier = WebhookNotifier::new(&plan.notify, hooks).map_err(|e| Failure::input(e.message))?;
         let prober = CheckProber::new(plan.traffic.target_addresses(), dsns.clone());
-        // One AWS configuration (environment, profile, role) for every AWS client.
+        // One AWS configuration (environment, profile, role) for every AWS client, every
+        // call bounded by the plan's aws.timeouts.
         #[cfg(feature = "aws")]
-        let aws = drover_adapters::aws::AwsConfig::from_env();
+        let aws = drover_adapters::aws::AwsConfig::from_env_with(plan.aws.timeouts);
         #[cfg(feature = "aws")]
         let (prober, route53) = {
             use drover_adapters::aws::{cloudwatch::CloudWatchApi, route53::Route53Api};

@@ -25,11 +25,15 @@ use drover_core::plan::AuroraGlobalSpec;
 use drover_core::run::{Epoch, RunId, RunKind};
 use drover_core::world::{Database, MemberStatus, RejoinMethod};
 
-use super::describe;
-use super::rds::{DEFAULT_POLL, RDS, RdsApi, epoch_tag, epoch_tags, refuses_writes, unreachable, wait_until};
+use super::rds::{
+    DEFAULT_POLL, RDS, RdsApi, epoch_tag, epoch_tags, member_hint, refuses_writes, unreachable, wait_until,
+};
+use super::{describe, describe_with};
 
 #[derive(Clone, Debug)]
 struct Member {
+    /// The plan's name for the region, which the plan's fields are named by.
+    region: String,
     aws_region: String,
     cluster: String,
 }
@@ -37,6 +41,17 @@ struct Member {
 impl Member {
     fn resource(&self) -> String {
         format!("{}/{}", self.aws_region, self.cluster)
+    }
+
+    /// A failed call about this cluster, with what to check named by the plan's fields.
+    fn failed<
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    >(
+        &self,
+        operation: &str,
+        e: &aws_sdk_rds::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> ProviderError {
+        describe_with(RDS, operation, &self.resource(), e, &|code| member_hint(&self.region, &self.aws_region, code))
     }
 }
 
@@ -62,7 +77,7 @@ impl AuroraGlobalDatabase {
             .iter()
             .map(|(region, m)| {
                 let aws_region = aws_regions.get(region).cloned().unwrap_or_else(|| region.clone());
-                (region.clone(), Member { aws_region, cluster: m.cluster.clone() })
+                (region.clone(), Member { region: region.clone(), aws_region, cluster: m.cluster.clone() })
             })
             .collect();
         AuroraGlobalDatabase {
@@ -111,8 +126,8 @@ impl AuroraGlobalDatabase {
             self.api.rds(&m.aws_region).await.describe_db_clusters().db_cluster_identifier(&m.cluster).send().await;
         match out {
             Ok(out) => Ok(Ok(out.db_clusters().first().cloned().unwrap_or_else(|| DbCluster::builder().build()))),
-            Err(e) if unreachable(&e) => Ok(Err(describe(RDS, "DescribeDBClusters", &m.resource(), &e).message)),
-            Err(e) => Err(describe(RDS, "DescribeDBClusters", &m.resource(), &e)),
+            Err(e) if unreachable(&e) => Ok(Err(m.failed("DescribeDBClusters", &e).message)),
+            Err(e) => Err(m.failed("DescribeDBClusters", &e)),
         }
     }
 
@@ -257,7 +272,7 @@ impl Database for AuroraGlobalDatabase {
             .set_tags(Some(epoch_tags(epoch, run)))
             .send()
             .await
-            .map_err(|e| describe(RDS, "AddTagsToResource", &m.resource(), &e))?;
+            .map_err(|e| m.failed("AddTagsToResource", &e))?;
         Ok(())
     }
 

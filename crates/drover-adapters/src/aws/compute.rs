@@ -14,7 +14,7 @@ use drover_core::error::ProviderError;
 use drover_core::plan::{ComputeTarget, Plan};
 use drover_core::world::{Capacity, Compute, Preflight, Size, Units, WHOLE};
 
-use super::{AwsConfig, RegionalClients, Service, describe};
+use super::{AwsConfig, RegionalClients, Service, before, describe};
 
 const DEFAULT_POLL: Duration = Duration::from_secs(10);
 
@@ -182,7 +182,14 @@ impl AwsCompute {
     {
         let deadline = Instant::now() + t.ready_timeout;
         loop {
-            let why = match settled().await {
+            // A look still unanswered at the deadline ends the wait, as a late answer would.
+            let Some(look) = before(deadline, settled()).await else {
+                return Err(ProviderError::permanent(format!(
+                    "{what}: not ready within ready_timeout {}: the last look got no answer from the API in time — see the AWS console's activity for it, then resume",
+                    format_duration(t.ready_timeout)
+                )));
+            };
+            let why = match look {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(why)) => why,
                 // Throttling while waiting is no reason to give up the wait.
@@ -195,7 +202,7 @@ impl AwsCompute {
                     format_duration(t.ready_timeout)
                 )));
             }
-            tokio::time::sleep(self.poll).await;
+            tokio::time::sleep(self.poll.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
 }

@@ -29,7 +29,7 @@ use drover_core::world::{Traffic, TrafficState};
 use tokio::sync::OnceCell;
 
 use super::stages::{StageGate, hold_after_stage, stages_ahead};
-use super::{AwsConfig, Service, build_error, describe};
+use super::{AwsConfig, Service, before, build_error, describe};
 
 /// The accelerator tag that holds the epoch of the run that last switched traffic.
 pub const EPOCH_TAG: &str = "drover:epoch";
@@ -224,7 +224,15 @@ impl GlobalAcceleratorTraffic {
     async fn wait_deployed(&self) -> Result<(), ProviderError> {
         let deadline = Instant::now() + self.spec.change_timeout;
         loop {
-            let (_, status) = self.describe_accelerator().await?;
+            // A look still unanswered at the deadline ends the wait, as a late answer would.
+            let Some(look) = before(deadline, self.describe_accelerator()).await else {
+                return Err(ProviderError::transient(format!(
+                    "{}: DescribeAccelerator got no answer before traffic.change_timeout {} ran out — the step retries; check the network to Global Accelerator's API",
+                    self.accelerator(),
+                    format_duration(self.spec.change_timeout)
+                )));
+            };
+            let (_, status) = look?;
             if status == Some(AcceleratorStatus::Deployed) {
                 return Ok(());
             }
@@ -236,7 +244,7 @@ impl GlobalAcceleratorTraffic {
                     format_duration(self.spec.change_timeout)
                 )));
             }
-            tokio::time::sleep(self.poll).await;
+            tokio::time::sleep(self.poll.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
 

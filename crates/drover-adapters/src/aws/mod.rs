@@ -5,8 +5,12 @@
 //! pod roles, ...), loaded once per process by [`AwsConfig`]; every service
 //! client is built from it for the AWS region a plan region names.
 //!
+//! Every client gets the plan's deadlines (`aws.timeouts`: connect, attempt, operation),
+//! so an endpoint that accepts a connection and never answers cannot hold a command.
+//!
 //! Messages never carry credentials: an error names the region and resource, the
-//! operation, the AWS error code and message, and what to check ([`describe`]).
+//! operation, the AWS error code and message, and what to check ([`describe`]); a call
+//! that timed out or got no AWS answer names the endpoint it was sent to.
 
 pub mod aurora;
 pub mod cloudwatch;
@@ -20,11 +24,15 @@ pub mod stages;
 pub use {aws_sdk_autoscaling as autoscaling_sdk, aws_sdk_eks as eks_sdk};
 
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use aws_config::SdkConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use drover_core::error::ProviderError;
+use drover_core::plan::AwsTimeouts;
 use tokio::sync::OnceCell;
 
 /// The SDK's HTTP client on rustls with ring (the workspace's crypto provider), no aws-lc.
@@ -39,26 +47,64 @@ pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient 
 /// The standard AWS configuration, loaded when first needed and shared by every client.
 pub struct AwsConfig {
     sdk: OnceCell<SdkConfig>,
+    timeouts: AwsTimeouts,
 }
 
 impl AwsConfig {
-    /// Loads from the environment, profile and instance role on first use.
+    /// Loads from the environment, profile and instance role on first use, with the default
+    /// timeouts ([`AwsTimeouts::default`]).
     pub fn from_env() -> Arc<AwsConfig> {
-        Arc::new(AwsConfig { sdk: OnceCell::new() })
+        AwsConfig::from_env_with(AwsTimeouts::default())
     }
 
-    /// A configuration built elsewhere (tests).
+    /// As [`AwsConfig::from_env`], every call bounded by `timeouts` (the plan's `aws.timeouts`).
+    pub fn from_env_with(timeouts: AwsTimeouts) -> Arc<AwsConfig> {
+        Arc::new(AwsConfig { sdk: OnceCell::new(), timeouts })
+    }
+
+    /// A configuration built elsewhere (tests), used as it is.
     pub fn with(sdk: SdkConfig) -> Arc<AwsConfig> {
-        Arc::new(AwsConfig { sdk: OnceCell::new_with(Some(sdk)) })
+        note_endpoint(&sdk);
+        Arc::new(AwsConfig { sdk: OnceCell::new_with(Some(sdk)), timeouts: AwsTimeouts::default() })
     }
 
     pub async fn sdk(&self) -> &SdkConfig {
         self.sdk
             .get_or_init(|| async {
-                aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client()).load().await
+                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .http_client(https_client())
+                    .timeout_config(timeout_config(self.timeouts))
+                    .load()
+                    .await;
+                note_endpoint(&sdk);
+                sdk
             })
             .await
     }
+}
+
+/// The endpoint URL of the AWS configuration in use (`AWS_ENDPOINT_URL`, or `endpoint_url`
+/// in the profile), for messages: an error is described from the SDK's error alone, which
+/// does not say where the request went. A drover process has one AWS configuration.
+static CONFIGURED_ENDPOINT: std::sync::RwLock<Option<String>> = std::sync::RwLock::new(None);
+
+fn note_endpoint(sdk: &SdkConfig) {
+    if let Some(url) = sdk.endpoint_url() {
+        *CONFIGURED_ENDPOINT.write().unwrap_or_else(|p| p.into_inner()) = Some(url.to_owned());
+    }
+}
+
+/// The SDK's deadlines from the plan's. Without an operation or attempt timeout the SDK
+/// waits for an answer forever (only connecting is bounded by default), which is how a
+/// `drover status` against an endpoint that accepted the connection and then said nothing
+/// ran for a quarter of an hour. The connect timeout also bounds the credential chain's
+/// own calls (instance metadata, STS), which use the same configuration.
+pub fn timeout_config(t: AwsTimeouts) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(t.connect)
+        .operation_attempt_timeout(t.attempt)
+        .operation_timeout(t.operation)
+        .build()
 }
 
 /// Clients of one AWS service, one per AWS region, built from the shared configuration
@@ -98,32 +144,117 @@ pub struct Service {
     pub hint: fn(operation: &str, code: &str) -> Option<(String, bool)>,
 }
 
+impl Service {
+    /// The endpoint a call in `aws_region` goes to, as the SDK picks it: the service's own
+    /// `AWS_ENDPOINT_URL_<SERVICE>`, else the configuration's endpoint (`AWS_ENDPOINT_URL`),
+    /// else AWS's regional endpoint. For messages only.
+    pub fn endpoint(&self, aws_region: &str) -> String {
+        let configured = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let ignored = configured("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !ignored {
+            let own = format!("AWS_ENDPOINT_URL_{}", self.name.to_ascii_uppercase().replace(' ', "_"));
+            let noted = || CONFIGURED_ENDPOINT.read().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(url) = configured(&own).or_else(|| configured("AWS_ENDPOINT_URL")).or_else(noted) {
+                return url;
+            }
+        }
+        match self.iam {
+            // Global services: Route 53 has one endpoint, Global Accelerator's API lives in us-west-2.
+            "route53" => "https://route53.amazonaws.com".to_owned(),
+            "globalaccelerator" => "https://globalaccelerator.us-west-2.amazonaws.com".to_owned(),
+            // CloudWatch's endpoint keeps the service's old name.
+            "cloudwatch" => format!("https://monitoring.{aws_region}.amazonaws.com"),
+            prefix => format!("https://{prefix}.{aws_region}.amazonaws.com"),
+        }
+    }
+}
+
+/// The AWS region a message's resource names first (`us-east-2/shop-db` -> `us-east-2`).
+fn region_of(resource: &str) -> &str {
+    resource.split('/').next().unwrap_or(resource)
+}
+
 /// `<region>/<resource>: <operation> failed: <code>: <message> — <what to check>`.
 /// Throttling and network trouble are transient (the step retries); the rest is permanent.
-pub fn describe<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
+/// A call that timed out, could not connect, or got an answer that is not the service's
+/// says so and names the endpoint, since that is what to look at.
+pub fn describe<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     service: Service,
     operation: &str,
     resource: &str,
-    e: &SdkError<E, R>,
+    e: &SdkError<E, HttpResponse>,
 ) -> ProviderError {
-    let (cause, hint, transient) = match e {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => (
-            crate::probe::chain(e),
-            format!("cannot reach {} — check the network, and AWS_ENDPOINT_URL if it is set", service.name),
-            true,
-        ),
-        _ => {
-            let code = e.code().unwrap_or("unknown error");
-            let cause = match e.message() {
-                Some(message) => format!("{code}: {message}"),
-                None => code.to_owned(),
-            };
-            let (hint, transient) = hint(service, operation, code);
-            (cause, hint, transient)
-        }
+    describe_with(service, operation, resource, e, &|_| None)
+}
+
+/// [`describe`], with `own_hint` asked first for an AWS error code (e.g. one that can name the
+/// plan field of this very resource); codes it does not know get the usual hints (throttling,
+/// access, then the service's).
+pub fn describe_with<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+    service: Service,
+    operation: &str,
+    resource: &str,
+    e: &SdkError<E, HttpResponse>,
+    own_hint: &dyn Fn(&str) -> Option<(String, bool)>,
+) -> ProviderError {
+    let endpoint = || service.endpoint(region_of(resource));
+    let timed_out = match e {
+        SdkError::TimeoutError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_timeout(),
+        _ => false,
     };
+    if timed_out {
+        let endpoint = endpoint();
+        return ProviderError::transient(format!(
+            "{resource}: {operation} timed out: no answer from {endpoint} ({}) — check that {endpoint} is reachable from here and is the {} API (AWS_ENDPOINT_URL, when set, sends drover there); if the API is slow but answers, raise aws.timeouts in the plan",
+            crate::probe::chain(e),
+            service.name
+        ));
+    }
+    if let SdkError::DispatchFailure(_) = e {
+        return ProviderError::transient(format!(
+            "{resource}: {operation} failed: cannot reach {}: {} — check the network, and AWS_ENDPOINT_URL if it is set",
+            endpoint(),
+            crate::probe::chain(e)
+        ));
+    }
+    let Some(code) = e.code() else {
+        return no_code(service, operation, resource, e, &endpoint());
+    };
+    let cause = match e.message() {
+        Some(message) => format!("{code}: {message}"),
+        None => code.to_owned(),
+    };
+    let (hint, transient) = own_hint(code).unwrap_or_else(|| hint(service, operation, code));
     let message = format!("{resource}: {operation} failed: {cause} — {hint}");
     if transient { ProviderError::transient(message) } else { ProviderError::permanent(message) }
+}
+
+/// An error without an AWS error code: either the answer was not the service's (an HTTP
+/// status from something else at that address, a proxy, a wrong AWS_ENDPOINT_URL), or there
+/// was no answer to read at all. "Check the resource names" would send people the wrong way.
+fn no_code<E: std::error::Error + Send + Sync + 'static>(
+    service: Service,
+    operation: &str,
+    resource: &str,
+    e: &SdkError<E, HttpResponse>,
+    endpoint: &str,
+) -> ProviderError {
+    let Some(response) = e.raw_response() else {
+        return ProviderError::permanent(format!(
+            "{resource}: {operation} failed: {} — no answer from {endpoint} to read; check AWS_ENDPOINT_URL if it is set",
+            crate::probe::chain(e)
+        ));
+    };
+    let status = response.status().as_u16();
+    let message = format!(
+        "{resource}: {operation} failed: HTTP {status} with no AWS error code — {endpoint} did not answer as the {} API would; check that AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_{}), if set, points at {}, or unset it to use AWS",
+        service.name,
+        service.name.to_ascii_uppercase().replace(' ', "_"),
+        service.name
+    );
+    // A gateway or proxy in trouble (502, 503, 504) may recover by itself; anything else will not.
+    if (500..600).contains(&status) { ProviderError::transient(message) } else { ProviderError::permanent(message) }
 }
 
 fn hint(service: Service, operation: &str, code: &str) -> (String, bool) {
@@ -157,6 +288,13 @@ fn hint(service: Service, operation: &str, code: &str) -> (String, bool) {
             (format!("check the plan's {} resource names against the account", service.name), false)
         }),
     }
+}
+
+/// Runs `call` for at most what is left until `deadline`; `None` when the time ran out first.
+/// Polling loops bound each look with it, so one call that never returns cannot carry a
+/// wait past its own deadline (the SDK's operation timeout may be longer than what is left).
+pub async fn before<T>(deadline: Instant, call: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), call).await.ok()
 }
 
 /// A request the SDK refused to build: always drover's bug or a plan value the API cannot take.

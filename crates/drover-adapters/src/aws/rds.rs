@@ -29,7 +29,7 @@ use drover_core::run::{Epoch, RunId, RunKind};
 use drover_core::world::{Database, MemberStatus, Preflight, RejoinMethod};
 
 use super::cloudwatch::CLOUDWATCH;
-use super::{AwsConfig, RegionalClients, Service, describe};
+use super::{AwsConfig, RegionalClients, Service, before, describe, describe_with};
 
 /// The SDKs themselves, for tests and tools that set up instances.
 pub use {aws_sdk_cloudwatch as cloudwatch_sdk, aws_sdk_rds as sdk};
@@ -43,14 +43,16 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(10);
 
 pub const RDS: Service = Service { name: "RDS", iam: "rds", hint: rds_hint };
 
+/// RDS's hints where the plan region is not known; a member's errors name its own fields
+/// ([`member_hint`]).
 fn rds_hint(operation: &str, code: &str) -> Option<(String, bool)> {
     let (hint, transient) = match code {
         "DBInstanceNotFound" | "DBInstanceNotFoundFault" => (
-            "check database.members.<region>.instance names a DB instance in that region's AWS region (regions.<region>.aws_region)",
+            "check each database.members entry's instance names a DB instance in that plan region's AWS region (its aws_region, or its name)",
             false,
         ),
         "DBClusterNotFoundFault" => (
-            "check database.members.<region>.cluster names a DB cluster in that region's AWS region (regions.<region>.aws_region)",
+            "check each database.members entry's cluster names a DB cluster in that plan region's AWS region (its aws_region, or its name)",
             false,
         ),
         "GlobalClusterNotFoundFault" => {
@@ -73,6 +75,23 @@ fn rds_hint(operation: &str, code: &str) -> Option<(String, bool)> {
     };
     let _ = operation;
     Some((hint.to_owned(), transient))
+}
+
+/// What to check when a member's own instance or cluster is not found, naming the plan
+/// region's fields and the AWS region drover asked in (`region`: the plan's name for it).
+pub(super) fn member_hint(region: &str, aws_region: &str, code: &str) -> Option<(String, bool)> {
+    let field = match code {
+        "DBInstanceNotFound" | "DBInstanceNotFoundFault" => "instance",
+        "DBClusterNotFoundFault" => "cluster",
+        _ => return None,
+    };
+    let what = if field == "instance" { "a DB instance" } else { "a DB cluster" };
+    let source = if region == aws_region {
+        format!("the region's own name; set regions.{region}.aws_region if it lives elsewhere")
+    } else {
+        format!("regions.{region}.aws_region")
+    };
+    Some((format!("check database.members.{region}.{field} names {what} in {aws_region} ({source})"), false))
 }
 
 /// RDS and CloudWatch clients, one pair per AWS region, built from the shared configuration.
@@ -191,7 +210,15 @@ where
 {
     let deadline = Instant::now() + timeout;
     loop {
-        let why = match done().await? {
+        // A look that has not come back by the deadline ends the wait: the deadline is the
+        // promise, whatever the API does (each call has its own timeout, maybe a longer one).
+        let Some(look) = before(deadline, done()).await else {
+            return Err(ProviderError::permanent(format!(
+                "{what}: not done after {} (the last look at it got no answer from the API in time); check it in the RDS console, then 'drover resume' waits again",
+                format_duration(timeout)
+            )));
+        };
+        let why = match look? {
             Ok(()) => return Ok(()),
             Err(why) => why,
         };
@@ -228,6 +255,8 @@ pub fn refuses_writes(status: &str) -> bool {
 /// One region's DB instance.
 #[derive(Clone, Debug)]
 struct Member {
+    /// The plan's name for the region, which the plan's fields are named by.
+    region: String,
     aws_region: String,
     instance: String,
 }
@@ -235,6 +264,15 @@ struct Member {
 impl Member {
     fn resource(&self) -> String {
         format!("{}/{}", self.aws_region, self.instance)
+    }
+
+    /// A failed call about this instance, with what to check named by the plan's fields.
+    fn failed<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+        &self,
+        operation: &str,
+        e: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> ProviderError {
+        describe_with(RDS, operation, &self.resource(), e, &|code| member_hint(&self.region, &self.aws_region, code))
     }
 }
 
@@ -298,7 +336,7 @@ impl RdsDatabase {
             .iter()
             .map(|(region, m)| {
                 let aws_region = aws_regions.get(region).cloned().unwrap_or_else(|| region.clone());
-                (region.clone(), Member { aws_region, instance: m.instance.clone() })
+                (region.clone(), Member { region: region.clone(), aws_region, instance: m.instance.clone() })
             })
             .collect();
         RdsDatabase { api, members, promote_timeout: spec.promote_timeout, poll: DEFAULT_POLL }
@@ -342,9 +380,9 @@ impl RdsDatabase {
         let instance = match self.describe_instance(m).await {
             Ok(i) => i,
             Err(e) if unreachable(&e) => {
-                return Ok(Err(describe(RDS, "DescribeDBInstances", &m.resource(), &e).message));
+                return Ok(Err(m.failed("DescribeDBInstances", &e).message));
             }
-            Err(e) => return Err(describe(RDS, "DescribeDBInstances", &m.resource(), &e)),
+            Err(e) => return Err(m.failed("DescribeDBInstances", &e)),
         };
         let engine = instance.engine().unwrap_or_default();
         let group = instance.db_parameter_groups().first();
@@ -498,7 +536,7 @@ impl Database for RdsDatabase {
                 .db_instance_identifier(&m.instance)
                 .send()
                 .await
-                .map_err(|e| describe(RDS, "PromoteReadReplica", &m.resource(), &e))?;
+                .map_err(|e| m.failed("PromoteReadReplica", &e))?;
         }
         let what = format!("{}: promote", m.resource());
         let unfenced = std::sync::atomic::AtomicBool::new(false);
@@ -541,7 +579,7 @@ impl Database for RdsDatabase {
             .set_tags(Some(epoch_tags(epoch, run)))
             .send()
             .await
-            .map_err(|e| describe(RDS, "AddTagsToResource", &m.resource(), &e))?;
+            .map_err(|e| m.failed("AddTagsToResource", &e))?;
         Ok(())
     }
 

@@ -32,7 +32,7 @@ use drover_core::world::{Preflight, Traffic, TrafficState};
 use tokio::sync::OnceCell;
 
 use super::stages::{StageGate, hold_after_stage, stages_ahead};
-use super::{AwsConfig, Service, build_error, describe};
+use super::{AwsConfig, Service, before, build_error, describe};
 
 /// Prefix of the TXT record that holds the epoch, beside the switched record (as for RFC 2136).
 pub const EPOCH_LABEL: &str = "_drover-epoch";
@@ -332,13 +332,12 @@ impl Route53Traffic {
                     format_duration(self.spec.change_timeout)
                 )));
             }
-            tokio::time::sleep(self.poll).await;
-            let out = client
-                .get_change()
-                .id(info.id())
-                .send()
-                .await
-                .map_err(|e| describe(ROUTE53, "GetChange", &resource, &e))?;
+            tokio::time::sleep(self.poll.min(deadline.saturating_duration_since(Instant::now()))).await;
+            // A GetChange still unanswered at the deadline counts as the change still pending.
+            let Some(out) = before(deadline, client.get_change().id(info.id()).send()).await else {
+                continue;
+            };
+            let out = out.map_err(|e| describe(ROUTE53, "GetChange", &resource, &e))?;
             status = out.change_info().map_or(ChangeStatus::Pending, |i| i.status().clone());
         }
         Ok(())

@@ -5,6 +5,7 @@
 //! turns that tree into the model, reporting every problem as
 //! `file:line:column: field: cause`; `summary` describes a valid plan.
 
+mod aws;
 mod aws_database;
 mod backup;
 mod checks;

@@ -26,6 +26,42 @@ pub struct Plan {
     pub notify: NotifySpec,
     /// Where the clusters' Kubernetes resources are backed up (default: nowhere).
     pub backup: Option<BackupSpec>,
+    /// How drover talks to the AWS APIs (`aws`; default: the default timeouts).
+    pub aws: AwsSettings,
+}
+
+/// The plan's `aws` section.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AwsSettings {
+    pub timeouts: AwsTimeouts,
+}
+
+/// Deadlines on every AWS API call (`aws.timeouts`), so an endpoint that accepts a
+/// connection and never answers cannot hold a command forever.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AwsTimeouts {
+    /// To open the TCP (and TLS) connection.
+    pub connect: Duration,
+    /// One HTTP attempt, from sending the request to the whole answer.
+    pub attempt: Duration,
+    /// One API call with every retry the SDK makes.
+    pub operation: Duration,
+}
+
+impl Default for AwsTimeouts {
+    /// The AWS control-plane calls drover makes (describe, modify, promote, change a record
+    /// set) answer in well under a second; what takes minutes (a promotion, a change going
+    /// INSYNC) is waited for by polling, one short call at a time. So: 3 s to connect (a
+    /// live endpoint's TCP and TLS handshakes take tens of milliseconds, even across an
+    /// ocean), 10 s for one attempt (ten times a slow answer), and 30 s for the call with
+    /// the SDK's retries (its standard mode makes up to three attempts, with backoff).
+    fn default() -> Self {
+        AwsTimeouts {
+            connect: Duration::from_secs(3),
+            attempt: Duration::from_secs(10),
+            operation: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

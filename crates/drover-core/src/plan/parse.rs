@@ -8,7 +8,7 @@ use std::path::Path;
 use super::model::{Check, Objectives, Plan, Probe, Region, Role, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
 use super::reader::{Entry, Mapping, Pos, Reader, closest, join, list_words};
-use super::{aws_database, backup, checks, compute, database, notify, policy, route53, traffic};
+use super::{aws, aws_database, backup, checks, compute, database, notify, policy, route53, traffic};
 use crate::secret::SecretSource;
 
 /// One problem in a plan file, located precisely.
@@ -43,7 +43,7 @@ impl fmt::Display for PlanErrors {
 
 impl std::error::Error for PlanErrors {}
 
-const TOP_LEVEL: [&str; 11] = [
+const TOP_LEVEL: [&str; 12] = [
     "name",
     "objectives",
     "regions",
@@ -55,6 +55,7 @@ const TOP_LEVEL: [&str; 11] = [
     "runbooks",
     "notify",
     "backup",
+    "aws",
 ];
 
 /// Reads and validates a plan. `path` is only used to name the file in errors
@@ -138,6 +139,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     let runbooks = policy::read_runbooks(r, &top, database_kind, with_compute);
     let notify = notify::read(r, &top);
     let backup = backup::read(r, &top, regions.as_ref(), compute.as_ref());
+    let aws = aws::read(r, &top);
 
     let (policy, detect_with) = policy?;
     let mut checks = checks?;
@@ -159,6 +161,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         runbooks: runbooks?,
         notify: notify?,
         backup: backup?,
+        aws: aws?,
     })
 }
 

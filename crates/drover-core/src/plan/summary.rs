@@ -57,6 +57,20 @@ pub fn summary(plan: &Plan) -> String {
         );
     }
 
+    // Only when written: the defaults are documented, and most plans leave them.
+    if plan.aws != Default::default() {
+        let t = plan.aws.timeouts;
+        line(
+            "aws",
+            format!(
+                "timeouts: connect {}, attempt {}, operation {}",
+                format_duration(t.connect),
+                format_duration(t.attempt),
+                format_duration(t.operation)
+            ),
+        );
+    }
+
     let checks: Vec<String> = plan.checks.values().map(describe_check).collect();
     line("checks", checks.join(", "));
 

@@ -74,6 +74,7 @@ pub fn two_region_plan() -> Plan {
         notify: NotifySpec::default(),
         backup: None,
         compute: BTreeMap::new(),
+        aws: AwsSettings::default(),
     }
 }
 
