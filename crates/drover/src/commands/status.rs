@@ -482,7 +482,7 @@ mod tests {
     use std::time::Duration;
 
     use drover_core::engine::Observed;
-    use drover_core::plan::{DatabaseSpec, Plan, RdsMember, RdsSpec, Runbooks};
+    use drover_core::plan::{AuroraGlobalSpec, AuroraMember, DatabaseSpec, Plan, RdsMember, RdsSpec, Runbooks};
     use drover_core::testing::scenarios::two_region_plan;
     use drover_core::world::{Capacity, MemberStatus, ProbeResult, TrafficState, WHOLE};
 
@@ -677,5 +677,35 @@ mod tests {
             "{v:#}"
         );
         assert_eq!(v["regions"][1]["database"]["wal_lsn"], serde_json::Value::Null, "{v:#}");
+    }
+
+    /// Aurora re-protects itself: the hint says so (and what to do if it does not), never
+    /// 'drover reprotect'; its planned failback is allowed, so that hint stays.
+    #[test]
+    fn aurora_hints_point_at_aurora_not_reprotect() {
+        let mut plan = rds_plan();
+        let member = |c: &str| AuroraMember { cluster: c.into() };
+        plan.database = DatabaseSpec::AuroraGlobal(AuroraGlobalSpec {
+            global_cluster: "shop".into(),
+            members: [("east".into(), member("shop-east")), ("west".into(), member("shop-west"))].into(),
+            timeout: Duration::from_secs(1800),
+        });
+        let apart =
+            world(&plan, &[("east", primary(None, true, None)), ("west", primary(Some(1), true, None))], "west", 1);
+        let text = render(&plan, &apart);
+        assert!(
+            text.contains("hint: east's database is an old primary that does not follow west; Aurora makes"),
+            "{text}"
+        );
+        assert!(!text.contains("drover reprotect --plan"), "{text}");
+        let rejoined = world(
+            &plan,
+            &[("east", standby("shop-west", Some(1), None, Some(0.5))), ("west", primary(Some(1), true, None))],
+            "west",
+            1,
+        );
+        let text = render(&plan, &rejoined);
+        assert!(text.contains("lag 0.5 s "), "{text}");
+        assert!(text.contains("drover failback --plan plan.yaml"), "{text}");
     }
 }
