@@ -451,9 +451,10 @@ async fn promoting_a_fenced_primary_whose_synchronous_standby_is_gone_lets_commi
         )
         .await;
         assert!(matches!(commit, Ok(Ok(()))), "a commit waits for a standby that is gone: {commit:?}");
-        assert!(
-            matches!(db.member("east").await.unwrap(), MemberStatus::Primary { writable: true, sync_standbys: None, .. })
-        );
+        assert!(matches!(
+            db.member("east").await.unwrap(),
+            MemberStatus::Primary { writable: true, sync_standbys: None, .. }
+        ));
     })
     .await;
 }

@@ -52,6 +52,7 @@ enum Command {
     #[command(subcommand)]
     Plan(PlanCommand),
     /// Show each region: role, database state and lag, where traffic points, check results.
+    #[command(long_about = STATUS_ABOUT, after_help = STATUS_EXIT_CODES)]
     Status {
         #[command(flatten)]
         target: commands::remote::TargetArgs,
@@ -168,6 +169,18 @@ Runs here, with the plan and its journal (--plan, --state or --store), or throug
 (--server URL --token-file FILE). While 'drover serve' daemons lead the plan on an etcd store, only \
 the leader runs it: send it there, since a run started here on that store is refused.";
 
+const STATUS_ABOUT: &str = "Show each region: role, database state and lag, where traffic points, check results.
+
+ROLE is what the region's database does now (primary, standby, fenced old primary, unreachable, ...), \
+with the plan's role beside it when they differ, e.g. 'primary (plan: standby)' after a failover. \
+HEALTH is decided by the region's database member (unreachable: unhealthy), its critical checks (one \
+failing: unhealthy; none: unknown) and its compute (unreadable: unknown), with the reason beside it. \
+A lag or position the database does not expose is shown as unknown (JSON: null); RDS and Aurora have \
+a lag in time only.";
+
+const STATUS_EXIT_CODES: &str = "Exit codes: 0 the world was read, even in part (what could not be read is \
+shown); 1 nothing could be read: no database member, no traffic record and no check answered; 2 bad input.";
+
 const RUN_EXIT_CODES: &str = "Exit codes: 0 the run completed; 1 it failed or paused (the message says how to \
 continue: 'drover resume RUN' or 'drover abort RUN'); 2 bad input or a refusal (nothing was changed).";
 
@@ -236,7 +249,8 @@ pub fn main() -> ExitCode {
 /// `aws_smithy_http_client` once did).
 pub(crate) fn log_allowed(target: &str, level: &tracing::Level) -> bool {
     let krate = target.split("::").next().unwrap_or(target);
-    let capped = krate.starts_with("aws_") || matches!(krate, "hyper" | "hyper_util" | "h2" | "rustls" | "tokio_rustls");
+    let capped =
+        krate.starts_with("aws_") || matches!(krate, "hyper" | "hyper_util" | "h2" | "rustls" | "tokio_rustls");
     !capped || *level <= tracing::Level::INFO
 }
 

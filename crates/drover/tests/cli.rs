@@ -53,6 +53,58 @@ fn a_missing_secret_file_is_bad_input() {
     assert_golden("status-missing-secret", &ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")]));
 }
 
+/// Every address of the plan is a closed local port: status shows each failure, and since
+/// it could read nothing at all it exits 1 rather than pass for a quiet, healthy world.
+#[test]
+fn status_when_nothing_is_reachable_shows_why_and_exits_1() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let ran = run(drover().args(["status", "--plan"]).arg(&plan));
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert!(!ran.stdout.contains("healthy ") && !ran.stdout.contains("pw@"), "{}", ran.stdout);
+    assert_golden("status-nothing-reachable", &ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")]));
+
+    let ran = run(drover().args(["status", "--output", "json", "--plan"]).arg(&plan));
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(v["current_primary_from"], "plan");
+    assert_eq!(v["regions"][0]["role"], "unreachable");
+    assert_eq!(v["regions"][0]["plan_role"], "primary");
+    assert_eq!(v["regions"][0]["health"], "unhealthy");
+    assert_eq!(v["regions"][0]["health_reasons"][0], "database unreachable: connection refused");
+    assert!(ran.stderr.contains("nothing could be read"), "{}", ran.stderr);
+}
+
+#[test]
+fn status_help_says_what_role_and_health_mean_and_the_exit_codes() {
+    let ran = run(drover().args(["status", "--help"]));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_golden("status-help", &ran.transcript(&[]));
+}
+
+/// Drills need the lab; a plan of real regions is told so once, not that its region names
+/// are wrong. A lab-shaped plan with no lab beside it is told the same.
+#[test]
+fn drill_on_a_plan_that_is_not_the_labs_says_drills_need_the_lab() {
+    let real = PLAN
+        .replace("east", "us-east-1")
+        .replace("west", "us-west-1")
+        .replace("DIR/us-east-1.dsn", "DIR/east.dsn")
+        .replace("DIR/us-west-1.dsn", "DIR/west.dsn");
+    let mut all = String::new();
+    for (plan, fault) in [(real.as_str(), "blackout:us-east-1"), (PLAN, "blackout:east")] {
+        let dir = plan_dir(plan);
+        let ran = run(drover().args(["drill", "--fault", fault, "--plan"]).arg(dir.path().join("plan.yaml")));
+        assert_eq!(ran.code, 2, "{}", ran.stderr);
+        assert_eq!(ran.stderr.matches("drover lab up").count(), 1, "{}", ran.stderr);
+        all.push_str(&format!(
+            "$ drover drill --fault {fault}\n{}",
+            ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")])
+        ));
+    }
+    assert_golden("drill-not-a-lab-plan", &all);
+}
+
 #[test]
 fn help_teaches_the_commands() {
     let ran = run(drover().arg("--help"));

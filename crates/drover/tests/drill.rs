@@ -27,7 +27,8 @@ fn redact(text: &str, dir: &Path) -> String {
         (r"(applied|already done|skipped|failed) +\d+ +", "$1  AT  "),
         (r" *\d+ ms", " N ms"),
         (r"completed in [\d.]+m?s", "completed in T"),
-        (r"\d+ B / [\d.]+ s", "N B / N s"),
+        // The lag and the padding after it: its width varies with the lag's digits.
+        (r"\d+ B / [\d.]+ s +", "N B / N s  "),
     ] {
         text = regex::Regex::new(pattern).unwrap().replace_all(&text, with).into_owned();
     }

@@ -246,7 +246,7 @@ fn the_cli_asks_a_running_daemon_with_server() {
     let status = remote(&["status"], false);
     assert_eq!(status.code, 0, "{}", status.stderr);
     assert!(status.stdout.starts_with("vantage east (heard from: east)\n"), "{}", status.stdout);
-    assert!(status.stdout.contains("REGION    ROLE     VERDICT"), "{}", status.stdout);
+    assert!(status.stdout.contains("REGION   ROLE     VERDICT"), "{}", status.stdout);
 
     let no_token = remote(&["failover", "--to", "west", "--yes"], false);
     assert_eq!(no_token.code, 2, "{}", no_token.stderr);

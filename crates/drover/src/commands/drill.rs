@@ -72,14 +72,9 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     let (kind, region) = fault_arg
         .split_once(':')
         .ok_or_else(|| Failure::input(format!("--fault {fault_arg}: write KIND:REGION, e.g. blackout:east")))?;
-    let fault = drover_lab::Fault::parse(kind, region, None).map_err(Failure::input)?;
     let lab_dir = args.lab.clone().unwrap_or_else(|| cx.plan_dir());
-    let lab = drover_lab::Lab::load(&lab_dir).map_err(|e| {
-        Failure::input(format!(
-            "{}: not a running lab ({e}); start one with 'drover lab up' or pass --lab DIR",
-            lab_dir.display()
-        ))
-    })?;
+    let lab = lab_for(&cx, &lab_dir)?;
+    let fault = drover_lab::Fault::parse(kind, region, None).map_err(Failure::input)?;
 
     let observed = cx.observe().await?;
     let from = observed.current_primary(&cx.plan).to_string();
@@ -243,6 +238,39 @@ async fn start_probe(cx: &Context, args: &DrillArgs) -> Result<drover_lab::probe
         return Err(Failure::failed("the service does not acknowledge writes before the fault; check 'drover status'"));
     }
     Ok(probe)
+}
+
+/// The running lab a fault drill injects into. Drills today need the lab: only there can
+/// drover cut a region's network or kill its database. A plan that is not a lab's gets
+/// that said once, plainly — not a complaint about its region names, which are not wrong.
+fn lab_for(cx: &Context, lab_dir: &std::path::Path) -> Result<drover_lab::Lab, Failure> {
+    let plan = cx.plan.source.display();
+    let need = format!(
+        "drills today need the lab: start it with 'drover lab up' and drill its plan ({}/plan.yaml)",
+        drover_lab::DEFAULT_DIR
+    );
+    let foreign: Vec<&str> = cx
+        .plan
+        .regions
+        .keys()
+        .map(String::as_str)
+        .filter(|r| !drover_lab::REGIONS.iter().any(|lab| lab.name == *r))
+        .collect();
+    if !foreign.is_empty() {
+        let lab: Vec<&str> = drover_lab::REGIONS.iter().map(|r| r.name).collect();
+        return Err(Failure::input(format!(
+            "{need}; {plan} is not a lab plan (its regions {} are not the lab's {})",
+            foreign.join(", "),
+            lab.join(", ")
+        )));
+    }
+    // The lab's state file says whether one runs there; its error would repeat the advice.
+    drover_lab::Lab::load(lab_dir).map_err(|_| {
+        Failure::input(format!(
+            "{need}; {plan} is not a running lab's plan: no lab runs in {} (--lab DIR names the lab's directory)",
+            lab_dir.display()
+        ))
+    })
 }
 
 /// Once the run completed (or when drover ran none), waits until writes have succeeded for

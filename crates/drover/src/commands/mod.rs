@@ -9,6 +9,7 @@ pub mod remote;
 pub mod restore;
 pub mod run;
 pub mod status;
+pub mod table;
 
 use std::process::ExitCode;
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{Output, PlanArgs};
 use crate::commands::run::{Request, UndoChoice, aborted_line, confirm, intro_line, outcome, render_run, render_runs};
+use crate::commands::table::{Align, Table};
 use crate::commands::{Failure, print_json};
 
 /// Where a command acts: here (plan file, local journal) or through a daemon.
@@ -218,7 +219,13 @@ fn render_regions(v: &Value) -> String {
             })
             .unwrap_or_default()
     );
-    out.push_str(&format!("{:<9} {:<8} {:<28} {:<12} {}\n", "REGION", "ROLE", "VERDICT", "DATABASE", "CHECKS"));
+    let mut table = Table::new(&[
+        ("REGION", Align::Left),
+        ("ROLE", Align::Left),
+        ("VERDICT", Align::Left),
+        ("DATABASE", Align::Left),
+        ("CHECKS", Align::Left),
+    ]);
     for r in v["regions"].as_array().into_iter().flatten() {
         let verdict = match r["verdict"].as_object() {
             Some(verdict) => format!(
@@ -235,15 +242,15 @@ fn render_regions(v: &Value) -> String {
             .flatten()
             .map(|c| format!("{} {}", c["check"].as_str().unwrap_or("?"), c["health"].as_str().unwrap_or("?")))
             .collect();
-        out.push_str(&format!(
-            "{:<9} {:<8} {:<28} {:<12} {}\n",
-            r["region"].as_str().unwrap_or("?"),
-            r["role"].as_str().unwrap_or("?"),
+        table.row(vec![
+            r["region"].as_str().unwrap_or("?").into(),
+            r["role"].as_str().unwrap_or("?").into(),
             verdict,
-            r["database"]["role"].as_str().unwrap_or("-"),
-            if checks.is_empty() { "-".into() } else { checks.join(", ") }
-        ));
+            r["database"]["role"].as_str().unwrap_or("-").into(),
+            if checks.is_empty() { "-".into() } else { checks.join(", ") },
+        ]);
     }
+    out.push_str(&table.render());
     if let Some(refusal) = v["last_refusal"].as_object() {
         out.push_str(&format!(
             "last refusal ({}): {}\n",

@@ -594,20 +594,26 @@ pub fn render_runs(runs: &[RunSummary]) -> String {
     if runs.is_empty() {
         return "no runs yet\n".into();
     }
-    let mut out =
-        format!("{:<20} {:<10} {:<11} {:<17} {:>5}  {}\n", "RUN", "KIND", "STATE", "MOVE", "EPOCH", "STARTED");
+    use crate::commands::table::{Align, Table};
+    let mut table = Table::new(&[
+        ("RUN", Align::Left),
+        ("KIND", Align::Left),
+        ("STATE", Align::Left),
+        ("MOVE", Align::Left),
+        ("EPOCH", Align::Right),
+        ("STARTED", Align::Left),
+    ]);
     for r in runs {
-        out.push_str(&format!(
-            "{:<20} {:<10} {:<11} {:<17} {:>5}  {}\n",
-            r.header.id,
-            r.header.kind.as_str(),
-            r.state.as_str(),
+        table.row(vec![
+            r.header.id.to_string(),
+            r.header.kind.as_str().into(),
+            r.state.as_str().into(),
             movement(&r.header),
-            r.header.epoch,
-            time_of_day(r.started_ms)
-        ));
+            r.header.epoch.to_string(),
+            time_of_day(r.started_ms),
+        ]);
     }
-    out
+    table.render()
 }
 
 /// What a run moves: the primary (`east -> west`), or in a reprotect, who follows whom.
@@ -636,7 +642,15 @@ pub fn render_run(r: &RunSummary) -> String {
     if let Some(loss) = &h.accepted_loss {
         out.push_str(&format!("data loss accepted: {loss}\n"));
     }
-    out.push_str(&format!("{:<3} {:<9} {:<13} {:>9} {:>8}  {}\n", "#", "STEP", "STATE", "AT (ms)", "TOOK", "DETAIL"));
+    use crate::commands::table::{Align, Table};
+    let mut table = Table::new(&[
+        ("#", Align::Left),
+        ("STEP", Align::Left),
+        ("STATE", Align::Left),
+        ("AT (ms)", Align::Right),
+        ("TOOK", Align::Right),
+        ("DETAIL", Align::Left),
+    ]);
     for (i, s) in r.steps.iter().enumerate() {
         let at = s.started_ms.map(|t| t.saturating_sub(r.started_ms).to_string()).unwrap_or_else(|| "-".into());
         let took = match (s.started_ms, s.finished_ms) {
@@ -644,16 +658,16 @@ pub fn render_run(r: &RunSummary) -> String {
             _ => "-".into(),
         };
         let attempts = if s.attempts > 1 { format!(" ({} attempts)", s.attempts) } else { String::new() };
-        out.push_str(&format!(
-            "{:<3} {:<9} {:<13} {:>9} {:>8}  {}{attempts}\n",
-            i + 1,
-            s.kind.as_str(),
-            s.state.as_str(),
+        table.row(vec![
+            (i + 1).to_string(),
+            s.kind.as_str().into(),
+            s.state.as_str().into(),
             at,
             took,
-            s.detail.as_deref().unwrap_or("")
-        ));
+            format!("{}{attempts}", s.detail.as_deref().unwrap_or("")),
+        ]);
     }
+    out.push_str(&table.render());
     if let Some(reason) = &r.reason {
         out.push_str(&format!("reason: {reason}\n"));
     }
