@@ -55,7 +55,7 @@ struct Scene {
     client: Client,
     zone: String,
     plan: PathBuf,
-    _cluster: pg::Cluster,
+    cluster: pg::Cluster,
     _dir: tempfile::TempDir,
 }
 
@@ -109,7 +109,7 @@ checks:
         );
         let path = dir.path().join("plan.yaml");
         std::fs::write(&path, plan).unwrap();
-        Scene { moto, rt, client, zone, plan: path, _cluster: cluster, _dir: dir }
+        Scene { moto, rt, client, zone, plan: path, cluster, _dir: dir }
     }
 
     fn drover(&self, args: &[&str]) -> Ran {
@@ -227,4 +227,55 @@ fn aws_errors_name_region_resource_operation_code_and_what_to_check() {
         "{}",
         ran.stdout
     );
+}
+
+/// A switchover that fenced east and then stopped (west's replay is paused, so it never
+/// catches up) leaves no database taking writes. The pause says so and what each way on
+/// does; an abort off a terminal must choose; `--undo` lifts the fence and east writes again.
+#[test]
+fn abort_undo_lifts_the_fence_of_a_switchover_that_never_promoted() {
+    let scene = Scene::new(false);
+    let (east, west) = scene.rt.block_on(async { (scene.cluster.client("east").await, scene.cluster.client("west").await) });
+    scene.rt.block_on(async {
+        east.batch_execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1)").await.unwrap();
+        // West stops replaying, then east writes more: west can never catch up.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        west.batch_execute("SELECT pg_wal_replay_pause()").await.unwrap();
+        east.batch_execute("INSERT INTO orders SELECT generate_series(2, 1000)").await.unwrap();
+    });
+
+    let paused = scene.drover(&["switchover", "--yes", "--to", "west"]);
+    assert_eq!(paused.code, 1, "{}{}", paused.stdout, paused.stderr);
+    assert!(paused.stderr.contains("now: east is fenced (read-only) and west is not promoted"), "{}", paused.stderr);
+    assert!(paused.stderr.contains("abort --undo: lift the fence on east"), "{}", paused.stderr);
+    let run = regex::Regex::new(r"run (r\d{13}-[0-9a-f]{4}) paused").unwrap();
+    let id = run.captures(&paused.stderr).unwrap_or_else(|| panic!("{}", paused.stderr))[1].to_string();
+    let writes = |id: i32| {
+        scene.rt.block_on(async {
+            let client = scene.cluster.client("east").await;
+            client.execute("INSERT INTO orders VALUES ($1)", &[&id]).await.map(|_| ())
+        })
+    };
+    assert!(writes(5000).is_err(), "the fence holds while the run is paused");
+
+    // A script that does not choose is refused, and nothing changes.
+    let unchosen = scene.drover(&["abort", &id]);
+    assert_eq!(unchosen.code, 2, "{}{}", unchosen.stdout, unchosen.stderr);
+    assert!(unchosen.stderr.contains("say --undo to do that, or --keep"), "{}", unchosen.stderr);
+    let shown = scene.drover(&["runs", "show", &id]);
+    assert!(shown.stdout.contains("paused") && shown.stdout.contains("abort --keep"), "{}", shown.stdout);
+    assert!(writes(5001).is_err(), "still fenced");
+
+    let undone = scene.drover(&["abort", &id, "--undo"]);
+    assert_eq!(undone.code, 0, "{}{}", undone.stdout, undone.stderr);
+    assert!(undone.stdout.contains("fence undone: east accepts writes again"), "{}", undone.stdout);
+    writes(5002).expect("east takes writes again");
+    let shown = scene.drover(&["runs", "show", &id, "-o", "json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(shown["state"], "aborted", "{shown:#}");
+    assert_eq!(shown["steps"][0]["state"], "undone", "{shown:#}");
+    // West was never promoted and traffic never moved.
+    let (sets, _) = scene.rt.block_on(read_back(&scene.client, &scene.zone, RECORD));
+    assert_eq!(roles(&sets), [("east", EAST, Some("PRIMARY")), ("west", WEST, Some("SECONDARY"))]);
+    scene.rt.block_on(west.batch_execute("SELECT pg_wal_replay_resume()")).unwrap();
 }
