@@ -190,6 +190,11 @@ enum PlanCommand {
     Check {
         /// The plan file.
         plan: PathBuf,
+        /// Also read every resource the plan names (database members, record sets, health
+        /// checks, compute) and report each one that is missing or unusable: the same
+        /// preflight every run passes before it changes anything. Exit 2 when any is.
+        #[arg(long)]
+        live: bool,
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
@@ -219,7 +224,8 @@ pub fn main() -> ExitCode {
     // A daemon's log is how people learn what it decided: info by default there.
     init_tracing(if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" });
     match cli.command {
-        Command::Plan(PlanCommand::Check { plan, output }) => commands::plan::check(&plan, output),
+        Command::Plan(PlanCommand::Check { plan, live: false, output }) => commands::plan::check(&plan, output),
+        Command::Plan(PlanCommand::Check { plan, live: true, output }) => commands::plan::check_live(&plan, output),
         Command::Plan(PlanCommand::Iam { plan }) => commands::plan::iam(&plan),
         Command::Status { target, output } => commands::status::run(&target, output),
         Command::Failover(args) => commands::run::start(drover_core::run::RunKind::Failover, args),

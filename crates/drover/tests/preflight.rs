@@ -141,6 +141,15 @@ checks:
         ran
     }
 
+    /// `drover plan check --live PLAN`: the same preflight over every resource of the plan.
+    fn check_live(&self) -> Ran {
+        let mut cmd = drover();
+        cmd.args(["plan", "check", "--live"]).arg(&self.plan);
+        let ran = run(with_moto(&mut cmd, &self.moto));
+        assert_no_secrets(&ran);
+        ran
+    }
+
     fn world(&self) -> World {
         self.rt.block_on(async {
             let params = self.rds[0].describe_db_parameters().db_parameter_group_name("shop-pg").send().await.unwrap();
@@ -183,6 +192,14 @@ checks:
         let runs = self.drover(&["runs"]);
         assert_eq!((runs.code, runs.stdout.as_str()), (0, "no runs yet\n"), "{}", runs.stderr);
         assert_eq!(self.world(), before, "a refused run changed nothing");
+
+        // `plan check --live` finds the same, before anyone asks for a run.
+        let live = self.check_live();
+        assert_eq!(live.code, 2, "{}{}", live.stdout, live.stderr);
+        for piece in expected {
+            assert!(live.stderr.contains(piece), "plan check --live misses {piece:?} in:\n{}", live.stderr);
+        }
+        assert_eq!(self.world(), before, "plan check --live changed nothing");
     }
 }
 
@@ -190,6 +207,9 @@ checks:
 fn the_correct_plan_passes_preflight_and_fails_over() {
     // The control for the refusals below: the same stack, named right, is not refused.
     let scene = Scene::new(|plan| plan);
+    let live = scene.check_live();
+    assert_eq!(live.code, 0, "{}{}", live.stdout, live.stderr);
+    assert!(live.stdout.contains("live       every resource the plan names exists and is usable"), "{}", live.stdout);
     let ran = scene.drover(&["failover", "--to", "west", "--yes"]);
     assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
     let after = scene.world();

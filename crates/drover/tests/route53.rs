@@ -235,7 +235,8 @@ fn aws_errors_name_region_resource_operation_code_and_what_to_check() {
 #[test]
 fn abort_undo_lifts_the_fence_of_a_switchover_that_never_promoted() {
     let scene = Scene::new(false);
-    let (east, west) = scene.rt.block_on(async { (scene.cluster.client("east").await, scene.cluster.client("west").await) });
+    let (east, west) =
+        scene.rt.block_on(async { (scene.cluster.client("east").await, scene.cluster.client("west").await) });
     scene.rt.block_on(async {
         east.batch_execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1)").await.unwrap();
         // West stops replaying, then east writes more: west can never catch up.

@@ -1,16 +1,47 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use drover_core::engine;
 use drover_core::plan::Plan;
 
 use crate::cli::Output;
-use crate::commands::{finish, print_json};
+use crate::commands::{Failure, finish, print_json};
 use crate::wiring;
 
 pub fn check(path: &Path, output: Output) -> ExitCode {
     finish(wiring::load_plan(path).map(|plan| match output {
         Output::Text => print!("{}", drover_core::plan::summary(&plan)),
         Output::Json => print_json(&summary_json(&plan)),
+    }))
+}
+
+/// `drover plan check --live`: the plan, then every resource it names read and checked as a
+/// run's preflight checks them (`drover_core::preflight`). Problems are bad input (exit 2):
+/// the plan or the account must change before a run could use them. Resources that cannot
+/// be reached are not judged here: `drover status` shows what answers.
+pub fn check_live(path: &Path, output: Output) -> ExitCode {
+    finish(crate::commands::runtime().block_on(async {
+        let plan = wiring::load_plan(path)?;
+        let world = wiring::World::new(&plan)?;
+        let problems = drover_core::preflight::for_plan(&plan, world.providers()).await;
+        match output {
+            Output::Text => {
+                print!("{}", drover_core::plan::summary(&plan));
+                if problems.is_empty() {
+                    println!("live       every resource the plan names exists and is usable");
+                }
+            }
+            Output::Json => {
+                let mut json = summary_json(&plan);
+                json["live"] = serde_json::json!({ "problems": problems });
+                print_json(&json);
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::input(format!("{}: {}", path.display(), engine::Refusal::Preflight(problems))))
+        }
     }))
 }
 
