@@ -162,8 +162,12 @@ async fn a_pending_change_is_polled_until_insync_and_the_batch_is_fenced_on_the_
         [
             "DELETE _drover-epoch.api.example.test. TXT ttl 60 [\"\\\"3\\\"\"] - - -",
             "CREATE _drover-epoch.api.example.test. TXT ttl 60 [\"\\\"4\\\"\"] - - -",
-            "UPSERT api.example.test. A ttl 60 [\"192.0.2.10\"] SECONDARY 192.0.2.10 hc-east",
-            "UPSERT api.example.test. A ttl 60 [\"192.0.2.20\"] PRIMARY 192.0.2.20 -",
+            // Each set deleted exactly as the zone lists it and created as drover wants it:
+            // one batch, so a set the zone lacks fails the batch instead of being created.
+            "DELETE api.example.test. A ttl 60 [\"192.0.2.10\"] PRIMARY 192.0.2.10 -",
+            "CREATE api.example.test. A ttl 60 [\"192.0.2.10\"] SECONDARY 192.0.2.10 hc-east",
+            "DELETE api.example.test. A ttl 60 [\"192.0.2.20\"] SECONDARY 192.0.2.20 -",
+            "CREATE api.example.test. A ttl 60 [\"192.0.2.20\"] PRIMARY 192.0.2.20 -",
         ]
     );
     assert_eq!(sent[0].comment(), Some("drover: api.example.test. PRIMARY -> west at epoch 4"));
