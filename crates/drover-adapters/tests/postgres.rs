@@ -442,6 +442,11 @@ async fn promoting_a_fenced_primary_whose_synchronous_standby_is_gone_lets_commi
         // It was a synchronous primary; its standby now follows someone else.
         app.batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'").await.unwrap();
         app.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+        // The setting has landed once a commit waits for the standby nobody runs.
+        let waiting = cluster.client("east").await;
+        let commit = waiting.batch_execute("INSERT INTO orders VALUES (0)");
+        let blocked = tokio::time::timeout(std::time::Duration::from_secs(2), commit).await;
+        assert!(blocked.is_err(), "commits wait for the synchronous standby: {blocked:?}");
         db.fence("east").await.expect("fence");
         db.promote("east", drover_core::run::RunKind::Failover).await.expect("promote the fenced primary");
         let after = cluster.client("east").await;

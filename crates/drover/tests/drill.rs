@@ -217,8 +217,9 @@ fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
     assert_eq!((&east["writable"], &east["epoch"]), (&true.into(), &4.into()), "{s:#}");
     assert_eq!(west["writable"], false, "the failover fenced west: {s:#}");
     assert_eq!(lab_dns(), serde_json::json!(["10.200.0.11"]), "the lab's DNS answers east");
-    // East was a synchronous primary with west as its standby; west follows no one now, so
-    // the promote drops east's wait for a synchronous standby: east takes writes at once.
+    // East was a synchronous primary with west as its standby; west does not follow it now,
+    // so the promote of the fenced east drops the wait for a synchronous standby (a reprotect
+    // restores it): east takes writes at once.
     let (code, body) = post_write(EAST_APP, 151_515);
     assert_eq!((code, body.as_str()), (200, r#"{"seq":151515,"region":"east"}"#), "east takes writes at once");
     // The way back to protection: west, holding the writes given up, becomes east's standby

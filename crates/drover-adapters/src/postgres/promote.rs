@@ -53,25 +53,6 @@ impl PostgresDatabase {
             m.timed(client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''")).await.map_err(fail)?;
             m.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)?;
         }
-        if !in_recovery {
-            // A fenced primary made primary again (a move with --accept-data-loss): its
-            // synchronous standby followed it once and now follows the member it is taking the
-            // role from, so commits would wait forever. Waiting stays when a standby still
-            // follows it synchronously (an aborted switchover), and `rejoin` restores it.
-            let orphaned: bool = m
-                .timed(client.query_one(
-                    "SELECT current_setting('synchronous_standby_names') <> '' AND NOT EXISTS \
-                     (SELECT 1 FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum'))",
-                    &[],
-                ))
-                .await
-                .map_err(fail)?
-                .get(0);
-            if orphaned {
-                m.timed(client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''")).await.map_err(fail)?;
-                m.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)?;
-            }
-        }
         let (_, read_only) = role(m, &client).await.map_err(fail)?;
         if read_only {
             // Left by a fence (or copied from a fenced primary by pg_rewind).
@@ -79,7 +60,32 @@ impl PostgresDatabase {
             m.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)?;
         }
         drop(client);
+        if !in_recovery {
+            self.drop_synchronous_standbys(m).await?;
+        }
         self.wait_writable(m).await
+    }
+
+    /// A fenced primary made primary again (a move with --accept-data-loss, or back after an
+    /// aborted switchover) still waits, on every commit, for the synchronous standby it had.
+    /// That standby now follows another member or is gone, and its old connection can look
+    /// alive in `pg_stat_replication` until `wal_sender_timeout`, so drover does not guess:
+    /// commits stop waiting, as after any promotion, and `rejoin` (reprotect) restores
+    /// synchronous mode with a standby that really follows. `status` shows the gap meanwhile.
+    async fn drop_synchronous_standbys(&self, m: &Member) -> Result<(), ProviderError> {
+        let fail = |f: PgFailure| f.into_error(&m.region, "promote", NEXT);
+        let client = m.connect().await.map_err(fail)?;
+        let names: String = m
+            .timed(client.query_one("SELECT current_setting('synchronous_standby_names')", &[]))
+            .await
+            .map_err(fail)?
+            .get(0);
+        if !names.is_empty() {
+            m.timed(client.batch_execute("ALTER SYSTEM SET synchronous_standby_names = ''")).await.map_err(fail)?;
+            m.timed(client.batch_execute("SELECT pg_reload_conf()")).await.map_err(fail)?;
+            tracing::warn!(region = %m.region, "commits no longer wait for a synchronous standby ({names}) until a reprotect");
+        }
+        Ok(())
     }
 
     /// Waits until a fresh session on `m` can write.
