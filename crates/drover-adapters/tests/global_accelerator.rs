@@ -2,7 +2,8 @@
 //! Accelerator): a small in-memory accelerator answers the SDK's requests, and the
 //! exact requests drover sends are asserted — UpdateEndpointGroup with the dial and
 //! the endpoint weights, TagResource with the epoch — with throttling (transient)
-//! and errors (permanent, `region/resource: Operation failed: Code: message — hint`).
+//! and errors (permanent, `region/resource: Operation failed: Code: message — hint`);
+//! and the preflight: the accelerator and the plan's endpoint groups must exist.
 
 #![cfg(feature = "aws")]
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_globalaccelerator::Client;
 use aws_sdk_globalaccelerator::error::ErrorMetadata;
-use aws_sdk_globalaccelerator::operation::describe_accelerator::DescribeAcceleratorOutput;
+use aws_sdk_globalaccelerator::operation::describe_accelerator::{DescribeAcceleratorError, DescribeAcceleratorOutput};
 use aws_sdk_globalaccelerator::operation::describe_endpoint_group::{
     DescribeEndpointGroupError, DescribeEndpointGroupOutput,
 };
@@ -90,16 +91,23 @@ fn short(arn: &str) -> &str {
 /// The rules of an accelerator answering every request drover makes.
 fn rules(fake: &Shared) -> Vec<Rule> {
     let f = fake.clone();
-    let describe_group = mock!(Client::describe_endpoint_group).then_compute_output(move |req| {
+    let describe_group = mock!(Client::describe_endpoint_group).then_compute_response(move |req| {
         let fake = f.lock().unwrap();
         let arn = req.endpoint_group_arn().unwrap();
-        let (dial, endpoints) = fake.groups.iter().find(|(a, _)| **a == arn).map(|(_, g)| g.clone()).unwrap();
+        let Some((dial, endpoints)) = fake.groups.iter().find(|(a, _)| **a == arn).map(|(_, g)| g.clone()) else {
+            return MockResponse::Error(DescribeEndpointGroupError::generic(
+                ErrorMetadata::builder()
+                    .code("EndpointGroupNotFoundException")
+                    .message(format!("Endpoint group {} not found", short(arn)))
+                    .build(),
+            ));
+        };
         let group = EndpointGroup::builder()
             .endpoint_group_arn(arn)
             .traffic_dial_percentage(dial)
             .set_endpoint_descriptions(Some(endpoints))
             .build();
-        DescribeEndpointGroupOutput::builder().endpoint_group(group).build()
+        MockResponse::Output(DescribeEndpointGroupOutput::builder().endpoint_group(group).build())
     });
     let f = fake.clone();
     let update = mock!(Client::update_endpoint_group).then_compute_output(move |req| {
@@ -366,4 +374,88 @@ async fn throttling_is_transient_and_a_missing_endpoint_group_is_permanent() {
         "us-west-2/accelerator/acc1/listener/l1/endpoint-group/west1: UpdateEndpointGroup failed: EndpointGroupNotFoundException: Endpoint group west1 not found — check traffic.endpoint_groups names endpoint groups of the accelerator (their ARNs)"
     );
     assert!(writes(&fake).iter().all(|w| !w.starts_with("TagResource")), "no epoch tagged: {:?}", writes(&fake));
+}
+
+#[tokio::test]
+async fn preflight_finds_the_accelerator_and_every_endpoint_group_and_changes_nothing() {
+    let fake = accelerator("3");
+    let rules = rules(&fake);
+    let ga = traffic(client(&rules), &spec(vec![100], Duration::from_secs(10)), None);
+    assert_eq!(ga.preflight().await, Vec::<String>::new());
+    assert!(writes(&fake).is_empty(), "a preflight only reads: {:?}", writes(&fake));
+}
+
+#[tokio::test]
+async fn preflight_names_an_endpoint_group_the_listener_does_not_hold() {
+    // West's group was deleted (or its ARN mistyped in the plan): the switch to west
+    // would fail only after the primary was fenced.
+    let fake = accelerator("3");
+    fake.lock().unwrap().groups.remove(WEST_GROUP);
+    let rules = rules(&fake);
+    let ga = traffic(client(&rules), &spec(vec![100], Duration::from_secs(10)), None);
+    assert_eq!(
+        ga.preflight().await,
+        [
+            "us-west-2/accelerator/acc1/listener/l1/endpoint-group/west1: no such endpoint group (DescribeEndpointGroup: EndpointGroupNotFoundException) — check traffic.endpoint_groups.west.arn names an endpoint group of the accelerator's listener"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn preflight_names_a_missing_accelerator_and_each_group_under_it() {
+    let fake = accelerator("3");
+    fake.lock().unwrap().groups.clear();
+    let mut all = rules(&fake);
+    all[2] = mock!(Client::describe_accelerator).then_error(|| {
+        DescribeAcceleratorError::generic(
+            ErrorMetadata::builder().code("AcceleratorNotFoundException").message("Accelerator acc1 not found").build(),
+        )
+    });
+    let ga = traffic(client(&all), &spec(vec![100], Duration::from_secs(10)), None);
+    let problems = ga.preflight().await;
+    assert_eq!(
+        problems[0],
+        "us-west-2/accelerator/acc1: no such accelerator (DescribeAccelerator: AcceleratorNotFoundException) — check traffic.accelerator_arn names an accelerator of this account"
+    );
+    let groups: Vec<&str> = problems[1..].iter().map(|p| p.split(':').next().unwrap()).collect();
+    assert_eq!(
+        groups,
+        [
+            "us-west-2/accelerator/acc1/listener/l1/endpoint-group/east1",
+            "us-west-2/accelerator/acc1/listener/l1/endpoint-group/west1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn preflight_judges_nothing_when_global_accelerator_cannot_be_reached_or_throttles() {
+    // Nothing listens on port 9: every call fails to connect.
+    let config = aws_sdk_globalaccelerator::Config::builder()
+        .behavior_version(aws_sdk_globalaccelerator::config::BehaviorVersion::latest())
+        .region(aws_sdk_globalaccelerator::config::Region::new("us-west-2"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(aws_sdk_globalaccelerator::config::Credentials::new(
+            "AKIDMOCK",
+            "mock-secret",
+            None,
+            None,
+            "mock",
+        ))
+        .retry_config(aws_sdk_globalaccelerator::config::retry::RetryConfig::disabled())
+        .build();
+    let spec = spec(vec![100], Duration::from_secs(10));
+    let ga = traffic(Client::from_conf(config), &spec, None);
+    assert!(ga.current().await.is_err(), "the API is down");
+    assert_eq!(ga.preflight().await, Vec::<String>::new());
+
+    // Throttled: the API said nothing about the groups.
+    let fake = accelerator("3");
+    let mut all = rules(&fake);
+    all[0] = mock!(Client::describe_endpoint_group).then_error(|| {
+        DescribeEndpointGroupError::generic(
+            ErrorMetadata::builder().code("ThrottlingException").message("Rate exceeded").build(),
+        )
+    });
+    let ga = traffic(client(&all), &spec, None);
+    assert_eq!(ga.preflight().await, Vec::<String>::new());
 }

@@ -1,7 +1,7 @@
 //! Backups and restores through kube-rs (`KubeCluster`), and the scale step, against the
 //! in-memory API server behind its HTTP front (`drover_backup::standin::http::ApiServer`):
 //! real kube clients, real HTTP, no Kubernetes installed. A scripted server gives the
-//! failures the stand-in never does.
+//! failures the stand-in never does. The compute preflight reads the same stand-in.
 #![cfg(feature = "kubernetes")]
 
 #[path = "support/logs.rs"]
@@ -350,4 +350,79 @@ async fn the_scale_step_runs_against_the_stand_in() {
     assert_eq!(capacity["statefulset/queue"], Capacity { desired: 2, min: 2, max: 4, ready: 2 });
     let hpa = cluster.object("horizontalpodautoscalers", "shop", "queue").unwrap();
     assert_eq!(hpa["spec"]["minReplicas"], 2, "raised, the autoscaler holds the new replicas");
+}
+
+/// A plan whose `apps` compute is the workloads `namespace` and `selector` choose in each
+/// region's cluster (kubeconfig context = region).
+fn kubernetes_plan(targets: &[(&str, ClusterAccess, &str, Option<&str>)]) -> Plan {
+    let mut plan: Plan = two_region_plan();
+    let targets = targets
+        .iter()
+        .map(|(region, cluster, namespace, selector)| {
+            let target = ComputeTarget::Kubernetes(KubernetesTarget {
+                cluster: cluster.clone(),
+                namespace: (*namespace).into(),
+                selector: selector.map(str::to_owned),
+            });
+            ((*region).to_owned(), target)
+        })
+        .collect();
+    plan.compute.insert(
+        "apps".into(),
+        ComputeSpec {
+            name: "apps".into(),
+            kind: ComputeKind::Kubernetes,
+            capacity_percent: 100,
+            ready_timeout: Duration::from_secs(10),
+            targets,
+        },
+    );
+    plan
+}
+
+#[tokio::test]
+async fn the_compute_preflight_names_a_namespace_or_selector_that_chooses_no_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Arc::new(MemoryCluster::new());
+    cluster.seed(namespace("shop"));
+    cluster.seed(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "queue", "namespace": "shop", "labels": {"app": "shop"}},
+        "spec": {"replicas": 1, "serviceName": "queue", "selector": {"matchLabels": {"app": "queue"}}, "template": {}}}));
+    // A Deployment the selector leaves out: it must not count for it.
+    cluster.seed(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "admin", "namespace": "shop", "labels": {"app": "admin"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "admin"}}, "template": {}}}));
+    let server = ApiServer::start(cluster).await;
+    let (east, west) = (access(&server, dir.path(), "east"), access(&server, dir.path(), "west"));
+
+    let plan = kubernetes_plan(&[
+        ("east", east.clone(), "shop", Some("app=shop")),
+        ("west", west.clone(), "shop", Some("app=shop-typo")),
+    ]);
+    let compute = KubernetesCompute::new(&plan);
+    assert_eq!(compute.preflight("apps", "east").await, Vec::<String>::new(), "a StatefulSet is selected");
+    assert_eq!(
+        compute.preflight("apps", "west").await,
+        [
+            "apps in west: no Deployment or StatefulSet matching selector 'app=shop-typo' in namespace 'shop' — check compute.apps.regions.west.namespace and compute.apps.regions.west.selector"
+        ]
+    );
+
+    // A namespace the cluster does not have lists nothing, as Kubernetes answers.
+    let plan = kubernetes_plan(&[("east", east.clone(), "shop", None), ("west", west, "shop-dr", None)]);
+    let compute = KubernetesCompute::new(&plan);
+    assert_eq!(compute.preflight("apps", "east").await, Vec::<String>::new());
+    assert_eq!(
+        compute.preflight("apps", "west").await,
+        [
+            "apps in west: no Deployment or StatefulSet in namespace 'shop-dr' — check compute.apps.regions.west.namespace and compute.apps.regions.west.selector"
+        ]
+    );
+
+    // The API server gone (its region lost): nothing is judged, the run may start.
+    drop(server);
+    let plan = kubernetes_plan(&[("east", east, "shop", Some("app=shop-typo"))]);
+    let compute = KubernetesCompute::new(&plan);
+    assert!(compute.capacity("apps", "east").await.is_err(), "the API server is gone");
+    assert_eq!(compute.preflight("apps", "east").await, Vec::<String>::new());
 }

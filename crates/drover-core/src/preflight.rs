@@ -49,8 +49,14 @@ async fn gather(world: Providers<'_>, members: &[&str], traffic: bool, compute: 
         async { if traffic { world.traffic.preflight().await } else { Vec::new() } },
         join_all(compute.iter().map(|(resource, region)| world.compute.preflight(resource, region))),
     );
-    let mut problems: Vec<String> =
-        members.into_iter().flatten().chain(traffic).chain(compute.into_iter().flatten()).collect();
-    problems.dedup();
-    problems
+    // A resource several regions share (an Aurora global cluster) is named by each
+    // region's answer, not always next to each other: each problem once, first place kept.
+    let mut seen = std::collections::HashSet::new();
+    members
+        .into_iter()
+        .flatten()
+        .chain(traffic)
+        .chain(compute.into_iter().flatten())
+        .filter(|p| seen.insert(p.clone()))
+        .collect()
 }

@@ -13,6 +13,8 @@
 //!   region (the old one may be down), then drover waits until the target is the writer
 //!   and the global cluster is available again.
 //! - fence, catch_up and rejoin are Aurora's own: the runbook rules refuse those steps.
+//! - preflight: the global cluster exists, and each member's cluster exists in its AWS
+//!   region and is a member of the global cluster (compared by ARN).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,10 +22,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_rds::types::{DbCluster, GlobalCluster};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use drover_core::error::ProviderError;
 use drover_core::plan::AuroraGlobalSpec;
 use drover_core::run::{Epoch, RunId, RunKind};
-use drover_core::world::{Database, MemberStatus, RejoinMethod};
+use drover_core::world::{Database, MemberStatus, Preflight, RejoinMethod};
 
 use super::rds::{
     DEFAULT_POLL, RDS, RdsApi, epoch_tag, epoch_tags, member_hint, refuses_writes, unreachable, wait_until,
@@ -67,6 +70,14 @@ pub struct AuroraGlobalDatabase {
 /// The cluster identifier in a cluster ARN (`arn:aws:rds:us-east-2:123:cluster:shop-east`).
 fn cluster_id(arn: &str) -> &str {
     arn.rsplit(':').next().unwrap_or(arn)
+}
+
+/// `us-east-2/shop-east` for a cluster ARN, as messages name clusters.
+fn arn_resource(arn: &str) -> String {
+    match arn.split(':').nth(3) {
+        Some(region) if !region.is_empty() => format!("{region}/{}", cluster_id(arn)),
+        _ => arn.to_owned(),
+    }
 }
 
 impl AuroraGlobalDatabase {
@@ -278,5 +289,101 @@ impl Database for AuroraGlobalDatabase {
 
     async fn rejoin(&self, _region: &str, _primary: &str) -> Result<RejoinMethod, ProviderError> {
         Err(ProviderError::permanent(drover_core::engine::managed_rejoin("aurora-global").unwrap_or_default()))
+    }
+
+    /// The global cluster must exist, and the region's cluster must exist in its AWS region
+    /// and be a member of the global cluster: `promote` makes that member the writer, and
+    /// SwitchoverGlobalCluster cannot move the writer to a cluster outside it. Only RDS's
+    /// "not found" (or an answer without the thing) is a problem; an API that cannot be
+    /// reached, or any other error, is observation's to judge.
+    async fn preflight(&self, region: &str) -> Preflight {
+        let Ok(m) = self.member(region) else { return Vec::new() };
+        let client = self.api.rds(&m.aws_region).await;
+        let (global, cluster) = tokio::join!(
+            client.describe_global_clusters().global_cluster_identifier(&self.global_cluster).send(),
+            client.describe_db_clusters().db_cluster_identifier(&m.cluster).send(),
+        );
+        let mut problems = Vec::new();
+        // Named without an AWS region: a global cluster is the same one seen from every
+        // region, so each member's preflight words it alike and a run lists it once.
+        let no_global = |cause: &str| {
+            format!(
+                "global cluster '{}': no such Aurora global database ({cause}) — check database.global_cluster names an Aurora global database of this account",
+                self.global_cluster
+            )
+        };
+        let global = match global {
+            Ok(out) => match out.global_clusters().first() {
+                Some(g) if g.global_cluster_identifier().is_some() => Some(g.clone()),
+                _ => {
+                    problems.push(no_global("DescribeGlobalClusters returned no global cluster"));
+                    None
+                }
+            },
+            Err(e) if e.code() == Some("GlobalClusterNotFoundFault") => {
+                problems.push(no_global("DescribeGlobalClusters: GlobalClusterNotFoundFault"));
+                None
+            }
+            Err(e) => {
+                let resource = format!("{}/{}", m.aws_region, self.global_cluster);
+                let why = describe(RDS, "DescribeGlobalClusters", &resource, &e).message;
+                tracing::debug!("preflight of {resource}: not judged: {why}");
+                None
+            }
+        };
+        let field = format!("database.members.{region}.cluster");
+        let no_cluster = |cause: &str| {
+            format!(
+                "{}: no DB cluster '{}' in AWS region {} ({cause}) — check {field} names a DB cluster there, and regions.{region}.aws_region",
+                m.resource(),
+                m.cluster,
+                m.aws_region
+            )
+        };
+        let cluster = match cluster {
+            Ok(out) => match out.db_clusters().first() {
+                Some(c) if c.db_cluster_identifier().is_some() => Some(c.clone()),
+                _ => {
+                    problems.push(no_cluster("DescribeDBClusters returned no cluster"));
+                    None
+                }
+            },
+            Err(e) if e.code() == Some("DBClusterNotFoundFault") => {
+                problems.push(no_cluster("DescribeDBClusters: DBClusterNotFoundFault"));
+                None
+            }
+            Err(e) => {
+                tracing::debug!(
+                    "preflight of {}: not judged: {}",
+                    m.resource(),
+                    m.failed("DescribeDBClusters", &e).message
+                );
+                None
+            }
+        };
+        if let (Some(global), Some(cluster)) = (global, cluster) {
+            let members: Vec<&str> =
+                global.global_cluster_members().iter().filter_map(|g| g.db_cluster_arn()).collect();
+            // By ARN where RDS gives one: a cluster of the same name in another region or
+            // account is not this member.
+            let is_member = members.iter().any(|arn| match cluster.db_cluster_arn() {
+                Some(own) => *arn == own,
+                None => cluster_id(arn) == m.cluster,
+            });
+            if !is_member {
+                let listed = if members.is_empty() {
+                    "it has no member clusters".to_owned()
+                } else {
+                    let names: Vec<String> = members.iter().map(|a| arn_resource(a)).collect();
+                    format!("its members: {}", names.join(", "))
+                };
+                problems.push(format!(
+                    "{} ({field}): not a member of global cluster '{}' ({listed}) — a run cannot make it the writer; check {field} and database.global_cluster, or add the cluster to the global database",
+                    m.resource(),
+                    self.global_cluster
+                ));
+            }
+        }
+        problems
     }
 }

@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_sdk_globalaccelerator::Client;
 use aws_sdk_globalaccelerator::types::{AcceleratorStatus, EndpointConfiguration, EndpointDescription, Tag};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
 use drover_core::plan::GlobalAcceleratorSpec;
 use drover_core::run::Epoch;
-use drover_core::world::{Traffic, TrafficState};
+use drover_core::world::{Preflight, Traffic, TrafficState};
 use tokio::sync::OnceCell;
 
 use super::stages::{StageGate, hold_after_stage, stages_ahead};
@@ -268,6 +269,57 @@ impl GlobalAcceleratorTraffic {
 
 #[async_trait]
 impl Traffic for GlobalAcceleratorTraffic {
+    /// The accelerator and each region's endpoint group (under its listener) must exist: a
+    /// switch tags the one and sets the others' dials, and a missing one would fail the
+    /// switch after the primary was fenced and the standby promoted. Only Global
+    /// Accelerator's "not found" (or an answer without the thing) is a problem; an API
+    /// that cannot be reached, or any other error, is observation's to judge.
+    async fn preflight(&self) -> Preflight {
+        let client = self.api.get().await;
+        let mut problems = Vec::new();
+        let accelerator = client.describe_accelerator().accelerator_arn(&self.spec.accelerator_arn).send().await;
+        let cause = match accelerator {
+            Ok(out) if out.accelerator().is_some() => None,
+            Ok(_) => Some("DescribeAccelerator returned no accelerator".to_owned()),
+            Err(e) if e.code() == Some("AcceleratorNotFoundException") => {
+                Some("DescribeAccelerator: AcceleratorNotFoundException".to_owned())
+            }
+            Err(e) => {
+                let why = describe(GLOBAL_ACCELERATOR, "DescribeAccelerator", &self.accelerator(), &e).message;
+                tracing::debug!("preflight of {}: not judged: {why}", self.accelerator());
+                None
+            }
+        };
+        if let Some(cause) = cause {
+            problems.push(format!(
+                "{}: no such accelerator ({cause}) — check traffic.accelerator_arn names an accelerator of this account",
+                self.accelerator()
+            ));
+        }
+        for (region, group) in &self.spec.endpoint_groups {
+            let out = client.describe_endpoint_group().endpoint_group_arn(&group.arn).send().await;
+            let cause = match out {
+                Ok(out) if out.endpoint_group().is_some() => None,
+                Ok(_) => Some("DescribeEndpointGroup returned no endpoint group".to_owned()),
+                Err(e) if e.code() == Some("EndpointGroupNotFoundException") => {
+                    Some("DescribeEndpointGroup: EndpointGroupNotFoundException".to_owned())
+                }
+                Err(e) => {
+                    let why = describe(GLOBAL_ACCELERATOR, "DescribeEndpointGroup", &resource(&group.arn), &e).message;
+                    tracing::debug!("preflight of {}: not judged: {why}", resource(&group.arn));
+                    None
+                }
+            };
+            if let Some(cause) = cause {
+                problems.push(format!(
+                    "{}: no such endpoint group ({cause}) — check traffic.endpoint_groups.{region}.arn names an endpoint group of the accelerator's listener",
+                    resource(&group.arn)
+                ));
+            }
+        }
+        problems
+    }
+
     /// The region is the one group whose dial lets traffic through while every
     /// other group's is 0; with traffic split (a shift part way, or an
     /// accelerator serving every region) no region holds it.
