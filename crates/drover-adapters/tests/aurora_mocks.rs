@@ -339,8 +339,8 @@ async fn plan_problems(db: &AuroraGlobalDatabase) -> Vec<String> {
 #[tokio::test]
 async fn preflight_finds_nothing_wrong_with_a_global_database_as_planned() {
     let db = preflight_database(global_rule(Some(&[EAST_ARN, WEST_ARN])), existing_clusters(BOTH));
-    assert_eq!(db.preflight("east").await, Vec::<String>::new());
-    assert_eq!(db.preflight("west").await, Vec::<String>::new());
+    assert_eq!(db.preflight("east", false).await, Vec::<String>::new());
+    assert_eq!(db.preflight("west", false).await, Vec::<String>::new());
     assert_eq!(plan_problems(&db).await, Vec::<String>::new());
 }
 
@@ -348,7 +348,7 @@ async fn preflight_finds_nothing_wrong_with_a_global_database_as_planned() {
 async fn preflight_names_a_missing_global_cluster_once_for_every_member() {
     let db = preflight_database(global_rule(None), existing_clusters(BOTH));
     let missing = "global cluster 'shop-global': no such Aurora global database (DescribeGlobalClusters: GlobalClusterNotFoundFault) — check database.global_cluster names an Aurora global database of this account";
-    assert_eq!(db.preflight("west").await, [missing]);
+    assert_eq!(db.preflight("west", false).await, [missing]);
 
     // Credentials of another account: nothing is found. The global cluster is one line,
     // though each region's member names it among its own problems.
@@ -367,9 +367,9 @@ async fn preflight_names_a_missing_global_cluster_once_for_every_member() {
 async fn preflight_names_a_member_cluster_missing_from_its_aws_region() {
     let db =
         preflight_database(global_rule(Some(&[EAST_ARN, WEST_ARN])), existing_clusters(&[("shop-east", EAST_ARN)]));
-    assert_eq!(db.preflight("east").await, Vec::<String>::new());
+    assert_eq!(db.preflight("east", false).await, Vec::<String>::new());
     assert_eq!(
-        db.preflight("west").await,
+        db.preflight("west", false).await,
         [
             "us-west-1/shop-west: no DB cluster 'shop-west' in AWS region us-west-1 (DescribeDBClusters: DBClusterNotFoundFault) — check database.members.west.cluster names a DB cluster there, and regions.west.aws_region"
         ]
@@ -381,9 +381,9 @@ async fn preflight_names_a_cluster_that_is_not_in_the_global_cluster() {
     // West's cluster exists, but the global cluster's other member is a cluster of the
     // same name in us-west-2: the plan's us-west-1 cluster could never become the writer.
     let db = preflight_database(global_rule(Some(&[EAST_ARN, OTHER_WEST_ARN])), existing_clusters(BOTH));
-    assert_eq!(db.preflight("east").await, Vec::<String>::new());
+    assert_eq!(db.preflight("east", false).await, Vec::<String>::new());
     assert_eq!(
-        db.preflight("west").await,
+        db.preflight("west", false).await,
         [
             "us-west-1/shop-west (database.members.west.cluster): not a member of global cluster 'shop-global' (its members: us-east-2/shop-east, us-west-2/shop-west) — a run cannot make it the writer; check database.members.west.cluster and database.global_cluster, or add the cluster to the global database"
         ]
@@ -391,7 +391,7 @@ async fn preflight_names_a_cluster_that_is_not_in_the_global_cluster() {
 
     // Detached after a failover by hand: the global cluster holds only east.
     let db = preflight_database(global_rule(Some(&[EAST_ARN])), existing_clusters(BOTH));
-    let problems = db.preflight("west").await;
+    let problems = db.preflight("west", false).await;
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
         problems[0].starts_with(
@@ -414,7 +414,7 @@ async fn preflight_judges_nothing_when_rds_cannot_be_reached() {
         .build();
     let db = planned_database(Client::from_conf(config));
     assert!(matches!(db.member("west").await.unwrap(), MemberStatus::Unreachable { .. }), "the API is down");
-    assert_eq!(db.preflight("east").await, Vec::<String>::new());
-    assert_eq!(db.preflight("west").await, Vec::<String>::new());
+    assert_eq!(db.preflight("east", false).await, Vec::<String>::new());
+    assert_eq!(db.preflight("west", false).await, Vec::<String>::new());
     assert_eq!(plan_problems(&db).await, Vec::<String>::new());
 }

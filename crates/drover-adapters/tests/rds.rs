@@ -184,13 +184,13 @@ fn preflight_names_a_missing_instance_and_an_unfenceable_primary_with_the_plan_f
         let db = database(&moto);
         // Nothing seeded yet: both instances are missing, each named with its field and AWS region.
         assert_eq!(
-            db.preflight(EAST).await,
+            db.preflight(EAST, true).await,
             ["us-east-2/shop-db: no DB instance 'shop-db' in AWS region us-east-2 (DescribeDBInstances: DBInstanceNotFound) — check database.members.us-east-2.instance names a DB instance there, and regions.us-east-2.aws_region"]
         );
-        assert!(db.preflight(WEST).await[0].contains("database.members.us-west-1.instance"));
+        assert!(db.preflight(WEST, true).await[0].contains("database.members.us-west-1.instance"));
 
         seed(&moto.rds(EAST), &moto.rds(WEST), "default.postgres15").await;
-        let problems = db.preflight(EAST).await;
+        let problems = db.preflight(EAST, true).await;
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].starts_with(
@@ -198,8 +198,10 @@ fn preflight_names_a_missing_instance_and_an_unfenceable_primary_with_the_plan_f
             ),
             "{problems:?}"
         );
+        // A run that does not fence it (it is the target) does not need its group changeable.
+        assert_eq!(db.preflight(EAST, false).await, Vec::<String>::new());
         // The replica is not fenced by a run: its group does not matter here.
-        assert_eq!(db.preflight(WEST).await, Vec::<String>::new());
+        assert_eq!(db.preflight(WEST, true).await, Vec::<String>::new());
     });
 }
 
@@ -209,8 +211,8 @@ fn preflight_finds_nothing_wrong_with_a_fenceable_pair_or_an_unreachable_region(
     runtime().block_on(async {
         seed(&moto.rds(EAST), &moto.rds(WEST), "shop-pg").await;
         let db = database(&moto);
-        assert_eq!(db.preflight(EAST).await, Vec::<String>::new());
-        assert_eq!(db.preflight(WEST).await, Vec::<String>::new());
+        assert_eq!(db.preflight(EAST, true).await, Vec::<String>::new());
+        assert_eq!(db.preflight(WEST, true).await, Vec::<String>::new());
     });
     // A region whose API cannot be reached is what failovers are for: no problem.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -221,5 +223,5 @@ fn preflight_finds_nothing_wrong_with_a_fenceable_pair_or_an_unreachable_region(
     };
     let regions = BTreeMap::from([(EAST.into(), EAST.into())]);
     let db = RdsDatabase::new(&spec, &regions, RdsApi::new(AwsConfig::with(config)));
-    assert_eq!(runtime().block_on(db.preflight(EAST)), Vec::<String>::new());
+    assert_eq!(runtime().block_on(db.preflight(EAST, true)), Vec::<String>::new());
 }

@@ -199,9 +199,9 @@ pub enum Refusal {
     )]
     LagTimeTooHigh { region: String, lag: String, limit: String },
     #[error(
-        "region '{region}' holds older data than the primary: {why}; moving the primary there would lose every write since — make it a standby of the primary first ('drover reprotect --region {region}'), or, to move anyway and lose those writes, run 'drover failover --to {region} --accept-data-loss'"
+        "region '{region}' holds older data than the primary: {why}; moving the primary there would lose every write since — {remedy}, or, to move anyway and lose those writes, run 'drover failover --to {region} --accept-data-loss'"
     )]
-    StaleTarget { region: String, why: String },
+    StaleTarget { region: String, why: String, remedy: String },
     #[error(
         "a {kind} of database kind rds cannot promise no data loss: RDS exposes no WAL positions to confirm the replica has every write of the fenced primary, and cannot make the old primary a replica again; use 'drover failover --to {to}' (it fences a reachable primary first) and accept the replica's lag"
     )]
@@ -248,7 +248,7 @@ pub enum Refusal {
     #[error("a {0} run is planned by 'drover {0}', not as a move of the primary")]
     NotAMove(&'static str),
     #[error(
-        "checked before anything was changed, the plan's resources are not as the run needs them:\n  - {}\nfix the plan or the resources, then run this again ('drover plan check --live' checks them all)",
+        "checked before anything was changed, the plan's resources are not as the run needs them:\n  - {}\nfix the plan or the resources, then run this again ('drover plan check --live' checks them all); if they are in the region a failover leaves and are really gone, 'drover failover --accept-data-loss' checks only the target",
         .0.join("\n  - ")
     )]
     Preflight(Vec<String>),
@@ -358,10 +358,22 @@ pub fn plan_move(
     // happen at all, and a person should not accept a loss for a move that cannot.
     let mut losses = Vec::new();
     if let Some(why) = stale_target(plan, observed, to) {
-        losses.push(Refusal::StaleTarget { region: to.into(), why });
+        let remedy = match managed_rejoin(plan.database.kind()) {
+            Some(_) => format!(
+                "make it a replica of the primary first (docs/aws.md: {} cannot be reprotected by drover)",
+                plan.database.kind()
+            ),
+            None => format!("make it a standby of the primary first ('drover reprotect --region {to}')"),
+        };
+        losses.push(Refusal::StaleTarget { region: to.into(), why, remedy });
     }
-    // A planned move waits in catch_up until nothing is behind; a failover does not.
+    // A planned move waits in catch_up until nothing is behind; a failover does not. Lag is
+    // measured against the primary only while it answers: once it is lost, what a standby
+    // has received but not replayed is not lost (promotion replays it), and the time since
+    // the last replayed commit grows with the outage, not with what is missing.
+    let primary_answers = matches!(observed.members.get(&from), Some(MemberStatus::Primary { .. }));
     if kind == RunKind::Failover
+        && primary_answers
         && let Err(lag) = lag_limits(plan, observed, to, false)
     {
         losses.push(lag);
@@ -397,8 +409,8 @@ fn loss_words(refusal: &str) -> String {
 /// (or drover cannot tell: a managed replica whose source is lost). One rule orders the
 /// data: the epoch. Every promotion records a higher one in the new primary (and in its
 /// standbys, which replay it), and the traffic record carries the epoch that switched it
-/// (counted when no other primary takes writes: the primary is lost); a member whose data
-/// is at an older epoch than any of them missed every write since.
+/// (unless it points at a writable primary, whose own epoch then speaks); a member whose
+/// data is at an older epoch than any of them missed every write since.
 pub fn stale_target(plan: &Plan, observed: &Observed, to: &str) -> Option<String> {
     // The newest promotion the world shows outside the target, and where it shows.
     let mut newest: (Epoch, String) = (0, String::new());
@@ -414,12 +426,19 @@ pub fn stale_target(plan: &Plan, observed: &Observed, to: &str) -> Option<String
             newest = (epoch, what);
         }
     }
-    // The traffic record is the evidence of the last promotion when no other primary can be
-    // seen (it is lost, or the target itself claims the role); while another takes writes,
-    // the members themselves say where the newest data is.
+    // The traffic record's epoch is the newest switch. When it points at a writable primary
+    // other than the target, every write since that switch is on that primary, whose own epoch
+    // (and its standbys') says what the data holds: a record ahead of it (the primary's epoch
+    // table lost or restored) shows no newer data. Anywhere else — a lost region, the target
+    // itself, a third region — it counts: a writable member elsewhere may be a stale one.
+    let traffic_on_a_writable_primary = |region: &Option<String>| {
+        region.as_deref().is_some_and(|r| {
+            r != to && matches!(observed.members.get(r), Some(MemberStatus::Primary { writable: true, .. }))
+        })
+    };
     if let Ok(traffic) = &observed.traffic
         && traffic.epoch > newest.0
-        && observed.writable_primaries().iter().all(|(r, _)| *r == to)
+        && !traffic_on_a_writable_primary(&traffic.region)
     {
         newest = (traffic.epoch, format!("traffic was switched at epoch {}", traffic.epoch));
     }
@@ -653,8 +672,12 @@ pub enum EngineError {
     NeedsApproval(RunId),
     #[error("run {0} is {1}, not waiting for approval")]
     NotAwaitingApproval(RunId, &'static str),
-    #[error("could not {0}: {1}; the run was not aborted — fix the cause and abort again, or abort without --undo")]
+    #[error(
+        "could not {0}: {1}; the run was not aborted and stays paused — fix the cause and abort again, or resume it (which first does the step again)"
+    )]
     Undo(String, String),
+    #[error("run {0} is {1}: only a paused run can be set back; wait for it to pause, or abort it with --keep")]
+    UndoNotPaused(RunId, &'static str),
 }
 
 /// The world's providers, as one value the engine borrows.

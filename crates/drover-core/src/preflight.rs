@@ -7,47 +7,88 @@
 //! which resources a run touches and asks them all at once. `drover plan check --live`
 //! asks the same of every resource of the plan.
 
+use std::time::Duration;
+
 use crate::engine::{Providers, join_all};
 use crate::plan::{Plan, StepKind};
-use crate::run::RunHeader;
+use crate::run::{RunHeader, RunKind};
+
+/// How long one provider's preflight may take. A lost region's API that never answers must
+/// not delay a failover: past this, the resource is not judged (observation already did).
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Which of a run's regions the preflight judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Both: the region losing the role and the target (switchovers, failbacks, reprotects,
+    /// and a person's failover, where a misnamed primary is a plan to fix first).
+    Both,
+    /// Only the target and traffic: a failover whose source is lost — the daemons' quorum
+    /// judged it, or a person said so with `--accept-data-loss` — may have lost its
+    /// resources too (deleted instances are a disaster like any other).
+    TargetOnly,
+}
+
+impl Scope {
+    /// The scope of a person's run: a failover said to accept data loss does not depend on
+    /// anything in the region it leaves.
+    pub fn for_person(kind: RunKind, accept_data_loss: bool) -> Scope {
+        if kind == RunKind::Failover && accept_data_loss { Scope::TargetOnly } else { Scope::Both }
+    }
+}
 
 /// What is wrong with the resources `header`'s run would touch: the database members it
 /// fences, promotes or rejoins, the traffic records it switches, and the compute it reads
-/// and sizes in both regions. Empty when the run may start.
-pub async fn for_run(plan: &Plan, world: Providers<'_>, header: &RunHeader) -> Vec<String> {
+/// and sizes. Empty when the run may start.
+pub async fn for_run(plan: &Plan, world: Providers<'_>, header: &RunHeader, scope: Scope) -> Vec<String> {
     let steps = &header.steps;
     let has = |kind: StepKind| steps.contains(&kind);
-    let mut members: Vec<&str> = Vec::new();
-    if has(StepKind::Fence) || has(StepKind::CatchUp) || has(StepKind::Rejoin) {
-        members.push(&header.from);
+    let source = scope == Scope::Both || header.kind != RunKind::Failover;
+    let mut members: Vec<(&str, bool)> = Vec::new();
+    if source && (has(StepKind::Fence) || has(StepKind::CatchUp) || has(StepKind::Rejoin)) {
+        members.push((&header.from, has(StepKind::Fence)));
     }
     if header.kind.moves_primary() {
-        members.push(&header.to);
+        members.push((&header.to, false));
+    }
+    let mut regions = vec![header.to.as_str()];
+    if source {
+        regions.push(&header.from);
     }
     let compute: Vec<(&str, &str)> = if has(StepKind::Scale) {
-        plan.compute
-            .keys()
-            .flat_map(|r| [(r.as_str(), header.from.as_str()), (r.as_str(), header.to.as_str())])
-            .collect()
+        plan.compute.keys().flat_map(|r| regions.iter().map(move |region| (r.as_str(), *region))).collect()
     } else {
         Vec::new()
     };
     gather(world, &members, has(StepKind::Switch), &compute).await
 }
 
-/// What is wrong with any resource of the plan, in every service region.
+/// What is wrong with any resource of the plan, in every service region (each member as
+/// one a run may fence).
 pub async fn for_plan(plan: &Plan, world: Providers<'_>) -> Vec<String> {
     let regions: Vec<&str> = plan.service_regions().collect();
+    let members: Vec<(&str, bool)> = regions.iter().map(|r| (*r, true)).collect();
     let compute: Vec<(&str, &str)> =
         plan.compute.keys().flat_map(|r| regions.iter().map(move |region| (r.as_str(), *region))).collect();
-    gather(world, &regions, true, &compute).await
+    gather(world, &members, true, &compute).await
 }
 
-async fn gather(world: Providers<'_>, members: &[&str], traffic: bool, compute: &[(&str, &str)]) -> Vec<String> {
+/// A provider's answer within [`DEADLINE`], or nothing judged (as for any API that does
+/// not answer: the observation before planning has judged its reachability).
+async fn bounded(check: impl std::future::Future<Output = Vec<String>>) -> Vec<String> {
+    tokio::time::timeout(DEADLINE, check).await.unwrap_or_default()
+}
+
+async fn gather(
+    world: Providers<'_>,
+    members: &[(&str, bool)],
+    traffic: bool,
+    compute: &[(&str, &str)],
+) -> Vec<String> {
     let (members, traffic, compute) = tokio::join!(
-        join_all(members.iter().map(|r| world.database.preflight(r))),
-        async { if traffic { world.traffic.preflight().await } else { Vec::new() } },
-        join_all(compute.iter().map(|(resource, region)| world.compute.preflight(resource, region))),
+        join_all(members.iter().map(|(r, fences)| bounded(world.database.preflight(r, *fences)))),
+        async { if traffic { bounded(world.traffic.preflight()).await } else { Vec::new() } },
+        join_all(compute.iter().map(|(resource, region)| bounded(world.compute.preflight(resource, region)))),
     );
     // A resource several regions share (an Aurora global cluster) is named by each
     // region's answer, not always next to each other: each problem once, first place kept.

@@ -3,14 +3,17 @@
 //! A run that fenced the primary and then stopped before any promotion leaves no
 //! database accepting writes: an outage made by drover. `abort --undo` lifts that fence
 //! (and sets back any compute the run raised); `--keep` leaves the world as it is.
-//! Lifting a fence is safe only while no other member is primary: never once the promote
-//! step is done; when it was attempted and did not finish (a promotion that timed out),
-//! only while the target is seen to be a standby still — and the person is warned that a
-//! promotion finishing later would make two primaries.
+//! Lifting a fence is safe only while no other member can become primary: never once the
+//! promote step was attempted — a promotion that timed out may still finish (RDS keeps
+//! promoting, `pg_promote` was signalled), and two databases would accept writes.
+//!
+//! Each undo is journaled before it acts (`Undone`, which makes the step not done again):
+//! if the undo fails or drover dies half way, the run stays paused and a resume does the
+//! step again (fences again) before anything else; nothing is lost or done twice.
 
 use crate::engine::{Engine, EngineError};
 use crate::plan::StepKind;
-use crate::run::{Record, RunId, RunSummary, StepState};
+use crate::run::{Record, RunId, RunState, RunSummary, StepState};
 use crate::world::MemberStatus;
 
 /// One completed step an abort can set back.
@@ -35,7 +38,10 @@ pub fn undoable(summary: &RunSummary) -> (Vec<Undo>, Vec<String>) {
             // AlreadyDone fence was someone else's, a Skipped one never reached the member.
             StepKind::Fence
                 if view.attempts > 0
-                    && matches!(view.state, StepState::Applied | StepState::Failed | StepState::InFlight) =>
+                    && matches!(
+                        view.state,
+                        StepState::Applied | StepState::Failed | StepState::InFlight | StepState::Undone
+                    ) =>
             {
                 let promote = summary.steps.iter().find(|s| s.kind == StepKind::Promote);
                 if promote.is_some_and(|p| p.state.is_done()) {
@@ -44,14 +50,10 @@ pub fn undoable(summary: &RunSummary) -> (Vec<Undo>, Vec<String>) {
                         h.from, h.to
                     ));
                 } else if promote.is_some_and(|p| p.attempts > 0) {
-                    undos.push(Undo {
-                        step,
-                        kind: StepKind::Fence,
-                        what: format!(
-                            "lift the fence on {} (this run made it read-only; the promotion of {} was attempted and did not finish — lifted only while {} is still a standby, and if its promotion completes later two databases accept writes: check {})",
-                            h.from, h.to, h.to, h.to
-                        ),
-                    });
+                    kept.push(format!(
+                        "the fence on {}: the promotion of {} was attempted and may still finish (a promotion that timed out goes on), so lifting the fence could make two primaries — resume to finish the move, or, once {} is certainly not primary, lift the fence by hand",
+                        h.from, h.to, h.to
+                    ));
                 } else {
                     undos.push(Undo {
                         step,
@@ -87,7 +89,18 @@ pub fn paused_advice(summary: &RunSummary) -> Vec<String> {
             || state(StepKind::Fence) == Some(StepState::AlreadyDone);
         let promoted = done(StepKind::Promote);
         let switched = done(StepKind::Switch);
+        let fence = summary.steps.iter().find(|s| s.kind == StepKind::Fence);
+        let fence_tried = fence.is_some_and(|s| s.attempts > 0);
         lines.push(match (fenced, promoted, switched) {
+            (false, false, _) if state(StepKind::Fence) == Some(StepState::Skipped) => {
+                format!("now: {} could not be fenced (unreachable) and {} is not promoted", h.from, h.to)
+            }
+            (false, false, _) if fence_tried => format!(
+                "now: the fence of {} stopped part way ({}), so it may refuse writes; {} is not promoted",
+                h.from,
+                state(StepKind::Fence).map_or("?", StepState::as_str),
+                h.to
+            ),
             (true, false, _) => format!(
                 "now: {} is fenced (read-only) and {} is not promoted — no database accepts writes",
                 h.from, h.to
@@ -125,8 +138,17 @@ impl Engine<'_> {
             return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
         }
         if undo {
+            // A running run has a driver (a daemon, another shell) that would go on acting on
+            // the world the undo sets back: only a paused run holds still.
+            if summary.state != RunState::Paused {
+                return Err(EngineError::UndoNotPaused(id.clone(), summary.state.as_str()));
+            }
             let (undos, _) = undoable(&summary);
             for u in undos.iter().rev() {
+                // Journaled first: from here on the step counts as not done, so a resume after
+                // a failed or interrupted undo does it again before going on.
+                let intent = format!("being set back: {}", u.what);
+                self.record(id, Record::Undone { step: u.step, kind: u.kind, detail: intent }).await?;
                 let detail = self.undo(&summary, u).await.map_err(|e| EngineError::Undo(u.what.clone(), e.message))?;
                 self.record(id, Record::Undone { step: u.step, kind: u.kind, detail }).await?;
             }
@@ -140,24 +162,13 @@ impl Engine<'_> {
         let db = self.world.database;
         match u.kind {
             StepKind::Fence => {
-                // An intent is journaled before a step touches the world: attempts > 0 means it may have.
-                let promote_attempted = summary.steps.iter().any(|s| s.kind == StepKind::Promote && s.attempts > 0);
-                match db.member(&h.to).await? {
-                    MemberStatus::Standby { .. } => {}
-                    MemberStatus::Primary { writable: true, .. } => {
-                        return Err(crate::ProviderError::permanent(format!(
-                            "{} accepts writes now; lifting the fence on {} would make two primaries",
-                            h.to, h.from
-                        )));
-                    }
-                    other if promote_attempted => {
-                        return Err(crate::ProviderError::permanent(format!(
-                            "{} is {} and its promotion was attempted: drover cannot see that it is not becoming primary",
-                            h.to,
-                            other.role_str()
-                        )));
-                    }
-                    _ => {}
+                // `undoable` offers this only when no promotion was ever attempted; the world is
+                // looked at once more in case someone promoted the target by hand meanwhile.
+                if let MemberStatus::Primary { writable: true, .. } = db.member(&h.to).await? {
+                    return Err(crate::ProviderError::permanent(format!(
+                        "{} accepts writes now; lifting the fence on {} would make two primaries",
+                        h.to, h.from
+                    )));
                 }
                 db.unfence(&h.from).await?;
                 match db.member(&h.from).await? {

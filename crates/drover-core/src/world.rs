@@ -111,8 +111,9 @@ pub trait Database: Send + Sync {
         Err(ProviderError::permanent(format!("{region}: this database provider cannot lift a fence")))
     }
 
-    /// What is wrong with the member in `region` before a run touches it ([`Preflight`]).
-    async fn preflight(&self, _region: &str) -> Preflight {
+    /// What is wrong with the member in `region` before a run touches it ([`Preflight`]);
+    /// `fences`: the run will fence it, so it must be fenceable too.
+    async fn preflight(&self, _region: &str, _fences: bool) -> Preflight {
         Vec::new()
     }
 }

@@ -523,7 +523,7 @@ async fn a_move_to_a_member_with_older_data_is_refused_unless_the_loss_is_accept
     let before = world.snapshot();
     for kind in [RunKind::Failover, RunKind::Switchover] {
         let refusal = plan_run(&plan, kind, "east", &observed, "t").unwrap_err();
-        let Refusal::StaleTarget { region, why } = &refusal else { panic!("{kind:?}: {refusal}") };
+        let Refusal::StaleTarget { region, why, .. } = &refusal else { panic!("{kind:?}: {refusal}") };
         assert_eq!(region, "east");
         assert_eq!(
             why,

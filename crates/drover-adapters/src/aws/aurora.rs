@@ -296,7 +296,7 @@ impl Database for AuroraGlobalDatabase {
     /// SwitchoverGlobalCluster cannot move the writer to a cluster outside it. Only RDS's
     /// "not found" (or an answer without the thing) is a problem; an API that cannot be
     /// reached, or any other error, is observation's to judge.
-    async fn preflight(&self, region: &str) -> Preflight {
+    async fn preflight(&self, region: &str, _fences: bool) -> Preflight {
         let Ok(m) = self.member(region) else { return Vec::new() };
         let client = self.api.rds(&m.aws_region).await;
         let (global, cluster) = tokio::join!(

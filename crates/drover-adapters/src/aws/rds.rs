@@ -379,7 +379,9 @@ impl RdsDatabase {
     async fn see(&self, m: &Member) -> Result<Result<Seen, String>, ProviderError> {
         let instance = match self.describe_instance(m).await {
             Ok(i) => i,
-            Err(e) if unreachable(&e) => {
+            // Gone counts as unreachable here: a failover skips fencing an instance that no longer
+            // exists (deleted in the disaster); a misnamed one is refused before, by preflight.
+            Err(e) if unreachable(&e) || matches!(e.code(), Some("DBInstanceNotFound" | "DBInstanceNotFoundFault")) => {
                 return Ok(Err(m.failed("DescribeDBInstances", &e).message));
             }
             Err(e) => return Err(m.failed("DescribeDBInstances", &e)),
@@ -624,7 +626,7 @@ impl Database for RdsDatabase {
     /// The instance must exist; one that stands alone (the primary a run fences) must be
     /// fenceable: a known engine on a custom parameter group. Only RDS's "not found" is a
     /// problem: an API that cannot be reached, or any other error, is observation's to judge.
-    async fn preflight(&self, region: &str) -> Preflight {
+    async fn preflight(&self, region: &str, fences: bool) -> Preflight {
         let Ok(m) = self.member(region) else { return Vec::new() };
         let field = format!("database.members.{region}.instance");
         let not_found = |cause: String| {
@@ -648,7 +650,9 @@ impl Database for RdsDatabase {
                 return Vec::new();
             }
         };
-        if instance.read_replica_source_db_instance_identifier().is_some() {
+        // A replica refuses writes already, and a member the run does not fence (its target)
+        // never needs a parameter group drover can change.
+        if !fences || instance.read_replica_source_db_instance_identifier().is_some() {
             return Vec::new();
         }
         let engine = instance.engine().unwrap_or_default();

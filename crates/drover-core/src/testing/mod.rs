@@ -274,7 +274,7 @@ impl Database for FakeWorld {
         })
     }
 
-    async fn preflight(&self, region: &str) -> crate::world::Preflight {
+    async fn preflight(&self, region: &str, _fences: bool) -> crate::world::Preflight {
         let missing = self.state.lock().unwrap().missing.contains(&format!("database:{region}"));
         if missing { vec![format!("database member {region}: no such instance")] } else { Vec::new() }
     }

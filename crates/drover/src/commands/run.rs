@@ -195,6 +195,12 @@ impl Request<'_> {
     /// Plans the run against what `observed` shows of the world, then reads every resource
     /// it would touch (preflight): nothing is journaled unless all of them are as it needs.
     pub async fn plan_with(self, cx: &Context, observed: &Observed, reason: &str) -> Result<RunHeader, Refusal> {
+        let scope = match self {
+            Request::Move { kind, accept_data_loss, .. } => {
+                drover_core::preflight::Scope::for_person(kind, accept_data_loss)
+            }
+            _ => drover_core::preflight::Scope::Both,
+        };
         let header = match self {
             Request::Move { kind, to, accept_data_loss } => {
                 engine::plan_move(&cx.plan, kind, to, observed, reason, accept_data_loss)
@@ -205,7 +211,7 @@ impl Request<'_> {
             }
             Request::Failback { to } => engine::plan_failback(&cx.plan, to, observed, reason),
         }?;
-        let problems = drover_core::preflight::for_run(&cx.plan, cx.world.providers(), &header).await;
+        let problems = drover_core::preflight::for_run(&cx.plan, cx.world.providers(), &header, scope).await;
         if problems.is_empty() { Ok(header) } else { Err(Refusal::Preflight(problems)) }
     }
 }
@@ -374,11 +380,18 @@ impl UndoChoice {
                 for line in undo::paused_advice(summary) {
                     println!("  {line}");
                 }
-                print!("{}, then abort run {id}? [y/N = abort and keep everything] ", what.join("; "));
+                print!(
+                    "abort run {id}: [u]ndo ({}) then end it, [k]eep everything and end it, or anything else to leave it paused? ",
+                    what.join("; ")
+                );
                 std::io::stdout().flush().ok();
                 let mut answer = String::new();
                 std::io::stdin().read_line(&mut answer).ok();
-                Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+                match answer.trim() {
+                    "u" | "U" | "undo" => Ok(true),
+                    "k" | "K" | "keep" => Ok(false),
+                    _ => Err(Failure::input(format!("not aborted; run {id} stays paused and nothing changed"))),
+                }
             }
         }
     }
@@ -503,9 +516,10 @@ pub fn outcome_line(summary: &RunSummary) -> Result<String, Failure> {
 pub fn engine_failure(e: EngineError) -> Failure {
     match e {
         EngineError::Store(s) => store_failure(s),
-        refused @ (EngineError::Ended(..) | EngineError::NeedsApproval(_) | EngineError::NotAwaitingApproval(..)) => {
-            Failure::input(refused.to_string())
-        }
+        refused @ (EngineError::Ended(..)
+        | EngineError::NeedsApproval(_)
+        | EngineError::NotAwaitingApproval(..)
+        | EngineError::UndoNotPaused(..)) => Failure::input(refused.to_string()),
         failed @ EngineError::Undo(..) => Failure::failed(failed.to_string()),
     }
 }

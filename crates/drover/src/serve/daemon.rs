@@ -436,7 +436,15 @@ impl Daemon {
     async fn start_run(&self, observed: &Observed, to: &str, reason: &str, ask: bool) -> Result<(), String> {
         let planned = engine::plan_run(&self.cx.plan, RunKind::Failover, to, observed, reason);
         let header = match planned {
-            Ok(h) => match drover_core::preflight::for_run(&self.cx.plan, self.cx.world.providers(), &h).await {
+            // The quorum judged the source region lost: only what the failover needs there counts.
+            Ok(h) => match drover_core::preflight::for_run(
+                &self.cx.plan,
+                self.cx.world.providers(),
+                &h,
+                drover_core::preflight::Scope::TargetOnly,
+            )
+            .await
+            {
                 problems if problems.is_empty() => h,
                 problems => {
                     let refusal = engine::Refusal::Preflight(problems);
