@@ -174,4 +174,12 @@ fn a_group_the_old_primary_region_no_longer_has_refuses_the_failover_before_the_
     assert_eq!(scene.west(), (1, 1, 1), "west was not scaled");
     let runs = scene.drover(&["runs"]);
     assert_eq!(runs.stdout, "no runs yet\n", "{}", runs.stderr);
+
+    // A person who says east is gone (--accept-data-loss) is not held by what east lacks:
+    // only the target is checked, and west is sized from the 3 status noted.
+    let ran = scene.drover(&["failover", "--yes", "--to", "west", "--accept-data-loss", "-o", "json"]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(scene.west(), (3, 3, 3));
+    let detail = scale_detail(&ran);
+    assert!(detail.contains("web 3/3 ready (67% of east's 3 last seen "), "{detail}");
 }
