@@ -219,6 +219,27 @@ async fn a_batch_refused_on_the_epoch_record_is_a_stale_switch() {
 }
 
 #[tokio::test]
+async fn a_refused_batch_whose_epoch_record_holds_what_it_writes_had_landed() {
+    // The first attempt timed out after Route 53 applied it and the SDK sent it again: the
+    // retry is refused on the epoch record, which already holds this run's 4. Not stale.
+    let change = mock!(Client::change_resource_record_sets).then_error(|| {
+        let message = format!(
+            "[Tried to delete resource record set [name='{EPOCH_NAME}', type='TXT'] but the values provided do not match the current values]"
+        );
+        ChangeResourceRecordSetsError::InvalidChangeBatch(
+            InvalidChangeBatch::builder()
+                .message(&message)
+                .meta(ErrorMetadata::builder().code("InvalidChangeBatch").message(&message).build())
+                .build(),
+        )
+    });
+    let zone = zone_rule(vec!["\"3\"", "\"4\""]);
+    let client = mock_client!(aws_sdk_route53, RuleMode::MatchAny, [&zone, &change]);
+    traffic(client, Duration::from_secs(10)).switch("west", 3, 4).await.expect("the batch had landed");
+    assert_eq!(change.num_calls(), 1);
+}
+
+#[tokio::test]
 async fn throttling_is_transient_and_access_denied_names_the_credentials_to_check() {
     let throttled = mock!(Client::list_resource_record_sets).then_error(|| {
         ListResourceRecordSetsError::generic(

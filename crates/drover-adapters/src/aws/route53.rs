@@ -299,8 +299,9 @@ impl Route53Traffic {
         ChangeBatch::builder().comment(comment).set_changes(Some(changes)).build().map_err(|e| build_error(ROUTE53, e))
     }
 
-    /// Sends a batch and waits until Route 53 reports it INSYNC (or the plan's change timeout passes).
-    async fn apply(&self, batch: ChangeBatch, expected: &EpochRecord) -> Result<(), ProviderError> {
+    /// Sends a batch that replaces the epoch record `expected` with `writes`, and waits until
+    /// Route 53 reports it INSYNC (or the plan's change timeout passes).
+    async fn apply(&self, batch: ChangeBatch, expected: &EpochRecord, writes: &str) -> Result<(), ProviderError> {
         let (client, resource) = self.resource().await;
         let sent = client
             .change_resource_record_sets()
@@ -312,6 +313,12 @@ impl Route53Traffic {
             Ok(out) => out.change_info().cloned(),
             Err(e) if fence_refused(&e) => {
                 let now = self.epoch_record().await?;
+                // An attempt that timed out after Route 53 applied it, then retried by the SDK:
+                // the record holds what this batch writes, so the batch is in (the step's next
+                // look confirms where traffic points).
+                if matches!(&now, EpochRecord::Holds { value, .. } if value == writes) {
+                    return Ok(());
+                }
                 return Err(self.stale(expected, now));
             }
             Err(e) => return Err(describe(ROUTE53, "ChangeResourceRecordSets", &resource, &e)),
@@ -390,7 +397,8 @@ impl Route53Traffic {
             sets.push((now[other].listed.clone(), self.region_set(other, Some(role), None)?));
         }
         let comment = format!("drover: {} PRIMARY -> {region} at epoch {new_epoch}", self.spec.record);
-        self.apply(self.batch(&expected, &new_epoch.to_string(), sets, comment)?, &expected).await
+        let writes = new_epoch.to_string();
+        self.apply(self.batch(&expected, &writes, sets, comment)?, &expected, &writes).await
     }
 
     /// Weighted: the target's share rises through the stages still ahead of it; the
@@ -428,7 +436,7 @@ impl Route53Traffic {
             let comment = format!("drover: {} {percent}% -> {region} at epoch {new_epoch}", self.spec.record);
             // `<epoch>;<percent>` between stages: each batch deletes the exact value the one before wrote.
             let value = if percent == 100 { new_epoch.to_string() } else { format!("{new_epoch};{percent}") };
-            self.apply(self.batch(&expected, &value, sets, comment)?, &expected).await?;
+            self.apply(self.batch(&expected, &value, sets, comment)?, &expected, &value).await?;
             expected = EpochRecord::Holds { epoch: new_epoch, value };
             if percent == 100 {
                 break;
