@@ -27,6 +27,10 @@ pub enum GateRefusal {
     ActiveRun { run: String },
     #[error("the last failover ended {since_s}s ago; policy.cooldown is {cooldown_s}s")]
     Cooldown { since_s: u64, cooldown_s: u64 },
+    /// Every gate held, but planning the run refused it (a stale target, a preflight
+    /// problem): what a person would be told at `drover failover`.
+    #[error("{why}")]
+    Planner { why: String },
 }
 
 impl GateRefusal {
@@ -38,10 +42,12 @@ impl GateRefusal {
             GateRefusal::LagTooHigh { .. } | GateRefusal::LagTimeTooHigh { .. } => "lag_too_high",
             GateRefusal::ActiveRun { .. } => "active_run",
             GateRefusal::Cooldown { .. } => "cooldown",
+            GateRefusal::Planner { .. } => "planner",
         }
     }
 
-    pub const LABELS: [&'static str; 5] = ["no_quorum", "standby_unhealthy", "lag_too_high", "active_run", "cooldown"];
+    pub const LABELS: [&'static str; 6] =
+        ["no_quorum", "standby_unhealthy", "lag_too_high", "active_run", "cooldown", "planner"];
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -189,7 +189,7 @@ fn each_gate_refuses_with_its_own_reason() {
     assert!(matches!(d, Decision::Failover { .. }), "{d:?}");
 
     let labels: Vec<&str> = GateRefusal::LABELS.to_vec();
-    assert_eq!(labels.len(), 5, "one label per gate");
+    assert_eq!(labels.len(), 6, "one label per gate, and one for the planner behind them");
 }
 
 #[test]

@@ -446,14 +446,16 @@ impl Daemon {
             .await
             {
                 problems if problems.is_empty() => h,
+                // Counted, logged and told to the notifiers once per reason, as the gates' are:
+                // a daemon that will not fail over must not be silent about it.
                 problems => {
-                    let refusal = engine::Refusal::Preflight(problems);
-                    tracing::warn!(vantage = %self.vantage, "automatic failover refused by the preflight: {refusal}");
+                    let why = engine::Refusal::Preflight(problems).to_string();
+                    self.refused(GateRefusal::Planner { why });
                     return Ok(());
                 }
             },
             Err(refusal) => {
-                tracing::warn!(vantage = %self.vantage, "automatic failover refused by the planner: {refusal}");
+                self.refused(GateRefusal::Planner { why: refusal.to_string() });
                 return Ok(());
             }
         };
