@@ -272,6 +272,15 @@ impl StartRun {
             e
         };
         let kind = self.kind.as_str();
+        // Only a move chooses its target: a flag that would be ignored is refused, not dropped.
+        if self.accept_data_loss && matches!(self.kind, RunKind::Reprotect | RunKind::Failback) {
+            return Err(field(
+                "accept_data_loss",
+                format!(
+                    "a {kind} takes no field `accept_data_loss`: only a failover or switchover moves to a target it names"
+                ),
+            ));
+        }
         match (self.kind, self.to.as_deref(), self.region.as_deref()) {
             (RunKind::Reprotect, None, Some(region)) => Ok(Request::Reprotect { region }),
             (RunKind::Reprotect, None, None) => Err(field("region", "missing field `region`".into())),
@@ -474,6 +483,11 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("to"));
         let e = start_error(br#"{"kind": "switchover", "to": "west", "region": "east"}"#);
         assert_eq!(e.field.as_deref(), Some("region"));
+        let e = start_error(br#"{"kind": "failback", "accept_data_loss": true}"#);
+        assert_eq!(e.field.as_deref(), Some("accept_data_loss"));
+        let start: StartRun =
+            body(&Bytes::from_static(br#"{"kind": "failover", "to": "west", "accept_data_loss": true}"#)).unwrap();
+        assert!(matches!(start.request(), Ok(Request::Move { to: "west", accept_data_loss: true, .. })));
         let start: StartRun = body(&Bytes::from_static(br#"{"kind": "reprotect", "region": "east"}"#)).unwrap();
         assert!(matches!(start.request(), Ok(Request::Reprotect { region: "east" })));
         let start: StartRun = body(&Bytes::from_static(br#"{"kind": "failback"}"#)).unwrap();
