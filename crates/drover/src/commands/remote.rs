@@ -53,6 +53,9 @@ impl TargetArgs {
     }
 }
 
+/// How long an abort with undo may take through a daemon: a lifted RDS fence is waited for.
+const UNDO_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
 pub struct Remote {
     base: String,
     token: Option<String>,
@@ -183,7 +186,11 @@ impl Remote {
             Failure::failed(format!("the daemon at {} answered a run drover cannot read: {e}", self.base))
         })?;
         let undo = choice.decide(&run)?;
-        let aborted = self.post(&format!("/api/v1/runs/{id}/abort"), json!({"reason": reason, "undo": undo})).await?;
+        let url = format!("{}/api/v1/runs/{id}/abort", self.base);
+        // An undo waits for the world (an RDS parameter group in sync takes minutes): the
+        // daemon's answer comes when it is done, not within the usual 30 s.
+        let request = self.http.post(url).json(&json!({"reason": reason, "undo": undo})).timeout(UNDO_TIMEOUT);
+        let aborted = self.call(request).await?;
         let aborted: RunSummary = serde_json::from_value(aborted).map_err(|e| {
             Failure::failed(format!("the daemon at {} answered a run drover cannot read: {e}", self.base))
         })?;
