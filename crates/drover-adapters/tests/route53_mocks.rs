@@ -192,10 +192,9 @@ async fn a_change_still_pending_after_the_timeout_fails_as_transient() {
     assert!(get_change.num_calls() >= 2, "polled: {}", get_change.num_calls());
 }
 
-#[tokio::test]
-async fn a_batch_refused_on_the_epoch_record_is_a_stale_switch() {
-    // drover reads epoch 3; a newer run writes 5 before drover's batch lands, and Route 53 refuses it.
-    let change = mock!(Client::change_resource_record_sets).then_error(|| {
+/// ChangeResourceRecordSets refused as Route 53 refuses a DELETE of an epoch value the record no longer holds.
+fn refused_on_the_epoch_record() -> aws_smithy_mocks::Rule {
+    mock!(Client::change_resource_record_sets).then_error(|| {
         let message = format!(
             "[Tried to delete resource record set [name='{EPOCH_NAME}', type='TXT'] but the values provided do not match the current values]"
         );
@@ -205,7 +204,13 @@ async fn a_batch_refused_on_the_epoch_record_is_a_stale_switch() {
                 .meta(ErrorMetadata::builder().code("InvalidChangeBatch").message(&message).build())
                 .build(),
         )
-    });
+    })
+}
+
+#[tokio::test]
+async fn a_batch_refused_on_the_epoch_record_is_a_stale_switch() {
+    // drover reads epoch 3; a newer run writes 5 before drover's batch lands, and Route 53 refuses it.
+    let change = refused_on_the_epoch_record();
     let zone = zone_rule(vec!["\"3\"", "\"5\""]);
     let client = mock_client!(aws_sdk_route53, RuleMode::MatchAny, [&zone, &change]);
 
@@ -222,17 +227,7 @@ async fn a_batch_refused_on_the_epoch_record_is_a_stale_switch() {
 async fn a_refused_batch_whose_epoch_record_holds_what_it_writes_had_landed() {
     // The first attempt timed out after Route 53 applied it and the SDK sent it again: the
     // retry is refused on the epoch record, which already holds this run's 4. Not stale.
-    let change = mock!(Client::change_resource_record_sets).then_error(|| {
-        let message = format!(
-            "[Tried to delete resource record set [name='{EPOCH_NAME}', type='TXT'] but the values provided do not match the current values]"
-        );
-        ChangeResourceRecordSetsError::InvalidChangeBatch(
-            InvalidChangeBatch::builder()
-                .message(&message)
-                .meta(ErrorMetadata::builder().code("InvalidChangeBatch").message(&message).build())
-                .build(),
-        )
-    });
+    let change = refused_on_the_epoch_record();
     let zone = zone_rule(vec!["\"3\"", "\"4\""]);
     let client = mock_client!(aws_sdk_route53, RuleMode::MatchAny, [&zone, &change]);
     traffic(client, Duration::from_secs(10)).switch("west", 3, 4).await.expect("the batch had landed");

@@ -381,9 +381,7 @@ pub fn plan_move(
     let accepted_loss = match (losses.is_empty(), accept_data_loss) {
         (true, _) => None,
         (false, false) => return Err(losses.remove(0)),
-        (false, true) => {
-            Some(losses.iter().map(Refusal::to_string).map(|s| loss_words(&s)).collect::<Vec<_>>().join("; "))
-        }
+        (false, true) => Some(losses.iter().filter_map(Refusal::loss).collect::<Vec<_>>().join("; ")),
     };
     Ok(RunHeader {
         id: RunId::generate(now_ms()),
@@ -398,11 +396,23 @@ pub fn plan_move(
     })
 }
 
-/// A refusal's finding without its advice (the part before ` — ` or `; moving`): what a
-/// run that goes ahead anyway journals as the loss it accepted.
-fn loss_words(refusal: &str) -> String {
-    let cut = [" — ", "; moving the primary there"].iter().filter_map(|m| refusal.find(m)).min();
-    refusal[..cut.unwrap_or(refusal.len())].to_owned()
+impl Refusal {
+    /// What a refusal for data loss found, without its advice: what a run that goes ahead
+    /// anyway (`--accept-data-loss`) journals as the loss it accepted. None for the others.
+    pub fn loss(&self) -> Option<String> {
+        match self {
+            Refusal::StaleTarget { region, why, .. } => {
+                Some(format!("region '{region}' holds older data than the primary: {why}"))
+            }
+            Refusal::LagTooHigh { region, lag_bytes, limit } => Some(format!(
+                "standby '{region}' is {lag_bytes} bytes behind, more than policy.max_lag_on_failover ({limit})"
+            )),
+            Refusal::LagTimeTooHigh { region, lag, limit } => {
+                Some(format!("standby '{region}' lags {lag}, more than policy.max_lag_time_on_failover ({limit})"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Why `to` holds older data than the newest primary, or None when it holds the newest

@@ -108,16 +108,24 @@ impl AwsCompute {
         self.asg.get(aws_region).await
     }
 
+    /// DescribeNodegroup, as the SDK answers it (status reads and preflight judge it differently).
+    async fn describe_nodegroup(
+        &self,
+        t: &Target,
+        cluster: &str,
+        nodegroup: &str,
+    ) -> Result<
+        eks::operation::describe_nodegroup::DescribeNodegroupOutput,
+        eks::error::SdkError<eks::operation::describe_nodegroup::DescribeNodegroupError>,
+    > {
+        self.eks(&t.aws_region).await.describe_nodegroup().cluster_name(cluster).nodegroup_name(nodegroup).send().await
+    }
+
     /// A node group's sizes and status (`ACTIVE`, `UPDATING`, ...).
     async fn nodegroup(&self, t: &Target, cluster: &str, nodegroup: &str) -> Result<(Capacity, String), ProviderError> {
         let resource = format!("{}/eks/{cluster}/{nodegroup}", t.aws_region);
         let out = self
-            .eks(&t.aws_region)
-            .await
-            .describe_nodegroup()
-            .cluster_name(cluster)
-            .nodegroup_name(nodegroup)
-            .send()
+            .describe_nodegroup(t, cluster, nodegroup)
             .await
             .map_err(|e| describe(EKS, "DescribeNodegroup", &resource, &e))?;
         let group = out.nodegroup().ok_or_else(|| ProviderError::permanent(format!("{resource}: no node group")))?;
@@ -224,15 +232,7 @@ impl AwsCompute {
         nodegroup: &str,
     ) -> Preflight {
         let name = format!("{}/eks/{cluster}/{nodegroup}", t.aws_region);
-        let out = self
-            .eks(&t.aws_region)
-            .await
-            .describe_nodegroup()
-            .cluster_name(cluster)
-            .nodegroup_name(nodegroup)
-            .send()
-            .await;
-        let e = match out {
+        let e = match self.describe_nodegroup(t, cluster, nodegroup).await {
             Ok(_) => return Vec::new(),
             Err(e) => e,
         };

@@ -188,6 +188,11 @@ pub fn unreachable<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     }
 }
 
+/// RDS answered that the DB instance does not exist (both codes are seen in the wild).
+fn instance_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    matches!(e.code(), Some("DBInstanceNotFound" | "DBInstanceNotFoundFault"))
+}
+
 /// The epoch in a resource's tags.
 pub fn epoch_tag(tags: &[Tag]) -> Option<Epoch> {
     tags.iter().find(|t| t.key() == Some(EPOCH_TAG)).and_then(|t| t.value()?.parse().ok())
@@ -381,7 +386,7 @@ impl RdsDatabase {
             Ok(i) => i,
             // Gone counts as unreachable here: a failover skips fencing an instance that no longer
             // exists (deleted in the disaster); a misnamed one is refused before, by preflight.
-            Err(e) if unreachable(&e) || matches!(e.code(), Some("DBInstanceNotFound" | "DBInstanceNotFoundFault")) => {
+            Err(e) if unreachable(&e) || instance_not_found(&e) => {
                 return Ok(Err(m.failed("DescribeDBInstances", &e).message));
             }
             Err(e) => return Err(m.failed("DescribeDBInstances", &e)),
@@ -640,7 +645,7 @@ impl Database for RdsDatabase {
         let instance = match self.describe_instance(m).await {
             Ok(i) if i.db_instance_identifier().is_some() => i,
             Ok(_) => return not_found("DescribeDBInstances returned no instance".to_owned()),
-            Err(e) if matches!(e.code(), Some("DBInstanceNotFound" | "DBInstanceNotFoundFault")) => {
+            Err(e) if instance_not_found(&e) => {
                 let code = e.code().unwrap_or_default();
                 return not_found(format!("DescribeDBInstances: {code}"));
             }

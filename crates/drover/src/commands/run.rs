@@ -184,24 +184,35 @@ impl Request<'_> {
         body
     }
 
-    /// Looks at the world and plans the run; a refusal is bad input (exit 2, nothing changed).
-    async fn plan(self, cx: &Context, reason: &str) -> Result<RunHeader, Failure> {
+    /// Looks at the world and plans the run, with the preflight when `preflight` (the
+    /// re-plan after a person's confirmation only looks for a world that moved: the resources
+    /// were read a moment ago). A refusal is bad input (exit 2, nothing changed).
+    async fn plan(self, cx: &Context, reason: &str, preflight: bool) -> Result<RunHeader, Failure> {
         let observed = cx.observe().await?;
-        self.plan_with(cx, &observed, reason)
-            .await
-            .map_err(|refusal| Failure::input(format!("{} refused: {refusal}", self.kind().as_str())))
+        let planned = match preflight {
+            true => self.plan_with(cx, &observed, reason).await,
+            false => self.decide(cx, &observed, reason).await,
+        };
+        planned.map_err(|refusal| Failure::input(format!("{} refused: {refusal}", self.kind().as_str())))
     }
 
     /// Plans the run against what `observed` shows of the world, then reads every resource
     /// it would touch (preflight): nothing is journaled unless all of them are as it needs.
     pub async fn plan_with(self, cx: &Context, observed: &Observed, reason: &str) -> Result<RunHeader, Refusal> {
+        let header = self.decide(cx, observed, reason).await?;
         let scope = match self {
             Request::Move { kind, accept_data_loss, .. } => {
                 drover_core::preflight::Scope::for_person(kind, accept_data_loss)
             }
             _ => drover_core::preflight::Scope::Both,
         };
-        let header = match self {
+        let problems = drover_core::preflight::for_run(&cx.plan, cx.world.providers(), &header, scope).await;
+        if problems.is_empty() { Ok(header) } else { Err(Refusal::Preflight(problems)) }
+    }
+
+    /// The planners' decision alone, from what `observed` shows.
+    async fn decide(self, cx: &Context, observed: &Observed, reason: &str) -> Result<RunHeader, Refusal> {
+        match self {
             Request::Move { kind, to, accept_data_loss } => {
                 engine::plan_move(&cx.plan, kind, to, observed, reason, accept_data_loss)
             }
@@ -210,9 +221,7 @@ impl Request<'_> {
                 engine::plan_reprotect(&cx.plan, region, observed, &host, reason)
             }
             Request::Failback { to } => engine::plan_failback(&cx.plan, to, observed, reason),
-        }?;
-        let problems = drover_core::preflight::for_run(&cx.plan, cx.world.providers(), &header, scope).await;
-        if problems.is_empty() { Ok(header) } else { Err(Refusal::Preflight(problems)) }
+        }
     }
 }
 
@@ -229,12 +238,12 @@ async fn start_local(
     // While daemons lead, every run goes through the leader (--server): its journal
     // writes are fenced on its leadership, and a shell's would not be.
     cx.refuse_if_daemons_lead().await?;
-    let header = request.plan(&cx, reason).await?;
+    let header = request.plan(&cx, reason, true).await?;
     let progress = Progress { to_stderr: output == Output::Json, ..Progress::default() };
     progress.say(&intro(&header));
     if !yes {
         confirm(&question(&header))?;
-        let again = request.plan(&cx, reason).await?;
+        let again = request.plan(&cx, reason, false).await?;
         if (again.from.as_str(), again.to.as_str(), again.epoch)
             != (header.from.as_str(), header.to.as_str(), header.epoch)
         {
