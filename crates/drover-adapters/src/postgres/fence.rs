@@ -42,11 +42,24 @@ impl PostgresDatabase {
             .get(0);
         // From 14 on, wait (up to 5 s each) until the sessions are gone, not only signalled.
         let terminate = if version >= 140000 { "pg_terminate_backend(pid, 5000)" } else { "pg_terminate_backend(pid)" };
+        // A pid whose terminate returned false may be a session that was already ending
+        // (drover's own setting checks above close their connections just before): only
+        // one still listed afterwards, in a fresh snapshot, survived the fence. (The terminate
+        // sits in the aggregate's FILTER so that it runs only on rows WHERE has kept: never
+        // on drover's own session.)
         let sql = format!(
-            "SELECT count(*) FILTER (WHERE NOT {terminate}) FROM pg_stat_activity \
+            "SELECT coalesce(array_agg(pid) FILTER (WHERE NOT {terminate}), '{{}}') FROM pg_stat_activity \
              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
         );
-        let survivors: i64 = m.timed(client.query_one(&sql, &[])).await.map_err(fail)?.get(0);
+        let refused: Vec<i32> = m.timed(client.query_one(&sql, &[])).await.map_err(fail)?.get(0);
+        let survivors: i64 = if refused.is_empty() {
+            0
+        } else {
+            m.timed(client.query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)", &[&refused]))
+                .await
+                .map_err(fail)?
+                .get(0)
+        };
         if survivors > 0 {
             return Err(ProviderError::transient(format!(
                 "{} database: fence incomplete: {survivors} session(s) did not end within 5s — \
