@@ -384,14 +384,8 @@ async fn a_switchover_scales_the_standby_clusters_workloads_and_a_drill_undo_set
     };
     let observed = drover_core::engine::observe(&plan, &journal, providers).await.unwrap();
     let header = plan_run(&plan, RunKind::Switchover, "west", &observed, "test").unwrap();
-    let engine = drover_core::engine::Engine {
-        plan: &plan,
-        journal: &journal,
-        world: providers,
-        act: drover_core::engine::RetryPolicy::IMMEDIATE,
-        wait: drover_core::engine::RetryPolicy::IMMEDIATE,
-        on_entry: &|_| {},
-    };
+    let immediate = drover_core::engine::RetryPolicy::IMMEDIATE;
+    let engine = drover_core::engine::Engine::new(&plan, &journal, providers).with_retries(immediate, immediate);
     let run = engine.start(&header).await.unwrap();
     assert_eq!(run.state, RunState::Completed, "{:?}", run.reason);
     let step = run.steps.iter().find(|s| s.kind == drover_core::plan::StepKind::Scale).unwrap();

@@ -66,5 +66,5 @@ pub async fn until_down(
 
 async fn join_probes(prober: &dyn Prober, checks: &[&Check], region: &str) -> Vec<ProbeResult> {
     let futures: Vec<_> = checks.iter().map(|c| prober.probe(c, region)).collect();
-    crate::engine::join_all(futures).await
+    crate::join::join_all(futures).await
 }

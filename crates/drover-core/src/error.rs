@@ -34,6 +34,10 @@ pub enum StoreError {
     UnknownRun(String),
     #[error("run {run} has already {state}; nothing more is recorded for it — start a new run")]
     RunEnded { run: String, state: String },
+    /// A record that cannot follow the run's entries: a bug, refused so the journal never
+    /// holds a history that did not happen.
+    #[error("run {run}: refused to journal an impossible order: {why}")]
+    IllegalOrder { run: String, why: String },
     #[error("journal: {0}")]
     Io(String),
     /// Only from test journals that simulate a crash right after a write.

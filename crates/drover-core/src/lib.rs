@@ -4,17 +4,20 @@
 
 pub mod autopilot;
 pub mod check;
+pub mod clock;
 pub mod detect;
 pub mod drill;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod join;
 pub mod journal;
 pub mod notify;
 pub mod plan;
 pub mod preflight;
 pub mod run;
 pub mod secret;
+pub mod steps;
 pub mod undo;
 pub mod vantage;
 pub mod world;

@@ -9,9 +9,11 @@
 
 use std::time::Duration;
 
-use crate::engine::{Providers, join_all};
-use crate::plan::{Plan, StepKind};
+use crate::join::join_all;
+use crate::plan::Plan;
 use crate::run::{RunHeader, RunKind};
+use crate::steps::{Need, step};
+use crate::world::Providers;
 
 /// How long one provider's preflight may take. A lost region's API that never answers must
 /// not delay a failover: past this, the resource is not judged (observation already did).
@@ -41,12 +43,13 @@ impl Scope {
 /// fences, promotes or rejoins, the traffic records it switches, and the compute it reads
 /// and sizes. Empty when the run may start.
 pub async fn for_run(plan: &Plan, world: Providers<'_>, header: &RunHeader, scope: Scope) -> Vec<String> {
-    let steps = &header.steps;
-    let has = |kind: StepKind| steps.contains(&kind);
+    let needs: Vec<Need> = header.steps.iter().flat_map(|&kind| step(kind).needs().iter().copied()).collect();
+    let has = |need: Need| needs.contains(&need);
     let source = scope == Scope::Both || header.kind != RunKind::Failover;
     let mut members: Vec<(&str, bool)> = Vec::new();
-    if source && (has(StepKind::Fence) || has(StepKind::CatchUp) || has(StepKind::Rejoin)) {
-        members.push((&header.from, has(StepKind::Fence)));
+    let fences = has(Need::SourceMember { fences: true });
+    if source && (fences || has(Need::SourceMember { fences: false })) {
+        members.push((&header.from, fences));
     }
     if header.kind.moves_primary() {
         members.push((&header.to, false));
@@ -55,12 +58,12 @@ pub async fn for_run(plan: &Plan, world: Providers<'_>, header: &RunHeader, scop
     if source {
         regions.push(&header.from);
     }
-    let compute: Vec<(&str, &str)> = if has(StepKind::Scale) {
+    let compute: Vec<(&str, &str)> = if has(Need::Compute) {
         plan.compute.keys().flat_map(|r| regions.iter().map(move |region| (r.as_str(), *region))).collect()
     } else {
         Vec::new()
     };
-    gather(world, &members, has(StepKind::Switch), &compute).await
+    gather(world, &members, has(Need::Traffic), &compute).await
 }
 
 /// What is wrong with any resource of the plan, in every service region (each member as

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::plan::StepKind;
+use crate::notify::{EventKind, NotifyEvent};
+use crate::plan::{Plan, StepKind};
 
 /// The fencing token: the term of the current primary.
 pub type Epoch = u64;
@@ -83,6 +84,17 @@ pub struct RunHeader {
     pub accepted_loss: Option<String>,
 }
 
+impl RunHeader {
+    /// A notification about this run, carrying its id and regions.
+    pub fn event(&self, plan: &Plan, kind: EventKind, reason: impl Into<String>, at_ms: u64) -> NotifyEvent {
+        let mut event = NotifyEvent::new(plan, kind, reason, at_ms);
+        event.run_id = Some(self.id.0.clone());
+        event.from = Some(self.from.clone());
+        event.to = Some(self.to.clone());
+        event
+    }
+}
+
 /// One line of the journal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
@@ -156,16 +168,20 @@ pub fn fold_runs(entries: impl IntoIterator<Item = (String, Entry)>) -> Vec<RunS
     summaries
 }
 
-/// What every journal checks before appending to a run: the run exists and has
-/// not ended, so a late writer (a stale process, an abort racing a step) cannot
-/// add steps to a run a person already closed.
-pub fn check_appendable(run: &RunId, entries: &[Entry]) -> Result<(), StoreError> {
+/// What every journal checks before appending `record` to a run: the run exists, has
+/// not ended, and `record` may follow its entries (see [`RunSummary::refuses`]), so a late
+/// writer (a stale process, an abort racing a step) cannot add steps to a run a person
+/// already closed, and no bug can journal a history that never happened.
+pub fn check_appendable(run: &RunId, entries: &[Entry], record: &Record) -> Result<(), StoreError> {
     match RunSummary::fold(entries) {
         None => Err(StoreError::UnknownRun(run.0.clone())),
         Some(summary) if !summary.state.is_active() => {
             Err(StoreError::RunEnded { run: run.0.clone(), state: summary.state.as_str().into() })
         }
-        Some(_) => Ok(()),
+        Some(summary) => match summary.refuses(record) {
+            Some(why) => Err(StoreError::IllegalOrder { run: run.0.clone(), why }),
+            None => Ok(()),
+        },
     }
 }
 
@@ -360,6 +376,62 @@ impl RunSummary {
                 self.finished_ms = Some(at);
                 self.reason = Some(reason.clone());
             }
+        }
+    }
+
+    /// Why `record` cannot be the next record of this (active) run, or None when it may:
+    /// the run log's legal orders. A step starts only as the first step not done, and
+    /// finishes or pauses only while in flight, under its own kind; a run resumes only
+    /// from a pause, is approved only while it waits, and completes only once every step
+    /// is done; only a paused run has steps set back.
+    pub fn refuses(&self, record: &Record) -> Option<String> {
+        let state = self.state;
+        let step_at = |step: usize, kind: StepKind| match self.steps.get(step) {
+            None => Some(format!("the run has no step {step} ({} steps)", self.steps.len())),
+            Some(view) if view.kind != kind => {
+                Some(format!("step {step} is {}, not {}", view.kind.as_str(), kind.as_str()))
+            }
+            Some(_) => None,
+        };
+        let running =
+            |what: &str| (state != RunState::Running).then(|| format!("{what} while the run is {}", state.as_str()));
+        match record {
+            Record::Started { .. } => Some("a run starts once".into()),
+            Record::StepIntent { step, kind } => {
+                running("a step starts").or_else(|| step_at(*step, *kind)).or_else(|| {
+                    (self.next_step() != Some(*step)).then(|| {
+                        format!(
+                            "step {step} ({}) starts, but the first step not done is {}",
+                            kind.as_str(),
+                            self.next_step().map_or("none".into(), |n| n.to_string())
+                        )
+                    })
+                })
+            }
+            Record::StepDone { step, kind, .. } | Record::Paused { step, kind, .. } => {
+                running("a step ends").or_else(|| step_at(*step, *kind)).or_else(|| {
+                    (self.steps[*step].state != StepState::InFlight)
+                        .then(|| format!("step {step} ({}) ends, but it never started", kind.as_str()))
+                })
+            }
+            Record::EpochRaised { .. } | Record::ScaledFrom { .. } => running("a step records what it found"),
+            Record::Resumed => (state != RunState::Paused).then(|| format!("a {} run cannot resume", state.as_str())),
+            Record::AwaitingApproval { .. } => running("an approval is asked for").or_else(|| {
+                self.steps
+                    .iter()
+                    .any(|s| s.attempts > 0)
+                    .then(|| "an approval is asked for after a step started".into())
+            }),
+            Record::Approved { .. } => (state != RunState::AwaitingApproval)
+                .then(|| format!("a {} run is not waiting for approval", state.as_str())),
+            Record::Undone { step, kind, .. } => (state != RunState::Paused)
+                .then(|| format!("a step is set back while the run is {}", state.as_str()))
+                .or_else(|| step_at(*step, *kind)),
+            Record::Completed => running("the run completes").or_else(|| {
+                self.next_step()
+                    .map(|n| format!("the run completes with step {n} ({}) not done", self.steps[n].kind.as_str()))
+            }),
+            Record::Aborted { .. } => None,
         }
     }
 

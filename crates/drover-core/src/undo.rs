@@ -14,7 +14,7 @@
 use crate::engine::{Engine, EngineError};
 use crate::plan::StepKind;
 use crate::run::{Record, RunId, RunState, RunSummary, StepState};
-use crate::world::MemberStatus;
+use crate::steps::step;
 
 /// One completed step an abort can set back.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -149,40 +149,15 @@ impl Engine<'_> {
                 // a failed or interrupted undo does it again before going on.
                 let intent = format!("being set back: {}", u.what);
                 self.record(id, Record::Undone { step: u.step, kind: u.kind, detail: intent }).await?;
-                let detail = self.undo(&summary, u).await.map_err(|e| EngineError::Undo(u.what.clone(), e.message))?;
+                let detail = step(u.kind)
+                    .undo(&self.step_cx(&summary.header))
+                    .await
+                    .map_err(|e| EngineError::Undo(u.what.clone(), e.message))?;
                 self.record(id, Record::Undone { step: u.step, kind: u.kind, detail }).await?;
             }
         }
         self.record(id, Record::Aborted { reason: reason.into() }).await?;
         Ok(self.journal.summary(id).await?)
-    }
-
-    async fn undo(&self, summary: &RunSummary, u: &Undo) -> Result<String, crate::ProviderError> {
-        let h = &summary.header;
-        let db = self.world.database;
-        match u.kind {
-            StepKind::Fence => {
-                // `undoable` offers this only when no promotion was ever attempted; the world is
-                // looked at once more in case someone promoted the target by hand meanwhile.
-                if let MemberStatus::Primary { writable: true, .. } = db.member(&h.to).await? {
-                    return Err(crate::ProviderError::permanent(format!(
-                        "{} accepts writes now; lifting the fence on {} would make two primaries",
-                        h.to, h.from
-                    )));
-                }
-                db.unfence(&h.from).await?;
-                match db.member(&h.from).await? {
-                    MemberStatus::Primary { writable: true, .. } => Ok(format!("{} accepts writes again", h.from)),
-                    other => Err(crate::ProviderError::permanent(format!(
-                        "{} is {} after lifting its fence",
-                        h.from,
-                        other.role_str()
-                    ))),
-                }
-            }
-            StepKind::Scale => Ok(self.undo_scale(&h.id).await?.join(", ")),
-            other => Err(crate::ProviderError::permanent(format!("{} has no undo", other.as_str()))),
-        }
     }
 }
 

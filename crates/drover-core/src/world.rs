@@ -314,3 +314,25 @@ impl Compute for NoCompute {
         Err(ProviderError::permanent(format!("compute {resource}: this drover has no compute provider for it")))
     }
 }
+
+/// The world's providers, as one value the engine and its steps borrow.
+#[derive(Clone, Copy)]
+pub struct Providers<'a> {
+    pub database: &'a dyn Database,
+    pub traffic: &'a dyn Traffic,
+    /// Node groups and Auto Scaling groups the `scale` step sizes.
+    pub compute: &'a dyn Compute,
+    pub prober: &'a dyn Prober,
+    /// Told about every run's start, pause, approval wait, completion and abort, and by `notify` steps.
+    pub notifier: &'a dyn crate::notify::Notifier,
+}
+
+impl<'a> Providers<'a> {
+    /// One value that is every provider (a test double, a lab stand-in).
+    pub fn all<W>(world: &'a W) -> Providers<'a>
+    where
+        W: Database + Traffic + Compute + Prober + crate::notify::Notifier,
+    {
+        Providers { database: world, traffic: world, compute: world, prober: world, notifier: world }
+    }
+}

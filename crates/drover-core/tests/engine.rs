@@ -8,8 +8,8 @@ use drover_core::journal::Journal;
 use drover_core::plan::Plan;
 use drover_core::run::{RunHeader, RunKind, RunState, StepState};
 use drover_core::testing::scenarios::{
-    an_ended_run_takes_no_more_records, crash_after_every_record, engine, every_step_twice_is_once, observe, plan_kind,
-    two_region_plan,
+    an_ended_run_takes_no_more_records, an_illegal_record_order_is_refused, crash_after_every_record, engine,
+    every_step_twice_is_once, observe, plan_kind, two_region_plan,
 };
 use drover_core::testing::{FakeData, FakeWorld, MemoryJournal};
 use drover_core::world::{Database, HostAccess, MemberStatus, RejoinMethod};
@@ -396,6 +396,11 @@ async fn the_lag_gate_refuses_a_standby_too_far_behind() {
     plan.policy.max_lag_on_failover = 1 << 20;
     let refusal = drover_core::engine::lag_gate(&plan, &observed, "west").unwrap_err();
     assert!(refusal.to_string().contains("2097152 bytes behind"), "{refusal}");
+}
+
+#[tokio::test]
+async fn an_illegal_record_order_is_refused_in_memory() {
+    an_illegal_record_order_is_refused(&MemoryJournal::default()).await;
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use drover_core::StoreError;
-use drover_core::engine::now_ms;
+use drover_core::clock::now_ms;
 use drover_core::journal::{CapacitySeen, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp};
@@ -283,7 +283,7 @@ impl Journal for EtcdJournal {
         for _ in 0..CONFLICT_RETRIES {
             let seq = self.read(&seq_key).await?;
             // Checked against entries read after `seq`: the transaction fails if anything was appended since.
-            check_appendable(run, &self.run_entries(run).await?)?;
+            check_appendable(run, &self.run_entries(run).await?, &record)?;
             let NextEntry { entry, mut ops, key, json } = self.next_entry(run, &record, &seq)?;
             let mut compares = vec![Self::unchanged(&seq_key, &seq)];
             if ends {

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use drover_core::StoreError;
-use drover_core::engine::now_ms;
+use drover_core::clock::now_ms;
 use drover_core::journal::{CapacitySeen, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -120,7 +120,7 @@ impl Journal for RedbJournal {
         // Checked inside the write transaction, so nothing can end the run in between.
         {
             let table = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
-            check_appendable(run, &self.run_entries(&table, run)?)?;
+            check_appendable(run, &self.run_entries(&table, run)?, &record)?;
         }
         let entry = self.append_in(&tx, run, record)?;
         tx.commit().map_err(|e| self.err(e))?;

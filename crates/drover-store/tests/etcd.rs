@@ -14,7 +14,8 @@ use drover_core::journal::Journal;
 use drover_core::run::{Record, RunKind, RunState};
 use drover_core::testing::FakeWorld;
 use drover_core::testing::scenarios::{
-    an_ended_run_takes_no_more_records, crash_after_every_record, every_step_twice_is_once, observe, two_region_plan,
+    an_ended_run_takes_no_more_records, an_illegal_record_order_is_refused, crash_after_every_record,
+    every_step_twice_is_once, observe, two_region_plan,
 };
 use drover_store::{EtcdJournal, Fence};
 
@@ -108,7 +109,7 @@ async fn reprotect_and_failback_crash_after_every_record_resume_from_etcd() {
 }
 
 #[tokio::test]
-async fn every_step_twice_is_once_on_etcd_and_ended_runs_stay_ended() {
+async fn every_step_twice_is_once_on_etcd_and_ended_runs_stay_ended_and_illegal_orders_are_refused() {
     let etcd = Etcd::start().await;
     let kv = etcd.kv().await;
     let n = AtomicU64::new(0);
@@ -118,7 +119,8 @@ async fn every_step_twice_is_once_on_etcd_and_ended_runs_stay_ended() {
         Arc::new(EtcdJournal::with_client(kv2.clone(), "test", &format!("/t/twice/{case}"))) as Arc<dyn Journal>
     })
     .await;
-    an_ended_run_takes_no_more_records(&EtcdJournal::with_client(kv, "test", "/t/ended")).await;
+    an_ended_run_takes_no_more_records(&EtcdJournal::with_client(kv.clone(), "test", "/t/ended")).await;
+    an_illegal_record_order_is_refused(&EtcdJournal::with_client(kv, "test", "/t/order")).await;
 }
 
 /// Two processes (two connections) start runs at the same moment: exactly one wins the slot.
@@ -164,7 +166,8 @@ async fn a_deposed_leader_cannot_write() {
     // The key is lost (its lease ran out) and another drover wins it.
     kv.delete(leader, None).await.unwrap();
     kv.put(leader, "west", None).await.unwrap();
-    let refused = journal.append(&header.id, Record::Resumed).await;
+    let first_step = Record::StepIntent { step: 0, kind: header.steps[0] };
+    let refused = journal.append(&header.id, first_step).await;
     let message = refused.expect_err("a deposed leader must not write").to_string();
     assert!(message.contains("no longer holds the leader key /t/fence/leader"), "{message}");
     let swapped = journal.compare_and_swap_epoch(0, 5).await;
@@ -212,10 +215,11 @@ async fn when_the_leader_dies_another_takes_over_and_the_old_one_cannot_write() 
     eprintln!("leader takeover after the leader died: {} ms (lease ttl 2 s)", takeover.as_millis());
     assert_ne!(west.fence.key, east_key, "west leads under its own key");
 
-    let late = east_journal.append(&header.id, Record::Resumed).await;
+    let first_step = || Record::StepIntent { step: 0, kind: header.steps[0] };
+    let late = east_journal.append(&header.id, first_step()).await;
     assert!(late.is_err_and(|e| e.to_string().contains("no longer holds the leader key")), "the old leader wrote");
     let west_journal = EtcdJournal::connect(&endpoints, "/t/ha").await.unwrap().fenced(west.fence.clone());
-    west_journal.append(&header.id, Record::Resumed).await.expect("the new leader resumes the run");
+    west_journal.append(&header.id, first_step()).await.expect("the new leader drives the run on");
 }
 
 /// A vantage's report lives under a lease of its own: while it publishes, the others
@@ -230,7 +234,7 @@ async fn a_silent_vantages_report_is_deleted_by_etcd() {
     let ttl = Duration::from_secs(2);
     let east = EtcdVantages::connect(&endpoints, "/t", "east", ttl).await.unwrap();
     let west = EtcdVantages::connect(&endpoints, "/t", "west", ttl).await.unwrap();
-    let now = drover_core::engine::now_ms();
+    let now = drover_core::clock::now_ms();
     let report =
         VantageReport { vantage: "east".into(), at_ms: now, expires_ms: now + 3_600_000, regions: Default::default() };
     // Published for a while, past several lease renewals: always there.

@@ -8,7 +8,8 @@ use drover_core::journal::Journal;
 use drover_core::run::{Record, RunKind, RunState};
 use drover_core::testing::FakeWorld;
 use drover_core::testing::scenarios::{
-    an_ended_run_takes_no_more_records, crash_after_every_record, every_step_twice_is_once, observe, two_region_plan,
+    an_ended_run_takes_no_more_records, an_illegal_record_order_is_refused, crash_after_every_record,
+    every_step_twice_is_once, observe, two_region_plan,
 };
 use drover_store::RedbJournal;
 
@@ -76,6 +77,12 @@ async fn journal_survives_reopen_and_refuses_a_second_active_run() {
         .unwrap();
     assert_eq!(ended.state, RunState::Aborted);
     journal.begin(&other).await.expect("a new run may start once the old one is aborted");
+}
+
+#[tokio::test]
+async fn an_illegal_record_order_is_refused_on_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    an_illegal_record_order_is_refused(&RedbJournal::open(dir.path()).unwrap()).await;
 }
 
 #[tokio::test]

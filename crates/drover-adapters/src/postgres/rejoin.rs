@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use drover_core::engine::now_ms;
+use drover_core::clock::now_ms;
 use drover_core::error::ProviderError;
 use drover_core::plan::MemberHost;
 use drover_core::world::{HostAccess, MemberStatus, RejoinMethod};

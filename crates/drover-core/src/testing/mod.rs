@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::engine::now_ms;
+use crate::clock::now_ms;
 use crate::error::{ProviderError, StoreError};
 use crate::journal::{CapacitySeen, Journal};
 use crate::plan::Check;
@@ -372,24 +372,29 @@ pub struct MemoryJournal {
     capacities: Mutex<BTreeMap<(String, String), CapacitySeen>>,
 }
 
+impl MemoryJournal {
+    fn push(&self, entries: &mut Vec<(RunId, Entry)>, run: &RunId, record: Record) -> Entry {
+        let entry = Entry { seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1, at_ms: now_ms(), record };
+        entries.push((run.clone(), entry.clone()));
+        entry
+    }
+}
+
 #[async_trait]
 impl Journal for MemoryJournal {
     async fn begin(&self, header: &RunHeader) -> Result<Entry, StoreError> {
         if let Some(active) = self.active().await? {
             return Err(StoreError::ActiveRun { active: active.header.id.0 });
         }
-        self.append(&header.id, Record::Started { header: header.clone() }).await
+        let mut inner = self.inner.lock().unwrap();
+        Ok(self.push(&mut inner.0, &header.id, Record::Started { header: header.clone() }))
     }
 
     async fn append(&self, run: &RunId, record: Record) -> Result<Entry, StoreError> {
         let mut inner = self.inner.lock().unwrap();
-        if !matches!(record, Record::Started { .. }) {
-            let entries: Vec<Entry> = inner.0.iter().filter(|(r, _)| r == run).map(|(_, e)| e.clone()).collect();
-            crate::run::check_appendable(run, &entries)?;
-        }
-        let entry = Entry { seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1, at_ms: now_ms(), record };
-        inner.0.push((run.clone(), entry.clone()));
-        Ok(entry)
+        let entries: Vec<Entry> = inner.0.iter().filter(|(r, _)| r == run).map(|(_, e)| e.clone()).collect();
+        crate::run::check_appendable(run, &entries, &record)?;
+        Ok(self.push(&mut inner.0, run, record))
     }
 
     async fn entries(&self, run: &RunId) -> Result<Vec<Entry>, StoreError> {

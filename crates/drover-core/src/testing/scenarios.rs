@@ -13,7 +13,7 @@ use crate::engine::{Engine, Observed, Providers, Refusal, RetryPolicy, plan_fail
 use crate::error::StoreError;
 use crate::journal::Journal;
 use crate::plan::*;
-use crate::run::{Entry, Record, RunHeader, RunKind, RunState};
+use crate::run::{Record, RunHeader, RunKind, RunState, StepOutcome};
 use crate::secret::SecretRef;
 use crate::world::Database;
 
@@ -97,28 +97,13 @@ pub fn plan_with_compute(percent: u32) -> Plan {
     plan
 }
 
-fn quiet(_: &Entry) {}
-
 pub fn engine<'a>(plan: &'a Plan, journal: &'a dyn Journal, world: &'a FakeWorld) -> Engine<'a> {
-    Engine {
-        plan,
-        journal,
-        world: Providers { database: world, traffic: world, compute: world, prober: world, notifier: world },
-        act: RetryPolicy::IMMEDIATE,
-        wait: RetryPolicy::IMMEDIATE,
-        on_entry: &quiet,
-    }
+    Engine::new(plan, journal, Providers::all(world)).with_retries(RetryPolicy::IMMEDIATE, RetryPolicy::IMMEDIATE)
 }
 
 /// Observes the fake world exactly as the CLI observes the real one.
 pub async fn observe(plan: &Plan, journal: &dyn Journal, world: &FakeWorld) -> Observed {
-    crate::engine::observe(
-        plan,
-        journal,
-        Providers { database: world, traffic: world, compute: world, prober: world, notifier: world },
-    )
-    .await
-    .unwrap()
+    crate::engine::observe(plan, journal, Providers::all(world)).await.unwrap()
 }
 
 /// Every kind of run, each from the world it starts in (`world_for`).
@@ -284,4 +269,43 @@ pub async fn an_ended_run_takes_no_more_records(journal: &dyn Journal) {
     let ghost = crate::run::RunId("no-such-run".into());
     let unknown = journal.append(&ghost, Record::Resumed).await;
     assert!(matches!(unknown, Err(StoreError::UnknownRun(_))), "appended to a run never begun: {unknown:?}");
+}
+
+/// The journal contract on order: a record that cannot follow the run's entries is refused
+/// (`IllegalOrder`, naming why) and leaves the run as it was; the legal order goes on.
+pub async fn an_illegal_record_order_is_refused(journal: &dyn Journal) {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let observed = observe(&plan, journal, &world).await;
+    let header = plan_run(&plan, RunKind::Failover, "west", &observed, "test").unwrap();
+    let (first, second) = (header.steps[0], header.steps[1]);
+    let done = |step, kind| Record::StepDone { step, kind, outcome: StepOutcome::Applied, detail: "done".into() };
+    journal.begin(&header).await.unwrap();
+    let refused = |what: &'static str, why: &'static str| (what, why);
+    let cases = [
+        (done(0, first), refused("a step finishing that never started", "never started")),
+        (
+            Record::StepIntent { step: 1, kind: second },
+            refused("a step starting out of order", "first step not done is 0"),
+        ),
+        (Record::StepIntent { step: 0, kind: second }, refused("a step under another kind", "not")),
+        (Record::StepIntent { step: 99, kind: first }, refused("a step the run does not have", "no step 99")),
+        (Record::Resumed, refused("a resume of a run that is not paused", "cannot resume")),
+        (Record::Approved { by: "test".into() }, refused("an approval nobody asked for", "not waiting for approval")),
+        (Record::Completed, refused("completing with steps not done", "not done")),
+        (Record::Started { header: header.clone() }, refused("a second start", "starts once")),
+    ];
+    for (record, (what, why)) in cases {
+        match journal.append(&header.id, record).await {
+            Err(StoreError::IllegalOrder { why: said, .. }) => assert!(said.contains(why), "{what}: {said}"),
+            other => panic!("{what} was not refused: {other:?}"),
+        }
+    }
+    let before = journal.entries(&header.id).await.unwrap().len();
+    assert_eq!(before, 1, "refused records leave only the start");
+    journal.append(&header.id, Record::StepIntent { step: 0, kind: first }).await.unwrap();
+    journal.append(&header.id, done(0, first)).await.unwrap();
+    let again = journal.append(&header.id, done(0, first)).await;
+    assert!(matches!(again, Err(StoreError::IllegalOrder { .. })), "a step finished twice: {again:?}");
+    assert_eq!(journal.summary(&header.id).await.unwrap().next_step(), Some(1));
 }

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use drover_core::engine::{self, Engine, EngineError, Observed, Refusal, RetryPolicy};
+use drover_core::engine::{self, Engine, EngineError, Observed, Refusal};
 use drover_core::journal::Journal;
 use drover_core::plan::StepKind;
 use drover_core::run::{Entry, Record, RunHeader, RunId, RunKind, RunState, RunSummary, StepOutcome};
@@ -713,12 +713,5 @@ pub fn engine_with<'a>(
     journal: &'a dyn Journal,
     on_entry: &'a (dyn Fn(&Entry) + Send + Sync),
 ) -> Engine<'a> {
-    Engine {
-        plan: &cx.plan,
-        journal,
-        world: cx.world.providers(),
-        act: RetryPolicy::ACT,
-        wait: RetryPolicy::WAIT,
-        on_entry,
-    }
+    Engine::new(&cx.plan, journal, cx.world.providers()).with_progress(on_entry)
 }

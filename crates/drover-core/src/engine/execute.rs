@@ -1,0 +1,117 @@
+//! The executor: drives a run's steps in order — intent journaled before a step touches
+//! the world, outcome after — and retries each within its pace's policy. It knows no step
+//! in particular: each is looked up by its journal tag (`crate::steps::step`).
+
+use crate::error::ProviderError;
+use crate::plan::StepKind;
+use crate::run::{Record, RunHeader, RunId, RunSummary, StepOutcome};
+use crate::steps::{Observation, Pace, Step, StepCx, step};
+
+use super::{Engine, EngineError};
+
+impl Engine<'_> {
+    pub(super) async fn drive(&self, id: &RunId) -> Result<RunSummary, EngineError> {
+        let summary = self.journal.summary(id).await?;
+        let header = summary.header.clone();
+        for (index, &kind) in header.steps.iter().enumerate().skip(summary.next_step().unwrap_or(header.steps.len())) {
+            self.record(id, Record::StepIntent { step: index, kind }).await?;
+            let unit = step(kind);
+            match self.run_step(unit, &header).await {
+                Ok((outcome, detail)) => {
+                    self.record(id, Record::StepDone { step: index, kind, outcome, detail }).await?
+                }
+                Err(e) => {
+                    // Named after the region the step acts on: the old primary for fence and rejoin.
+                    let reason = format!(
+                        "{region} {kind_name}: {e} — fix the cause, then 'drover resume {id}' (or 'drover abort {id}')",
+                        region = unit.acts_on(&header),
+                        kind_name = kind.as_str()
+                    );
+                    self.record(id, Record::Paused { step: index, kind, reason }).await?;
+                    return Ok(self.journal.summary(id).await?);
+                }
+            }
+        }
+        self.record(id, Record::Completed).await?;
+        Ok(self.journal.summary(id).await?)
+    }
+
+    /// What a step sees of this engine while it runs for `header`.
+    pub(crate) fn step_cx<'h>(&'h self, header: &'h RunHeader) -> StepCx<'h> {
+        StepCx { plan: self.plan, header, world: self.world, journal: self.journal, log: self, clock: self.clock }
+    }
+
+    /// Looks at the world: is step `kind` already done for this run?
+    pub async fn observe_step(&self, kind: StepKind, header: &RunHeader) -> Result<Observation, ProviderError> {
+        step(kind).observe(&self.step_cx(header)).await
+    }
+
+    /// Changes the world so step `kind` is done (idempotent); returns how it acted when
+    /// that is worth journaling.
+    pub async fn apply_step(&self, kind: StepKind, header: &RunHeader) -> Result<Option<String>, ProviderError> {
+        step(kind).apply(&self.step_cx(header)).await
+    }
+
+    /// Observe, apply only if needed, observe again; retrying transient errors.
+    /// Returns how the step came to be done, and what the final observation said.
+    async fn run_step(&self, unit: &dyn Step, header: &RunHeader) -> Result<(StepOutcome, String), ProviderError> {
+        let cx = self.step_cx(header);
+        let policy = match unit.pace() {
+            Pace::Once => {
+                let said = unit.apply(&cx).await?;
+                return Ok((StepOutcome::Applied, said.unwrap_or_default()));
+            }
+            Pace::Wait => self.wait,
+            Pace::Act => self.act,
+        };
+        let mut applied = false;
+        let mut just_applied = false;
+        // What applying said about how it acted (a rejoin's method), journaled with the outcome.
+        let mut note: Option<String> = None;
+        let mut attempt = 0;
+        loop {
+            let result: Result<(), ProviderError> = match unit.observe(&cx).await {
+                Ok(Observation::Done(detail)) => {
+                    let outcome = if applied { StepOutcome::Applied } else { StepOutcome::AlreadyDone };
+                    let detail = match note {
+                        Some(note) => format!("{detail}; {note}"),
+                        None => detail,
+                    };
+                    return Ok((outcome, detail));
+                }
+                Ok(Observation::Skipped(why)) => return Ok((StepOutcome::Skipped, why)),
+                // Applied, yet the world does not show it: wait and look again, within the bound.
+                Ok(Observation::Needed(why)) if just_applied => {
+                    Err(ProviderError::transient(format!("applied, but the world does not show it yet: {why}")))
+                }
+                Ok(Observation::Needed(_)) => {
+                    // An attempt that reported an error may still have acted (a fence whose
+                    // confirmation timed out): once an acting step has tried, "done" is its doing.
+                    applied |= unit.pace() == Pace::Act;
+                    match unit.apply(&cx).await {
+                        Ok(said) => {
+                            note = said.or(note);
+                            applied = true;
+                            just_applied = true;
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            just_applied = false;
+            if let Err(e) = result {
+                attempt += 1;
+                if !e.retryable() || attempt >= policy.attempts {
+                    return Err(if e.retryable() {
+                        ProviderError::permanent(format!("{e} (gave up after {attempt} attempts)"))
+                    } else {
+                        e
+                    });
+                }
+                self.clock.sleep(policy.delay(attempt)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Steps: each step a runbook can name is one unit in one module here — what it acts on,
+//! how it observes whether it is done, how it applies, its undo where it has one, how
+//! it retries, and which resources it needs. The executor (`engine::execute`) looks a
+//! step up by its journal tag with [`step`] and knows nothing of any step in particular.
+//!
+//! Every step is idempotent: observe, apply only if needed, observe again. A crash after
+//! a step's intent is journaled and before its outcome means the step runs again on
+//! resume; observation makes that second run a no-op when the first one acted.
+
+mod catch_up;
+mod fence;
+mod notify;
+mod promote;
+mod rejoin;
+mod scale;
+mod switch;
+mod verify;
+
+use async_trait::async_trait;
+
+use crate::clock::Clock;
+use crate::error::{ProviderError, StoreError};
+use crate::journal::Journal;
+use crate::plan::{Plan, StepKind};
+use crate::run::{Epoch, Record, RunHeader, RunId};
+use crate::world::Providers;
+
+pub(crate) use scale::read_capacity;
+pub use scale::{undo_scale, undo_scale_into};
+
+/// The outcome of observing a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// The world already matches; the detail says how.
+    Done(String),
+    /// The step cannot act, and the run may go on without it; the detail says why.
+    Skipped(String),
+    /// Apply is needed; the detail says why.
+    Needed(String),
+}
+
+/// How a step retries: the executor turns this into the engine's retry policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// It acts: a few quick tries, and once it has tried, "done" is its doing.
+    Act,
+    /// It waits for the world (catch-up, verify): many short looks; it never counts as applied.
+    Wait,
+    /// Nothing in the world shows it happened (a notification): applied once per drive,
+    /// without observing — at least once across crashes.
+    Once,
+}
+
+/// A resource a step touches, so the preflight reads exactly those before a run starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// The database member of the region losing the role; `fences` when the step makes it
+    /// read-only (its preflight checks drover may change its settings).
+    SourceMember { fences: bool },
+    /// The traffic records the run switches.
+    Traffic,
+    /// The plan's compute, in both regions (read in the source, sized in the target).
+    Compute,
+}
+
+/// Writes a record to the run's journal the way the engine does (progress output and
+/// notifications included): how a step journals what it found before it acts.
+#[async_trait]
+pub trait RunLog: Send + Sync {
+    async fn record(&self, id: &RunId, record: Record) -> Result<(), StoreError>;
+}
+
+/// What a step sees: the plan, the run, the providers, the journal, and the time.
+pub struct StepCx<'a> {
+    pub plan: &'a Plan,
+    pub header: &'a RunHeader,
+    pub world: Providers<'a>,
+    pub journal: &'a dyn Journal,
+    pub log: &'a dyn RunLog,
+    pub clock: &'a dyn Clock,
+}
+
+impl StepCx<'_> {
+    /// The region losing the role (in a reprotect: the one made a standby).
+    pub fn from(&self) -> &str {
+        &self.header.from
+    }
+
+    /// The region taking it (in a reprotect: the primary it follows).
+    pub fn to(&self) -> &str {
+        &self.header.to
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.header.epoch
+    }
+
+    /// The store's epoch: the fencing token every promotion raises.
+    async fn stored_epoch(&self) -> Result<Epoch, ProviderError> {
+        self.journal.epoch().await.map_err(|e| ProviderError::transient(e.to_string()))
+    }
+
+    /// Refuses to go on once the store's epoch is newer than the run's: another run took over.
+    async fn not_stale(&self) -> Result<(), ProviderError> {
+        let stored = self.stored_epoch().await?;
+        if stored > self.epoch() { Err(stale(stored, self.epoch())) } else { Ok(()) }
+    }
+}
+
+#[async_trait]
+pub trait Step: Send + Sync {
+    /// The runbook name and journal tag.
+    fn kind(&self) -> StepKind;
+
+    /// The region the step acts on, named when the run pauses on it.
+    fn acts_on<'h>(&self, header: &'h RunHeader) -> &'h str {
+        &header.to
+    }
+
+    fn pace(&self) -> Pace {
+        Pace::Act
+    }
+
+    /// The resources the preflight must find usable before a run with this step starts.
+    fn needs(&self) -> &'static [Need] {
+        &[]
+    }
+
+    /// Is this step already done for this run?
+    async fn observe(&self, cx: &StepCx<'_>) -> Result<Observation, ProviderError>;
+
+    /// Changes the world so the step is done. Safe to call again (idempotent). Returns how
+    /// it acted when that is worth journaling (a rejoin's method).
+    async fn apply(&self, cx: &StepCx<'_>) -> Result<Option<String>, ProviderError>;
+
+    /// Sets a completed step back for `abort --undo` (which decides when that is safe, see
+    /// `crate::undo`); returns what it did. Most steps have no undo.
+    async fn undo(&self, _cx: &StepCx<'_>) -> Result<String, ProviderError> {
+        Err(ProviderError::permanent(format!("{} has no undo", self.kind().as_str())))
+    }
+}
+
+/// The step a journal tag or runbook name stands for: the one registry of steps.
+pub fn step(kind: StepKind) -> &'static dyn Step {
+    match kind {
+        StepKind::Fence => &fence::Fence,
+        StepKind::CatchUp => &catch_up::CatchUp,
+        StepKind::Promote => &promote::Promote,
+        StepKind::Scale => &scale::Scale,
+        StepKind::Switch => &switch::Switch,
+        StepKind::Verify => &verify::Verify,
+        StepKind::Rejoin => &rejoin::Rejoin,
+        StepKind::Notify => &notify::Notify,
+    }
+}
+
+/// The error of a run whose epoch another run has overtaken.
+fn stale(found: Epoch, ours: Epoch) -> ProviderError {
+    ProviderError::permanent(format!(
+        "epoch is {found}, newer than this run's {ours}: another run has taken over; abort this one"
+    ))
+}
