@@ -181,6 +181,8 @@ pub fn stored_bytes(index: &drover_backup::Index) -> u64 {
     index.objects.iter().map(|e| e.size).sum()
 }
 
+// The one provider gate outside drover-adapters' factory: `ClusterApi` is drover-backup's
+// trait, and drover-adapters depends on drover-backup only with its kubernetes feature.
 #[cfg(feature = "kubernetes")]
 fn cluster_api(access: &drover_core::plan::ClusterAccess, name: &str) -> Result<Arc<dyn ClusterApi>, Failure> {
     Ok(Arc::new(drover_adapters::kubernetes::KubeCluster::new(access, name)))

@@ -185,7 +185,8 @@ impl Daemon {
         kill_point(&self.vantage, entry);
     }
 
-    /// Starts every loop; they run until the process ends.
+    /// Starts the daemon's loops (probes, world, autopilot, election); they run until the
+    /// process ends. The backup schedule starts beside them (`backups::spawn_schedule`).
     pub fn spawn(self: &Arc<Self>) {
         for region in self.cx.plan.service_regions() {
             for check in self.cx.plan.checks_for(region) {
