@@ -2,6 +2,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod dns;
+pub mod factory;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod notify;

@@ -85,6 +85,15 @@ pub fn other_service_region(name: &str) -> Option<&'static RegionSpec> {
     REGIONS.iter().find(|r| r.serves() && r.name != name)
 }
 
+/// The absolute form of a lab dir as given on the command line.
+pub fn absolute(dir: &Path) -> PathBuf {
+    if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().map(|c| c.join(dir)).unwrap_or_else(|_| dir.to_path_buf())
+    }
+}
+
 /// The files of one lab, all under one directory.
 #[derive(Clone, Debug)]
 pub struct LabDir {

@@ -8,6 +8,7 @@
 
 pub mod app;
 mod fault;
+mod http;
 mod knot;
 mod layout;
 mod lifecycle;
@@ -29,13 +30,13 @@ pub use state::{Lab, LabState, Replication};
 pub use status::{LabStatus, RegionStatus, status};
 pub use supervisor::supervise;
 
-/// Why a lab command did not succeed. `code` is the exit code the CLI should use.
+/// Why a lab command did not succeed; the CLI classes it (a refusal is bad input).
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    /// Bad input or a refusal; nothing was changed (exit 2).
+    /// Bad input or a refusal; nothing was changed.
     #[error("{0}")]
     Refused(String),
-    /// The operation failed part-way (exit 1).
+    /// The operation failed part-way.
     #[error("{0}")]
     Failed(String),
 }
@@ -46,12 +47,6 @@ impl LabError {
     }
     pub fn failed(message: impl Into<String>) -> Self {
         LabError::Failed(message.into())
-    }
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            LabError::Refused(_) => 2,
-            LabError::Failed(_) => 1,
-        }
     }
 }
 

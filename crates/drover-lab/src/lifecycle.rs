@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::layout::{APP_PORT, DNS_PORT, ETCD_CLIENT_PORT, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role, SERVE_PORT};
+use crate::http::http_get;
+use crate::layout::{
+    APP_PORT, DNS_PORT, ETCD_CLIENT_PORT, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role, SERVE_PORT, absolute,
+};
 use crate::state::{LabState, Replication};
-use crate::status::http_get;
 use crate::{LabError, knot, net, plan_file, postgres, supervisor, sys};
 
 /// Hang guard for each readiness wait of `up` (each is usually well under a few seconds).
@@ -77,15 +79,6 @@ impl Up {
             out.push_str(&format!("warning: {w}\n"));
         }
         out
-    }
-}
-
-/// The absolute form of a lab dir as given on the command line.
-pub fn absolute(dir: &Path) -> PathBuf {
-    if dir.is_absolute() {
-        dir.to_path_buf()
-    } else {
-        std::env::current_dir().map(|c| c.join(dir)).unwrap_or_else(|_| dir.to_path_buf())
     }
 }
 

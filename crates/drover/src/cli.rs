@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-use crate::commands;
+use crate::commands::{self, Output};
 
 #[derive(Parser)]
 #[command(
@@ -23,27 +23,6 @@ use crate::commands;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
-pub enum Output {
-    #[default]
-    Text,
-    Json,
-}
-
-#[derive(clap::Args, Clone, Debug)]
-pub struct PlanArgs {
-    /// The plan file (YAML); see docs/plan.md.
-    #[arg(long, short = 'p', value_name = "PLAN")]
-    pub plan: PathBuf,
-    /// Where the journal lives [default: .drover/ beside the plan file].
-    #[arg(long, value_name = "DIR")]
-    pub state: Option<PathBuf>,
-    /// Keep the journal and epoch in etcd instead, shared by drovers in several regions:
-    /// etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (prefix default /drover).
-    #[arg(long, value_name = "URL", conflicts_with = "state")]
-    pub store: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -236,9 +215,9 @@ pub fn main() -> ExitCode {
         Command::Resume { run, target } => commands::run::resume(&run, &target),
         Command::Approve { run, target } => commands::run::approve(&run, &target),
         Command::Abort { run, target, reason, undo, keep } => {
-            commands::run::abort(&run, &target, &reason, commands::run::UndoChoice::from_flags(undo, keep))
+            commands::run::abort(&run, &target, &reason, commands::terminal::UndoChoice::from_flags(undo, keep))
         }
-        Command::Serve(args) => crate::serve::run(args),
+        Command::Serve(args) => commands::finish(crate::serve::run(args)),
         Command::Drill(args) => commands::drill::run(args),
         Command::Backup(cmd) => commands::backup::run(cmd),
         Command::Restore(args) => commands::restore::run(args),

@@ -1,9 +1,10 @@
-//! drover: disaster-recovery orchestration. Everything lives in `cli`.
+//! drover: disaster-recovery orchestration. The command line is `cli`, its commands are `commands`, the daemon
+//! (`drover serve`) is `serve`; both front ends stand on the application layer, `app`.
 
+mod app;
 mod cli;
 mod commands;
 mod serve;
-mod wiring;
 
 fn main() -> std::process::ExitCode {
     // One TLS crypto provider for every client in the process (reqwest, hickory).

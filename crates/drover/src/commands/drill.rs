@@ -13,10 +13,12 @@ use drover_core::engine::{self, now_ms};
 use drover_core::plan::StepKind;
 use drover_core::run::{Entry, RunKind, RunState, RunSummary, StepState};
 
-use crate::cli::PlanArgs;
-use crate::commands::run::{Progress, engine_failure};
-use crate::commands::{Failure, finish, runtime};
-use crate::wiring::Context;
+use crate::app::context::Context;
+use crate::app::error::{Failure, engine_failure};
+use crate::app::progress::Progress;
+use crate::app::runtime;
+use crate::app::store::PlanArgs;
+use crate::commands::finish;
 
 #[derive(clap::Args)]
 pub struct DrillArgs {
@@ -396,7 +398,7 @@ async fn fail_over_here(
     let on_transition = |t: &detect::Transition<'_>| {
         println!("check {} on {from}: {} ({})", t.check, t.health.as_str(), t.last.detail);
     };
-    if !detect::until_down(&cx.plan, cx.world.providers().prober, from, args.detect_timeout, &on_transition).await {
+    if !detect::until_down(&cx.plan, cx.adapters.providers().prober, from, args.detect_timeout, &on_transition).await {
         return Err(Failure::failed(format!(
             "{from} was not detected as down within {}s; the lab still has the fault: 'drover lab heal {from}'",
             args.detect_timeout.as_secs()

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::ValueEnum;
 use drover_lab::{Fault, LabError, Replication};
 
-use crate::cli::Output;
-use crate::commands::{Failure, finish, print_json, runtime};
+use crate::app::error::Failure;
+use crate::app::runtime;
+use crate::commands::{Output, finish, print_json};
 
 #[derive(clap::Subcommand)]
 pub enum LabCommand {
@@ -177,6 +178,10 @@ pub fn run(cmd: LabCommand) -> ExitCode {
     })
 }
 
+/// A lab refusal changed nothing (bad input); a lab failure stopped partway.
 fn failure(e: LabError) -> Failure {
-    Failure { code: e.exit_code(), message: e.to_string() }
+    match e {
+        LabError::Refused(message) => Failure::input(message),
+        LabError::Failed(message) => Failure::failed(message),
+    }
 }

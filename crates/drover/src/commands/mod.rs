@@ -1,5 +1,6 @@
-//! One module per command family. Each returns `Result<(), Failure>`; `finish`
-//! turns that into the exit code and the one error line a person reads.
+//! The command line's front end over the application layer (`crate::app`): one module per
+//! command family. Each returns `Result<(), Failure>`; `finish` turns that into the exit
+//! code of its class and the one error line a person reads.
 
 pub mod backup;
 pub mod drill;
@@ -10,24 +11,20 @@ pub mod restore;
 pub mod run;
 pub mod status;
 pub mod table;
+pub mod terminal;
 
 use std::process::ExitCode;
 
-/// Why a command did not succeed, and with which exit code.
-#[derive(Debug)]
-pub struct Failure {
-    /// 2: bad input or a refusal, nothing changed. 1: the operation failed or paused.
-    pub code: u8,
-    pub message: String,
-}
+use clap::ValueEnum;
 
-impl Failure {
-    pub fn input(message: impl Into<String>) -> Failure {
-        Failure { code: 2, message: message.into() }
-    }
-    pub fn failed(message: impl Into<String>) -> Failure {
-        Failure { code: 1, message: message.into() }
-    }
+use crate::app::error::Failure;
+
+/// How a command prints what it read or did.
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
 }
 
 pub fn finish(result: Result<(), Failure>) -> ExitCode {
@@ -40,14 +37,9 @@ pub fn finish(result: Result<(), Failure>) -> ExitCode {
             } else {
                 eprintln!("error: {msg}");
             }
-            ExitCode::from(f.code)
+            ExitCode::from(f.class.exit_code())
         }
     }
-}
-
-/// A runtime for commands that talk to the world.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
 }
 
 pub fn print_json(value: &impl serde::Serialize) {

@@ -7,10 +7,14 @@ use std::time::Duration;
 use drover_core::run::{RunState, RunSummary};
 use serde_json::{Value, json};
 
-use crate::cli::{Output, PlanArgs};
-use crate::commands::run::{Request, UndoChoice, aborted_line, confirm, intro_line, outcome, render_run, render_runs};
+use crate::app::error::{ErrorClass, Failure};
+use crate::app::runs::Request;
+use crate::app::store::PlanArgs;
 use crate::commands::table::{Align, Table};
-use crate::commands::{Failure, print_json};
+use crate::commands::terminal::{
+    UndoChoice, aborted_line, confirm, intro_line, outcome, question_through, render_run, render_runs,
+};
+use crate::commands::{Output, print_json};
 
 /// Where a command acts: here (plan file, local journal) or through a daemon.
 #[derive(clap::Args, Clone, Debug)]
@@ -100,10 +104,11 @@ impl Remote {
         let message = body["error"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
         let hint = if status == reqwest::StatusCode::UNAUTHORIZED { " (give --token-file)" } else { "" };
         // A refusal or bad input changed nothing: exit 2, like the local commands.
+        let class = ErrorClass::of_http_status(status.as_u16());
         Err(if status.is_client_error() {
-            Failure::input(format!("{message}{hint}"))
+            Failure::new(class, format!("{message}{hint}"))
         } else {
-            Failure::failed(format!("the daemon at {} answered {status}: {message}", self.base))
+            Failure::new(class, format!("the daemon at {} answered {status}: {message}", self.base))
         })
     }
 
@@ -164,7 +169,7 @@ impl Remote {
     /// Asks the daemon to start the run, then follows it step by step.
     pub async fn start(&self, request: Request<'_>, reason: &str, yes: bool) -> Result<(), Failure> {
         if !yes {
-            confirm(&request.question(&self.base))?;
+            confirm(&question_through(request, &self.base))?;
         }
         let started = self.post("/api/v1/runs", request.body(reason)).await?;
         let id = started["run"].as_str().unwrap_or_default().to_string();

@@ -9,9 +9,11 @@ use drover_backup::{Existing, Outcome, RestoreRequest, restore, restore_progress
 use drover_core::duration::parse_duration;
 use serde::Serialize;
 
-use crate::cli::Output;
-use crate::commands::backup::{Backups, PlanFile, to_stderr};
-use crate::commands::{Failure, finish, print_json, runtime};
+use crate::app::backups::Backups;
+use crate::app::error::Failure;
+use crate::app::runtime;
+use crate::commands::backup::{PlanFile, to_stderr};
+use crate::commands::{Output, finish, print_json};
 
 #[derive(clap::Args)]
 #[command(after_help = "Example: drover restore --plan shop.yaml --from 20261205-201507-123-east --to-region west \\

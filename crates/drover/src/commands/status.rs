@@ -7,11 +7,12 @@ use drover_core::engine::Observed;
 use drover_core::plan::{DatabaseSpec, Plan, Replication, Role};
 use drover_core::world::{MemberStatus, TrafficState, WHOLE};
 
-use crate::cli::Output;
+use crate::app::context::Context;
+use crate::app::error::Failure;
+use crate::app::runtime;
 use crate::commands::remote::{Target, TargetArgs};
 use crate::commands::table::{Align, Table};
-use crate::commands::{Failure, finish, print_json, runtime};
-use crate::wiring::Context;
+use crate::commands::{Output, finish, print_json};
 
 pub fn run(target: &TargetArgs, output: Output) -> ExitCode {
     finish(runtime().block_on(async {

@@ -82,7 +82,7 @@ mod runs_table {
     use drover_core::plan::StepKind;
     use drover_core::run::{RunHeader, RunId, RunKind, RunState, RunSummary, StepState, StepView};
 
-    use crate::commands::run::{render_run, render_runs};
+    use crate::commands::terminal::{render_run, render_runs};
 
     fn run(id: &str, kind: RunKind, from: &str, to: &str, epoch: u64) -> RunSummary {
         RunSummary {

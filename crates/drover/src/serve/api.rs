@@ -10,14 +10,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use drover_core::engine::{self, EngineError, now_ms};
+use drover_core::engine::now_ms;
 use drover_core::run::{Entry, RunId, RunKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::daemon::{Daemon, NotLeader};
 use super::metrics;
-use crate::commands::run::Request;
+use crate::app::error::{ErrorClass, Failure, engine_failure, refused, store_failure};
+use crate::app::runs::Request;
 
 /// The OpenAPI document, served as is and checked against `ROUTES` by tests.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
@@ -69,8 +70,22 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An answer about the HTTP exchange itself (a missing or wrong token), not the request.
     fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError { status, message: message.into(), field: None }
+    }
+
+    /// Bad input in the request body's `field`.
+    fn field(field: &str, message: String) -> ApiError {
+        ApiError { field: Some(field.into()), ..ApiError::from(Failure::input(message)) }
+    }
+}
+
+/// The status is the error class's (`ErrorClass::http_status`), the message the operator's.
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> ApiError {
+        let status = StatusCode::from_u16(f.class.http_status()).expect("every class has a valid HTTP status");
+        ApiError::new(status, f.message)
     }
 }
 
@@ -100,7 +115,7 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, ApiError> {
         let message = inner.to_string();
         // serde names a missing or unknown field in its message, not in the path.
         let field = quoted_field(&message).or(if path == "." { None } else { Some(path) });
-        ApiError { status: StatusCode::BAD_REQUEST, message: format!("invalid request body: {message}"), field }
+        ApiError { field, ..ApiError::from(Failure::input(format!("invalid request body: {message}"))) }
     })
 }
 
@@ -194,7 +209,7 @@ async fn metrics_text(State(api): State<Shared>) -> Response {
 }
 
 async fn plan(State(api): State<Shared>) -> ApiResult {
-    ok(crate::commands::plan::summary_json(&api.daemon.cx.plan))
+    ok(crate::app::plan::summary_json(&api.daemon.cx.plan))
 }
 
 async fn regions(State(api): State<Shared>) -> ApiResult {
@@ -266,11 +281,7 @@ struct StartRun {
 impl StartRun {
     /// The run asked for; a missing or misplaced region is a 400 naming its field.
     fn request(&self) -> Result<Request<'_>, ApiError> {
-        let field = |name: &str, message: String| {
-            let mut e = ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request body: {message}"));
-            e.field = Some(name.into());
-            e
-        };
+        let field = |name: &str, message: String| ApiError::field(name, format!("invalid request body: {message}"));
         let kind = self.kind.as_str();
         // Only a move chooses its target: a flag that would be ignored is refused, not dropped.
         if self.accept_data_loss && matches!(self.kind, RunKind::Reprotect | RunKind::Failback) {
@@ -309,20 +320,20 @@ async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
     let daemon = Arc::clone(&api.daemon);
     // A follower plans nothing: the leader decides, from its own view of the world.
     let authority = daemon.authority().await.map_err(not_leader)?;
-    let observed = daemon.cx.observe().await.map_err(|f| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, f.message))?;
+    // A journal that cannot be read now is a 503: the world cannot be judged.
+    let observed = daemon.cx.observe().await?;
     let header = request.plan_with(&daemon.cx, &observed, &body.reason).await.map_err(|r| {
-        let mut e = ApiError::new(StatusCode::CONFLICT, format!("{} refused: {r}", kind.as_str()));
-        if matches!(r, engine::Refusal::UnknownRegion(..) | engine::Refusal::Witness(_)) {
-            e.status = StatusCode::BAD_REQUEST;
-            e.field = Some(if kind == RunKind::Reprotect { "region" } else { "to" }.into());
+        let failure = refused(kind, &r);
+        // A region the request names and the plan does not allow: the field that named it.
+        match failure.class {
+            ErrorClass::Input => {
+                ApiError::field(if kind == RunKind::Reprotect { "region" } else { "to" }, failure.message)
+            }
+            _ => ApiError::from(failure),
         }
-        e
     })?;
     let on_entry = |_: &Entry| {};
-    daemon.engine(&authority, &on_entry).begin(&header).await.map_err(|e| match e {
-        EngineError::Store(s) => store_error(s),
-        other => ApiError::new(StatusCode::CONFLICT, other.to_string()),
-    })?;
+    daemon.engine(&authority, &on_entry).begin(&header).await.map_err(engine_failure)?;
     let id = header.id.clone();
     tokio::spawn(async move {
         if let Err(e) = daemon.drive(&authority, &id, None).await {
@@ -366,7 +377,7 @@ async fn drive(api: Shared, id: String, approved_by: Option<String>) -> ApiResul
     let authority = api.daemon.authority().await.map_err(not_leader)?;
     let summary = api.daemon.cx.journal.summary(&id).await.map_err(store_error)?;
     if !summary.state.is_active() {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("run {id} has ended ({})", summary.state.as_str())));
+        return Err(Failure::conflict(format!("run {id} has ended ({})", summary.state.as_str())).into());
     }
     let daemon = Arc::clone(&api.daemon);
     let run = id.clone();
@@ -392,26 +403,17 @@ async fn abort(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) 
     let authority = api.daemon.authority().await.map_err(not_leader)?;
     let on_entry = |_: &Entry| {};
     let engine = api.daemon.engine(&authority, &on_entry);
-    let summary = engine.abort(&RunId(id), &request.reason, request.undo).await.map_err(|e| match e {
-        EngineError::Store(s) => store_error(s),
-        other => ApiError::new(StatusCode::CONFLICT, other.to_string()),
-    })?;
+    let summary = engine.abort(&RunId(id), &request.reason, request.undo).await.map_err(engine_failure)?;
     ok(summary)
 }
 
-/// Another daemon leads: 409, naming it, so the client can send the change there.
+/// Another daemon leads: a conflict (409), naming it, so the client can send the change there.
 fn not_leader(e: NotLeader) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, e.0)
+    Failure::conflict(e.0).into()
 }
 
 fn store_error(e: drover_core::StoreError) -> ApiError {
-    use drover_core::StoreError::*;
-    let status = match e {
-        UnknownRun(_) => StatusCode::NOT_FOUND,
-        ActiveRun { .. } | RunEnded { .. } => StatusCode::CONFLICT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError::new(status, e.to_string())
+    store_failure(e).into()
 }
 
 #[cfg(test)]

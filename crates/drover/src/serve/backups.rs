@@ -9,19 +9,7 @@ use drover_backup::backup::backup_time;
 use drover_core::engine::now_ms;
 
 use super::daemon::Daemon;
-use crate::commands::backup::Backups;
-
-/// What the schedule has done since the daemon started, for /metrics.
-#[derive(Clone, Debug, Default)]
-pub struct BackupRecord {
-    pub succeeded: u64,
-    /// Written to some stores but not all (or retention failed in one).
-    pub incomplete: u64,
-    pub failed: u64,
-    /// Unix ms of the newest backup in the stores, this daemon's or another's.
-    pub last_success_ms: Option<u64>,
-    pub last_objects: Option<usize>,
-}
+use crate::app::backups::Backups;
 
 /// After a failed backup, the next try comes this soon (or at the schedule, if sooner).
 const RETRY: Duration = Duration::from_secs(60);
@@ -29,6 +17,17 @@ const RETRY: Duration = Duration::from_secs(60);
 const IDLE: Duration = Duration::from_secs(1);
 /// How often the newest backup is read from the stores: another daemon may have taken one.
 const LOOK: Duration = Duration::from_secs(60);
+
+/// Starts the plan's backup schedule beside the daemon's other loops, when the plan has
+/// `backup.schedule`. A loop of its own over the daemon's state: the daemon holds the
+/// record (`BackupRecord`, for /metrics) and knows nothing of how backups are taken.
+pub fn spawn_schedule(daemon: &Arc<Daemon>) {
+    if let Some(backups) = Backups::of(&daemon.cx.plan)
+        && let Some(every) = backups.schedule()
+    {
+        tokio::spawn(Arc::clone(daemon).backup_loop(backups, every));
+    }
+}
 
 impl Daemon {
     /// Runs forever; spawned only when the plan has `backup.schedule`. The next backup is

@@ -16,8 +16,8 @@ use drover_core::vantage::{self, RegionVerdict, VantageExchange, VantageReport};
 use drover_core::world::{MemberStatus, ProbeResult};
 
 use super::leadership::{Authority, Election};
-use crate::commands::run::{Progress, engine_with};
-use crate::wiring::Context;
+use crate::app::context::Context;
+use crate::app::progress::Progress;
 
 /// One check's state at this vantage, with its last result.
 #[derive(Clone, Debug)]
@@ -44,8 +44,20 @@ pub struct Shared {
     pub ready: bool,
     /// Whether this daemon acted in the last autopilot round (leads, or is the acting vantage).
     pub acting: bool,
-    /// The backup schedule's record.
-    pub backups: super::backups::BackupRecord,
+    /// The backup schedule's record (the schedule is `super::backups`).
+    pub backups: BackupRecord,
+}
+
+/// What the backup schedule has done since the daemon started, for /metrics.
+#[derive(Clone, Debug, Default)]
+pub struct BackupRecord {
+    pub succeeded: u64,
+    /// Written to some stores but not all (or retention failed in one).
+    pub incomplete: u64,
+    pub failed: u64,
+    /// Unix ms of the newest backup in the stores, this daemon's or another's.
+    pub last_success_ms: Option<u64>,
+    pub last_objects: Option<usize>,
 }
 
 pub struct Daemon {
@@ -139,7 +151,7 @@ impl Daemon {
 
     /// An engine journaling through `authority`, logging each entry.
     pub fn engine<'a>(&'a self, authority: &'a Authority, on_entry: &'a (dyn Fn(&Entry) + Send + Sync)) -> Engine<'a> {
-        engine_with(&self.cx, authority.journal.as_ref(), on_entry)
+        self.cx.engine_with(authority.journal.as_ref(), on_entry)
     }
 
     /// A new leader finishes what its predecessor started: every run the journal shows
@@ -173,7 +185,8 @@ impl Daemon {
         kill_point(&self.vantage, entry);
     }
 
-    /// Starts every loop; they run until the process ends.
+    /// Starts the daemon's loops (probes, world, autopilot, election); they run until the
+    /// process ends. The backup schedule starts beside them (`backups::spawn_schedule`).
     pub fn spawn(self: &Arc<Self>) {
         for region in self.cx.plan.service_regions() {
             for check in self.cx.plan.checks_for(region) {
@@ -185,11 +198,6 @@ impl Daemon {
         tokio::spawn(async move { d.world_loop().await });
         let d = Arc::clone(self);
         tokio::spawn(async move { d.autopilot_loop().await });
-        if let Some(backups) = crate::commands::backup::Backups::of(&self.cx.plan)
-            && let Some(every) = backups.schedule()
-        {
-            tokio::spawn(Arc::clone(self).backup_loop(backups, every));
-        }
         if let Some(election) = self.election.clone() {
             let d = Arc::clone(self);
             tokio::spawn(async move {
@@ -232,7 +240,7 @@ impl Daemon {
         let key = (region.clone(), check.name.clone());
         loop {
             tick.tick().await;
-            let result = self.cx.world.providers().prober.probe(&check, &region).await;
+            let result = self.cx.adapters.providers().prober.probe(&check, &region).await;
             let mut shared = self.shared.lock().unwrap();
             let entry = shared.checks.get_mut(&key).expect("entry per check");
             if let Some(health) = entry.state.record(result.ok) {
@@ -283,7 +291,7 @@ impl Daemon {
     }
 
     async fn member(&self, region: &str) -> MemberStatus {
-        let status = self.cx.world.providers().database.member(region).await;
+        let status = self.cx.adapters.providers().database.member(region).await;
         status.unwrap_or_else(|e| MemberStatus::Unreachable { reason: e.message })
     }
 
@@ -297,7 +305,7 @@ impl Daemon {
         }
         for (region, old, newest) in stale {
             tracing::warn!(vantage = %self.vantage, %region, "{region} came back as a writable primary at epoch {old} while epoch {newest} is newer: fencing it");
-            if let Err(e) = self.cx.world.providers().database.fence(&region).await {
+            if let Err(e) = self.cx.adapters.providers().database.fence(&region).await {
                 tracing::warn!(vantage = %self.vantage, %region, "fencing the returning old primary failed: {e}");
             }
         }
@@ -427,7 +435,7 @@ impl Daemon {
             // minority view is not news for a person: only refusals once a quorum sees it down.
             if !matches!(refusal, GateRefusal::NoQuorum { .. }) {
                 let event = NotifyEvent::new(&self.cx.plan, EventKind::FailoverRefused, refusal.to_string(), now_ms());
-                self.cx.world.notifier.notify(event);
+                self.cx.adapters.notifier.notify(event);
             }
         }
         shared.last_refusal = Some(refusal);
@@ -439,7 +447,7 @@ impl Daemon {
             // The quorum judged the source region lost: only what the failover needs there counts.
             Ok(h) => match drover_core::preflight::for_run(
                 &self.cx.plan,
-                self.cx.world.providers(),
+                self.cx.adapters.providers(),
                 &h,
                 drover_core::preflight::Scope::TargetOnly,
             )

@@ -11,7 +11,7 @@ use drover_core::journal::Journal;
 use drover_store::{EtcdJournal, campaign, cluster};
 use tokio::sync::watch;
 
-use crate::wiring::EtcdStore;
+use crate::app::store::EtcdStore;
 
 /// The leader election a daemon takes part in.
 pub struct Election {

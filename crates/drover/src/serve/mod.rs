@@ -1,6 +1,7 @@
 //! `drover serve`: protect a plan around the clock. This vantage probes every
 //! check, exchanges reports with its peers, and when a quorum sees the primary
 //! region down and every gate holds, fails over by itself (or asks a person).
+//! The daemon's front end over the application layer (`crate::app`), beside the CLI's.
 
 pub mod api;
 pub mod backups;
@@ -11,15 +12,15 @@ pub mod peers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use drover_core::vantage::VantageExchange;
 use drover_store::EtcdVantages;
 
-use crate::cli::PlanArgs;
-use crate::commands::{Failure, finish, runtime};
-use crate::wiring::Context;
+use crate::app::context::Context;
+use crate::app::error::{Failure, store_failure};
+use crate::app::runtime;
+use crate::app::store::{PlanArgs, etcd_store};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -47,11 +48,8 @@ pub struct ServeArgs {
     pub lease_ttl: u64,
 }
 
-pub fn run(args: ServeArgs) -> ExitCode {
-    finish(serve(args))
-}
-
-fn serve(args: ServeArgs) -> Result<(), Failure> {
+/// Serves until the process ends; an error is why the daemon could not start (or stopped serving).
+pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let token = match &args.token_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -76,7 +74,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             return Err(Failure::input(format!("--peer {peer}: expected a base URL like http://10.200.0.12:7070")));
         }
     }
-    let etcd = crate::wiring::etcd_store(&args.plan)?;
+    let etcd = etcd_store(&args.plan)?;
     if etcd.is_some() && !args.peers.is_empty() {
         return Err(Failure::input(
             "--peer is not used with --store etcd://...: the daemons share their reports through etcd; drop --peer",
@@ -100,13 +98,14 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
                 let ttl = std::time::Duration::from_millis(drover_core::vantage::report_ttl_ms(&cx.plan));
                 let vantages = EtcdVantages::connect(&store.endpoints, &store.prefix, &args.vantage, ttl)
                     .await
-                    .map_err(crate::commands::run::store_failure)?;
+                    .map_err(store_failure)?;
                 (Arc::new(vantages), Some(Arc::new(leadership::Election::new(store, lease_ttl))))
             }
         };
         let coordination = if election.is_some() { "etcd leader election" } else { "acting vantage" };
         let daemon = Arc::new(daemon::Daemon::new(cx, args.vantage.clone(), exchange, election));
         daemon.spawn();
+        backups::spawn_schedule(&daemon);
         tracing::info!(vantage = %args.vantage, listen = %args.listen, peers = ?args.peers, plan = %daemon.cx.plan.name, coordination, "serving");
         let app = api::router(api::Api { daemon, token, open_reads: loopback });
         axum::serve(listener, app).await.map_err(|e| Failure::failed(format!("serving the API: {e}")))
