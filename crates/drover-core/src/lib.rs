@@ -3,12 +3,14 @@
 //! through provider traits, and drill arithmetic. Adapters implement the traits.
 
 pub mod autopilot;
+pub mod capacity;
 pub mod check;
 pub mod detect;
 pub mod drill;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod event;
 pub mod journal;
 pub mod notify;
 pub mod plan;

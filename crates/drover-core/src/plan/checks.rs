@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::model::{Check, Probe};
-use super::parse::{Regions, check_identifier, region_entries};
 use super::raw::Node;
-use super::reader::{Entry, Mapping, Reader};
+use super::reader::{Entry, Mapping, Reader, check_identifier};
+use super::regions::{Regions, region_entries};
 use crate::duration::format_duration;
 
 const FIELDS: [&str; 12] = [

@@ -8,9 +8,9 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use super::model::{ClusterAccess, ComputeKind, ComputeSpec, ComputeTarget, KubernetesTarget};
-use super::parse::{Regions, check_identifier, region_entries};
 use super::raw::{Node, Value};
-use super::reader::{Entry, Mapping, Reader};
+use super::reader::{Entry, Mapping, Reader, check_identifier};
+use super::regions::{Regions, region_entries};
 
 const FIELDS: [&str; 4] = ["kind", "capacity", "ready_timeout", "regions"];
 const KINDS: [(&str, ComputeKind); 3] = [

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::aws_database::{declared_kind, read_aurora, read_rds};
+use super::aws_database::{read_aurora, read_rds};
 use super::model::{DatabaseSpec, MemberHost, PostgresMember, PostgresSpec, Replication};
-use super::parse::{Regions, region_entries};
 use super::raw::{Node, Value};
-use super::reader::{Entry, Mapping, Reader};
+use super::reader::{Entry, Mapping, Reader, declared_kind};
+use super::regions::{Regions, region_entries};
 
 /// `rds` and `aurora-global` are read by their own module; here they complete the list in messages.
 const KINDS: [(&str, ()); 3] = [("postgres", ()), ("rds", ()), ("aurora-global", ())];

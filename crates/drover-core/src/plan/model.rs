@@ -3,7 +3,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::notify::EventKind;
+use crate::event::EventKind;
 use crate::secret::{Secret, SecretRef, SecretSource};
 
 /// A validated plan. Every reference in it (regions, checks) resolves.

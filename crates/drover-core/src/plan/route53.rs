@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use super::dns::{absolute_name, ttl};
 use super::model::{Check, Probe, Route53RecordType, Route53Routing, Route53Spec, Route53Target, TrafficSpec};
-use super::parse::{Regions, distinct_per_region, region_entries};
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader};
-use super::traffic::{absolute_name, ttl};
+use super::regions::{Regions, distinct_per_region, region_entries};
 
 const FIELDS: [&str; 10] = [
     "kind",

@@ -6,7 +6,7 @@ use super::model::{
     Check, ClusterAccess, ComputeTarget, DatabaseSpec, NotifySpec, Plan, Probe, Route53Routing, StepKind, TrafficSpec,
 };
 use crate::duration::format_duration;
-use crate::notify::EventKind;
+use crate::event::EventKind;
 
 /// One line per section, labels aligned, e.g. `  regions    east (primary), west (standby)`.
 pub fn summary(plan: &Plan) -> String {

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use super::aws_database::declared_kind;
+use super::dns::{absolute_name, ttl};
 use super::model::{Rfc2136Spec, TrafficSpec, Tsig, TsigAlgorithm};
-use super::parse::{Regions, region_entries};
 use super::raw::Node;
-use super::reader::{Mapping, Reader};
+use super::reader::{Mapping, Reader, declared_kind};
+use super::regions::{Regions, region_entries};
 use super::{global_accelerator, route53};
 
 const FIELDS: [&str; 7] = ["kind", "server", "zone", "record", "ttl", "tsig", "targets"];
@@ -95,33 +95,8 @@ fn server(r: &mut Reader<'_>, node: &Node) -> Option<SocketAddr> {
     None
 }
 
-/// A fully qualified DNS name, lowercased for comparison.
-pub(super) fn absolute_name(r: &mut Reader<'_>, node: &Node, field: &str, example: &str) -> Option<String> {
-    let text = r.text(node, field, &format!("a DNS name like {example}"))?;
-    if text.chars().any(char::is_whitespace) || text.contains("..") || text == "." {
-        r.error(node.pos(), field, format!("'{text}' is not a DNS name; write e.g. {example}"));
-        return None;
-    }
-    if !text.ends_with('.') {
-        r.error(node.pos(), field, format!("'{text}' is not fully qualified; write {text}. (with the final dot)"));
-        return None;
-    }
-    Some(text.to_ascii_lowercase())
-}
-
 fn in_zone(record: &str, zone: &str) -> bool {
     record == zone || record.ends_with(&format!(".{zone}"))
-}
-
-/// DNS TTLs are whole seconds.
-pub(super) fn ttl(r: &mut Reader<'_>, node: &Node) -> Option<std::time::Duration> {
-    let ttl = r.duration(node, "traffic.ttl")?;
-    if ttl.subsec_nanos() != 0 {
-        let up = ttl.as_secs() + 1;
-        r.error(node.pos(), "traffic.ttl", format!("DNS TTLs are whole seconds; write e.g. {up}s"));
-        return None;
-    }
-    Some(ttl)
 }
 
 fn read_tsig(r: &mut Reader<'_>, traffic: &Mapping<'_>, node: &Node) -> Option<Tsig> {
