@@ -18,6 +18,7 @@ mod database;
 mod dns;
 mod global_accelerator;
 pub mod iam;
+mod kinds;
 mod model;
 mod notify;
 mod parse;
@@ -26,12 +27,15 @@ mod raw;
 mod reader;
 mod regions;
 mod route53;
+mod steps;
 mod summary;
 mod traffic;
 
+pub use kinds::*;
 pub use model::*;
 pub use parse::parse_plan;
 pub use reader::{PlanError, PlanErrors};
+pub use steps::*;
 pub use summary::summary;
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::model::{Check, Objectives, Plan, Probe, Route53RecordType, TrafficSpec};
+use super::kinds::DatabaseKind;
+use super::model::{Check, Objectives, Plan, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
 use super::reader::{Mapping, PlanError, PlanErrors, Reader, declared_kind};
 use super::{aws, backup, checks, compute, database, notify, policy, regions, route53, traffic};
@@ -86,19 +87,19 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
             "traffic.type CNAME targets are names; probe each region with route53_health_check: { <region>: <id> }, \
              or a fixed URL with per_region: false",
         ),
-        Some(TrafficSpec::GlobalAccelerator(_)) => Some(
-            "a global accelerator's static addresses serve every region, so no address is the region's own; \
-             probe each region with cloudwatch_alarm: { <region>: <alarm name> }, or a fixed URL with per_region: false",
-        ),
-        _ => None,
+        Some(traffic) => traffic.kind().no_region_addresses(),
+        None => None,
     };
     if let (Some(why), Some(checks)) = (no_addresses, &checks) {
         route53::targets_are_not_addresses(r, &top, checks, why);
     }
     let check_names: Option<Vec<&str>> = checks.as_ref().map(|c| c.keys().map(String::as_str).collect());
-    let database_kind = top.get("database").and_then(declared_kind);
-    if let (Some(kind @ ("rds" | "aurora-global")), Some(checks)) = (database_kind, &checks) {
-        postgres_checks_need_postgres(r, &top, checks, kind);
+    // An unreadable or unknown kind (the database section reports it) is read as postgres,
+    // the kind that refuses nothing here, so it brings no errors of its own.
+    let database_kind =
+        top.get("database").and_then(declared_kind).and_then(DatabaseKind::from_name).unwrap_or(DatabaseKind::Postgres);
+    if let (false, Some(checks)) = (database_kind.has_member_dsns(), &checks) {
+        member_checks_need_member_dsns(r, &top, checks, database_kind);
     }
     let policy = policy::read_policy(r, &top, check_names.as_deref(), database_kind);
     let compute = compute::read(r, &top, regions.as_ref());
@@ -133,26 +134,32 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
 }
 
 /// A `postgres: member` check connects with the member's DSN, which only `kind: postgres` has.
-fn postgres_checks_need_postgres(r: &mut Reader<'_>, top: &Mapping<'_>, checks: &BTreeMap<String, Check>, kind: &str) {
+fn member_checks_need_member_dsns(
+    r: &mut Reader<'_>,
+    top: &Mapping<'_>,
+    checks: &BTreeMap<String, Check>,
+    kind: DatabaseKind,
+) {
     let Some(written) = top.get("checks") else { return };
     let raw::Value::Map(entries) = &written.value else { return };
     for (name, check) in checks {
-        if check.probe != Probe::Postgres {
+        if !check.probe.kind().connects_to_member() {
             continue;
         }
+        let field = check.probe.kind().as_str();
         let at =
             entries.iter().find(|(k, _)| k.value == raw::Value::Str(name.clone())).map_or(top.at, |(_, v)| {
                 match &v.value {
                     raw::Value::Map(fields) => fields
                         .iter()
-                        .find(|(k, _)| k.value == raw::Value::Str("postgres".into()))
+                        .find(|(k, _)| k.value == raw::Value::Str(field.into()))
                         .map_or(v.pos(), |(_, value)| value.pos()),
                     _ => v.pos(),
                 }
             });
         r.error(
             at,
-            &format!("checks.{name}.postgres"),
+            &format!("checks.{name}.{field}"),
             format!(
                 "postgres checks connect with database.members.<region>.dsn_env, which database kind {kind} does not \
                  have; probe the database endpoint with tcp: <endpoint>:5432 instead"
