@@ -1156,7 +1156,7 @@ impl<'a> Engine<'a> {
     /// Journals what `resource` ran in the target region before this run first resized it
     /// there; a resumed run keeps the first record, the sizes from before any resize.
     async fn note_scaled_from(&self, header: &RunHeader, resource: &str, units: Units) -> Result<(), ProviderError> {
-        let store = |e: StoreError| ProviderError::transient(e.to_string());
+        let store = |e: StoreError| ProviderError::transient(e.to_string()).with_source(e);
         let to = header.to.as_str();
         let entries = self.journal.entries(&header.id).await.map_err(store)?;
         let noted = entries.iter().any(
@@ -1207,7 +1207,7 @@ impl<'a> Engine<'a> {
     /// Compare-and-swap the store's epoch up to this run's; fine if this run already did.
     /// The run's epoch may be more than one above the store's (the world held a higher one).
     async fn raise_epoch(&self, header: &RunHeader) -> Result<(), ProviderError> {
-        let store = |e: StoreError| ProviderError::transient(e.to_string());
+        let store = |e: StoreError| ProviderError::transient(e.to_string()).with_source(e);
         let current = self.journal.epoch().await.map_err(store)?;
         if current == header.epoch {
             return Ok(());
@@ -1227,7 +1227,7 @@ impl<'a> Engine<'a> {
 }
 
 fn stale(found: Epoch, ours: Epoch) -> ProviderError {
-    ProviderError::permanent(format!(
+    ProviderError::stale(format!(
         "epoch is {found}, newer than this run's {ours}: another run has taken over; abort this one"
     ))
 }

@@ -24,5 +24,5 @@ pub mod world;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{ProviderError, StoreError};
+pub use error::{ProviderError, ProviderErrorKind, StoreError};
 pub use run::{Epoch, RunId};

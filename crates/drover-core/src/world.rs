@@ -211,7 +211,7 @@ pub trait Traffic: Send + Sync {
 
     /// Points traffic at `region` and records `new_epoch`, only if the world's
     /// epoch is still `observed_epoch` (compare-and-swap). A refused
-    /// precondition is a permanent error: a newer run has switched since.
+    /// precondition is a stale error (`ProviderError::stale`): a newer run has switched since.
     async fn switch(&self, region: &str, observed_epoch: Epoch, new_epoch: Epoch) -> Result<(), ProviderError>;
 
     /// What is wrong with the records a switch changes ([`Preflight`]): each must exist
