@@ -204,7 +204,7 @@ impl Rfc2136Traffic {
     }
 
     fn stale(&self, observed_epoch: Epoch) -> ProviderError {
-        ProviderError::permanent(format!(
+        ProviderError::stale(format!(
             "dns {}: switch refused: the epoch record no longer holds {observed_epoch} (a newer run has switched traffic); abort this run",
             self.record
         ))

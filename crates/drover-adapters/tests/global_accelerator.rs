@@ -248,7 +248,7 @@ async fn a_staged_shift_lowers_the_old_dial_stage_by_stage_and_a_failing_check_s
     let ga = traffic(client(&rules), &spec(vec![25, 50, 100], Duration::from_secs(10)), Some(gate.clone()));
 
     let err = ga.switch("west", 3, 4).await.unwrap_err();
-    assert!(!err.retryable);
+    assert!(!err.retryable());
     assert_eq!(
         err.message,
         "global-accelerator us-west-2/accelerator/acc1: shift to west stopped at 50% (stage 2 of 3): check api failed 3 times on west: status 503, expected 200 — the dials stay where they are; fix west and resume the run to continue the shift, or abort it"
@@ -293,7 +293,8 @@ async fn a_moved_epoch_tag_refuses_the_switch_with_nothing_sent() {
     let rules = rules(&fake);
     let ga = traffic(client(&rules), &spec(vec![100], Duration::from_secs(10)), None);
     let err = ga.switch("west", 3, 4).await.unwrap_err();
-    assert!(!err.retryable);
+    assert!(!err.retryable());
+    assert_eq!(err.kind(), drover_core::error::ProviderErrorKind::Stale);
     assert_eq!(
         err.message,
         "us-west-2/accelerator/acc1: switch refused: the drover:epoch tag holds 5, not 3 (a newer run has switched traffic); abort this run"
@@ -330,7 +331,7 @@ async fn an_accelerator_still_in_progress_after_the_timeout_is_transient() {
     let rules = rules(&fake);
     let ga = traffic(client(&rules), &spec(vec![100], Duration::from_millis(50)), None);
     let err = ga.switch("west", 3, 4).await.unwrap_err();
-    assert!(err.retryable, "{err:?}");
+    assert!(err.retryable(), "{err:?}");
     assert_eq!(
         err.message,
         "us-west-2/accelerator/acc1: still IN_PROGRESS after 50ms — Global Accelerator has not deployed the change yet; the step retries, or raise traffic.change_timeout"
@@ -349,7 +350,7 @@ async fn throttling_is_transient_and_a_missing_endpoint_group_is_permanent() {
     all[0] = throttled;
     let ga = traffic(client(&all), &spec(vec![100], Duration::from_secs(10)), None);
     let err = ga.current().await.unwrap_err();
-    assert!(err.retryable);
+    assert!(err.retryable());
     assert_eq!(
         err.message,
         "us-west-2/accelerator/acc1/listener/l1/endpoint-group/east1: DescribeEndpointGroup failed: ThrottlingException: Rate exceeded — Global Accelerator is throttling or busy; the step retries"
@@ -368,7 +369,7 @@ async fn throttling_is_transient_and_a_missing_endpoint_group_is_permanent() {
     all[1] = missing;
     let ga = traffic(client(&all), &spec(vec![100], Duration::from_secs(10)), None);
     let err = ga.switch("west", 3, 4).await.unwrap_err();
-    assert!(!err.retryable);
+    assert!(!err.retryable());
     assert_eq!(
         err.message,
         "us-west-2/accelerator/acc1/listener/l1/endpoint-group/west1: UpdateEndpointGroup failed: EndpointGroupNotFoundException: Endpoint group west1 not found — check traffic.endpoint_groups names endpoint groups of the accelerator (their ARNs)"

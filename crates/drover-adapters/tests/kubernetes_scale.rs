@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use drover_adapters::kubernetes::KubernetesCompute;
 use drover_core::engine::plan_run;
-use drover_core::plan::{ClusterAccess, ComputeKind, ComputeSpec, ComputeTarget, KubernetesTarget, Plan, Runbooks};
+use drover_core::plan::{ClusterAccess, ComputeKind, ComputeSpec, ComputeTarget, DatabaseKind, KubernetesTarget, Plan};
 use drover_core::run::{RunKind, RunState, StepState};
 use drover_core::testing::scenarios::two_region_plan;
 use drover_core::testing::{FakeWorld, MemoryJournal};
@@ -45,7 +45,7 @@ fn plan(ready_timeout: Duration) -> Plan {
             targets: [("east".into(), target()), ("west".into(), target())].into(),
         },
     );
-    plan.runbooks = Runbooks::defaults("postgres", true);
+    plan.runbooks = DatabaseKind::Postgres.default_runbooks(true);
     plan
 }
 

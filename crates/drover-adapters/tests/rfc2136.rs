@@ -89,6 +89,7 @@ async fn a_stale_run_cannot_overwrite_a_newer_switch() {
         "dns api.app.test.: switch refused: the epoch record no longer holds 0 (a newer run has switched traffic); abort this run"
     );
     assert!(!err.retryable(), "a refused precondition is permanent");
+    assert_eq!(err.kind(), drover_core::error::ProviderErrorKind::Stale);
 
     // Same with a stale non-zero epoch.
     guard(t.switch("east", 1, 2)).await.unwrap();

@@ -106,7 +106,8 @@ async fn a_stale_epoch_is_refused_and_nothing_changes() {
 
     // A run that observed epoch 2 (the world has moved on to 4) must not switch back.
     let err = t.switch("east", 2, 3).await.unwrap_err();
-    assert!(!err.retryable);
+    assert!(!err.retryable());
+    assert_eq!(err.kind(), drover_core::error::ProviderErrorKind::Stale);
     assert_eq!(
         err.message,
         "route53 api.example.test.: switch refused: the epoch record holds 4, not 2 (a newer run has switched traffic); abort this run"
@@ -196,7 +197,7 @@ async fn a_failing_check_stops_the_shift_where_it_is_and_a_resume_continues_it()
     });
     let spec = spec(&zone, staged(), [None, None]);
     let err = traffic(&moto, &spec, Some(stopper)).switch("west", 0, 1).await.unwrap_err();
-    assert!(!err.retryable);
+    assert!(!err.retryable());
     assert!(
         err.message
             .starts_with("route53 api.example.test.: shift to west stopped at 25% (stage 2 of 4): check api failed"),
@@ -270,7 +271,7 @@ async fn an_unknown_hosted_zone_is_reported_with_region_resource_operation_and_h
     let moto = Moto::start();
     let spec = spec("ZNOSUCHZONE0000", Route53Routing::Failover, [None, None]);
     let err = traffic(&moto, &spec, None).current().await.unwrap_err();
-    assert!(!err.retryable);
+    assert!(!err.retryable());
     assert!(
         err.message
             .starts_with("us-east-1/hostedzone/ZNOSUCHZONE0000: ListResourceRecordSets failed: NoSuchHostedZone: "),
@@ -301,7 +302,7 @@ async fn a_switch_to_a_set_identifier_the_zone_lacks_fails_and_creates_no_set() 
 
     // Should a run get past the preflight (the set deleted since), the switch still creates nothing.
     let err = t.switch("west", 0, 1).await.unwrap_err();
-    assert!(!err.retryable);
+    assert!(!err.retryable());
     assert_eq!(
         err.message,
         format!(

@@ -184,7 +184,7 @@ async fn a_change_still_pending_after_the_timeout_fails_as_transient() {
     let client = mock_client!(aws_sdk_route53, RuleMode::MatchAny, [&zone, &change, &get_change]);
 
     let err = traffic(client, Duration::from_millis(100)).switch("west", 3, 4).await.unwrap_err();
-    assert!(err.retryable, "{err:?}");
+    assert!(err.retryable(), "{err:?}");
     assert_eq!(
         err.message,
         "us-east-1/hostedzone/Z1: change /change/C1 is still PENDING after 100ms — Route 53 has not propagated it yet; the step retries, or raise traffic.change_timeout"
@@ -215,7 +215,7 @@ async fn a_batch_refused_on_the_epoch_record_is_a_stale_switch() {
     let client = mock_client!(aws_sdk_route53, RuleMode::MatchAny, [&zone, &change]);
 
     let err = traffic(client, Duration::from_secs(10)).switch("west", 3, 4).await.unwrap_err();
-    assert!(!err.retryable);
+    assert!(!err.retryable());
     assert_eq!(
         err.message,
         "route53 api.example.test.: switch refused: the epoch record holds 5, not 3 (a newer run has switched traffic); abort this run"
@@ -244,7 +244,7 @@ async fn throttling_is_transient_and_access_denied_names_the_credentials_to_chec
     let client = mock_client!(aws_sdk_route53, RuleMode::MatchAny, [&throttled], |c| c
         .retry_config(aws_sdk_route53::config::retry::RetryConfig::disabled()));
     let err = traffic(client, Duration::from_secs(10)).current().await.unwrap_err();
-    assert!(err.retryable);
+    assert!(err.retryable());
     assert_eq!(
         err.message,
         "us-east-1/hostedzone/Z1: ListResourceRecordSets failed: Throttling: Rate exceeded — Route 53 is throttling or busy; the step retries"
@@ -260,7 +260,7 @@ async fn throttling_is_transient_and_access_denied_names_the_credentials_to_chec
     });
     let client = mock_client!(aws_sdk_route53, RuleMode::MatchAny, [&denied]);
     let err = traffic(client, Duration::from_secs(10)).current().await.unwrap_err();
-    assert!(!err.retryable);
+    assert!(!err.retryable());
     assert!(
         err.message.starts_with("us-east-1/hostedzone/Z1: ListResourceRecordSets failed: AccessDenied: User: "),
         "{}",

@@ -3,6 +3,7 @@
 //! through provider traits, and drill arithmetic. Adapters implement the traits.
 
 pub mod autopilot;
+pub mod capacity;
 pub mod check;
 pub mod clock;
 pub mod detect;
@@ -10,6 +11,7 @@ pub mod drill;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod event;
 pub mod join;
 pub mod journal;
 pub mod notify;
@@ -25,5 +27,5 @@ pub mod world;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{ProviderError, StoreError};
+pub use error::{ProviderError, ProviderErrorKind, StoreError};
 pub use run::{Epoch, RunId};

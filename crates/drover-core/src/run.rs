@@ -139,7 +139,7 @@ pub enum Record {
     ScaledFrom {
         resource: String,
         region: String,
-        units: crate::world::Units,
+        units: crate::capacity::Units,
     },
     Completed,
     /// An abort set a completed step back (`abort --undo`): a lifted fence, compute sized back.

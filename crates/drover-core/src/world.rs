@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
+pub use crate::capacity::{Capacity, Size, Units, WHOLE};
 use crate::error::ProviderError;
 use crate::plan::Check;
 use crate::run::{Epoch, RunId, RunKind};
@@ -210,7 +211,7 @@ pub trait Traffic: Send + Sync {
 
     /// Points traffic at `region` and records `new_epoch`, only if the world's
     /// epoch is still `observed_epoch` (compare-and-swap). A refused
-    /// precondition is a permanent error: a newer run has switched since.
+    /// precondition is a stale error (`ProviderError::stale`): a newer run has switched since.
     async fn switch(&self, region: &str, observed_epoch: Epoch, new_epoch: Epoch) -> Result<(), ProviderError>;
 
     /// What is wrong with the records a switch changes ([`Preflight`]): each must exist
@@ -232,52 +233,6 @@ pub struct ProbeResult {
 pub trait Prober: Send + Sync {
     /// Runs one check once against one region, within the check's timeout.
     async fn probe(&self, check: &Check, region: &str) -> ProbeResult;
-}
-
-/// How much of one unit of a compute resource one region runs, as its provider reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Capacity {
-    /// What the region is asked to run.
-    pub desired: u32,
-    pub min: u32,
-    pub max: u32,
-    /// How many are up: InService instances, ready pods; for a node group, its desired
-    /// size once it is ACTIVE again (EKS reports no count of ready nodes).
-    pub ready: u32,
-}
-
-/// A compute resource in one region, unit by unit. A node group or an Auto Scaling group
-/// is one unit, named [`WHOLE`]; Kubernetes workloads are one unit each, named
-/// `kind/namespace/name` — the same name in every region, so each gets its share of its twin.
-pub type Units = BTreeMap<String, Capacity>;
-
-/// The name of the only unit of a resource that scales as a whole.
-pub const WHOLE: &str = "";
-
-/// A resize: the sizes the scale step asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Size {
-    pub desired: u32,
-    pub min: u32,
-    pub max: u32,
-}
-
-impl Size {
-    /// The new primary region's size for `percent` of the old primary's capacity, never
-    /// below what the target already runs (a scale step only raises), rounded up, and
-    /// with min and max widened just enough to hold it.
-    pub fn share_of(primary: &Capacity, percent: u32, target: &Capacity) -> Size {
-        let scale = |n: u32| (u64::from(n) * u64::from(percent)).div_ceil(100).min(u64::from(u32::MAX)) as u32;
-        let desired = scale(primary.desired).max(target.desired);
-        let min = scale(primary.min).max(target.min).min(desired);
-        let max = target.max.max(desired);
-        Size { desired, min, max }
-    }
-
-    /// The size a unit had: what undoing a scale step sets it back to.
-    pub fn of(capacity: &Capacity) -> Size {
-        Size { desired: capacity.desired, min: capacity.min, max: capacity.max }
-    }
 }
 
 #[async_trait]

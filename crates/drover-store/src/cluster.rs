@@ -11,18 +11,23 @@ async fn connect(endpoints: &[String]) -> Result<Client, StoreError> {
     let options = crate::etcd_options(Duration::from_secs(2)).with_timeout(Duration::from_secs(3));
     Client::connect(endpoints, Some(options))
         .await
-        .map_err(|e| StoreError::Io(format!("etcd {}: cannot connect: {e}", endpoints.join(","))))
+        .map_err(|e| StoreError::io_from(format!("etcd {}: cannot connect: {e}", endpoints.join(",")), e))
 }
 
 fn io(endpoints: &[String], what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Io(format!("etcd {}: {what}: {e}", endpoints.join(",")))
+    StoreError::io(format!("etcd {}: {what}: {e}", endpoints.join(",")))
+}
+
+/// `io` for a failure with an error of its own, kept as the source.
+fn io_from(endpoints: &[String], what: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::io_from(format!("etcd {}: {what}: {e}", endpoints.join(",")), e)
 }
 
 /// The name of the member that leads raft now.
 pub async fn raft_leader(endpoints: &[String]) -> Result<String, StoreError> {
     let mut client = connect(endpoints).await?;
-    let leader = client.status().await.map_err(|e| io(endpoints, "status", e))?.leader();
-    let members = client.member_list().await.map_err(|e| io(endpoints, "member list", e))?;
+    let leader = client.status().await.map_err(|e| io_from(endpoints, "status", e))?.leader();
+    let members = client.member_list().await.map_err(|e| io_from(endpoints, "member list", e))?;
     members
         .members()
         .iter()
@@ -34,8 +39,8 @@ pub async fn raft_leader(endpoints: &[String]) -> Result<String, StoreError> {
 /// Makes member `name` the raft leader (asked of the current leader, as etcd requires).
 pub async fn move_raft_leader(endpoints: &[String], name: &str) -> Result<(), StoreError> {
     let mut client = connect(endpoints).await?;
-    let members = client.member_list().await.map_err(|e| io(endpoints, "member list", e))?;
-    let leader_id = client.status().await.map_err(|e| io(endpoints, "status", e))?.leader();
+    let members = client.member_list().await.map_err(|e| io_from(endpoints, "member list", e))?;
+    let leader_id = client.status().await.map_err(|e| io_from(endpoints, "status", e))?.leader();
     let target = members
         .members()
         .iter()
@@ -50,7 +55,7 @@ pub async fn move_raft_leader(endpoints: &[String], name: &str) -> Result<(), St
         .find(|m| m.id() == leader_id)
         .ok_or_else(|| io(endpoints, "move leader", "no member leads raft"))?;
     let mut at_leader = connect(leader.client_urls()).await?;
-    at_leader.move_leader(target.id()).await.map_err(|e| io(endpoints, "move leader", e))?;
+    at_leader.move_leader(target.id()).await.map_err(|e| io_from(endpoints, "move leader", e))?;
     Ok(())
 }
 
@@ -61,6 +66,6 @@ pub async fn election_leader(endpoints: &[String], election: &str) -> Result<Opt
         Ok(response) => Ok(response.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
         // etcd answers "election: no leader" as an error.
         Err(e) if e.to_string().contains("no leader") => Ok(None),
-        Err(e) => Err(io(endpoints, "election leader", e)),
+        Err(e) => Err(io_from(endpoints, "election leader", e)),
     }
 }

@@ -99,7 +99,7 @@ impl EtcdJournal {
         let options = crate::etcd_options(Duration::from_secs(3)).with_timeout(Duration::from_secs(5));
         let client = patiently(|| Client::connect(endpoints, Some(options.clone())))
             .await
-            .map_err(|e| StoreError::Io(format!("etcd {joined}: cannot connect: {e}")))?;
+            .map_err(|e| StoreError::io_from(format!("etcd {joined}: cannot connect: {e}"), e))?;
         Ok(EtcdJournal::with_client(client.kv_client(), &joined, prefix))
     }
 
@@ -123,20 +123,26 @@ impl EtcdJournal {
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Io(format!("etcd {}: {what}: {e}", self.endpoints))
+        StoreError::io(format!("etcd {}: {what}: {e}", self.endpoints))
+    }
+
+    /// `err` for a failure with an error of its own, kept as the source.
+    fn err_from(&self, what: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::io_from(format!("etcd {}: {what}: {e}", self.endpoints), e)
     }
 
     /// An etcd client error in a person's words: an unreachable cluster says so plainly.
     fn etcd(&self, what: &str, e: etcd_client::Error) -> StoreError {
         match &e {
             etcd_client::Error::GRpcStatus(status) if status.code() == tonic::Code::Unavailable => {
-                StoreError::Io(format!(
+                let message = format!(
                     "etcd {}: cannot connect ({}); is the cluster up and reachable from here?",
                     self.endpoints,
                     status.message()
-                ))
+                );
+                StoreError::io_from(message, e)
             }
-            _ => self.err(what, e),
+            _ => self.err_from(what, e),
         }
     }
 
@@ -168,8 +174,12 @@ impl EtcdJournal {
             .iter()
             .map(|kv| {
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let entry: Entry = serde_json::from_slice(kv.value())
-                    .map_err(|e| self.err("read the journal", format!("unreadable entry {key}: {e}")))?;
+                let entry: Entry = serde_json::from_slice(kv.value()).map_err(|e| {
+                    StoreError::io_from(
+                        format!("etcd {}: read the journal: unreadable entry {key}: {e}", self.endpoints),
+                        e,
+                    )
+                })?;
                 Ok((key, entry))
             })
             .collect()
@@ -240,7 +250,7 @@ impl EtcdJournal {
     fn next_entry(&self, run: &RunId, record: &Record, seq: &Read) -> Result<NextEntry, StoreError> {
         let next = seq.value.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
         let entry = Entry { seq: next, at_ms: now_ms(), record: record.clone() };
-        let json = serde_json::to_string(&entry).map_err(|e| self.err("encode", e))?;
+        let json = serde_json::to_string(&entry).map_err(|e| self.err_from("encode", e))?;
         let key = format!("{}{next:020}", self.run_prefix(run));
         let ops =
             vec![TxnOp::put(self.key("seq"), next.to_string(), None), TxnOp::put(key.as_str(), json.as_str(), None)];
@@ -344,7 +354,7 @@ impl Journal for EtcdJournal {
     // Plain puts, outside the leader's fence: a note is what some daemon saw, not a decision.
     async fn note_capacity(&self, resource: &str, region: &str, seen: CapacitySeen) -> Result<(), StoreError> {
         let key = self.key(&format!("capacity/{resource}/{region}"));
-        let json = serde_json::to_string(&seen).map_err(|e| self.err("encode", e))?;
+        let json = serde_json::to_string(&seen).map_err(|e| self.err_from("encode", e))?;
         patiently(|| {
             let (mut kv, key, json) = (self.kv.clone(), key.clone(), json.clone());
             async move { kv.put(key, json, None).await }
@@ -356,6 +366,8 @@ impl Journal for EtcdJournal {
 
     async fn noted_capacity(&self, resource: &str, region: &str) -> Result<Option<CapacitySeen>, StoreError> {
         let read = self.read(&self.key(&format!("capacity/{resource}/{region}"))).await?;
-        read.value.map(|v| serde_json::from_str(&v).map_err(|e| self.err("unreadable capacity note", e))).transpose()
+        read.value
+            .map(|v| serde_json::from_str(&v).map_err(|e| self.err_from("unreadable capacity note", e)))
+            .transpose()
     }
 }

@@ -39,7 +39,12 @@ impl Drop for Leader {
 }
 
 fn err(endpoints: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Io(format!("etcd {endpoints}: {what}: {e}"))
+    StoreError::io(format!("etcd {endpoints}: {what}: {e}"))
+}
+
+/// `err` for a failure with an error of its own, kept as the source.
+fn err_from(endpoints: &str, what: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::io_from(format!("etcd {endpoints}: {what}: {e}"), e)
 }
 
 /// Campaigns for `election` as `who` with a lease of `ttl` seconds; returns once
@@ -48,10 +53,11 @@ pub async fn campaign(endpoints: &[String], election: &str, who: &str, ttl: i64)
     let joined = endpoints.join(",");
     // No request timeout: a campaign waits as long as another candidate leads.
     let options = crate::etcd_options(Duration::from_secs(3));
-    let mut client = Client::connect(endpoints, Some(options)).await.map_err(|e| err(&joined, "cannot connect", e))?;
-    let lease = client.lease_grant(ttl, None).await.map_err(|e| err(&joined, "lease", e))?.id();
+    let mut client =
+        Client::connect(endpoints, Some(options)).await.map_err(|e| err_from(&joined, "cannot connect", e))?;
+    let lease = client.lease_grant(ttl, None).await.map_err(|e| err_from(&joined, "lease", e))?.id();
     let (mut keeper, mut responses) =
-        client.lease_keep_alive(lease).await.map_err(|e| err(&joined, "lease keep-alive", e))?;
+        client.lease_keep_alive(lease).await.map_err(|e| err_from(&joined, "lease keep-alive", e))?;
     let (lost_tx, mut lost) = watch::channel(false);
     let every = Duration::from_millis((ttl.max(1) as u64) * 1000 / 3);
     let keeper_task = tokio::spawn(async move {
@@ -70,7 +76,7 @@ pub async fn campaign(endpoints: &[String], election: &str, who: &str, ttl: i64)
     });
     let mut campaigner = client.clone();
     let won = tokio::select! {
-        won = campaigner.campaign(election, who, lease) => won.map_err(|e| err(&joined, "campaign", e))?,
+        won = campaigner.campaign(election, who, lease) => won.map_err(|e| err_from(&joined, "campaign", e))?,
         _ = async { while !*lost.borrow_and_update() { if lost.changed().await.is_err() { break } } } => {
             keeper_task.abort();
             return Err(err(&joined, "campaign", "the lease was lost before this drover won"));

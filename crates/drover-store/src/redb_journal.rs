@@ -21,20 +21,26 @@ pub struct RedbJournal {
     path: PathBuf,
 }
 
-fn io(path: &Path, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Io(format!("{}: {e}", path.display()))
+/// The journal file failed with `source`; `message` says how, for a person.
+fn io(
+    path: &Path,
+    message: impl std::fmt::Display,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> StoreError {
+    StoreError::io_from(format!("{}: {message}", path.display()), source)
 }
 
 impl RedbJournal {
     /// Opens (or creates) `DIR/journal.redb`, creating DIR if needed.
     pub fn open(state_dir: &Path) -> Result<RedbJournal, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|e| io(state_dir, format!("cannot create state directory: {e}")))?;
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| io(state_dir, format!("cannot create state directory: {e}"), e))?;
         let path = state_dir.join("journal.redb");
         // Several drover processes may share a state directory (a run, and `status` or
         // `runs` beside it); redb serializes their write transactions, and the
         // active-run check inside `begin` keeps a second run out.
         let db = redb::Builder::new().set_concurrency_mode(ConcurrencyMode::MultiWriter).create(&path).map_err(|e| {
-            io(&path, format!("cannot open the journal ({e}); check that the state directory is writable and the file is a drover journal"))
+            io(&path, format!("cannot open the journal ({e}); check that the state directory is writable and the file is a drover journal"), e)
         })?;
         let journal = RedbJournal { db, path };
         let tx = journal.db.begin_write().map_err(|e| journal.err(e))?;
@@ -49,12 +55,12 @@ impl RedbJournal {
         &self.path
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> StoreError {
-        io(&self.path, e)
+    fn err(&self, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        io(&self.path, e.to_string(), e)
     }
 
     fn decode(&self, json: &str) -> Result<Entry, StoreError> {
-        serde_json::from_str(json).map_err(|e| self.err(format!("unreadable journal entry: {e}")))
+        serde_json::from_str(json).map_err(|e| io(&self.path, format!("unreadable journal entry: {e}"), e))
     }
 
     /// Appends inside an open write transaction.
@@ -177,6 +183,8 @@ impl Journal for RedbJournal {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = tx.open_table(CAPACITY).map_err(|e| self.err(e))?;
         let Some(json) = table.get((resource, region)).map_err(|e| self.err(e))? else { return Ok(None) };
-        serde_json::from_str(json.value()).map(Some).map_err(|e| self.err(format!("unreadable capacity note: {e}")))
+        serde_json::from_str(json.value())
+            .map(Some)
+            .map_err(|e| io(&self.path, format!("unreadable capacity note: {e}"), e))
     }
 }

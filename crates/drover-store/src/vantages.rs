@@ -36,7 +36,7 @@ impl EtcdVantages {
         let options = crate::etcd_options(Duration::from_secs(1)).with_timeout(Duration::from_millis(800));
         let client = Client::connect(endpoints, Some(options))
             .await
-            .map_err(|e| StoreError::Io(format!("etcd {}: cannot connect: {e}", endpoints.join(","))))?;
+            .map_err(|e| StoreError::io_from(format!("etcd {}: cannot connect: {e}", endpoints.join(",")), e))?;
         Ok(EtcdVantages {
             client,
             prefix: format!("{}/vantages/", prefix.trim_end_matches('/')),

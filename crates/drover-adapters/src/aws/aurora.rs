@@ -288,7 +288,9 @@ impl Database for AuroraGlobalDatabase {
     }
 
     async fn rejoin(&self, _region: &str, _primary: &str) -> Result<RejoinMethod, ProviderError> {
-        Err(ProviderError::permanent(drover_core::engine::managed_rejoin("aurora-global").unwrap_or_default()))
+        Err(ProviderError::permanent(
+            drover_core::plan::DatabaseKind::AuroraGlobal.rejoin_by_hand().unwrap_or_default(),
+        ))
     }
 
     /// The global cluster must exist, and the region's cluster must exist in its AWS region

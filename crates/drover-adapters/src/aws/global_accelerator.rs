@@ -130,7 +130,7 @@ impl GlobalAcceleratorTraffic {
         if allowed.contains(&now) {
             return Ok(now);
         }
-        Err(ProviderError::permanent(format!(
+        Err(ProviderError::stale(format!(
             "{}: switch refused: the {EPOCH_TAG} tag holds {now}, not {observed} (a newer run has switched traffic); abort this run",
             self.accelerator()
         )))

@@ -591,7 +591,7 @@ impl Database for RdsDatabase {
     }
 
     async fn rejoin(&self, _region: &str, _primary: &str) -> Result<RejoinMethod, ProviderError> {
-        Err(ProviderError::permanent(drover_core::engine::managed_rejoin("rds").unwrap_or_default()))
+        Err(ProviderError::permanent(drover_core::plan::DatabaseKind::Rds.rejoin_by_hand().unwrap_or_default()))
     }
 
     /// `fence` in reverse: the read-only parameter back to 0 in the instance's group, then

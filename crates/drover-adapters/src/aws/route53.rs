@@ -351,7 +351,7 @@ impl Route53Traffic {
     }
 
     fn stale(&self, expected: &EpochRecord, now: EpochRecord) -> ProviderError {
-        ProviderError::permanent(format!(
+        ProviderError::stale(format!(
             "route53 {}: switch refused: the epoch record holds {}, not {} (a newer run has switched traffic); abort this run",
             self.spec.record,
             now.epoch(),

@@ -23,9 +23,7 @@ pub use crate::join::join_all;
 pub use crate::steps::Observation;
 pub use crate::world::Providers;
 pub use observe::{Observed, observe, observe_regions};
-pub use planning::{
-    Refusal, lag_gate, managed_rejoin, plan_failback, plan_move, plan_reprotect, plan_run, runbook, stale_target,
-};
+pub use planning::{Refusal, lag_gate, plan_failback, plan_move, plan_reprotect, plan_run, runbook, stale_target};
 pub use retry::RetryPolicy;
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! and refusal a person or the autopilot can meet before anything is journaled.
 
 use crate::check::Health;
-use crate::plan::{DatabaseSpec, Plan, Role, StepKind};
+use crate::plan::{DatabaseKind, Plan, Role, StepKind};
 use crate::run::{Epoch, RunHeader, RunId, RunKind};
 use crate::world::{HostAccess, MemberStatus, TrafficState};
 
@@ -43,11 +43,11 @@ pub enum Refusal {
     )]
     StaleTarget { region: String, why: String, remedy: String },
     #[error(
-        "a {kind} of database kind rds cannot promise no data loss: RDS exposes no WAL positions to confirm the replica has every write of the fenced primary, and cannot make the old primary a replica again; use 'drover failover --to {to}' (it fences a reachable primary first) and accept the replica's lag"
+        "a {kind} of database kind {database} cannot promise no data loss: {why}; use 'drover failover --to {to}' (it fences a reachable primary first) and accept the replica's lag"
     )]
-    NoPlannedMove { kind: &'static str, to: String },
+    NoPlannedMove { kind: &'static str, database: DatabaseKind, why: &'static str, to: String },
     #[error("database kind {kind} cannot be reprotected by drover: {what}")]
-    ManagedRejoin { kind: &'static str, what: &'static str },
+    ManagedRejoin { kind: DatabaseKind, what: &'static str },
     #[error(
         "cannot read where traffic points ({0}); drover will not move the primary without knowing — check the DNS server and the TSIG key"
     )]
@@ -84,7 +84,7 @@ pub enum Refusal {
     NotProtected { region: String, state: String, plan: String },
     /// `NotProtected` for a managed database, which drover cannot reprotect itself.
     #[error("region '{region}' is not a replica of the primary ({state}); database kind {kind}: {what}")]
-    ManagedNotProtected { region: String, state: String, kind: &'static str, what: &'static str },
+    ManagedNotProtected { region: String, state: String, kind: DatabaseKind, what: &'static str },
     #[error("a {0} run is planned by 'drover {0}', not as a move of the primary")]
     NotAMove(&'static str),
     #[error(
@@ -145,8 +145,10 @@ pub fn plan_move(
         return Err(Refusal::NotAMove(kind.as_str()));
     }
     service_region(plan, to)?;
-    if kind.is_planned() && matches!(plan.database, DatabaseSpec::Rds(_)) {
-        return Err(Refusal::NoPlannedMove { kind: kind.as_str(), to: to.into() });
+    if kind.is_planned()
+        && let Err(why) = plan.database.kind().planned_move_without_loss()
+    {
+        return Err(Refusal::NoPlannedMove { kind: kind.as_str(), database: plan.database.kind(), why, to: to.into() });
     }
     if let Some(active) = &observed.active_run {
         return Err(Refusal::ActiveRun(active.clone()));
@@ -198,7 +200,7 @@ pub fn plan_move(
     // happen at all, and a person should not accept a loss for a move that cannot.
     let mut losses = Vec::new();
     if let Some(why) = stale_target(plan, observed, to) {
-        let remedy = match managed_rejoin(plan.database.kind()) {
+        let remedy = match plan.database.kind().rejoin_by_hand() {
             Some(_) => format!(
                 "make it a replica of the primary first (docs/aws.md: {} cannot be reprotected by drover)",
                 plan.database.kind()
@@ -332,7 +334,7 @@ pub fn plan_reprotect(
     reason: &str,
 ) -> Result<RunHeader, Refusal> {
     service_region(plan, region)?;
-    if let Some(what) = managed_rejoin(plan.database.kind()) {
+    if let Some(what) = plan.database.kind().rejoin_by_hand() {
         return Err(Refusal::ManagedRejoin { kind: plan.database.kind(), what });
     }
     if let Some(active) = &observed.active_run {
@@ -410,26 +412,12 @@ pub fn plan_failback(plan: &Plan, to: Option<&str>, observed: &Observed, reason:
     };
     if let Some(state) = state {
         // A managed database's replica is made by hand: 'drover reprotect' would be refused.
-        if let Some(what) = managed_rejoin(plan.database.kind()) {
+        if let Some(what) = plan.database.kind().rejoin_by_hand() {
             return Err(Refusal::ManagedNotProtected { region: to.into(), state, kind: plan.database.kind(), what });
         }
         return Err(Refusal::NotProtected { region: to.into(), state, plan: plan.source.display().to_string() });
     }
     plan_run(plan, RunKind::Failback, to, observed, reason)
-}
-
-/// What to do by hand to make a managed database's old primary a replica again, by
-/// `database.kind`; None for PostgreSQL, which drover rejoins itself.
-pub fn managed_rejoin(kind: &str) -> Option<&'static str> {
-    match kind {
-        "rds" => Some(
-            "RDS cannot make a promoted instance a replica again; create a new cross-region read replica of the new primary by hand (aws rds create-db-instance-read-replica), delete or rename the old instance, and name the replica in database.members",
-        ),
-        "aurora-global" => Some(
-            "Aurora makes the old primary cluster a secondary of the global database itself once its region is back; if it does not, remove it from the global cluster and add it again (aws rds remove-from-global-cluster, then create-db-cluster with --global-cluster-identifier)",
-        ),
-        _ => None,
-    }
 }
 
 /// The gate an automatic failover passes on top of `plan_run`'s: the target's

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::model::{AuroraGlobalSpec, AuroraMember, DatabaseSpec, RdsMember, RdsSpec};
-use super::parse::{Regions, region_entries};
-use super::raw::{Node, Value};
+use super::raw::Node;
 use super::reader::{Entry, Mapping, Reader};
+use super::regions::{Regions, region_entries};
 
 const RDS_FIELDS: [&str; 3] = ["kind", "promote_timeout", "members"];
 const AURORA_FIELDS: [&str; 4] = ["kind", "global_cluster", "timeout", "members"];
@@ -105,15 +105,6 @@ fn identifier(r: &mut Reader<'_>, node: &Node, field: &str, example: &str) -> Op
     }
     // RDS stores identifiers in lowercase.
     Some(text.to_ascii_lowercase())
-}
-
-/// The `kind` written in a section's mapping, if it is readable text.
-pub(super) fn declared_kind(node: &Node) -> Option<&str> {
-    let Value::Map(entries) = &node.value else { return None };
-    entries.iter().find_map(|(k, v)| match (&k.value, &v.value) {
-        (Value::Str(key), Value::Str(kind)) if key == "kind" => Some(kind.as_str()),
-        _ => None,
-    })
 }
 
 #[cfg(test)]

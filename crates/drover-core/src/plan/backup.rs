@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use super::compute::read_cluster;
 use super::model::{BackupSpec, BackupStoreSpec, ClusterAccess, ComputeSpec, ComputeTarget};
-use super::parse::{Regions, region_entries};
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader};
+use super::regions::{Regions, region_entries};
 
 const FIELDS: [&str; 8] = ["stores", "clusters", "secrets", "key_env", "key_file", "keep", "schedule", "key"];
 const STORE_FIELDS: [&str; 4] = ["url", "dir", "endpoint", "aws_region"];

@@ -3,18 +3,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::kinds::CheckKind;
 use super::model::{Check, Probe};
-use super::parse::{Regions, check_identifier, region_entries};
 use super::raw::Node;
-use super::reader::{Entry, Mapping, Reader};
+use super::reader::{Entry, Mapping, Reader, check_identifier};
+use super::regions::{Regions, region_entries};
 use crate::duration::format_duration;
 
+/// The probes (one per check), then the settings.
 const FIELDS: [&str; 12] = [
-    "http",
-    "tcp",
-    "postgres",
-    "route53_health_check",
-    "cloudwatch_alarm",
+    CheckKind::Http.as_str(),
+    CheckKind::Tcp.as_str(),
+    CheckKind::Postgres.as_str(),
+    CheckKind::Route53HealthCheck.as_str(),
+    CheckKind::CloudwatchAlarm.as_str(),
     "status",
     "body_contains",
     "interval",
@@ -23,7 +25,6 @@ const FIELDS: [&str; 12] = [
     "success_threshold",
     "per_region",
 ];
-const PROBES: [&str; 5] = ["http", "tcp", "postgres", "route53_health_check", "cloudwatch_alarm"];
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
@@ -115,7 +116,7 @@ fn read_probe(
     per_region: bool,
     regions: Option<&Regions>,
 ) -> Option<Probe> {
-    let given: Vec<&str> = PROBES.into_iter().filter(|p| m.get(p).is_some()).collect();
+    let given: Vec<CheckKind> = CheckKind::ALL.into_iter().filter(|k| m.get(k.as_str()).is_some()).collect();
     let kind = match given.as_slice() {
         [] => {
             r.error(
@@ -130,17 +131,17 @@ fn read_probe(
         [first, rest @ ..] => {
             for other in rest {
                 r.error(
-                    m.key(other).map_or(entry.key.pos(), Node::pos),
-                    &m.field(other),
+                    m.key(other.as_str()).map_or(entry.key.pos(), Node::pos),
+                    &m.field(other.as_str()),
                     format!("this check already probes with {first}; a check has exactly one probe, split it into two checks"),
                 );
             }
             return None;
         }
     };
-    let node = m.get(kind)?;
-    let field = m.field(kind);
-    if kind != "http" {
+    let node = m.get(kind.as_str())?;
+    let field = m.field(kind.as_str());
+    if !kind.reads_http_response() {
         for http_only in ["status", "body_contains"] {
             if let Some(key) = m.key(http_only) {
                 r.error(
@@ -152,7 +153,7 @@ fn read_probe(
         }
     }
     match kind {
-        "http" => {
+        CheckKind::Http => {
             let url = r.text(node, &field, "a URL like http://{target}:8080/healthz")?;
             let url_ok = template(r, node, &field, url, per_region);
             let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
@@ -176,7 +177,7 @@ fn read_probe(
             (url_ok && scheme_ok).then_some(())?;
             Some(Probe::Http { url: url.to_owned(), status: status?, body_contains: body_contains? })
         }
-        "tcp" => {
+        CheckKind::Tcp => {
             let address = r.text(node, &field, "an address like {target}:5432")?;
             let address_ok = template(r, node, &field, address, per_region);
             let port_ok = address
@@ -187,9 +188,9 @@ fn read_probe(
             }
             (address_ok && port_ok).then(|| Probe::Tcp { address: address.to_owned() })
         }
-        "route53_health_check" => route53_health_check(r, m, node, &field, per_region, regions),
-        "cloudwatch_alarm" => cloudwatch_alarm(r, m, node, &field, per_region, regions),
-        _ => {
+        CheckKind::Route53HealthCheck => route53_health_check(r, m, node, &field, per_region, regions),
+        CheckKind::CloudwatchAlarm => cloudwatch_alarm(r, m, node, &field, per_region, regions),
+        CheckKind::Postgres => {
             let target = r.text(node, &field, "member")?;
             if target != "member" {
                 r.error(
@@ -250,7 +251,7 @@ fn route53_health_check(
         r,
         m,
         node,
-        "route53_health_check",
+        CheckKind::Route53HealthCheck.as_str(),
         regions,
         ("Route 53 health check", expected, "health check id"),
     )?;
@@ -307,7 +308,7 @@ fn cloudwatch_alarm(
         r,
         m,
         node,
-        "cloudwatch_alarm",
+        CheckKind::CloudwatchAlarm.as_str(),
         regions,
         ("CloudWatch alarm", "a CloudWatch alarm name", "alarm name"),
     )?;

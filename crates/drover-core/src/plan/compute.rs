@@ -7,17 +7,13 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use super::model::{ClusterAccess, ComputeKind, ComputeSpec, ComputeTarget, KubernetesTarget};
-use super::parse::{Regions, check_identifier, region_entries};
+use super::kinds::ComputeKind;
+use super::model::{ClusterAccess, ComputeSpec, ComputeTarget, KubernetesTarget};
 use super::raw::{Node, Value};
-use super::reader::{Entry, Mapping, Reader};
+use super::reader::{Entry, Mapping, Reader, check_identifier};
+use super::regions::{Regions, region_entries};
 
 const FIELDS: [&str; 4] = ["kind", "capacity", "ready_timeout", "regions"];
-const KINDS: [(&str, ComputeKind); 3] = [
-    ("eks-nodegroup", ComputeKind::EksNodegroup),
-    ("autoscaling-group", ComputeKind::AutoScalingGroup),
-    ("kubernetes", ComputeKind::Kubernetes),
-];
 const IN_CLUSTER: &str = "in-cluster";
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// More than twice the primary's size is almost certainly a typo (1000 for 100).
@@ -52,7 +48,7 @@ fn read_one(r: &mut Reader<'_>, entry: &Entry<'_>, regions: Option<&Regions>) ->
     )?;
     let kind = r
         .require(&m, "kind", "add kind: eks-nodegroup, kind: autoscaling-group or kind: kubernetes")
-        .and_then(|n| r.choice(n, &m.field("kind"), "compute kind", &KINDS));
+        .and_then(|n| r.choice(n, &m.field("kind"), "compute kind", &ComputeKind::ALL.map(|k| (k.as_str(), k))));
     let capacity_percent = match m.get("capacity") {
         Some(n) => percent(r, n, &m.field("capacity")),
         None => Some(100),

@@ -5,14 +5,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::aws_database::{declared_kind, read_aurora, read_rds};
+use super::aws_database::{read_aurora, read_rds};
+use super::kinds::DatabaseKind;
 use super::model::{DatabaseSpec, MemberHost, PostgresMember, PostgresSpec, Replication};
-use super::parse::{Regions, region_entries};
 use super::raw::{Node, Value};
-use super::reader::{Entry, Mapping, Reader};
-
-/// `rds` and `aurora-global` are read by their own module; here they complete the list in messages.
-const KINDS: [(&str, ()); 3] = [("postgres", ()), ("rds", ()), ("aurora-global", ())];
+use super::reader::{Entry, Mapping, Reader, declared_kind};
+use super::regions::{Regions, region_entries};
 
 const FIELDS: [&str; 5] = ["kind", "replication", "promote_timeout", "connect_timeout", "members"];
 const MEMBER_FIELDS: [&str; 3] = ["dsn_env", "dsn_file", "host"];
@@ -27,15 +25,17 @@ pub(super) fn read(
     node: &Node,
     regions: Option<&Regions>,
 ) -> Option<DatabaseSpec> {
-    match declared_kind(node) {
-        Some("rds") => return read_rds(r, top, node, regions),
-        Some("aurora-global") => return read_aurora(r, top, node, regions),
-        _ => {}
+    match declared_kind(node).and_then(DatabaseKind::from_name) {
+        Some(DatabaseKind::Rds) => return read_rds(r, top, node, regions),
+        Some(DatabaseKind::AuroraGlobal) => return read_aurora(r, top, node, regions),
+        Some(DatabaseKind::Postgres) | None => {}
     }
     let at = top.key("database").map_or(node.pos(), Node::pos);
     let m = r.mapping(node, "database", at, &FIELDS, &[], "a mapping with kind, replication and members")?;
+    // `rds` and `aurora-global` are read by their own module; here they complete the list in messages.
+    let kinds = DatabaseKind::ALL.map(|k| (k.as_str(), k));
     let kind =
-        r.require(&m, "kind", "add kind: postgres").and_then(|n| r.choice(n, "database.kind", "database kind", &KINDS));
+        r.require(&m, "kind", "add kind: postgres").and_then(|n| r.choice(n, "database.kind", "database kind", &kinds));
     let replication = r
         .require(
             &m,

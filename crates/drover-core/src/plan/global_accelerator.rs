@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::model::{EndpointGroupTarget, GlobalAcceleratorSpec, TrafficSpec};
-use super::parse::{Regions, distinct_per_region, region_entries};
 use super::raw::Node;
 use super::reader::{Entry, Mapping, Reader};
+use super::regions::{Regions, distinct_per_region, region_entries};
 use super::route53::{DEFAULT_CHANGE_TIMEOUT, DEFAULT_STAGE_PAUSE, read_stages};
 
 const FIELDS: [&str; 6] = ["kind", "accelerator_arn", "endpoint_groups", "stages", "stage_pause", "change_timeout"];

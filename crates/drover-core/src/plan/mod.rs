@@ -1,9 +1,13 @@
 //! The plan: one YAML file describing one protected service.
 //!
 //! `model` holds the validated, typed plan the engine works from; `raw` reads
-//! YAML into a located tree; `parse` (with `reader` and one module per section)
-//! turns that tree into the model, reporting every problem as
+//! YAML into a located tree; `parse` reads the sections in order (one module per
+//! section) and turns that tree into the model, reporting every problem as
 //! `file:line:column: field: cause`; `summary` describes a valid plan.
+//!
+//! Floors, lowest first: `raw`, `reader` (field readers and located errors),
+//! `regions` and `dns` (what several sections share), the sections, `parse`.
+//! A section never imports `parse`, and `parse` is the only one that knows them all.
 
 mod aws;
 mod aws_database;
@@ -11,20 +15,27 @@ mod backup;
 mod checks;
 mod compute;
 mod database;
+mod dns;
 mod global_accelerator;
 pub mod iam;
+mod kinds;
 mod model;
 mod notify;
 mod parse;
 mod policy;
 mod raw;
 mod reader;
+mod regions;
 mod route53;
+mod steps;
 mod summary;
 mod traffic;
 
+pub use kinds::*;
 pub use model::*;
-pub use parse::{PlanError, PlanErrors, parse_plan};
+pub use parse::parse_plan;
+pub use reader::{PlanError, PlanErrors};
+pub use steps::*;
 pub use summary::summary;
 
 #[cfg(test)]

@@ -3,7 +3,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::notify::EventKind;
+use super::kinds::{CheckKind, ComputeKind, DatabaseKind, TrafficKind};
+use super::steps::Runbooks;
+use crate::event::EventKind;
 use crate::secret::{Secret, SecretRef, SecretSource};
 
 /// A validated plan. Every reference in it (regions, checks) resolves.
@@ -121,12 +123,12 @@ pub enum DatabaseSpec {
 }
 
 impl DatabaseSpec {
-    /// The plan's `database.kind`.
-    pub fn kind(&self) -> &'static str {
+    /// The plan's `database.kind`: what the database can do.
+    pub fn kind(&self) -> DatabaseKind {
         match self {
-            DatabaseSpec::Postgres(_) => "postgres",
-            DatabaseSpec::Rds(_) => "rds",
-            DatabaseSpec::AuroraGlobal(_) => "aurora-global",
+            DatabaseSpec::Postgres(_) => DatabaseKind::Postgres,
+            DatabaseSpec::Rds(_) => DatabaseKind::Rds,
+            DatabaseSpec::AuroraGlobal(_) => DatabaseKind::AuroraGlobal,
         }
     }
 
@@ -142,7 +144,7 @@ impl DatabaseSpec {
     /// Whether the database exposes WAL positions and lag in bytes (only PostgreSQL run
     /// by drover does): `catch_up` and `policy.max_lag_on_failover` need them.
     pub fn knows_wal_positions(&self) -> bool {
-        matches!(self, DatabaseSpec::Postgres(_))
+        self.kind().knows_wal_positions()
     }
 }
 
@@ -227,25 +229,6 @@ pub struct ComputeSpec {
     pub targets: BTreeMap<String, ComputeTarget>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ComputeKind {
-    EksNodegroup,
-    AutoScalingGroup,
-    /// Deployments, StatefulSets and HorizontalPodAutoscalers chosen by a namespace and a label selector.
-    Kubernetes,
-}
-
-impl ComputeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ComputeKind::EksNodegroup => "eks-nodegroup",
-            ComputeKind::AutoScalingGroup => "autoscaling-group",
-            ComputeKind::Kubernetes => "kubernetes",
-        }
-    }
-}
-
 /// The `backup` section: Kubernetes backups to object storage in every service region.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackupSpec {
@@ -310,11 +293,12 @@ pub enum TrafficSpec {
 }
 
 impl TrafficSpec {
-    pub fn kind(&self) -> &'static str {
+    /// The plan's `traffic.kind`: what the switch can do.
+    pub fn kind(&self) -> TrafficKind {
         match self {
-            TrafficSpec::Rfc2136(_) => "rfc2136",
-            TrafficSpec::Route53(_) => "route53",
-            TrafficSpec::GlobalAccelerator(_) => "global-accelerator",
+            TrafficSpec::Rfc2136(_) => TrafficKind::Rfc2136,
+            TrafficSpec::Route53(_) => TrafficKind::Route53,
+            TrafficSpec::GlobalAccelerator(_) => TrafficKind::GlobalAccelerator,
         }
     }
 
@@ -506,6 +490,28 @@ pub enum Probe {
     CloudwatchAlarm { alarms: BTreeMap<String, String> },
 }
 
+impl Probe {
+    /// The probe's field in the check, and what it does.
+    pub fn kind(&self) -> CheckKind {
+        match self {
+            Probe::Http { .. } => CheckKind::Http,
+            Probe::Tcp { .. } => CheckKind::Tcp,
+            Probe::Postgres => CheckKind::Postgres,
+            Probe::Route53HealthCheck { .. } => CheckKind::Route53HealthCheck,
+            Probe::CloudwatchAlarm { .. } => CheckKind::CloudwatchAlarm,
+        }
+    }
+
+    /// The text `{target}` is filled into (a URL, an address), for kinds that fill it.
+    pub fn template(&self) -> Option<&str> {
+        match self {
+            Probe::Http { url, .. } => Some(url),
+            Probe::Tcp { address } => Some(address),
+            Probe::Postgres | Probe::Route53HealthCheck { .. } | Probe::CloudwatchAlarm { .. } => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     pub auto_failover: bool,
@@ -520,111 +526,6 @@ pub struct Policy {
     /// default to 1m).
     pub max_lag_time_on_failover: Option<Duration>,
     pub cooldown: Duration,
-}
-
-/// A step a runbook can name. The engine knows how to observe and apply each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    /// Make the old primary refuse writes (best effort when it is unreachable in a failover).
-    Fence,
-    /// Wait until the target has replayed all WAL the fenced old primary wrote.
-    CatchUp,
-    /// Raise the epoch, promote the target, and record the epoch in it.
-    Promote,
-    /// Raise the target region's compute to the plan's share of the primary's, and wait until it is ready.
-    Scale,
-    /// Point traffic at the target, conditional on the epoch.
-    Switch,
-    /// Run the plan's checks against the target until they pass.
-    Verify,
-    /// Make the old primary a streaming standby of the new one.
-    Rejoin,
-    /// Tell the plan's webhooks where the run stands (at least once; never waits for them).
-    Notify,
-}
-
-impl StepKind {
-    pub const ALL: [StepKind; 8] = [
-        StepKind::Fence,
-        StepKind::CatchUp,
-        StepKind::Promote,
-        StepKind::Scale,
-        StepKind::Switch,
-        StepKind::Verify,
-        StepKind::Rejoin,
-        StepKind::Notify,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::Fence => "fence",
-            StepKind::CatchUp => "catch_up",
-            StepKind::Promote => "promote",
-            StepKind::Scale => "scale",
-            StepKind::Switch => "switch",
-            StepKind::Verify => "verify",
-            StepKind::Rejoin => "rejoin",
-            StepKind::Notify => "notify",
-        }
-    }
-
-    /// Position in the only order runs may take them: fence before catch-up before
-    /// promote, traffic only to a promoted target, the old primary rejoined last.
-    pub fn order(self) -> usize {
-        StepKind::ALL.iter().position(|&k| k == self).expect("every step is in ALL")
-    }
-
-    pub fn from_name(name: &str) -> Option<StepKind> {
-        StepKind::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Runbooks {
-    /// Unplanned: default `[fence, promote, switch, verify]` (with `scale` after promote
-    /// when the plan has compute).
-    pub failover: Vec<StepKind>,
-    /// Planned, zero data loss: default `[fence, catch_up, promote, switch, verify, rejoin]`
-    /// (with `scale` after promote when the plan has compute).
-    pub switchover: Vec<StepKind>,
-}
-
-impl Default for Runbooks {
-    fn default() -> Self {
-        Runbooks::defaults("postgres", false)
-    }
-}
-
-impl Runbooks {
-    /// The default runbooks for a database kind, with `scale` after `promote` when the
-    /// plan has compute to scale.
-    pub fn defaults(database_kind: &str, with_compute: bool) -> Runbooks {
-        use StepKind::*;
-        let mut runbooks = match database_kind {
-            // RDS cannot make a promoted instance a replica again (no rejoin), and has no
-            // WAL positions to catch up on: a planned move is refused (docs/aws.md).
-            "rds" => Runbooks {
-                failover: vec![Fence, Promote, Switch, Verify],
-                switchover: vec![Fence, Promote, Switch, Verify],
-            },
-            // Aurora demotes the old writer and promotes the new one in one call.
-            "aurora-global" => {
-                Runbooks { failover: vec![Promote, Switch, Verify], switchover: vec![Promote, Switch, Verify] }
-            }
-            _ => Runbooks {
-                failover: vec![Fence, Promote, Switch, Verify],
-                switchover: vec![Fence, CatchUp, Promote, Switch, Verify, Rejoin],
-            },
-        };
-        if with_compute {
-            for steps in [&mut runbooks.failover, &mut runbooks.switchover] {
-                let at = steps.iter().position(|&s| s == Promote).map_or(0, |p| p + 1);
-                steps.insert(at, Scale);
-            }
-        }
-        runbooks
-    }
 }
 
 /// Where run events are sent. The default sends nothing.

@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::model::{NotifySpec, WebhookKind, WebhookSpec, WebhookUrl};
-use super::parse::check_identifier;
 use super::raw::{Node, Value};
-use super::reader::{Entry, Mapping, Reader, closest};
-use crate::notify::EventKind;
+use super::reader::{Entry, Mapping, Reader, check_identifier, closest};
+use crate::event::EventKind;
 use crate::secret::SecretRef;
 
 const FIELDS: [&str; 3] = ["runbook_url", "webhooks", "on"];

@@ -2,46 +2,14 @@
 //! and returns the typed plan only when there are none.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
-use super::model::{Check, Objectives, Plan, Probe, Region, Role, Route53RecordType, TrafficSpec};
+use super::kinds::DatabaseKind;
+use super::model::{Check, Objectives, Plan, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
-use super::reader::{Entry, Mapping, Pos, Reader, closest, join, list_words};
-use super::{aws, aws_database, backup, checks, compute, database, notify, policy, route53, traffic};
+use super::reader::{Mapping, PlanError, PlanErrors, Reader, declared_kind};
+use super::{aws, backup, checks, compute, database, notify, policy, regions, route53, traffic};
 use crate::secret::SecretSource;
-
-/// One problem in a plan file, located precisely.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlanError {
-    pub file: String,
-    pub line: u64,
-    pub column: u64,
-    /// Dotted path of the field, e.g. `checks.api.interval`.
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.message)
-    }
-}
-
-/// Every problem found, in file order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlanErrors(pub Vec<PlanError>);
-
-impl fmt::Display for PlanErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for e in &self.0 {
-            writeln!(f, "error: {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for PlanErrors {}
 
 const TOP_LEVEL: [&str; 12] = [
     "name",
@@ -100,7 +68,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         .and_then(|n| read_objectives(r, &top, n));
     let regions = r
         .require(&top, "regions", "add e.g. regions: { east: { role: primary }, west: { role: standby } }")
-        .and_then(|n| read_regions(r, &top, n));
+        .and_then(|n| regions::read(r, &top, n));
     let database = r
         .require(&top, "database", "add a database section (kind, replication, members)")
         .and_then(|n| database::read(r, &top, n, regions.as_ref()));
@@ -119,19 +87,19 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
             "traffic.type CNAME targets are names; probe each region with route53_health_check: { <region>: <id> }, \
              or a fixed URL with per_region: false",
         ),
-        Some(TrafficSpec::GlobalAccelerator(_)) => Some(
-            "a global accelerator's static addresses serve every region, so no address is the region's own; \
-             probe each region with cloudwatch_alarm: { <region>: <alarm name> }, or a fixed URL with per_region: false",
-        ),
-        _ => None,
+        Some(traffic) => traffic.kind().no_region_addresses(),
+        None => None,
     };
     if let (Some(why), Some(checks)) = (no_addresses, &checks) {
         route53::targets_are_not_addresses(r, &top, checks, why);
     }
     let check_names: Option<Vec<&str>> = checks.as_ref().map(|c| c.keys().map(String::as_str).collect());
-    let database_kind = top.get("database").and_then(aws_database::declared_kind);
-    if let (Some(kind @ ("rds" | "aurora-global")), Some(checks)) = (database_kind, &checks) {
-        postgres_checks_need_postgres(r, &top, checks, kind);
+    // An unreadable or unknown kind (the database section reports it) is read as postgres,
+    // the kind that refuses nothing here, so it brings no errors of its own.
+    let database_kind =
+        top.get("database").and_then(declared_kind).and_then(DatabaseKind::from_name).unwrap_or(DatabaseKind::Postgres);
+    if let (false, Some(checks)) = (database_kind.has_member_dsns(), &checks) {
+        member_checks_need_member_dsns(r, &top, checks, database_kind);
     }
     let policy = policy::read_policy(r, &top, check_names.as_deref(), database_kind);
     let compute = compute::read(r, &top, regions.as_ref());
@@ -166,26 +134,32 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
 }
 
 /// A `postgres: member` check connects with the member's DSN, which only `kind: postgres` has.
-fn postgres_checks_need_postgres(r: &mut Reader<'_>, top: &Mapping<'_>, checks: &BTreeMap<String, Check>, kind: &str) {
+fn member_checks_need_member_dsns(
+    r: &mut Reader<'_>,
+    top: &Mapping<'_>,
+    checks: &BTreeMap<String, Check>,
+    kind: DatabaseKind,
+) {
     let Some(written) = top.get("checks") else { return };
     let raw::Value::Map(entries) = &written.value else { return };
     for (name, check) in checks {
-        if check.probe != Probe::Postgres {
+        if !check.probe.kind().connects_to_member() {
             continue;
         }
+        let field = check.probe.kind().as_str();
         let at =
             entries.iter().find(|(k, _)| k.value == raw::Value::Str(name.clone())).map_or(top.at, |(_, v)| {
                 match &v.value {
                     raw::Value::Map(fields) => fields
                         .iter()
-                        .find(|(k, _)| k.value == raw::Value::Str("postgres".into()))
+                        .find(|(k, _)| k.value == raw::Value::Str(field.into()))
                         .map_or(v.pos(), |(_, value)| value.pos()),
                     _ => v.pos(),
                 }
             });
         r.error(
             at,
-            &format!("checks.{name}.postgres"),
+            &format!("checks.{name}.{field}"),
             format!(
                 "postgres checks connect with database.members.<region>.dsn_env, which database kind {kind} does not \
                  have; probe the database endpoint with tcp: <endpoint>:5432 instead"
@@ -217,215 +191,6 @@ fn read_objectives(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option
         .require(&m, "rpo", "add the most recent writes you accept to lose, e.g. rpo: 0s")
         .and_then(|n| r.duration(n, "objectives.rpo"));
     Some(Objectives { rto: rto?, rpo: rpo? })
-}
-
-/// The regions as declared, kept even when a role is unreadable, so references
-/// to them are not reported as undefined on top of the real problem.
-pub(super) struct Regions {
-    /// In file order; `None` when the role was missing or invalid.
-    pub declared: Vec<(String, Option<Role>)>,
-    /// `aws_region` where given.
-    aws: BTreeMap<String, String>,
-    complete: bool,
-}
-
-impl Regions {
-    pub fn role(&self, name: &str) -> Option<Option<Role>> {
-        self.declared.iter().find(|(n, _)| n == name).map(|(_, role)| *role)
-    }
-
-    /// "east, west and witness", for "regions are ..." hints.
-    pub fn names(&self) -> String {
-        let names: Vec<&str> = self.declared.iter().map(|(n, _)| n.as_str()).collect();
-        list_words(&names)
-    }
-
-    /// Primary and standby regions, which each need a member and a target.
-    pub fn service(&self) -> impl Iterator<Item = (&str, Role)> {
-        self.declared.iter().filter_map(|(n, role)| match role {
-            Some(role @ (Role::Primary | Role::Standby)) => Some((n.as_str(), *role)),
-            _ => None,
-        })
-    }
-
-    fn into_model(self) -> Option<BTreeMap<String, Region>> {
-        if !self.complete {
-            return None;
-        }
-        let mut aws = self.aws;
-        self.declared
-            .into_iter()
-            .map(|(name, role)| role.map(|role| (name.clone(), Region { role, aws_region: aws.remove(&name) })))
-            .collect()
-    }
-}
-
-const ROLES: [(&str, Role); 3] = [("primary", Role::Primary), ("standby", Role::Standby), ("witness", Role::Witness)];
-
-fn read_regions(r: &mut Reader<'_>, top: &Mapping<'_>, node: &Node) -> Option<Regions> {
-    let at = top.key("regions").map_or(node.pos(), Node::pos);
-    let entries =
-        r.entries(node, "regions", "a mapping of region name to { role: primary|standby|witness }", "region")?;
-    let mut regions = Regions { declared: Vec::new(), aws: BTreeMap::new(), complete: true };
-    let mut primary: Option<String> = None;
-    for entry in entries {
-        check_identifier(r, &entry, "region");
-        let (role, aws_region) = region_fields(r, &entry.path, entry.key, entry.value);
-        if let Some(aws_region) = aws_region {
-            regions.aws.insert(entry.name.clone(), aws_region);
-        }
-        if role == Some(Role::Primary) {
-            if let Some(first) = &primary {
-                let role_at = match &entry.value.value {
-                    raw::Value::Map(items) => items.iter().find(|(k, _)| k.value == raw::Value::Str("role".into())),
-                    _ => None,
-                }
-                .map_or(entry.key.pos(), |(_, v)| v.pos());
-                r.error(
-                    role_at,
-                    &format!("{}.role", entry.path),
-                    format!("{first} is already the primary; exactly one region is primary, make this one standby"),
-                );
-            } else {
-                primary = Some(entry.name.clone());
-            }
-        }
-        regions.complete &= role.is_some();
-        regions.declared.push((entry.name, role));
-    }
-    let roles: Vec<Option<Role>> = regions.declared.iter().map(|(_, role)| *role).collect();
-    if regions.declared.is_empty() {
-        r.error(at, "regions", "no regions; declare one primary and at least one standby");
-        return None;
-    }
-    // Only judge the set of roles when every role could be read.
-    if regions.complete {
-        if primary.is_none() {
-            r.error(at, "regions", "no primary region; give exactly one region role: primary");
-        }
-        if !roles.contains(&Some(Role::Standby)) {
-            r.error(at, "regions", "no standby region; give at least one region role: standby to fail over to");
-        }
-    }
-    Some(regions)
-}
-
-/// A region's role, and the AWS region its AWS resources live in, if given.
-fn region_fields(r: &mut Reader<'_>, path: &str, key: &Node, node: &Node) -> (Option<Role>, Option<String>) {
-    let Some(m) = r.mapping(node, path, key.pos(), &["role", "aws_region"], &[], "a mapping like { role: standby }")
-    else {
-        return (None, None);
-    };
-    let role = r
-        .require(&m, "role", "add role: primary, role: standby or role: witness")
-        .and_then(|n| r.choice(n, &m.field("role"), "role", &ROLES));
-    let aws_region = m.get("aws_region").and_then(|n| {
-        let field = m.field("aws_region");
-        let text = r.text(n, &field, "an AWS region code, e.g. us-east-2")?;
-        let parts: Vec<&str> = text.split('-').collect();
-        let plain = text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if parts.len() < 3 || !plain || parts.last().is_none_or(|p| p.parse::<u8>().is_err()) {
-            r.error(n.pos(), &field, format!("'{text}' is not an AWS region code; write one like us-east-2"));
-            return None;
-        }
-        Some(text)
-    });
-    (role, aws_region.map(str::to_owned))
-}
-
-/// Region and check names end up in namespaces, metrics and URLs: keep them plain.
-pub(super) fn check_identifier(r: &mut Reader<'_>, entry: &Entry<'_>, what: &str) {
-    let plain = entry.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if !plain {
-        r.error(
-            entry.key.pos(),
-            &entry.path,
-            format!("'{}' is not a valid {what} name; use lowercase letters, digits, '-' and '_'", entry.name),
-        );
-    }
-}
-
-/// Entries of a mapping keyed by region (database members, traffic targets):
-/// each key must be a declared primary or standby region, and each of those
-/// must appear. Entries for unknown or witness regions are reported and dropped.
-/// Each region's entry read with `read`, refusing two regions whose values share
-/// what `key` picks (reported at `<entry>.<field>` with `clash(shared value, first region)`).
-pub(super) fn distinct_per_region<T>(
-    r: &mut Reader<'_>,
-    entries: &[Entry<'_>],
-    mut read: impl FnMut(&mut Reader<'_>, &Entry<'_>) -> Option<T>,
-    key: impl Fn(&T) -> &str,
-    field: &str,
-    clash: impl Fn(&str, &str) -> String,
-) -> Option<BTreeMap<String, T>> {
-    let mut values = BTreeMap::new();
-    let mut complete = true;
-    for entry in entries {
-        match read(r, entry) {
-            Some(value) => {
-                values.insert(entry.name.clone(), value);
-            }
-            None => complete = false,
-        }
-    }
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for (region, value) in &values {
-        if let Some(first) = seen.insert(key(value), region) {
-            let entry = entries.iter().find(|e| &e.name == region).expect("read from entries");
-            r.error(entry.key.pos(), &format!("{}.{field}", entry.path), clash(key(value), first));
-            complete = false;
-        }
-    }
-    complete.then_some(values)
-}
-
-pub(super) fn region_entries<'n>(
-    r: &mut Reader<'_>,
-    node: &'n Node,
-    path: &str,
-    at: Pos,
-    regions: Option<&Regions>,
-    what: &str,
-    example: &dyn Fn(&str) -> String,
-) -> Option<Vec<Entry<'n>>> {
-    let entries = r.entries(node, path, &format!("a mapping of region name to {what}"), "region")?;
-    // Without readable regions there is nothing to check the keys against.
-    let Some(regions) = regions else {
-        return Some(entries);
-    };
-    let mut kept = Vec::new();
-    for entry in entries {
-        match regions.role(&entry.name) {
-            None => {
-                let names: Vec<&str> = regions.declared.iter().map(|(n, _)| n.as_str()).collect();
-                let near = closest(&entry.name, &names).map(|n| format!("did you mean {n}? ")).unwrap_or_default();
-                r.error(
-                    entry.key.pos(),
-                    &entry.path,
-                    format!("no region named {}; {near}regions are {}", entry.name, regions.names()),
-                );
-            }
-            Some(Some(Role::Witness)) => r.error(
-                entry.key.pos(),
-                &entry.path,
-                format!(
-                    "{} is a witness region: it runs no service, so it has no {what}; remove this entry",
-                    entry.name
-                ),
-            ),
-            Some(_) => kept.push(entry),
-        }
-    }
-    for (name, role) in regions.service() {
-        if !kept.iter().any(|e| e.name == name) {
-            r.error(
-                at,
-                &join(path, name),
-                format!("missing; {name} is a {} region and needs a {what}, e.g. {}", role.as_str(), example(name)),
-            );
-        }
-    }
-    Some(kept)
 }
 
 #[cfg(test)]

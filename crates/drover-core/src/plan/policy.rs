@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use super::model::{Policy, Runbooks, StepKind};
+use super::kinds::DatabaseKind;
+use super::model::Policy;
 use super::raw::{Node, Value};
 use super::reader::{Mapping, Reader, closest, list_words};
+use super::steps::{Runbooks, StepKind};
 
 const POLICY_FIELDS: [&str; 7] = [
     "auto_failover",
@@ -16,14 +18,6 @@ const POLICY_FIELDS: [&str; 7] = [
     "cooldown",
     "detect_with",
 ];
-/// RDS and Aurora report lag only in time; an automatic failover of them is bounded by this by default.
-const DEFAULT_MANAGED_LAG_TIME: Duration = Duration::from_secs(60);
-
-/// Whether a `database.kind` exposes WAL positions (PostgreSQL run by drover) or only
-/// a lag in time (RDS, Aurora). `None` (unreadable kind) is treated as postgres.
-fn managed(kind: Option<&str>) -> bool {
-    matches!(kind, Some("rds" | "aurora-global"))
-}
 const RUNBOOK_FIELDS: [&str; 2] = ["failover", "switchover"];
 
 impl Default for Policy {
@@ -41,17 +35,15 @@ impl Default for Policy {
 
 /// The policy, and the checks named in `detect_with` (`None`: all checks decide).
 /// `check_names` is `None` when the checks section could not be read; `database_kind`
-/// is the `database.kind` written, which decides the lag limits that apply.
+/// (the `database.kind` written) decides the lag limits that apply.
 pub(super) fn read_policy(
     r: &mut Reader<'_>,
     top: &Mapping<'_>,
     check_names: Option<&[&str]>,
-    database_kind: Option<&str>,
+    database_kind: DatabaseKind,
 ) -> Option<(Policy, Option<Vec<String>>)> {
-    let defaults = Policy {
-        max_lag_time_on_failover: managed(database_kind).then_some(DEFAULT_MANAGED_LAG_TIME),
-        ..Policy::default()
-    };
+    let defaults =
+        Policy { max_lag_time_on_failover: database_kind.default_max_lag_time_on_failover(), ..Policy::default() };
     let Some(node) = top.get("policy") else {
         return Some((defaults, None));
     };
@@ -60,8 +52,10 @@ pub(super) fn read_policy(
     }
     let at = top.key("policy").map_or(node.pos(), Node::pos);
     let m = r.mapping(node, "policy", at, &POLICY_FIELDS, &[], "a mapping like { auto_failover: true, quorum: 2 }")?;
-    if let (Some(key), true) = (m.key("max_lag_on_failover"), managed(database_kind)) {
-        let kind = database_kind.unwrap_or_default();
+    if let Some(key) = m.key("max_lag_on_failover")
+        && !database_kind.knows_wal_positions()
+    {
+        let kind = database_kind;
         r.error(
             key.pos(),
             "policy.max_lag_on_failover",
@@ -130,17 +124,15 @@ fn detect_with(r: &mut Reader<'_>, node: &Node, check_names: Option<&[&str]>) ->
     (names.len() == items.len()).then_some(names)
 }
 
-/// The runbooks; their defaults and rules depend on `database_kind` (`None`: postgres's),
-/// and on `with_compute`: a plan with a compute section scales it by default, and only
-/// such a plan may name `scale`.
+/// The runbooks; their defaults and rules depend on `kind`, and on `with_compute`: a
+/// plan with a compute section scales it by default, and only such a plan may name `scale`.
 pub(super) fn read_runbooks(
     r: &mut Reader<'_>,
     top: &Mapping<'_>,
-    database_kind: Option<&str>,
+    kind: DatabaseKind,
     with_compute: bool,
 ) -> Option<Runbooks> {
-    let kind = database_kind.filter(|k| managed(Some(k))).unwrap_or("postgres");
-    let defaults = Runbooks::defaults(kind, with_compute);
+    let defaults = kind.default_runbooks(with_compute);
     let Some(node) = top.get("runbooks") else {
         return Some(defaults);
     };
@@ -164,7 +156,13 @@ pub(super) fn read_runbooks(
     Some(Runbooks { failover: failover?, switchover: switchover? })
 }
 
-fn steps(r: &mut Reader<'_>, node: &Node, field: &str, kind: &str, with_compute: bool) -> Option<Vec<StepKind>> {
+fn steps(
+    r: &mut Reader<'_>,
+    node: &Node,
+    field: &str,
+    kind: DatabaseKind,
+    with_compute: bool,
+) -> Option<Vec<StepKind>> {
     let valid: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
     let items = r.list(node, field, "a list of steps, e.g. [fence, promote, switch, verify]")?;
     if items.is_empty() {
@@ -217,24 +215,24 @@ fn steps(r: &mut Reader<'_>, node: &Node, field: &str, kind: &str, with_compute:
 
 /// What a runbook must hold so that it can never leave two primaries, or verify
 /// a traffic switch that never happened; and the steps a kind of database cannot take.
-fn required_steps(steps: &[StepKind], kind: &str) -> Vec<String> {
+fn required_steps(steps: &[StepKind], kind: DatabaseKind) -> Vec<String> {
     use StepKind::*;
     let has = |s: StepKind| steps.contains(&s);
     let mut missing = Vec::new();
     if !has(Promote) {
         missing.push("has no promote; every run moves the primary database".to_string());
     }
-    for (step, why) in unavailable_steps(kind) {
+    for (step, why) in kind.cannot_run() {
         if has(*step) {
             missing.push(format!("{} cannot run with database kind {kind}: {why}; remove it", step.as_str()));
         }
     }
-    // Aurora's switchover and failover calls demote the old writer themselves: no fence step.
-    if !has(Fence) && kind != "aurora-global" {
+    // A kind that cannot fence (Aurora) demotes the old writer in its own promotion: no fence step.
+    if !has(Fence) && kind.can_fence() {
         missing.push("has no fence; without it the old primary could keep accepting writes (two primaries)".into());
     }
     for (step, needs) in [(CatchUp, Fence), (Switch, Promote), (Verify, Switch), (Rejoin, Promote)] {
-        if unavailable_steps(kind).iter().any(|(s, _)| *s == step) {
+        if !kind.can_run(step) {
             continue;
         }
         if has(step) && !has(needs) {
@@ -242,21 +240,4 @@ fn required_steps(steps: &[StepKind], kind: &str) -> Vec<String> {
         }
     }
     missing
-}
-
-/// Steps a managed database cannot take, and why (docs/aws.md).
-fn unavailable_steps(kind: &str) -> &'static [(StepKind, &'static str)] {
-    use StepKind::*;
-    match kind {
-        "rds" => &[
-            (CatchUp, "RDS exposes no WAL positions to confirm the replica has every write of the fenced primary"),
-            (Rejoin, "RDS cannot make a promoted instance a replica again; create a new read replica by hand"),
-        ],
-        "aurora-global" => &[
-            (Fence, "SwitchoverGlobalCluster and FailoverGlobalCluster demote the old writer themselves"),
-            (CatchUp, "SwitchoverGlobalCluster waits for the secondary to catch up itself"),
-            (Rejoin, "Aurora makes the old primary cluster a secondary itself once it is back"),
-        ],
-        _ => &[],
-    }
 }

@@ -2,12 +2,44 @@
 //! `PlanError` pointing at the key or value at fault; readers return `None`
 //! after recording the error, so callers simply carry on to find the next one.
 
+use std::fmt;
 use std::time::Duration;
 
-use super::parse::PlanError;
 use super::raw::{Node, Value};
 use crate::duration::{parse_bytes, parse_duration};
 use crate::secret::{SecretRef, SecretSource};
+
+/// One problem in a plan file, located precisely.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanError {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    /// Dotted path of the field, e.g. `checks.api.interval`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.message)
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanErrors(pub Vec<PlanError>);
+
+impl fmt::Display for PlanErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.0 {
+            writeln!(f, "error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlanErrors {}
 
 /// A 1-based (line, column) position in the plan file.
 pub(super) type Pos = (u64, u64);
@@ -423,6 +455,28 @@ impl<'s> Reader<'s> {
 }
 
 /// Numbers are accepted where text is parsed (`ttl: 5` → "'5' has no unit").
+/// Region and check names end up in namespaces, metrics and URLs: keep them plain.
+pub(super) fn check_identifier(r: &mut Reader<'_>, entry: &Entry<'_>, what: &str) {
+    let plain = entry.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !plain {
+        r.error(
+            entry.key.pos(),
+            &entry.path,
+            format!("'{}' is not a valid {what} name; use lowercase letters, digits, '-' and '_'", entry.name),
+        );
+    }
+}
+
+/// The `kind` written in a section's mapping, if it is readable text: the section
+/// readers pick the reader for that kind from it before reading anything else.
+pub(super) fn declared_kind(node: &Node) -> Option<&str> {
+    let Value::Map(entries) = &node.value else { return None };
+    entries.iter().find_map(|(k, v)| match (&k.value, &v.value) {
+        (Value::Str(key), Value::Str(kind)) if key == "kind" => Some(kind.as_str()),
+        _ => None,
+    })
+}
+
 fn scalar_number_or_text(node: &Node) -> Option<String> {
     match &node.value {
         Value::Str(s) => Some(s.clone()),

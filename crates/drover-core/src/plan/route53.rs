@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use super::model::{Check, Probe, Route53RecordType, Route53Routing, Route53Spec, Route53Target, TrafficSpec};
-use super::parse::{Regions, distinct_per_region, region_entries};
+use super::dns::{absolute_name, ttl};
+use super::model::{Check, Route53RecordType, Route53Routing, Route53Spec, Route53Target, TrafficSpec};
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader};
-use super::traffic::{absolute_name, ttl};
+use super::regions::{Regions, distinct_per_region, region_entries};
 
 const FIELDS: [&str; 10] = [
     "kind",
@@ -292,10 +292,8 @@ pub(super) fn targets_are_not_addresses(
 ) {
     let written = top.get("checks").map(|n| &n.value);
     for (name, check) in checks {
-        let (kind, template) = match &check.probe {
-            Probe::Http { url, .. } => ("http", url),
-            Probe::Tcp { address } => ("tcp", address),
-            Probe::Postgres | Probe::Route53HealthCheck { .. } | Probe::CloudwatchAlarm { .. } => continue,
+        let (kind, Some(template)) = (check.probe.kind().as_str(), check.probe.template()) else {
+            continue;
         };
         if !template.contains("{target}") {
             continue;

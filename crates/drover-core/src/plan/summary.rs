@@ -2,11 +2,10 @@
 
 use std::fmt::Write;
 
-use super::model::{
-    Check, ClusterAccess, ComputeTarget, DatabaseSpec, NotifySpec, Plan, Probe, Route53Routing, StepKind, TrafficSpec,
-};
+use super::model::{Check, ClusterAccess, ComputeTarget, DatabaseSpec, NotifySpec, Plan, Route53Routing, TrafficSpec};
+use super::steps::StepKind;
 use crate::duration::format_duration;
-use crate::notify::EventKind;
+use crate::event::EventKind;
 
 /// One line per section, labels aligned, e.g. `  regions    east (primary), west (standby)`.
 pub fn summary(plan: &Plan) -> String {
@@ -210,13 +209,7 @@ fn describe_traffic(traffic: &TrafficSpec) -> String {
 }
 
 fn describe_check(check: &Check) -> String {
-    let kind = match check.probe {
-        Probe::Http { .. } => "http",
-        Probe::Tcp { .. } => "tcp",
-        Probe::Postgres => "postgres",
-        Probe::Route53HealthCheck { .. } => "route53_health_check",
-        Probe::CloudwatchAlarm { .. } => "cloudwatch_alarm",
-    };
+    let kind = check.probe.kind();
     let mut text = format!(
         "{} ({kind}, every {}, timeout {}, {} down / {} up",
         check.name,

@@ -3,16 +3,15 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use super::aws_database::declared_kind;
+use super::dns::{absolute_name, ttl};
+use super::kinds::TrafficKind;
 use super::model::{Rfc2136Spec, TrafficSpec, Tsig, TsigAlgorithm};
-use super::parse::{Regions, region_entries};
 use super::raw::Node;
-use super::reader::{Mapping, Reader};
+use super::reader::{Mapping, Reader, declared_kind};
+use super::regions::{Regions, region_entries};
 use super::{global_accelerator, route53};
 
 const FIELDS: [&str; 7] = ["kind", "server", "zone", "record", "ttl", "tsig", "targets"];
-/// `route53` and `global-accelerator` are read by their own modules; here they only complete the list in messages.
-const KINDS: [(&str, ()); 3] = [("rfc2136", ()), ("route53", ()), ("global-accelerator", ())];
 const TSIG_FIELDS: [&str; 4] = ["name", "algorithm", "secret_env", "secret_file"];
 const ALGORITHMS: [(&str, TsigAlgorithm); 3] = [
     ("hmac-sha256", TsigAlgorithm::HmacSha256),
@@ -26,10 +25,10 @@ pub(super) fn read(
     node: &Node,
     regions: Option<&Regions>,
 ) -> Option<TrafficSpec> {
-    match declared_kind(node) {
-        Some("route53") => return route53::read(r, top, node, regions),
-        Some("global-accelerator") => return global_accelerator::read(r, top, node, regions),
-        _ => {}
+    match declared_kind(node).and_then(TrafficKind::from_name) {
+        Some(TrafficKind::Route53) => return route53::read(r, top, node, regions),
+        Some(TrafficKind::GlobalAccelerator) => return global_accelerator::read(r, top, node, regions),
+        Some(TrafficKind::Rfc2136) | None => {}
     }
     let at = top.key("traffic").map_or(node.pos(), Node::pos);
     let m = r.mapping(
@@ -40,8 +39,10 @@ pub(super) fn read(
         &[],
         "a mapping with kind, server, zone, record, ttl, tsig and targets",
     )?;
+    // `route53` and `global-accelerator` are read by their own modules; here they only complete the list in messages.
+    let kinds = TrafficKind::ALL.map(|k| (k.as_str(), k));
     let kind =
-        r.require(&m, "kind", "add kind: rfc2136").and_then(|n| r.choice(n, "traffic.kind", "traffic kind", &KINDS));
+        r.require(&m, "kind", "add kind: rfc2136").and_then(|n| r.choice(n, "traffic.kind", "traffic kind", &kinds));
     let server = r
         .require(&m, "server", "add the DNS server that takes updates, e.g. server: 10.200.0.1:53")
         .and_then(|n| server(r, n));
@@ -95,33 +96,8 @@ fn server(r: &mut Reader<'_>, node: &Node) -> Option<SocketAddr> {
     None
 }
 
-/// A fully qualified DNS name, lowercased for comparison.
-pub(super) fn absolute_name(r: &mut Reader<'_>, node: &Node, field: &str, example: &str) -> Option<String> {
-    let text = r.text(node, field, &format!("a DNS name like {example}"))?;
-    if text.chars().any(char::is_whitespace) || text.contains("..") || text == "." {
-        r.error(node.pos(), field, format!("'{text}' is not a DNS name; write e.g. {example}"));
-        return None;
-    }
-    if !text.ends_with('.') {
-        r.error(node.pos(), field, format!("'{text}' is not fully qualified; write {text}. (with the final dot)"));
-        return None;
-    }
-    Some(text.to_ascii_lowercase())
-}
-
 fn in_zone(record: &str, zone: &str) -> bool {
     record == zone || record.ends_with(&format!(".{zone}"))
-}
-
-/// DNS TTLs are whole seconds.
-pub(super) fn ttl(r: &mut Reader<'_>, node: &Node) -> Option<std::time::Duration> {
-    let ttl = r.duration(node, "traffic.ttl")?;
-    if ttl.subsec_nanos() != 0 {
-        let up = ttl.as_secs() + 1;
-        r.error(node.pos(), "traffic.ttl", format!("DNS TTLs are whole seconds; write e.g. {up}s"));
-        return None;
-    }
-    Some(ttl)
 }
 
 fn read_tsig(r: &mut Reader<'_>, traffic: &Mapping<'_>, node: &Node) -> Option<Tsig> {

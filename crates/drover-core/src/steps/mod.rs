@@ -156,7 +156,7 @@ pub fn step(kind: StepKind) -> &'static dyn Step {
 
 /// The error of a run whose epoch another run has overtaken.
 fn stale(found: Epoch, ours: Epoch) -> ProviderError {
-    ProviderError::permanent(format!(
+    ProviderError::stale(format!(
         "epoch is {found}, newer than this run's {ours}: another run has taken over; abort this one"
     ))
 }

@@ -43,7 +43,7 @@ impl Step for Promote {
 /// Compare-and-swap the store's epoch up to this run's; fine if this run already did.
 /// The run's epoch may be more than one above the store's (the world held a higher one).
 async fn raise_epoch(cx: &StepCx<'_>) -> Result<(), ProviderError> {
-    let store = |e: StoreError| ProviderError::transient(e.to_string());
+    let store = |e: StoreError| ProviderError::transient(e.to_string()).with_source(e);
     let ours = cx.epoch();
     let current = cx.journal.epoch().await.map_err(store)?;
     if current == ours {

@@ -152,7 +152,7 @@ async fn scale_target(cx: &StepCx<'_>, resource: &str, percent: u32) -> Result<V
 /// Journals what `resource` ran in the target region before this run first resized it
 /// there; a resumed run keeps the first record, the sizes from before any resize.
 async fn note_scaled_from(cx: &StepCx<'_>, resource: &str, units: Units) -> Result<(), ProviderError> {
-    let store = |e: StoreError| ProviderError::transient(e.to_string());
+    let store = |e: StoreError| ProviderError::transient(e.to_string()).with_source(e);
     let to = cx.to();
     let entries = cx.journal.entries(&cx.header.id).await.map_err(store)?;
     let noted = entries

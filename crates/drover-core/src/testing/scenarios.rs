@@ -93,7 +93,7 @@ pub fn plan_with_compute(percent: u32) -> Plan {
             targets: [("east".into(), target("web-east")), ("west".into(), target("web-west"))].into(),
         },
     );
-    plan.runbooks = Runbooks::defaults("postgres", true);
+    plan.runbooks = DatabaseKind::Postgres.default_runbooks(true);
     plan
 }
 

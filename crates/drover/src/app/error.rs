@@ -141,7 +141,7 @@ mod tests {
             (NotFound, "no run with id r1; 'drover runs' lists them")
         );
         assert_eq!(store_failure(StoreError::ActiveRun { active: "r1".into() }).class, Conflict);
-        assert_eq!(store_failure(StoreError::Io("disk".into())).class, Failed);
+        assert_eq!(store_failure(StoreError::io("disk")).class, Failed);
         let id = drover_core::run::RunId("r1".into());
         assert_eq!(engine_failure(EngineError::NeedsApproval(id)).class, Conflict);
         assert_eq!(engine_failure(EngineError::Undo("lift".into(), "timeout".into())).class, StaysPaused);

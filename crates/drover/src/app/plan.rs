@@ -46,7 +46,7 @@ pub fn summary_json(plan: &Plan) -> serde_json::Value {
         "plan": plan.name,
         "valid": true,
         "regions": plan.regions.iter().map(|(n, r)| (n.clone(), r.role.as_str())).collect::<std::collections::BTreeMap<_, _>>(),
-        "database": plan.database.kind(),
+        "database": plan.database.kind().as_str(),
         "replication": plan.database.replication(),
         "record": plan.traffic.record(),
         "checks": plan.checks.keys().collect::<Vec<_>>(),

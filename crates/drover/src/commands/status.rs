@@ -483,7 +483,7 @@ mod tests {
     use std::time::Duration;
 
     use drover_core::engine::Observed;
-    use drover_core::plan::{AuroraGlobalSpec, AuroraMember, DatabaseSpec, Plan, RdsMember, RdsSpec, Runbooks};
+    use drover_core::plan::{AuroraGlobalSpec, AuroraMember, DatabaseKind, DatabaseSpec, Plan, RdsMember, RdsSpec};
     use drover_core::testing::scenarios::two_region_plan;
     use drover_core::world::{Capacity, MemberStatus, ProbeResult, TrafficState, WHOLE};
 
@@ -639,7 +639,7 @@ mod tests {
             members: [("east".into(), member("shop-db")), ("west".into(), member("shop-db-west"))].into(),
             promote_timeout: Duration::from_secs(1800),
         });
-        plan.runbooks = Runbooks::defaults("rds", false);
+        plan.runbooks = DatabaseKind::Rds.default_runbooks(false);
         plan
     }
 
