@@ -4,9 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# fault-injection: the daemon's test hooks (crates/drover/src/serve/faults.rs), which the
+# HA lab tests need and which a release build never carries.
+features=(--features drover/fault-injection)
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+  cargo nextest run --workspace --all-targets "${features[@]}" --no-fail-fast "$@"
 else
   echo "test: cargo-nextest not found; using cargo test (lab tests then run one at a time)"
-  cargo test --workspace --all-targets --no-fail-fast "$@" -- --test-threads=1
+  cargo test --workspace --all-targets "${features[@]}" --no-fail-fast "$@" -- --test-threads=1
 fi

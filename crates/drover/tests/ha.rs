@@ -45,8 +45,18 @@ struct HaLab {
 
 impl HaLab {
     /// A fresh HA lab with the write probe running. `kill_after`: the daemons SIGKILL
-    /// themselves after journaling that record (DROVER_TEST_KILL_AFTER).
+    /// themselves after journaling that record (DROVER_TEST_KILL_AFTER), which only a
+    /// binary built with the `fault-injection` feature honours.
     fn up(kill_after: Option<&str>) -> HaLab {
+        // This test crate and the binary it runs are built with the same features of the
+        // drover package: without the hook, the daemons would never die and the test
+        // would prove nothing. Say so, before taking the lab.
+        assert!(
+            kill_after.is_none() || cfg!(feature = "fault-injection"),
+            "this test kills daemons through an injected fault (DROVER_TEST_KILL_AFTER), compiled only \
+             with drover's `fault-injection` feature: run it with \
+             `cargo nextest run -p drover --features fault-injection --test ha`, or run scripts/test.sh"
+        );
         let tmp = tempfile::Builder::new().prefix("drover-ha-").tempdir_in("/tmp").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

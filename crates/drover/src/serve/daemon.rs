@@ -179,10 +179,12 @@ impl Daemon {
         }
     }
 
-    /// Every journal entry this daemon writes: logged, and the test fault point.
+    /// Every journal entry this daemon writes: logged, and (built with the `fault-injection`
+    /// feature, for tests only) the fault point of `super::faults`.
     pub fn on_entry(&self, progress: &Progress, entry: &Entry) {
         log_entry(&self.vantage, progress, entry);
-        kill_point(&self.vantage, entry);
+        #[cfg(feature = "fault-injection")]
+        super::faults::after_journaled(&self.vantage, entry);
     }
 
     /// Starts the daemon's loops (probes, world, autopilot, election); they run until the
@@ -492,25 +494,6 @@ pub fn last_move_ended(runs: &[RunSummary]) -> Option<u64> {
     // A reprotect moves nothing: it must not hold back a failover that is needed.
     let moves = runs.iter().filter(|r| r.state == RunState::Completed && r.header.kind.moves_primary());
     moves.filter_map(|r| r.finished_ms).max()
-}
-
-/// Test fault injection: with `DROVER_TEST_KILL_AFTER=<record>` (a step name such as
-/// `promote`, or `started`), the daemon SIGKILLs itself right after journaling that
-/// step's completion (or the run's start), as a crash at that step boundary would.
-/// The lab tests use it to prove that a follower takes the run over.
-fn kill_point(vantage: &str, entry: &Entry) {
-    static AFTER: std::sync::LazyLock<Option<String>> =
-        std::sync::LazyLock::new(|| std::env::var("DROVER_TEST_KILL_AFTER").ok().filter(|s| !s.is_empty()));
-    let Some(after) = AFTER.as_deref() else { return };
-    let boundary = match &entry.record {
-        Record::Started { .. } => "started",
-        Record::StepDone { kind, .. } => kind.as_str(),
-        _ => return,
-    };
-    if boundary == after {
-        tracing::error!(%vantage, "DROVER_TEST_KILL_AFTER={after}: killing this daemon with SIGKILL after journaling it");
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-    }
 }
 
 /// A journal entry as one log line, worded as the CLI prints its progress.

@@ -6,6 +6,8 @@
 pub mod api;
 pub mod backups;
 pub mod daemon;
+#[cfg(feature = "fault-injection")]
+mod faults;
 pub mod leadership;
 pub mod metrics;
 pub mod peers;
