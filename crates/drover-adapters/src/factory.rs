@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use drover_core::engine::Providers;
 use drover_core::error::ProviderError;
-use drover_core::plan::{ComputeKind, DatabaseSpec, Plan, TrafficSpec};
+use drover_core::plan::{ComputeKind, DatabaseSpec, Plan, StepAction, TrafficSpec};
 use drover_core::secret::{Secret, SecretRef, SecretSource};
 use drover_core::world::{Compute, Database, NoCompute, Size, Traffic, Units};
 
+use crate::hooks::HookRunner;
 use crate::notify::{WebhookNotifier, WebhookSecrets};
 use crate::postgres::{PostgresConfig, PostgresDatabase, PostgresMemberConfig};
 use crate::probe::CheckProber;
@@ -41,6 +42,8 @@ pub struct Adapters {
     compute: Box<dyn Compute>,
     prober: Arc<CheckProber>,
     pub notifier: WebhookNotifier,
+    /// The plan's own `http` and `exec` steps.
+    hooks: HookRunner,
 }
 
 /// Builds every provider `plan` names, resolving its secrets through `secrets`. Each
@@ -143,7 +146,9 @@ pub fn build(plan: &Plan, secrets: &dyn SecretSource) -> Result<Adapters, BuildE
             aws,
         )?)
     };
-    Ok(Adapters { database, traffic, compute, prober, notifier })
+    let hooks = HookRunner::new(plan.steps.values().flat_map(StepAction::secrets), secrets)
+        .map_err(|e| BuildError(format!("steps: {e}")))?;
+    Ok(Adapters { database, traffic, compute, prober, notifier, hooks })
 }
 
 impl Adapters {
@@ -155,6 +160,7 @@ impl Adapters {
             compute: self.compute.as_ref(),
             prober: self.prober.as_ref(),
             notifier: &self.notifier,
+            hooks: &self.hooks,
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod dns;
 pub mod factory;
+pub mod hooks;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod notify;

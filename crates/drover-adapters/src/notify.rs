@@ -268,7 +268,7 @@ impl Webhook {
 }
 
 /// Control characters and newlines become spaces, so a receiver's page fits one log line.
-fn one_line(text: &str, limit: usize) -> String {
+pub(crate) fn one_line(text: &str, limit: usize) -> String {
     let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
     match flat.char_indices().nth(limit) {

@@ -332,7 +332,7 @@ fn preflight_database(global: Rule, clusters: Rule) -> AuroraGlobalDatabase {
 /// gathering a run's preflight uses (the fake world has no other problem).
 async fn plan_problems(db: &AuroraGlobalDatabase) -> Vec<String> {
     let world = FakeWorld::two_regions();
-    let providers = Providers { database: db, traffic: &world, compute: &world, prober: &world, notifier: &world };
+    let providers = Providers { database: db, ..Providers::all(&world) };
     drover_core::preflight::for_plan(&two_region_plan(), providers).await
 }
 

@@ -375,13 +375,7 @@ async fn a_switchover_scales_the_standby_clusters_workloads_and_a_drill_undo_set
         .with_client("apps", "west", Client::new(west_client, "default"));
     let world = FakeWorld::two_regions();
     let journal = MemoryJournal::default();
-    let providers = drover_core::engine::Providers {
-        database: &world,
-        traffic: &world,
-        compute: &compute,
-        prober: &world,
-        notifier: &world,
-    };
+    let providers = drover_core::engine::Providers { compute: &compute, ..drover_core::engine::Providers::all(&world) };
     let observed = drover_core::engine::observe(&plan, &journal, providers).await.unwrap();
     let header = plan_run(&plan, RunKind::Switchover, "west", &observed, "test").unwrap();
     let immediate = drover_core::engine::RetryPolicy::IMMEDIATE;

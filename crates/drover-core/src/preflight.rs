@@ -43,7 +43,7 @@ impl Scope {
 /// fences, promotes or rejoins, the traffic records it switches, and the compute it reads
 /// and sizes. Empty when the run may start.
 pub async fn for_run(plan: &Plan, world: Providers<'_>, header: &RunHeader, scope: Scope) -> Vec<String> {
-    let needs: Vec<Need> = header.steps.iter().flat_map(|&kind| step(kind).needs().iter().copied()).collect();
+    let needs: Vec<Need> = header.steps.iter().flat_map(|kind| step(kind, plan).needs().iter().copied()).collect();
     let has = |need: Need| needs.contains(&need);
     let source = scope == Scope::Both || header.kind != RunKind::Failover;
     let mut members: Vec<(&str, bool)> = Vec::new();

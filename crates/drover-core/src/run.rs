@@ -306,8 +306,8 @@ impl RunSummary {
             steps: header
                 .steps
                 .iter()
-                .map(|&kind| StepView {
-                    kind,
+                .map(|kind| StepView {
+                    kind: kind.clone(),
                     state: StepState::Pending,
                     started_ms: None,
                     finished_ms: None,
@@ -386,9 +386,9 @@ impl RunSummary {
     /// is done; only a paused run has steps set back.
     pub fn refuses(&self, record: &Record) -> Option<String> {
         let state = self.state;
-        let step_at = |step: usize, kind: StepKind| match self.steps.get(step) {
+        let step_at = |step: usize, kind: &StepKind| match self.steps.get(step) {
             None => Some(format!("the run has no step {step} ({} steps)", self.steps.len())),
-            Some(view) if view.kind != kind => {
+            Some(view) if view.kind != *kind => {
                 Some(format!("step {step} is {}, not {}", view.kind.as_str(), kind.as_str()))
             }
             Some(_) => None,
@@ -398,7 +398,7 @@ impl RunSummary {
         match record {
             Record::Started { .. } => Some("a run starts once".into()),
             Record::StepIntent { step, kind } => {
-                running("a step starts").or_else(|| step_at(*step, *kind)).or_else(|| {
+                running("a step starts").or_else(|| step_at(*step, kind)).or_else(|| {
                     (self.next_step() != Some(*step)).then(|| {
                         format!(
                             "step {step} ({}) starts, but the first step not done is {}",
@@ -409,7 +409,7 @@ impl RunSummary {
                 })
             }
             Record::StepDone { step, kind, .. } | Record::Paused { step, kind, .. } => {
-                running("a step ends").or_else(|| step_at(*step, *kind)).or_else(|| {
+                running("a step ends").or_else(|| step_at(*step, kind)).or_else(|| {
                     (self.steps[*step].state != StepState::InFlight)
                         .then(|| format!("step {step} ({}) ends, but it never started", kind.as_str()))
                 })
@@ -426,7 +426,7 @@ impl RunSummary {
                 .then(|| format!("a {} run is not waiting for approval", state.as_str())),
             Record::Undone { step, kind, .. } => (state != RunState::Paused)
                 .then(|| format!("a step is set back while the run is {}", state.as_str()))
-                .or_else(|| step_at(*step, *kind)),
+                .or_else(|| step_at(*step, kind)),
             Record::Completed => running("the run completes").or_else(|| {
                 self.next_step()
                     .map(|n| format!("the run completes with step {n} ({}) not done", self.steps[n].kind.as_str()))

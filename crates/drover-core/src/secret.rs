@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// Where a secret lives. The plan never holds the value itself.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecretRef {
     /// Name of an environment variable.
@@ -44,6 +44,26 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
+    }
+}
+
+/// Text the plan writes itself, or holds as a secret by reference (a webhook URL with its
+/// token, an HTTP step's Authorization header, an exec step's variable).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretText {
+    /// Written in the plan, and so no secret.
+    Plain(String),
+    /// Held in an environment variable or a file.
+    Secret(SecretRef),
+}
+
+impl SecretText {
+    /// The value; a plain one is wrapped too, so every such value is handled as a secret.
+    pub fn resolve(&self, secrets: &dyn SecretSource) -> Result<Secret, String> {
+        match self {
+            SecretText::Plain(text) => Ok(Secret::new(text.clone())),
+            SecretText::Secret(reference) => secrets.resolve(reference),
+        }
     }
 }
 

@@ -148,12 +148,12 @@ impl Engine<'_> {
                 // Journaled first: from here on the step counts as not done, so a resume after
                 // a failed or interrupted undo does it again before going on.
                 let intent = format!("being set back: {}", u.what);
-                self.record(id, Record::Undone { step: u.step, kind: u.kind, detail: intent }).await?;
-                let detail = step(u.kind)
+                self.record(id, Record::Undone { step: u.step, kind: u.kind.clone(), detail: intent }).await?;
+                let detail = step(&u.kind, self.plan)
                     .undo(&self.step_cx(&summary.header))
                     .await
                     .map_err(|e| EngineError::Undo(u.what.clone(), e.message))?;
-                self.record(id, Record::Undone { step: u.step, kind: u.kind, detail }).await?;
+                self.record(id, Record::Undone { step: u.step, kind: u.kind.clone(), detail }).await?;
             }
         }
         self.record(id, Record::Aborted { reason: reason.into() }).await?;

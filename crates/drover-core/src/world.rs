@@ -11,6 +11,7 @@ pub use crate::capacity::{Capacity, Size, Units, WHOLE};
 use crate::error::ProviderError;
 use crate::plan::Check;
 use crate::run::{Epoch, RunId, RunKind};
+use crate::secret::SecretText;
 
 /// What one region's database member is doing right now.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -280,14 +281,65 @@ pub struct Providers<'a> {
     pub prober: &'a dyn Prober,
     /// Told about every run's start, pause, approval wait, completion and abort, and by `notify` steps.
     pub notifier: &'a dyn crate::notify::Notifier,
+    /// The effects of the plan's own `http` and `exec` steps.
+    pub hooks: &'a dyn Hooks,
 }
 
 impl<'a> Providers<'a> {
     /// One value that is every provider (a test double, a lab stand-in).
     pub fn all<W>(world: &'a W) -> Providers<'a>
     where
-        W: Database + Traffic + Compute + Prober + crate::notify::Notifier,
+        W: Database + Traffic + Compute + Prober + crate::notify::Notifier + Hooks,
     {
-        Providers { database: world, traffic: world, compute: world, prober: world, notifier: world }
+        Providers { database: world, traffic: world, compute: world, prober: world, notifier: world, hooks: world }
     }
+}
+
+/// One request of an `http` step. Secrets stay references: the adapter resolves them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: SecretText,
+    pub headers: Vec<(String, SecretText)>,
+    pub body: Option<String>,
+    /// For the whole exchange, connecting included.
+    pub timeout: Duration,
+}
+
+/// What a receiver answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// The start of the body, for the journal and messages.
+    pub body: String,
+}
+
+/// One command of an `exec` step, its host prefix already in front.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandLine {
+    pub argv: Vec<String>,
+    /// The whole environment the command gets (with `PATH` added by the adapter).
+    pub env: Vec<(String, SecretText)>,
+    /// Past it, the command is killed.
+    pub timeout: Duration,
+}
+
+/// How a command ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandExit {
+    /// None: killed by a signal.
+    pub code: Option<i32>,
+    /// The end of what it wrote (stderr, else stdout), for the journal and messages.
+    pub output: String,
+}
+
+/// The effects of the plan's own steps (`http`, `exec`): the only I/O they do.
+#[async_trait]
+pub trait Hooks: Send + Sync {
+    /// Sends the request. Any answer is Ok (the step judges its status); not reaching the
+    /// receiver, or no answer within the timeout, is a transient error.
+    async fn http(&self, request: &HttpRequest) -> Result<HttpAnswer, ProviderError>;
+    /// Runs the command to its end. A command that cannot start is a permanent error; one
+    /// still running at its timeout is killed (with its process group): a transient error.
+    async fn exec(&self, command: &CommandLine) -> Result<CommandExit, ProviderError>;
 }

@@ -307,8 +307,8 @@ async fn fenced_and_promoted(plan: &Plan, journal: &MemoryJournal, world: &FakeW
     let header = plan_run(plan, RunKind::Failover, "west", &observe(plan, journal, world).await, "t").unwrap();
     let e = engine(plan, journal, world);
     journal.begin(&header).await.unwrap();
-    e.apply_step(drover_core::plan::StepKind::Fence, &header).await.unwrap();
-    e.apply_step(drover_core::plan::StepKind::Promote, &header).await.unwrap();
+    e.apply_step(&drover_core::plan::StepKind::Fence, &header).await.unwrap();
+    e.apply_step(&drover_core::plan::StepKind::Promote, &header).await.unwrap();
     header
 }
 
@@ -344,9 +344,9 @@ async fn a_switch_stopped_part_way_at_the_runs_epoch_is_continued_not_refused() 
         s.traffic_region = String::new();
         s.traffic_epoch = header.epoch;
     }
-    let seen = e.observe_step(drover_core::plan::StepKind::Switch, &header).await.unwrap();
+    let seen = e.observe_step(&drover_core::plan::StepKind::Switch, &header).await.unwrap();
     assert!(matches!(seen, drover_core::engine::Observation::Needed(_)), "{seen:?}");
-    e.apply_step(drover_core::plan::StepKind::Switch, &header).await.unwrap();
+    e.apply_step(&drover_core::plan::StepKind::Switch, &header).await.unwrap();
     let w = world.snapshot();
     assert_eq!((w.traffic_region.as_str(), w.traffic_epoch), ("west", header.epoch));
 }
@@ -374,7 +374,7 @@ async fn verify_fails_when_the_target_is_not_the_writable_primary() {
     let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
     let e = engine(&plan, &journal, &world);
     // Checks pass (west answers), but nothing was promoted or switched.
-    let seen = e.observe_step(drover_core::plan::StepKind::Verify, &header).await.unwrap();
+    let seen = e.observe_step(&drover_core::plan::StepKind::Verify, &header).await.unwrap();
     match seen {
         drover_core::engine::Observation::Needed(why) => {
             assert!(why.contains("west database is standby") && why.contains("traffic points at east"), "{why}")

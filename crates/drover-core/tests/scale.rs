@@ -160,10 +160,10 @@ async fn a_scale_step_applied_twice_keeps_the_sizes_from_before_the_first() {
     let header = plan_run(&plan, RunKind::Switchover, "west", &observed, "test").unwrap();
     let engine = engine(&plan, &journal, &world);
     journal.begin(&header).await.unwrap();
-    engine.apply_step(StepKind::Scale, &header).await.unwrap();
+    engine.apply_step(&StepKind::Scale, &header).await.unwrap();
     // As after a crash between the resize and its journal record: the step runs again.
     world.set_compute("web", "west", 2);
-    engine.apply_step(StepKind::Scale, &header).await.unwrap();
+    engine.apply_step(&StepKind::Scale, &header).await.unwrap();
     assert_eq!(world.compute("web", "west").desired, 3);
     assert_eq!(engine.undo_scale(&header.id).await.unwrap(), ["west web back to 1"]);
     assert_eq!(world.compute("web", "west").desired, 1);

@@ -152,13 +152,7 @@ async fn preflight_names_every_missing_resource_of_a_run_and_nothing_else() {
     world.set_compute("web", "east", 3);
     let header = plan_run(&plan, RunKind::Failover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
     world.state.lock().unwrap().missing.extend(["database:east".to_string(), "traffic".to_string()]);
-    let providers = drover_core::engine::Providers {
-        database: &world,
-        traffic: &world,
-        compute: &world,
-        prober: &world,
-        notifier: &world,
-    };
+    let providers = drover_core::engine::Providers::all(&world);
     let problems =
         drover_core::preflight::for_run(&plan, providers, &header, drover_core::preflight::Scope::Both).await;
     assert_eq!(

@@ -166,7 +166,7 @@ async fn a_deposed_leader_cannot_write() {
     // The key is lost (its lease ran out) and another drover wins it.
     kv.delete(leader, None).await.unwrap();
     kv.put(leader, "west", None).await.unwrap();
-    let first_step = Record::StepIntent { step: 0, kind: header.steps[0] };
+    let first_step = Record::StepIntent { step: 0, kind: header.steps[0].clone() };
     let refused = journal.append(&header.id, first_step).await;
     let message = refused.expect_err("a deposed leader must not write").to_string();
     assert!(message.contains("no longer holds the leader key /t/fence/leader"), "{message}");
@@ -215,7 +215,7 @@ async fn when_the_leader_dies_another_takes_over_and_the_old_one_cannot_write() 
     eprintln!("leader takeover after the leader died: {} ms (lease ttl 2 s)", takeover.as_millis());
     assert_ne!(west.fence.key, east_key, "west leads under its own key");
 
-    let first_step = || Record::StepIntent { step: 0, kind: header.steps[0] };
+    let first_step = || Record::StepIntent { step: 0, kind: header.steps[0].clone() };
     let late = east_journal.append(&header.id, first_step()).await;
     assert!(late.is_err_and(|e| e.to_string().contains("no longer holds the leader key")), "the old leader wrote");
     let west_journal = EtcdJournal::connect(&endpoints, "/t/ha").await.unwrap().fenced(west.fence.clone());

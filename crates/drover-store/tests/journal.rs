@@ -55,7 +55,7 @@ async fn journal_survives_reopen_and_refuses_a_second_active_run() {
         let observed = observe(&plan, &journal, &world).await;
         let header = drover_core::engine::plan_run(&plan, RunKind::Failover, "west", &observed, "test").unwrap();
         journal.begin(&header).await.unwrap();
-        journal.append(&header.id, Record::StepIntent { step: 0, kind: header.steps[0] }).await.unwrap();
+        journal.append(&header.id, Record::StepIntent { step: 0, kind: header.steps[0].clone() }).await.unwrap();
         assert_eq!(journal.compare_and_swap_epoch(0, 1).await.unwrap(), Ok(()));
         assert_eq!(journal.compare_and_swap_epoch(0, 1).await.unwrap(), Err(1));
         header

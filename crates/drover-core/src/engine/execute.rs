@@ -13,12 +13,12 @@ impl Engine<'_> {
     pub(super) async fn drive(&self, id: &RunId) -> Result<RunSummary, EngineError> {
         let summary = self.journal.summary(id).await?;
         let header = summary.header.clone();
-        for (index, &kind) in header.steps.iter().enumerate().skip(summary.next_step().unwrap_or(header.steps.len())) {
-            self.record(id, Record::StepIntent { step: index, kind }).await?;
-            let unit = step(kind);
-            match self.run_step(unit, &header).await {
+        for (index, kind) in header.steps.iter().enumerate().skip(summary.next_step().unwrap_or(header.steps.len())) {
+            self.record(id, Record::StepIntent { step: index, kind: kind.clone() }).await?;
+            let unit = step(kind, self.plan);
+            match self.run_step(unit.as_ref(), &header).await {
                 Ok((outcome, detail)) => {
-                    self.record(id, Record::StepDone { step: index, kind, outcome, detail }).await?
+                    self.record(id, Record::StepDone { step: index, kind: kind.clone(), outcome, detail }).await?
                 }
                 Err(e) => {
                     // Named after the region the step acts on: the old primary for fence and rejoin.
@@ -27,7 +27,7 @@ impl Engine<'_> {
                         region = unit.acts_on(&header),
                         kind_name = kind.as_str()
                     );
-                    self.record(id, Record::Paused { step: index, kind, reason }).await?;
+                    self.record(id, Record::Paused { step: index, kind: kind.clone(), reason }).await?;
                     return Ok(self.journal.summary(id).await?);
                 }
             }
@@ -42,14 +42,14 @@ impl Engine<'_> {
     }
 
     /// Looks at the world: is step `kind` already done for this run?
-    pub async fn observe_step(&self, kind: StepKind, header: &RunHeader) -> Result<Observation, ProviderError> {
-        step(kind).observe(&self.step_cx(header)).await
+    pub async fn observe_step(&self, kind: &StepKind, header: &RunHeader) -> Result<Observation, ProviderError> {
+        step(kind, self.plan).observe(&self.step_cx(header)).await
     }
 
     /// Changes the world so step `kind` is done (idempotent); returns how it acted when
     /// that is worth journaling.
-    pub async fn apply_step(&self, kind: StepKind, header: &RunHeader) -> Result<Option<String>, ProviderError> {
-        step(kind).apply(&self.step_cx(header)).await
+    pub async fn apply_step(&self, kind: &StepKind, header: &RunHeader) -> Result<Option<String>, ProviderError> {
+        step(kind, self.plan).apply(&self.step_cx(header)).await
     }
 
     /// Observe, apply only if needed, observe again; retrying transient errors.
@@ -57,10 +57,7 @@ impl Engine<'_> {
     async fn run_step(&self, unit: &dyn Step, header: &RunHeader) -> Result<(StepOutcome, String), ProviderError> {
         let cx = self.step_cx(header);
         let policy = match unit.pace() {
-            Pace::Once => {
-                let said = unit.apply(&cx).await?;
-                return Ok((StepOutcome::Applied, said.unwrap_or_default()));
-            }
+            Pace::Once => return self.apply_once(unit, &cx).await,
             Pace::Wait => self.wait,
             Pace::Act => self.act,
         };
@@ -111,6 +108,25 @@ impl Engine<'_> {
                     });
                 }
                 self.clock.sleep(policy.delay(attempt)).await;
+            }
+        }
+    }
+
+    /// A step nothing in the world shows: applied until it succeeds (a transient failure
+    /// is tried again within the acting policy), and its own word is its outcome.
+    async fn apply_once(&self, unit: &dyn Step, cx: &StepCx<'_>) -> Result<(StepOutcome, String), ProviderError> {
+        let mut attempt = 0;
+        loop {
+            match unit.apply(cx).await {
+                Ok(said) => return Ok((StepOutcome::Applied, said.unwrap_or_default())),
+                Err(e) if e.retryable() && attempt + 1 < self.act.attempts => {
+                    attempt += 1;
+                    self.clock.sleep(self.act.delay(attempt)).await;
+                }
+                Err(e) if e.retryable() => {
+                    return Err(ProviderError::permanent(format!("{e} (gave up after {} attempts)", attempt + 1)));
+                }
+                Err(e) => return Err(e),
             }
         }
     }

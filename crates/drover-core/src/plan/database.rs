@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::aws_database::{read_aurora, read_rds};
 use super::kinds::DatabaseKind;
 use super::model::{DatabaseSpec, MemberHost, PostgresMember, PostgresSpec, Replication};
-use super::raw::{Node, Value};
+use super::raw::Node;
 use super::reader::{Entry, Mapping, Reader, declared_kind};
 use super::regions::{Regions, region_entries};
 
@@ -113,7 +113,7 @@ fn read_host(r: &mut Reader<'_>, member: &Mapping<'_>, node: &Node) -> Option<Me
             "exec",
             "add the command prefix that runs a command on the member's host, e.g. exec: [ssh, db-east]",
         )
-        .and_then(|n| argv(r, n, &m.field("exec")));
+        .and_then(|n| super::reader::argv(r, n, &m.field("exec")));
     let data_dir = r
         .require(&m, "data_dir", "add the member's data directory, e.g. data_dir: /var/lib/postgresql/15/main")
         .and_then(|n| absolute_path(r, n, &m.field("data_dir")));
@@ -122,35 +122,6 @@ fn read_host(r: &mut Reader<'_>, member: &Mapping<'_>, node: &Node) -> Option<Me
         None => Some(PathBuf::from(DEFAULT_BIN_DIR)),
     };
     Some(MemberHost { exec: exec?, data_dir: data_dir?, bin_dir: bin_dir? })
-}
-
-/// A command prefix: a non-empty list of words (numbers allowed, e.g. a port).
-fn argv(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<String>> {
-    let items = r.list(node, field, "a command as a list of words, e.g. [ssh, db-east]")?;
-    if items.is_empty() {
-        r.error(
-            node.pos(),
-            field,
-            "is empty; write the command prefix that runs a command on the host, e.g. [ssh, db-east]",
-        );
-        return None;
-    }
-    let mut words = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match &item.value {
-            Value::Str(s) if s.is_empty() => {
-                r.error(item.pos(), &format!("{field}[{i}]"), "is an empty word; remove it")
-            }
-            Value::Str(s) => words.push(s.clone()),
-            Value::Int(n) => words.push(n.to_string()),
-            other => r.error(
-                item.pos(),
-                &format!("{field}[{i}]"),
-                format!("expected a word of the command, found {}", other.kind()),
-            ),
-        }
-    }
-    (words.len() == items.len()).then_some(words)
 }
 
 fn absolute_path(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<PathBuf> {

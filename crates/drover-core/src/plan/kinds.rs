@@ -134,20 +134,20 @@ impl DatabaseKind {
         self.capabilities().cannot_run
     }
 
-    pub fn can_run(self, step: StepKind) -> bool {
-        !self.cannot_run().iter().any(|(s, _)| *s == step)
+    pub fn can_run(self, step: &StepKind) -> bool {
+        !self.cannot_run().iter().any(|(s, _)| s == step)
     }
 
     /// Whether drover fences the old primary itself. A kind that cannot (Aurora) demotes
     /// the old writer in its own promotion, so its runbooks need no fence.
     pub fn can_fence(self) -> bool {
-        self.can_run(StepKind::Fence)
+        self.can_run(&StepKind::Fence)
     }
 
     /// Whether drover's `rejoin` (and so `drover reprotect`) makes an old primary a
     /// standby again; where it cannot, `rejoin_by_hand` says what a person does.
     pub fn can_rejoin(self) -> bool {
-        self.can_run(StepKind::Rejoin)
+        self.can_run(&StepKind::Rejoin)
     }
 
     /// What to do by hand to make an old primary a replica again; `None` where drover
@@ -191,7 +191,7 @@ impl DatabaseKind {
         let mut runbooks = Runbooks { failover: caps.failover.to_vec(), switchover: caps.switchover.to_vec() };
         if with_compute {
             for steps in [&mut runbooks.failover, &mut runbooks.switchover] {
-                let at = steps.iter().position(|&s| s == StepKind::Promote).map_or(0, |p| p + 1);
+                let at = steps.iter().position(|s| *s == StepKind::Promote).map_or(0, |p| p + 1);
                 steps.insert(at, StepKind::Scale);
             }
         }
@@ -460,7 +460,7 @@ mod tests {
                 let runbooks = kind.default_runbooks(with_compute);
                 for steps in [&runbooks.failover, &runbooks.switchover] {
                     for step in steps {
-                        assert!(kind.can_run(*step), "{kind}: default runbook {steps:?} has {step:?}");
+                        assert!(kind.can_run(step), "{kind}: default runbook {steps:?} has {step:?}");
                     }
                     assert!(steps.contains(&StepKind::Promote), "{kind}: {steps:?}");
                     assert_eq!(steps.contains(&StepKind::Fence), kind.can_fence(), "{kind}: {steps:?}");
@@ -483,7 +483,7 @@ mod tests {
     #[test]
     fn wal_positions_catch_up_and_planned_moves_agree() {
         for kind in DatabaseKind::ALL {
-            if kind.can_run(StepKind::CatchUp) {
+            if kind.can_run(&StepKind::CatchUp) {
                 assert!(kind.knows_wal_positions(), "{kind}");
             }
             // Lag known only in time bounds an automatic failover by time by default.

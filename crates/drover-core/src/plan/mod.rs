@@ -14,6 +14,7 @@ mod aws_database;
 mod backup;
 mod checks;
 mod compute;
+mod custom_steps;
 mod database;
 mod dns;
 mod global_accelerator;

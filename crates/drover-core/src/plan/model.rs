@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::kinds::{CheckKind, ComputeKind, DatabaseKind, TrafficKind};
-use super::steps::Runbooks;
+use super::steps::{Runbooks, StepAction};
 use crate::event::EventKind;
-use crate::secret::{Secret, SecretRef, SecretSource};
+use crate::secret::{SecretRef, SecretText};
 
 /// A validated plan. Every reference in it (regions, checks) resolves.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +24,8 @@ pub struct Plan {
     pub checks: BTreeMap<String, Check>,
     pub policy: Policy,
     pub runbooks: Runbooks,
+    /// The plan's own steps by name (`steps`; default: none), which runbooks may name.
+    pub steps: BTreeMap<String, StepAction>,
     /// Who is told when runs start, pause, end or are refused (default: nobody).
     pub notify: NotifySpec,
     /// Where the clusters' Kubernetes resources are backed up (default: nowhere).
@@ -581,24 +583,8 @@ impl WebhookKind {
 }
 
 /// A webhook URL often is its own credential (Slack's carries the token in its
-/// path), so the plan may write it only when it holds none.
-#[derive(Clone, Debug, PartialEq)]
-pub enum WebhookUrl {
-    /// Written in the plan: no userinfo, no query string.
-    Plain(String),
-    /// Held in an environment variable or a file.
-    Secret(SecretRef),
-}
-
-impl WebhookUrl {
-    /// The URL to post to; a plain one is wrapped too, so every URL is handled as a secret.
-    pub fn resolve(&self, secrets: &dyn SecretSource) -> Result<Secret, String> {
-        match self {
-            WebhookUrl::Plain(url) => Ok(Secret::new(url.clone())),
-            WebhookUrl::Secret(reference) => secrets.resolve(reference),
-        }
-    }
-}
+/// path), so the plan may write it only when it holds none (no userinfo, no query).
+pub type WebhookUrl = SecretText;
 
 impl Plan {
     /// The region whose role in the plan is primary (validation guarantees exactly one).

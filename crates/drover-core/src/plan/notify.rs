@@ -6,7 +6,7 @@ use super::model::{NotifySpec, WebhookKind, WebhookSpec, WebhookUrl};
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader, check_identifier, closest};
 use crate::event::EventKind;
-use crate::secret::SecretRef;
+use crate::secret::{SecretRef, SecretText};
 
 const FIELDS: [&str; 3] = ["runbook_url", "webhooks", "on"];
 const WEBHOOK_FIELDS: [&str; 7] = ["kind", "url", "url_env", "url_file", "routing_key_env", "routing_key_file", "on"];
@@ -118,6 +118,12 @@ fn webhook_url(r: &mut Reader<'_>, m: &Mapping<'_>, kind: Option<WebhookKind>) -
             None
         }
     }
+}
+
+/// The URL an `http` step calls or observes: `url` (only when it holds no credential),
+/// `url_env` or `url_file`, by the same rules as a webhook's.
+pub(super) fn call_url(r: &mut Reader<'_>, m: &Mapping<'_>) -> Option<SecretText> {
+    webhook_url(r, m, None)
 }
 
 /// A URL written in the plan is printed and committed with it, so it must not

@@ -8,10 +8,10 @@ use super::kinds::DatabaseKind;
 use super::model::{Check, Objectives, Plan, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
 use super::reader::{Mapping, PlanError, PlanErrors, Reader, declared_kind};
-use super::{aws, backup, checks, compute, database, notify, policy, regions, route53, traffic};
+use super::{aws, backup, checks, compute, custom_steps, database, notify, policy, regions, route53, traffic};
 use crate::secret::SecretSource;
 
-const TOP_LEVEL: [&str; 12] = [
+const TOP_LEVEL: [&str; 13] = [
     "name",
     "objectives",
     "regions",
@@ -20,6 +20,7 @@ const TOP_LEVEL: [&str; 12] = [
     "compute",
     "checks",
     "policy",
+    "steps",
     "runbooks",
     "notify",
     "backup",
@@ -104,7 +105,11 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     let policy = policy::read_policy(r, &top, check_names.as_deref(), database_kind);
     let compute = compute::read(r, &top, regions.as_ref());
     let with_compute = compute.as_ref().is_some_and(|c| !c.is_empty());
-    let runbooks = policy::read_runbooks(r, &top, database_kind, with_compute);
+    let service: Vec<String> = regions.iter().flat_map(|r| r.service().map(|(n, _)| n.to_owned())).collect();
+    let steps = custom_steps::read(r, &top, &service);
+    // Names written in `steps` count even when a step there is wrong: that error is its own.
+    let custom: Vec<&str> = custom_steps::names(&top);
+    let runbooks = policy::read_runbooks(r, &top, database_kind, with_compute, &custom);
     let notify = notify::read(r, &top);
     let backup = backup::read(r, &top, regions.as_ref(), compute.as_ref());
     let aws = aws::read(r, &top);
@@ -127,6 +132,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         checks,
         policy,
         runbooks: runbooks?,
+        steps: steps?,
         notify: notify?,
         backup: backup?,
         aws: aws?,

@@ -131,6 +131,7 @@ pub(super) fn read_runbooks(
     top: &Mapping<'_>,
     kind: DatabaseKind,
     with_compute: bool,
+    custom: &[&str],
 ) -> Option<Runbooks> {
     let defaults = kind.default_runbooks(with_compute);
     let Some(node) = top.get("runbooks") else {
@@ -148,11 +149,12 @@ pub(super) fn read_runbooks(
         &[],
         "a mapping like { failover: [fence, promote, switch, verify] }",
     )?;
-    let failover =
-        m.get("failover").map_or(Some(defaults.failover), |n| steps(r, n, "runbooks.failover", kind, with_compute));
+    let failover = m
+        .get("failover")
+        .map_or(Some(defaults.failover), |n| steps(r, n, "runbooks.failover", kind, with_compute, custom));
     let switchover = m
         .get("switchover")
-        .map_or(Some(defaults.switchover), |n| steps(r, n, "runbooks.switchover", kind, with_compute));
+        .map_or(Some(defaults.switchover), |n| steps(r, n, "runbooks.switchover", kind, with_compute, custom));
     Some(Runbooks { failover: failover?, switchover: switchover? })
 }
 
@@ -162,8 +164,10 @@ fn steps(
     field: &str,
     kind: DatabaseKind,
     with_compute: bool,
+    custom: &[&str],
 ) -> Option<Vec<StepKind>> {
-    let valid: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
+    let builtin: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
+    let valid: Vec<&str> = builtin.iter().chain(custom).copied().collect();
     let items = r.list(node, field, "a list of steps, e.g. [fence, promote, switch, verify]")?;
     if items.is_empty() {
         r.error(node.pos(), field, format!("is empty; list the steps to run, from {}", valid.join(", ")));
@@ -175,16 +179,19 @@ fn steps(
         let Some(name) = r.text(item, &item_field, "a step name") else {
             continue;
         };
-        match StepKind::from_name(name) {
+        let step = StepKind::from_name(name).or_else(|| custom.contains(&name).then(|| StepKind::custom(name)));
+        // Built-in steps keep their order; the plan's own steps may stand anywhere.
+        let prev_builtin = steps.iter().rev().find(|s| s.order().is_some());
+        match step {
             Some(step) if steps.contains(&step) => {
                 r.error(item.pos(), &item_field, format!("{name} is already in this runbook; each step runs once"))
             }
-            Some(step) if steps.last().is_some_and(|&prev| prev.order() > step.order()) => {
-                let prev = steps.last().expect("checked").as_str();
+            Some(step) if step.order().is_some() && prev_builtin.is_some_and(|prev| prev.order() > step.order()) => {
+                let prev = prev_builtin.expect("checked").as_str().to_owned();
                 r.error(
                     item.pos(),
                     &item_field,
-                    format!("{name} cannot come after {prev}; steps run in the order {}", valid.join(", ")),
+                    format!("{name} cannot come after {prev}; steps run in the order {}", builtin.join(", ")),
                 );
                 steps.push(step);
             }
@@ -217,25 +224,25 @@ fn steps(
 /// a traffic switch that never happened; and the steps a kind of database cannot take.
 fn required_steps(steps: &[StepKind], kind: DatabaseKind) -> Vec<String> {
     use StepKind::*;
-    let has = |s: StepKind| steps.contains(&s);
+    let has = |s: &StepKind| steps.contains(s);
     let mut missing = Vec::new();
-    if !has(Promote) {
+    if !has(&Promote) {
         missing.push("has no promote; every run moves the primary database".to_string());
     }
     for (step, why) in kind.cannot_run() {
-        if has(*step) {
+        if has(step) {
             missing.push(format!("{} cannot run with database kind {kind}: {why}; remove it", step.as_str()));
         }
     }
     // A kind that cannot fence (Aurora) demotes the old writer in its own promotion: no fence step.
-    if !has(Fence) && kind.can_fence() {
+    if !has(&Fence) && kind.can_fence() {
         missing.push("has no fence; without it the old primary could keep accepting writes (two primaries)".into());
     }
     for (step, needs) in [(CatchUp, Fence), (Switch, Promote), (Verify, Switch), (Rejoin, Promote)] {
-        if !kind.can_run(step) {
+        if !kind.can_run(&step) {
             continue;
         }
-        if has(step) && !has(needs) {
+        if has(&step) && !has(&needs) {
             missing.push(format!("{} needs {} in the same runbook", step.as_str(), needs.as_str()));
         }
     }

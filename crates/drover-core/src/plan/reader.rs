@@ -557,3 +557,32 @@ mod tests {
         assert!(!is_env_name(""));
     }
 }
+
+/// A command or command prefix: a non-empty list of words (numbers allowed, e.g. a port).
+pub(super) fn argv(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<String>> {
+    let items = r.list(node, field, "a command as a list of words, e.g. [ssh, db-east]")?;
+    if items.is_empty() {
+        r.error(
+            node.pos(),
+            field,
+            "is empty; write the command prefix that runs a command on the host, e.g. [ssh, db-east]",
+        );
+        return None;
+    }
+    let mut words = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match &item.value {
+            Value::Str(s) if s.is_empty() => {
+                r.error(item.pos(), &format!("{field}[{i}]"), "is an empty word; remove it")
+            }
+            Value::Str(s) => words.push(s.clone()),
+            Value::Int(n) => words.push(n.to_string()),
+            other => r.error(
+                item.pos(),
+                &format!("{field}[{i}]"),
+                format!("expected a word of the command, found {}", other.kind()),
+            ),
+        }
+    }
+    (words.len() == items.len()).then_some(words)
+}

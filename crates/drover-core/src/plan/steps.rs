@@ -1,9 +1,14 @@
 //! The steps a runbook names, and the runbooks themselves. Below the provider kinds,
 //! which say which steps each kind can run.
 
-/// A step a runbook can name. The engine knows how to observe and apply each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::secret::{SecretRef, SecretText};
+
+/// A step a runbook can name: a built-in one, or one of the plan's own (`steps:`). The
+/// journal records it by name (`fence`, `warm-cache`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum StepKind {
     /// Make the old primary refuse writes (best effort when it is unreachable in a failover).
     Fence,
@@ -21,9 +26,12 @@ pub enum StepKind {
     Rejoin,
     /// Tell the plan's webhooks where the run stands (at least once; never waits for them).
     Notify,
+    /// One of the plan's own steps (`steps.<name>`: an `http` call or an `exec` command).
+    Custom(String),
 }
 
 impl StepKind {
+    /// The built-in steps, in the only order runs may take them.
     pub const ALL: [StepKind; 8] = [
         StepKind::Fence,
         StepKind::CatchUp,
@@ -35,7 +43,7 @@ impl StepKind {
         StepKind::Notify,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             StepKind::Fence => "fence",
             StepKind::CatchUp => "catch_up",
@@ -45,18 +53,121 @@ impl StepKind {
             StepKind::Verify => "verify",
             StepKind::Rejoin => "rejoin",
             StepKind::Notify => "notify",
+            StepKind::Custom(name) => name,
         }
     }
 
-    /// Position in the only order runs may take them: fence before catch-up before
-    /// promote, traffic only to a promoted target, the old primary rejoined last.
-    pub fn order(self) -> usize {
-        StepKind::ALL.iter().position(|&k| k == self).expect("every step is in ALL")
+    /// Position of a built-in step in the only order runs may take them: fence before
+    /// catch-up before promote, traffic only to a promoted target, the old primary
+    /// rejoined last. None for the plan's own steps, which may stand anywhere.
+    pub fn order(&self) -> Option<usize> {
+        StepKind::ALL.iter().position(|k| k == self)
     }
 
+    /// The built-in step of that name.
     pub fn from_name(name: &str) -> Option<StepKind> {
         StepKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
+
+    /// The plan's own step of that name.
+    pub fn custom(name: &str) -> StepKind {
+        StepKind::Custom(name.to_owned())
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for StepKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A name that is no built-in step is one of the plan's own: the plan reader refuses
+/// custom steps named like built-in ones, so the two never meet.
+impl<'de> serde::Deserialize<'de> for StepKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<StepKind, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(StepKind::from_name(&name).unwrap_or(StepKind::Custom(name)))
+    }
+}
+
+/// What one of the plan's own steps does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepAction {
+    Http(HttpAction),
+    Exec(ExecAction),
+}
+
+impl StepAction {
+    /// Every secret the step references: resolved when drover starts.
+    pub fn secrets(&self) -> Vec<&SecretRef> {
+        let texts: Vec<&SecretText> = match self {
+            StepAction::Http(h) => {
+                let mut texts: Vec<&SecretText> = h.headers.values().collect();
+                texts.push(&h.url);
+                texts.extend(h.observe.as_ref().map(|o| &o.url));
+                texts
+            }
+            StepAction::Exec(e) => e.env.values().collect(),
+        };
+        texts
+            .into_iter()
+            .filter_map(|t| match t {
+                SecretText::Secret(reference) => Some(reference),
+                SecretText::Plain(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// `steps.<name>.http`: one request (docs/plan.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpAction {
+    pub url: SecretText,
+    /// Upper case: GET, POST, PUT, PATCH or DELETE.
+    pub method: String,
+    pub headers: BTreeMap<String, SecretText>,
+    pub body: Option<String>,
+    /// The statuses that mean success; empty: any 2xx.
+    pub expect_status: Vec<u16>,
+    pub timeout: Duration,
+    /// How to tell the call already had its effect, which makes the step idempotent.
+    pub observe: Option<HttpObserve>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpObserve {
+    pub url: SecretText,
+    /// The statuses that mean "already done" (default 200).
+    pub expect_status: Vec<u16>,
+}
+
+/// `steps.<name>.exec`: one command (docs/plan.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecAction {
+    pub argv: Vec<String>,
+    /// The region it runs in.
+    pub on: RunSide,
+    /// The command prefix reaching a host of each service region; empty: where drover runs.
+    pub host: BTreeMap<String, Vec<String>>,
+    pub env: BTreeMap<String, SecretText>,
+    pub timeout: Duration,
+    /// A command whose exit 0 means "already done", which makes the step idempotent.
+    pub observe: Option<Vec<String>>,
+}
+
+/// One of a run's two regions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunSide {
+    /// The region losing the primary role.
+    From,
+    /// The region taking it.
+    To,
 }
 
 /// The steps each kind of run takes. The defaults depend on the database kind

@@ -8,7 +8,9 @@
 //! resume; observation makes that second run a no-op when the first one acted.
 
 mod catch_up;
+mod exec;
 mod fence;
+mod http;
 mod notify;
 mod promote;
 mod rejoin;
@@ -21,7 +23,7 @@ use async_trait::async_trait;
 use crate::clock::Clock;
 use crate::error::{ProviderError, StoreError};
 use crate::journal::Journal;
-use crate::plan::{Plan, StepKind};
+use crate::plan::{Plan, StepAction, StepKind};
 use crate::run::{Epoch, Record, RunHeader, RunId};
 use crate::world::Providers;
 
@@ -140,17 +142,53 @@ pub trait Step: Send + Sync {
     }
 }
 
-/// The step a journal tag or runbook name stands for: the one registry of steps.
-pub fn step(kind: StepKind) -> &'static dyn Step {
+/// The step a journal tag or runbook name stands for: the one registry of steps. The
+/// plan's own steps are built from their section in `plan`.
+pub fn step<'p>(kind: &'p StepKind, plan: &'p Plan) -> Box<dyn Step + 'p> {
     match kind {
-        StepKind::Fence => &fence::Fence,
-        StepKind::CatchUp => &catch_up::CatchUp,
-        StepKind::Promote => &promote::Promote,
-        StepKind::Scale => &scale::Scale,
-        StepKind::Switch => &switch::Switch,
-        StepKind::Verify => &verify::Verify,
-        StepKind::Rejoin => &rejoin::Rejoin,
-        StepKind::Notify => &notify::Notify,
+        StepKind::Fence => Box::new(fence::Fence),
+        StepKind::CatchUp => Box::new(catch_up::CatchUp),
+        StepKind::Promote => Box::new(promote::Promote),
+        StepKind::Scale => Box::new(scale::Scale),
+        StepKind::Switch => Box::new(switch::Switch),
+        StepKind::Verify => Box::new(verify::Verify),
+        StepKind::Rejoin => Box::new(rejoin::Rejoin),
+        StepKind::Notify => Box::new(notify::Notify),
+        StepKind::Custom(name) => match plan.steps.get(name) {
+            Some(StepAction::Http(action)) => Box::new(http::Http { name, action }),
+            Some(StepAction::Exec(action)) => Box::new(exec::Exec { name, action }),
+            None => Box::new(Gone { name }),
+        },
+    }
+}
+
+/// A step of a run that the plan no longer defines (it was edited since the run began):
+/// it cannot be observed or applied, and says so rather than skip anything.
+struct Gone<'p> {
+    name: &'p str,
+}
+
+impl Gone<'_> {
+    fn error(&self) -> ProviderError {
+        ProviderError::permanent(format!(
+            "the plan has no step '{}' any more (it was removed since this run began): put it back in the plan's steps section and resume, or abort the run",
+            self.name
+        ))
+    }
+}
+
+#[async_trait]
+impl Step for Gone<'_> {
+    fn kind(&self) -> StepKind {
+        StepKind::custom(self.name)
+    }
+
+    async fn observe(&self, _cx: &StepCx<'_>) -> Result<Observation, ProviderError> {
+        Err(self.error())
+    }
+
+    async fn apply(&self, _cx: &StepCx<'_>) -> Result<Option<String>, ProviderError> {
+        Err(self.error())
     }
 }
 

@@ -27,8 +27,8 @@ impl Step for Notify {
 
     async fn apply(&self, cx: &StepCx<'_>) -> Result<Option<String>, ProviderError> {
         let h = cx.header;
-        let done: Vec<&str> = match cx.journal.summary(&h.id).await {
-            Ok(s) => s.steps.iter().filter(|s| s.state.is_done()).map(|s| s.kind.as_str()).collect(),
+        let done: Vec<String> = match cx.journal.summary(&h.id).await {
+            Ok(s) => s.steps.iter().filter(|s| s.state.is_done()).map(|s| s.kind.to_string()).collect(),
             Err(_) => Vec::new(),
         };
         let reason = format!("{} -> {} at epoch {}; done: {}", h.from, h.to, h.epoch, done.join(", "));

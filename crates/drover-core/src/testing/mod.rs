@@ -58,6 +58,8 @@ pub struct WorldSnapshot {
     /// Resources a preflight finds missing: a region's database member (`database:east`)
     /// or the traffic record (`traffic`). Compute is missing when `compute` lacks it.
     pub missing: std::collections::BTreeSet<String>,
+    /// What the plan's own steps have done to the outside world (see `impl Hooks`).
+    pub hooks_done: std::collections::BTreeSet<String>,
 }
 
 /// A two-region world: `east` primary with traffic, `west` its standby.
@@ -66,6 +68,8 @@ pub struct FakeWorld {
     promote_calls: AtomicU64,
     promote_kinds: Mutex<Vec<crate::run::RunKind>>,
     notified: Mutex<Vec<crate::notify::NotifyEvent>>,
+    /// How often each hook action was made (not observed): "called twice" shows here.
+    hook_calls: Mutex<BTreeMap<String, u64>>,
 }
 
 impl FakeWorld {
@@ -88,10 +92,12 @@ impl FakeWorld {
                 traffic_unreachable: false,
                 compute: BTreeMap::new(),
                 missing: Default::default(),
+                hooks_done: Default::default(),
             }),
             promote_calls: AtomicU64::new(0),
             promote_kinds: Mutex::default(),
             notified: Mutex::new(Vec::new()),
+            hook_calls: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -151,6 +157,20 @@ impl FakeWorld {
     }
 
     /// Every call of `promote`, even a no-op: a resumed run must not repeat it.
+    /// How often the hook action `key` (a URL, or an `[act, key]` command's key) was made.
+    pub fn hook_calls(&self, key: &str) -> u64 {
+        self.hook_calls.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    fn hook_acts(&self, key: &str) {
+        *self.hook_calls.lock().unwrap().entry(key.to_owned()).or_default() += 1;
+        self.state.lock().unwrap().hooks_done.insert(key.to_owned());
+    }
+
+    fn hook_done(&self, key: &str) -> bool {
+        self.state.lock().unwrap().hooks_done.contains(key)
+    }
+
     pub fn promote_calls(&self) -> u64 {
         self.promote_calls.load(Ordering::SeqCst)
     }
@@ -182,6 +202,40 @@ impl FakeWorld {
 impl crate::notify::Notifier for FakeWorld {
     fn notify(&self, event: crate::notify::NotifyEvent) {
         self.notified.lock().unwrap().push(event);
+    }
+}
+
+/// An outside world for the plan's own steps. HTTP: a request other than GET acts on its
+/// URL and answers 200; a GET of `<url>/done` answers 200 once `<url>` was acted on, else
+/// 404. Commands: `[act, <key>]` acts on `<key>` and exits 0; `[done, <key>]` exits 0 once
+/// `<key>` was acted on, else 1; `[fail, …]` exits 3. Secrets are never resolved.
+#[async_trait]
+impl crate::world::Hooks for FakeWorld {
+    async fn http(&self, request: &crate::world::HttpRequest) -> Result<crate::world::HttpAnswer, ProviderError> {
+        let crate::secret::SecretText::Plain(url) = &request.url else {
+            return Err(ProviderError::permanent("the fake world calls only plain URLs"));
+        };
+        let status = if request.method == "GET" {
+            let done = url.strip_suffix("/done").is_some_and(|of| self.hook_done(of));
+            if done { 200 } else { 404 }
+        } else {
+            self.hook_acts(url);
+            200
+        };
+        Ok(crate::world::HttpAnswer { status, body: String::new() })
+    }
+
+    async fn exec(&self, command: &crate::world::CommandLine) -> Result<crate::world::CommandExit, ProviderError> {
+        let code = match command.argv.as_slice() {
+            [act, key] if act == "act" => {
+                self.hook_acts(key);
+                0
+            }
+            [done, key] if done == "done" => i32::from(!self.hook_done(key)),
+            [fail, ..] if fail == "fail" => 3,
+            other => return Err(ProviderError::permanent(format!("the fake world cannot run {other:?}"))),
+        };
+        Ok(crate::world::CommandExit { code: Some(code), output: String::new() })
     }
 }
 

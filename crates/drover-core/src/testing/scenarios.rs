@@ -71,6 +71,7 @@ pub fn two_region_plan() -> Plan {
             cooldown: Duration::from_secs(600),
         },
         runbooks: Runbooks::default(),
+        steps: BTreeMap::new(),
         notify: NotifySpec::default(),
         backup: None,
         compute: BTreeMap::new(),
@@ -170,7 +171,7 @@ pub async fn every_step_twice_is_once(new_journal: impl Fn() -> Arc<dyn Journal>
                 let header = plan_kind(kind, &plan, journal.as_ref(), &world).await.unwrap();
                 journal.begin(&header).await.unwrap();
                 let e = engine(&plan, journal.as_ref(), &world);
-                for (i, &step) in steps.iter().enumerate().take(upto + 1) {
+                for (i, step) in steps.iter().enumerate().take(upto + 1) {
                     let n = if i == upto { times } else { 1 };
                     for _ in 0..n {
                         e.apply_step(step, &header)
@@ -278,18 +279,18 @@ pub async fn an_illegal_record_order_is_refused(journal: &dyn Journal) {
     let world = FakeWorld::two_regions();
     let observed = observe(&plan, journal, &world).await;
     let header = plan_run(&plan, RunKind::Failover, "west", &observed, "test").unwrap();
-    let (first, second) = (header.steps[0], header.steps[1]);
+    let (first, second) = (header.steps[0].clone(), header.steps[1].clone());
     let done = |step, kind| Record::StepDone { step, kind, outcome: StepOutcome::Applied, detail: "done".into() };
     journal.begin(&header).await.unwrap();
     let refused = |what: &'static str, why: &'static str| (what, why);
     let cases = [
-        (done(0, first), refused("a step finishing that never started", "never started")),
+        (done(0, first.clone()), refused("a step finishing that never started", "never started")),
         (
-            Record::StepIntent { step: 1, kind: second },
+            Record::StepIntent { step: 1, kind: second.clone() },
             refused("a step starting out of order", "first step not done is 0"),
         ),
-        (Record::StepIntent { step: 0, kind: second }, refused("a step under another kind", "not")),
-        (Record::StepIntent { step: 99, kind: first }, refused("a step the run does not have", "no step 99")),
+        (Record::StepIntent { step: 0, kind: second.clone() }, refused("a step under another kind", "not")),
+        (Record::StepIntent { step: 99, kind: first.clone() }, refused("a step the run does not have", "no step 99")),
         (Record::Resumed, refused("a resume of a run that is not paused", "cannot resume")),
         (Record::Approved { by: "test".into() }, refused("an approval nobody asked for", "not waiting for approval")),
         (Record::Completed, refused("completing with steps not done", "not done")),
@@ -303,8 +304,8 @@ pub async fn an_illegal_record_order_is_refused(journal: &dyn Journal) {
     }
     let before = journal.entries(&header.id).await.unwrap().len();
     assert_eq!(before, 1, "refused records leave only the start");
-    journal.append(&header.id, Record::StepIntent { step: 0, kind: first }).await.unwrap();
-    journal.append(&header.id, done(0, first)).await.unwrap();
+    journal.append(&header.id, Record::StepIntent { step: 0, kind: first.clone() }).await.unwrap();
+    journal.append(&header.id, done(0, first.clone())).await.unwrap();
     let again = journal.append(&header.id, done(0, first)).await;
     assert!(matches!(again, Err(StoreError::IllegalOrder { .. })), "a step finished twice: {again:?}");
     assert_eq!(journal.summary(&header.id).await.unwrap().next_step(), Some(1));

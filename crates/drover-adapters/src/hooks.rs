@@ -1,0 +1,198 @@
+//! The plan's own steps behind `drover_core::world::Hooks`: an `http` step's request
+//! through reqwest, an `exec` step's command as a child process in its own process group.
+//! Secret values (a URL with its token, an Authorization header, a variable) never reach
+//! an error or the journal: anything echoed back is redacted before it is kept.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use drover_core::error::ProviderError;
+use drover_core::secret::{Secret, SecretRef, SecretSource, SecretText};
+use drover_core::world::{CommandExit, CommandLine, Hooks, HttpAnswer, HttpRequest};
+use tokio::io::AsyncReadExt;
+
+use crate::notify::one_line;
+use crate::postgres::{describe_io, io_cause};
+
+/// How much of an answer or of a command's output is kept for the journal.
+const KEEP: usize = 300;
+/// How much is read: more than is kept, so an echoed secret is redacted whole before the cut.
+const READ: usize = 16 << 10;
+
+/// Runs `http` and `exec` steps with the secrets the plan's steps reference, resolved
+/// once when drover starts (the adapter reads no environment variable or file itself).
+pub struct HookRunner {
+    secrets: BTreeMap<SecretRef, Secret>,
+    client: Option<reqwest::Client>,
+}
+
+impl HookRunner {
+    /// `references`: every secret the plan's steps use; each is resolved now, so a missing
+    /// one is found when drover starts, not half way through a failover.
+    pub fn new<'a>(
+        references: impl IntoIterator<Item = &'a SecretRef>,
+        secrets: &dyn SecretSource,
+    ) -> Result<HookRunner, String> {
+        let mut resolved = BTreeMap::new();
+        for reference in references {
+            resolved.insert(reference.clone(), secrets.resolve(reference)?);
+        }
+        // Built lazily in effect: a plan without http steps needs no TLS provider.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")));
+        let client =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| client.build())).ok().and_then(Result::ok);
+        Ok(HookRunner { secrets: resolved, client })
+    }
+
+    fn value(&self, text: &SecretText) -> Result<Secret, ProviderError> {
+        text.resolve(self).map_err(ProviderError::permanent)
+    }
+
+    /// Every secret value this call carries, to be cut out of whatever comes back.
+    fn hide(&self, texts: &[&SecretText], said: &str) -> String {
+        let mut out = said.to_owned();
+        for text in texts {
+            if let SecretText::Secret(reference) = text
+                && let Some(secret) = self.secrets.get(reference)
+                && !secret.expose().is_empty()
+            {
+                out = out.replace(secret.expose(), "<redacted>");
+            }
+        }
+        out
+    }
+}
+
+impl SecretSource for HookRunner {
+    fn resolve(&self, reference: &SecretRef) -> Result<Secret, String> {
+        self.secrets.get(reference).cloned().ok_or_else(|| format!("{reference} was not resolved when drover started"))
+    }
+}
+
+#[async_trait]
+impl Hooks for HookRunner {
+    async fn http(&self, request: &HttpRequest) -> Result<HttpAnswer, ProviderError> {
+        let client = self.client.as_ref().ok_or_else(|| {
+            ProviderError::permanent("http step: no HTTP client (no rustls crypto provider installed)")
+        })?;
+        let url = self.value(&request.url)?;
+        // Shown in messages only when the plan wrote it: a referenced URL may hold a token.
+        let shown = match &request.url {
+            SecretText::Plain(url) => url.clone(),
+            SecretText::Secret(reference) => format!("the URL in {reference}"),
+        };
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| ProviderError::permanent(format!("http step: '{}' is not an HTTP method", request.method)))?;
+        let mut call = client.request(method, url.expose()).timeout(request.timeout);
+        for (name, value) in &request.headers {
+            call = call.header(name.as_str(), self.value(value)?.expose());
+        }
+        if let Some(body) = &request.body {
+            call = call.body(body.clone());
+        }
+        let mut texts: Vec<&SecretText> = request.headers.iter().map(|(_, v)| v).collect();
+        texts.push(&request.url);
+        let answer = call.send().await.map_err(|e| {
+            let why = if e.is_timeout() {
+                format!("no answer within {}", drover_core::duration::format_duration(request.timeout))
+            } else if let Some(io) = io_cause(&e) {
+                describe_io(io)
+            } else {
+                crate::probe::chain(&e.without_url())
+            };
+            ProviderError::transient(self.hide(&texts, &format!("{} {shown}: {why}", request.method)))
+        })?;
+        let status = answer.status().as_u16();
+        let mut body = Vec::new();
+        let mut stream = answer;
+        while body.len() < READ {
+            match stream.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let body = self.hide(&texts, &String::from_utf8_lossy(&body));
+        Ok(HttpAnswer { status, body: one_line(&body, KEEP) })
+    }
+
+    async fn exec(&self, command: &CommandLine) -> Result<CommandExit, ProviderError> {
+        let (program, args) =
+            command.argv.split_first().ok_or_else(|| ProviderError::permanent("exec step: the command is empty"))?;
+        let mut child = tokio::process::Command::new(program);
+        child.args(args).env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(path) = std::env::var_os("PATH") {
+            child.env("PATH", path);
+        }
+        for (name, value) in &command.env {
+            child.env(name, self.value(value)?.expose());
+        }
+        // Its own process group: a timeout kills the command and everything it started.
+        child.process_group(0).kill_on_drop(true);
+        let mut child = child
+            .spawn()
+            .map_err(|e| ProviderError::permanent(format!("exec step: cannot run {program}: {}", describe_io(&e))))?;
+        let pid = child.id();
+        let (out, err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+        let read = async {
+            let (o, e) = tokio::join!(last_bytes(out), last_bytes(err));
+            let status = child.wait().await;
+            (o, e, status)
+        };
+        let texts: Vec<&SecretText> = command.env.iter().map(|(_, v)| v).collect();
+        match tokio::time::timeout(command.timeout, read).await {
+            Ok((stdout, stderr, status)) => {
+                let status = status.map_err(|e| {
+                    ProviderError::transient(format!("exec step: waiting for {program}: {}", describe_io(&e)))
+                })?;
+                // What it said about itself: stderr, or stdout when stderr is empty.
+                let said = if stderr.iter().any(|b| !b.is_ascii_whitespace()) { stderr } else { stdout };
+                let said = self.hide(&texts, &String::from_utf8_lossy(&said));
+                Ok(CommandExit { code: status.code(), output: tail(&one_line(&said, READ), KEEP) })
+            }
+            Err(_) => {
+                if let Some(pid) = pid {
+                    kill_group(pid);
+                }
+                Err(ProviderError::transient(format!(
+                    "exec step: {program} still ran after {}; it was killed with everything it started",
+                    drover_core::duration::format_duration(command.timeout)
+                )))
+            }
+        }
+    }
+}
+
+/// Reads a pipe to its end (a command blocked on a full pipe would never exit), keeping
+/// only its last `READ` bytes: a failing command says why at its end.
+async fn last_bytes(mut pipe: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > 2 * READ {
+            kept.drain(..kept.len() - READ);
+        }
+    }
+    kept
+}
+
+/// SIGKILL to the command's process group (its pid is the group id: `process_group(0)`).
+fn kill_group(pid: u32) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+}
+
+/// The last `limit` characters: a failing command says why at its end.
+fn tail(text: &str, limit: usize) -> String {
+    let count = text.chars().count();
+    if count <= limit {
+        text.to_owned()
+    } else {
+        format!("…{}", text.chars().skip(count - limit).collect::<String>())
+    }
+}

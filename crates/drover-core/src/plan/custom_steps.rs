@@ -1,0 +1,285 @@
+//! The optional `steps` section: steps the plan defines itself — an HTTP call (`http`) or
+//! a command (`exec`) — that a runbook names like any built-in step. What each does at
+//! run time is in `crate::steps::http` and `crate::steps::exec`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::raw::{Node, Value};
+use super::reader::{Entry, Mapping, Reader};
+use super::steps::{ExecAction, HttpAction, HttpObserve, RunSide, StepAction, StepKind};
+use crate::secret::SecretText;
+
+const HTTP_FIELDS: [&str; 9] =
+    ["url", "url_env", "url_file", "method", "headers", "body", "expect_status", "timeout", "observe"];
+const OBSERVE_FIELDS: [&str; 4] = ["url", "url_env", "url_file", "expect_status"];
+const EXEC_FIELDS: [&str; 6] = ["argv", "on", "host", "env", "timeout", "observe"];
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+const EXAMPLE: &str = "steps: { warm-cache: { http: { url: https://ops.example.com/warm, method: POST } } }";
+
+/// How long an `http` step's call may take when the plan says nothing.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an `exec` step's command may run when the plan says nothing.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The plan's own steps by name; empty without a `steps` section.
+pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>, regions: &[String]) -> Option<BTreeMap<String, StepAction>> {
+    let Some(node) = top.get("steps") else { return Some(BTreeMap::new()) };
+    if node.value == Value::Null {
+        return Some(BTreeMap::new());
+    }
+    let entries = r.entries(node, "steps", &format!("a mapping of step name to step, e.g. {EXAMPLE}"), "step")?;
+    r.each(&entries, |r, entry| read_step(r, entry, regions))
+}
+
+/// The step names the `steps` section writes, read or not.
+pub(super) fn names<'n>(top: &Mapping<'n>) -> Vec<&'n str> {
+    match top.get("steps").map(|n| &n.value) {
+        Some(Value::Map(entries)) => entries
+            .iter()
+            .filter_map(|(k, _)| match &k.value {
+                Value::Str(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn read_step(r: &mut Reader<'_>, entry: &Entry<'_>, regions: &[String]) -> Option<StepAction> {
+    let name = entry.name.as_str();
+    if StepKind::from_name(name).is_some() {
+        r.error(entry.key.pos(), &entry.path, format!("'{name}' is a built-in step; give this step another name"));
+        return None;
+    }
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        r.error(
+            entry.key.pos(),
+            &entry.path,
+            "a step name starts with a lowercase letter and holds only a-z, 0-9, - and _ (e.g. warm-cache)",
+        );
+        return None;
+    }
+    let kinds = ["http", "exec"];
+    let m = r.mapping(entry.value, &entry.path, entry.key.pos(), &kinds, &[], "a mapping with http or exec")?;
+    match (m.get("http"), m.get("exec")) {
+        (Some(n), None) => read_http(r, &m, n).map(StepAction::Http),
+        (None, Some(n)) => read_exec(r, &m, n, regions).map(StepAction::Exec),
+        (Some(_), Some(_)) => {
+            r.error(m.at, &entry.path, "give one of http or exec: a step does one thing");
+            None
+        }
+        (None, None) => {
+            r.error(m.at, &entry.path, "say what the step does: http: { url: … } or exec: { argv: [...] }");
+            None
+        }
+    }
+}
+
+fn read_http(r: &mut Reader<'_>, step: &Mapping<'_>, node: &Node) -> Option<HttpAction> {
+    let path = step.field("http");
+    let at = step.key("http").map_or(node.pos(), Node::pos);
+    let m = r.mapping(node, &path, at, &HTTP_FIELDS, &[], "a mapping with url, method, headers, body")?;
+    let url = super::notify::call_url(r, &m);
+    let method = match m.get("method") {
+        Some(n) => method(r, n, &m.field("method")),
+        None => Some("POST".to_owned()),
+    };
+    let headers = match m.get("headers") {
+        Some(n) => headers(r, n, &m.field("headers")),
+        None => Some(BTreeMap::new()),
+    };
+    let body = match m.get("body") {
+        Some(n) => r.text(n, &m.field("body"), "the request body as text").map(|b| Some(b.to_owned())),
+        None => Some(None),
+    };
+    let expect_status = match m.get("expect_status") {
+        Some(n) => statuses(r, n, &m.field("expect_status")),
+        None => Some(Vec::new()),
+    };
+    let timeout = match m.get("timeout") {
+        Some(n) => r.positive_duration(n, &m.field("timeout")),
+        None => Some(DEFAULT_HTTP_TIMEOUT),
+    };
+    let observe = match m.get("observe") {
+        Some(n) => read_observe(r, &m, n).map(Some),
+        None => Some(None),
+    };
+    Some(HttpAction {
+        url: url?,
+        method: method?,
+        headers: headers?,
+        body: body?,
+        expect_status: expect_status?,
+        timeout: timeout?,
+        observe: observe?,
+    })
+}
+
+fn read_observe(r: &mut Reader<'_>, http: &Mapping<'_>, node: &Node) -> Option<HttpObserve> {
+    let path = http.field("observe");
+    let at = http.key("observe").map_or(node.pos(), Node::pos);
+    let m = r.mapping(node, &path, at, &OBSERVE_FIELDS, &[], "a mapping with url and expect_status")?;
+    let url = super::notify::call_url(r, &m);
+    let expect_status = match m.get("expect_status") {
+        Some(n) => statuses(r, n, &m.field("expect_status")),
+        None => Some(vec![200]),
+    };
+    let expect_status = expect_status?;
+    if expect_status.is_empty() {
+        r.error(m.at, &m.field("expect_status"), "is empty; list the status that means done, e.g. 200");
+        return None;
+    }
+    Some(HttpObserve { url: url?, expect_status })
+}
+
+fn method(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<String> {
+    let text = r.text(node, field, "an HTTP method")?;
+    let upper = text.to_ascii_uppercase();
+    if METHODS.contains(&upper.as_str()) {
+        Some(upper)
+    } else {
+        r.error(node.pos(), field, format!("'{text}' is not a method drover sends; use one of {}", METHODS.join(", ")));
+        None
+    }
+}
+
+/// Status codes: one number or a list of them, each 100–599.
+fn statuses(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<u16>> {
+    let items: Vec<&Node> = match &node.value {
+        Value::Seq(items) => items.iter().collect(),
+        _ => vec![node],
+    };
+    let mut codes = Vec::new();
+    for item in &items {
+        match &item.value {
+            Value::Int(n) if (100..=599).contains(n) => codes.push(*n as u16),
+            _ => {
+                r.error(item.pos(), field, "expected an HTTP status code (100-599) or a list of them, e.g. [200, 204]")
+            }
+        }
+    }
+    (codes.len() == items.len()).then_some(codes)
+}
+
+/// Header names are HTTP tokens; `X-Drover-*` are drover's own (run id, epoch, regions).
+fn headers(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<BTreeMap<String, SecretText>> {
+    let entries = r.entries(node, field, "a mapping of header name to value", "header")?;
+    r.each(&entries, |r, entry| {
+        let name = entry.name.as_str();
+        let token = name.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
+        if !token {
+            r.error(entry.key.pos(), &entry.path, "is not a header name (letters, digits and - only, e.g. X-Team)");
+            return None;
+        }
+        if name.to_ascii_lowercase().starts_with("x-drover-") || name.eq_ignore_ascii_case("idempotency-key") {
+            r.error(entry.key.pos(), &entry.path, "is set by drover itself (run, epoch, regions); remove it");
+            return None;
+        }
+        text_or_secret(r, entry)
+    })
+}
+
+/// A value written in the plan (`sre`), or a secret by reference (`{ env: TOKEN }` or
+/// `{ file: /etc/drover/token }`).
+fn text_or_secret(r: &mut Reader<'_>, entry: &Entry<'_>) -> Option<SecretText> {
+    match &entry.value.value {
+        Value::Map(_) => {
+            let m = r.mapping(
+                entry.value,
+                &entry.path,
+                entry.key.pos(),
+                &["env", "file"],
+                &["value"],
+                "{ env: VARIABLE } or { file: /path }",
+            )?;
+            r.secret_ref(&m, "value", "env", "file").map(SecretText::Secret)
+        }
+        _ => r
+            .text(entry.value, &entry.path, "text, or a secret as { env: VARIABLE }")
+            .map(|t| SecretText::Plain(t.into())),
+    }
+}
+
+fn read_exec(r: &mut Reader<'_>, step: &Mapping<'_>, node: &Node, regions: &[String]) -> Option<ExecAction> {
+    let path = step.field("exec");
+    let at = step.key("exec").map_or(node.pos(), Node::pos);
+    let m = r.mapping(node, &path, at, &EXEC_FIELDS, &[], "a mapping with argv")?;
+    let argv = r
+        .require(&m, "argv", "add the command as a list of words, e.g. argv: [/usr/local/bin/drain-queue, --all]")
+        .and_then(|n| super::reader::argv(r, n, &m.field("argv")));
+    let on = match m.get("on") {
+        Some(n) => r.choice(n, &m.field("on"), "region", &[("to", RunSide::To), ("from", RunSide::From)]),
+        None => Some(RunSide::To),
+    };
+    let host = match m.get("host") {
+        Some(n) => hosts(r, &m, n, regions),
+        None => Some(BTreeMap::new()),
+    };
+    let env = match m.get("env") {
+        Some(n) => environment(r, n, &m.field("env")),
+        None => Some(BTreeMap::new()),
+    };
+    let timeout = match m.get("timeout") {
+        Some(n) => r.positive_duration(n, &m.field("timeout")),
+        None => Some(DEFAULT_EXEC_TIMEOUT),
+    };
+    let observe = match m.get("observe") {
+        Some(n) => super::reader::argv(r, n, &m.field("observe")).map(Some),
+        None => Some(None),
+    };
+    Some(ExecAction { argv: argv?, on: on?, host: host?, env: env?, timeout: timeout?, observe: observe? })
+}
+
+/// The command prefix that runs the command in each region (`[ssh, ops@app-east]`): every
+/// service region, or none (the command then runs where drover runs).
+fn hosts(
+    r: &mut Reader<'_>,
+    exec: &Mapping<'_>,
+    node: &Node,
+    regions: &[String],
+) -> Option<BTreeMap<String, Vec<String>>> {
+    let field = exec.field("host");
+    let entries =
+        r.entries(node, &field, "a mapping of region to command prefix, e.g. { east: [ssh, app-east] }", "region")?;
+    let hosts = r.each(&entries, |r, entry| {
+        if !regions.iter().any(|region| *region == entry.name) {
+            r.error(
+                entry.key.pos(),
+                &entry.path,
+                format!("is not a service region of the plan ({})", regions.join(", ")),
+            );
+            return None;
+        }
+        super::reader::argv(r, entry.value, &entry.path)
+    })?;
+    let missing: Vec<&str> = regions.iter().filter(|region| !hosts.contains_key(*region)).map(String::as_str).collect();
+    if !missing.is_empty() {
+        let at = exec.key("host").map_or(node.pos(), Node::pos);
+        r.error(at, &field, format!("has no command prefix for {}; give every service region one", missing.join(", ")));
+        return None;
+    }
+    Some(hosts)
+}
+
+/// The command's environment beyond drover's own `DROVER_*` variables. Nothing else of
+/// drover's environment is passed on: it holds drover's secrets.
+fn environment(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<BTreeMap<String, SecretText>> {
+    let entries = r.entries(node, field, "a mapping of variable name to value", "variable")?;
+    r.each(&entries, |r, entry| {
+        let name = entry.name.as_str();
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            r.error(entry.key.pos(), &entry.path, "is not an environment variable name (letters, digits and _)");
+            return None;
+        }
+        if name.starts_with("DROVER_") {
+            r.error(entry.key.pos(), &entry.path, "DROVER_* variables are set by drover itself; rename it");
+            return None;
+        }
+        text_or_secret(r, entry)
+    })
+}
