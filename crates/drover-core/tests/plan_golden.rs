@@ -35,6 +35,8 @@ fn secrets() -> MapSecrets {
         (SecretRef::File("/var/lib/drover/lab/tsig.key".into()), "dHNpZy1zM2NyZXQ="),
         (SecretRef::Env("SLACK_WEBHOOK_URL".into()), "https://hooks.slack.com/services/T0/B0/s3cret"),
         (SecretRef::File("/etc/drover/pd-key".into()), "pd-routing-key-s3cret"),
+        (SecretRef::Env("OPS_TOKEN".into()), "Bearer ops-s3cret"),
+        (SecretRef::File("/etc/drover/hooks-url".into()), "https://ops.example.com/hooks?token=s3cret"),
     ])
 }
 

@@ -38,7 +38,7 @@ pub(super) fn names<'n>(top: &Mapping<'n>) -> Vec<&'n str> {
         Some(Value::Map(entries)) => entries
             .iter()
             .filter_map(|(k, _)| match &k.value {
-                Value::Str(name) => Some(name.as_str()),
+                Value::Str(name) if StepKind::from_name(name).is_none() => Some(name.as_str()),
                 _ => None,
             })
             .collect(),
@@ -209,7 +209,9 @@ fn read_exec(r: &mut Reader<'_>, step: &Mapping<'_>, node: &Node, regions: &[Str
     let m = r.mapping(node, &path, at, &EXEC_FIELDS, &[], "a mapping with argv")?;
     let argv = r
         .require(&m, "argv", "add the command as a list of words, e.g. argv: [/usr/local/bin/drain-queue, --all]")
-        .and_then(|n| super::reader::argv(r, n, &m.field("argv")));
+        .and_then(|n| {
+            super::reader::argv(r, n, &m.field("argv"), "the command, e.g. [/usr/local/bin/drain-queue, --all]")
+        });
     let on = match m.get("on") {
         Some(n) => r.choice(n, &m.field("on"), "region", &[("to", RunSide::To), ("from", RunSide::From)]),
         None => Some(RunSide::To),
@@ -227,7 +229,13 @@ fn read_exec(r: &mut Reader<'_>, step: &Mapping<'_>, node: &Node, regions: &[Str
         None => Some(DEFAULT_EXEC_TIMEOUT),
     };
     let observe = match m.get("observe") {
-        Some(n) => super::reader::argv(r, n, &m.field("observe")).map(Some),
+        Some(n) => super::reader::argv(
+            r,
+            n,
+            &m.field("observe"),
+            "a command whose exit 0 means done, e.g. [/usr/local/bin/queue-is-empty]",
+        )
+        .map(Some),
         None => Some(None),
     };
     Some(ExecAction { argv: argv?, on: on?, host: host?, env: env?, timeout: timeout?, observe: observe? })
@@ -253,7 +261,12 @@ fn hosts(
             );
             return None;
         }
-        super::reader::argv(r, entry.value, &entry.path)
+        super::reader::argv(
+            r,
+            entry.value,
+            &entry.path,
+            "the command prefix that reaches a host there, e.g. [ssh, ops@app-east]",
+        )
     })?;
     let missing: Vec<&str> = regions.iter().filter(|region| !hosts.contains_key(*region)).map(String::as_str).collect();
     if !missing.is_empty() {

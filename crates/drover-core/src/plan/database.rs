@@ -14,6 +14,7 @@ use super::regions::{Regions, region_entries};
 
 const FIELDS: [&str; 5] = ["kind", "replication", "promote_timeout", "connect_timeout", "members"];
 const MEMBER_FIELDS: [&str; 3] = ["dsn_env", "dsn_file", "host"];
+const HOST_PREFIX: &str = "the command prefix that runs a command on the host, e.g. [ssh, db-east]";
 const HOST_FIELDS: [&str; 3] = ["exec", "data_dir", "bin_dir"];
 const DEFAULT_PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -113,7 +114,7 @@ fn read_host(r: &mut Reader<'_>, member: &Mapping<'_>, node: &Node) -> Option<Me
             "exec",
             "add the command prefix that runs a command on the member's host, e.g. exec: [ssh, db-east]",
         )
-        .and_then(|n| super::reader::argv(r, n, &m.field("exec")));
+        .and_then(|n| super::reader::argv(r, n, &m.field("exec"), HOST_PREFIX));
     let data_dir = r
         .require(&m, "data_dir", "add the member's data directory, e.g. data_dir: /var/lib/postgresql/15/main")
         .and_then(|n| absolute_path(r, n, &m.field("data_dir")));

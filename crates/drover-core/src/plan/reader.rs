@@ -559,14 +559,13 @@ mod tests {
 }
 
 /// A command or command prefix: a non-empty list of words (numbers allowed, e.g. a port).
-pub(super) fn argv(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<Vec<String>> {
-    let items = r.list(node, field, "a command as a list of words, e.g. [ssh, db-east]")?;
+/// `what` says what the words are for, with an example: `the command prefix that runs a
+/// command on the host, e.g. [ssh, db-east]`.
+pub(super) fn argv(r: &mut Reader<'_>, node: &Node, field: &str, what: &str) -> Option<Vec<String>> {
+    let example = what.split("e.g. ").nth(1).unwrap_or("[ssh, db-east]");
+    let items = r.list(node, field, &format!("a command as a list of words, e.g. {example}"))?;
     if items.is_empty() {
-        r.error(
-            node.pos(),
-            field,
-            "is empty; write the command prefix that runs a command on the host, e.g. [ssh, db-east]",
-        );
+        r.error(node.pos(), field, format!("is empty; write {what}"));
         return None;
     }
     let mut words = Vec::new();

@@ -503,11 +503,30 @@ pub struct CrashingJournal<'a> {
     pub inner: &'a dyn Journal,
     pub crash_after: u64,
     writes: AtomicU64,
+    /// The crash comes while record `crash_after` is written, and loses it: what the
+    /// step did to the world is done, but the journal never heard.
+    loses_last: bool,
 }
 
 impl<'a> CrashingJournal<'a> {
+    /// Crashes right after record `crash_after` is written.
     pub fn new(inner: &'a dyn Journal, crash_after: u64) -> Self {
-        CrashingJournal { inner, crash_after, writes: AtomicU64::new(0) }
+        CrashingJournal { inner, crash_after, writes: AtomicU64::new(0), loses_last: false }
+    }
+
+    /// Crashes while record `crash_before` is written: it never reaches the journal.
+    pub fn losing(inner: &'a dyn Journal, crash_before: u64) -> Self {
+        CrashingJournal { inner, crash_after: crash_before, writes: AtomicU64::new(0), loses_last: true }
+    }
+
+    /// Before a write: a losing crash refuses the record it loses.
+    fn lost(&self) -> Result<(), StoreError> {
+        let next = self.writes.load(Ordering::SeqCst) + 1;
+        if self.loses_last && next >= self.crash_after {
+            self.writes.store(self.crash_after, Ordering::SeqCst);
+            return Err(StoreError::Crashed(next));
+        }
+        Ok(())
     }
 
     pub fn crashed(&self) -> bool {
@@ -528,11 +547,13 @@ impl<'a> CrashingJournal<'a> {
 impl Journal for CrashingJournal<'_> {
     async fn begin(&self, header: &RunHeader) -> Result<Entry, StoreError> {
         self.check()?;
+        self.lost()?;
         let e = self.inner.begin(header).await?;
         self.wrote().map(|_| e)
     }
     async fn append(&self, run: &RunId, record: Record) -> Result<Entry, StoreError> {
         self.check()?;
+        self.lost()?;
         let e = self.inner.append(run, record).await?;
         self.wrote().map(|_| e)
     }

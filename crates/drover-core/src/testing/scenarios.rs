@@ -98,6 +98,48 @@ pub fn plan_with_compute(percent: u32) -> Plan {
     plan
 }
 
+/// `plan_with_compute(100)` with the plan's own steps in both runbooks: an observed HTTP
+/// call after promote, an observed command before it, and an HTTP call without observe
+/// (at least once) at the end. Their fake effects: see `FakeWorld`'s `Hooks`.
+pub fn plan_with_hooks() -> Plan {
+    let mut plan = plan_with_compute(100);
+    let plain = |url: &str| crate::secret::SecretText::Plain(url.into());
+    let http = |url: &str, observe: bool| {
+        StepAction::Http(HttpAction {
+            url: plain(url),
+            method: "POST".into(),
+            headers: BTreeMap::new(),
+            body: None,
+            expect_status: Vec::new(),
+            timeout: Duration::from_secs(1),
+            observe: observe.then(|| HttpObserve { url: plain(&format!("{url}/done")), expect_status: vec![200] }),
+        })
+    };
+    plan.steps.insert("warm-cache".into(), http("http://hooks.test/warm-cache", true));
+    plan.steps.insert("page-owner".into(), http("http://hooks.test/page-owner", false));
+    plan.steps.insert(
+        "drain-queue".into(),
+        StepAction::Exec(ExecAction {
+            argv: vec!["act".into(), "drain-queue".into()],
+            on: RunSide::From,
+            host: BTreeMap::new(),
+            env: BTreeMap::new(),
+            timeout: Duration::from_secs(1),
+            observe: Some(vec!["done".into(), "drain-queue".into()]),
+        }),
+    );
+    for steps in [&mut plan.runbooks.failover, &mut plan.runbooks.switchover] {
+        let promote = steps.iter().position(|s| *s == StepKind::Promote).expect("every runbook promotes");
+        steps.insert(promote + 1, StepKind::custom("warm-cache"));
+        steps.insert(promote, StepKind::custom("drain-queue"));
+        steps.push(StepKind::custom("page-owner"));
+    }
+    plan
+}
+
+/// The hook actions an observed step makes exactly once per run, whatever crashes.
+pub const OBSERVED_HOOKS: [&str; 2] = ["http://hooks.test/warm-cache", "drain-queue"];
+
 pub fn engine<'a>(plan: &'a Plan, journal: &'a dyn Journal, world: &'a FakeWorld) -> Engine<'a> {
     Engine::new(plan, journal, Providers::all(world)).with_retries(RetryPolicy::IMMEDIATE, RetryPolicy::IMMEDIATE)
 }
@@ -159,7 +201,7 @@ fn expected_end(kind: RunKind) -> (u32, u64) {
 
 /// For each step of each kind of run: applying it twice leaves the world as applying it once.
 pub async fn every_step_twice_is_once(new_journal: impl Fn() -> Arc<dyn Journal>) {
-    let plan = plan_with_compute(100);
+    let plan = plan_with_hooks();
     for kind in KINDS {
         let steps = crate::engine::runbook(&plan, kind);
         for upto in 0..steps.len() {
@@ -198,7 +240,7 @@ pub async fn every_step_twice_is_once(new_journal: impl Fn() -> Arc<dyn Journal>
 ///
 /// `open(case)` must return the same journal (reopened) when called again with the same case.
 pub async fn crash_after_every_record(kind: RunKind, open: impl Fn(u64) -> Arc<dyn Journal>) {
-    let plan = plan_with_compute(100);
+    let plan = plan_with_hooks();
     let (promotions, epoch) = expected_end(kind);
     // The reference: no crash.
     let (reference, records) = {
@@ -214,19 +256,28 @@ pub async fn crash_after_every_record(kind: RunKind, open: impl Fn(u64) -> Arc<d
     let steps = crate::engine::runbook(&plan, kind).len() as u64;
     assert!(records > 2 * steps, "a run journals its start, intent+outcome per step, and its end");
 
-    for crash_after in 1..=records {
+    // A crash right after each record, then a crash that loses each record (from the
+    // second: without its start there is no run): the world acted, the journal never heard.
+    let cases = (1..=records).map(|n| (n, false)).chain((2..=records).map(|n| (n, true)));
+    for (case, (crash_after, loses)) in cases.enumerate() {
+        let case = case as u64 + 1;
         let world = world_for(kind);
         let id = {
-            let journal = open(crash_after);
+            let journal = open(case);
             prepare_journal(kind, journal.as_ref()).await;
             let header = plan_kind(kind, &plan, journal.as_ref(), &world).await.unwrap();
-            let crashing = CrashingJournal::new(journal.as_ref(), crash_after);
+            let crashing = if loses {
+                CrashingJournal::losing(journal.as_ref(), crash_after)
+            } else {
+                CrashingJournal::new(journal.as_ref(), crash_after)
+            };
             let result = engine(&plan, &crashing, &world).start(&header).await;
-            assert!(result.is_err(), "crash after record {crash_after} must stop the run");
+            assert!(result.is_err(), "crash at record {crash_after} must stop the run");
             header.id
         };
+        let crash_after = if loses { format!("{crash_after}, lost") } else { crash_after.to_string() };
         // A new process: reopen the journal and resume.
-        let journal = open(crash_after);
+        let journal = open(case);
         let summary = journal.summary(&id).await.unwrap();
         let resumed = if summary.state == RunState::Completed {
             summary
@@ -247,6 +298,15 @@ pub async fn crash_after_every_record(kind: RunKind, open: impl Fn(u64) -> Arc<d
             promotions as u64,
             "{k}: crash after record {crash_after}: promote was called again on resume"
         );
+        if kind.moves_primary() {
+            for hook in OBSERVED_HOOKS {
+                assert_eq!(
+                    world.hook_calls(hook),
+                    1,
+                    "{k}: crash after record {crash_after}: {hook} was not made exactly once"
+                );
+            }
+        }
         assert_eq!(
             journal.epoch().await.unwrap(),
             epoch,
