@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use drover_core::clock::SystemClock;
 use drover_core::engine::Providers;
 use drover_core::error::ProviderError;
 use drover_core::plan::{ComputeKind, DatabaseSpec, Plan, StepAction, TrafficSpec};
@@ -161,6 +162,8 @@ impl Adapters {
             prober: self.prober.as_ref(),
             notifier: &self.notifier,
             hooks: &self.hooks,
+            clock: &SystemClock,
+            ids: &SystemClock,
         }
     }
 }

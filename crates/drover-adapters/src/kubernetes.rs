@@ -286,6 +286,14 @@ fn count(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
 
+/// `~/x` is `$HOME/x`, as in a shell: the plan writes kubeconfig paths that way.
+fn expand_home(path: &std::path::Path) -> std::path::PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
 pub(crate) async fn connect(access: &ClusterAccess, what: &str) -> Result<Client, ProviderError> {
     let config = match access {
         ClusterAccess::InCluster => Config::incluster().map_err(|e| {
@@ -296,7 +304,7 @@ pub(crate) async fn connect(access: &ClusterAccess, what: &str) -> Result<Client
         ClusterAccess::Kubeconfig { path, context } => {
             let options = KubeConfigOptions { context: context.clone(), ..KubeConfigOptions::default() };
             let config = match path {
-                Some(path) => match Kubeconfig::read_from(path) {
+                Some(path) => match Kubeconfig::read_from(expand_home(path)) {
                     Ok(file) => Config::from_custom_kubeconfig(file, &options).await,
                     Err(e) => Err(e),
                 },

@@ -1,9 +1,12 @@
-//! Time, passed in: the engine and its steps read the time and wait through a [`Clock`],
-//! so a test can run a run without sleeping and the core owns no ambient runtime state.
+//! Time and ids, passed in: the engine, observation and the steps read the time, wait
+//! and name runs through a [`Clock`] and [`Ids`] held with the providers, so a test can
+//! run a run without sleeping and the core owns no ambient runtime state.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+
+use crate::run::RunId;
 
 #[async_trait]
 pub trait Clock: Send + Sync {
@@ -13,8 +16,20 @@ pub trait Clock: Send + Sync {
     async fn sleep(&self, duration: Duration);
 }
 
-/// The machine's clock, and tokio's timer for waiting.
+/// Names runs.
+pub trait Ids: Send + Sync {
+    /// A run id, sortable by start time and unique enough for one store.
+    fn run_id(&self, now_ms: u64) -> RunId;
+}
+
+/// The machine's clock, tokio's timer for waiting, and random run ids.
 pub struct SystemClock;
+
+impl Ids for SystemClock {
+    fn run_id(&self, now_ms: u64) -> RunId {
+        RunId(format!("r{now_ms}-{:04x}", rand::random::<u16>()))
+    }
+}
 
 #[async_trait]
 impl Clock for SystemClock {

@@ -14,13 +14,6 @@ pub type Epoch = u64;
 #[serde(transparent)]
 pub struct RunId(pub String);
 
-impl RunId {
-    /// Sortable by start time, unique enough for one store: `r<ms>-<random>`.
-    pub fn generate(now_ms: u64) -> RunId {
-        RunId(format!("r{now_ms}-{:04x}", rand::random::<u16>()))
-    }
-}
-
 impl std::fmt::Display for RunId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -283,15 +283,29 @@ pub struct Providers<'a> {
     pub notifier: &'a dyn crate::notify::Notifier,
     /// The effects of the plan's own `http` and `exec` steps.
     pub hooks: &'a dyn Hooks,
+    /// The time, and waiting: what observation stamps and retries sleep on.
+    pub clock: &'a dyn crate::clock::Clock,
+    /// Names new runs.
+    pub ids: &'a dyn crate::clock::Ids,
 }
 
 impl<'a> Providers<'a> {
-    /// One value that is every provider (a test double, a lab stand-in).
+    /// One value that is every provider (a test double, a lab stand-in), on the machine's
+    /// clock.
     pub fn all<W>(world: &'a W) -> Providers<'a>
     where
         W: Database + Traffic + Compute + Prober + crate::notify::Notifier + Hooks,
     {
-        Providers { database: world, traffic: world, compute: world, prober: world, notifier: world, hooks: world }
+        Providers {
+            database: world,
+            traffic: world,
+            compute: world,
+            prober: world,
+            notifier: world,
+            hooks: world,
+            clock: &crate::clock::SystemClock,
+            ids: &crate::clock::SystemClock,
+        }
     }
 }
 

@@ -38,7 +38,7 @@ impl Engine<'_> {
 
     /// What a step sees of this engine while it runs for `header`.
     pub(crate) fn step_cx<'h>(&'h self, header: &'h RunHeader) -> StepCx<'h> {
-        StepCx { plan: self.plan, header, world: self.world, journal: self.journal, log: self, clock: self.clock }
+        StepCx { plan: self.plan, header, world: self.world, journal: self.journal, log: self }
     }
 
     /// Looks at the world: is step `kind` already done for this run?
@@ -107,7 +107,7 @@ impl Engine<'_> {
                         e
                     });
                 }
-                self.clock.sleep(policy.delay(attempt)).await;
+                self.world.clock.sleep(policy.delay(attempt)).await;
             }
         }
     }
@@ -121,7 +121,7 @@ impl Engine<'_> {
                 Ok(said) => return Ok((StepOutcome::Applied, said.unwrap_or_default())),
                 Err(e) if e.retryable() && attempt + 1 < self.act.attempts => {
                     attempt += 1;
-                    self.clock.sleep(self.act.delay(attempt)).await;
+                    self.world.clock.sleep(self.act.delay(attempt)).await;
                 }
                 Err(e) if e.retryable() => {
                     return Err(ProviderError::permanent(format!("{e} (gave up after {} attempts)", attempt + 1)));

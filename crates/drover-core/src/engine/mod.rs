@@ -10,7 +10,7 @@ mod retry;
 
 use async_trait::async_trait;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::journal::Journal;
 use crate::notify::EventKind;
@@ -55,21 +55,12 @@ pub struct Engine<'a> {
     pub wait: RetryPolicy,
     /// Sees every journal entry as it is written: progress output, drill timelines.
     pub on_entry: &'a (dyn Fn(&Entry) + Send + Sync),
-    pub clock: &'a dyn Clock,
 }
 
 impl<'a> Engine<'a> {
-    /// An engine with the production retry policies, the system clock and no progress hook.
+    /// An engine with the production retry policies and no progress hook.
     pub fn new(plan: &'a Plan, journal: &'a dyn Journal, world: Providers<'a>) -> Engine<'a> {
-        Engine {
-            plan,
-            journal,
-            world,
-            act: RetryPolicy::ACT,
-            wait: RetryPolicy::WAIT,
-            on_entry: &|_| {},
-            clock: &SystemClock,
-        }
+        Engine { plan, journal, world, act: RetryPolicy::ACT, wait: RetryPolicy::WAIT, on_entry: &|_| {} }
     }
 
     /// The same engine with other retry policies (tests: `RetryPolicy::IMMEDIATE`).
@@ -84,7 +75,7 @@ impl<'a> Engine<'a> {
 
     /// The same engine on another clock.
     pub fn with_clock(self, clock: &'a dyn Clock) -> Engine<'a> {
-        Engine { clock, ..self }
+        Engine { world: Providers { clock, ..self.world }, ..self }
     }
 
     /// Starts a planned run and drives it until it completes or pauses.

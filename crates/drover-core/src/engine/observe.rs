@@ -9,7 +9,6 @@ use crate::plan::Plan;
 use crate::run::{Epoch, RunId};
 use crate::world::{MemberStatus, ProbeResult, Providers, TrafficState, Units};
 
-use crate::clock::now_ms;
 use crate::join::join_all;
 use crate::steps::read_capacity;
 
@@ -24,6 +23,12 @@ pub struct Observed {
     pub compute: BTreeMap<String, BTreeMap<String, Result<Units, String>>>,
     pub epoch: Epoch,
     pub active_run: Option<RunId>,
+    /// When the world was read (ms since the Unix epoch).
+    #[serde(skip)]
+    pub at_ms: u64,
+    /// The id a run planned from this observation takes.
+    #[serde(skip)]
+    pub next_run: RunId,
 }
 
 impl Observed {
@@ -106,8 +111,9 @@ pub async fn observe_regions(
     for resource in plan.compute.keys() {
         pairs.extend(regions.iter().map(|r| (resource.clone(), r.to_string())));
     }
+    let at_ms = world.clock.now_ms();
     let compute = join_all(pairs.into_iter().map(|(res, r)| async move {
-        let capacity = read_capacity(journal, world.compute, &res, &r, now_ms()).await;
+        let capacity = read_capacity(journal, world.compute, &res, &r, at_ms).await;
         (res, r, capacity)
     }))
     .await;
@@ -122,5 +128,7 @@ pub async fn observe_regions(
         compute: by_resource,
         epoch: journal.epoch().await?,
         active_run: journal.active().await?.map(|r| r.header.id),
+        at_ms,
+        next_run: world.ids.run_id(at_ms),
     })
 }

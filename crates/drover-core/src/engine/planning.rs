@@ -7,7 +7,6 @@ use crate::run::{Epoch, RunHeader, RunId, RunKind};
 use crate::world::{HostAccess, MemberStatus, TrafficState};
 
 use super::observe::Observed;
-use crate::clock::now_ms;
 
 /// Why a run was not started. Shown to the user, who exits with code 2.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -226,7 +225,7 @@ pub fn plan_move(
         (false, true) => Some(losses.iter().filter_map(Refusal::loss).collect::<Vec<_>>().join("; ")),
     };
     Ok(RunHeader {
-        id: RunId::generate(now_ms()),
+        id: observed.next_run.clone(),
         kind,
         plan: plan.name.clone(),
         from,
@@ -374,7 +373,7 @@ pub fn plan_reprotect(
         HostAccess::Reachable(_) => {}
     }
     Ok(RunHeader {
-        id: RunId::generate(now_ms()),
+        id: observed.next_run.clone(),
         kind: RunKind::Reprotect,
         plan: plan.name.clone(),
         from: region.into(),

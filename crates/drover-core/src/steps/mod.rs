@@ -20,7 +20,6 @@ mod verify;
 
 use async_trait::async_trait;
 
-use crate::clock::Clock;
 use crate::error::{ProviderError, StoreError};
 use crate::journal::Journal;
 use crate::plan::{Plan, StepAction, StepKind};
@@ -72,14 +71,13 @@ pub trait RunLog: Send + Sync {
     async fn record(&self, id: &RunId, record: Record) -> Result<(), StoreError>;
 }
 
-/// What a step sees: the plan, the run, the providers, the journal, and the time.
+/// What a step sees: the plan, the run, the providers (the time among them), the journal.
 pub struct StepCx<'a> {
     pub plan: &'a Plan,
     pub header: &'a RunHeader,
     pub world: Providers<'a>,
     pub journal: &'a dyn Journal,
     pub log: &'a dyn RunLog,
-    pub clock: &'a dyn Clock,
 }
 
 impl StepCx<'_> {

@@ -32,7 +32,7 @@ impl Step for Notify {
             Err(_) => Vec::new(),
         };
         let reason = format!("{} -> {} at epoch {}; done: {}", h.from, h.to, h.epoch, done.join(", "));
-        cx.world.notifier.notify(h.event(cx.plan, EventKind::RunProgress, reason, cx.clock.now_ms()));
+        cx.world.notifier.notify(h.event(cx.plan, EventKind::RunProgress, reason, cx.world.clock.now_ms()));
         Ok(Some("told the plan's webhooks where the run stands".into()))
     }
 }

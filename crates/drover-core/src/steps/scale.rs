@@ -111,7 +111,7 @@ pub(crate) async fn read_capacity(
 /// stops the step: drover sizes workloads, it does not create them.
 async fn scale_target(cx: &StepCx<'_>, resource: &str, percent: u32) -> Result<Vec<UnitTarget>, ProviderError> {
     let (from, to) = (cx.from(), cx.to());
-    let now = cx.clock.now_ms();
+    let now = cx.world.clock.now_ms();
     let (primary, seen) = match read_capacity(cx.journal, cx.world.compute, resource, from, now).await {
         Ok(units) => (units, String::new()),
         Err(e) => match cx.journal.noted_capacity(resource, from).await {

@@ -545,6 +545,8 @@ mod tests {
             compute: BTreeMap::new(),
             epoch,
             active_run: None,
+            at_ms: 0,
+            next_run: drover_core::RunId("r-next".into()),
         }
     }
 
