@@ -12,8 +12,8 @@ use drover_core::secret::{Secret, SecretRef, SecretSource, SecretText};
 use drover_core::world::{CommandExit, CommandLine, Hooks, HttpAnswer, HttpRequest};
 use tokio::io::AsyncReadExt;
 
+use crate::errors::{chain, describe_io, io_cause};
 use crate::notify::one_line;
-use crate::postgres::{describe_io, io_cause};
 
 /// How much of an answer or of a command's output is kept for the journal.
 const KEEP: usize = 300;
@@ -101,7 +101,7 @@ impl Hooks for HookRunner {
             } else if let Some(io) = io_cause(&e) {
                 describe_io(io)
             } else {
-                crate::probe::chain(&e.without_url())
+                chain(&e.without_url())
             };
             ProviderError::transient(self.hide(&texts, &format!("{} {shown}: {why}", request.method)))
         })?;

@@ -2,6 +2,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod dns;
+mod errors;
 pub mod factory;
 pub mod hooks;
 #[cfg(feature = "kubernetes")]

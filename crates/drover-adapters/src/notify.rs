@@ -16,7 +16,7 @@ use drover_core::secret::Secret;
 use reqwest::StatusCode;
 use tokio::task::JoinHandle;
 
-use crate::postgres::{describe_io, io_cause};
+use crate::errors::{chain, describe_io, io_cause};
 
 /// How long one POST may take, connecting included.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -257,7 +257,7 @@ fn describe_send_error(e: reqwest::Error) -> String {
     if let Some(io) = io_cause(&e) {
         return describe_io(io);
     }
-    crate::probe::chain(&e.without_url())
+    chain(&e.without_url())
 }
 
 impl Webhook {

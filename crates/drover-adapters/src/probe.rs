@@ -14,7 +14,8 @@ use drover_core::plan::{Check, Probe};
 use drover_core::secret::Secret;
 use drover_core::world::{ProbeResult, Prober};
 
-use crate::postgres::{describe_error, describe_io, io_cause, redact};
+use crate::errors::{chain, describe_io, io_cause};
+use crate::postgres::{describe_error, redact};
 
 /// How much of a response body is searched for `body_contains`.
 const BODY_LIMIT: usize = 1 << 20;
@@ -249,19 +250,4 @@ fn describe_http(e: &reqwest::Error, check: &Check) -> String {
         Some(url) if url.password().is_some() => text.replace(url.as_str(), "<url redacted>"),
         _ => text,
     }
-}
-
-/// An error and its causes, `a: b: c`.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }

@@ -207,7 +207,7 @@ pub fn describe_with<E: ProvideErrorMetadata + std::error::Error + Send + Sync +
         let endpoint = endpoint();
         return ProviderError::transient(format!(
             "{resource}: {operation} timed out: no answer from {endpoint} ({}) — check that {endpoint} is reachable from here and is the {} API (AWS_ENDPOINT_URL, when set, sends drover there); if the API is slow but answers, raise aws.timeouts in the plan",
-            crate::probe::chain(e),
+            crate::errors::chain(e),
             service.name
         ));
     }
@@ -215,7 +215,7 @@ pub fn describe_with<E: ProvideErrorMetadata + std::error::Error + Send + Sync +
         return ProviderError::transient(format!(
             "{resource}: {operation} failed: cannot reach {}: {} — check the network, and AWS_ENDPOINT_URL if it is set",
             endpoint(),
-            crate::probe::chain(e)
+            crate::errors::chain(e)
         ));
     }
     let Some(code) = e.code() else {
@@ -243,7 +243,7 @@ fn no_code<E: std::error::Error + Send + Sync + 'static>(
     let Some(response) = e.raw_response() else {
         return ProviderError::permanent(format!(
             "{resource}: {operation} failed: {} — no answer from {endpoint} to read; check AWS_ENDPOINT_URL if it is set",
-            crate::probe::chain(e)
+            crate::errors::chain(e)
         ));
     };
     let status = response.status().as_u16();

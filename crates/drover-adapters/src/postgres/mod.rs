@@ -9,6 +9,7 @@ mod promote;
 mod rejoin;
 mod status;
 
+use crate::errors::{describe_io, io_cause};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -232,33 +233,6 @@ pub(crate) fn describe_error(e: &tokio_postgres::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// The first `std::io::Error` in an error's source chain.
-pub(crate) fn io_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return Some(io);
-        }
-        source = s.source();
-    }
-    None
-}
-
-/// `connection refused`, `connection reset`, ... in the words a user expects.
-pub(crate) fn describe_io(io: &std::io::Error) -> String {
-    use std::io::ErrorKind::*;
-    match io.kind() {
-        ConnectionRefused => "connection refused".into(),
-        ConnectionReset => "connection reset".into(),
-        ConnectionAborted => "connection aborted".into(),
-        TimedOut => "connection timed out".into(),
-        HostUnreachable => "host unreachable".into(),
-        NetworkUnreachable => "network unreachable".into(),
-        UnexpectedEof => "connection closed by the server".into(),
-        _ => io.to_string(),
-    }
 }
 
 #[async_trait]
