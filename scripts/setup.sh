@@ -36,4 +36,12 @@ if ! "$moto_venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != 
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust 1.95 (rustup)" >&2; exit 2; }
+# The suite checks formatting and lints before it tests (scripts/test.sh).
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null || { echo "setup: cargo $component is missing and rustup is not there to add it" >&2; exit 2; }
+    echo "setup: adding the $component component"
+    rustup component add "$component"
+  fi
+done
 echo "setup: ready (postgresql-15, knot, nftables, iproute2, protoc, etcd, moto $MOTO_VERSION)"

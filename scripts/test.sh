@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Formatting and lints first: a warning fails the suite like a failing test ([workspace.lints]).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 # fault-injection: the daemon's test hooks (crates/drover/src/serve/faults.rs), which the
 # HA lab tests need and which a release build never carries.
 features=(--features drover/fault-injection)

@@ -563,12 +563,12 @@ impl Traffic for Route53Traffic {
             let Some(id) = &target.health_check_id else { continue };
             // GetHealthCheckStatus, not GetHealthCheck: drover's IAM policy already allows it.
             let out = client.get_health_check_status().health_check_id(id).send().await;
-            if let Err(e) = out {
-                if e.code() == Some("NoSuchHealthCheck") {
-                    problems.push(format!(
-                        "{region}/healthcheck/{id}: no such health check (GetHealthCheckStatus: NoSuchHealthCheck) — check traffic.targets.{target_region}.health_check_id"
-                    ));
-                }
+            if let Err(e) = out
+                && e.code() == Some("NoSuchHealthCheck")
+            {
+                problems.push(format!(
+                    "{region}/healthcheck/{id}: no such health check (GetHealthCheckStatus: NoSuchHealthCheck) — check traffic.targets.{target_region}.health_check_id"
+                ));
             }
         }
         problems

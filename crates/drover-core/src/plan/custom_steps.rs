@@ -253,7 +253,7 @@ fn hosts(
     let entries =
         r.entries(node, &field, "a mapping of region to command prefix, e.g. { east: [ssh, app-east] }", "region")?;
     let hosts = r.each(&entries, |r, entry| {
-        if !regions.iter().any(|region| *region == entry.name) {
+        if !regions.contains(&entry.name) {
             r.error(
                 entry.key.pos(),
                 &entry.path,

@@ -524,6 +524,34 @@ fn edit_distance(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
+/// A command or command prefix: a non-empty list of words (numbers allowed, e.g. a port).
+/// `what` says what the words are for, with an example: `the command prefix that runs a
+/// command on the host, e.g. [ssh, db-east]`.
+pub(super) fn argv(r: &mut Reader<'_>, node: &Node, field: &str, what: &str) -> Option<Vec<String>> {
+    let example = what.split("e.g. ").nth(1).unwrap_or("[ssh, db-east]");
+    let items = r.list(node, field, &format!("a command as a list of words, e.g. {example}"))?;
+    if items.is_empty() {
+        r.error(node.pos(), field, format!("is empty; write {what}"));
+        return None;
+    }
+    let mut words = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match &item.value {
+            Value::Str(s) if s.is_empty() => {
+                r.error(item.pos(), &format!("{field}[{i}]"), "is an empty word; remove it")
+            }
+            Value::Str(s) => words.push(s.clone()),
+            Value::Int(n) => words.push(n.to_string()),
+            other => r.error(
+                item.pos(),
+                &format!("{field}[{i}]"),
+                format!("expected a word of the command, found {}", other.kind()),
+            ),
+        }
+    }
+    (words.len() == items.len()).then_some(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,32 +584,4 @@ mod tests {
         assert!(!is_env_name("postgres://u:pw@h/db"));
         assert!(!is_env_name(""));
     }
-}
-
-/// A command or command prefix: a non-empty list of words (numbers allowed, e.g. a port).
-/// `what` says what the words are for, with an example: `the command prefix that runs a
-/// command on the host, e.g. [ssh, db-east]`.
-pub(super) fn argv(r: &mut Reader<'_>, node: &Node, field: &str, what: &str) -> Option<Vec<String>> {
-    let example = what.split("e.g. ").nth(1).unwrap_or("[ssh, db-east]");
-    let items = r.list(node, field, &format!("a command as a list of words, e.g. {example}"))?;
-    if items.is_empty() {
-        r.error(node.pos(), field, format!("is empty; write {what}"));
-        return None;
-    }
-    let mut words = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match &item.value {
-            Value::Str(s) if s.is_empty() => {
-                r.error(item.pos(), &format!("{field}[{i}]"), "is an empty word; remove it")
-            }
-            Value::Str(s) => words.push(s.clone()),
-            Value::Int(n) => words.push(n.to_string()),
-            other => r.error(
-                item.pos(),
-                &format!("{field}[{i}]"),
-                format!("expected a word of the command, found {}", other.kind()),
-            ),
-        }
-    }
-    (words.len() == items.len()).then_some(words)
 }
