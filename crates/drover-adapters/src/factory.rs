@@ -10,7 +10,7 @@ use std::sync::Arc;
 use drover_core::clock::SystemClock;
 use drover_core::engine::Providers;
 use drover_core::error::ProviderError;
-use drover_core::plan::{ComputeKind, DatabaseSpec, Plan, StepAction, TrafficSpec};
+use drover_core::plan::{ComputeApi, DatabaseSpec, Plan, StepAction, TrafficSpec};
 use drover_core::secret::{Secret, SecretRef, SecretSource};
 use drover_core::world::{Compute, Database, NoCompute, Size, Traffic, Units};
 
@@ -175,22 +175,20 @@ struct ComputeByKind {
 
 impl ComputeByKind {
     fn new(plan: &Plan, #[cfg(feature = "aws")] aws: Arc<crate::aws::AwsConfig>) -> Result<Self, BuildError> {
-        let uses = |kind: ComputeKind| plan.compute.values().any(|s| s.kind == kind);
-        let mut providers: BTreeMap<ComputeKind, Arc<dyn Compute>> = BTreeMap::new();
-        if uses(ComputeKind::EksNodegroup) || uses(ComputeKind::AutoScalingGroup) {
+        // One provider per API the plan's compute kinds are reached through.
+        let uses = |api: ComputeApi| plan.compute.values().any(|s| s.kind.api() == api);
+        let mut by_api: BTreeMap<ComputeApi, Arc<dyn Compute>> = BTreeMap::new();
+        if uses(ComputeApi::Aws) {
             #[cfg(feature = "aws")]
-            providers.insert(ComputeKind::EksNodegroup, Arc::new(crate::aws::compute::AwsCompute::new(plan, aws)));
+            by_api.insert(ComputeApi::Aws, Arc::new(crate::aws::compute::AwsCompute::new(plan, aws)));
             #[cfg(not(feature = "aws"))]
             return Err(BuildError(
                 "compute: eks-nodegroup and autoscaling-group need a drover built with AWS support (cargo feature aws, on by default)".into(),
             ));
         }
-        if let Some(aws) = providers.get(&ComputeKind::EksNodegroup).cloned() {
-            providers.insert(ComputeKind::AutoScalingGroup, aws);
-        }
-        if uses(ComputeKind::Kubernetes) {
+        if uses(ComputeApi::Kubernetes) {
             #[cfg(feature = "kubernetes")]
-            providers.insert(ComputeKind::Kubernetes, Arc::new(crate::kubernetes::KubernetesCompute::new(plan)));
+            by_api.insert(ComputeApi::Kubernetes, Arc::new(crate::kubernetes::KubernetesCompute::new(plan)));
             #[cfg(not(feature = "kubernetes"))]
             return Err(BuildError(
                 "compute: kind kubernetes needs a drover built with Kubernetes support (cargo feature kubernetes, on by default)".into(),
@@ -199,7 +197,7 @@ impl ComputeByKind {
         let by_resource = plan
             .compute
             .iter()
-            .filter_map(|(name, spec)| Some((name.clone(), providers.get(&spec.kind)?.clone())))
+            .filter_map(|(name, spec)| Some((name.clone(), by_api.get(&spec.kind.api())?.clone())))
             .collect();
         Ok(ComputeByKind { by_resource })
     }

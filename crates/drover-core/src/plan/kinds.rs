@@ -221,12 +221,6 @@ pub enum TrafficKind {
 #[derive(Clone, Copy, Debug)]
 struct TrafficCapabilities {
     name: &'static str,
-    /// Whether clients find the service by resolving a DNS name (the plan's record), rather
-    /// than at static addresses that never change.
-    serves_dns: bool,
-    /// Whether a switch can move traffic in stages, the target's checks running between
-    /// them (Route 53 weighted routing, accelerator dials), rather than all at once.
-    staged_shift: bool,
     /// Why no region has an address of its own for a check's `{target}`; `None` when each
     /// region's target is an address (for route53 unless its records are CNAMEs).
     no_region_addresses: Option<&'static str>,
@@ -239,19 +233,10 @@ impl TrafficKind {
     /// The table: what each kind can do.
     const fn capabilities(self) -> TrafficCapabilities {
         match self {
-            TrafficKind::Rfc2136 => TrafficCapabilities {
-                name: "rfc2136",
-                serves_dns: true,
-                staged_shift: false,
-                no_region_addresses: None,
-            },
-            TrafficKind::Route53 => {
-                TrafficCapabilities { name: "route53", serves_dns: true, staged_shift: true, no_region_addresses: None }
-            }
+            TrafficKind::Rfc2136 => TrafficCapabilities { name: "rfc2136", no_region_addresses: None },
+            TrafficKind::Route53 => TrafficCapabilities { name: "route53", no_region_addresses: None },
             TrafficKind::GlobalAccelerator => TrafficCapabilities {
                 name: "global-accelerator",
-                serves_dns: false,
-                staged_shift: true,
                 no_region_addresses: Some(
                     "a global accelerator's static addresses serve every region, so no address is the region's own; \
                      probe each region with cloudwatch_alarm: { <region>: <alarm name> }, or a fixed URL with per_region: false",
@@ -267,14 +252,6 @@ impl TrafficKind {
 
     pub fn from_name(name: &str) -> Option<TrafficKind> {
         TrafficKind::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-
-    pub fn serves_dns(self) -> bool {
-        self.capabilities().serves_dns
-    }
-
-    pub fn staged_shift(self) -> bool {
-        self.capabilities().staged_shift
     }
 
     /// Why a check's `{target}` can name no region's address with this kind, if it never can.
@@ -293,8 +270,9 @@ pub enum ComputeKind {
     Kubernetes,
 }
 
-/// Whose API resizes a kind of compute, which decides who grants drover the right to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Whose API resizes a kind of compute, which decides who grants drover the right to,
+/// and which adapter reaches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ComputeApi {
     /// AWS: `drover plan iam` lists the actions.
     Aws,
@@ -307,9 +285,6 @@ pub enum ComputeApi {
 struct ComputeCapabilities {
     name: &'static str,
     api: ComputeApi,
-    /// Whether the resource scales as one unit (`world::WHOLE`), or each workload it
-    /// selects is a unit of its own.
-    scales_as_whole: bool,
 }
 
 impl ComputeKind {
@@ -320,15 +295,9 @@ impl ComputeKind {
     /// The table: what each kind is.
     const fn capabilities(self) -> ComputeCapabilities {
         match self {
-            ComputeKind::EksNodegroup => {
-                ComputeCapabilities { name: "eks-nodegroup", api: ComputeApi::Aws, scales_as_whole: true }
-            }
-            ComputeKind::AutoScalingGroup => {
-                ComputeCapabilities { name: "autoscaling-group", api: ComputeApi::Aws, scales_as_whole: true }
-            }
-            ComputeKind::Kubernetes => {
-                ComputeCapabilities { name: "kubernetes", api: ComputeApi::Kubernetes, scales_as_whole: false }
-            }
+            ComputeKind::EksNodegroup => ComputeCapabilities { name: "eks-nodegroup", api: ComputeApi::Aws },
+            ComputeKind::AutoScalingGroup => ComputeCapabilities { name: "autoscaling-group", api: ComputeApi::Aws },
+            ComputeKind::Kubernetes => ComputeCapabilities { name: "kubernetes", api: ComputeApi::Kubernetes },
         }
     }
 
@@ -343,10 +312,6 @@ impl ComputeKind {
 
     pub fn api(self) -> ComputeApi {
         self.capabilities().api
-    }
-
-    pub fn scales_as_whole(self) -> bool {
-        self.capabilities().scales_as_whole
     }
 }
 
@@ -501,17 +466,11 @@ mod tests {
     #[test]
     fn traffic_compute_and_check_tables() {
         use TrafficKind::*;
-        assert!(Rfc2136.serves_dns() && Route53.serves_dns() && !GlobalAccelerator.serves_dns());
-        assert!(!Rfc2136.staged_shift() && Route53.staged_shift() && GlobalAccelerator.staged_shift());
         assert!(GlobalAccelerator.no_region_addresses().is_some() && Rfc2136.no_region_addresses().is_none());
-        // A kind that serves no DNS has no address per region for a check to fill in.
-        for kind in TrafficKind::ALL {
-            if !kind.serves_dns() {
-                assert!(kind.no_region_addresses().is_some(), "{kind}");
-            }
-        }
-        assert!(ComputeKind::EksNodegroup.scales_as_whole() && !ComputeKind::Kubernetes.scales_as_whole());
+        assert!(Route53.no_region_addresses().is_none());
         assert_eq!(ComputeKind::AutoScalingGroup.api(), ComputeApi::Aws);
+        assert_eq!(ComputeKind::EksNodegroup.api(), ComputeApi::Aws);
+        assert_eq!(ComputeKind::Kubernetes.api(), ComputeApi::Kubernetes);
         for kind in CheckKind::ALL {
             // Only HTTP reads a response; a member connection has no `{target}`.
             assert_eq!(kind.reads_http_response(), kind == CheckKind::Http);
