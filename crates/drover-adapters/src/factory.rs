@@ -177,6 +177,8 @@ impl ComputeByKind {
     fn new(plan: &Plan, #[cfg(feature = "aws")] aws: Arc<crate::aws::AwsConfig>) -> Result<Self, BuildError> {
         // One provider per API the plan's compute kinds are reached through.
         let uses = |api: ComputeApi| plan.compute.values().any(|s| s.kind.api() == api);
+        // A build with neither feature refuses every compute kind below and inserts nothing.
+        #[cfg_attr(not(any(feature = "aws", feature = "kubernetes")), allow(unused_mut))]
         let mut by_api: BTreeMap<ComputeApi, Arc<dyn Compute>> = BTreeMap::new();
         if uses(ComputeApi::Aws) {
             #[cfg(feature = "aws")]
