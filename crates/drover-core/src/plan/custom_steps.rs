@@ -296,3 +296,31 @@ fn environment(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<BTreeMap<
         text_or_secret(r, entry)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field a step may hold is in docs/plan.md's steps table.
+    #[test]
+    fn every_field_is_documented() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/plan.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let section = doc.split("\n## steps\n").nth(1).expect("docs/plan.md has a '## steps' section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        let mut words: Vec<String> = Vec::new();
+        for field in HTTP_FIELDS.iter().filter(|f| !f.starts_with("url_")) {
+            words.push(format!("`steps.<name>.http.{field}"));
+        }
+        for field in OBSERVE_FIELDS.iter().filter(|f| !f.starts_with("url_")) {
+            words.push(format!("`steps.<name>.http.observe.{field}"));
+        }
+        for field in EXEC_FIELDS {
+            words.push(format!("`steps.<name>.exec.{field}`"));
+        }
+        words.extend(["url_env", "url_file"].map(|w| format!("`{w}")));
+        words.extend(METHODS.map(|m| format!("`{m}`")));
+        let missing: Vec<&String> = words.iter().filter(|w| !section.contains(w.as_str())).collect();
+        assert!(missing.is_empty(), "docs/plan.md's steps section does not mention {missing:?}");
+    }
+}
