@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use drover_core::error::ProviderError;
@@ -19,6 +21,9 @@ use crate::notify::one_line;
 const KEEP: usize = 300;
 /// How much is read: more than is kept, so an echoed secret is redacted whole before the cut.
 const READ: usize = 16 << 10;
+/// How long a command's output is read after it exited: what it left running in the
+/// background may hold the pipes open, and is not waited for.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs `http` and `exec` steps with the secrets the plan's steps reference, resolved
 /// once when drover starts (the adapter reads no environment variable or file itself).
@@ -123,8 +128,12 @@ impl Hooks for HookRunner {
             command.argv.split_first().ok_or_else(|| ProviderError::permanent("exec step: the command is empty"))?;
         let mut child = tokio::process::Command::new(program);
         child.args(args).env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        if let Some(path) = std::env::var_os("PATH") {
-            child.env("PATH", path);
+        // PATH to find programs; SSH_AUTH_SOCK (a socket's path, no secret) so that a host
+        // prefix through ssh can use the agent, as `host.exec` prefixes do.
+        for name in ["PATH", "SSH_AUTH_SOCK"] {
+            if let Some(value) = std::env::var_os(name) {
+                child.env(name, value);
+            }
         }
         for (name, value) in &command.env {
             child.env(name, self.value(value)?.expose());
@@ -135,51 +144,72 @@ impl Hooks for HookRunner {
             .spawn()
             .map_err(|e| ProviderError::permanent(format!("exec step: cannot run {program}: {}", describe_io(&e))))?;
         let pid = child.id();
-        let (out, err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
-        let read = async {
-            let (o, e) = tokio::join!(last_bytes(out), last_bytes(err));
-            let status = child.wait().await;
-            (o, e, status)
-        };
+        let (out, err) =
+            (Output::read(child.stdout.take().expect("piped")), Output::read(child.stderr.take().expect("piped")));
         let texts: Vec<&SecretText> = command.env.iter().map(|(_, v)| v).collect();
-        match tokio::time::timeout(command.timeout, read).await {
-            Ok((stdout, stderr, status)) => {
-                let status = status.map_err(|e| {
-                    ProviderError::transient(format!("exec step: waiting for {program}: {}", describe_io(&e)))
-                })?;
-                // What it said about itself: stderr, or stdout when stderr is empty.
-                let said = if stderr.iter().any(|b| !b.is_ascii_whitespace()) { stderr } else { stdout };
-                let said = self.hide(&texts, &String::from_utf8_lossy(&said));
-                Ok(CommandExit { code: status.code(), output: tail(&one_line(&said, READ), KEEP) })
-            }
+        // The command's own end is what counts: something it left running in the background
+        // may hold its output open long after it exited.
+        let status = match tokio::time::timeout(command.timeout, child.wait()).await {
+            Ok(status) => status.map_err(|e| {
+                ProviderError::transient(format!("exec step: waiting for {program}: {}", describe_io(&e)))
+            })?,
             Err(_) => {
                 if let Some(pid) = pid {
                     kill_group(pid);
                 }
-                Err(ProviderError::transient(format!(
+                out.stop();
+                err.stop();
+                return Err(ProviderError::transient(format!(
                     "exec step: {program} still ran after {}; it was killed with everything it started",
                     drover_core::duration::format_duration(command.timeout)
-                )))
+                )));
             }
-        }
+        };
+        let (stdout, stderr) = (out.drained().await, err.drained().await);
+        // What it said about itself: stderr, or stdout when stderr is empty.
+        let said = if stderr.iter().any(|b| !b.is_ascii_whitespace()) { stderr } else { stdout };
+        let said = self.hide(&texts, &String::from_utf8_lossy(&said));
+        Ok(CommandExit { code: status.code(), output: tail(&one_line(&said, READ), KEEP) })
     }
 }
 
-/// Reads a pipe to its end (a command blocked on a full pipe would never exit), keeping
-/// only its last `READ` bytes: a failing command says why at its end.
-async fn last_bytes(mut pipe: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = pipe.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        kept.extend_from_slice(&buf[..n]);
-        if kept.len() > 2 * READ {
-            kept.drain(..kept.len() - READ);
-        }
+/// The end of what a command writes to one pipe, read as it comes.
+struct Output {
+    kept: Arc<Mutex<Vec<u8>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Output {
+    /// Reads `pipe` to its end (a command blocked on a full pipe would never exit), keeping
+    /// only its last `READ` bytes: a failing command says why at its end.
+    fn read(mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Output {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let sink = kept.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+                let mut kept = sink.lock().unwrap();
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * READ {
+                    let cut = kept.len() - READ;
+                    kept.drain(..cut);
+                }
+            }
+        });
+        Output { kept, reader }
     }
-    kept
+
+    /// What was written, once the pipe closes or `OUTPUT_GRACE` after the command exited:
+    /// something it left in the background may hold the pipe open.
+    async fn drained(mut self) -> Vec<u8> {
+        let _ = tokio::time::timeout(OUTPUT_GRACE, &mut self.reader).await;
+        self.stop();
+        std::mem::take(&mut *self.kept.lock().unwrap())
+    }
+
+    fn stop(&self) {
+        self.reader.abort();
+    }
 }
 
 /// SIGKILL to the command's process group (its pid is the group id: `process_group(0)`).

@@ -169,3 +169,45 @@ async fn preflight_names_every_missing_resource_of_a_run_and_nothing_else() {
     assert!(refusal.contains("\n  - compute web in west: no such resource"), "{refusal}");
     assert!(journal.runs().await.unwrap().is_empty(), "planning and preflight journal nothing");
 }
+
+/// A switchover paused at a step after catch_up; an undo of its fence fails part way. The
+/// resume fences again, passes over catch_up (still done) and goes on from the step that
+/// paused: done steps after a set-back one are not started again (the run log would
+/// refuse it, and an unobserved step would act twice).
+#[tokio::test]
+async fn a_resume_after_a_failed_undo_redoes_the_fence_and_skips_the_steps_still_done() {
+    use drover_core::plan::{ExecAction, RunSide, StepAction};
+    let mut plan = two_region_plan();
+    let command = |argv: &[&str]| ExecAction {
+        argv: argv.iter().map(|w| w.to_string()).collect(),
+        on: RunSide::To,
+        host: Default::default(),
+        env: Default::default(),
+        timeout: std::time::Duration::from_secs(1),
+        observe: None,
+    };
+    plan.steps.insert("drain-queue".into(), StepAction::Exec(command(&["fail"])));
+    let switchover = &mut plan.runbooks.switchover;
+    let catch_up = switchover.iter().position(|s| *s == StepKind::CatchUp).unwrap();
+    switchover.insert(catch_up + 1, StepKind::custom("drain-queue"));
+    let (journal, world) = (MemoryJournal::default(), FakeWorld::two_regions());
+    let header = plan_run(&plan, RunKind::Switchover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
+    let run = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(run.state, RunState::Paused);
+    assert!(run.reason.as_deref().unwrap().contains("drain-queue exited 3"), "{:?}", run.reason);
+
+    // East cannot be reached: the fence's undo is journaled, then fails.
+    world.set_reachable("east", false);
+    engine(&plan, &journal, &world).abort(&header.id, "operator", true).await.unwrap_err();
+    let summary = journal.summary(&header.id).await.unwrap();
+    let states: Vec<StepState> = summary.steps.iter().take(3).map(|s| s.state).collect();
+    assert_eq!(states, [StepState::Undone, StepState::AlreadyDone, StepState::Failed]);
+
+    // Back, and the command fixed: the resume fences again and finishes the switchover.
+    world.set_reachable("east", true);
+    plan.steps.insert("drain-queue".into(), StepAction::Exec(command(&["act", "drain-queue"])));
+    let resumed = engine(&plan, &journal, &world).resume(&header.id).await.unwrap();
+    assert_eq!(resumed.state, RunState::Completed, "{:?}", resumed.reason);
+    assert_eq!(resumed.steps[1].attempts, 1, "catch_up was not started again");
+    assert!(!world.snapshot().members["east"].writable, "east stays fenced or a standby");
+}

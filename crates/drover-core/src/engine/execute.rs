@@ -13,7 +13,12 @@ impl Engine<'_> {
     pub(super) async fn drive(&self, id: &RunId) -> Result<RunSummary, EngineError> {
         let summary = self.journal.summary(id).await?;
         let header = summary.header.clone();
-        for (index, kind) in header.steps.iter().enumerate().skip(summary.next_step().unwrap_or(header.steps.len())) {
+        for (index, kind) in header.steps.iter().enumerate() {
+            // Done steps are not run again: after an abort's undo failed part way, a step
+            // set back (and redone first) can sit before steps that stayed done.
+            if summary.steps[index].state.is_done() {
+                continue;
+            }
             self.record(id, Record::StepIntent { step: index, kind: kind.clone() }).await?;
             let unit = step(kind, self.plan);
             match self.run_step(unit.as_ref(), &header).await {
@@ -63,6 +68,9 @@ impl Engine<'_> {
         };
         let mut applied = false;
         let mut just_applied = false;
+        // An apply that succeeded in this drive: a step that must not act twice only looks
+        // again after it, and acts again on a later drive (after a pause, a person's resume).
+        let mut acted = false;
         // What applying said about how it acted (a rejoin's method), journaled with the outcome.
         let mut note: Option<String> = None;
         let mut attempt = 0;
@@ -78,7 +86,7 @@ impl Engine<'_> {
                 }
                 Ok(Observation::Skipped(why)) => return Ok((StepOutcome::Skipped, why)),
                 // Applied, yet the world does not show it: wait and look again, within the bound.
-                Ok(Observation::Needed(why)) if just_applied => {
+                Ok(Observation::Needed(why)) if just_applied || (acted && !unit.acts_again()) => {
                     Err(ProviderError::transient(format!("applied, but the world does not show it yet: {why}")))
                 }
                 Ok(Observation::Needed(_)) => {
@@ -90,6 +98,7 @@ impl Engine<'_> {
                             note = said.or(note);
                             applied = true;
                             just_applied = true;
+                            acted = true;
                             continue;
                         }
                         Err(e) => Err(e),
@@ -112,22 +121,11 @@ impl Engine<'_> {
         }
     }
 
-    /// A step nothing in the world shows: applied until it succeeds (a transient failure
-    /// is tried again within the acting policy), and its own word is its outcome.
+    /// A step nothing in the world shows: applied once. It is not tried again in this drive
+    /// when it fails, since a failure may come after it acted (a timeout, a reset answer);
+    /// the run pauses and a person's resume applies it again. Its own word is its outcome.
     async fn apply_once(&self, unit: &dyn Step, cx: &StepCx<'_>) -> Result<(StepOutcome, String), ProviderError> {
-        let mut attempt = 0;
-        loop {
-            match unit.apply(cx).await {
-                Ok(said) => return Ok((StepOutcome::Applied, said.unwrap_or_default())),
-                Err(e) if e.retryable() && attempt + 1 < self.act.attempts => {
-                    attempt += 1;
-                    self.world.clock.sleep(self.act.delay(attempt)).await;
-                }
-                Err(e) if e.retryable() => {
-                    return Err(ProviderError::permanent(format!("{e} (gave up after {} attempts)", attempt + 1)));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let said = unit.apply(cx).await?;
+        Ok((StepOutcome::Applied, said.unwrap_or_default()))
     }
 }

@@ -46,6 +46,33 @@ pub(super) fn names<'n>(top: &Mapping<'n>) -> Vec<&'n str> {
     }
 }
 
+/// An `exec` step that runs in the region being left (`on: from`) cannot run when that
+/// region is lost — the reason most failovers happen. Before `promote` it would stop the
+/// failover with nothing moved, so a failover runbook may hold one only after `promote`.
+pub(super) fn refuse_lost_region_steps(r: &mut Reader<'_>, top: &Mapping<'_>, steps: &BTreeMap<String, StepAction>) {
+    let Some(Value::Map(runbooks)) = top.get("runbooks").map(|n| &n.value) else { return };
+    let Some((_, failover)) = runbooks.iter().find(|(k, _)| k.value == Value::Str("failover".into())) else { return };
+    let Value::Seq(items) = &failover.value else { return };
+    let mut promoted = false;
+    for (i, item) in items.iter().enumerate() {
+        let Value::Str(name) = &item.value else { continue };
+        promoted |= StepKind::from_name(name) == Some(StepKind::Promote);
+        if let (false, Some(StepAction::Exec(exec))) = (promoted, steps.get(name))
+            && exec.on == RunSide::From
+        {
+            r.error(
+                item.pos(),
+                &format!("runbooks.failover[{i}]"),
+                format!(
+                    "{name} runs in the region being left (on: from), which a failover may have lost: \
+                     before promote it would stop the failover with nothing moved; put it after promote, \
+                     or in the switchover runbook"
+                ),
+            );
+        }
+    }
+}
+
 fn read_step(r: &mut Reader<'_>, entry: &Entry<'_>, regions: &[String]) -> Option<StepAction> {
     let name = entry.name.as_str();
     if StepKind::from_name(name).is_some() {

@@ -110,6 +110,9 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     // Names written in `steps` count even when a step there is wrong: that error is its own.
     let custom: Vec<&str> = custom_steps::names(&top);
     let runbooks = policy::read_runbooks(r, &top, database_kind, with_compute, &custom);
+    if let Some(steps) = &steps {
+        custom_steps::refuse_lost_region_steps(r, &top, steps);
+    }
     let notify = notify::read(r, &top);
     let backup = backup::read(r, &top, regions.as_ref(), compute.as_ref());
     let aws = aws::read(r, &top);

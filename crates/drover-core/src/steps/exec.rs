@@ -70,16 +70,30 @@ impl Step for Exec<'_> {
         if self.action.observe.is_some() { Pace::Act } else { Pace::Once }
     }
 
+    fn acts_again(&self) -> bool {
+        false
+    }
+
+    /// "Not done" only from an observe command that ran and said so (exit 1–125): one
+    /// that could not run (126, 127), whose host prefix could not reach the host (ssh's
+    /// 255), or that was killed, tells nothing — an error, never a reason to act again.
     async fn observe(&self, cx: &StepCx<'_>) -> Result<Observation, ProviderError> {
         let Some(observe) = &self.action.observe else {
             return Ok(Observation::Needed("nothing in the world shows this command ran".into()));
         };
         let exit = cx.world.hooks.exec(&self.command(cx, observe)).await?;
         let said = format!("{}: observe {}", self.name, Exec::said(&exit));
-        Ok(if exit.code == Some(0) { Observation::Done(said) } else { Observation::Needed(said) })
+        match exit.code {
+            Some(0) => Ok(Observation::Done(said)),
+            Some(1..=125) => Ok(Observation::Needed(said)),
+            Some(126 | 127) => Err(ProviderError::permanent(format!("{said}: the observe command cannot be run"))),
+            _ => Err(ProviderError::transient(format!("{said}: cannot tell whether the command ran"))),
+        }
     }
 
     async fn apply(&self, cx: &StepCx<'_>) -> Result<Option<String>, ProviderError> {
+        // A run another has overtaken acts no more, here as in promote and switch.
+        cx.not_stale().await?;
         let exit = cx.world.hooks.exec(&self.command(cx, &self.action.argv)).await?;
         let said = format!("{} {}", self.name, Exec::said(&exit));
         if exit.code == Some(0) {

@@ -78,12 +78,17 @@ impl Step for Http<'_> {
         }
         // An overloaded or restarting receiver may take it later; anything else is an answer.
         let message = format!("{said} (expected {})", expected_text(&self.action.expect_status));
-        Err(if answer.status >= 500 || answer.status == 429 || answer.status == 408 {
+        Err(if unavailable(answer.status) {
             ProviderError::transient(message)
         } else {
             ProviderError::permanent(message)
         })
     }
+}
+
+/// A receiver that is overloaded, restarting or timed out: ask again later.
+fn unavailable(status: u16) -> bool {
+    status >= 500 || status == 429 || status == 408
 }
 
 fn expected_text(codes: &[u16]) -> String {

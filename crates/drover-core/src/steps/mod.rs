@@ -47,8 +47,9 @@ pub enum Pace {
     Act,
     /// It waits for the world (catch-up, verify): many short looks; it never counts as applied.
     Wait,
-    /// Nothing in the world shows it happened (a notification): applied once per drive,
-    /// without observing — at least once across crashes.
+    /// Nothing in the world shows it happened (a notification, a call without observe):
+    /// applied once per drive without observing, not retried — at least once across
+    /// crashes and resumes.
     Once,
 }
 
@@ -119,6 +120,13 @@ pub trait Step: Send + Sync {
 
     fn pace(&self) -> Pace {
         Pace::Act
+    }
+
+    /// Whether, in one drive, the step may be applied again when observation does not yet
+    /// show its first apply. Built-in steps may (applying is idempotent); the plan's own
+    /// steps may not: a second call or command is a second effect.
+    fn acts_again(&self) -> bool {
+        true
     }
 
     /// The resources the preflight must find usable before a run with this step starts.

@@ -110,7 +110,11 @@ pub fn engine_failure(e: EngineError) -> Failure {
 pub fn store_failure(e: StoreError) -> Failure {
     match e {
         StoreError::UnknownRun(_) => Failure::new(ErrorClass::NotFound, e.to_string()),
-        StoreError::ActiveRun { .. } | StoreError::RunEnded { .. } => Failure::conflict(e.to_string()),
+        // An impossible order is a race lost to another driver of the run (two approvals,
+        // two resumes): a conflict to look at, not a failure of the store.
+        StoreError::ActiveRun { .. } | StoreError::RunEnded { .. } | StoreError::IllegalOrder { .. } => {
+            Failure::conflict(e.to_string())
+        }
         _ => Failure::failed(e.to_string()),
     }
 }
@@ -141,6 +145,9 @@ mod tests {
             (NotFound, "no run with id r1; 'drover runs' lists them")
         );
         assert_eq!(store_failure(StoreError::ActiveRun { active: "r1".into() }).class, Conflict);
+        let late =
+            StoreError::IllegalOrder { run: "r1".into(), why: "step 0 (fence) ends, but it never started".into() };
+        assert_eq!(store_failure(late).class, Conflict, "a lost race with another driver");
         assert_eq!(store_failure(StoreError::io("disk")).class, Failed);
         let id = drover_core::run::RunId("r1".into());
         assert_eq!(engine_failure(EngineError::NeedsApproval(id)).class, Conflict);
