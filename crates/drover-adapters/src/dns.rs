@@ -26,17 +26,17 @@ pub(crate) async fn exchange(server: SocketAddr, message: Message) -> Result<Dns
     stream.send_message(DnsRequest::new(message, options)).first_answer().await.map_err(|e| network_error(server, e))
 }
 
+/// The exchange's failure in a user's words; hickory's error is kept as the source.
 fn network_error(server: SocketAddr, error: NetError) -> ProviderError {
-    match error {
-        NetError::Timeout => ProviderError::transient(format!(
+    let message = match &error {
+        NetError::Timeout => format!(
             "dns {server}: no answer within {}s — is the server running and reachable from here?",
             TIMEOUT.as_secs()
-        )),
-        NetError::Io(e) => {
-            ProviderError::transient(format!("dns {server}: {e} — is the server running and reachable from here?"))
-        }
-        other => ProviderError::transient(format!("dns {server}: exchange failed: {other}")),
-    }
+        ),
+        NetError::Io(e) => format!("dns {server}: {e} — is the server running and reachable from here?"),
+        other => format!("dns {server}: exchange failed: {other}"),
+    };
+    ProviderError::transient(message).with_source(error)
 }
 
 /// The records a server holds for one name and type.
@@ -71,8 +71,9 @@ pub(crate) async fn lookup(server: SocketAddr, name: &Name, rtype: RecordType) -
 
 /// Parses a fully qualified or relative name (taken as fully qualified).
 pub(crate) fn fqdn(name: &str) -> Result<Name, ProviderError> {
-    let mut parsed = Name::from_ascii(name)
-        .map_err(|e| ProviderError::permanent(format!("dns name '{name}' is not a valid domain name: {e}")))?;
+    let mut parsed = Name::from_ascii(name).map_err(|e| {
+        ProviderError::permanent(format!("dns name '{name}' is not a valid domain name: {e}")).with_source(e)
+    })?;
     parsed.set_fqdn(true);
     Ok(parsed)
 }

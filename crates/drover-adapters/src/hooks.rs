@@ -101,14 +101,23 @@ impl Hooks for HookRunner {
         let mut texts: Vec<&SecretText> = request.headers.iter().map(|(_, v)| v).collect();
         texts.push(&request.url);
         let answer = call.send().await.map_err(|e| {
+            let e = e.without_url();
             let why = if e.is_timeout() {
                 format!("no answer within {}", drover_core::duration::format_duration(request.timeout))
             } else if let Some(io) = io_cause(&e) {
                 describe_io(io)
             } else {
-                chain(&e.without_url())
+                chain(&e)
             };
-            ProviderError::transient(self.hide(&texts, &format!("{} {shown}: {why}", request.method)))
+            let error = ProviderError::transient(self.hide(&texts, &format!("{} {shown}: {why}", request.method)));
+            // reqwest's error (its URL dropped) is kept as the source, unless its text or debug
+            // form holds one of the call's secrets: redaction cannot reach inside it.
+            let (text, debug) = (chain(&e), format!("{e:?}"));
+            if self.hide(&texts, &text) == text && self.hide(&texts, &debug) == debug {
+                error.with_source(e)
+            } else {
+                error
+            }
         })?;
         let status = answer.status().as_u16();
         let mut body = Vec::new();
@@ -140,9 +149,9 @@ impl Hooks for HookRunner {
         }
         // Its own process group: a timeout kills the command and everything it started.
         child.process_group(0).kill_on_drop(true);
-        let mut child = child
-            .spawn()
-            .map_err(|e| ProviderError::permanent(format!("exec step: cannot run {program}: {}", describe_io(&e))))?;
+        let mut child = child.spawn().map_err(|e| {
+            ProviderError::permanent(format!("exec step: cannot run {program}: {}", describe_io(&e))).with_source(e)
+        })?;
         let pid = child.id();
         let (out, err) =
             (Output::read(child.stdout.take().expect("piped")), Output::read(child.stderr.take().expect("piped")));
@@ -152,6 +161,7 @@ impl Hooks for HookRunner {
         let status = match tokio::time::timeout(command.timeout, child.wait()).await {
             Ok(status) => status.map_err(|e| {
                 ProviderError::transient(format!("exec step: waiting for {program}: {}", describe_io(&e)))
+                    .with_source(e)
             })?,
             Err(_) => {
                 if let Some(pid) = pid {

@@ -300,6 +300,7 @@ pub(crate) async fn connect(access: &ClusterAccess, what: &str) -> Result<Client
             ProviderError::permanent(format!(
                 "{what}: no in-cluster Kubernetes config ({e}) — is drover running in a pod with a service account?"
             ))
+            .with_source(e)
         })?,
         ClusterAccess::Kubeconfig { path, context } => {
             let options = KubeConfigOptions { context: context.clone(), ..KubeConfigOptions::default() };
@@ -314,17 +315,18 @@ pub(crate) async fn connect(access: &ClusterAccess, what: &str) -> Result<Client
                 ProviderError::permanent(format!(
                     "{what}: cannot load the kubeconfig ({e}) — check the plan's cluster.kubeconfig and cluster.context"
                 ))
+                .with_source(e)
             })?
         }
     };
     Client::try_from(config)
-        .map_err(|e| ProviderError::permanent(format!("{what}: cannot make a Kubernetes client: {e}")))
+        .map_err(|e| ProviderError::permanent(format!("{what}: cannot make a Kubernetes client: {e}")).with_source(e))
 }
 
 /// Names the cluster, the call and the cause; says whether retrying can help, and on a 403
-/// what to grant (`rbac`: "get and list on ...").
+/// what to grant (`rbac`: "get and list on ..."). kube's error is kept as the source.
 pub(crate) fn api_error(what: &str, call: &str, e: kube::Error, rbac: &str) -> ProviderError {
-    match e {
+    let error = match &e {
         kube::Error::Api(status) => {
             let code = status.code;
             let message = format!("{what}: {call}: {} ({code} {})", status.message, status.reason);
@@ -337,7 +339,8 @@ pub(crate) fn api_error(what: &str, call: &str, e: kube::Error, rbac: &str) -> P
             }
         }
         other => ProviderError::transient(format!("{what}: {call}: {other}")),
-    }
+    };
+    error.with_source(e)
 }
 
 #[cfg(test)]
@@ -349,6 +352,7 @@ mod tests {
         let status = kube::core::Status::failure("deployments.apps is forbidden", "Forbidden").with_code(403);
         let e = api_error("apps in west", "list Deployments", kube::Error::Api(Box::new(status)), SCALE_RBAC);
         assert!(!e.retryable());
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<kube::Error>()));
         assert!(
             e.message
                 .starts_with("apps in west: list Deployments: deployments.apps is forbidden (403 Forbidden) — grant")

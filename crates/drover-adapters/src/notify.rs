@@ -88,6 +88,7 @@ impl WebhookNotifier {
             };
             let url = reqwest::Url::parse(resolved.url.expose()).map_err(|e| {
                 ProviderError::permanent(format!("{field}: the URL in {source} is not a valid URL ({e})"))
+                    .with_source(e)
             })?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(ProviderError::permanent(format!(
@@ -224,7 +225,7 @@ async fn send(client: &reqwest::Client, hook: &Webhook, body: &serde_json::Value
     let mut response = client.post(hook.url.clone()).json(body).send().await.map_err(|e| SendFailure {
         // A request that never got an answer (refused, reset, timed out) may get one next time.
         retryable: !e.is_builder(),
-        cause: describe_send_error(e),
+        cause: describe_send_error(&e.without_url()),
     })?;
     let status = response.status();
     if status.is_success() {
@@ -249,15 +250,16 @@ async fn send(client: &reqwest::Client, hook: &Webhook, body: &serde_json::Value
     Err(SendFailure { cause, retryable })
 }
 
-/// reqwest names the URL in its errors; drop it, and say what happened in a user's words.
-fn describe_send_error(e: reqwest::Error) -> String {
+/// What happened, in a user's words. reqwest names the URL in its errors: the caller drops
+/// it first (`without_url`).
+fn describe_send_error(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return format!("no answer within {}s", SEND_TIMEOUT.as_secs());
     }
-    if let Some(io) = io_cause(&e) {
+    if let Some(io) = io_cause(e) {
         return describe_io(io);
     }
-    chain(&e.without_url())
+    chain(e)
 }
 
 impl Webhook {
@@ -289,7 +291,10 @@ fn client() -> Result<reqwest::Client, ProviderError> {
     // reqwest panics when no rustls crypto provider is installed; building a notifier must not.
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.build())) {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(ProviderError::permanent(format!("notify: http client: {}", describe_send_error(e)))),
+        Ok(Err(e)) => {
+            let e = e.without_url();
+            Err(ProviderError::permanent(format!("notify: http client: {}", describe_send_error(&e))).with_source(e))
+        }
         Err(_) => Err(ProviderError::permanent(
             "notify: http client: no rustls crypto provider installed — the binary must install one at start",
         )),

@@ -84,10 +84,11 @@ impl Rfc2136Traffic {
             .collect();
         match values.as_slice() {
             [] => Ok(EpochRecord::Absent),
-            [value] => value.trim().parse().map(EpochRecord::Holds).map_err(|_| {
+            [value] => value.trim().parse().map(EpochRecord::Holds).map_err(|e| {
                 ProviderError::permanent(format!(
                     "dns {name}: the epoch record holds \"{value}\", not an epoch number — it was not written by drover; correct it or delete it"
                 ))
+                .with_source(e)
             }),
             _ => Err(ProviderError::permanent(format!(
                 "dns {name}: the epoch record holds {} values, drover writes one — delete the extra TXT records",
@@ -97,6 +98,7 @@ impl Rfc2136Traffic {
     }
 
     fn signer(&self) -> Result<TSigner, ProviderError> {
+        // The decoding error is not kept as the source: it points into the secret.
         let key = data_encoding::BASE64.decode(self.key.expose().trim().as_bytes()).map_err(|_| {
             ProviderError::permanent(format!(
                 "dns {}: the TSIG secret for key '{}' is not valid base64 — write traffic.tsig's secret as the server's key file has it (e.g. `keymgr -t {} {}`)",
@@ -113,6 +115,7 @@ impl Rfc2136Traffic {
         };
         TSigner::new(key, algorithm, dns::fqdn(&self.key_name)?, TSIG_FUDGE).map_err(|e| {
             ProviderError::permanent(format!("dns {}: cannot sign with TSIG key '{}': {e}", self.server, self.key_name))
+                .with_source(e)
         })
     }
 
@@ -163,12 +166,13 @@ impl Rfc2136Traffic {
                 "dns {}: cannot sign the update with key '{}': {e}",
                 self.server, self.key_name
             ))
+            .with_source(e)
         })?;
         let response = dns::exchange(self.server, message).await?;
         self.check_tsig(&response)?;
         if let Some(mut verifier) = verifier {
             // An answer not signed with our key is not the server's word: treat it as an auth failure.
-            verifier.verify(response.as_buffer()).map_err(|_| self.auth_failed())?;
+            verifier.verify(response.as_buffer()).map_err(|e| self.auth_failed().with_source(e))?;
         }
         Ok(response.response_code)
     }

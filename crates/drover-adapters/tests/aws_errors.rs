@@ -57,6 +57,7 @@ fn an_endpoint_that_is_not_the_service_is_reported_with_its_http_status() {
         assert!(!e.message.contains("unknown error"), "{}", e.message);
         assert!(!e.message.contains("resource names"), "the plan's names are not at fault: {}", e.message);
         assert!(!e.retryable(), "a 404 will not go away by asking again: {}", e.message);
+        assert!(std::error::Error::source(&e).is_some(), "keeps the SDK's error: {e:?}");
     });
 }
 

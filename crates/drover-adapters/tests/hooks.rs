@@ -21,6 +21,7 @@ use drover_core::run::{RunKind, RunState, RunSummary, StepState};
 use drover_core::secret::{Secret, SecretRef, SecretSource, SecretText};
 use drover_core::testing::scenarios::{observe, two_region_plan};
 use drover_core::testing::{CrashingJournal, FakeWorld, MemoryJournal};
+use drover_core::world::{Hooks, HttpRequest};
 
 /// Hang guard only.
 async fn guard<T>(f: impl Future<Output = T>) -> T {
@@ -269,6 +270,28 @@ async fn an_overloaded_receiver_is_retried_and_a_refusal_pauses_the_run_until_re
         let run = engine(&plan, &journal, &world, &hooks).resume(&run.header.id).await.unwrap();
         assert_eq!(run.state, RunState::Completed, "{:?}", run.reason);
         assert_eq!(receiver.posts().len(), 3);
+    })
+    .await;
+}
+
+/// A call nobody answers is transient; reqwest's error is kept as the source, with no secret in it.
+#[tokio::test]
+async fn a_call_nobody_answers_keeps_the_http_clients_error() {
+    guard(async {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let hooks = runner(&plan_with("warm-cache", http_step(&format!("http://{closed}"), false)));
+        let request = HttpRequest {
+            method: "POST".into(),
+            url: SecretText::Plain(format!("http://{closed}/warm")),
+            headers: vec![("Authorization".into(), SecretText::Secret(SecretRef::Env("OPS_TOKEN".into())))],
+            body: None,
+            timeout: Duration::from_secs(5),
+        };
+        let err = hooks.http(&request).await.unwrap_err();
+        assert!(err.retryable(), "{err}");
+        assert_eq!(err.message, format!("POST http://{closed}/warm: connection refused"));
+        let source = std::error::Error::source(&err).expect("keeps reqwest's error");
+        assert!(!format!("{source} {source:?}").contains("s3cret"), "{source:?}");
     })
     .await;
 }

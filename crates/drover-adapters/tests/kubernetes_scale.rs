@@ -313,6 +313,8 @@ async fn a_denied_list_names_the_rbac_drover_needs() {
         err.message
     );
     assert!(err.message.ends_with("(docs/kubernetes.md)"), "{}", err.message);
+    let source = std::error::Error::source(&err).expect("keeps kube's error");
+    assert!(matches!(source.downcast_ref::<kube::Error>(), Some(kube::Error::Api(s)) if s.code == 403), "{source:?}");
 }
 
 /// A cluster as the scale step sees it: replica counts that patches change, pods ready at once.

@@ -285,12 +285,15 @@ async fn failures_are_logged_by_webhook_name_never_by_url_or_routing_key() {
 
 #[tokio::test]
 async fn a_webhook_without_a_usable_url_or_routing_key_is_refused_at_start() {
-    let build = |url: &str, routing_key: Option<&str>| {
+    let refused = |url: &str, routing_key: Option<&str>| {
         let mut spec = NotifySpec::default();
         spec.webhooks.insert("pager".into(), hook("pager", WebhookKind::Pagerduty, &EventKind::ALL));
         let secrets = WebhookSecrets { url: Secret::new(url), routing_key: routing_key.map(Secret::new) };
-        WebhookNotifier::new(&spec, BTreeMap::from([("pager".to_owned(), secrets)])).map(|_| ()).unwrap_err().message
+        WebhookNotifier::new(&spec, BTreeMap::from([("pager".to_owned(), secrets)])).map(|_| ()).unwrap_err()
     };
+    let build = |url: &str, routing_key: Option<&str>| refused(url, routing_key).message;
+    let unparsed = refused("hooks.example.com/sekrit", Some("k"));
+    assert!(std::error::Error::source(&unparsed).is_some(), "keeps the URL parser's error: {unparsed:?}");
     assert_eq!(
         build("hooks.example.com/sekrit", Some("k")),
         "notify.webhooks.pager: the URL in environment variable PAGER_URL is not a valid URL (relative URL without a base)"

@@ -129,6 +129,9 @@ async fn wrong_password_is_a_permanent_error_without_the_password() {
         assert!(err.message.contains("east database"), "{err}");
         assert!(err.message.contains("28P01"), "names the SQL state: {err}");
         assert!(!err.message.contains(wrong), "leaks the password: {err}");
+        // tokio-postgres's error is kept for logs, and it does not echo the password either.
+        let source = std::error::Error::source(&err).expect("keeps tokio-postgres's error");
+        assert!(!format!("{source} {source:?}").contains(wrong), "the source leaks the password: {source:?}");
     })
     .await;
 }

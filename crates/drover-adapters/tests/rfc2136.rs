@@ -186,4 +186,5 @@ async fn an_unreachable_server_is_a_transient_error() {
     let err = guard(t.current()).await.unwrap_err();
     assert!(err.retryable(), "{err}");
     assert!(err.to_string().starts_with(&format!("dns {}:", s.server)), "{err}");
+    assert!(std::error::Error::source(&err).is_some(), "keeps hickory's error: {err:?}");
 }

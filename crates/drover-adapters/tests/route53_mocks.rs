@@ -249,6 +249,7 @@ async fn throttling_is_transient_and_access_denied_names_the_credentials_to_chec
         err.message,
         "us-east-1/hostedzone/Z1: ListResourceRecordSets failed: Throttling: Rate exceeded — Route 53 is throttling or busy; the step retries"
     );
+    assert!(std::error::Error::source(&err).is_some(), "keeps the SDK's error: {err:?}");
 
     let denied = mock!(Client::list_resource_record_sets).then_compute_response(|_| {
         MockResponse::Error(ListResourceRecordSetsError::generic(

@@ -31,7 +31,7 @@ use drover_core::world::{Database, MemberStatus, Preflight, RejoinMethod};
 use super::rds::{
     DEFAULT_POLL, RDS, RdsApi, epoch_tag, epoch_tags, member_hint, refuses_writes, unreachable, wait_until,
 };
-use super::{describe, describe_with};
+use super::{describe, describe_unreachable, describe_with};
 
 #[derive(Clone, Debug)]
 struct Member {
@@ -52,9 +52,22 @@ impl Member {
     >(
         &self,
         operation: &str,
-        e: &aws_sdk_rds::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+        e: aws_sdk_rds::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
     ) -> ProviderError {
         describe_with(RDS, operation, &self.resource(), e, &|code| member_hint(&self.region, &self.aws_region, code))
+    }
+
+    /// [`Member::failed`] for a call whose failure counts as the cluster being out of reach: transient.
+    fn out_of_reach<
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    >(
+        &self,
+        operation: &str,
+        e: aws_sdk_rds::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> ProviderError {
+        describe_unreachable(RDS, operation, &self.resource(), e, &|code| {
+            member_hint(&self.region, &self.aws_region, code)
+        })
     }
 }
 
@@ -112,8 +125,8 @@ impl AuroraGlobalDatabase {
             .ok_or_else(|| ProviderError::permanent(format!("no database member for region {region} in the plan")))
     }
 
-    /// The global cluster, asked in `m`'s AWS region; `Ok(Err(reason))` when unreachable.
-    async fn global(&self, m: &Member) -> Result<Result<GlobalCluster, String>, ProviderError> {
+    /// The global cluster, asked in `m`'s AWS region; `Ok(Err(why))` (transient) when unreachable.
+    async fn global(&self, m: &Member) -> Result<Result<GlobalCluster, ProviderError>, ProviderError> {
         let resource = format!("{}/{}", m.aws_region, self.global_cluster);
         let out = self
             .api
@@ -127,18 +140,21 @@ impl AuroraGlobalDatabase {
             Ok(out) => {
                 Ok(Ok(out.global_clusters().first().cloned().unwrap_or_else(|| GlobalCluster::builder().build())))
             }
-            Err(e) if unreachable(&e) => Ok(Err(describe(RDS, "DescribeGlobalClusters", &resource, &e).message)),
-            Err(e) => Err(describe(RDS, "DescribeGlobalClusters", &resource, &e)),
+            Err(e) if unreachable(&e) => {
+                Ok(Err(describe_unreachable(RDS, "DescribeGlobalClusters", &resource, e, &|_| None)))
+            }
+            Err(e) => Err(describe(RDS, "DescribeGlobalClusters", &resource, e)),
         }
     }
 
-    async fn cluster(&self, m: &Member) -> Result<Result<DbCluster, String>, ProviderError> {
+    /// The member's DB cluster; `Ok(Err(why))` (transient) when unreachable.
+    async fn cluster(&self, m: &Member) -> Result<Result<DbCluster, ProviderError>, ProviderError> {
         let out =
             self.api.rds(&m.aws_region).await.describe_db_clusters().db_cluster_identifier(&m.cluster).send().await;
         match out {
             Ok(out) => Ok(Ok(out.db_clusters().first().cloned().unwrap_or_else(|| DbCluster::builder().build()))),
-            Err(e) if unreachable(&e) => Ok(Err(m.failed("DescribeDBClusters", &e).message)),
-            Err(e) => Err(m.failed("DescribeDBClusters", &e)),
+            Err(e) if unreachable(&e) => Ok(Err(m.out_of_reach("DescribeDBClusters", e))),
+            Err(e) => Err(m.failed("DescribeDBClusters", e)),
         }
     }
 
@@ -157,7 +173,7 @@ impl AuroraGlobalDatabase {
 
     /// Whether the target is the writer and the global cluster is done moving it.
     async fn moved(&self, to: &Member) -> Result<Result<(), String>, ProviderError> {
-        let global = self.global(to).await?.map_err(ProviderError::transient)?;
+        let global = self.global(to).await??;
         let status = global.status().unwrap_or("unknown");
         match Self::role(&global, to) {
             Some((true, _)) if status == "available" => Ok(Ok(())),
@@ -181,11 +197,11 @@ impl Database for AuroraGlobalDatabase {
         let m = self.member(region)?;
         let global = match self.global(m).await? {
             Ok(g) => g,
-            Err(reason) => return Ok(MemberStatus::Unreachable { reason }),
+            Err(why) => return Ok(MemberStatus::Unreachable { reason: why.message }),
         };
         let cluster = match self.cluster(m).await? {
             Ok(c) => c,
-            Err(reason) => return Ok(MemberStatus::Unreachable { reason }),
+            Err(why) => return Ok(MemberStatus::Unreachable { reason: why.message }),
         };
         let status = cluster.status().unwrap_or("unknown");
         let primary = |writable: bool| MemberStatus::Primary {
@@ -229,7 +245,7 @@ impl Database for AuroraGlobalDatabase {
     async fn promote(&self, region: &str, kind: RunKind) -> Result<(), ProviderError> {
         let to = self.member(region)?;
         // A call already made (a resumed run) shows as a moving global cluster: only wait then.
-        let global = self.global(to).await?.map_err(ProviderError::transient)?;
+        let global = self.global(to).await??;
         let status = global.status().unwrap_or("unknown").to_owned();
         let writer = Self::role(&global, to);
         let target_arn = global
@@ -250,7 +266,7 @@ impl Database for AuroraGlobalDatabase {
                         .target_db_cluster_identifier(arn)
                         .send()
                         .await
-                        .map_err(|e| describe(RDS, "SwitchoverGlobalCluster", &resource, &e))?;
+                        .map_err(|e| describe(RDS, "SwitchoverGlobalCluster", &resource, e))?;
                 } else {
                     // Only an unplanned failover may lose the writes the secondary has not received.
                     client
@@ -260,7 +276,7 @@ impl Database for AuroraGlobalDatabase {
                         .allow_data_loss(true)
                         .send()
                         .await
-                        .map_err(|e| describe(RDS, "FailoverGlobalCluster", &resource, &e))?;
+                        .map_err(|e| describe(RDS, "FailoverGlobalCluster", &resource, e))?;
                 }
             }
             (Some((false, _)), Some(_)) => {}
@@ -271,7 +287,7 @@ impl Database for AuroraGlobalDatabase {
 
     async fn record_epoch(&self, region: &str, epoch: Epoch, run: &RunId) -> Result<(), ProviderError> {
         let m = self.member(region)?;
-        let cluster = self.cluster(m).await?.map_err(ProviderError::transient)?;
+        let cluster = self.cluster(m).await??;
         if epoch_tag(cluster.tag_list()).is_some_and(|e| e >= epoch) {
             return Ok(());
         }
@@ -283,7 +299,7 @@ impl Database for AuroraGlobalDatabase {
             .set_tags(Some(epoch_tags(epoch, run)))
             .send()
             .await
-            .map_err(|e| m.failed("AddTagsToResource", &e))?;
+            .map_err(|e| m.failed("AddTagsToResource", e))?;
         Ok(())
     }
 
@@ -328,7 +344,7 @@ impl Database for AuroraGlobalDatabase {
             }
             Err(e) => {
                 let resource = format!("{}/{}", m.aws_region, self.global_cluster);
-                let why = describe(RDS, "DescribeGlobalClusters", &resource, &e).message;
+                let why = describe(RDS, "DescribeGlobalClusters", &resource, e).message;
                 tracing::debug!("preflight of {resource}: not judged: {why}");
                 None
             }
@@ -358,7 +374,7 @@ impl Database for AuroraGlobalDatabase {
                 tracing::debug!(
                     "preflight of {}: not judged: {}",
                     m.resource(),
-                    m.failed("DescribeDBClusters", &e).message
+                    m.failed("DescribeDBClusters", e).message
                 );
                 None
             }

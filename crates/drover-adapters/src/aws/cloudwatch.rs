@@ -50,7 +50,7 @@ impl CloudWatchApi {
             .alarm_types(AlarmType::CompositeAlarm)
             .send()
             .await
-            .map_err(|e| describe(CLOUDWATCH, "DescribeAlarms", &resource, &e).message)?;
+            .map_err(|e| describe(CLOUDWATCH, "DescribeAlarms", &resource, e).message)?;
         let metric = out.metric_alarms().iter().find(|a| a.alarm_name() == Some(name));
         let composite = out.composite_alarms().iter().find(|a| a.alarm_name() == Some(name));
         let (state, reason) = match (metric, composite) {

@@ -127,7 +127,7 @@ impl AwsCompute {
         let out = self
             .describe_nodegroup(t, cluster, nodegroup)
             .await
-            .map_err(|e| describe(EKS, "DescribeNodegroup", &resource, &e))?;
+            .map_err(|e| describe(EKS, "DescribeNodegroup", &resource, e))?;
         let group = out.nodegroup().ok_or_else(|| ProviderError::permanent(format!("{resource}: no node group")))?;
         let scaling = group.scaling_config();
         let size = |v: Option<i32>| v.unwrap_or(0).max(0) as u32;
@@ -153,7 +153,7 @@ impl AwsCompute {
             .auto_scaling_group_names(name)
             .send()
             .await
-            .map_err(|e| describe(AUTOSCALING, "DescribeAutoScalingGroups", &resource, &e))?;
+            .map_err(|e| describe(AUTOSCALING, "DescribeAutoScalingGroups", &resource, e))?;
         let group = out.auto_scaling_groups().first().ok_or_else(|| {
             ProviderError::permanent(format!(
                 "{resource}: no such Auto Scaling group — check the name in the plan's compute regions"
@@ -239,7 +239,7 @@ impl AwsCompute {
         if !e.as_service_error().is_some_and(not_found) {
             tracing::debug!(
                 "preflight of {name}: not judged: {}",
-                describe(EKS, "DescribeNodegroup", &name, &e).message
+                describe(EKS, "DescribeNodegroup", &name, e).message
             );
             return Vec::new();
         }
@@ -271,7 +271,7 @@ impl AwsCompute {
             Err(e) => {
                 tracing::debug!(
                     "preflight of {name}: not judged: {}",
-                    describe(AUTOSCALING, "DescribeAutoScalingGroups", &name, &e).message
+                    describe(AUTOSCALING, "DescribeAutoScalingGroups", &name, e).message
                 );
                 Vec::new()
             }
@@ -327,7 +327,7 @@ impl Compute for AwsCompute {
                         .scaling_config(scaling)
                         .send()
                         .await
-                        .map_err(|e| describe(EKS, "UpdateNodegroupConfig", &name, &e))?;
+                        .map_err(|e| describe(EKS, "UpdateNodegroupConfig", &name, e))?;
                 }
                 self.wait(t, &name, || async {
                     let (now, status) = self.nodegroup(t, cluster, nodegroup).await?;
@@ -352,7 +352,7 @@ impl Compute for AwsCompute {
                         .desired_capacity(as_i32(size.desired))
                         .send()
                         .await
-                        .map_err(|e| describe(AUTOSCALING, "UpdateAutoScalingGroup", &resource, &e))?;
+                        .map_err(|e| describe(AUTOSCALING, "UpdateAutoScalingGroup", &resource, e))?;
                 }
                 self.wait(t, &resource, || async {
                     let (now, not_ready) = self.group(t, name).await?;

@@ -111,7 +111,7 @@ impl GlobalAcceleratorTraffic {
             .resource_arn(&self.spec.accelerator_arn)
             .send()
             .await
-            .map_err(|e| describe(GLOBAL_ACCELERATOR, "ListTagsForResource", &self.accelerator(), &e))?;
+            .map_err(|e| describe(GLOBAL_ACCELERATOR, "ListTagsForResource", &self.accelerator(), e))?;
         match out.tags().iter().find(|t| t.key() == EPOCH_TAG) {
             None => Ok(0),
             Some(tag) => tag.value().trim().parse().map_err(|_| {
@@ -149,7 +149,7 @@ impl GlobalAcceleratorTraffic {
             .tags(tag)
             .send()
             .await
-            .map_err(|e| describe(GLOBAL_ACCELERATOR, "TagResource", &self.accelerator(), &e))?;
+            .map_err(|e| describe(GLOBAL_ACCELERATOR, "TagResource", &self.accelerator(), e))?;
         Ok(())
     }
 
@@ -163,7 +163,7 @@ impl GlobalAcceleratorTraffic {
                 .endpoint_group_arn(&group.arn)
                 .send()
                 .await
-                .map_err(|e| describe(GLOBAL_ACCELERATOR, "DescribeEndpointGroup", &resource(&group.arn), &e))?;
+                .map_err(|e| describe(GLOBAL_ACCELERATOR, "DescribeEndpointGroup", &resource(&group.arn), e))?;
             let found = out.endpoint_group();
             let state = GroupState {
                 // Global Accelerator's default dial is 100.
@@ -217,7 +217,7 @@ impl GlobalAcceleratorTraffic {
             .set_endpoint_configurations((!configurations.is_empty()).then_some(configurations))
             .send()
             .await
-            .map_err(|e| describe(GLOBAL_ACCELERATOR, "UpdateEndpointGroup", &resource(&group.arn), &e))?;
+            .map_err(|e| describe(GLOBAL_ACCELERATOR, "UpdateEndpointGroup", &resource(&group.arn), e))?;
         Ok(())
     }
 
@@ -257,7 +257,7 @@ impl GlobalAcceleratorTraffic {
             .accelerator_arn(&self.spec.accelerator_arn)
             .send()
             .await
-            .map_err(|e| describe(GLOBAL_ACCELERATOR, "DescribeAccelerator", &self.accelerator(), &e))?;
+            .map_err(|e| describe(GLOBAL_ACCELERATOR, "DescribeAccelerator", &self.accelerator(), e))?;
         let Some(accelerator) = out.accelerator() else { return Ok((Vec::new(), None)) };
         let mut addresses: Vec<String> =
             accelerator.ip_sets().iter().flat_map(|s| s.ip_addresses().iter().cloned()).collect();
@@ -285,7 +285,7 @@ impl Traffic for GlobalAcceleratorTraffic {
                 Some("DescribeAccelerator: AcceleratorNotFoundException".to_owned())
             }
             Err(e) => {
-                let why = describe(GLOBAL_ACCELERATOR, "DescribeAccelerator", &self.accelerator(), &e).message;
+                let why = describe(GLOBAL_ACCELERATOR, "DescribeAccelerator", &self.accelerator(), e).message;
                 tracing::debug!("preflight of {}: not judged: {why}", self.accelerator());
                 None
             }
@@ -305,7 +305,7 @@ impl Traffic for GlobalAcceleratorTraffic {
                     Some("DescribeEndpointGroup: EndpointGroupNotFoundException".to_owned())
                 }
                 Err(e) => {
-                    let why = describe(GLOBAL_ACCELERATOR, "DescribeEndpointGroup", &resource(&group.arn), &e).message;
+                    let why = describe(GLOBAL_ACCELERATOR, "DescribeEndpointGroup", &resource(&group.arn), e).message;
                     tracing::debug!("preflight of {}: not judged: {why}", resource(&group.arn));
                     None
                 }

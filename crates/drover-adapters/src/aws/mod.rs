@@ -177,12 +177,13 @@ fn region_of(resource: &str) -> &str {
 /// `<region>/<resource>: <operation> failed: <code>: <message> — <what to check>`.
 /// Throttling and network trouble are transient (the step retries); the rest is permanent.
 /// A call that timed out, could not connect, or got an answer that is not the service's
-/// says so and names the endpoint, since that is what to look at.
+/// says so and names the endpoint, since that is what to look at. The SDK's error is kept
+/// as the error's source.
 pub fn describe<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     service: Service,
     operation: &str,
     resource: &str,
-    e: &SdkError<E, HttpResponse>,
+    e: SdkError<E, HttpResponse>,
 ) -> ProviderError {
     describe_with(service, operation, resource, e, &|_| None)
 }
@@ -191,6 +192,32 @@ pub fn describe<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'sta
 /// plan field of this very resource); codes it does not know get the usual hints (throttling,
 /// access, then the service's).
 pub fn describe_with<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+    service: Service,
+    operation: &str,
+    resource: &str,
+    e: SdkError<E, HttpResponse>,
+    own_hint: &dyn Fn(&str) -> Option<(String, bool)>,
+) -> ProviderError {
+    let error = describe_text(service, operation, resource, &e, own_hint);
+    error.with_source(e)
+}
+
+/// [`describe_with`] for a failure the caller counts as the resource being out of reach (the
+/// network, a timeout, the service down, or gone): transient whatever the code, since the
+/// caller waits or skips rather than stops; the SDK's error is kept as the source.
+pub fn describe_unreachable<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+    service: Service,
+    operation: &str,
+    resource: &str,
+    e: SdkError<E, HttpResponse>,
+    own_hint: &dyn Fn(&str) -> Option<(String, bool)>,
+) -> ProviderError {
+    let message = describe_text(service, operation, resource, &e, own_hint).message;
+    ProviderError::transient(message).with_source(e)
+}
+
+/// [`describe_with`]'s message and kind, without the source.
+fn describe_text<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     service: Service,
     operation: &str,
     resource: &str,
@@ -298,6 +325,7 @@ pub async fn before<T>(deadline: Instant, call: impl std::future::Future<Output 
 }
 
 /// A request the SDK refused to build: always drover's bug or a plan value the API cannot take.
-pub fn build_error(service: Service, e: impl std::fmt::Display) -> ProviderError {
-    ProviderError::permanent(format!("{}: cannot build the request: {e}", service.name))
+/// The SDK's error is kept as the source.
+pub fn build_error(service: Service, e: impl std::error::Error + Send + Sync + 'static) -> ProviderError {
+    ProviderError::permanent(format!("{}: cannot build the request: {e}", service.name)).with_source(e)
 }

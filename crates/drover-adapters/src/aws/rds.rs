@@ -29,7 +29,7 @@ use drover_core::run::{Epoch, RunId, RunKind};
 use drover_core::world::{Database, MemberStatus, Preflight, RejoinMethod};
 
 use super::cloudwatch::CLOUDWATCH;
-use super::{AwsConfig, RegionalClients, Service, before, describe, describe_with};
+use super::{AwsConfig, RegionalClients, Service, before, describe, describe_unreachable, describe_with};
 
 /// The SDKs themselves, for tests and tools that set up instances.
 pub use {aws_sdk_cloudwatch as cloudwatch_sdk, aws_sdk_rds as sdk};
@@ -172,7 +172,7 @@ impl RdsApi {
                 .map(|(_, value)| value),
             Err(e) => {
                 let resource = format!("{aws_region}/{}", dimension.1);
-                tracing::warn!("lag unknown: {}", describe(CLOUDWATCH, "GetMetricStatistics", &resource, &e).message);
+                tracing::warn!("lag unknown: {}", describe(CLOUDWATCH, "GetMetricStatistics", &resource, e).message);
                 None
             }
         }
@@ -275,9 +275,20 @@ impl Member {
     fn failed<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
         &self,
         operation: &str,
-        e: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+        e: SdkError<E, aws_smithy_runtime_api::http::Response>,
     ) -> ProviderError {
         describe_with(RDS, operation, &self.resource(), e, &|code| member_hint(&self.region, &self.aws_region, code))
+    }
+
+    /// [`Member::failed`] for a call whose failure counts as the instance being out of reach: transient.
+    fn out_of_reach<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+        &self,
+        operation: &str,
+        e: SdkError<E, aws_smithy_runtime_api::http::Response>,
+    ) -> ProviderError {
+        describe_unreachable(RDS, operation, &self.resource(), e, &|code| {
+            member_hint(&self.region, &self.aws_region, code)
+        })
     }
 }
 
@@ -380,16 +391,16 @@ impl RdsDatabase {
         Ok(out.db_instances().first().cloned().unwrap_or_else(|| DbInstance::builder().build()))
     }
 
-    /// The instance as RDS reports it; `Ok(Err(reason))` when its API cannot be reached.
-    async fn see(&self, m: &Member) -> Result<Result<Seen, String>, ProviderError> {
+    /// The instance as RDS reports it; `Ok(Err(why))` (transient) when its API cannot be reached.
+    async fn see(&self, m: &Member) -> Result<Result<Seen, ProviderError>, ProviderError> {
         let instance = match self.describe_instance(m).await {
             Ok(i) => i,
             // Gone counts as unreachable here: a failover skips fencing an instance that no longer
             // exists (deleted in the disaster); a misnamed one is refused before, by preflight.
             Err(e) if unreachable(&e) || instance_not_found(&e) => {
-                return Ok(Err(m.failed("DescribeDBInstances", &e).message));
+                return Ok(Err(m.out_of_reach("DescribeDBInstances", e)));
             }
-            Err(e) => return Err(m.failed("DescribeDBInstances", &e)),
+            Err(e) => return Err(m.failed("DescribeDBInstances", e)),
         };
         let engine = instance.engine().unwrap_or_default();
         let group = instance.db_parameter_groups().first();
@@ -425,7 +436,7 @@ impl RdsDatabase {
                 .set_marker(marker)
                 .send()
                 .await
-                .map_err(|e| describe(RDS, "DescribeDBParameters", &resource, &e))?;
+                .map_err(|e| describe(RDS, "DescribeDBParameters", &resource, e))?;
             if let Some(p) = out.parameters().iter().find(|p| p.parameter_name() == Some(parameter)) {
                 return Ok(matches!(p.parameter_value(), Some("1" | "on" | "ON" | "true")));
             }
@@ -452,13 +463,13 @@ impl RdsDatabase {
             )
             .send()
             .await
-            .map_err(|e| describe(RDS, "ModifyDBParameterGroup", &format!("{}/{group}", m.aws_region), &e))?;
+            .map_err(|e| describe(RDS, "ModifyDBParameterGroup", &format!("{}/{group}", m.aws_region), e))?;
         Ok(())
     }
 
     /// Sees the member, or fails: acting on an unreachable member is not possible.
     async fn see_reachable(&self, m: &Member) -> Result<Seen, ProviderError> {
-        self.see(m).await?.map_err(ProviderError::transient)
+        self.see(m).await?
     }
 }
 
@@ -468,7 +479,7 @@ impl Database for RdsDatabase {
         let m = self.member(region)?;
         let seen = match self.see(m).await? {
             Ok(seen) => seen,
-            Err(reason) => return Ok(MemberStatus::Unreachable { reason }),
+            Err(why) => return Ok(MemberStatus::Unreachable { reason: why.message }),
         };
         if let Some(source) = seen.source {
             let lag = self
@@ -543,7 +554,7 @@ impl Database for RdsDatabase {
                 .db_instance_identifier(&m.instance)
                 .send()
                 .await
-                .map_err(|e| m.failed("PromoteReadReplica", &e))?;
+                .map_err(|e| m.failed("PromoteReadReplica", e))?;
         }
         let what = format!("{}: promote", m.resource());
         let unfenced = std::sync::atomic::AtomicBool::new(false);
@@ -586,7 +597,7 @@ impl Database for RdsDatabase {
             .set_tags(Some(epoch_tags(epoch, run)))
             .send()
             .await
-            .map_err(|e| m.failed("AddTagsToResource", &e))?;
+            .map_err(|e| m.failed("AddTagsToResource", e))?;
         Ok(())
     }
 
@@ -650,7 +661,7 @@ impl Database for RdsDatabase {
                 return not_found(format!("DescribeDBInstances: {code}"));
             }
             Err(e) => {
-                let why = describe(RDS, "DescribeDBInstances", &m.resource(), &e).message;
+                let why = describe(RDS, "DescribeDBInstances", &m.resource(), e).message;
                 tracing::debug!("preflight of {}: not judged: {why}", m.resource());
                 return Vec::new();
             }

@@ -91,7 +91,7 @@ impl Route53Api {
             .health_check_id(id)
             .send()
             .await
-            .map_err(|e| describe(ROUTE53, "GetHealthCheckStatus", &resource, &e).message)?;
+            .map_err(|e| describe(ROUTE53, "GetHealthCheckStatus", &resource, e).message)?;
         let reports: Vec<&str> = out
             .health_check_observations()
             .iter()
@@ -197,7 +197,7 @@ impl Route53Traffic {
             .max_items(100)
             .send()
             .await
-            .map_err(|e| describe(ROUTE53, "ListResourceRecordSets", &resource, &e))?;
+            .map_err(|e| describe(ROUTE53, "ListResourceRecordSets", &resource, e))?;
         Ok(out
             .resource_record_sets()
             .iter()
@@ -321,7 +321,7 @@ impl Route53Traffic {
                 }
                 return Err(self.stale(expected, now));
             }
-            Err(e) => return Err(describe(ROUTE53, "ChangeResourceRecordSets", &resource, &e)),
+            Err(e) => return Err(describe(ROUTE53, "ChangeResourceRecordSets", &resource, e)),
         };
         let Some(info) = info else {
             return Err(ProviderError::transient(format!(
@@ -344,7 +344,7 @@ impl Route53Traffic {
             let Some(out) = before(deadline, client.get_change().id(info.id()).send()).await else {
                 continue;
             };
-            let out = out.map_err(|e| describe(ROUTE53, "GetChange", &resource, &e))?;
+            let out = out.map_err(|e| describe(ROUTE53, "GetChange", &resource, e))?;
             status = out.change_info().map_or(ChangeStatus::Pending, |i| i.status().clone());
         }
         Ok(())
@@ -553,7 +553,7 @@ impl Traffic for Route53Traffic {
                 self.spec.hosted_zone_id
             )],
             Err(e) => {
-                let why = describe(ROUTE53, "ListResourceRecordSets", &resource, &e).message;
+                let why = describe(ROUTE53, "ListResourceRecordSets", &resource, e).message;
                 tracing::debug!("preflight of {resource}: not judged: {why}");
                 Vec::new()
             }

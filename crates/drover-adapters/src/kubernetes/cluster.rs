@@ -68,7 +68,8 @@ impl KubeCluster {
     }
 
     /// NotFound, AlreadyExists and Conflict as the restore tells them apart; anything else
-    /// names the cluster, the call and the cause (and on a 403, what to grant).
+    /// names the cluster, the call and the cause (and on a 403, what to grant). kube's error
+    /// is not kept: `drover_backup::ClusterError` carries a message only, no source.
     fn error(&self, call: &str, e: Error) -> ClusterError {
         let at = |message: &str| format!("{}: {call}: {message}", self.name);
         match &e {

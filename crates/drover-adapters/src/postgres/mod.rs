@@ -123,7 +123,7 @@ impl Member {
         let connecting = self.config.connect(NoTls);
         let (client, connection) = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(PgFailure::from_error(&e, self)),
+            Ok(Err(e)) => return Err(PgFailure::from_error(e, self)),
             Err(_) => return Err(PgFailure::timeout(self.connect_timeout, "connecting")),
         };
         tokio::spawn(async move {
@@ -137,7 +137,7 @@ impl Member {
     async fn timed<T>(&self, call: impl Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, PgFailure> {
         match tokio::time::timeout(QUERY_TIMEOUT, call).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(PgFailure::from_error(&e, self)),
+            Ok(Err(e)) => Err(PgFailure::from_error(e, self)),
             Err(_) => Err(PgFailure::timeout(QUERY_TIMEOUT, "waiting for an answer")),
         }
     }
@@ -169,12 +169,14 @@ pub(crate) fn redact(text: &str, dsn: &Secret) -> String {
 }
 
 /// A failed talk with a member: what happened, and whether trying again can help.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct PgFailure {
     pub cause: String,
     pub retryable: bool,
     /// The SQL state, when the server answered with an error.
     pub state: Option<String>,
+    /// tokio-postgres's error, for the provider error's source.
+    pub source: Option<tokio_postgres::Error>,
 }
 
 impl PgFailure {
@@ -183,27 +185,39 @@ impl PgFailure {
             cause: format!("no answer after {} while {doing}", drover_core::duration::format_duration(after)),
             retryable: true,
             state: None,
+            source: None,
         }
     }
 
-    fn from_error(e: &tokio_postgres::Error, member: &Member) -> Self {
+    fn from_error(e: tokio_postgres::Error, member: &Member) -> Self {
         let retryable = match e.code() {
             Some(code) => is_transient_state(code),
             // No SQL state: the network, the connection or a timeout.
             None => true,
         };
         let state = e.code().map(|c| c.code().to_string());
-        PgFailure { cause: member.redact(&describe_error(e)), retryable, state }
+        let described = describe_error(&e);
+        let cause = member.redact(&described);
+        // Redaction cannot reach inside the error itself: it is kept only when neither its
+        // text nor its debug form shows the DSN or its password.
+        let debug = format!("{e:?}");
+        let source = (cause == described && member.redact(&debug) == debug).then_some(e);
+        PgFailure { cause, retryable, state, source }
     }
 
     /// The provider error a user sees: `<region> database: <action> failed: <cause> — <next>`.
     pub(crate) fn transient(cause: String) -> Self {
-        PgFailure { cause, retryable: true, state: None }
+        PgFailure { cause, retryable: true, state: None, source: None }
     }
 
+    /// tokio-postgres's error, when there is one, is kept as the source.
     fn into_error(self, region: &str, action: &str, next: &str) -> ProviderError {
         let message = format!("{region} database: {action} failed: {} — {next}", self.cause);
-        if self.retryable { ProviderError::transient(message) } else { ProviderError::permanent(message) }
+        let error = if self.retryable { ProviderError::transient(message) } else { ProviderError::permanent(message) };
+        match self.source {
+            Some(source) => error.with_source(source),
+            None => error,
+        }
     }
 }
 

@@ -39,7 +39,7 @@ impl PostgresDatabase {
                 Ok(Ok(row)) => row.get::<_, bool>(0),
                 // Promoted between our look and the call (55000: recovery is not in progress).
                 Ok(Err(e)) if e.code().is_some_and(|c| c.code() == "55000") => true,
-                Ok(Err(e)) => return Err(fail(PgFailure::from_error(&e, m))),
+                Ok(Err(e)) => return Err(fail(PgFailure::from_error(e, m))),
                 Err(_) => false,
             };
             if !promoted {
@@ -108,7 +108,7 @@ impl PostgresDatabase {
                     format_duration(self.promote_timeout),
                     failure.cause
                 );
-                return Err(PgFailure { cause, retryable: waiting, state: failure.state }
+                return Err(PgFailure { cause, retryable: waiting, state: failure.state, source: failure.source }
                     .into_error(&m.region, "promote", NEXT));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -363,7 +363,8 @@ impl HostShell<'_> {
             Ok(Err(e)) => {
                 return Err(ProviderError::permanent(format!(
                     "{region} host: cannot run '{program}' to {what}: {e} — check the member's host exec prefix"
-                )));
+                ))
+                .with_source(e));
             }
             Err(_) => {
                 return Err(ProviderError::transient(format!(
