@@ -110,30 +110,14 @@ fn read_http(r: &mut Reader<'_>, step: &Mapping<'_>, node: &Node) -> Option<Http
     let at = step.key("http").map_or(node.pos(), Node::pos);
     let m = r.mapping(node, &path, at, &HTTP_FIELDS, &[], "a mapping with url, method, headers, body")?;
     let url = super::notify::call_url(r, &m);
-    let method = match m.get("method") {
-        Some(n) => method(r, n, &m.field("method")),
-        None => Some("POST".to_owned()),
-    };
-    let headers = match m.get("headers") {
-        Some(n) => headers(r, n, &m.field("headers")),
-        None => Some(BTreeMap::new()),
-    };
-    let body = match m.get("body") {
-        Some(n) => r.text(n, &m.field("body"), "the request body as text").map(|b| Some(b.to_owned())),
-        None => Some(None),
-    };
-    let expect_status = match m.get("expect_status") {
-        Some(n) => statuses(r, n, &m.field("expect_status")),
-        None => Some(Vec::new()),
-    };
-    let timeout = match m.get("timeout") {
-        Some(n) => r.positive_duration(n, &m.field("timeout")),
-        None => Some(DEFAULT_HTTP_TIMEOUT),
-    };
-    let observe = match m.get("observe") {
-        Some(n) => read_observe(r, &m, n).map(Some),
-        None => Some(None),
-    };
+    let method = m.get("method").map_or(Some("POST".to_owned()), |n| method(r, n, &m.field("method")));
+    let headers = m.get("headers").map_or(Some(BTreeMap::new()), |n| headers(r, n, &m.field("headers")));
+    let body = m
+        .get("body")
+        .map_or(Some(None), |n| r.text(n, &m.field("body"), "the request body as text").map(|b| Some(b.to_owned())));
+    let expect_status = m.get("expect_status").map_or(Some(Vec::new()), |n| statuses(r, n, &m.field("expect_status")));
+    let timeout = m.get("timeout").map_or(Some(DEFAULT_HTTP_TIMEOUT), |n| r.positive_duration(n, &m.field("timeout")));
+    let observe = m.get("observe").map_or(Some(None), |n| read_observe(r, &m, n).map(Some));
     Some(HttpAction {
         url: url?,
         method: method?,
@@ -150,10 +134,7 @@ fn read_observe(r: &mut Reader<'_>, http: &Mapping<'_>, node: &Node) -> Option<H
     let at = http.key("observe").map_or(node.pos(), Node::pos);
     let m = r.mapping(node, &path, at, &OBSERVE_FIELDS, &[], "a mapping with url and expect_status")?;
     let url = super::notify::call_url(r, &m);
-    let expect_status = match m.get("expect_status") {
-        Some(n) => statuses(r, n, &m.field("expect_status")),
-        None => Some(vec![200]),
-    };
+    let expect_status = m.get("expect_status").map_or(Some(vec![200]), |n| statuses(r, n, &m.field("expect_status")));
     let expect_status = expect_status?;
     if expect_status.is_empty() {
         r.error(m.at, &m.field("expect_status"), "is empty; list the status that means done, e.g. 200");
@@ -239,32 +220,21 @@ fn read_exec(r: &mut Reader<'_>, step: &Mapping<'_>, node: &Node, regions: &[Str
         .and_then(|n| {
             super::reader::argv(r, n, &m.field("argv"), "the command, e.g. [/usr/local/bin/drain-queue, --all]")
         });
-    let on = match m.get("on") {
-        Some(n) => r.choice(n, &m.field("on"), "region", &[("to", RunSide::To), ("from", RunSide::From)]),
-        None => Some(RunSide::To),
-    };
-    let host = match m.get("host") {
-        Some(n) => hosts(r, &m, n, regions),
-        None => Some(BTreeMap::new()),
-    };
-    let env = match m.get("env") {
-        Some(n) => environment(r, n, &m.field("env")),
-        None => Some(BTreeMap::new()),
-    };
-    let timeout = match m.get("timeout") {
-        Some(n) => r.positive_duration(n, &m.field("timeout")),
-        None => Some(DEFAULT_EXEC_TIMEOUT),
-    };
-    let observe = match m.get("observe") {
-        Some(n) => super::reader::argv(
+    let on = m.get("on").map_or(Some(RunSide::To), |n| {
+        r.choice(n, &m.field("on"), "region", &[("to", RunSide::To), ("from", RunSide::From)])
+    });
+    let host = m.get("host").map_or(Some(BTreeMap::new()), |n| hosts(r, &m, n, regions));
+    let env = m.get("env").map_or(Some(BTreeMap::new()), |n| environment(r, n, &m.field("env")));
+    let timeout = m.get("timeout").map_or(Some(DEFAULT_EXEC_TIMEOUT), |n| r.positive_duration(n, &m.field("timeout")));
+    let observe = m.get("observe").map_or(Some(None), |n| {
+        super::reader::argv(
             r,
             n,
             &m.field("observe"),
             "a command whose exit 0 means done, e.g. [/usr/local/bin/queue-is-empty]",
         )
-        .map(Some),
-        None => Some(None),
-    };
+        .map(Some)
+    });
     Some(ExecAction { argv: argv?, on: on?, host: host?, env: env?, timeout: timeout?, observe: observe? })
 }
 
