@@ -1,14 +1,123 @@
 //! The optional `steps` section: steps the plan defines itself — an HTTP call (`http`) or
-//! a command (`exec`) — that a runbook names like any built-in step. What each does at
-//! run time is in `crate::steps::http` and `crate::steps::exec`.
+//! a command (`exec`) — that a runbook names like any built-in step. Their definitions,
+//! how the plan writes them, and how `plan check` describes them live here; what each
+//! does at run time is in `crate::steps::http` and `crate::steps::exec`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::raw::{Node, Value};
 use super::reader::{Entry, Mapping, Reader};
-use super::steps::{ExecAction, HttpAction, HttpObserve, RunSide, StepAction, StepKind};
+use super::steps::StepKind;
+use crate::duration::format_duration;
+use crate::secret::SecretRef;
 use crate::secret::SecretText;
+
+/// What one of the plan's own steps does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepAction {
+    Http(HttpAction),
+    Exec(ExecAction),
+}
+
+impl StepAction {
+    /// Every secret the step references: resolved when drover starts.
+    pub fn secrets(&self) -> Vec<&SecretRef> {
+        let texts: Vec<&SecretText> = match self {
+            StepAction::Http(h) => {
+                let mut texts: Vec<&SecretText> = h.headers.values().collect();
+                texts.push(&h.url);
+                texts.extend(h.observe.as_ref().map(|o| &o.url));
+                texts
+            }
+            StepAction::Exec(e) => e.env.values().collect(),
+        };
+        texts
+            .into_iter()
+            .filter_map(|t| match t {
+                SecretText::Secret(reference) => Some(reference),
+                SecretText::Plain(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// `steps.<name>.http`: one request (docs/plan.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpAction {
+    pub url: SecretText,
+    /// Upper case: GET, POST, PUT, PATCH or DELETE.
+    pub method: String,
+    pub headers: BTreeMap<String, SecretText>,
+    pub body: Option<String>,
+    /// The statuses that mean success; empty: any 2xx.
+    pub expect_status: Vec<u16>,
+    pub timeout: Duration,
+    /// How to tell the call already had its effect, which makes the step idempotent.
+    pub observe: Option<HttpObserve>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpObserve {
+    pub url: SecretText,
+    /// The statuses that mean "already done" (default 200).
+    pub expect_status: Vec<u16>,
+}
+
+/// `steps.<name>.exec`: one command (docs/plan.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecAction {
+    pub argv: Vec<String>,
+    /// The region it runs in.
+    pub on: RunSide,
+    /// The command prefix reaching a host of each service region; empty: where drover runs.
+    pub host: BTreeMap<String, Vec<String>>,
+    pub env: BTreeMap<String, SecretText>,
+    pub timeout: Duration,
+    /// A command whose exit 0 means "already done", which makes the step idempotent.
+    pub observe: Option<Vec<String>>,
+}
+
+/// One of a run's two regions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunSide {
+    /// The region losing the primary role.
+    From,
+    /// The region taking it.
+    To,
+}
+
+impl StepAction {
+    /// `warm-cache: POST https://ops.example.com/warm, observed` — a referenced URL or secret
+    /// shows where it is held, never its value.
+    pub fn describe(&self, name: &str) -> String {
+        let text = |t: &SecretText| match t {
+            SecretText::Plain(text) => text.clone(),
+            SecretText::Secret(reference) => format!("<{reference}>"),
+        };
+        match self {
+            StepAction::Http(h) => {
+                let observe = h
+                    .observe
+                    .as_ref()
+                    .map_or(", called at least once".into(), |o| format!(", observed at {}", text(&o.url)));
+                format!("{name}: {} {}, timeout {}{observe}", h.method, text(&h.url), format_duration(h.timeout))
+            }
+            StepAction::Exec(e) => {
+                let side = match e.on {
+                    RunSide::To => "the target",
+                    RunSide::From => "the old primary region",
+                };
+                let host = if e.host.is_empty() { "where drover runs".to_owned() } else { format!("on {side}'s host") };
+                let observe = e
+                    .observe
+                    .as_ref()
+                    .map_or(", run at least once".into(), |o| format!(", observed by `{}`", o.join(" ")));
+                format!("{name}: `{}` {host}, timeout {}{observe}", e.argv.join(" "), format_duration(e.timeout))
+            }
+        }
+    }
+}
 
 const HTTP_FIELDS: [&str; 9] =
     ["url", "url_env", "url_file", "method", "headers", "body", "expect_status", "timeout", "observe"];
@@ -109,7 +218,7 @@ fn read_http(r: &mut Reader<'_>, step: &Mapping<'_>, node: &Node) -> Option<Http
     let path = step.field("http");
     let at = step.key("http").map_or(node.pos(), Node::pos);
     let m = r.mapping(node, &path, at, &HTTP_FIELDS, &[], "a mapping with url, method, headers, body")?;
-    let url = super::notify::call_url(r, &m);
+    let url = super::reader::url_field(r, &m, "https://ops.example.com/hooks/warm-cache");
     let method = m.get("method").map_or(Some("POST".to_owned()), |n| method(r, n, &m.field("method")));
     let headers = m.get("headers").map_or(Some(BTreeMap::new()), |n| headers(r, n, &m.field("headers")));
     let body = m
@@ -133,7 +242,7 @@ fn read_observe(r: &mut Reader<'_>, http: &Mapping<'_>, node: &Node) -> Option<H
     let path = http.field("observe");
     let at = http.key("observe").map_or(node.pos(), Node::pos);
     let m = r.mapping(node, &path, at, &OBSERVE_FIELDS, &[], "a mapping with url and expect_status")?;
-    let url = super::notify::call_url(r, &m);
+    let url = super::reader::url_field(r, &m, "https://ops.example.com/hooks/warm-cache");
     let expect_status = m.get("expect_status").map_or(Some(vec![200]), |n| statuses(r, n, &m.field("expect_status")));
     let expect_status = expect_status?;
     if expect_status.is_empty() {

@@ -32,6 +32,9 @@ mod steps;
 mod summary;
 mod traffic;
 
+pub use custom_steps::{
+    DEFAULT_EXEC_TIMEOUT, DEFAULT_HTTP_TIMEOUT, ExecAction, HttpAction, HttpObserve, RunSide, StepAction,
+};
 pub use kinds::*;
 pub use model::*;
 pub use parse::parse_plan;

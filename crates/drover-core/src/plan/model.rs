@@ -3,8 +3,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::custom_steps::StepAction;
 use super::kinds::{CheckKind, ComputeKind, DatabaseKind, TrafficKind};
-use super::steps::{Runbooks, StepAction};
+use super::steps::Runbooks;
 use crate::event::EventKind;
 use crate::secret::{SecretRef, SecretText};
 

@@ -4,13 +4,12 @@ use std::collections::BTreeMap;
 
 use super::model::{NotifySpec, WebhookKind, WebhookSpec, WebhookUrl};
 use super::raw::{Node, Value};
-use super::reader::{Entry, Mapping, Reader, check_identifier, closest};
+use super::reader::{Entry, Mapping, Reader, URL_KEYS, check_identifier, closest, http_url, url_field};
 use crate::event::EventKind;
-use crate::secret::{SecretRef, SecretText};
+use crate::secret::SecretRef;
 
 const FIELDS: [&str; 3] = ["runbook_url", "webhooks", "on"];
 const WEBHOOK_FIELDS: [&str; 7] = ["kind", "url", "url_env", "url_file", "routing_key_env", "routing_key_file", "on"];
-const URL_KEYS: [&str; 3] = ["url", "url_env", "url_file"];
 const ROUTING_KEY_KEYS: [&str; 3] = ["routing_key", "routing_key_env", "routing_key_file"];
 const KINDS: [(&str, WebhookKind); 3] =
     [("json", WebhookKind::Json), ("slack", WebhookKind::Slack), ("pagerduty", WebhookKind::Pagerduty)];
@@ -94,57 +93,20 @@ fn read_webhook(r: &mut Reader<'_>, entry: &Entry<'_>, default_on: &[EventKind])
     Some(WebhookSpec { name: entry.name.clone(), kind: kind?, url: url?, routing_key: routing_key?, on: on? })
 }
 
-/// Exactly one of `url` (only when it holds no credential), `url_env` or `url_file`.
+/// Exactly one of `url` (only when it holds no credential), `url_env` or `url_file`; a
+/// Slack webhook's URL is always a secret (its path carries the token).
 fn webhook_url(r: &mut Reader<'_>, m: &Mapping<'_>, kind: Option<WebhookKind>) -> Option<WebhookUrl> {
-    let given: Vec<&str> = URL_KEYS.into_iter().filter(|key| m.key(key).is_some()).collect();
-    match given.as_slice() {
-        [] => {
-            r.error(
-                m.at,
-                &m.field("url"),
-                "required field is missing; add url_env: <VARIABLE> or url_file: <path> \
-                 (or url: https://… when the URL holds no token)",
-            );
-            None
-        }
-        ["url"] => {
-            let node = m.get("url")?;
-            plain_url(r, node, &m.field("url"), kind).map(|url| WebhookUrl::Plain(url.to_owned()))
-        }
-        [_] => r.secret_ref(m, "url", "url_env", "url_file").map(WebhookUrl::Secret),
-        [.., extra] => {
-            let at = m.key(extra).map_or(m.at, Node::pos);
-            r.error(at, &m.field(extra), "give only one of url, url_env or url_file");
-            None
-        }
-    }
-}
-
-/// The URL an `http` step calls or observes: `url` (only when it holds no credential),
-/// `url_env` or `url_file`, by the same rules as a webhook's.
-pub(super) fn call_url(r: &mut Reader<'_>, m: &Mapping<'_>) -> Option<SecretText> {
-    webhook_url(r, m, None)
-}
-
-/// A URL written in the plan is printed and committed with it, so it must not
-/// carry a credential. Its text is never echoed: it may hold one by mistake.
-fn plain_url<'n>(r: &mut Reader<'_>, node: &'n Node, field: &str, kind: Option<WebhookKind>) -> Option<&'n str> {
-    let move_it = "move the whole URL into an environment variable or a file: url_env: <VARIABLE> or url_file: <path>";
-    if kind == Some(WebhookKind::Slack) {
-        r.error(node.pos(), field, format!("a Slack webhook URL carries its token in the path; {move_it}"));
+    let given = URL_KEYS.iter().filter(|key| m.key(key).is_some()).count();
+    if kind == Some(WebhookKind::Slack)
+        && given == 1
+        && let Some(node) = m.get("url")
+    {
+        let move_it =
+            "move the whole URL into an environment variable or a file: url_env: <VARIABLE> or url_file: <path>";
+        r.error(node.pos(), &m.field("url"), format!("a Slack webhook URL carries its token in the path; {move_it}"));
         return None;
     }
-    let url = http_url(r, node, field, "https://alerts.example.com/drover")?;
-    let authority = url.split("://").nth(1).unwrap_or_default().split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        r.error(node.pos(), field, format!("holds a user name or password (user:password@host); {move_it}"));
-        return None;
-    }
-    if url.contains('?') {
-        r.error(node.pos(), field, format!("has a query string, which often carries a token; {move_it}"));
-        return None;
-    }
-    Some(url)
+    url_field(r, m, "https://alerts.example.com/drover")
 }
 
 /// The runbook URL is no secret, so a mistake in it can be shown and corrected.
@@ -158,24 +120,6 @@ fn runbook_url<'n>(r: &mut Reader<'_>, node: &'n Node) -> Option<&'n str> {
         return None;
     }
     http_url(r, node, field, "https://wiki.example.com/runbooks/shop")
-}
-
-/// An absolute http(s) URL that fits in Slack's `<url|text>` link markup.
-fn http_url<'n>(r: &mut Reader<'_>, node: &'n Node, field: &str, example: &str) -> Option<&'n str> {
-    let text = r.text(node, field, "an http:// or https:// URL")?;
-    let Some(rest) = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")) else {
-        r.error(node.pos(), field, format!("is not an http:// or https:// URL; write e.g. {example}"));
-        return None;
-    };
-    if rest.split(['/', '?', '#']).next().is_none_or(|host| host.is_empty() || host.starts_with('@')) {
-        r.error(node.pos(), field, format!("has no host; write e.g. {example}"));
-        return None;
-    }
-    if text.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '|' | '"')) {
-        r.error(node.pos(), field, "contains spaces or one of < > | \"; percent-encode them (e.g. %20 for a space)");
-        return None;
-    }
-    Some(text)
 }
 
 /// PagerDuty's integration key: a secret, by reference.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::raw::{Node, Value};
 use crate::duration::{parse_bytes, parse_duration};
-use crate::secret::{SecretRef, SecretSource};
+use crate::secret::{SecretRef, SecretSource, SecretText};
 
 /// One problem in a plan file, located precisely.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -550,6 +550,70 @@ pub(super) fn argv(r: &mut Reader<'_>, node: &Node, field: &str, what: &str) -> 
         }
     }
     (words.len() == items.len()).then_some(words)
+}
+
+/// The keys a URL that may be a secret is written under.
+pub(super) const URL_KEYS: [&str; 3] = ["url", "url_env", "url_file"];
+
+/// Exactly one of `url` (only when it holds no credential), `url_env` or `url_file`.
+pub(super) fn url_field(r: &mut Reader<'_>, m: &Mapping<'_>, example: &str) -> Option<SecretText> {
+    let given: Vec<&str> = URL_KEYS.into_iter().filter(|key| m.key(key).is_some()).collect();
+    match given.as_slice() {
+        [] => {
+            r.error(
+                m.at,
+                &m.field("url"),
+                "required field is missing; add url_env: <VARIABLE> or url_file: <path> \
+                 (or url: https://… when the URL holds no token)",
+            );
+            None
+        }
+        ["url"] => {
+            let node = m.get("url")?;
+            plain_url(r, node, &m.field("url"), example).map(|url| SecretText::Plain(url.to_owned()))
+        }
+        [_] => r.secret_ref(m, "url", "url_env", "url_file").map(SecretText::Secret),
+        [.., extra] => {
+            let at = m.key(extra).map_or(m.at, Node::pos);
+            r.error(at, &m.field(extra), "give only one of url, url_env or url_file");
+            None
+        }
+    }
+}
+
+/// A URL written in the plan is printed and committed with it, so it must not
+/// carry a credential. Its text is never echoed: it may hold one by mistake.
+fn plain_url<'n>(r: &mut Reader<'_>, node: &'n Node, field: &str, example: &str) -> Option<&'n str> {
+    let move_it = "move the whole URL into an environment variable or a file: url_env: <VARIABLE> or url_file: <path>";
+    let url = http_url(r, node, field, example)?;
+    let authority = url.split("://").nth(1).unwrap_or_default().split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        r.error(node.pos(), field, format!("holds a user name or password (user:password@host); {move_it}"));
+        return None;
+    }
+    if url.contains('?') {
+        r.error(node.pos(), field, format!("has a query string, which often carries a token; {move_it}"));
+        return None;
+    }
+    Some(url)
+}
+
+/// An absolute http(s) URL that fits in Slack's `<url|text>` link markup.
+pub(super) fn http_url<'n>(r: &mut Reader<'_>, node: &'n Node, field: &str, example: &str) -> Option<&'n str> {
+    let text = r.text(node, field, "an http:// or https:// URL")?;
+    let Some(rest) = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")) else {
+        r.error(node.pos(), field, format!("is not an http:// or https:// URL; write e.g. {example}"));
+        return None;
+    };
+    if rest.split(['/', '?', '#']).next().is_none_or(|host| host.is_empty() || host.starts_with('@')) {
+        r.error(node.pos(), field, format!("has no host; write e.g. {example}"));
+        return None;
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '|' | '"')) {
+        r.error(node.pos(), field, "contains spaces or one of < > | \"; percent-encode them (e.g. %20 for a space)");
+        return None;
+    }
+    Some(text)
 }
 
 #[cfg(test)]

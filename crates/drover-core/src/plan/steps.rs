@@ -1,11 +1,6 @@
 //! The steps a runbook names, and the runbooks themselves. Below the provider kinds,
 //! which say which steps each kind can run.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use crate::secret::{SecretRef, SecretText};
-
 /// A step a runbook can name: a built-in one, or one of the plan's own (`steps:`). The
 /// journal records it by name (`fence`, `warm-cache`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -94,80 +89,6 @@ impl<'de> serde::Deserialize<'de> for StepKind {
         let name = String::deserialize(deserializer)?;
         Ok(StepKind::from_name(&name).unwrap_or(StepKind::Custom(name)))
     }
-}
-
-/// What one of the plan's own steps does.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StepAction {
-    Http(HttpAction),
-    Exec(ExecAction),
-}
-
-impl StepAction {
-    /// Every secret the step references: resolved when drover starts.
-    pub fn secrets(&self) -> Vec<&SecretRef> {
-        let texts: Vec<&SecretText> = match self {
-            StepAction::Http(h) => {
-                let mut texts: Vec<&SecretText> = h.headers.values().collect();
-                texts.push(&h.url);
-                texts.extend(h.observe.as_ref().map(|o| &o.url));
-                texts
-            }
-            StepAction::Exec(e) => e.env.values().collect(),
-        };
-        texts
-            .into_iter()
-            .filter_map(|t| match t {
-                SecretText::Secret(reference) => Some(reference),
-                SecretText::Plain(_) => None,
-            })
-            .collect()
-    }
-}
-
-/// `steps.<name>.http`: one request (docs/plan.md).
-#[derive(Clone, Debug, PartialEq)]
-pub struct HttpAction {
-    pub url: SecretText,
-    /// Upper case: GET, POST, PUT, PATCH or DELETE.
-    pub method: String,
-    pub headers: BTreeMap<String, SecretText>,
-    pub body: Option<String>,
-    /// The statuses that mean success; empty: any 2xx.
-    pub expect_status: Vec<u16>,
-    pub timeout: Duration,
-    /// How to tell the call already had its effect, which makes the step idempotent.
-    pub observe: Option<HttpObserve>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct HttpObserve {
-    pub url: SecretText,
-    /// The statuses that mean "already done" (default 200).
-    pub expect_status: Vec<u16>,
-}
-
-/// `steps.<name>.exec`: one command (docs/plan.md).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExecAction {
-    pub argv: Vec<String>,
-    /// The region it runs in.
-    pub on: RunSide,
-    /// The command prefix reaching a host of each service region; empty: where drover runs.
-    pub host: BTreeMap<String, Vec<String>>,
-    pub env: BTreeMap<String, SecretText>,
-    pub timeout: Duration,
-    /// A command whose exit 0 means "already done", which makes the step idempotent.
-    pub observe: Option<Vec<String>>,
-}
-
-/// One of a run's two regions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunSide {
-    /// The region losing the primary role.
-    From,
-    /// The region taking it.
-    To,
 }
 
 /// The steps each kind of run takes. The defaults depend on the database kind

@@ -3,10 +3,9 @@
 use std::fmt::Write;
 
 use super::model::{Check, ClusterAccess, ComputeTarget, DatabaseSpec, NotifySpec, Plan, Route53Routing, TrafficSpec};
-use super::steps::{RunSide, StepAction, StepKind};
+use super::steps::StepKind;
 use crate::duration::format_duration;
 use crate::event::EventKind;
-use crate::secret::SecretText;
 
 /// One line per section, labels aligned, e.g. `  regions    east (primary), west (standby)`.
 pub fn summary(plan: &Plan) -> String {
@@ -101,7 +100,7 @@ pub fn summary(plan: &Plan) -> String {
     );
     // Plans without webhooks print nothing here, as before notifications existed.
     if !plan.steps.is_empty() {
-        let own: Vec<String> = plan.steps.iter().map(|(name, action)| describe_step(name, action)).collect();
+        let own: Vec<String> = plan.steps.iter().map(|(name, action)| action.describe(name)).collect();
         line("steps", own.join("; "));
     }
     if !plan.notify.webhooks.is_empty() {
@@ -231,34 +230,6 @@ fn describe_check(check: &Check) -> String {
     }
     text.push(')');
     text
-}
-
-/// `warm-cache: POST https://ops.example.com/warm, observed` — a referenced URL or secret
-/// shows where it is held, never its value.
-fn describe_step(name: &str, action: &StepAction) -> String {
-    let text = |t: &SecretText| match t {
-        SecretText::Plain(text) => text.clone(),
-        SecretText::Secret(reference) => format!("<{reference}>"),
-    };
-    match action {
-        StepAction::Http(h) => {
-            let observe = h
-                .observe
-                .as_ref()
-                .map_or(", called at least once".into(), |o| format!(", observed at {}", text(&o.url)));
-            format!("{name}: {} {}, timeout {}{observe}", h.method, text(&h.url), format_duration(h.timeout))
-        }
-        StepAction::Exec(e) => {
-            let side = match e.on {
-                RunSide::To => "the target",
-                RunSide::From => "the old primary region",
-            };
-            let host = if e.host.is_empty() { "where drover runs".to_owned() } else { format!("on {side}'s host") };
-            let observe =
-                e.observe.as_ref().map_or(", run at least once".into(), |o| format!(", observed by `{}`", o.join(" ")));
-            format!("{name}: `{}` {host}, timeout {}{observe}", e.argv.join(" "), format_duration(e.timeout))
-        }
-    }
 }
 
 /// `2 webhooks (audit json, pager pagerduty [run_paused, failover_refused]); events: all; runbook https://…`
