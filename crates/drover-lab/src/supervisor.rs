@@ -202,7 +202,7 @@ impl Supervisor {
                 } else {
                     cmd.arg("--state").arg(self.lab.serve_state(r.name));
                     for peer in REGIONS.iter().filter(|p| p.name != r.name) {
-                        cmd.arg("--peer").arg(format!("http://{}:{SERVE_PORT}", peer.address));
+                        cmd.arg("--peer").arg(format!("{}=http://{}:{SERVE_PORT}", peer.name, peer.address));
                     }
                 }
                 (cmd, self.lab.serve_log(r.name), Some(r), None)

@@ -103,10 +103,16 @@ impl VantageExchange for EtcdVantages {
         let read = self.client.clone().get(self.prefix.as_str(), Some(GetOptions::new().with_prefix())).await;
         match read {
             Ok(response) => {
+                // A report counts only under the key its vantage owns: one written under
+                // another vantage's key (or naming someone else) is not a vote.
                 let reports: Vec<VantageReport> = response
                     .kvs()
                     .iter()
-                    .filter_map(|kv| serde_json::from_slice::<VantageReport>(kv.value()).ok())
+                    .filter_map(|kv| {
+                        let name = kv.key_str().ok()?.strip_prefix(self.prefix.as_str())?;
+                        let report = serde_json::from_slice::<VantageReport>(kv.value()).ok()?;
+                        (report.vantage == name).then_some(report)
+                    })
                     .filter(|r| r.vantage != self.vantage)
                     .collect();
                 *self.last.lock().unwrap() = reports.clone();

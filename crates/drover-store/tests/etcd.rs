@@ -226,7 +226,7 @@ async fn when_the_leader_dies_another_takes_over_and_the_old_one_cannot_write() 
 /// read it; once it falls silent (dead, or cut off from etcd), etcd deletes it within
 /// about one TTL, even though the report's own expiry lies far ahead.
 #[tokio::test]
-async fn a_silent_vantages_report_is_deleted_by_etcd() {
+async fn a_silent_vantages_report_is_deleted_by_etcd_and_a_forged_one_is_no_vote() {
     use drover_core::vantage::{VantageExchange, VantageReport};
     use drover_store::EtcdVantages;
     let etcd = Etcd::start().await;
@@ -257,4 +257,14 @@ async fn a_silent_vantages_report_is_deleted_by_etcd() {
     }
     assert!(west.others().await.is_empty(), "west no longer sees east");
     eprintln!("east's report was deleted {} ms after east fell silent (lease TTL 2 s)", silent.elapsed().as_millis());
+
+    // Forged reports: under a key that names another vantage, or naming one that is not
+    // its key's, a report is no vote.
+    let forged = |name: &str| serde_json::to_string(&VantageReport { vantage: name.into(), ..report.clone() }).unwrap();
+    kv.put("/t/vantages/east", forged("aaa-fake"), None).await.unwrap();
+    kv.put("/t/vantages/zzz", forged("east"), None).await.unwrap();
+    assert!(west.others().await.is_empty(), "a forged report voted");
+    kv.put("/t/vantages/east", forged("east"), None).await.unwrap();
+    let seen: Vec<String> = west.others().await.into_iter().map(|r| r.vantage).collect();
+    assert_eq!(seen, ["east"], "a report under its own key counts");
 }

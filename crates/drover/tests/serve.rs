@@ -347,7 +347,7 @@ fn with_an_etcd_store_one_daemon_leads_and_a_follower_sends_changes_to_it() {
 fn peers_are_refused_with_an_etcd_store() {
     let dir = plan_dir(PLAN);
     let ran = run(drover()
-        .args(["serve", "--store", "etcd://127.0.0.1:2379/x", "--peer", "http://10.0.0.2:7070", "--plan"])
+        .args(["serve", "--store", "etcd://127.0.0.1:2379/x", "--peer", "west=http://10.0.0.2:7070", "--plan"])
         .arg(dir.path().join("plan.yaml")));
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(ran.stderr.contains("--peer is not used with --store etcd://"), "{}", ran.stderr);
@@ -471,4 +471,107 @@ fn a_daemon_that_does_not_act_takes_no_backup() {
     let taken = metric(&d, "drover_backups_total{result=\"ok\"}").unwrap();
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(metric(&d, "drover_backups_total{result=\"ok\"}"), Some(taken), "a daemon that does not act backed up");
+}
+
+/// What the fake peer answers.
+#[derive(Clone, Copy, PartialEq)]
+enum PeerAnswer {
+    /// A report that calls east down, under a new vantage name on every request.
+    RotatingNames,
+    /// The same report as `west`, claiming never to expire.
+    AsWestForever,
+    /// 503: the peer is gone.
+    Gone,
+}
+
+/// A peer on loopback that answers `GET /api/v1/vantage` as told.
+fn fake_peer() -> (u16, std::sync::Arc<std::sync::Mutex<PeerAnswer>>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(PeerAnswer::RotatingNames));
+    let mode = answer.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let view = |down: bool| json!({ "checks": {}, "down": down, "up": !down });
+            let report = |name: String| {
+                json!({ "vantage": name, "at_ms": 0, "expires_ms": u64::MAX,
+                        "regions": { "east": view(true), "west": view(false) } })
+                .to_string()
+            };
+            let (status, body) = match *mode.lock().unwrap() {
+                // "aaa…" sorts first: it would also become the acting vantage.
+                PeerAnswer::RotatingNames => ("200 OK", report(format!("aaa-fake-{n}"))),
+                PeerAnswer::AsWestForever => ("200 OK", report("west".into())),
+                PeerAnswer::Gone => ("503 Service Unavailable", String::new()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, answer)
+}
+
+fn east_votes(d: &Daemon) -> (Value, Value) {
+    let r: Value = client().get(format!("{}/api/v1/regions", d.base)).send().unwrap().json().unwrap();
+    let east = r["regions"].as_array().unwrap().iter().find(|g| g["region"] == "east").unwrap().clone();
+    (east["verdict"]["down_votes"].clone(), east["verdict"]["verdict"].clone())
+}
+
+/// With a quorum of 2, one real vantage (east, whose checks all fail) and one peer: a peer
+/// answering under ever new names adds no votes; answering as the `west` it was given, it
+/// counts — and only while it answers, whatever expiry its report claims.
+#[test]
+fn a_peer_counts_only_under_its_given_name_and_only_while_it_answers() {
+    let (port, answer) = fake_peer();
+    let plan = format!("{PLAN}policy:\n  quorum: 2\n");
+    let d = start_with("east", &plan, &["--peer", &format!("west=http://127.0.0.1:{port}")]);
+    let until = |what: &str, done: &dyn Fn(&Value, &Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (votes, verdict) = east_votes(&d);
+            if done(&votes, &verdict) {
+                return (votes, verdict);
+            }
+            assert!(Instant::now() < deadline, "{what}: votes {votes}, verdict {verdict}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    until("east's own down vote", &|votes, _| *votes == json!(["east"]));
+    // Many rounds of new names: still only east's vote, and no verdict.
+    std::thread::sleep(Duration::from_secs(3));
+    let (votes, verdict) = east_votes(&d);
+    assert_eq!(votes, json!(["east"]), "a peer's made-up names voted");
+    assert_ne!(verdict, "down", "one real vote reached a quorum of 2");
+
+    *answer.lock().unwrap() = PeerAnswer::AsWestForever;
+    until("the peer's vote as west", &|votes, verdict| *votes == json!(["east", "west"]) && verdict == "down");
+
+    *answer.lock().unwrap() = PeerAnswer::Gone;
+    let (_, verdict) = until("the gone peer's vote to expire", &|votes, _| *votes == json!(["east"]));
+    assert_ne!(verdict, "down");
+}
+
+#[test]
+fn a_peer_without_a_name_or_named_like_the_daemon_is_refused() {
+    let dir = plan_dir(PLAN);
+    for (peer, said) in [
+        (
+            "http://10.0.0.2:7070",
+            "--peer http://10.0.0.2:7070: name the vantage it is, e.g. --peer west=http://10.0.0.2:7070",
+        ),
+        ("east=http://10.0.0.2:7070", "'east' is this daemon's own --vantage"),
+    ] {
+        let ran = run(drover()
+            .args(["serve", "--vantage", "east", "--peer", peer, "--plan"])
+            .arg(dir.path().join("plan.yaml")));
+        assert_eq!(ran.code, 2, "{}", ran.stderr);
+        assert!(ran.stderr.contains(said), "{}", ran.stderr);
+    }
 }

@@ -35,9 +35,11 @@ pub struct ServeArgs {
     /// witness): a vantage in a region judged down never starts a run.
     #[arg(long, value_name = "NAME", default_value = "local")]
     pub vantage: String,
-    /// Another vantage's base URL (repeat for each), e.g. http://10.200.0.12:7070.
-    /// Their reports count toward policy.quorum.
-    #[arg(long = "peer", value_name = "URL")]
+    /// Another vantage, by the name you give it and its base URL (repeat for each), e.g.
+    /// west=http://10.200.0.12:7070. Its reports count toward policy.quorum under that name
+    /// only: a report that names itself otherwise is dropped, and one is trusted for at
+    /// most a report's time to live after it arrived, whatever it claims.
+    #[arg(long = "peer", value_name = "NAME=URL")]
     pub peers: Vec<String>,
     /// File holding the bearer token that API changes (and reads off loopback) require;
     /// peers send it too, so give every vantage the same one.
@@ -71,7 +73,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             args.listen
         )));
     }
-    for peer in &args.peers {
+    let peers = peers::named(&args.peers, &args.vantage)?;
+    for (_, peer) in &peers {
         if !(peer.starts_with("http://") || peer.starts_with("https://")) {
             return Err(Failure::input(format!("--peer {peer}: expected a base URL like http://10.200.0.12:7070")));
         }
@@ -91,7 +94,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let lease_ttl = std::time::Duration::from_secs(args.lease_ttl);
         let (exchange, election): (Arc<dyn VantageExchange>, _) = match etcd {
             None => {
-                let peers = Arc::new(peers::HttpPeers::new(args.peers.clone(), token.as_deref()));
+                let ttl_ms = drover_core::vantage::report_ttl_ms(&cx.plan);
+                let peers = Arc::new(peers::HttpPeers::new(peers, token.as_deref(), ttl_ms));
                 peers.spawn(&args.vantage);
                 (peers, None)
             }

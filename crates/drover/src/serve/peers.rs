@@ -1,6 +1,12 @@
 //! Vantages sharing reports over HTTP: every 500 ms each daemon fetches each
 //! peer's `GET /api/v1/vantage`. An unreachable peer's last report simply
 //! expires, which is how a partition or a lost region shows up.
+//!
+//! A peer is who the operator says it is: its report counts under the name given with
+//! `--peer NAME=URL` and no other (a peer, or anything on its path, that answers under
+//! other names cannot add votes), and it is trusted for at most the plan's report time
+//! to live after it arrived, on this daemon's clock (a claimed expiry far in the future
+//! does not keep a dead peer voting).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,11 +15,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use drover_core::vantage::{VantageExchange, VantageReport};
 
+use crate::app::error::Failure;
+
 /// How often each peer is asked.
 pub const ROUND: Duration = Duration::from_millis(500);
 
 pub struct HttpPeers {
-    urls: Vec<String>,
+    /// (vantage name, base URL).
+    peers: Vec<(String, String)>,
+    /// How long a report is trusted after it arrived.
+    ttl_ms: u64,
     http: reqwest::Client,
     latest: Mutex<BTreeMap<String, VantageReport>>,
     /// Peer URL -> why the last fetch failed (cleared on success).
@@ -22,7 +33,7 @@ pub struct HttpPeers {
 
 impl HttpPeers {
     /// `token`: sent to peers, whose API wants it off loopback.
-    pub fn new(urls: Vec<String>, token: Option<&str>) -> HttpPeers {
+    pub fn new(peers: Vec<(String, String)>, token: Option<&str>, ttl_ms: u64) -> HttpPeers {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token
             && let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
@@ -36,18 +47,18 @@ impl HttpPeers {
             .default_headers(headers)
             .build()
             .expect("http client");
-        HttpPeers { urls, http, latest: Mutex::default(), errors: Mutex::default() }
+        HttpPeers { peers, ttl_ms, http, latest: Mutex::default(), errors: Mutex::default() }
     }
 
     /// Starts one polling loop per peer; they run until the process ends.
     pub fn spawn(self: &Arc<Self>, vantage: &str) {
-        for url in self.urls.clone() {
+        for (name, url) in self.peers.clone() {
             let (peers, vantage) = (Arc::clone(self), vantage.to_string());
-            tokio::spawn(async move { peers.poll(url, vantage).await });
+            tokio::spawn(async move { peers.poll(name, url, vantage).await });
         }
     }
 
-    async fn poll(&self, peer: String, vantage: String) {
+    async fn poll(&self, name: String, peer: String, vantage: String) {
         let url = format!("{}/api/v1/vantage", peer.trim_end_matches('/'));
         loop {
             let fetched = async {
@@ -58,10 +69,21 @@ impl HttpPeers {
                 response.json::<VantageReport>().await.map_err(|e| e.without_url().to_string())
             }
             .await;
+            let fetched = fetched.and_then(|mut report| {
+                if report.vantage != name {
+                    return Err(format!(
+                        "answered as vantage '{}', not '{name}': its report is not counted",
+                        report.vantage.chars().take(64).collect::<String>()
+                    ));
+                }
+                // Trusted for one time to live from now, on this clock, whatever it claims.
+                report.expires_ms = report.expires_ms.min(drover_core::clock::now_ms().saturating_add(self.ttl_ms));
+                Ok(report)
+            });
             match fetched {
                 Ok(report) => {
                     self.errors.lock().unwrap().remove(&peer);
-                    self.latest.lock().unwrap().insert(report.vantage.clone(), report);
+                    self.latest.lock().unwrap().insert(name.clone(), report);
                 }
                 Err(e) => {
                     if self.errors.lock().unwrap().insert(peer.clone(), e.clone()).is_none() {
@@ -72,6 +94,28 @@ impl HttpPeers {
             tokio::time::sleep(ROUND).await;
         }
     }
+}
+
+/// `--peer NAME=URL` values as (name, URL). A peer without a name, two peers of one
+/// name, or a peer named like this daemon is refused (exit 2): its votes would count
+/// under a name nobody chose.
+pub fn named(peers: &[String], own: &str) -> Result<Vec<(String, String)>, Failure> {
+    let mut named: Vec<(String, String)> = Vec::new();
+    for peer in peers {
+        let Some((name, url)) = peer.split_once('=').filter(|(n, _)| !n.is_empty() && !n.contains("://")) else {
+            return Err(Failure::input(format!(
+                "--peer {peer}: name the vantage it is, e.g. --peer west={peer}: its reports count under that name only"
+            )));
+        };
+        if name == own {
+            return Err(Failure::input(format!("--peer {peer}: '{name}' is this daemon's own --vantage")));
+        }
+        if named.iter().any(|(n, _)| n == name) {
+            return Err(Failure::input(format!("--peer {peer}: two peers are named '{name}'")));
+        }
+        named.push((name.to_owned(), url.to_owned()));
+    }
+    Ok(named)
 }
 
 #[async_trait]
