@@ -42,3 +42,12 @@ pub(crate) fn describe_io(io: &std::io::Error) -> String {
         _ => io.to_string(),
     }
 }
+
+/// `text` with every secret in `secrets` replaced by `<redacted>`, longest first (a URL is
+/// hidden whole before its path is); one-character values are left, replacing them would
+/// only mangle the text.
+pub(crate) fn hide<'a>(text: &str, secrets: impl IntoIterator<Item = &'a str>) -> String {
+    let mut secrets: Vec<&str> = secrets.into_iter().filter(|s| s.len() > 1).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.into_iter().fold(text.to_owned(), |text, secret| text.replace(secret, "<redacted>"))
+}

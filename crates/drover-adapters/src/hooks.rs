@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use drover_core::secret::{Secret, SecretRef, SecretSource, SecretText};
 use drover_core::world::{CommandExit, CommandLine, Hooks, HttpAnswer, HttpRequest};
 use tokio::io::AsyncReadExt;
 
-use crate::errors::{chain, describe_io, io_cause};
+use crate::errors::{chain, describe_io, hide, io_cause};
 use crate::notify::one_line;
 
 /// How much of an answer or of a command's output is kept for the journal.
@@ -29,7 +29,8 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 /// once when drover starts (the adapter reads no environment variable or file itself).
 pub struct HookRunner {
     secrets: BTreeMap<SecretRef, Secret>,
-    client: Option<reqwest::Client>,
+    /// Built at the first `http` step: a plan without one needs no client, no TLS provider.
+    client: OnceLock<Option<reqwest::Client>>,
 }
 
 impl HookRunner {
@@ -43,13 +44,20 @@ impl HookRunner {
         for reference in references {
             resolved.insert(reference.clone(), secrets.resolve(reference)?);
         }
-        // Built lazily in effect: a plan without http steps needs no TLS provider.
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")));
-        let client =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| client.build())).ok().and_then(Result::ok);
-        Ok(HookRunner { secrets: resolved, client })
+        Ok(HookRunner { secrets: resolved, client: OnceLock::new() })
+    }
+
+    /// The HTTP client; None when none can be built (no rustls crypto provider installed,
+    /// which makes reqwest panic rather than fail).
+    fn client(&self) -> Option<&reqwest::Client> {
+        self.client
+            .get_or_init(|| {
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")));
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| client.build())).ok().and_then(Result::ok)
+            })
+            .as_ref()
     }
 
     fn value(&self, text: &SecretText) -> Result<Secret, ProviderError> {
@@ -58,16 +66,11 @@ impl HookRunner {
 
     /// Every secret value this call carries, to be cut out of whatever comes back.
     fn hide(&self, texts: &[&SecretText], said: &str) -> String {
-        let mut out = said.to_owned();
-        for text in texts {
-            if let SecretText::Secret(reference) = text
-                && let Some(secret) = self.secrets.get(reference)
-                && !secret.expose().is_empty()
-            {
-                out = out.replace(secret.expose(), "<redacted>");
-            }
-        }
-        out
+        let values = texts.iter().filter_map(|text| match text {
+            SecretText::Secret(reference) => self.secrets.get(reference).map(Secret::expose),
+            SecretText::Plain(_) => None,
+        });
+        hide(said, values)
     }
 }
 
@@ -80,7 +83,7 @@ impl SecretSource for HookRunner {
 #[async_trait]
 impl Hooks for HookRunner {
     async fn http(&self, request: &HttpRequest) -> Result<HttpAnswer, ProviderError> {
-        let client = self.client.as_ref().ok_or_else(|| {
+        let client = self.client().ok_or_else(|| {
             ProviderError::permanent("http step: no HTTP client (no rustls crypto provider installed)")
         })?;
         let url = self.value(&request.url)?;

@@ -16,7 +16,7 @@ use drover_core::secret::Secret;
 use reqwest::StatusCode;
 use tokio::task::JoinHandle;
 
-use crate::errors::{chain, describe_io, io_cause};
+use crate::errors::{chain, describe_io, hide, io_cause};
 
 /// How long one POST may take, connecting included.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,9 +112,6 @@ impl WebhookNotifier {
                 }
             }
             hidden.extend(routing_key.as_ref().map(|key| key.expose().to_owned()));
-            hidden.retain(|text| text.len() > 1);
-            // Longest first, so a URL is hidden whole before its path is.
-            hidden.sort_by_key(|text| std::cmp::Reverse(text.len()));
             hooks.push(Arc::new(Webhook {
                 name: name.clone(),
                 kind: hook.kind,
@@ -265,7 +262,7 @@ fn describe_send_error(e: &reqwest::Error) -> String {
 impl Webhook {
     /// The receiver's answer or an error may echo what was sent; none of the secrets may be logged.
     fn hide_secrets(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "<redacted>"))
+        hide(text, self.secrets.iter().map(String::as_str))
     }
 }
 

@@ -52,7 +52,6 @@ fn observed(west: MemberStatus, active_run: Option<&str>) -> Observed {
         compute: BTreeMap::new(),
         epoch: 1,
         active_run: active_run.map(|r| RunId(r.into())),
-        at_ms: NOW,
         next_run: RunId("r-next".into()),
     }
 }

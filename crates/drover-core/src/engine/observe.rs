@@ -23,9 +23,6 @@ pub struct Observed {
     pub compute: BTreeMap<String, BTreeMap<String, Result<Units, String>>>,
     pub epoch: Epoch,
     pub active_run: Option<RunId>,
-    /// When the world was read (ms since the Unix epoch).
-    #[serde(skip)]
-    pub at_ms: u64,
     /// The id a run planned from this observation takes.
     #[serde(skip)]
     pub next_run: RunId,
@@ -128,7 +125,6 @@ pub async fn observe_regions(
         compute: by_resource,
         epoch: journal.epoch().await?,
         active_run: journal.active().await?.map(|r| r.header.id),
-        at_ms,
         next_run: world.ids.run_id(at_ms),
     })
 }

@@ -545,7 +545,6 @@ mod tests {
             compute: BTreeMap::new(),
             epoch,
             active_run: None,
-            at_ms: 0,
             next_run: drover_core::RunId("r-next".into()),
         }
     }
