@@ -11,3 +11,4 @@ pub mod notify;
 pub mod postgres;
 pub mod probe;
 pub mod rfc2136;
+pub mod tls;

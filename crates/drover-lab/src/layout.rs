@@ -129,6 +129,14 @@ impl LabDir {
     pub fn dsn_file(&self, region: &str) -> PathBuf {
         self.secrets().join(format!("{region}.dsn"))
     }
+    /// The lab CA (`crate::pki`) and the certificates it issued, root's only.
+    pub fn pki(&self) -> PathBuf {
+        self.secrets().join("pki")
+    }
+    /// The CA certificate every TLS client in the lab trusts.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.pki().join("ca.pem")
+    }
     pub fn tsig_key(&self) -> PathBuf {
         self.secrets().join("tsig.key")
     }

@@ -189,6 +189,8 @@ fn make_dir(lab: &LabDir) -> Result<(), LabError> {
 async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) -> Result<(), LabError> {
     net::create()?;
 
+    // Every TLS endpoint's certificate is issued by it below, before anything starts.
+    let _ca = crate::pki::LabCa::create(&lab.pki())?;
     let password = sys::random_hex(16)?;
     for r in REGIONS.iter().filter(|r| r.serves()) {
         sys::write_private(&lab.dsn_file(r.name), &postgres::dsn(r.address, &password))?;
