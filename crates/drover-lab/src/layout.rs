@@ -169,6 +169,14 @@ impl LabDir {
     pub fn serve_state(&self, region: &str) -> PathBuf {
         self.root.join(format!("serve-{region}"))
     }
+    /// A region's daemon's certificate and key from the lab CA, for its API (https) and,
+    /// as a client, toward its peers.
+    pub fn serve_cert(&self, region: &str) -> crate::pki::Issued {
+        crate::pki::Issued {
+            cert: self.pki().join(format!("serve-{region}.pem")),
+            key: self.pki().join(format!("serve-{region}.key")),
+        }
+    }
     pub fn serve_log(&self, region: &str) -> PathBuf {
         self.root.join(format!("serve-{region}.log"))
     }

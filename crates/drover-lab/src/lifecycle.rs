@@ -201,6 +201,10 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
     sys::write_file(&lab.plan(), &plan_file::plan_yaml(lab, replication, daemons))?;
     if daemons {
         sys::write_private(&lab.api_token(), &sys::random_hex(24)?)?;
+        for r in &REGIONS {
+            let issued = _ca.issue(&format!("serve-{}", r.name), &[r.address.into()], &[])?;
+            debug_assert_eq!(issued.cert, lab.serve_cert(r.name).cert);
+        }
     }
     LabState::new(lab, replication, daemons, ha).write(lab)?;
 
@@ -255,14 +259,22 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
         }
     }
     if daemons {
+        // Over https, trusting the lab CA alone: the daemons' TLS is checked as a client would.
+        let tls =
+            drover_adapters::tls::client_config(&lab.ca_cert(), None).map_err(|e| LabError::failed(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| LabError::failed(format!("http client: {e}")))?;
         for r in &REGIONS {
-            wait_http(
-                SocketAddr::new(r.address.into(), SERVE_PORT),
-                "/readyz",
-                &format!("{} daemon", r.name),
-                &lab.serve_log(r.name),
-            )
-            .await?;
+            let url = format!("https://{}:{SERVE_PORT}/readyz", r.address);
+            let get = || async {
+                let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+                let code = response.status().as_u16();
+                Ok((code, response.text().await.unwrap_or_default()))
+            };
+            wait_http(get, &url, &format!("{} daemon", r.name), &lab.serve_log(r.name)).await?;
         }
     }
     Ok(())
@@ -314,18 +326,22 @@ async fn wait_election_leader(lab: &LabDir, region: &str) -> Result<(), LabError
     }
 }
 
-/// Waits until `path` answers 200 (the lab app's health, a daemon's readiness).
-async fn wait_http(addr: SocketAddr, path: &str, what: &str, log: &Path) -> Result<(), LabError> {
+/// Waits until `get` answers 200 (the lab app's health, a daemon's readiness at `at`).
+async fn wait_http<F, Fut>(get: F, at: &str, what: &str, log: &Path) -> Result<(), LabError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(u16, String), String>>,
+{
     let started = Instant::now();
     loop {
-        let last = match http_get(addr, path, Duration::from_secs(1)).await {
+        let last = match get().await {
             Ok((200, _)) => return Ok(()),
             Ok((code, body)) => format!("{code} {}", body.trim()),
             Err(e) => e,
         };
         if started.elapsed() > READY_GUARD {
             return Err(LabError::failed(format!(
-                "{what} on {addr} is not ready: {last}; its log ends:\n{}",
+                "{what} on {at} is not ready: {last}; its log ends:\n{}",
                 sys::tail(log, 10)
             )));
         }
@@ -413,7 +429,9 @@ async fn wait_dns(lab: &LabDir, expected: IpAddr) -> Result<(), LabError> {
 }
 
 async fn wait_app(lab: &LabDir, region: &str, address: IpAddr) -> Result<(), LabError> {
-    wait_http(SocketAddr::new(address, APP_PORT), "/healthz", &format!("{region} app"), &lab.app_log(region)).await
+    let addr = SocketAddr::new(address, APP_PORT);
+    let get = || http_get(addr, "/healthz", Duration::from_secs(1));
+    wait_http(get, &addr.to_string(), &format!("{region} app"), &lab.app_log(region)).await
 }
 
 /// What `down` removed; empty when nothing of a lab was there.

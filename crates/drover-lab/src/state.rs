@@ -139,7 +139,7 @@ impl Lab {
         if !self.state.daemons {
             return Vec::new();
         }
-        self.state.regions.iter().map(|r| format!("http://{}:{}", r.address, crate::layout::SERVE_PORT)).collect()
+        self.state.regions.iter().map(|r| format!("https://{}:{}", r.address, crate::layout::SERVE_PORT)).collect()
     }
 
     /// `--store` for the lab's etcd, when it has one (`lab up --ha`).
@@ -148,6 +148,11 @@ impl Lab {
     }
 
     /// The bearer token the lab's daemons want.
+    /// The lab CA's certificate: its daemons' (and, with TLS on, its databases') issuer.
+    pub fn ca_cert(&self) -> std::path::PathBuf {
+        self.dir.ca_cert()
+    }
+
     pub fn api_token(&self) -> Result<String, LabError> {
         let path = self.dir.api_token();
         std::fs::read_to_string(&path)

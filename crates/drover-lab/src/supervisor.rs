@@ -196,13 +196,17 @@ impl Supervisor {
                     .arg(self.lab.plan())
                     .arg("--token-file")
                     .arg(self.lab.api_token());
+                // The API over TLS from the lab CA, which the daemons also trust for their peers.
+                let tls = self.lab.serve_cert(r.name);
+                cmd.arg("--tls-cert").arg(&tls.cert).arg("--tls-key").arg(&tls.key);
+                cmd.arg("--ca-file").arg(self.lab.ca_cert());
                 if self.state.ha {
                     // A short lease: the lab measures how fast a new leader takes over.
                     cmd.args(["--store", &etcd_store_url(), "--lease-ttl", "2"]);
                 } else {
                     cmd.arg("--state").arg(self.lab.serve_state(r.name));
                     for peer in REGIONS.iter().filter(|p| p.name != r.name) {
-                        cmd.arg("--peer").arg(format!("{}=http://{}:{SERVE_PORT}", peer.name, peer.address));
+                        cmd.arg("--peer").arg(format!("{}=https://{}:{SERVE_PORT}", peer.name, peer.address));
                     }
                 }
                 (cmd, self.lab.serve_log(r.name), Some(r), None)

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{LabGuard, drover, run};
 
-const DAEMONS: [(&str, &str); 3] =
-    [("east", "http://10.200.0.11:7070"), ("west", "http://10.200.0.12:7070"), ("witness", "http://10.200.0.13:7070")];
+const DAEMONS: [(&str, &str); 3] = [
+    ("east", "https://10.200.0.11:7070"),
+    ("west", "https://10.200.0.12:7070"),
+    ("witness", "https://10.200.0.13:7070"),
+];
 
 struct Lab {
     guard: LabGuard,
@@ -34,7 +37,7 @@ fn lab_with_daemons() -> Lab {
 
 fn get(lab: &Lab, base: &str, path: &str) -> Option<reqwest::blocking::Response> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let client = support::lab_daemon_client(&lab.guard.dir, Duration::from_secs(2));
     client.get(format!("{base}{path}")).bearer_auth(&lab.token).send().ok()
 }
 

@@ -169,11 +169,13 @@ impl HaLab {
     /// `drover ARGS --yes` through the leading daemon's API, whatever its outcome.
     fn ask_leader(&self, args: &[&str]) -> support::Ran {
         let leader = self.election_leader(&["east", "west", "witness"]).expect("a daemon leads");
-        let server = format!("http://{}:7070", address(&leader));
+        let server = format!("https://{}:7070", address(&leader));
         run(drover()
             .args(args)
             .args(["--yes", "--server", &server, "--token-file"])
-            .arg(self.guard.dir.join("secrets/api-token")))
+            .arg(self.guard.dir.join("secrets/api-token"))
+            .arg("--ca-file")
+            .arg(self.guard.dir.join("secrets/pki/ca.pem")))
     }
 
     /// Lifts every fault, stops the probe, and checks what a client would care about:

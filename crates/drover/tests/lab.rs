@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 
 use support::post_write;
 
-const DROVER: &str = env!("CARGO_BIN_EXE_drover");
+/// The binary under test (see `support::drover`).
+fn drover_bin() -> String {
+    std::env::var("DROVER_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_drover").to_string())
+}
 const EAST_APP: &str = "10.200.0.11:8080";
 const WEST_APP: &str = "10.200.0.12:8080";
 
 fn drover(args: &[&str]) -> Output {
-    Command::new(DROVER).args(args).output().expect("run drover")
+    Command::new(drover_bin()).args(args).output().expect("run drover")
 }
 
 fn text(out: &Output) -> String {
@@ -172,7 +175,7 @@ fn lab_up_fault_heal_down() {
 #[test]
 fn lab_refuses_without_root() {
     let out = Command::new("runuser")
-        .args(["-u", "nobody", "--", DROVER, "lab", "up", "--dir", "/tmp/drover-lab-nobody"])
+        .args(["-u", "nobody", "--", &drover_bin(), "lab", "up", "--dir", "/tmp/drover-lab-nobody"])
         .output()
         .expect("run drover as nobody");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

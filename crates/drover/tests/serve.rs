@@ -347,7 +347,7 @@ fn with_an_etcd_store_one_daemon_leads_and_a_follower_sends_changes_to_it() {
 fn peers_are_refused_with_an_etcd_store() {
     let dir = plan_dir(PLAN);
     let ran = run(drover()
-        .args(["serve", "--store", "etcd://127.0.0.1:2379/x", "--peer", "west=http://10.0.0.2:7070", "--plan"])
+        .args(["serve", "--store", "etcd://127.0.0.1:2379/x", "--peer", "west=https://10.0.0.2:7070", "--plan"])
         .arg(dir.path().join("plan.yaml")));
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(ran.stderr.contains("--peer is not used with --store etcd://"), "{}", ran.stderr);

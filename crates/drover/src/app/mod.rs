@@ -12,6 +12,7 @@
 
 pub mod backups;
 pub mod context;
+pub mod daemon_client;
 pub mod error;
 pub mod plan;
 pub mod progress;

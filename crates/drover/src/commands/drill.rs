@@ -439,11 +439,13 @@ async fn watch_daemons(lab: &drover_lab::Lab, fault_at: u64, guard: Duration) ->
     }
     let token = lab.api_token().map_err(|e| Failure::failed(e.to_string()))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_millis(300))
-        .timeout(Duration::from_secs(1))
-        .build()
-        .map_err(|e| Failure::failed(format!("http client: {e}")))?;
+    // The lab's daemons serve https with certificates from the lab CA.
+    let http = crate::app::daemon_client::build(
+        Some(&lab.ca_cert()),
+        None,
+        Duration::from_millis(300),
+        Duration::from_secs(1),
+    )?;
     println!("waiting for the daemons ({}) to fail over", urls.join(", "));
     let started = std::time::Instant::now();
     let mut announced: Option<String> = None;

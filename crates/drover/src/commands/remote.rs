@@ -28,10 +28,14 @@ pub struct TargetArgs {
     /// Keep the journal and epoch in etcd: etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (prefix default /drover).
     #[arg(long, value_name = "URL", conflicts_with_all = ["server", "state"])]
     pub store: Option<String>,
-    /// Ask a running 'drover serve' instead (e.g. http://127.0.0.1:7070): it owns the journal and
-    /// runs the steps; this command shows them.
+    /// Ask a running 'drover serve' instead (e.g. https://10.0.0.11:7070, or http://127.0.0.1:7070
+    /// on the same machine): it owns the journal and runs the steps; this command shows them.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    /// With an https:// --server: the CA that signed the daemon's certificate (PEM); without it,
+    /// the system's trusted roots.
+    #[arg(long, value_name = "FILE", env = "DROVER_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// File holding the daemon's bearer token (its --token-file): with --server, needed for changes,
     /// and for reads when the daemon listens off loopback; unused without --server.
     // Not `requires = "server"`: clap counts a value from the environment as given, so a
@@ -48,7 +52,9 @@ pub enum Target {
 impl TargetArgs {
     pub fn target(&self) -> Result<Target, Failure> {
         match (&self.server, &self.plan) {
-            (Some(server), _) => Remote::new(server, self.token_file.as_deref()).map(Target::Remote),
+            (Some(server), _) => {
+                Remote::new(server, self.token_file.as_deref(), self.ca_file.as_deref()).map(Target::Remote)
+            }
             (None, Some(plan)) => {
                 Ok(Target::Local(PlanArgs { plan: plan.clone(), state: self.state.clone(), store: self.store.clone() }))
             }
@@ -67,10 +73,12 @@ pub struct Remote {
 }
 
 impl Remote {
-    fn new(server: &str, token_file: Option<&std::path::Path>) -> Result<Remote, Failure> {
-        if !(server.starts_with("http://") || server.starts_with("https://")) {
-            return Err(Failure::input(format!("--server {server}: expected a URL like http://127.0.0.1:7070")));
-        }
+    fn new(
+        server: &str,
+        token_file: Option<&std::path::Path>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Remote, Failure> {
+        crate::app::daemon_client::check_url("--server", server)?;
         let token = match token_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -79,11 +87,7 @@ impl Remote {
             }
             None => None,
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Failure::failed(format!("http client: {e}")))?;
+        let http = crate::app::daemon_client::build(ca_file, None, Duration::from_secs(2), Duration::from_secs(30))?;
         Ok(Remote { base: server.trim_end_matches('/').to_string(), token, http })
     }
 
@@ -92,10 +96,13 @@ impl Remote {
             Some(t) => request.bearer_auth(t),
             None => request,
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Failure::failed(format!("cannot reach the daemon at {}: {}", self.base, e.without_url())))?;
+        let response = request.send().await.map_err(|e| {
+            Failure::failed(format!(
+                "cannot reach the daemon at {}: {}",
+                self.base,
+                crate::app::daemon_client::describe(e)
+            ))
+        })?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {

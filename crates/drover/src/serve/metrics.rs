@@ -176,5 +176,27 @@ pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], n
     }
     m.family("drover_runs_active", "gauge", "1 while a run is running, paused or waiting for approval");
     m.sample("drover_runs_active", &[], if runs.iter().any(|r| r.state.is_active()) { 1.0 } else { 0.0 });
+    listener(&mut m);
     m.0
+}
+
+/// The API listener's own guard (serve/listener.rs): open connections, and the ones it closed.
+fn listener(m: &mut Exposition) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = &super::listener::STATS;
+    m.family("drover_api_connections_open", "gauge", "Connections open to this daemon's API now");
+    m.sample("drover_api_connections_open", &[], stats.open.load(Relaxed) as f64);
+    m.family(
+        "drover_api_connections_closed_total",
+        "counter",
+        "API connections the daemon closed to protect itself: evicted (idle, at --max-connections), refused (at the cap with none idle), tls (handshake failed or too slow), host (a Host name not served)",
+    );
+    for (reason, value) in [
+        ("evicted", &stats.evicted),
+        ("refused", &stats.refused),
+        ("tls", &stats.tls_failed),
+        ("host", &stats.wrong_host),
+    ] {
+        m.sample("drover_api_connections_closed_total", &[("reason", reason)], value.load(Relaxed) as f64);
+    }
 }

@@ -9,6 +9,7 @@ pub mod daemon;
 #[cfg(feature = "fault-injection")]
 mod faults;
 pub mod leadership;
+pub mod listener;
 pub mod metrics;
 pub mod peers;
 
@@ -28,9 +29,12 @@ use crate::app::store::{PlanArgs, etcd_store};
 pub struct ServeArgs {
     #[command(flatten)]
     pub plan: PlanArgs,
-    /// Address for the API and /metrics. Off loopback, --token-file is required.
+    /// Address for the API and /metrics. Off loopback, --token-file and --tls-cert/--tls-key
+    /// are required: tokens never cross the network in clear.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// This vantage's name. Name it after the plan region it runs in (east, west,
     /// witness): a vantage in a region judged down never starts a run.
     #[arg(long, value_name = "NAME", default_value = "local")]
@@ -45,6 +49,20 @@ pub struct ServeArgs {
     /// peers send it too, so give every vantage the same one.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Most connections open at once; at the limit the one idle the longest is closed to make
+    /// room (requests in flight are never cut), so idle floods cannot lock peers or people out.
+    /// Lowered to fit the open-file limit after one socket per check.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
+    pub max_connections: u64,
+    /// How long a client has to finish the TLS handshake and send a request's headers, also
+    /// between requests on a kept-alive connection; slower clients are disconnected.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_timeout: u64,
+    /// A DNS name clients may use for this daemon in the Host header (repeat for each). Requests
+    /// by IP address always pass; a name not listed is refused (421), so a web page elsewhere
+    /// cannot reach the API through DNS rebinding.
+    #[arg(long = "name", value_name = "HOST")]
+    pub names: Vec<String>,
     /// With --store etcd://...: how long a leader that stops renewing its lease (dead, or cut
     /// off from etcd) keeps the role before another daemon takes over. Shorter fails over
     /// sooner; it must stay above etcd's election timeout (default 1s) plus network jitter.
@@ -73,12 +91,28 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             args.listen
         )));
     }
+    let tls = args.tls.server_config()?;
+    if !loopback && tls.is_none() {
+        return Err(Failure::input(format!(
+            "--listen {} is not a loopback address: give --tls-cert and --tls-key so that tokens and reports are not sent in clear \
+             (or listen on 127.0.0.1 behind a proxy that terminates TLS)",
+            args.listen
+        )));
+    }
     let peers = peers::named(&args.peers, &args.vantage)?;
     for (_, peer) in &peers {
-        if !(peer.starts_with("http://") || peer.starts_with("https://")) {
-            return Err(Failure::input(format!("--peer {peer}: expected a base URL like http://10.200.0.12:7070")));
-        }
+        crate::app::daemon_client::check_url("--peer", peer)?;
     }
+    let peer_client = crate::app::daemon_client::build(
+        args.tls.ca_file.as_deref(),
+        args.tls.identity(),
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(1),
+    )?;
+    let hosts = listener::Hosts {
+        names: args.names.iter().map(|n| n.trim_end_matches('.').to_ascii_lowercase()).collect(),
+        loopback,
+    };
     let etcd = etcd_store(&args.plan)?;
     if etcd.is_some() && !args.peers.is_empty() {
         return Err(Failure::input(
@@ -87,7 +121,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     runtime().block_on(async move {
         let cx = Context::open(&args.plan).await?;
-        raise_open_file_limit(&cx);
+        let max_connections = raise_open_file_limit(&cx, args.max_connections);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| Failure::input(format!("--listen {}: {e}", args.listen)))?;
@@ -95,7 +129,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let (exchange, election): (Arc<dyn VantageExchange>, _) = match etcd {
             None => {
                 let ttl_ms = drover_core::vantage::report_ttl_ms(&cx.plan);
-                let peers = Arc::new(peers::HttpPeers::new(peers, token.as_deref(), ttl_ms));
+                let peers = Arc::new(peers::HttpPeers::new(peers, peer_client, token.as_deref(), ttl_ms));
                 peers.spawn(&args.vantage);
                 (peers, None)
             }
@@ -112,19 +146,28 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let daemon = Arc::new(daemon::Daemon::new(cx, args.vantage.clone(), exchange, election));
         daemon.spawn();
         backups::spawn_schedule(&daemon);
-        tracing::info!(vantage = %args.vantage, listen = %args.listen, peers = ?args.peers, plan = %daemon.cx.plan.name, coordination, "serving");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(vantage = %args.vantage, listen = %args.listen, scheme, peers = ?args.peers, plan = %daemon.cx.plan.name, coordination, "serving");
         let app = api::router(api::Api { daemon, token, open_reads: loopback });
-        axum::serve(listener, app).await.map_err(|e| Failure::failed(format!("serving the API: {e}")))
+        let limits = listener::Limits {
+            max_connections: max_connections as usize,
+            header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        };
+        listener::serve(listener, app, tls.map(Arc::new), limits, hosts)
+            .await
+            .map_err(|e| Failure::failed(format!("serving the API: {e}")))
     })
 }
 
 /// One socket per probe in flight: a plan with thousands of checks needs more than
 /// the usual soft limit of 1024 open files. Raise it to the hard limit, and say so
 /// when even that is short, rather than see checks fail with "too many open files".
-fn raise_open_file_limit(cx: &Context) {
+/// Returns how many API connections fit beside the probes (at most `wanted`): API
+/// clients can never take the probes' descriptors.
+fn raise_open_file_limit(cx: &Context, wanted: u64) -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let probes: u64 = cx.plan.service_regions().map(|r| cx.plan.checks_for(r).count() as u64).sum();
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return wanted };
     if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
         tracing::warn!(soft, hard, "could not raise the open-file limit");
     }
@@ -136,5 +179,42 @@ fn raise_open_file_limit(cx: &Context) {
             limit,
             "the open-file limit is below one socket per check; raise it (ulimit -n) or some checks will fail as 'too many open files'"
         );
+    }
+    let room = limit.saturating_sub(probes + 256).max(16);
+    if room < wanted {
+        tracing::warn!(wanted, room, limit, "--max-connections lowered to fit the open-file limit beside the probes");
+    }
+    wanted.min(room)
+}
+
+/// TLS for the API (serving) and for reaching other daemons (peers, --server).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TlsArgs {
+    /// Serve the API over TLS with this certificate (PEM, the chain after the leaf). Required
+    /// off loopback. Peers present it as their client certificate too.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Accept only clients presenting a certificate this CA signed (mutual TLS), on top of
+    /// the token: peers then present their --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<std::path::PathBuf>,
+    /// The CA that signed the peers' certificates: https:// peers are trusted only if it did.
+    #[arg(long, value_name = "FILE", env = "DROVER_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    fn server_config(&self) -> Result<Option<rustls::ServerConfig>, Failure> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else { return Ok(None) };
+        drover_adapters::tls::server_config(cert, key, self.client_ca.as_deref())
+            .map(Some)
+            .map_err(|e| Failure::input(format!("--tls-cert/--tls-key/--client-ca: {e}")))
+    }
+
+    fn identity(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
     }
 }

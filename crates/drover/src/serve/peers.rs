@@ -26,28 +26,18 @@ pub struct HttpPeers {
     /// How long a report is trusted after it arrived.
     ttl_ms: u64,
     http: reqwest::Client,
+    /// The Authorization header's value.
+    token: Option<String>,
     latest: Mutex<BTreeMap<String, VantageReport>>,
     /// Peer URL -> why the last fetch failed (cleared on success).
     errors: Mutex<BTreeMap<String, String>>,
 }
 
 impl HttpPeers {
-    /// `token`: sent to peers, whose API wants it off loopback.
-    pub fn new(peers: Vec<(String, String)>, token: Option<&str>, ttl_ms: u64) -> HttpPeers {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token
-            && let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-        {
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(1))
-            .default_headers(headers)
-            .build()
-            .expect("http client");
-        HttpPeers { peers, ttl_ms, http, latest: Mutex::default(), errors: Mutex::default() }
+    /// `http`: a client for daemons (`app::daemon_client`); `token`: sent to peers, whose API wants it.
+    pub fn new(peers: Vec<(String, String)>, http: reqwest::Client, token: Option<&str>, ttl_ms: u64) -> HttpPeers {
+        let token = token.map(|t| format!("Bearer {t}"));
+        HttpPeers { peers, ttl_ms, http, token, latest: Mutex::default(), errors: Mutex::default() }
     }
 
     /// Starts one polling loop per peer; they run until the process ends.
@@ -62,7 +52,13 @@ impl HttpPeers {
         let url = format!("{}/api/v1/vantage", peer.trim_end_matches('/'));
         loop {
             let fetched = async {
-                let response = self.http.get(&url).send().await.map_err(|e| e.without_url().to_string())?;
+                let mut request = self.http.get(&url);
+                if let Some(token) = &self.token {
+                    let mut value = reqwest::header::HeaderValue::from_str(token).map_err(|e| e.to_string())?;
+                    value.set_sensitive(true);
+                    request = request.header(reqwest::header::AUTHORIZATION, value);
+                }
+                let response = request.send().await.map_err(crate::app::daemon_client::describe)?;
                 if !response.status().is_success() {
                     return Err(format!("HTTP {}", response.status()));
                 }

@@ -6,8 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The binary under test: the one cargo built, or `DROVER_TEST_BIN` (a copy kept aside
+/// while other checkouts build into the same target dir, or an installed release).
 pub fn drover() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_drover"));
+    let bin = std::env::var_os("DROVER_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_drover").into());
+    let mut cmd = Command::new(bin);
     cmd.env_remove("DROVER_LOG").env("NO_COLOR", "1").env("COLUMNS", "100");
     cmd
 }
@@ -96,6 +99,17 @@ traffic:
 checks:
   api: { http: "http://{target}:9/healthz", interval: 1s, timeout: 200ms }
 "#;
+
+/// A client for the daemons of the lab in `lab_dir`: https, trusting the lab CA alone.
+pub fn lab_daemon_client(lab_dir: &Path, timeout: std::time::Duration) -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = std::fs::read(lab_dir.join("secrets/pki/ca.pem")).expect("the lab CA");
+    reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
 
 /// Only one lab can exist on a machine (fixed namespace names). Benchmarks and tests
 /// that bring one up hold this lock — a directory, made atomically — while they do.

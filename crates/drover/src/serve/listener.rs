@@ -1,0 +1,294 @@
+//! The daemon's listener: HTTP/1 over TLS (or plain on loopback), built so that
+//! nothing a client does on the network can take the API away from the peers and
+//! operators who need it during a failover.
+//!
+//! - **A cap on connections.** At most `max_connections` are open; when a new one
+//!   arrives at the cap, the connection idle the longest (one that has not sent a
+//!   request, or sits between requests) is closed to make room. Requests in flight
+//!   are never cut. So a flood of idle connections only churns among itself: a peer's
+//!   or operator's new connection is the youngest, and sends its request at once.
+//! - **Deadlines.** A client has `header_timeout` to finish the TLS handshake and
+//!   each request's headers, also between requests on a kept-alive connection.
+//! - **File descriptors.** The cap leaves the rest of the process's limit to the
+//!   probes, the peers and the journal (`serve::run` sizes it).
+//! - **Host check.** A request naming the daemon by a DNS name must use one of the
+//!   configured names (DNS rebinding: a browser's page on another site cannot reach
+//!   the API through a name that resolves here). IP literals are what peers and
+//!   probes use, and are always accepted.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// How the listener guards itself.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// For the TLS handshake, and for each request's headers (idle keep-alive included).
+    pub header_timeout: Duration,
+}
+
+/// Which `Host` names a request may use; IP literals always pass.
+#[derive(Clone, Debug, Default)]
+pub struct Hosts {
+    /// Lower case, without a trailing dot.
+    pub names: Vec<String>,
+    /// `localhost` passes too (the daemon listens on loopback).
+    pub loopback: bool,
+}
+
+impl Hosts {
+    /// Whether a request with this `Host` header value may be served. No header (HTTP/1.0,
+    /// tools) passes: the check is against browsers, which always send one.
+    pub fn allows(&self, host: Option<&str>) -> bool {
+        let Some(host) = host else { return true };
+        let name = match host.strip_prefix('[') {
+            // [v6]:port
+            Some(rest) => return rest.split(']').next().is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+            None => {
+                host.rsplit_once(':').map_or(host, |(name, port)| if port.parse::<u16>().is_ok() { name } else { host })
+            }
+        };
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return true;
+        }
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        (self.loopback && name == "localhost") || self.names.contains(&name)
+    }
+}
+
+/// What the listener has done since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    pub open: AtomicU64,
+    /// Idle connections closed to make room at the cap.
+    pub evicted: AtomicU64,
+    /// New connections closed at once: the cap was reached and every connection was busy.
+    pub refused: AtomicU64,
+    pub tls_failed: AtomicU64,
+    pub wrong_host: AtomicU64,
+}
+
+/// One listener per process, so its figures are process-wide.
+pub static STATS: ListenerStats = ListenerStats {
+    open: AtomicU64::new(0),
+    evicted: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+    tls_failed: AtomicU64::new(0),
+    wrong_host: AtomicU64::new(0),
+};
+
+/// Open connections, and the idle ones by the order they became idle (oldest first).
+#[derive(Default)]
+struct Slots {
+    open: usize,
+    idle: BTreeMap<u64, Arc<Notify>>,
+    next: u64,
+}
+
+/// One connection's place among the slots.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    close: Arc<Notify>,
+    /// Its key in `idle` while idle.
+    idle_key: Mutex<Option<u64>>,
+}
+
+impl Slot {
+    /// A new connection counts as idle until its first request arrives; at the cap the
+    /// longest idle connection makes room, and with none idle the new one is refused.
+    fn take(slots: &Arc<Mutex<Slots>>, max: usize) -> Option<Arc<Slot>> {
+        let mut s = slots.lock().unwrap();
+        if s.open >= max {
+            let (_, oldest) = s.idle.pop_first()?;
+            oldest.notify_one();
+            STATS.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        s.open += 1;
+        STATS.open.store(s.open as u64, Ordering::Relaxed);
+        let close = Arc::new(Notify::new());
+        let key = s.next;
+        s.next += 1;
+        s.idle.insert(key, Arc::clone(&close));
+        Some(Arc::new(Slot { slots: Arc::clone(slots), close, idle_key: Mutex::new(Some(key)) }))
+    }
+
+    fn busy(&self) {
+        if let Some(key) = self.idle_key.lock().unwrap().take() {
+            self.slots.lock().unwrap().idle.remove(&key);
+        }
+    }
+
+    fn idle(&self) {
+        let mut s = self.slots.lock().unwrap();
+        let key = s.next;
+        s.next += 1;
+        s.idle.insert(key, Arc::clone(&self.close));
+        *self.idle_key.lock().unwrap() = Some(key);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock().unwrap();
+        if let Some(key) = self.idle_key.lock().unwrap().take() {
+            s.idle.remove(&key);
+        }
+        s.open -= 1;
+        STATS.open.store(s.open as u64, Ordering::Relaxed);
+    }
+}
+
+/// Serves `app` on `listener` until the process ends.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: Limits,
+    hosts: Hosts,
+) -> std::io::Result<()> {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(Mutex::new(Slots::default()));
+    let hosts = Arc::new(hosts);
+    let mut accept_failed = false;
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => {
+                accept_failed = false;
+                accepted
+            }
+            Err(e) => {
+                // Out of file descriptors (or a connection reset before accept): say so once,
+                // breathe, and go on; the kernel keeps the backlog.
+                if !accept_failed {
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    accept_failed = true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Some(slot) = Slot::take(&slots, limits.max_connections) else {
+            STATS.refused.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (app, hosts, tls, timeout) = (app.clone(), Arc::clone(&hosts), tls.clone(), limits.header_timeout);
+        tokio::spawn(async move {
+            let close = Arc::clone(&slot.close);
+            let connection = async {
+                match tls {
+                    None => connection(stream, app, hosts, slot, timeout).await,
+                    Some(tls) => match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => connection(stream, app, hosts, slot, timeout).await,
+                        // A scanner, a client with the wrong CA or a plain-HTTP request: not worth a log line each.
+                        Ok(Err(e)) => {
+                            STATS.tls_failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            STATS.tls_failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                }
+            };
+            tokio::select! {
+                () = connection => {}
+                () = close.notified() => {}
+            }
+        });
+    }
+}
+
+async fn connection<I>(io: I, app: Router, hosts: Arc<Hosts>, slot: Arc<Slot>, timeout: Duration)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let router = hyper_util::service::TowerToHyperService::new(app);
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        slot.busy();
+        let (slot, hosts, router) = (Arc::clone(&slot), Arc::clone(&hosts), router.clone());
+        async move {
+            let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+            let response = if hosts.allows(host) {
+                hyper::service::Service::call(&router, request).await?
+            } else {
+                STATS.wrong_host.fetch_add(1, Ordering::Relaxed);
+                misdirected()
+            };
+            slot.idle();
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "connection ended");
+    }
+}
+
+fn misdirected() -> Response<axum::body::Body> {
+    let body = serde_json::json!({
+        "error": "this daemon is not served under that Host name: use its address, or add the name with serve --name"
+    });
+    Response::builder()
+        .status(StatusCode::MISDIRECTED_REQUEST)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("a static response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_configured_but_addresses_always_pass() {
+        let hosts = Hosts { names: vec!["drover.example.com".into()], loopback: false };
+        for ok in [None, Some("10.0.0.1:7070"), Some("10.0.0.1"), Some("[::1]:7070"), Some("Drover.Example.com.:7070")]
+        {
+            assert!(hosts.allows(ok), "{ok:?}");
+        }
+        for bad in
+            [Some("evil.example"), Some("localhost:7070"), Some("drover.example.com.evil:7070"), Some("[evil]:1")]
+        {
+            assert!(!hosts.allows(bad), "{bad:?}");
+        }
+        assert!(Hosts { names: vec![], loopback: true }.allows(Some("localhost:7070")));
+    }
+
+    #[test]
+    fn at_the_cap_the_longest_idle_connection_makes_room_and_busy_ones_are_kept() {
+        let slots = Arc::new(Mutex::new(Slots::default()));
+        let first = Slot::take(&slots, 2).unwrap();
+        let second = Slot::take(&slots, 2).unwrap();
+        first.busy();
+        // The cap is reached: the second (idle) makes room, the first (in a request) stays.
+        let third = Slot::take(&slots, 2).unwrap();
+        assert_eq!(slots.lock().unwrap().open, 3, "the evicted one counts until its task ends");
+        drop(second);
+        // First busy, third idle: the third goes for a fourth.
+        let fourth = Slot::take(&slots, 2).unwrap();
+        drop(third);
+        // Both left are busy: nothing makes room.
+        fourth.busy();
+        assert!(Slot::take(&slots, 2).is_none());
+        // One finishes its request: it is idle, and now gives way.
+        first.idle();
+        assert!(Slot::take(&slots, 2).is_some());
+    }
+}
