@@ -144,3 +144,121 @@ fn five_percent_packet_loss_for_two_minutes_causes_no_failover() {
         assert!(runs_on(&lab, base).is_empty(), "the {name} daemon started a run");
     }
 }
+
+/// West's daemon's resident memory in KiB, found by its command line.
+fn west_daemon_rss_kib() -> Option<u64> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_west = args.windows(2).any(|w| w[0] == b"--vantage" && w[1] == b"west");
+        if is_west && args.iter().any(|a| *a == b"serve") {
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            return line.split_whitespace().nth(1)?.parse().ok();
+        }
+    }
+    None
+}
+
+/// An attacker on the network holds 20,000 connections to west's daemon that never send a
+/// byte, and keeps opening new ones, while east goes dark. The daemons still fail over with
+/// nothing lost; west's /healthz, /metrics and the vantage exchange keep answering; no check
+/// runs out of file descriptors; and west's memory stays bounded.
+#[test]
+fn an_idle_connection_flood_on_west_during_a_blackout_of_east_changes_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let lab = lab_with_daemons();
+    let rss_before = west_daemon_rss_kib().expect("west's daemon");
+    // Two processes of 10,000 each: one process's open-file limit would not hold 20,000.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/flood.py");
+    let status = |i: usize| lab.guard.dir.join(format!("flood-{i}.status"));
+    let read = |i: usize| -> (usize, usize) {
+        let text = std::fs::read_to_string(status(i)).unwrap_or_default();
+        let mut n = text.split_whitespace().map(|v| v.parse().unwrap_or(0));
+        (n.next().unwrap_or(0), n.next().unwrap_or(0))
+    };
+    let mut floods: Vec<std::process::Child> = (0..2)
+        .map(|i| {
+            std::process::Command::new("python3")
+                .args([script, "10.200.0.12", "7070", "10000", "1000"])
+                .arg(status(i))
+                .spawn()
+                .expect("python3")
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while read(0).0 + read(1).0 < 20_000 {
+        assert!(Instant::now() < deadline, "the flood reached only {} connections", read(0).0 + read(1).0);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // West answers while flooded; its answers are timed for the figures (not asserted).
+    let watcher = {
+        let (stop, dir) = (Arc::clone(&stop), lab.guard.dir.clone());
+        let token = lab.token.clone();
+        std::thread::spawn(move || {
+            let client = support::lab_daemon_client(&dir, Duration::from_secs(5));
+            let (mut ok, mut failed, mut slowest, mut peak_rss) = (0u32, Vec::new(), Duration::ZERO, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                for path in ["/healthz", "/metrics", "/api/v1/vantage"] {
+                    let started = Instant::now();
+                    match client.get(format!("{}{path}", DAEMONS[1].1)).bearer_auth(&token).send() {
+                        Ok(r) if r.status().is_success() => ok += 1,
+                        Ok(r) => failed.push(format!("{path}: {}", r.status())),
+                        Err(e) => failed.push(format!("{path}: {e}")),
+                    }
+                    slowest = slowest.max(started.elapsed());
+                }
+                peak_rss = peak_rss.max(west_daemon_rss_kib().unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            (ok, failed, slowest, peak_rss)
+        })
+    };
+
+    let report = lab.guard.dir.join("drill.json");
+    let drill = run(drover()
+        .args(["drill", "--daemons", "--fault", "blackout:east", "--plan"])
+        .arg(lab.guard.dir.join("plan.yaml"))
+        .arg("--state")
+        .arg(lab.guard.dir.join("drill-state"))
+        .arg("--json")
+        .arg(&report));
+    let opened = read(0).1 + read(1).1;
+    for flood in &mut floods {
+        let _ = flood.kill();
+        let _ = flood.wait();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed, slowest, peak_rss) = watcher.join().unwrap();
+    assert_eq!(drill.code, 0, "drill under the flood failed:\n{}\n{}", drill.stdout, drill.stderr);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["run_state"], "completed", "{r:#}");
+    assert_eq!(r["lost_acknowledged_writes"], 0, "{r:#}");
+    assert!(failed.is_empty(), "west did not answer {} of {} requests under the flood: {failed:?}", failed.len(), ok as usize + failed.len());
+
+    let metrics = get(&lab, DAEMONS[1].1, "/metrics").unwrap().text().unwrap();
+    let evicted: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("drover_api_connections_closed_total{reason=\"evicted\"} ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no eviction count in /metrics:\n{metrics}"));
+    assert!(evicted > 10_000.0, "the cap was never reached? {evicted} evicted");
+    let log = std::fs::read_to_string(lab.guard.dir.join("serve-west.log")).unwrap();
+    assert!(!log.to_lowercase().contains("open files"), "west ran short of file descriptors:\n{log}");
+
+    // After the flood: memory comes back down (the figures go in docs/BENCHMARKS.md).
+    std::thread::sleep(Duration::from_secs(15));
+    let rss_after = west_daemon_rss_kib().unwrap();
+    eprintln!(
+        "flood: {opened} connections opened, {evicted} evicted; west answered {ok} requests, slowest {} ms; \
+         rss before {} MiB, peak {} MiB, after {} MiB; drill rto_ms={}",
+        slowest.as_millis(),
+        rss_before / 1024,
+        peak_rss / 1024,
+        rss_after / 1024,
+        r["rto_ms"]
+    );
+    assert!(peak_rss < rss_before + 150 * 1024, "west's memory grew from {rss_before} to {peak_rss} KiB");
+}
