@@ -5,7 +5,8 @@ set -euo pipefail
 
 # protobuf-compiler builds the etcd client; etcd-server runs in the etcd store tests.
 # python3-venv holds moto, the AWS API server the Route 53 tests run against.
-packages=(postgresql-15 knot knot-dnsutils nftables iproute2 procps protobuf-compiler etcd-server python3-venv)
+# tcpdump captures the lab bridge to prove no token or password crosses it in clear.
+packages=(postgresql-15 knot knot-dnsutils nftables iproute2 procps protobuf-compiler etcd-server python3-venv tcpdump)
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "setup: run as root (or install sudo)" >&2; exit 2; }

@@ -54,6 +54,7 @@ fn a_blackout_of_the_primary_region_makes_the_daemons_fail_over_on_their_own() {
     let lab = lab_with_daemons();
     let plan = lab.guard.dir.join("plan.yaml");
     let report = lab.guard.dir.join("drill.json");
+    let capture = support::BridgeCapture::start(&lab.guard.dir);
     // The drill injects the fault and only watches: no failover command is given.
     let drill = run(drover()
         .args(["drill", "--daemons", "--fault", "blackout:east", "--plan"])
@@ -66,6 +67,21 @@ fn a_blackout_of_the_primary_region_makes_the_daemons_fail_over_on_their_own() {
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["run_state"], "completed", "{r:#}");
     assert_eq!(r["lost_acknowledged_writes"], 0, "synchronous replication lost writes: {r:#}");
+
+    // The peers, the drill and the database sessions crossed the bridge throughout: neither
+    // the API token nor the database password is anywhere in the capture.
+    let captured = capture.stop();
+    assert!(captured.len() > 100_000, "the capture saw almost nothing ({} bytes)", captured.len());
+    assert!(!support::contains_bytes(&captured, lab.token.as_bytes()), "the API token crossed the bridge in clear");
+    let dsn = std::fs::read_to_string(lab.guard.dir.join("secrets/east.dsn")).unwrap();
+    // postgresql://USER:PASSWORD@HOST:PORT/DB[?...]
+    let userinfo = dsn.split_once("://").and_then(|(_, rest)| rest.split_once('@')).map(|(u, _)| u).unwrap_or("");
+    let password = userinfo.split_once(':').map(|(_, p)| p).unwrap_or("");
+    assert!(password.len() >= 8, "no password in the lab's DSN? {}", dsn.len());
+    assert!(
+        !support::contains_bytes(&captured, password.as_bytes()),
+        "the database password crossed the bridge in clear"
+    );
     assert!(r["rto_ms"].as_u64().is_some(), "writes never recovered: {r:#}");
     let detected = r["timeline"]["detected"].as_u64().expect("detected from the daemon's journal");
     assert!(detected <= r["timeline"]["promoted"].as_u64().unwrap(), "{r:#}");
@@ -237,7 +253,12 @@ fn an_idle_connection_flood_on_west_during_a_blackout_of_east_changes_nothing() 
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["run_state"], "completed", "{r:#}");
     assert_eq!(r["lost_acknowledged_writes"], 0, "{r:#}");
-    assert!(failed.is_empty(), "west did not answer {} of {} requests under the flood: {failed:?}", failed.len(), ok as usize + failed.len());
+    assert!(
+        failed.is_empty(),
+        "west did not answer {} of {} requests under the flood: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
 
     let metrics = get(&lab, DAEMONS[1].1, "/metrics").unwrap().text().unwrap();
     let evicted: f64 = metrics

@@ -266,3 +266,41 @@ pub fn post_write(addr: &str, seq: u64) -> (u16, String) {
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
     (head.split_whitespace().nth(1).unwrap().parse().unwrap(), body.to_string())
 }
+
+/// Every packet on the lab's bridge while it lives (tcpdump), to prove what never
+/// crosses it in clear: tokens, passwords.
+pub struct BridgeCapture {
+    child: std::process::Child,
+    file: PathBuf,
+}
+
+impl BridgeCapture {
+    pub fn start(lab_dir: &Path) -> BridgeCapture {
+        let file = lab_dir.join("bridge.pcap");
+        let child = Command::new("tcpdump")
+            .args(["-i", "drover0", "-U", "-s", "0", "-w"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tcpdump (scripts/setup.sh installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !file.exists() {
+            assert!(std::time::Instant::now() < deadline, "tcpdump did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        BridgeCapture { child, file }
+    }
+
+    /// Stops the capture; returns the raw bytes captured (every packet, headers and payload).
+    pub fn stop(mut self) -> Vec<u8> {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGINT);
+        let _ = self.child.wait();
+        std::fs::read(&self.file).unwrap()
+    }
+}
+
+/// Whether `needle` occurs anywhere in `haystack`.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
