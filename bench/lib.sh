@@ -7,8 +7,13 @@ runs="${1:-5}"
 dir="${DROVER_LAB_DIR:-/tmp/drover-bench-$name-lab}"
 out="${DROVER_BENCH_OUT:-/tmp/drover-bench-$name}"
 scripts/setup.sh >/dev/null
-cargo build --release --quiet --bin drover
-drover="${CARGO_TARGET_DIR:-target}/release/drover"
+# DROVER_BENCH_BIN: measure that binary instead (say which build in the figures).
+if [ -n "${DROVER_BENCH_BIN:-}" ]; then
+  drover="$DROVER_BENCH_BIN"
+else
+  cargo build --release --quiet --bin drover
+  drover="${CARGO_TARGET_DIR:-target}/release/drover"
+fi
 mkdir -p "$out"
 # One lab per machine: tests and other benchmarks hold this lock while theirs is up.
 source scripts/lab-lock.sh

@@ -273,3 +273,36 @@ fn idle_connections_cannot_lock_anyone_out() {
         .count();
     assert!(closed >= 90, "only {closed} of the 100 oldest idle connections were closed");
 }
+
+/// A certificate renewed in place is served from the next connection on, with no restart;
+/// a broken rotation (a key that is not the certificate's) keeps the previous one in force.
+#[test]
+fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_not() {
+    let dir = plan_dir(PLAN);
+    let (old_ca, cert, key) = pki(dir.path(), "east");
+    std::fs::copy(&old_ca, dir.path().join("ca.pem")).unwrap();
+    let d = start_in(dir, "east", &cert, &key, &[]);
+    let healthz = format!("https://127.0.0.1:{}/healthz", d.port);
+    assert!(client(Some(&old_ca)).get(&healthz).send().is_ok());
+
+    // A broken rotation: the new certificate lands, its key does not match.
+    let (new_ca, new_cert, new_key) = pki(d.dir.path(), "renewed");
+    let (_, _, stray_key) = pki(d.dir.path(), "stray");
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&stray_key, &key).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(client(Some(&old_ca)).get(&healthz).send().is_ok(), "a broken rotation must keep the old certificate");
+
+    // The key follows: the renewed certificate is served, the old CA's clients refuse it.
+    std::fs::copy(&new_key, &key).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client(Some(&new_ca)).get(&healthz).send().is_err() {
+        let log = std::fs::read_to_string(d.path("serve.log")).unwrap_or_default();
+        let e = client(Some(&new_ca)).get(&healthz).send().unwrap_err();
+        assert!(Instant::now() < deadline, "the renewed certificate was not served within 30s: {e:?}\n{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(client(Some(&old_ca)).get(&healthz).send().is_err());
+    let log = std::fs::read_to_string(d.path("serve.log")).unwrap();
+    assert!(log.contains("still serving the previous certificate"), "{log}");
+}

@@ -153,11 +153,10 @@ impl Drop for Slot {
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<super::tls_files::TlsFiles>>,
     limits: Limits,
     hosts: Hosts,
 ) -> std::io::Result<()> {
-    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Mutex::new(Slots::default()));
     let hosts = Arc::new(hosts);
     let mut accept_failed = false;
@@ -189,7 +188,12 @@ pub async fn serve(
             let connection = async {
                 match tls {
                     None => connection(stream, app, hosts, slot, timeout).await,
-                    Some(tls) => match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                    Some(tls) => match tokio::time::timeout(
+                        timeout,
+                        tokio_rustls::TlsAcceptor::from(tls.config()).accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(stream)) => connection(stream, app, hosts, slot, timeout).await,
                         // A scanner, a client with the wrong CA or a plain-HTTP request: not worth a log line each.
                         Ok(Err(e)) => {

@@ -12,6 +12,7 @@ pub mod leadership;
 pub mod listener;
 pub mod metrics;
 pub mod peers;
+mod tls_files;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -191,7 +192,8 @@ fn raise_open_file_limit(cx: &Context, wanted: u64) -> u64 {
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct TlsArgs {
     /// Serve the API over TLS with this certificate (PEM, the chain after the leaf). Required
-    /// off loopback. Peers present it as their client certificate too.
+    /// off loopback. Peers present it as their client certificate too. Renewed files (with
+    /// --tls-key and --client-ca) are picked up by new connections within a second.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
     /// The private key of --tls-cert (PEM).
@@ -207,11 +209,9 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    fn server_config(&self) -> Result<Option<rustls::ServerConfig>, Failure> {
+    fn server_config(&self) -> Result<Option<tls_files::TlsFiles>, Failure> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else { return Ok(None) };
-        drover_adapters::tls::server_config(cert, key, self.client_ca.as_deref())
-            .map(Some)
-            .map_err(|e| Failure::input(format!("--tls-cert/--tls-key/--client-ca: {e}")))
+        tls_files::TlsFiles::load(cert.clone(), key.clone(), self.client_ca.clone()).map(Some)
     }
 
     fn identity(&self) -> Option<(&std::path::Path, &std::path::Path)> {
