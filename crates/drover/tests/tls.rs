@@ -156,9 +156,18 @@ fn the_api_over_tls_answers_clients_of_its_ca_only() {
         .arg(&other_ca)
         .arg("--token-file")
         .arg(d.path("token")));
-    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
-    assert!(wrong.stderr.contains("cannot reach the daemon"), "{}", wrong.stderr);
-    assert!(wrong.stderr.to_lowercase().contains("certificate"), "{}", wrong.stderr);
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("presented a certificate this command does not trust"), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("give --ca-file"), "{}", wrong.stderr);
+    // A --ca-file that holds no CA is refused before anything is sent.
+    let not_a_ca = run(drover()
+        .args(["runs", "--server", &server, "--ca-file"])
+        .arg(d.path("token"))
+        .arg("--token-file")
+        .arg(d.path("token")));
+    assert_eq!(not_a_ca.code, 2, "{}", not_a_ca.stderr);
+    assert!(not_a_ca.stderr.contains("holds no certificate"), "{}", not_a_ca.stderr);
+    assert!(!not_a_ca.stderr.contains(TOKEN), "{}", not_a_ca.stderr);
 
     // Plain HTTP to the TLS port gets no API.
     let plain = client(None).get(format!("http://127.0.0.1:{}/api/v1/runs", d.port)).bearer_auth(TOKEN).send();

@@ -66,6 +66,25 @@ pub fn describe(e: reqwest::Error) -> String {
     text
 }
 
+/// Whether a call failed because the daemon's certificate was not trusted (wrong CA, wrong
+/// name, expired): a setting to fix, not a daemon or network to wait for.
+pub fn certificate_refused(e: &reqwest::Error) -> bool {
+    // The rustls error sits inside io::Errors nested in one another, and an io::Error's
+    // `source()` skips the error it wraps: look inside each one by hand.
+    fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return matches!(tls, rustls::Error::InvalidCertificate(_));
+        }
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && refused(inner)
+        {
+            return true;
+        }
+        e.source().is_some_and(refused)
+    }
+    refused(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,11 +97,17 @@ impl Remote {
             None => request,
         };
         let response = request.send().await.map_err(|e| {
-            Failure::failed(format!(
-                "cannot reach the daemon at {}: {}",
-                self.base,
-                crate::app::daemon_client::describe(e)
-            ))
+            let refused = crate::app::daemon_client::certificate_refused(&e);
+            let why = crate::app::daemon_client::describe(e);
+            match refused {
+                // Not the daemon's fault and not the network's: this command's trust settings.
+                true => Failure::input(format!(
+                    "the daemon at {} presented a certificate this command does not trust ({why}): \
+                     give --ca-file with the CA that signed its --tls-cert",
+                    self.base
+                )),
+                false => Failure::failed(format!("cannot reach the daemon at {}: {why}", self.base)),
+            }
         })?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
