@@ -15,6 +15,7 @@
 //!   configured names (DNS rebinding: a browser's page on another site cannot reach
 //!   the API through a name that resolves here). IP literals are what peers and
 //!   probes use, and are always accepted.
+//! - **Bodies** larger than `MAX_BODY` are refused (413) before they are read whole.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -29,6 +30,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+
+/// The largest request body served: the API's bodies are a few hundred bytes of JSON.
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// How the listener guards itself.
 #[derive(Clone, Debug)]
@@ -159,6 +163,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let slots = Arc::new(Mutex::new(Slots::default()));
     let hosts = Arc::new(hosts);
+    let app = limited(app);
     let mut accept_failed = false;
     loop {
         let (stream, _) = match listener.accept().await {
@@ -214,6 +219,11 @@ pub async fn serve(
     }
 }
 
+/// `app` refusing bodies over `MAX_BODY` (413).
+fn limited(app: Router) -> Router {
+    app.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
 async fn connection<I>(io: I, app: Router, hosts: Arc<Hosts>, slot: Arc<Slot>, timeout: Duration)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -259,6 +269,18 @@ fn misdirected() -> Response<axum::body::Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_and_one_under_it_read() {
+        use tower::ServiceExt;
+        let app = limited(
+            Router::new()
+                .route("/", axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() })),
+        );
+        let post = |size: usize| Request::post("/").body(axum::body::Body::from(vec![b' '; size])).unwrap();
+        assert_eq!(app.clone().oneshot(post(MAX_BODY + 1)).await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(app.oneshot(post(MAX_BODY)).await.unwrap().status(), StatusCode::OK);
+    }
 
     #[test]
     fn names_must_be_configured_but_addresses_always_pass() {
