@@ -154,14 +154,19 @@ impl PgConnector {
     /// `prefer` try the other way once when the first is refused, as libpq does.
     pub async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
         let first = self.config.connect(self.tls.clone()).await;
+        // pg_hba.conf refusing this kind of connection (`hostssl` or `hostnossl` lines) is
+        // SQLSTATE 28000; a wrong password (28P01) would fail the other way too.
+        let refused = |e: &tokio_postgres::Error| {
+            e.code() == Some(&tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+        };
         let (client, connection) = match (first, self.mode) {
             (Ok(pair), _) => pair,
-            (Err(e), SslMode::Allow) if e.as_db_error().is_some() => {
+            (Err(e), SslMode::Allow) if refused(&e) => {
                 let mut tls = self.config.clone();
                 tls.ssl_mode(WireMode::Require);
                 tls.connect(self.tls.clone()).await?
             }
-            (Err(e), SslMode::Prefer) if e.as_db_error().is_some() || tls_failure(&e).is_some() => {
+            (Err(e), SslMode::Prefer) if refused(&e) || tls_failure(&e).is_some() => {
                 let mut plain = self.config.clone();
                 plain.ssl_mode(WireMode::Disable);
                 plain.connect(self.tls.clone()).await?
@@ -210,8 +215,7 @@ impl PgConnector {
             return Some(format!("TLS (sslmode={mode}): {what}"));
         }
         // tokio-postgres's own words when the server answers "no TLS here" to sslmode=require.
-        let text = e.to_string();
-        if text.contains("server does not support TLS") {
+        if crate::errors::chain(e).contains("server does not support TLS") {
             return Some(format!(
                 "TLS (sslmode={mode}): the server does not accept TLS connections (ssl = off) — turn ssl on, or \
                  lower sslmode"
@@ -225,6 +229,12 @@ impl PgConnector {
 /// looking at its parts (the password, to redact it).
 pub fn parse_config(dsn: &str) -> Result<Config, DsnError> {
     Config::from_str(&split_ssl_params(dsn)?.rest).map_err(|_| syntax())
+}
+
+/// Whether a connection failed because the server's certificate was refused: trying
+/// again cannot help (the certificate, the CA file or the host in the DSN must change).
+pub fn certificate_refused(e: &tokio_postgres::Error) -> bool {
+    matches!(tls_failure(e), Some(rustls::Error::InvalidCertificate(_)))
 }
 
 /// The rustls error behind a failed TLS handshake, if that is what failed.

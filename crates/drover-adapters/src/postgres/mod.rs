@@ -191,6 +191,8 @@ impl PgFailure {
     fn from_error(e: tokio_postgres::Error, member: &Member) -> Self {
         let retryable = match e.code() {
             Some(code) => is_transient_state(code),
+            // A refused certificate is the DSN's or the server's to fix, not the network's.
+            None if crate::pg_connect::certificate_refused(&e) => false,
             // No SQL state: the network, the connection or a timeout.
             None => true,
         };
