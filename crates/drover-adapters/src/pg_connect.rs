@@ -189,15 +189,21 @@ impl PgConnector {
             let what = match tls {
                 rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => {
                     format!(
-                        "the server's certificate is not signed by the CA in {} — is sslrootcert the CA that \
-                         issued the server's certificate?",
+                        "the server's certificate is not signed by the CA in {} (is sslrootcert the CA that \
+                         issued it?)",
                         root()
                     )
                 }
-                rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { expected, .. }) => {
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { expected, presented }) => {
+                    let host = match expected {
+                        ServerName::DnsName(name) => name.as_ref().to_string(),
+                        ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+                        other => format!("{other:?}"),
+                    };
                     format!(
-                        "the server's certificate is not valid for {expected:?} (sslmode={mode} checks the host) — \
-                         connect by a name or address the certificate holds, or use sslmode=verify-ca"
+                        "the server's certificate is not valid for {host} (it is for {}; sslmode={mode} checks the \
+                         host) — connect by a name or address the certificate holds, or use sslmode=verify-ca",
+                        presented.iter().map(|n| bare_name(n)).collect::<Vec<_>>().join(", ")
                     )
                 }
                 rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => format!(
@@ -229,6 +235,16 @@ impl PgConnector {
 /// looking at its parts (the password, to redact it).
 pub fn parse_config(dsn: &str) -> Result<Config, DsnError> {
     Config::from_str(&split_ssl_params(dsn)?.rest).map_err(|_| syntax())
+}
+
+/// `DnsName("db.example")` → `db.example`, `IpAddress(10.0.0.1)` → `10.0.0.1`: rustls's
+/// list of the names a certificate holds, in a user's words.
+fn bare_name(presented: &str) -> &str {
+    let inner = presented
+        .strip_prefix("DnsName(")
+        .or_else(|| presented.strip_prefix("IpAddress("))
+        .and_then(|rest| rest.strip_suffix(')'));
+    inner.map_or(presented, |name| name.trim_matches('"'))
 }
 
 /// Whether a connection failed because the server's certificate was refused: trying
@@ -550,6 +566,13 @@ mod tests {
         assert!(e.0.contains("does not parse") && !e.0.contains("hunter2"), "{e}");
         let e = PgConnector::parse("postgres://u:hunter2@db/app?sslrootcert=system&sslmode=verify-full").unwrap_err();
         assert!(e.0.contains("sslrootcert=system"), "{e}");
+    }
+
+    #[test]
+    fn names_in_a_certificate_are_shown_bare() {
+        assert_eq!(bare_name("DnsName(\"db.example\")"), "db.example");
+        assert_eq!(bare_name("IpAddress(10.200.0.11)"), "10.200.0.11");
+        assert_eq!(bare_name("URI(x)"), "URI(x)");
     }
 
     #[test]
