@@ -274,13 +274,8 @@ impl Cluster {
 
     /// A session on a member, as an application would open one.
     pub async fn client(&self, name: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.node(name).dsn(), tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {name}: {e:?}"));
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
+        let connector = drover_adapters::pg_connect::PgConnector::parse(&self.node(name).dsn()).expect("a valid DSN");
+        connector.connect().await.unwrap_or_else(|e| panic!("connect to {name}: {e:?}"))
     }
 
     /// The provider under test, with every member's DSN and host.
