@@ -283,11 +283,14 @@ fn client_tls(mode: SslMode, root_cert: Option<&Path>) -> Result<MakeRustlsConne
         .with_safe_default_protocol_versions()
         .map_err(|e| DsnError(format!("TLS: {e}")))?;
     let roots = match root_cert {
+        // libpq reads no CA file for a connection that never uses TLS.
+        Some(_) if mode == SslMode::Disable => None,
         Some(path) => Some(Arc::new(crate::tls::roots(path).map_err(|e| DsnError(format!("sslrootcert: {e}")))?)),
         None => None,
     };
+    // verify-ca and verify-full always have roots here: `parse` refuses them without.
     let config = match (mode, roots) {
-        (SslMode::Disable, _) | (_, None) => {
+        (_, None) => {
             builder.dangerous().with_custom_certificate_verifier(Arc::new(Unchecked(provider))).with_no_client_auth()
         }
         (SslMode::VerifyFull, Some(roots)) => builder.with_root_certificates(roots).with_no_client_auth(),
@@ -545,6 +548,9 @@ mod tests {
         assert!(c.libpq_params().is_empty(), "nothing the DSN did not say is passed on");
         let c = PgConnector::parse("host=db sslmode=allow").unwrap();
         assert_eq!(c.config().get_ssl_mode(), WireMode::Disable, "allow starts plain");
+        // No TLS, so no CA file is read (as libpq), even one that is not there.
+        let c = PgConnector::parse("host=db sslmode=disable sslrootcert=/nonexistent/ca.pem").unwrap();
+        assert_eq!(c.config().get_ssl_mode(), WireMode::Disable);
     }
 
     #[test]
