@@ -130,6 +130,7 @@ patroni_prepare() {
       -e "s|@TTL@|$ttl|g" -e "s|@LOOP_WAIT@|$loop_wait|g" -e "s|@RETRY_TIMEOUT@|$retry_timeout|g" \
       -e "s|@PATRONI_DIR@|$pdir|g" -e "s|@NODE_DIR@|$pdir/$r|g" -e "s|@DATA_DIR@|$pdir/$r/pgdata|g" \
       -e "s|@PASSWORD@|$password|g" -e "s|@REPL_PASSWORD@|$repl_password|g" \
+      -e "s|@CA_FILE@|$lab/ca.pem|g" -e "s|@PG_TLS_DIR@|$lab/$r/tls|g" \
       "$patroni_here/patroni.yml.in" >"$pdir/$r.yml")
     chown postgres:postgres "$pdir/$r.yml"
   done

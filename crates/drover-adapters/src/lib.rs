@@ -8,6 +8,7 @@ pub mod hooks;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod notify;
+pub mod pg_connect;
 pub mod postgres;
 pub mod probe;
 pub mod rfc2136;

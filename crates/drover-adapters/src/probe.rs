@@ -194,14 +194,13 @@ impl CheckProber {
 
     async fn postgres(&self, check: &Check, region: &str) -> Outcome {
         let dsn = self.databases.get(region).ok_or_else(|| format!("no database member for region {region}"))?;
-        let mut config = tokio_postgres::Config::from_str(dsn.expose())
-            .map_err(|_| format!("the DSN for {region} does not parse"))?;
-        config.connect_timeout(check.timeout).application_name("drover-check");
-        let (client, connection) =
-            config.connect(tokio_postgres::NoTls).await.map_err(|e| redact(&describe_error(&e), dsn))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let mut connector = crate::pg_connect::PgConnector::parse(dsn.expose())
+            .map_err(|e| format!("the DSN for {region} cannot be used: {e}"))?;
+        connector.config_mut().connect_timeout(check.timeout).application_name("drover-check");
+        let client = connector
+            .connect()
+            .await
+            .map_err(|e| redact(&connector.describe_tls(&e).unwrap_or_else(|| describe_error(&e)), dsn))?;
         client.simple_query("SELECT 1").await.map_err(|e| redact(&describe_error(&e), dsn))?;
         Ok("SELECT 1 ok".into())
     }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use drover_adapters::pg_connect::PgConnector;
 use drover_adapters::postgres::{PostgresConfig, PostgresDatabase, PostgresMemberConfig};
 use drover_core::run::{RunId, RunKind};
 use drover_core::secret::Secret;
@@ -463,6 +464,145 @@ async fn promoting_a_fenced_primary_whose_synchronous_standby_is_gone_lets_commi
             db.member("east").await.unwrap(),
             MemberStatus::Primary { writable: true, sync_standbys: None, .. }
         ));
+    })
+    .await;
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1 and `localhost`, as files
+/// in `dir` (the CA) and PEM text (the server's, for the harness to install).
+struct TestPki {
+    ca_file: std::path::PathBuf,
+    server_cert: String,
+    server_key: String,
+}
+
+fn test_ca(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    let cert = params.self_signed(&key).unwrap();
+    let file = dir.join(format!("{name}.pem"));
+    std::fs::write(&file, cert.pem()).unwrap();
+    (file, rcgen::Issuer::new(params, key))
+}
+
+fn test_pki(dir: &std::path::Path) -> TestPki {
+    let (ca_file, issuer) = test_ca(dir, "test-ca");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "east");
+    params.subject_alt_names = vec![
+        rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()),
+        rcgen::SanType::DnsName("localhost".try_into().unwrap()),
+    ];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    TestPki { ca_file, server_cert: cert.pem(), server_key: key.serialize_pem() }
+}
+
+/// Connects through drover's connector and says whether the session is encrypted, or why it failed.
+async fn tls_session(dsn: &str) -> Result<bool, String> {
+    let connector = PgConnector::parse(dsn).map_err(|e| e.to_string())?;
+    let client = connector.connect().await.map_err(|e| {
+        connector.describe_tls(&e).unwrap_or_else(|| match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        })
+    })?;
+    let row = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap();
+    Ok(row.get(0))
+}
+
+#[tokio::test]
+async fn verify_full_connects_over_tls_and_a_plain_connection_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = test_pki(dir.path());
+    let cluster = Cluster::tls_primary(&pki.server_cert, &pki.server_key);
+    let port = cluster.node("east").port;
+    let ca = pki.ca_file.display();
+    guard(async {
+        let base = format!("host=127.0.0.1 port={port} user=drover password={PASSWORD} dbname=postgres");
+        // The host is an IP address: verify-full checks it against the certificate's addresses.
+        assert_eq!(tls_session(&format!("{base} sslmode=verify-full sslrootcert={ca}")).await, Ok(true));
+        let url = format!(
+            "postgresql://drover:{PASSWORD}@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+            pki.ca_file.display().to_string().replace('/', "%2F")
+        );
+        assert_eq!(tls_session(&url).await, Ok(true), "a URL DSN, the host by name");
+        // require without a CA encrypts without identifying the server, as libpq does; so
+        // does the default (prefer) against a server that offers TLS.
+        assert_eq!(tls_session(&format!("{base} sslmode=require")).await, Ok(true));
+        assert_eq!(tls_session(&base).await, Ok(true));
+        // allow starts plain, is refused by pg_hba.conf, and tries TLS.
+        assert_eq!(tls_session(&format!("{base} sslmode=allow")).await, Ok(true));
+
+        let plain = tls_session(&format!("{base} sslmode=disable")).await.unwrap_err();
+        assert!(plain.contains("no encryption"), "the server refuses a plain connection: {plain}");
+
+        // The provider connects the same way.
+        let members = BTreeMap::from([(
+            "east".to_string(),
+            PostgresMemberConfig {
+                dsn: Secret::new(format!("{base} sslmode=verify-full sslrootcert={ca}")),
+                host: None,
+            },
+        )]);
+        let db = PostgresDatabase::new(PostgresConfig::new(members)).unwrap();
+        assert!(matches!(db.member("east").await.unwrap(), MemberStatus::Primary { .. }));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_server_the_ca_did_not_sign_or_a_host_the_certificate_does_not_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = test_pki(dir.path());
+    let (other_ca, _) = test_ca(dir.path(), "other-ca");
+    let cluster = Cluster::tls_primary(&pki.server_cert, &pki.server_key);
+    let port = cluster.node("east").port;
+    guard(async {
+        let base = format!("host=127.0.0.1 port={port} user=drover password={PASSWORD} dbname=postgres");
+        let dsn = format!("{base} sslmode=verify-full sslrootcert={}", other_ca.display());
+        let members =
+            BTreeMap::from([("east".to_string(), PostgresMemberConfig { dsn: Secret::new(dsn), host: None })]);
+        let db = PostgresDatabase::new(PostgresConfig::new(members)).unwrap();
+        let err = db.member("east").await.expect_err("another CA's server is not this database");
+        assert!(!err.retryable(), "trying again cannot fix a certificate: {err}");
+        assert!(
+            err.message
+                .contains(&format!("the server's certificate is not signed by the CA in {}", other_ca.display())),
+            "{err}"
+        );
+        assert!(!err.message.contains(PASSWORD), "{err}");
+        // require with a CA file checks the chain, as libpq does.
+        let require = tls_session(&format!("{base} sslmode=require sslrootcert={}", other_ca.display())).await;
+        assert!(require.unwrap_err().contains("not signed by the CA"));
+
+        // Reached by a name the certificate does not hold: verify-full refuses, verify-ca
+        // (the chain only) connects.
+        let elsewhere = format!(
+            "host=db.elsewhere.test hostaddr=127.0.0.1 port={port} user=drover password={PASSWORD} dbname=postgres \
+             sslrootcert={}",
+            pki.ca_file.display()
+        );
+        let full = tls_session(&format!("{elsewhere} sslmode=verify-full")).await.unwrap_err();
+        assert!(full.contains("not valid for db.elsewhere.test (it is for 127.0.0.1, localhost"), "{full}");
+        assert!(full.contains("verify-ca"), "says what else would do: {full}");
+        assert_eq!(tls_session(&format!("{elsewhere} sslmode=verify-ca")).await, Ok(true));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn require_against_a_server_without_tls_says_so() {
+    let cluster = Cluster::primary();
+    let port = cluster.node("east").port;
+    guard(async {
+        let base = format!("host=127.0.0.1 port={port} user=drover password={PASSWORD} dbname=postgres");
+        let err = tls_session(&format!("{base} sslmode=require")).await.unwrap_err();
+        assert!(err.contains("does not accept TLS"), "{err}");
+        // prefer (the default) falls back to a plain session, as before.
+        assert_eq!(tls_session(&base).await, Ok(false));
     })
     .await;
 }

@@ -118,8 +118,8 @@ struct Ack<'a> {
 
 /// Serves the lab app for `region` on `listen` until SIGTERM or Ctrl-C.
 pub async fn serve(region: String, listen: SocketAddr, dsn: String) -> Result<(), LabError> {
-    let _: tokio_postgres::Config =
-        dsn.parse().map_err(|e| LabError::refused(format!("{region} app: the DSN is not valid: {e}")))?;
+    drover_adapters::pg_connect::PgConnector::parse(&dsn)
+        .map_err(|e| LabError::refused(format!("{region} app: the DSN cannot be used: {e}")))?;
     let app = Arc::new(App {
         region: region.clone(),
         writes: Pool::new(&dsn, WRITE_CONNECTIONS),

@@ -137,6 +137,17 @@ impl LabDir {
     pub fn ca_cert(&self) -> PathBuf {
         self.pki().join("ca.pem")
     }
+    /// A copy of the CA certificate (public, unlike `pki()`) that the postgres OS user can
+    /// read: the lab's DSNs name it as `sslrootcert`, so the standby's streaming and
+    /// drover's pg_rewind and pg_basebackup (run as postgres) verify the primary with it.
+    pub fn shared_ca_cert(&self) -> PathBuf {
+        self.root.join("ca.pem")
+    }
+    /// A region's PostgreSQL server certificate, key and nothing else, owned by postgres
+    /// (outside the data dir: copies of the data dir never carry one region's key into another).
+    pub fn pg_tls_dir(&self, region: &str) -> PathBuf {
+        self.region_dir(region).join("tls")
+    }
     pub fn tsig_key(&self) -> PathBuf {
         self.secrets().join("tsig.key")
     }

@@ -190,10 +190,19 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
     net::create()?;
 
     // Every TLS endpoint's certificate is issued by it below, before anything starts.
-    let _ca = crate::pki::LabCa::create(&lab.pki())?;
+    let ca = crate::pki::LabCa::create(&lab.pki())?;
+    // The CA certificate is public; this copy is the one the postgres OS user can read.
+    sys::write_file(
+        &lab.shared_ca_cert(),
+        &std::fs::read_to_string(ca.cert_file())
+            .map_err(|e| LabError::failed(format!("{}: {e}", ca.cert_file().display())))?,
+    )?;
+    let ca_file = lab.shared_ca_cert();
+    std::fs::set_permissions(&ca_file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(|e| LabError::failed(format!("{}: {e}", ca_file.display())))?;
     let password = sys::random_hex(16)?;
     for r in REGIONS.iter().filter(|r| r.serves()) {
-        sys::write_private(&lab.dsn_file(r.name), &postgres::dsn(r.address, &password))?;
+        sys::write_private(&lab.dsn_file(r.name), &postgres::dsn(r.address, &password, &ca_file))?;
     }
     let tsig = knot::generate_tsig_secret()?;
     sys::write_private(&lab.tsig_key(), &tsig)?;
@@ -210,6 +219,8 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
 
     for r in REGIONS.iter().filter(|r| r.serves()) {
         postgres::prepare_region(lab, r.name, r.address, replication)?;
+        let issued = ca.issue(&format!("postgres-{}", r.name), &[r.address.into()], &[])?;
+        postgres::install_server_cert(lab, r.name, &issued)?;
     }
     let primary = REGIONS.iter().find(|r| r.role == Role::Primary).expect("a primary");
     let standby = REGIONS.iter().find(|r| r.role == Role::Standby).expect("a standby");
@@ -217,7 +228,7 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
 
     spawn_supervisor(lab)?;
 
-    let primary_dsn = postgres::dsn(primary.address, &password);
+    let primary_dsn = postgres::dsn(primary.address, &password, &ca_file);
     let client = postgres::wait_connect(&primary_dsn, READY_GUARD).await.map_err(|e| {
         LabError::failed(format!(
             "{} database did not accept connections: {e}; its log ends:\n{}",
@@ -231,7 +242,7 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
 
     postgres::basebackup(lab, standby.name, primary.address, &password)?;
     supervisor::request(lab, &format!("start postgres-{}", standby.name))?;
-    let standby_dsn = postgres::dsn(standby.address, &password);
+    let standby_dsn = postgres::dsn(standby.address, &password, &ca_file);
     postgres::wait_connect(&standby_dsn, READY_GUARD).await.map_err(|e| {
         LabError::failed(format!(
             "{} database did not accept connections: {e}; its log ends:\n{}",

@@ -2,18 +2,33 @@
 //! made by pg_basebackup, both run as the postgres OS user inside their region.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::NoTls;
+use drover_adapters::pg_connect::PgConnector;
 
 use crate::LabError;
 use crate::layout::{LabDir, PG_BIN_DIR, PG_PORT, PG_SUPERUSER, REGIONS, Role, SUBNET};
 use crate::state::Replication;
 use crate::sys;
 
-/// The libpq URL of a region's database (it holds the password: stored mode 0600).
-pub fn dsn(address: Ipv4Addr, password: &str) -> String {
-    format!("postgresql://{PG_SUPERUSER}:{password}@{address}:{PG_PORT}/postgres")
+/// The libpq URL of a region's database (it holds the password: stored mode 0600), over
+/// TLS that checks the server's certificate against the lab CA and its address.
+pub fn dsn(address: Ipv4Addr, password: &str, ca: &Path) -> String {
+    format!(
+        "postgresql://{PG_SUPERUSER}:{password}@{address}:{PG_PORT}/postgres?sslmode=verify-full&sslrootcert={}",
+        encode(&ca.display().to_string())
+    )
+}
+
+/// Percent-encodes all but RFC 3986's unreserved characters and `/` (a path stays readable).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Settings shared by every member, appended to `postgresql.conf`. The region's own settings
@@ -47,20 +62,47 @@ pub fn region_conf(lab: &LabDir, region: &str, address: Ipv4Addr, replication: R
         }
         _ => String::new(),
     };
+    let tls = lab.pg_tls_dir(region);
     format!(
         "# region settings for {region}, written by drover lab\n\
          listen_addresses = '{address}'\n\
          port = {PG_PORT}\n\
          unix_socket_directories = '{}'\n\
          cluster_name = '{region}'\n\
-         synchronous_standby_names = '{sync_names}'\n",
-        lab.pg_socket_dir(region).display()
+         synchronous_standby_names = '{sync_names}'\n\
+         ssl = on\n\
+         ssl_cert_file = '{}'\n\
+         ssl_key_file = '{}'\n",
+        lab.pg_socket_dir(region).display(),
+        tls.join(SERVER_CERT).display(),
+        tls.join(SERVER_KEY).display(),
     )
 }
 
-/// Client authentication lines appended to `pg_hba.conf`: password (scram) from the lab subnet.
+const SERVER_CERT: &str = "server.pem";
+const SERVER_KEY: &str = "server.key";
+
+/// Client authentication lines appended to `pg_hba.conf`: password (scram) from the lab
+/// subnet, over TLS only — a plain connection finds no line and is refused.
 pub fn hba_lines() -> String {
-    format!("\n# drover lab\nhost all all {SUBNET} scram-sha-256\nhost replication all {SUBNET} scram-sha-256\n")
+    format!(
+        "\n# drover lab: TLS only\nhostssl all all {SUBNET} scram-sha-256\nhostssl replication all {SUBNET} scram-sha-256\n"
+    )
+}
+
+/// Gives a region's PostgreSQL its server certificate (issued by the lab CA for its
+/// address, `issued`): copied where the postgres OS user can read them, the key 0600
+/// as PostgreSQL demands.
+pub fn install_server_cert(lab: &LabDir, region: &str, issued: &crate::pki::Issued) -> Result<(), LabError> {
+    let dir = lab.pg_tls_dir(region);
+    sys::create_dir(&dir, 0o700)?;
+    sys::chown_postgres(&dir)?;
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| LabError::failed(format!("{}: {e}", p.display())));
+    let (cert, key) = (dir.join(SERVER_CERT), dir.join(SERVER_KEY));
+    sys::write_private(&cert, &read(&issued.cert)?)?;
+    sys::write_private(&key, &read(&issued.key)?)?;
+    sys::chown_postgres(&cert)?;
+    sys::chown_postgres(&key)
 }
 
 /// The region's directory (postgres-owned), its socket dir and its region settings.
@@ -119,10 +161,15 @@ fn append(path: &std::path::Path, text: &str) -> Result<(), LabError> {
 
 /// Copies the primary into `region` as a streaming standby (`-R` writes standby.signal and
 /// primary_conninfo with application_name = the region, the name synchronous_standby_names uses).
+/// The standby verifies the primary as drover does (`sslmode=verify-full` against the lab
+/// CA); `-R` keeps both in primary_conninfo.
 pub fn basebackup(lab: &LabDir, region: &str, primary: Ipv4Addr, password: &str) -> Result<(), LabError> {
     let ns = crate::layout::namespace(region);
-    let conninfo =
-        format!("host={primary} port={PG_PORT} user={PG_SUPERUSER} password={password} application_name={region}");
+    let conninfo = format!(
+        "host={primary} port={PG_PORT} user={PG_SUPERUSER} password={password} application_name={region} \
+         sslmode=verify-full sslrootcert='{}'",
+        lab.shared_ca_cert().display()
+    );
     sys::run(
         "ip",
         &[
@@ -149,17 +196,14 @@ pub fn basebackup(lab: &LabDir, region: &str, primary: Ipv4Addr, password: &str)
     .map_err(|e| LabError::failed(e.to_string().replace(password, "<redacted>")))
 }
 
+/// Connects as drover does (the DSN's sslmode and sslrootcert honoured).
 pub async fn connect(dsn: &str, timeout: Duration) -> Result<tokio_postgres::Client, String> {
-    let mut config: tokio_postgres::Config = dsn.parse().map_err(|e| format!("bad DSN: {e}"))?;
-    config.connect_timeout(timeout);
-    let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
+    let mut connector = PgConnector::parse(dsn).map_err(|e| format!("bad DSN: {e}"))?;
+    connector.config_mut().connect_timeout(timeout);
+    tokio::time::timeout(timeout, connector.connect())
         .await
         .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
-        .map_err(|e| describe(&e))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+        .map_err(|e| connector.describe_tls(&e).unwrap_or_else(|| describe(&e)))
 }
 
 /// A tokio-postgres error with the server's message when there is one.
@@ -250,6 +294,21 @@ mod tests {
         let conf = common_conf();
         assert!(conf.contains("wal_log_hints = on"));
         assert!(conf.trim_end().ends_with("include_if_exists = '../region.conf'"));
-        assert!(hba_lines().contains("host replication all 10.200.0.0/24 scram-sha-256"));
+        assert!(hba_lines().contains("hostssl replication all 10.200.0.0/24 scram-sha-256"));
+        assert!(!hba_lines().contains("\nhost "), "nothing in clear over the network");
+    }
+
+    #[test]
+    fn a_region_serves_tls_with_its_own_certificate_and_its_dsn_verifies_it() {
+        let lab = LabDir::new("/tmp/lab");
+        let east = region_conf(&lab, "east", Ipv4Addr::new(10, 200, 0, 11), Replication::Synchronous);
+        assert!(east.contains("ssl = on\n"));
+        assert!(east.contains("ssl_cert_file = '/tmp/lab/east/tls/server.pem'"));
+        assert!(east.contains("ssl_key_file = '/tmp/lab/east/tls/server.key'"));
+        let dsn = dsn(Ipv4Addr::new(10, 200, 0, 11), "pw", Path::new("/tmp/my lab/ca.pem"));
+        assert_eq!(
+            dsn,
+            "postgresql://drover:pw@10.200.0.11:5432/postgres?sslmode=verify-full&sslrootcert=/tmp/my%20lab/ca.pem"
+        );
     }
 }

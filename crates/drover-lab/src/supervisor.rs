@@ -180,6 +180,10 @@ impl Supervisor {
             Kind::Postgres(r) => {
                 let mut cmd = Command::new(format!("{PG_BIN_DIR}/postgres"));
                 cmd.arg("-D").arg(self.lab.pgdata(r.name)).current_dir(self.lab.region_dir(r.name));
+                // The standby's walreceiver (libpq, over TLS) looks for a client certificate
+                // under $HOME; root's home is unreadable to postgres, which libpq counts as an
+                // error, so postgres gets its own, as `runuser -u postgres` would give it.
+                cmd.env("HOME", sys::postgres_home()?);
                 (cmd, self.lab.pg_log(r.name), Some(r), Some(sys::postgres_ids()?))
             }
             Kind::App(r) => {

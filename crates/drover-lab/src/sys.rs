@@ -157,12 +157,21 @@ pub fn chown_postgres(path: &Path) -> Result<(), LabError> {
 }
 
 pub fn postgres_ids() -> Result<(nix::unistd::Uid, nix::unistd::Gid), LabError> {
-    let user = nix::unistd::User::from_name(crate::layout::PG_OS_USER).ok().flatten().ok_or_else(|| {
+    let user = postgres_user()?;
+    Ok((user.uid, user.gid))
+}
+
+/// The postgres OS user's home directory, as `runuser -u postgres` sets `HOME`.
+pub fn postgres_home() -> Result<std::path::PathBuf, LabError> {
+    Ok(postgres_user()?.dir)
+}
+
+fn postgres_user() -> Result<nix::unistd::User, LabError> {
+    nix::unistd::User::from_name(crate::layout::PG_OS_USER).ok().flatten().ok_or_else(|| {
         LabError::refused(
             "there is no 'postgres' OS user; run scripts/setup.sh (Debian package postgresql-15 creates it)",
         )
-    })?;
-    Ok((user.uid, user.gid))
+    })
 }
 
 /// Last `lines` lines of a log file, for error messages.

@@ -53,6 +53,31 @@ fn a_missing_secret_file_is_bad_input() {
     assert_golden("status-missing-secret", &ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")]));
 }
 
+/// A DSN's TLS settings are read before anything connects: an unknown sslmode or a CA
+/// file that is not there is bad input naming the member and the parameter, never the DSN.
+#[test]
+fn a_bad_sslmode_or_sslrootcert_is_bad_input_without_the_dsn() {
+    let dir = plan_dir(PLAN);
+    let west = dir.path().join("west.dsn");
+    std::fs::write(&west, "postgres://drover:hunter2@127.0.0.1:2/postgres?sslmode=verify_full").unwrap();
+    for args in [&["status", "--plan"][..], &["plan", "check", "--live"][..]] {
+        let ran = run(drover().args(args).arg(dir.path().join("plan.yaml")));
+        assert_eq!(ran.code, 2, "{args:?}: {}", ran.stderr);
+        assert!(ran.stderr.contains("west database: sslmode=verify_full is not one of disable, allow, prefer, require, verify-ca, verify-full"), "{}", ran.stderr);
+        assert!(!ran.stderr.contains("hunter2"), "{}", ran.stderr);
+    }
+    let ca = dir.path().join("missing-ca.pem");
+    std::fs::write(
+        &west,
+        format!("host=127.0.0.1 port=2 password=hunter2 sslmode=verify-full sslrootcert={}", ca.display()),
+    )
+    .unwrap();
+    let ran = run(drover().args(["status", "--plan"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains(&format!("west database: sslrootcert: {}: ", ca.display())), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("hunter2"), "{}", ran.stderr);
+}
+
 /// Every address of the plan is a closed local port: status shows each failure, and since
 /// it could read nothing at all it exits 1 rather than pass for a quiet, healthy world.
 #[test]

@@ -126,6 +126,19 @@ fn lab_up_fault_heal_down() {
     let west_dsn = std::fs::read_to_string(format!("{dir}/secrets/west.dsn")).unwrap();
     wait_present_on(west_dsn.trim(), &[424_242]);
 
+    // Everything above went over TLS that checks the lab CA and the address: the lab's
+    // PostgreSQL refuses a plain connection outright.
+    assert!(west_dsn.contains("sslmode=verify-full&sslrootcert="), "the lab DSN verifies the server");
+    let plain = west_dsn.trim().replace("sslmode=verify-full", "sslmode=disable");
+    let plain = drover_adapters::pg_connect::PgConnector::parse(&plain).unwrap();
+    let refused = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(plain.connect())
+        .map(|_| ())
+        .expect_err("a plain connection to a lab database");
+    let refused = refused.as_db_error().map(|db| db.message().to_string()).unwrap_or_else(|| refused.to_string());
+    assert!(refused.contains("no encryption"), "{refused}");
+
     // The probe, through the lab DNS, as a drill runs it.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let samples = rt.block_on(async {

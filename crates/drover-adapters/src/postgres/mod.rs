@@ -11,7 +11,6 @@ mod status;
 
 use crate::errors::{describe_io, io_cause};
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,9 @@ use drover_core::run::{Epoch, RunId};
 use drover_core::secret::Secret;
 use drover_core::world::{Database, HostAccess, MemberStatus, RejoinMethod};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
+
+use crate::pg_connect::PgConnector;
 
 /// How long a connection attempt may take before the member counts as unreachable (the plan's default).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -32,7 +33,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// One region's database member, as the provider needs it.
 #[derive(Clone, Debug)]
 pub struct PostgresMemberConfig {
-    /// libpq-style connection string (`host=.. port=.. user=.. password=..` or a URL).
+    /// libpq-style connection string (`host=.. port=.. user=.. password=..` or a URL), with
+    /// libpq's `sslmode` and `sslrootcert` (see `crate::pg_connect`).
     pub dsn: Secret,
     /// How to reach the member's host for `rejoin` (pg_rewind or a base backup); absent, rejoin is refused.
     pub host: Option<MemberHost>,
@@ -71,7 +73,8 @@ pub struct PostgresDatabase {
 struct Member {
     region: String,
     dsn: Secret,
-    config: Config,
+    /// The parsed DSN and its TLS: every connection to the member goes through it.
+    connector: PgConnector,
     host: Option<MemberHost>,
     connect_timeout: Duration,
 }
@@ -83,16 +86,14 @@ impl std::fmt::Debug for PostgresDatabase {
 }
 
 impl PostgresDatabase {
-    /// Checks every DSN parses; the error names the region, never the DSN.
+    /// Checks every DSN parses and its `sslrootcert` can be read; the error names the
+    /// region and the parameter, never the DSN.
     pub fn new(config: PostgresConfig) -> Result<Self, ProviderError> {
         let mut members = BTreeMap::new();
         for (region, m) in config.members {
-            let mut pg = Config::from_str(m.dsn.expose()).map_err(|_| {
-                ProviderError::permanent(format!(
-                    "{region} database: the connection string does not parse — check its syntax \
-                     (key=value pairs or a postgresql:// URL)"
-                ))
-            })?;
+            let mut connector = PgConnector::parse(m.dsn.expose())
+                .map_err(|e| ProviderError::permanent(format!("{region} database: {e}")))?;
+            let pg = connector.config_mut();
             pg.connect_timeout(config.connect_timeout);
             if pg.get_application_name().is_none() {
                 pg.application_name("drover");
@@ -100,7 +101,7 @@ impl PostgresDatabase {
             let connect_timeout = config.connect_timeout;
             members.insert(
                 region.clone(),
-                Arc::new(Member { region, dsn: m.dsn, config: pg, host: m.host, connect_timeout }),
+                Arc::new(Member { region, dsn: m.dsn, connector, host: m.host, connect_timeout }),
             );
         }
         Ok(PostgresDatabase { members, promote_timeout: config.promote_timeout, synchronous: config.synchronous })
@@ -120,17 +121,15 @@ impl PostgresDatabase {
 impl Member {
     /// Opens a session; the connection task lives until the client is dropped.
     async fn connect(&self) -> Result<Client, PgFailure> {
-        let connecting = self.config.connect(NoTls);
-        let (client, connection) = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return Err(PgFailure::from_error(e, self)),
-            Err(_) => return Err(PgFailure::timeout(self.connect_timeout, "connecting")),
-        };
-        tokio::spawn(async move {
-            // Errors surface on the client's next call; nothing to do here.
-            let _ = connection.await;
-        });
-        Ok(client)
+        match tokio::time::timeout(self.connect_timeout, self.connector.connect()).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(PgFailure::from_error(e, self)),
+            Err(_) => Err(PgFailure::timeout(self.connect_timeout, "connecting")),
+        }
+    }
+
+    fn config(&self) -> &Config {
+        self.connector.config()
     }
 
     /// Awaits one SQL call within `QUERY_TIMEOUT`, mapping its error.
@@ -149,7 +148,7 @@ impl Member {
 
     /// The host part of the DSN, as a standby's `sender_host` would show it.
     fn host_name(&self) -> Option<String> {
-        self.config.get_hosts().first().map(|h| match h {
+        self.config().get_hosts().first().map(|h| match h {
             tokio_postgres::config::Host::Tcp(name) => name.clone(),
             tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
         })
@@ -159,7 +158,7 @@ impl Member {
 /// Replaces the password of `dsn` (and the DSN itself) wherever it occurs in `text`.
 pub(crate) fn redact(text: &str, dsn: &Secret) -> String {
     let mut out = text.replace(dsn.expose(), "<dsn redacted>");
-    if let Ok(config) = Config::from_str(dsn.expose())
+    if let Ok(config) = crate::pg_connect::parse_config(dsn.expose())
         && let Some(password) = config.get_password().and_then(|p| std::str::from_utf8(p).ok())
         && !password.is_empty()
     {
@@ -192,11 +191,13 @@ impl PgFailure {
     fn from_error(e: tokio_postgres::Error, member: &Member) -> Self {
         let retryable = match e.code() {
             Some(code) => is_transient_state(code),
+            // A refused certificate is the DSN's or the server's to fix, not the network's.
+            None if crate::pg_connect::certificate_refused(&e) => false,
             // No SQL state: the network, the connection or a timeout.
             None => true,
         };
         let state = e.code().map(|c| c.code().to_string());
-        let described = describe_error(&e);
+        let described = member.connector.describe_tls(&e).unwrap_or_else(|| describe_error(&e));
         let cause = member.redact(&described);
         // Redaction cannot reach inside the error itself: it is kept only when neither its
         // text nor its debug form shows the DSN or its password.

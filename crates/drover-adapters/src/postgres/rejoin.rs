@@ -280,14 +280,15 @@ fn rewind_impossible(text: &str) -> Option<String> {
 }
 
 /// How the member's host reaches the new primary: a URL without the password (it goes in
-/// `PGPASSWORD`), naming the standby by its region so the primary sees it under that name.
+/// `PGPASSWORD`), naming the standby by its region so the primary sees it under that name,
+/// with the DSN's `sslmode` and `sslrootcert` (a path on the member's host, then).
 struct Source {
     url: String,
 }
 
 impl Source {
     fn of(primary: &Member, standby_region: &str) -> Source {
-        let c = &primary.config;
+        let c = primary.config();
         let ports = c.get_ports();
         let hosts: Vec<String> = c
             .get_hosts()
@@ -308,14 +309,21 @@ impl Source {
             .collect();
         let user = c.get_user().map(|u| format!("{}@", encode(u))).unwrap_or_default();
         let dbname = c.get_dbname().map(encode).unwrap_or_default();
+        // The TLS the DSN asks for holds there too: the rewind, the base backup and the
+        // standby's streaming (primary_conninfo, written from this URL) are no less secret.
+        let tls: String = primary.connector.libpq_params().iter().map(|(k, v)| format!("&{k}={}", encode(v))).collect();
         Source {
-            url: format!("postgresql://{user}{}/{dbname}?application_name={}", hosts.join(","), encode(standby_region)),
+            url: format!(
+                "postgresql://{user}{}/{dbname}?application_name={}{tls}",
+                hosts.join(","),
+                encode(standby_region)
+            ),
         }
     }
 }
 
 fn password_of(m: &Member) -> Option<String> {
-    m.config.get_password().and_then(|p| std::str::from_utf8(p).ok()).map(str::to_string)
+    m.config().get_password().and_then(|p| std::str::from_utf8(p).ok()).map(str::to_string)
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -503,6 +511,7 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pg_connect::PgConnector;
 
     #[test]
     fn pg_rewind_failures_a_base_backup_fixes_are_recognized_in_its_words() {
@@ -524,7 +533,7 @@ mod tests {
         let member = Member {
             region: "west".into(),
             dsn: drover_core::secret::Secret::new(dsn.to_string()),
-            config: dsn.parse().unwrap(),
+            connector: PgConnector::parse(dsn).unwrap(),
             host: None,
             connect_timeout: Duration::from_secs(1),
         };
@@ -533,10 +542,42 @@ mod tests {
         assert!(!source.url.contains("s3cr"));
         assert_eq!(password_of(&member).as_deref(), Some("s3cr:et"));
         let url = "postgresql://app%20user:pw@db1:5433,db2:5434/my%2Fdb";
-        let member = Member { config: url.parse().unwrap(), ..member };
+        let member = Member { connector: PgConnector::parse(url).unwrap(), ..member };
         assert_eq!(
             Source::of(&member, "east").url,
             "postgresql://app%20user@db1:5433,db2:5434/my%2Fdb?application_name=east"
         );
+    }
+
+    #[test]
+    fn the_source_url_keeps_the_tls_the_dsn_asks_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("lab ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&ca, rcgen::CertificateParams::default().self_signed(&key).unwrap().pem()).unwrap();
+        let dsn = format!(
+            "postgresql://drover:s3cret@10.200.0.12:5432/postgres?sslmode=verify-full&sslrootcert={}",
+            encode(&ca.display().to_string())
+        );
+        let member = Member {
+            region: "west".into(),
+            dsn: drover_core::secret::Secret::new(dsn.clone()),
+            connector: PgConnector::parse(&dsn).unwrap(),
+            host: None,
+            connect_timeout: Duration::from_secs(1),
+        };
+        let url = Source::of(&member, "east").url;
+        assert_eq!(
+            url,
+            format!(
+                "postgresql://drover@10.200.0.12:5432/postgres?application_name=east&sslmode=verify-full&sslrootcert={}",
+                encode(&ca.display().to_string())
+            )
+        );
+        assert!(!url.contains("s3cret"));
+        // libpq reads it back to the same CA file (tokio-postgres stands in for it here).
+        let back = PgConnector::parse(&url).unwrap();
+        assert_eq!(back.root_cert(), Some(ca.as_path()));
+        assert_eq!(back.ssl_mode(), crate::pg_connect::SslMode::VerifyFull);
     }
 }

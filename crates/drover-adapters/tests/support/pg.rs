@@ -155,6 +155,33 @@ impl Cluster {
         cluster
     }
 
+    /// One primary, `east`, serving TLS with `cert` and `key` (PEM) and accepting TCP
+    /// connections over TLS only (`hostssl`): a plain one finds no pg_hba.conf line.
+    pub fn tls_primary(cert: &str, key: &str) -> Cluster {
+        let cluster = Cluster::build(None);
+        let east = cluster.node("east");
+        let (cert_file, key_file) = (cluster.dir.path().join("server.pem"), cluster.dir.path().join("server.key"));
+        for (file, text) in [(&cert_file, cert), (&key_file, key)] {
+            std::fs::write(file, text).unwrap();
+            chown(file, Some(uid("postgres")), Some(gid("postgres"))).unwrap();
+            std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        }
+        append(
+            &east.data_dir.join("postgresql.conf"),
+            &format!(
+                "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                cert_file.display(),
+                key_file.display()
+            ),
+        );
+        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n\
+                   hostssl replication all 127.0.0.1/32 scram-sha-256\n";
+        std::fs::write(east.data_dir.join("pg_hba.conf"), hba).unwrap();
+        cluster.stop("east");
+        cluster.start("east");
+        cluster
+    }
+
     fn add_node(&mut self, name: &'static str) -> usize {
         let data_dir = self.dir.path().join(name);
         self.nodes.push(Node { name, port: free_port(), data_dir });
@@ -247,13 +274,8 @@ impl Cluster {
 
     /// A session on a member, as an application would open one.
     pub async fn client(&self, name: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.node(name).dsn(), tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {name}: {e:?}"));
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
+        let connector = drover_adapters::pg_connect::PgConnector::parse(&self.node(name).dsn()).expect("a valid DSN");
+        connector.connect().await.unwrap_or_else(|e| panic!("connect to {name}: {e:?}"))
     }
 
     /// The provider under test, with every member's DSN and host.
