@@ -76,6 +76,7 @@ pub fn two_region_plan() -> Plan {
         backup: None,
         compute: BTreeMap::new(),
         aws: AwsSettings::default(),
+        vantages: Default::default(),
     }
 }
 
