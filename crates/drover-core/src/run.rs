@@ -75,6 +75,10 @@ pub struct RunHeader {
     /// older data than the primary, or lags beyond policy. None for every other run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_loss: Option<String>,
+    /// Who asked for it through the API: the name of the caller's token. None for the
+    /// command line and the autopilot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 impl RunHeader {
@@ -113,7 +117,11 @@ pub enum Record {
         kind: StepKind,
         reason: String,
     },
-    Resumed,
+    /// `by`: the name of the API token that asked (None: the command line, a new leader).
+    Resumed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// The run waits for a person before its first step (policy.require_approval,
     /// or auto_failover off when the autopilot found the primary down).
     AwaitingApproval {
@@ -143,6 +151,9 @@ pub enum Record {
     },
     Aborted {
         reason: String,
+        /// The name of the API token that asked (None: the command line).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
 }
 
@@ -288,6 +299,18 @@ pub struct RunSummary {
     pub steps: Vec<StepView>,
     /// Why the run is paused or was aborted.
     pub reason: Option<String>,
+    /// Who asked for what, oldest first: the API token's name for a start, resume or abort
+    /// through the daemon, and every approval (`cli` from the command line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asked: Vec<Asked>,
+}
+
+/// One request by someone: `action` is start, approve, resume or abort.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Asked {
+    pub action: String,
+    pub by: String,
+    pub at_ms: u64,
 }
 
 impl RunSummary {
@@ -313,6 +336,11 @@ impl RunSummary {
             started_ms: first.at_ms,
             finished_ms: None,
             reason: None,
+            asked: header
+                .requested_by
+                .iter()
+                .map(|by| Asked { action: "start".into(), by: by.clone(), at_ms: first.at_ms })
+                .collect(),
         };
         for entry in rest {
             summary.apply(entry);
@@ -346,7 +374,15 @@ impl RunSummary {
                 self.state = RunState::Paused;
                 self.reason = Some(reason.clone());
             }
-            Record::Resumed | Record::Approved { .. } => {
+            Record::Resumed { by } => {
+                if let Some(by) = by {
+                    self.asked.push(Asked { action: "resume".into(), by: by.clone(), at_ms: at });
+                }
+                self.state = RunState::Running;
+                self.reason = None;
+            }
+            Record::Approved { by } => {
+                self.asked.push(Asked { action: "approve".into(), by: by.clone(), at_ms: at });
                 self.state = RunState::Running;
                 self.reason = None;
             }
@@ -364,7 +400,10 @@ impl RunSummary {
                 self.state = RunState::Completed;
                 self.finished_ms = Some(at);
             }
-            Record::Aborted { reason } => {
+            Record::Aborted { reason, by } => {
+                if let Some(by) = by {
+                    self.asked.push(Asked { action: "abort".into(), by: by.clone(), at_ms: at });
+                }
                 self.state = RunState::Aborted;
                 self.finished_ms = Some(at);
                 self.reason = Some(reason.clone());
@@ -408,7 +447,9 @@ impl RunSummary {
                 })
             }
             Record::EpochRaised { .. } | Record::ScaledFrom { .. } => running("a step records what it found"),
-            Record::Resumed => (state != RunState::Paused).then(|| format!("a {} run cannot resume", state.as_str())),
+            Record::Resumed { .. } => {
+                (state != RunState::Paused).then(|| format!("a {} run cannot resume", state.as_str()))
+            }
             Record::AwaitingApproval { .. } => running("an approval is asked for").or_else(|| {
                 self.steps
                     .iter()

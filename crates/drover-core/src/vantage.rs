@@ -172,6 +172,10 @@ pub trait VantageExchange: Send + Sync {
     fn problems(&self) -> BTreeMap<String, String> {
         BTreeMap::new()
     }
+    /// Reports from others not counted since start, by why (`ReportRules::admit`).
+    fn dropped(&self) -> BTreeMap<Dropped, u64> {
+        BTreeMap::new()
+    }
 }
 
 /// Writable primaries that carry an older epoch than another writable primary:
