@@ -195,7 +195,7 @@ impl Supervisor {
                     .arg("--plan")
                     .arg(self.lab.plan())
                     .arg("--token-file")
-                    .arg(self.lab.api_token());
+                    .arg(self.lab.api_tokens());
                 if self.state.ha {
                     // A short lease: the lab measures how fast a new leader takes over.
                     cmd.args(["--store", &etcd_store_url(), "--lease-ttl", "2"]);
