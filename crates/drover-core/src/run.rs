@@ -474,3 +474,48 @@ impl RunSummary {
         self.steps.iter().position(|s| !s.state.is_done())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, record: Record) -> Entry {
+        Entry { seq, at_ms: 1_000 + seq, record }
+    }
+
+    #[test]
+    fn a_summary_says_who_asked_for_what_and_old_journals_still_read() {
+        let header = RunHeader {
+            id: RunId("r1-x".into()),
+            kind: RunKind::Failover,
+            plan: "shop".into(),
+            from: "east".into(),
+            to: "west".into(),
+            epoch: 1,
+            steps: vec![StepKind::Fence],
+            reason: "test".into(),
+            accepted_loss: None,
+            requested_by: Some("alice".into()),
+        };
+        let entries = [
+            entry(0, Record::Started { header }),
+            entry(1, Record::StepIntent { step: 0, kind: StepKind::Fence }),
+            entry(2, Record::Paused { step: 0, kind: StepKind::Fence, reason: "x".into() }),
+            entry(3, Record::Resumed { by: Some("bob".into()) }),
+            entry(4, Record::Paused { step: 0, kind: StepKind::Fence, reason: "x".into() }),
+            // A resume from the command line (or a new leader) names nobody.
+            entry(5, Record::Resumed { by: None }),
+            entry(6, Record::Aborted { reason: "done".into(), by: Some("carol".into()) }),
+        ];
+        let summary = RunSummary::fold(&entries).unwrap();
+        let asked: Vec<(&str, &str, u64)> =
+            summary.asked.iter().map(|a| (a.action.as_str(), a.by.as_str(), a.at_ms)).collect();
+        assert_eq!(asked, [("start", "alice", 1_000), ("resume", "bob", 1_003), ("abort", "carol", 1_006)]);
+        // Records written before names were recorded read as naming nobody.
+        let old: Record = serde_json::from_str(r#"{"record": "resumed"}"#).unwrap();
+        assert_eq!(old, Record::Resumed { by: None });
+        let old: Record = serde_json::from_str(r#"{"record": "aborted", "reason": "r"}"#).unwrap();
+        assert_eq!(old, Record::Aborted { reason: "r".into(), by: None });
+        assert_eq!(serde_json::to_string(&Record::Resumed { by: None }).unwrap(), r#"{"record":"resumed"}"#);
+    }
+}

@@ -86,9 +86,14 @@ fn a_blackout_of_the_primary_region_makes_the_daemons_fail_over_on_their_own() {
         "drover_region_verdict{region=\"east\",verdict=\"down\"} 1",
         "drover_vantage_fresh{vantage=\"east\"} 0",
         "drover_database_role{region=\"west\",role=\"primary\"} 1",
+        // The quorum was made of reports signed with the lab's peer key: none was refused.
+        "drover_vantage_reports_dropped_total{reason=\"unsigned\"} 0",
+        "drover_vantage_reports_dropped_total{reason=\"bad_signature\"} 0",
     ] {
         assert!(metrics.contains(series), "west /metrics lacks {series}:\n{metrics}");
     }
+    let own: Value = get(&lab, DAEMONS[1].1, "/api/v1/vantage").unwrap().json().unwrap();
+    assert_eq!(own["signature"].as_str().map(str::len), Some(64), "west's report is signed: {own}");
 
     // East comes back still believing it is primary at the old epoch: the daemons fence it.
     let heal = lab_cmd(&lab, &["lab", "heal", "east"]);
