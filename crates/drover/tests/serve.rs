@@ -902,3 +902,18 @@ fn a_bad_token_file_is_refused_naming_its_line_and_never_a_token() {
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(ran.stderr.contains("--open-reads: --listen 0.0.0.0:0 is not a loopback address"), "{}", ran.stderr);
 }
+
+#[test]
+fn serve_help_teaches_the_token_file_and_open_reads() {
+    let ran = run(drover().args(["serve", "--help"]));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let help = ran.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for said in [
+        "one `NAME ROLE TOKEN` a line",
+        "operator (reads; starts, approves, resumes, aborts runs, recorded under NAME), reader (reads), peer (reads: another daemon)",
+        "--open-reads",
+        "Loopback only",
+    ] {
+        assert!(help.contains(said), "serve --help lacks {said:?}:\n{}", ran.stdout);
+    }
+}
