@@ -71,8 +71,16 @@ fn a_blackout_of_the_primary_region_makes_the_daemons_fail_over_on_their_own() {
     // The run is in the journal of the acting vantage, west, and says why it started.
     let run_id = r["run_id"].as_str().unwrap();
     let runs = runs_on(&lab, DAEMONS[1].1);
-    let run =
-        runs.iter().find(|x| x["header"]["id"] == run_id).unwrap_or_else(|| panic!("{run_id} not on west: {runs:?}"));
+    let run = runs.iter().find(|x| x["header"]["id"] == run_id).unwrap_or_else(|| {
+        let answers: Vec<String> = DAEMONS
+            .iter()
+            .map(|(name, base)| {
+                let answer = get(&lab, base, "/api/v1/runs").map(|r| (r.status(), r.text().unwrap_or_default()));
+                format!("{name}: {answer:?}")
+            })
+            .collect();
+        panic!("{run_id} not on west: {runs:?}\n{}", answers.join("\n"))
+    });
     let reason = run["header"]["reason"].as_str().unwrap();
     assert!(reason.contains("east is down to 2 of 2 vantages"), "{reason}");
     assert!(runs_on(&lab, DAEMONS[2].1).is_empty(), "the witness must not start a run of its own");
