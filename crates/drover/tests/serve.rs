@@ -917,3 +917,22 @@ fn serve_help_teaches_the_token_file_and_open_reads() {
         assert!(help.contains(said), "serve --help lacks {said:?}:\n{}", ran.stdout);
     }
 }
+
+/// A daemon shows its peers its own `peer` token; a peer whose file lacks it refuses the
+/// reads, and the daemon says which entry to add.
+#[test]
+fn a_peer_that_does_not_know_this_daemons_token_is_shown_as_its_problem() {
+    let west = start_in(plan_dir(PLAN), "west", &format!("alice operator {TOKEN}\nwest peer {PEER}\n"), &[]);
+    let tokens = format!("alice operator {TOKEN}\neast peer east-token-0123456789abcdef\n");
+    let east = start_in(plan_dir(PLAN), "east", &tokens, &["--peer", &format!("west={}", west.base)]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let regions: Value = client().get(format!("{}/api/v1/regions", east.base)).send().unwrap().json().unwrap();
+        let problem = regions["peer_errors"][&west.base].as_str().unwrap_or_default().to_string();
+        if problem.contains("the peer does not accept this daemon's token (the `peer` entry named 'east'") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "west's refusal never shown: {regions:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

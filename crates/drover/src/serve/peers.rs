@@ -67,8 +67,15 @@ impl HttpPeers {
         loop {
             let fetched = async {
                 let response = self.http.get(&url).send().await.map_err(|e| e.without_url().to_string())?;
-                if !response.status().is_success() {
-                    return Err(format!("HTTP {}", response.status()));
+                let status = response.status();
+                if status == reqwest::StatusCode::UNAUTHORIZED {
+                    // The usual cause when rolling out named tokens: say which entry is sent.
+                    return Err(format!(
+                        "HTTP {status}: the peer does not accept this daemon's token (the `peer` entry named '{vantage}' in --token-file, which every daemon's file must hold)"
+                    ));
+                }
+                if !status.is_success() {
+                    return Err(format!("HTTP {status}"));
                 }
                 response.json::<VantageReport>().await.map_err(|e| e.without_url().to_string())
             }
