@@ -75,6 +75,10 @@ pub struct RunHeader {
     /// older data than the primary, or lags beyond policy. None for every other run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_loss: Option<String>,
+    /// Who asked for it through the API: the name of the caller's token. None for the
+    /// command line and the autopilot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 impl RunHeader {
@@ -113,7 +117,11 @@ pub enum Record {
         kind: StepKind,
         reason: String,
     },
-    Resumed,
+    /// `by`: the name of the API token that asked (None: the command line, a new leader).
+    Resumed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// The run waits for a person before its first step (policy.require_approval,
     /// or auto_failover off when the autopilot found the primary down).
     AwaitingApproval {
@@ -143,6 +151,9 @@ pub enum Record {
     },
     Aborted {
         reason: String,
+        /// The name of the API token that asked (None: the command line).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
 }
 
@@ -288,6 +299,18 @@ pub struct RunSummary {
     pub steps: Vec<StepView>,
     /// Why the run is paused or was aborted.
     pub reason: Option<String>,
+    /// Who asked for what, oldest first: the API token's name for a start, resume or abort
+    /// through the daemon, and every approval (`cli` from the command line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asked: Vec<Asked>,
+}
+
+/// One request by someone: `action` is start, approve, resume or abort.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Asked {
+    pub action: String,
+    pub by: String,
+    pub at_ms: u64,
 }
 
 impl RunSummary {
@@ -313,6 +336,11 @@ impl RunSummary {
             started_ms: first.at_ms,
             finished_ms: None,
             reason: None,
+            asked: header
+                .requested_by
+                .iter()
+                .map(|by| Asked { action: "start".into(), by: by.clone(), at_ms: first.at_ms })
+                .collect(),
         };
         for entry in rest {
             summary.apply(entry);
@@ -346,7 +374,15 @@ impl RunSummary {
                 self.state = RunState::Paused;
                 self.reason = Some(reason.clone());
             }
-            Record::Resumed | Record::Approved { .. } => {
+            Record::Resumed { by } => {
+                if let Some(by) = by {
+                    self.asked.push(Asked { action: "resume".into(), by: by.clone(), at_ms: at });
+                }
+                self.state = RunState::Running;
+                self.reason = None;
+            }
+            Record::Approved { by } => {
+                self.asked.push(Asked { action: "approve".into(), by: by.clone(), at_ms: at });
                 self.state = RunState::Running;
                 self.reason = None;
             }
@@ -364,7 +400,10 @@ impl RunSummary {
                 self.state = RunState::Completed;
                 self.finished_ms = Some(at);
             }
-            Record::Aborted { reason } => {
+            Record::Aborted { reason, by } => {
+                if let Some(by) = by {
+                    self.asked.push(Asked { action: "abort".into(), by: by.clone(), at_ms: at });
+                }
                 self.state = RunState::Aborted;
                 self.finished_ms = Some(at);
                 self.reason = Some(reason.clone());
@@ -408,7 +447,9 @@ impl RunSummary {
                 })
             }
             Record::EpochRaised { .. } | Record::ScaledFrom { .. } => running("a step records what it found"),
-            Record::Resumed => (state != RunState::Paused).then(|| format!("a {} run cannot resume", state.as_str())),
+            Record::Resumed { .. } => {
+                (state != RunState::Paused).then(|| format!("a {} run cannot resume", state.as_str()))
+            }
             Record::AwaitingApproval { .. } => running("an approval is asked for").or_else(|| {
                 self.steps
                     .iter()
@@ -431,5 +472,50 @@ impl RunSummary {
     /// The first step not yet done, where a resume continues.
     pub fn next_step(&self) -> Option<usize> {
         self.steps.iter().position(|s| !s.state.is_done())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, record: Record) -> Entry {
+        Entry { seq, at_ms: 1_000 + seq, record }
+    }
+
+    #[test]
+    fn a_summary_says_who_asked_for_what_and_old_journals_still_read() {
+        let header = RunHeader {
+            id: RunId("r1-x".into()),
+            kind: RunKind::Failover,
+            plan: "shop".into(),
+            from: "east".into(),
+            to: "west".into(),
+            epoch: 1,
+            steps: vec![StepKind::Fence],
+            reason: "test".into(),
+            accepted_loss: None,
+            requested_by: Some("alice".into()),
+        };
+        let entries = [
+            entry(0, Record::Started { header }),
+            entry(1, Record::StepIntent { step: 0, kind: StepKind::Fence }),
+            entry(2, Record::Paused { step: 0, kind: StepKind::Fence, reason: "x".into() }),
+            entry(3, Record::Resumed { by: Some("bob".into()) }),
+            entry(4, Record::Paused { step: 0, kind: StepKind::Fence, reason: "x".into() }),
+            // A resume from the command line (or a new leader) names nobody.
+            entry(5, Record::Resumed { by: None }),
+            entry(6, Record::Aborted { reason: "done".into(), by: Some("carol".into()) }),
+        ];
+        let summary = RunSummary::fold(&entries).unwrap();
+        let asked: Vec<(&str, &str, u64)> =
+            summary.asked.iter().map(|a| (a.action.as_str(), a.by.as_str(), a.at_ms)).collect();
+        assert_eq!(asked, [("start", "alice", 1_000), ("resume", "bob", 1_003), ("abort", "carol", 1_006)]);
+        // Records written before names were recorded read as naming nobody.
+        let old: Record = serde_json::from_str(r#"{"record": "resumed"}"#).unwrap();
+        assert_eq!(old, Record::Resumed { by: None });
+        let old: Record = serde_json::from_str(r#"{"record": "aborted", "reason": "r"}"#).unwrap();
+        assert_eq!(old, Record::Aborted { reason: "r".into(), by: None });
+        assert_eq!(serde_json::to_string(&Record::Resumed { by: None }).unwrap(), r#"{"record":"resumed"}"#);
     }
 }

@@ -133,6 +133,17 @@ impl Engine<'_> {
     /// a fence is lifted only while the target is not a writable primary. An undo that
     /// fails leaves the run as it was (still active), so it can be tried again.
     pub async fn abort(&self, id: &RunId, reason: &str, undo: bool) -> Result<RunSummary, EngineError> {
+        self.abort_as(id, reason, undo, None).await
+    }
+
+    /// `abort`, recording who asked (`by`: an API token's name).
+    pub async fn abort_as(
+        &self,
+        id: &RunId,
+        reason: &str,
+        undo: bool,
+        by: Option<&str>,
+    ) -> Result<RunSummary, EngineError> {
         let summary = self.journal.summary(id).await?;
         if !summary.state.is_active() {
             return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
@@ -156,7 +167,7 @@ impl Engine<'_> {
                 self.record(id, Record::Undone { step: u.step, kind: u.kind.clone(), detail }).await?;
             }
         }
-        self.record(id, Record::Aborted { reason: reason.into() }).await?;
+        self.record(id, Record::Aborted { reason: reason.into(), by: by.map(str::to_owned) }).await?;
         Ok(self.journal.summary(id).await?)
     }
 }

@@ -29,6 +29,10 @@ pub struct VantageReport {
     pub expires_ms: u64,
     /// Service region -> view. Witnesses are not judged.
     pub regions: BTreeMap<String, RegionView>,
+    /// HMAC-SHA256 (hex) over the rest with the plan's peer key (`ReportRules::seal`);
+    /// absent when the plan sets no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl VantageReport {
@@ -62,7 +66,7 @@ impl VantageReport {
                 (region.to_string(), view)
             })
             .collect();
-        VantageReport { vantage: vantage.into(), at_ms, expires_ms: at_ms + ttl_ms, regions }
+        VantageReport { vantage: vantage.into(), at_ms, expires_ms: at_ms + ttl_ms, regions, signature: None }
     }
 
     pub fn is_fresh(&self, now_ms: u64) -> bool {
@@ -168,6 +172,10 @@ pub trait VantageExchange: Send + Sync {
     fn problems(&self) -> BTreeMap<String, String> {
         BTreeMap::new()
     }
+    /// Reports from others not counted since start, by why (`ReportRules::admit`).
+    fn dropped(&self) -> BTreeMap<Dropped, u64> {
+        BTreeMap::new()
+    }
 }
 
 /// Writable primaries that carry an older epoch than another writable primary:
@@ -179,4 +187,286 @@ pub fn stale_primaries(members: &BTreeMap<String, crate::world::MemberStatus>) -
         crate::world::writable_primaries(members).into_iter().map(|(r, e)| (r, e.unwrap_or(0))).collect();
     let Some(newest) = writable.iter().map(|(_, e)| *e).max() else { return Vec::new() };
     writable.into_iter().filter(|(_, e)| *e < newest).map(|(r, e)| (r.to_string(), e, newest)).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Which reports count: named as the peer they came from, listed in the plan, and, when
+// the plan sets a peer key, signed with it recently.
+
+/// The shared peer key (and, during a rotation, the one before it), as bytes.
+/// Debug never prints them.
+#[derive(Clone)]
+pub struct PeerKeys {
+    current: Vec<u8>,
+    previous: Option<Vec<u8>>,
+}
+
+impl PeerKeys {
+    pub fn new(current: impl Into<Vec<u8>>, previous: Option<Vec<u8>>) -> PeerKeys {
+        PeerKeys { current: current.into(), previous }
+    }
+}
+
+impl std::fmt::Debug for PeerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerKeys(<redacted>)")
+    }
+}
+
+/// Why a report was not counted. Each is a label of `drover_vantage_reports_dropped_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dropped {
+    /// It names another vantage than the one it came from (the peer's given name, the etcd key).
+    WrongName,
+    /// Its vantage is not in the plan's `vantages.names`.
+    UnknownName,
+    /// The plan sets a peer key and the report carries no signature.
+    Unsigned,
+    /// The signature is not the peer key's over this report.
+    BadSignature,
+    /// Signed longer ago than a report's time to live, on this clock: a replay (or a clock far behind).
+    Stale,
+    /// Signed later than a report's time to live from now, on this clock: a clock far ahead.
+    Future,
+    /// Not a report at all (etcd only: the value is not one).
+    Unreadable,
+}
+
+impl Dropped {
+    pub const ALL: [Dropped; 7] = [
+        Dropped::WrongName,
+        Dropped::UnknownName,
+        Dropped::Unsigned,
+        Dropped::BadSignature,
+        Dropped::Stale,
+        Dropped::Future,
+        Dropped::Unreadable,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Dropped::WrongName => "wrong_name",
+            Dropped::UnknownName => "unknown_name",
+            Dropped::Unsigned => "unsigned",
+            Dropped::BadSignature => "bad_signature",
+            Dropped::Stale => "stale",
+            Dropped::Future => "future",
+            Dropped::Unreadable => "unreadable",
+        }
+    }
+
+    /// For people: what was wrong with the report of the vantage expected as `name`, and
+    /// what to check. `said`: the name the report gave itself.
+    pub fn explain(self, name: &str, said: &str) -> String {
+        let said: String = said.chars().take(64).collect();
+        match self {
+            Dropped::WrongName => format!("answered as vantage '{said}', not '{name}': its report is not counted"),
+            Dropped::UnknownName => {
+                format!("vantage '{name}' is not in the plan's vantages.names: its report is not counted")
+            }
+            Dropped::Unsigned => format!(
+                "the report of '{name}' is not signed, and the plan sets vantages.key: not counted (give that daemon the plan with the key)"
+            ),
+            Dropped::BadSignature => format!(
+                "the report of '{name}' is not signed with the plan's peer key: not counted (check that every daemon has the same vantages.key)"
+            ),
+            Dropped::Stale => format!(
+                "the report of '{name}' was signed more than a report's time to live ago on this clock: a replay, or clocks apart; not counted"
+            ),
+            Dropped::Future => format!(
+                "the report of '{name}' was signed more than a report's time to live from now on this clock: clocks apart; not counted"
+            ),
+            Dropped::Unreadable => format!("the value under '{name}' is not a vantage report: not counted"),
+        }
+    }
+}
+
+/// What a receiver checks on every report from another vantage, and how this vantage signs its own.
+#[derive(Clone, Debug)]
+pub struct ReportRules {
+    /// The plan's name, part of what is signed: a report for one plan never counts for another.
+    pub plan: String,
+    /// The plan's `vantages.names`; empty: any name.
+    pub names: Vec<String>,
+    /// None: reports are neither signed nor checked for a signature.
+    pub keys: Option<PeerKeys>,
+    /// How long a report is trusted after it was signed, or received when unsigned.
+    pub ttl_ms: u64,
+}
+
+impl ReportRules {
+    /// The rules of `plan`, with its key bytes (read by the caller from `vantages.key`).
+    pub fn new(plan: &Plan, keys: Option<PeerKeys>) -> ReportRules {
+        ReportRules { plan: plan.name.clone(), names: plan.vantages.names.clone(), keys, ttl_ms: report_ttl_ms(plan) }
+    }
+
+    /// Whether the plan lets vantage `name` vote.
+    pub fn listed(&self, name: &str) -> bool {
+        self.names.is_empty() || self.names.iter().any(|n| n == name)
+    }
+
+    /// Signs `report` with the current key (nothing without one).
+    pub fn seal(&self, report: &mut VantageReport) {
+        report.signature = None;
+        if let Some(keys) = &self.keys {
+            let tag = ring::hmac::sign(&hmac_key(&keys.current), &self.signed_bytes(report));
+            report.signature = Some(hex(tag.as_ref()));
+        }
+    }
+
+    /// `report`, received from the vantage known as `name` at `now_ms` on this clock, if it
+    /// counts; its expiry is cut to at most one time to live after it was signed (or
+    /// received, unsigned), whatever it claims.
+    pub fn admit(&self, mut report: VantageReport, name: &str, now_ms: u64) -> Result<VantageReport, Dropped> {
+        if report.vantage != name {
+            return Err(Dropped::WrongName);
+        }
+        if !self.listed(name) {
+            return Err(Dropped::UnknownName);
+        }
+        let mut trusted_until = now_ms.saturating_add(self.ttl_ms);
+        if let Some(keys) = &self.keys {
+            let Some(signature) = report.signature.as_deref().and_then(unhex) else {
+                return Err(if report.signature.is_none() { Dropped::Unsigned } else { Dropped::BadSignature });
+            };
+            let message = self.signed_bytes(&report);
+            let verifies = |key: &[u8]| ring::hmac::verify(&hmac_key(key), &message, &signature).is_ok();
+            if !(verifies(&keys.current) || keys.previous.as_deref().is_some_and(verifies)) {
+                return Err(Dropped::BadSignature);
+            }
+            // The signed time is the one a replay cannot change.
+            if report.at_ms.saturating_add(self.ttl_ms) <= now_ms {
+                return Err(Dropped::Stale);
+            }
+            if report.at_ms > now_ms.saturating_add(self.ttl_ms) {
+                return Err(Dropped::Future);
+            }
+            trusted_until = trusted_until.min(report.at_ms.saturating_add(self.ttl_ms));
+        }
+        report.expires_ms = report.expires_ms.min(trusted_until);
+        Ok(report)
+    }
+
+    /// What is signed: a fixed label, the plan's name, and the report's JSON without its
+    /// signature (fields in declared order, maps sorted by key: the same bytes on every side).
+    fn signed_bytes(&self, report: &VantageReport) -> Vec<u8> {
+        let unsigned = VantageReport { signature: None, ..report.clone() };
+        let mut bytes = format!("drover vantage report v1\n{}\n", self.plan).into_bytes();
+        bytes.extend(serde_json::to_vec(&unsigned).expect("a report is always JSON"));
+        bytes
+    }
+}
+
+fn hmac_key(bytes: &[u8]) -> ring::hmac::Key {
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const TTL: u64 = 3_000;
+
+    fn rules(keys: Option<PeerKeys>, names: &[&str]) -> ReportRules {
+        ReportRules { plan: "shop".into(), names: names.iter().map(|n| n.to_string()).collect(), keys, ttl_ms: TTL }
+    }
+
+    fn report(vantage: &str, at_ms: u64) -> VantageReport {
+        let view = RegionView { checks: BTreeMap::new(), down: true, up: false };
+        VantageReport {
+            vantage: vantage.into(),
+            at_ms,
+            expires_ms: u64::MAX,
+            regions: [("east".to_string(), view)].into(),
+            signature: None,
+        }
+    }
+
+    fn signed(rules: &ReportRules, vantage: &str, at_ms: u64) -> VantageReport {
+        let mut r = report(vantage, at_ms);
+        rules.seal(&mut r);
+        r
+    }
+
+    #[test]
+    fn a_report_signed_with_the_key_counts_for_one_ttl_after_it_was_signed() {
+        let rules = rules(Some(PeerKeys::new(KEY, None)), &[]);
+        let admitted = rules.admit(signed(&rules, "west", 10_000), "west", 10_500).unwrap();
+        // Trusted until signed + TTL, not the u64::MAX it claims.
+        assert_eq!(admitted.expires_ms, 13_000);
+        assert!(admitted.is_fresh(12_999) && !admitted.is_fresh(13_000));
+    }
+
+    #[test]
+    fn a_report_without_the_right_signature_does_not_count() {
+        let rules = rules(Some(PeerKeys::new(KEY, None)), &[]);
+        assert_eq!(rules.admit(report("west", 10_000), "west", 10_000), Err(Dropped::Unsigned));
+        let other = self::rules(Some(PeerKeys::new(b"another key, just as long, but not ours".to_vec(), None)), &[]);
+        assert_eq!(rules.admit(signed(&other, "west", 10_000), "west", 10_000), Err(Dropped::BadSignature));
+        // Any change to what was signed breaks it: the name, the time, a view.
+        let mut renamed = signed(&rules, "west", 10_000);
+        renamed.vantage = "aaa".into();
+        assert_eq!(rules.admit(renamed, "aaa", 10_000), Err(Dropped::BadSignature));
+        let mut later = signed(&rules, "west", 10_000);
+        later.at_ms = 20_000;
+        assert_eq!(rules.admit(later, "west", 20_000), Err(Dropped::BadSignature));
+        let mut flipped = signed(&rules, "west", 10_000);
+        flipped.regions.get_mut("east").unwrap().down = false;
+        assert_eq!(rules.admit(flipped, "west", 10_000), Err(Dropped::BadSignature));
+        let mut garbage = signed(&rules, "west", 10_000);
+        garbage.signature = Some("zz".into());
+        assert_eq!(rules.admit(garbage, "west", 10_000), Err(Dropped::BadSignature));
+        // Signed for another plan with the same key.
+        let other_plan = ReportRules { plan: "other".into(), ..rules.clone() };
+        assert_eq!(rules.admit(signed(&other_plan, "west", 10_000), "west", 10_000), Err(Dropped::BadSignature));
+    }
+
+    #[test]
+    fn an_old_signed_report_replayed_does_not_count_nor_one_from_far_ahead() {
+        let rules = rules(Some(PeerKeys::new(KEY, None)), &[]);
+        let old = signed(&rules, "west", 10_000);
+        assert!(rules.admit(old.clone(), "west", 12_999).is_ok());
+        assert_eq!(rules.admit(old, "west", 13_000), Err(Dropped::Stale));
+        assert_eq!(rules.admit(signed(&rules, "west", 20_000), "west", 16_999), Err(Dropped::Future));
+    }
+
+    #[test]
+    fn a_report_counts_only_under_the_name_it_came_from_and_one_the_plan_lists() {
+        let rules = rules(Some(PeerKeys::new(KEY, None)), &["east", "west"]);
+        assert_eq!(rules.admit(signed(&rules, "west", 10_000), "east", 10_000), Err(Dropped::WrongName));
+        assert_eq!(rules.admit(signed(&rules, "witness", 10_000), "witness", 10_000), Err(Dropped::UnknownName));
+        assert!(rules.admit(signed(&rules, "west", 10_000), "west", 10_000).is_ok());
+    }
+
+    #[test]
+    fn during_a_rotation_the_previous_key_is_accepted_and_the_new_one_signs() {
+        let old = rules(Some(PeerKeys::new(b"the old key, thirty-two bytes long!".to_vec(), None)), &[]);
+        let rotating = rules(Some(PeerKeys::new(KEY, Some(b"the old key, thirty-two bytes long!".to_vec()))), &[]);
+        let new = rules(Some(PeerKeys::new(KEY, None)), &[]);
+        // A daemon still on the old key is heard by one rotating; one rotating is heard by both.
+        assert!(rotating.admit(signed(&old, "west", 10_000), "west", 10_000).is_ok());
+        assert!(new.admit(signed(&rotating, "west", 10_000), "west", 10_000).is_ok());
+        assert_eq!(new.admit(signed(&old, "west", 10_000), "west", 10_000), Err(Dropped::BadSignature));
+    }
+
+    #[test]
+    fn without_a_key_a_report_is_unsigned_and_trusted_one_ttl_after_it_arrived() {
+        let rules = rules(None, &[]);
+        let r = signed(&rules, "west", 0);
+        assert_eq!(r.signature, None);
+        assert_eq!(rules.admit(r, "west", 50_000).unwrap().expires_ms, 53_000);
+        assert_eq!(format!("{:?}", PeerKeys::new(KEY, None)), "PeerKeys(<redacted>)");
+    }
 }

@@ -37,6 +37,9 @@ fn secrets() -> MapSecrets {
         (SecretRef::File("/etc/drover/pd-key".into()), "pd-routing-key-s3cret"),
         (SecretRef::Env("OPS_TOKEN".into()), "Bearer ops-s3cret"),
         (SecretRef::File("/etc/drover/hooks-url".into()), "https://ops.example.com/hooks?token=s3cret"),
+        (SecretRef::File("/etc/drover/peer.key".into()), "peer-key-s3cret-0123456789abcdef0123456789"),
+        (SecretRef::Env("OLD_PEER_KEY".into()), "old-peer-key-s3cret-0123456789abcdef012345"),
+        (SecretRef::Env("SHORT_PEER_KEY".into()), "short-s3cret"),
     ])
 }
 

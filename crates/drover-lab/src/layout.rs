@@ -172,9 +172,18 @@ impl LabDir {
     pub fn app_log(&self, region: &str) -> PathBuf {
         self.root.join(format!("app-{region}.log"))
     }
-    /// The bearer token the lab's daemons share and the drill reads them with.
+    /// The operator's bearer token, alone in its file: the drill, the tests and
+    /// `--server` commands read the lab's daemons with it.
     pub fn api_token(&self) -> PathBuf {
         self.secrets().join("api-token")
+    }
+    /// The daemons' `--token-file`: the operator's token and one `peer` token per daemon.
+    pub fn api_tokens(&self) -> PathBuf {
+        self.secrets().join("api-tokens")
+    }
+    /// The plan's peer key (`vantages.key_file`): every daemon signs its reports with it.
+    pub fn peer_key(&self) -> PathBuf {
+        self.secrets().join("peer.key")
     }
     /// A region's daemon: its journal (state dir) and its log.
     pub fn serve_state(&self, region: &str) -> PathBuf {

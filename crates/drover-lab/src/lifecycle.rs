@@ -207,11 +207,21 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
     let tsig = knot::generate_tsig_secret()?;
     sys::write_private(&lab.tsig_key(), &tsig)?;
     knot::prepare(lab, &tsig)?;
+    // Read by the plan (vantages.key_file), so written before it.
+    sys::write_private(&lab.peer_key(), &sys::random_hex(32)?)?;
     sys::write_file(&lab.plan(), &plan_file::plan_yaml(lab, replication, daemons))?;
     if daemons {
-        sys::write_private(&lab.api_token(), &sys::random_hex(24)?)?;
+        // The operator's token alone for the drill and tests; the daemons' file names it
+        // `operator` beside one peer token per daemon, which each shows its peers.
+        let operator = sys::random_hex(24)?;
+        let mut tokens = format!("# Written by 'drover lab up': NAME ROLE TOKEN\noperator operator {operator}\n");
+        for r in crate::layout::REGIONS {
+            tokens.push_str(&format!("{} peer {}\n", r.name, sys::random_hex(24)?));
+        }
+        sys::write_private(&lab.api_token(), &operator)?;
+        sys::write_private(&lab.api_tokens(), &tokens)?;
         for r in &REGIONS {
-            let issued = _ca.issue(&format!("serve-{}", r.name), &[r.address.into()], &[])?;
+            let issued = ca.issue(&format!("serve-{}", r.name), &[r.address.into()], &[])?;
             debug_assert_eq!(issued.cert, lab.serve_cert(r.name).cert);
         }
     }

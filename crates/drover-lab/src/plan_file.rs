@@ -36,8 +36,11 @@ pub fn plan_yaml(dir: &LabDir, replication: Replication, daemons: bool) -> Strin
          checks:\n\
          \x20 api: {{ http: \"http://{{target}}:8080/healthz\", interval: 1s, timeout: 500ms, failure_threshold: 3, success_threshold: 2 }}\n\
          \x20 db:  {{ postgres: member, interval: 1s, timeout: 500ms, failure_threshold: 3, success_threshold: 2 }}\n\
-         {policy}",
+         {policy}\
+         # Only the three daemons vote, and only with reports signed with the lab's peer key.\n\
+         vantages: {{ names: [east, west, witness], key_file: {peer_key} }}\n",
         root = dir.root().display(),
+        peer_key = dir.peer_key().display(),
         east = member("east"),
         west = member("west"),
         tsig = dir.tsig_key().display(),
@@ -53,7 +56,8 @@ mod tests {
     struct AnySecret;
     impl SecretSource for AnySecret {
         fn resolve(&self, _: &SecretRef) -> Result<Secret, String> {
-            Ok(Secret::new("c2VjcmV0"))
+            // Long enough for the peer key, which must be at least 32 bytes.
+            Ok(Secret::new("c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"))
         }
     }
 
@@ -77,6 +81,7 @@ mod tests {
             "      host: { exec: [ip, netns, exec, drover-west, runuser, -u, postgres, --], data_dir: /srv/lab/west/pgdata, bin_dir: /usr/lib/postgresql/15/bin }\n"
         ));
         assert!(text.contains("secret_file: /srv/lab/secrets/tsig.key }"));
+        assert!(text.contains("vantages: { names: [east, west, witness], key_file: /srv/lab/secrets/peer.key }\n"));
         let async_text = plan_yaml(&LabDir::new("/srv/lab"), Replication::Asynchronous, true);
         assert!(async_text.contains("policy: { auto_failover: true, quorum: 2,"), "{async_text}");
         assert!(text.contains("policy: { quorum: 1,"), "{text}");

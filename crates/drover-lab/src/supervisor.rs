@@ -199,7 +199,7 @@ impl Supervisor {
                     .arg("--plan")
                     .arg(self.lab.plan())
                     .arg("--token-file")
-                    .arg(self.lab.api_token());
+                    .arg(self.lab.api_tokens());
                 // The API over TLS from the lab CA, which the daemons also trust for their peers.
                 let tls = self.lab.serve_cert(r.name);
                 cmd.arg("--tls-cert").arg(&tls.cert).arg("--tls-key").arg(&tls.key);

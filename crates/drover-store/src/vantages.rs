@@ -2,6 +2,11 @@
 //! under `<prefix>/vantages/<name>` attached to a lease of its own. A vantage
 //! that dies, or loses etcd, stops renewing, and etcd deletes its view when the
 //! lease runs out — besides the report's own expiry, which `verdicts` checks.
+//!
+//! Anyone who can write to etcd can put a report under any key: on read, a report counts
+//! only under the key its vantage owns, by the plan's rules (listed names, the peer key's
+//! signature, signed within one time to live: `ReportRules::admit`). Every report dropped
+//! is counted by why, and shown as a problem under its key's name.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use drover_core::StoreError;
-use drover_core::vantage::{VantageExchange, VantageReport};
+use drover_core::vantage::{Dropped, ReportRules, VantageExchange, VantageReport};
 use etcd_client::{Client, GetOptions, PutOptions};
 
 pub struct EtcdVantages {
@@ -22,6 +27,12 @@ pub struct EtcdVantages {
     problem: Mutex<Option<String>>,
     /// The last reports read, kept when etcd cannot be reached (they expire by themselves).
     last: Mutex<Vec<VantageReport>>,
+    /// What a report must be to count.
+    rules: std::sync::Arc<ReportRules>,
+    /// Reports read and not counted since start, by why (one per report per read).
+    dropped: Mutex<BTreeMap<Dropped, u64>>,
+    /// Key name -> why its report was not counted at the last read.
+    refused: Mutex<BTreeMap<String, String>>,
 }
 
 impl EtcdVantages {
@@ -31,6 +42,7 @@ impl EtcdVantages {
         prefix: &str,
         vantage: &str,
         ttl: Duration,
+        rules: std::sync::Arc<ReportRules>,
     ) -> Result<EtcdVantages, StoreError> {
         // Short timeouts: the autopilot reads the reports twice a second and must not stall.
         let options = crate::etcd_options(Duration::from_secs(1)).with_timeout(Duration::from_millis(800));
@@ -45,6 +57,9 @@ impl EtcdVantages {
             lease: tokio::sync::Mutex::new(None),
             problem: Mutex::new(None),
             last: Mutex::new(Vec::new()),
+            rules,
+            dropped: Mutex::default(),
+            refused: Mutex::default(),
         })
     }
 
@@ -105,16 +120,39 @@ impl VantageExchange for EtcdVantages {
             Ok(response) => {
                 // A report counts only under the key its vantage owns: one written under
                 // another vantage's key (or naming someone else) is not a vote.
-                let reports: Vec<VantageReport> = response
-                    .kvs()
-                    .iter()
-                    .filter_map(|kv| {
-                        let name = kv.key_str().ok()?.strip_prefix(self.prefix.as_str())?;
-                        let report = serde_json::from_slice::<VantageReport>(kv.value()).ok()?;
-                        (report.vantage == name).then_some(report)
-                    })
-                    .filter(|r| r.vantage != self.vantage)
-                    .collect();
+                let now = drover_core::clock::now_ms();
+                let mut reports = Vec::new();
+                let mut refused = BTreeMap::new();
+                let mut dropped = self.dropped.lock().unwrap();
+                for kv in response.kvs() {
+                    let Some(name) = kv.key_str().ok().and_then(|k| k.strip_prefix(self.prefix.as_str())) else {
+                        continue;
+                    };
+                    if name == self.vantage {
+                        continue;
+                    }
+                    let admitted = match serde_json::from_slice::<VantageReport>(kv.value()) {
+                        Ok(report) => {
+                            let said = report.vantage.clone();
+                            self.rules.admit(report, name, now).map_err(|why| (why, why.explain(name, &said)))
+                        }
+                        Err(_) => Err((Dropped::Unreadable, Dropped::Unreadable.explain(name, name))),
+                    };
+                    match admitted {
+                        Ok(report) => reports.push(report),
+                        Err((why, message)) => {
+                            *dropped.entry(why).or_default() += 1;
+                            // A few are enough to see what is wrong; thousands of forged keys
+                            // must not grow every answer of the API.
+                            if refused.len() < 16 {
+                                let shown: String = name.chars().take(64).collect();
+                                refused.insert(format!("vantage {shown}"), message);
+                            }
+                        }
+                    }
+                }
+                drop(dropped);
+                *self.refused.lock().unwrap() = refused;
                 *self.last.lock().unwrap() = reports.clone();
                 reports
             }
@@ -126,6 +164,12 @@ impl VantageExchange for EtcdVantages {
     }
 
     fn problems(&self) -> BTreeMap<String, String> {
-        self.problem.lock().unwrap().iter().map(|p| ("etcd".to_string(), p.clone())).collect()
+        let mut problems = self.refused.lock().unwrap().clone();
+        problems.extend(self.problem.lock().unwrap().iter().map(|p| ("etcd".to_string(), p.clone())));
+        problems
+    }
+
+    fn dropped(&self) -> BTreeMap<Dropped, u64> {
+        self.dropped.lock().unwrap().clone()
     }
 }

@@ -227,16 +227,23 @@ async fn when_the_leader_dies_another_takes_over_and_the_old_one_cannot_write() 
 /// about one TTL, even though the report's own expiry lies far ahead.
 #[tokio::test]
 async fn a_silent_vantages_report_is_deleted_by_etcd_and_a_forged_one_is_no_vote() {
-    use drover_core::vantage::{VantageExchange, VantageReport};
+    use drover_core::vantage::{ReportRules, VantageExchange, VantageReport};
     use drover_store::EtcdVantages;
     let etcd = Etcd::start().await;
     let endpoints = [etcd.endpoint.clone()];
     let ttl = Duration::from_secs(2);
-    let east = EtcdVantages::connect(&endpoints, "/t", "east", ttl).await.unwrap();
-    let west = EtcdVantages::connect(&endpoints, "/t", "west", ttl).await.unwrap();
+    // No peer key: the weaker rules of a plan without `vantages`.
+    let rules = std::sync::Arc::new(ReportRules { plan: "t".into(), names: vec![], keys: None, ttl_ms: 3_000 });
+    let east = EtcdVantages::connect(&endpoints, "/t", "east", ttl, rules.clone()).await.unwrap();
+    let west = EtcdVantages::connect(&endpoints, "/t", "west", ttl, rules).await.unwrap();
     let now = drover_core::clock::now_ms();
-    let report =
-        VantageReport { vantage: "east".into(), at_ms: now, expires_ms: now + 3_600_000, regions: Default::default() };
+    let report = VantageReport {
+        vantage: "east".into(),
+        at_ms: now,
+        expires_ms: now + 3_600_000,
+        regions: Default::default(),
+        signature: None,
+    };
     // Published for a while, past several lease renewals: always there.
     for _ in 0..8 {
         east.publish(&report).await;
@@ -267,4 +274,63 @@ async fn a_silent_vantages_report_is_deleted_by_etcd_and_a_forged_one_is_no_vote
     kv.put("/t/vantages/east", forged("east"), None).await.unwrap();
     let seen: Vec<String> = west.others().await.into_iter().map(|r| r.vantage).collect();
     assert_eq!(seen, ["east"], "a report under its own key counts");
+}
+
+/// With the plan's peer key, a report written straight into etcd counts only when signed
+/// with that key, recently, under its own key and a name the plan lists: the others are no
+/// vote, each counted by why and shown as a problem under its key's name.
+#[tokio::test]
+async fn with_a_peer_key_a_report_forged_into_etcd_is_no_vote_and_shows_as_a_problem() {
+    use drover_core::vantage::{Dropped, PeerKeys, ReportRules, VantageExchange, VantageReport};
+    use drover_store::EtcdVantages;
+    let etcd = Etcd::start().await;
+    let endpoints = [etcd.endpoint.clone()];
+    let key = b"0123456789abcdef0123456789abcdef".to_vec();
+    let rules = |key: Vec<u8>| ReportRules {
+        plan: "shop".into(),
+        names: vec!["east".into(), "west".into(), "witness".into()],
+        keys: Some(PeerKeys::new(key, None)),
+        ttl_ms: 3_000,
+    };
+    let ours = rules(key.clone());
+    let west =
+        EtcdVantages::connect(&endpoints, "/k", "west", Duration::from_secs(2), std::sync::Arc::new(ours.clone()))
+            .await
+            .unwrap();
+    let mut kv = etcd.kv().await;
+    let report = |name: &str, at_ms: u64| VantageReport {
+        vantage: name.into(),
+        at_ms,
+        expires_ms: u64::MAX,
+        regions: Default::default(),
+        signature: None,
+    };
+    let sealed = |rules: &ReportRules, name: &str, at_ms: u64| {
+        let mut r = report(name, at_ms);
+        rules.seal(&mut r);
+        serde_json::to_string(&r).unwrap()
+    };
+    let now = drover_core::clock::now_ms();
+    let theirs = rules(b"not our key, but just as long as it".to_vec());
+    let unlisted = ReportRules { names: vec![], ..ours.clone() };
+    for (name, value, why) in [
+        ("east", serde_json::to_string(&report("east", now)).unwrap(), Dropped::Unsigned),
+        ("east", sealed(&theirs, "east", now), Dropped::BadSignature),
+        ("east", sealed(&ours, "east", now - 60_000), Dropped::Stale),
+        ("aaa-fake", sealed(&unlisted, "aaa-fake", now), Dropped::UnknownName),
+        ("east", sealed(&ours, "witness", now), Dropped::WrongName),
+    ] {
+        kv.put(format!("/k/vantages/{name}"), value, None).await.unwrap();
+        let seen: Vec<String> = west.others().await.into_iter().map(|r| r.vantage).collect();
+        assert!(seen.is_empty(), "{why:?}: a forged report voted");
+        assert_eq!(west.dropped().get(&why), Some(&1), "{why:?} is counted");
+        let problem = west.problems().get(&format!("vantage {name}")).cloned().unwrap_or_default();
+        assert!(problem.contains("not counted"), "{why:?}: {problem:?}");
+        kv.delete(format!("/k/vantages/{name}"), None).await.unwrap();
+    }
+    kv.put("/k/vantages/east", sealed(&ours, "east", drover_core::clock::now_ms()), None).await.unwrap();
+    let seen = west.others().await;
+    assert_eq!(seen.iter().map(|r| r.vantage.as_str()).collect::<Vec<_>>(), ["east"], "a signed report counts");
+    assert!(seen[0].expires_ms <= drover_core::clock::now_ms() + 3_000, "trusted one TTL, not the u64::MAX it claims");
+    assert!(west.problems().is_empty(), "{:?}", west.problems());
 }

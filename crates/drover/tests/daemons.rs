@@ -90,8 +90,16 @@ fn a_blackout_of_the_primary_region_makes_the_daemons_fail_over_on_their_own() {
     // The run is in the journal of the acting vantage, west, and says why it started.
     let run_id = r["run_id"].as_str().unwrap();
     let runs = runs_on(&lab, DAEMONS[1].1);
-    let run =
-        runs.iter().find(|x| x["header"]["id"] == run_id).unwrap_or_else(|| panic!("{run_id} not on west: {runs:?}"));
+    let run = runs.iter().find(|x| x["header"]["id"] == run_id).unwrap_or_else(|| {
+        let answers: Vec<String> = DAEMONS
+            .iter()
+            .map(|(name, base)| {
+                let answer = get(&lab, base, "/api/v1/runs").map(|r| (r.status(), r.text().unwrap_or_default()));
+                format!("{name}: {answer:?}")
+            })
+            .collect();
+        panic!("{run_id} not on west: {runs:?}\n{}", answers.join("\n"))
+    });
     let reason = run["header"]["reason"].as_str().unwrap();
     assert!(reason.contains("east is down to 2 of 2 vantages"), "{reason}");
     assert!(runs_on(&lab, DAEMONS[2].1).is_empty(), "the witness must not start a run of its own");
@@ -105,9 +113,14 @@ fn a_blackout_of_the_primary_region_makes_the_daemons_fail_over_on_their_own() {
         "drover_region_verdict{region=\"east\",verdict=\"down\"} 1",
         "drover_vantage_fresh{vantage=\"east\"} 0",
         "drover_database_role{region=\"west\",role=\"primary\"} 1",
+        // The quorum was made of reports signed with the lab's peer key: none was refused.
+        "drover_vantage_reports_dropped_total{reason=\"unsigned\"} 0",
+        "drover_vantage_reports_dropped_total{reason=\"bad_signature\"} 0",
     ] {
         assert!(metrics.contains(series), "west /metrics lacks {series}:\n{metrics}");
     }
+    let own: Value = get(&lab, DAEMONS[1].1, "/api/v1/vantage").unwrap().json().unwrap();
+    assert_eq!(own["signature"].as_str().map(str::len), Some(64), "west's report is signed: {own}");
 
     // East comes back still believing it is primary at the old epoch: the daemons fence it.
     let heal = lab_cmd(&lab, &["lab", "heal", "east"]);

@@ -1,5 +1,6 @@
 //! `drover serve` as a user meets it: a real daemon process on loopback, its
-//! API with and without the token, bad requests, and /metrics. The plan's
+//! API with and without the token (and each token's role), bad requests, /metrics, and
+//! peers' reports with and without the plan's peer key. The plan's
 //! database and DNS point nowhere, so every check fails — which is what a
 //! daemon watching a lost world must report.
 
@@ -12,7 +13,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{PLAN, drover, plan_dir, run};
 
+/// The operator token of every daemon started here (a file of one bare token, the
+/// format before names, unless a test writes its own).
 const TOKEN: &str = "s3cret-token-for-tests";
+/// The plan's peer key where a plan references `DIR/peer.key`.
+const PEER_KEY: &[u8] = b"peer-key-s3cret-0123456789abcdef0123";
 
 struct Daemon {
     child: Child,
@@ -40,8 +45,13 @@ fn start_as(vantage: &str, plan: &str) -> Daemon {
 }
 
 fn start_with(vantage: &str, plan: &str, extra: &[&str]) -> Daemon {
-    let dir = plan_dir(plan);
-    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    start_in(plan_dir(plan), vantage, &format!("{TOKEN}\n"), extra)
+}
+
+/// A daemon on a plan directory prepared by the caller, with `tokens` as its --token-file.
+fn start_in(dir: tempfile::TempDir, vantage: &str, tokens: &str, extra: &[&str]) -> Daemon {
+    std::fs::write(dir.path().join("token"), tokens).unwrap();
+    std::fs::write(dir.path().join("peer.key"), PEER_KEY).unwrap();
     let port = free_port();
     let child = drover()
         .args(["serve", "--vantage", vantage, "--listen", &format!("127.0.0.1:{port}"), "--token-file"])
@@ -58,10 +68,26 @@ fn start_with(vantage: &str, plan: &str, extra: &[&str]) -> Daemon {
     daemon
 }
 
+/// A client that sends the operator token: reads need one (no --open-reads here).
 fn client() -> reqwest::blocking::Client {
+    with_token(TOKEN)
+}
+
+fn with_token(token: &str) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    builder().default_headers(headers).build().unwrap()
+}
+
+/// A client that sends no token.
+fn anonymous() -> reqwest::blocking::Client {
+    builder().build().unwrap()
+}
+
+fn builder() -> reqwest::blocking::ClientBuilder {
     // reqwest is built without a bundled TLS provider; plain HTTP still wants one installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30))
 }
 
 /// Polls a path until it answers `status`; the deadline is a hang guard only.
@@ -79,7 +105,7 @@ fn wait_for(d: &Daemon, path: &str, status: u16) -> reqwest::blocking::Response 
 }
 
 fn post(d: &Daemon, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
-    let mut request = client().post(format!("{}{path}", d.base)).body(body.to_string());
+    let mut request = anonymous().post(format!("{}{path}", d.base)).body(body.to_string());
     if let Some(t) = token {
         request = request.bearer_auth(t);
     }
@@ -240,10 +266,14 @@ fn the_cli_asks_a_running_daemon_with_server() {
         }
         run(&mut cmd)
     };
-    let runs = remote(&["runs"], false);
+    // Reads need the token too, on loopback as anywhere (no --open-reads).
+    let anonymous = remote(&["runs"], false);
+    assert_eq!(anonymous.code, 2, "{}", anonymous.stderr);
+    assert!(anonymous.stderr.contains("bearer token"), "{}", anonymous.stderr);
+    let runs = remote(&["runs"], true);
     assert_eq!((runs.code, runs.stdout.as_str()), (0, "no runs yet\n"), "{}", runs.stderr);
     wait_for(&d, "/readyz", 200);
-    let status = remote(&["status"], false);
+    let status = remote(&["status"], true);
     assert_eq!(status.code, 0, "{}", status.stderr);
     assert!(status.stdout.starts_with("vantage east (heard from: east)\n"), "{}", status.stdout);
     assert!(status.stdout.contains("REGION   ROLE     VERDICT"), "{}", status.stdout);
@@ -573,5 +603,336 @@ fn a_peer_without_a_name_or_named_like_the_daemon_is_refused() {
             .arg(dir.path().join("plan.yaml")));
         assert_eq!(ran.code, 2, "{}", ran.stderr);
         assert!(ran.stderr.contains(said), "{}", ran.stderr);
+    }
+}
+
+/// What the signing fake peer answers: always a report that calls east down.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Signed {
+    /// As west, signed with the plan's key, now.
+    Right,
+    /// As west, signed with another key.
+    WrongKey,
+    /// As west, with no signature.
+    Unsigned,
+    /// As west, signed with the plan's key a minute ago (a captured report, replayed).
+    Replayed,
+    /// Signed with the plan's key, under a new name on every request.
+    RotatingNames,
+}
+
+/// A peer on loopback that signs its reports as `mode` says.
+fn signing_peer() -> (u16, std::sync::Arc<std::sync::Mutex<Signed>>) {
+    use std::io::{Read, Write};
+
+    use drover_core::vantage::{PeerKeys, RegionView, ReportRules, VantageReport};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(Signed::Unsigned));
+    let mode = answer.clone();
+    std::thread::spawn(move || {
+        let rules = |key: &[u8]| ReportRules {
+            plan: "shop".into(),
+            names: vec![],
+            keys: Some(PeerKeys::new(key, None)),
+            ttl_ms: 3_000,
+        };
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let view = |down: bool| RegionView { checks: Default::default(), down, up: !down };
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+            let mode = *mode.lock().unwrap();
+            let (name, at_ms) = match mode {
+                Signed::RotatingNames => (format!("aaa-fake-{n}"), now),
+                Signed::Replayed => ("west".to_string(), now - 60_000),
+                _ => ("west".to_string(), now),
+            };
+            let mut report = VantageReport {
+                vantage: name,
+                at_ms,
+                expires_ms: u64::MAX,
+                regions: [("east".to_string(), view(true)), ("west".to_string(), view(false))].into(),
+                signature: None,
+            };
+            match mode {
+                Signed::Unsigned => {}
+                Signed::WrongKey => rules(b"another key, just as long as the plan's").seal(&mut report),
+                _ => rules(PEER_KEY).seal(&mut report),
+            }
+            let body = serde_json::to_string(&report).unwrap();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, answer)
+}
+
+/// With the plan's peer key, a peer's report counts only when signed with it, lately, under
+/// the name it was given: a wrong key, no signature, a replayed report or made-up names add
+/// no vote, each is counted by why and shown as the peer's problem; the right key counts.
+#[test]
+fn with_a_peer_key_only_a_peer_that_signs_with_it_counts() {
+    let (port, answer) = signing_peer();
+    let plan = format!("{PLAN}policy:\n  quorum: 2\nvantages:\n  names: [east, west]\n  key_file: DIR/peer.key\n");
+    let peer = format!("http://127.0.0.1:{port}");
+    let d = start_with("east", &plan, &["--peer", &format!("west={peer}")]);
+    let until = |what: &str, done: &dyn Fn(&Value, &Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (votes, verdict) = east_votes(&d);
+            if done(&votes, &verdict) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: votes {votes}, verdict {verdict}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    until("east's own down vote", &|votes, _| *votes == json!(["east"]));
+    for (mode, label, said) in [
+        (Signed::Unsigned, "unsigned", "is not signed"),
+        (Signed::WrongKey, "bad_signature", "not signed with the plan's peer key"),
+        (Signed::Replayed, "stale", "a replay"),
+        (Signed::RotatingNames, "wrong_name", "answered as vantage 'aaa-fake-"),
+    ] {
+        *answer.lock().unwrap() = mode;
+        let sample = format!("drover_vantage_reports_dropped_total{{reason=\"{label}\"}}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while metric(&d, &sample).unwrap_or(0.0) < 3.0 {
+            assert!(Instant::now() < deadline, "{mode:?}: never counted as {label}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (votes, verdict) = east_votes(&d);
+        assert_eq!(votes, json!(["east"]), "{mode:?}: the peer voted");
+        assert_ne!(verdict, "down", "{mode:?}: one real vote reached a quorum of 2");
+        let regions: Value = client().get(format!("{}/api/v1/regions", d.base)).send().unwrap().json().unwrap();
+        let problem = regions["peer_errors"][&peer].as_str().unwrap_or_default().to_string();
+        assert!(problem.contains(said), "{mode:?}: the peer's problem is {problem:?}");
+    }
+    *answer.lock().unwrap() = Signed::Right;
+    until("the signed peer's vote as west", &|votes, verdict| *votes == json!(["east", "west"]) && verdict == "down");
+    let regions: Value = client().get(format!("{}/api/v1/regions", d.base)).send().unwrap().json().unwrap();
+    assert_eq!(regions["peer_errors"], json!({}), "a peer that signs right has no problem");
+    // This daemon's own report is signed too, for its peers to check.
+    let own: Value = client().get(format!("{}/api/v1/vantage", d.base)).send().unwrap().json().unwrap();
+    assert_eq!(own["signature"].as_str().map(str::len), Some(64), "{own}");
+}
+
+#[test]
+fn a_vantage_the_plan_does_not_list_is_refused() {
+    let plan = format!("{PLAN}vantages:\n  names: [east, west]\n");
+    let dir = plan_dir(&plan);
+    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    for (args, said) in [
+        (
+            &["--vantage", "witness"][..],
+            "--vantage witness: 'witness' is not in the plan's vantages.names (east, west)",
+        ),
+        (
+            &["--vantage", "east", "--peer", "ops=http://127.0.0.1:9"],
+            "--peer ops: 'ops' is not in the plan's vantages.names",
+        ),
+    ] {
+        let ran = run(drover()
+            .arg("serve")
+            .args(args)
+            .arg("--token-file")
+            .arg(dir.path().join("token"))
+            .arg("--plan")
+            .arg(dir.path().join("plan.yaml")));
+        assert_eq!(ran.code, 2, "{}", ran.stderr);
+        assert!(ran.stderr.contains(said), "{}", ran.stderr);
+    }
+}
+
+const READER: &str = "reader-token-0123456789abcdef";
+const PEER: &str = "peer-token-0123456789abcdef";
+
+/// A run waiting for approval, journaled before the daemon opens the journal (no region
+/// here is healthy enough for the planner to start one). It has no steps: approved, it ends.
+fn seed_run_awaiting_approval(dir: &std::path::Path) {
+    use drover_core::journal::Journal;
+    use drover_core::run::{Record, RunHeader, RunId, RunKind};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let journal = drover_store::RedbJournal::open(&dir.join(".drover")).unwrap();
+        let header = RunHeader {
+            id: RunId("r1-seeded".into()),
+            kind: RunKind::Failover,
+            plan: "shop".into(),
+            from: "east".into(),
+            to: "west".into(),
+            epoch: 1,
+            steps: vec![],
+            reason: "seeded by the test".into(),
+            accepted_loss: None,
+            requested_by: None,
+        };
+        journal.begin(&header).await.unwrap();
+        journal.append(&header.id, Record::AwaitingApproval { reason: "a person decides".into() }).await.unwrap();
+    });
+}
+
+fn named_tokens() -> String {
+    format!("# who may call\nalice operator {TOKEN}\ngrafana reader {READER}\neast peer {PEER}   # the east daemon\n")
+}
+
+fn run_json(d: &Daemon) -> Value {
+    client().get(format!("{}/api/v1/runs/r1-seeded", d.base)).send().unwrap().json().unwrap()
+}
+
+/// Each token has a name and a role: a reader reads, a peer reads, only an operator
+/// changes runs, and what it does is recorded under its name.
+#[test]
+fn only_an_operator_token_changes_runs_and_the_run_records_its_name() {
+    let dir = plan_dir(PLAN);
+    seed_run_awaiting_approval(dir.path());
+    let d = start_in(dir, "east", &named_tokens(), &[]);
+
+    // On loopback too, a read needs a token; health, readiness and metrics do not.
+    let anonymous_read = anonymous().get(format!("{}/api/v1/runs", d.base)).send().unwrap();
+    assert_eq!(anonymous_read.status().as_u16(), 401);
+    assert_eq!(anonymous().get(format!("{}/metrics", d.base)).send().unwrap().status().as_u16(), 200);
+    for token in [READER, PEER, TOKEN] {
+        let read = with_token(token).get(format!("{}/api/v1/vantage", d.base)).send().unwrap();
+        assert_eq!(read.status().as_u16(), 200);
+    }
+
+    let (status, body) = post(&d, "/api/v1/runs", Some(READER), r#"{"kind": "failover", "to": "west"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("the token 'grafana' (role reader) may only read"), "{body}");
+    let (status, body) = post(&d, "/api/v1/runs/r1-seeded/approve", Some(PEER), "");
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("the token 'east' (role peer) is a peer's"), "{body}");
+    let (status, body) = post(&d, "/api/v1/runs/r1-seeded/approve", Some(READER), "");
+    assert_eq!(status, 403, "{body}");
+    // Approving under another's name is refused, not recorded.
+    let (status, body) = post(&d, "/api/v1/runs/r1-seeded/approve", Some(TOKEN), r#"{"by": "mallory"}"#);
+    assert_eq!((status, &body["field"]), (400, &json!("by")), "{body}");
+    assert_eq!(run_json(&d)["state"], "awaiting_approval");
+
+    let (status, body) = post(&d, "/api/v1/runs/r1-seeded/approve", Some(TOKEN), "");
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run_json(&d)["state"] != "completed" {
+        assert!(Instant::now() < deadline, "the approved run never completed: {}", run_json(&d));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let asked = &run_json(&d)["asked"];
+    assert_eq!(asked.as_array().map(Vec::len), Some(1), "{asked}");
+    assert_eq!((&asked[0]["action"], &asked[0]["by"]), (&json!("approve"), &json!("alice")), "{asked}");
+    // The command line shows it, asking with alice's token alone.
+    std::fs::write(d._dir.path().join("alice.token"), format!("{TOKEN}\n")).unwrap();
+    let shown = run(drover()
+        .args(["runs", "show", "r1-seeded", "--server", &d.base, "--token-file"])
+        .arg(d._dir.path().join("alice.token")));
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(shown.stdout.contains("asked: approve by alice\n"), "{}", shown.stdout);
+}
+
+#[test]
+fn an_abort_is_recorded_under_the_operators_name() {
+    let dir = plan_dir(PLAN);
+    seed_run_awaiting_approval(dir.path());
+    let d = start_in(dir, "east", &named_tokens(), &[]);
+    let (status, body) = post(&d, "/api/v1/runs/r1-seeded/abort", Some(PEER), r#"{"reason": "x"}"#);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post(&d, "/api/v1/runs/r1-seeded/abort", Some(TOKEN), r#"{"reason": "not today"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "aborted", "{body}");
+    assert_eq!(
+        body["asked"],
+        json!([{"action": "abort", "by": "alice", "at_ms": body["asked"][0]["at_ms"]}]),
+        "{body}"
+    );
+}
+
+#[test]
+fn open_reads_lets_anyone_on_loopback_read_but_not_change() {
+    let d = start_in(plan_dir(PLAN), "east", &named_tokens(), &["--open-reads"]);
+    let read = anonymous().get(format!("{}/api/v1/runs", d.base)).send().unwrap();
+    assert_eq!(read.status().as_u16(), 200);
+    let (status, _) = post(&d, "/api/v1/runs", None, r#"{"kind": "failover", "to": "west"}"#);
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn a_bad_token_file_is_refused_naming_its_line_and_never_a_token() {
+    let dir = plan_dir(PLAN);
+    let serve = |tokens: &str, extra: &[&str]| {
+        std::fs::write(dir.path().join("tokens"), tokens).unwrap();
+        run(drover()
+            .args(["serve", "--vantage", "east", "--token-file"])
+            .arg(dir.path().join("tokens"))
+            .args(extra)
+            .arg("--plan")
+            .arg(dir.path().join("plan.yaml")))
+    };
+    let file = dir.path().join("tokens").display().to_string();
+    for (tokens, said) in [
+        (String::new(), format!("--token-file {file}: the file holds no token")),
+        (format!("alice operator {TOKEN}\nbob admin {READER}\n"), format!("--token-file {file}:2: unknown role")),
+        (
+            format!("alice operator {TOKEN}\nalice reader {READER}\n"),
+            format!("{file}:2: the name 'alice' is given twice"),
+        ),
+        (format!("alice operator {TOKEN}\nbob reader {TOKEN}\n"), format!("{file}:2: this token is given twice")),
+        (format!("alice {TOKEN} operator\n"), format!("{file}:1: unknown role")),
+    ] {
+        let ran = serve(&tokens, &[]);
+        assert_eq!(ran.code, 2, "{}", ran.stderr);
+        assert!(ran.stderr.contains(&said), "{}", ran.stderr);
+        for token in [TOKEN, READER] {
+            assert!(!ran.stderr.contains(token) && !ran.stdout.contains(token), "a token was printed: {}", ran.stderr);
+        }
+    }
+    // A daemon with peers shows them its own peer token: a file without one is refused.
+    let ran = serve(&format!("alice operator {TOKEN}\n"), &["--peer", "west=http://127.0.0.1:9"]);
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("no `peer` entry named 'east'"), "{}", ran.stderr);
+    // Without a token file, a daemon serves reads only with --open-reads, and never off loopback.
+    let ran = run(drover().args(["serve", "--plan"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("give --token-file FILE"), "{}", ran.stderr);
+    let ran = serve(&format!("{TOKEN}\n"), &["--listen", "0.0.0.0:0", "--open-reads"]);
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stderr.contains("--open-reads: --listen 0.0.0.0:0 is not a loopback address"), "{}", ran.stderr);
+}
+
+#[test]
+fn serve_help_teaches_the_token_file_and_open_reads() {
+    let ran = run(drover().args(["serve", "--help"]));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let help = ran.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for said in [
+        "one `NAME ROLE TOKEN` a line",
+        "operator (reads; starts, approves, resumes, aborts runs, recorded under NAME), reader (reads), peer (reads: another daemon)",
+        "--open-reads",
+        "Loopback only",
+    ] {
+        assert!(help.contains(said), "serve --help lacks {said:?}:\n{}", ran.stdout);
+    }
+}
+
+/// A daemon shows its peers its own `peer` token; a peer whose file lacks it refuses the
+/// reads, and the daemon says which entry to add.
+#[test]
+fn a_peer_that_does_not_know_this_daemons_token_is_shown_as_its_problem() {
+    let west = start_in(plan_dir(PLAN), "west", &format!("alice operator {TOKEN}\nwest peer {PEER}\n"), &[]);
+    let tokens = format!("alice operator {TOKEN}\neast peer east-token-0123456789abcdef\n");
+    let east = start_in(plan_dir(PLAN), "east", &tokens, &["--peer", &format!("west={}", west.base)]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let regions: Value = client().get(format!("{}/api/v1/regions", east.base)).send().unwrap().json().unwrap();
+        let problem = regions["peer_errors"][&west.base].as_str().unwrap_or_default().to_string();
+        if problem.contains("the peer does not accept this daemon's token (the `peer` entry named 'east'") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "west's refusal never shown: {regions:#}");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -56,7 +56,13 @@ fn start(vantage: &str, extra: &[&str]) -> Daemon {
 }
 
 fn start_in(dir: tempfile::TempDir, vantage: &str, cert: &Path, key: &Path, extra: &[&str]) -> Daemon {
-    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    // The operator's token, and one peer token per vantage: every daemon holds them all.
+    let tokens = format!(
+        "operator operator {TOKEN}\neast peer peer-token-of-east-000\nwest peer peer-token-of-west-000\nwitness peer peer-token-of-witness-0\n"
+    );
+    std::fs::write(dir.path().join("token"), tokens).unwrap();
+    // What the CLI's --token-file holds: the one token.
+    std::fs::write(dir.path().join("cli-token"), TOKEN).unwrap();
     let port = free_port();
     let child = drover()
         .args(["serve", "--vantage", vantage, "--listen", &format!("127.0.0.1:{port}"), "--token-file"])
@@ -146,7 +152,7 @@ fn the_api_over_tls_answers_clients_of_its_ca_only() {
         .args(["runs", "--server", &server, "--ca-file"])
         .arg(d.path("ca.pem"))
         .arg("--token-file")
-        .arg(d.path("token")));
+        .arg(d.path("cli-token")));
     assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
 
     // Trusting another CA: refused, and the error says why.
@@ -155,16 +161,16 @@ fn the_api_over_tls_answers_clients_of_its_ca_only() {
         .args(["runs", "--server", &server, "--ca-file"])
         .arg(&other_ca)
         .arg("--token-file")
-        .arg(d.path("token")));
+        .arg(d.path("cli-token")));
     assert_eq!(wrong.code, 2, "{}", wrong.stderr);
     assert!(wrong.stderr.contains("presented a certificate this command does not trust"), "{}", wrong.stderr);
     assert!(wrong.stderr.contains("give --ca-file"), "{}", wrong.stderr);
     // A --ca-file that holds no CA is refused before anything is sent.
     let not_a_ca = run(drover()
         .args(["runs", "--server", &server, "--ca-file"])
-        .arg(d.path("token"))
+        .arg(d.path("cli-token"))
         .arg("--token-file")
-        .arg(d.path("token")));
+        .arg(d.path("cli-token")));
     assert_eq!(not_a_ca.code, 2, "{}", not_a_ca.stderr);
     assert!(not_a_ca.stderr.contains("holds no certificate"), "{}", not_a_ca.stderr);
     assert!(!not_a_ca.stderr.contains(TOKEN), "{}", not_a_ca.stderr);

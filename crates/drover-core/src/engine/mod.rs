@@ -113,13 +113,18 @@ impl<'a> Engine<'a> {
 
     /// Continues a paused or interrupted run from the first step not done.
     pub async fn resume(&self, id: &RunId) -> Result<RunSummary, EngineError> {
+        self.resume_as(id, None).await
+    }
+
+    /// `resume`, recording who asked (`by`: an API token's name) when the run was paused.
+    pub async fn resume_as(&self, id: &RunId, by: Option<&str>) -> Result<RunSummary, EngineError> {
         let summary = self.journal.summary(id).await?;
         match summary.state {
             RunState::Completed | RunState::Aborted => {
                 return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
             }
             RunState::AwaitingApproval => return Err(EngineError::NeedsApproval(id.clone())),
-            RunState::Paused => self.record(id, Record::Resumed).await?,
+            RunState::Paused => self.record(id, Record::Resumed { by: by.map(str::to_owned) }).await?,
             RunState::Running => {}
         }
         self.drive(id).await
@@ -152,7 +157,7 @@ impl<'a> Engine<'a> {
             Record::Paused { reason, .. } => (EventKind::RunPaused, reason.clone()),
             Record::AwaitingApproval { reason } => (EventKind::ApprovalNeeded, reason.clone()),
             Record::Completed => (EventKind::RunCompleted, String::new()),
-            Record::Aborted { reason } => (EventKind::RunAborted, reason.clone()),
+            Record::Aborted { reason, .. } => (EventKind::RunAborted, reason.clone()),
             _ => return,
         };
         let Ok(summary) = self.journal.summary(id).await else { return };

@@ -234,6 +234,7 @@ pub fn plan_move(
         steps: runbook(plan, kind),
         reason: reason.into(),
         accepted_loss,
+        requested_by: None,
     })
 }
 
@@ -382,6 +383,7 @@ pub fn plan_reprotect(
         steps: runbook(plan, RunKind::Reprotect),
         reason: reason.into(),
         accepted_loss: None,
+        requested_by: None,
     })
 }
 

@@ -31,6 +31,7 @@ mod route53;
 mod steps;
 mod summary;
 mod traffic;
+mod vantages;
 
 pub use custom_steps::{
     DEFAULT_EXEC_TIMEOUT, DEFAULT_HTTP_TIMEOUT, ExecAction, HttpAction, HttpObserve, RunSide, StepAction,

@@ -33,6 +33,22 @@ pub struct Plan {
     pub backup: Option<BackupSpec>,
     /// How drover talks to the AWS APIs (`aws`; default: the default timeouts).
     pub aws: AwsSettings,
+    /// Which vantages may vote and the key their reports are signed with (`vantages`;
+    /// default: any vantage a daemon is given, unsigned reports).
+    pub vantages: VantagesSpec,
+}
+
+/// The plan's `vantages` section. Without it a daemon counts a report from any peer it is
+/// given (`--peer NAME=URL`) and trusts whatever answers at that URL; with a key, only
+/// reports signed with it count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VantagesSpec {
+    /// The only vantage names whose reports count; empty: any name.
+    pub names: Vec<String>,
+    /// The shared peer key every report is signed with (HMAC-SHA256); None: unsigned.
+    pub key: Option<crate::secret::SecretRef>,
+    /// The key before a rotation: still accepted on reports, never used to sign.
+    pub previous_key: Option<crate::secret::SecretRef>,
 }
 
 /// The plan's `aws` section.

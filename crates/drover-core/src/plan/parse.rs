@@ -8,10 +8,12 @@ use super::kinds::DatabaseKind;
 use super::model::{Check, Objectives, Plan, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
 use super::reader::{Mapping, PlanError, PlanErrors, Reader, declared_kind};
-use super::{aws, backup, checks, compute, custom_steps, database, notify, policy, regions, route53, traffic};
+use super::{
+    aws, backup, checks, compute, custom_steps, database, notify, policy, regions, route53, traffic, vantages,
+};
 use crate::secret::SecretSource;
 
-const TOP_LEVEL: [&str; 13] = [
+const TOP_LEVEL: [&str; 14] = [
     "name",
     "objectives",
     "regions",
@@ -25,6 +27,7 @@ const TOP_LEVEL: [&str; 13] = [
     "notify",
     "backup",
     "aws",
+    "vantages",
 ];
 
 /// Reads and validates a plan. `path` is only used to name the file in errors
@@ -116,6 +119,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     let notify = notify::read(r, &top);
     let backup = backup::read(r, &top, regions.as_ref(), compute.as_ref());
     let aws = aws::read(r, &top);
+    let vantages = vantages::read(r, &top);
 
     let (policy, detect_with) = policy?;
     let mut checks = checks?;
@@ -139,6 +143,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         notify: notify?,
         backup: backup?,
         aws: aws?,
+        vantages: vantages?,
     })
 }
 

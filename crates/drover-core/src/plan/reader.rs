@@ -381,6 +381,11 @@ impl<'s> Reader<'s> {
         }
     }
 
+    /// A referenced secret's value, to judge it (a key's length); never to print.
+    pub fn resolve(&self, reference: &SecretRef) -> Result<crate::secret::Secret, String> {
+        self.secrets.resolve(reference)
+    }
+
     /// A secret given by reference: exactly one of `<env_key>` / `<file_key>`;
     /// an inline `<inline_key>` is refused without ever echoing its value.
     /// The reference must resolve through the `SecretSource`.

@@ -94,6 +94,18 @@ pub fn summary(plan: &Plan) -> String {
     }
     line("policy", policy);
 
+    // Only when written: without it, the weaker default (any peer given, unsigned) applies.
+    if plan.vantages != Default::default() {
+        let v = &plan.vantages;
+        let names = if v.names.is_empty() { "any name".to_owned() } else { v.names.join(", ") };
+        let key = match (&v.key, &v.previous_key) {
+            (Some(key), None) => format!("reports signed with the peer key ({key})"),
+            (Some(key), Some(old)) => format!("reports signed with the peer key ({key}), also accepting {old}"),
+            (None, _) => "reports not signed (no key)".to_owned(),
+        };
+        line("vantages", format!("{names}; {key}"));
+    }
+
     line(
         "runbooks",
         format!("failover: {}; switchover: {}", steps(&plan.runbooks.failover), steps(&plan.runbooks.switchover)),

@@ -76,6 +76,7 @@ pub fn two_region_plan() -> Plan {
         backup: None,
         compute: BTreeMap::new(),
         aws: AwsSettings::default(),
+        vantages: Default::default(),
     }
 }
 
@@ -323,12 +324,12 @@ pub async fn an_ended_run_takes_no_more_records(journal: &dyn Journal) {
     let observed = observe(&plan, journal, &world).await;
     let header = plan_run(&plan, RunKind::Failover, "west", &observed, "test").unwrap();
     journal.begin(&header).await.unwrap();
-    journal.append(&header.id, Record::Aborted { reason: "by a person".into() }).await.unwrap();
-    let late = journal.append(&header.id, Record::Resumed).await;
+    journal.append(&header.id, Record::Aborted { reason: "by a person".into(), by: None }).await.unwrap();
+    let late = journal.append(&header.id, Record::Resumed { by: None }).await;
     assert!(matches!(late, Err(StoreError::RunEnded { .. })), "appended to an aborted run: {late:?}");
     assert_eq!(journal.summary(&header.id).await.unwrap().state, RunState::Aborted);
     let ghost = crate::run::RunId("no-such-run".into());
-    let unknown = journal.append(&ghost, Record::Resumed).await;
+    let unknown = journal.append(&ghost, Record::Resumed { by: None }).await;
     assert!(matches!(unknown, Err(StoreError::UnknownRun(_))), "appended to a run never begun: {unknown:?}");
 }
 
@@ -351,7 +352,7 @@ pub async fn an_illegal_record_order_is_refused(journal: &dyn Journal) {
         ),
         (Record::StepIntent { step: 0, kind: second.clone() }, refused("a step under another kind", "not")),
         (Record::StepIntent { step: 99, kind: first.clone() }, refused("a step the run does not have", "no step 99")),
-        (Record::Resumed, refused("a resume of a run that is not paused", "cannot resume")),
+        (Record::Resumed { by: None }, refused("a resume of a run that is not paused", "cannot resume")),
         (Record::Approved { by: "test".into() }, refused("an approval nobody asked for", "not waiting for approval")),
         (Record::Completed, refused("completing with steps not done", "not done")),
         (Record::Started { header: header.clone() }, refused("a second start", "starts once")),

@@ -70,7 +70,7 @@ impl Progress {
                 "      {region} {resource} ran {} before scaling (kept for a drill's undo)",
                 units.values().map(|c| u64::from(c.desired)).sum::<u64>()
             )),
-            Record::Resumed => Some("resuming".into()),
+            Record::Resumed { .. } => Some("resuming".into()),
             Record::AwaitingApproval { reason } => Some(format!("waiting for approval: {reason}")),
             Record::Approved { by } => Some(format!("approved by {by}")),
             Record::Undone { step, kind, detail } => {

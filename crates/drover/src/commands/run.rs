@@ -183,9 +183,8 @@ pub fn approve(run: &str, target: &TargetArgs) -> ExitCode {
 fn drive(run: &str, target: &TargetArgs, approve: bool) -> ExitCode {
     finish(runtime().block_on(async {
         let args = match target.target()? {
-            Target::Remote(remote) if approve => {
-                return remote.drive(run, "approve", serde_json::json!({"by": "cli"})).await;
-            }
+            // The daemon records the approval under the name of the token sent.
+            Target::Remote(remote) if approve => return remote.drive(run, "approve", serde_json::json!({})).await,
             Target::Remote(remote) => return remote.drive(run, "resume", serde_json::json!({})).await,
             Target::Local(args) => args,
         };

@@ -96,6 +96,7 @@ mod runs_table {
                 steps: vec![StepKind::Fence, StepKind::Promote],
                 reason: "test".into(),
                 accepted_loss: None,
+                requested_by: None,
             },
             state: RunState::Completed,
             started_ms: 1_700_000_000_000,
@@ -119,6 +120,7 @@ mod runs_table {
                 },
             ],
             reason: None,
+            asked: Vec::new(),
         }
     }
 

@@ -255,6 +255,10 @@ pub fn render_run(r: &RunSummary) -> String {
     if let Some(loss) = &h.accepted_loss {
         out.push_str(&format!("data loss accepted: {loss}\n"));
     }
+    if !r.asked.is_empty() {
+        let asked: Vec<String> = r.asked.iter().map(|a| format!("{} by {}", a.action, a.by)).collect();
+        out.push_str(&format!("asked: {}\n", asked.join(", ")));
+    }
     let mut table = Table::new(&[
         ("#", Align::Left),
         ("STEP", Align::Left),

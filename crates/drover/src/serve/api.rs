@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::daemon::{Daemon, NotLeader};
 use super::metrics;
+use super::tokens::{Caller, Role, Tokens};
 use crate::app::error::{ErrorClass, Failure, engine_failure, refused, store_failure};
 use crate::app::runs::Request;
 
@@ -28,9 +29,9 @@ pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
 pub enum Access {
     /// Anyone (health, readiness, metrics: nothing secret, needed by probes and scrapers).
     Open,
-    /// Reads: open when the daemon listens on loopback only, otherwise the token.
+    /// Reads: any token (operator, reader, peer), or anyone with `serve --open-reads`.
     Read,
-    /// Changes: always the token.
+    /// Changes: an operator's token only.
     Write,
 }
 
@@ -53,9 +54,9 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
 
 pub struct Api {
     pub daemon: Arc<Daemon>,
-    /// None: mutations are refused (no --token-file).
-    pub token: Option<String>,
-    /// Reads need no token (the daemon listens on loopback only).
+    /// None: changes are refused (no --token-file).
+    pub tokens: Option<Tokens>,
+    /// Reads need no token (`serve --open-reads`, on loopback only).
     pub open_reads: bool,
 }
 
@@ -156,10 +157,12 @@ fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
     }
 }
 
+/// Lets the request through when its token's role may make it (or the route is open), and
+/// hands the handler who called (`Caller`), which changes record.
 async fn authorize(
     State((api, access)): State<(Shared, Access)>,
     headers: HeaderMap,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let needs_token = match access {
@@ -168,29 +171,39 @@ async fn authorize(
         Access::Write => true,
     };
     if needs_token {
-        let Some(token) = &api.token else {
+        let Some(tokens) = &api.tokens else {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
-                "this daemon was started without --token-file, so it accepts no changes (and no reads off loopback)",
+                "this daemon was started without --token-file, so it accepts no changes (and no reads without --open-reads)",
             )
             .into_response();
         };
         let given =
             headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        let Some(caller) = given.and_then(|g| tokens.caller(g)) else {
             let mut response =
                 ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)")
                     .into_response();
             response.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
             return response;
+        };
+        if access == Access::Write && caller.role != Role::Operator {
+            let why = match caller.role {
+                Role::Peer => {
+                    "is a peer's: a daemon reads its peers' reports and never starts, approves, resumes or aborts runs"
+                }
+                _ => "may only read",
+            };
+            let message = format!(
+                "the token '{}' (role {}) {why}; a person's operator token makes changes",
+                caller.name,
+                caller.role.as_str()
+            );
+            return ApiError::new(StatusCode::FORBIDDEN, message).into_response();
         }
+        request.extensions_mut().insert(caller);
     }
     next.run(request).await
-}
-
-/// Compares without leaking through timing how much of the token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn readyz(State(api): State<Shared>) -> Response {
@@ -313,7 +326,7 @@ fn default_reason() -> String {
 
 /// Plans the run now (a refusal is a 409 with the reason) and drives it in the
 /// background; the answer carries the run id to follow.
-async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
+async fn start_run(State(api): State<Shared>, Extension(caller): Extension<Caller>, bytes: Bytes) -> ApiResult {
     let body: StartRun = body(&bytes)?;
     let request = body.request()?;
     let kind = request.kind();
@@ -332,6 +345,7 @@ async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
             _ => ApiError::from(failure),
         }
     })?;
+    let header = drover_core::run::RunHeader { requested_by: Some(caller.name), ..header };
     let on_entry = |_: &Entry| {};
     daemon.engine(&authority, &on_entry).begin(&header).await.map_err(engine_failure)?;
     let id = header.id.clone();
@@ -352,27 +366,51 @@ async fn start_run(State(api): State<Shared>, bytes: Bytes) -> ApiResult {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Approve {
-    #[serde(default = "default_approver")]
-    by: String,
+    /// Who approves: the token's name is recorded; a different name here is refused, so
+    /// nobody believes an approval was recorded under a name it was not.
+    #[serde(default)]
+    by: Option<String>,
 }
 
-fn default_approver() -> String {
-    "api".into()
-}
-
-async fn approve(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+async fn approve(
+    State(api): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
     let request: Approve = body(&bytes)?;
-    drive(api, id, Some(request.by)).await
+    if let Some(by) = request.by.filter(|by| *by != caller.name) {
+        let by: String = by.chars().take(64).collect();
+        return Err(ApiError::field(
+            "by",
+            format!(
+                "an approval is recorded under the name of the token that sends it, '{}', not '{by}': drop `by` (or send a token of your own)",
+                caller.name
+            ),
+        ));
+    }
+    drive(api, id, Drive::Approve, caller.name).await
 }
 
-async fn resume(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+async fn resume(
+    State(api): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
     let _: serde::de::IgnoredAny = body(&bytes)?;
-    drive(api, id, None).await
+    drive(api, id, Drive::Resume, caller.name).await
+}
+
+#[derive(Clone, Copy)]
+enum Drive {
+    Approve,
+    Resume,
 }
 
 /// Checks the run can go on (so a wrong state is an immediate 409), then drives it in the
-/// background: resumes it, or approves it when `approved_by` says who.
-async fn drive(api: Shared, id: String, approved_by: Option<String>) -> ApiResult {
+/// background: approves or resumes it, recorded under `by` (the caller's token name).
+async fn drive(api: Shared, id: String, how: Drive, by: String) -> ApiResult {
     let id = RunId(id);
     let authority = api.daemon.authority().await.map_err(not_leader)?;
     let summary = api.daemon.cx.journal.summary(&id).await.map_err(store_error)?;
@@ -382,7 +420,11 @@ async fn drive(api: Shared, id: String, approved_by: Option<String>) -> ApiResul
     let daemon = Arc::clone(&api.daemon);
     let run = id.clone();
     tokio::spawn(async move {
-        if let Err(e) = daemon.drive(&authority, &run, approved_by.as_deref()).await {
+        let driven = match how {
+            Drive::Approve => daemon.drive(&authority, &run, Some(&by)).await,
+            Drive::Resume => daemon.resume_as(&authority, &run, &by).await,
+        };
+        if let Err(e) = driven {
             tracing::warn!(run = %run, "run stopped: {e}");
         }
     });
@@ -398,12 +440,18 @@ struct Abort {
     undo: bool,
 }
 
-async fn abort(State(api): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+async fn abort(
+    State(api): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
     let request: Abort = body(&bytes)?;
     let authority = api.daemon.authority().await.map_err(not_leader)?;
     let on_entry = |_: &Entry| {};
     let engine = api.daemon.engine(&authority, &on_entry);
-    let summary = engine.abort(&RunId(id), &request.reason, request.undo).await.map_err(engine_failure)?;
+    let summary =
+        engine.abort_as(&RunId(id), &request.reason, request.undo, Some(&caller.name)).await.map_err(engine_failure)?;
     ok(summary)
 }
 

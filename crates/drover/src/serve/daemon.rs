@@ -65,6 +65,8 @@ pub struct Daemon {
     pub vantage: String,
     /// How this vantage hears the others.
     pub exchange: Arc<dyn VantageExchange>,
+    /// How this vantage signs its report (and its exchange checks the others').
+    pub rules: Arc<vantage::ReportRules>,
     pub shared: Mutex<Shared>,
     /// With an etcd store: the leader election that decides who acts.
     pub election: Option<Arc<Election>>,
@@ -88,6 +90,7 @@ impl Daemon {
         cx: Context,
         vantage: String,
         exchange: Arc<dyn VantageExchange>,
+        rules: Arc<vantage::ReportRules>,
         election: Option<Arc<Election>>,
     ) -> Daemon {
         let mut shared = Shared::default();
@@ -99,7 +102,15 @@ impl Daemon {
                 );
             }
         }
-        Daemon { cx, vantage, exchange, shared: Mutex::new(shared), election, starting: tokio::sync::Mutex::new(()) }
+        Daemon {
+            cx,
+            vantage,
+            exchange,
+            rules,
+            shared: Mutex::new(shared),
+            election,
+            starting: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Whether this daemon may start or drive runs now, and through which journal.
@@ -147,6 +158,14 @@ impl Daemon {
             }
         };
         self.authorized(authority, work).await?.map_err(|e| e.to_string())
+    }
+
+    /// Resumes paused run `id` under `authority`, recorded as asked by `by` (an API token's name).
+    pub async fn resume_as(&self, authority: &Authority, id: &RunId, by: &str) -> Result<RunSummary, String> {
+        let progress = Progress::default();
+        let on_entry = |e: &Entry| self.on_entry(&progress, e);
+        let engine = self.engine(authority, &on_entry);
+        self.authorized(authority, engine.resume_as(id, Some(by))).await?.map_err(|e| e.to_string())
     }
 
     /// An engine journaling through `authority`, logging each entry.
@@ -213,17 +232,19 @@ impl Daemon {
         }
     }
 
-    /// This vantage's own report, as peers fetch it.
+    /// This vantage's own report, as peers fetch it (signed when the plan sets a peer key).
     pub fn own_report(&self) -> VantageReport {
         let states: BTreeMap<(String, String), CheckState> =
             self.shared.lock().unwrap().checks.iter().map(|(k, v)| (k.clone(), v.state.clone())).collect();
-        VantageReport::from_states(
+        let mut report = VantageReport::from_states(
             &self.cx.plan,
             &self.vantage,
             &states,
             now_ms(),
             vantage::report_ttl_ms(&self.cx.plan),
-        )
+        );
+        self.rules.seal(&mut report);
+        report
     }
 
     /// Every report this vantage knows: its own first, then its peers' (fresh or not).

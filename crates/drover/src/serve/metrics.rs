@@ -6,7 +6,7 @@ use std::fmt::Write;
 use drover_core::autopilot::GateRefusal;
 use drover_core::check::Health;
 use drover_core::run::{RunKind, RunState, RunSummary};
-use drover_core::vantage::{VantageReport, Verdict};
+use drover_core::vantage::{Dropped, VantageReport, Verdict};
 use drover_core::world::MemberStatus;
 
 use super::daemon::Daemon;
@@ -90,6 +90,20 @@ pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], n
             "drover_vantage_fresh",
             &[("vantage", &report.vantage)],
             if report.is_fresh(now_ms) { 1.0 } else { 0.0 },
+        );
+    }
+
+    m.family(
+        "drover_vantage_reports_dropped_total",
+        "counter",
+        "Reports from other vantages not counted, by why: wrong_name, unknown_name (not in vantages.names), unsigned, bad_signature, stale (replayed or old), future, unreadable",
+    );
+    let dropped = daemon.exchange.dropped();
+    for why in Dropped::ALL {
+        m.sample(
+            "drover_vantage_reports_dropped_total",
+            &[("reason", why.label())],
+            *dropped.get(&why).unwrap_or(&0) as f64,
         );
     }
 

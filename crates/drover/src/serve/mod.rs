@@ -13,6 +13,7 @@ pub mod listener;
 pub mod metrics;
 pub mod peers;
 mod tls_files;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,8 +47,11 @@ pub struct ServeArgs {
     /// most a report's time to live after it arrived, whatever it claims.
     #[arg(long = "peer", value_name = "NAME=URL")]
     pub peers: Vec<String>,
-    /// File holding the bearer token that API changes (and reads off loopback) require;
-    /// peers send it too, so give every vantage the same one.
+    /// Who may call the API: one `NAME ROLE TOKEN` a line (# for comments). Roles: operator
+    /// (reads; starts, approves, resumes, aborts runs, recorded under NAME), reader (reads),
+    /// peer (reads: another daemon). This daemon shows its peers the token of the `peer`
+    /// entry named like its --vantage, so give every daemon the same file. A file with one
+    /// bare token is the operator `token`, as before names. See docs/serve.md.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Most connections open at once; at the limit the one idle the longest is closed to make
@@ -64,6 +68,10 @@ pub struct ServeArgs {
     /// cannot reach the API through DNS rebinding.
     #[arg(long = "name", value_name = "HOST")]
     pub names: Vec<String>,
+    /// Let anyone who can reach the listen address read (plan, regions, vantage report, runs)
+    /// without a token. Loopback only: every local user can then read.
+    #[arg(long)]
+    pub open_reads: bool,
     /// With --store etcd://...: how long a leader that stops renewing its lease (dead, or cut
     /// off from etcd) keeps the role before another daemon takes over. Shorter fails over
     /// sooner; it must stay above etcd's election timeout (default 1s) plus network jitter.
@@ -73,22 +81,17 @@ pub struct ServeArgs {
 
 /// Serves until the process ends; an error is why the daemon could not start (or stopped serving).
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
-    let token = match &args.token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::input(format!("--token-file {}: {e}", path.display())))?;
-            let token = text.trim().to_string();
-            if token.is_empty() {
-                return Err(Failure::input(format!("--token-file {}: the file is empty", path.display())));
-            }
-            Some(token)
-        }
-        None => None,
-    };
+    let tokens = args.token_file.as_deref().map(tokens::Tokens::read).transpose()?;
     let loopback = args.listen.ip().is_loopback();
-    if !loopback && token.is_none() {
+    if !loopback && tokens.is_none() {
         return Err(Failure::input(format!(
             "--listen {} is not a loopback address: give --token-file so that only holders of the token can read or change runs",
+            args.listen
+        )));
+    }
+    if args.open_reads && !loopback {
+        return Err(Failure::input(format!(
+            "--open-reads: --listen {} is not a loopback address; off loopback every read needs a token (give a reader one)",
             args.listen
         )));
     }
@@ -101,6 +104,16 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         )));
     }
     let peers = peers::named(&args.peers, &args.vantage)?;
+    // The token shown to peers: this daemon's own `peer` entry.
+    let peer_token = tokens.as_ref().and_then(|t| t.peer_token(&args.vantage)).map(str::to_owned);
+    if let (Some(path), false, None) = (&args.token_file, peers.is_empty(), &peer_token) {
+        return Err(Failure::input(format!(
+            "--token-file {}: no `peer` entry named '{}' (this --vantage) to show its peers; add a line `{} peer <token>`",
+            path.display(),
+            args.vantage,
+            args.vantage
+        )));
+    }
     for (_, peer) in &peers {
         crate::app::daemon_client::check_url("--peer", peer)?;
     }
@@ -120,8 +133,14 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             "--peer is not used with --store etcd://...: the daemons share their reports through etcd; drop --peer",
         ));
     }
+    if tokens.is_none() && !args.open_reads {
+        return Err(Failure::input(
+            "give --token-file FILE (reads and changes then need a token of it), or --open-reads to let anyone who can reach the loopback address read without one",
+        ));
+    }
     runtime().block_on(async move {
         let cx = Context::open(&args.plan).await?;
+        let rules = Arc::new(report_rules(&cx.plan, &args.vantage, &peers)?);
         let max_connections = raise_open_file_limit(&cx, args.max_connections);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -129,27 +148,27 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let lease_ttl = std::time::Duration::from_secs(args.lease_ttl);
         let (exchange, election): (Arc<dyn VantageExchange>, _) = match etcd {
             None => {
-                let ttl_ms = drover_core::vantage::report_ttl_ms(&cx.plan);
-                let peers = Arc::new(peers::HttpPeers::new(peers, peer_client, token.as_deref(), ttl_ms));
+                let peers = Arc::new(peers::HttpPeers::new(peers, peer_client, peer_token.as_deref(), Arc::clone(&rules)));
                 peers.spawn(&args.vantage);
                 (peers, None)
             }
             Some(store) => {
                 // A silent vantage's report leaves etcd once it would have expired anyway.
                 let ttl = std::time::Duration::from_millis(drover_core::vantage::report_ttl_ms(&cx.plan));
-                let vantages = EtcdVantages::connect(&store.endpoints, &store.prefix, &args.vantage, ttl)
+                let vantages =
+                    EtcdVantages::connect(&store.endpoints, &store.prefix, &args.vantage, ttl, Arc::clone(&rules))
                     .await
                     .map_err(store_failure)?;
                 (Arc::new(vantages), Some(Arc::new(leadership::Election::new(store, lease_ttl))))
             }
         };
         let coordination = if election.is_some() { "etcd leader election" } else { "acting vantage" };
-        let daemon = Arc::new(daemon::Daemon::new(cx, args.vantage.clone(), exchange, election));
+        let daemon = Arc::new(daemon::Daemon::new(cx, args.vantage.clone(), exchange, rules, election));
         daemon.spawn();
         backups::spawn_schedule(&daemon);
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(vantage = %args.vantage, listen = %args.listen, scheme, peers = ?args.peers, plan = %daemon.cx.plan.name, coordination, "serving");
-        let app = api::router(api::Api { daemon, token, open_reads: loopback });
+        let app = api::router(api::Api { daemon, tokens, open_reads: args.open_reads });
         let limits = listener::Limits {
             max_connections: max_connections as usize,
             header_timeout: std::time::Duration::from_secs(args.header_timeout),
@@ -158,6 +177,47 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::failed(format!("serving the API: {e}")))
     })
+}
+
+/// The plan's rules for reports, with its peer key read; a --vantage or --peer name the
+/// plan's `vantages.names` does not list is refused (its votes would never count).
+fn report_rules(
+    plan: &drover_core::plan::Plan,
+    vantage: &str,
+    peers: &[(String, String)],
+) -> Result<drover_core::vantage::ReportRules, Failure> {
+    use drover_core::secret::SecretSource;
+    let listed = &plan.vantages.names;
+    if !listed.is_empty() {
+        let unlisted = std::iter::once(("--vantage", vantage))
+            .chain(peers.iter().map(|(name, _)| ("--peer", name.as_str())))
+            .find(|(_, name)| !listed.iter().any(|l| l == name));
+        if let Some((flag, name)) = unlisted {
+            return Err(Failure::input(format!(
+                "{flag} {name}: '{name}' is not in the plan's vantages.names ({}); its report would never count",
+                listed.join(", ")
+            )));
+        }
+    }
+    let read = |reference: &drover_core::secret::SecretRef, field: &str| {
+        crate::app::plan::EnvSecrets
+            .resolve(reference)
+            .map(|s| s.expose().as_bytes().to_vec())
+            .map_err(|e| Failure::input(format!("{}: vantages.{field}: {e}", plan.source.display())))
+    };
+    let keys = match &plan.vantages.key {
+        Some(key) => {
+            let previous = plan.vantages.previous_key.as_ref().map(|k| read(k, "previous_key")).transpose()?;
+            Some(drover_core::vantage::PeerKeys::new(read(key, "key")?, previous))
+        }
+        None => {
+            tracing::warn!(
+                "the plan sets no vantages.key: peers' reports are not authenticated (anything that answers at a peer's URL, or writes to etcd, votes); see docs/security.md"
+            );
+            None
+        }
+    };
+    Ok(drover_core::vantage::ReportRules::new(plan, keys))
 }
 
 /// One socket per probe in flight: a plan with thousands of checks needs more than

@@ -6,14 +6,17 @@
 //! `--peer NAME=URL` and no other (a peer, or anything on its path, that answers under
 //! other names cannot add votes), and it is trusted for at most the plan's report time
 //! to live after it arrived, on this daemon's clock (a claimed expiry far in the future
-//! does not keep a dead peer voting).
+//! does not keep a dead peer voting). With the plan's peer key, a report counts only when
+//! signed with it, within one time to live of the time it was signed; and with the plan's
+//! `vantages.names`, only under a listed name (`drover_core::vantage::ReportRules`). Every
+//! report dropped is counted by why, and shown as the peer's problem.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use drover_core::vantage::{VantageExchange, VantageReport};
+use drover_core::vantage::{Dropped, ReportRules, VantageExchange, VantageReport};
 
 use crate::app::error::Failure;
 
@@ -23,21 +26,35 @@ pub const ROUND: Duration = Duration::from_millis(500);
 pub struct HttpPeers {
     /// (vantage name, base URL).
     peers: Vec<(String, String)>,
-    /// How long a report is trusted after it arrived.
-    ttl_ms: u64,
+    /// What a report must be to count.
+    rules: Arc<ReportRules>,
     http: reqwest::Client,
     /// The Authorization header's value.
     token: Option<String>,
     latest: Mutex<BTreeMap<String, VantageReport>>,
     /// Peer URL -> why the last fetch failed (cleared on success).
     errors: Mutex<BTreeMap<String, String>>,
+    dropped: Mutex<BTreeMap<Dropped, u64>>,
 }
 
 impl HttpPeers {
     /// `http`: a client for daemons (`app::daemon_client`); `token`: sent to peers, whose API wants it.
-    pub fn new(peers: Vec<(String, String)>, http: reqwest::Client, token: Option<&str>, ttl_ms: u64) -> HttpPeers {
+    pub fn new(
+        peers: Vec<(String, String)>,
+        http: reqwest::Client,
+        token: Option<&str>,
+        rules: Arc<ReportRules>,
+    ) -> HttpPeers {
         let token = token.map(|t| format!("Bearer {t}"));
-        HttpPeers { peers, ttl_ms, http, token, latest: Mutex::default(), errors: Mutex::default() }
+        HttpPeers {
+            peers,
+            rules,
+            http,
+            token,
+            latest: Mutex::default(),
+            errors: Mutex::default(),
+            dropped: Mutex::default(),
+        }
     }
 
     /// Starts one polling loop per peer; they run until the process ends.
@@ -59,22 +76,26 @@ impl HttpPeers {
                     request = request.header(reqwest::header::AUTHORIZATION, value);
                 }
                 let response = request.send().await.map_err(crate::app::daemon_client::describe)?;
-                if !response.status().is_success() {
-                    return Err(format!("HTTP {}", response.status()));
+                let status = response.status();
+                if status == reqwest::StatusCode::UNAUTHORIZED {
+                    // The usual cause when rolling out named tokens: say which entry is sent.
+                    return Err(format!(
+                        "HTTP {status}: the peer does not accept this daemon's token (the `peer` entry named '{vantage}' in --token-file, which every daemon's file must hold)"
+                    ));
+                }
+                if !status.is_success() {
+                    return Err(format!("HTTP {status}"));
                 }
                 response.json::<VantageReport>().await.map_err(|e| e.without_url().to_string())
             }
             .await;
-            let fetched = fetched.and_then(|mut report| {
-                if report.vantage != name {
-                    return Err(format!(
-                        "answered as vantage '{}', not '{name}': its report is not counted",
-                        report.vantage.chars().take(64).collect::<String>()
-                    ));
-                }
-                // Trusted for one time to live from now, on this clock, whatever it claims.
-                report.expires_ms = report.expires_ms.min(drover_core::clock::now_ms().saturating_add(self.ttl_ms));
-                Ok(report)
+            let fetched = fetched.and_then(|report| {
+                let said = report.vantage.clone();
+                // Trusted for at most one time to live, on this clock, whatever it claims.
+                self.rules.admit(report, &name, drover_core::clock::now_ms()).map_err(|why| {
+                    *self.dropped.lock().unwrap().entry(why).or_default() += 1;
+                    why.explain(&name, &said)
+                })
             });
             match fetched {
                 Ok(report) => {
@@ -126,5 +147,9 @@ impl VantageExchange for HttpPeers {
 
     fn problems(&self) -> BTreeMap<String, String> {
         self.errors.lock().unwrap().clone()
+    }
+
+    fn dropped(&self) -> BTreeMap<Dropped, u64> {
+        self.dropped.lock().unwrap().clone()
     }
 }
