@@ -210,7 +210,7 @@ PY
   start_target "$out/target-drover-$n.rate"
   t0="$(date +%s%N)"
   taskset -c 1 "$drover" serve --plan "$plan" --state "$out/state-$n" \
-    --listen "127.0.0.1:$api_port" --vantage bench >"$out/drover-$n.log" 2>&1 &
+    --listen "127.0.0.1:$api_port" --open-reads --vantage bench >"$out/drover-$n.log" 2>&1 &
   drover_pid=$!
   pids+=("$drover_pid")
   wait_http "http://127.0.0.1:$api_port/healthz"
