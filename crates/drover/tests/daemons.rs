@@ -73,6 +73,21 @@ fn a_blackout_of_the_primary_region_makes_the_daemons_fail_over_on_their_own() {
     let captured = capture.stop();
     assert!(captured.len() > 100_000, "the capture saw almost nothing ({} bytes)", captured.len());
     assert!(!support::contains_bytes(&captured, lab.token.as_bytes()), "the API token crossed the bridge in clear");
+    // Every token of the daemons' file: the peer tokens cross the bridge every 500 ms.
+    let tokens = std::fs::read_to_string(lab.guard.dir.join("secrets/api-tokens")).unwrap();
+    for line in tokens.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (name, token) = (line.split_whitespace().next().unwrap(), line.split_whitespace().last().unwrap());
+        assert!(!support::contains_bytes(&captured, token.as_bytes()), "{name}'s token crossed the bridge in clear");
+    }
+    // PostgreSQL's password never crosses in clear (SCRAM), so look for what TLS hides: the
+    // SQL of the lab app's writes, and the startup packet's user name.
+    for clear in [&b"lab_writes"[..], b"user\0drover"] {
+        assert!(
+            !support::contains_bytes(&captured, clear),
+            "{} crossed the bridge in clear",
+            String::from_utf8_lossy(clear)
+        );
+    }
     let dsn = std::fs::read_to_string(lab.guard.dir.join("secrets/east.dsn")).unwrap();
     // postgresql://USER:PASSWORD@HOST:PORT/DB[?...]
     let userinfo = dsn.split_once("://").and_then(|(_, rest)| rest.split_once('@')).map(|(u, _)| u).unwrap_or("");

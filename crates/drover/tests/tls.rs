@@ -155,6 +155,23 @@ fn the_api_over_tls_answers_clients_of_its_ca_only() {
         .arg(d.path("cli-token")));
     assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
 
+    // The CLI's token file holds one token: the token alone or one line of the daemon's file.
+    std::fs::write(d.path("one-line"), format!("operator operator {TOKEN}\n")).unwrap();
+    let one_line = run(drover()
+        .args(["runs", "--server", &server, "--ca-file"])
+        .arg(d.path("ca.pem"))
+        .arg("--token-file")
+        .arg(d.path("one-line")));
+    assert_eq!(one_line.code, 0, "{}", one_line.stderr);
+    let whole = run(drover()
+        .args(["runs", "--server", &server, "--ca-file"])
+        .arg(d.path("ca.pem"))
+        .arg("--token-file")
+        .arg(d.path("token")));
+    assert_eq!(whole.code, 2, "{}", whole.stderr);
+    assert!(whole.stderr.contains("holds 4 entries"), "{}", whole.stderr);
+    assert!(!whole.stderr.contains(TOKEN) && !whole.stderr.contains("peer-token"), "{}", whole.stderr);
+
     // Trusting another CA: refused, and the error says why.
     let (other_ca, _, _) = pki(d.dir.path(), "stranger");
     let wrong = run(drover()
@@ -227,6 +244,8 @@ fn with_a_client_ca_only_peers_presenting_a_certificate_it_signed_are_heard() {
         // Peer errors are keyed by URL.
         if east_heard.contains("west") && stranger_errors.contains(&format!("127.0.0.1:{}", west.port)) {
             assert!(!stranger_heard.contains("west"), "{stranger_heard}");
+            // West ended the handshake: the stranger's certificate is not one its CA signed.
+            assert!(stranger_errors.contains("alert"), "{stranger_errors}");
             break;
         }
         assert!(

@@ -38,7 +38,10 @@ pub fn build(
     connect_timeout: Duration,
     timeout: Duration,
 ) -> Result<reqwest::Client, Failure> {
-    let builder = reqwest::Client::builder().connect_timeout(connect_timeout).timeout(timeout);
+    // Never through a proxy from the environment (HTTPS_PROXY for AWS, say): a loopback
+    // http:// call would carry the token to it in clear, and a proxy in a lost region
+    // would silence every peer.
+    let builder = reqwest::Client::builder().no_proxy().connect_timeout(connect_timeout).timeout(timeout);
     let builder = match ca_file {
         Some(ca) => {
             let tls = drover_adapters::tls::client_config(ca, identity)

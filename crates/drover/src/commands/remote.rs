@@ -36,8 +36,8 @@ pub struct TargetArgs {
     /// the system's trusted roots.
     #[arg(long, value_name = "FILE", env = "DROVER_CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// File holding the daemon's bearer token (its --token-file): with --server, needed for changes,
-    /// and for reads when the daemon listens off loopback; unused without --server.
+    /// File holding your token for the daemon (the token alone, or your NAME ROLE TOKEN line of
+    /// the daemon's --token-file): with --server, needed for reads and changes; unused without --server.
     // Not `requires = "server"`: clap counts a value from the environment as given, so a
     // DROVER_TOKEN_FILE exported for daemon work would break every local command.
     #[arg(long, value_name = "FILE", env = "DROVER_TOKEN_FILE")]
@@ -63,6 +63,33 @@ impl TargetArgs {
     }
 }
 
+/// The token in the CLI's `--token-file`: the token alone, or one `NAME ROLE TOKEN` line
+/// copied from a daemon's file. A file of several entries is refused rather than sent
+/// whole (it would be no one's token, and would show every one of them to the daemon).
+fn own_token(path: &std::path::Path) -> Result<String, Failure> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Failure::input(format!("--token-file {}: {e}", path.display())))?;
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let fields: Vec<&str> = match lines.as_slice() {
+        [line] => line.split_whitespace().collect(),
+        [] => return Err(Failure::input(format!("--token-file {}: the file is empty", path.display()))),
+        _ => {
+            return Err(Failure::input(format!(
+                "--token-file {}: holds {} entries; the CLI's file holds your own token alone (or your one line of the daemon's file)",
+                path.display(),
+                lines.len()
+            )));
+        }
+    };
+    match fields.as_slice() {
+        [token] | [_, _, token] => Ok((*token).to_string()),
+        _ => Err(Failure::input(format!(
+            "--token-file {}: expected the token alone, or NAME ROLE TOKEN on one line",
+            path.display()
+        ))),
+    }
+}
+
 /// How long an abort with undo may take through a daemon: a lifted RDS fence is waited for.
 const UNDO_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
@@ -79,14 +106,7 @@ impl Remote {
         ca_file: Option<&std::path::Path>,
     ) -> Result<Remote, Failure> {
         crate::app::daemon_client::check_url("--server", server)?;
-        let token = match token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| Failure::input(format!("--token-file {}: {e}", path.display())))?;
-                Some(text.trim().to_string()).filter(|t| !t.is_empty())
-            }
-            None => None,
-        };
+        let token = token_file.map(own_token).transpose()?;
         let http = crate::app::daemon_client::build(ca_file, None, Duration::from_secs(2), Duration::from_secs(30))?;
         Ok(Remote { base: server.trim_end_matches('/').to_string(), token, http })
     }

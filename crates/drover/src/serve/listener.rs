@@ -3,10 +3,11 @@
 //! operators who need it during a failover.
 //!
 //! - **A cap on connections.** At most `max_connections` are open; when a new one
-//!   arrives at the cap, the connection idle the longest (one that has not sent a
-//!   request, or sits between requests) is closed to make room. Requests in flight
-//!   are never cut. So a flood of idle connections only churns among itself: a peer's
-//!   or operator's new connection is the youngest, and sends its request at once.
+//!   arrives at the cap, an idle one is closed to make room: the oldest that never sent
+//!   a request, else the one longest between requests (gracefully: a response being
+//!   written finishes). Requests in flight are never cut. So a flood of silent
+//!   connections churns among itself: a peer's pooled connection outlives it, and a new
+//!   one is the youngest and sends its request at once.
 //! - **Deadlines.** A client has `header_timeout` to finish the TLS handshake and
 //!   each request's headers, also between requests on a kept-alive connection.
 //! - **File descriptors.** The cap leaves the rest of the process's limit to the
@@ -92,53 +93,72 @@ pub static STATS: ListenerStats = ListenerStats {
     wrong_host: AtomicU64::new(0),
 };
 
-/// Open connections, and the idle ones by the order they became idle (oldest first).
+/// Open connections, and the idle ones in the order they are closed to make room:
+/// first those that never sent a request (oldest first), then those between requests
+/// (longest idle first), so a peer's pooled connection outlives a flood of silent ones.
 #[derive(Default)]
 struct Slots {
     open: usize,
-    idle: BTreeMap<u64, Arc<Notify>>,
+    idle: BTreeMap<(Tier, u64), Arc<Notify>>,
     next: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Tier {
+    /// No request yet: closed at once when evicted.
+    Silent,
+    /// Kept alive between requests: closed gracefully (a response being written finishes).
+    Between,
 }
 
 /// One connection's place among the slots.
 struct Slot {
     slots: Arc<Mutex<Slots>>,
     close: Arc<Notify>,
-    /// Its key in `idle` while idle.
-    idle_key: Mutex<Option<u64>>,
+    /// Its key in `idle` while idle; still set after an eviction took it out.
+    idle_key: Mutex<Option<(Tier, u64)>>,
 }
 
 impl Slot {
     /// A new connection counts as idle until its first request arrives; at the cap the
-    /// longest idle connection makes room, and with none idle the new one is refused.
+    /// first idle one in `Slots` order makes room, and with none idle the new one is refused.
     fn take(slots: &Arc<Mutex<Slots>>, max: usize) -> Option<Arc<Slot>> {
         let mut s = slots.lock().unwrap();
         if s.open >= max {
-            let (_, oldest) = s.idle.pop_first()?;
-            oldest.notify_one();
+            let (_, evicted) = s.idle.pop_first()?;
+            evicted.notify_one();
             STATS.evicted.fetch_add(1, Ordering::Relaxed);
         }
         s.open += 1;
         STATS.open.store(s.open as u64, Ordering::Relaxed);
         let close = Arc::new(Notify::new());
-        let key = s.next;
+        let key = (Tier::Silent, s.next);
         s.next += 1;
         s.idle.insert(key, Arc::clone(&close));
         Some(Arc::new(Slot { slots: Arc::clone(slots), close, idle_key: Mutex::new(Some(key)) }))
     }
 
-    fn busy(&self) {
-        if let Some(key) = self.idle_key.lock().unwrap().take() {
-            self.slots.lock().unwrap().idle.remove(&key);
+    /// A request arrived: the connection may no longer be evicted until `idle`. False when
+    /// an eviction took it first (the request must not start: the connection is closing).
+    fn busy(&self) -> bool {
+        let mut s = self.slots.lock().unwrap();
+        match self.idle_key.lock().unwrap().take() {
+            Some(key) => s.idle.remove(&key).is_some(),
+            None => true,
         }
     }
 
     fn idle(&self) {
         let mut s = self.slots.lock().unwrap();
-        let key = s.next;
+        let key = (Tier::Between, s.next);
         s.next += 1;
         s.idle.insert(key, Arc::clone(&self.close));
         *self.idle_key.lock().unwrap() = Some(key);
+    }
+
+    /// Whether the connection has served a request (an eviction then closes it gracefully).
+    fn has_served(&self) -> bool {
+        self.idle_key.lock().unwrap().is_some_and(|(tier, _)| tier == Tier::Between)
     }
 }
 
@@ -189,31 +209,24 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let (app, hosts, tls, timeout) = (app.clone(), Arc::clone(&hosts), tls.clone(), limits.header_timeout);
         tokio::spawn(async move {
+            let Some(tls) = tls else { return connection(stream, app, hosts, slot, timeout).await };
             let close = Arc::clone(&slot.close);
-            let connection = async {
-                match tls {
-                    None => connection(stream, app, hosts, slot, timeout).await,
-                    Some(tls) => match tokio::time::timeout(
-                        timeout,
-                        tokio_rustls::TlsAcceptor::from(tls.config()).accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(stream)) => connection(stream, app, hosts, slot, timeout).await,
-                        // A scanner, a client with the wrong CA or a plain-HTTP request: not worth a log line each.
-                        Ok(Err(e)) => {
-                            STATS.tls_failed.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            STATS.tls_failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    },
-                }
+            let handshake = tokio::time::timeout(timeout, tokio_rustls::TlsAcceptor::from(tls.config()).accept(stream));
+            let handshake = tokio::select! {
+                done = handshake => done,
+                // Evicted before it said anything.
+                () = close.notified() => return,
             };
-            tokio::select! {
-                () = connection => {}
-                () = close.notified() => {}
+            match handshake {
+                Ok(Ok(stream)) => connection(stream, app, hosts, slot, timeout).await,
+                // A scanner, a client with the wrong CA or a plain-HTTP request: not worth a log line each.
+                Ok(Err(e)) => {
+                    STATS.tls_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    STATS.tls_failed.fetch_add(1, Ordering::Relaxed);
+                }
             }
         });
     }
@@ -229,38 +242,59 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let router = hyper_util::service::TowerToHyperService::new(app);
+    let close = Arc::clone(&slot.close);
+    let served_by = Arc::clone(&slot);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        slot.busy();
+        let started = slot.busy();
         let (slot, hosts, router) = (Arc::clone(&slot), Arc::clone(&hosts), router.clone());
         async move {
             let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok());
-            let response = if hosts.allows(host) {
+            let response = if !started {
+                // Evicted as its headers arrived: nothing runs, the connection is closing.
+                refusal(StatusCode::SERVICE_UNAVAILABLE, "the daemon is at its connection limit; try again")
+            } else if hosts.allows(host) {
                 hyper::service::Service::call(&router, request).await?
             } else {
                 STATS.wrong_host.fetch_add(1, Ordering::Relaxed);
-                misdirected()
+                refusal(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "this daemon is not served under that Host name: use its address, or add the name with serve --name",
+                )
             };
             slot.idle();
             Ok::<_, Infallible>(response)
         }
     });
-    let served = hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(timeout)
+        // Headers of the API's requests are small: a client cannot make each connection hold
+        // hyper's default ~400 KiB read buffer.
+        .max_buf_size(16 * 1024)
+        .max_headers(64)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let served = tokio::select! {
+        done = connection.as_mut() => done,
+        () = close.notified() => {
+            if !served_by.has_served() {
+                return; // never asked anything: nothing to finish
+            }
+            // Between requests: finish a response still being written, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
     if let Err(e) = served {
         tracing::debug!(error = %e, "connection ended");
     }
 }
 
-fn misdirected() -> Response<axum::body::Body> {
-    let body = serde_json::json!({
-        "error": "this daemon is not served under that Host name: use its address, or add the name with serve --name"
-    });
+fn refusal(status: StatusCode, message: &str) -> Response<axum::body::Body> {
+    let body = serde_json::json!({ "error": message });
     Response::builder()
-        .status(StatusCode::MISDIRECTED_REQUEST)
+        .status(status)
         .header(header::CONTENT_TYPE, "application/json")
         .body(axum::body::Body::from(body.to_string()))
         .expect("a static response")
@@ -298,23 +332,32 @@ mod tests {
     }
 
     #[test]
-    fn at_the_cap_the_longest_idle_connection_makes_room_and_busy_ones_are_kept() {
+    fn at_the_cap_silent_connections_make_room_first_and_busy_ones_are_kept() {
         let slots = Arc::new(Mutex::new(Slots::default()));
-        let first = Slot::take(&slots, 2).unwrap();
-        let second = Slot::take(&slots, 2).unwrap();
-        first.busy();
-        // The cap is reached: the second (idle) makes room, the first (in a request) stays.
-        let third = Slot::take(&slots, 2).unwrap();
-        assert_eq!(slots.lock().unwrap().open, 3, "the evicted one counts until its task ends");
-        drop(second);
-        // First busy, third idle: the third goes for a fourth.
-        let fourth = Slot::take(&slots, 2).unwrap();
-        drop(third);
-        // Both left are busy: nothing makes room.
-        fourth.busy();
-        assert!(Slot::take(&slots, 2).is_none());
-        // One finishes its request: it is idle, and now gives way.
-        first.idle();
-        assert!(Slot::take(&slots, 2).is_some());
+        let peer = Slot::take(&slots, 3).unwrap();
+        let silent = Slot::take(&slots, 3).unwrap();
+        let working = Slot::take(&slots, 3).unwrap();
+        // The peer asked once and now waits between requests; another is in a request.
+        assert!(peer.busy());
+        peer.idle();
+        assert!(working.busy());
+        // At the cap, the silent one makes room though the peer has been idle longer.
+        let newcomer = Slot::take(&slots, 3).unwrap();
+        assert!(!silent.has_served());
+        assert!(!silent.busy(), "an evicted connection must not start a request");
+        drop(silent);
+        // The newcomer (silent) goes before the peer, whatever their age.
+        let fifth = Slot::take(&slots, 3).unwrap();
+        assert!(!newcomer.busy());
+        drop(newcomer);
+        // With no silent one left, the peer goes, gracefully; the working one never.
+        assert!(fifth.busy());
+        let sixth = Slot::take(&slots, 3).unwrap();
+        assert!(peer.has_served(), "the peer was evicted gracefully");
+        assert_eq!(slots.lock().unwrap().open, 4, "an evicted connection counts until its task ends");
+        drop(peer);
+        // All busy: nothing makes room, the new connection is refused.
+        assert!(sixth.busy());
+        assert!(Slot::take(&slots, 3).is_none());
     }
 }
