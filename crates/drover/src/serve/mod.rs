@@ -140,7 +140,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     runtime().block_on(async move {
         let cx = Context::open(&args.plan).await?;
-        let rules = Arc::new(report_rules(&cx.plan, &args.vantage, &peers)?);
+        let rules = Arc::new(report_rules(&cx.plan, &args.vantage, &peers, etcd.is_some())?);
         let max_connections = raise_open_file_limit(&cx, args.max_connections);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -185,9 +185,19 @@ fn report_rules(
     plan: &drover_core::plan::Plan,
     vantage: &str,
     peers: &[(String, String)],
+    through_etcd: bool,
 ) -> Result<drover_core::vantage::ReportRules, Failure> {
     use drover_core::secret::SecretSource;
     let listed = &plan.vantages.names;
+    if through_etcd && listed.is_empty() {
+        // Through etcd no --peer names the vantages: without a list, any name written under
+        // the prefix would vote (and one sorting first would become the acting vantage).
+        return Err(Failure::input(format!(
+            "{}: with --store etcd://... the plan must list its vantages (vantages.names; and vantages.key_file \
+             to sign their reports): a report under any other name is then dropped",
+            plan.source.display()
+        )));
+    }
     if !listed.is_empty() {
         let unlisted = std::iter::once(("--vantage", vantage))
             .chain(peers.iter().map(|(name, _)| ("--peer", name.as_str())))
