@@ -102,7 +102,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             Some(store) => {
                 // A silent vantage's report leaves etcd once it would have expired anyway.
                 let ttl = std::time::Duration::from_millis(drover_core::vantage::report_ttl_ms(&cx.plan));
-                let vantages = EtcdVantages::connect(&store.endpoints, &store.prefix, &args.vantage, ttl)
+                let vantages = EtcdVantages::connect(&store.access, &store.prefix, &args.vantage, ttl)
                     .await
                     .map_err(store_failure)?;
                 (Arc::new(vantages), Some(Arc::new(leadership::Election::new(store, lease_ttl))))
