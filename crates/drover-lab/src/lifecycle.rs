@@ -10,8 +10,7 @@ use nix::sys::signal::Signal;
 
 use crate::http::http_get;
 use crate::layout::{
-    APP_PORT, DNS_PORT, ETCD_CLIENT_PORT, ETCD_PREFIX, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role, SERVE_PORT,
-    absolute,
+    APP_PORT, DNS_PORT, ETCD_CLIENT_PORT, ETCD_PREFIX, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role, SERVE_PORT, absolute,
 };
 use crate::state::{LabState, Replication};
 use crate::{LabError, knot, net, plan_file, postgres, supervisor, sys};

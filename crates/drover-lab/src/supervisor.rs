@@ -19,9 +19,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid};
 
 use crate::LabError;
-use crate::layout::{
-    APP_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, LabDir, PG_BIN_DIR, REGIONS, RegionSpec, SERVE_PORT,
-};
+use crate::layout::{APP_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, LabDir, PG_BIN_DIR, REGIONS, RegionSpec, SERVE_PORT};
 use crate::state::{LabState, ServiceState};
 use crate::sys;
 

@@ -205,7 +205,8 @@ impl EtcdAccess {
                 ),
                 None => "etcd refused the user".into(),
             }
-        } else if lower.contains("user name is empty") || (self.user.is_none() && lower.contains("invalid auth token")) {
+        } else if lower.contains("user name is empty") || (self.user.is_none() && lower.contains("invalid auth token"))
+        {
             "etcd requires a user (its auth is enabled): give --etcd-user and its password (--etcd-password-file or DROVER_ETCD_PASSWORD)".into()
         } else if lower.contains("permission denied") {
             match &self.user {
@@ -213,7 +214,7 @@ impl EtcdAccess {
                 None => "permission denied".into(),
             }
         } else if self.tls.is_none()
-            && (lower.contains("connection reset") || lower.contains("broken pipe") || lower.contains("h2 protocol"))
+            && ["connection reset", "connectionreset", "broken pipe", "h2 protocol"].iter().any(|m| lower.contains(m))
         {
             "if the members serve TLS, write etcds:// and give --etcd-ca".into()
         } else if self.tls.is_some() && (lower.contains("invalidcontenttype") || lower.contains("corrupt message")) {
@@ -281,7 +282,11 @@ impl EtcdClient {
         }
     }
 
-    pub async fn get(&self, key: impl Into<Vec<u8>>, options: Option<GetOptions>) -> Result<GetResponse, etcd_client::Error> {
+    pub async fn get(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: Option<GetOptions>,
+    ) -> Result<GetResponse, etcd_client::Error> {
         let key = key.into();
         self.with_token(|mut c| {
             let (key, options) = (key.clone(), options.clone());

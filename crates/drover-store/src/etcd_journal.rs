@@ -28,6 +28,9 @@ const ELECTION_PATIENCE: Duration = Duration::from_secs(8);
 
 /// Errors that say "not now" rather than "no": retried within `ELECTION_PATIENCE`.
 fn transient(e: &etcd_client::Error) -> bool {
+    if tls_refused(e) {
+        return false;
+    }
     match e {
         etcd_client::Error::GRpcStatus(status) => {
             matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted)
@@ -35,15 +38,14 @@ fn transient(e: &etcd_client::Error) -> bool {
                     .iter()
                     .any(|m| status.message().contains(m))
         }
-        etcd_client::Error::TransportError(e) => !tls_refused(e),
-        etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         _ => false,
     }
 }
 
 /// A TLS handshake that failed over a certificate fails again: not worth waiting for.
-fn tls_refused(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
+fn tls_refused(e: &etcd_client::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         let text = s.to_string().to_lowercase();
         if text.contains("certificate") || text.contains("unknownissuer") {

@@ -135,11 +135,8 @@ fn tls(url: &str, parsed: &EtcdUrl, etcd: &EtcdArgs) -> Result<Option<EtcdTls>, 
         }
     };
     if !parsed.tls {
-        let flag = if etcd.etcd_ca.is_some() {
-            Some("--etcd-ca")
-        } else {
-            identity.map(|_| "--etcd-cert and --etcd-key")
-        };
+        let flag =
+            if etcd.etcd_ca.is_some() { Some("--etcd-ca") } else { identity.map(|_| "--etcd-cert and --etcd-key") };
         return match flag {
             Some(flag) => Err(Failure::input(format!(
                 "--store {url}: {flag} are for a TLS store, and etcd:// is plain HTTP: write etcds://... \
@@ -156,7 +153,8 @@ fn tls(url: &str, parsed: &EtcdUrl, etcd: &EtcdArgs) -> Result<Option<EtcdTls>, 
     };
     // The shared TLS reader checks the files as rustls will use them (a CA that is no
     // certificate, a key that does not match), naming the file.
-    drover_adapters::tls::client_config(ca, identity).map_err(|e| Failure::input(format!("--etcd-ca/--etcd-cert: {e}")))?;
+    drover_adapters::tls::client_config(ca, identity)
+        .map_err(|e| Failure::input(format!("--etcd-ca/--etcd-cert: {e}")))?;
     EtcdTls::load(ca, identity).map(Some).map_err(Failure::input)
 }
 
@@ -209,7 +207,9 @@ struct EtcdUrl {
 /// `etcds://` the same over TLS.
 fn parse_etcd_url(url: &str) -> Result<EtcdUrl, Failure> {
     let bad = |why: &str| {
-        Failure::input(format!("--store {url}: {why}; write etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (etcds:// for TLS)"))
+        Failure::input(format!(
+            "--store {url}: {why}; write etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (etcds:// for TLS)"
+        ))
     };
     let (tls, rest) = match (url.strip_prefix("etcds://"), url.strip_prefix("etcd://")) {
         (Some(rest), _) => (true, rest),
@@ -265,8 +265,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
         std::fs::write(&file, "s3cret-value\n").unwrap();
-        let etcd =
-            EtcdArgs { etcd_user: Some("drover".into()), etcd_password_file: Some(file), ..EtcdArgs::default() };
+        let etcd = EtcdArgs { etcd_user: Some("drover".into()), etcd_password_file: Some(file), ..EtcdArgs::default() };
         let store = etcd_store(&args("etcd://127.0.0.1:2379/x", etcd)).unwrap().unwrap();
         let user = store.access.user.as_ref().unwrap();
         assert_eq!((user.name.as_str(), user.password.expose()), ("drover", "s3cret-value"));

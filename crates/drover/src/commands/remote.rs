@@ -52,14 +52,12 @@ impl TargetArgs {
     pub fn target(&self) -> Result<Target, Failure> {
         match (&self.server, &self.plan) {
             (Some(server), _) => Remote::new(server, self.token_file.as_deref()).map(Target::Remote),
-            (None, Some(plan)) => {
-                Ok(Target::Local(PlanArgs {
+            (None, Some(plan)) => Ok(Target::Local(PlanArgs {
                 plan: plan.clone(),
                 state: self.state.clone(),
                 store: self.store.clone(),
                 etcd: self.etcd.clone(),
-            }))
-            }
+            })),
             (None, None) => Err(Failure::input("give --plan PLAN (or --server URL for a running daemon)")),
         }
     }
