@@ -197,6 +197,41 @@ fn runs_live_in_etcd_with_store_and_a_bad_store_is_bad_input() {
     assert!(down.stderr.contains("etcd http://127.0.0.1:9: cannot connect"), "{}", down.stderr);
 }
 
+/// Flags for an etcd store over TLS or with a user that cannot work are refused before
+/// anything connects (exit 2, what to do), for the commands and the daemon alike.
+#[test]
+fn etcd_tls_and_user_flags_that_cannot_work_are_refused_and_nothing_is_done() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let (ca, missing) = (not_pem.display().to_string(), dir.path().join("nope").display().to_string());
+    let refused = |args: &[&str], says: &str| {
+        for command in [&["runs"][..], &["failover", "--to", "west", "--yes"], &["serve", "--listen", "127.0.0.1:0"]] {
+            let ran =
+                run(drover().args(command).arg("--plan").arg(&plan).args(args).env_remove("DROVER_ETCD_PASSWORD"));
+            assert_eq!(ran.code, 2, "{command:?} {args:?}: {}\n{}", ran.stdout, ran.stderr);
+            assert!(ran.stderr.contains(says), "{command:?} {args:?}: {}", ran.stderr);
+        }
+    };
+    let tls = "etcds://127.0.0.1:9/x";
+    refused(&["--store", tls], "etcds:// needs --etcd-ca FILE");
+    refused(&["--store", "etcd://127.0.0.1:9/x", "--etcd-ca", &ca], "is plain HTTP (etcd://) and --etcd-ca is for TLS");
+    refused(&["--store", tls, "--etcd-ca", &ca, "--etcd-cert", &ca], "--etcd-cert needs --etcd-key");
+    refused(&["--store", tls, "--etcd-ca", &missing], &missing);
+    refused(&["--store", tls, "--etcd-ca", &ca], "holds no certificate");
+    refused(
+        &["--store", "etcd://127.0.0.1:9/x", "--etcd-user", "drover"],
+        "give its password with --etcd-password-file",
+    );
+    refused(
+        &["--store", "etcd://127.0.0.1:9/x", "--etcd-user", "drover", "--etcd-password-file", &missing],
+        &format!("--etcd-password-file {missing}: cannot read it"),
+    );
+    refused(&["--etcd-ca", &ca], "--etcd-ca is for an etcd store");
+    assert!(!dir.path().join(".drover").exists(), "nothing was journaled beside the plan");
+}
+
 #[test]
 fn reprotect_and_failback_help_teach_when_and_how() {
     let mut all = String::new();

@@ -135,12 +135,15 @@ fn tls(url: &str, parsed: &EtcdUrl, etcd: &EtcdArgs) -> Result<Option<EtcdTls>, 
         }
     };
     if !parsed.tls {
-        let flag =
-            if etcd.etcd_ca.is_some() { Some("--etcd-ca") } else { identity.map(|_| "--etcd-cert and --etcd-key") };
+        let flag = if etcd.etcd_ca.is_some() {
+            Some(("--etcd-ca", "is"))
+        } else {
+            identity.map(|_| ("--etcd-cert and --etcd-key", "are"))
+        };
         return match flag {
-            Some(flag) => Err(Failure::input(format!(
-                "--store {url}: {flag} are for a TLS store, and etcd:// is plain HTTP: write etcds://... \
-                 (the members serve TLS) or drop {flag}"
+            Some((flag, is)) => Err(Failure::input(format!(
+                "--store {url} is plain HTTP (etcd://) and {flag} {is} for TLS: write etcds://... if the members \
+                 serve TLS, or drop {flag}"
             ))),
             None => Ok(None),
         };
