@@ -195,6 +195,14 @@ impl LabDir {
     pub fn etcd_key(&self, region: &str) -> PathBuf {
         self.pki().join(format!("etcd-{region}.key"))
     }
+    /// The client certificate every drover presents to the lab's etcd: the members ask
+    /// for one signed by the lab CA (their `--trusted-ca-file`), before any password.
+    pub fn etcd_client_cert(&self) -> PathBuf {
+        self.pki().join("etcd-client.pem")
+    }
+    pub fn etcd_client_key(&self) -> PathBuf {
+        self.pki().join("etcd-client.key")
+    }
     /// The password of etcd's `ETCD_USER` (random per lab, 0600).
     pub fn etcd_password(&self) -> PathBuf {
         self.secrets().join("etcd-drover.password")
@@ -211,6 +219,10 @@ impl LabDir {
             etcd_store_url(),
             "--etcd-ca".into(),
             path(self.ca_cert()),
+            "--etcd-cert".into(),
+            path(self.etcd_client_cert()),
+            "--etcd-key".into(),
+            path(self.etcd_client_key()),
             "--etcd-user".into(),
             ETCD_USER.into(),
             "--etcd-password-file".into(),
@@ -236,7 +248,9 @@ impl LabDir {
     }
     /// The lab's etcd over TLS without a user (before its auth is enabled).
     pub fn etcd_tls_access(&self, members: Vec<String>) -> Result<drover_store::EtcdAccess, crate::LabError> {
-        let tls = drover_store::EtcdTls::load(&self.ca_cert(), None).map_err(crate::LabError::failed)?;
+        let identity = (self.etcd_client_cert(), self.etcd_client_key());
+        let tls = drover_store::EtcdTls::load(&self.ca_cert(), Some((&identity.0, &identity.1)))
+            .map_err(crate::LabError::failed)?;
         Ok(drover_store::EtcdAccess { members, tls: Some(tls), user: None })
     }
     pub fn knot_dir(&self) -> PathBuf {

@@ -278,13 +278,17 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
 }
 
 /// What the etcd members need before they start: each a certificate from the lab CA for
-/// its address (serving clients and peers, and presented to peers as a client), and the
-/// passwords of etcd's `root` and `ETCD_USER`, random per lab, in the secrets dir.
+/// its address (serving clients and peers, and presented to peers as a client), a client
+/// certificate for drover, and the passwords of etcd's `root` and `ETCD_USER`, random per
+/// lab, in the secrets dir.
 fn prepare_etcd(lab: &LabDir, ca: &crate::pki::LabCa) -> Result<(), LabError> {
     for r in &REGIONS {
         let issued = ca.issue(&format!("etcd-{}", r.name), &[r.address.into()], &[])?;
         debug_assert_eq!((issued.cert, issued.key), (lab.etcd_cert(r.name), lab.etcd_key(r.name)));
     }
+    // Named after no etcd user: the password, not the certificate, says who the client is.
+    let client = ca.issue("etcd-client", &[], &[])?;
+    debug_assert_eq!((client.cert, client.key), (lab.etcd_client_cert(), lab.etcd_client_key()));
     sys::write_private(&lab.etcd_root_password(), &sys::random_hex(16)?)?;
     sys::write_private(&lab.etcd_password(), &sys::random_hex(16)?)
 }

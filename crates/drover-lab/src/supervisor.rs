@@ -207,7 +207,8 @@ impl Supervisor {
             }
             Kind::Etcd(r) => {
                 // TLS for clients and peers alike, with the member's certificate from the lab
-                // CA; a peer must present one the CA signed too.
+                // CA; clients and peers must present one the CA signed too (and clients then
+                // a password: auth is on).
                 let peer = |r: &RegionSpec| format!("https://{}:{ETCD_PEER_PORT}", r.address);
                 let cluster: Vec<String> = REGIONS.iter().map(|m| format!("{}={}", m.name, peer(m))).collect();
                 let client = format!("https://{}:{ETCD_CLIENT_PORT}", r.address);
@@ -227,6 +228,7 @@ impl Supervisor {
                     .arg(&key)
                     .arg("--trusted-ca-file")
                     .arg(&ca)
+                    .arg("--client-cert-auth")
                     .arg("--peer-cert-file")
                     .arg(&cert)
                     .arg("--peer-key-file")
