@@ -22,6 +22,69 @@ use etcd_client::{
     TxnResponse,
 };
 
+/// How long a request is retried while etcd elects a raft leader ("leader changed",
+/// "no leader", a member gone silent): a few election timeouts.
+pub(crate) const ELECTION_PATIENCE: Duration = Duration::from_secs(8);
+
+/// Errors that say "not now" rather than "no": retried within `ELECTION_PATIENCE`.
+pub(crate) fn transient(e: &etcd_client::Error) -> bool {
+    if tls_refused(e) {
+        return false;
+    }
+    match e {
+        // "Timeout expired": the request's own timeout, e.g. authenticating through a
+        // member that has just rejoined and has no leader yet.
+        etcd_client::Error::GRpcStatus(status) => {
+            matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted)
+                || [
+                    "leader changed",
+                    "no leader",
+                    "timed out",
+                    "Timeout expired",
+                    "too many requests",
+                    "transport error",
+                    "broken pipe",
+                ]
+                .iter()
+                .any(|m| status.message().contains(m))
+        }
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// A TLS handshake that failed over a certificate fails again: not worth waiting for.
+fn tls_refused(e: &etcd_client::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        let text = s.to_string().to_lowercase();
+        if text.contains("certificate") || text.contains("unknownissuer") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Runs `op` until it succeeds, fails for good, or `ELECTION_PATIENCE` has passed.
+pub(crate) async fn patiently<T, F, Fut>(mut op: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Err(e) if transient(&e) && started.elapsed() + pause < ELECTION_PATIENCE => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(800));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The members of an etcd cluster and how to prove who we are to them.
 #[derive(Clone, Debug)]
 pub struct EtcdAccess {
@@ -236,9 +299,10 @@ impl EtcdAccess {
 }
 
 impl EtcdClient {
-    /// Connects (and, with a user, authenticates) with `options` (timeouts, keep-alive).
+    /// Connects (and, with a user, authenticates: a request through raft) with `options`
+    /// (timeouts, keep-alive), trying again for a while when etcd says "not now".
     pub async fn connect(access: &EtcdAccess, options: ConnectOptions) -> Result<EtcdClient, StoreError> {
-        Self::try_connect(access, options).await.map_err(|e| access.failure("cannot connect", e))
+        patiently(|| Self::try_connect(access, options.clone())).await.map_err(|e| access.failure("cannot connect", e))
     }
 
     /// `connect`, keeping etcd-client's error (the journal retries some of them).

@@ -18,63 +18,10 @@ use drover_core::journal::{CapacitySeen, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 
-use crate::access::{EtcdAccess, EtcdClient};
+use crate::access::{ELECTION_PATIENCE, EtcdAccess, EtcdClient, patiently, transient};
 
 /// How many times a write is retried when another writer got in first.
 const CONFLICT_RETRIES: u32 = 50;
-/// How long a request is retried while etcd elects a raft leader ("leader changed",
-/// "no leader", a member gone silent): a few election timeouts.
-const ELECTION_PATIENCE: Duration = Duration::from_secs(8);
-
-/// Errors that say "not now" rather than "no": retried within `ELECTION_PATIENCE`.
-fn transient(e: &etcd_client::Error) -> bool {
-    if tls_refused(e) {
-        return false;
-    }
-    match e {
-        etcd_client::Error::GRpcStatus(status) => {
-            matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted)
-                || ["leader changed", "no leader", "timed out", "too many requests", "transport error", "broken pipe"]
-                    .iter()
-                    .any(|m| status.message().contains(m))
-        }
-        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-        _ => false,
-    }
-}
-
-/// A TLS handshake that failed over a certificate fails again: not worth waiting for.
-fn tls_refused(e: &etcd_client::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        let text = s.to_string().to_lowercase();
-        if text.contains("certificate") || text.contains("unknownissuer") {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
-/// Runs `op` until it succeeds, fails for good, or `ELECTION_PATIENCE` has passed.
-async fn patiently<T, F, Fut>(mut op: F) -> Result<T, etcd_client::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
-{
-    let started = tokio::time::Instant::now();
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match op().await {
-            Err(e) if transient(&e) && started.elapsed() + pause < ELECTION_PATIENCE => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(800));
-            }
-            other => return other,
-        }
-    }
-}
-
 fn access_failure(access: &EtcdAccess, e: etcd_client::Error) -> StoreError {
     access_failure_as(access, "cannot connect", e)
 }
