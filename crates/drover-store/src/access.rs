@@ -260,6 +260,11 @@ impl EtcdAccess {
                 .into()
         } else if lower.contains("certificaterequired") || lower.contains("certificate required") {
             "the members require a client certificate: give --etcd-cert and --etcd-key".into()
+        } else if self.tls.as_ref().is_some_and(|t| t.identity.is_none())
+            && (lower.contains("connection closed") || lower.contains("canceled"))
+        {
+            // Under TLS 1.3 a member that wants a client certificate says so only by closing.
+            "the members closed the connection: if they want a client certificate (etcd --client-cert-auth), give --etcd-cert and --etcd-key".into()
         } else if lower.contains("invalid user id or password") || lower.contains("authentication failed") {
             match &self.user {
                 Some(user) => format!(

@@ -117,7 +117,14 @@ impl Etcd {
         let mut access = EtcdAccess::plain([member.clone()]);
         if let Some(pki) = &pki {
             command.arg("--cert-file").arg(&pki.cert).arg("--key-file").arg(&pki.key);
-            access.tls = Some(EtcdTls::load(&pki.ca, None).unwrap());
+            // With --client-cert-auth, clients present a certificate the CA signed: the
+            // member's own serves (it is issued for clients too).
+            let client_certs = extra.contains(&"--client-cert-auth");
+            if client_certs {
+                command.arg("--trusted-ca-file").arg(&pki.ca);
+            }
+            let identity = client_certs.then_some((pki.cert.as_path(), pki.key.as_path()));
+            access.tls = Some(EtcdTls::load(&pki.ca, identity).unwrap());
         }
         let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start etcd");
         let etcd = Etcd { child, access, dir };
@@ -362,6 +369,21 @@ async fn through_tls_and_a_user_the_journal_works() {
     let outside = EtcdJournal::connect(&etcd.access, "/elsewhere").await.unwrap();
     let refused = outside.epoch().await.expect_err("a key outside the role's prefix was read").to_string();
     assert!(refused.contains("may not use these keys"), "{refused}");
+}
+
+/// Members that want a client certificate get the one given; without it, the refusal
+/// says to give one.
+#[tokio::test]
+async fn a_client_certificate_is_presented_when_the_members_ask_for_one() {
+    let etcd = Etcd::start_secure(&["--client-cert-auth"]).await;
+    let journal = EtcdJournal::connect(&etcd.access, "/t/mtls").await.expect("connects with a client certificate");
+    begin_a_run(&journal).await;
+
+    let mut without = etcd.access.clone();
+    let ca = etcd.dir.path().join("etcd-ca.pem");
+    without.tls = Some(EtcdTls::load(&ca, None).unwrap());
+    let refused = EtcdJournal::connect(&without, "/t/mtls").await.expect_err("connected without a certificate");
+    assert!(refused.to_string().contains("give --etcd-cert and --etcd-key"), "{refused}");
 }
 
 /// A wrong password, no user, and a CA that did not sign the members' certificates are
