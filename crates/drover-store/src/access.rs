@@ -258,10 +258,21 @@ impl EtcdAccess {
         } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
             "a member's certificate does not name the address dialled: its certificate must list it (IP or DNS SAN)"
                 .into()
-        } else if lower.contains("certificaterequired") || lower.contains("certificate required") {
-            "the members require a client certificate: give --etcd-cert and --etcd-key".into()
+        } else if ["certificaterequired", "certificate required", "badcertificate", "bad certificate"]
+            .iter()
+            .any(|m| lower.contains(m))
+        {
+            match self.tls.as_ref().and_then(|t| t.identity.as_ref()) {
+                None => "the members require a client certificate: give --etcd-cert and --etcd-key".into(),
+                Some((cert, _, _)) => format!(
+                    "the members refused the client certificate {}: it must be signed by a CA they trust (their --trusted-ca-file)",
+                    cert.display()
+                ),
+            }
         } else if self.tls.as_ref().is_some_and(|t| t.identity.is_none())
-            && (lower.contains("connection closed") || lower.contains("canceled"))
+            && ["connection closed", "canceled", "broken pipe", "connection reset", "connectionreset"]
+                .iter()
+                .any(|m| lower.contains(m))
         {
             // Under TLS 1.3 a member that wants a client certificate says so only by closing.
             "the members closed the connection: if they want a client certificate (etcd --client-cert-auth), give --etcd-cert and --etcd-key".into()
@@ -298,31 +309,50 @@ impl EtcdAccess {
         causes(e)
     }
 
-    fn failure(&self, what: &str, e: etcd_client::Error) -> StoreError {
-        StoreError::io_from(format!("etcd {}: {what}: {}", self.describe(), self.explain(&e)), e)
+    /// `e` as a store error: TLS and user problems say what to check; an unreachable
+    /// cluster says so plainly.
+    pub fn failure(&self, what: &str, e: etcd_client::Error) -> StoreError {
+        let causes = causes(&e);
+        let message = match (&e, self.hint(&causes)) {
+            (_, Some(hint)) => format!("etcd {}: {what}: {hint} ({causes})", self.describe()),
+            (etcd_client::Error::GRpcStatus(status), None) if status.code() == tonic::Code::Unavailable => format!(
+                "etcd {}: cannot connect ({}); is the cluster up and reachable from here?",
+                self.describe(),
+                status.message()
+            ),
+            (_, None) => format!("etcd {}: {what}: {causes}", self.describe()),
+        };
+        StoreError::io_from(message, e)
     }
 }
 
 impl EtcdClient {
-    /// Connects (and, with a user, authenticates: a request through raft) with `options`
-    /// (timeouts, keep-alive), trying again for a while when etcd says "not now".
-    pub async fn connect(access: &EtcdAccess, options: ConnectOptions) -> Result<EtcdClient, StoreError> {
-        patiently(|| Self::try_connect(access, options.clone())).await.map_err(|e| access.failure("cannot connect", e))
-    }
-
-    /// `connect`, keeping etcd-client's error (the journal retries some of them).
-    pub(crate) async fn try_connect(
-        access: &EtcdAccess,
-        mut options: ConnectOptions,
-    ) -> Result<EtcdClient, etcd_client::Error> {
+    /// Connects with `options` (timeouts, keep-alive) and, with a user, authenticates (a
+    /// request through raft). A refusal (a wrong password, a certificate) fails here; etcd
+    /// saying "not now" or out of reach does not: the first request authenticates then
+    /// (and is retried like any other), so a daemon starts while etcd is away, as it does
+    /// without a user.
+    pub async fn connect(access: &EtcdAccess, mut options: ConnectOptions) -> Result<EtcdClient, StoreError> {
         if let Some(tls) = &access.tls {
             options = options.with_tls(tls.options());
         }
-        if let Some(user) = &access.user {
-            options = options.with_user(user.name.clone(), user.password.expose().to_string());
+        // No user in the options: etcd-client would authenticate inside `connect` and fail
+        // it when etcd is out of reach; `authenticate` does it instead.
+        let client =
+            Client::connect(access.urls(), Some(options)).await.map_err(|e| access.failure("cannot connect", e))?;
+        let client = EtcdClient { client, access: access.clone() };
+        match client.authenticate().await {
+            Err(e) if !transient(&e) => Err(access.failure("cannot connect", e)),
+            _ => Ok(client),
         }
-        let client = Client::connect(access.urls(), Some(options)).await?;
-        Ok(EtcdClient { client, access: access.clone() })
+    }
+
+    /// Gets a new token for the user (none without one). Every clone of the connection
+    /// shares the token; `update_user` on a clone of our own sets it without leaving the
+    /// user in the connection's options, where etcd-client could use it on its own.
+    async fn authenticate(&self) -> Result<(), etcd_client::Error> {
+        let Some(user) = &self.access.user else { return Ok(()) };
+        self.client.clone().update_user(Some((user.name.clone(), user.password.expose().to_string()))).await
     }
 
     pub fn access(&self) -> &EtcdAccess {
@@ -341,10 +371,13 @@ impl EtcdClient {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         match op(self.client.clone()).await {
-            Err(e) if self.access.user.is_some() && token_refused(&e) => {
+            // "user name is empty": no token yet (etcd was out of reach at connect).
+            Err(e)
+                if self.access.user.is_some()
+                    && (token_refused(&e) || e.to_string().contains("user name is empty")) =>
+            {
                 tracing::debug!(etcd = %self.access.describe(), "etcd refused the token; authenticating again");
-                // Clones share the token: every request of this connection gets the new one.
-                self.client.refresh_token().await?;
+                self.authenticate().await?;
                 op(self.client.clone()).await
             }
             other => other,

@@ -22,26 +22,6 @@ use crate::access::{ELECTION_PATIENCE, EtcdAccess, EtcdClient, patiently, transi
 
 /// How many times a write is retried when another writer got in first.
 const CONFLICT_RETRIES: u32 = 50;
-fn access_failure(access: &EtcdAccess, e: etcd_client::Error) -> StoreError {
-    access_failure_as(access, "cannot connect", e)
-}
-
-/// `e` as a store error: TLS and user problems say what to check; an unreachable cluster
-/// says so plainly.
-fn access_failure_as(access: &EtcdAccess, what: &str, e: etcd_client::Error) -> StoreError {
-    let causes = EtcdAccess::causes(&e);
-    let message = match (&e, access.hint(&causes)) {
-        (_, Some(hint)) => format!("etcd {}: {what}: {hint} ({causes})", access.describe()),
-        (etcd_client::Error::GRpcStatus(status), None) if status.code() == tonic::Code::Unavailable => format!(
-            "etcd {}: cannot connect ({}); is the cluster up and reachable from here?",
-            access.describe(),
-            status.message()
-        ),
-        (_, None) => format!("etcd {}: {what}: {causes}", access.describe()),
-    };
-    StoreError::io_from(message, e)
-}
-
 /// The leader key this process holds, with the revision at which it won it.
 #[derive(Clone, Debug)]
 pub struct Fence {
@@ -81,9 +61,7 @@ impl EtcdJournal {
     /// Connects to the cluster; `prefix` separates plans (e.g. `/drover/shop`).
     pub async fn connect(access: &EtcdAccess, prefix: &str) -> Result<EtcdJournal, StoreError> {
         let options = crate::access::options(Duration::from_secs(3)).with_timeout(Duration::from_secs(5));
-        let client = patiently(|| EtcdClient::try_connect(access, options.clone()))
-            .await
-            .map_err(|e| access_failure(access, e))?;
+        let client = EtcdClient::connect(access, options).await?;
         Ok(EtcdJournal::with_client(client, prefix))
     }
 
@@ -118,7 +96,7 @@ impl EtcdJournal {
 
     /// An etcd client error in a person's words: an unreachable cluster says so plainly.
     fn etcd(&self, what: &str, e: etcd_client::Error) -> StoreError {
-        access_failure_as(self.client.access(), what, e)
+        self.client.failure(what, e)
     }
 
     async fn read(&self, key: &str) -> Result<Read, StoreError> {
