@@ -72,7 +72,7 @@ pub async fn election_leader(access: &EtcdAccess, election: &str) -> Result<Opti
 
 /// Turns etcd's auth on: a `root` user with `root_password`, and `user` with a role of
 /// its own name that may read and write the keys under `prefix` only. `access` reaches
-/// the cluster before auth is on (no user); run it once, on a new cluster.
+/// the cluster before auth is on (no user): on a new cluster, and again if it failed.
 pub async fn enable_auth(
     access: &EtcdAccess,
     root_password: &Secret,
@@ -81,14 +81,18 @@ pub async fn enable_auth(
 ) -> Result<(), StoreError> {
     let client = connect(access).await?;
     let mut c = (*client).clone();
-    let fail = |what: &str, e: etcd_client::Error| client.failure(what, e);
-    c.user_add("root", root_password.expose(), None).await.map_err(|e| fail("add user root", e))?;
-    c.user_grant_role("root", "root").await.map_err(|e| fail("grant root", e))?;
-    c.role_add(user.name.as_str()).await.map_err(|e| fail("add role", e))?;
+    // A step already done (a first try that failed half-way) is done: tried again, it passes.
+    let done = |what: &str, result: Result<(), etcd_client::Error>| match result {
+        Err(e) if !e.to_string().contains("already") => Err(client.failure(what, e)),
+        _ => Ok(()),
+    };
+    done("add user root", c.user_add("root", root_password.expose(), None).await.map(drop))?;
+    done("grant root", c.user_grant_role("root", "root").await.map(drop))?;
+    done("add role", c.role_add(user.name.as_str()).await.map(drop))?;
     let keys = Permission::read_write(prefix).with_prefix();
-    c.role_grant_permission(user.name.as_str(), keys).await.map_err(|e| fail("grant the prefix", e))?;
-    c.user_add(user.name.as_str(), user.password.expose(), None).await.map_err(|e| fail("add user", e))?;
-    c.user_grant_role(user.name.as_str(), user.name.as_str()).await.map_err(|e| fail("grant the role", e))?;
-    c.auth_enable().await.map_err(|e| fail("enable auth", e))?;
+    done("grant the prefix", c.role_grant_permission(user.name.as_str(), keys).await.map(drop))?;
+    done("add user", c.user_add(user.name.as_str(), user.password.expose(), None).await.map(drop))?;
+    done("grant the role", c.user_grant_role(user.name.as_str(), user.name.as_str()).await.map(drop))?;
+    c.auth_enable().await.map_err(|e| client.failure("enable auth", e))?;
     Ok(())
 }
