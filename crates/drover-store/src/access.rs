@@ -12,6 +12,8 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use drover_core::StoreError;
@@ -179,6 +181,10 @@ impl EtcdAccess {
 pub struct EtcdClient {
     client: Client,
     access: EtcdAccess,
+    /// A token was had (shared by the clones, like the token itself). Until then every
+    /// request authenticates first: etcd would judge a request without a token as the
+    /// client certificate's name, or as nobody.
+    authenticated: Arc<AtomicBool>,
 }
 
 impl std::ops::Deref for EtcdClient {
@@ -340,7 +346,7 @@ impl EtcdClient {
         // it when etcd is out of reach; `authenticate` does it instead.
         let client =
             Client::connect(access.urls(), Some(options)).await.map_err(|e| access.failure("cannot connect", e))?;
-        let client = EtcdClient { client, access: access.clone() };
+        let client = EtcdClient { client, access: access.clone(), authenticated: Arc::new(AtomicBool::new(false)) };
         match client.authenticate().await {
             Err(e) if !transient(&e) => Err(access.failure("cannot connect", e)),
             _ => Ok(client),
@@ -352,7 +358,9 @@ impl EtcdClient {
     /// user in the connection's options, where etcd-client could use it on its own.
     async fn authenticate(&self) -> Result<(), etcd_client::Error> {
         let Some(user) = &self.access.user else { return Ok(()) };
-        self.client.clone().update_user(Some((user.name.clone(), user.password.expose().to_string()))).await
+        self.client.clone().update_user(Some((user.name.clone(), user.password.expose().to_string()))).await?;
+        self.authenticated.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     pub fn access(&self) -> &EtcdAccess {
@@ -370,12 +378,12 @@ impl EtcdClient {
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
+        if self.access.user.is_some() && !self.authenticated.load(Ordering::SeqCst) {
+            // No token yet: etcd was out of reach at connect.
+            self.authenticate().await?;
+        }
         match op(self.client.clone()).await {
-            // "user name is empty": no token yet (etcd was out of reach at connect).
-            Err(e)
-                if self.access.user.is_some()
-                    && (token_refused(&e) || e.to_string().contains("user name is empty")) =>
-            {
+            Err(e) if self.access.user.is_some() && token_refused(&e) => {
                 tracing::debug!(etcd = %self.access.describe(), "etcd refused the token; authenticating again");
                 self.authenticate().await?;
                 op(self.client.clone()).await

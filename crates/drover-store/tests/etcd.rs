@@ -27,6 +27,9 @@ struct Etcd {
     /// How the tests reach it: plain, or over TLS as the user `drover` (`start_secure`).
     access: EtcdAccess,
     dir: tempfile::TempDir,
+    /// Its command line, to start it again (`restart`).
+    program: &'static str,
+    args: Vec<std::ffi::OsString>,
 }
 
 impl Drop for Etcd {
@@ -126,8 +129,9 @@ impl Etcd {
             let identity = client_certs.then_some((pki.cert.as_path(), pki.key.as_path()));
             access.tls = Some(EtcdTls::load(&pki.ca, identity).unwrap());
         }
+        let args = command.get_args().map(ToOwned::to_owned).collect();
         let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start etcd");
-        let etcd = Etcd { child, access, dir };
+        let etcd = Etcd { child, access, dir, program: etcd, args };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(client) = EtcdClient::connect(&etcd.access, etcd_client::ConnectOptions::new()).await
@@ -138,6 +142,17 @@ impl Etcd {
             assert!(Instant::now() < deadline, "etcd did not start within 30s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Kills the member, runs `meanwhile`, and starts it again on its data (its users kept).
+    async fn restart<T>(&mut self, meanwhile: impl std::future::Future<Output = T>) -> T {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let out = meanwhile.await;
+        let log = std::fs::OpenOptions::new().append(true).open(self.dir.path().join("etcd.log")).unwrap();
+        self.child =
+            Command::new(self.program).args(&self.args).stdout(Stdio::null()).stderr(log).spawn().expect("start etcd");
+        out
     }
 
     async fn client(&self) -> EtcdClient {
@@ -466,4 +481,19 @@ async fn past_the_auth_token_ttl_the_journal_reports_and_election_keep_working()
     let west_leads = tokio::time::timeout(Duration::from_secs(30), candidate).await.expect("west never took over");
     let west_leads = west_leads.unwrap().expect("west's campaign survives its token's end");
     assert!(west_leads.fence.key.starts_with("/t/leader/"), "{}", west_leads.fence.key);
+}
+
+/// etcd out of reach when a drover connects (a daemon starting during an outage): it
+/// connects anyway, and its first request once etcd is back authenticates first, also
+/// where etcd would otherwise judge a request without a token as its client
+/// certificate's name (which is no user: "permission denied").
+#[tokio::test]
+async fn a_drover_that_connected_while_etcd_was_away_authenticates_with_its_first_request() {
+    let mut etcd = Etcd::start_secure(&["--client-cert-auth"]).await;
+    let access = etcd.access.clone();
+    let connected = etcd.restart(EtcdJournal::connect(&access, "/t/away")).await;
+    let journal = connected.expect("connects while etcd is down");
+    // The journal's requests wait (a few seconds) for etcd to be back.
+    begin_a_run(&journal).await;
+    assert_eq!(journal.runs().await.unwrap().len(), 1);
 }
