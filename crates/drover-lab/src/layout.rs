@@ -19,6 +19,10 @@ pub const ETCD_CLIENT_PORT: u16 = 2379;
 pub const ETCD_PEER_PORT: u16 = 2380;
 /// The key prefix the lab's daemons keep the journal, reports and election under.
 pub const ETCD_PREFIX: &str = "/drover/lab";
+/// The etcd user the lab's daemons (and anyone reading the lab's journal) authenticate
+/// as: its role may read and write `ETCD_PREFIX` and nothing else. etcd's `root` user
+/// (password in the secrets dir too) is for moving raft leadership.
+pub const ETCD_USER: &str = "drover";
 pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 pub const ZONE: &str = "app.test.";
 pub const RECORD: &str = "api.app.test.";
@@ -58,15 +62,19 @@ pub const REGIONS: [RegionSpec; 3] = [
     RegionSpec { name: "witness", role: Role::Witness, address: Ipv4Addr::new(10, 200, 0, 13) },
 ];
 
-/// The lab's etcd members' client URLs (with `lab up --ha`).
-pub fn etcd_endpoints() -> Vec<String> {
-    REGIONS.iter().map(|r| format!("http://{}:{ETCD_CLIENT_PORT}", r.address)).collect()
+/// The lab's etcd members' client addresses, `HOST:PORT` (with `lab up --ha`).
+pub fn etcd_members() -> Vec<String> {
+    REGIONS.iter().map(etcd_member).collect()
 }
 
-/// `--store` for the lab's etcd: every member, and the lab's prefix.
+/// One region's etcd member's client address.
+pub fn etcd_member(region: &RegionSpec) -> String {
+    format!("{}:{ETCD_CLIENT_PORT}", region.address)
+}
+
+/// `--store` for the lab's etcd: every member, over TLS, and the lab's prefix.
 pub fn etcd_store_url() -> String {
-    let hosts: Vec<String> = REGIONS.iter().map(|r| format!("{}:{ETCD_CLIENT_PORT}", r.address)).collect();
-    format!("etcd://{}{ETCD_PREFIX}", hosts.join(","))
+    format!("etcds://{}{ETCD_PREFIX}", etcd_members().join(","))
 }
 
 pub fn namespace(region: &str) -> String {
@@ -207,6 +215,72 @@ impl LabDir {
     pub fn etcd_log(&self, region: &str) -> PathBuf {
         self.root.join(format!("etcd-{region}.log"))
     }
+    /// A region's etcd member's certificate and key, issued by the lab CA for its
+    /// address (clients and peers alike).
+    pub fn etcd_cert(&self, region: &str) -> PathBuf {
+        self.pki().join(format!("etcd-{region}.pem"))
+    }
+    pub fn etcd_key(&self, region: &str) -> PathBuf {
+        self.pki().join(format!("etcd-{region}.key"))
+    }
+    /// The client certificate every drover presents to the lab's etcd: the members ask
+    /// for one signed by the lab CA (their `--trusted-ca-file`), before any password.
+    pub fn etcd_client_cert(&self) -> PathBuf {
+        self.pki().join("etcd-client.pem")
+    }
+    pub fn etcd_client_key(&self) -> PathBuf {
+        self.pki().join("etcd-client.key")
+    }
+    /// The password of etcd's `ETCD_USER` (random per lab, 0600).
+    pub fn etcd_password(&self) -> PathBuf {
+        self.secrets().join("etcd-drover.password")
+    }
+    /// The password of etcd's `root` user (random per lab, 0600).
+    pub fn etcd_root_password(&self) -> PathBuf {
+        self.secrets().join("etcd-root.password")
+    }
+    /// The flags that give a drover command the lab's etcd as its store, as `ETCD_USER`.
+    pub fn etcd_store_args(&self) -> Vec<String> {
+        let path = |p: PathBuf| p.display().to_string();
+        vec![
+            "--store".into(),
+            etcd_store_url(),
+            "--etcd-ca".into(),
+            path(self.ca_cert()),
+            "--etcd-cert".into(),
+            path(self.etcd_client_cert()),
+            "--etcd-key".into(),
+            path(self.etcd_client_key()),
+            "--etcd-user".into(),
+            ETCD_USER.into(),
+            "--etcd-password-file".into(),
+            path(self.etcd_password()),
+        ]
+    }
+    /// The lab's etcd as `ETCD_USER`, through `members` (`HOST:PORT`; the lab's own ones
+    /// from `etcd_members`, or some of them).
+    pub fn etcd_access(&self, members: Vec<String>) -> Result<drover_store::EtcdAccess, crate::LabError> {
+        let password = read_secret(&self.etcd_password())?;
+        Ok(drover_store::EtcdAccess {
+            user: Some(drover_store::EtcdUser { name: ETCD_USER.into(), password }),
+            ..self.etcd_tls_access(members)?
+        })
+    }
+    /// The lab's etcd as its `root` user (moving raft leadership needs it).
+    pub fn etcd_root_access(&self) -> Result<drover_store::EtcdAccess, crate::LabError> {
+        let password = read_secret(&self.etcd_root_password())?;
+        Ok(drover_store::EtcdAccess {
+            user: Some(drover_store::EtcdUser { name: "root".into(), password }),
+            ..self.etcd_tls_access(etcd_members())?
+        })
+    }
+    /// The lab's etcd over TLS without a user (before its auth is enabled).
+    pub fn etcd_tls_access(&self, members: Vec<String>) -> Result<drover_store::EtcdAccess, crate::LabError> {
+        let identity = (self.etcd_client_cert(), self.etcd_client_key());
+        let tls = drover_store::EtcdTls::load(&self.ca_cert(), Some((&identity.0, &identity.1)))
+            .map_err(crate::LabError::failed)?;
+        Ok(drover_store::EtcdAccess { members, tls: Some(tls), user: None })
+    }
     pub fn knot_dir(&self) -> PathBuf {
         self.root.join("knot")
     }
@@ -216,4 +290,10 @@ impl LabDir {
     pub fn knot_log(&self) -> PathBuf {
         self.knot_dir().join("knotd.log")
     }
+}
+
+fn read_secret(path: &Path) -> Result<drover_core::secret::Secret, crate::LabError> {
+    std::fs::read_to_string(path)
+        .map(|s| drover_core::secret::Secret::new(s.trim()))
+        .map_err(|e| crate::LabError::failed(format!("{}: {e}", path.display())))
 }

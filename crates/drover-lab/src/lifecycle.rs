@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 
 use crate::http::http_get;
 use crate::layout::{
-    APP_PORT, DNS_PORT, ETCD_CLIENT_PORT, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role, SERVE_PORT, absolute,
+    APP_PORT, DNS_PORT, ETCD_CLIENT_PORT, ETCD_PREFIX, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role, SERVE_PORT, absolute,
 };
 use crate::state::{LabState, Replication};
 use crate::{LabError, knot, net, plan_file, postgres, supervisor, sys};
@@ -63,8 +63,8 @@ impl Up {
         out.push_str(&format!("plan: {}\n", self.plan.display()));
         if self.ha {
             out.push_str(&format!(
-                "store: {} (east leads etcd and the daemons' election)\n",
-                crate::layout::etcd_store_url()
+                "store: {} (etcd over TLS with auth; east leads etcd and the daemons' election)\n",
+                LabDir::new(&self.dir).etcd_store_args().join(" ")
             ));
         }
         out.push_str("next:\n");
@@ -119,6 +119,12 @@ pub async fn up(dir: &Path, replication: Replication, daemons: bool, ha: bool) -
         took: started.elapsed(),
         warnings,
     })
+}
+
+fn read_trimmed(path: &Path) -> Result<String, LabError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| LabError::failed(format!("{}: {e}", path.display())))
 }
 
 fn refuse_if_up(lab: &LabDir) -> Result<(), LabError> {
@@ -200,6 +206,9 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
     let ca_file = lab.shared_ca_cert();
     std::fs::set_permissions(&ca_file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .map_err(|e| LabError::failed(format!("{}: {e}", ca_file.display())))?;
+    if ha {
+        prepare_etcd(lab, &ca)?;
+    }
     let password = sys::random_hex(16)?;
     for r in REGIONS.iter().filter(|r| r.serves()) {
         sys::write_private(&lab.dsn_file(r.name), &postgres::dsn(r.address, &password, &ca_file))?;
@@ -301,18 +310,53 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
     Ok(())
 }
 
-/// Starts the three etcd members, waits for a raft leader, and moves raft leadership to east.
+/// What the etcd members need before they start: each a certificate from the lab CA for
+/// its address (serving clients and peers, and presented to peers as a client), a client
+/// certificate for drover, and the passwords of etcd's `root` and `ETCD_USER`, random per
+/// lab, in the secrets dir.
+fn prepare_etcd(lab: &LabDir, ca: &crate::pki::LabCa) -> Result<(), LabError> {
+    for r in &REGIONS {
+        let issued = ca.issue(&format!("etcd-{}", r.name), &[r.address.into()], &[])?;
+        debug_assert_eq!((issued.cert, issued.key), (lab.etcd_cert(r.name), lab.etcd_key(r.name)));
+    }
+    // Named after no etcd user: the password, not the certificate, says who the client is.
+    let client = ca.issue("etcd-client", &[], &[])?;
+    debug_assert_eq!((client.cert, client.key), (lab.etcd_client_cert(), lab.etcd_client_key()));
+    sys::write_private(&lab.etcd_root_password(), &sys::random_hex(16)?)?;
+    sys::write_private(&lab.etcd_password(), &sys::random_hex(16)?)
+}
+
+/// Starts the three etcd members, waits for a raft leader, turns etcd's auth on (a
+/// `root` user, and `ETCD_USER` limited to the lab's prefix), and moves raft leadership
+/// to east.
 async fn start_etcd(lab: &LabDir) -> Result<(), LabError> {
     for r in &REGIONS {
         supervisor::request(lab, &format!("start etcd-{}", r.name))?;
     }
-    let endpoints = crate::layout::etcd_endpoints();
     let logs = || REGIONS.iter().map(|r| sys::tail(&lab.etcd_log(r.name), 5)).collect::<Vec<_>>().join("\n");
+    let not_ready = |why: String| {
+        LabError::failed(format!("the lab's etcd cluster is not ready: {why}; its logs end:\n{}", logs()))
+    };
+    let before_auth = lab.etcd_tls_access(crate::layout::etcd_members())?;
+    let user = drover_store::EtcdUser {
+        name: crate::layout::ETCD_USER.into(),
+        password: drover_core::secret::Secret::new(read_trimmed(&lab.etcd_password())?),
+    };
+    let root_password = drover_core::secret::Secret::new(read_trimmed(&lab.etcd_root_password())?);
     let started = Instant::now();
     loop {
-        let result = match drover_store::cluster::raft_leader(&endpoints).await {
+        let enabled = drover_store::cluster::enable_auth(&before_auth, &root_password, &user, ETCD_PREFIX).await;
+        match enabled {
+            Ok(()) => break,
+            Err(e) if started.elapsed() > READY_GUARD => return Err(not_ready(e.to_string())),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let root = lab.etcd_root_access()?;
+    loop {
+        let result = match drover_store::cluster::raft_leader(&root).await {
             Ok(leader) if leader == "east" => return Ok(()),
-            Ok(_) => drover_store::cluster::move_raft_leader(&endpoints, "east").await.map_err(|e| e.to_string()),
+            Ok(_) => drover_store::cluster::move_raft_leader(&root, "east").await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         if started.elapsed() > READY_GUARD {
@@ -328,7 +372,7 @@ async fn start_etcd(lab: &LabDir) -> Result<(), LabError> {
 
 /// Waits until `region`'s daemon leads the daemons' election.
 async fn wait_election_leader(lab: &LabDir, region: &str) -> Result<(), LabError> {
-    let endpoints = crate::layout::etcd_endpoints();
+    let endpoints = lab.etcd_access(crate::layout::etcd_members())?;
     let election = format!("{}/leader", crate::layout::ETCD_PREFIX);
     let started = Instant::now();
     loop {

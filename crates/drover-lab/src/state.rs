@@ -142,7 +142,8 @@ impl Lab {
         self.state.regions.iter().map(|r| format!("https://{}:{}", r.address, crate::layout::SERVE_PORT)).collect()
     }
 
-    /// `--store` for the lab's etcd, when it has one (`lab up --ha`).
+    /// `--store` for the lab's etcd, when it has one (`lab up --ha`); it wants the CA, client
+    /// certificate, user and password file too: `LabDir::etcd_store_args` gives them all.
     pub fn etcd_store(&self) -> Option<String> {
         self.state.ha.then(crate::layout::etcd_store_url)
     }

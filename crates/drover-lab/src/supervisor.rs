@@ -19,9 +19,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid};
 
 use crate::LabError;
-use crate::layout::{
-    APP_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, LabDir, PG_BIN_DIR, REGIONS, RegionSpec, SERVE_PORT, etcd_store_url,
-};
+use crate::layout::{APP_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT, LabDir, PG_BIN_DIR, REGIONS, RegionSpec, SERVE_PORT};
 use crate::state::{LabState, ServiceState};
 use crate::sys;
 
@@ -206,7 +204,7 @@ impl Supervisor {
                 cmd.arg("--ca-file").arg(self.lab.ca_cert());
                 if self.state.ha {
                     // A short lease: the lab measures how fast a new leader takes over.
-                    cmd.args(["--store", &etcd_store_url(), "--lease-ttl", "2"]);
+                    cmd.args(self.lab.etcd_store_args()).args(["--lease-ttl", "2"]);
                 } else {
                     cmd.arg("--state").arg(self.lab.serve_state(r.name));
                     for peer in REGIONS.iter().filter(|p| p.name != r.name) {
@@ -216,9 +214,13 @@ impl Supervisor {
                 (cmd, self.lab.serve_log(r.name), Some(r), None)
             }
             Kind::Etcd(r) => {
-                let peer = |r: &RegionSpec| format!("http://{}:{ETCD_PEER_PORT}", r.address);
+                // TLS for clients and peers alike, with the member's certificate from the lab
+                // CA; clients and peers must present one the CA signed too (and clients then
+                // a password: auth is on).
+                let peer = |r: &RegionSpec| format!("https://{}:{ETCD_PEER_PORT}", r.address);
                 let cluster: Vec<String> = REGIONS.iter().map(|m| format!("{}={}", m.name, peer(m))).collect();
-                let client = format!("http://{}:{ETCD_CLIENT_PORT}", r.address);
+                let client = format!("https://{}:{ETCD_CLIENT_PORT}", r.address);
+                let (cert, key, ca) = (self.lab.etcd_cert(r.name), self.lab.etcd_key(r.name), self.lab.ca_cert());
                 let mut cmd = Command::new(sys::tool("etcd"));
                 cmd.arg("--name")
                     .arg(r.name)
@@ -228,6 +230,20 @@ impl Supervisor {
                     .args(["--listen-peer-urls", &peer(r), "--initial-advertise-peer-urls", &peer(r)])
                     .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-token", "drover-lab"])
                     .args(["--initial-cluster-state", "new"])
+                    .arg("--cert-file")
+                    .arg(&cert)
+                    .arg("--key-file")
+                    .arg(&key)
+                    .arg("--trusted-ca-file")
+                    .arg(&ca)
+                    .arg("--client-cert-auth")
+                    .arg("--peer-cert-file")
+                    .arg(&cert)
+                    .arg("--peer-key-file")
+                    .arg(&key)
+                    .arg("--peer-trusted-ca-file")
+                    .arg(&ca)
+                    .arg("--peer-client-cert-auth")
                     // Raft's defaults (100 ms heartbeat, 1 s election); pre-vote keeps a member
                     // that only lost one peer from disrupting a leader the others still hear.
                     .args(["--heartbeat-interval", "100", "--election-timeout", "1000", "--pre-vote"])

@@ -16,47 +16,12 @@ use drover_core::StoreError;
 use drover_core::clock::now_ms;
 use drover_core::journal::{CapacitySeen, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+
+use crate::access::{ELECTION_PATIENCE, EtcdAccess, EtcdClient, patiently, transient};
 
 /// How many times a write is retried when another writer got in first.
 const CONFLICT_RETRIES: u32 = 50;
-/// How long a request is retried while etcd elects a raft leader ("leader changed",
-/// "no leader", a member gone silent): a few election timeouts.
-const ELECTION_PATIENCE: Duration = Duration::from_secs(8);
-
-/// Errors that say "not now" rather than "no": retried within `ELECTION_PATIENCE`.
-fn transient(e: &etcd_client::Error) -> bool {
-    match e {
-        etcd_client::Error::GRpcStatus(status) => {
-            matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted)
-                || ["leader changed", "no leader", "timed out", "too many requests", "transport error", "broken pipe"]
-                    .iter()
-                    .any(|m| status.message().contains(m))
-        }
-        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-        _ => false,
-    }
-}
-
-/// Runs `op` until it succeeds, fails for good, or `ELECTION_PATIENCE` has passed.
-async fn patiently<T, F, Fut>(mut op: F) -> Result<T, etcd_client::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
-{
-    let started = tokio::time::Instant::now();
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match op().await {
-            Err(e) if transient(&e) && started.elapsed() + pause < ELECTION_PATIENCE => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(800));
-            }
-            other => return other,
-        }
-    }
-}
-
 /// The leader key this process holds, with the revision at which it won it.
 #[derive(Clone, Debug)]
 pub struct Fence {
@@ -66,7 +31,7 @@ pub struct Fence {
 
 #[derive(Clone)]
 pub struct EtcdJournal {
-    kv: KvClient,
+    client: EtcdClient,
     prefix: String,
     endpoints: String,
     fence: Option<Fence>,
@@ -94,18 +59,16 @@ struct Read {
 
 impl EtcdJournal {
     /// Connects to the cluster; `prefix` separates plans (e.g. `/drover/shop`).
-    pub async fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdJournal, StoreError> {
-        let joined = endpoints.join(",");
-        let options = crate::etcd_options(Duration::from_secs(3)).with_timeout(Duration::from_secs(5));
-        let client = patiently(|| Client::connect(endpoints, Some(options.clone())))
-            .await
-            .map_err(|e| StoreError::io_from(format!("etcd {joined}: cannot connect: {e}"), e))?;
-        Ok(EtcdJournal::with_client(client.kv_client(), &joined, prefix))
+    pub async fn connect(access: &EtcdAccess, prefix: &str) -> Result<EtcdJournal, StoreError> {
+        let options = crate::access::options(Duration::from_secs(3)).with_timeout(Duration::from_secs(5));
+        let client = EtcdClient::connect(access, options).await?;
+        Ok(EtcdJournal::with_client(client, prefix))
     }
 
     /// A journal over an existing connection (several prefixes can share one).
-    pub fn with_client(kv: KvClient, endpoints: &str, prefix: &str) -> EtcdJournal {
-        EtcdJournal { kv, prefix: prefix.trim_end_matches('/').to_string(), endpoints: endpoints.into(), fence: None }
+    pub fn with_client(client: EtcdClient, prefix: &str) -> EtcdJournal {
+        let endpoints = client.access().describe();
+        EtcdJournal { client, prefix: prefix.trim_end_matches('/').to_string(), endpoints, fence: None }
     }
 
     /// Every later write also requires `fence` to still hold.
@@ -133,23 +96,13 @@ impl EtcdJournal {
 
     /// An etcd client error in a person's words: an unreachable cluster says so plainly.
     fn etcd(&self, what: &str, e: etcd_client::Error) -> StoreError {
-        match &e {
-            etcd_client::Error::GRpcStatus(status) if status.code() == tonic::Code::Unavailable => {
-                let message = format!(
-                    "etcd {}: cannot connect ({}); is the cluster up and reachable from here?",
-                    self.endpoints,
-                    status.message()
-                );
-                StoreError::io_from(message, e)
-            }
-            _ => self.err_from(what, e),
-        }
+        self.client.failure(what, e)
     }
 
     async fn read(&self, key: &str) -> Result<Read, StoreError> {
         let response = patiently(|| {
-            let mut kv = self.kv.clone();
-            async move { kv.get(key, None).await }
+            let client = &self.client;
+            async move { client.get(key, None).await }
         })
         .await
         .map_err(|e| self.etcd("read", e))?;
@@ -164,8 +117,8 @@ impl EtcdJournal {
     /// Entries under a prefix, in key order (which is journal order).
     async fn entries_under(&self, prefix: &str) -> Result<Vec<(String, Entry)>, StoreError> {
         let response = patiently(|| {
-            let mut kv = self.kv.clone();
-            async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            let client = &self.client;
+            async move { client.get(prefix, Some(GetOptions::new().with_prefix())).await }
         })
         .await
         .map_err(|e| self.etcd("read the journal", e))?;
@@ -209,7 +162,7 @@ impl EtcdJournal {
         let txn = Txn::new().when(compares).and_then(ops);
         let started = tokio::time::Instant::now();
         let response = loop {
-            match self.kv.clone().txn(txn.clone()).await {
+            match self.client.txn(txn.clone()).await {
                 Ok(response) => break response,
                 Err(e) if transient(&e) && started.elapsed() < ELECTION_PATIENCE => {
                     if self.landed(landed).await? {
@@ -225,8 +178,8 @@ impl EtcdJournal {
         }
         if let Some(fence) = &self.fence {
             let holder = patiently(|| {
-                let mut kv = self.kv.clone();
-                async move { kv.get(fence.key.as_str(), None).await }
+                let client = &self.client;
+                async move { client.get(fence.key.as_str(), None).await }
             })
             .await
             .map_err(|e| self.etcd("read", e))?;
@@ -356,8 +309,8 @@ impl Journal for EtcdJournal {
         let key = self.key(&format!("capacity/{resource}/{region}"));
         let json = serde_json::to_string(&seen).map_err(|e| self.err_from("encode", e))?;
         patiently(|| {
-            let (mut kv, key, json) = (self.kv.clone(), key.clone(), json.clone());
-            async move { kv.put(key, json, None).await }
+            let (client, key, json) = (&self.client, key.clone(), json.clone());
+            async move { client.put(key, json, None).await }
         })
         .await
         .map_err(|e| self.etcd("note capacity", e))?;

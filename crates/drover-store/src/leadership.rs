@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use drover_core::StoreError;
-use etcd_client::Client;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::access::{EtcdAccess, EtcdClient};
 use crate::etcd_journal::Fence;
 
 /// Leadership held: while `lost()` has not fired, writes fenced on `fence` succeed.
@@ -42,22 +42,16 @@ fn err(endpoints: &str, what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::io(format!("etcd {endpoints}: {what}: {e}"))
 }
 
-/// `err` for a failure with an error of its own, kept as the source.
-fn err_from(endpoints: &str, what: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::io_from(format!("etcd {endpoints}: {what}: {e}"), e)
-}
-
 /// Campaigns for `election` as `who` with a lease of `ttl` seconds; returns once
 /// this candidate leads, or an error when its lease is lost first.
-pub async fn campaign(endpoints: &[String], election: &str, who: &str, ttl: i64) -> Result<Leader, StoreError> {
-    let joined = endpoints.join(",");
+pub async fn campaign(access: &EtcdAccess, election: &str, who: &str, ttl: i64) -> Result<Leader, StoreError> {
+    let joined = access.describe();
     // No request timeout: a campaign waits as long as another candidate leads.
-    let options = crate::etcd_options(Duration::from_secs(3));
-    let mut client =
-        Client::connect(endpoints, Some(options)).await.map_err(|e| err_from(&joined, "cannot connect", e))?;
-    let lease = client.lease_grant(ttl, None).await.map_err(|e| err_from(&joined, "lease", e))?.id();
+    let options = crate::access::options(Duration::from_secs(3));
+    let mut client = EtcdClient::connect(access, options).await?;
+    let lease = client.lease_grant(ttl, None).await.map_err(|e| client.failure("lease", e))?.id();
     let (mut keeper, mut responses) =
-        client.lease_keep_alive(lease).await.map_err(|e| err_from(&joined, "lease keep-alive", e))?;
+        client.lease_keep_alive(lease).await.map_err(|e| client.failure("lease keep-alive", e))?;
     let (lost_tx, mut lost) = watch::channel(false);
     let every = Duration::from_millis((ttl.max(1) as u64) * 1000 / 3);
     let keeper_task = tokio::spawn(async move {
@@ -74,15 +68,21 @@ pub async fn campaign(endpoints: &[String], election: &str, who: &str, ttl: i64)
             tokio::time::sleep(every).await;
         }
     });
-    let mut campaigner = client.clone();
+    // A campaign that fails leaves its key behind, kept alive by the keeper: stop the
+    // keeper and revoke the lease, or the key would hold every later candidate back.
+    let give_up = |e: StoreError| {
+        keeper_task.abort();
+        let client = client.clone();
+        tokio::spawn(async move { client.clone().lease_revoke(lease).await });
+        e
+    };
     let won = tokio::select! {
-        won = campaigner.campaign(election, who, lease) => won.map_err(|e| err_from(&joined, "campaign", e))?,
+        won = client.campaign(election, who, lease) => won.map_err(|e| give_up(client.failure("campaign", e)))?,
         _ = async { while !*lost.borrow_and_update() { if lost.changed().await.is_err() { break } } } => {
-            keeper_task.abort();
-            return Err(err(&joined, "campaign", "the lease was lost before this drover won"));
+            return Err(give_up(err(&joined, "campaign", "the lease was lost before this drover won")));
         }
     };
-    let key = won.leader().ok_or_else(|| err(&joined, "campaign", "etcd named no leader key"))?;
+    let key = won.leader().ok_or_else(|| give_up(err(&joined, "campaign", "etcd named no leader key")))?;
     let fence = Fence { key: String::from_utf8_lossy(key.key()).into_owned(), create_revision: key.rev() };
     Ok(Leader { fence, lease, lost, keeper: keeper_task })
 }

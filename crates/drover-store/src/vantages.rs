@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::vantage::{Dropped, ReportRules, VantageExchange, VantageReport};
-use etcd_client::{Client, GetOptions, PutOptions};
+use etcd_client::{GetOptions, PutOptions};
+
+use crate::access::{EtcdAccess, EtcdClient};
 
 pub struct EtcdVantages {
-    client: Client,
+    client: EtcdClient,
     prefix: String,
     vantage: String,
     ttl_s: i64,
@@ -38,17 +40,15 @@ pub struct EtcdVantages {
 impl EtcdVantages {
     /// `ttl`: how long a silent vantage's report stays in etcd (at least 2 s).
     pub async fn connect(
-        endpoints: &[String],
+        access: &EtcdAccess,
         prefix: &str,
         vantage: &str,
         ttl: Duration,
         rules: std::sync::Arc<ReportRules>,
     ) -> Result<EtcdVantages, StoreError> {
         // Short timeouts: the autopilot reads the reports twice a second and must not stall.
-        let options = crate::etcd_options(Duration::from_secs(1)).with_timeout(Duration::from_millis(800));
-        let client = Client::connect(endpoints, Some(options))
-            .await
-            .map_err(|e| StoreError::io_from(format!("etcd {}: cannot connect: {e}", endpoints.join(",")), e))?;
+        let options = crate::access::options(Duration::from_secs(1)).with_timeout(Duration::from_millis(800));
+        let client = EtcdClient::connect(access, options).await?;
         Ok(EtcdVantages {
             client,
             prefix: format!("{}/vantages/", prefix.trim_end_matches('/')),

@@ -4,6 +4,7 @@
 //! that stops a deposed leader's writes.
 
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,18 +13,23 @@ use std::time::{Duration, Instant};
 use drover_core::StoreError;
 use drover_core::journal::Journal;
 use drover_core::run::{Record, RunKind, RunState};
+use drover_core::secret::Secret;
 use drover_core::testing::FakeWorld;
 use drover_core::testing::scenarios::{
     an_ended_run_takes_no_more_records, an_illegal_record_order_is_refused, crash_after_every_record,
     every_step_twice_is_once, observe, two_region_plan,
 };
-use drover_store::{EtcdJournal, Fence};
+use drover_store::{EtcdAccess, EtcdClient, EtcdJournal, EtcdTls, EtcdUser, Fence};
 
 /// One etcd member on free loopback ports, in a temp dir; killed on drop.
 struct Etcd {
     child: Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
+    /// How the tests reach it: plain, or over TLS as the user `drover` (`start_secure`).
+    access: EtcdAccess,
+    dir: tempfile::TempDir,
+    /// Its command line, to start it again (`restart`).
+    program: &'static str,
+    args: Vec<std::ffi::OsString>,
 }
 
 impl Drop for Etcd {
@@ -37,30 +43,99 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The password of the secure etcd's `drover` user, and of its `root`.
+const PASSWORD: &str = "pw-of-drover-7c1e";
+const ROOT_PASSWORD: &str = "pw-of-root-93ab";
+
+/// A CA and a certificate it signed for 127.0.0.1, as PEM files in `dir`.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_pki(dir: &Path, name: &str) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name.push(DnType::CommonName, format!("{name} CA"));
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, "etcd");
+    params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let pki = Pki {
+        ca: dir.join(format!("{name}-ca.pem")),
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+    };
+    std::fs::write(&pki.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&pki.cert, cert.pem()).unwrap();
+    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+    pki
+}
+
 impl Etcd {
     async fn start() -> Etcd {
+        Etcd::launch(None, &[]).await
+    }
+
+    /// A member serving TLS (its certificate from a CA of the test's own) with auth on:
+    /// `root`, and `drover` limited to the keys under /t. `extra`: more etcd flags.
+    async fn start_secure(extra: &[&str]) -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = make_pki(dir.path(), "etcd");
+        let mut etcd = Etcd::launch(Some((dir, pki)), extra).await;
+        let user = EtcdUser { name: "drover".into(), password: Secret::new(PASSWORD) };
+        drover_store::cluster::enable_auth(&etcd.access, &Secret::new(ROOT_PASSWORD), &user, "/t").await.unwrap();
+        etcd.access.user = Some(user);
+        etcd
+    }
+
+    async fn launch(secure: Option<(tempfile::TempDir, Pki)>, extra: &[&str]) -> Etcd {
         let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"].into_iter().find(|p| std::path::Path::new(p).exists());
         let etcd = etcd.expect("etcd not found: these tests need Debian's etcd-server (scripts/setup.sh installs it)");
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, pki) = match secure {
+            Some((dir, pki)) => (dir, Some(pki)),
+            None => (tempfile::tempdir().unwrap(), None),
+        };
         let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
+        let member = format!("127.0.0.1:{client}");
+        let scheme = if pki.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{member}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new(etcd)
+        let mut command = Command::new(etcd);
+        command
             .args(["--name", "t", "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("t={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start etcd");
-        let etcd = Etcd { child, endpoint, _dir: dir };
+            .args(extra);
+        let mut access = EtcdAccess::plain([member.clone()]);
+        if let Some(pki) = &pki {
+            command.arg("--cert-file").arg(&pki.cert).arg("--key-file").arg(&pki.key);
+            // With --client-cert-auth, clients present a certificate the CA signed: the
+            // member's own serves (it is issued for clients too).
+            let client_certs = extra.contains(&"--client-cert-auth");
+            if client_certs {
+                command.arg("--trusted-ca-file").arg(&pki.ca);
+            }
+            let identity = client_certs.then_some((pki.cert.as_path(), pki.key.as_path()));
+            access.tls = Some(EtcdTls::load(&pki.ca, identity).unwrap());
+        }
+        let args = command.get_args().map(ToOwned::to_owned).collect();
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start etcd");
+        let etcd = Etcd { child, access, dir, program: etcd, args };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(client) = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await
-                && client.kv_client().get("ping", None).await.is_ok()
+            if let Ok(client) = EtcdClient::connect(&etcd.access, etcd_client::ConnectOptions::new()).await
+                && client.get("ping", None).await.is_ok()
             {
                 return etcd;
             }
@@ -69,17 +144,32 @@ impl Etcd {
         }
     }
 
+    /// Kills the member, runs `meanwhile`, and starts it again on its data (its users kept).
+    async fn restart<T>(&mut self, meanwhile: impl std::future::Future<Output = T>) -> T {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let out = meanwhile.await;
+        let log = std::fs::OpenOptions::new().append(true).open(self.dir.path().join("etcd.log")).unwrap();
+        self.child =
+            Command::new(self.program).args(&self.args).stdout(Stdio::null()).stderr(log).spawn().expect("start etcd");
+        out
+    }
+
+    async fn client(&self) -> EtcdClient {
+        EtcdClient::connect(&self.access, etcd_client::ConnectOptions::new()).await.unwrap()
+    }
+
     async fn kv(&self) -> etcd_client::KvClient {
-        etcd_client::Client::connect([self.endpoint.as_str()], None).await.unwrap().kv_client()
+        self.client().await.kv_client()
     }
 }
 
 #[tokio::test]
 async fn failover_crash_after_every_record_resumes_from_etcd() {
     let etcd = Etcd::start().await;
-    let kv = etcd.kv().await;
+    let kv = etcd.client().await;
     crash_after_every_record(RunKind::Failover, move |case| {
-        Arc::new(EtcdJournal::with_client(kv.clone(), "test", &format!("/t/failover/{case}"))) as Arc<dyn Journal>
+        Arc::new(EtcdJournal::with_client(kv.clone(), &format!("/t/failover/{case}"))) as Arc<dyn Journal>
     })
     .await;
 }
@@ -87,9 +177,9 @@ async fn failover_crash_after_every_record_resumes_from_etcd() {
 #[tokio::test]
 async fn switchover_crash_after_every_record_resumes_from_etcd() {
     let etcd = Etcd::start().await;
-    let kv = etcd.kv().await;
+    let kv = etcd.client().await;
     crash_after_every_record(RunKind::Switchover, move |case| {
-        Arc::new(EtcdJournal::with_client(kv.clone(), "test", &format!("/t/switchover/{case}"))) as Arc<dyn Journal>
+        Arc::new(EtcdJournal::with_client(kv.clone(), &format!("/t/switchover/{case}"))) as Arc<dyn Journal>
     })
     .await;
 }
@@ -97,12 +187,11 @@ async fn switchover_crash_after_every_record_resumes_from_etcd() {
 #[tokio::test]
 async fn reprotect_and_failback_crash_after_every_record_resume_from_etcd() {
     let etcd = Etcd::start().await;
-    let kv = etcd.kv().await;
+    let kv = etcd.client().await;
     for kind in [RunKind::Reprotect, RunKind::Failback] {
         let kv = kv.clone();
         crash_after_every_record(kind, move |case| {
-            Arc::new(EtcdJournal::with_client(kv.clone(), "test", &format!("/t/{}/{case}", kind.as_str())))
-                as Arc<dyn Journal>
+            Arc::new(EtcdJournal::with_client(kv.clone(), &format!("/t/{}/{case}", kind.as_str()))) as Arc<dyn Journal>
         })
         .await;
     }
@@ -111,24 +200,24 @@ async fn reprotect_and_failback_crash_after_every_record_resume_from_etcd() {
 #[tokio::test]
 async fn every_step_twice_is_once_on_etcd_and_ended_runs_stay_ended_and_illegal_orders_are_refused() {
     let etcd = Etcd::start().await;
-    let kv = etcd.kv().await;
+    let kv = etcd.client().await;
     let n = AtomicU64::new(0);
     let kv2 = kv.clone();
     every_step_twice_is_once(move || {
         let case = n.fetch_add(1, Ordering::SeqCst);
-        Arc::new(EtcdJournal::with_client(kv2.clone(), "test", &format!("/t/twice/{case}"))) as Arc<dyn Journal>
+        Arc::new(EtcdJournal::with_client(kv2.clone(), &format!("/t/twice/{case}"))) as Arc<dyn Journal>
     })
     .await;
-    an_ended_run_takes_no_more_records(&EtcdJournal::with_client(kv.clone(), "test", "/t/ended")).await;
-    an_illegal_record_order_is_refused(&EtcdJournal::with_client(kv, "test", "/t/order")).await;
+    an_ended_run_takes_no_more_records(&EtcdJournal::with_client(kv.clone(), "/t/ended")).await;
+    an_illegal_record_order_is_refused(&EtcdJournal::with_client(kv, "/t/order")).await;
 }
 
 /// Two processes (two connections) start runs at the same moment: exactly one wins the slot.
 #[tokio::test]
 async fn of_two_racing_starts_exactly_one_wins_and_the_epoch_is_compare_and_swap() {
     let etcd = Etcd::start().await;
-    let a = EtcdJournal::connect(std::slice::from_ref(&etcd.endpoint), "/t/race").await.unwrap();
-    let b = EtcdJournal::connect(std::slice::from_ref(&etcd.endpoint), "/t/race").await.unwrap();
+    let a = EtcdJournal::connect(&etcd.access, "/t/race").await.unwrap();
+    let b = EtcdJournal::connect(&etcd.access, "/t/race").await.unwrap();
     let plan = two_region_plan();
     let world = FakeWorld::two_regions();
     let observed = observe(&plan, &a, &world).await;
@@ -151,11 +240,12 @@ async fn of_two_racing_starts_exactly_one_wins_and_the_epoch_is_compare_and_swap
 #[tokio::test]
 async fn a_deposed_leader_cannot_write() {
     let etcd = Etcd::start().await;
-    let mut kv = etcd.kv().await;
+    let client = etcd.client().await;
+    let mut kv = client.kv_client();
     let leader = "/t/fence/leader";
     let won = kv.put(leader, "east", None).await.unwrap();
     let revision = won.header().unwrap().revision();
-    let journal = EtcdJournal::with_client(kv.clone(), "test", "/t/fence")
+    let journal = EtcdJournal::with_client(client.clone(), "/t/fence")
         .fenced(Fence { key: leader.into(), create_revision: revision });
     let plan = two_region_plan();
     let world = FakeWorld::two_regions();
@@ -172,7 +262,7 @@ async fn a_deposed_leader_cannot_write() {
     assert!(message.contains("no longer holds the leader key /t/fence/leader"), "{message}");
     let swapped = journal.compare_and_swap_epoch(0, 5).await;
     assert!(!matches!(swapped, Ok(Ok(()))), "a deposed leader must not raise the epoch: {swapped:?}");
-    let unfenced = EtcdJournal::with_client(kv, "test", "/t/fence");
+    let unfenced = EtcdJournal::with_client(client, "/t/fence");
     assert_eq!(unfenced.entries(&header.id).await.unwrap().len(), 1, "nothing was added after the fence broke");
     assert_eq!(unfenced.summary(&header.id).await.unwrap().state, RunState::Running);
     assert_eq!(unfenced.epoch().await.unwrap(), 0);
@@ -183,7 +273,7 @@ async fn a_deposed_leader_cannot_write() {
 #[tokio::test]
 async fn when_the_leader_dies_another_takes_over_and_the_old_one_cannot_write() {
     let etcd = Etcd::start().await;
-    let endpoints = vec![etcd.endpoint.clone()];
+    let endpoints = etcd.access.clone();
     let east = drover_store::campaign(&endpoints, "/t/leader", "east", 2).await.expect("east leads");
     let east_journal = EtcdJournal::connect(&endpoints, "/t/ha").await.unwrap().fenced(east.fence.clone());
     let plan = two_region_plan();
@@ -230,7 +320,7 @@ async fn a_silent_vantages_report_is_deleted_by_etcd_and_a_forged_one_is_no_vote
     use drover_core::vantage::{ReportRules, VantageExchange, VantageReport};
     use drover_store::EtcdVantages;
     let etcd = Etcd::start().await;
-    let endpoints = [etcd.endpoint.clone()];
+    let endpoints = etcd.access.clone();
     let ttl = Duration::from_secs(2);
     // No peer key: the weaker rules of a plan without `vantages`.
     let rules = std::sync::Arc::new(ReportRules { plan: "t".into(), names: vec![], keys: None, ttl_ms: 3_000 });
@@ -284,7 +374,6 @@ async fn with_a_peer_key_a_report_forged_into_etcd_is_no_vote_and_shows_as_a_pro
     use drover_core::vantage::{Dropped, PeerKeys, ReportRules, VantageExchange, VantageReport};
     use drover_store::EtcdVantages;
     let etcd = Etcd::start().await;
-    let endpoints = [etcd.endpoint.clone()];
     let key = b"0123456789abcdef0123456789abcdef".to_vec();
     let rules = |key: Vec<u8>| ReportRules {
         plan: "shop".into(),
@@ -294,7 +383,7 @@ async fn with_a_peer_key_a_report_forged_into_etcd_is_no_vote_and_shows_as_a_pro
     };
     let ours = rules(key.clone());
     let west =
-        EtcdVantages::connect(&endpoints, "/k", "west", Duration::from_secs(2), std::sync::Arc::new(ours.clone()))
+        EtcdVantages::connect(&etcd.access, "/k", "west", Duration::from_secs(2), std::sync::Arc::new(ours.clone()))
             .await
             .unwrap();
     let mut kv = etcd.kv().await;
@@ -333,4 +422,157 @@ async fn with_a_peer_key_a_report_forged_into_etcd_is_no_vote_and_shows_as_a_pro
     assert_eq!(seen.iter().map(|r| r.vantage.as_str()).collect::<Vec<_>>(), ["east"], "a signed report counts");
     assert!(seen[0].expires_ms <= drover_core::clock::now_ms() + 3_000, "trusted one TTL, not the u64::MAX it claims");
     assert!(west.problems().is_empty(), "{:?}", west.problems());
+}
+
+/// A new start of a run through `journal`, its header returned.
+async fn begin_a_run(journal: &EtcdJournal) -> drover_core::run::RunHeader {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let header =
+        drover_core::engine::plan_run(&plan, RunKind::Failover, "west", &observe(&plan, journal, &world).await, "t")
+            .unwrap();
+    journal.begin(&header).await.expect("a run starts");
+    header
+}
+
+/// Through TLS (the members' CA) and as a user whose role holds the plan's prefix, the
+/// journal works; etcd kept its keys from a client without the user.
+#[tokio::test]
+async fn through_tls_and_a_user_the_journal_works() {
+    let etcd = Etcd::start_secure(&[]).await;
+    let journal = EtcdJournal::connect(&etcd.access, "/t/secure").await.expect("connects as drover over TLS");
+    let header = begin_a_run(&journal).await;
+    assert_eq!(journal.runs().await.unwrap().len(), 1);
+    assert_eq!(journal.summary(&header.id).await.unwrap().state, RunState::Running);
+
+    // The role holds /t only: the same user cannot touch another plan's prefix.
+    let outside = EtcdJournal::connect(&etcd.access, "/elsewhere").await.unwrap();
+    let refused = outside.epoch().await.expect_err("a key outside the role's prefix was read").to_string();
+    assert!(refused.contains("may not use these keys"), "{refused}");
+}
+
+/// Members that want a client certificate get the one given; without it, the refusal
+/// says to give one.
+#[tokio::test]
+async fn a_client_certificate_is_presented_when_the_members_ask_for_one() {
+    let etcd = Etcd::start_secure(&["--client-cert-auth"]).await;
+    let journal = EtcdJournal::connect(&etcd.access, "/t/mtls").await.expect("connects with a client certificate");
+    begin_a_run(&journal).await;
+
+    let mut without = etcd.access.clone();
+    let ca = etcd.dir.path().join("etcd-ca.pem");
+    without.tls = Some(EtcdTls::load(&ca, None).unwrap());
+    // Refused at connect (authenticating), or, when the refusal came as a broken
+    // connection (etcd may be reached later), at the first request.
+    let refused = match EtcdJournal::connect(&without, "/t/mtls").await {
+        Err(e) => e.to_string(),
+        Ok(journal) => journal.epoch().await.expect_err("read without a certificate").to_string(),
+    };
+    assert!(refused.contains("give --etcd-cert and --etcd-key"), "{refused}");
+}
+
+/// A wrong password, no user, and a CA that did not sign the members' certificates are
+/// each refused with what to check; the password never shows.
+#[tokio::test]
+async fn a_wrong_password_no_user_or_a_wrong_ca_is_refused_with_its_cause() {
+    let etcd = Etcd::start_secure(&[]).await;
+    let refusal = |access: EtcdAccess| async move {
+        let message = match EtcdJournal::connect(&access, "/t/refused").await {
+            Err(e) => e.to_string(),
+            // Without a user, connecting works (etcd asks nothing yet): the first read is refused.
+            Ok(journal) => journal.epoch().await.expect_err("a read without a user").to_string(),
+        };
+        assert!(!message.contains(PASSWORD) && !message.contains("wrong-one-1234"), "{message}");
+        eprintln!("refused: {message}");
+        message
+    };
+
+    let mut wrong_password = etcd.access.clone();
+    wrong_password.user = Some(EtcdUser { name: "drover".into(), password: Secret::new("wrong-one-1234") });
+    let message = refusal(wrong_password).await;
+    assert!(message.contains("etcd refused user 'drover': wrong password"), "{message}");
+
+    let mut no_user = etcd.access.clone();
+    no_user.user = None;
+    let message = refusal(no_user).await;
+    assert!(message.contains("etcd requires a user"), "{message}");
+
+    let other = make_pki(etcd.dir.path(), "other");
+    let mut wrong_ca = etcd.access.clone();
+    wrong_ca.tls = Some(EtcdTls::load(&other.ca, None).unwrap());
+    let message = refusal(wrong_ca).await;
+    assert!(message.contains("not signed by the CA in"), "{message}");
+    assert!(message.contains("other-ca.pem"), "the CA file is named: {message}");
+
+    let mut plain = etcd.access.clone();
+    plain.tls = None;
+    let message = refusal(plain).await;
+    assert!(message.contains("if the members serve TLS, write etcds://"), "{message}");
+}
+
+/// etcd forgets an unused token after --auth-token-ttl (2 s here, 300 s by default): a
+/// journal, a vantage exchange and a waiting candidate that were idle for longer keep
+/// working, as a daemon that runs for days must.
+#[tokio::test]
+async fn past_the_auth_token_ttl_the_journal_reports_and_election_keep_working() {
+    use drover_core::vantage::{VantageExchange, VantageReport};
+    let etcd = Etcd::start_secure(&["--auth-token-ttl", "2"]).await;
+    let journal = EtcdJournal::connect(&etcd.access, "/t/ttl").await.unwrap();
+    let header = begin_a_run(&journal).await;
+    let ttl = Duration::from_secs(2);
+    let rules = std::sync::Arc::new(drover_core::vantage::ReportRules {
+        plan: "t".into(),
+        names: vec![],
+        keys: None,
+        ttl_ms: 60_000,
+    });
+    let east = drover_store::EtcdVantages::connect(&etcd.access, "/t", "east", Duration::from_secs(60), rules.clone())
+        .await
+        .unwrap();
+    let west =
+        drover_store::EtcdVantages::connect(&etcd.access, "/t", "west", Duration::from_secs(60), rules).await.unwrap();
+    let leader = drover_store::campaign(&etcd.access, "/t/leader", "east", 2).await.expect("east leads");
+    let candidate = tokio::spawn({
+        let access = etcd.access.clone();
+        async move { drover_store::campaign(&access, "/t/leader", "west", 2).await }
+    });
+
+    // Idle for more than two TTLs (etcd sweeps tokens each second).
+    tokio::time::sleep(ttl * 2 + Duration::from_secs(1)).await;
+
+    let first_step = Record::StepIntent { step: 0, kind: header.steps[0].clone() };
+    journal.append(&header.id, first_step).await.expect("the journal writes past the token's TTL");
+    let now = drover_core::clock::now_ms();
+    let report = VantageReport {
+        vantage: "east".into(),
+        at_ms: now,
+        expires_ms: now + 60_000,
+        regions: Default::default(),
+        signature: None,
+    };
+    east.publish(&report).await;
+    assert!(east.problems().is_empty(), "east published past the token's TTL: {:?}", east.problems());
+    let seen: Vec<String> = west.others().await.into_iter().map(|r| r.vantage).collect();
+    assert_eq!(seen, ["east"], "west reads past the token's TTL: {:?}", west.problems());
+
+    // East's leadership ends; west, which waited all along, takes over.
+    drop(leader);
+    let west_leads = tokio::time::timeout(Duration::from_secs(30), candidate).await.expect("west never took over");
+    let west_leads = west_leads.unwrap().expect("west's campaign survives its token's end");
+    assert!(west_leads.fence.key.starts_with("/t/leader/"), "{}", west_leads.fence.key);
+}
+
+/// etcd out of reach when a drover connects (a daemon starting during an outage): it
+/// connects anyway, and its first request once etcd is back authenticates first, also
+/// where etcd would otherwise judge a request without a token as its client
+/// certificate's name (which is no user: "permission denied").
+#[tokio::test]
+async fn a_drover_that_connected_while_etcd_was_away_authenticates_with_its_first_request() {
+    let mut etcd = Etcd::start_secure(&["--client-cert-auth"]).await;
+    let access = etcd.access.clone();
+    let connected = etcd.restart(EtcdJournal::connect(&access, "/t/away")).await;
+    let journal = connected.expect("connects while etcd is down");
+    // The journal's requests wait (a few seconds) for etcd to be back.
+    begin_a_run(&journal).await;
+    assert_eq!(journal.runs().await.unwrap().len(), 1);
 }

@@ -107,6 +107,14 @@ fn status_help_says_what_role_and_health_mean_and_the_exit_codes() {
     assert_golden("status-help", &ran.transcript(&[]));
 }
 
+/// `serve --help` teaches TLS, tokens, the listener's limits and the etcd store's flags.
+#[test]
+fn serve_help_teaches_tls_tokens_limits_and_the_store() {
+    let ran = run(drover().args(["serve", "--help"]));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_golden("serve-help", &ran.transcript(&[]));
+}
+
 /// Drills need the lab; a plan of real regions is told so once, not that its region names
 /// are wrong. A lab-shaped plan with no lab beside it is told the same.
 #[test]
@@ -220,6 +228,41 @@ fn runs_live_in_etcd_with_store_and_a_bad_store_is_bad_input() {
     let down = with_store(&["runs"], "etcd://127.0.0.1:9");
     assert_eq!(down.code, 1, "{}", down.stderr);
     assert!(down.stderr.contains("etcd http://127.0.0.1:9: cannot connect"), "{}", down.stderr);
+}
+
+/// Flags for an etcd store over TLS or with a user that cannot work are refused before
+/// anything connects (exit 2, what to do), for the commands and the daemon alike.
+#[test]
+fn etcd_tls_and_user_flags_that_cannot_work_are_refused_and_nothing_is_done() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let (ca, missing) = (not_pem.display().to_string(), dir.path().join("nope").display().to_string());
+    let refused = |args: &[&str], says: &str| {
+        for command in [&["runs"][..], &["failover", "--to", "west", "--yes"], &["serve", "--listen", "127.0.0.1:0"]] {
+            let ran =
+                run(drover().args(command).arg("--plan").arg(&plan).args(args).env_remove("DROVER_ETCD_PASSWORD"));
+            assert_eq!(ran.code, 2, "{command:?} {args:?}: {}\n{}", ran.stdout, ran.stderr);
+            assert!(ran.stderr.contains(says), "{command:?} {args:?}: {}", ran.stderr);
+        }
+    };
+    let tls = "etcds://127.0.0.1:9/x";
+    refused(&["--store", tls], "etcds:// needs --etcd-ca FILE");
+    refused(&["--store", "etcd://127.0.0.1:9/x", "--etcd-ca", &ca], "is plain HTTP (etcd://) and --etcd-ca is for TLS");
+    refused(&["--store", tls, "--etcd-ca", &ca, "--etcd-cert", &ca], "--etcd-cert needs --etcd-key");
+    refused(&["--store", tls, "--etcd-ca", &missing], &missing);
+    refused(&["--store", tls, "--etcd-ca", &ca], "holds no certificate");
+    refused(
+        &["--store", "etcd://127.0.0.1:9/x", "--etcd-user", "drover"],
+        "give its password with --etcd-password-file",
+    );
+    refused(
+        &["--store", "etcd://127.0.0.1:9/x", "--etcd-user", "drover", "--etcd-password-file", &missing],
+        &format!("--etcd-password-file {missing}: cannot read it"),
+    );
+    refused(&["--etcd-ca", &ca], "--etcd-ca is for an etcd store");
+    assert!(!dir.path().join(".drover").exists(), "nothing was journaled beside the plan");
 }
 
 #[test]

@@ -27,13 +27,9 @@ fn address(region: &str) -> &'static str {
     }
 }
 
-fn endpoints(regions: &[&str]) -> Vec<String> {
-    regions.iter().map(|r| format!("http://{}:2379", address(r))).collect()
-}
-
-fn store(regions: &[&str]) -> String {
-    let hosts: Vec<String> = endpoints(regions).iter().map(|e| e.trim_start_matches("http://").to_string()).collect();
-    format!("etcd://{}/drover/lab", hosts.join(","))
+/// The etcd members of `regions`, `HOST:PORT`.
+fn members(regions: &[&str]) -> Vec<String> {
+    regions.iter().map(|r| format!("{}:2379", address(r))).collect()
 }
 
 struct HaLab {
@@ -103,17 +99,29 @@ impl HaLab {
         assert_eq!(ran.code, 0, "drover {args:?}: {}\n{}", ran.stdout, ran.stderr);
     }
 
+    /// The lab's etcd through the members of `reachable`, over TLS as the lab's etcd user.
+    fn etcd(&self, reachable: &[&str]) -> drover_store::EtcdAccess {
+        drover_lab::LabDir::new(&self.guard.dir).etcd_access(members(reachable)).unwrap()
+    }
+
+    /// `--store` and the flags that go with it (CA, user, password file), through `reachable`.
+    fn store(&self, reachable: &[&str]) -> Vec<String> {
+        let mut args = drover_lab::LabDir::new(&self.guard.dir).etcd_store_args();
+        args[1] = format!("etcds://{}/drover/lab", members(reachable).join(","));
+        args
+    }
+
     fn raft_leader(&self, reachable: &[&str]) -> String {
-        self.rt.block_on(drover_store::cluster::raft_leader(&endpoints(reachable))).unwrap()
+        self.rt.block_on(drover_store::cluster::raft_leader(&self.etcd(reachable))).unwrap()
     }
 
     fn election_leader(&self, reachable: &[&str]) -> Option<String> {
-        self.rt.block_on(drover_store::cluster::election_leader(&endpoints(reachable), ELECTION)).ok().flatten()
+        self.rt.block_on(drover_store::cluster::election_leader(&self.etcd(reachable), ELECTION)).ok().flatten()
     }
 
     /// Every run in the shared journal, read through the members in `reachable`.
     fn runs(&self, reachable: &[&str]) -> Vec<Value> {
-        let ran = run(drover().args(["runs", "-o", "json", "--store", &store(reachable), "--plan"]).arg(self.plan()));
+        let ran = run(drover().args(["runs", "-o", "json"]).args(self.store(reachable)).arg("--plan").arg(self.plan()));
         assert_eq!(ran.code, 0, "drover runs: {}", ran.stderr);
         serde_json::from_str(&ran.stdout).unwrap()
     }
@@ -134,7 +142,8 @@ impl HaLab {
     }
 
     fn status(&self, reachable: &[&str]) -> Value {
-        let ran = run(drover().args(["status", "-o", "json", "--store", &store(reachable), "--plan"]).arg(self.plan()));
+        let ran =
+            run(drover().args(["status", "-o", "json"]).args(self.store(reachable)).arg("--plan").arg(self.plan()));
         serde_json::from_str(&ran.stdout).unwrap_or_else(|_| panic!("status: {}\n{}", ran.stdout, ran.stderr))
     }
 
@@ -370,7 +379,9 @@ fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over()
 
     // While daemons lead, a shell's reprotect on their store is refused: the leader runs it.
     let refused = run(drover()
-        .args(["reprotect", "--region", "east", "--yes", "--store", &store(&["east", "west", "witness"]), "--plan"])
+        .args(["reprotect", "--region", "east", "--yes"])
+        .args(lab.store(&["east", "west", "witness"]))
+        .arg("--plan")
         .arg(lab.plan()));
     assert_eq!(refused.code, 2, "{}\n{}", refused.stdout, refused.stderr);
     assert!(refused.stderr.contains("daemon leads them"), "{}", refused.stderr);

@@ -311,8 +311,9 @@ fn with_an_etcd_store_one_daemon_leads_and_a_follower_sends_changes_to_it() {
     let args = ["--store", store.as_str(), "--lease-ttl", "2"];
     // Through etcd the plan must list its vantages: without a list it is refused (exit 2).
     let bare = plan_dir(PLAN);
-    let unlisted =
-        run(drover().args(["serve", "--store", store.as_str(), "--open-reads", "--plan"]).arg(bare.path().join("plan.yaml")));
+    let unlisted = run(drover()
+        .args(["serve", "--store", store.as_str(), "--open-reads", "--plan"])
+        .arg(bare.path().join("plan.yaml")));
     assert_eq!(unlisted.code, 2, "{}", unlisted.stderr);
     assert!(unlisted.stderr.contains("the plan must list its vantages"), "{}", unlisted.stderr);
     let plan = format!("{PLAN}vantages: {{ names: [east, west, witness] }}\n");

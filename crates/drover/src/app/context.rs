@@ -35,7 +35,8 @@ impl Context {
     pub async fn open(args: &PlanArgs) -> Result<Context, Failure> {
         let plan = load_plan(&args.plan)?;
         let adapters = adapters(&plan)?;
-        Ok(Context { journal: open_journal(args).await?, adapters, plan, etcd: etcd_store(args)? })
+        let etcd = etcd_store(args)?;
+        Ok(Context { journal: open_journal(args).await?, adapters, plan, etcd })
     }
 
     /// With an etcd store watched by `drover serve` daemons, runs are theirs to start and
@@ -43,7 +44,7 @@ impl Context {
     /// new leader could resume the same run alongside it. Refused, naming the leader.
     pub async fn refuse_if_daemons_lead(&self) -> Result<(), Failure> {
         let Some(store) = &self.etcd else { return Ok(()) };
-        match drover_store::cluster::election_leader(&store.endpoints, &store.election_key()).await {
+        match drover_store::cluster::election_leader(&store.access, &store.election_key()).await {
             Ok(Some(leader)) => Err(Failure::conflict(format!(
                 "drover serve daemons protect this plan and the {leader} daemon leads them: runs are theirs to start \
                  and drive (their journal writes are fenced); send this to it with --server URL --token-file FILE, \

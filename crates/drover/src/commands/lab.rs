@@ -33,7 +33,9 @@ pub enum LabCommand {
         daemons: bool,
         /// Daemons that survive their own region: as --daemons, plus a 3-member etcd cluster (one
         /// member per region, client port 2379) holding their journal, reports and leader
-        /// election (store etcd://10.200.0.11:2379,10.200.0.12:2379,10.200.0.13:2379/drover/lab).
+        /// election (store etcds://10.200.0.11:2379,10.200.0.12:2379,10.200.0.13:2379/drover/lab),
+        /// with TLS from the lab CA and auth on: user drover, password in
+        /// DIR/secrets/etcd-drover.password ('lab up' prints the --store flags to use).
         /// East starts leading both etcd and the election. Needs etcd (Debian etcd-server).
         #[arg(long)]
         ha: bool,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::app::error::{ErrorClass, Failure};
 use crate::app::runs::Request;
-use crate::app::store::PlanArgs;
+use crate::app::store::{EtcdArgs, PlanArgs};
 use crate::commands::table::{Align, Table};
 use crate::commands::terminal::{
     UndoChoice, aborted_line, confirm, intro_line, outcome, question_through, render_run, render_runs,
@@ -25,9 +25,12 @@ pub struct TargetArgs {
     /// Where the journal lives [default: .drover/ beside the plan file].
     #[arg(long, value_name = "DIR", conflicts_with = "server")]
     pub state: Option<PathBuf>,
-    /// Keep the journal and epoch in etcd: etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (prefix default /drover).
+    /// Keep the journal and epoch in etcd: etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (prefix default /drover),
+    /// or etcds://... for members that serve TLS (then give --etcd-ca).
     #[arg(long, value_name = "URL", conflicts_with_all = ["server", "state"])]
     pub store: Option<String>,
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
     /// Ask a running 'drover serve' instead (e.g. https://10.0.0.11:7070, or http://127.0.0.1:7070
     /// on the same machine): it owns the journal and runs the steps; this command shows them.
     #[arg(long, value_name = "URL")]
@@ -55,9 +58,12 @@ impl TargetArgs {
             (Some(server), _) => {
                 Remote::new(server, self.token_file.as_deref(), self.ca_file.as_deref()).map(Target::Remote)
             }
-            (None, Some(plan)) => {
-                Ok(Target::Local(PlanArgs { plan: plan.clone(), state: self.state.clone(), store: self.store.clone() }))
-            }
+            (None, Some(plan)) => Ok(Target::Local(PlanArgs {
+                plan: plan.clone(),
+                state: self.state.clone(),
+                store: self.store.clone(),
+                etcd: self.etcd.clone(),
+            })),
             (None, None) => Err(Failure::input("give --plan PLAN (or --server URL for a running daemon)")),
         }
     }

@@ -63,7 +63,7 @@ impl Election {
 
     /// Which vantage leads now, as etcd says (for messages to people).
     pub async fn leader_name(&self) -> String {
-        match cluster::election_leader(&self.store.endpoints, &self.key()).await {
+        match cluster::election_leader(&self.store.access, &self.key()).await {
             Ok(Some(name)) => name,
             Ok(None) => "no daemon".into(),
             Err(e) => format!("an unknown daemon ({e})"),
@@ -76,7 +76,7 @@ impl Election {
         let mut number = 0;
         let mut last_error = String::new();
         loop {
-            let mut leader = match campaign(&self.store.endpoints, &self.key(), vantage, ttl).await {
+            let mut leader = match campaign(&self.store.access, &self.key(), vantage, ttl).await {
                 Ok(leader) => leader,
                 Err(e) => {
                     let e = e.to_string();
@@ -89,7 +89,7 @@ impl Election {
                 }
             };
             last_error.clear();
-            let journal = match EtcdJournal::connect(&self.store.endpoints, &self.store.prefix).await {
+            let journal = match EtcdJournal::connect(&self.store.access, &self.store.prefix).await {
                 Ok(j) => j.fenced(leader.fence.clone()),
                 Err(e) => {
                     tracing::warn!(%vantage, error = %e, "won the election but cannot open the journal; standing down");

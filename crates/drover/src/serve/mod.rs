@@ -42,7 +42,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", default_value = "local")]
     pub vantage: String,
     /// Another vantage, by the name you give it and its base URL (repeat for each), e.g.
-    /// west=http://10.200.0.12:7070. Its reports count toward policy.quorum under that name
+    /// west=https://10.200.0.12:7070. Its reports count toward policy.quorum under that name
     /// only: a report that names itself otherwise is dropped, and one is trusted for at
     /// most a report's time to live after it arrived, whatever it claims.
     #[arg(long = "peer", value_name = "NAME=URL")]
@@ -54,8 +54,9 @@ pub struct ServeArgs {
     /// bare token is the operator `token`, as before names. See docs/serve.md.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Most connections open at once; at the limit the one idle the longest is closed to make
-    /// room (requests in flight are never cut), so idle floods cannot lock peers or people out.
+    /// Most connections open at once; at the limit an idle one is closed to make room (one that
+    /// never sent a request first; requests in flight are never cut), so idle floods cannot lock
+    /// peers or people out.
     /// Lowered to fit the open-file limit after one socket per check.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
     pub max_connections: u64,
@@ -156,7 +157,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
                 // A silent vantage's report leaves etcd once it would have expired anyway.
                 let ttl = std::time::Duration::from_millis(drover_core::vantage::report_ttl_ms(&cx.plan));
                 let vantages =
-                    EtcdVantages::connect(&store.endpoints, &store.prefix, &args.vantage, ttl, Arc::clone(&rules))
+                    EtcdVantages::connect(&store.access, &store.prefix, &args.vantage, ttl, Arc::clone(&rules))
                     .await
                     .map_err(store_failure)?;
                 (Arc::new(vantages), Some(Arc::new(leadership::Election::new(store, lease_ttl))))
