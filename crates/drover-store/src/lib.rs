@@ -9,7 +9,7 @@ mod leadership;
 mod redb_journal;
 mod vantages;
 
-pub use access::{EtcdAccess, EtcdClient, EtcdTls, EtcdUser, token_refused};
+pub use access::{EtcdAccess, EtcdClient, EtcdTls, EtcdUser, options as etcd_options, token_refused};
 pub use etcd_journal::{EtcdJournal, Fence};
 pub use leadership::{Leader, campaign};
 pub use redb_journal::RedbJournal;

@@ -111,6 +111,29 @@ impl HaLab {
         args
     }
 
+    /// Writes, as the lab's etcd user, reports under `names` that see east down, unsigned or
+    /// copied from a real one and altered (its signature no longer matches); returns how many.
+    fn forge_reports(&self, names: &[&str]) -> usize {
+        self.rt.block_on(async {
+            let options = drover_store::etcd_options(Duration::from_secs(2));
+            let client =
+                drover_store::EtcdClient::connect(&self.etcd(&["east", "west", "witness"]), options).await.unwrap();
+            let prefix = "/drover/lab/vantages/";
+            let real = client.get(format!("{prefix}witness"), None).await.unwrap();
+            let real: Value = serde_json::from_slice(real.kvs()[0].value()).unwrap();
+            for name in names {
+                let mut report = real.clone();
+                report["vantage"] = Value::from(*name);
+                report["at_ms"] = Value::from(drover_core::clock::now_ms());
+                report["expires_ms"] = Value::from(u64::MAX);
+                report["regions"]["east"]["down"] = Value::from(true);
+                report["regions"]["east"]["up"] = Value::from(false);
+                client.put(format!("{prefix}{name}"), report.to_string(), None).await.unwrap();
+            }
+            names.len()
+        })
+    }
+
     fn raft_leader(&self, reachable: &[&str]) -> String {
         self.rt.block_on(drover_store::cluster::raft_leader(&self.etcd(reachable))).unwrap()
     }
@@ -307,6 +330,31 @@ impl StaleClient {
 #[test]
 fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over() {
     let lab = HaLab::up(None);
+    let capture = support::BridgeCapture::start(&lab.guard.dir);
+
+    // Someone holding the etcd user (not the peer key) writes reports that see east down,
+    // under names that sort first, and as west: none votes, no run starts.
+    let forged = lab.forge_reports(&["aaa-fake-1", "aaa-fake-2", "west"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(lab.runs(&["east", "west", "witness"]).is_empty(), "forged reports started a run:\n{}", lab.logs());
+    // Every daemon read them and counted none: east has no down vote, the forgeries are problems.
+    let client = support::lab_daemon_client(&lab.guard.dir, Duration::from_secs(5));
+    let token = std::fs::read_to_string(lab.guard.dir.join("secrets/api-token")).unwrap();
+    for region in ["east", "west", "witness"] {
+        let regions: Value = client
+            .get(format!("https://{}:7070/api/v1/regions", address(region)))
+            .bearer_auth(token.trim())
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let east = regions["regions"].as_array().unwrap().iter().find(|r| r["region"] == "east").unwrap();
+        assert_eq!(east["verdict"]["down_votes"], serde_json::json!([]), "{region} counted a forged vote: {regions:#}");
+        let problems = regions["peer_errors"].to_string();
+        assert!(problems.contains("aaa-fake-1"), "{region} does not show the forgery: {problems}");
+    }
+    assert_eq!(forged, 3);
+
     let fault_at = Instant::now();
     lab.lab(&["lab", "fault", "blackout", "east"]);
     let survivors = ["west", "witness"];
@@ -328,6 +376,32 @@ fn a_blackout_of_east_holding_every_leader_elects_a_new_leader_that_fails_over()
     assert_eq!(moved, (Some("east"), Some("west")));
     let log = std::fs::read_to_string(lab.guard.dir.join(format!("serve-{leader}.log"))).unwrap();
     assert!(log.contains("automatic failover to west"), "the new leader ran it:\n{}", lab.logs());
+
+    // Tokens, the etcd passwords and PostgreSQL crossed the bridge throughout, never in clear.
+    let captured = capture.stop();
+    assert!(captured.len() > 100_000, "the capture saw almost nothing ({} bytes)", captured.len());
+    let secrets = lab.guard.dir.join("secrets");
+    let mut hidden: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in std::fs::read_to_string(secrets.join("api-tokens")).unwrap().lines().filter(|l| !l.starts_with('#')) {
+        if let Some(token) = line.split_whitespace().nth(2) {
+            hidden.push((format!("the {} token", line.split_whitespace().next().unwrap()), token.as_bytes().to_vec()));
+        }
+    }
+    for entry in std::fs::read_dir(&secrets).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("etcd") && name.contains("password") {
+            hidden.push((name, std::fs::read_to_string(entry.path()).unwrap().trim().as_bytes().to_vec()));
+        }
+    }
+    assert!(
+        hidden.len() >= 5,
+        "tokens and etcd passwords to look for: {:?}",
+        hidden.iter().map(|h| &h.0).collect::<Vec<_>>()
+    );
+    hidden.push(("the lab app's SQL".into(), b"lab_writes".to_vec()));
+    for (what, secret) in &hidden {
+        assert!(!support::contains_bytes(&captured, secret), "{what} crossed the bridge in clear");
+    }
 
     // Case 5: east comes back believing it is primary at epoch 0; it is fenced. Meanwhile
     // a client with a stale DNS answer writes straight to east's app: none of its writes
