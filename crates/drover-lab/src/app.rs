@@ -83,6 +83,9 @@ impl Pool {
     /// Runs `query` on a pooled connection in a task of its own, waiting `timeout` for it.
     /// A query still running then keeps its connection and slot until it ends: its
     /// server process is busy either way, and dropping the connection would not free it.
+    /// A query that got its connection only after `timeout` is not started: its client
+    /// has given up, and a write run then (minutes later, once a database that hung comes
+    /// back) would be one nobody asked for any more.
     async fn run<T, F, Fut>(self: &Arc<Self>, timeout: Duration, query: F) -> Option<Result<T, String>>
     where
         T: Send + 'static,
@@ -90,8 +93,13 @@ impl Pool {
         Fut: std::future::Future<Output = (Conn, Result<T, tokio_postgres::Error>)> + Send + 'static,
     {
         let pool = Arc::clone(self);
+        let deadline = tokio::time::Instant::now() + timeout;
         let task = tokio::spawn(async move {
             let conn = pool.get().await?;
+            if tokio::time::Instant::now() >= deadline {
+                pool.put(conn);
+                return Err("its client gave up before a connection was free".to_string());
+            }
             let (conn, done) = query(conn).await;
             pool.put(conn);
             done.map_err(|e| postgres::describe(&e))
