@@ -2,7 +2,7 @@
 //! the words a user expects. Below every adapter, so none imports another for it.
 
 /// An error and its causes, `a: b: c`.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod dns;
 mod errors;
+pub use errors::chain as error_chain;
 pub mod factory;
 pub mod hooks;
 #[cfg(feature = "kubernetes")]

@@ -250,25 +250,12 @@ fn bare_name(presented: &str) -> &str {
 /// Whether a connection failed because the server's certificate was refused: trying
 /// again cannot help (the certificate, the CA file or the host in the DSN must change).
 pub fn certificate_refused(e: &tokio_postgres::Error) -> bool {
-    matches!(tls_failure(e), Some(rustls::Error::InvalidCertificate(_)))
+    crate::tls::certificate_refused(e)
 }
 
 /// The rustls error behind a failed TLS handshake, if that is what failed.
 fn tls_failure(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        if let Some(tls) = s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| {
-            let inner: &(dyn std::error::Error + 'static) = inner;
-            inner.downcast_ref::<rustls::Error>()
-        }) {
-            return Some(tls);
-        }
-        source = s.source();
-    }
-    None
+    crate::tls::rustls_error(e)
 }
 
 fn provider() -> Arc<CryptoProvider> {

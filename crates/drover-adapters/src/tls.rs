@@ -91,9 +91,40 @@ pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Resul
         .map_err(|e| TlsError::new(key, format!("does not match {}: {e}", cert.display())))
 }
 
+/// The rustls error behind a failed connection, wherever it sits in the source chain:
+/// HTTP and PostgreSQL clients wrap it in `io::Error`s, sometimes one inside another,
+/// and an `io::Error`'s `source()` skips the error it wraps, so each is opened by hand.
+pub fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    if let Some(found) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| {
+        let inner: &(dyn std::error::Error + 'static) = inner;
+        rustls_error(inner)
+    }) {
+        return Some(found);
+    }
+    e.source().and_then(rustls_error)
+}
+
+/// Whether a connection failed because the peer's certificate was not trusted (wrong CA,
+/// wrong name, expired): a setting to fix, which trying again cannot help.
+pub fn certificate_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(rustls_error(e), Some(rustls::Error::InvalidCertificate(_)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_error_is_found_inside_nested_io_errors() {
+        let bad = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, bad);
+        let outer = std::io::Error::other(inner);
+        assert!(certificate_refused(&outer));
+        assert!(!certificate_refused(&std::io::Error::other("connection refused")));
+    }
 
     #[test]
     fn a_missing_or_wrong_file_is_named_with_its_cause() {

@@ -56,36 +56,13 @@ pub fn build(
 /// Why a call to a daemon failed, with its causes ("error sending request" alone hides a
 /// certificate the CA did not sign) and without the URL, which the caller names.
 pub fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text = format!("{text}: {next}");
-        }
-        source = s.source();
-    }
-    text
+    drover_adapters::error_chain(&e.without_url())
 }
 
 /// Whether a call failed because the daemon's certificate was not trusted (wrong CA, wrong
 /// name, expired): a setting to fix, not a daemon or network to wait for.
 pub fn certificate_refused(e: &reqwest::Error) -> bool {
-    // The rustls error sits inside io::Errors nested in one another, and an io::Error's
-    // `source()` skips the error it wraps: look inside each one by hand.
-    fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return matches!(tls, rustls::Error::InvalidCertificate(_));
-        }
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
-            && refused(inner)
-        {
-            return true;
-        }
-        e.source().is_some_and(refused)
-    }
-    refused(e)
+    drover_adapters::tls::certificate_refused(e)
 }
 
 #[cfg(test)]
