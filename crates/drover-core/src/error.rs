@@ -96,6 +96,11 @@ pub enum StoreError {
         "run {active} is still active; resume it with 'drover resume {active}' or end it with 'drover abort {active}'"
     )]
     ActiveRun { active: String },
+    /// Another live driver holds the run (`Journal::claim_run`).
+    #[error(
+        "run {run} is being driven by {holder}; two drivers would do each step twice — wait until it ends or pauses ('drover runs show {run}'), or stop that driver first (a driver that is gone lets go by itself)"
+    )]
+    Driven { run: String, holder: String },
     #[error("no run with id {0}; 'drover runs' lists them")]
     UnknownRun(String),
     #[error("run {run} has already {state}; nothing more is recorded for it — start a new run")]

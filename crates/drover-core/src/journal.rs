@@ -33,6 +33,13 @@ impl From<NoteOnDisk> for CapacitySeen {
     }
 }
 
+/// A run held by one driver (`Journal::claim_run`): what lets it go again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverClaim {
+    /// Unique to this claim: a release lets go only the claim it names.
+    pub token: String,
+}
+
 #[async_trait]
 pub trait Journal: Send + Sync {
     /// Starts a run: writes its `Started` record. Fails with `ActiveRun` when
@@ -61,6 +68,20 @@ pub trait Journal: Send + Sync {
 
     /// The capacity last noted of `resource` in `region`, if any.
     async fn noted_capacity(&self, resource: &str, region: &str) -> Result<Option<CapacitySeen>, StoreError>;
+
+    // One driver per run. A run is driven by whoever holds its claim; a second driver (a
+    // resume beside a running daemon, two approvals, an API call beside the CLI) would do
+    // each step and each notification twice. A claim dies with its holder — the process
+    // (redb: checked by its PID and start time) or the etcd lease (the leader's, or one the
+    // process keeps alive) — so a run whose driver crashed is taken over, not stuck.
+
+    /// Takes run `run` for one driver, `who` in words for a person ("the east daemon").
+    /// Refused with `StoreError::Driven`, naming the holder, while another live driver
+    /// holds it; a claim whose holder is gone is replaced.
+    async fn claim_run(&self, run: &RunId, who: &str) -> Result<DriverClaim, StoreError>;
+
+    /// Lets go of `claim` on `run`; a claim that is no longer there (or another's) is left.
+    async fn release_run(&self, run: &RunId, claim: &DriverClaim) -> Result<(), StoreError>;
 
     /// The active run, if any.
     async fn active(&self) -> Result<Option<RunSummary>, StoreError> {

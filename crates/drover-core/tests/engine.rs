@@ -9,7 +9,7 @@ use drover_core::plan::Plan;
 use drover_core::run::{RunHeader, RunKind, RunState, StepState};
 use drover_core::testing::scenarios::{
     an_ended_run_takes_no_more_records, an_illegal_record_order_is_refused, crash_after_every_record, engine,
-    every_step_twice_is_once, observe, plan_kind, two_region_plan,
+    every_step_twice_is_once, observe, one_driver_per_run, plan_kind, two_region_plan,
 };
 use drover_core::testing::{FakeData, FakeWorld, MemoryJournal};
 use drover_core::world::{Database, HostAccess, MemberStatus, RejoinMethod};
@@ -22,6 +22,12 @@ fn memory_journals() -> impl Fn(u64) -> Arc<dyn Journal> {
 #[tokio::test]
 async fn every_step_applied_twice_leaves_the_same_world() {
     every_step_twice_is_once(|| Arc::new(MemoryJournal::default())).await;
+}
+
+#[tokio::test]
+async fn a_second_driver_of_a_run_is_refused_and_nothing_happens_twice() {
+    let journal = MemoryJournal::default();
+    one_driver_per_run(&journal, &journal).await;
 }
 
 #[tokio::test]

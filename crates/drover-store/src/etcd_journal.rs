@@ -7,26 +7,34 @@
 //! can write nothing.
 //!
 //! Keys under the prefix: `seq` (last entry number), `epoch`, `active` (the run
-//! id holding the active slot), and `runs/<run>/<seq, 20 digits>` (one entry each).
+//! id holding the active slot), `runs/<run>/<seq, 20 digits>` (one entry each), and
+//! `drivers/<run>` (who drives the run, on a lease: the leader's with a `Fence`, else one
+//! this process keeps alive while it drives; the claim dies with it).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
-use drover_core::journal::{CapacitySeen, Journal};
+use drover_core::journal::{CapacitySeen, DriverClaim, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 
 use crate::access::{ELECTION_PATIENCE, EtcdAccess, EtcdClient, patiently, transient};
+use crate::drivers::{self, Holder};
 
 /// How many times a write is retried when another writer got in first.
 const CONFLICT_RETRIES: u32 = 50;
-/// The leader key this process holds, with the revision at which it won it.
+/// How long a driver's claim outlives its process when no leader's lease carries it.
+const DRIVER_LEASE_SECONDS: i64 = 10;
+
+/// The leader key this process holds, with the revision at which it won it, and the lease
+/// that keeps it (a run's driver claim rides on it: it dies with the leadership).
 #[derive(Clone, Debug)]
 pub struct Fence {
     pub key: String,
     pub create_revision: i64,
+    pub lease: i64,
 }
 
 #[derive(Clone)]
@@ -35,6 +43,8 @@ pub struct EtcdJournal {
     prefix: String,
     endpoints: String,
     fence: Option<Fence>,
+    /// Claim token -> the lease this process keeps alive for it (no fence), and its keeper.
+    kept: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, (i64, tokio::task::JoinHandle<()>)>>>,
 }
 
 impl std::fmt::Debug for EtcdJournal {
@@ -68,7 +78,13 @@ impl EtcdJournal {
     /// A journal over an existing connection (several prefixes can share one).
     pub fn with_client(client: EtcdClient, prefix: &str) -> EtcdJournal {
         let endpoints = client.access().describe();
-        EtcdJournal { client, prefix: prefix.trim_end_matches('/').to_string(), endpoints, fence: None }
+        EtcdJournal {
+            client,
+            prefix: prefix.trim_end_matches('/').to_string(),
+            endpoints,
+            fence: None,
+            kept: Default::default(),
+        }
     }
 
     /// Every later write also requires `fence` to still hold.
@@ -210,6 +226,40 @@ impl EtcdJournal {
         Ok(NextEntry { entry, ops, key, json })
     }
 
+    /// The lease a claim rides on: the leader's, or a new one kept alive by this process
+    /// until the claim is released (so a crashed driver's claim ends with its lease).
+    async fn driver_lease(&self) -> Result<(i64, Option<tokio::task::JoinHandle<()>>), StoreError> {
+        if let Some(fence) = &self.fence {
+            return Ok((fence.lease, None));
+        }
+        let lease =
+            self.client.lease_grant(DRIVER_LEASE_SECONDS, None).await.map_err(|e| self.etcd("driver lease", e))?.id();
+        let mut client = self.client.clone();
+        let keeper = tokio::spawn(async move {
+            let every = Duration::from_secs(DRIVER_LEASE_SECONDS as u64) / 3;
+            let Ok((mut keeper, mut answers)) = client.lease_keep_alive(lease).await else { return };
+            loop {
+                tokio::time::sleep(every).await;
+                // A missed beat is tried again next time: the lease lasts three of them.
+                let _ = tokio::time::timeout(every, async {
+                    keeper.keep_alive().await.ok()?;
+                    answers.message().await.ok()?
+                })
+                .await;
+            }
+        });
+        Ok((lease, Some(keeper)))
+    }
+
+    /// Stops keeping the claim's own lease alive and revokes it (the leader's is left).
+    async fn drop_driver_lease(&self, token: &str) {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner()).remove(token);
+        if let Some((lease, keeper)) = kept {
+            keeper.abort();
+            let _ = self.client.clone().lease_revoke(lease).await;
+        }
+    }
+
     async fn run_entries(&self, run: &RunId) -> Result<Vec<Entry>, StoreError> {
         Ok(self.entries_under(&self.run_prefix(run)).await?.into_iter().map(|(_, e)| e).collect())
     }
@@ -322,5 +372,77 @@ impl Journal for EtcdJournal {
         read.value
             .map(|v| serde_json::from_str(&v).map_err(|e| self.err_from("unreadable capacity note", e)))
             .transpose()
+    }
+
+    async fn claim_run(&self, run: &RunId, who: &str) -> Result<DriverClaim, StoreError> {
+        let key = self.key(&format!("drivers/{}", run.0));
+        for _ in 0..CONFLICT_RETRIES {
+            let current = self.read(&key).await?;
+            if let Some(json) = &current.value {
+                match serde_json::from_str::<Holder>(json) {
+                    Ok(holder) if holder.alive() => {
+                        return Err(StoreError::Driven { run: run.0.clone(), holder: holder.describe() });
+                    }
+                    Ok(holder) => {
+                        tracing::warn!(run = %run, "taking over run {run} from {}, which is gone", holder.describe())
+                    }
+                    Err(e) => return Err(self.err_from(&format!("unreadable driver of run {run}"), e)),
+                }
+            }
+            let holder = Holder::new_here(who);
+            let json = serde_json::to_string(&holder).map_err(|e| self.err_from("encode", e))?;
+            let (lease, keeper) = match self.driver_lease().await {
+                Ok(lease) => lease,
+                Err(e) => {
+                    drivers::let_go(&holder.token);
+                    return Err(e);
+                }
+            };
+            let put = TxnOp::put(key.as_str(), json.as_str(), Some(etcd_client::PutOptions::new().with_lease(lease)));
+            let won = self.commit(vec![Self::unchanged(&key, &current)], vec![put], Some((&key, &json))).await;
+            if let Some(keeper) = keeper {
+                self.kept.lock().unwrap_or_else(|p| p.into_inner()).insert(holder.token.clone(), (lease, keeper));
+            }
+            match won {
+                Ok(true) => return Ok(DriverClaim { token: holder.token }),
+                // Another driver got in first: look again (it is likely alive).
+                Ok(false) => {}
+                Err(e) => {
+                    drivers::let_go(&holder.token);
+                    self.drop_driver_lease(&holder.token).await;
+                    return Err(e);
+                }
+            }
+            drivers::let_go(&holder.token);
+            self.drop_driver_lease(&holder.token).await;
+        }
+        Err(self.err("claim the run", format!("gave up after {CONFLICT_RETRIES} conflicting writers")))
+    }
+
+    async fn release_run(&self, run: &RunId, claim: &DriverClaim) -> Result<(), StoreError> {
+        drivers::let_go(&claim.token);
+        let key = self.key(&format!("drivers/{}", run.0));
+        let current = self.read(&key).await;
+        let ours = match &current {
+            Ok(read) => read
+                .value
+                .as_deref()
+                .and_then(|json| serde_json::from_str::<Holder>(json).ok())
+                .is_some_and(|h| h.token == claim.token),
+            Err(_) => false,
+        };
+        let deleted = match current {
+            // Not fenced: letting go is not a decision, and a deposed leader may still let go.
+            Ok(read) if ours => {
+                let txn = Txn::new()
+                    .when(vec![Self::unchanged(&key, &read)])
+                    .and_then(vec![TxnOp::delete(key.as_str(), None)]);
+                self.client.txn(txn).await.map(|_| ()).map_err(|e| self.etcd("release the run", e))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        self.drop_driver_lease(&claim.token).await;
+        deleted
     }
 }

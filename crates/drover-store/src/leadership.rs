@@ -83,6 +83,6 @@ pub async fn campaign(access: &EtcdAccess, election: &str, who: &str, ttl: i64) 
         }
     };
     let key = won.leader().ok_or_else(|| give_up(err(&joined, "campaign", "etcd named no leader key")))?;
-    let fence = Fence { key: String::from_utf8_lossy(key.key()).into_owned(), create_revision: key.rev() };
+    let fence = Fence { key: String::from_utf8_lossy(key.key()).into_owned(), create_revision: key.rev(), lease };
     Ok(Leader { fence, lease, lost, keeper: keeper_task })
 }

@@ -4,6 +4,7 @@
 
 mod access;
 pub mod cluster;
+mod drivers;
 mod etcd_journal;
 mod leadership;
 mod redb_journal;

@@ -1,9 +1,10 @@
 use std::path::{Path, PathBuf};
 
+use crate::drivers::{self, Holder};
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
-use drover_core::journal::{CapacitySeen, Journal};
+use drover_core::journal::{CapacitySeen, DriverClaim, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -13,6 +14,8 @@ const ENTRIES: TableDefinition<(&str, u64), &str> = TableDefinition::new("entrie
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// (compute resource, region) → the capacity last seen there, as JSON.
 const CAPACITY: TableDefinition<(&str, &str), &str> = TableDefinition::new("capacity");
+/// run id → who drives it (`drivers::Holder` as JSON).
+const DRIVERS: TableDefinition<&str, &str> = TableDefinition::new("drivers");
 
 /// The journal in one redb file (`journal.redb` under the state directory).
 /// Every append is its own durable transaction: an entry that was returned is on disk.
@@ -47,6 +50,7 @@ impl RedbJournal {
         tx.open_table(ENTRIES).map_err(|e| journal.err(e))?;
         tx.open_table(META).map_err(|e| journal.err(e))?;
         tx.open_table(CAPACITY).map_err(|e| journal.err(e))?;
+        tx.open_table(DRIVERS).map_err(|e| journal.err(e))?;
         tx.commit().map_err(|e| journal.err(e))?;
         Ok(journal)
     }
@@ -186,5 +190,77 @@ impl Journal for RedbJournal {
         serde_json::from_str(json.value())
             .map(Some)
             .map_err(|e| io(&self.path, format!("unreadable capacity note: {e}"), e))
+    }
+
+    async fn claim_run(&self, run: &RunId, who: &str) -> Result<DriverClaim, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let holder = {
+            let mut drivers = tx.open_table(DRIVERS).map_err(|e| self.err(e))?;
+            // Read and written in one write transaction: two claims cannot both see it free.
+            if let Some(json) = drivers.get(run.0.as_str()).map_err(|e| self.err(e))? {
+                let current: Holder = serde_json::from_str(json.value())
+                    .map_err(|e| io(&self.path, format!("unreadable driver of run {run}: {e}"), e))?;
+                if current.alive() {
+                    return Err(StoreError::Driven { run: run.0.clone(), holder: current.describe() });
+                }
+                tracing::warn!(run = %run, "taking over run {run} from {}, which is gone", current.describe());
+            }
+            let holder = Holder::new_here(who);
+            let json = serde_json::to_string(&holder).map_err(|e| self.err(e))?;
+            drivers.insert(run.0.as_str(), json.as_str()).map_err(|e| self.err(e))?;
+            holder
+        };
+        if let Err(e) = tx.commit() {
+            drivers::let_go(&holder.token);
+            return Err(self.err(e));
+        }
+        Ok(DriverClaim { token: holder.token })
+    }
+
+    async fn release_run(&self, run: &RunId, claim: &DriverClaim) -> Result<(), StoreError> {
+        drivers::let_go(&claim.token);
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut drivers = tx.open_table(DRIVERS).map_err(|e| self.err(e))?;
+            let ours = match drivers.get(run.0.as_str()).map_err(|e| self.err(e))? {
+                Some(json) => serde_json::from_str::<Holder>(json.value()).is_ok_and(|h| h.token == claim.token),
+                None => false,
+            };
+            if ours {
+                drivers.remove(run.0.as_str()).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A claim left by a process that has ended (a CLI killed mid-run) is taken over.
+    #[tokio::test]
+    async fn a_claim_whose_process_ended_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = RedbJournal::open(dir.path()).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let gone = Holder { token: "t".into(), who: "the CLI".into(), pid, started: 1, host: String::new() };
+        let mut live = gone.clone();
+        live.host = Holder::new_here("me").host;
+        let tx = journal.db.begin_write().unwrap();
+        let json = serde_json::to_string(&live).unwrap();
+        tx.open_table(DRIVERS).unwrap().insert("r1", json.as_str()).unwrap();
+        tx.commit().unwrap();
+        let run = RunId("r1".into());
+        let claim = journal.claim_run(&run, "the east daemon").await.expect("the ended process's claim is replaced");
+        let refused = journal.claim_run(&run, "the CLI").await;
+        assert!(
+            matches!(&refused, Err(StoreError::Driven { holder, .. }) if holder.starts_with("the east daemon (pid")),
+            "{refused:?}"
+        );
+        journal.release_run(&run, &claim).await.unwrap();
+        journal.claim_run(&run, "the CLI").await.expect("free once released");
     }
 }

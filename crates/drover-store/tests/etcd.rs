@@ -17,7 +17,7 @@ use drover_core::secret::Secret;
 use drover_core::testing::FakeWorld;
 use drover_core::testing::scenarios::{
     an_ended_run_takes_no_more_records, an_illegal_record_order_is_refused, crash_after_every_record,
-    every_step_twice_is_once, observe, two_region_plan,
+    every_step_twice_is_once, observe, one_driver_per_run, two_region_plan,
 };
 use drover_store::{EtcdAccess, EtcdClient, EtcdJournal, EtcdTls, EtcdUser, Fence};
 
@@ -245,8 +245,11 @@ async fn a_deposed_leader_cannot_write() {
     let leader = "/t/fence/leader";
     let won = kv.put(leader, "east", None).await.unwrap();
     let revision = won.header().unwrap().revision();
-    let journal = EtcdJournal::with_client(client.clone(), "/t/fence")
-        .fenced(Fence { key: leader.into(), create_revision: revision });
+    let journal = EtcdJournal::with_client(client.clone(), "/t/fence").fenced(Fence {
+        key: leader.into(),
+        create_revision: revision,
+        lease: 0,
+    });
     let plan = two_region_plan();
     let world = FakeWorld::two_regions();
     let header =
@@ -575,4 +578,40 @@ async fn a_drover_that_connected_while_etcd_was_away_authenticates_with_its_firs
     // The journal's requests wait (a few seconds) for etcd to be back.
     begin_a_run(&journal).await;
     assert_eq!(journal.runs().await.unwrap().len(), 1);
+}
+
+/// Two processes' connections: one driver per run; and a claim whose holder is gone (its
+/// lease ran out; its host cannot be looked at from here) is taken over.
+#[tokio::test]
+async fn one_driver_per_run_on_etcd_and_a_gone_drivers_claim_is_taken_over() {
+    let etcd = Etcd::start().await;
+    let a = EtcdJournal::connect(&etcd.access, "/t/drivers").await.unwrap();
+    let b = EtcdJournal::connect(&etcd.access, "/t/drivers").await.unwrap();
+    one_driver_per_run(&a, &b).await;
+
+    let client = etcd.client().await;
+    let lease = client.lease_grant(2, None).await.unwrap().id();
+    let gone = r#"{"token":"t","who":"the west daemon","pid":4242,"started":1,"host":"a-host-that-crashed"}"#;
+    let options = etcd_client::PutOptions::new().with_lease(lease);
+    client.put("/t/drivers/drivers/r-orphan", gone, Some(options)).await.unwrap();
+    let run = drover_core::RunId("r-orphan".into());
+    match a.claim_run(&run, "the east daemon").await {
+        Err(StoreError::Driven { holder, .. }) => {
+            assert!(holder.contains("the west daemon (pid 4242 on a-host-that-crashed)"), "{holder}")
+        }
+        other => panic!("a live lease's claim must hold: {other:?}"),
+    }
+    // Nobody keeps that lease alive: once it runs out, the claim is free.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let claim = loop {
+        match a.claim_run(&run, "the east daemon").await {
+            Ok(claim) => break claim,
+            Err(StoreError::Driven { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => panic!("the orphaned claim was not taken over: {other:?}"),
+        }
+    };
+    a.release_run(&run, &claim).await.unwrap();
+    assert!(client.get("/t/drivers/drivers/r-orphan", None).await.unwrap().kvs().is_empty(), "released");
 }

@@ -9,7 +9,7 @@ use drover_core::run::{Record, RunKind, RunState};
 use drover_core::testing::FakeWorld;
 use drover_core::testing::scenarios::{
     an_ended_run_takes_no_more_records, an_illegal_record_order_is_refused, crash_after_every_record,
-    every_step_twice_is_once, observe, two_region_plan,
+    every_step_twice_is_once, observe, one_driver_per_run, two_region_plan,
 };
 use drover_store::RedbJournal;
 
@@ -105,4 +105,13 @@ async fn two_handles_share_one_state_directory_and_see_each_others_runs() {
     assert_eq!(looking.active().await.unwrap().map(|r| r.header.id), Some(header.id.clone()));
     let second = looking.begin(&header).await;
     assert!(matches!(second, Err(drover_core::StoreError::ActiveRun { .. })), "{second:?}");
+}
+
+/// Two handles on one journal file (a daemon and a CLI beside it): one driver per run.
+#[tokio::test]
+async fn one_driver_per_run_on_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = RedbJournal::open(dir.path()).unwrap();
+    let b = RedbJournal::open(dir.path()).unwrap();
+    one_driver_per_run(&a, &b).await;
 }

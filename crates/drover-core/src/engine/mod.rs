@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::clock::Clock;
 use crate::error::StoreError;
-use crate::journal::Journal;
+use crate::journal::{DriverClaim, Journal};
 use crate::notify::EventKind;
 use crate::plan::Plan;
 use crate::run::{Entry, Record, RunHeader, RunId, RunKind, RunState, RunSummary};
@@ -55,12 +55,30 @@ pub struct Engine<'a> {
     pub wait: RetryPolicy,
     /// Sees every journal entry as it is written: progress output, drill timelines.
     pub on_entry: &'a (dyn Fn(&Entry) + Send + Sync),
+    /// Who drives, in words for a person: named to a second driver that is refused.
+    pub driver: &'a str,
+}
+
+/// A run this engine's driver holds (`Engine::hold`): only its holder drives it, and
+/// `resume_held`/`approve_held` let it go when they end.
+#[derive(Debug)]
+pub struct Held {
+    pub run: RunId,
+    claim: DriverClaim,
 }
 
 impl<'a> Engine<'a> {
     /// An engine with the production retry policies and no progress hook.
     pub fn new(plan: &'a Plan, journal: &'a dyn Journal, world: Providers<'a>) -> Engine<'a> {
-        Engine { plan, journal, world, act: RetryPolicy::ACT, wait: RetryPolicy::WAIT, on_entry: &|_| {} }
+        Engine {
+            plan,
+            journal,
+            world,
+            act: RetryPolicy::ACT,
+            wait: RetryPolicy::WAIT,
+            on_entry: &|_| {},
+            driver: "drover",
+        }
     }
 
     /// The same engine with other retry policies (tests: `RetryPolicy::IMMEDIATE`).
@@ -73,6 +91,11 @@ impl<'a> Engine<'a> {
         Engine { on_entry, ..self }
     }
 
+    /// The same engine, driving as `driver` (a second driver is told who holds the run).
+    pub fn with_driver(self, driver: &'a str) -> Engine<'a> {
+        Engine { driver, ..self }
+    }
+
     /// The same engine on another clock.
     pub fn with_clock(self, clock: &'a dyn Clock) -> Engine<'a> {
         Engine { world: Providers { clock, ..self.world }, ..self }
@@ -81,7 +104,8 @@ impl<'a> Engine<'a> {
     /// Starts a planned run and drives it until it completes or pauses.
     pub async fn start(&self, header: &RunHeader) -> Result<RunSummary, EngineError> {
         self.begin(header).await?;
-        self.drive(&header.id).await
+        let held = self.hold(&header.id).await?;
+        self.driving(held, async || self.drive(&header.id).await).await
     }
 
     /// Records the run's start (refused when another run is active) without driving it;
@@ -101,14 +125,31 @@ impl<'a> Engine<'a> {
         Ok(self.journal.summary(&header.id).await?)
     }
 
+    /// Takes run `id` for this engine's driver: refused (`StoreError::Driven`, naming the
+    /// holder) while another live driver holds it. A caller that must answer before it
+    /// drives (the API's 202) holds first, then drives with `resume_held`/`approve_held`.
+    pub async fn hold(&self, id: &RunId) -> Result<Held, EngineError> {
+        let claim = self.journal.claim_run(id, self.driver).await?;
+        Ok(Held { run: id.clone(), claim })
+    }
+
     /// Approves a run that waits for it, and drives it.
     pub async fn approve(&self, id: &RunId, by: &str) -> Result<RunSummary, EngineError> {
-        let summary = self.journal.summary(id).await?;
-        if summary.state != RunState::AwaitingApproval {
-            return Err(EngineError::NotAwaitingApproval(id.clone(), summary.state.as_str()));
-        }
-        self.record(id, Record::Approved { by: by.into() }).await?;
-        self.drive(id).await
+        self.approve_held(self.hold(id).await?, by).await
+    }
+
+    /// `approve` of a run already held.
+    pub async fn approve_held(&self, held: Held, by: &str) -> Result<RunSummary, EngineError> {
+        let id = held.run.clone();
+        self.driving(held, async || {
+            let summary = self.journal.summary(&id).await?;
+            if summary.state != RunState::AwaitingApproval {
+                return Err(EngineError::NotAwaitingApproval(id.clone(), summary.state.as_str()));
+            }
+            self.record(&id, Record::Approved { by: by.into() }).await?;
+            self.drive(&id).await
+        })
+        .await
     }
 
     /// Continues a paused or interrupted run from the first step not done.
@@ -118,16 +159,38 @@ impl<'a> Engine<'a> {
 
     /// `resume`, recording who asked (`by`: an API token's name) when the run was paused.
     pub async fn resume_as(&self, id: &RunId, by: Option<&str>) -> Result<RunSummary, EngineError> {
-        let summary = self.journal.summary(id).await?;
-        match summary.state {
-            RunState::Completed | RunState::Aborted => {
-                return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
+        self.resume_held(self.hold(id).await?, by).await
+    }
+
+    /// `resume_as` of a run already held.
+    pub async fn resume_held(&self, held: Held, by: Option<&str>) -> Result<RunSummary, EngineError> {
+        let id = held.run.clone();
+        self.driving(held, async || {
+            // Read once held: a driver that finished meanwhile is seen as the run's end.
+            let summary = self.journal.summary(&id).await?;
+            match summary.state {
+                RunState::Completed | RunState::Aborted => {
+                    return Err(EngineError::Ended(id.clone(), summary.state.as_str()));
+                }
+                RunState::AwaitingApproval => return Err(EngineError::NeedsApproval(id.clone())),
+                RunState::Paused => self.record(&id, Record::Resumed { by: by.map(str::to_owned) }).await?,
+                RunState::Running => {}
             }
-            RunState::AwaitingApproval => return Err(EngineError::NeedsApproval(id.clone())),
-            RunState::Paused => self.record(id, Record::Resumed { by: by.map(str::to_owned) }).await?,
-            RunState::Running => {}
-        }
-        self.drive(id).await
+            self.drive(&id).await
+        })
+        .await
+    }
+
+    /// Does `work` while `held`, then lets the run go whatever the outcome. A release that
+    /// fails leaves a claim behind that dies with this process or its lease.
+    async fn driving(
+        &self,
+        held: Held,
+        work: impl AsyncFnOnce() -> Result<RunSummary, EngineError>,
+    ) -> Result<RunSummary, EngineError> {
+        let done = work().await;
+        let _ = self.journal.release_run(&held.run, &held.claim).await;
+        done
     }
 
     /// Sets back the scale-up of run `run` (a drill's undo). One line per unit set back.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::clock::now_ms;
 use crate::error::{ProviderError, StoreError};
-use crate::journal::{CapacitySeen, Journal};
+use crate::journal::{CapacitySeen, DriverClaim, Journal};
 use crate::plan::Check;
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
 use crate::world::{
@@ -424,6 +424,9 @@ pub struct MemoryJournal {
     inner: Mutex<(Vec<(RunId, Entry)>, Epoch)>,
     seq: AtomicU64,
     capacities: Mutex<BTreeMap<(String, String), CapacitySeen>>,
+    /// run -> (claim token, holder): the memory journal lives in one process, so a claim
+    /// holds until it is released.
+    drivers: Mutex<BTreeMap<RunId, (String, String)>>,
 }
 
 impl MemoryJournal {
@@ -494,6 +497,24 @@ impl Journal for MemoryJournal {
 
     async fn noted_capacity(&self, resource: &str, region: &str) -> Result<Option<CapacitySeen>, StoreError> {
         Ok(self.capacities.lock().unwrap().get(&(resource.to_string(), region.to_string())).cloned())
+    }
+
+    async fn claim_run(&self, run: &RunId, who: &str) -> Result<DriverClaim, StoreError> {
+        let mut drivers = self.drivers.lock().unwrap();
+        if let Some((_, holder)) = drivers.get(run) {
+            return Err(StoreError::Driven { run: run.0.clone(), holder: holder.clone() });
+        }
+        let token = format!("claim-{}", self.seq.fetch_add(1, Ordering::SeqCst) + 1);
+        drivers.insert(run.clone(), (token.clone(), who.to_owned()));
+        Ok(DriverClaim { token })
+    }
+
+    async fn release_run(&self, run: &RunId, claim: &DriverClaim) -> Result<(), StoreError> {
+        let mut drivers = self.drivers.lock().unwrap();
+        if drivers.get(run).is_some_and(|(token, _)| *token == claim.token) {
+            drivers.remove(run);
+        }
+        Ok(())
     }
 }
 
@@ -581,6 +602,15 @@ impl Journal for CrashingJournal<'_> {
     async fn noted_capacity(&self, resource: &str, region: &str) -> Result<Option<CapacitySeen>, StoreError> {
         self.check()?;
         self.inner.noted_capacity(resource, region).await
+    }
+    async fn claim_run(&self, run: &RunId, who: &str) -> Result<DriverClaim, StoreError> {
+        self.check()?;
+        self.inner.claim_run(run, who).await
+    }
+    // A claim dies with the process that held it (the stores see it gone); the crash here
+    // is simulated inside one process, so the claim is let go as a dead process's would be.
+    async fn release_run(&self, run: &RunId, claim: &DriverClaim) -> Result<(), StoreError> {
+        self.inner.release_run(run, claim).await
     }
 }
 

@@ -371,3 +371,35 @@ pub async fn an_illegal_record_order_is_refused(journal: &dyn Journal) {
     assert!(matches!(again, Err(StoreError::IllegalOrder { .. })), "a step finished twice: {again:?}");
     assert_eq!(journal.summary(&header.id).await.unwrap().next_step(), Some(1));
 }
+
+/// One driver per run: while one driver holds a run, a second driver's resume or approval
+/// is refused naming the holder, and nothing is done twice. `first` and `second` are two
+/// handles on one store (two processes' views, or the same one twice).
+pub async fn one_driver_per_run(first: &dyn Journal, second: &dyn Journal) {
+    let plan = plan_with_hooks();
+    let world = world_for(RunKind::Failover);
+    let header = plan_kind(RunKind::Failover, &plan, first, &world).await.unwrap();
+    // Started and not driven: what a driver that crashed right after `begin` leaves.
+    first.begin(&header).await.unwrap();
+    let a = engine(&plan, first, &world).with_driver("driver A");
+    let b = engine(&plan, second, &world).with_driver("driver B");
+    let held = a.hold(&header.id).await.unwrap();
+    for refused in [b.resume(&header.id).await, b.approve(&header.id, "someone").await] {
+        match refused {
+            Err(crate::engine::EngineError::Store(StoreError::Driven { run, holder })) => {
+                assert_eq!(run, header.id.0);
+                assert!(holder.contains("driver A"), "the refusal names the holder: {holder}");
+            }
+            other => panic!("a second driver was not refused: {other:?}"),
+        }
+    }
+    let done = a.resume_held(held, None).await.unwrap();
+    assert_eq!(done.state, RunState::Completed);
+    // Let go at the end: the next driver is told the run has ended, and does nothing.
+    let late = b.resume(&header.id).await;
+    assert!(matches!(late, Err(crate::engine::EngineError::Ended(..))), "{late:?}");
+    assert_eq!(world.promote_calls(), 1, "promoted once");
+    for hook in OBSERVED_HOOKS {
+        assert_eq!(world.hook_calls(hook), 1, "{hook} made once");
+    }
+}
