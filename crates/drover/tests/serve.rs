@@ -944,3 +944,125 @@ fn a_peer_that_does_not_know_this_daemons_token_is_shown_as_its_problem() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A plan whose runs have one step of the plan's own: it writes a line to `DIR/applied`
+/// each time it acts, then takes `seconds` — long enough for a second driver to try.
+fn counting_plan(seconds: u32) -> String {
+    format!(
+        "{PLAN}steps:\n  count:\n    exec:\n      argv: [sh, -c, \"echo acted >> DIR/applied; sleep {seconds}\"]\n      timeout: 60s\n"
+    )
+}
+
+/// Journals run `id` (one `count` step) before the daemon opens the journal: paused at its
+/// step, or (`paused: false`) interrupted inside it, as a driver killed there leaves it.
+fn seed_counting_run(dir: &std::path::Path, id: &str, paused: bool) {
+    use drover_core::journal::Journal;
+    use drover_core::plan::StepKind;
+    use drover_core::run::{Record, RunHeader, RunId, RunKind};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let journal = drover_store::RedbJournal::open(&dir.join(".drover")).unwrap();
+        let step = StepKind::Custom("count".into());
+        let header = RunHeader {
+            id: RunId(id.into()),
+            kind: RunKind::Failover,
+            plan: "shop".into(),
+            from: "east".into(),
+            to: "west".into(),
+            epoch: 1,
+            steps: vec![step.clone()],
+            reason: "seeded by the test".into(),
+            accepted_loss: None,
+            requested_by: None,
+        };
+        journal.begin(&header).await.unwrap();
+        journal.append(&header.id, Record::StepIntent { step: 0, kind: step.clone() }).await.unwrap();
+        if paused {
+            journal.append(&header.id, Record::Paused { step: 0, kind: step, reason: "seeded".into() }).await.unwrap();
+        }
+    });
+}
+
+fn acted(dir: &std::path::Path) -> usize {
+    std::fs::read_to_string(dir.join("applied")).map_or(0, |s| s.lines().count())
+}
+
+fn state_of(d: &Daemon, id: &str) -> Value {
+    client().get(format!("{}/api/v1/runs/{id}", d.base)).send().unwrap().json::<Value>().unwrap()["state"].clone()
+}
+
+fn wait_until_state(d: &Daemon, id: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state_of(d, id) != state {
+        assert!(Instant::now() < deadline, "run {id} never became {state}: {}", state_of(d, id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A run has one driver: while the daemon drives it (resumed through the API), `drover
+/// resume` from a terminal is refused naming the daemon; while a terminal drives it, the
+/// API's resume is a 409 naming that command. Each time the step acts once.
+#[test]
+fn a_run_has_one_driver_the_daemon_or_a_command_never_both() {
+    let dir = plan_dir(&counting_plan(3));
+    let path = dir.path().to_path_buf();
+    seed_counting_run(&path, "r1-held", true);
+    let d = start_in(dir, "east", &format!("{TOKEN}\n"), &[]);
+    let resume_here = |id: &str| {
+        let mut cmd = drover();
+        cmd.args(["resume", id, "--plan"]).arg(path.join("plan.yaml")).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    };
+
+    let (status, body) = post(&d, "/api/v1/runs/r1-held/resume", Some(TOKEN), "");
+    assert_eq!(status, 202, "{body}");
+    let refused = run(&mut resume_here("r1-held"));
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("run r1-held is being driven by the east daemon (pid "), "{}", refused.stderr);
+    let (status, body) = post(&d, "/api/v1/runs/r1-held/resume", Some(TOKEN), "");
+    assert_eq!(status, 409, "the daemon's own second driver is refused too: {body}");
+    wait_until_state(&d, "r1-held", "completed");
+    assert_eq!(acted(&path), 1, "the step acted once");
+
+    seed_counting_run(&path, "r2-held", true);
+    let terminal = resume_here("r2-held").spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acted(&path) < 2 {
+        assert!(Instant::now() < deadline, "the command never drove the run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = post(&d, "/api/v1/runs/r2-held/resume", Some(TOKEN), "");
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("is being driven by a drover command (pid "), "{body}");
+    let out = terminal.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(state_of(&d, "r2-held"), "completed");
+    assert_eq!(acted(&path), 2, "each run's step acted once");
+}
+
+/// Without etcd, a daemon killed while it drives a run finishes that run when it starts
+/// again: its claim died with it, and the run would otherwise hold the active slot and
+/// refuse every later failover.
+#[test]
+fn a_daemon_killed_mid_run_finishes_it_when_it_starts_again() {
+    let dir = plan_dir(&counting_plan(5));
+    let path = dir.path().to_path_buf();
+    seed_counting_run(&path, "r1-killed", true);
+    let mut first = start_in(dir, "east", &format!("{TOKEN}\n"), &[]);
+    let (status, body) = post(&first, "/api/v1/runs/r1-killed/resume", Some(TOKEN), "");
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acted(&path) < 1 {
+        assert!(Instant::now() < deadline, "the daemon never drove the run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SIGKILL mid-step: no chance to let go of the run.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let dir = std::mem::replace(&mut first._dir, tempfile::tempdir().unwrap());
+    drop(first);
+    let second = start_in(dir, "east", &format!("{TOKEN}\n"), &[]);
+    wait_until_state(&second, "r1-killed", "completed");
+    // Without `observe` a step acts at least once: the killed drive's act, then the resumed one's.
+    assert_eq!(acted(&path), 2);
+}

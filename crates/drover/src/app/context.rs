@@ -31,6 +31,9 @@ pub struct Context {
     pub etcd: Option<EtcdStore>,
 }
 
+/// Who drives a run started or resumed from the command line, as a second driver is told.
+const DRIVER: &str = "a drover command";
+
 impl Context {
     pub async fn open(args: &PlanArgs) -> Result<Context, Failure> {
         let plan = load_plan(&args.plan)?;
@@ -80,7 +83,7 @@ impl Context {
         journal: &'a dyn Journal,
         on_entry: &'a (dyn Fn(&Entry) + Send + Sync),
     ) -> Engine<'a> {
-        Engine::new(&self.plan, journal, self.adapters.providers()).with_progress(on_entry)
+        Engine::new(&self.plan, journal, self.adapters.providers()).with_progress(on_entry).with_driver(DRIVER)
     }
 
     /// Waits (a few seconds at most) for notifications still being sent, so a

@@ -112,9 +112,10 @@ pub fn store_failure(e: StoreError) -> Failure {
         StoreError::UnknownRun(_) => Failure::new(ErrorClass::NotFound, e.to_string()),
         // An impossible order is a race lost to another driver of the run (two approvals,
         // two resumes): a conflict to look at, not a failure of the store.
-        StoreError::ActiveRun { .. } | StoreError::RunEnded { .. } | StoreError::IllegalOrder { .. } => {
-            Failure::conflict(e.to_string())
-        }
+        StoreError::ActiveRun { .. }
+        | StoreError::Driven { .. }
+        | StoreError::RunEnded { .. }
+        | StoreError::IllegalOrder { .. } => Failure::conflict(e.to_string()),
         _ => Failure::failed(e.to_string()),
     }
 }

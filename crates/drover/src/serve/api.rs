@@ -15,7 +15,7 @@ use drover_core::run::{Entry, RunId, RunKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::daemon::{Daemon, NotLeader};
+use super::daemon::{Daemon, Drive, NotLeader};
 use super::metrics;
 use super::tokens::{Caller, Role, Tokens};
 use crate::app::error::{ErrorClass, Failure, engine_failure, refused, store_failure};
@@ -348,9 +348,11 @@ async fn start_run(State(api): State<Shared>, Extension(caller): Extension<Calle
     let header = drover_core::run::RunHeader { requested_by: Some(caller.name), ..header };
     let on_entry = |_: &Entry| {};
     daemon.engine(&authority, &on_entry).begin(&header).await.map_err(engine_failure)?;
+    // Held before the answer: nothing else drives the run between its start and its driver.
+    let held = daemon.hold(&authority, &header.id).await.map_err(engine_failure)?;
     let id = header.id.clone();
     tokio::spawn(async move {
-        if let Err(e) = daemon.drive(&authority, &id, None).await {
+        if let Err(e) = daemon.drive_held(&authority, held, Drive::Resume { by: None }).await {
             tracing::warn!(run = %id, "run stopped: {e}");
         }
     });
@@ -389,7 +391,7 @@ async fn approve(
             ),
         ));
     }
-    drive(api, id, Drive::Approve, caller.name).await
+    drive(api, id, How::Approve, caller.name).await
 }
 
 async fn resume(
@@ -399,32 +401,34 @@ async fn resume(
     bytes: Bytes,
 ) -> ApiResult {
     let _: serde::de::IgnoredAny = body(&bytes)?;
-    drive(api, id, Drive::Resume, caller.name).await
+    drive(api, id, How::Resume, caller.name).await
 }
 
 #[derive(Clone, Copy)]
-enum Drive {
+enum How {
     Approve,
     Resume,
 }
 
-/// Checks the run can go on (so a wrong state is an immediate 409), then drives it in the
-/// background: approves or resumes it, recorded under `by` (the caller's token name).
-async fn drive(api: Shared, id: String, how: Drive, by: String) -> ApiResult {
+/// Checks the run can go on and holds it for this daemon (so a wrong state, or another live
+/// driver, is an immediate 409 naming it), then drives it in the background: approves or
+/// resumes it, recorded under `by` (the caller's token name).
+async fn drive(api: Shared, id: String, how: How, by: String) -> ApiResult {
     let id = RunId(id);
     let authority = api.daemon.authority().await.map_err(not_leader)?;
     let summary = api.daemon.cx.journal.summary(&id).await.map_err(store_error)?;
     if !summary.state.is_active() {
         return Err(Failure::conflict(format!("run {id} has ended ({})", summary.state.as_str())).into());
     }
+    let held = api.daemon.hold(&authority, &id).await.map_err(engine_failure)?;
     let daemon = Arc::clone(&api.daemon);
     let run = id.clone();
     tokio::spawn(async move {
-        let driven = match how {
-            Drive::Approve => daemon.drive(&authority, &run, Some(&by)).await,
-            Drive::Resume => daemon.resume_as(&authority, &run, &by).await,
+        let how = match how {
+            How::Approve => Drive::Approve { by: &by },
+            How::Resume => Drive::Resume { by: Some(&by) },
         };
-        if let Err(e) = driven {
+        if let Err(e) = daemon.drive_held(&authority, held, how).await {
             tracing::warn!(run = %run, "run stopped: {e}");
         }
     });

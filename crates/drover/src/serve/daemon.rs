@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use drover_core::autopilot::{self, Decision, GateRefusal};
 use drover_core::check::CheckState;
-use drover_core::engine::{self, Engine, Observed, now_ms};
+use drover_core::engine::{self, Engine, EngineError, Held, Observed, now_ms};
 use drover_core::notify::{EventKind, Notifier, NotifyEvent};
 use drover_core::plan::Check;
 use drover_core::run::{Entry, Record, RunId, RunKind, RunState, RunSummary};
@@ -72,6 +72,15 @@ pub struct Daemon {
     pub election: Option<Arc<Election>>,
     /// Serializes starting runs inside this process (the journal guards across processes).
     starting: tokio::sync::Mutex<()>,
+    /// Who drives this daemon's runs, as a second driver is told ("the east daemon").
+    driver: String,
+}
+
+/// How a held run is driven on: approved by a person, or resumed (by one, when it was paused).
+#[derive(Clone, Copy)]
+pub enum Drive<'a> {
+    Approve { by: &'a str },
+    Resume { by: Option<&'a str> },
 }
 
 /// A change refused because another daemon leads.
@@ -104,12 +113,13 @@ impl Daemon {
         }
         Daemon {
             cx,
-            vantage,
+            vantage: vantage.clone(),
             exchange,
             rules,
             shared: Mutex::new(shared),
             election,
             starting: tokio::sync::Mutex::new(()),
+            driver: format!("the {vantage} daemon"),
         }
     }
 
@@ -140,62 +150,64 @@ impl Daemon {
         }
     }
 
-    /// Drives run `id` under `authority` — resumes it, or approves it when `approved_by`
-    /// says who — logging each entry; stopped the moment leadership is lost.
-    pub async fn drive(
-        &self,
-        authority: &Authority,
-        id: &RunId,
-        approved_by: Option<&str>,
-    ) -> Result<RunSummary, String> {
+    /// Takes run `id` for this daemon under `authority` (`Engine::hold`): refused, naming
+    /// the holder, while another live driver (a CLI, this daemon's own autopilot) drives it.
+    pub async fn hold(&self, authority: &Authority, id: &RunId) -> Result<Held, EngineError> {
+        let on_entry = |_: &Entry| {};
+        self.engine(authority, &on_entry).hold(id).await
+    }
+
+    /// Drives run `held` under `authority` — resumes it, or approves it — logging each
+    /// entry; stopped the moment leadership is lost (the claim rides on the leader's lease).
+    pub async fn drive_held(&self, authority: &Authority, held: Held, how: Drive<'_>) -> Result<RunSummary, String> {
         let progress = Progress::default();
         let on_entry = |e: &Entry| self.on_entry(&progress, e);
         let engine = self.engine(authority, &on_entry);
         let work = async {
-            match approved_by {
-                Some(by) => engine.approve(id, by).await,
-                None => engine.resume(id).await,
+            match how {
+                Drive::Approve { by } => engine.approve_held(held, by).await,
+                Drive::Resume { by } => engine.resume_held(held, by).await,
             }
         };
         self.authorized(authority, work).await?.map_err(|e| e.to_string())
     }
 
-    /// Resumes paused run `id` under `authority`, recorded as asked by `by` (an API token's name).
-    pub async fn resume_as(&self, authority: &Authority, id: &RunId, by: &str) -> Result<RunSummary, String> {
-        let progress = Progress::default();
-        let on_entry = |e: &Entry| self.on_entry(&progress, e);
-        let engine = self.engine(authority, &on_entry);
-        self.authorized(authority, engine.resume_as(id, Some(by))).await?.map_err(|e| e.to_string())
-    }
-
-    /// An engine journaling through `authority`, logging each entry.
+    /// An engine journaling through `authority`, logging each entry, driving as this daemon.
     pub fn engine<'a>(&'a self, authority: &'a Authority, on_entry: &'a (dyn Fn(&Entry) + Send + Sync)) -> Engine<'a> {
-        self.cx.engine_with(authority.journal.as_ref(), on_entry)
+        self.cx.engine_with(authority.journal.as_ref(), on_entry).with_driver(&self.driver)
     }
 
-    /// A new leader finishes what its predecessor started: every run the journal shows
-    /// as running (not paused, not awaiting a person) is resumed.
+    /// Finishes what a driver before this one started: the active run, when the journal shows
+    /// it running (not paused, not awaiting a person) and no live driver holds it. A new
+    /// leader does this as it wins; a daemon without etcd as it starts (its own run, left by
+    /// a crash, would otherwise hold the active slot and refuse every later failover).
     async fn take_over(&self) {
         let Ok(authority) = self.authority().await else { return };
         let _one_at_a_time = self.starting.lock().await;
-        let runs = match authority.journal.runs().await {
-            Ok(runs) => runs,
+        let active = match authority.journal.active().await {
+            Ok(active) => active,
             Err(e) => {
                 tracing::warn!(vantage = %self.vantage, error = %e, "cannot read the journal to take over runs");
                 return;
             }
         };
-        for run in runs.iter().filter(|r| r.state == RunState::Running) {
-            let id = run.header.id.clone();
-            tracing::warn!(vantage = %self.vantage, run = %id, "taking over run {id}, interrupted at step {}, from the journal", run.next_step().unwrap_or(run.header.steps.len()));
-            match self.drive(&authority, &id, None).await {
-                Ok(s) => {
-                    tracing::warn!(vantage = %self.vantage, run = %id, state = s.state.as_str(), "run taken over and driven to its end")
-                }
-                Err(e) => tracing::warn!(vantage = %self.vantage, run = %id, "taking over the run stopped: {e}"),
+        let Some(run) = active.filter(|r| r.state == RunState::Running) else { return };
+        let id = run.header.id.clone();
+        let held = match self.hold(&authority, &id).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(vantage = %self.vantage, run = %id, "not taking over run {id}: {e}");
+                return;
             }
-            self.refresh_members().await;
+        };
+        tracing::warn!(vantage = %self.vantage, run = %id, "taking over run {id}, interrupted at step {}, from the journal", run.next_step().unwrap_or(run.header.steps.len()));
+        match self.drive_held(&authority, held, Drive::Resume { by: None }).await {
+            Ok(s) => {
+                tracing::warn!(vantage = %self.vantage, run = %id, state = s.state.as_str(), "run taken over and driven to its end")
+            }
+            Err(e) => tracing::warn!(vantage = %self.vantage, run = %id, "taking over the run stopped: {e}"),
         }
+        self.refresh_members().await;
     }
 
     /// Every journal entry this daemon writes: logged, and (built with the `fault-injection`
@@ -229,6 +241,9 @@ impl Daemon {
                     })
                     .await
             });
+        } else {
+            let d = Arc::clone(self);
+            tokio::spawn(async move { d.take_over().await });
         }
     }
 
