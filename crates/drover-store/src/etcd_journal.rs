@@ -37,6 +37,9 @@ pub struct Fence {
     pub lease: i64,
 }
 
+/// Claim token -> the lease kept alive for it, and the task keeping it.
+type KeptLeases = std::collections::BTreeMap<String, (i64, tokio::task::JoinHandle<()>)>;
+
 #[derive(Clone)]
 pub struct EtcdJournal {
     client: EtcdClient,
@@ -44,7 +47,7 @@ pub struct EtcdJournal {
     endpoints: String,
     fence: Option<Fence>,
     /// Claim token -> the lease this process keeps alive for it (no fence), and its keeper.
-    kept: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, (i64, tokio::task::JoinHandle<()>)>>>,
+    kept: std::sync::Arc<std::sync::Mutex<KeptLeases>>,
 }
 
 impl std::fmt::Debug for EtcdJournal {
