@@ -957,11 +957,12 @@ fn a_peer_that_does_not_know_this_daemons_token_is_shown_as_its_problem() {
 /// `hang`), its log in `serve.log` there. The faults are compiled in only with the
 /// `fault-injection` feature, as `scripts/test.sh` builds.
 fn start_with_faults(faults: &[(&str, &str)]) -> (std::process::Child, String, tempfile::TempDir) {
-    assert!(
-        cfg!(feature = "fault-injection"),
-        "these tests inject faults compiled only with drover's `fault-injection` feature: run them with \
-         `cargo nextest run -p drover --features fault-injection --test serve`, or run scripts/test.sh"
-    );
+    if !cfg!(feature = "fault-injection") {
+        panic!(
+            "these tests inject faults compiled only with drover's `fault-injection` feature: run them with \
+             `cargo nextest run -p drover --features fault-injection --test serve`, or run scripts/test.sh"
+        );
+    }
     let dir = plan_dir(PLAN);
     let dir_faults = dir.path().join("faults");
     std::fs::create_dir(&dir_faults).unwrap();

@@ -125,7 +125,7 @@ impl Slot {
     /// A new connection counts as idle until its first request arrives; at the cap the
     /// first idle one in `Slots` order makes room, and with none idle the new one is refused.
     fn take(slots: &Arc<Mutex<Slots>>, max: usize) -> Option<Arc<Slot>> {
-        let mut s = unpoisoned(&slots);
+        let mut s = unpoisoned(slots);
         if s.open >= max {
             let (_, evicted) = s.idle.pop_first()?;
             evicted.notify_one();
