@@ -50,22 +50,26 @@ fn start_with(vantage: &str, plan: &str, extra: &[&str]) -> Daemon {
 
 /// A daemon on a plan directory prepared by the caller, with `tokens` as its --token-file.
 fn start_in(dir: tempfile::TempDir, vantage: &str, tokens: &str, extra: &[&str]) -> Daemon {
-    std::fs::write(dir.path().join("token"), tokens).unwrap();
-    std::fs::write(dir.path().join("peer.key"), PEER_KEY).unwrap();
-    let port = free_port();
-    let child = drover()
-        .args(["serve", "--vantage", vantage, "--listen", &format!("127.0.0.1:{port}"), "--token-file"])
-        .arg(dir.path().join("token"))
-        .arg("--plan")
-        .arg(dir.path().join("plan.yaml"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start drover serve");
+    let (mut serve, port) = serve_in(dir.path(), vantage, tokens, extra);
+    let child = serve.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start drover serve");
     let daemon = Daemon { child, base: format!("http://127.0.0.1:{port}"), _dir: dir };
     wait_for(&daemon, "/healthz", 200);
     daemon
+}
+
+/// The command that starts a daemon on the plan in `dir`, and the port it listens on.
+fn serve_in(dir: &std::path::Path, vantage: &str, tokens: &str, extra: &[&str]) -> (std::process::Command, u16) {
+    std::fs::write(dir.join("token"), tokens).unwrap();
+    std::fs::write(dir.join("peer.key"), PEER_KEY).unwrap();
+    let port = free_port();
+    let mut serve = drover();
+    serve
+        .args(["serve", "--vantage", vantage, "--listen", &format!("127.0.0.1:{port}"), "--token-file"])
+        .arg(dir.join("token"))
+        .arg("--plan")
+        .arg(dir.join("plan.yaml"))
+        .args(extra);
+    (serve, port)
 }
 
 /// A client that sends the operator token: reads need one (no --open-reads here).
@@ -184,6 +188,9 @@ fn reads_regions_metrics_and_the_openapi_document() {
         "# TYPE drover_last_failover_duration_seconds gauge",
         "# TYPE drover_run_step_duration_seconds gauge",
         "drover_runs_active 0",
+        r#"drover_loop_restarts_total{loop="world"} 0"#,
+        r#"drover_loop_restarts_total{loop="probe east/api"} 0"#,
+        r#"drover_loop_heartbeat_age_seconds{loop="autopilot"} "#,
     ] {
         assert!(metrics.contains(series), "/metrics lacks {series}:\n{metrics}");
     }
@@ -943,6 +950,153 @@ fn a_peer_that_does_not_know_this_daemons_token_is_shown_as_its_problem() {
         assert!(Instant::now() < deadline, "west's refusal never shown: {regions:#}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A daemon on PLAN whose supervised loops obey the fault files in its `faults` directory
+/// (DROVER_TEST_LOOP_FAULTS, serve/faults.rs: a file named after a loop saying `panic` or
+/// `hang`), its log in `serve.log` there. The faults are compiled in only with the
+/// `fault-injection` feature, as `scripts/test.sh` builds.
+fn start_with_faults(faults: &[(&str, &str)]) -> (std::process::Child, String, tempfile::TempDir) {
+    if !cfg!(feature = "fault-injection") {
+        panic!(
+            "these tests inject faults compiled only with drover's `fault-injection` feature: run them with \
+             `cargo nextest run -p drover --features fault-injection --test serve`, or run scripts/test.sh"
+        );
+    }
+    let dir = plan_dir(PLAN);
+    let dir_faults = dir.path().join("faults");
+    std::fs::create_dir(&dir_faults).unwrap();
+    for (name, fault) in faults {
+        std::fs::write(dir_faults.join(name), fault).unwrap();
+    }
+    let (mut serve, port) = serve_in(dir.path(), "east", &format!("{TOKEN}\n"), &[]);
+    let log = std::fs::File::create(dir_faults.join("serve.log")).unwrap();
+    let child = serve
+        .env("DROVER_TEST_LOOP_FAULTS", &dir_faults)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start drover serve");
+    (child, format!("http://127.0.0.1:{port}"), dir)
+}
+
+fn inject(d: &Daemon, name: &str, fault: &str) {
+    std::fs::write(d._dir.path().join("faults").join(name), fault).unwrap();
+}
+
+fn readyz(d: &Daemon) -> (u16, Value) {
+    let response = anonymous().get(format!("{}/readyz", d.base)).send().unwrap();
+    (response.status().as_u16(), response.json().unwrap())
+}
+
+/// Polls /readyz until `until` holds of its answer; the deadline is a hang guard only.
+fn readyz_until(d: &Daemon, what: &str, until: impl Fn(u16, &Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, body) = readyz(d);
+        if until(status, &body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "/readyz never showed {what}: {status} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The loop `name` among /readyz's unready loops, if it is.
+fn unready<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
+    body["unready_loops"].as_array()?.iter().find(|l| l["loop"] == name)
+}
+
+/// Waits for the process to end (the deadline is a hang guard only) and returns its exit
+/// code and log.
+fn exit_of(mut child: std::process::Child, dir: &tempfile::TempDir) -> (Option<i32>, String) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon never exited");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status.code(), std::fs::read_to_string(dir.path().join("faults/serve.log")).unwrap())
+}
+
+#[test]
+fn a_loop_that_panics_fails_readyz_by_name_and_is_restarted_until_ready_again() {
+    let (child, base, dir) = start_with_faults(&[]);
+    let d = Daemon { child, base, _dir: dir };
+    wait_for(&d, "/readyz", 200);
+    assert_eq!(readyz(&d).1, json!({"ready": true, "checks_probed": true, "unready_loops": []}));
+
+    inject(&d, "world", "panic");
+    let body =
+        readyz_until(&d, "the world loop unready", |status, body| status == 503 && unready(body, "world").is_some());
+    assert_eq!(body["ready"], false, "{body}");
+    // Unready is not unhealthy: the process answers, and only the dead loop is named.
+    assert_eq!(anonymous().get(format!("{}/healthz", d.base)).send().unwrap().status(), 200);
+    assert!(unready(&body, "autopilot").is_none() && unready(&body, "probe east/api").is_none(), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&d, r#"drover_loop_restarts_total{loop="world"}"#) < Some(1.0) {
+        assert!(Instant::now() < deadline, "the world loop was never restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The fault gone, the next restart stays up: ready again, the restarts counted.
+    inject(&d, "world", "");
+    readyz_until(&d, "ready again", |status, body| status == 200 && body["ready"] == true);
+    let restarts = metric(&d, r#"drover_loop_restarts_total{loop="world"}"#).unwrap();
+    assert!((1.0..=5.0).contains(&restarts), "{restarts}");
+    assert_eq!(metric(&d, r#"drover_loop_restarts_total{loop="autopilot"}"#), Some(0.0));
+    let mut d = d;
+    assert!(d.child.try_wait().unwrap().is_none(), "the daemon exited");
+}
+
+#[test]
+fn a_loop_that_hangs_fails_readyz_as_stale_until_it_moves_again() {
+    let (child, base, dir) = start_with_faults(&[]);
+    let d = Daemon { child, base, _dir: dir };
+    wait_for(&d, "/readyz", 200);
+
+    inject(&d, "autopilot", "hang");
+    // Stale once three rounds (0.5 s) and the slack (15 s) pass without a heartbeat.
+    let body = readyz_until(&d, "the autopilot stale", |status, body| {
+        status == 503 && unready(body, "autopilot").is_some_and(|l| l["state"] == "stale")
+    });
+    let autopilot = unready(&body, "autopilot").unwrap();
+    assert!(autopilot["seconds_since_heartbeat"].as_f64().unwrap() > 16.5, "{body}");
+    assert_eq!(body["unready_loops"].as_array().unwrap().len(), 1, "only the stuck loop is named: {body}");
+    let age = metric(&d, r#"drover_loop_heartbeat_age_seconds{loop="autopilot"}"#).unwrap();
+    assert!(age > 16.5, "{age}");
+
+    inject(&d, "autopilot", "");
+    readyz_until(&d, "ready again", |status, _| status == 200);
+    // Stuck is not dead: nothing was restarted.
+    assert_eq!(metric(&d, r#"drover_loop_restarts_total{loop="autopilot"}"#), Some(0.0));
+}
+
+#[test]
+fn a_loop_that_keeps_panicking_stops_the_daemon_naming_it() {
+    let (child, _, dir) = start_with_faults(&[("world", "panic")]);
+    let (code, log) = exit_of(child, &dir);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("the daemon's loop 'world' panicked: DROVER_TEST_LOOP_FAULTS: a panic injected in the loop 'world'; restarted 5 times in 600 s already: stopping the daemon"),
+        "{log}"
+    );
+    // Restarted with a backoff first, each time said.
+    assert_eq!(log.matches("the daemon's loop 'world' panicked: DROVER_TEST_LOOP_FAULTS: a panic injected in the loop 'world'; restarting it in").count(), 5, "{log}");
+}
+
+#[test]
+fn a_dead_autopilot_is_not_restarted_but_stops_the_daemon() {
+    let (child, _, dir) = start_with_faults(&[("autopilot", "panic")]);
+    let (code, log) = exit_of(child, &dir);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("the daemon's loop 'autopilot' panicked"), "{log}");
+    assert!(log.contains("it is not restarted: a run it was driving would stay half done"), "{log}");
 }
 
 /// A plan whose runs have one step of the plan's own: it writes a line to `DIR/applied`

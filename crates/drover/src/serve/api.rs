@@ -206,12 +206,15 @@ async fn authorize(
     next.run(request).await
 }
 
+/// Ready: every check probed once (verdicts mean something), and every loop alive (beating,
+/// not down nor stuck). `/healthz` only says the process answers.
 async fn readyz(State(api): State<Shared>) -> Response {
-    if api.daemon.shared.lock().unwrap().ready {
-        "ready\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first round of checks has not finished\n").into_response()
-    }
+    let checks_probed = api.daemon.state().ready;
+    let loops = api.daemon.loops.unready();
+    let ready = checks_probed && loops.is_empty();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(json!({"ready": ready, "checks_probed": checks_probed, "unready_loops": loops})))
+        .into_response()
 }
 
 async fn metrics_text(State(api): State<Shared>) -> Response {
@@ -228,7 +231,7 @@ async fn plan(State(api): State<Shared>) -> ApiResult {
 async fn regions(State(api): State<Shared>) -> ApiResult {
     let d = &api.daemon;
     let reports = d.reports().await;
-    let shared = d.shared.lock().unwrap();
+    let shared = d.state();
     let regions: Vec<Value> = d
         .cx
         .plan

@@ -9,6 +9,7 @@ use drover_backup::backup::backup_time;
 use drover_core::engine::now_ms;
 
 use super::daemon::Daemon;
+use super::supervisor::{Heartbeat, Restart};
 use crate::app::backups::Backups;
 
 /// After a failed backup, the next try comes this soon (or at the schedule, if sooner).
@@ -25,7 +26,10 @@ pub fn spawn_schedule(daemon: &Arc<Daemon>) {
     if let Some(backups) = Backups::of(&daemon.cx.plan)
         && let Some(every) = backups.schedule()
     {
-        tokio::spawn(Arc::clone(daemon).backup_loop(backups, every));
+        let (d, backups) = (Arc::clone(daemon), Arc::new(backups));
+        daemon.loops.spawn("backups", Some(IDLE), Restart::WithBackoff, move |beat| {
+            Arc::clone(&d).backup_loop(Arc::clone(&backups), every, beat)
+        });
     }
 }
 
@@ -33,19 +37,20 @@ impl Daemon {
     /// Runs forever; spawned only when the plan has `backup.schedule`. The next backup is
     /// due a period after the newest in the stores, whoever took it: a restart, or another
     /// daemon taking over, does not mean an extra backup.
-    pub async fn backup_loop(self: Arc<Self>, backups: Backups, every: Duration) {
+    pub async fn backup_loop(self: Arc<Self>, backups: Arc<Backups>, every: Duration, beat: Heartbeat) {
         let every_ms = every.as_millis() as u64;
         let mut looked_at = 0;
         let mut retry_at = 0;
         loop {
+            beat.beat();
             let now = now_ms();
             if now >= looked_at + LOOK.as_millis() as u64 {
                 if let Some(newest) = newest_backup_ms(&backups).await {
-                    self.shared.lock().unwrap().backups.last_success_ms = Some(newest);
+                    self.state().backups.last_success_ms = Some(newest);
                 }
                 looked_at = now;
             }
-            let newest = self.shared.lock().unwrap().backups.last_success_ms;
+            let newest = self.state().backups.last_success_ms;
             let due = newest.map_or(0, |ms| ms + every_ms).max(retry_at);
             if now < due || !self.acts() {
                 tokio::time::sleep(IDLE).await;
@@ -56,16 +61,17 @@ impl Daemon {
             if let Some(newest) = newest_backup_ms(&backups).await
                 && newest + every_ms > now
             {
-                self.shared.lock().unwrap().backups.last_success_ms = Some(newest);
+                self.state().backups.last_success_ms = Some(newest);
                 continue;
             }
             let region = self.primary_region();
             let vantage = self.vantage.clone();
             let progress: drover_backup::OnProgress =
                 Arc::new(move |line: &str| tracing::info!(vantage = %vantage, "scheduled backup: {line}"));
-            match backups.create(&region, Vec::new(), None, Some(progress)).await {
+            // A backup takes far longer than a round.
+            match beat.through(backups.create(&region, Vec::new(), None, Some(progress))).await {
                 Ok(report) => {
-                    let mut shared = self.shared.lock().unwrap();
+                    let mut shared = self.state();
                     let record = &mut shared.backups;
                     match report.problems() {
                         None => {
@@ -83,7 +89,7 @@ impl Daemon {
                 }
                 Err(failure) => {
                     tracing::warn!(vantage = %self.vantage, %region, error = %failure.message, "scheduled backup failed; trying again");
-                    self.shared.lock().unwrap().backups.failed += 1;
+                    self.state().backups.failed += 1;
                     retry_at = now_ms() + every.min(RETRY).as_millis() as u64;
                 }
             }

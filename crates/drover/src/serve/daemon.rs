@@ -1,9 +1,10 @@
 //! The daemon's loops: probe every check on its interval (this vantage), fetch
 //! the peers' reports, judge each region by quorum, and let the autopilot act.
-//! All shared state sits in `Daemon` behind one mutex, read by the API.
+//! All shared state sits in `Daemon` behind one mutex, read by the API. Each loop runs
+//! under the daemon's supervisor (`super::supervisor`), beating once a round.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use drover_core::autopilot::{self, Decision, GateRefusal};
@@ -16,6 +17,7 @@ use drover_core::vantage::{self, RegionVerdict, VantageExchange, VantageReport};
 use drover_core::world::{MemberStatus, ProbeResult};
 
 use super::leadership::{Authority, Election};
+use super::supervisor::{Heartbeat, Restart, Supervisor, unpoisoned};
 use crate::app::context::Context;
 use crate::app::progress::Progress;
 
@@ -67,7 +69,11 @@ pub struct Daemon {
     pub exchange: Arc<dyn VantageExchange>,
     /// How this vantage signs its report (and its exchange checks the others').
     pub rules: Arc<vantage::ReportRules>,
-    pub shared: Mutex<Shared>,
+    /// Locked through `state()`, never `lock().unwrap()`: a loop that panics holding it
+    /// must not take every other loop and the API with it.
+    shared: Mutex<Shared>,
+    /// The loops, restarted when they die; what `/readyz` and /metrics say of them.
+    pub loops: Arc<Supervisor>,
     /// With an etcd store: the leader election that decides who acts.
     pub election: Option<Arc<Election>>,
     /// Serializes starting runs inside this process (the journal guards across processes).
@@ -117,10 +123,17 @@ impl Daemon {
             exchange,
             rules,
             shared: Mutex::new(shared),
+            loops: Supervisor::new(Default::default()),
             election,
             starting: tokio::sync::Mutex::new(()),
             driver: format!("the {vantage} daemon"),
         }
+    }
+
+    /// The shared state, locked; recovered if a panicking loop poisoned the lock
+    /// (`supervisor::unpoisoned` says why that is safe).
+    pub fn state(&self) -> MutexGuard<'_, Shared> {
+        unpoisoned(&self.shared)
     }
 
     /// Whether this daemon may start or drive runs now, and through which journal.
@@ -218,28 +231,48 @@ impl Daemon {
         super::faults::after_journaled(&self.vantage, entry);
     }
 
-    /// Starts the daemon's loops (probes, world, autopilot, election); they run until the
-    /// process ends. The backup schedule starts beside them (`backups::spawn_schedule`).
+    /// Starts the daemon's loops (probes, world, autopilot, election) under its supervisor;
+    /// they run until the process ends. The backup schedule starts beside them
+    /// (`backups::spawn_schedule`), the peers' polling too (`peers::HttpPeers::spawn`).
     pub fn spawn(self: &Arc<Self>) {
         for region in self.cx.plan.service_regions() {
             for check in self.cx.plan.checks_for(region) {
                 let (d, region, check) = (Arc::clone(self), region.to_string(), check.clone());
-                tokio::spawn(async move { d.probe_loop(region, check).await });
+                let name = format!("probe {region}/{}", check.name);
+                self.loops.spawn(name, Some(check.interval), Restart::WithBackoff, move |beat| {
+                    let (d, region, check) = (Arc::clone(&d), region.clone(), check.clone());
+                    async move { d.probe_loop(region, check, beat).await }
+                });
             }
         }
         let d = Arc::clone(self);
-        tokio::spawn(async move { d.world_loop().await });
+        self.loops.spawn("world", Some(WORLD_ROUND), Restart::WithBackoff, move |beat| {
+            let d = Arc::clone(&d);
+            async move { d.world_loop(beat).await }
+        });
         let d = Arc::clone(self);
-        tokio::spawn(async move { d.autopilot_loop().await });
+        // A restarted loop would leave the run it was driving half done until the daemon
+        // restarts (and resumes it) or another leader takes it over: exit, so that happens now.
+        let driving = "a run it was driving would stay half done until the daemon restarts";
+        self.loops.spawn("autopilot", Some(ROUND), Restart::Never(driving), move |beat| {
+            let d = Arc::clone(&d);
+            async move { d.autopilot_loop(beat).await }
+        });
         if let Some(election) = self.election.clone() {
             let d = Arc::clone(self);
-            tokio::spawn(async move {
-                election
-                    .run(&d.vantage, || {
-                        let d = Arc::clone(&d);
-                        tokio::spawn(async move { d.take_over().await });
-                    })
-                    .await
+            // It waits on etcd, not in rounds: no heartbeat. Dead, it might leave this daemon
+            // acting on a term whose lease nobody renews: exit, and let another daemon lead.
+            let term = "this daemon would go on believing it leads on a lease nobody renews";
+            self.loops.spawn("leadership", None, Restart::Never(term), move |_| {
+                let (election, d) = (Arc::clone(&election), Arc::clone(&d));
+                async move {
+                    election
+                        .run(&d.vantage, || {
+                            let d = Arc::clone(&d);
+                            tokio::spawn(async move { d.take_over().await });
+                        })
+                        .await
+                }
             });
         } else {
             let d = Arc::clone(self);
@@ -250,7 +283,7 @@ impl Daemon {
     /// This vantage's own report, as peers fetch it (signed when the plan sets a peer key).
     pub fn own_report(&self) -> VantageReport {
         let states: BTreeMap<(String, String), CheckState> =
-            self.shared.lock().unwrap().checks.iter().map(|(k, v)| (k.clone(), v.state.clone())).collect();
+            self.state().checks.iter().map(|(k, v)| (k.clone(), v.state.clone())).collect();
         let mut report = VantageReport::from_states(
             &self.cx.plan,
             &self.vantage,
@@ -269,7 +302,7 @@ impl Daemon {
         std::iter::once(own).chain(others.into_iter().filter(|r| r.vantage != self.vantage)).collect()
     }
 
-    async fn probe_loop(&self, region: String, check: Check) {
+    async fn probe_loop(&self, region: String, check: Check, beat: Heartbeat) {
         // A random start within the interval, so thousands of checks do not all open
         // their sockets in the same millisecond (as Prometheus spreads its scrapes).
         let offset = check.interval.mul_f64(rand::random::<f64>());
@@ -278,8 +311,9 @@ impl Daemon {
         let key = (region.clone(), check.name.clone());
         loop {
             tick.tick().await;
+            beat.beat();
             let result = self.cx.adapters.providers().prober.probe(&check, &region).await;
-            let mut shared = self.shared.lock().unwrap();
+            let mut shared = self.state();
             let entry = shared.checks.get_mut(&key).expect("entry per check");
             if let Some(health) = entry.state.record(result.ok) {
                 tracing::info!(vantage = %self.vantage, %region, check = %check.name, health = health.as_str(), detail = %result.detail, "check changed");
@@ -292,8 +326,9 @@ impl Daemon {
         }
     }
 
-    async fn world_loop(&self) {
+    async fn world_loop(&self, beat: Heartbeat) {
         loop {
+            beat.beat();
             self.refresh_members().await;
             self.fence_stale_primaries().await;
             // Until the next full read, watch the members last seen as a writable primary
@@ -304,7 +339,7 @@ impl Daemon {
             let next = tokio::time::Instant::now() + WORLD_ROUND;
             loop {
                 let watched: Vec<String> = {
-                    let shared = self.shared.lock().unwrap();
+                    let shared = self.state();
                     let lost = |r: &&String| shared.members.get(*r).is_some_and(MemberStatus::is_unreachable);
                     shared.last_writable.iter().filter(lost).cloned().collect()
                 };
@@ -337,7 +372,7 @@ impl Daemon {
     /// old epoch: fence it as soon as it is seen. Safe from any vantage — the one
     /// with the higher epoch is never touched.
     async fn fence_stale_primaries(&self) {
-        let stale = vantage::stale_primaries(&self.shared.lock().unwrap().members);
+        let stale = vantage::stale_primaries(&self.state().members);
         if stale.is_empty() {
             return;
         }
@@ -355,7 +390,7 @@ impl Daemon {
             self.cx.plan.service_regions().map(|r| async move { (r.to_string(), self.member(r).await) }),
         )
         .await;
-        let mut shared = self.shared.lock().unwrap();
+        let mut shared = self.state();
         for (region, member) in &members {
             match member {
                 MemberStatus::Primary { writable: true, .. } => {
@@ -370,9 +405,10 @@ impl Daemon {
         shared.members = members.into_iter().collect();
     }
 
-    async fn autopilot_loop(&self) {
+    async fn autopilot_loop(&self, beat: Heartbeat) {
         loop {
             tokio::time::sleep(ROUND).await;
+            beat.beat();
             let now = now_ms();
             let reports = self.reports().await;
             // Published once a round, here: readers of the API and /metrics only look.
@@ -384,7 +420,7 @@ impl Daemon {
                 None => vantage::acting_vantage(&reports, &verdicts, now) == Some(self.vantage.as_str()),
             };
             {
-                let mut shared = self.shared.lock().unwrap();
+                let mut shared = self.state();
                 shared.verdicts = verdicts.clone();
                 shared.acting = acting;
             }
@@ -397,7 +433,8 @@ impl Daemon {
                     continue;
                 }
             }
-            if let Err(e) = self.consider(&primary, &verdicts, now).await {
+            // Observing the candidates and driving a failover take far longer than a round.
+            if let Err(e) = beat.through(self.consider(&primary, &verdicts, now)).await {
                 tracing::warn!(vantage = %self.vantage, error = %e, "autopilot could not look at the world");
             }
         }
@@ -412,7 +449,7 @@ impl Daemon {
             // Not before every check has been probed once: until then this daemon has not
             // judged its own region, nor heard its peers, and would act beside them.
             None => {
-                let shared = self.shared.lock().unwrap();
+                let shared = self.state();
                 shared.ready && shared.acting
             }
         }
@@ -420,7 +457,7 @@ impl Daemon {
 
     /// The primary region as the last world observation and the journal show it.
     pub fn primary_region(&self) -> String {
-        let shared = self.shared.lock().unwrap();
+        let shared = self.state();
         drover_core::world::newest_primary(&shared.members).unwrap_or(self.cx.plan.planned_primary()).to_string()
     }
 
@@ -438,7 +475,7 @@ impl Daemon {
         // the lost region is no longer the primary, so there is nothing to fail over.
         if let Some((moved, _)) = observed.writable_primaries().first() {
             tracing::info!(vantage = %self.vantage, "{moved} already holds the writable primary; {primary} is not the primary any more");
-            let mut shared = self.shared.lock().unwrap();
+            let mut shared = self.state();
             for (region, status) in &observed.members {
                 shared.members.insert(region.clone(), status.clone());
             }
@@ -465,7 +502,7 @@ impl Daemon {
     }
 
     fn refused(&self, refusal: GateRefusal) {
-        let mut shared = self.shared.lock().unwrap();
+        let mut shared = self.state();
         *shared.refusals.entry(refusal.label()).or_default() += 1;
         if shared.last_refusal.as_ref() != Some(&refusal) {
             tracing::warn!(vantage = %self.vantage, gate = refusal.label(), "automatic failover refused: {refusal}");
@@ -505,7 +542,7 @@ impl Daemon {
                 return Ok(());
             }
         };
-        self.shared.lock().unwrap().last_refusal = None;
+        self.state().last_refusal = None;
         let authority = self.authority().await.map_err(|e| e.0)?;
         let progress = Progress::default();
         let on_entry = |e: &Entry| self.on_entry(&progress, e);

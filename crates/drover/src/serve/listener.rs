@@ -32,6 +32,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use super::supervisor::unpoisoned;
+
 /// The largest request body served: the API's bodies are a few hundred bytes of JSON.
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -123,7 +125,7 @@ impl Slot {
     /// A new connection counts as idle until its first request arrives; at the cap the
     /// first idle one in `Slots` order makes room, and with none idle the new one is refused.
     fn take(slots: &Arc<Mutex<Slots>>, max: usize) -> Option<Arc<Slot>> {
-        let mut s = slots.lock().unwrap();
+        let mut s = unpoisoned(slots);
         if s.open >= max {
             let (_, evicted) = s.idle.pop_first()?;
             evicted.notify_one();
@@ -141,31 +143,31 @@ impl Slot {
     /// A request arrived: the connection may no longer be evicted until `idle`. False when
     /// an eviction took it first (the request must not start: the connection is closing).
     fn busy(&self) -> bool {
-        let mut s = self.slots.lock().unwrap();
-        match self.idle_key.lock().unwrap().take() {
+        let mut s = unpoisoned(&self.slots);
+        match unpoisoned(&self.idle_key).take() {
             Some(key) => s.idle.remove(&key).is_some(),
             None => true,
         }
     }
 
     fn idle(&self) {
-        let mut s = self.slots.lock().unwrap();
+        let mut s = unpoisoned(&self.slots);
         let key = (Tier::Between, s.next);
         s.next += 1;
         s.idle.insert(key, Arc::clone(&self.close));
-        *self.idle_key.lock().unwrap() = Some(key);
+        *unpoisoned(&self.idle_key) = Some(key);
     }
 
     /// Whether the connection has served a request (an eviction then closes it gracefully).
     fn has_served(&self) -> bool {
-        self.idle_key.lock().unwrap().is_some_and(|(tier, _)| tier == Tier::Between)
+        unpoisoned(&self.idle_key).is_some_and(|(tier, _)| tier == Tier::Between)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut s = self.slots.lock().unwrap();
-        if let Some(key) = self.idle_key.lock().unwrap().take() {
+        let mut s = unpoisoned(&self.slots);
+        if let Some(key) = unpoisoned(&self.idle_key).take() {
             s.idle.remove(&key);
         }
         s.open -= 1;

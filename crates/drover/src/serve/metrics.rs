@@ -32,7 +32,7 @@ fn escape(v: &str) -> String {
 
 pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], now_ms: u64) -> String {
     let mut m = Exposition(String::new());
-    let shared = daemon.shared.lock().unwrap();
+    let shared = daemon.state();
     let vantage = daemon.vantage.as_str();
 
     m.family(
@@ -190,8 +190,33 @@ pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], n
     }
     m.family("drover_runs_active", "gauge", "1 while a run is running, paused or waiting for approval");
     m.sample("drover_runs_active", &[], if runs.iter().any(|r| r.state.is_active()) { 1.0 } else { 0.0 });
+    loops(&mut m, daemon);
     listener(&mut m);
     m.0
+}
+
+/// The daemon's loops under its supervisor (serve/supervisor.rs): restarts, and how long
+/// since each last beat (a loop with no rounds, the leadership campaign, has no age).
+fn loops(m: &mut Exposition, daemon: &Daemon) {
+    let figures = daemon.loops.figures();
+    m.family(
+        "drover_loop_restarts_total",
+        "counter",
+        "Times the daemon's loop was restarted after it panicked or returned (probe REGION/CHECK, world, autopilot, peer NAME, backups, leadership)",
+    );
+    for f in &figures {
+        m.sample("drover_loop_restarts_total", &[("loop", &f.name)], f.restarts as f64);
+    }
+    m.family(
+        "drover_loop_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since the loop last started a round; /readyz fails once it passes three rounds and 15 s",
+    );
+    for f in &figures {
+        if let Some(age) = f.heartbeat_age {
+            m.sample("drover_loop_heartbeat_age_seconds", &[("loop", &f.name)], age);
+        }
+    }
 }
 
 /// The API listener's own guard (serve/listener.rs): open connections, and the ones it closed.

@@ -12,6 +12,7 @@ pub mod leadership;
 pub mod listener;
 pub mod metrics;
 pub mod peers;
+pub mod supervisor;
 mod tls_files;
 pub mod tokens;
 
@@ -147,10 +148,11 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::input(format!("--listen {}: {e}", args.listen)))?;
         let lease_ttl = std::time::Duration::from_secs(args.lease_ttl);
+        let mut http_peers = None;
         let (exchange, election): (Arc<dyn VantageExchange>, _) = match etcd {
             None => {
                 let peers = Arc::new(peers::HttpPeers::new(peers, peer_client, peer_token.as_deref(), Arc::clone(&rules)));
-                peers.spawn(&args.vantage);
+                http_peers = Some(Arc::clone(&peers));
                 (peers, None)
             }
             Some(store) => {
@@ -166,17 +168,26 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let coordination = if election.is_some() { "etcd leader election" } else { "acting vantage" };
         let daemon = Arc::new(daemon::Daemon::new(cx, args.vantage.clone(), exchange, rules, election));
         daemon.spawn();
+        if let Some(peers) = &http_peers {
+            peers.spawn(&daemon.loops, &args.vantage);
+        }
         backups::spawn_schedule(&daemon);
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(vantage = %args.vantage, listen = %args.listen, scheme, peers = ?args.peers, plan = %daemon.cx.plan.name, coordination, "serving");
+        let loops = Arc::clone(&daemon.loops);
         let app = api::router(api::Api { daemon, tokens, open_reads: args.open_reads });
         let limits = listener::Limits {
             max_connections: max_connections as usize,
             header_timeout: std::time::Duration::from_secs(args.header_timeout),
         };
-        listener::serve(listener, app, tls.map(Arc::new), limits, hosts)
-            .await
-            .map_err(|e| Failure::failed(format!("serving the API: {e}")))
+        tokio::select! {
+            served = listener::serve(listener, app, tls.map(Arc::new), limits, hosts) => {
+                served.map_err(|e| Failure::failed(format!("serving the API: {e}")))
+            }
+            // A loop died and could not be restarted: exit 1, naming it, for systemd or
+            // Kubernetes to start the whole daemon again.
+            why = loops.failed() => Err(Failure::failed(why)),
+        }
     })
 }
 

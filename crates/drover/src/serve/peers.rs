@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use drover_core::vantage::{Dropped, ReportRules, VantageExchange, VantageReport};
 
+use super::supervisor::{Heartbeat, Restart, Supervisor, unpoisoned};
 use crate::app::error::Failure;
 
 /// How often each peer is asked.
@@ -57,17 +58,22 @@ impl HttpPeers {
         }
     }
 
-    /// Starts one polling loop per peer; they run until the process ends.
-    pub fn spawn(self: &Arc<Self>, vantage: &str) {
+    /// Starts one polling loop per peer under the daemon's supervisor; they run until the
+    /// process ends.
+    pub fn spawn(self: &Arc<Self>, loops: &Arc<Supervisor>, vantage: &str) {
         for (name, url) in self.peers.clone() {
             let (peers, vantage) = (Arc::clone(self), vantage.to_string());
-            tokio::spawn(async move { peers.poll(name, url, vantage).await });
+            loops.spawn(format!("peer {name}"), Some(ROUND), Restart::WithBackoff, move |beat| {
+                let (peers, name, url, vantage) = (Arc::clone(&peers), name.clone(), url.clone(), vantage.clone());
+                async move { peers.poll(name, url, vantage, beat).await }
+            });
         }
     }
 
-    async fn poll(&self, name: String, peer: String, vantage: String) {
+    async fn poll(&self, name: String, peer: String, vantage: String, beat: Heartbeat) {
         let url = format!("{}/api/v1/vantage", peer.trim_end_matches('/'));
         loop {
+            beat.beat();
             let fetched = async {
                 let mut request = self.http.get(&url);
                 if let Some(token) = &self.token {
@@ -93,17 +99,17 @@ impl HttpPeers {
                 let said = report.vantage.clone();
                 // Trusted for at most one time to live, on this clock, whatever it claims.
                 self.rules.admit(report, &name, drover_core::clock::now_ms()).map_err(|why| {
-                    *self.dropped.lock().unwrap().entry(why).or_default() += 1;
+                    *unpoisoned(&self.dropped).entry(why).or_default() += 1;
                     why.explain(&name, &said)
                 })
             });
             match fetched {
                 Ok(report) => {
-                    self.errors.lock().unwrap().remove(&peer);
-                    self.latest.lock().unwrap().insert(name.clone(), report);
+                    unpoisoned(&self.errors).remove(&peer);
+                    unpoisoned(&self.latest).insert(name.clone(), report);
                 }
                 Err(e) => {
-                    if self.errors.lock().unwrap().insert(peer.clone(), e.clone()).is_none() {
+                    if unpoisoned(&self.errors).insert(peer.clone(), e.clone()).is_none() {
                         tracing::warn!(%vantage, %peer, error = %e, "peer unreachable; its report expires");
                     }
                 }
@@ -142,14 +148,14 @@ impl VantageExchange for HttpPeers {
     }
 
     async fn others(&self) -> Vec<VantageReport> {
-        self.latest.lock().unwrap().values().cloned().collect()
+        unpoisoned(&self.latest).values().cloned().collect()
     }
 
     fn problems(&self) -> BTreeMap<String, String> {
-        self.errors.lock().unwrap().clone()
+        unpoisoned(&self.errors).clone()
     }
 
     fn dropped(&self) -> BTreeMap<Dropped, u64> {
-        self.dropped.lock().unwrap().clone()
+        unpoisoned(&self.dropped).clone()
     }
 }

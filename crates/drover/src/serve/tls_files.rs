@@ -41,7 +41,7 @@ impl TlsFiles {
 
     /// The settings for a new connection: re-read first if a file changed since.
     pub fn config(&self) -> Arc<rustls::ServerConfig> {
-        let mut state = self.state.lock().unwrap();
+        let mut state = super::supervisor::unpoisoned(&self.state);
         if state.looked.elapsed() < LOOK_EVERY {
             return Arc::clone(&state.config);
         }
