@@ -296,7 +296,11 @@ async fn checked_contents(
     request: &RestoreRequest,
 ) -> Result<HashMap<String, Vec<u8>>, Error> {
     let to_apply: Vec<Entry> = objects.iter().filter(|e| !done.contains(&done_key(e))).cloned().collect();
-    crate::report(&request.progress, || format!("checking {} objects against their hashes", to_apply.len()));
+    if !to_apply.is_empty() {
+        crate::report(&request.progress, || {
+            format!("checking {} objects against their hashes before applying any", to_apply.len())
+        });
+    }
     let (report, contents) = store.check(index, &to_apply, request.key.clone()).await?;
     if report.ok() {
         return Ok(contents);
