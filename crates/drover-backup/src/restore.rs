@@ -214,6 +214,11 @@ pub async fn restore(
             Some(_) => {}
         }
     }
+    // An index whose key id was taken out still needs the key for its sealed Secrets, and
+    // must fail here, not object by object once others are applied.
+    if request.key.is_none() && index.objects.iter().any(|e| e.encrypted) {
+        return Err(Error::Key(format!("backup {} holds encrypted Secrets: give its key", index.id)));
+    }
     let progress = restore_progress_name(request);
     let mut done = store.restore_progress(&index.id, &progress).await?;
     let objects = std::mem::take(&mut index.objects);

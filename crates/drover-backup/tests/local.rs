@@ -228,3 +228,30 @@ async fn retention_after_a_failover_keeps_the_lost_regions_newest_backups() {
         assert!(west.verify(id, None).await.unwrap().ok(), "{id} lost content to retention");
     }
 }
+
+#[tokio::test]
+async fn a_format_1_backup_still_restores_and_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let east = store(&dir, "east");
+    let now = time::macros::datetime!(2026-11-25 10:00:00 UTC);
+    let backup = drover_backup::create_backup(
+        &support::source_cluster(),
+        std::slice::from_ref(&east),
+        &support::request(false),
+        now,
+    )
+    .await
+    .unwrap();
+    let mut index = backup.index.clone();
+    index.format = 1;
+    east.put_index(&index).await.unwrap();
+    let target = std::sync::Arc::new(drover_backup::standin::MemoryCluster::with_establish_after(1));
+    let restored = drover_backup::restore(target, &east, &support::restore_request(&index.id, &[])).await.unwrap();
+    assert!(restored.failed().is_empty(), "{:?}", restored.failed());
+    assert_eq!(restored.count(&drover_backup::Outcome::Created), index.objects.len());
+
+    index.format = drover_backup::format::FORMAT + 1;
+    east.put_index(&index).await.unwrap();
+    let err = east.index(&index.id).await.unwrap_err().to_string();
+    assert!(err.contains("newer than this drover reads"), "{err}");
+}
