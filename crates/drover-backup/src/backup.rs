@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::Error;
 use crate::cluster::{ClusterApi, ResourceKind};
-use crate::format::{self, Entry, FORMAT, Index, SecretKey};
+use crate::format::{self, Binding, Entry, FORMAT, Index, SecretKey};
 use crate::retention::{self, Keep};
 use crate::store::BackupStore;
 
@@ -94,6 +94,7 @@ pub async fn create_backup(
             request.namespaces.iter().any(|n| n == ns)
         }
     };
+    let id = backup_id(now, &request.region);
     let mut entries = Vec::new();
     let mut contents = Vec::new();
     let kinds = cluster.resource_kinds().await?;
@@ -123,23 +124,25 @@ pub async fn create_backup(
             if !in_scope || skipped_object(&kind, &object) {
                 continue;
             }
-            let mut bytes = format::encode(&format::strip(object, &kind.kind));
-            if let Some(key) = request.secrets.as_ref().filter(|_| secret) {
-                bytes = key.seal(&bytes);
-            }
-            let hash = format::sha256_hex(&bytes);
-            entries.push(Entry {
+            let mut entry = Entry {
                 group: kind.group.clone(),
                 version: kind.version.clone(),
                 kind: kind.kind.clone(),
                 plural: kind.plural.clone(),
                 namespace,
                 name,
-                hash: hash.clone(),
-                size: bytes.len() as u64,
+                hash: String::new(),
+                size: 0,
                 encrypted: secret,
-            });
-            contents.push((hash, bytes));
+            };
+            let mut bytes = format::encode(&format::strip(object, &kind.kind));
+            if let Some(key) = request.secrets.as_ref().filter(|_| secret) {
+                bytes = key.seal(&bytes, &Binding::entry(&id, &entry));
+            }
+            entry.hash = format::sha256_hex(&bytes);
+            entry.size = bytes.len() as u64;
+            contents.push((entry.hash.clone(), bytes));
+            entries.push(entry);
         }
     }
     entries.sort_by(|a, b| {
@@ -157,7 +160,7 @@ pub async fn create_backup(
     });
     let index = Index {
         format: FORMAT,
-        id: backup_id(now, &request.region),
+        id,
         created: now.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339 formats"),
         plan: request.plan.clone(),
         region: request.region.clone(),
@@ -191,16 +194,19 @@ pub async fn create_backup(
 
 /// Writes one store under its lock: the objects it lacks, then the index.
 async fn write_to(store: &BackupStore, index: &Index, contents: &[(String, Vec<u8>)]) -> Result<usize, Error> {
-    store.lock(&holder(&index.id), LOCK_WAIT).await?;
+    let lock = store.lock(&holder(&index.id), LOCK_WAIT).await?;
     let written = async {
         let count = store.put_objects(contents).await?;
+        // A retention that took the lock over meanwhile may have deleted objects this
+        // index would name: then no index, and the next backup writes them again.
+        lock.still_held().await?;
         store.put_index(index).await?;
         Ok::<_, Error>(count)
     }
     .await;
-    let unlocked = store.unlock().await;
+    let released = lock.release().await;
     let count = written?;
-    unlocked?;
+    released?;
     Ok(count)
 }
 
@@ -218,21 +224,21 @@ pub async fn apply_retention(store: &BackupStore, keep: Keep) -> Result<Vec<Stri
     if retention::to_delete(&store.backup_ids().await?, keep).is_empty() {
         return Ok(Vec::new());
     }
-    store.lock(&holder("retention"), LOCK_WAIT).await?;
+    let lock = store.lock(&holder("retention"), LOCK_WAIT).await?;
     let applied = async {
         let delete = retention::to_delete(&store.backup_ids().await?, keep);
         for id in &delete {
             store.delete_backup(id).await?;
         }
         if !delete.is_empty() {
-            store.collect_garbage().await?;
+            store.collect_garbage(&lock).await?;
         }
         Ok::<_, Error>(delete)
     }
     .await;
-    let unlocked = store.unlock().await;
+    let released = lock.release().await;
     let delete = applied?;
-    unlocked?;
+    released?;
     Ok(delete)
 }
 

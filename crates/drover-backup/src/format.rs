@@ -11,8 +11,17 @@ use serde_json::{Map, Value};
 
 use crate::Error;
 
-/// Bumped when a reader of the old format could not read the new one.
-pub const FORMAT: u32 = 1;
+/// Bumped when a reader of the old format could not read the new one. 2: each sealed
+/// Secret is bound to its backup and entry (`Binding`); a format-1 backup still restores.
+pub const FORMAT: u32 = 2;
+
+/// The largest index read (about a million objects): a bigger one is refused unread.
+pub const MAX_INDEX_BYTES: u64 = 512 << 20;
+/// The largest stored object read. Kubernetes refuses objects over about 1.5 MiB (etcd's
+/// request limit), so anything near this is not an object drover wrote.
+pub const MAX_OBJECT_BYTES: u64 = 64 << 20;
+/// The most an object's gzip may inflate to: a gzip bomb stops here, before it is held.
+pub const MAX_DECODED_BYTES: u64 = 64 << 20;
 
 /// One backup: what was taken, from where, and where each object's content lies.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,11 +170,59 @@ pub fn encode(object: &Value) -> Vec<u8> {
     gz.finish().expect("writing to memory")
 }
 
-/// The object back from its stored bytes.
+/// The object back from its stored bytes, refused if it inflates past `MAX_DECODED_BYTES`.
 pub fn decode(bytes: &[u8]) -> Result<Value, Error> {
+    decode_within(bytes, MAX_DECODED_BYTES)
+}
+
+/// The object back from its stored bytes, refused once it inflates past `limit` bytes:
+/// the inflater is read through a bound, so no more than `limit + 1` bytes are ever held.
+pub fn decode_within(bytes: &[u8], limit: u64) -> Result<Value, Error> {
     let mut json = Vec::new();
-    flate2::read::GzDecoder::new(bytes).read_to_end(&mut json).map_err(|e| Error::Corrupt(format!("not gzip: {e}")))?;
+    flate2::read::GzDecoder::new(bytes)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut json)
+        .map_err(|e| Error::Corrupt(format!("not gzip: {e}")))?;
+    if json.len() as u64 > limit {
+        return Err(Error::Corrupt(format!(
+            "it inflates to more than {limit} bytes (the limit): not an object drover wrote"
+        )));
+    }
     serde_json::from_slice(&json).map_err(|e| Error::Corrupt(format!("not JSON: {e}")))
+}
+
+/// What a sealed Secret is bound to, as the cipher's associated data: the backup and the
+/// entry it was taken as. A sealed blob moved to another entry, or into another backup
+/// (an older value of the same Secret), then fails to open, though its hash still matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding(Vec<u8>);
+
+impl Binding {
+    /// Entry `entry` of backup `backup`, as format 2 binds it.
+    pub fn entry(backup: &str, entry: &Entry) -> Binding {
+        let mut aad = b"drover-backup v2".to_vec();
+        let namespace = entry.namespace.as_deref();
+        // Each part length-prefixed, so no two identities give the same bytes.
+        for part in
+            [Some(backup), Some(entry.group.as_str()), Some(entry.kind.as_str()), namespace, Some(entry.name.as_str())]
+        {
+            match part {
+                Some(part) => {
+                    aad.push(1);
+                    aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                    aad.extend_from_slice(part.as_bytes());
+                }
+                None => aad.push(0),
+            }
+        }
+        Binding(aad)
+    }
+
+    /// How an entry of `index` is bound: a format-1 backup bound every Secret to the same
+    /// constant, so its Secrets open wherever they are moved (retake such a backup).
+    pub fn of(index: &Index, entry: &Entry) -> Binding {
+        if index.format < 2 { Binding(b"drover-backup v1".to_vec()) } else { Binding::entry(&index.id, entry) }
+    }
 }
 
 /// The key Secrets are encrypted with, derived from what the user's reference holds.
@@ -215,32 +272,38 @@ impl SecretKey {
         &self.id
     }
 
-    /// Encrypts `plain`. The nonce is a keyed hash of the plaintext, so the same Secret
-    /// encrypts to the same bytes (and is stored once), and only identical plaintexts
-    /// ever share a nonce, which reveals nothing but their equality.
-    pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
-        let tag = hmac::sign(&self.nonce_key, plain);
+    /// Encrypts `plain`, bound to `binding`. The nonce is a keyed hash of the binding and
+    /// the plaintext, so the same Secret in the same place encrypts to the same bytes, and
+    /// a nonce is shared only by identical plaintexts under identical associated data
+    /// (never one nonce under two associated data, which would give Poly1305's one-time
+    /// key away).
+    pub fn seal(&self, plain: &[u8], binding: &Binding) -> Vec<u8> {
+        let mut context = hmac::Context::with_key(&self.nonce_key);
+        context.update(&(binding.0.len() as u64).to_be_bytes());
+        context.update(&binding.0);
+        context.update(plain);
+        let tag = context.sign();
         let mut nonce = [0u8; 12];
         nonce.copy_from_slice(&tag.as_ref()[..12]);
         let mut out = plain.to_vec();
         self.aead
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(b"drover-backup v1"), &mut out)
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&binding.0), &mut out)
             .expect("sealing in memory");
         let mut stored = nonce.to_vec();
         stored.extend_from_slice(&out);
         stored
     }
 
-    pub fn open(&self, stored: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Decrypts what `seal` made under the same binding; any other binding fails.
+    pub fn open(&self, stored: &[u8], binding: &Binding) -> Result<Vec<u8>, Error> {
         if stored.len() < 12 {
             return Err(Error::Corrupt("encrypted object too short".into()));
         }
         let nonce = Nonce::try_assume_unique_for_key(&stored[..12]).expect("12 bytes");
         let mut buf = stored[12..].to_vec();
-        let plain = self
-            .aead
-            .open_in_place(nonce, Aad::from(b"drover-backup v1"), &mut buf)
-            .map_err(|_| Error::Key("a Secret does not decrypt with this key".into()))?;
+        let plain = self.aead.open_in_place(nonce, Aad::from(&binding.0), &mut buf).map_err(|_| {
+            Error::Corrupt("a sealed Secret that does not open with this key as this entry of this backup".into())
+        })?;
         Ok(plain.to_vec())
     }
 }
@@ -276,17 +339,92 @@ mod tests {
         assert_eq!(decode(&encode(&a)).unwrap(), a);
     }
 
+    fn secret(namespace: &str, name: &str) -> Entry {
+        Entry {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "Secret".into(),
+            plural: "secrets".into(),
+            namespace: Some(namespace.into()),
+            name: name.into(),
+            hash: String::new(),
+            size: 0,
+            encrypted: true,
+        }
+    }
+
     #[test]
     fn sealing_is_deterministic_and_needs_the_key() {
         let key = SecretKey::from_material(&[7u8; 32]).unwrap();
         let other = SecretKey::from_material(&[8u8; 32]).unwrap();
-        let sealed = key.seal(b"password");
-        assert_eq!(sealed, key.seal(b"password"));
-        assert_ne!(sealed, key.seal(b"passwore"));
-        assert_eq!(key.open(&sealed).unwrap(), b"password");
-        assert!(other.open(&sealed).is_err());
+        let at = Binding::entry("20261205-201507-123-east", &secret("shop", "db"));
+        let sealed = key.seal(b"password", &at);
+        assert_eq!(sealed, key.seal(b"password", &at));
+        assert_ne!(sealed, key.seal(b"passwore", &at));
+        assert_eq!(key.open(&sealed, &at).unwrap(), b"password");
+        assert!(other.open(&sealed, &at).is_err());
         assert_ne!(key.id(), other.id());
         assert!(!format!("{key:?}").contains("0707"));
         assert!(SecretKey::from_material(b"short").is_err());
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_where_it_was_sealed() {
+        let key = SecretKey::from_material(&[7u8; 32]).unwrap();
+        let backup = "20261205-201507-123-east";
+        let sealed = key.seal(b"password", &Binding::entry(backup, &secret("shop", "db")));
+        for (backup, namespace, name) in
+            [(backup, "shop", "api"), (backup, "shop2", "db"), ("20261204-201507-123-east", "shop", "db")]
+        {
+            let elsewhere = Binding::entry(backup, &secret(namespace, name));
+            let err = key.open(&sealed, &elsewhere).unwrap_err().to_string();
+            assert!(err.contains("does not open with this key as this entry"), "{err}");
+        }
+        // The same plaintext elsewhere gets its own nonce (the first 12 bytes).
+        let moved = key.seal(b"password", &Binding::entry(backup, &secret("shop", "api")));
+        assert_ne!(sealed[..12], moved[..12]);
+    }
+
+    #[test]
+    fn a_format_1_backup_opens_with_its_constant_binding() {
+        // Sealed as format 1 sealed every Secret: the nonce a keyed hash of the plaintext
+        // alone, the associated data the constant.
+        let key = SecretKey::from_material(&[7u8; 32]).unwrap();
+        let v1 = Binding(b"drover-backup v1".to_vec());
+        let tag = hmac::sign(&key.nonce_key, b"password");
+        let mut out = b"password".to_vec();
+        key.aead
+            .seal_in_place_append_tag(
+                Nonce::try_assume_unique_for_key(&tag.as_ref()[..12]).unwrap(),
+                Aad::from(b"drover-backup v1"),
+                &mut out,
+            )
+            .unwrap();
+        let stored = [&tag.as_ref()[..12], &out[..]].concat();
+        let index = Index {
+            format: 1,
+            id: "20261205-201507-123-east".into(),
+            created: String::new(),
+            plan: "shop".into(),
+            region: "east".into(),
+            namespaces: vec![],
+            selector: None,
+            key_id: None,
+            skipped_groups: vec![],
+            objects: vec![],
+        };
+        assert_eq!(Binding::of(&index, &secret("shop", "db")), v1);
+        assert_eq!(key.open(&stored, &Binding::of(&index, &secret("shop", "db"))).unwrap(), b"password");
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_at_the_limit() {
+        let big = serde_json::to_vec(&json!({"data": "x".repeat(10_000)})).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(&big).unwrap();
+        let bytes = gz.finish().unwrap();
+        assert!(decode_within(&bytes, big.len() as u64).is_ok(), "exactly at the limit is fine");
+        let err = decode_within(&bytes, big.len() as u64 - 1).unwrap_err().to_string();
+        assert!(err.contains("inflates to more than"), "{err}");
     }
 }

@@ -3,8 +3,10 @@
 //! an index plus content-addressed, compressed objects: docs/backup.md.
 
 pub mod backup;
+pub mod check;
 pub mod cluster;
 pub mod format;
+pub mod lock;
 pub mod restore;
 pub mod retention;
 #[cfg(feature = "testing")]
@@ -12,11 +14,13 @@ pub mod standin;
 pub mod store;
 
 pub use backup::{BackupReport, BackupRequest, create_backup};
+pub use check::VerifyReport;
 pub use cluster::{ClusterApi, ClusterError, ResourceKind};
 pub use format::{Entry, Index, SecretKey};
+pub use lock::StoreLock;
 pub use restore::{Existing, Outcome, RestoreReport, RestoreRequest, restore, restore_progress_name};
 pub use retention::Keep;
-pub use store::{BackupStore, VerifyReport};
+pub use store::BackupStore;
 
 /// Called with a line for a person while a long backup or restore goes on.
 pub type OnProgress = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
@@ -43,9 +47,12 @@ pub enum Error {
     /// The store holds no backup with that id.
     #[error("{0}")]
     NoBackup(String),
-    /// The store's lock is held by another backup or retention.
+    /// The store's lock is held by another backup or retention (or was taken from us).
     #[error("{0}")]
     Busy(String),
+    /// A backup whose objects are not what its index says: nothing was applied.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 /// Runs `f` on every item, at most `limit` at a time; results come back in completion order.

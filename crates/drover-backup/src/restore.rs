@@ -1,14 +1,14 @@
 //! Restoring a backup in dependency order: CRDs (then wait until Established),
 //! namespaces, configuration and access, storage, other resources, workloads last.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::cluster::{ClusterApi, ClusterError, ResourceKind};
-use crate::format::{self, Entry, SecretKey};
+use crate::format::{self, Binding, Entry, Index, SecretKey};
 use crate::store::BackupStore;
 use crate::{Error, run_bounded};
 
@@ -200,7 +200,7 @@ pub async fn restore(
     store: &BackupStore,
     request: &RestoreRequest,
 ) -> Result<RestoreReport, Error> {
-    let index = store.index(&request.backup).await?;
+    let mut index = store.index(&request.backup).await?;
     if let Some(needed) = &index.key_id {
         match &request.key {
             None => return Err(Error::Key(format!("backup {} holds encrypted Secrets: give its key", index.id))),
@@ -214,11 +214,19 @@ pub async fn restore(
             Some(_) => {}
         }
     }
+    // An index whose key id was taken out still needs the key for its sealed Secrets, and
+    // must fail here, not object by object once others are applied.
+    if request.key.is_none() && index.objects.iter().any(|e| e.encrypted) {
+        return Err(Error::Key(format!("backup {} holds encrypted Secrets: give its key", index.id)));
+    }
     let progress = restore_progress_name(request);
     let mut done = store.restore_progress(&index.id, &progress).await?;
-    let total = index.objects.len();
+    let objects = std::mem::take(&mut index.objects);
+    let index = Arc::new(index);
+    let contents = Arc::new(checked_contents(store, &index, &objects, &done, request).await?);
+    let total = objects.len();
     let mut phases: BTreeMap<Phase, Vec<Entry>> = BTreeMap::new();
-    for entry in index.objects {
+    for entry in objects {
         phases.entry(phase(&entry.group, &entry.kind)).or_default().push(entry);
     }
     let crds_in_backup: HashSet<String> =
@@ -229,13 +237,14 @@ pub async fn restore(
         for chunk in entries.chunks(CHUNK) {
             let work: Vec<Entry> = chunk.to_vec();
             let outcomes = Arc::new(Mutex::new(Vec::new()));
-            let (cluster, store, done_before) = (cluster.clone(), store.clone(), Arc::new(done.clone()));
+            let (cluster, done_before) = (cluster.clone(), Arc::new(done.clone()));
             let (map, existing, key) = (Arc::new(request.namespace_map.clone()), request.existing, request.key.clone());
+            let (index, contents) = (index.clone(), contents.clone());
             let crds_in_backup = Arc::new(crds_in_backup.clone());
             let established = Arc::new(established.clone());
             run_bounded(work, CONCURRENCY, |entry| {
-                let (cluster, store, done_before, outcomes) =
-                    (cluster.clone(), store.clone(), done_before.clone(), outcomes.clone());
+                let (cluster, done_before, outcomes) = (cluster.clone(), done_before.clone(), outcomes.clone());
+                let (index, contents) = (index.clone(), contents.clone());
                 let (map, key, crds_in_backup, established) =
                     (map.clone(), key.clone(), crds_in_backup.clone(), established.clone());
                 async move {
@@ -247,7 +256,7 @@ pub async fn restore(
                     } else if crds_in_backup.contains(&crd) && !established.contains(&crd) {
                         Outcome::Failed(format!("its CRD {crd} is not Established"))
                     } else {
-                        match load(&store, &entry, key.as_deref()).await {
+                        match load(&contents, &index, &entry, key.as_deref()) {
                             Ok(object) => {
                                 let object = map_namespaces(object, &entry, &map);
                                 apply(cluster.as_ref(), &resource_kind(&entry), object, existing).await
@@ -281,13 +290,56 @@ pub async fn restore(
     Ok(report)
 }
 
-/// The object as backed up: fetched, decrypted if it is a Secret, decompressed.
-async fn load(store: &BackupStore, entry: &Entry, key: Option<&SecretKey>) -> Result<Value, Error> {
-    let stored = store.object(&entry.hash).await?;
-    let compressed = if entry.encrypted {
-        key.ok_or_else(|| Error::Key("no key for an encrypted Secret".into()))?.open(&stored)?
-    } else {
-        stored
+/// The stored bytes of every object the restore will apply (those an earlier run did not),
+/// each checked against its hash and read as it will be applied; a backup with any that
+/// fails is refused whole, before anything is applied.
+async fn checked_contents(
+    store: &BackupStore,
+    index: &Index,
+    objects: &[Entry],
+    done: &BTreeSet<String>,
+    request: &RestoreRequest,
+) -> Result<HashMap<String, Vec<u8>>, Error> {
+    let to_apply: Vec<Entry> = objects.iter().filter(|e| !done.contains(&done_key(e))).cloned().collect();
+    if !to_apply.is_empty() {
+        crate::report(&request.progress, || {
+            format!("checking {} objects against their hashes before applying any", to_apply.len())
+        });
+    }
+    let (report, contents) = store.check(index, &to_apply, request.key.clone()).await?;
+    if report.ok() {
+        return Ok(contents);
+    }
+    const SHOWN: usize = 10;
+    let problems = report.problems();
+    let more = match problems.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!("; and {n} more"),
     };
-    format::decode(&compressed)
+    Err(Error::Damaged(format!(
+        "backup {} in the {} store is damaged, so nothing was restored: {}{more}. 'drover backup verify {}' \
+         checks every store's copy; restore from a whole one with --store REGION",
+        index.id,
+        store.name,
+        problems.into_iter().take(SHOWN).collect::<Vec<_>>().join("; "),
+        index.id
+    )))
+}
+
+/// The object as backed up, from its checked stored bytes: decrypted if it is a Secret,
+/// decompressed.
+fn load(
+    contents: &HashMap<String, Vec<u8>>,
+    index: &Index,
+    entry: &Entry,
+    key: Option<&SecretKey>,
+) -> Result<Value, Error> {
+    let stored =
+        contents.get(&entry.hash).ok_or_else(|| Error::Corrupt(format!("object {} was not read", entry.hash)))?;
+    if entry.encrypted {
+        let key = key.ok_or_else(|| Error::Key("no key for an encrypted Secret".into()))?;
+        format::decode(&key.open(stored, &Binding::of(index, entry))?)
+    } else {
+        format::decode(stored)
+    }
 }

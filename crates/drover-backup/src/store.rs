@@ -2,38 +2,30 @@
 //! for each backup, and `restores/<id>/<target>.json` for a restore's progress.
 
 use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::format::{Entry, Index, sha256_hex};
+use crate::format::{FORMAT, Index, MAX_INDEX_BYTES, MAX_OBJECT_BYTES};
+use crate::lock::StoreLock;
 use crate::{Error, run_bounded};
 
 /// How many requests to a store are in flight at once.
-const CONCURRENCY: usize = 32;
+pub(crate) const CONCURRENCY: usize = 32;
 
 #[derive(Clone, Debug)]
 pub struct BackupStore {
     /// A name for reports: the region, usually.
     pub name: String,
     store: Arc<dyn ObjectStore>,
-}
-
-/// What `verify` found: objects missing and objects whose bytes do not match their hash.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct VerifyReport {
-    pub checked: usize,
-    /// `(label, hash)` of each object that is not there.
-    pub missing: Vec<(String, String)>,
-    /// `(label, hash)` of each object whose content does not match.
-    pub corrupt: Vec<(String, String)>,
-}
-
-impl VerifyReport {
-    pub fn ok(&self) -> bool {
-        self.missing.is_empty() && self.corrupt.is_empty()
-    }
+    /// The directory of a local store: its lock is swapped under a file lock there, the
+    /// local object store having no conditional update.
+    local_dir: Option<PathBuf>,
+    lock_ttl: Duration,
 }
 
 fn object_path(hash: &str) -> Path {
@@ -44,31 +36,27 @@ fn index_path(id: &str) -> Path {
     Path::from(format!("backups/{id}/index.json"))
 }
 
-/// Held by the one backup or retention working in a store (see `BackupStore::lock`).
-fn lock_path() -> Path {
-    Path::from("locks/backup")
-}
-
-/// A lock older than this belongs to a process that died holding it, and is taken over.
-const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LockRecord {
-    holder: String,
-    until_ms: u64,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 fn progress_path(id: &str, target: &str) -> Path {
     Path::from(format!("restores/{id}/{target}.json"))
 }
 
 impl BackupStore {
     pub fn new(name: &str, store: Arc<dyn ObjectStore>) -> BackupStore {
-        BackupStore { name: name.into(), store }
+        BackupStore { name: name.into(), store, local_dir: None, lock_ttl: crate::lock::TTL }
+    }
+
+    /// The same store with another lock lifetime (tests, which cannot wait two minutes).
+    pub fn with_lock_ttl(mut self, ttl: Duration) -> BackupStore {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    pub(crate) fn lock_ttl(&self) -> Duration {
+        self.lock_ttl
+    }
+
+    pub(crate) fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local_dir.as_deref()
     }
 
     /// A store in a local directory, created if missing.
@@ -76,7 +64,7 @@ impl BackupStore {
         std::fs::create_dir_all(dir).map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
         // Deleting a backup's index must remove its directory too, or listing would still show the backup.
         let local = object_store::local::LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
-        Ok(BackupStore::new(name, Arc::new(local)))
+        Ok(BackupStore { local_dir: Some(dir.to_owned()), ..BackupStore::new(name, Arc::new(local)) })
     }
 
     /// A store in an S3 bucket (under `prefix`, if any). Credentials and region come from
@@ -130,14 +118,42 @@ impl BackupStore {
     }
 
     pub async fn index(&self, id: &str) -> Result<Index, Error> {
-        let bytes = match self.store.get(&index_path(id)).await {
-            Ok(got) => got.bytes().await?,
-            Err(object_store::Error::NotFound { .. }) => {
+        let what = format!("the index of {id} in the {} store", self.name);
+        let bytes = match self.get_within(&index_path(id), MAX_INDEX_BYTES, &what).await {
+            Err(Error::Store(object_store::Error::NotFound { .. })) => {
                 return Err(Error::NoBackup(format!("no backup {id} in the {} store", self.name)));
             }
-            Err(e) => return Err(e.into()),
+            other => other?,
         };
-        serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("index of {id}: {e}")))
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("{what}: {e}")))?;
+        if index.format > FORMAT {
+            return Err(Error::Invalid(format!(
+                "{what} is format {}, newer than this drover reads ({FORMAT}): use a newer drover",
+                index.format
+            )));
+        }
+        Ok(index)
+    }
+
+    /// The bytes at `path`, refused unread when the store says they are over `limit`, and
+    /// as they arrive once past it (a store that misreports the size).
+    async fn get_within(&self, path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Error> {
+        let got = self.store.get(path).await?;
+        let too_big = |size: u64| Error::Corrupt(format!("{what} is {size} bytes or more, over the limit of {limit}"));
+        let size = got.meta.size;
+        if size > limit {
+            return Err(too_big(size));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Err(too_big((bytes.len() + chunk.len()) as u64));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     /// The ids of the backups in the store, oldest first (ids sort by time).
@@ -149,40 +165,14 @@ impl BackupStore {
         Ok(ids)
     }
 
+    /// The stored bytes of object `hash`, refused past `MAX_OBJECT_BYTES`.
     pub async fn object(&self, hash: &str) -> Result<Vec<u8>, Error> {
-        Ok(self.store.get(&object_path(hash)).await?.bytes().await?.to_vec())
+        self.object_within(hash, MAX_OBJECT_BYTES).await
     }
 
-    /// Checks that every object of backup `id` is present and its bytes hash to its name.
-    pub async fn verify(&self, id: &str) -> Result<VerifyReport, Error> {
-        let index = self.index(id).await?;
-        let mut seen = HashSet::new();
-        let unique: Vec<Entry> = index.objects.into_iter().filter(|e| seen.insert(e.hash.clone())).collect();
-        let store = self.store.clone();
-        let results = run_bounded(unique, CONCURRENCY, move |entry| {
-            let store = store.clone();
-            async move {
-                let got = match store.get(&object_path(&entry.hash)).await {
-                    Ok(got) => got.bytes().await,
-                    Err(e) => Err(e),
-                };
-                (entry, got)
-            }
-        })
-        .await;
-        let mut report = VerifyReport::default();
-        for (entry, got) in results {
-            report.checked += 1;
-            match got {
-                Ok(bytes) if sha256_hex(&bytes) == entry.hash => {}
-                Ok(_) => report.corrupt.push((entry.label(), entry.hash)),
-                Err(object_store::Error::NotFound { .. }) => report.missing.push((entry.label(), entry.hash)),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        report.missing.sort();
-        report.corrupt.sort();
-        Ok(report)
+    /// The stored bytes of object `hash`, refused past `limit` (the size its index gives).
+    pub(crate) async fn object_within(&self, hash: &str, limit: u64) -> Result<Vec<u8>, Error> {
+        self.get_within(&object_path(hash), limit, &format!("object {hash}")).await
     }
 
     /// Deletes backup `id`'s index (its content objects go with `collect_garbage`).
@@ -191,57 +181,10 @@ impl BackupStore {
         Ok(())
     }
 
-    /// Takes the store's backup lock for `holder`, waiting up to `wait` for another holder
-    /// to let go: a backup reuses content the store holds, so a retention deleting unused
-    /// content must never run beside it. The lock is an object created only if absent
-    /// (S3 `If-None-Match: *`, or an exclusive create on a local directory); one whose
-    /// holder died is taken over after an hour. Release it with `unlock`.
-    pub async fn lock(&self, holder: &str, wait: std::time::Duration) -> Result<(), Error> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let record = LockRecord { holder: holder.to_owned(), until_ms: now_ms() + LOCK_TTL.as_millis() as u64 };
-            let body = PutPayload::from(serde_json::to_vec(&record).expect("a lock serializes"));
-            match self.store.put_opts(&lock_path(), body, PutMode::Create.into()).await {
-                Ok(_) => return Ok(()),
-                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let held: Option<LockRecord> = match self.store.get(&lock_path()).await {
-                Ok(got) => serde_json::from_slice(&got.bytes().await?).ok(),
-                // Let go between our create and this read: try again at once.
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            match held {
-                Some(held) if held.until_ms > now_ms() => {
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(Error::Busy(format!(
-                            "the {} store is locked by {} (a backup or retention running there); try again later, \
-                             or delete locks/backup in the store if that process is gone",
-                            self.name, held.holder
-                        )));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                // Expired, or not a lock record: its holder is gone.
-                _ => {
-                    tracing::warn!(store = %self.name, "taking over a backup lock whose holder is gone");
-                    self.unlock().await?;
-                }
-            }
-        }
-    }
-
-    pub async fn unlock(&self) -> Result<(), Error> {
-        match self.store.delete(&lock_path()).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Deletes the content objects no remaining backup refers to; how many. The caller holds
-    /// the store's lock: a backup running beside it may reuse an object no index names yet.
-    pub async fn collect_garbage(&self) -> Result<usize, Error> {
+    /// Deletes the content objects no remaining backup refers to; how many. Only under the
+    /// store's lock, confirmed held just before: a backup running beside it may reuse an
+    /// object no index names yet.
+    pub async fn collect_garbage(&self, lock: &StoreLock) -> Result<usize, Error> {
         let mut referenced = HashSet::new();
         for id in self.backup_ids().await? {
             referenced.extend(self.index(&id).await?.objects.into_iter().map(|e| e.hash));
@@ -249,6 +192,7 @@ impl BackupStore {
         let unreferenced: Vec<String> =
             self.content_objects().await?.into_iter().filter(|h| !referenced.contains(h)).collect();
         let count = unreferenced.len();
+        lock.still_held().await?;
         let store = self.store.clone();
         let results = run_bounded(unreferenced, CONCURRENCY, move |hash| {
             let store = store.clone();

@@ -175,3 +175,83 @@ async fn the_store_lock_lets_one_backup_in_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     support::the_store_lock_lets_one_backup_in_at_a_time(&store(&dir, "east")).await;
 }
+
+#[tokio::test]
+async fn a_damaged_backup_is_refused_before_anything_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = [store(&dir, "tampered"), store(&dir, "swapped"), store(&dir, "bombed")];
+    support::a_damaged_backup_is_refused_before_anything_is_applied([&stores[0], &stores[1], &stores[2]]).await;
+}
+
+#[test]
+fn the_gzip_bomb_is_a_whole_gibibyte() {
+    // The test above is only as good as its bomb: it inflates, read to the end, to 1 GiB.
+    let bomb = support::gzip_bomb();
+    let inflated = std::io::copy(&mut flate2::read::GzDecoder::new(&bomb[..]), &mut std::io::sink()).unwrap();
+    assert_eq!(inflated, 1 << 30);
+}
+
+#[tokio::test]
+async fn retention_after_a_failover_keeps_the_lost_regions_newest_backups() {
+    use drover_backup::backup::apply_retention;
+    let dir = tempfile::tempdir().unwrap();
+    let west = store(&dir, "west");
+    let keep = drover_backup::Keep { last: 2, daily: 0 };
+    let cluster = support::source_cluster();
+    let start = time::macros::datetime!(2026-11-25 10:00:00 UTC);
+    let hour = std::time::Duration::from_secs(3600);
+    // East, the primary, backed up (to west's store too) every hour until it was lost.
+    for n in 0..3 {
+        drover_backup::create_backup(&cluster, std::slice::from_ref(&west), &support::request(false), start + hour * n)
+            .await
+            .unwrap();
+        apply_retention(&west, keep).await.unwrap();
+    }
+    // West, promoted, takes five scheduled backups of its own, retention after each.
+    let west_request = drover_backup::BackupRequest { region: "west".into(), ..support::request(false) };
+    for n in 3..8 {
+        drover_backup::create_backup(&cluster, std::slice::from_ref(&west), &west_request, start + hour * n)
+            .await
+            .unwrap();
+        apply_retention(&west, keep).await.unwrap();
+    }
+    assert_eq!(
+        west.backup_ids().await.unwrap(),
+        [
+            "20261125-110000-000-east",
+            "20261125-120000-000-east",
+            "20261125-160000-000-west",
+            "20261125-170000-000-west"
+        ]
+    );
+    for id in ["20261125-110000-000-east", "20261125-120000-000-east"] {
+        assert!(west.verify(id, None).await.unwrap().ok(), "{id} lost content to retention");
+    }
+}
+
+#[tokio::test]
+async fn a_format_1_backup_still_restores_and_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let east = store(&dir, "east");
+    let now = time::macros::datetime!(2026-11-25 10:00:00 UTC);
+    let backup = drover_backup::create_backup(
+        &support::source_cluster(),
+        std::slice::from_ref(&east),
+        &support::request(false),
+        now,
+    )
+    .await
+    .unwrap();
+    let mut index = backup.index.clone();
+    index.format = 1;
+    east.put_index(&index).await.unwrap();
+    let target = std::sync::Arc::new(drover_backup::standin::MemoryCluster::with_establish_after(1));
+    let restored = drover_backup::restore(target, &east, &support::restore_request(&index.id, &[])).await.unwrap();
+    assert!(restored.failed().is_empty(), "{:?}", restored.failed());
+    assert_eq!(restored.count(&drover_backup::Outcome::Created), index.objects.len());
+
+    index.format = drover_backup::format::FORMAT + 1;
+    east.put_index(&index).await.unwrap();
+    let err = east.index(&index.id).await.unwrap_err().to_string();
+    assert!(err.contains("newer than this drover reads"), "{err}");
+}

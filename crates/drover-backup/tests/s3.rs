@@ -16,7 +16,15 @@ async fn backup_and_restore_through_s3() {
     let corrupted = moto.store("east", "backups-corrupted").await;
     support::verify_detects_corruption(&corrupted).await;
 
-    // The lock is S3's create-if-absent (If-None-Match: *), which moto honours as S3 does.
+    let damaged = [
+        &moto.store("east", "backups-tampered").await,
+        &moto.store("east", "backups-swapped").await,
+        &moto.store("east", "backups-bombed").await,
+    ];
+    support::a_damaged_backup_is_refused_before_anything_is_applied(damaged).await;
+
+    // The lock is S3's conditional writes (If-None-Match: * to create, If-Match: ETag to
+    // renew, take over or release), which moto honours as S3 does.
     let locked = moto.store("east", "backups-locked").await;
     support::the_store_lock_lets_one_backup_in_at_a_time(&locked).await;
 }

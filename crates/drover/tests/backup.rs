@@ -130,10 +130,11 @@ fn backup_to_both_regions_then_restore_into_west_under_another_namespace() {
         assert!(!String::from_utf8_lossy(&bytes).contains(SECRET_VALUE), "a Secret is stored in the clear");
     }
 
-    // Nothing changed in east: the second backup writes only its index.
+    // Nothing changed in east: the second backup writes only its index, and its Secret
+    // sealed anew (bound to the new backup).
     let second = json(&drover_on(&s.plan, &["backup", "create", "--region", "east", "-o", "json"]));
     for store in second["stores"].as_array().unwrap() {
-        assert_eq!(store["new_objects"], 0, "{second}");
+        assert_eq!(store["new_objects"], 1, "{second}");
     }
     let listed = json(&drover_on(&s.plan, &["backup", "list", "-o", "json"]));
     let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
@@ -216,6 +217,20 @@ fn verify_names_a_corrupted_object_and_retention_keeps_the_last_two() {
     assert_eq!(as_json.code, 1);
     let report: Value = serde_json::from_str(&as_json.stdout).unwrap();
     assert_eq!(report[0]["corrupt"][0]["hash"], hash.as_str());
+    assert_eq!(report[0]["sealed_unopened"], 0, "the plan's key opened the sealed Secret");
+
+    // A restore from the damaged copy is refused whole (exit 1, as verify's), the object
+    // named and nothing applied; from the whole copy it goes through.
+    let ran = drover_on(&s.plan, &["restore", "--from", &ids[2], "--to-region", "west"]);
+    assert_eq!(ran.code, 1, "{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stderr.contains("in the west store is damaged, so nothing was restored: corrupt "), "{}", ran.stderr);
+    assert!(ran.stderr.contains(&hash) && ran.stderr.contains("--store REGION"), "{}", ran.stderr);
+    assert!(s.west.log().is_empty(), "applied before refusing: {:?}", s.west.log());
+    let restored = json(&drover_on(
+        &s.plan,
+        &["restore", "--from", &ids[2], "--to-region", "west", "--store", "east", "-o", "json"],
+    ));
+    assert_eq!(restored["failed"], 0, "{restored}");
 }
 
 #[test]

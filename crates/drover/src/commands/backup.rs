@@ -45,9 +45,12 @@ pub enum BackupCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
-    /// Check that every object of backup ID is present in the store and its bytes match its checksum.
-    #[command(after_help = "Exit codes: 0 every store holding the backup is whole, 1 an object is missing or \
-                            corrupt (each is named), 2 no store holds the backup or bad input.")]
+    /// Check that every object of backup ID is present in the store, its bytes match its checksum,
+    /// and a restore could read it (within the size limits; each sealed Secret opening as its entry).
+    #[command(after_help = "Sealed Secrets are opened with the plan's backup key when it can be read; without it \
+                            they are checked by hash only (a Secret moved to another entry is then not seen), and \
+                            verify says so. Exit codes: 0 every store holding the backup is whole, 1 an object is \
+                            missing, corrupt or unreadable (each is named), 2 no store holds the backup or bad input.")]
     Verify {
         /// The backup's id ('drover backup list').
         id: String,
@@ -235,6 +238,11 @@ struct Verified {
     checked: usize,
     missing: Vec<Problem>,
     corrupt: Vec<Problem>,
+    /// Whole, but a restore could not use it: a sealed Secret moved from another entry,
+    /// an object over the size limits (a gzip bomb), not gzip or JSON.
+    unreadable: Vec<Problem>,
+    /// Sealed Secrets checked by hash only, for want of the key.
+    sealed_unopened: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -243,21 +251,35 @@ struct Verified {
 struct Problem {
     object: String,
     hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
 }
 
 impl Verified {
     fn new(store: &str, state: &'static str) -> Verified {
-        Verified { store: store.to_owned(), state, checked: 0, missing: vec![], corrupt: vec![], error: None }
+        Verified {
+            store: store.to_owned(),
+            state,
+            checked: 0,
+            missing: vec![],
+            corrupt: vec![],
+            unreadable: vec![],
+            sealed_unopened: 0,
+            error: None,
+        }
     }
 
     fn checked(store: &str, report: VerifyReport) -> Verified {
-        let problems =
-            |list: Vec<(String, String)>| list.into_iter().map(|(object, hash)| Problem { object, hash }).collect();
+        let problems = |list: Vec<(String, String, String)>| {
+            list.into_iter().map(|(object, hash, why)| Problem { object, hash, why: Some(why) }).collect()
+        };
         Verified {
             state: if report.ok() { "ok" } else { "damaged" },
             checked: report.checked,
-            missing: problems(report.missing),
+            missing: report.missing.into_iter().map(|(object, hash)| Problem { object, hash, why: None }).collect(),
             corrupt: problems(report.corrupt),
+            unreadable: problems(report.unreadable),
+            sealed_unopened: report.sealed_unopened,
             ..Verified::new(store, "ok")
         }
     }
@@ -267,11 +289,16 @@ impl Verified {
 /// the others are still checked.
 async fn verify(plan: &Path, id: &str, region: Option<&str>, output: Output) -> Result<(), Failure> {
     let backups = Backups::open(plan)?;
+    // The key opens sealed Secrets when it can be read; verify still checks the rest without it.
+    let (key, no_key) = match backups.key() {
+        Ok(key) => (key, None),
+        Err(why) => (None, Some(why.message)),
+    };
     let mut results = Vec::new();
     for store in backups.chosen_stores(region)? {
         let result = match store.backup_ids().await {
             Ok(ids) if !ids.iter().any(|b| b == id) => Verified::new(&store.name, "absent"),
-            Ok(_) => match store.verify(id).await {
+            Ok(_) => match store.verify(id, key.clone()).await {
                 Ok(report) => Verified::checked(&store.name, report),
                 Err(e) => Verified { error: Some(e.to_string()), ..Verified::new(&store.name, "unreadable") },
             },
@@ -303,8 +330,18 @@ async fn verify(plan: &Path, id: &str, region: Option<&str>, output: Output) -> 
                 for p in &r.missing {
                     println!("  missing  {} ({})", p.object, p.hash);
                 }
-                for p in &r.corrupt {
-                    println!("  corrupt  {} ({})", p.object, p.hash);
+                for (what, problems) in [("corrupt", &r.corrupt), ("unreadable", &r.unreadable)] {
+                    for p in problems {
+                        println!("  {what:10} {} ({}): {}", p.object, p.hash, p.why.as_deref().unwrap_or_default());
+                    }
+                }
+                if r.sealed_unopened > 0 {
+                    let why = no_key.as_deref().unwrap_or("the plan names no backup key");
+                    println!(
+                        "  {} sealed Secrets checked by hash only, not opened (a Secret moved to another entry \
+                         is not seen): {why}",
+                        r.sealed_unopened
+                    );
                 }
             }
         }

@@ -18,9 +18,12 @@ use crate::commands::{Output, finish, print_json};
 #[derive(clap::Args)]
 #[command(after_help = "Example: drover restore --plan shop.yaml --from 20261205-201507-123-east --to-region west \\
                         --namespace-map shop=shop-dr\n\n\
+                        Before applying anything, every object to apply is read and checked against its hash, \
+                        its size limits and (a Secret) its key: a damaged backup is refused whole.\n\n\
                         Exit codes: 0 every object restored (or already there); 1 some were not (each is named: \
-                        fix the cause and run the same command again, it resumes); 2 bad input (unknown region or \
-                        backup, a wrong or missing key), nothing applied.")]
+                        fix the cause and run the same command again, it resumes), or the backup is damaged \
+                        (each object named; nothing applied: restore another store's copy with --store); 2 bad \
+                        input (unknown region or backup, a wrong or missing key), nothing applied.")]
 pub struct RestoreArgs {
     #[command(flatten)]
     plan: PlanFile,
@@ -140,6 +143,9 @@ async fn restore_cmd(args: RestoreArgs) -> Result<(), Failure> {
             "{why}; 'drover backup list --plan {} --region {from_store}' shows the ones it holds",
             args.plan.plan.display()
         )),
+        // Not the request's fault but the store's, as `backup verify` classes the same damage:
+        // a failure (exit 1), whose message names each object and another copy to restore.
+        drover_backup::Error::Damaged(why) => Failure::failed(why),
         other => Failure::failed(format!("restore of {} to {region}: {other}", args.from)),
     })?;
     let objects: Vec<RestoredObject> = report
