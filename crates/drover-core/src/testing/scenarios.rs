@@ -77,6 +77,7 @@ pub fn two_region_plan() -> Plan {
         compute: BTreeMap::new(),
         aws: AwsSettings::default(),
         vantages: Default::default(),
+        journal: Default::default(),
     }
 }
 
