@@ -145,20 +145,44 @@ impl Sweep {
 /// For "the last failover", "the last move into west": found near the top of the history.
 pub async fn newest_where(
     journal: &dyn Journal,
-    wanted: impl Fn(&RunSummary) -> bool + Send,
+    wanted: impl Fn(&RunSummary) -> bool + Send + Sync,
 ) -> Result<Option<RunSummary>, StoreError> {
+    Ok(newest_of(journal, &[&wanted]).await?.pop().flatten())
+}
+
+/// For each of `wanted`, the newest run (among the newest `SEARCH_DEPTH`) it accepts, in
+/// one walk down the history that stops once each has its run.
+pub async fn newest_of(
+    journal: &dyn Journal,
+    wanted: &[&(dyn Fn(&RunSummary) -> bool + Send + Sync)],
+) -> Result<Vec<Option<RunSummary>>, StoreError> {
+    let mut found: Vec<Option<RunSummary>> = vec![None; wanted.len()];
     let mut request = PageRequest::first(DEFAULT_PAGE);
     let mut looked = 0;
     loop {
         let page = journal.page(&request).await?;
         looked += page.runs.len();
-        if let Some(found) = page.runs.into_iter().find(|r| wanted(r)) {
-            return Ok(Some(found));
+        for run in &page.runs {
+            for (slot, wants) in found.iter_mut().zip(wanted) {
+                if slot.is_none() && wants(run) {
+                    *slot = Some(run.clone());
+                }
+            }
         }
         match page.next {
-            Some(next) if looked < SEARCH_DEPTH => request = PageRequest::after(DEFAULT_PAGE, Some(next)),
-            _ => return Ok(None),
+            Some(next) if looked < SEARCH_DEPTH && found.iter().any(Option::is_none) => {
+                request = PageRequest::after(DEFAULT_PAGE, Some(next))
+            }
+            _ => return Ok(found),
         }
+    }
+}
+
+/// A page size as a person or a caller writes it: a whole number from 1 to `MAX_PAGE`.
+pub fn page_limit(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}' is not a page size; write a whole number from 1 to {MAX_PAGE}")),
     }
 }
 

@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
-use drover_core::journal::{CapacitySeen, Journal};
 use drover_core::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
+use drover_core::journal::{CapacitySeen, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
 use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 
@@ -512,7 +512,9 @@ impl EtcdJournal {
                     }
                 }
                 match kvs.last() {
-                    Some(last) if kvs.len() == INDEX_PAGE => from = format!("{}\0", String::from_utf8_lossy(last.key())),
+                    Some(last) if kvs.len() == INDEX_PAGE => {
+                        from = format!("{}\0", String::from_utf8_lossy(last.key()))
+                    }
                     _ => break,
                 }
             }

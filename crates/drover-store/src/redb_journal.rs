@@ -3,8 +3,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
-use drover_core::journal::{CapacitySeen, Journal};
 use drover_core::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
+use drover_core::journal::{CapacitySeen, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -99,7 +99,6 @@ impl RedbJournal {
         }
         Ok(out)
     }
-
 }
 
 // A journal without a size cliff: the index of run starts and the active pointer.

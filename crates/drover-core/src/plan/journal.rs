@@ -40,7 +40,11 @@ fn read_keep(r: &mut Reader<'_>, journal: &Mapping<'_>, node: &Node) -> Option<K
     let last = m.get("last").map(|n| r.count(n, &m.field("last"), 1));
     let days = m.get("days").map(|n| r.count(n, &m.field("days"), 1));
     if last.is_none() && days.is_none() {
-        r.error(at, "journal.keep", "keeps nothing it names; add last: <runs> and/or days: <days>, e.g. { last: 1000, days: 400 }");
+        r.error(
+            at,
+            "journal.keep",
+            "keeps nothing it names; add last: <runs> and/or days: <days>, e.g. { last: 1000, days: 400 }",
+        );
         return None;
     }
     let (last, days) = (unwrap_read(last)?, unwrap_read(days)?);
