@@ -402,6 +402,8 @@ const SWEEP_PAGE: usize = 500;
 const DELETES_PER_TXN: usize = 50;
 /// Runs whose records one transaction reads for a page: well under 4 MiB of answer.
 const RUNS_PER_READ: usize = 50;
+/// Index entries written per transaction while an old journal is indexed.
+const PUTS_PER_TXN: usize = 100;
 /// Records read per request while an old journal is indexed.
 const INDEX_PAGE: usize = 200;
 
@@ -495,6 +497,7 @@ impl EtcdJournal {
             let end = self.key("runs0");
             let mut from = runs.clone();
             let mut current: Option<(String, Vec<Entry>)> = None;
+            let mut puts = Vec::new();
             loop {
                 let range = GetOptions::new().with_range(end.as_str()).with_limit(INDEX_PAGE as i64);
                 let kvs = self.get(&from, range, "index the journal").await?;
@@ -506,7 +509,7 @@ impl EtcdJournal {
                         Some((id, entries)) if *id == run => entries.push(entry),
                         _ => {
                             if let Some((_, entries)) = current.replace((run, vec![entry])) {
-                                self.index_run(&entries).await?;
+                                self.index_run(&entries, &mut puts).await?;
                             }
                         }
                     }
@@ -519,20 +522,23 @@ impl EtcdJournal {
                 }
             }
             if let Some((_, entries)) = current {
-                self.index_run(&entries).await?;
+                self.index_run(&entries, &mut puts).await?;
             }
-            self.commit(Vec::new(), vec![TxnOp::put(marker.as_str(), "1", None)], None).await?;
+            puts.push(TxnOp::put(marker.as_str(), "1", None));
+            self.commit(Vec::new(), puts, None).await?;
         }
         self.indexed.store(true, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Indexes one run of an old journal; points the active slot at it if it is active
-    /// and the slot is empty.
-    async fn index_run(&self, entries: &[Entry]) -> Result<(), StoreError> {
+    /// Indexes one run of an old journal into `puts` (written a transaction's worth at a
+    /// time); points the active slot at it if it is active and the slot is empty.
+    async fn index_run(&self, entries: &[Entry], puts: &mut Vec<TxnOp>) -> Result<(), StoreError> {
         let Some(summary) = RunSummary::fold(entries) else { return Ok(()) };
-        let start = self.put_start(entries[0].seq, &RunStart::of(&summary))?;
-        self.commit(Vec::new(), vec![start], None).await?;
+        puts.push(self.put_start(entries[0].seq, &RunStart::of(&summary))?);
+        if puts.len() >= PUTS_PER_TXN {
+            self.commit(Vec::new(), std::mem::take(puts), None).await?;
+        }
         if summary.state.is_active() {
             let active = self.key("active");
             let absent = Compare::version(active.as_str(), CompareOp::Equal, 0);
