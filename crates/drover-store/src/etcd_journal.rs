@@ -136,20 +136,7 @@ impl EtcdJournal {
         })
         .await
         .map_err(|e| self.etcd("read the journal", e))?;
-        response
-            .kvs()
-            .iter()
-            .map(|kv| {
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let entry: Entry = serde_json::from_slice(kv.value()).map_err(|e| {
-                    StoreError::io_from(
-                        format!("etcd {}: read the journal: unreadable entry {key}: {e}", self.endpoints),
-                        e,
-                    )
-                })?;
-                Ok((key, entry))
-            })
-            .collect()
+        response.kvs().iter().map(|kv| Ok((String::from_utf8_lossy(kv.key()).into_owned(), self.decode(kv)?))).collect()
     }
 
     /// The compare that a key still has the revision it was read at.
