@@ -23,6 +23,8 @@ pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 500;
 /// The most ended runs one `prune` removes: the rest wait for the next run's end or round.
 pub const PRUNE_BATCH: usize = 200;
+/// The runs a search for the newest run of some sort reads first (`newest_of`).
+const FIRST_LOOK: usize = 5;
 /// How far back a search for the newest run of some sort looks (`newest_where`).
 pub const SEARCH_DEPTH: usize = 1_000;
 
@@ -157,7 +159,8 @@ pub async fn newest_of(
     wanted: &[&(dyn Fn(&RunSummary) -> bool + Send + Sync)],
 ) -> Result<Vec<Option<RunSummary>>, StoreError> {
     let mut found: Vec<Option<RunSummary>> = vec![None; wanted.len()];
-    let mut request = PageRequest::first(DEFAULT_PAGE);
+    // What is wanted is nearly always among the newest few: look there first.
+    let mut request = PageRequest::first(FIRST_LOOK);
     let mut looked = 0;
     loop {
         let page = journal.page(&request).await?;

@@ -123,6 +123,8 @@ async fn time(target: &[String], reps: u64) {
     // The first call indexes a journal from before the run index (redb: when opened).
     journal.active().await.expect("active");
     println!("first-open\t{}", ms(t));
+    // Closed before the reps: one open journal at a time, as in drover.
+    drop(journal);
     let mut lines: Vec<(&str, Vec<String>)> =
         ["open", "active", "page", "begin", "autopilot-round"].iter().map(|n| (*n, Vec::new())).collect();
     for rep in 0..reps {
