@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::StoreError;
+use crate::history::{Keep, PageRequest, Pruned, RunsPage};
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
 use crate::world::{Capacity, Units, WHOLE};
 
@@ -52,9 +53,6 @@ pub trait Journal: Send + Sync {
     /// A run's records, oldest first.
     async fn entries(&self, run: &RunId) -> Result<Vec<Entry>, StoreError>;
 
-    /// Every run, newest first.
-    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError>;
-
     /// The current epoch (0 before any promotion).
     async fn epoch(&self) -> Result<Epoch, StoreError>;
 
@@ -83,14 +81,29 @@ pub trait Journal: Send + Sync {
     /// Lets go of `claim` on `run`; a claim that is no longer there (or another's) is left.
     async fn release_run(&self, run: &RunId, claim: &DriverClaim) -> Result<(), StoreError>;
 
-    /// The active run, if any.
-    async fn active(&self) -> Result<Option<RunSummary>, StoreError> {
-        Ok(self.runs().await?.into_iter().find(|r| r.state.is_active()))
-    }
-
     async fn summary(&self, run: &RunId) -> Result<RunSummary, StoreError> {
         let entries = self.entries(run).await?;
         RunSummary::fold(&entries).ok_or_else(|| StoreError::UnknownRun(run.0.clone()))
+    }
+
+    // A journal without a size cliff (see `crate::history`): no call below reads every run.
+
+    /// One page of runs, newest first (in the order they began).
+    async fn page(&self, request: &PageRequest) -> Result<RunsPage, StoreError>;
+
+    /// The active run (running, paused or awaiting approval), found by its own key.
+    async fn active(&self) -> Result<Option<RunSummary>, StoreError>;
+
+    /// Removes at most one batch of the ended runs `keep` does not keep, oldest due first
+    /// judged newest first (`history::Sweep`); `now_ms` comes from the caller's clock.
+    async fn prune(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError>;
+
+    /// Every run, newest first, page by page: for tests and small journals only.
+    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError>
+    where
+        Self: Sized,
+    {
+        crate::history::every_run(self).await
     }
 }
 

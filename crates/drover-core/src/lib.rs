@@ -12,6 +12,7 @@ pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod history;
 pub mod join;
 pub mod journal;
 pub mod notify;

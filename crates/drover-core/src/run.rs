@@ -157,21 +157,6 @@ pub enum Record {
     },
 }
 
-/// Every run's summary from `(run id, entry)` pairs in store order (a run's
-/// entries together, oldest first), newest run first: how a store lists runs.
-pub fn fold_runs(entries: impl IntoIterator<Item = (String, Entry)>) -> Vec<RunSummary> {
-    let mut runs: Vec<(String, Vec<Entry>)> = Vec::new();
-    for (run, entry) in entries {
-        match runs.last_mut() {
-            Some((id, group)) if *id == run => group.push(entry),
-            _ => runs.push((run, vec![entry])),
-        }
-    }
-    let mut summaries: Vec<RunSummary> = runs.iter().filter_map(|(_, e)| RunSummary::fold(e)).collect();
-    summaries.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.header.id.cmp(&a.header.id)));
-    summaries
-}
-
 /// What every journal checks before appending `record` to a run: the run exists, has
 /// not ended, and `record` may follow its entries (see [`RunSummary::refuses`]), so a late
 /// writer (a stale process, an abort racing a step) cannot add steps to a run a person

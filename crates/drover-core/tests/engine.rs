@@ -682,3 +682,49 @@ async fn a_fenced_primary_at_the_newest_epoch_is_not_stale() {
     let next = plan_run(&plan, RunKind::Failover, "west", &observed, "again").unwrap();
     assert_eq!((next.from.as_str(), next.to.as_str(), next.epoch, next.accepted_loss), ("east", "west", 2, None));
 }
+
+#[tokio::test]
+async fn pages_list_every_run_once_newest_first_in_memory() {
+    drover_core::testing::scenarios::pages_list_every_run_once_newest_first(&MemoryJournal::default()).await;
+}
+
+#[tokio::test]
+async fn retention_trims_to_keep_in_memory() {
+    drover_core::testing::scenarios::retention_trims_to_keep(&MemoryJournal::default()).await;
+}
+
+/// A long history past `journal.keep` goes a batch at a time, and says when more is due.
+#[tokio::test]
+async fn retention_removes_a_bounded_batch_and_says_more_is_due() {
+    use drover_core::history::{Keep, PRUNE_BATCH, every_run};
+    let journal = MemoryJournal::default();
+    let total = PRUNE_BATCH + 40;
+    drover_core::testing::scenarios::ended_runs(&journal, total).await;
+    let keep = Keep { last: Some(10), days: None };
+    let now = drover_core::engine::now_ms();
+    let first = journal.prune(&keep, now).await.unwrap();
+    assert_eq!((first.removed.len(), first.more), (PRUNE_BATCH, true));
+    let second = journal.prune(&keep, now).await.unwrap();
+    // Ten newest, and the oldest (the only switchover) stay.
+    assert_eq!((second.removed.len(), second.more), (total - PRUNE_BATCH - 11, false));
+    assert_eq!(every_run(&journal).await.unwrap().len(), 11);
+}
+
+/// A run that ends trims the journal to the plan's `journal.keep`, through the clock.
+#[tokio::test]
+async fn a_run_that_ends_trims_the_journal_to_keep() {
+    use drover_core::history::{Keep, every_run};
+    let mut plan = two_region_plan();
+    plan.journal.keep = Some(Keep { last: Some(3), days: None });
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    drover_core::testing::scenarios::ended_runs(&journal, 6).await;
+    let observed = observe(&plan, &journal, &world).await;
+    let header = drover_core::engine::plan_run(&plan, RunKind::Failover, "west", &observed, "test").unwrap();
+    let summary = engine(&plan, &journal, &world).start(&header).await.unwrap();
+    assert_eq!(summary.state, RunState::Completed);
+    let left: Vec<String> = every_run(&journal).await.unwrap().into_iter().map(|r| r.header.id.0).collect();
+    // The run just ended, the two before it, and the switchover (the last of its kind).
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert_eq!(left[0], header.id.0);
+}

@@ -7,18 +7,24 @@
 //! can write nothing.
 //!
 //! Keys under the prefix: `seq` (last entry number), `epoch`, `active` (the run
-//! id holding the active slot), `runs/<run>/<seq, 20 digits>` (one entry each), and
+//! id holding the active slot), `runs/<run>/<seq, 20 digits>` (one entry each),
+//! `starts/<u64::MAX - seq of the Started entry, 20 digits>` (the run's `RunStart`: the
+//! index pages and retention walk, newest first in plain key order, because etcd reads a
+//! whole range before it sorts one), `indexed` (set once every run has its start), and
 //! `drivers/<run>` (who drives the run, on a lease: the leader's with a `Fence`, else one
 //! this process keeps alive while it drives; the claim dies with it).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
+use drover_core::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
 use drover_core::journal::{CapacitySeen, DriverClaim, Journal};
-use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
+use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 
 use crate::access::{ELECTION_PATIENCE, EtcdAccess, EtcdClient, patiently, transient};
 use crate::drivers::{self, Holder};
@@ -48,6 +54,8 @@ pub struct EtcdJournal {
     fence: Option<Fence>,
     /// Claim token -> the lease this process keeps alive for it (no fence), and its keeper.
     kept: std::sync::Arc<std::sync::Mutex<KeptLeases>>,
+    /// This process found (or made) the index of run starts: no need to look again.
+    indexed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for EtcdJournal {
@@ -87,6 +95,7 @@ impl EtcdJournal {
             endpoints,
             fence: None,
             kept: Default::default(),
+            indexed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -141,20 +150,7 @@ impl EtcdJournal {
         })
         .await
         .map_err(|e| self.etcd("read the journal", e))?;
-        response
-            .kvs()
-            .iter()
-            .map(|kv| {
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                let entry: Entry = serde_json::from_slice(kv.value()).map_err(|e| {
-                    StoreError::io_from(
-                        format!("etcd {}: read the journal: unreadable entry {key}: {e}", self.endpoints),
-                        e,
-                    )
-                })?;
-                Ok((key, entry))
-            })
-            .collect()
+        response.kvs().iter().map(|kv| Ok((String::from_utf8_lossy(kv.key()).into_owned(), self.decode(kv)?))).collect()
     }
 
     /// The compare that a key still has the revision it was read at.
@@ -273,6 +269,7 @@ impl Journal for EtcdJournal {
     async fn begin(&self, header: &RunHeader) -> Result<Entry, StoreError> {
         let (seq_key, active_key) = (self.key("seq"), self.key("active"));
         let record = Record::Started { header: header.clone() };
+        self.ensure_indexed().await?;
         for _ in 0..CONFLICT_RETRIES {
             let seq = self.read(&seq_key).await?;
             let active = self.read(&active_key).await?;
@@ -284,6 +281,8 @@ impl Journal for EtcdJournal {
             }
             let NextEntry { entry, mut ops, key, json } = self.next_entry(&header.id, &record, &seq)?;
             ops.push(TxnOp::put(active_key.as_str(), header.id.0.as_str(), None));
+            let start = RunStart { id: header.id.clone(), kind: header.kind, started_ms: entry.at_ms };
+            ops.push(self.put_start(entry.seq, &start)?);
             // The slot is taken in the same transaction as the Started entry.
             let compares = vec![Self::unchanged(&seq_key, &seq), Self::unchanged(&active_key, &active)];
             if self.commit(compares, ops, Some((&key, &json))).await? {
@@ -323,16 +322,6 @@ impl Journal for EtcdJournal {
             return Err(StoreError::UnknownRun(run.0.clone()));
         }
         Ok(entries)
-    }
-
-    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError> {
-        let runs = format!("{}/runs/", self.prefix);
-        let all = self.entries_under(&runs).await?;
-        // Keys are `<prefix>/runs/<run>/<seq>`: the run id is the part after the prefix.
-        Ok(fold_runs(
-            all.into_iter()
-                .map(|(key, entry)| (key[runs.len()..].split('/').next().unwrap_or_default().to_string(), entry)),
-        ))
     }
 
     async fn epoch(&self) -> Result<Epoch, StoreError> {
@@ -447,5 +436,222 @@ impl Journal for EtcdJournal {
         };
         self.drop_driver_lease(&claim.token).await;
         deleted
+    }
+
+    async fn page(&self, request: &PageRequest) -> Result<RunsPage, StoreError> {
+        self.ensure_indexed().await?;
+        let from = match &request.before {
+            // Keys after the cursor's own start key are the runs that began before it.
+            Some(before) => format!("{}\0", self.start_key(self.start_seq(before).await?)),
+            None => self.key("starts/"),
+        };
+        let mut starts = self.starts_from(&from, request.limit + 1).await?;
+        let next = (starts.len() > request.limit).then(|| {
+            starts.truncate(request.limit);
+            starts[request.limit - 1].1.id.clone()
+        });
+        let ids: Vec<RunId> = starts.into_iter().map(|(_, s)| s.id).collect();
+        Ok(RunsPage { runs: self.summaries(&ids).await?, next })
+    }
+
+    async fn active(&self) -> Result<Option<RunSummary>, StoreError> {
+        self.ensure_indexed().await?;
+        let Some(run) = self.read(&self.key("active")).await?.value else { return Ok(None) };
+        // A slot left by a run that has ended (its last write did not clear it) is free.
+        Ok(RunSummary::fold(&self.run_entries(&RunId(run)).await?).filter(|s| s.state.is_active()))
+    }
+
+    async fn prune(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError> {
+        self.ensure_indexed().await?;
+        let active = self.active().await?.map(|s| s.header.id);
+        let mut sweep = Sweep::new(keep, now_ms, active);
+        let mut doomed_keys = Vec::new();
+        let mut from = self.key("starts/");
+        'walk: loop {
+            let page = self.starts_from(&from, SWEEP_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            from = format!("{last}\0");
+            let full = page.len() < SWEEP_PAGE;
+            for (key, start) in page {
+                let before = sweep.doomed.len();
+                if !sweep.consider(&start) {
+                    break 'walk;
+                }
+                if sweep.doomed.len() > before {
+                    doomed_keys.push(key);
+                }
+            }
+            if full {
+                break;
+            }
+        }
+        let pruned = sweep.finish();
+        // A run's records and its start go together; a few runs to a transaction keep each
+        // under etcd's limit on operations per transaction (128 by default).
+        let doomed: Vec<(&RunId, &String)> = pruned.removed.iter().zip(&doomed_keys).collect();
+        for batch in doomed.chunks(DELETES_PER_TXN) {
+            let mut ops = Vec::new();
+            for (run, start_key) in batch {
+                ops.push(TxnOp::delete(self.run_prefix(run), Some(DeleteOptions::new().with_prefix())));
+                ops.push(TxnOp::delete(start_key.as_str(), None));
+            }
+            if !self.commit(Vec::new(), ops, None).await? {
+                return Err(self.err("prune", "the transaction was refused"));
+            }
+        }
+        Ok(pruned)
+    }
+}
+
+/// How many index entries one request of a retention sweep reads (about 100 bytes each).
+const SWEEP_PAGE: usize = 500;
+/// Runs deleted per transaction: two operations each.
+const DELETES_PER_TXN: usize = 50;
+/// Runs whose records one transaction reads for a page: well under 4 MiB of answer.
+const RUNS_PER_READ: usize = 50;
+/// Index entries written per transaction while an old journal is indexed.
+const PUTS_PER_TXN: usize = 100;
+/// Records read per request while an old journal is indexed.
+const INDEX_PAGE: usize = 200;
+
+// A journal without a size cliff: the index of run starts, read a bounded range at a time.
+impl EtcdJournal {
+    fn start_key(&self, seq: u64) -> String {
+        self.key(&format!("starts/{:020}", u64::MAX - seq))
+    }
+
+    fn put_start(&self, seq: u64, start: &RunStart) -> Result<TxnOp, StoreError> {
+        let json = serde_json::to_string(start).map_err(|e| self.err_from("encode", e))?;
+        Ok(TxnOp::put(self.start_key(seq), json, None))
+    }
+
+    async fn get(&self, key: &str, options: GetOptions, what: &str) -> Result<Vec<KeyValue>, StoreError> {
+        let mut response = patiently(|| {
+            let (client, options) = (&self.client, options.clone());
+            async move { client.get(key, Some(options)).await }
+        })
+        .await
+        .map_err(|e| self.etcd(what, e))?;
+        Ok(response.take_kvs())
+    }
+
+    /// The sequence `run` began at: its first record's key, read alone and without its value.
+    async fn start_seq(&self, run: &RunId) -> Result<u64, StoreError> {
+        let prefix = self.run_prefix(run);
+        let range = GetOptions::new().with_prefix().with_limit(1).with_keys_only();
+        let first = self.get(&prefix, range, "read the journal").await?;
+        let key = first.first().ok_or_else(|| StoreError::UnknownRun(run.0.clone()))?;
+        let key = String::from_utf8_lossy(key.key()).into_owned();
+        key[prefix.len()..].parse().map_err(|_| self.err("read the journal", format!("unreadable entry key {key}")))
+    }
+
+    /// At most `limit` run starts from key `from` on (newest first), with their keys.
+    async fn starts_from(&self, from: &str, limit: usize) -> Result<Vec<(String, RunStart)>, StoreError> {
+        let end = self.key("starts0"); // '0' follows '/': the end of the `starts/` range
+        let range = GetOptions::new().with_range(end).with_limit(limit as i64);
+        let kvs = self.get(from, range, "read the run index").await?;
+        kvs.iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let start = serde_json::from_slice(kv.value())
+                    .map_err(|e| self.err_from(&format!("unreadable run index entry {key}"), e))?;
+                Ok((key, start))
+            })
+            .collect()
+    }
+
+    /// The summaries of `runs`, in that order, read a few runs to a transaction.
+    async fn summaries(&self, runs: &[RunId]) -> Result<Vec<RunSummary>, StoreError> {
+        let mut out = Vec::new();
+        for batch in runs.chunks(RUNS_PER_READ) {
+            let ops: Vec<TxnOp> = batch
+                .iter()
+                .map(|run| TxnOp::get(self.run_prefix(run), Some(GetOptions::new().with_prefix())))
+                .collect();
+            let txn = Txn::new().and_then(ops);
+            let response = patiently(|| {
+                let (client, txn) = (&self.client, txn.clone());
+                async move { client.txn(txn).await }
+            })
+            .await
+            .map_err(|e| self.etcd("read the journal", e))?;
+            for answer in response.op_responses() {
+                let TxnOpResponse::Get(got) = answer else { continue };
+                let entries = got.kvs().iter().map(|kv| self.decode(kv)).collect::<Result<Vec<_>, _>>()?;
+                out.extend(RunSummary::fold(&entries));
+            }
+        }
+        Ok(out)
+    }
+
+    fn decode(&self, kv: &KeyValue) -> Result<Entry, StoreError> {
+        serde_json::from_slice(kv.value()).map_err(|e| {
+            let key = String::from_utf8_lossy(kv.key());
+            StoreError::io_from(format!("etcd {}: read the journal: unreadable entry {key}: {e}", self.endpoints), e)
+        })
+    }
+
+    /// A journal written before the index (no `indexed` key): every run gets its start
+    /// and an active run without the pointer gets it, reading the records a bounded page
+    /// at a time. Once per journal; a second process doing it at once writes the same.
+    async fn ensure_indexed(&self) -> Result<(), StoreError> {
+        if self.indexed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let marker = self.key("indexed");
+        if self.read(&marker).await?.value.is_none() {
+            let runs = self.key("runs/");
+            let end = self.key("runs0");
+            let mut from = runs.clone();
+            let mut current: Option<(String, Vec<Entry>)> = None;
+            let mut puts = Vec::new();
+            loop {
+                let range = GetOptions::new().with_range(end.as_str()).with_limit(INDEX_PAGE as i64);
+                let kvs = self.get(&from, range, "index the journal").await?;
+                for kv in &kvs {
+                    let key = String::from_utf8_lossy(kv.key()).into_owned();
+                    let run = key[runs.len()..].split('/').next().unwrap_or_default().to_string();
+                    let entry = self.decode(kv)?;
+                    match &mut current {
+                        Some((id, entries)) if *id == run => entries.push(entry),
+                        _ => {
+                            if let Some((_, entries)) = current.replace((run, vec![entry])) {
+                                self.index_run(&entries, &mut puts).await?;
+                            }
+                        }
+                    }
+                }
+                match kvs.last() {
+                    Some(last) if kvs.len() == INDEX_PAGE => {
+                        from = format!("{}\0", String::from_utf8_lossy(last.key()))
+                    }
+                    _ => break,
+                }
+            }
+            if let Some((_, entries)) = current {
+                self.index_run(&entries, &mut puts).await?;
+            }
+            puts.push(TxnOp::put(marker.as_str(), "1", None));
+            self.commit(Vec::new(), puts, None).await?;
+        }
+        self.indexed.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Indexes one run of an old journal into `puts` (written a transaction's worth at a
+    /// time); points the active slot at it if it is active and the slot is empty.
+    async fn index_run(&self, entries: &[Entry], puts: &mut Vec<TxnOp>) -> Result<(), StoreError> {
+        let Some(summary) = RunSummary::fold(entries) else { return Ok(()) };
+        puts.push(self.put_start(entries[0].seq, &RunStart::of(&summary))?);
+        if puts.len() >= PUTS_PER_TXN {
+            self.commit(Vec::new(), std::mem::take(puts), None).await?;
+        }
+        if summary.state.is_active() {
+            let active = self.key("active");
+            let absent = Compare::version(active.as_str(), CompareOp::Equal, 0);
+            self.commit(vec![absent], vec![TxnOp::put(active.as_str(), summary.header.id.0.as_str(), None)], None)
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -4,8 +4,9 @@ use crate::drivers::{self, Holder};
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
+use drover_core::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
 use drover_core::journal::{CapacitySeen, DriverClaim, Journal};
-use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable, fold_runs};
+use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// (run id, sequence) → one journal entry as JSON.
@@ -16,6 +17,13 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CAPACITY: TableDefinition<(&str, &str), &str> = TableDefinition::new("capacity");
 /// run id → who drives it (`drivers::Holder` as JSON).
 const DRIVERS: TableDefinition<&str, &str> = TableDefinition::new("drivers");
+/// The sequence of a run's `Started` entry → the run's `RunStart` as JSON: runs in the
+/// order they began, so a page or a retention sweep reads only the runs it needs.
+const STARTS: TableDefinition<u64, &str> = TableDefinition::new("starts");
+/// "active" → the id of the run holding the active slot (absent: none).
+const POINTERS: TableDefinition<&str, &str> = TableDefinition::new("pointers");
+/// The META key set once `STARTS` and `POINTERS` hold every run of the file.
+const INDEXED: &str = "indexed";
 
 /// The journal in one redb file (`journal.redb` under the state directory).
 /// Every append is its own durable transaction: an entry that was returned is on disk.
@@ -51,6 +59,7 @@ impl RedbJournal {
         tx.open_table(META).map_err(|e| journal.err(e))?;
         tx.open_table(CAPACITY).map_err(|e| journal.err(e))?;
         tx.open_table(DRIVERS).map_err(|e| journal.err(e))?;
+        journal.index_once(&tx)?;
         tx.commit().map_err(|e| journal.err(e))?;
         Ok(journal)
     }
@@ -94,18 +103,71 @@ impl RedbJournal {
         }
         Ok(out)
     }
+}
 
-    /// All runs folded from a table view, newest first.
-    fn fold_runs(
-        &self,
-        table: &impl ReadableTable<(&'static str, u64), &'static str>,
-    ) -> Result<Vec<RunSummary>, StoreError> {
-        let mut entries = Vec::new();
-        for item in table.iter().map_err(|e| self.err(e))? {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            entries.push((key.value().0.to_string(), self.decode(value.value())?));
+// A journal without a size cliff: the index of run starts and the active pointer.
+impl RedbJournal {
+    /// A file written before the index (no `indexed` mark): every run is indexed and the
+    /// active run pointed at, once, in the transaction that opens it.
+    fn index_once(&self, tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        if meta.get(INDEXED).map_err(|e| self.err(e))?.is_some() {
+            return Ok(());
         }
-        Ok(fold_runs(entries))
+        let mut runs: Vec<(String, Vec<Entry>)> = Vec::new();
+        for item in tx.open_table(ENTRIES).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            let (run, entry) = (key.value().0.to_string(), self.decode(value.value())?);
+            match runs.last_mut() {
+                Some((id, group)) if *id == run => group.push(entry),
+                _ => runs.push((run, vec![entry])),
+            }
+        }
+        let mut starts = tx.open_table(STARTS).map_err(|e| self.err(e))?;
+        let mut pointers = tx.open_table(POINTERS).map_err(|e| self.err(e))?;
+        for (_, entries) in &runs {
+            let Some(summary) = RunSummary::fold(entries) else { continue };
+            starts.insert(entries[0].seq, self.encode_start(&summary)?.as_str()).map_err(|e| self.err(e))?;
+            if summary.state.is_active() {
+                pointers.insert("active", summary.header.id.0.as_str()).map_err(|e| self.err(e))?;
+            }
+        }
+        meta.insert(INDEXED, 1).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn encode_start(&self, summary: &RunSummary) -> Result<String, StoreError> {
+        serde_json::to_string(&RunStart::of(summary)).map_err(|e| self.err(e))
+    }
+
+    fn decode_start(&self, json: &str) -> Result<RunStart, StoreError> {
+        serde_json::from_str(json).map_err(|e| io(&self.path, format!("unreadable run index entry: {e}"), e))
+    }
+
+    /// The run the active pointer names, if it is still active (a run ended by a writer
+    /// that did not clear the pointer frees the slot).
+    fn active_in(
+        &self,
+        pointers: &impl ReadableTable<&'static str, &'static str>,
+        entries: &impl ReadableTable<(&'static str, u64), &'static str>,
+    ) -> Result<Option<RunSummary>, StoreError> {
+        let Some(id) = pointers.get("active").map_err(|e| self.err(e))?.map(|v| RunId(v.value().to_string())) else {
+            return Ok(None);
+        };
+        Ok(RunSummary::fold(&self.run_entries(entries, &id)?).filter(|s| s.state.is_active()))
+    }
+
+    /// The sequence a run began at: its first entry's.
+    fn start_seq(
+        &self,
+        entries: &impl ReadableTable<(&'static str, u64), &'static str>,
+        run: &RunId,
+    ) -> Result<u64, StoreError> {
+        let mut range = entries.range((run.0.as_str(), 0)..=(run.0.as_str(), u64::MAX)).map_err(|e| self.err(e))?;
+        match range.next() {
+            Some(item) => Ok(item.map_err(|e| self.err(e))?.0.value().1),
+            None => Err(StoreError::UnknownRun(run.0.clone())),
+        }
     }
 }
 
@@ -116,11 +178,20 @@ impl Journal for RedbJournal {
         // The active-run check and the write share one transaction: two starts cannot both win.
         {
             let table = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
-            if let Some(active) = self.fold_runs(&table)?.into_iter().find(|r| r.state.is_active()) {
+            let pointers = tx.open_table(POINTERS).map_err(|e| self.err(e))?;
+            if let Some(active) = self.active_in(&pointers, &table)? {
                 return Err(StoreError::ActiveRun { active: active.header.id.0 });
             }
         }
         let entry = self.append_in(&tx, &header.id, Record::Started { header: header.clone() })?;
+        // The index entry and the active pointer land with the Started entry, or not at all.
+        let start = RunStart { id: header.id.clone(), kind: header.kind, started_ms: entry.at_ms };
+        let json = serde_json::to_string(&start).map_err(|e| self.err(e))?;
+        tx.open_table(STARTS).map_err(|e| self.err(e))?.insert(entry.seq, json.as_str()).map_err(|e| self.err(e))?;
+        tx.open_table(POINTERS)
+            .map_err(|e| self.err(e))?
+            .insert("active", header.id.0.as_str())
+            .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(entry)
     }
@@ -131,6 +202,14 @@ impl Journal for RedbJournal {
         {
             let table = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
             check_appendable(run, &self.run_entries(&table, run)?, &record)?;
+        }
+        if matches!(record, Record::Completed | Record::Aborted { .. }) {
+            // Ending the run frees the active slot, in the same transaction.
+            let mut pointers = tx.open_table(POINTERS).map_err(|e| self.err(e))?;
+            let mine = pointers.get("active").map_err(|e| self.err(e))?.is_some_and(|v| v.value() == run.0);
+            if mine {
+                pointers.remove("active").map_err(|e| self.err(e))?;
+            }
         }
         let entry = self.append_in(&tx, run, record)?;
         tx.commit().map_err(|e| self.err(e))?;
@@ -145,12 +224,6 @@ impl Journal for RedbJournal {
             return Err(StoreError::UnknownRun(run.0.clone()));
         }
         Ok(out)
-    }
-
-    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
-        self.fold_runs(&table)
     }
 
     async fn epoch(&self) -> Result<Epoch, StoreError> {
@@ -190,6 +263,74 @@ impl Journal for RedbJournal {
         serde_json::from_str(json.value())
             .map(Some)
             .map_err(|e| io(&self.path, format!("unreadable capacity note: {e}"), e))
+    }
+
+    async fn page(&self, request: &PageRequest) -> Result<RunsPage, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        let starts = tx.open_table(STARTS).map_err(|e| self.err(e))?;
+        let below = match &request.before {
+            Some(before) => self.start_seq(&entries, before)?,
+            None => u64::MAX,
+        };
+        let mut runs = Vec::new();
+        let mut next = None;
+        for item in starts.range(..below).map_err(|e| self.err(e))?.rev() {
+            let (_, value) = item.map_err(|e| self.err(e))?;
+            let start = self.decode_start(value.value())?;
+            if runs.len() == request.limit {
+                next = runs.last().map(|r: &RunSummary| r.header.id.clone());
+                break;
+            }
+            runs.extend(RunSummary::fold(&self.run_entries(&entries, &start.id)?));
+        }
+        Ok(RunsPage { runs, next })
+    }
+
+    async fn active(&self) -> Result<Option<RunSummary>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
+        let pointers = tx.open_table(POINTERS).map_err(|e| self.err(e))?;
+        self.active_in(&pointers, &entries)
+    }
+
+    async fn prune(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError> {
+        // One write transaction: nothing begins or ends between the judgement and the removal.
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut doomed_seqs = Vec::new();
+        let pruned = {
+            let entries = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
+            let pointers = tx.open_table(POINTERS).map_err(|e| self.err(e))?;
+            let active = self.active_in(&pointers, &entries)?.map(|s| s.header.id);
+            let starts = tx.open_table(STARTS).map_err(|e| self.err(e))?;
+            let mut sweep = Sweep::new(keep, now_ms, active);
+            for item in starts.iter().map_err(|e| self.err(e))?.rev() {
+                let (seq, value) = item.map_err(|e| self.err(e))?;
+                let start = self.decode_start(value.value())?;
+                let before = sweep.doomed.len();
+                if !sweep.consider(&start) {
+                    break;
+                }
+                if sweep.doomed.len() > before {
+                    doomed_seqs.push(seq.value());
+                }
+            }
+            sweep.finish()
+        };
+        if pruned.removed.is_empty() {
+            return Ok(pruned);
+        }
+        {
+            let mut entries = tx.open_table(ENTRIES).map_err(|e| self.err(e))?;
+            let mut starts = tx.open_table(STARTS).map_err(|e| self.err(e))?;
+            for (run, seq) in pruned.removed.iter().zip(&doomed_seqs) {
+                let id = run.0.as_str();
+                entries.retain_in((id, 0)..=(id, u64::MAX), |_, _| false).map_err(|e| self.err(e))?;
+                starts.remove(*seq).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(pruned)
     }
 
     async fn claim_run(&self, run: &RunId, who: &str) -> Result<DriverClaim, StoreError> {

@@ -14,11 +14,12 @@ use drover_core::StoreError;
 use drover_core::journal::Journal;
 use drover_core::run::{Record, RunKind, RunState};
 use drover_core::secret::Secret;
-use drover_core::testing::FakeWorld;
 use drover_core::testing::scenarios::{
     an_ended_run_takes_no_more_records, an_illegal_record_order_is_refused, crash_after_every_record,
-    every_step_twice_is_once, observe, one_driver_per_run, two_region_plan,
+    every_step_twice_is_once, observe, one_driver_per_run, pages_list_every_run_once_newest_first,
+    retention_trims_to_keep, two_region_plan,
 };
+use drover_core::testing::{FakeWorld, MemoryJournal};
 use drover_store::{EtcdAccess, EtcdClient, EtcdJournal, EtcdTls, EtcdUser, Fence};
 
 /// One etcd member on free loopback ports, in a temp dir; killed on drop.
@@ -614,4 +615,78 @@ async fn one_driver_per_run_on_etcd_and_a_gone_drivers_claim_is_taken_over() {
     };
     a.release_run(&run, &claim).await.unwrap();
     assert!(client.get("/t/drivers/drivers/r-orphan", None).await.unwrap().kvs().is_empty(), "released");
+}
+
+#[tokio::test]
+async fn pages_and_retention_on_etcd() {
+    let etcd = Etcd::start().await;
+    let kv = etcd.client().await;
+    pages_list_every_run_once_newest_first(&EtcdJournal::with_client(kv.clone(), "/t/pages")).await;
+    retention_trims_to_keep(&EtcdJournal::with_client(kv, "/t/keep")).await;
+}
+
+/// Ended runs copied from one real run, written as a journal from before the run index
+/// (no `starts/`, no `indexed`): `count` runs whose abort reason is `pad` bytes long.
+/// Returns the bytes written.
+async fn seed_old_journal(kv: &mut etcd_client::KvClient, prefix: &str, count: u64, pad: usize) -> usize {
+    use drover_core::run::{Entry, RunHeader};
+    use etcd_client::{Txn, TxnOp};
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let scratch = MemoryJournal::default();
+    let observed = observe(&plan, &scratch, &world).await;
+    let header: RunHeader = drover_core::engine::plan_run(&plan, RunKind::Failover, "west", &observed, "seed").unwrap();
+    let mut bytes = 0;
+    let mut ops = Vec::new();
+    for i in 0..count {
+        let mut h = header.clone();
+        h.id = drover_core::RunId(format!("r{:013}-{i:04x}", 1_700_000_000_000 + i));
+        let (first, second) = (2 * i + 1, 2 * i + 2);
+        let at_ms = 1_700_000_000_000 + i;
+        let started = Entry { seq: first, at_ms, record: Record::Started { header: h.clone() } };
+        let aborted = Entry { seq: second, at_ms, record: Record::Aborted { reason: "x".repeat(pad), by: None } };
+        for entry in [started, aborted] {
+            let json = serde_json::to_string(&entry).unwrap();
+            bytes += json.len();
+            ops.push(TxnOp::put(format!("{prefix}/runs/{}/{:020}", h.id.0, entry.seq), json, None));
+        }
+        if ops.len() >= 100 || i + 1 == count {
+            kv.txn(Txn::new().and_then(std::mem::take(&mut ops))).await.unwrap();
+        }
+    }
+    kv.put(format!("{prefix}/seq"), (2 * count).to_string(), None).await.unwrap();
+    bytes
+}
+
+/// The cliff of issue 16: a journal holding well over the 4 MiB an etcd answer may carry.
+/// Reading its runs in one request fails; the journal still finds the (absent) active
+/// run, lists a page, and begins a run, which then heads the first page.
+#[tokio::test]
+async fn a_journal_past_four_mib_still_answers_active_a_page_and_begin() {
+    use drover_core::history::PageRequest;
+    let etcd = Etcd::start().await;
+    let mut kv = etcd.kv().await;
+    let written = seed_old_journal(&mut kv, "/t/big", 3_000, 2_000).await;
+    assert!(written > 6 << 20, "seeded only {written} bytes");
+    let whole = kv.get("/t/big/runs/", Some(etcd_client::GetOptions::new().with_prefix())).await;
+    assert!(whole.is_err(), "one read of every run fit in one answer: the test seeded too little");
+
+    let journal = EtcdJournal::with_client(etcd.client().await, "/t/big");
+    assert_eq!(journal.active().await.unwrap(), None);
+    let page = journal.page(&PageRequest::first(50)).await.unwrap();
+    assert_eq!(page.runs.len(), 50);
+    assert_eq!(page.runs[0].header.id.0, format!("r{:013}-{:04x}", 1_700_000_000_000u64 + 2_999, 2_999));
+    let next = journal.page(&PageRequest::after(50, page.next.clone())).await.unwrap();
+    assert_eq!(next.runs[0].header.id.0, format!("r{:013}-{:04x}", 1_700_000_000_000u64 + 2_949, 2_949));
+
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let observed = observe(&plan, &journal, &world).await;
+    let header = drover_core::engine::plan_run(&plan, RunKind::Failover, "west", &observed, "test").unwrap();
+    journal.begin(&header).await.unwrap();
+    assert_eq!(journal.active().await.unwrap().map(|r| r.header.id), Some(header.id.clone()));
+    assert_eq!(journal.page(&PageRequest::first(1)).await.unwrap().runs[0].header.id, header.id);
+    let mut second = header.clone();
+    second.id = drover_core::RunId("r-second".into());
+    assert!(matches!(journal.begin(&second).await, Err(StoreError::ActiveRun { .. })));
 }

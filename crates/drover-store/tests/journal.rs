@@ -9,7 +9,8 @@ use drover_core::run::{Record, RunKind, RunState};
 use drover_core::testing::FakeWorld;
 use drover_core::testing::scenarios::{
     an_ended_run_takes_no_more_records, an_illegal_record_order_is_refused, crash_after_every_record,
-    every_step_twice_is_once, observe, one_driver_per_run, two_region_plan,
+    every_step_twice_is_once, observe, one_driver_per_run, pages_list_every_run_once_newest_first,
+    retention_trims_to_keep, two_region_plan,
 };
 use drover_store::RedbJournal;
 
@@ -114,4 +115,47 @@ async fn one_driver_per_run_on_redb() {
     let a = RedbJournal::open(dir.path()).unwrap();
     let b = RedbJournal::open(dir.path()).unwrap();
     one_driver_per_run(&a, &b).await;
+}
+
+#[tokio::test]
+async fn pages_and_retention_on_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    pages_list_every_run_once_newest_first(&RedbJournal::open(&dir.path().join("pages")).unwrap()).await;
+    retention_trims_to_keep(&RedbJournal::open(&dir.path().join("keep")).unwrap()).await;
+}
+
+/// A journal file written before the run index: opening it indexes every run and points
+/// at the active one, so pages and the active-run rule work on it at once.
+#[tokio::test]
+async fn a_journal_from_before_the_run_index_is_indexed_when_opened() {
+    use drover_core::history::every_run;
+    use redb::{ReadableDatabase, TableDefinition};
+    let dir = tempfile::tempdir().unwrap();
+    let ids = {
+        let journal = RedbJournal::open(dir.path()).unwrap();
+        let ids = drover_core::testing::scenarios::ended_runs(&journal, 5).await;
+        let mut header = journal.summary(&ids[4]).await.unwrap().header;
+        header.id = drover_core::RunId("r-active".into());
+        journal.begin(&header).await.unwrap();
+        ids
+    };
+    {
+        // Back to the old layout: no index, no pointer, no mark.
+        let db = redb::Database::open(dir.path().join("journal.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.delete_table(TableDefinition::<u64, &str>::new("starts")).unwrap();
+        tx.delete_table(TableDefinition::<&str, &str>::new("pointers")).unwrap();
+        tx.open_table(TableDefinition::<&str, u64>::new("meta")).unwrap().remove("indexed").unwrap();
+        tx.commit().unwrap();
+        assert!(db.begin_read().unwrap().open_table(TableDefinition::<u64, &str>::new("starts")).is_err());
+    }
+    let journal = RedbJournal::open(dir.path()).unwrap();
+    let runs: Vec<String> = every_run(&journal).await.unwrap().into_iter().map(|r| r.header.id.0).collect();
+    let mut expected: Vec<String> = ids.iter().rev().map(|r| r.0.clone()).collect();
+    expected.insert(0, "r-active".into());
+    assert_eq!(runs, expected);
+    assert_eq!(journal.active().await.unwrap().map(|r| r.header.id.0), Some("r-active".into()));
+    let mut other = journal.summary(&ids[0]).await.unwrap().header;
+    other.id = drover_core::RunId("r-other".into());
+    assert!(matches!(journal.begin(&other).await, Err(StoreError::ActiveRun { .. })));
 }

@@ -377,3 +377,38 @@ fn plan_iam_grants_every_aws_operation_the_adapters_call() {
         .collect();
     assert!(missing.is_empty(), "drover calls these but `plan iam` never grants them: {missing:?}");
 }
+
+/// `drover runs` lists one page, newest first, and says how to see the next; `--before`
+/// pages on; a bad page size or an unknown cursor is bad input (exit 2).
+#[test]
+fn runs_lists_a_page_and_the_next_one_from_its_cursor() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let ids = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let journal = drover_store::RedbJournal::open(&dir.path().join(".drover")).unwrap();
+        drover_core::testing::scenarios::ended_runs(&journal, 5).await
+    });
+    let ran = run(drover().args(["runs", "--limit", "2", "--plan"]).arg(&plan));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "a header, two runs and the way on:\n{}", ran.stdout);
+    assert!(lines[1].starts_with(&ids[4].0) && lines[2].starts_with(&ids[3].0), "{}", ran.stdout);
+    assert_eq!(lines[3], format!("older runs: drover runs --before {}", ids[3]));
+
+    let ran = run(drover().args(["runs", "--limit", "2", "--before", &ids[3].0, "-o", "json", "--plan"]).arg(&plan));
+    let page: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let listed: Vec<&str> =
+        page["runs"].as_array().unwrap().iter().map(|r| r["header"]["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [ids[2].0.as_str(), ids[1].0.as_str()]);
+    assert_eq!(page["next"], ids[1].0.as_str());
+    let last = run(drover().args(["runs", "--before", &ids[1].0, "-o", "json", "--plan"]).arg(&plan));
+    let page: serde_json::Value = serde_json::from_str(&last.stdout).unwrap();
+    assert_eq!((page["runs"].as_array().unwrap().len(), &page["next"]), (1, &serde_json::Value::Null));
+
+    let zero = run(drover().args(["runs", "--limit", "0", "--plan"]).arg(&plan));
+    assert_eq!(zero.code, 2, "{}", zero.stderr);
+    assert!(zero.stderr.contains("'0' is not a page size; write a whole number from 1 to 500"), "{}", zero.stderr);
+    let unknown = run(drover().args(["runs", "--before", "r-nope", "--plan"]).arg(&plan));
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("no run with id r-nope"), "{}", unknown.stderr);
+}

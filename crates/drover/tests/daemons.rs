@@ -42,7 +42,8 @@ fn get(lab: &Lab, base: &str, path: &str) -> Option<reqwest::blocking::Response>
 }
 
 fn runs_on(lab: &Lab, base: &str) -> Vec<Value> {
-    get(lab, base, "/api/v1/runs").and_then(|r| r.json::<Vec<Value>>().ok()).unwrap_or_default()
+    let page = get(lab, base, "/api/v1/runs").and_then(|r| r.json::<Value>().ok());
+    page.and_then(|p| p["runs"].as_array().cloned()).unwrap_or_default()
 }
 
 fn lab_cmd(lab: &Lab, args: &[&str]) -> support::Ran {

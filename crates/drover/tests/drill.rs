@@ -129,7 +129,7 @@ fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
     assert_eq!((code, body.as_str()), (200, r#"{"seq":131313,"region":"west"}"#), "west takes writes");
     let healed = run(drover().args(["lab", "heal", "east", "--dir"]).arg(&dir));
     assert_eq!(healed.code, 0, "{}\n{}", healed.stdout, healed.stderr);
-    let runs_before = json(&with_plan(&["runs", "--output", "json"])).as_array().unwrap().len();
+    let runs_before = json(&with_plan(&["runs", "--output", "json"]))["runs"].as_array().unwrap().len();
     let lab_dns = || {
         let ran = run(drover().args(["lab", "status", "--output", "json", "--dir"]).arg(&dir));
         json(&ran)["dns"]["addresses"].clone()
@@ -151,7 +151,7 @@ fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
         );
         assert_eq!(lab_dns(), serde_json::json!(["10.200.0.12"]), "the lab's DNS answers west");
         let runs = json(&with_plan(&["runs", "--output", "json"]));
-        assert_eq!(runs.as_array().unwrap().len(), runs_before, "a refused move journaled a run: {runs:#}");
+        assert_eq!(runs["runs"].as_array().unwrap().len(), runs_before, "a refused move journaled a run: {runs:#}");
         let on_west = rt.block_on(drover_lab::probe::present_sequences(&west_dsn)).unwrap();
         assert!(on_west.contains(&131_313), "west lost the write it acknowledged");
     };

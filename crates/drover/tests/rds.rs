@@ -184,7 +184,7 @@ checks:
     assert_eq!(txt, vec!["\"1\"".to_string()]);
     let runs = drover_with(&moto, &["runs", "--plan", plan, "-o", "json"]);
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).unwrap();
-    assert_eq!(runs.as_array().map(Vec::len), Some(1), "the refusal journaled nothing: {runs}");
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "the refusal journaled nothing: {runs}");
 
     // Said explicitly, the loss is accepted: the move happens and the journal keeps why.
     let forced = drover_with(

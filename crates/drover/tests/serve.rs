@@ -142,7 +142,21 @@ fn changes_need_the_token_and_bad_requests_name_the_field() {
     assert_eq!(status, 409, "{body}");
     assert!(body["error"].as_str().unwrap().contains("region 'west' is unhealthy"), "{body}");
     let runs: Value = client().get(format!("{}/api/v1/runs", d.base)).send().unwrap().json().unwrap();
-    assert_eq!(runs, json!([]));
+    assert_eq!(runs, json!({"runs": [], "next": null}));
+    // One page at a time: a bad page size or parameter is a 400 naming it.
+    for (query, field, says) in [
+        ("limit=0", "limit", "'0' is not a page size; write a whole number from 1 to 500"),
+        ("limit=many", "limit", "'many' is not a page size"),
+        ("page=2", "page", "unknown query parameter 'page'; allowed: limit, before"),
+    ] {
+        let answer = client().get(format!("{}/api/v1/runs?{query}", d.base)).send().unwrap();
+        assert_eq!(answer.status(), 400, "{query}");
+        let body: Value = answer.json().unwrap();
+        assert_eq!(body["field"], field, "{body}");
+        assert!(body["error"].as_str().unwrap().contains(says), "{body}");
+    }
+    let unknown = client().get(format!("{}/api/v1/runs?limit=5&before=r1-nope", d.base)).send().unwrap();
+    assert_eq!(unknown.status(), 404);
 
     let (status, body) = post(&d, "/api/v1/runs/r1-nope/approve", Some(TOKEN), "");
     assert_eq!(status, 404, "{body}");
@@ -191,6 +205,7 @@ fn reads_regions_metrics_and_the_openapi_document() {
         r#"drover_loop_restarts_total{loop="world"} 0"#,
         r#"drover_loop_restarts_total{loop="probe east/api"} 0"#,
         r#"drover_loop_heartbeat_age_seconds{loop="autopilot"} "#,
+        "drover_journal_readable 1",
     ] {
         assert!(metrics.contains(series), "/metrics lacks {series}:\n{metrics}");
     }
@@ -367,7 +382,8 @@ fn with_an_etcd_store_one_daemon_leads_and_a_follower_sends_changes_to_it() {
     let runs = run(drover()
         .args(["runs", "-o", "json", "--store", store.as_str(), "--plan"])
         .arg(east._dir.path().join("plan.yaml")));
-    assert_eq!(runs.stdout.trim(), "[]", "a refused command journaled a run: {}", runs.stderr);
+    let runs: Value = serde_json::from_str(&runs.stdout).unwrap();
+    assert_eq!(runs["runs"], json!([]), "a refused command journaled a run: {runs}");
 
     // The leader dies (SIGKILL: its lease is not revoked, it expires): the other takes over.
     if leader == "east" {

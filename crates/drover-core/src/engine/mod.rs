@@ -204,10 +204,23 @@ impl<'a> Engine<'a> {
     }
 
     pub(crate) async fn record(&self, id: &RunId, record: Record) -> Result<(), StoreError> {
+        let ends = matches!(record, Record::Completed | Record::Aborted { .. });
         let entry = self.journal.append(id, record).await?;
         (self.on_entry)(&entry);
         self.announce(id, &entry).await;
+        if ends {
+            self.trim_history().await;
+        }
         Ok(())
+    }
+
+    /// After a run ends: one batch of the ended runs `journal.keep` no longer keeps is
+    /// removed. The run has ended whatever happens here; a failure waits for the next
+    /// run's end or the daemon's round, which prune too.
+    async fn trim_history(&self) {
+        if let Some(keep) = &self.plan.journal.keep {
+            let _ = self.journal.prune(keep, self.world.clock.now_ms()).await;
+        }
     }
 
     /// The event hooks: a run's milestones go to the notifier (which never blocks).

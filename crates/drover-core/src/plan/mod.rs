@@ -19,6 +19,7 @@ mod database;
 mod dns;
 mod global_accelerator;
 pub mod iam;
+mod journal;
 mod kinds;
 mod model;
 mod notify;

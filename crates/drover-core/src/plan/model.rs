@@ -36,6 +36,15 @@ pub struct Plan {
     /// Which vantages may vote and the key their reports are signed with (`vantages`;
     /// default: any vantage a daemon is given, unsigned reports).
     pub vantages: VantagesSpec,
+    /// How much of its history the journal keeps (`journal`; default: every run).
+    pub journal: JournalSpec,
+}
+
+/// The plan's `journal` section.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalSpec {
+    /// Which ended runs are kept (`journal.keep`); None: all of them.
+    pub keep: Option<crate::history::Keep>,
 }
 
 /// The plan's `vantages` section. Without it a daemon counts a report from any peer it is

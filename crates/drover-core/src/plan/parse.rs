@@ -9,11 +9,11 @@ use super::model::{Check, Objectives, Plan, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
 use super::reader::{Mapping, PlanError, PlanErrors, Reader, declared_kind};
 use super::{
-    aws, backup, checks, compute, custom_steps, database, notify, policy, regions, route53, traffic, vantages,
+    aws, backup, checks, compute, custom_steps, database, journal, notify, policy, regions, route53, traffic, vantages,
 };
 use crate::secret::SecretSource;
 
-const TOP_LEVEL: [&str; 14] = [
+const TOP_LEVEL: [&str; 15] = [
     "name",
     "objectives",
     "regions",
@@ -28,6 +28,7 @@ const TOP_LEVEL: [&str; 14] = [
     "backup",
     "aws",
     "vantages",
+    "journal",
 ];
 
 /// Reads and validates a plan. `path` is only used to name the file in errors
@@ -120,6 +121,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     let backup = backup::read(r, &top, regions.as_ref(), compute.as_ref());
     let aws = aws::read(r, &top);
     let vantages = vantages::read(r, &top);
+    let journal = journal::read(r, &top);
 
     let (policy, detect_with) = policy?;
     let mut checks = checks?;
@@ -144,6 +146,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         backup: backup?,
         aws: aws?,
         vantages: vantages?,
+        journal: journal?,
     })
 }
 

@@ -106,6 +106,16 @@ pub fn summary(plan: &Plan) -> String {
         line("vantages", format!("{names}; {key}"));
     }
 
+    // Only when written: without it, every run is kept.
+    if let Some(keep) = plan.journal.keep {
+        let rules: Vec<String> =
+            [keep.last.map(|n| format!("the last {n} runs")), keep.days.map(|d| format!("{d} days"))]
+                .into_iter()
+                .flatten()
+                .collect();
+        line("journal", format!("keeps {}, whichever keeps more, and the last run of each kind", rules.join(" or ")));
+    }
+
     line(
         "runbooks",
         format!("failover: {}; switchover: {}", steps(&plan.runbooks.failover), steps(&plan.runbooks.switchover)),

@@ -174,11 +174,11 @@ pub async fn undo_scale_into(
     compute: &dyn Compute,
     region: &str,
 ) -> Result<Vec<String>, ProviderError> {
-    let runs = journal.runs().await.map_err(|e| ProviderError::transient(e.to_string()))?;
-    let into = runs
-        .iter()
-        .filter(|r| matches!(r.header.kind, RunKind::Failover | RunKind::Switchover) && r.header.to == region)
-        .max_by_key(|r| r.started_ms);
+    let into = crate::history::newest_where(journal, |r| {
+        matches!(r.header.kind, RunKind::Failover | RunKind::Switchover) && r.header.to == region
+    })
+    .await
+    .map_err(|e| ProviderError::transient(e.to_string()))?;
     match into {
         Some(run) => undo_scale(journal, compute, &run.header.id).await,
         None => Ok(Vec::new()),

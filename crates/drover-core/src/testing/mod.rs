@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::clock::now_ms;
 use crate::error::{ProviderError, StoreError};
+use crate::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
 use crate::journal::{CapacitySeen, DriverClaim, Journal};
 use crate::plan::Check;
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
@@ -463,20 +464,6 @@ impl Journal for MemoryJournal {
         Ok(entries)
     }
 
-    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError> {
-        let ids: Vec<RunId> = {
-            let g = self.inner.lock().unwrap();
-            let mut ids: Vec<RunId> = g.0.iter().map(|(r, _)| r.clone()).collect();
-            ids.dedup();
-            ids
-        };
-        let mut out = Vec::new();
-        for id in ids.iter().rev() {
-            out.extend(RunSummary::fold(&self.entries(id).await?));
-        }
-        Ok(out)
-    }
-
     async fn epoch(&self) -> Result<Epoch, StoreError> {
         Ok(self.inner.lock().unwrap().1)
     }
@@ -515,6 +502,61 @@ impl Journal for MemoryJournal {
             drivers.remove(run);
         }
         Ok(())
+    }
+
+    async fn page(&self, request: &PageRequest) -> Result<RunsPage, StoreError> {
+        let runs = self.summaries();
+        let from = match &request.before {
+            Some(before) => match runs.iter().position(|r| &r.header.id == before) {
+                Some(at) => at + 1,
+                None => return Err(StoreError::UnknownRun(before.0.clone())),
+            },
+            None => 0,
+        };
+        let mut page: Vec<RunSummary> = runs.into_iter().skip(from).take(request.limit + 1).collect();
+        let next = (page.len() > request.limit).then(|| {
+            page.truncate(request.limit);
+            page[request.limit - 1].header.id.clone()
+        });
+        Ok(RunsPage { runs: page, next })
+    }
+
+    async fn active(&self) -> Result<Option<RunSummary>, StoreError> {
+        Ok(self.summaries().into_iter().find(|r| r.state.is_active()))
+    }
+
+    async fn prune(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError> {
+        let runs = self.summaries();
+        let active = runs.iter().find(|r| r.state.is_active()).map(|r| r.header.id.clone());
+        let mut sweep = Sweep::new(keep, now_ms, active);
+        for run in &runs {
+            if !sweep.consider(&RunStart::of(run)) {
+                break;
+            }
+        }
+        let pruned = sweep.finish();
+        self.inner.lock().unwrap().0.retain(|(run, _)| !pruned.removed.contains(run));
+        Ok(pruned)
+    }
+}
+
+impl MemoryJournal {
+    /// Every run, newest first: in memory there is no cliff to avoid.
+    fn summaries(&self) -> Vec<RunSummary> {
+        let entries = self.inner.lock().unwrap().0.clone();
+        let mut ids: Vec<RunId> = Vec::new();
+        for (run, _) in &entries {
+            if !ids.contains(run) {
+                ids.push(run.clone());
+            }
+        }
+        ids.iter()
+            .rev()
+            .filter_map(|id| {
+                let mine: Vec<Entry> = entries.iter().filter(|(r, _)| r == id).map(|(_, e)| e.clone()).collect();
+                RunSummary::fold(&mine)
+            })
+            .collect()
     }
 }
 
@@ -582,9 +624,17 @@ impl Journal for CrashingJournal<'_> {
         self.check()?;
         self.inner.entries(run).await
     }
-    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError> {
+    async fn page(&self, request: &PageRequest) -> Result<RunsPage, StoreError> {
         self.check()?;
-        self.inner.runs().await
+        self.inner.page(request).await
+    }
+    async fn active(&self) -> Result<Option<RunSummary>, StoreError> {
+        self.check()?;
+        self.inner.active().await
+    }
+    async fn prune(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError> {
+        self.check()?;
+        self.inner.prune(keep, now_ms).await
     }
     async fn epoch(&self) -> Result<Epoch, StoreError> {
         self.check()?;

@@ -13,7 +13,7 @@ use crate::engine::{Engine, Observed, Providers, Refusal, RetryPolicy, plan_fail
 use crate::error::StoreError;
 use crate::journal::Journal;
 use crate::plan::*;
-use crate::run::{Record, RunHeader, RunKind, RunState, StepOutcome};
+use crate::run::{Record, RunHeader, RunId, RunKind, RunState, StepOutcome};
 use crate::secret::SecretRef;
 use crate::world::Database;
 
@@ -77,6 +77,7 @@ pub fn two_region_plan() -> Plan {
         compute: BTreeMap::new(),
         aws: AwsSettings::default(),
         vantages: Default::default(),
+        journal: Default::default(),
     }
 }
 
@@ -402,4 +403,94 @@ pub async fn one_driver_per_run(first: &dyn Journal, second: &dyn Journal) {
     for hook in OBSERVED_HOOKS {
         assert_eq!(world.hook_calls(hook), 1, "{hook} made once");
     }
+}
+
+/// Begins `count` runs and ends each (aborted), oldest first: the first a switchover, the
+/// rest failovers. Returns their ids, oldest first.
+pub async fn ended_runs(journal: &dyn Journal, count: usize) -> Vec<RunId> {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let observed = observe(&plan, journal, &world).await;
+    let header = plan_run(&plan, RunKind::Failover, "west", &observed, "test").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let mut h = header.clone();
+        h.id = RunId(format!("{}-{i:04}", header.id.0));
+        if i == 0 {
+            h.kind = RunKind::Switchover;
+        }
+        journal.begin(&h).await.unwrap();
+        journal.append(&h.id, Record::Aborted { reason: "a drill".into(), by: None }).await.unwrap();
+        ids.push(h.id);
+    }
+    ids
+}
+
+/// The journal contract on history: pages list every run once, newest first, and say
+/// where the next begins; the active run is found and a second begin refused while it runs.
+pub async fn pages_list_every_run_once_newest_first(journal: &dyn Journal) {
+    use crate::history::PageRequest;
+    let ids = ended_runs(journal, 7).await;
+    let mut seen = Vec::new();
+    let mut request = PageRequest::first(3);
+    let mut pages = 0;
+    loop {
+        let page = journal.page(&request).await.unwrap();
+        pages += 1;
+        assert!(page.runs.len() <= 3, "a page of 3 held {}", page.runs.len());
+        seen.extend(page.runs.iter().map(|r| r.header.id.clone()));
+        match page.next {
+            Some(next) => request = PageRequest::after(3, Some(next)),
+            None => break,
+        }
+    }
+    let newest_first: Vec<RunId> = ids.iter().rev().cloned().collect();
+    assert_eq!((seen, pages), (newest_first, 3));
+    let unknown = journal.page(&PageRequest::after(3, Some(RunId("no-such-run".into())))).await;
+    assert!(matches!(unknown, Err(StoreError::UnknownRun(_))), "a page before an unknown run: {unknown:?}");
+
+    assert_eq!(journal.active().await.unwrap(), None);
+    let mut header = journal.summary(&ids[1]).await.unwrap().header;
+    header.id = RunId("r-active".into());
+    journal.begin(&header).await.unwrap();
+    assert_eq!(journal.active().await.unwrap().map(|r| r.header.id), Some(header.id.clone()));
+    let mut second = header.clone();
+    second.id = RunId("r-second".into());
+    assert!(matches!(journal.begin(&second).await, Err(StoreError::ActiveRun { .. })));
+    journal.append(&header.id, Record::Aborted { reason: "done".into(), by: None }).await.unwrap();
+    assert_eq!(journal.active().await.unwrap(), None);
+    journal.begin(&second).await.unwrap();
+    let first = journal.page(&PageRequest::first(1)).await.unwrap();
+    assert_eq!(first.runs[0].header.id, second.id, "the newest run heads the first page");
+}
+
+/// The journal contract on retention: `journal.keep` trims ended runs to what it keeps,
+/// keeping the newest run of each kind and never the active run.
+pub async fn retention_trims_to_keep(journal: &dyn Journal) {
+    use crate::history::{Keep, every_run};
+    const DAY_MS: u64 = 24 * 3_600_000;
+    let ids = ended_runs(journal, 12).await;
+    let now = crate::clock::now_ms();
+    let pruned = journal.prune(&Keep { last: Some(5), days: None }, now).await.unwrap();
+    assert_eq!((pruned.removed.len(), pruned.more), (6, false));
+    let left: Vec<RunId> = every_run(journal).await.unwrap().into_iter().map(|r| r.header.id).collect();
+    // The newest five, and the switchover: the only run of its kind.
+    let mut kept: Vec<RunId> = ids[7..].iter().rev().cloned().collect();
+    kept.push(ids[0].clone());
+    assert_eq!(left, kept);
+    for gone in &ids[1..7] {
+        assert!(matches!(journal.summary(gone).await, Err(StoreError::UnknownRun(_))), "{gone} is still there");
+    }
+    // Everything began today: days: 1 keeps it all, whatever last says.
+    let both = Keep { last: Some(1), days: Some(1) };
+    assert!(journal.prune(&both, now).await.unwrap().removed.is_empty());
+    // Two days on: the active run (also the newest failover) and the switchover stay.
+    let mut header = journal.summary(&ids[11]).await.unwrap().header;
+    header.id = RunId("r-active".into());
+    journal.begin(&header).await.unwrap();
+    let pruned = journal.prune(&both, now + 2 * DAY_MS).await.unwrap();
+    assert_eq!(pruned.removed.len(), 5, "removed {:?}", pruned.removed);
+    let left: Vec<RunId> = every_run(journal).await.unwrap().into_iter().map(|r| r.header.id).collect();
+    assert_eq!(left, vec![header.id.clone(), ids[0].clone()]);
+    assert_eq!(journal.active().await.unwrap().map(|r| r.header.id), Some(header.id));
 }

@@ -10,6 +10,7 @@ use drover_core::detect;
 use drover_core::drill::{DrillObjectives, DrillReport, Measurement, Objective, Timeline, WriteSample, measure};
 use drover_core::duration::parse_duration;
 use drover_core::engine::{self, now_ms};
+use drover_core::history::RunsPage;
 use drover_core::plan::StepKind;
 use drover_core::run::{Entry, RunKind, RunState, RunSummary, StepState};
 
@@ -455,8 +456,8 @@ async fn watch_daemons(lab: &drover_lab::Lab, fault_at: u64, guard: Duration) ->
             let Ok(response) = http.get(format!("{url}/api/v1/runs")).bearer_auth(&token).send().await else {
                 continue;
             };
-            let Ok(runs) = response.json::<Vec<RunSummary>>().await else { continue };
-            let Some(run) = runs.into_iter().find(|r| r.started_ms >= fault_at) else { continue };
+            let Ok(page) = response.json::<RunsPage>().await else { continue };
+            let Some(run) = page.runs.into_iter().find(|r| r.started_ms >= fault_at) else { continue };
             if announced.as_deref() != Some(run.header.id.0.as_str()) {
                 println!(
                     "detected: the daemon at {url} started run {} ({} -> {}) {} ms after the fault",

@@ -4,16 +4,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use drover_core::StoreError;
+use drover_core::history::{PageRequest, RunsPage};
 use drover_core::run::{RunState, RunSummary};
 use serde_json::{Value, json};
 
-use crate::app::error::{ErrorClass, Failure};
+use crate::app::error::{ErrorClass, Failure, store_failure};
 use crate::app::runs::Request;
 use crate::app::store::{EtcdArgs, PlanArgs};
 use crate::commands::table::{Align, Table};
-use crate::commands::terminal::{
-    UndoChoice, aborted_line, confirm, intro_line, outcome, question_through, render_run, render_runs,
-};
+use crate::commands::terminal::{UndoChoice, aborted_line, confirm, intro_line, outcome, question_through, render_run};
 use crate::commands::{Output, print_json};
 
 /// Where a command acts: here (plan file, local journal) or through a daemon.
@@ -186,14 +186,19 @@ impl Remote {
         Ok(())
     }
 
-    pub async fn runs(&self, output: Output) -> Result<(), Failure> {
-        let runs: Vec<RunSummary> = serde_json::from_value(self.get("/api/v1/runs").await?)
-            .map_err(|e| Failure::failed(format!("the daemon's runs are not runs: {e}")))?;
-        match output {
-            Output::Json => print_json(&runs),
-            Output::Text => print!("{}", render_runs(&runs)),
+    /// One page of the daemon's runs.
+    pub async fn runs(&self, request: &PageRequest) -> Result<RunsPage, Failure> {
+        let mut path = format!("/api/v1/runs?limit={}", request.limit);
+        if let Some(before) = &request.before {
+            // Run ids are letters, digits and '-': anything else is no run, and would not
+            // survive a query string unescaped.
+            if !before.0.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(store_failure(StoreError::UnknownRun(before.0.clone())));
+            }
+            path.push_str(&format!("&before={}", before.0));
         }
-        Ok(())
+        serde_json::from_value(self.get(&path).await?)
+            .map_err(|e| Failure::failed(format!("the daemon's runs are not a page of runs: {e}")))
     }
 
     pub async fn show(&self, id: &str, output: Output) -> Result<(), Failure> {

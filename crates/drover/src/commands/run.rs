@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use drover_core::history::{self, DEFAULT_PAGE, PageRequest};
 use drover_core::run::{Entry, RunId, RunKind, RunSummary};
 
 use crate::app::context::Context;
@@ -14,7 +15,7 @@ use crate::app::runtime;
 use crate::app::store::{PlanArgs, open_journal};
 use crate::commands::remote::{Target, TargetArgs};
 use crate::commands::terminal::{
-    UndoChoice, aborted_line, confirm, intro, outcome, outcome_line, question, rejoin_method, render_run, render_runs,
+    UndoChoice, aborted_line, confirm, intro, outcome, outcome_line, question, rejoin_method, render_page, render_run,
 };
 use crate::commands::{Output, finish, print_json};
 
@@ -84,6 +85,12 @@ struct ListArgs {
     target: TargetArgs,
     #[arg(long, short = 'o', value_enum, default_value_t)]
     output: Output,
+    /// How many runs to list, newest first (1 to 500).
+    #[arg(long, default_value_t = DEFAULT_PAGE, value_parser = history::page_limit)]
+    limit: usize,
+    /// List the runs that began before this one (the "next" of the previous page).
+    #[arg(long, value_name = "RUN")]
+    before: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -223,16 +230,15 @@ pub fn runs(args: RunsArgs) -> ExitCode {
     finish(runtime().block_on(async {
         match args.command {
             None => {
-                let ListArgs { target, output } = args.list;
-                let local = match target.target()? {
-                    Target::Remote(remote) => return remote.runs(output).await,
-                    Target::Local(local) => local,
+                let ListArgs { target, output, limit, before } = args.list;
+                let request = PageRequest::after(limit, before.map(RunId));
+                let page = match target.target()? {
+                    Target::Remote(remote) => remote.runs(&request).await?,
+                    Target::Local(local) => open_journal(&local).await?.page(&request).await.map_err(store_failure)?,
                 };
-                let journal = open_journal(&local).await?;
-                let runs = journal.runs().await.map_err(store_failure)?;
                 match output {
-                    Output::Json => print_json(&runs),
-                    Output::Text => print!("{}", render_runs(&runs)),
+                    Output::Json => print_json(&page),
+                    Output::Text => print!("{}", render_page(&page)),
                 }
             }
             Some(RunsCommand::Show { run, target, output }) => {

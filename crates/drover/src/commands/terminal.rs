@@ -5,6 +5,7 @@
 use std::io::{IsTerminal, Write};
 
 use drover_core::duration::format_duration;
+use drover_core::history::RunsPage;
 use drover_core::plan::StepKind;
 use drover_core::run::{RunHeader, RunKind, RunState, RunSummary};
 use drover_core::undo;
@@ -227,6 +228,15 @@ pub fn render_runs(runs: &[RunSummary]) -> String {
         ]);
     }
     table.render()
+}
+
+/// One page of runs, and how to see the next.
+pub fn render_page(page: &RunsPage) -> String {
+    let mut text = render_runs(&page.runs);
+    if let Some(next) = &page.next {
+        text.push_str(&format!("older runs: drover runs --before {next}\n"));
+    }
+    text
 }
 
 /// What a run moves: the primary (`east -> west`), or in a reprotect, who follows whom.

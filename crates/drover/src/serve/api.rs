@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use drover_core::engine::now_ms;
+use drover_core::history::{self, DEFAULT_PAGE, PageRequest};
 use drover_core::run::{Entry, RunId, RunKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -218,9 +219,16 @@ async fn readyz(State(api): State<Shared>) -> Response {
 }
 
 async fn metrics_text(State(api): State<Shared>) -> Response {
-    let runs = api.daemon.cx.journal.runs().await.unwrap_or_default();
+    // A journal that cannot be read shows as drover_journal_readable 0, never as no runs.
+    let runs = match metrics::runs_shown(api.daemon.cx.journal.as_ref()).await {
+        Ok(runs) => Some(runs),
+        Err(e) => {
+            tracing::warn!(vantage = %api.daemon.vantage, error = %e, "/metrics could not read the journal");
+            None
+        }
+    };
     let reports = api.daemon.reports().await;
-    let text = metrics::render(&api.daemon, &reports, &runs, now_ms());
+    let text = metrics::render(&api.daemon, &reports, runs.as_deref(), now_ms());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -269,8 +277,20 @@ async fn regions(State(api): State<Shared>) -> ApiResult {
     }))
 }
 
-async fn runs(State(api): State<Shared>) -> ApiResult {
-    ok(api.daemon.cx.journal.runs().await.map_err(store_error)?)
+/// `GET /api/v1/runs?limit=50&before=<run>`: one page, newest first, with the cursor of the next.
+async fn runs(State(api): State<Shared>, RawQuery(query): RawQuery) -> ApiResult {
+    let mut request = PageRequest::first(DEFAULT_PAGE);
+    for pair in query.as_deref().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "limit" => request.limit = history::page_limit(value).map_err(|e| ApiError::field("limit", e))?,
+            "before" => request.before = Some(RunId(value.to_string())),
+            _ => {
+                return Err(ApiError::field(name, format!("unknown query parameter '{name}'; allowed: limit, before")));
+            }
+        }
+    }
+    ok(api.daemon.cx.journal.page(&request).await.map_err(store_error)?)
 }
 
 async fn run(State(api): State<Shared>, Path(id): Path<String>) -> ApiResult {

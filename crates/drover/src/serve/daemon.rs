@@ -7,9 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use drover_core::StoreError;
 use drover_core::autopilot::{self, Decision, GateRefusal};
 use drover_core::check::CheckState;
 use drover_core::engine::{self, Engine, EngineError, Held, Observed, now_ms};
+use drover_core::history;
+use drover_core::journal::Journal;
 use drover_core::notify::{EventKind, Notifier, NotifyEvent};
 use drover_core::plan::Check;
 use drover_core::run::{Entry, Record, RunId, RunKind, RunState, RunSummary};
@@ -96,6 +99,9 @@ pub struct NotLeader(pub String);
 /// How often the autopilot looks.
 const ROUND: Duration = Duration::from_millis(500);
 /// How often members' status is read: metrics, the API, and fencing a returning old primary.
+/// Autopilot rounds between two retention sweeps of the journal (about a minute); a sweep
+/// that left runs due runs again the next round.
+const TRIM_EVERY: u64 = 120;
 const WORLD_ROUND: Duration = Duration::from_secs(2);
 /// How often a lost writable primary is tried again between those reads.
 const WATCH_ROUND: Duration = Duration::from_millis(250);
@@ -197,6 +203,7 @@ impl Daemon {
     async fn take_over(&self) {
         let Ok(authority) = self.authority().await else { return };
         let _one_at_a_time = self.starting.lock().await;
+        // Only the active run can be running: one run is active at a time.
         let active = match authority.journal.active().await {
             Ok(active) => active,
             Err(e) => {
@@ -406,9 +413,12 @@ impl Daemon {
     }
 
     async fn autopilot_loop(&self, beat: Heartbeat) {
+        let mut rounds: u64 = 0;
+        let mut backlog = false;
         loop {
             tokio::time::sleep(ROUND).await;
             beat.beat();
+            rounds += 1;
             let now = now_ms();
             let reports = self.reports().await;
             // Published once a round, here: readers of the API and /metrics only look.
@@ -424,6 +434,9 @@ impl Daemon {
                 shared.verdicts = verdicts.clone();
                 shared.acting = acting;
             }
+            if acting && (backlog || rounds % TRIM_EVERY == 1) {
+                backlog = self.trim_history().await;
+            }
             let primary = self.primary_region();
             match autopilot::primary_down(&verdicts, &primary) {
                 Ok(Some(_)) if acting => {}
@@ -436,6 +449,26 @@ impl Daemon {
             // Observing the candidates and driving a failover take far longer than a round.
             if let Err(e) = beat.through(self.consider(&primary, &verdicts, now)).await {
                 tracing::warn!(vantage = %self.vantage, error = %e, "autopilot could not look at the world");
+            }
+        }
+    }
+
+    /// One batch of the ended runs `journal.keep` no longer keeps, through the fenced
+    /// journal: a backlog (a keep newly set on a long history) drains without waiting for a
+    /// run to end. Returns whether more are due.
+    async fn trim_history(&self) -> bool {
+        let Some(keep) = &self.cx.plan.journal.keep else { return false };
+        let Ok(authority) = self.authority().await else { return false };
+        match authority.journal.prune(keep, now_ms()).await {
+            Ok(pruned) => {
+                if !pruned.removed.is_empty() {
+                    tracing::info!(vantage = %self.vantage, removed = pruned.removed.len(), "removed ended runs past journal.keep");
+                }
+                pruned.more
+            }
+            Err(e) => {
+                tracing::warn!(vantage = %self.vantage, error = %e, "could not remove ended runs past journal.keep");
+                false
             }
         }
     }
@@ -481,7 +514,7 @@ impl Daemon {
             }
             return Ok(());
         }
-        let last_ended = last_move_ended(&self.cx.journal.runs().await.map_err(|e| e.to_string())?);
+        let last_ended = last_move_ended(self.cx.journal.as_ref()).await.map_err(|e| e.to_string())?;
         let decision = autopilot::decide(&autopilot::Context {
             plan: &self.cx.plan,
             verdicts,
@@ -563,10 +596,10 @@ impl Daemon {
 }
 
 /// When the most recent failover or switchover ended (for the cooldown).
-pub fn last_move_ended(runs: &[RunSummary]) -> Option<u64> {
+pub async fn last_move_ended(journal: &dyn Journal) -> Result<Option<u64>, StoreError> {
     // A reprotect moves nothing: it must not hold back a failover that is needed.
-    let moves = runs.iter().filter(|r| r.state == RunState::Completed && r.header.kind.moves_primary());
-    moves.filter_map(|r| r.finished_ms).max()
+    let moved = |r: &RunSummary| r.state == RunState::Completed && r.header.kind.moves_primary();
+    Ok(history::newest_where(journal, moved).await?.and_then(|r| r.finished_ms))
 }
 
 /// A journal entry as one log line, worded as the CLI prints its progress.

@@ -3,8 +3,11 @@
 
 use std::fmt::Write;
 
+use drover_core::StoreError;
 use drover_core::autopilot::GateRefusal;
 use drover_core::check::Health;
+use drover_core::history;
+use drover_core::journal::Journal;
 use drover_core::run::{RunKind, RunState, RunSummary};
 use drover_core::vantage::{Dropped, VantageReport, Verdict};
 use drover_core::world::MemberStatus;
@@ -30,7 +33,24 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], now_ms: u64) -> String {
+/// The runs /metrics shows, read without reading every run: the active one, the newest
+/// failover and switchover, and the newest completed failover.
+pub async fn runs_shown(journal: &dyn Journal) -> Result<Vec<RunSummary>, StoreError> {
+    let failover = |r: &RunSummary| r.header.kind == RunKind::Failover;
+    let switchover = |r: &RunSummary| r.header.kind == RunKind::Switchover;
+    let completed_failover = |r: &RunSummary| failover(r) && r.state == RunState::Completed;
+    let mut runs: Vec<RunSummary> = journal.active().await?.into_iter().collect();
+    runs.extend(
+        history::newest_of(journal, &[&failover, &switchover, &completed_failover]).await?.into_iter().flatten(),
+    );
+    Ok(runs)
+}
+
+/// `runs`: None when the journal could not be read; its metrics are then left out and
+/// `drover_journal_readable` is 0.
+pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: Option<&[RunSummary]>, now_ms: u64) -> String {
+    let readable = runs.is_some();
+    let runs = runs.unwrap_or_default();
     let mut m = Exposition(String::new());
     let shared = daemon.state();
     let vantage = daemon.vantage.as_str();
@@ -189,7 +209,15 @@ pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: &[RunSummary], n
         }
     }
     m.family("drover_runs_active", "gauge", "1 while a run is running, paused or waiting for approval");
-    m.sample("drover_runs_active", &[], if runs.iter().any(|r| r.state.is_active()) { 1.0 } else { 0.0 });
+    if readable {
+        m.sample("drover_runs_active", &[], if runs.iter().any(|r| r.state.is_active()) { 1.0 } else { 0.0 });
+    }
+    m.family(
+        "drover_journal_readable",
+        "gauge",
+        "1 when this scrape could read the journal; 0: it could not (see the daemon's log), and the run metrics are missing",
+    );
+    m.sample("drover_journal_readable", &[], if readable { 1.0 } else { 0.0 });
     loops(&mut m, daemon);
     listener(&mut m);
     m.0
