@@ -287,13 +287,12 @@ impl Compute for KubernetesCompute {
             self.set(t, unit, &now[unit], size).await?;
         }
         let deadline = Instant::now() + t.ready_timeout;
+        // What the last look that came back found: named when the wait ends on a look cut
+        // at the deadline (the API server slow to answer while pods start).
+        let mut seen: Vec<String> = Vec::new();
         loop {
-            // A look still out at the deadline ends the wait like a look that found pods not ready.
-            let look = crate::deadline::before(deadline, self.workloads(t)).await.unwrap_or_else(|| {
-                Err(ProviderError::transient("the last look got no answer from the API server before the deadline"))
-            });
-            let not_ready: Vec<String> = match look {
-                Ok(now) => sizes
+            let not_ready: Vec<String> = match crate::deadline::before(deadline, self.workloads(t)).await {
+                Some(Ok(now)) => sizes
                     .iter()
                     .filter_map(|(unit, size)| {
                         let ready = now.get(unit).map_or(0, |w| w.capacity.ready);
@@ -301,8 +300,13 @@ impl Compute for KubernetesCompute {
                     })
                     .collect(),
                 // A hiccup of the API server while pods start is no reason to give up the wait.
-                Err(e) if e.retryable() => vec![e.message],
-                Err(e) => return Err(e),
+                Some(Err(e)) if e.retryable() => vec![e.message],
+                Some(Err(e)) => return Err(e),
+                // A look still out at the deadline ends the wait.
+                None if seen.is_empty() => {
+                    vec!["the API server did not answer the last look before the deadline".to_owned()]
+                }
+                None => std::mem::take(&mut seen),
             };
             if not_ready.is_empty() {
                 return Ok(());
@@ -316,6 +320,7 @@ impl Compute for KubernetesCompute {
                     t.namespace
                 )));
             }
+            seen = not_ready;
             tokio::time::sleep(self.poll).await;
         }
     }
