@@ -138,10 +138,10 @@ impl Engine<'_> {
         Ok((StepOutcome::Applied, said.unwrap_or_default()))
     }
 
-    /// `call` (one observe or apply of `unit`), or an error once the step's timeout has
+    /// `call` (one observe, apply or undo of `unit`), or an error once the step's timeout has
     /// passed on the clock without an answer. Not retried: a call that hung may hang again
     /// (and may have acted), so the run pauses and a person looks.
-    async fn within<T>(
+    pub(crate) async fn within<T>(
         &self,
         unit: &dyn Step,
         cx: &StepCx<'_>,
