@@ -9,12 +9,13 @@ use async_trait::async_trait;
 use drover_core::clock::Clock;
 use drover_core::engine::{Engine, RetryPolicy, plan_run};
 use drover_core::error::ProviderError;
+use drover_core::journal::Journal;
 use drover_core::plan::StepKind;
-use drover_core::run::{Epoch, RunKind, RunState, StepState};
+use drover_core::run::{Epoch, RunId, RunKind, RunState, StepState};
 use drover_core::steps::{CALL_MARGIN, step, step_timeout};
 use drover_core::testing::scenarios::{observe, plan_with_compute, two_region_plan};
 use drover_core::testing::{FakeWorld, ManualClock, MemoryJournal};
-use drover_core::world::{Providers, Traffic, TrafficState};
+use drover_core::world::{Database, MemberStatus, Providers, RejoinMethod, Traffic, TrafficState};
 
 /// The fake world's traffic, except that a switch is sent and never answered.
 struct SilentSwitch<'a>(&'a FakeWorld);
@@ -72,4 +73,59 @@ fn a_steps_timeout_is_what_the_plan_lets_it_wait_plus_a_margin() {
     let drover_core::plan::DatabaseSpec::Postgres(pg) = &plan.database else { panic!("a postgres plan") };
     assert_eq!(timeout(StepKind::Promote), pg.promote_timeout + CALL_MARGIN);
     assert_eq!(timeout(StepKind::Verify), CALL_MARGIN);
+}
+
+/// The fake world's database, except that lifting a fence is sent and never answered.
+struct SilentUnfence<'a>(&'a FakeWorld);
+
+#[async_trait]
+impl Database for SilentUnfence<'_> {
+    async fn member(&self, region: &str) -> Result<MemberStatus, ProviderError> {
+        self.0.member(region).await
+    }
+    async fn fence(&self, region: &str) -> Result<(), ProviderError> {
+        self.0.fence(region).await
+    }
+    async fn promote(&self, region: &str, kind: RunKind) -> Result<(), ProviderError> {
+        self.0.promote(region, kind).await
+    }
+    async fn record_epoch(&self, region: &str, epoch: Epoch, run: &RunId) -> Result<(), ProviderError> {
+        self.0.record_epoch(region, epoch, run).await
+    }
+    async fn rejoin(&self, region: &str, primary: &str) -> Result<RejoinMethod, ProviderError> {
+        self.0.rejoin(region, primary).await
+    }
+    async fn unfence(&self, _region: &str) -> Result<(), ProviderError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn an_undo_that_never_answers_leaves_the_run_paused_at_the_steps_timeout() {
+    // A switchover that fenced east and paused at catch_up, west being out of reach.
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let header = plan_run(&plan, RunKind::Switchover, "west", &observe(&plan, &journal, &world).await, "t").unwrap();
+    world.set_reachable("west", false);
+    let clock = ManualClock::starting_at(1_000_000);
+    let silent = SilentUnfence(&world);
+    let providers = Providers { database: &silent, clock: &clock, ..Providers::all(&world) };
+    let engine = Engine::new(&plan, &journal, providers).with_retries(RetryPolicy::IMMEDIATE, RetryPolicy::IMMEDIATE);
+    assert_eq!(engine.start(&header).await.unwrap().state, RunState::Paused);
+    world.set_reachable("west", true);
+
+    let refused = tokio::time::timeout(Duration::from_secs(60), engine.abort(&header.id, "operator", true))
+        .await
+        .expect("the undo ended instead of hanging on the silent database")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(
+            "its undo got no answer after 6m (the step's timeout, 6m) — check that the database member in east answers"
+        ),
+        "{refused}"
+    );
+    assert!(refused.contains("stays paused"), "{refused}");
+    assert_eq!(journal.summary(&header.id).await.unwrap().state, RunState::Paused);
 }
