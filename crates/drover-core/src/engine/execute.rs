@@ -155,7 +155,9 @@ impl Engine<'_> {
             biased;
             answer = call => answer,
             () = clock.sleep(limit) => {
-                let elapsed = Duration::from_millis(clock.now_ms().saturating_sub(started));
+                // In whole seconds past the first (the timer's milliseconds of lateness are noise).
+                let ms = clock.now_ms().saturating_sub(started);
+                let elapsed = Duration::from_millis(if ms >= 1000 { ms - ms % 1000 } else { ms });
                 Err(ProviderError::permanent(format!(
                     "its {doing} got no answer after {} (the step's timeout, {}) — check that {} answers, and that the journal's store does",
                     format_duration(elapsed),
