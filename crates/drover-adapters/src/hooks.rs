@@ -24,6 +24,10 @@ const READ: usize = 16 << 10;
 /// How long a command's output is read after it exited: what it left running in the
 /// background may hold the pipes open, and is not waited for.
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+/// How long an `http` step may take to connect, whatever its own (total) `timeout`: a
+/// receiver's TCP and TLS handshakes take milliseconds, so a connection not made in this
+/// goes nowhere; the step's `timeout` still bounds the whole exchange.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs `http` and `exec` steps with the secrets the plan's steps reference, resolved
 /// once when drover starts (the adapter reads no environment variable or file itself).
@@ -53,6 +57,7 @@ impl HookRunner {
         self.client
             .get_or_init(|| {
                 let client = reqwest::Client::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
                     .redirect(reqwest::redirect::Policy::none())
                     .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")));
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| client.build())).ok().and_then(Result::ok)

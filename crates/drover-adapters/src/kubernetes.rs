@@ -23,6 +23,31 @@ mod cluster;
 pub use cluster::KubeCluster;
 
 const DEFAULT_POLL: Duration = Duration::from_secs(5);
+
+/// Deadlines on every call drover makes to a Kubernetes API server, so one that accepts
+/// the connection and never answers (an overloaded control plane, a half-open link)
+/// cannot hold a run: the call fails and is retried within the step's policy, and the
+/// engine's step timeout is never reached.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KubeTimeouts {
+    /// To open the TCP (and TLS) connection.
+    pub connect: Duration,
+    /// The longest silence while an answer is awaited or read.
+    pub read: Duration,
+    /// One API call (a list, a patch), from sending it to the whole answer.
+    pub call: Duration,
+}
+
+impl Default for KubeTimeouts {
+    /// The calls drover makes (list Deployments, StatefulSets and autoscalers of one
+    /// namespace; patch one object) answer in well under a second on a healthy API
+    /// server; pods starting are waited for by polling. So: 5 s to connect (handshakes
+    /// take milliseconds), and 30 s for the answer — a slow, busy control plane's worst,
+    /// many times over, and still short next to a step's `ready_timeout`.
+    fn default() -> Self {
+        KubeTimeouts { connect: Duration::from_secs(5), read: Duration::from_secs(30), call: Duration::from_secs(30) }
+    }
+}
 /// What the scale step needs granted, for a 403's message.
 const SCALE_RBAC: &str =
     "get, list and patch on deployments, statefulsets and horizontalpodautoscalers (docs/kubernetes.md)";
@@ -52,6 +77,7 @@ pub struct KubernetesCompute {
     /// (resource, plan region) → its workloads.
     targets: BTreeMap<(String, String), Target>,
     poll: Duration,
+    timeouts: KubeTimeouts,
 }
 
 impl KubernetesCompute {
@@ -71,7 +97,7 @@ impl KubernetesCompute {
                 targets.insert((name.clone(), region.clone()), target);
             }
         }
-        KubernetesCompute { targets, poll: DEFAULT_POLL }
+        KubernetesCompute { targets, poll: DEFAULT_POLL, timeouts: KubeTimeouts::default() }
     }
 
     /// Reaches `region`'s cluster for `resource` through `client` (tests: a scripted API server).
@@ -79,6 +105,12 @@ impl KubernetesCompute {
         if let Some(t) = self.targets.get(&(resource.to_owned(), region.to_owned())) {
             let _ = t.client.set(client);
         }
+        self
+    }
+
+    /// Other deadlines for its API calls (tests: a fraction of a second).
+    pub fn with_timeouts(mut self, timeouts: KubeTimeouts) -> Self {
+        self.timeouts = timeouts;
         self
     }
 
@@ -97,7 +129,25 @@ impl KubernetesCompute {
     }
 
     async fn client(&self, t: &Target) -> Result<Client, ProviderError> {
-        t.client.get_or_try_init(|| connect(&t.access, &t.name)).await.cloned()
+        t.client.get_or_try_init(|| connect(&t.access, &t.name, self.timeouts)).await.cloned()
+    }
+
+    /// `request` to `t`'s API server (`call` names it for messages), given up after the
+    /// per-call deadline: the connector's read timeout bounds each silence, this the whole.
+    async fn call<T>(
+        &self,
+        t: &Target,
+        call: &str,
+        request: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, ProviderError> {
+        match tokio::time::timeout(self.timeouts.call, request).await {
+            Ok(answer) => answer.map_err(|e| api_error(&t.name, call, e, SCALE_RBAC)),
+            Err(_) => Err(ProviderError::transient(format!(
+                "{}: {call}: no answer from the Kubernetes API server within {} — check that it answers ('kubectl get --raw /readyz' with the plan's kubeconfig and context) and that nothing between drover and it drops the connection",
+                t.name,
+                format_duration(self.timeouts.call)
+            ))),
+        }
     }
 
     /// Every selected workload, by unit name.
@@ -108,19 +158,13 @@ impl KubernetesCompute {
             None => ListParams::default(),
         };
         let ns = t.namespace.as_str();
-        let deployments = Api::<Deployment>::namespaced(client.clone(), ns)
-            .list(&params)
-            .await
-            .map_err(|e| api_error(&t.name, "list Deployments", e, SCALE_RBAC))?;
-        let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .list(&params)
-            .await
-            .map_err(|e| api_error(&t.name, "list StatefulSets", e, SCALE_RBAC))?;
+        let deployments =
+            self.call(t, "list Deployments", Api::<Deployment>::namespaced(client.clone(), ns).list(&params)).await?;
+        let statefulsets =
+            self.call(t, "list StatefulSets", Api::<StatefulSet>::namespaced(client.clone(), ns).list(&params)).await?;
         // Autoscalers rarely carry their workload's labels: all of the namespace's, matched by target.
-        let autoscalers = Api::<HorizontalPodAutoscaler>::namespaced(client, ns)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| api_error(&t.name, "list HorizontalPodAutoscalers", e, SCALE_RBAC))?;
+        let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client, ns);
+        let autoscalers = self.call(t, "list HorizontalPodAutoscalers", hpas.list(&ListParams::default())).await?;
         let mut hpa_of: BTreeMap<String, (String, u32, u32)> = BTreeMap::new();
         for hpa in autoscalers {
             let (Some(name), spec) = (hpa.metadata.name, hpa.spec) else { continue };
@@ -166,34 +210,26 @@ impl KubernetesCompute {
             let min = if size.desired > now.capacity.desired { size.min.max(size.desired) } else { size.min };
             if (min, size.max) != (now.capacity.min, now.capacity.max) {
                 let patch = json!({ "spec": { "minReplicas": min, "maxReplicas": size.max.max(min) } });
-                Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns)
-                    .patch(hpa, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|e| {
-                        api_error(&t.name, &format!("set HorizontalPodAutoscaler {hpa}'s minReplicas"), e, SCALE_RBAC)
-                    })?;
+                let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns);
+                let what = format!("set HorizontalPodAutoscaler {hpa}'s minReplicas");
+                self.call(t, &what, hpas.patch(hpa, &PatchParams::default(), &Patch::Merge(&patch))).await?;
             }
         }
         if size.desired != now.capacity.desired {
             let patch = json!({ "spec": { "replicas": size.desired } });
             let what = format!("set {unit}'s replicas");
+            let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
             match kind {
-                DEPLOYMENT => Api::<Deployment>::namespaced(client, ns)
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                DEPLOYMENT => self
+                    .call(t, &what, Api::<Deployment>::namespaced(client, ns).patch(name, &params, &patch))
                     .await
                     .map(drop),
-                STATEFULSET => Api::<StatefulSet>::namespaced(client, ns)
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                STATEFULSET => self
+                    .call(t, &what, Api::<StatefulSet>::namespaced(client, ns).patch(name, &params, &patch))
                     .await
                     .map(drop),
-                _ => {
-                    return Err(ProviderError::permanent(format!(
-                        "{}: {unit} is not a workload drover scales",
-                        t.name
-                    )));
-                }
-            }
-            .map_err(|e| api_error(&t.name, &what, e, SCALE_RBAC))?;
+                _ => Err(ProviderError::permanent(format!("{}: {unit} is not a workload drover scales", t.name))),
+            }?;
         }
         Ok(())
     }
@@ -251,9 +287,12 @@ impl Compute for KubernetesCompute {
             self.set(t, unit, &now[unit], size).await?;
         }
         let deadline = Instant::now() + t.ready_timeout;
+        // What the last look that came back found: named when the wait ends on a look cut
+        // at the deadline (the API server slow to answer while pods start).
+        let mut seen: Vec<String> = Vec::new();
         loop {
-            let not_ready: Vec<String> = match self.workloads(t).await {
-                Ok(now) => sizes
+            let not_ready: Vec<String> = match crate::deadline::before(deadline, self.workloads(t)).await {
+                Some(Ok(now)) => sizes
                     .iter()
                     .filter_map(|(unit, size)| {
                         let ready = now.get(unit).map_or(0, |w| w.capacity.ready);
@@ -261,8 +300,13 @@ impl Compute for KubernetesCompute {
                     })
                     .collect(),
                 // A hiccup of the API server while pods start is no reason to give up the wait.
-                Err(e) if e.retryable() => vec![e.message],
-                Err(e) => return Err(e),
+                Some(Err(e)) if e.retryable() => vec![e.message],
+                Some(Err(e)) => return Err(e),
+                // A look still out at the deadline ends the wait.
+                None if seen.is_empty() => {
+                    vec!["the API server did not answer the last look before the deadline".to_owned()]
+                }
+                None => std::mem::take(&mut seen),
             };
             if not_ready.is_empty() {
                 return Ok(());
@@ -276,6 +320,7 @@ impl Compute for KubernetesCompute {
                     t.namespace
                 )));
             }
+            seen = not_ready;
             tokio::time::sleep(self.poll).await;
         }
     }
@@ -294,8 +339,12 @@ fn expand_home(path: &std::path::Path) -> std::path::PathBuf {
     }
 }
 
-pub(crate) async fn connect(access: &ClusterAccess, what: &str) -> Result<Client, ProviderError> {
-    let config = match access {
+pub(crate) async fn connect(
+    access: &ClusterAccess,
+    what: &str,
+    timeouts: KubeTimeouts,
+) -> Result<Client, ProviderError> {
+    let mut config = match access {
         ClusterAccess::InCluster => Config::incluster().map_err(|e| {
             ProviderError::permanent(format!(
                 "{what}: no in-cluster Kubernetes config ({e}) — is drover running in a pod with a service account?"
@@ -319,6 +368,12 @@ pub(crate) async fn connect(access: &ClusterAccess, what: &str) -> Result<Client
             })?
         }
     };
+    config.connect_timeout = Some(timeouts.connect);
+    config.read_timeout = Some(timeouts.read);
+    config.write_timeout = Some(timeouts.read);
+    // The read timeout then counts from when a request is sent, not from when its pooled
+    // connection went idle (which would cut a healthy answer on a connection idle a while).
+    config.reset_reader_on_write = true;
     Client::try_from(config)
         .map_err(|e| ProviderError::permanent(format!("{what}: cannot make a Kubernetes client: {e}")).with_source(e))
 }

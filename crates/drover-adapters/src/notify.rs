@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use drover_core::duration::format_duration;
 use drover_core::engine::RetryPolicy;
 use drover_core::error::ProviderError;
 use drover_core::notify::{EventKind, Notifier, NotifyEvent, payload};
@@ -58,6 +59,8 @@ struct Webhook {
 pub struct WebhookNotifier {
     hooks: Vec<Arc<Webhook>>,
     client: reqwest::Client,
+    /// Bounds each POST, connecting and the answer included (`SEND_TIMEOUT`).
+    send_timeout: Duration,
     retry: RetryPolicy,
     /// Sends not yet awaited by `flush`; finished ones are pruned as new ones start.
     sends: Mutex<Vec<JoinHandle<()>>>,
@@ -121,7 +124,20 @@ impl WebhookNotifier {
                 secrets: hidden,
             }));
         }
-        Ok(WebhookNotifier { hooks, client: client()?, retry: DELIVERY_RETRY, sends: Mutex::new(Vec::new()) })
+        Ok(WebhookNotifier {
+            hooks,
+            client: client(SEND_TIMEOUT)?,
+            send_timeout: SEND_TIMEOUT,
+            retry: DELIVERY_RETRY,
+            sends: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Bounds each POST by `timeout` instead of `SEND_TIMEOUT` (tests: a receiver that never answers).
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Result<Self, ProviderError> {
+        self.client = client(timeout)?;
+        self.send_timeout = timeout;
+        Ok(self)
     }
 
     /// Replaces the retry policy (tests use one without long pauses).
@@ -170,7 +186,8 @@ impl Notifier for WebhookNotifier {
         for hook in wanted {
             let body = payload(hook.kind, &event, hook.routing_key.as_ref().map(Secret::expose));
             let (hook, event, client, retry) = (Arc::clone(hook), Arc::clone(&event), self.client.clone(), self.retry);
-            sends.push(runtime.spawn(async move { deliver(&client, &hook, &event, &body, retry).await }));
+            let timeout = self.send_timeout;
+            sends.push(runtime.spawn(async move { deliver(&client, timeout, &hook, &event, &body, retry).await }));
         }
     }
 }
@@ -178,6 +195,7 @@ impl Notifier for WebhookNotifier {
 /// Sends `body` until the receiver accepts it, refuses it, or the attempts run out.
 async fn deliver(
     client: &reqwest::Client,
+    timeout: Duration,
     hook: &Webhook,
     event: &NotifyEvent,
     body: &serde_json::Value,
@@ -186,7 +204,7 @@ async fn deliver(
     let attempts = retry.attempts.max(1);
     let run = event.run_id.as_deref().unwrap_or("-");
     for attempt in 1..=attempts {
-        let failure = match send(client, hook, body).await {
+        let failure = match send(client, timeout, hook, body).await {
             Ok(status) => {
                 tracing::debug!(webhook = %hook.name, event = event.kind.as_str(), run, attempt, status, "notified");
                 return;
@@ -218,11 +236,16 @@ struct SendFailure {
     retryable: bool,
 }
 
-async fn send(client: &reqwest::Client, hook: &Webhook, body: &serde_json::Value) -> Result<u16, SendFailure> {
+async fn send(
+    client: &reqwest::Client,
+    timeout: Duration,
+    hook: &Webhook,
+    body: &serde_json::Value,
+) -> Result<u16, SendFailure> {
     let mut response = client.post(hook.url.clone()).json(body).send().await.map_err(|e| SendFailure {
         // A request that never got an answer (refused, reset, timed out) may get one next time.
         retryable: !e.is_builder(),
-        cause: describe_send_error(&e.without_url()),
+        cause: describe_send_error(&e.without_url(), timeout),
     })?;
     let status = response.status();
     if status.is_success() {
@@ -249,9 +272,9 @@ async fn send(client: &reqwest::Client, hook: &Webhook, body: &serde_json::Value
 
 /// What happened, in a user's words. reqwest names the URL in its errors: the caller drops
 /// it first (`without_url`).
-fn describe_send_error(e: &reqwest::Error) -> String {
+fn describe_send_error(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
-        return format!("no answer within {}s", SEND_TIMEOUT.as_secs());
+        return format!("no answer within {}", format_duration(timeout));
     }
     if let Some(io) = io_cause(e) {
         return describe_io(io);
@@ -276,13 +299,13 @@ pub(crate) fn one_line(text: &str, limit: usize) -> String {
     }
 }
 
-fn client() -> Result<reqwest::Client, ProviderError> {
+fn client(timeout: Duration) -> Result<reqwest::Client, ProviderError> {
     // Unlike checks, webhooks usually leave through the site's egress proxy, so
     // HTTP(S)_PROXY is honoured; redirects are not followed, so the body (and a
     // routing key) only ever goes where the plan says.
     let builder = reqwest::Client::builder()
-        .timeout(SEND_TIMEOUT)
-        .connect_timeout(SEND_TIMEOUT)
+        .timeout(timeout)
+        .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("drover-notify/", env!("CARGO_PKG_VERSION")));
     // reqwest panics when no rustls crypto provider is installed; building a notifier must not.
@@ -290,7 +313,8 @@ fn client() -> Result<reqwest::Client, ProviderError> {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => {
             let e = e.without_url();
-            Err(ProviderError::permanent(format!("notify: http client: {}", describe_send_error(&e))).with_source(e))
+            let cause = describe_send_error(&e, timeout);
+            Err(ProviderError::permanent(format!("notify: http client: {cause}")).with_source(e))
         }
         Err(_) => Err(ProviderError::permanent(
             "notify: http client: no rustls crypto provider installed — the binary must install one at start",

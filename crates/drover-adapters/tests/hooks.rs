@@ -5,6 +5,9 @@
 //! after the effect and before its record does not act twice when `observe` says done,
 //! and that no secret reaches the journal.
 
+#[path = "support/silent.rs"]
+mod silent;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -292,6 +295,30 @@ async fn a_call_nobody_answers_keeps_the_http_clients_error() {
         assert_eq!(err.message, format!("POST http://{closed}/warm: connection refused"));
         let source = std::error::Error::source(&err).expect("keeps reqwest's error");
         assert!(!format!("{source} {source:?}").contains("s3cret"), "{source:?}");
+    })
+    .await;
+}
+
+/// A receiver that takes the connection and never answers: the step's call ends at the
+/// step's `timeout`, and the run pauses on it saying so.
+#[tokio::test]
+async fn an_http_step_whose_receiver_never_answers_pauses_the_run_at_its_timeout() {
+    guard(async {
+        let silent = silent::silent_server().await;
+        let mut warm = http_step(&format!("http://{silent}"), false);
+        if let StepAction::Http(action) = &mut warm {
+            action.timeout = Duration::from_millis(300);
+        }
+        let plan = plan_with("warm-cache", warm);
+        let (world, journal, hooks) = (FakeWorld::two_regions(), MemoryJournal::default(), runner(&plan));
+        let run = failover(&plan, &journal, &world, &hooks).await;
+        assert_eq!(run.state, RunState::Paused, "{:?}", run.reason);
+        assert_eq!(step(&run, "warm-cache").state, StepState::Failed);
+        let reason = run.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!("west warm-cache: POST http://{silent}/warm: no answer within 300ms")),
+            "{reason}"
+        );
     })
     .await;
 }

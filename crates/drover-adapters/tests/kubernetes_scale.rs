@@ -3,11 +3,14 @@
 //! as the API server would. No API server runs here; docs/kubernetes.md says what that leaves.
 #![cfg(feature = "kubernetes")]
 
+#[path = "support/silent.rs"]
+mod silent;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drover_adapters::kubernetes::KubernetesCompute;
+use drover_adapters::kubernetes::{KubeTimeouts, KubernetesCompute};
 use drover_core::engine::plan_run;
 use drover_core::plan::{ClusterAccess, ComputeKind, ComputeSpec, ComputeTarget, DatabaseKind, KubernetesTarget, Plan};
 use drover_core::run::{RunKind, RunState, StepState};
@@ -410,4 +413,81 @@ async fn a_switchover_scales_the_standby_clusters_workloads_and_a_drill_undo_set
     for server in servers {
         server.await.unwrap();
     }
+}
+
+/// The plan, its clusters reached through a kubeconfig (kept in the returned directory)
+/// whose API server accepts connections and never answers.
+async fn plan_towards_a_silent_api_server() -> (Plan, tempfile::TempDir) {
+    let silent = silent::silent_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: silent\n  cluster: {{ server: 'http://{silent}' }}\n\
+             users:\n- name: drover\n  user: {{ token: t0ken }}\n\
+             contexts:\n- name: silent\n  context: {{ cluster: silent, user: drover }}\ncurrent-context: silent\n"
+        ),
+    )
+    .unwrap();
+    let mut plan = plan(Duration::from_secs(60));
+    for target in plan.compute.get_mut("apps").unwrap().targets.values_mut() {
+        let ComputeTarget::Kubernetes(k) = target else { unreachable!() };
+        k.cluster = ClusterAccess::Kubeconfig { path: Some(kubeconfig.clone()), context: None };
+    }
+    (plan, dir)
+}
+
+/// An API server that accepts the connection and never answers, reached the way a plan
+/// reaches it (a kubeconfig): each call ends at its deadline, the scale step gives up after
+/// its attempts, and the run pauses saying which call got no answer and what to check.
+#[tokio::test]
+async fn a_scale_against_an_api_server_that_never_answers_pauses_the_run() {
+    let (plan, _dir) = plan_towards_a_silent_api_server().await;
+    // The read timeout is the longer, so the per-call deadline is the one seen.
+    let timeouts = KubeTimeouts {
+        connect: Duration::from_secs(1),
+        read: Duration::from_secs(5),
+        call: Duration::from_millis(300),
+    };
+    let compute = KubernetesCompute::new(&plan).with_timeouts(timeouts);
+    let world = FakeWorld::two_regions();
+    let journal = MemoryJournal::default();
+    let observed =
+        drover_core::engine::observe(&plan, &journal, drover_core::engine::Providers::all(&world)).await.unwrap();
+    let header = plan_run(&plan, RunKind::Switchover, "west", &observed, "test").unwrap();
+    let providers = drover_core::engine::Providers { compute: &compute, ..drover_core::engine::Providers::all(&world) };
+    let immediate = drover_core::engine::RetryPolicy::IMMEDIATE;
+    let engine = drover_core::engine::Engine::new(&plan, &journal, providers).with_retries(immediate, immediate);
+
+    let run =
+        tokio::time::timeout(Duration::from_secs(60), engine.start(&header)).await.expect("hung for 60s").unwrap();
+    assert_eq!(run.state, RunState::Paused, "{:?}", run.reason);
+    let step = run.steps.iter().find(|s| s.kind == drover_core::plan::StepKind::Scale).unwrap();
+    assert_eq!(step.state, StepState::Failed);
+    let reason = run.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with(
+            "west scale: cannot read apps in east (apps in east: list Deployments: no answer from the Kubernetes API server within 300ms — check that it answers"
+        ),
+        "{reason}"
+    );
+}
+
+/// The connector's read timeout alone ends a call to an API server that never answers.
+#[tokio::test]
+async fn the_read_timeout_ends_a_call_the_api_server_never_answers() {
+    let (plan, _dir) = plan_towards_a_silent_api_server().await;
+    let timeouts = KubeTimeouts {
+        connect: Duration::from_secs(1),
+        read: Duration::from_millis(300),
+        call: Duration::from_secs(600),
+    };
+    let compute = KubernetesCompute::new(&plan).with_timeouts(timeouts);
+    let err = tokio::time::timeout(Duration::from_secs(60), compute.capacity("apps", "east"))
+        .await
+        .expect("hung for 60s")
+        .unwrap_err();
+    assert!(err.retryable(), "{err}");
+    assert!(err.message.starts_with("apps in east: list Deployments: "), "{err}");
 }

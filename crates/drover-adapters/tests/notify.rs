@@ -5,6 +5,8 @@
 
 #[path = "support/logs.rs"]
 mod logs;
+#[path = "support/silent.rs"]
+mod silent;
 use logs::Captured;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -305,5 +307,23 @@ async fn a_webhook_without_a_usable_url_or_routing_key_is_refused_at_start() {
     assert_eq!(
         build("https://events.pagerduty.com/v2/enqueue", None),
         "notify.webhooks.pager: a pagerduty webhook needs its routing key (routing_key_env or routing_key_file)"
+    );
+}
+
+/// A receiver that takes the connection and never answers: each POST ends at the send
+/// timeout, the attempts run out, `flush` returns, and the log says what happened.
+#[tokio::test(flavor = "current_thread")]
+async fn a_receiver_that_never_answers_is_given_up_at_the_send_timeout() {
+    let (logs, _logging) = Captured::start();
+    let silent = silent::silent_server().await;
+    let notifier = notifier(vec![(hook("ops", WebhookKind::Json, &EventKind::ALL), format!("http://{silent}/drover"))])
+        .with_send_timeout(Duration::from_millis(200))
+        .unwrap();
+    notifier.notify(event(EventKind::RunPaused));
+    guard(notifier.flush()).await;
+    let logs = logs.text();
+    assert!(
+        logs.contains("webhook ops (json) was not notified of run_paused after 5 attempts: no answer within 200ms"),
+        "{logs}"
     );
 }

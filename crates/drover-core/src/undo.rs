@@ -160,9 +160,8 @@ impl Engine<'_> {
                 // a failed or interrupted undo does it again before going on.
                 let intent = format!("being set back: {}", u.what);
                 self.record(id, Record::Undone { step: u.step, kind: u.kind.clone(), detail: intent }).await?;
-                let detail = step(&u.kind, self.plan)
-                    .undo(&self.step_cx(&summary.header))
-                    .await
+                let (unit, cx) = (step(&u.kind, self.plan), self.step_cx(&summary.header));
+                let detail = (self.within(unit.as_ref(), &cx, "undo", unit.undo(&cx)).await)
                     .map_err(|e| EngineError::Undo(u.what.clone(), e.message))?;
                 self.record(id, Record::Undone { step: u.step, kind: u.kind.clone(), detail }).await?;
             }

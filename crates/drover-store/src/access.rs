@@ -304,6 +304,10 @@ impl EtcdAccess {
             "if the members serve TLS, write etcds:// and give --etcd-ca".into()
         } else if self.tls.is_some() && (lower.contains("invalidcontenttype") || lower.contains("corrupt message")) {
             "the members do not seem to serve TLS: write etcd:// (without --etcd-ca)".into()
+        } else if lower.contains("timeout expired") || lower.contains("deadline exceeded") {
+            // The connection stands, and nothing comes back: a member stopped, overloaded
+            // or cut off by a half-open link. The request's own timeout ended the wait.
+            "no answer within the request's timeout: check that the members are up and answer ('etcdctl endpoint health' from this host) and that nothing between here and them drops packets".into()
         } else {
             return None;
         };

@@ -24,7 +24,6 @@ pub mod stages;
 pub use {aws_sdk_autoscaling as autoscaling_sdk, aws_sdk_eks as eks_sdk};
 
 use std::sync::Arc;
-use std::time::Instant;
 
 pub use aws_config::SdkConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -317,12 +316,7 @@ fn hint(service: Service, operation: &str, code: &str) -> (String, bool) {
     }
 }
 
-/// Runs `call` for at most what is left until `deadline`; `None` when the time ran out first.
-/// Polling loops bound each look with it, so one call that never returns cannot carry a
-/// wait past its own deadline (the SDK's operation timeout may be longer than what is left).
-pub async fn before<T>(deadline: Instant, call: impl std::future::Future<Output = T>) -> Option<T> {
-    tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), call).await.ok()
-}
+pub use crate::deadline::before;
 
 /// A request the SDK refused to build: always drover's bug or a plan value the API cannot take.
 /// The SDK's error is kept as the source.

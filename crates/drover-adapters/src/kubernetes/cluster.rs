@@ -11,7 +11,7 @@ use kube::{Client, Error};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use super::{api_error, connect};
+use super::{KubeTimeouts, api_error, connect};
 
 /// What backups and restores need granted, for a 403's message.
 const BACKUP_RBAC: &str =
@@ -48,7 +48,8 @@ impl KubeCluster {
     }
 
     async fn client(&self) -> Result<Client, ClusterError> {
-        let connected = self.client.get_or_try_init(|| connect(&self.access, &self.name)).await;
+        let connected =
+            self.client.get_or_try_init(|| connect(&self.access, &self.name, KubeTimeouts::default())).await;
         connected.cloned().map_err(|e| ClusterError::Other(e.message))
     }
 

@@ -1,11 +1,20 @@
 //! The executor: drives a run's steps in order — intent journaled before a step touches
 //! the world, outcome after — and retries each within its pace's policy. It knows no step
 //! in particular: each is looked up by its journal tag (`crate::steps::step`).
+//!
+//! Every observe and apply is cut at the step's timeout (`crate::steps::step_timeout`),
+//! timed on the providers' clock: a call that never returns (a server that accepted the
+//! connection and went silent) pauses the run, saying what did not answer, instead of
+//! holding it — and the active-run slot — forever.
 
+use std::future::Future;
+use std::time::Duration;
+
+use crate::duration::format_duration;
 use crate::error::ProviderError;
 use crate::plan::StepKind;
 use crate::run::{Record, RunHeader, RunId, RunSummary, StepOutcome};
-use crate::steps::{Observation, Pace, Step, StepCx, step};
+use crate::steps::{Observation, Pace, Step, StepCx, step, step_timeout};
 
 use super::{Engine, EngineError};
 
@@ -75,7 +84,7 @@ impl Engine<'_> {
         let mut note: Option<String> = None;
         let mut attempt = 0;
         loop {
-            let result: Result<(), ProviderError> = match unit.observe(&cx).await {
+            let result: Result<(), ProviderError> = match self.within(unit, &cx, "observe", unit.observe(&cx)).await {
                 Ok(Observation::Done(detail)) => {
                     let outcome = if applied { StepOutcome::Applied } else { StepOutcome::AlreadyDone };
                     let detail = match note {
@@ -93,7 +102,7 @@ impl Engine<'_> {
                     // An attempt that reported an error may still have acted (a fence whose
                     // confirmation timed out): once an acting step has tried, "done" is its doing.
                     applied |= unit.pace() == Pace::Act;
-                    match unit.apply(&cx).await {
+                    match self.within(unit, &cx, "apply", unit.apply(&cx)).await {
                         Ok(said) => {
                             note = said.or(note);
                             applied = true;
@@ -125,7 +134,37 @@ impl Engine<'_> {
     /// when it fails, since a failure may come after it acted (a timeout, a reset answer);
     /// the run pauses and a person's resume applies it again. Its own word is its outcome.
     async fn apply_once(&self, unit: &dyn Step, cx: &StepCx<'_>) -> Result<(StepOutcome, String), ProviderError> {
-        let said = unit.apply(cx).await?;
+        let said = self.within(unit, cx, "apply", unit.apply(cx)).await?;
         Ok((StepOutcome::Applied, said.unwrap_or_default()))
+    }
+
+    /// `call` (one observe, apply or undo of `unit`), or an error once the step's timeout has
+    /// passed on the clock without an answer. Not retried: a call that hung may hang again
+    /// (and may have acted), so the run pauses and a person looks.
+    pub(crate) async fn within<T>(
+        &self,
+        unit: &dyn Step,
+        cx: &StepCx<'_>,
+        doing: &str,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let (clock, limit) = (self.world.clock, step_timeout(unit, self.plan));
+        let started = clock.now_ms();
+        tokio::select! {
+            // An answer that came with the deadline counts.
+            biased;
+            answer = call => answer,
+            () = clock.sleep(limit) => {
+                // In whole seconds past the first (the timer's milliseconds of lateness are noise).
+                let ms = clock.now_ms().saturating_sub(started);
+                let elapsed = Duration::from_millis(if ms >= 1000 { ms - ms % 1000 } else { ms });
+                Err(ProviderError::permanent(format!(
+                    "its {doing} got no answer after {} (the step's timeout, {}) — check that {} answers, and that the journal's store does",
+                    format_duration(elapsed),
+                    format_duration(limit),
+                    unit.answers_from(cx),
+                )))
+            }
+        }
     }
 }

@@ -16,6 +16,10 @@ impl Step for CatchUp {
         StepKind::CatchUp
     }
 
+    fn answers_from(&self, cx: &StepCx<'_>) -> String {
+        format!("the database members in {} and {}", cx.from(), cx.to())
+    }
+
     fn pace(&self) -> Pace {
         Pace::Wait
     }

@@ -8,11 +8,13 @@
 //! intent and its outcome — at least once). With `observe`, that command runs first, and
 //! the step's command only while the observe command does not exit 0.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::{Observation, Pace, Step, StepCx};
 use crate::error::ProviderError;
-use crate::plan::{ExecAction, RunSide, StepKind};
+use crate::plan::{ExecAction, Plan, RunSide, StepKind};
 use crate::run::RunHeader;
 use crate::secret::SecretText;
 use crate::world::{CommandExit, CommandLine};
@@ -64,6 +66,15 @@ impl Step for Exec<'_> {
             RunSide::To => &header.to,
             RunSide::From => &header.from,
         }
+    }
+
+    /// One call or command may take the step's own `timeout`.
+    fn waits(&self, _plan: &Plan) -> Duration {
+        self.action.timeout
+    }
+
+    fn answers_from(&self, _cx: &StepCx<'_>) -> String {
+        format!("the command of step {} (`{}`)", self.name, self.action.argv.join(" "))
     }
 
     fn pace(&self) -> Pace {

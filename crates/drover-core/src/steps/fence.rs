@@ -1,10 +1,12 @@
 //! `fence`: make the old primary refuse writes, so it can never be a second primary.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::{Need, Observation, Step, StepCx};
 use crate::error::ProviderError;
-use crate::plan::StepKind;
+use crate::plan::{Plan, StepKind};
 use crate::run::{RunHeader, RunKind};
 use crate::world::MemberStatus;
 
@@ -14,6 +16,15 @@ pub struct Fence;
 impl Step for Fence {
     fn kind(&self) -> StepKind {
         StepKind::Fence
+    }
+
+    /// A fence may wait for the member to take its new settings as long as a promotion.
+    fn waits(&self, plan: &Plan) -> Duration {
+        super::database_waits(plan)
+    }
+
+    fn answers_from(&self, cx: &StepCx<'_>) -> String {
+        format!("the database member in {}", self.acts_on(cx.header))
     }
 
     fn acts_on<'h>(&self, header: &'h RunHeader) -> &'h str {

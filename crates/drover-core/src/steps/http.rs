@@ -6,11 +6,13 @@
 //! after a crash between its intent and its outcome — at least once). With `observe`, the
 //! step first asks the observe URL, and calls only while that does not answer "done".
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::{Observation, Pace, Step, StepCx};
 use crate::error::ProviderError;
-use crate::plan::{HttpAction, StepKind};
+use crate::plan::{HttpAction, Plan, StepKind};
 use crate::world::{HttpAnswer, HttpRequest};
 
 pub struct Http<'p> {
@@ -47,6 +49,15 @@ impl Http<'_> {
 impl Step for Http<'_> {
     fn kind(&self) -> StepKind {
         StepKind::custom(self.name)
+    }
+
+    /// One call or command may take the step's own `timeout`.
+    fn waits(&self, _plan: &Plan) -> Duration {
+        self.action.timeout
+    }
+
+    fn answers_from(&self, _cx: &StepCx<'_>) -> String {
+        format!("the receiver of step {} (its url and observe.url)", self.name)
     }
 
     fn pace(&self) -> Pace {

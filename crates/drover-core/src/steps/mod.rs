@@ -18,6 +18,8 @@ mod scale;
 mod switch;
 mod verify;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::error::{ProviderError, StoreError};
@@ -134,6 +136,20 @@ pub trait Step: Send + Sync {
         &[]
     }
 
+    /// The longest one look or one action of this step may rightly wait for the world, by
+    /// the plan's own bounds (a promotion's `promote_timeout`, a resize's `ready_timeout`,
+    /// an `http` step's `timeout`); the engine adds [`CALL_MARGIN`] and cuts a call that
+    /// has not returned by then (see [`step_timeout`]). Most steps only ask and act.
+    fn waits(&self, _plan: &Plan) -> Duration {
+        Duration::ZERO
+    }
+
+    /// What the step talks to, named when one of its calls gets no answer in time: what a
+    /// person checks (the journal's store is named by the engine).
+    fn answers_from(&self, cx: &StepCx<'_>) -> String {
+        format!("the providers in {}", self.acts_on(cx.header))
+    }
+
     /// Is this step already done for this run?
     async fn observe(&self, cx: &StepCx<'_>) -> Result<Observation, ProviderError>;
 
@@ -145,6 +161,29 @@ pub trait Step: Send + Sync {
     /// `crate::undo`); returns what it did. Most steps have no undo.
     async fn undo(&self, _cx: &StepCx<'_>) -> Result<String, ProviderError> {
         Err(ProviderError::permanent(format!("{} has no undo", self.kind().as_str())))
+    }
+}
+
+/// Added to what a step's calls may rightly wait for ([`Step::waits`]): time for the calls
+/// around the wait (connect, read, write the journal) and their own retries. Every one of
+/// them has a deadline of its own well inside this (AWS 30 s, PostgreSQL 10 s, Kubernetes
+/// 30 s, etcd 5 s, webhooks 5 s), so this bound is the backstop that holds when a call
+/// has none or ignores it — five minutes is long enough never to cut a call that would
+/// have come back, and short enough that a person still has a run to act on.
+pub const CALL_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// How long one observe or apply of `unit` may take before the engine gives up on it.
+pub fn step_timeout(unit: &dyn Step, plan: &Plan) -> Duration {
+    unit.waits(plan).saturating_add(CALL_MARGIN)
+}
+
+/// How long the database's slowest operation (a promotion, a fence's restart) may take
+/// by the plan.
+fn database_waits(plan: &Plan) -> Duration {
+    match &plan.database {
+        crate::plan::DatabaseSpec::Postgres(pg) => pg.promote_timeout,
+        crate::plan::DatabaseSpec::Rds(rds) => rds.promote_timeout,
+        crate::plan::DatabaseSpec::AuroraGlobal(aurora) => aurora.timeout,
     }
 }
 

@@ -1,11 +1,13 @@
 //! `promote`: raise the epoch in the store, promote the target, and record the epoch in it.
 //! The store's compare-and-swap is what makes two runs unable to promote at one epoch.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::{Observation, Step, StepCx, stale};
 use crate::error::{ProviderError, StoreError};
-use crate::plan::StepKind;
+use crate::plan::{Plan, StepKind};
 use crate::run::Record;
 use crate::world::MemberStatus;
 
@@ -15,6 +17,15 @@ pub struct Promote;
 impl Step for Promote {
     fn kind(&self) -> StepKind {
         StepKind::Promote
+    }
+
+    /// A promotion waits for the new primary to take writes: the plan's promote timeout.
+    fn waits(&self, plan: &Plan) -> Duration {
+        super::database_waits(plan)
+    }
+
+    fn answers_from(&self, cx: &StepCx<'_>) -> String {
+        format!("the database member in {}", self.acts_on(cx.header))
     }
 
     async fn observe(&self, cx: &StepCx<'_>) -> Result<Observation, ProviderError> {

@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::{Need, Observation, Step, StepCx};
 use crate::error::{ProviderError, StoreError};
 use crate::journal::{CapacitySeen, Journal};
-use crate::plan::StepKind;
+use crate::plan::{Plan, StepKind};
 use crate::run::{Record, RunId, RunKind};
 use crate::world::{Capacity, Compute, Size, Units, WHOLE};
 
@@ -19,6 +21,15 @@ pub struct Scale;
 impl Step for Scale {
     fn kind(&self) -> StepKind {
         StepKind::Scale
+    }
+
+    /// A resize waits for the capacity to be ready: the longest `ready_timeout` of the plan.
+    fn waits(&self, plan: &Plan) -> Duration {
+        plan.compute.values().map(|spec| spec.ready_timeout).max().unwrap_or_default()
+    }
+
+    fn answers_from(&self, cx: &StepCx<'_>) -> String {
+        format!("the compute APIs of {} and {} (a Kubernetes API server, AWS)", cx.from(), cx.to())
     }
 
     fn needs(&self) -> &'static [Need] {

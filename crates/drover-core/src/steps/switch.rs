@@ -2,11 +2,13 @@
 //! epoch is never overwritten, and a record at this run's epoch elsewhere is another
 //! run's doing.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::{Need, Observation, Step, StepCx, stale};
 use crate::error::ProviderError;
-use crate::plan::StepKind;
+use crate::plan::{Plan, Route53Routing, StepKind, TrafficSpec};
 
 pub struct Switch;
 
@@ -14,6 +16,25 @@ pub struct Switch;
 impl Step for Switch {
     fn kind(&self) -> StepKind {
         StepKind::Switch
+    }
+
+    /// A switch waits for each change to be in effect, and between the stages of a
+    /// gradual shift while the target's checks run.
+    fn waits(&self, plan: &Plan) -> Duration {
+        let (changes, pause, stages) = match &plan.traffic {
+            TrafficSpec::Rfc2136(_) => return Duration::ZERO,
+            TrafficSpec::Route53(r) => match &r.routing {
+                Route53Routing::Weighted { stages, stage_pause } => (r.change_timeout, *stage_pause, stages.len()),
+                Route53Routing::Failover => (r.change_timeout, Duration::ZERO, 1),
+            },
+            TrafficSpec::GlobalAccelerator(g) => (g.change_timeout, g.stage_pause, g.stages.len()),
+        };
+        let stages = u32::try_from(stages.max(1)).unwrap_or(u32::MAX);
+        changes.saturating_add(pause).saturating_mul(stages)
+    }
+
+    fn answers_from(&self, cx: &StepCx<'_>) -> String {
+        format!("the traffic provider ({})", cx.plan.traffic.kind().as_str())
     }
 
     fn needs(&self) -> &'static [Need] {

@@ -16,6 +16,10 @@ impl Step for Verify {
         StepKind::Verify
     }
 
+    fn answers_from(&self, cx: &StepCx<'_>) -> String {
+        format!("the database member in {}, the traffic provider and the checks", cx.to())
+    }
+
     fn pace(&self) -> Pace {
         Pace::Wait
     }

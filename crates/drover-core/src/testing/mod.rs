@@ -21,6 +21,42 @@ use crate::world::{
 
 pub use crate::world::RejoinMethod;
 
+/// A clock that moves only when something waits on it: `sleep` returns at once, the time
+/// moved on by what was slept. A test drives a run through its timeouts and back-offs
+/// without waiting, and reads on the clock how long the run would have taken.
+pub struct ManualClock {
+    now_ms: AtomicU64,
+}
+
+impl ManualClock {
+    pub fn starting_at(now_ms: u64) -> ManualClock {
+        ManualClock { now_ms: AtomicU64::new(now_ms) }
+    }
+}
+
+#[async_trait]
+impl crate::clock::Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now_ms.load(Ordering::SeqCst)
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        self.now_ms.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| Some(now.saturating_add(ms))).ok();
+        // Once, so whatever the waiter races against gets its turn first.
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if yielded {
+                return std::task::Poll::Ready(());
+            }
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await;
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FakeMember {
     pub primary: bool,
