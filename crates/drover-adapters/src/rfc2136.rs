@@ -43,9 +43,35 @@ pub struct Rfc2136Traffic {
 
 /// What the epoch TXT must hold for an UPDATE to apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum EpochRecord {
+pub enum EpochRecord {
     Absent,
     Holds(Epoch),
+}
+
+/// The epoch the TXT records of `answer` (to `name`, the epoch record) hold. Any answer a
+/// server sends is read here, so the fuzz target (`fuzz/`) feeds it arbitrary ones.
+pub fn epoch_of(name: &Name, answer: &dns::Answer) -> Result<EpochRecord, ProviderError> {
+    let values: Vec<String> = answer
+        .records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect()),
+            _ => None,
+        })
+        .collect();
+    match values.as_slice() {
+        [] => Ok(EpochRecord::Absent),
+        [value] => value.trim().parse().map(EpochRecord::Holds).map_err(|e| {
+            ProviderError::permanent(format!(
+                "dns {name}: the epoch record holds \"{value}\", not an epoch number — it was not written by drover; correct it or delete it"
+            ))
+            .with_source(e)
+        }),
+        _ => Err(ProviderError::permanent(format!(
+            "dns {name}: the epoch record holds {} values, drover writes one — delete the extra TXT records",
+            values.len()
+        ))),
+    }
 }
 
 impl Rfc2136Traffic {
@@ -73,28 +99,7 @@ impl Rfc2136Traffic {
     /// Reads the epoch TXT: absent, or the epoch it holds.
     async fn epoch_record(&self) -> Result<EpochRecord, ProviderError> {
         let name = self.epoch_name()?;
-        let answer = dns::lookup(self.server, &name, RecordType::TXT).await?;
-        let values: Vec<String> = answer
-            .records
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect()),
-                _ => None,
-            })
-            .collect();
-        match values.as_slice() {
-            [] => Ok(EpochRecord::Absent),
-            [value] => value.trim().parse().map(EpochRecord::Holds).map_err(|e| {
-                ProviderError::permanent(format!(
-                    "dns {name}: the epoch record holds \"{value}\", not an epoch number — it was not written by drover; correct it or delete it"
-                ))
-                .with_source(e)
-            }),
-            _ => Err(ProviderError::permanent(format!(
-                "dns {name}: the epoch record holds {} values, drover writes one — delete the extra TXT records",
-                values.len()
-            ))),
-        }
+        epoch_of(&name, &dns::lookup(self.server, &name, RecordType::TXT).await?)
     }
 
     fn signer(&self) -> Result<TSigner, ProviderError> {
