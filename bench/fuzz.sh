@@ -49,11 +49,13 @@ for t in "${targets[@]}"; do
   rc=$?
   set -e
   end=$(date +%s.%N)
-  secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.0f", b - a}')
-  done_runs=$(awk -F': *' '/stat::number_of_executed_units/ {print $2}' "$log" | tail -1)
-  speed=$(awk -F': *' '/stat::average_exec_per_sec/ {print $2}' "$log" | tail -1)
+  secs=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')
+  # The log holds raw input bytes (the recommended dictionary): grep -a, not awk on it.
+  done_runs=$(grep -a '^stat::number_of_executed_units:' "$log" | awk '{print $2}' | tail -1)
+  done_runs="${done_runs:-0}"
+  speed=$(awk -v n="$done_runs" -v s="$secs" 'BEGIN {printf "%.0f", (s > 0 ? n / s : 0)}')
   crashes=$(find "$out/$t/artifacts" -type f | wc -l)
-  echo "| $t | ${done_runs:-?} | ${secs} s | ${speed:-?} | $crashes |"
+  echo "| $t | $done_runs | $secs s | $speed | $crashes |"
   if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
     failed=1
     echo "  $t: exit $rc; log $log; artifacts in $out/$t/artifacts" >&2

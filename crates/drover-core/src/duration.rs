@@ -114,6 +114,16 @@ mod tests {
         assert_eq!(parse_duration("0h0m0s0ms"), Ok(Duration::ZERO));
     }
 
+    proptest::proptest! {
+        /// Whatever is written, the reader answers a duration no longer than the bound, or an error.
+        #[test]
+        fn any_text_is_a_bounded_duration_or_an_error(text in "([0-9]{0,21}(ms|s|m|h|x|)){0,4}") {
+            if let Ok(d) = parse_duration(&text) {
+                proptest::prop_assert!(d <= MAX_DURATION);
+            }
+        }
+    }
+
     #[test]
     fn sizes_people_write() {
         assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));

@@ -13,10 +13,18 @@ use crate::run::RunKind;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
     /// A failover or switchover to a region; `accept_data_loss` as `--accept-data-loss`.
-    Move { kind: RunKind, to: &'a str, accept_data_loss: bool },
-    Reprotect { region: &'a str },
+    Move {
+        kind: RunKind,
+        to: &'a str,
+        accept_data_loss: bool,
+    },
+    Reprotect {
+        region: &'a str,
+    },
     /// To the plan's home region unless `to` says otherwise.
-    Failback { to: Option<&'a str> },
+    Failback {
+        to: Option<&'a str>,
+    },
 }
 
 impl Request<'_> {
@@ -163,7 +171,7 @@ mod tests {
     /// What `POST /api/v1/runs` answers a bad body, before anything is planned.
     fn start_error(json: &[u8]) -> BodyError {
         match read_body::<StartRun>(json) {
-            Ok(start) => start.request().err().expect("the body is refused"),
+            Ok(start) => start.request().expect_err("the body is refused"),
             Err(e) => e,
         }
     }
@@ -184,7 +192,10 @@ mod tests {
     #[test]
     fn a_reprotect_names_its_region_and_a_failback_may_name_none() {
         assert_eq!(start_error(br#"{"kind": "reprotect"}"#).field.as_deref(), Some("region"));
-        assert_eq!(start_error(br#"{"kind": "reprotect", "to": "west", "region": "east"}"#).field.as_deref(), Some("to"));
+        assert_eq!(
+            start_error(br#"{"kind": "reprotect", "to": "west", "region": "east"}"#).field.as_deref(),
+            Some("to")
+        );
         let e = start_error(br#"{"kind": "switchover", "to": "west", "region": "east"}"#);
         assert_eq!(e.field.as_deref(), Some("region"));
         let e = start_error(br#"{"kind": "failback", "accept_data_loss": true}"#);
@@ -192,9 +203,15 @@ mod tests {
         let read = |json: &[u8]| read_body::<StartRun>(json).unwrap();
         let start = read(br#"{"kind": "failover", "to": "west", "accept_data_loss": true}"#);
         assert!(matches!(start.request(), Ok(Request::Move { to: "west", accept_data_loss: true, .. })));
-        assert_eq!(read(br#"{"kind": "reprotect", "region": "east"}"#).request(), Ok(Request::Reprotect { region: "east" }));
+        assert_eq!(
+            read(br#"{"kind": "reprotect", "region": "east"}"#).request(),
+            Ok(Request::Reprotect { region: "east" })
+        );
         assert_eq!(read(br#"{"kind": "failback"}"#).request(), Ok(Request::Failback { to: None }));
-        assert_eq!(read(br#"{"kind": "failback", "to": "east"}"#).request(), Ok(Request::Failback { to: Some("east") }));
+        assert_eq!(
+            read(br#"{"kind": "failback", "to": "east"}"#).request(),
+            Ok(Request::Failback { to: Some("east") })
+        );
     }
 
     /// The CLI's body for a daemon reads back as the same request.

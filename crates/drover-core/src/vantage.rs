@@ -67,7 +67,13 @@ impl VantageReport {
                 (region.to_string(), view)
             })
             .collect();
-        VantageReport { vantage: vantage.into(), at_ms, expires_ms: at_ms.saturating_add(ttl_ms), regions, signature: None }
+        VantageReport {
+            vantage: vantage.into(),
+            at_ms,
+            expires_ms: at_ms.saturating_add(ttl_ms),
+            regions,
+            signature: None,
+        }
     }
 
     pub fn is_fresh(&self, now_ms: u64) -> bool {

@@ -18,8 +18,8 @@ use super::daemon::{Daemon, NotLeader};
 use super::metrics;
 use super::tokens::{Caller, Role, Tokens};
 use crate::app::error::{ErrorClass, Failure, engine_failure, refused, store_failure};
-use drover_core::request::{Abort, Approve, BodyError, Resume, StartRun, read_body};
 use crate::app::runs::PlanRequest;
+use drover_core::request::{Abort, Approve, BodyError, Resume, StartRun, read_body};
 
 /// The OpenAPI document, served as is and checked against `ROUTES` by tests.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
