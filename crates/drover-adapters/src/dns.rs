@@ -40,7 +40,8 @@ fn network_error(server: SocketAddr, error: NetError) -> ProviderError {
 }
 
 /// The records a server holds for one name and type.
-pub(crate) struct Answer {
+#[derive(Clone, Debug, Default)]
+pub struct Answer {
     /// Only records of the asked name and type (an authoritative server does not chase CNAMEs).
     pub records: Vec<Record>,
     /// How long "no such records" may be cached (from the SOA in the authority section).
@@ -48,12 +49,24 @@ pub(crate) struct Answer {
 }
 
 /// Asks `server` for `name`/`rtype` without recursion. NXDOMAIN and NODATA are an empty answer.
-pub(crate) async fn lookup(server: SocketAddr, name: &Name, rtype: RecordType) -> Result<Answer, ProviderError> {
+pub async fn lookup(server: SocketAddr, name: &Name, rtype: RecordType) -> Result<Answer, ProviderError> {
     let mut options = DnsRequestOptions::default();
     options.recursion_desired = false;
     let request = DnsRequest::from_query(Query::query(name.clone(), rtype), options);
     let (message, _) = request.into_parts();
     let response = exchange(server, message).await?;
+    answer_of(server, name, rtype, &response)
+}
+
+/// What drover takes from `response`, a server's answer (any bytes it sent, parsed) to
+/// `name`/`rtype`: the records of that name and type, or the failure its rcode means.
+/// Apart from the exchange, so the fuzz target (`fuzz/`) feeds it arbitrary answers.
+pub fn answer_of(
+    server: SocketAddr,
+    name: &Name,
+    rtype: RecordType,
+    response: &DnsResponse,
+) -> Result<Answer, ProviderError> {
     match response.response_code {
         ResponseCode::NoError | ResponseCode::NXDomain => Ok(Answer {
             records: response.answers.iter().filter(|r| r.record_type() == rtype && r.name == *name).cloned().collect(),
@@ -79,7 +92,7 @@ pub(crate) fn fqdn(name: &str) -> Result<Name, ProviderError> {
 }
 
 /// The addresses (A and AAAA) among `records`.
-pub(crate) fn addresses(records: &[Record]) -> Vec<IpAddr> {
+pub fn addresses(records: &[Record]) -> Vec<IpAddr> {
     records
         .iter()
         .filter_map(|r| match &r.data {
@@ -94,9 +107,17 @@ pub(crate) fn addresses(records: &[Record]) -> Vec<IpAddr> {
 /// (the lowest record TTL; the zone's negative TTL when there is no address).
 pub async fn resolve(server: SocketAddr, name: &str) -> Result<(Vec<IpAddr>, Duration), ProviderError> {
     let answer = lookup(server, &fqdn(name)?, RecordType::A).await?;
-    let ttl = match answer.records.iter().map(|r| r.ttl).min() {
-        Some(ttl) => ttl,
-        None => answer.negative_ttl.unwrap_or(0),
-    };
-    Ok((addresses(&answer.records), Duration::from_secs(u64::from(ttl))))
+    Ok((addresses(&answer.records), answer.cache_for()))
+}
+
+impl Answer {
+    /// How long a cache should keep it: the lowest record TTL, or the zone's negative TTL
+    /// when there is no record.
+    pub fn cache_for(&self) -> Duration {
+        let ttl = match self.records.iter().map(|r| r.ttl).min() {
+            Some(ttl) => ttl,
+            None => self.negative_ttl.unwrap_or(0),
+        };
+        Duration::from_secs(u64::from(ttl))
+    }
 }

@@ -43,9 +43,35 @@ pub struct Rfc2136Traffic {
 
 /// What the epoch TXT must hold for an UPDATE to apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum EpochRecord {
+pub enum EpochRecord {
     Absent,
     Holds(Epoch),
+}
+
+/// The epoch the TXT records of `answer` (to `name`, the epoch record) hold. Any answer a
+/// server sends is read here, so the fuzz target (`fuzz/`) feeds it arbitrary ones.
+pub fn epoch_of(name: &Name, answer: &dns::Answer) -> Result<EpochRecord, ProviderError> {
+    let values: Vec<String> = answer
+        .records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect()),
+            _ => None,
+        })
+        .collect();
+    match values.as_slice() {
+        [] => Ok(EpochRecord::Absent),
+        [value] => value.trim().parse().map(EpochRecord::Holds).map_err(|e| {
+            ProviderError::permanent(format!(
+                "dns {name}: the epoch record holds \"{value}\", not an epoch number — it was not written by drover; correct it or delete it"
+            ))
+            .with_source(e)
+        }),
+        _ => Err(ProviderError::permanent(format!(
+            "dns {name}: the epoch record holds {} values, drover writes one — delete the extra TXT records",
+            values.len()
+        ))),
+    }
 }
 
 impl Rfc2136Traffic {
@@ -73,28 +99,7 @@ impl Rfc2136Traffic {
     /// Reads the epoch TXT: absent, or the epoch it holds.
     async fn epoch_record(&self) -> Result<EpochRecord, ProviderError> {
         let name = self.epoch_name()?;
-        let answer = dns::lookup(self.server, &name, RecordType::TXT).await?;
-        let values: Vec<String> = answer
-            .records
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect()),
-                _ => None,
-            })
-            .collect();
-        match values.as_slice() {
-            [] => Ok(EpochRecord::Absent),
-            [value] => value.trim().parse().map(EpochRecord::Holds).map_err(|e| {
-                ProviderError::permanent(format!(
-                    "dns {name}: the epoch record holds \"{value}\", not an epoch number — it was not written by drover; correct it or delete it"
-                ))
-                .with_source(e)
-            }),
-            _ => Err(ProviderError::permanent(format!(
-                "dns {name}: the epoch record holds {} values, drover writes one — delete the extra TXT records",
-                values.len()
-            ))),
-        }
+        epoch_of(&name, &dns::lookup(self.server, &name, RecordType::TXT).await?)
     }
 
     fn signer(&self) -> Result<TSigner, ProviderError> {
@@ -292,5 +297,56 @@ impl Traffic for Rfc2136Traffic {
                 self.server, self.zone
             ))),
         }
+    }
+}
+
+/// What drover reads from a server's answers, on the answers the fuzz target starts from
+/// (fuzz/seeds/dns_answer: written byte by byte as a server sends them).
+#[cfg(test)]
+mod answers {
+    use drover_core::ProviderErrorKind;
+
+    use super::*;
+
+    const SERVER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 53);
+
+    fn read(bytes: &[u8], name: &str, rtype: RecordType) -> Result<dns::Answer, ProviderError> {
+        let response = DnsResponse::from_buffer(bytes.to_vec()).expect("a DNS response");
+        dns::answer_of(SERVER, &dns::fqdn(name).unwrap(), rtype, &response)
+    }
+
+    #[test]
+    fn records_of_the_asked_name_and_type_and_their_lowest_ttl() {
+        let a = include_bytes!("../../../fuzz/seeds/dns_answer/a.bin");
+        let answer = read(a, "api.app.test", RecordType::A).unwrap();
+        assert_eq!(
+            dns::addresses(&answer.records),
+            ["10.200.0.11".parse::<IpAddr>().unwrap(), "10.200.0.12".parse().unwrap()]
+        );
+        assert_eq!(answer.cache_for(), std::time::Duration::from_secs(5));
+        assert!(read(a, "other.app.test", RecordType::A).unwrap().records.is_empty());
+        assert!(read(a, "api.app.test", RecordType::AAAA).unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn no_such_name_is_an_empty_answer_cached_for_the_zones_negative_ttl() {
+        let answer = read(include_bytes!("../../../fuzz/seeds/dns_answer/nxdomain.bin"), "api.app.test", RecordType::A);
+        let answer = answer.unwrap();
+        assert!(answer.records.is_empty());
+        assert_eq!(answer.cache_for(), std::time::Duration::from_secs(30));
+        let failed = read(include_bytes!("../../../fuzz/seeds/dns_answer/servfail.bin"), "api.app.test", RecordType::A);
+        assert_eq!(failed.unwrap_err().kind(), ProviderErrorKind::Transient);
+    }
+
+    #[test]
+    fn the_epoch_record_holds_one_number_or_is_refused_with_what_it_holds() {
+        let name = format!("{EPOCH_LABEL}.api.app.test");
+        let epoch = |bytes: &[u8]| epoch_of(&dns::fqdn(&name).unwrap(), &read(bytes, &name, RecordType::TXT).unwrap());
+        assert_eq!(epoch(include_bytes!("../../../fuzz/seeds/dns_answer/txt.bin")).unwrap(), EpochRecord::Holds(7));
+        let text = epoch(include_bytes!("../../../fuzz/seeds/dns_answer/txt-not-a-number.bin")).unwrap_err();
+        assert!(text.message.contains("holds \"x73\", not an epoch number"), "{}", text.message);
+        let two = epoch(include_bytes!("../../../fuzz/seeds/dns_answer/txt-two-records.bin")).unwrap_err();
+        assert!(two.message.contains("holds 2 values, drover writes one"), "{}", two.message);
+        assert_eq!(epoch(include_bytes!("../../../fuzz/seeds/dns_answer/a.bin")).unwrap(), EpochRecord::Absent);
     }
 }

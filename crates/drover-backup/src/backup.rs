@@ -80,6 +80,12 @@ pub fn backup_time(id: &str) -> Option<OffsetDateTime> {
     time::PrimitiveDateTime::parse(stamp, ID_TIME).ok().map(time::PrimitiveDateTime::assume_utc)
 }
 
+/// [`backup_time`] in milliseconds since the Unix epoch. A store's id naming a time before
+/// 1970 is none drover took: None, not a negative time cast to a huge one.
+pub fn backup_time_ms(id: &str) -> Option<u64> {
+    u64::try_from(backup_time(id)?.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// Reads every selected object from `cluster` and writes the backup to each of `stores`.
 pub async fn create_backup(
     cluster: &dyn ClusterApi,
@@ -253,5 +259,14 @@ mod tests {
         assert_eq!(id, "20261205-201507-123-east");
         assert_eq!(backup_time(&id), Some(at));
         assert_eq!(backup_time("not-a-backup"), None);
+    }
+
+    /// A store holding `00000101-…` once made the daemon's next backup due at a wrapped
+    /// time: a backup every round (release) or a panicked loop (debug).
+    #[test]
+    fn an_id_before_1970_has_no_time_in_milliseconds() {
+        assert_eq!(backup_time_ms("19700101-000001-250-east"), Some(1_250));
+        assert_eq!(backup_time_ms("19691231-235959-999-east"), None);
+        assert_eq!(backup_time_ms("00000101-000000-000-east"), None);
     }
 }

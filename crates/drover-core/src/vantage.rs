@@ -4,6 +4,7 @@
 //! partition, its own region lost) sees others go quiet, never enough to decide.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +67,13 @@ impl VantageReport {
                 (region.to_string(), view)
             })
             .collect();
-        VantageReport { vantage: vantage.into(), at_ms, expires_ms: at_ms + ttl_ms, regions, signature: None }
+        VantageReport {
+            vantage: vantage.into(),
+            at_ms,
+            expires_ms: at_ms.saturating_add(ttl_ms),
+            regions,
+            signature: None,
+        }
     }
 
     pub fn is_fresh(&self, now_ms: u64) -> bool {
@@ -76,9 +83,12 @@ impl VantageReport {
 
 /// How long a vantage's report stays valid: three rounds of its slowest check,
 /// so one late exchange does not drop a vantage, and a dead one is gone in seconds.
+/// Saturating, so no interval can wrap it to a TTL that makes every report stale at
+/// birth (the plan reader already caps intervals at `duration::MAX_DURATION`).
 pub fn report_ttl_ms(plan: &Plan) -> u64 {
-    let slowest = plan.checks.values().map(|c| c.interval.as_millis() as u64).max().unwrap_or(1000);
-    3 * slowest.max(1000)
+    let slowest = plan.checks.values().map(|c| c.interval).max().unwrap_or(Duration::from_secs(1));
+    let slowest_ms = u64::try_from(slowest.as_millis()).unwrap_or(u64::MAX);
+    slowest_ms.max(1000).saturating_mul(3)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,6 +408,22 @@ mod tests {
         let mut r = report(vantage, at_ms);
         rules.seal(&mut r);
         r
+    }
+
+    /// A plan's slowest interval times three once wrapped past u64::MAX: the TTL became
+    /// tiny and every report, this vantage's own included, was stale when made.
+    #[test]
+    fn a_long_interval_gives_a_long_ttl_never_a_wrapped_one() {
+        let mut plan = crate::testing::scenarios::two_region_plan();
+        for (interval, ttl) in [
+            (Duration::MAX, u64::MAX),
+            (crate::duration::MAX_DURATION, 3 * crate::duration::MAX_DURATION.as_millis() as u64),
+        ] {
+            plan.checks.get_mut("api").unwrap().interval = interval;
+            assert_eq!(report_ttl_ms(&plan), ttl);
+            let made = VantageReport::from_states(&plan, "east", &BTreeMap::new(), 1_000, report_ttl_ms(&plan));
+            assert!(made.is_fresh(1_000 + 3_600_000), "{interval:?}: {made:?}");
+        }
     }
 
     #[test]

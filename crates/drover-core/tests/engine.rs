@@ -728,3 +728,22 @@ async fn a_run_that_ends_trims_the_journal_to_keep() {
     assert_eq!(left.len(), 4, "{left:?}");
     assert_eq!(left[0], header.id.0);
 }
+
+/// An epoch record holding u64::MAX (drover never writes one; a hand edit or another tool
+/// can) once made the next run's epoch wrap to 0 in release builds, below the old primary's,
+/// so fencing by epoch would have let the old primary win; in debug builds planning panicked.
+#[tokio::test]
+async fn an_epoch_record_at_the_largest_number_refuses_every_move() {
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    world.state.lock().unwrap().traffic_epoch = u64::MAX;
+    let journal = MemoryJournal::default();
+    let before = world.snapshot();
+    let observed = observe(&plan, &journal, &world).await;
+    for kind in [RunKind::Failover, RunKind::Switchover] {
+        let refusal = plan_run(&plan, kind, "west", &observed, "t").unwrap_err();
+        assert_eq!(refusal, Refusal::EpochExhausted(u64::MAX), "{kind:?}");
+        assert!(refusal.to_string().contains("correct the epoch record"), "{refusal}");
+    }
+    assert_eq!(world.snapshot(), before);
+}

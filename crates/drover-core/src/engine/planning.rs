@@ -91,6 +91,20 @@ pub enum Refusal {
         .0.join("\n  - ")
     )]
     Preflight(Vec<String>),
+    /// The traffic's epoch record or a primary's epoch table holds the largest number there
+    /// is: the next run has no greater epoch to fence with (a wrap to 0 would let the old
+    /// primary's writes win). drover never writes it: someone or something else did.
+    #[error(
+        "the highest epoch recorded is {0}, the largest drover can count, so a run has no newer epoch to fence with; drover never writes such a number: correct the epoch record (traffic) or the database's epoch table to the epoch of the last run ('drover runs')"
+    )]
+    EpochExhausted(Epoch),
+}
+
+/// The epoch of a new run: one past the highest recorded anywhere, which came from the
+/// world (a DNS TXT, a database row) and so may be any number.
+fn next_epoch(observed: &Observed) -> Result<Epoch, Refusal> {
+    let highest = observed.highest_epoch();
+    highest.checked_add(1).ok_or(Refusal::EpochExhausted(highest))
 }
 
 /// The region must be in the plan and run the service.
@@ -230,7 +244,7 @@ pub fn plan_move(
         plan: plan.name.clone(),
         from,
         to: to.into(),
-        epoch: observed.highest_epoch() + 1,
+        epoch: next_epoch(observed)?,
         steps: runbook(plan, kind),
         reason: reason.into(),
         accepted_loss,

@@ -10,7 +10,7 @@ use drover_core::run::{Entry, RunId, RunKind, RunSummary};
 use crate::app::context::Context;
 use crate::app::error::{Failure, engine_failure, store_failure};
 use crate::app::progress::Progress;
-use crate::app::runs::Request;
+use crate::app::runs::{PlanRequest, Request};
 use crate::app::runtime;
 use crate::app::store::{PlanArgs, open_journal};
 use crate::commands::remote::{Target, TargetArgs};

@@ -13,14 +13,14 @@ use axum::routing::{MethodRouter, get, post};
 use drover_core::engine::now_ms;
 use drover_core::history::{self, DEFAULT_PAGE, PageRequest};
 use drover_core::run::{Entry, RunId, RunKind};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::daemon::{Daemon, Drive, NotLeader};
 use super::metrics;
 use super::tokens::{Caller, Role, Tokens};
 use crate::app::error::{ErrorClass, Failure, engine_failure, refused, store_failure};
-use crate::app::runs::Request;
+use crate::app::runs::PlanRequest;
+use drover_core::request::{Abort, Approve, BodyError, Resume, StartRun, read_body};
 
 /// The OpenAPI document, served as is and checked against `ROUTES` by tests.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
@@ -107,24 +107,11 @@ fn ok(value: impl serde::Serialize) -> ApiResult {
     Ok(axum::Json(value).into_response())
 }
 
-/// Parses a JSON body strictly; an error names the field (`to`, `kind`, …) it is about.
-fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, ApiError> {
-    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
-    let mut de = serde_json::Deserializer::from_slice(text);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = inner.to_string();
-        // serde names a missing or unknown field in its message, not in the path.
-        let field = quoted_field(&message).or(if path == "." { None } else { Some(path) });
-        ApiError { field, ..ApiError::from(Failure::input(format!("invalid request body: {message}"))) }
-    })
-}
-
-/// The field in messages like "missing field `to`" or "unknown field `too`".
-fn quoted_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("missing field `").or_else(|| message.strip_prefix("unknown field `"))?;
-    rest.split('`').next().map(str::to_string)
+/// A body refused before anything is done: 400, naming the field when one is at fault.
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> ApiError {
+        ApiError { field: e.field, ..ApiError::from(Failure::input(e.message)) }
+    }
 }
 
 pub fn router(api: Api) -> Router {
@@ -297,60 +284,10 @@ async fn run(State(api): State<Shared>, Path(id): Path<String>) -> ApiResult {
     ok(api.daemon.cx.journal.summary(&RunId(id)).await.map_err(store_error)?)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartRun {
-    kind: RunKind,
-    /// failover, switchover: the region that becomes primary; failback: instead of the home region.
-    #[serde(default)]
-    to: Option<String>,
-    /// reprotect: the region to make a standby of the primary.
-    #[serde(default)]
-    region: Option<String>,
-    #[serde(default = "default_reason")]
-    reason: String,
-    /// failover, switchover: move even to a target with older data (`--accept-data-loss`).
-    #[serde(default)]
-    accept_data_loss: bool,
-}
-
-impl StartRun {
-    /// The run asked for; a missing or misplaced region is a 400 naming its field.
-    fn request(&self) -> Result<Request<'_>, ApiError> {
-        let field = |name: &str, message: String| ApiError::field(name, format!("invalid request body: {message}"));
-        let kind = self.kind.as_str();
-        // Only a move chooses its target: a flag that would be ignored is refused, not dropped.
-        if self.accept_data_loss && matches!(self.kind, RunKind::Reprotect | RunKind::Failback) {
-            return Err(field(
-                "accept_data_loss",
-                format!(
-                    "a {kind} takes no field `accept_data_loss`: only a failover or switchover moves to a target it names"
-                ),
-            ));
-        }
-        match (self.kind, self.to.as_deref(), self.region.as_deref()) {
-            (RunKind::Reprotect, None, Some(region)) => Ok(Request::Reprotect { region }),
-            (RunKind::Reprotect, None, None) => Err(field("region", "missing field `region`".into())),
-            (RunKind::Reprotect, Some(_), _) => Err(field(
-                "to",
-                "a reprotect takes no field `to`: the region follows the current primary; give `region`".into(),
-            )),
-            (_, _, Some(_)) => Err(field("region", format!("a {kind} takes no field `region`; `to` names the region"))),
-            (RunKind::Failback, to, None) => Ok(Request::Failback { to }),
-            (kind, Some(to), None) => Ok(Request::Move { kind, to, accept_data_loss: self.accept_data_loss }),
-            (_, None, None) => Err(field("to", "missing field `to`".into())),
-        }
-    }
-}
-
-fn default_reason() -> String {
-    "requested through the API".into()
-}
-
 /// Plans the run now (a refusal is a 409 with the reason) and drives it in the
 /// background; the answer carries the run id to follow.
 async fn start_run(State(api): State<Shared>, Extension(caller): Extension<Caller>, bytes: Bytes) -> ApiResult {
-    let body: StartRun = body(&bytes)?;
+    let body: StartRun = read_body(&bytes)?;
     let request = body.request()?;
     let kind = request.kind();
     let daemon = Arc::clone(&api.daemon);
@@ -388,22 +325,13 @@ async fn start_run(State(api): State<Shared>, Extension(caller): Extension<Calle
         .into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Approve {
-    /// Who approves: the token's name is recorded; a different name here is refused, so
-    /// nobody believes an approval was recorded under a name it was not.
-    #[serde(default)]
-    by: Option<String>,
-}
-
 async fn approve(
     State(api): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
-    let request: Approve = body(&bytes)?;
+    let request: Approve = read_body(&bytes)?;
     if let Some(by) = request.by.filter(|by| *by != caller.name) {
         let by: String = by.chars().take(64).collect();
         return Err(ApiError::field(
@@ -423,7 +351,7 @@ async fn resume(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
-    let _: serde::de::IgnoredAny = body(&bytes)?;
+    let _: Resume = read_body(&bytes)?;
     drive(api, id, How::Resume, caller.name).await
 }
 
@@ -458,22 +386,13 @@ async fn drive(api: Shared, id: String, how: How, by: String) -> ApiResult {
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"run": id}))).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Abort {
-    reason: String,
-    /// Set back what has an undo (a fence with no promotion after it, raised compute) first.
-    #[serde(default)]
-    undo: bool,
-}
-
 async fn abort(
     State(api): State<Shared>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
-    let request: Abort = body(&bytes)?;
+    let request: Abort = read_body(&bytes)?;
     let authority = api.daemon.authority().await.map_err(not_leader)?;
     let on_entry = |_: &Entry| {};
     let engine = api.daemon.engine(&authority, &on_entry);
@@ -529,47 +448,14 @@ mod tests {
         }
     }
 
-    /// What `POST /api/v1/runs` answers a bad body, before anything is planned.
-    fn start_error(json: &'static [u8]) -> ApiError {
-        match body::<StartRun>(&Bytes::from_static(json)) {
-            Ok(start) => start.request().err().expect("the body is refused"),
-            Err(e) => e,
-        }
-    }
-
+    /// A refused body is the client's mistake (400) and names its field; what is refused is
+    /// core's (`drover_core::request`), tested there.
     #[test]
-    fn a_bad_body_names_its_field() {
-        let e = start_error(br#"{"kind": "failover"}"#);
+    fn a_bad_body_is_a_400_naming_its_field() {
+        let e: ApiError = read_body::<StartRun>(br#"{"kind": "failover", "to": 3}"#).unwrap_err().into();
         assert_eq!((e.status, e.field.as_deref()), (StatusCode::BAD_REQUEST, Some("to")));
-        let e = start_error(br#"{"kind": "failover", "to": "west", "too": 1}"#);
-        assert_eq!(e.field.as_deref(), Some("too"));
-        let e = start_error(br#"{"kind": "sideways", "to": "west"}"#);
-        assert_eq!(e.field.as_deref(), Some("kind"));
-        assert!(e.message.contains("unknown variant `sideways`"), "{}", e.message);
-        let e = start_error(br#"{"kind": "failover", "to": 3}"#);
-        assert_eq!(e.field.as_deref(), Some("to"));
-        let e = start_error(b"{not json");
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
-    }
-
-    #[test]
-    fn a_reprotect_names_its_region_and_a_failback_may_name_none() {
-        let e = start_error(br#"{"kind": "reprotect"}"#);
+        let start: StartRun = read_body(br#"{"kind": "reprotect"}"#).unwrap();
+        let e: ApiError = start.request().unwrap_err().into();
         assert_eq!((e.status, e.field.as_deref()), (StatusCode::BAD_REQUEST, Some("region")));
-        let e = start_error(br#"{"kind": "reprotect", "to": "west", "region": "east"}"#);
-        assert_eq!(e.field.as_deref(), Some("to"));
-        let e = start_error(br#"{"kind": "switchover", "to": "west", "region": "east"}"#);
-        assert_eq!(e.field.as_deref(), Some("region"));
-        let e = start_error(br#"{"kind": "failback", "accept_data_loss": true}"#);
-        assert_eq!(e.field.as_deref(), Some("accept_data_loss"));
-        let start: StartRun =
-            body(&Bytes::from_static(br#"{"kind": "failover", "to": "west", "accept_data_loss": true}"#)).unwrap();
-        assert!(matches!(start.request(), Ok(Request::Move { to: "west", accept_data_loss: true, .. })));
-        let start: StartRun = body(&Bytes::from_static(br#"{"kind": "reprotect", "region": "east"}"#)).unwrap();
-        assert!(matches!(start.request(), Ok(Request::Reprotect { region: "east" })));
-        let start: StartRun = body(&Bytes::from_static(br#"{"kind": "failback"}"#)).unwrap();
-        assert!(matches!(start.request(), Ok(Request::Failback { to: None })));
-        let start: StartRun = body(&Bytes::from_static(br#"{"kind": "failback", "to": "east"}"#)).unwrap();
-        assert!(matches!(start.request(), Ok(Request::Failback { to: Some("east") })));
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_backup::backup::backup_time;
+use drover_backup::backup::backup_time_ms;
 use drover_core::engine::now_ms;
 
 use super::daemon::Daemon;
@@ -38,7 +38,7 @@ impl Daemon {
     /// due a period after the newest in the stores, whoever took it: a restart, or another
     /// daemon taking over, does not mean an extra backup.
     pub async fn backup_loop(self: Arc<Self>, backups: Arc<Backups>, every: Duration, beat: Heartbeat) {
-        let every_ms = every.as_millis() as u64;
+        let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
         let mut looked_at = 0;
         let mut retry_at = 0;
         loop {
@@ -51,7 +51,7 @@ impl Daemon {
                 looked_at = now;
             }
             let newest = self.state().backups.last_success_ms;
-            let due = newest.map_or(0, |ms| ms + every_ms).max(retry_at);
+            let due = newest.map_or(0, |ms| ms.saturating_add(every_ms)).max(retry_at);
             if now < due || !self.acts() {
                 tokio::time::sleep(IDLE).await;
                 continue;
@@ -59,7 +59,7 @@ impl Daemon {
             // Just before acting, read the stores again: the daemon that acted before may
             // have backed up since this one last looked.
             if let Some(newest) = newest_backup_ms(&backups).await
-                && newest + every_ms > now
+                && newest.saturating_add(every_ms) > now
             {
                 self.state().backups.last_success_ms = Some(newest);
                 continue;
@@ -103,9 +103,7 @@ async fn newest_backup_ms(backups: &Backups) -> Option<u64> {
     for store in backups.stores().ok()? {
         match store.backup_ids().await {
             Ok(ids) => {
-                let ms =
-                    ids.iter().filter_map(|id| backup_time(id)).map(|t| (t.unix_timestamp_nanos() / 1_000_000) as u64);
-                newest = newest.max(ms.max());
+                newest = newest.max(ids.iter().filter_map(|id| backup_time_ms(id)).max());
             }
             Err(e) => tracing::warn!(store = %store.name, error = %e, "cannot list the backup store"),
         }

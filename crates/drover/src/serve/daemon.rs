@@ -312,8 +312,11 @@ impl Daemon {
     async fn probe_loop(&self, region: String, check: Check, beat: Heartbeat) {
         // A random start within the interval, so thousands of checks do not all open
         // their sockets in the same millisecond (as Prometheus spreads its scrapes).
+        // Checked: the reader caps intervals (duration::MAX_DURATION), and a start that still
+        // would not fit on the clock is now rather than a panic in the loop.
         let offset = check.interval.mul_f64(rand::random::<f64>());
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, check.interval);
+        let now = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval_at(now.checked_add(offset).unwrap_or(now), check.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let key = (region.clone(), check.name.clone());
         loop {
