@@ -19,7 +19,10 @@ const OPEN_BITS: u32 = 0o077;
 pub enum SecretFileError {
     Io(std::io::Error),
     /// What is wrong and what to run, without the path (`Display` puts it first).
-    OpenToOthers { path: std::path::PathBuf, why: String },
+    OpenToOthers {
+        path: std::path::PathBuf,
+        why: String,
+    },
 }
 
 impl std::fmt::Display for SecretFileError {
@@ -46,8 +49,7 @@ impl SecretFileError {
 /// The text of the secret file at `path` (invalid UTF-8 is an `InvalidData` error).
 pub fn read(path: &Path) -> Result<String, SecretFileError> {
     let bytes = read_bytes(path)?;
-    String::from_utf8(bytes)
-        .map_err(|e| SecretFileError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+    String::from_utf8(bytes).map_err(|e| SecretFileError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// The bytes of the secret file at `path`, refused when its mode lets others in. The mode

@@ -139,6 +139,8 @@ mod tests {
 
         let not_pem = dir.path().join("key.pem");
         std::fs::write(&not_pem, "hello").unwrap();
+        // Its owner's alone, as a key file must be (`secret_file`).
+        std::fs::set_permissions(&not_pem, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let e = roots(&not_pem).unwrap_err();
         assert!(e.to_string().contains("holds no certificate"), "{e}");
         let e = private_key(&not_pem).unwrap_err();

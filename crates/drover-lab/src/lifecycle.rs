@@ -605,14 +605,13 @@ fn stop(processes: &[sys::Started], first: Signal, grace: Duration) -> bool {
     for p in processes {
         p.signal(first);
     }
-    let pids: Vec<u32> = processes.iter().map(|p| p.pid).collect();
     if !wait_gone(processes, grace) {
         for p in processes {
             p.signal(Signal::SIGKILL);
         }
         wait_gone(processes, Duration::from_secs(5));
     }
-    !pids.is_empty()
+    !processes.is_empty()
 }
 
 fn wait_gone(processes: &[sys::Started], guard: Duration) -> bool {

@@ -132,7 +132,17 @@ pub fn supervise(dir: &Path) -> Result<(), LabError> {
 }
 
 fn service(name: &str, kind: Kind, restart: bool) -> Service {
-    Service { name: name.into(), kind, pid: None, process: None, restart, wanted: false, next_start: None, starts: 0, last_exit: None }
+    Service {
+        name: name.into(),
+        kind,
+        pid: None,
+        process: None,
+        restart,
+        wanted: false,
+        next_start: None,
+        starts: 0,
+        last_exit: None,
+    }
 }
 
 fn log(message: &str) {
@@ -384,7 +394,8 @@ impl Supervisor {
             .iter()
             .filter(|s| s.starts > 0)
             .map(|s| {
-                let state = ServiceState { process: s.process.clone(), starts: s.starts, last_exit: s.last_exit.clone() };
+                let state =
+                    ServiceState { process: s.process.clone(), starts: s.starts, last_exit: s.last_exit.clone() };
                 (s.name.clone(), state)
             })
             .collect();

@@ -211,7 +211,9 @@ pub fn alive(pid: u32) -> bool {
 /// A process's arguments, `argv[0]` first (empty when it is gone or a zombie).
 pub fn argv(pid: u32) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+        .map(|b| {
+            b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+        })
         .unwrap_or_default()
 }
 
@@ -300,10 +302,9 @@ pub fn postmaster(pgdata: &Path) -> Option<u32> {
     let args = argv(pid);
     let is_postgres = args.first().is_some_and(|a| Path::new(a).file_name().is_some_and(|n| n == "postgres"));
     let for_pgdata = args.windows(2).any(|w| w[0] == "-D" && Path::new(&w[1]) == pgdata);
-    let by_postgres = postgres_ids().is_ok_and(|(uid, _)| {
-        std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid.as_raw())
-    });
-    let on_time = start_epoch_s(pid).is_some_and(|s| s.abs_diff(started_s) <= 2);
+    let by_postgres = postgres_ids()
+        .is_ok_and(|(uid, _)| std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid.as_raw()));
+    let on_time = start_epoch_s(pid).is_some_and(|s| s.abs_diff(started_s) <= 5);
     (alive(pid) && is_postgres && for_pgdata && by_postgres && on_time).then_some(pid)
 }
 
