@@ -161,6 +161,7 @@ start_target() { # RATE_FILE
 echo "postgres://drover:pw@127.0.0.1:1/postgres" >"$out/east.dsn"
 echo "postgres://drover:pw@127.0.0.1:1/postgres" >"$out/west.dsn"
 echo "YmVuY2htYXJrLWtleS1ub3QtYS1zZWNyZXQ=" >"$out/tsig"
+chmod 600 "$out/east.dsn" "$out/west.dsn" "$out/tsig" # drover refuses secret files others can read
 cat >"$out/blackbox.yml" <<'YAML'
 modules:
   http_2xx:

@@ -34,6 +34,7 @@ for run in $(seq "$runs"); do
   trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
   while [ ! -e "$work/ready" ]; do sleep 0.2; done
   head -c 32 /dev/urandom | base64 >"$work/backup.key"
+  chmod 600 "$work/backup.key" # drover refuses secret files others can read
   cat >"$work/plan.yaml" <<EOF
 name: bench
 objectives: { rto: 5m, rpo: 0s }

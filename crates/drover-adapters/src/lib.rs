@@ -14,4 +14,5 @@ pub mod pg_connect;
 pub mod postgres;
 pub mod probe;
 pub mod rfc2136;
+pub mod secret_file;
 pub mod tls;

@@ -41,8 +41,12 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
 }
 
 /// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
+/// A key file is a secret file: refused when its group or others can open it.
 pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let text = std::fs::read(path).map_err(|e| TlsError::new(path, crate::errors::describe_io(&e)))?;
+    let text = crate::secret_file::read_bytes(path).map_err(|e| match e {
+        crate::secret_file::SecretFileError::Io(e) => TlsError::new(path, crate::errors::describe_io(&e)),
+        crate::secret_file::SecretFileError::OpenToOthers { why, .. } => TlsError::new(path, why),
+    })?;
     PrivateKeyDer::from_pem_slice(&text).map_err(|e| TlsError::new(path, format!("holds no usable private key: {e}")))
 }
 
@@ -135,6 +139,8 @@ mod tests {
 
         let not_pem = dir.path().join("key.pem");
         std::fs::write(&not_pem, "hello").unwrap();
+        // Its owner's alone, as a key file must be (`secret_file`).
+        std::fs::set_permissions(&not_pem, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let e = roots(&not_pem).unwrap_err();
         assert!(e.to_string().contains("holds no certificate"), "{e}");
         let e = private_key(&not_pem).unwrap_err();

@@ -174,6 +174,11 @@ impl LabDir {
     pub fn pg_socket_dir(&self, region: &str) -> PathBuf {
         self.region_dir(region).join("run")
     }
+    /// The password file (libpq's, 0600, the postgres OS user's) a standby made by the lab
+    /// reaches its primary with: pg_basebackup reads it, and primary_conninfo names it.
+    pub fn primary_passfile(&self, region: &str) -> PathBuf {
+        self.region_dir(region).join("primary.pgpass")
+    }
     pub fn pg_log(&self, region: &str) -> PathBuf {
         self.region_dir(region).join("postgres.log")
     }

@@ -14,6 +14,7 @@ mod layout;
 mod lifecycle;
 mod net;
 mod nft;
+mod ownership;
 pub mod pki;
 mod plan_file;
 mod postgres;

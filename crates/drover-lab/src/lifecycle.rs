@@ -13,7 +13,7 @@ use crate::layout::{
     APP_PORT, DNS_PORT, ETCD_CLIENT_PORT, ETCD_PREFIX, HUB_ADDRESS, LabDir, RECORD, REGIONS, Role, SERVE_PORT, absolute,
 };
 use crate::state::{LabState, Replication};
-use crate::{LabError, knot, net, plan_file, postgres, supervisor, sys};
+use crate::{LabError, knot, net, ownership, plan_file, postgres, supervisor, sys};
 
 /// Hang guard for each readiness wait of `up` (each is usually well under a few seconds).
 const READY_GUARD: Duration = Duration::from_secs(90);
@@ -99,6 +99,7 @@ pub async fn up(dir: &Path, replication: Replication, daemons: bool, ha: bool) -
     let daemons = daemons || ha;
     let started = Instant::now();
     let lab = LabDir::new(absolute(dir));
+    ownership::check_reusable(lab.root(), &lab.marker())?;
     refuse_if_up(&lab)?;
     make_dir(&lab)?;
     let warnings = net::bridge_filter_warnings();
@@ -161,18 +162,7 @@ fn running_supervisors() -> Vec<PathBuf> {
 
 fn make_dir(lab: &LabDir) -> Result<(), LabError> {
     let root = lab.root();
-    if root.exists() {
-        if lab.marker().exists() {
-            // A lab that is no longer up left it behind.
-            std::fs::remove_dir_all(root).map_err(|e| LabError::failed(format!("{}: {e}", root.display())))?;
-        } else if std::fs::read_dir(root).map(|mut d| d.next().is_some()).unwrap_or(true) {
-            return Err(LabError::refused(format!(
-                "{} exists and is not a drover lab directory; choose an empty or new --dir",
-                root.display()
-            )));
-        }
-    }
-    sys::create_dir(root, 0o755)?;
+    ownership::make_lab_dir(root, &lab.marker())?;
     sys::write_file(&lab.marker(), "drover lab directory: 'drover lab down' removes it\n")?;
     // PostgreSQL runs as the postgres OS user, which must reach its data dir under this one.
     let reachable = Command::new(sys::tool("runuser"))
@@ -522,67 +512,83 @@ impl Downed {
 }
 
 /// Stops everything the lab at `dir` started and removes its network and directory.
-/// Safe to run any number of times.
+/// Safe to run any number of times. It signals only processes the lab recorded when it
+/// started them (pid, start time and command line, in `lab.json`) or that PostgreSQL
+/// recorded in the lab's data dirs, and only while each is still that process: never one
+/// found by what its command line mentions, nor one it cannot tell from a stranger.
 pub fn down(dir: &Path) -> Result<Downed, LabError> {
     sys::require_root()?;
     let lab = LabDir::new(absolute(dir));
     let root = lab.root().to_path_buf();
-    let needle = root.to_string_lossy().into_owned();
-    // Processes are matched by the lab directory in their command line only when the
-    // directory really is a lab: `down --dir /` or `--dir /tmp` must never kill strangers.
-    let is_lab = lab.marker().exists() && needle.trim_end_matches('/').len() > 1;
+    // Believes nothing (pids, paths) from a directory someone else could have written.
+    ownership::check_own(&root)?;
+    let is_lab = lab.marker().exists();
     let mut removed = Vec::new();
     let mut notes = Vec::new();
+    let state = if is_lab { LabState::read(&lab).ok() } else { None };
 
-    let mut supervisors: Vec<u32> =
-        LabState::read(&lab).ok().and_then(|s| s.supervisor).filter(|p| sys::alive(*p)).into_iter().collect();
-    for pid in sys::processes_mentioning("lab supervise") {
-        if is_lab && sys::mentions_path(&sys::cmdline(pid), &needle) && !supervisors.contains(&pid) {
-            supervisors.push(pid);
-        }
-    }
-    for pid in &supervisors {
-        let _ = sys::signal(*pid, Signal::SIGTERM);
-    }
+    let supervisor: Vec<sys::Started> =
+        state.as_ref().and_then(|s| s.supervisor.clone()).filter(sys::Started::running).into_iter().collect();
     // The supervisor gives its children 10 s before SIGKILL; give it a little more.
-    if !wait_gone(&supervisors, Duration::from_secs(15)) {
-        for pid in &supervisors {
-            let _ = sys::signal(*pid, Signal::SIGKILL);
-        }
-    }
-    if !supervisors.is_empty() {
+    if stop(&supervisor, Signal::SIGTERM, Duration::from_secs(15)) {
         removed.push("supervisor".to_string());
     }
 
-    // Whatever else runs from this lab: servers started outside the supervisor (pg_ctl through
-    // the plan's host exec), and anything left inside the namespaces.
-    let mut stray = if is_lab { sys::processes_using(&root) } else { Vec::new() };
+    // What the supervisor started and could not stop (it was killed): by its records.
+    let services: Vec<sys::Started> = state
+        .iter()
+        .flat_map(|s| s.services.values())
+        .filter_map(|s| s.process.clone())
+        .filter(sys::Started::running)
+        .collect();
+    for p in &services {
+        p.signal(Signal::SIGCONT);
+    }
+    if stop(&services, Signal::SIGTERM, Duration::from_secs(5)) {
+        removed.push(format!("{} service(s) the supervisor had left", services.len()));
+    }
+
+    // Databases started outside the supervisor (pg_ctl through the plan's host exec), by the
+    // pid each recorded in its data dir, once checked (`sys::postmaster`). Resumed first in
+    // case a fault paused them; a fast shutdown.
+    let postmasters: Vec<sys::Started> = if is_lab {
+        REGIONS
+            .iter()
+            .filter_map(|r| sys::postmaster(&lab.pgdata(r.name)))
+            .filter_map(|pid| Some(sys::Started { pid, start: sys::start_ticks(pid)?, argv: sys::argv(pid) }))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for p in &postmasters {
+        p.signal(Signal::SIGCONT);
+        for child in sys::children(p.pid) {
+            let _ = sys::signal(child, Signal::SIGCONT);
+        }
+    }
+    if stop(&postmasters, Signal::SIGINT, Duration::from_secs(10)) {
+        removed.push(format!("{} database(s) started outside the supervisor", postmasters.len()));
+    }
+
+    // Whatever else still runs in the lab's namespaces was not started by the lab: named,
+    // and left alone (deleting a namespace does not end what runs in it).
     for r in &REGIONS {
         if net::namespace_exists(&r.namespace())
             && let Ok(out) = sys::run("ip", &["netns", "pids", &r.namespace()])
         {
-            stray.extend(out.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
-        }
-    }
-    stray.sort_unstable();
-    stray.dedup();
-    if !stray.is_empty() {
-        for pid in &stray {
-            let _ = sys::signal(*pid, Signal::SIGCONT);
-            let _ = sys::signal(*pid, Signal::SIGTERM);
-        }
-        if !wait_gone(&stray, Duration::from_secs(5)) {
-            for pid in &stray {
-                let _ = sys::signal(*pid, Signal::SIGKILL);
+            for pid in out.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).filter(|p| sys::alive(*p)) {
+                notes.push(format!(
+                    "pid {pid} ({}) runs in the lab's namespace {} but was not started by the lab; left running",
+                    sys::cmdline(pid),
+                    r.namespace()
+                ));
             }
-            wait_gone(&stray, Duration::from_secs(5));
         }
-        removed.push(format!("{} other process(es)", stray.len()));
     }
 
     removed.extend(net::remove());
 
-    if lab.marker().exists() {
+    if is_lab {
         std::fs::remove_dir_all(&root)
             .map_err(|e| LabError::failed(format!("{}: cannot remove: {e}", root.display())))?;
         removed.push(root.display().to_string());
@@ -592,9 +598,25 @@ pub fn down(dir: &Path) -> Result<Downed, LabError> {
     Ok(Downed { removed, notes })
 }
 
-fn wait_gone(pids: &[u32], guard: Duration) -> bool {
+/// Sends `first` to each recorded process still running, waits up to `grace` for them to
+/// end, then SIGKILLs those still running (checked again: a pid freed meanwhile may be
+/// someone else's). True when there was anything to stop.
+fn stop(processes: &[sys::Started], first: Signal, grace: Duration) -> bool {
+    for p in processes {
+        p.signal(first);
+    }
+    if !wait_gone(processes, grace) {
+        for p in processes {
+            p.signal(Signal::SIGKILL);
+        }
+        wait_gone(processes, Duration::from_secs(5));
+    }
+    !processes.is_empty()
+}
+
+fn wait_gone(processes: &[sys::Started], guard: Duration) -> bool {
     let started = Instant::now();
-    while pids.iter().any(|p| sys::alive(*p)) {
+    while processes.iter().any(sys::Started::running) {
         if started.elapsed() > guard {
             return false;
         }

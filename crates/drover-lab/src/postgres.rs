@@ -164,36 +164,39 @@ fn append(path: &std::path::Path, text: &str) -> Result<(), LabError> {
 /// The standby verifies the primary as drover does (`sslmode=verify-full` against the lab
 /// CA); `-R` keeps both in primary_conninfo.
 pub fn basebackup(lab: &LabDir, region: &str, primary: Ipv4Addr, password: &str) -> Result<(), LabError> {
-    let ns = crate::layout::namespace(region);
+    // The password goes in a passfile only the postgres OS user can read, named by the
+    // connection string: a command line is readable by every user of the machine. It stays:
+    // `-R` writes the passfile's name into primary_conninfo, not the password it held.
+    let passfile = lab.primary_passfile(region);
+    sys::write_private(&passfile, &pgpass_line(primary, password))?;
+    sys::chown_postgres(&passfile)?;
+    let args = basebackup_args(lab, region, primary, &passfile);
+    sys::run("ip", &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .map(|_| ())
+        .map_err(|e| LabError::failed(e.to_string().replace(password, "<redacted>")))
+}
+
+/// One line of a libpq password file: the primary's superuser, any database.
+fn pgpass_line(primary: Ipv4Addr, password: &str) -> String {
+    let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
+    format!("{primary}:{PG_PORT}:*:{PG_SUPERUSER}:{escaped}\n")
+}
+
+/// pg_basebackup's command line, in the standby's namespace as the postgres OS user.
+fn basebackup_args(lab: &LabDir, region: &str, primary: Ipv4Addr, passfile: &Path) -> Vec<String> {
     let conninfo = format!(
-        "host={primary} port={PG_PORT} user={PG_SUPERUSER} password={password} application_name={region} \
+        "host={primary} port={PG_PORT} user={PG_SUPERUSER} passfile='{}' application_name={region} \
          sslmode=verify-full sslrootcert='{}'",
+        passfile.display(),
         lab.shared_ca_cert().display()
     );
-    sys::run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &ns,
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
-            &format!("{PG_BIN_DIR}/pg_basebackup"),
-            "-D",
-            &lab.pgdata(region).to_string_lossy(),
-            "-d",
-            &conninfo,
-            "-R",
-            "-X",
-            "stream",
-            "-c",
-            "fast",
-        ],
-    )
-    .map(|_| ())
-    .map_err(|e| LabError::failed(e.to_string().replace(password, "<redacted>")))
+    let pgdata = lab.pgdata(region).to_string_lossy().into_owned();
+    let args = ["netns", "exec", &crate::layout::namespace(region), "runuser", "-u", "postgres", "--"];
+    let pg_basebackup = format!("{PG_BIN_DIR}/pg_basebackup");
+    args.into_iter()
+        .chain([pg_basebackup.as_str(), "-D", &pgdata, "-d", &conninfo, "-R", "-X", "stream", "-c", "fast"])
+        .map(str::to_string)
+        .collect()
 }
 
 /// Connects as drover does (the DSN's sslmode and sslrootcert honoured).
@@ -310,5 +313,19 @@ mod tests {
             dsn,
             "postgresql://drover:pw@10.200.0.11:5432/postgres?sslmode=verify-full&sslrootcert=/tmp/my%20lab/ca.pem"
         );
+    }
+
+    #[test]
+    fn pg_basebackup_gets_its_password_from_a_file_never_its_command_line() {
+        let lab = LabDir::new("/tmp/lab");
+        let passfile = lab.primary_passfile("west");
+        assert_eq!(passfile, Path::new("/tmp/lab/west/primary.pgpass"));
+        let args = basebackup_args(&lab, "west", Ipv4Addr::new(10, 200, 0, 11), &passfile);
+        let conninfo = &args[args.iter().position(|a| a == "-d").unwrap() + 1];
+        assert!(conninfo.contains("passfile='/tmp/lab/west/primary.pgpass'"), "{conninfo}");
+        assert!(!conninfo.contains("password="), "{conninfo}");
+        assert!(args.iter().all(|a| !a.contains("s3cr:et")), "{args:?}");
+        let line = pgpass_line(Ipv4Addr::new(10, 200, 0, 11), "s3cr:et\\x");
+        assert_eq!(line, "10.200.0.11:5432:*:drover:s3cr\\:et\\\\x\n");
     }
 }

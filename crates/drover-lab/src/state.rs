@@ -26,8 +26,9 @@ pub struct LabState {
     pub plan: PathBuf,
     pub hub: HubState,
     pub regions: Vec<RegionState>,
-    /// The supervisor's pid once it runs.
-    pub supervisor: Option<u32>,
+    /// The supervisor once it runs (it records itself): `down` signals it only while it is
+    /// still this process.
+    pub supervisor: Option<sys::Started>,
     /// Processes the supervisor started, by service name (`knot`, `postgres-east`, `app-west`, ...).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceState>,
@@ -52,8 +53,9 @@ pub struct RegionState {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ServiceState {
-    /// Set while the process runs.
-    pub pid: Option<u32>,
+    /// Set while the process runs, as the supervisor started it: `down` stops it by this
+    /// record if the supervisor cannot.
+    pub process: Option<sys::Started>,
     pub starts: u32,
     /// How the last run ended, e.g. `killed by SIGKILL`.
     pub last_exit: Option<String>,
@@ -87,7 +89,10 @@ impl LabState {
         }
     }
 
+    /// The state of the lab at `dir`, refused when the directory is not the lab's own (its
+    /// pids and paths are believed only from a directory no one but root could change).
     pub fn read(dir: &LabDir) -> Result<LabState, LabError> {
+        crate::ownership::check_own(dir.root())?;
         let path = dir.state_file();
         let text = std::fs::read_to_string(&path).map_err(|e| {
             LabError::refused(format!(
@@ -109,7 +114,7 @@ impl LabState {
     }
 
     pub fn supervisor_alive(&self) -> bool {
-        self.supervisor.is_some_and(sys::alive)
+        self.supervisor.as_ref().is_some_and(sys::Started::running)
     }
 }
 

@@ -92,7 +92,7 @@ pub async fn status(dir: &Path) -> Result<LabStatus, LabError> {
         dir: lab.root().to_path_buf(),
         plan: state.plan.clone(),
         replication: state.replication,
-        supervisor: state.supervisor,
+        supervisor: state.supervisor.as_ref().map(|s| s.pid),
         supervisor_running: state.supervisor_alive(),
         regions,
         dns,

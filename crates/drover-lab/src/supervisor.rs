@@ -50,6 +50,8 @@ struct Service {
     name: String,
     kind: Kind,
     pid: Option<u32>,
+    /// The running process as it was started (`pid` with its start time and command line).
+    process: Option<sys::Started>,
     /// Started on request and not to be restarted automatically (a killed database stays down).
     restart: bool,
     wanted: bool,
@@ -81,7 +83,7 @@ pub fn supervise(dir: &Path) -> Result<(), LabError> {
     }
     let lab = LabDir::new(dir);
     let mut state = LabState::read(&lab)?;
-    state.supervisor = Some(std::process::id());
+    state.supervisor = sys::Started::this();
     let exe = std::env::current_exe().map_err(|e| LabError::failed(format!("cannot find the drover binary: {e}")))?;
     let mut services = vec![service("knot", Kind::Knot, true)];
     for region in REGIONS.iter().filter(|r| r.serves()) {
@@ -130,7 +132,17 @@ pub fn supervise(dir: &Path) -> Result<(), LabError> {
 }
 
 fn service(name: &str, kind: Kind, restart: bool) -> Service {
-    Service { name: name.into(), kind, pid: None, restart, wanted: false, next_start: None, starts: 0, last_exit: None }
+    Service {
+        name: name.into(),
+        kind,
+        pid: None,
+        process: None,
+        restart,
+        wanted: false,
+        next_start: None,
+        starts: 0,
+        last_exit: None,
+    }
 }
 
 fn log(message: &str) {
@@ -159,16 +171,18 @@ impl Supervisor {
                 return Err(LabError::failed(format!("{}: no database cluster yet", pgdata.display())));
             }
         }
-        let pid = self.spawn(kind)?;
+        let process = self.spawn(kind)?;
+        let pid = process.pid;
         let s = &mut self.services[idx];
         s.pid = Some(pid);
+        s.process = Some(process);
         s.starts += 1;
         s.next_start = None;
         log(&format!("{name} started (pid {pid})"));
         Ok(pid)
     }
 
-    fn spawn(&self, kind: Kind) -> Result<u32, LabError> {
+    fn spawn(&self, kind: Kind) -> Result<sys::Started, LabError> {
         let (mut cmd, log_path, region, user) = match kind {
             Kind::Knot => {
                 let mut cmd = Command::new(sys::tool("knotd"));
@@ -267,8 +281,10 @@ impl Supervisor {
         };
         enter(&mut cmd, namespace.as_ref(), user);
         let child = cmd.spawn().map_err(|e| LabError::failed(format!("{:?}: cannot start: {e}", cmd.get_program())))?;
-        // Reaped by `reap` (waitpid(-1)), never through the Child handle.
-        Ok(child.id())
+        // Reaped by `reap` (waitpid(-1)), never through the Child handle: until then its pid
+        // is not reused, so its start time read now is its own.
+        sys::Started::child(child.id(), &cmd)
+            .ok_or_else(|| LabError::failed(format!("{:?}: started but not found in /proc", cmd.get_program())))
     }
 
     /// Collects every exited child (services and orphans alike). True when a service ended.
@@ -285,6 +301,7 @@ impl Supervisor {
             if let Some(s) = self.services.iter_mut().find(|s| s.pid == Some(pid)) {
                 log(&format!("{} (pid {pid}) {how}", s.name));
                 s.pid = None;
+                s.process = None;
                 s.last_exit = Some(how);
                 if s.restart && s.wanted && !STOP.load(Ordering::SeqCst) {
                     s.next_start = Some(Instant::now() + RESTART_DELAY);
@@ -376,7 +393,11 @@ impl Supervisor {
             .services
             .iter()
             .filter(|s| s.starts > 0)
-            .map(|s| (s.name.clone(), ServiceState { pid: s.pid, starts: s.starts, last_exit: s.last_exit.clone() }))
+            .map(|s| {
+                let state =
+                    ServiceState { process: s.process.clone(), starts: s.starts, last_exit: s.last_exit.clone() };
+                (s.name.clone(), state)
+            })
             .collect();
         if let Err(e) = self.state.write(&self.lab) {
             log(&format!("cannot record state: {e}"));

@@ -183,14 +183,24 @@ pub fn tail(path: &Path, lines: usize) -> String {
 
 /// A process's state letter from /proc (R, S, T, Z, ...); None when it is gone.
 pub fn process_state(pid: u32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// The fields of /proc/PID/stat after the command name, which is in parentheses and may
+/// hold spaces: the first is field 3 (the state).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may contain spaces: the state follows the last ')'.
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next())
+    Some(stat.rsplit_once(')')?.1.split_whitespace().map(str::to_string).collect())
 }
 
 fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// When `pid` started, in clock ticks after boot (/proc/PID/stat field 22). A pid is reused
+/// once its process is gone; a pid with its start time names one process for good.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
 }
 
 /// Alive and not a zombie.
@@ -198,16 +208,56 @@ pub fn alive(pid: u32) -> bool {
     matches!(process_state(pid), Some(s) if s != 'Z' && s != 'X')
 }
 
-pub fn cmdline(pid: u32) -> String {
+/// A process's arguments, `argv[0]` first (empty when it is gone or a zombie).
+pub fn argv(pid: u32) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_string())
+        .map(|b| {
+            b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+        })
         .unwrap_or_default()
 }
 
-fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default()
+pub fn cmdline(pid: u32) -> String {
+    argv(pid).join(" ")
+}
+
+/// A process the lab started, recorded when it started: the lab signals a pid only while
+/// the process behind it is still this one (same start time, same command line), never a
+/// stranger that was given the pid later or that merely names the lab's directory.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Started {
+    pub pid: u32,
+    /// Clock ticks after boot (`start_ticks`).
+    pub start: u64,
+    pub argv: Vec<String>,
+}
+
+impl Started {
+    /// The child `cmd` just started as `pid` (its start time read now: it does not change
+    /// at exec, and the pid cannot be reused before its parent reaps it).
+    pub fn child(pid: u32, cmd: &Command) -> Option<Started> {
+        let argv = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        Some(Started { pid, start: start_ticks(pid)?, argv })
+    }
+
+    /// This process.
+    pub fn this() -> Option<Started> {
+        let pid = std::process::id();
+        Some(Started { pid, start: start_ticks(pid)?, argv: argv(pid) })
+    }
+
+    /// True while the recorded process still runs.
+    pub fn running(&self) -> bool {
+        alive(self.pid) && start_ticks(self.pid) == Some(self.start) && argv(self.pid) == self.argv
+    }
+
+    /// Sends `sig` only if the recorded process still runs; true when it was sent.
+    pub fn signal(&self, sig: Signal) -> bool {
+        self.running() && signal(self.pid, sig).is_ok()
+    }
 }
 
 /// Live processes whose command line satisfies `matches`, except this process and its ancestors.
@@ -219,24 +269,15 @@ fn processes_where(matches: impl Fn(&str) -> bool) -> Vec<u32> {
     all_pids().into_iter().filter(|p| !spared.contains(p) && alive(*p) && matches(&cmdline(*p))).collect()
 }
 
-/// Live processes whose command line contains `text`.
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Live processes whose command line contains `text` (to find, never to signal).
 pub fn processes_mentioning(text: &str) -> Vec<u32> {
     processes_where(|cmd| cmd.contains(text))
-}
-
-/// Live processes whose command line names `dir` or a path below it.
-pub fn processes_using(dir: &Path) -> Vec<u32> {
-    let dir = dir.to_string_lossy();
-    processes_where(|cmd| mentions_path(cmd, &dir))
-}
-
-/// True when `cmdline` holds `dir` as a whole path or a path prefix (`/tmp/lab` matches
-/// `/tmp/lab/east` but not `/tmp/lab-2`).
-pub fn mentions_path(cmdline: &str, dir: &str) -> bool {
-    let dir = dir.trim_end_matches('/');
-    cmdline.match_indices(dir).any(|(at, _)| {
-        matches!(cmdline[at + dir.len()..].chars().next(), None | Some('/') | Some(' ') | Some('\'') | Some('"'))
-    })
 }
 
 /// The direct children of `pid`.
@@ -248,11 +289,39 @@ pub fn signal(pid: u32, sig: Signal) -> Result<(), nix::Error> {
     kill(Pid::from_raw(pid as i32), sig)
 }
 
-/// The postmaster's pid from `postmaster.pid`, if that process is alive.
+/// The postmaster of `pgdata` from its `postmaster.pid`, if that process is alive and is
+/// the one the file describes: a postgres server run by the postgres OS user for this data
+/// dir, started when the file says (PostgreSQL writes its start time, in seconds, on the
+/// third line). The file may be stale and its pid another process's by now.
 pub fn postmaster(pgdata: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
     let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
-    let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-    (alive(pid) && cmdline(pid).contains("postgres")).then_some(pid)
+    let mut lines = text.lines();
+    let pid: u32 = lines.next()?.trim().parse().ok()?;
+    let started_s: u64 = lines.nth(1)?.trim().parse().ok()?;
+    let args = argv(pid);
+    let is_postgres = args.first().is_some_and(|a| Path::new(a).file_name().is_some_and(|n| n == "postgres"));
+    let for_pgdata = args.windows(2).any(|w| w[0] == "-D" && Path::new(&w[1]) == pgdata);
+    let by_postgres = postgres_ids()
+        .is_ok_and(|(uid, _)| std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid.as_raw()));
+    let on_time = start_epoch_s(pid).is_some_and(|s| s.abs_diff(started_s) <= 5);
+    (alive(pid) && is_postgres && for_pgdata && by_postgres && on_time).then_some(pid)
+}
+
+/// The unit of /proc's clock ticks: the kernel reports them in USER_HZ, 100 on every
+/// architecture Linux runs drover on.
+const USER_HZ: u64 = 100;
+
+/// When `pid` started, in seconds since the Unix epoch (boot time plus its start ticks).
+fn start_epoch_s(pid: u32) -> Option<u64> {
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(boot + start_ticks(pid)? / USER_HZ)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -265,11 +334,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_path_is_mentioned_only_whole() {
-        let cmd = "/usr/lib/postgresql/15/bin/postgres -D /tmp/lab/east/pgdata";
-        assert!(mentions_path(cmd, "/tmp/lab"));
-        assert!(mentions_path("drover lab supervise --dir /tmp/lab", "/tmp/lab/"));
-        assert!(!mentions_path("drover lab supervise --dir /tmp/lab-2", "/tmp/lab"));
-        assert!(!mentions_path("postgres -D /tmp/labx/east", "/tmp/lab"));
+    fn a_recorded_process_is_known_by_its_start_time_and_command_line() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let mut child = cmd.spawn().expect("start sleep");
+        let started = Started::child(child.id(), &cmd).expect("its start time");
+        assert!(started.running(), "{started:?}");
+        // The same pid with another start time, or another command line, is someone else.
+        assert!(!Started { start: started.start + 1, ..started.clone() }.running());
+        assert!(!Started { argv: vec!["sleep".into(), "31".into()], ..started.clone() }.running());
+        assert!(!Started { start: started.start + 1, ..started.clone() }.signal(Signal::SIGKILL));
+        assert!(child.try_wait().unwrap().is_none(), "a mismatched record signalled the process");
+        assert!(started.signal(Signal::SIGKILL));
+        child.wait().unwrap();
+        assert!(!started.running());
+    }
+
+    #[test]
+    fn a_postmaster_pid_file_naming_another_process_is_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pgdata = dir.path().join("pgdata");
+        std::fs::create_dir(&pgdata).unwrap();
+        // This test's own process: alive, but no postgres for this data dir.
+        let now_s = now_ms() / 1000;
+        std::fs::write(
+            pgdata.join("postmaster.pid"),
+            format!("{}\n{}\n{now_s}\n5432\n", std::process::id(), pgdata.display()),
+        )
+        .unwrap();
+        assert_eq!(postmaster(&pgdata), None);
     }
 }

@@ -58,7 +58,7 @@ impl Scene {
         let cluster = pg::Cluster::pair(pg::Replication::Asynchronous);
         let dir = tempfile::tempdir().unwrap();
         for region in ["east", "west"] {
-            std::fs::write(dir.path().join(format!("{region}.dsn")), cluster.node(region).dsn()).unwrap();
+            support::write_secret(dir.path().join(format!("{region}.dsn")), cluster.node(region).dsn());
         }
         let d = dir.path().display();
         let plan = format!(

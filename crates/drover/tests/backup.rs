@@ -60,7 +60,7 @@ fn setup(rt: &tokio::runtime::Runtime, stores: &str) -> Setup {
         rt.block_on(async { (ApiServer::start(east.clone()).await, ApiServer::start(west.clone()).await) });
     let east_config = east_api.write_kubeconfig(dir.path(), "east");
     let west_config = west_api.write_kubeconfig(dir.path(), "west");
-    std::fs::write(dir.path().join("backup.key"), KEY).unwrap();
+    support::write_secret(dir.path().join("backup.key"), KEY);
     let plan = format!(
         "{}backup:\n  secrets: true\n  key_file: {}\n  keep: {{ last: 2 }}\n  clusters:\n    east: {{ kubeconfig: {}, context: east }}\n    west: {{ kubeconfig: {}, context: west }}\n  stores:\n{stores}",
         support::PLAN,
@@ -262,7 +262,7 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
     assert!(s.west.objects("configmaps").is_empty(), "a refused restore applied something");
 
     // A wrong key is refused before anything is applied.
-    std::fs::write(s.dir.path().join("backup.key"), "another-key-of-at-least-32-bytes-long!!").unwrap();
+    support::write_secret(s.dir.path().join("backup.key"), "another-key-of-at-least-32-bytes-long!!");
     let ran = drover_on(&s.plan, &["restore", "--from", &id, "--to-region", "west"]);
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(

@@ -59,7 +59,7 @@ fn a_missing_secret_file_is_bad_input() {
 fn a_bad_sslmode_or_sslrootcert_is_bad_input_without_the_dsn() {
     let dir = plan_dir(PLAN);
     let west = dir.path().join("west.dsn");
-    std::fs::write(&west, "postgres://drover:hunter2@127.0.0.1:2/postgres?sslmode=verify_full").unwrap();
+    support::write_secret(&west, "postgres://drover:hunter2@127.0.0.1:2/postgres?sslmode=verify_full");
     for args in [&["status", "--plan"][..], &["plan", "check", "--live"][..]] {
         let ran = run(drover().args(args).arg(dir.path().join("plan.yaml")));
         assert_eq!(ran.code, 2, "{args:?}: {}", ran.stderr);
@@ -67,11 +67,10 @@ fn a_bad_sslmode_or_sslrootcert_is_bad_input_without_the_dsn() {
         assert!(!ran.stderr.contains("hunter2"), "{}", ran.stderr);
     }
     let ca = dir.path().join("missing-ca.pem");
-    std::fs::write(
+    support::write_secret(
         &west,
         format!("host=127.0.0.1 port=2 password=hunter2 sslmode=verify-full sslrootcert={}", ca.display()),
-    )
-    .unwrap();
+    );
     let ran = run(drover().args(["status", "--plan"]).arg(dir.path().join("plan.yaml")));
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(ran.stderr.contains(&format!("west database: sslrootcert: {}: ", ca.display())), "{}", ran.stderr);
@@ -411,4 +410,54 @@ fn runs_lists_a_page_and_the_next_one_from_its_cursor() {
     let unknown = run(drover().args(["runs", "--before", "r-nope", "--plan"]).arg(&plan));
     assert_eq!(unknown.code, 2, "{}", unknown.stderr);
     assert!(unknown.stderr.contains("no run with id r-nope"), "{}", unknown.stderr);
+}
+
+/// A secret file its group or others can read is refused (exit 2) with the command that
+/// fixes it; `DROVER_ALLOW_OPEN_SECRET_FILES=1` reads it anyway, with a warning.
+#[test]
+fn a_secret_file_others_can_read_is_refused_with_what_to_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let tsig = dir.path().join("tsig.key");
+    assert!(run(drover().args(["plan", "check"]).arg(&plan)).code == 0, "the fixture's secrets are 0600");
+    std::fs::set_permissions(&tsig, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ran = run(drover().args(["plan", "check"]).arg(&plan).env_remove("DROVER_ALLOW_OPEN_SECRET_FILES"));
+    assert_eq!(ran.code, 2, "{}{}", ran.stdout, ran.stderr);
+    let fix = format!("run 'chmod 600 {}'", tsig.display());
+    assert!(
+        ran.stderr.contains(&format!("{}: open to its group or others (mode 0644)", tsig.display())),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains(&fix), "{}", ran.stderr);
+    let allowed = run(drover().args(["plan", "check"]).arg(&plan).env("DROVER_ALLOW_OPEN_SECRET_FILES", "1"));
+    assert_eq!(allowed.code, 0, "{}{}", allowed.stdout, allowed.stderr);
+    assert!(
+        allowed.stderr.contains(&format!("warning: {}: open to its group or others (mode 0644)", tsig.display())),
+        "{}",
+        allowed.stderr
+    );
+
+    // A token file too, for the daemon and the CLI alike.
+    let token = dir.path().join("token");
+    std::fs::write(&token, "operator operator 0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&tsig, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for args in
+        [&["serve", "--listen", "127.0.0.1:0", "--plan"][..], &["runs", "--server", "https://127.0.0.1:9", "--plan"]]
+    {
+        let ran = run(drover()
+            .args(args)
+            .arg(&plan)
+            .arg("--token-file")
+            .arg(&token)
+            .env_remove("DROVER_ALLOW_OPEN_SECRET_FILES"));
+        assert_eq!(ran.code, 2, "{args:?}: {}{}", ran.stdout, ran.stderr);
+        assert!(
+            ran.stderr.contains(&format!("--token-file {}: open to its group or others (mode 0640)", token.display())),
+            "{args:?}: {}",
+            ran.stderr
+        );
+    }
 }

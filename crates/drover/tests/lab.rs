@@ -95,8 +95,22 @@ fn lab_up_fault_heal_down() {
         namespaces().trim()
     );
 
+    // Processes the lab did not start, named as its servers are: `lab up` and `lab down`
+    // leave them running (one names the lab dir, as a log tail would; one runs in a region's
+    // namespace).
+    let strangers = Strangers::new();
+    let knotd = strangers.start("knotd", "sleep", &["600"]);
     let up = ok(&["lab", "up", "--dir", &dir, "--replication", "sync"]);
     assert!(up.contains(&format!("plan: {dir}/plan.yaml")), "{up}");
+    let etcd = strangers.start("etcd", "tail", &["-f", &format!("{dir}/supervisor.log")]);
+    let in_namespace = strangers.start_in("drover-west", "knotd", "sleep", &["600"]);
+    // The lab dir is root's alone (the postgres group may pass through to its data dirs),
+    // and its standby got the password from a file, never a command line.
+    let mode = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&dir_path).unwrap()) & 0o7777;
+    assert_eq!(mode, 0o710, "lab dir mode {mode:o}");
+    let conninfo = std::fs::read_to_string(format!("{dir}/west/pgdata/postgresql.auto.conf")).unwrap();
+    assert!(conninfo.contains("passfile=") && conninfo.contains(&format!("{dir}/west/primary.pgpass")), "{conninfo}");
+    assert!(!conninfo.contains("password="), "{conninfo}");
 
     // A second lab on the same machine is refused.
     let again = drover(&["lab", "up", "--dir", &format!("{dir}-2")]);
@@ -177,6 +191,15 @@ fn lab_up_fault_heal_down() {
 
     let down = ok(&["lab", "down", "--dir", &dir]);
     assert!(down.contains("namespace drover-east"), "{down}");
+    for (name, pid) in [("knotd", knotd), ("etcd", etcd), ("knotd in drover-west", in_namespace)] {
+        assert!(Strangers::running(pid), "lab up/down ended the {name} it did not start (pid {pid}):\n{up}\n{down}");
+    }
+    assert!(
+        down.contains(&format!("note: pid {in_namespace} ("))
+            && down.contains("was not started by the lab; left running"),
+        "{down}"
+    );
+    drop(strangers);
     assert!(!namespaces().contains("drover-"), "namespaces left: {}", namespaces());
     assert!(!Path::new("/sys/class/net/drover0").exists(), "bridge drover0 left");
     assert_eq!(processes_mentioning(&dir), Vec::<String>::new(), "processes left");
@@ -198,6 +221,108 @@ fn lab_refuses_without_root() {
         "{}",
         text(&out)
     );
+}
+
+/// Processes this test starts as a stranger to the lab would: copies of a system tool under
+/// the name of one of the lab's servers (`etcd`, `knotd`). Killed on drop.
+struct Strangers {
+    dir: tempfile::TempDir,
+    children: std::cell::RefCell<Vec<std::process::Child>>,
+}
+
+impl Strangers {
+    fn new() -> Strangers {
+        Strangers { dir: tempfile::tempdir().unwrap(), children: Default::default() }
+    }
+
+    /// Runs `tool ARGS` under the name `name`; its pid.
+    fn start(&self, name: &str, tool: &str, args: &[&str]) -> u32 {
+        self.spawn(Command::new(self.copy(name, tool)).args(args))
+    }
+
+    /// The same, inside the network namespace `namespace`.
+    fn start_in(&self, namespace: &str, name: &str, tool: &str, args: &[&str]) -> u32 {
+        self.spawn(Command::new("ip").args(["netns", "exec", namespace]).arg(self.copy(name, tool)).args(args))
+    }
+
+    fn copy(&self, name: &str, tool: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join(name);
+        if !path.exists() {
+            let which = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap();
+            std::fs::copy(String::from_utf8_lossy(&which.stdout).trim(), &path).unwrap();
+        }
+        path
+    }
+
+    fn spawn(&self, cmd: &mut Command) -> u32 {
+        let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let pid = child.id();
+        self.children.borrow_mut().push(child);
+        // Exec'd under its name before anything looks for it.
+        let started = Instant::now();
+        while !std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() != "ip" && !c.is_empty()) {
+            assert!(started.elapsed() < Duration::from_secs(10), "pid {pid} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        pid
+    }
+
+    /// Alive and not a zombie.
+    fn running(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])))
+    }
+}
+
+impl Drop for Strangers {
+    fn drop(&mut self) {
+        for child in self.children.borrow_mut().iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `scripts/setup.sh` (which CI runs first) stops no process it did not start: an `etcd`
+/// and a `knotd` of someone else's run on, where it once ran `pkill -x` on both names.
+#[test]
+fn setup_leaves_an_etcd_and_a_knotd_it_did_not_start_running() {
+    let strangers = Strangers::new();
+    let etcd = strangers.start("etcd", "sleep", &["600"]);
+    let knotd = strangers.start("knotd", "sleep", &["600"]);
+    let setup = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/setup.sh");
+    let out = Command::new("bash").arg(&setup).stdin(std::process::Stdio::null()).output().expect("run setup.sh");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(Strangers::running(etcd), "setup.sh ended an etcd it did not start: {}", text(&out));
+    assert!(Strangers::running(knotd), "setup.sh ended a knotd it did not start: {}", text(&out));
+}
+
+/// The lab runs as root what its directory says: it refuses a directory it did not make,
+/// naming its owner and mode and what to do, and changes nothing there.
+#[test]
+fn lab_refuses_a_directory_it_did_not_make() {
+    let tmp = tempfile::Builder::new().prefix("drover-lab-foreign-").tempdir_in("/tmp").unwrap();
+    let foreign = tmp.path().join("lab");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("plan.yaml"), "planted\n").unwrap();
+    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    let uid: u32 = String::from_utf8_lossy(&nobody.stdout).trim().parse().unwrap();
+    std::os::unix::fs::chown(&foreign, Some(uid), None).unwrap();
+    let dir = foreign.to_str().unwrap();
+    for command in ["up", "down"] {
+        let out = drover(&["lab", command, "--dir", dir]);
+        assert_eq!(out.status.code(), Some(2), "lab {command}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("{dir} is owned by nobody (uid {uid}) with mode 0755")), "{stderr}");
+        assert!(stderr.contains(&format!("'rm -rf {dir}'")), "{stderr}");
+        assert_eq!(std::fs::read_to_string(foreign.join("plan.yaml")).unwrap(), "planted\n");
+    }
+    // Root's own, but not made by the lab: refused too.
+    std::os::unix::fs::chown(&foreign, Some(0), None).unwrap();
+    let out = drover(&["lab", "up", "--dir", dir]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was not made by 'drover lab up'"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(foreign.join("plan.yaml")).unwrap(), "planted\n");
 }
 
 fn now_ms() -> u64 {

@@ -59,8 +59,8 @@ fn start_in(dir: tempfile::TempDir, vantage: &str, tokens: &str, extra: &[&str])
 
 /// The command that starts a daemon on the plan in `dir`, and the port it listens on.
 fn serve_in(dir: &std::path::Path, vantage: &str, tokens: &str, extra: &[&str]) -> (std::process::Command, u16) {
-    std::fs::write(dir.join("token"), tokens).unwrap();
-    std::fs::write(dir.join("peer.key"), PEER_KEY).unwrap();
+    support::write_secret(dir.join("token"), tokens);
+    support::write_secret(dir.join("peer.key"), PEER_KEY);
     let port = free_port();
     let mut serve = drover();
     serve
@@ -820,7 +820,7 @@ fn with_a_peer_key_only_a_peer_that_signs_with_it_counts() {
 fn a_vantage_the_plan_does_not_list_is_refused() {
     let plan = format!("{PLAN}vantages:\n  names: [east, west]\n");
     let dir = plan_dir(&plan);
-    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    support::write_secret(dir.path().join("token"), format!("{TOKEN}\n"));
     for (args, said) in [
         (
             &["--vantage", "witness"][..],
@@ -920,7 +920,7 @@ fn only_an_operator_token_changes_runs_and_the_run_records_its_name() {
     assert_eq!(asked.as_array().map(Vec::len), Some(1), "{asked}");
     assert_eq!((&asked[0]["action"], &asked[0]["by"]), (&json!("approve"), &json!("alice")), "{asked}");
     // The command line shows it, asking with alice's token alone.
-    std::fs::write(d._dir.path().join("alice.token"), format!("{TOKEN}\n")).unwrap();
+    support::write_secret(d._dir.path().join("alice.token"), format!("{TOKEN}\n"));
     let shown = run(drover()
         .args(["runs", "show", "r1-seeded", "--server", &d.base, "--token-file"])
         .arg(d._dir.path().join("alice.token")));
@@ -958,7 +958,7 @@ fn open_reads_lets_anyone_on_loopback_read_but_not_change() {
 fn a_bad_token_file_is_refused_naming_its_line_and_never_a_token() {
     let dir = plan_dir(PLAN);
     let serve = |tokens: &str, extra: &[&str]| {
-        std::fs::write(dir.path().join("tokens"), tokens).unwrap();
+        support::write_secret(dir.path().join("tokens"), tokens);
         run(drover()
             .args(["serve", "--vantage", "east", "--token-file"])
             .arg(dir.path().join("tokens"))

@@ -60,9 +60,9 @@ fn start_in(dir: tempfile::TempDir, vantage: &str, cert: &Path, key: &Path, extr
     let tokens = format!(
         "operator operator {TOKEN}\neast peer peer-token-of-east-000\nwest peer peer-token-of-west-000\nwitness peer peer-token-of-witness-0\n"
     );
-    std::fs::write(dir.path().join("token"), tokens).unwrap();
+    support::write_secret(dir.path().join("token"), tokens);
     // What the CLI's --token-file holds: the one token.
-    std::fs::write(dir.path().join("cli-token"), TOKEN).unwrap();
+    support::write_secret(dir.path().join("cli-token"), TOKEN);
     let port = free_port();
     let child = drover()
         .args(["serve", "--vantage", vantage, "--listen", &format!("127.0.0.1:{port}"), "--token-file"])
@@ -101,7 +101,7 @@ fn client(ca: Option<&Path>) -> reqwest::blocking::Client {
 #[test]
 fn plain_http_off_loopback_is_refused_for_the_daemon_and_its_clients() {
     let dir = plan_dir(PLAN);
-    std::fs::write(dir.path().join("token"), TOKEN).unwrap();
+    support::write_secret(dir.path().join("token"), TOKEN);
     let serve = run(drover()
         .args(["serve", "--listen", "0.0.0.0:0", "--token-file"])
         .arg(dir.path().join("token"))
@@ -156,7 +156,7 @@ fn the_api_over_tls_answers_clients_of_its_ca_only() {
     assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
 
     // The CLI's token file holds one token: the token alone or one line of the daemon's file.
-    std::fs::write(d.path("one-line"), format!("operator operator {TOKEN}\n")).unwrap();
+    support::write_secret(d.path("one-line"), format!("operator operator {TOKEN}\n"));
     let one_line = run(drover()
         .args(["runs", "--server", &server, "--ca-file"])
         .arg(d.path("ca.pem"))

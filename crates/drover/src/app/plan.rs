@@ -3,12 +3,14 @@
 
 use std::path::Path;
 
+use drover_adapters::secret_file;
 use drover_core::plan::{Plan, parse_plan};
 use drover_core::secret::{Secret, SecretRef, SecretSource};
 
 use crate::app::error::Failure;
 
-/// Secrets from the environment and from files, read only when needed.
+/// Secrets from the environment and from files, read only when needed; a file its group
+/// or others can open is refused (`drover_adapters::secret_file`).
 pub struct EnvSecrets;
 
 impl SecretSource for EnvSecrets {
@@ -19,10 +21,10 @@ impl SecretSource for EnvSecrets {
                 Ok(_) => Err(format!("environment variable {name} is empty")),
                 Err(_) => Err(format!("environment variable {name} is not set")),
             },
-            SecretRef::File(path) => match std::fs::read_to_string(path) {
+            SecretRef::File(path) => match secret_file::read(path) {
                 Ok(v) if !v.trim().is_empty() => Ok(Secret::new(v.trim())),
                 Ok(_) => Err(format!("file {} is empty", path.display())),
-                Err(e) => Err(format!("cannot read file {}: {e}", path.display())),
+                Err(e) => Err(e.describe(|e| format!("cannot read file {}: {e}", path.display()), "file")),
             },
         }
     }

@@ -176,8 +176,10 @@ fn user(etcd: &EtcdArgs) -> Result<Option<EtcdUser>, Failure> {
     }
     let password = match &etcd.etcd_password_file {
         Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| Failure::input(format!("--etcd-password-file {}: cannot read it: {e}", file.display())))?;
+            let text = drover_adapters::secret_file::read(file).map_err(|e| {
+                let io = |e| format!("--etcd-password-file {}: cannot read it: {e}", file.display());
+                Failure::input(e.describe(io, "--etcd-password-file"))
+            })?;
             let password = text.trim_end_matches(['\n', '\r']).to_string();
             if password.is_empty() {
                 return Err(Failure::input(format!("--etcd-password-file {}: the file is empty", file.display())));

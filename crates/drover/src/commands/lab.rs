@@ -171,8 +171,8 @@ pub fn run(cmd: LabCommand) -> ExitCode {
         LabCommand::Heal { region, dir } => {
             drover_lab::heal(&dir.dir, &region).map(|done| println!("{done}")).map_err(failure)
         }
-        LabCommand::App { region, listen, dsn_file } => std::fs::read_to_string(&dsn_file)
-            .map_err(|e| Failure::input(format!("{}: {e}", dsn_file.display())))
+        LabCommand::App { region, listen, dsn_file } => drover_adapters::secret_file::read(&dsn_file)
+            .map_err(|e| Failure::input(e.describe(|e| format!("{}: {e}", dsn_file.display()), "")))
             .and_then(|dsn| {
                 runtime().block_on(drover_lab::app::serve(region, listen, dsn.trim().to_string())).map_err(failure)
             }),

@@ -73,8 +73,7 @@ impl TargetArgs {
 /// copied from a daemon's file. A file of several entries is refused rather than sent
 /// whole (it would be no one's token, and would show every one of them to the daemon).
 fn own_token(path: &std::path::Path) -> Result<String, Failure> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Failure::input(format!("--token-file {}: {e}", path.display())))?;
+    let text = crate::serve::tokens::read_token_file(path)?;
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
     let fields: Vec<&str> = match lines.as_slice() {
         [line] => line.split_whitespace().collect(),

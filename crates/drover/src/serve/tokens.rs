@@ -62,8 +62,7 @@ pub const BARE_NAME: &str = "token";
 impl Tokens {
     /// Reads and checks the file; any problem is bad input naming file:line, never a token.
     pub fn read(path: &Path) -> Result<Tokens, Failure> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::input(format!("--token-file {}: {e}", path.display())))?;
+        let text = read_token_file(path)?;
         Tokens::parse(&text).map_err(|(line, why)| match line {
             Some(line) => Failure::input(format!("--token-file {}:{line}: {why}", path.display())),
             None => Failure::input(format!("--token-file {}: {why}", path.display())),
@@ -157,6 +156,13 @@ fn check_length(line: usize, token: &str) -> Result<(), (Option<usize>, String)>
 /// Compares without leaking through timing how much of the token matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A token file's text (the daemon's or the CLI's): a secret file, refused when its group
+/// or others can open it.
+pub fn read_token_file(path: &Path) -> Result<String, Failure> {
+    drover_adapters::secret_file::read(path)
+        .map_err(|e| Failure::input(e.describe(|e| format!("--token-file {}: {e}", path.display()), "--token-file")))
 }
 
 #[cfg(test)]

@@ -62,6 +62,17 @@ pub fn assert_golden(name: &str, actual: &str) {
     }
 }
 
+/// Writes a secret file as its owner's alone (mode 0600): drover refuses one its group or
+/// others can open.
+pub fn write_secret(path: impl AsRef<Path>, contents: impl AsRef<[u8]>) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = path.as_ref();
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
+    file.write_all(contents.as_ref()).unwrap();
+}
+
 /// A plan with real secret files in a temp dir; its addresses point nowhere.
 pub fn plan_dir(plan: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -70,7 +81,7 @@ pub fn plan_dir(plan: &str) -> tempfile::TempDir {
         ("west.dsn", "postgres://drover:pw@127.0.0.1:2/postgres"),
         ("tsig.key", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="),
     ] {
-        std::fs::write(dir.path().join(name), value).unwrap();
+        write_secret(dir.path().join(name), value);
     }
     std::fs::write(dir.path().join("plan.yaml"), plan.replace("DIR", dir.path().to_str().unwrap())).unwrap();
     dir
