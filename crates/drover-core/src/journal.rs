@@ -35,10 +35,14 @@ impl From<NoteOnDisk> for CapacitySeen {
 }
 
 /// A run held by one driver (`Journal::claim_run`): what lets it go again.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct DriverClaim {
     /// Unique to this claim: a release lets go only the claim it names.
     pub token: String,
+    /// Tells the store, without I/O, that this process no longer holds the claim: called
+    /// when the claim is dropped unreleased (a drive that panicked, a future dropped), so
+    /// the run is not held by a driver that no longer exists.
+    pub forget: Option<fn(&str)>,
 }
 
 #[async_trait]

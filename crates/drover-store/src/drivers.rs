@@ -31,7 +31,10 @@ impl Holder {
     /// A new claim by this process for `who`, listed as held here until `let_go`.
     pub fn new_here(who: &str) -> Holder {
         let pid = std::process::id();
-        let started = process_start(pid).unwrap_or(0);
+        let started = match process_start(pid) {
+            Seen::Started(started) => started,
+            _ => 0,
+        };
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let token = format!("{pid}-{started}-{n}-{nanos}");
@@ -44,18 +47,31 @@ impl Holder {
         format!("{} (pid {} on {})", self.who, self.pid, self.host)
     }
 
-    /// Whether the holder may still be driving. Another host's process cannot be seen from
-    /// here: it is taken as alive (a journal file shared between hosts is not a setup drover
-    /// supports; etcd is).
-    pub fn alive(&self) -> bool {
+    /// Whether the holder may still be driving. `same_host_only`: the store lives on this
+    /// host alone (redb), so a holder that names another host is a process of a machine or
+    /// container that is gone (a recreated pod gets a new hostname) — judged gone. In etcd
+    /// another host's holder is judged by its lease, which the store checks: alive here.
+    pub fn alive(&self, same_host_only: bool) -> bool {
         if self.host != host_name() {
-            return true;
+            return !same_host_only;
         }
         if self.pid == std::process::id() {
             return HELD_HERE.lock().unwrap_or_else(|p| p.into_inner()).contains(&self.token);
         }
-        process_start(self.pid).is_some_and(|started| started == self.started)
+        match process_start(self.pid) {
+            Seen::Started(started) => started == self.started,
+            Seen::Gone => false,
+            // Another user's process under `hidepid`: it may be driving.
+            Seen::Hidden => true,
+        }
     }
+}
+
+/// What `/proc` shows of a process.
+enum Seen {
+    Started(u64),
+    Gone,
+    Hidden,
 }
 
 /// This process no longer holds the claim `token` (called before the store is written, so
@@ -64,12 +80,16 @@ pub fn let_go(token: &str) {
     HELD_HERE.lock().unwrap_or_else(|p| p.into_inner()).remove(token);
 }
 
-/// A process's start time in clock ticks since boot, or None when there is no such process.
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22).
+fn process_start(pid: u32) -> Seen {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Seen::Gone,
+        Err(_) => return Seen::Hidden,
+    };
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let started = stat.rfind(')').and_then(|at| stat[at + 1..].split_whitespace().nth(19)?.parse().ok());
+    started.map_or(Seen::Hidden, Seen::Started)
 }
 
 fn host_name() -> String {
@@ -83,24 +103,25 @@ mod tests {
     #[test]
     fn a_holder_lives_while_held_here_and_not_after() {
         let held = Holder::new_here("test");
-        assert!(held.alive());
+        assert!(held.alive(true));
         let_go(&held.token);
-        assert!(!held.alive(), "let go in this process: gone");
+        assert!(!held.alive(true), "let go in this process: gone");
     }
 
     #[test]
     fn a_holder_whose_process_ended_or_was_replaced_is_gone() {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
-        let started = process_start(pid).expect("a running child has a start time");
+        let Seen::Started(started) = process_start(pid) else { panic!("a running child has a start time") };
         let holder = Holder { token: "t".into(), who: "cli".into(), pid, started, host: host_name() };
-        assert!(holder.alive());
+        assert!(holder.alive(true));
         let reused = Holder { started: started + 1, ..holder.clone() };
-        assert!(!reused.alive(), "same pid, another process");
+        assert!(!reused.alive(true), "same pid, another process");
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(!holder.alive(), "its process ended");
+        assert!(!holder.alive(true), "its process ended");
         let elsewhere = Holder { host: "another-host".into(), ..holder };
-        assert!(elsewhere.alive(), "another host's process cannot be seen: taken as alive");
+        assert!(elsewhere.alive(false), "in etcd another host's holder lives by its lease");
+        assert!(!elsewhere.alive(true), "a one-host store: another host's holder is a recreated container, gone");
     }
 }

@@ -372,7 +372,7 @@ impl Journal for EtcdJournal {
             let current = self.read(&key).await?;
             if let Some(json) = &current.value {
                 match serde_json::from_str::<Holder>(json) {
-                    Ok(holder) if holder.alive() => {
+                    Ok(holder) if holder.alive(false) => {
                         return Err(StoreError::Driven { run: run.0.clone(), holder: holder.describe() });
                     }
                     Ok(holder) => {
@@ -396,7 +396,7 @@ impl Journal for EtcdJournal {
                 self.kept.lock().unwrap_or_else(|p| p.into_inner()).insert(holder.token.clone(), (lease, keeper));
             }
             match won {
-                Ok(true) => return Ok(DriverClaim { token: holder.token }),
+                Ok(true) => return Ok(DriverClaim { token: holder.token, forget: Some(drivers::let_go) }),
                 // Another driver got in first: look again (it is likely alive).
                 Ok(false) => {}
                 Err(e) => {

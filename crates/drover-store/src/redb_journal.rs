@@ -341,7 +341,8 @@ impl Journal for RedbJournal {
             if let Some(json) = drivers.get(run.0.as_str()).map_err(|e| self.err(e))? {
                 let current: Holder = serde_json::from_str(json.value())
                     .map_err(|e| io(&self.path, format!("unreadable driver of run {run}: {e}"), e))?;
-                if current.alive() {
+                // A redb journal is one host's: a holder naming another host is a recreated container.
+                if current.alive(true) {
                     return Err(StoreError::Driven { run: run.0.clone(), holder: current.describe() });
                 }
                 tracing::warn!(run = %run, "taking over run {run} from {}, which is gone", current.describe());
@@ -355,7 +356,7 @@ impl Journal for RedbJournal {
             drivers::let_go(&holder.token);
             return Err(self.err(e));
         }
-        Ok(DriverClaim { token: holder.token })
+        Ok(DriverClaim { token: holder.token, forget: Some(drivers::let_go) })
     }
 
     async fn release_run(&self, run: &RunId, claim: &DriverClaim) -> Result<(), StoreError> {

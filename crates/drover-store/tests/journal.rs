@@ -159,3 +159,20 @@ async fn a_journal_from_before_the_run_index_is_indexed_when_opened() {
     other.id = drover_core::RunId("r-other".into());
     assert!(matches!(journal.begin(&other).await, Err(StoreError::ActiveRun { .. })));
 }
+
+/// A drive that panicked or was dropped (its held run never released) does not keep the
+/// run: this process's next driver takes it, where before it was refused until a restart.
+#[tokio::test]
+async fn a_held_run_dropped_unreleased_is_free_for_the_next_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = RedbJournal::open(dir.path()).unwrap();
+    let plan = two_region_plan();
+    let world = FakeWorld::two_regions();
+    let run = drover_core::RunId("r-dropped".into());
+    let first = drover_core::testing::scenarios::engine(&plan, &journal, &world).with_driver("the API");
+    let held = first.hold(&run).await.unwrap();
+    let second = drover_core::testing::scenarios::engine(&plan, &journal, &world).with_driver("take-over");
+    assert!(matches!(second.hold(&run).await, Err(drover_core::engine::EngineError::Store(StoreError::Driven { .. }))));
+    drop(held);
+    second.hold(&run).await.expect("a dropped hold lets the run go");
+}

@@ -67,6 +67,16 @@ pub struct Held {
     claim: DriverClaim,
 }
 
+/// A held run dropped without its release (its drive panicked, or was dropped mid-way): the
+/// claim is let go here too, so this process's next driver can take the run.
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(forget) = self.claim.forget {
+            forget(&self.claim.token);
+        }
+    }
+}
+
 impl<'a> Engine<'a> {
     /// An engine with the production retry policies and no progress hook.
     pub fn new(plan: &'a Plan, journal: &'a dyn Journal, world: Providers<'a>) -> Engine<'a> {

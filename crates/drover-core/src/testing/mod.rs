@@ -529,7 +529,7 @@ impl Journal for MemoryJournal {
         }
         let token = format!("claim-{}", self.seq.fetch_add(1, Ordering::SeqCst) + 1);
         drivers.insert(run.clone(), (token.clone(), who.to_owned()));
-        Ok(DriverClaim { token })
+        Ok(DriverClaim { token, forget: None })
     }
 
     async fn release_run(&self, run: &RunId, claim: &DriverClaim) -> Result<(), StoreError> {

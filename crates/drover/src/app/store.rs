@@ -270,6 +270,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
         std::fs::write(&file, "s3cret-value\n").unwrap();
+        // A secret file: open to its owner alone, or it is refused (drover_adapters::secret_file).
+        std::fs::set_permissions(&file, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600))
+            .unwrap();
         let etcd = EtcdArgs { etcd_user: Some("drover".into()), etcd_password_file: Some(file), ..EtcdArgs::default() };
         let store = etcd_store(&args("etcd://127.0.0.1:2379/x", etcd)).unwrap().unwrap();
         let user = store.access.user.as_ref().unwrap();

@@ -10,9 +10,9 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use drover_core::engine::now_ms;
+use drover_core::engine::{EngineError, now_ms};
 use drover_core::history::{self, DEFAULT_PAGE, PageRequest};
-use drover_core::run::{Entry, RunId, RunKind};
+use drover_core::run::{Entry, RunId, RunKind, RunState};
 use serde_json::{Value, json};
 
 use super::daemon::{Daemon, Drive, NotLeader};
@@ -306,10 +306,8 @@ async fn start_run(State(api): State<Shared>, Extension(caller): Extension<Calle
         }
     })?;
     let header = drover_core::run::RunHeader { requested_by: Some(caller.name), ..header };
-    let on_entry = |_: &Entry| {};
-    daemon.engine(&authority, &on_entry).begin(&header).await.map_err(engine_failure)?;
     // Held before the answer: nothing else drives the run between its start and its driver.
-    let held = daemon.hold(&authority, &header.id).await.map_err(engine_failure)?;
+    let held = daemon.begin_held(&authority, &header).await.map_err(engine_failure)?;
     let id = header.id.clone();
     tokio::spawn(async move {
         if let Err(e) = daemon.drive_held(&authority, held, Drive::Resume { by: None }).await {
@@ -370,6 +368,17 @@ async fn drive(api: Shared, id: String, how: How, by: String) -> ApiResult {
     let summary = api.daemon.cx.journal.summary(&id).await.map_err(store_error)?;
     if !summary.state.is_active() {
         return Err(Failure::conflict(format!("run {id} has ended ({})", summary.state.as_str())).into());
+    }
+    // A wrong state is a 409 now, not a failure in the background after a 202.
+    let refused = match (how, summary.state) {
+        (How::Approve, state) if state != RunState::AwaitingApproval => {
+            Some(EngineError::NotAwaitingApproval(id.clone(), state.as_str()))
+        }
+        (How::Resume, RunState::AwaitingApproval) => Some(EngineError::NeedsApproval(id.clone())),
+        _ => None,
+    };
+    if let Some(refused) = refused {
+        return Err(engine_failure(refused).into());
     }
     let held = api.daemon.hold(&authority, &id).await.map_err(engine_failure)?;
     let daemon = Arc::clone(&api.daemon);

@@ -15,7 +15,7 @@ use drover_core::history;
 use drover_core::journal::Journal;
 use drover_core::notify::{EventKind, Notifier, NotifyEvent};
 use drover_core::plan::Check;
-use drover_core::run::{Entry, Record, RunId, RunKind, RunState, RunSummary};
+use drover_core::run::{Entry, Record, RunHeader, RunId, RunKind, RunState, RunSummary};
 use drover_core::vantage::{self, RegionVerdict, VantageExchange, VantageReport};
 use drover_core::world::{MemberStatus, ProbeResult};
 
@@ -174,6 +174,16 @@ impl Daemon {
     pub async fn hold(&self, authority: &Authority, id: &RunId) -> Result<Held, EngineError> {
         let on_entry = |_: &Entry| {};
         self.engine(authority, &on_entry).hold(id).await
+    }
+
+    /// Starts run `header` (journals its start) and holds it for this daemon, as one step
+    /// among this process's starts: a take-over cannot claim it in between.
+    pub async fn begin_held(&self, authority: &Authority, header: &RunHeader) -> Result<Held, EngineError> {
+        let _one_at_a_time = self.starting.lock().await;
+        let on_entry = |_: &Entry| {};
+        let engine = self.engine(authority, &on_entry);
+        engine.begin(header).await?;
+        engine.hold(&header.id).await
     }
 
     /// Drives run `held` under `authority` — resumes it, or approves it — logging each
