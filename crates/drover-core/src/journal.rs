@@ -101,14 +101,6 @@ pub trait Journal: Send + Sync {
     /// Removes at most one batch of the ended runs `keep` does not keep, oldest due first
     /// judged newest first (`history::Sweep`); `now_ms` comes from the caller's clock.
     async fn prune(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError>;
-
-    /// Every run, newest first, page by page: for tests and small journals only.
-    async fn runs(&self) -> Result<Vec<RunSummary>, StoreError>
-    where
-        Self: Sized,
-    {
-        crate::history::every_run(self).await
-    }
 }
 
 #[cfg(test)]

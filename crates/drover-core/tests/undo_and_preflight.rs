@@ -167,7 +167,10 @@ async fn preflight_names_every_missing_resource_of_a_run_and_nothing_else() {
     let refusal = Refusal::Preflight(problems).to_string();
     assert!(refusal.contains("before anything was changed"), "{refusal}");
     assert!(refusal.contains("\n  - compute web in west: no such resource"), "{refusal}");
-    assert!(journal.runs().await.unwrap().is_empty(), "planning and preflight journal nothing");
+    assert!(
+        drover_core::history::every_run(&journal).await.unwrap().is_empty(),
+        "planning and preflight journal nothing"
+    );
 }
 
 /// A switchover paused at a step after catch_up; an undo of its fence fails part way. The

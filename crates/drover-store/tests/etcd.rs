@@ -230,7 +230,7 @@ async fn of_two_racing_starts_exactly_one_wins_and_the_epoch_is_compare_and_swap
     assert_eq!(wins.iter().filter(|w| **w).count(), 1, "exactly one start wins: {ra:?} {rb:?}");
     let loser = if ra.is_ok() { rb } else { ra };
     assert!(matches!(loser, Err(StoreError::ActiveRun { .. })), "the other is told which run is active");
-    assert_eq!(b.runs().await.unwrap().len(), 1, "the losing start left nothing behind");
+    assert_eq!(drover_core::history::every_run(&b).await.unwrap().len(), 1, "the losing start left nothing behind");
 
     assert_eq!(a.compare_and_swap_epoch(0, 1).await.unwrap(), Ok(()));
     assert_eq!(b.compare_and_swap_epoch(0, 1).await.unwrap(), Err(1), "a stale swap sees the newer epoch");
@@ -446,7 +446,7 @@ async fn through_tls_and_a_user_the_journal_works() {
     let etcd = Etcd::start_secure(&[]).await;
     let journal = EtcdJournal::connect(&etcd.access, "/t/secure").await.expect("connects as drover over TLS");
     let header = begin_a_run(&journal).await;
-    assert_eq!(journal.runs().await.unwrap().len(), 1);
+    assert_eq!(drover_core::history::every_run(&journal).await.unwrap().len(), 1);
     assert_eq!(journal.summary(&header.id).await.unwrap().state, RunState::Running);
 
     // The role holds /t only: the same user cannot touch another plan's prefix.
@@ -578,7 +578,7 @@ async fn a_drover_that_connected_while_etcd_was_away_authenticates_with_its_firs
     let journal = connected.expect("connects while etcd is down");
     // The journal's requests wait (a few seconds) for etcd to be back.
     begin_a_run(&journal).await;
-    assert_eq!(journal.runs().await.unwrap().len(), 1);
+    assert_eq!(drover_core::history::every_run(&journal).await.unwrap().len(), 1);
 }
 
 /// Two processes' connections: one driver per run; and a claim whose holder is gone (its

@@ -62,7 +62,7 @@ async fn journal_survives_reopen_and_refuses_a_second_active_run() {
         header
     };
     let journal = RedbJournal::open(dir.path()).unwrap();
-    let runs = journal.runs().await.unwrap();
+    let runs = drover_core::history::every_run(&journal).await.unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].state, RunState::Running);
     assert_eq!(journal.epoch().await.unwrap(), 1);
