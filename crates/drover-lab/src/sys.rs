@@ -339,6 +339,12 @@ mod tests {
         cmd.arg("30");
         let mut child = cmd.spawn().expect("start sleep");
         let started = Started::child(child.id(), &cmd).expect("its start time");
+        // spawn returns once the child has begun its exec, which may be a moment before the
+        // kernel has set up the new command line (/proc/PID/cmdline is empty until then).
+        let shown = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while argv(started.pid).is_empty() && std::time::Instant::now() < shown {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert!(started.running(), "{started:?}");
         // The same pid with another start time, or another command line, is someone else.
         assert!(!Started { start: started.start + 1, ..started.clone() }.running());
