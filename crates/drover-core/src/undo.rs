@@ -144,6 +144,18 @@ impl Engine<'_> {
         undo: bool,
         by: Option<&str>,
     ) -> Result<RunSummary, EngineError> {
+        if undo {
+            // An undo acts on the world: like a resume it needs the run to itself, or a
+            // driver resuming it meanwhile would fence and promote while the undo lifts
+            // the fence. A plain abort only ends the log, which refuses the driver's next record.
+            let held = self.hold(id).await?;
+            return self.driving(held, async || self.end_run(id, reason, true, by).await).await;
+        }
+        self.end_run(id, reason, false, by).await
+    }
+
+    async fn end_run(&self, id: &RunId, reason: &str, undo: bool, by: Option<&str>) -> Result<RunSummary, EngineError> {
+        // Read once held: a driver that acted meanwhile is seen.
         let summary = self.journal.summary(id).await?;
         if !summary.state.is_active() {
             return Err(EngineError::Ended(id.clone(), summary.state.as_str()));

@@ -214,3 +214,24 @@ async fn a_resume_after_a_failed_undo_redoes_the_fence_and_skips_the_steps_still
     assert_eq!(resumed.steps[1].attempts, 1, "catch_up was not started again");
     assert!(!world.snapshot().members["east"].writable, "east stays fenced or a standby");
 }
+
+#[tokio::test]
+async fn abort_with_undo_is_refused_while_another_driver_holds_the_run() {
+    // A shell's resume holds the paused run; a second person's `abort --undo` must not lift
+    // the fence under it.
+    let (plan, journal, world, header) = paused_after_fence(RunKind::Switchover).await;
+    let resuming = engine(&plan, &journal, &world).with_driver("a resume in another shell");
+    let held = resuming.hold(&header.id).await.unwrap();
+    let refused = engine(&plan, &journal, &world).with_driver("an abort").abort(&header.id, "operator", true).await;
+    match refused {
+        Err(drover_core::engine::EngineError::Store(drover_core::error::StoreError::Driven { holder, .. })) => {
+            assert!(holder.contains("a resume in another shell"), "the refusal names the holder: {holder}")
+        }
+        other => panic!("the undo was not refused: {other:?}"),
+    }
+    assert!(!world.snapshot().members["east"].writable, "the fence stays while the run is held");
+    assert_eq!(journal.summary(&header.id).await.unwrap().state, RunState::Paused);
+    // The holder goes on: its resume completes the switchover it held.
+    let done = resuming.resume_held(held, None).await.unwrap();
+    assert_eq!(done.state, RunState::Completed);
+}

@@ -193,7 +193,7 @@ impl<'a> Engine<'a> {
 
     /// Does `work` while `held`, then lets the run go whatever the outcome. A release that
     /// fails leaves a claim behind that dies with this process or its lease.
-    async fn driving(
+    pub(crate) async fn driving(
         &self,
         held: Held,
         work: impl AsyncFnOnce() -> Result<RunSummary, EngineError>,
