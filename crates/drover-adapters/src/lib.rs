@@ -6,6 +6,7 @@ pub mod dns;
 mod errors;
 pub use errors::chain as error_chain;
 pub mod factory;
+pub mod faults;
 pub mod hooks;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;

@@ -27,7 +27,7 @@ pub type Units = BTreeMap<String, Capacity>;
 pub const WHOLE: &str = "";
 
 /// A resize: the sizes the scale step asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Size {
     pub desired: u32,
     pub min: u32,

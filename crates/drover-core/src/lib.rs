@@ -10,6 +10,7 @@ pub mod detect;
 pub mod drill;
 pub mod duration;
 pub mod engine;
+pub mod fault;
 pub mod error;
 pub mod event;
 pub mod history;

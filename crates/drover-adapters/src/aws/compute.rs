@@ -19,7 +19,7 @@ use super::{AwsConfig, RegionalClients, Service, before, describe};
 const DEFAULT_POLL: Duration = Duration::from_secs(10);
 
 const EKS: Service = Service { name: "EKS", iam: "eks", hint: eks_hint };
-const AUTOSCALING: Service = Service { name: "Auto Scaling", iam: "autoscaling", hint: asg_hint };
+pub(crate) const AUTOSCALING: Service = Service { name: "Auto Scaling", iam: "autoscaling", hint: asg_hint };
 
 fn eks_hint(_operation: &str, code: &str) -> Option<(String, bool)> {
     match code {

@@ -21,7 +21,7 @@ pub mod route53;
 pub mod stages;
 
 /// The SDKs, for tests and tools that set up resources.
-pub use {aws_sdk_autoscaling as autoscaling_sdk, aws_sdk_eks as eks_sdk};
+pub use {aws_sdk_autoscaling as autoscaling_sdk, aws_sdk_eks as eks_sdk, aws_sdk_fis as fis_sdk};
 
 use std::sync::Arc;
 

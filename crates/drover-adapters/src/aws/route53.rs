@@ -66,6 +66,11 @@ impl Route53Api {
         })
     }
 
+    /// The client, and the AWS region it signs for (for messages).
+    pub async fn client(&self) -> (Client, String) {
+        self.get().await.clone()
+    }
+
     async fn get(&self) -> &(Client, String) {
         self.client
             .get_or_init(|| async {
@@ -649,7 +654,7 @@ fn no_target(record: &str, region: &str) -> ProviderError {
     ))
 }
 
-const ROUTE53: Service = Service { name: "Route 53", iam: "route53", hint };
+pub(crate) const ROUTE53: Service = Service { name: "Route 53", iam: "route53", hint };
 
 /// Route 53's own codes; throttling and access are `aws::describe`'s.
 fn hint(_operation: &str, code: &str) -> Option<(String, bool)> {
