@@ -17,6 +17,13 @@ pub struct WriteSample {
     pub target: Option<String>,
 }
 
+impl WriteSample {
+    /// How long the acknowledgement took; None for a write never acknowledged.
+    pub fn latency_ms(&self) -> Option<u64> {
+        self.acked_ms.map(|acked| acked.saturating_sub(self.sent_ms))
+    }
+}
+
 /// Milliseconds after the fault at which each milestone was reached.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
