@@ -121,3 +121,45 @@ impl Answer {
         Duration::from_secs(u64::from(ttl))
     }
 }
+
+/// Resolves `name`'s A records as a client's stub resolver does: recursion desired (the
+/// server may be a recursive resolver), CNAME chains followed by taking the addresses the
+/// answer ends on. Returns them with the TTL a cache should honour: the lowest TTL of the
+/// whole chain (the zone's negative TTL when there is no address).
+pub async fn resolve_as_client(server: SocketAddr, name: &str) -> Result<(Vec<IpAddr>, Duration), ProviderError> {
+    let asked = fqdn(name)?;
+    let mut options = DnsRequestOptions::default();
+    options.recursion_desired = true;
+    let request = DnsRequest::from_query(Query::query(asked.clone(), RecordType::A), options);
+    let (message, _) = request.into_parts();
+    let response = exchange(server, message).await?;
+    match response.response_code {
+        ResponseCode::NoError | ResponseCode::NXDomain => {}
+        _ => answer_of(server, &asked, RecordType::A, &response).map(|_| ())?,
+    }
+    let chain: Vec<&Record> =
+        response.answers.iter().filter(|r| matches!(r.record_type(), RecordType::A | RecordType::CNAME)).collect();
+    let found = addresses(&chain.iter().map(|r| (*r).clone()).collect::<Vec<_>>());
+    let ttl = match chain.iter().map(|r| r.ttl).min() {
+        Some(ttl) if !found.is_empty() => ttl,
+        _ => response.negative_ttl().unwrap_or(0),
+    };
+    Ok((found, Duration::from_secs(u64::from(ttl))))
+}
+
+/// The first name server in `/etc/resolv.conf`: where the system's stub resolver asks.
+pub fn system_server() -> Result<SocketAddr, ProviderError> {
+    let path = "/etc/resolv.conf";
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ProviderError::permanent(format!("{path} cannot be read ({e}); name a DNS server to resolve with"))
+            .with_source(e)
+    })?;
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().split('%').next()?.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .next()
+        .ok_or_else(|| {
+            ProviderError::permanent(format!("{path} names no nameserver; name a DNS server to resolve with"))
+        })
+}

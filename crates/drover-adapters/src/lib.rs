@@ -1,6 +1,7 @@
 //! The adapters: small newtypes over the core's world traits, one per real system.
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod canary;
 pub mod deadline;
 pub mod dns;
 mod errors;

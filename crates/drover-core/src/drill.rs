@@ -17,6 +17,55 @@ pub struct WriteSample {
     pub target: Option<String>,
 }
 
+impl WriteSample {
+    /// How long the acknowledgement took; None for a write never acknowledged.
+    pub fn latency_ms(&self) -> Option<u64> {
+        self.acked_ms.map(|acked| acked.saturating_sub(self.sent_ms))
+    }
+}
+
+/// The HTTP canary protocol (docs/drill.md, "Canary protocol"): `POST {url}/writes` takes
+/// this body and answers 200 with it echoed, only once the write is durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryWrite {
+    pub drill: String,
+    pub seq: u64,
+}
+
+/// `GET {url}/writes?drill=ID` answers every sequence number the service holds for the
+/// drill, as inclusive `[first, last]` ranges in ascending order: thousands of writes in
+/// a few bytes when little was lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryHeld {
+    pub drill: String,
+    pub ranges: Vec<(u64, u64)>,
+}
+
+impl CanaryHeld {
+    /// The answer for `seqs`, in ranges.
+    pub fn new(drill: &str, seqs: impl IntoIterator<Item = u64>) -> CanaryHeld {
+        let sorted: BTreeSet<u64> = seqs.into_iter().collect();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for seq in sorted {
+            match ranges.last_mut() {
+                Some((_, last)) if last.checked_add(1) == Some(seq) => *last = seq,
+                _ => ranges.push((seq, seq)),
+            }
+        }
+        CanaryHeld { drill: drill.to_owned(), ranges }
+    }
+
+    /// Every sequence number the ranges hold; None when they are not ranges (first after
+    /// last) or hold more than `limit` numbers, which no drill writes.
+    pub fn seqs(&self, limit: u64) -> Option<BTreeSet<u64>> {
+        let mut total = 0u64;
+        for (first, last) in &self.ranges {
+            total = total.checked_add(last.checked_sub(*first)?.checked_add(1)?)?;
+        }
+        (total <= limit).then(|| self.ranges.iter().flat_map(|(first, last)| *first..=*last).collect())
+    }
+}
+
 /// Milliseconds after the fault at which each milestone was reached.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
@@ -197,6 +246,17 @@ mod tests {
 
     fn sample(seq: u64, sent: u64, acked: Option<u64>) -> WriteSample {
         WriteSample { seq, sent_ms: sent, acked_ms: acked, target: None }
+    }
+
+    #[test]
+    fn canary_ranges_hold_exactly_the_numbers_given() {
+        let held = CanaryHeld::new("d1", [7, 1, 2, 3, 5, 6, u64::MAX]);
+        assert_eq!(held.ranges, vec![(1, 3), (5, 7), (u64::MAX, u64::MAX)]);
+        assert_eq!(held.seqs(10).unwrap(), BTreeSet::from([1, 2, 3, 5, 6, 7, u64::MAX]));
+        assert_eq!(held.seqs(6), None, "more than the limit");
+        assert_eq!(CanaryHeld { drill: "d1".into(), ranges: vec![(5, 4)] }.seqs(10), None);
+        assert_eq!(CanaryHeld { drill: "d1".into(), ranges: vec![(0, u64::MAX)] }.seqs(u64::MAX), None);
+        assert!(CanaryHeld::new("d1", []).seqs(0).unwrap().is_empty());
     }
 
     #[test]

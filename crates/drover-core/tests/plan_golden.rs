@@ -40,6 +40,8 @@ fn secrets() -> MapSecrets {
         (SecretRef::File("/etc/drover/peer.key".into()), "peer-key-s3cret-0123456789abcdef0123456789"),
         (SecretRef::Env("OLD_PEER_KEY".into()), "old-peer-key-s3cret-0123456789abcdef012345"),
         (SecretRef::Env("SHORT_PEER_KEY".into()), "short-s3cret"),
+        (SecretRef::Env("CANARY_TOKEN".into()), "canary-s3cret"),
+        (SecretRef::Env("SHOP_CANARY_DSN".into()), "postgres://canary:s3cret@db.shop.example.com/shop"),
     ])
 }
 

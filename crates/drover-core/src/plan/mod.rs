@@ -17,6 +17,7 @@ mod compute;
 mod custom_steps;
 mod database;
 mod dns;
+mod drill;
 mod global_accelerator;
 pub mod iam;
 mod journal;
@@ -37,6 +38,7 @@ mod vantages;
 pub use custom_steps::{
     DEFAULT_EXEC_TIMEOUT, DEFAULT_HTTP_TIMEOUT, ExecAction, HttpAction, HttpObserve, RunSide, StepAction,
 };
+pub use drill::{DEFAULT_CANARY_INTERVAL, DEFAULT_CANARY_TABLE, DEFAULT_CANARY_TIMEOUT};
 pub use kinds::*;
 pub use model::*;
 pub use parse::parse_plan;

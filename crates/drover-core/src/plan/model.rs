@@ -38,6 +38,75 @@ pub struct Plan {
     pub vantages: VantagesSpec,
     /// How much of its history the journal keeps (`journal`; default: every run).
     pub journal: JournalSpec,
+    /// How a drill measures the service (`drill`; default: no canary).
+    pub drill: DrillSpec,
+}
+
+/// The plan's `drill` section. Only `canary` for now; the drill's other settings (stop
+/// conditions, schedules, fault settings) become siblings of it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DrillSpec {
+    /// The write canary a drill runs through the service's front door (`drill.canary`).
+    pub canary: Option<CanarySpec>,
+}
+
+/// `drill.canary`: numbered writes through the service's public name, read back at the
+/// end to count the acknowledged writes that were lost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanarySpec {
+    pub target: CanaryTarget,
+    /// Time between two numbered writes (`interval`).
+    pub interval: Duration,
+    /// A write not acknowledged within this counts as failed (`timeout`).
+    pub timeout: Duration,
+    pub resolve: CanaryResolve,
+}
+
+/// What the canary writes to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CanaryTarget {
+    /// The HTTP canary protocol (docs/drill.md) served by the service itself.
+    Http(HttpCanarySpec),
+    /// Rows in a table drover owns, through the database's service name.
+    Postgres(PostgresCanarySpec),
+}
+
+impl CanaryTarget {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CanaryTarget::Http(_) => "http",
+            CanaryTarget::Postgres(_) => "postgres",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpCanarySpec {
+    /// The canary's base URL through the public name, e.g. `https://shop.example.com/drover-canary`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer <token>` (`token_env` / `token_file`).
+    pub token: Option<SecretRef>,
+    /// The CA that signed the service's certificate (`ca_file`); default: the web's CAs.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostgresCanarySpec {
+    /// A DSN whose host is the service's real name (`dsn_env` / `dsn_file`).
+    pub dsn: SecretRef,
+    /// The table drover creates and owns (`table`, default `drover_canary`).
+    pub table: String,
+}
+
+/// How the canary finds the address behind the service's name (`resolve`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CanaryResolve {
+    /// As a client does: ask DNS (`dns_server`, or the system's resolver) and cache each
+    /// answer for its TTL.
+    Dns { server: Option<SocketAddr> },
+    /// Follow the plan's traffic record through its provider (for a stack whose traffic
+    /// provider serves no DNS, such as moto's Route 53), cached for the record's TTL.
+    Traffic,
 }
 
 /// The plan's `journal` section.

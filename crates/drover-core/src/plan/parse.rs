@@ -9,11 +9,12 @@ use super::model::{Check, Objectives, Plan, Route53RecordType, TrafficSpec};
 use super::raw::{self, Node};
 use super::reader::{Mapping, PlanError, PlanErrors, Reader, declared_kind};
 use super::{
-    aws, backup, checks, compute, custom_steps, database, journal, notify, policy, regions, route53, traffic, vantages,
+    aws, backup, checks, compute, custom_steps, database, drill, journal, notify, policy, regions, route53, traffic,
+    vantages,
 };
 use crate::secret::SecretSource;
 
-const TOP_LEVEL: [&str; 15] = [
+const TOP_LEVEL: [&str; 16] = [
     "name",
     "objectives",
     "regions",
@@ -29,6 +30,7 @@ const TOP_LEVEL: [&str; 15] = [
     "aws",
     "vantages",
     "journal",
+    "drill",
 ];
 
 /// Reads and validates a plan. `path` is only used to name the file in errors
@@ -122,6 +124,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     let aws = aws::read(r, &top);
     let vantages = vantages::read(r, &top);
     let journal = journal::read(r, &top);
+    let drill = drill::read(r, &top, traffic.as_ref());
 
     let (policy, detect_with) = policy?;
     let mut checks = checks?;
@@ -147,6 +150,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
         aws: aws?,
         vantages: vantages?,
         journal: journal?,
+        drill: drill?,
     })
 }
 

@@ -116,6 +116,11 @@ pub fn summary(plan: &Plan) -> String {
         line("journal", format!("keeps {}, whichever keeps more, and the last run of each kind", rules.join(" or ")));
     }
 
+    // Only when written: without a canary, a drill on this plan has nothing to measure with.
+    if let Some(canary) = &plan.drill.canary {
+        line("drill", describe_canary(canary));
+    }
+
     line(
         "runbooks",
         format!("failover: {}; switchover: {}", steps(&plan.runbooks.failover), steps(&plan.runbooks.switchover)),
@@ -133,6 +138,28 @@ pub fn summary(plan: &Plan) -> String {
         format!("rto {}, rpo {}", format_duration(plan.objectives.rto), format_duration(plan.objectives.rpo)),
     );
     out
+}
+
+fn describe_canary(canary: &super::model::CanarySpec) -> String {
+    use super::model::{CanaryResolve, CanaryTarget};
+    let target = match &canary.target {
+        CanaryTarget::Http(h) => {
+            let token = h.token.as_ref().map(|t| format!(", token from {t}")).unwrap_or_default();
+            let ca = h.ca_file.as_ref().map(|c| format!(", CA {}", c.display())).unwrap_or_default();
+            format!("http canary {}{token}{ca}", h.url)
+        }
+        CanaryTarget::Postgres(p) => format!("postgres canary into table {} (DSN from {})", p.table, p.dsn),
+    };
+    let resolve = match canary.resolve {
+        CanaryResolve::Dns { server: Some(server) } => format!("names resolved with DNS at {server}"),
+        CanaryResolve::Dns { server: None } => "names resolved with the system's DNS resolver".to_owned(),
+        CanaryResolve::Traffic => "the traffic record followed through its provider, not DNS".to_owned(),
+    };
+    format!(
+        "{target}, a write every {}, timeout {}, {resolve}",
+        format_duration(canary.interval),
+        format_duration(canary.timeout)
+    )
 }
 
 fn describe_database(database: &DatabaseSpec) -> String {

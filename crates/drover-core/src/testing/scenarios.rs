@@ -78,6 +78,7 @@ pub fn two_region_plan() -> Plan {
         aws: AwsSettings::default(),
         vantages: Default::default(),
         journal: Default::default(),
+        drill: Default::default(),
     }
 }
 

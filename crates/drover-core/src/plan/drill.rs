@@ -1,0 +1,289 @@
+//! The optional top-level `drill` section: how a drill measures the service. Only
+//! `canary` for now; the drill's other settings (stop conditions, schedules, fault
+//! settings) are meant to become siblings of it in `FIELDS`.
+//!
+//! ```yaml
+//! drill:
+//!   canary:
+//!     http: { url: https://shop.example.com/drover-canary, token_env: CANARY_TOKEN }
+//!     # or: postgres: { dsn_env: SHOP_CANARY_DSN, table: drover_canary }
+//!     interval: 200ms
+//!     timeout: 2s
+//!     resolve: dns            # or traffic
+//!     dns_server: 10.0.0.2:53 # default: the system's resolver (/etc/resolv.conf)
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::model::{
+    CanaryResolve, CanarySpec, CanaryTarget, DrillSpec, HttpCanarySpec, PostgresCanarySpec, Route53RecordType,
+    TrafficSpec,
+};
+use super::raw::{Node, Value};
+use super::reader::{Mapping, Reader, http_url};
+
+const FIELDS: [&str; 1] = ["canary"];
+const CANARY_FIELDS: [&str; 6] = ["http", "postgres", "interval", "timeout", "resolve", "dns_server"];
+const HTTP_FIELDS: [&str; 4] = ["url", "token_env", "token_file", "ca_file"];
+const POSTGRES_FIELDS: [&str; 3] = ["dsn_env", "dsn_file", "table"];
+
+/// A real service takes a write every 200 ms easily, and a drill of a few minutes still
+/// gives RTO to a fifth of a second.
+pub const DEFAULT_CANARY_INTERVAL: Duration = Duration::from_millis(200);
+/// A write a user's client would have given up on: longer than any healthy commit,
+/// short enough that an outage shows as failures, not as one long wait.
+pub const DEFAULT_CANARY_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_CANARY_TABLE: &str = "drover_canary";
+/// Faster than this the canary would load the service more than it measures it.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+const EXAMPLE: &str = "{ http: { url: https://shop.example.com/drover-canary } }";
+
+pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>, traffic: Option<&TrafficSpec>) -> Option<DrillSpec> {
+    let Some(node) = top.get("drill") else {
+        return Some(DrillSpec::default());
+    };
+    if node.value == Value::Null {
+        return Some(DrillSpec::default());
+    }
+    let at = top.key("drill").map_or(node.pos(), Node::pos);
+    let m = r.mapping(node, "drill", at, &FIELDS, &[], &format!("a mapping like {{ canary: {EXAMPLE} }}"))?;
+    let canary = match m.get("canary") {
+        Some(n) if n.value != Value::Null => Some(read_canary(r, &m, n, traffic)?),
+        _ => None,
+    };
+    Some(DrillSpec { canary })
+}
+
+fn read_canary(
+    r: &mut Reader<'_>,
+    drill: &Mapping<'_>,
+    node: &Node,
+    traffic: Option<&TrafficSpec>,
+) -> Option<CanarySpec> {
+    let at = drill.key("canary").map_or(node.pos(), Node::pos);
+    let m = r.mapping(node, "drill.canary", at, &CANARY_FIELDS, &[], &format!("a mapping like {EXAMPLE}"))?;
+    let target = match (m.get("http"), m.get("postgres")) {
+        (Some(http), None) => read_http(r, &m, http).map(CanaryTarget::Http),
+        (None, Some(pg)) => read_postgres(r, &m, pg).map(CanaryTarget::Postgres),
+        (Some(http), Some(pg)) => {
+            // Both are read, so their own mistakes show too.
+            read_http(r, &m, http);
+            read_postgres(r, &m, pg);
+            let pos = m.key("postgres").map_or(at, Node::pos);
+            r.error(pos, "drill.canary.postgres", "give one canary, http or postgres, not both");
+            None
+        }
+        (None, None) => {
+            r.error(
+                at,
+                "drill.canary.http",
+                "required field is missing; the canary writes through http: { url: https://… } (the canary \
+                 protocol in docs/drill.md) or postgres: { dsn_env: <VARIABLE> }",
+            );
+            None
+        }
+    };
+    let interval = match m.get("interval") {
+        Some(n) => interval(r, n),
+        None => Some(DEFAULT_CANARY_INTERVAL),
+    };
+    let timeout = match m.get("timeout") {
+        Some(n) => r.positive_duration(n, "drill.canary.timeout"),
+        None => Some(DEFAULT_CANARY_TIMEOUT),
+    };
+    let resolve = read_resolve(r, &m, traffic);
+    Some(CanarySpec { target: target?, interval: interval?, timeout: timeout?, resolve: resolve? })
+}
+
+fn interval(r: &mut Reader<'_>, node: &Node) -> Option<Duration> {
+    let field = "drill.canary.interval";
+    let d = r.duration(node, field)?;
+    if d < MIN_INTERVAL {
+        r.error(
+            node.pos(),
+            field,
+            "is shorter than 10ms, which loads the service more than it measures it; write e.g. 200ms",
+        );
+        return None;
+    }
+    Some(d)
+}
+
+fn read_http(r: &mut Reader<'_>, canary: &Mapping<'_>, node: &Node) -> Option<HttpCanarySpec> {
+    let at = canary.key("http").map_or(node.pos(), Node::pos);
+    let m = r.mapping(
+        node,
+        "drill.canary.http",
+        at,
+        &HTTP_FIELDS,
+        &["token"],
+        "a mapping like { url: https://shop.example.com/drover-canary, token_env: CANARY_TOKEN }",
+    )?;
+    let url = r
+        .require(
+            &m,
+            "url",
+            "add the canary's URL through the service's public name, e.g. url: https://shop.example.com/drover-canary",
+        )
+        .and_then(|n| canary_url(r, n))
+        .map(|u| u.trim_end_matches('/').to_owned());
+    let token = if ["token", "token_env", "token_file"].iter().any(|k| m.key(k).is_some()) {
+        r.secret_ref(&m, "token", "token_env", "token_file").map(Some)
+    } else {
+        Some(None)
+    };
+    let ca_file = match m.get("ca_file") {
+        Some(n) => ca_file(r, n).map(Some),
+        None => Some(None),
+    };
+    if let (Some(url), Some(Some(_))) = (&url, &ca_file)
+        && url.starts_with("http://")
+        && let Some(n) = m.key("ca_file")
+    {
+        r.error(
+            n.pos(),
+            "drill.canary.http.ca_file",
+            "the URL is plain http://, so no certificate is checked; use https:// or remove ca_file",
+        );
+        return None;
+    }
+    Some(HttpCanarySpec { url: url?, token: token?, ca_file: ca_file? })
+}
+
+/// A URL written in the plan is printed with it, so it carries no credential; the canary
+/// adds its own path (`/writes`) and query, so it has none either. Its text is never echoed.
+fn canary_url<'n>(r: &mut Reader<'_>, node: &'n Node) -> Option<&'n str> {
+    let field = "drill.canary.http.url";
+    let url = http_url(r, node, field, "https://shop.example.com/drover-canary")?;
+    let authority = url.split("://").nth(1).unwrap_or_default().split(['/', '?', '#']).next().unwrap_or_default();
+    let problem = if authority.contains('@') {
+        Some("holds a user name or password (user:password@host); give a bearer token with token_env or token_file")
+    } else if url.contains('?') || url.contains('#') {
+        Some(
+            "has a query string or fragment; the canary adds its own (docs/drill.md), and a token goes in token_env or token_file",
+        )
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        r.error(node.pos(), field, problem);
+        return None;
+    }
+    Some(url)
+}
+
+fn ca_file(r: &mut Reader<'_>, node: &Node) -> Option<PathBuf> {
+    let field = "drill.canary.http.ca_file";
+    let text = r.text(node, field, "the path of a PEM file")?;
+    if !text.starts_with('/') {
+        r.error(node.pos(), field, format!("'{text}' is not an absolute path; write e.g. /etc/drover/shop-ca.pem"));
+        return None;
+    }
+    Some(PathBuf::from(text))
+}
+
+fn read_postgres(r: &mut Reader<'_>, canary: &Mapping<'_>, node: &Node) -> Option<PostgresCanarySpec> {
+    let at = canary.key("postgres").map_or(node.pos(), Node::pos);
+    let m = r.mapping(
+        node,
+        "drill.canary.postgres",
+        at,
+        &POSTGRES_FIELDS,
+        &["dsn"],
+        "a mapping like { dsn_env: SHOP_CANARY_DSN, table: drover_canary }",
+    )?;
+    let dsn = r.secret_ref(&m, "dsn", "dsn_env", "dsn_file");
+    let table = match m.get("table") {
+        Some(n) => table(r, n),
+        None => Some(DEFAULT_CANARY_TABLE.to_owned()),
+    };
+    Some(PostgresCanarySpec { dsn: dsn?, table: table? })
+}
+
+/// An unquoted PostgreSQL identifier: drover writes it into its SQL as it is.
+fn table(r: &mut Reader<'_>, node: &Node) -> Option<String> {
+    let field = "drill.canary.postgres.table";
+    let text = r.text(node, field, "a table name like drover_canary")?;
+    let mut chars = text.chars();
+    let plain = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain || text.len() > 63 {
+        r.error(
+            node.pos(),
+            field,
+            format!(
+                "'{text}' is not a plain table name; use up to 63 lowercase letters, digits and _, e.g. drover_canary"
+            ),
+        );
+        return None;
+    }
+    Some(text.to_owned())
+}
+
+fn read_resolve(r: &mut Reader<'_>, m: &Mapping<'_>, traffic: Option<&TrafficSpec>) -> Option<CanaryResolve> {
+    #[derive(Clone, Copy)]
+    enum How {
+        Dns,
+        Traffic,
+    }
+    // Read first: its mistakes show even when resolve has its own.
+    let server = match m.get("dns_server") {
+        Some(n) => dns_server(r, n).map(Some),
+        None => Some(None),
+    };
+    let how = match m.get("resolve") {
+        Some(n) => {
+            r.choice(n, "drill.canary.resolve", "way to resolve", &[("dns", How::Dns), ("traffic", How::Traffic)])?
+        }
+        None => How::Dns,
+    };
+    match how {
+        How::Dns => Some(CanaryResolve::Dns { server: server? }),
+        How::Traffic => {
+            if let Some(n) = m.key("dns_server") {
+                r.error(
+                    n.pos(),
+                    "drill.canary.dns_server",
+                    "resolve: traffic asks no DNS server; remove dns_server or write resolve: dns",
+                );
+                return None;
+            }
+            let why = match traffic {
+                Some(TrafficSpec::GlobalAccelerator(_)) => {
+                    Some("an accelerator's static addresses never change in a switch; its dials do")
+                }
+                Some(TrafficSpec::Route53(t)) if t.record_type == Route53RecordType::Cname => {
+                    Some("a CNAME record holds names, not addresses")
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                let at = m.get("resolve").map_or(m.at, Node::pos);
+                r.error(
+                    at,
+                    "drill.canary.resolve",
+                    format!("traffic cannot be followed to an address here: {why}; write resolve: dns"),
+                );
+                return None;
+            }
+            Some(CanaryResolve::Traffic)
+        }
+    }
+}
+
+fn dns_server(r: &mut Reader<'_>, node: &Node) -> Option<SocketAddr> {
+    let field = "drill.canary.dns_server";
+    let text = r.text(node, field, "an address like 10.0.0.2:53")?;
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let message = if text.parse::<IpAddr>().is_ok() {
+        format!("'{text}' has no port; write e.g. {text}:53")
+    } else {
+        format!("'{text}' is not an ip:port address; write e.g. 10.0.0.2:53 (or [fd00::53]:53)")
+    };
+    r.error(node.pos(), field, message);
+    None
+}
