@@ -20,6 +20,12 @@ pub trait Clock: Send + Sync {
 pub trait Ids: Send + Sync {
     /// A run id, sortable by start time and unique enough for one store.
     fn run_id(&self, now_ms: u64) -> RunId;
+
+    /// A drill id, `d<ms>-<hex>`: a run id's shape with its own letter.
+    fn drill_id(&self, now_ms: u64) -> RunId {
+        let run = self.run_id(now_ms);
+        RunId(format!("d{}", run.0.strip_prefix('r').unwrap_or(&run.0)))
+    }
 }
 
 /// The machine's clock, tokio's timer for waiting, and random run ids.

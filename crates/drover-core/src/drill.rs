@@ -120,6 +120,76 @@ pub struct DrillReport {
     /// to what it ran before (`Engine::undo_scale`): one line per unit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scale_restored: Vec<String>,
+    /// Every step of the drill's runs, with its times in ms after the fault (from the
+    /// runs' journal), in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepTime>,
+    /// Every write the canary sent, in the order sent: when (ms after the fault, negative
+    /// before it), how long its acknowledgement took, or that it failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SampleTime>,
+}
+
+/// One step of one of the drill's runs, its times in ms after the fault.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepTime {
+    /// The run's kind: failover, failback, reprotect, switchover.
+    pub run: String,
+    pub step: String,
+    /// The step's state when the run ended (`applied`, `already done`, `skipped`, …).
+    pub state: String,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+}
+
+/// One write of the canary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleTime {
+    /// When it was sent, ms after the fault (negative: before).
+    pub sent_ms: i64,
+    /// How long until it was acknowledged; None: it failed or timed out.
+    pub latency_ms: Option<u64>,
+    pub acknowledged: bool,
+}
+
+/// The canary's writes as the report keeps them, timed from the fault.
+pub fn sample_times(fault_at_ms: u64, samples: &[WriteSample]) -> Vec<SampleTime> {
+    samples
+        .iter()
+        .map(|s| SampleTime {
+            sent_ms: s.sent_ms as i64 - fault_at_ms as i64,
+            latency_ms: s.acked_ms.map(|a| a.saturating_sub(s.sent_ms)),
+            acknowledged: s.acked_ms.is_some(),
+        })
+        .collect()
+}
+
+/// The steps of `runs` (in the order they ran), timed from the fault.
+pub fn step_times(fault_at_ms: u64, runs: &[&crate::run::RunSummary]) -> Vec<StepTime> {
+    let after = |t: Option<u64>| t.map(|t| t.saturating_sub(fault_at_ms));
+    runs.iter()
+        .flat_map(|run| {
+            run.steps.iter().map(|step| StepTime {
+                run: run.header.kind.as_str().into(),
+                step: step.kind.as_str().into(),
+                state: step.state.as_str().into(),
+                started_ms: after(step.started_ms),
+                finished_ms: after(step.finished_ms),
+            })
+        })
+        .collect()
+}
+
+/// One event of a drill's timeline, in ms after the fault.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelineEvent {
+    pub label: String,
+    /// When it began; a milestone's only time.
+    pub at_ms: u64,
+    /// A step's end (a span from `at_ms`); None for a milestone.
+    pub until_ms: Option<u64>,
+    /// A milestone (fault, detected, …, first success) rather than a step.
+    pub milestone: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -186,6 +256,44 @@ pub fn measure(m: &Measurement<'_>) -> Outcome {
 }
 
 impl DrillReport {
+    /// The timeline's events in time order: the milestones that happened (fault, detected,
+    /// fenced, promoted, switched, verified, first success) and every step that started.
+    /// A milestone comes before a step that starts at the same ms.
+    pub fn timeline_events(&self) -> Vec<TimelineEvent> {
+        let t = &self.timeline;
+        let mut events: Vec<TimelineEvent> = [
+            ("fault", Some(t.fault)),
+            ("detected", t.detected),
+            ("fenced", t.fenced),
+            ("promoted", t.promoted),
+            ("switched", t.switched),
+            ("verified", t.verified),
+            ("first success", t.first_success),
+        ]
+        .into_iter()
+        .filter_map(|(label, at)| {
+            at.map(|at_ms| TimelineEvent { label: label.into(), at_ms, until_ms: None, milestone: true })
+        })
+        .collect();
+        for step in &self.steps {
+            let Some(started) = step.started_ms.or(step.finished_ms) else { continue };
+            events.push(TimelineEvent {
+                label: format!("{}: {} ({})", step.run, step.step, step.state),
+                at_ms: started,
+                until_ms: step.finished_ms,
+                milestone: false,
+            });
+        }
+        // Stable: equal times keep the order above (milestones, then steps as they ran).
+        events.sort_by_key(|e| e.at_ms);
+        events
+    }
+
+    /// Whether both objectives were met.
+    pub fn objectives_met(&self) -> bool {
+        self.objectives.rto.met && self.objectives.rpo.met
+    }
+
     pub fn to_markdown(&self) -> String {
         let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "—".into());
         let met = |o: &Objective| if o.met { "met" } else { "MISSED" };
@@ -236,7 +344,57 @@ impl DrillReport {
                 out.push_str(&format!("- {line}\n"));
             }
         }
+        if !self.steps.is_empty() {
+            out.push_str("\n## Steps (ms after the fault)\n\n| run | step | state | started | finished |\n|---|---|---|---|---|\n");
+            for s in &self.steps {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} |\n",
+                    s.run,
+                    s.step,
+                    s.state,
+                    ms(s.started_ms),
+                    ms(s.finished_ms)
+                ));
+            }
+        }
+        if let Some(latency) = LatencySummary::of(&self.samples) {
+            out.push_str(&format!(
+                "\n## Canary writes\n\n{} sent, {} failed; acknowledged in {} ms median, {} ms at the 99th percentile, {} ms at most.\n",
+                self.samples.len(),
+                latency.failed,
+                latency.p50_ms,
+                latency.p99_ms,
+                latency.max_ms
+            ));
+        }
         out
+    }
+}
+
+/// The canary's acknowledged write latency, summed up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencySummary {
+    pub p50_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+    pub failed: usize,
+}
+
+impl LatencySummary {
+    /// None when no write was acknowledged.
+    pub fn of(samples: &[SampleTime]) -> Option<LatencySummary> {
+        let mut acked: Vec<u64> = samples.iter().filter_map(|s| s.latency_ms).collect();
+        if acked.is_empty() {
+            return None;
+        }
+        acked.sort_unstable();
+        let at = |q: usize| acked[(acked.len() - 1) * q / 100];
+        Some(LatencySummary {
+            p50_ms: at(50),
+            p99_ms: at(99),
+            max_ms: acked[acked.len() - 1],
+            failed: samples.iter().filter(|s| !s.acknowledged).count(),
+        })
     }
 }
 

@@ -117,6 +117,18 @@ pub enum StoreError {
         #[source]
         source: Option<Source>,
     },
+    /// A drill is unfinished (`Journal::begin_drill`): one drill at a time.
+    #[error(
+        "drill {active} is unfinished; resume it with 'drover drill resume {active}' or end it with 'drover drill abort {active}' (which undoes its fault)"
+    )]
+    ActiveDrill { active: String },
+    #[error("no drill with id {0}; 'drover drills' lists them")]
+    UnknownDrill(String),
+    #[error("drill {drill} has already {state}; nothing more is recorded for it — start a new drill")]
+    DrillEnded { drill: String, state: String },
+    /// A record that cannot follow the drill's entries (`DrillSummary::refuses`): a bug.
+    #[error("drill {drill}: refused to journal an impossible order: {why}")]
+    IllegalDrillOrder { drill: String, why: String },
     /// Only from test journals that simulate a crash right after a write.
     #[error("simulated crash after journal record {0}")]
     Crashed(u64),
@@ -141,6 +153,9 @@ impl PartialEq for StoreError {
         match (self, other) {
             (ActiveRun { active: a }, ActiveRun { active: b }) => a == b,
             (UnknownRun(a), UnknownRun(b)) => a == b,
+            (ActiveDrill { active: a }, ActiveDrill { active: b }) => a == b,
+            (UnknownDrill(a), UnknownDrill(b)) => a == b,
+            (DrillEnded { drill: a, state: s }, DrillEnded { drill: b, state: t }) => a == b && s == t,
             (RunEnded { run: a, state: s }, RunEnded { run: b, state: t }) => a == b && s == t,
             (Io { message: a, .. }, Io { message: b, .. }) => a == b,
             (Crashed(a), Crashed(b)) => a == b,

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use crate::drill_log::{DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage};
 use crate::error::StoreError;
 use crate::history::{Keep, PageRequest, Pruned, RunsPage};
 use crate::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary};
@@ -101,6 +102,35 @@ pub trait Journal: Send + Sync {
     /// Removes at most one batch of the ended runs `keep` does not keep, oldest due first
     /// judged newest first (`history::Sweep`); `now_ms` comes from the caller's clock.
     async fn prune(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError>;
+
+    // Drills, journaled like runs (`crate::drill_log`), in a key space of their own: the
+    // same store, so a drill and the runs it drove are found and kept together.
+
+    /// Starts a drill: writes its `Started` record. Fails with `ActiveDrill` when another
+    /// drill is unfinished, atomically with the write.
+    async fn begin_drill(&self, header: &DrillHeader) -> Result<DrillEntry, StoreError>;
+
+    /// Appends one record to a drill (checked by `drill_log::check_drill_appendable`);
+    /// `Ended` frees the drill slot in the same write.
+    async fn append_drill(&self, drill: &DrillId, record: DrillRecord) -> Result<DrillEntry, StoreError>;
+
+    /// A drill's records, oldest first.
+    async fn drill_entries(&self, drill: &DrillId) -> Result<Vec<DrillEntry>, StoreError>;
+
+    async fn drill(&self, drill: &DrillId) -> Result<DrillSummary, StoreError> {
+        let entries = self.drill_entries(drill).await?;
+        DrillSummary::fold(&entries).ok_or_else(|| StoreError::UnknownDrill(drill.0.clone()))
+    }
+
+    /// One page of drills, newest first (in the order they began).
+    async fn drill_page(&self, request: &PageRequest) -> Result<DrillsPage, StoreError>;
+
+    /// The unfinished drill, if any, found by its own key: what `drill resume|abort` acts on.
+    async fn active_drill(&self) -> Result<Option<DrillSummary>, StoreError>;
+
+    /// Removes at most one batch of the ended drills `keep` does not keep (the same
+    /// judgement as runs', `history::Sweep`: the newest drill and the unfinished one stay).
+    async fn prune_drills(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError>;
 }
 
 #[cfg(test)]

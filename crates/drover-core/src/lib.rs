@@ -8,6 +8,8 @@ pub mod check;
 pub mod clock;
 pub mod detect;
 pub mod drill;
+pub mod drill_html;
+pub mod drill_log;
 pub mod duration;
 pub mod engine;
 pub mod fault;

@@ -689,6 +689,11 @@ async fn pages_list_every_run_once_newest_first_in_memory() {
 }
 
 #[tokio::test]
+async fn drills_are_journaled_in_memory() {
+    drover_core::testing::scenarios::drills_are_journaled(&MemoryJournal::default()).await;
+}
+
+#[tokio::test]
 async fn retention_trims_to_keep_in_memory() {
     drover_core::testing::scenarios::retention_trims_to_keep(&MemoryJournal::default()).await;
 }

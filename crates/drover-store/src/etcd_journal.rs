@@ -13,6 +13,10 @@
 //! whole range before it sorts one), `indexed` (set once every run has its start), and
 //! `drivers/<run>` (who drives the run, on a lease: the leader's with a `Fence`, else one
 //! this process keeps alive while it drives; the claim dies with it).
+//!
+//! Drills (`drover_core::drill_log`) keep the same shape under `drills/`:
+//! `drills/records/<drill>/<seq, 20 digits>`, `drills/starts/<u64::MAX - seq, 20 digits>`
+//! and `drills/active`, numbered from the same `seq` and fenced the same way.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +25,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
+use drover_core::drill_log::{
+    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable, drill_start,
+};
 use drover_core::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
 use drover_core::journal::{CapacitySeen, DriverClaim, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
@@ -366,6 +373,135 @@ impl Journal for EtcdJournal {
             .transpose()
     }
 
+    async fn begin_drill(&self, header: &DrillHeader) -> Result<DrillEntry, StoreError> {
+        let (seq_key, active_key) = (self.key("seq"), self.key("drills/active"));
+        let record = DrillRecord::Started { header: header.clone() };
+        for _ in 0..CONFLICT_RETRIES {
+            let seq = self.read(&seq_key).await?;
+            let active = self.read(&active_key).await?;
+            // A slot left by a drill that has ended (its last write did not clear it) is free.
+            if let Some(drill) = &active.value
+                && DrillSummary::fold(&self.drill_records(&RunId(drill.clone())).await?).is_some_and(|s| s.state.is_active())
+            {
+                return Err(StoreError::ActiveDrill { active: drill.clone() });
+            }
+            let (entry, mut ops, key, json) = self.next_drill_entry(&header.id, &record, &seq)?;
+            ops.push(TxnOp::put(active_key.as_str(), header.id.0.as_str(), None));
+            let start = serde_json::to_string(&drill_start(header, entry.at_ms)).map_err(|e| self.err_from("encode", e))?;
+            ops.push(TxnOp::put(self.drill_start_key(entry.seq), start, None));
+            let compares = vec![Self::unchanged(&seq_key, &seq), Self::unchanged(&active_key, &active)];
+            if self.commit(compares, ops, Some((&key, &json))).await? {
+                return Ok(entry);
+            }
+        }
+        Err(self.err("begin the drill", format!("gave up after {CONFLICT_RETRIES} conflicting writers")))
+    }
+
+    async fn append_drill(&self, drill: &DrillId, record: DrillRecord) -> Result<DrillEntry, StoreError> {
+        let (seq_key, active_key) = (self.key("seq"), self.key("drills/active"));
+        let ends = matches!(record, DrillRecord::Ended { .. });
+        for _ in 0..CONFLICT_RETRIES {
+            let seq = self.read(&seq_key).await?;
+            check_drill_appendable(drill, &self.drill_records(drill).await?, &record)?;
+            let (entry, mut ops, key, json) = self.next_drill_entry(drill, &record, &seq)?;
+            let mut compares = vec![Self::unchanged(&seq_key, &seq)];
+            if ends {
+                let active = self.read(&active_key).await?;
+                if active.value.as_deref() == Some(drill.0.as_str()) {
+                    compares.push(Self::unchanged(&active_key, &active));
+                    ops.push(TxnOp::delete(active_key.as_str(), None));
+                }
+            }
+            if self.commit(compares, ops, Some((&key, &json))).await? {
+                return Ok(entry);
+            }
+        }
+        Err(self.err("append to the drill", format!("gave up after {CONFLICT_RETRIES} conflicting writers")))
+    }
+
+    async fn drill_entries(&self, drill: &DrillId) -> Result<Vec<DrillEntry>, StoreError> {
+        let entries = self.drill_records(drill).await?;
+        if entries.is_empty() {
+            return Err(StoreError::UnknownDrill(drill.0.clone()));
+        }
+        Ok(entries)
+    }
+
+    async fn drill_page(&self, request: &PageRequest) -> Result<DrillsPage, StoreError> {
+        let from = match &request.before {
+            Some(before) => {
+                let first = self.drill_records(before).await?;
+                let seq = first.first().ok_or_else(|| StoreError::UnknownDrill(before.0.clone()))?.seq;
+                format!("{}\0", self.drill_start_key(seq))
+            }
+            None => self.key("drills/starts/"),
+        };
+        let end = self.key("drills/starts0");
+        let range = GetOptions::new().with_range(end).with_limit(request.limit as i64 + 1);
+        let kvs = self.get(&from, range, "read the drill index").await?;
+        let mut ids = Vec::new();
+        for kv in &kvs {
+            let start: RunStart = serde_json::from_slice(kv.value()).map_err(|e| self.err_from("unreadable drill index entry", e))?;
+            ids.push(start.id);
+        }
+        let next = (ids.len() > request.limit).then(|| {
+            ids.truncate(request.limit);
+            ids[request.limit - 1].clone()
+        });
+        // A drill holds its report and write samples: a few drills to a read.
+        let mut drills = Vec::new();
+        for id in &ids {
+            drills.extend(DrillSummary::fold(&self.drill_records(id).await?));
+        }
+        Ok(DrillsPage { drills, next })
+    }
+
+    async fn active_drill(&self) -> Result<Option<DrillSummary>, StoreError> {
+        let Some(drill) = self.read(&self.key("drills/active")).await?.value else { return Ok(None) };
+        Ok(DrillSummary::fold(&self.drill_records(&RunId(drill)).await?).filter(|s| s.state.is_active()))
+    }
+
+    async fn prune_drills(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError> {
+        let active = self.active_drill().await?.map(|s| s.header.id);
+        let mut sweep = Sweep::new(keep, now_ms, active);
+        let mut doomed_keys = Vec::new();
+        let end = self.key("drills/starts0");
+        let mut from = self.key("drills/starts/");
+        'walk: loop {
+            let range = GetOptions::new().with_range(end.as_str()).with_limit(SWEEP_PAGE as i64);
+            let kvs = self.get(&from, range, "read the drill index").await?;
+            let Some(last) = kvs.last() else { break };
+            from = format!("{}\0", String::from_utf8_lossy(last.key()));
+            for kv in &kvs {
+                let start: RunStart =
+                    serde_json::from_slice(kv.value()).map_err(|e| self.err_from("unreadable drill index entry", e))?;
+                let before = sweep.doomed.len();
+                if !sweep.consider(&start) {
+                    break 'walk;
+                }
+                if sweep.doomed.len() > before {
+                    doomed_keys.push(String::from_utf8_lossy(kv.key()).into_owned());
+                }
+            }
+            if kvs.len() < SWEEP_PAGE {
+                break;
+            }
+        }
+        let pruned = sweep.finish();
+        let doomed: Vec<(&RunId, &String)> = pruned.removed.iter().zip(&doomed_keys).collect();
+        for batch in doomed.chunks(DELETES_PER_TXN) {
+            let mut ops = Vec::new();
+            for (drill, start_key) in batch {
+                ops.push(TxnOp::delete(self.drill_prefix(drill), Some(DeleteOptions::new().with_prefix())));
+                ops.push(TxnOp::delete(start_key.as_str(), None));
+            }
+            if !self.commit(Vec::new(), ops, None).await? {
+                return Err(self.err("prune drills", "the transaction was refused"));
+            }
+        }
+        Ok(pruned)
+    }
+
     async fn claim_run(&self, run: &RunId, who: &str) -> Result<DriverClaim, StoreError> {
         let key = self.key(&format!("drivers/{}", run.0));
         for _ in 0..CONFLICT_RETRIES {
@@ -513,6 +649,45 @@ const RUNS_PER_READ: usize = 50;
 const PUTS_PER_TXN: usize = 100;
 /// Records read per request while an old journal is indexed.
 const INDEX_PAGE: usize = 200;
+
+// Drills: the runs' shape under `drills/`.
+impl EtcdJournal {
+    fn drill_prefix(&self, drill: &DrillId) -> String {
+        format!("{}/drills/records/{}/", self.prefix, drill.0)
+    }
+
+    fn drill_start_key(&self, seq: u64) -> String {
+        self.key(&format!("drills/starts/{:020}", u64::MAX - seq))
+    }
+
+    async fn drill_records(&self, drill: &DrillId) -> Result<Vec<DrillEntry>, StoreError> {
+        let kvs = self.get(&self.drill_prefix(drill), GetOptions::new().with_prefix(), "read the drill").await?;
+        kvs.iter()
+            .map(|kv| {
+                serde_json::from_slice(kv.value()).map_err(|e| {
+                    let key = String::from_utf8_lossy(kv.key()).into_owned();
+                    self.err_from(&format!("read the drill: unreadable record {key}"), e)
+                })
+            })
+            .collect()
+    }
+
+    /// The drill's next record and the ops that store it after the sequence read as `seq`.
+    fn next_drill_entry(
+        &self,
+        drill: &DrillId,
+        record: &DrillRecord,
+        seq: &Read,
+    ) -> Result<(DrillEntry, Vec<TxnOp>, String, String), StoreError> {
+        let next = seq.value.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+        let entry = DrillEntry { seq: next, at_ms: now_ms(), record: record.clone() };
+        let json = serde_json::to_string(&entry).map_err(|e| self.err_from("encode", e))?;
+        let key = format!("{}{next:020}", self.drill_prefix(drill));
+        let ops =
+            vec![TxnOp::put(self.key("seq"), next.to_string(), None), TxnOp::put(key.as_str(), json.as_str(), None)];
+        Ok((entry, ops, key, json))
+    }
+}
 
 // A journal without a size cliff: the index of run starts, read a bounded range at a time.
 impl EtcdJournal {

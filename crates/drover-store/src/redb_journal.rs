@@ -4,6 +4,9 @@ use crate::drivers::{self, Holder};
 use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
+use drover_core::drill_log::{
+    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable, drill_start,
+};
 use drover_core::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
 use drover_core::journal::{CapacitySeen, DriverClaim, Journal};
 use drover_core::run::{Entry, Epoch, Record, RunHeader, RunId, RunSummary, check_appendable};
@@ -22,6 +25,13 @@ const DRIVERS: TableDefinition<&str, &str> = TableDefinition::new("drivers");
 const STARTS: TableDefinition<u64, &str> = TableDefinition::new("starts");
 /// "active" → the id of the run holding the active slot (absent: none).
 const POINTERS: TableDefinition<&str, &str> = TableDefinition::new("pointers");
+/// (drill id, sequence) → one drill record as JSON (`drill_log::DrillEntry`).
+const DRILL_ENTRIES: TableDefinition<(&str, u64), &str> = TableDefinition::new("drill_entries");
+/// The sequence of a drill's `Started` entry → its start (`RunStart` as JSON): drills in
+/// the order they began, for pages and retention.
+const DRILL_STARTS: TableDefinition<u64, &str> = TableDefinition::new("drill_starts");
+/// The POINTERS key naming the unfinished drill.
+const ACTIVE_DRILL: &str = "active_drill";
 /// The META key set once `STARTS` and `POINTERS` hold every run of the file.
 const INDEXED: &str = "indexed";
 
@@ -59,6 +69,9 @@ impl RedbJournal {
         tx.open_table(META).map_err(|e| journal.err(e))?;
         tx.open_table(CAPACITY).map_err(|e| journal.err(e))?;
         tx.open_table(DRIVERS).map_err(|e| journal.err(e))?;
+        tx.open_table(DRILL_ENTRIES).map_err(|e| journal.err(e))?;
+        tx.open_table(DRILL_STARTS).map_err(|e| journal.err(e))?;
+        tx.open_table(POINTERS).map_err(|e| journal.err(e))?;
         journal.index_once(&tx)?;
         tx.commit().map_err(|e| journal.err(e))?;
         Ok(journal)
@@ -168,6 +181,57 @@ impl RedbJournal {
             Some(item) => Ok(item.map_err(|e| self.err(e))?.0.value().1),
             None => Err(StoreError::UnknownRun(run.0.clone())),
         }
+    }
+}
+
+// Drills: their own tables, the same sequence and the same index-and-pointer shape as runs.
+impl RedbJournal {
+    fn decode_drill(&self, json: &str) -> Result<DrillEntry, StoreError> {
+        serde_json::from_str(json).map_err(|e| io(&self.path, format!("unreadable drill record: {e}"), e))
+    }
+
+    fn append_drill_in(
+        &self,
+        tx: &redb::WriteTransaction,
+        drill: &DrillId,
+        record: DrillRecord,
+    ) -> Result<DrillEntry, StoreError> {
+        let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let seq = meta.get("seq").map_err(|e| self.err(e))?.map(|v| v.value()).unwrap_or(0) + 1;
+        meta.insert("seq", seq).map_err(|e| self.err(e))?;
+        let entry = DrillEntry { seq, at_ms: now_ms(), record };
+        let json = serde_json::to_string(&entry).map_err(|e| self.err(e))?;
+        tx.open_table(DRILL_ENTRIES)
+            .map_err(|e| self.err(e))?
+            .insert((drill.0.as_str(), seq), json.as_str())
+            .map_err(|e| self.err(e))?;
+        Ok(entry)
+    }
+
+    fn drill_records(
+        &self,
+        table: &impl ReadableTable<(&'static str, u64), &'static str>,
+        drill: &DrillId,
+    ) -> Result<Vec<DrillEntry>, StoreError> {
+        let mut out = Vec::new();
+        for item in table.range((drill.0.as_str(), 0)..=(drill.0.as_str(), u64::MAX)).map_err(|e| self.err(e))? {
+            let (_, value) = item.map_err(|e| self.err(e))?;
+            out.push(self.decode_drill(value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The drill the pointer names, if it is still unfinished.
+    fn active_drill_in(
+        &self,
+        pointers: &impl ReadableTable<&'static str, &'static str>,
+        entries: &impl ReadableTable<(&'static str, u64), &'static str>,
+    ) -> Result<Option<DrillSummary>, StoreError> {
+        let Some(id) = pointers.get(ACTIVE_DRILL).map_err(|e| self.err(e))?.map(|v| RunId(v.value().to_string()))
+        else {
+            return Ok(None);
+        };
+        Ok(DrillSummary::fold(&self.drill_records(entries, &id)?).filter(|s| s.state.is_active()))
     }
 }
 
@@ -325,6 +389,127 @@ impl Journal for RedbJournal {
             let mut starts = tx.open_table(STARTS).map_err(|e| self.err(e))?;
             for (run, seq) in pruned.removed.iter().zip(&doomed_seqs) {
                 let id = run.0.as_str();
+                entries.retain_in((id, 0)..=(id, u64::MAX), |_, _| false).map_err(|e| self.err(e))?;
+                starts.remove(*seq).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(pruned)
+    }
+
+    async fn begin_drill(&self, header: &DrillHeader) -> Result<DrillEntry, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        // The unfinished-drill check and the write share one transaction.
+        {
+            let entries = tx.open_table(DRILL_ENTRIES).map_err(|e| self.err(e))?;
+            let pointers = tx.open_table(POINTERS).map_err(|e| self.err(e))?;
+            if let Some(active) = self.active_drill_in(&pointers, &entries)? {
+                return Err(StoreError::ActiveDrill { active: active.header.id.0 });
+            }
+        }
+        let entry = self.append_drill_in(&tx, &header.id, DrillRecord::Started { header: header.clone() })?;
+        let json = serde_json::to_string(&drill_start(header, entry.at_ms)).map_err(|e| self.err(e))?;
+        tx.open_table(DRILL_STARTS)
+            .map_err(|e| self.err(e))?
+            .insert(entry.seq, json.as_str())
+            .map_err(|e| self.err(e))?;
+        tx.open_table(POINTERS)
+            .map_err(|e| self.err(e))?
+            .insert(ACTIVE_DRILL, header.id.0.as_str())
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(entry)
+    }
+
+    async fn append_drill(&self, drill: &DrillId, record: DrillRecord) -> Result<DrillEntry, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let table = tx.open_table(DRILL_ENTRIES).map_err(|e| self.err(e))?;
+            check_drill_appendable(drill, &self.drill_records(&table, drill)?, &record)?;
+        }
+        if matches!(record, DrillRecord::Ended { .. }) {
+            let mut pointers = tx.open_table(POINTERS).map_err(|e| self.err(e))?;
+            let mine = pointers.get(ACTIVE_DRILL).map_err(|e| self.err(e))?.is_some_and(|v| v.value() == drill.0);
+            if mine {
+                pointers.remove(ACTIVE_DRILL).map_err(|e| self.err(e))?;
+            }
+        }
+        let entry = self.append_drill_in(&tx, drill, record)?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(entry)
+    }
+
+    async fn drill_entries(&self, drill: &DrillId) -> Result<Vec<DrillEntry>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(DRILL_ENTRIES).map_err(|e| self.err(e))?;
+        let out = self.drill_records(&table, drill)?;
+        if out.is_empty() {
+            return Err(StoreError::UnknownDrill(drill.0.clone()));
+        }
+        Ok(out)
+    }
+
+    async fn drill_page(&self, request: &PageRequest) -> Result<DrillsPage, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = tx.open_table(DRILL_ENTRIES).map_err(|e| self.err(e))?;
+        let starts = tx.open_table(DRILL_STARTS).map_err(|e| self.err(e))?;
+        let below = match &request.before {
+            Some(before) => match self.drill_records(&entries, before)?.first() {
+                Some(first) => first.seq,
+                None => return Err(StoreError::UnknownDrill(before.0.clone())),
+            },
+            None => u64::MAX,
+        };
+        let mut drills = Vec::new();
+        let mut next = None;
+        for item in starts.range(..below).map_err(|e| self.err(e))?.rev() {
+            let (_, value) = item.map_err(|e| self.err(e))?;
+            let start = self.decode_start(value.value())?;
+            if drills.len() == request.limit {
+                next = drills.last().map(|d: &DrillSummary| d.header.id.clone());
+                break;
+            }
+            drills.extend(DrillSummary::fold(&self.drill_records(&entries, &start.id)?));
+        }
+        Ok(DrillsPage { drills, next })
+    }
+
+    async fn active_drill(&self) -> Result<Option<DrillSummary>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let entries = tx.open_table(DRILL_ENTRIES).map_err(|e| self.err(e))?;
+        let pointers = tx.open_table(POINTERS).map_err(|e| self.err(e))?;
+        self.active_drill_in(&pointers, &entries)
+    }
+
+    async fn prune_drills(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut doomed_seqs = Vec::new();
+        let pruned = {
+            let entries = tx.open_table(DRILL_ENTRIES).map_err(|e| self.err(e))?;
+            let pointers = tx.open_table(POINTERS).map_err(|e| self.err(e))?;
+            let active = self.active_drill_in(&pointers, &entries)?.map(|s| s.header.id);
+            let starts = tx.open_table(DRILL_STARTS).map_err(|e| self.err(e))?;
+            let mut sweep = Sweep::new(keep, now_ms, active);
+            for item in starts.iter().map_err(|e| self.err(e))?.rev() {
+                let (seq, value) = item.map_err(|e| self.err(e))?;
+                let before = sweep.doomed.len();
+                if !sweep.consider(&self.decode_start(value.value())?) {
+                    break;
+                }
+                if sweep.doomed.len() > before {
+                    doomed_seqs.push(seq.value());
+                }
+            }
+            sweep.finish()
+        };
+        if pruned.removed.is_empty() {
+            return Ok(pruned);
+        }
+        {
+            let mut entries = tx.open_table(DRILL_ENTRIES).map_err(|e| self.err(e))?;
+            let mut starts = tx.open_table(DRILL_STARTS).map_err(|e| self.err(e))?;
+            for (drill, seq) in pruned.removed.iter().zip(&doomed_seqs) {
+                let id = drill.0.as_str();
                 entries.retain_in((id, 0)..=(id, u64::MAX), |_, _| false).map_err(|e| self.err(e))?;
                 starts.remove(*seq).map_err(|e| self.err(e))?;
             }

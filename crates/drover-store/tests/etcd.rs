@@ -622,7 +622,8 @@ async fn pages_and_retention_on_etcd() {
     let etcd = Etcd::start().await;
     let kv = etcd.client().await;
     pages_list_every_run_once_newest_first(&EtcdJournal::with_client(kv.clone(), "/t/pages")).await;
-    retention_trims_to_keep(&EtcdJournal::with_client(kv, "/t/keep")).await;
+    retention_trims_to_keep(&EtcdJournal::with_client(kv.clone(), "/t/keep")).await;
+    drover_core::testing::scenarios::drills_are_journaled(&EtcdJournal::with_client(kv, "/t/drills")).await;
 }
 
 /// Ended runs copied from one real run, written as a journal from before the run index

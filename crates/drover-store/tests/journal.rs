@@ -176,3 +176,30 @@ async fn a_held_run_dropped_unreleased_is_free_for_the_next_driver() {
     drop(held);
     second.hold(&run).await.expect("a dropped hold lets the run go");
 }
+
+#[tokio::test]
+async fn drills_are_journaled_on_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    drover_core::testing::scenarios::drills_are_journaled(&RedbJournal::open(&dir.path().join("drills")).unwrap())
+        .await;
+}
+
+/// A drill that crashed with its fault in place is found by the next process that opens
+/// the file, with what undoing the fault needs.
+#[tokio::test]
+async fn an_unfinished_drill_survives_the_process() {
+    use drover_core::drill_log::DrillRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let header = drover_core::testing::scenarios::drill_header("d1-crash");
+    {
+        let journal = RedbJournal::open(dir.path()).unwrap();
+        journal.begin_drill(&header).await.unwrap();
+        let state = serde_json::json!({"lab": "/tmp/lab", "fault": "blackout:east"});
+        journal.append_drill(&header.id, DrillRecord::FaultCaptured { state }).await.unwrap();
+    }
+    let journal = RedbJournal::open(dir.path()).unwrap();
+    let found = journal.active_drill().await.unwrap().expect("the unfinished drill");
+    assert_eq!(found.header, header);
+    assert!(found.needs_undo(), "captured but not known to be injected: the fault may be in place");
+    assert_eq!(found.fault_state.unwrap()["fault"], "blackout:east");
+}

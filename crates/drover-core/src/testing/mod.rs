@@ -9,6 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::clock::now_ms;
+use crate::drill_log::{
+    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable, drill_start,
+};
 use crate::error::{ProviderError, StoreError};
 use crate::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
 use crate::journal::{CapacitySeen, DriverClaim, Journal};
@@ -464,6 +467,8 @@ pub struct MemoryJournal {
     /// run -> (claim token, holder): the memory journal lives in one process, so a claim
     /// holds until it is released.
     drivers: Mutex<BTreeMap<RunId, (String, String)>>,
+    /// Drill records, oldest first.
+    drills: Mutex<Vec<(DrillId, DrillEntry)>>,
 }
 
 impl MemoryJournal {
@@ -574,9 +579,92 @@ impl Journal for MemoryJournal {
         self.inner.lock().unwrap().0.retain(|(run, _)| !pruned.removed.contains(run));
         Ok(pruned)
     }
+
+    async fn begin_drill(&self, header: &DrillHeader) -> Result<DrillEntry, StoreError> {
+        if let Some(active) = self.active_drill().await? {
+            return Err(StoreError::ActiveDrill { active: active.header.id.0 });
+        }
+        let mut drills = self.drills.lock().unwrap();
+        Ok(self.push_drill(&mut drills, &header.id, DrillRecord::Started { header: header.clone() }))
+    }
+
+    async fn append_drill(&self, drill: &DrillId, record: DrillRecord) -> Result<DrillEntry, StoreError> {
+        let mut drills = self.drills.lock().unwrap();
+        let entries: Vec<DrillEntry> = drills.iter().filter(|(d, _)| d == drill).map(|(_, e)| e.clone()).collect();
+        check_drill_appendable(drill, &entries, &record)?;
+        Ok(self.push_drill(&mut drills, drill, record))
+    }
+
+    async fn drill_entries(&self, drill: &DrillId) -> Result<Vec<DrillEntry>, StoreError> {
+        let entries: Vec<DrillEntry> =
+            self.drills.lock().unwrap().iter().filter(|(d, _)| d == drill).map(|(_, e)| e.clone()).collect();
+        if entries.is_empty() {
+            return Err(StoreError::UnknownDrill(drill.0.clone()));
+        }
+        Ok(entries)
+    }
+
+    async fn drill_page(&self, request: &PageRequest) -> Result<DrillsPage, StoreError> {
+        let drills = self.drill_summaries();
+        let from = match &request.before {
+            Some(before) => match drills.iter().position(|d| &d.header.id == before) {
+                Some(at) => at + 1,
+                None => return Err(StoreError::UnknownDrill(before.0.clone())),
+            },
+            None => 0,
+        };
+        let mut page: Vec<DrillSummary> = drills.into_iter().skip(from).take(request.limit + 1).collect();
+        let next = (page.len() > request.limit).then(|| {
+            page.truncate(request.limit);
+            page[request.limit - 1].header.id.clone()
+        });
+        Ok(DrillsPage { drills: page, next })
+    }
+
+    async fn active_drill(&self) -> Result<Option<DrillSummary>, StoreError> {
+        Ok(self.drill_summaries().into_iter().find(|d| d.state.is_active()))
+    }
+
+    async fn prune_drills(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError> {
+        let drills = self.drill_summaries();
+        let active = drills.iter().find(|d| d.state.is_active()).map(|d| d.header.id.clone());
+        let mut sweep = Sweep::new(keep, now_ms, active);
+        for drill in &drills {
+            if !sweep.consider(&drill_start(&drill.header, drill.started_ms)) {
+                break;
+            }
+        }
+        let pruned = sweep.finish();
+        self.drills.lock().unwrap().retain(|(drill, _)| !pruned.removed.contains(drill));
+        Ok(pruned)
+    }
 }
 
 impl MemoryJournal {
+    /// Every drill, newest first.
+    fn drill_summaries(&self) -> Vec<DrillSummary> {
+        let entries = self.drills.lock().unwrap().clone();
+        let mut ids: Vec<DrillId> = Vec::new();
+        for (drill, _) in &entries {
+            if !ids.contains(drill) {
+                ids.push(drill.clone());
+            }
+        }
+        ids.iter()
+            .rev()
+            .filter_map(|id| {
+                let mine: Vec<DrillEntry> = entries.iter().filter(|(d, _)| d == id).map(|(_, e)| e.clone()).collect();
+                DrillSummary::fold(&mine)
+            })
+            .collect()
+    }
+
+    fn push_drill(&self, drills: &mut Vec<(DrillId, DrillEntry)>, drill: &DrillId, record: DrillRecord) -> DrillEntry {
+        let entry = DrillEntry { seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1, at_ms: now_ms(), record };
+        drills.push((drill.clone(), entry.clone()));
+        entry
+    }
+
     /// Every run, newest first: in memory there is no cliff to avoid.
     fn summaries(&self) -> Vec<RunSummary> {
         let entries = self.inner.lock().unwrap().0.clone();
@@ -697,6 +785,31 @@ impl Journal for CrashingJournal<'_> {
     // is simulated inside one process, so the claim is let go as a dead process's would be.
     async fn release_run(&self, run: &RunId, claim: &DriverClaim) -> Result<(), StoreError> {
         self.inner.release_run(run, claim).await
+    }
+    // Drill records are not the run's: they do not count towards the crash.
+    async fn begin_drill(&self, header: &DrillHeader) -> Result<DrillEntry, StoreError> {
+        self.check()?;
+        self.inner.begin_drill(header).await
+    }
+    async fn append_drill(&self, drill: &DrillId, record: DrillRecord) -> Result<DrillEntry, StoreError> {
+        self.check()?;
+        self.inner.append_drill(drill, record).await
+    }
+    async fn drill_entries(&self, drill: &DrillId) -> Result<Vec<DrillEntry>, StoreError> {
+        self.check()?;
+        self.inner.drill_entries(drill).await
+    }
+    async fn drill_page(&self, request: &PageRequest) -> Result<DrillsPage, StoreError> {
+        self.check()?;
+        self.inner.drill_page(request).await
+    }
+    async fn active_drill(&self) -> Result<Option<DrillSummary>, StoreError> {
+        self.check()?;
+        self.inner.active_drill().await
+    }
+    async fn prune_drills(&self, keep: &Keep, now_ms: u64) -> Result<Pruned, StoreError> {
+        self.check()?;
+        self.inner.prune_drills(keep, now_ms).await
     }
 }
 

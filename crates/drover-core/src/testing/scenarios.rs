@@ -495,3 +495,101 @@ pub async fn retention_trims_to_keep(journal: &dyn Journal) {
     assert_eq!(left, vec![header.id.clone(), ids[0].clone()]);
     assert_eq!(journal.active().await.unwrap().map(|r| r.header.id), Some(header.id));
 }
+
+/// A drill header for the drill scenarios.
+pub fn drill_header(id: &str) -> crate::drill_log::DrillHeader {
+    crate::drill_log::DrillHeader {
+        id: RunId(id.into()),
+        plan: "shop".into(),
+        fault: "blackout".into(),
+        region: "east".into(),
+        from: "east".into(),
+        to: "west".into(),
+        requested_by: "cli".into(),
+    }
+}
+
+/// The journal contract on drills: a drill's life is journaled and folded as written,
+/// read back from the store; one drill is unfinished at a time and is found by its own
+/// key; an impossible order and a record after the end are refused; pages list every
+/// drill once, newest first; `journal.keep` trims ended drills, never the unfinished one.
+pub async fn drills_are_journaled(journal: &dyn Journal) {
+    use crate::drill_log::{DrillOutcome, DrillPhase, DrillRecord, DrillState, FaultState};
+    use crate::history::{Keep, PageRequest};
+    let first = drill_header("d1-a");
+    journal.begin_drill(&first).await.unwrap();
+    let id = &first.id;
+    // Injected before its undo is captured: refused, and nothing is written.
+    let refused = journal.append_drill(id, DrillRecord::FaultInjected).await;
+    assert!(matches!(refused, Err(StoreError::IllegalDrillOrder { .. })), "{refused:?}");
+    let captured = serde_json::json!({"rule": "drop-east", "table": 7});
+    journal.append_drill(id, DrillRecord::FaultCaptured { state: captured.clone() }).await.unwrap();
+    journal.append_drill(id, DrillRecord::FaultInjected).await.unwrap();
+    let run = Some(RunId("r9-f".into()));
+    journal.append_drill(id, DrillRecord::PhaseStarted { phase: DrillPhase::Failover, run: run.clone() }).await.unwrap();
+
+    // A crash here: the next process finds the drill, its fault in place and what undoes it.
+    let crashed = journal.active_drill().await.unwrap().expect("the unfinished drill is found");
+    assert_eq!((crashed.header.id.clone(), crashed.fault, crashed.needs_undo()), (id.clone(), FaultState::Injected, true));
+    assert_eq!(crashed.fault_state, Some(captured));
+    assert_eq!(crashed.run_id(), run.as_ref());
+    let second = journal.begin_drill(&drill_header("d2-b")).await;
+    assert!(matches!(&second, Err(StoreError::ActiveDrill { active }) if active == "d1-a"), "{second:?}");
+
+    journal
+        .append_drill(id, DrillRecord::PhaseEnded { phase: DrillPhase::Failover, run: None, state: "paused".into() })
+        .await
+        .unwrap();
+    journal.append_drill(id, DrillRecord::FaultUndone { detail: "rule drop-east deleted".into() }).await.unwrap();
+    let abort = DrillRecord::Ended { outcome: DrillOutcome::Aborted, reason: Some("the run paused".into()) };
+    journal.append_drill(id, abort).await.unwrap();
+    assert_eq!(journal.active_drill().await.unwrap(), None, "an ended drill frees the slot");
+    let ended = journal.drill(id).await.unwrap();
+    assert_eq!((ended.state, ended.fault, ended.needs_undo()), (DrillState::Aborted, FaultState::Undone, false));
+    assert_eq!(ended.phases[0].state.as_deref(), Some("paused"));
+    let late = journal.append_drill(id, DrillRecord::FaultInjected).await;
+    assert!(matches!(late, Err(StoreError::DrillEnded { .. })), "{late:?}");
+    let unknown = journal.drill(&RunId("d-none".into())).await;
+    assert!(matches!(unknown, Err(StoreError::UnknownDrill(_))), "{unknown:?}");
+
+    // Six more drills, each ended; pages of 3 list all seven once, newest first.
+    let mut ids = vec![id.clone()];
+    for n in 2..=7 {
+        let header = drill_header(&format!("d{n}-x"));
+        journal.begin_drill(&header).await.unwrap();
+        journal
+            .append_drill(&header.id, DrillRecord::Ended { outcome: DrillOutcome::Failed, reason: Some("x".into()) })
+            .await
+            .unwrap();
+        ids.push(header.id);
+    }
+    let mut seen = Vec::new();
+    let mut request = PageRequest::first(3);
+    loop {
+        let page = journal.drill_page(&request).await.unwrap();
+        assert!(page.drills.len() <= 3);
+        seen.extend(page.drills.iter().map(|d| d.header.id.clone()));
+        match page.next {
+            Some(next) => request = PageRequest::after(3, Some(next)),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids.iter().rev().cloned().collect::<Vec<_>>());
+
+    // Retention: keep the newest two; an unfinished drill stays however old.
+    let unfinished = drill_header("d8-u");
+    journal.begin_drill(&unfinished).await.unwrap();
+    let pruned = journal.prune_drills(&Keep { last: Some(2), days: None }, crate::clock::now_ms()).await.unwrap();
+    let mut removed = pruned.removed.clone();
+    removed.sort();
+    let mut expected: Vec<RunId> = ids[..6].to_vec();
+    expected.sort();
+    assert_eq!(removed, expected, "the newest two (the unfinished drill and d7) stay");
+    let left: Vec<RunId> =
+        journal.drill_page(&PageRequest::first(50)).await.unwrap().drills.into_iter().map(|d| d.header.id).collect();
+    assert_eq!(left, vec![unfinished.id.clone(), ids[6].clone()]);
+    assert!(matches!(journal.drill(&ids[0]).await, Err(StoreError::UnknownDrill(_))));
+    assert_eq!(journal.active_drill().await.unwrap().map(|d| d.header.id), Some(unfinished.id));
+    // Runs are untouched by drills: their history is its own.
+    assert_eq!(journal.active().await.unwrap(), None);
+}

@@ -109,13 +109,16 @@ pub fn engine_failure(e: EngineError) -> Failure {
 
 pub fn store_failure(e: StoreError) -> Failure {
     match e {
-        StoreError::UnknownRun(_) => Failure::new(ErrorClass::NotFound, e.to_string()),
+        StoreError::UnknownRun(_) | StoreError::UnknownDrill(_) => Failure::new(ErrorClass::NotFound, e.to_string()),
         // An impossible order is a race lost to another driver of the run (two approvals,
         // two resumes): a conflict to look at, not a failure of the store.
         StoreError::ActiveRun { .. }
         | StoreError::Driven { .. }
         | StoreError::RunEnded { .. }
-        | StoreError::IllegalOrder { .. } => Failure::conflict(e.to_string()),
+        | StoreError::IllegalOrder { .. }
+        | StoreError::ActiveDrill { .. }
+        | StoreError::DrillEnded { .. }
+        | StoreError::IllegalDrillOrder { .. } => Failure::conflict(e.to_string()),
         _ => Failure::failed(e.to_string()),
     }
 }
