@@ -230,6 +230,13 @@ impl Compute for ComputeByKind {
             Err(e) => vec![e.message],
         }
     }
+
+    async fn can_launch(&self, resource: &str, region: &str) -> drover_core::world::Answer {
+        match self.provider(resource) {
+            Ok(p) => p.can_launch(resource, region).await,
+            Err(e) => drover_core::world::Answer::CannotTell(e.message),
+        }
+    }
 }
 
 /// Each service region's AWS region (`regions.<name>.aws_region`, or its name).

@@ -21,6 +21,7 @@ pub mod journal;
 pub mod notify;
 pub mod plan;
 pub mod preflight;
+pub mod readiness;
 pub mod request;
 pub mod run;
 pub mod secret;

@@ -7,6 +7,7 @@
 //! which resources a run touches and asks them all at once. `drover plan check --live`
 //! asks the same of every resource of the plan.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::join::join_all;
@@ -69,11 +70,42 @@ pub async fn for_run(plan: &Plan, world: Providers<'_>, header: &RunHeader, scop
 /// What is wrong with any resource of the plan, in every service region (each member as
 /// one a run may fence).
 pub async fn for_plan(plan: &Plan, world: Providers<'_>) -> Vec<String> {
+    let found = by_resource(plan, world).await;
+    let mut seen = std::collections::HashSet::new();
+    found
+        .members
+        .into_values()
+        .flatten()
+        .chain(found.traffic)
+        .chain(found.compute.into_values().flatten())
+        .filter(|p| seen.insert(p.clone()))
+        .collect()
+}
+
+/// What is wrong with each resource of the plan, filed by resource: readiness
+/// (`crate::readiness`) names each problem under its rule and region.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanProblems {
+    /// By service region: its database member's problems (judged as one a run may fence).
+    pub members: BTreeMap<String, Vec<String>>,
+    pub traffic: Vec<String>,
+    /// By (compute resource, region).
+    pub compute: BTreeMap<(String, String), Vec<String>>,
+}
+
+/// [`for_plan`]'s answers, each kept with the resource it is about.
+pub async fn by_resource(plan: &Plan, world: Providers<'_>) -> PlanProblems {
     let regions: Vec<&str> = plan.service_regions().collect();
-    let members: Vec<(&str, bool)> = regions.iter().map(|r| (*r, true)).collect();
     let compute: Vec<(&str, &str)> =
         plan.compute.keys().flat_map(|r| regions.iter().map(move |region| (r.as_str(), *region))).collect();
-    gather(world, &members, true, &compute).await
+    let (members, traffic, found) = tokio::join!(
+        join_all(regions.iter().map(|r| async move { (r.to_string(), bounded(world.database.preflight(r, true)).await) })),
+        bounded(world.traffic.preflight()),
+        join_all(compute.iter().map(|(resource, region)| async move {
+            ((resource.to_string(), region.to_string()), bounded(world.compute.preflight(resource, region)).await)
+        })),
+    );
+    PlanProblems { members: members.into_iter().collect(), traffic, compute: found.into_iter().collect() }
 }
 
 /// A provider's answer within [`DEADLINE`], or nothing judged (as for any API that does

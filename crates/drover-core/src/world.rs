@@ -83,6 +83,31 @@ impl MemberStatus {
     }
 }
 
+/// One readiness question's answer from a provider (`crate::readiness`): yes with the
+/// evidence, no with the cause, or that it cannot tell and why. A provider with nothing to
+/// say keeps the trait's default, `CannotTell`: unknown is never taken for yes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "answer", content = "detail", rename_all = "snake_case")]
+pub enum Answer {
+    Yes(String),
+    No(String),
+    CannotTell(String),
+}
+
+/// What a managed database member is configured as, for readiness to compare the two
+/// sides of an RDS or Aurora pair: a standby promoted with a different engine version,
+/// instance class or parameter group family is not the database the service ran on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DatabaseSettings {
+    pub engine_version: String,
+    /// `db.r6g.large`; for Aurora, its writer's (or first instance's) class.
+    pub instance_class: String,
+    /// `postgres15`: the family of the member's parameter group.
+    pub parameter_group_family: String,
+    pub multi_az: bool,
+    pub backup_retention_days: u32,
+}
+
 #[async_trait]
 pub trait Database: Send + Sync {
     async fn member(&self, region: &str) -> Result<MemberStatus, ProviderError>;
@@ -117,6 +142,13 @@ pub trait Database: Send + Sync {
     /// `fences`: the run will fence it, so it must be fenceable too.
     async fn preflight(&self, _region: &str, _fences: bool) -> Preflight {
         Vec::new()
+    }
+
+    /// The member's configuration as its API reports it (readiness compares both sides).
+    /// `Ok(None)`: this provider has no such settings to report (PostgreSQL run by drover);
+    /// `Err`: they could not be read, and why.
+    async fn settings(&self, _region: &str) -> Result<Option<DatabaseSettings>, String> {
+        Ok(None)
     }
 }
 
@@ -220,6 +252,13 @@ pub trait Traffic: Send + Sync {
     async fn preflight(&self) -> Preflight {
         Vec::new()
     }
+
+    /// Whether the health check the traffic provider routes `region` by is healthy (a Route
+    /// 53 record set's `health_check_id`). `CannotTell`: no such health check (readiness
+    /// then goes by the plan's own checks of the region).
+    async fn health_check(&self, region: &str) -> Answer {
+        Answer::CannotTell(format!("traffic for {region} is routed by no health check drover can read"))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -249,6 +288,12 @@ pub trait Compute: Send + Sync {
     /// What is wrong with `resource` in `region` ([`Preflight`]): it must exist there.
     async fn preflight(&self, _resource: &str, _region: &str) -> Preflight {
         Vec::new()
+    }
+
+    /// Whether `resource` in `region` can launch what it is sized to: its launch template
+    /// or launch configuration (and image) exists, its node group is healthy.
+    async fn can_launch(&self, resource: &str, region: &str) -> Answer {
+        Answer::CannotTell(format!("compute {resource} in {region}: this provider cannot tell what it launches"))
     }
 }
 

@@ -38,6 +38,15 @@ enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Output,
     },
+    /// Judge whether a failover would work now and meet the plan's objectives: each rule
+    /// passes, warns or fails, with the reason and what to do.
+    #[command(long_about = READINESS_ABOUT, after_help = READINESS_EXIT_CODES)]
+    Readiness {
+        #[command(flatten)]
+        plan: crate::app::store::PlanArgs,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Output,
+    },
     /// Unplanned move of the primary to REGION: fence the old primary (best effort), promote, switch traffic, verify.
     Failover(commands::run::MoveArgs),
     /// Planned move with zero data loss: stop writes, wait for the standby to catch up, promote, switch,
@@ -160,6 +169,32 @@ a lag in time only.";
 const STATUS_EXIT_CODES: &str = "Exit codes: 0 the world was read, even in part (what could not be read is \
 shown); 1 nothing could be read: no database member, no traffic record and no check answered; 2 bad input.";
 
+const READINESS_ABOUT: &str = "Judge whether a failover would work now and meet the plan's objectives.
+
+Each rule looks at the world as a run would (the same observation and preflight) and says pass, \
+warn or fail for each region (or the whole plan), with the reason and what to do. A pass needs \
+evidence: what drover cannot tell is a warn that says why.
+
+  database     the primary takes writes; each standby exists, replicates, and lags less than \
+objectives.rpo; for RDS and Aurora, the same engine version and parameter group family (fail) and \
+instance class, Multi-AZ and backup retention (warn) on both sides
+  budget       detection (interval x failure_threshold) + promote timeout + switch + TTL within \
+objectives.rto; rpo 0s with asynchronous replication fails
+  traffic      the record sets exist as the plan names them; each region's health check (or its \
+critical checks) is healthy
+  compute      the primary's capacity is read; each standby's max size allows its share, and what \
+it launches (launch configuration, node group) exists
+  backups      the newest backup in each region's store is younger than backup.schedule plus a \
+margin, and whole
+  permissions  every action 'drover plan iam' lists is allowed (not asked yet: warns)
+  drills       the last successful drill is younger than 35 days (no drill history yet: warns)
+
+'drover serve' evaluates the same rules every --readiness-every (gauge drover_readiness, \
+GET /api/v1/readiness). docs/readiness.md describes every rule.";
+
+const READINESS_EXIT_CODES: &str = "Exit codes: 0 no rule fails (warnings allowed); 1 at least one rule fails; \
+2 bad input (the plan, its secrets).";
+
 const RUN_EXIT_CODES: &str = "Exit codes: 0 the run completed; 1 it failed or paused (the message says how to \
 continue: 'drover resume RUN' or 'drover abort RUN'); 2 bad input or a refusal (nothing was changed).";
 
@@ -207,6 +242,7 @@ pub fn main() -> ExitCode {
         Command::Plan(PlanCommand::Check { plan, live: true, output }) => commands::plan::check_live(&plan, output),
         Command::Plan(PlanCommand::Iam { plan }) => commands::plan::iam(&plan),
         Command::Status { target, output } => commands::status::run(&target, output),
+        Command::Readiness { plan, output } => commands::readiness::run(&plan, output),
         Command::Failover(args) => commands::run::start(drover_core::run::RunKind::Failover, args),
         Command::Switchover(args) => commands::run::start(drover_core::run::RunKind::Switchover, args),
         Command::Reprotect(args) => commands::run::reprotect(args),

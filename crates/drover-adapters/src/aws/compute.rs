@@ -12,7 +12,7 @@ use aws_sdk_eks as eks;
 use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
 use drover_core::plan::{ComputeTarget, Plan};
-use drover_core::world::{Capacity, Compute, Preflight, Size, Units, WHOLE};
+use drover_core::world::{Answer, Capacity, Compute, Preflight, Size, Units, WHOLE};
 
 use super::{AwsConfig, RegionalClients, Service, before, describe};
 
@@ -279,8 +279,94 @@ impl AwsCompute {
     }
 }
 
+impl AwsCompute {
+    /// A node group launches what EKS manages for it: ready when it is ACTIVE without health issues.
+    async fn nodegroup_launches(&self, t: &Target, cluster: &str, nodegroup: &str) -> Answer {
+        let name = format!("{}/eks/{cluster}/{nodegroup}", t.aws_region);
+        let out = match self.describe_nodegroup(t, cluster, nodegroup).await {
+            Ok(out) => out,
+            Err(e) => return Answer::CannotTell(describe(EKS, "DescribeNodegroup", &name, e).message),
+        };
+        let Some(group) = out.nodegroup() else { return Answer::CannotTell(format!("{name}: EKS returned no node group")) };
+        let status = group.status().map_or("UNKNOWN", |s| s.as_str());
+        let issues: Vec<String> = group
+            .health()
+            .map(|h| h.issues())
+            .unwrap_or_default()
+            .iter()
+            .map(|i| {
+                let code = i.code().map_or("unknown", |c| c.as_str());
+                format!("{code}: {}", i.message().unwrap_or_default())
+            })
+            .collect();
+        let template = group
+            .launch_template()
+            .and_then(|l| l.name().or(l.id()))
+            .map_or_else(|| "its image managed by EKS".to_owned(), |t| format!("launch template {t}"));
+        match (status, issues.is_empty()) {
+            ("ACTIVE", true) => Answer::Yes(format!("{name}: node group ACTIVE, no health issues ({template})")),
+            _ if !issues.is_empty() => Answer::No(format!("{name}: node group {status}: {}", issues.join("; "))),
+            ("CREATE_FAILED" | "DEGRADED" | "DELETING" | "DELETE_FAILED", _) => {
+                Answer::No(format!("{name}: node group {status}"))
+            }
+            _ => Answer::CannotTell(format!("{name}: node group {status}: not yet settled")),
+        }
+    }
+
+    /// An Auto Scaling group launches from its launch configuration (which must exist) or its
+    /// launch template (an EC2 resource drover has no client for: it cannot tell).
+    async fn group_launches(&self, t: &Target, name: &str) -> Answer {
+        let resource = format!("{}/autoscaling/{name}", t.aws_region);
+        let client = self.asg(&t.aws_region).await;
+        let out = match client.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await {
+            Ok(out) => out,
+            Err(e) => return Answer::CannotTell(describe(AUTOSCALING, "DescribeAutoScalingGroups", &resource, e).message),
+        };
+        let Some(group) = out.auto_scaling_groups().first() else {
+            return Answer::No(format!("{resource}: no such Auto Scaling group"));
+        };
+        if let Some(config) = group.launch_configuration_name() {
+            let found = client.describe_launch_configurations().launch_configuration_names(config).send().await;
+            return match found {
+                Ok(out) => match out.launch_configurations().first() {
+                    Some(lc) => Answer::Yes(format!(
+                        "{resource}: launch configuration {config} exists (image {}; drover reads no EC2 image, so not whether the image does)",
+                        lc.image_id().unwrap_or("unknown")
+                    )),
+                    None => Answer::No(format!(
+                        "{resource}: its launch configuration {config} does not exist: the group cannot launch instances"
+                    )),
+                },
+                Err(e) => Answer::CannotTell(describe(AUTOSCALING, "DescribeLaunchConfigurations", &resource, e).message),
+            };
+        }
+        let template = group
+            .launch_template()
+            .or_else(|| group.mixed_instances_policy().and_then(|m| m.launch_template()?.launch_template_specification()))
+            .and_then(|l| l.launch_template_name().or(l.launch_template_id()));
+        match template {
+            Some(template) => Answer::CannotTell(format!(
+                "{resource}: launches from launch template {template}, an EC2 resource drover does not read"
+            )),
+            None => Answer::No(format!("{resource}: neither a launch configuration nor a launch template")),
+        }
+    }
+}
+
 #[async_trait]
 impl Compute for AwsCompute {
+    async fn can_launch(&self, resource: &str, region: &str) -> Answer {
+        let t = match self.target(resource, region) {
+            Ok(t) => t,
+            Err(e) => return Answer::CannotTell(e.message),
+        };
+        match &t.what {
+            ComputeTarget::EksNodegroup { cluster, nodegroup } => self.nodegroup_launches(t, cluster, nodegroup).await,
+            ComputeTarget::AutoScalingGroup { name } => self.group_launches(t, name).await,
+            ComputeTarget::Kubernetes(_) => Answer::CannotTell(format!("compute {resource}: not an AWS resource")),
+        }
+    }
+
     async fn preflight(&self, resource: &str, region: &str) -> Preflight {
         let Ok(t) = self.target(resource, region) else { return Vec::new() };
         match &t.what {

@@ -26,7 +26,7 @@ use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
 use drover_core::plan::RdsSpec;
 use drover_core::run::{Epoch, RunId, RunKind};
-use drover_core::world::{Database, MemberStatus, Preflight, RejoinMethod};
+use drover_core::world::{Database, DatabaseSettings, MemberStatus, Preflight, RejoinMethod};
 
 use super::cloudwatch::CLOUDWATCH;
 use super::{AwsConfig, RegionalClients, Service, before, describe, describe_unreachable, describe_with};
@@ -467,6 +467,25 @@ impl RdsDatabase {
         Ok(())
     }
 
+    /// The family of a DB parameter group (DescribeDBParameterGroups).
+    async fn group_family(&self, m: &Member, group: &str) -> Result<String, String> {
+        let resource = format!("{}/{group}", m.aws_region);
+        let out = self
+            .api
+            .rds(&m.aws_region)
+            .await
+            .describe_db_parameter_groups()
+            .db_parameter_group_name(group)
+            .send()
+            .await
+            .map_err(|e| describe(RDS, "DescribeDBParameterGroups", &resource, e).message)?;
+        out.db_parameter_groups()
+            .first()
+            .and_then(|g| g.db_parameter_group_family())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{resource}: RDS reports no family for the parameter group"))
+    }
+
     /// Sees the member, or fails: acting on an unreachable member is not possible.
     async fn see_reachable(&self, m: &Member) -> Result<Seen, ProviderError> {
         self.see(m).await?
@@ -642,6 +661,26 @@ impl Database for RdsDatabase {
     /// The instance must exist; one that stands alone (the primary a run fences) must be
     /// fenceable: a known engine on a custom parameter group. Only RDS's "not found" is a
     /// problem: an API that cannot be reached, or any other error, is observation's to judge.
+    /// DescribeDBInstances (engine version, class, Multi-AZ, backup retention) and the
+    /// family of its parameter group.
+    async fn settings(&self, region: &str) -> Result<Option<DatabaseSettings>, String> {
+        let m = self.member(region).map_err(|e| e.message)?;
+        let instance = self.describe_instance(m).await.map_err(|e| m.failed("DescribeDBInstances", e).message)?;
+        let group = instance.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name()).unwrap_or_default();
+        let family = if group.is_empty() {
+            return Err(format!("{}: RDS reports no parameter group for the instance", m.resource()));
+        } else {
+            self.group_family(m, group).await?
+        };
+        Ok(Some(DatabaseSettings {
+            engine_version: instance.engine_version().unwrap_or("unknown").to_owned(),
+            instance_class: instance.db_instance_class().unwrap_or("unknown").to_owned(),
+            parameter_group_family: family,
+            multi_az: instance.multi_az().unwrap_or(false),
+            backup_retention_days: instance.backup_retention_period().unwrap_or(0).max(0) as u32,
+        }))
+    }
+
     async fn preflight(&self, region: &str, fences: bool) -> Preflight {
         let Ok(m) = self.member(region) else { return Vec::new() };
         let field = format!("database.members.{region}.instance");

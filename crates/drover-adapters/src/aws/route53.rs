@@ -28,7 +28,7 @@ use drover_core::duration::format_duration;
 use drover_core::error::ProviderError;
 use drover_core::plan::{Route53RecordType, Route53Routing, Route53Spec};
 use drover_core::run::Epoch;
-use drover_core::world::{Preflight, Traffic, TrafficState};
+use drover_core::world::{Answer, Preflight, Traffic, TrafficState};
 use tokio::sync::OnceCell;
 
 use super::stages::{StageGate, hold_after_stage, stages_ahead};
@@ -89,20 +89,35 @@ impl Route53Api {
     /// The status of a health check as Route 53 judges it: healthy when more than
     /// 18% of its checkers report success. `Ok` carries a short note, `Err` the reason.
     pub async fn health_check_status(&self, id: &str) -> Result<String, String> {
+        match self.health_check(id).await {
+            Answer::Yes(note) => Ok(note),
+            Answer::No(why) | Answer::CannotTell(why) => Err(why),
+        }
+    }
+
+    /// [`Route53Api::health_check_status`] telling an unhealthy or missing health check
+    /// (`No`) from one Route 53 did not answer about (`CannotTell`), as readiness needs.
+    pub async fn health_check(&self, id: &str) -> Answer {
         let (client, region) = self.get().await;
         let resource = format!("{region}/healthcheck/{id}");
-        let out = client
-            .get_health_check_status()
-            .health_check_id(id)
-            .send()
-            .await
-            .map_err(|e| describe(ROUTE53, "GetHealthCheckStatus", &resource, e).message)?;
+        let out = match client.get_health_check_status().health_check_id(id).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let missing = e.code() == Some("NoSuchHealthCheck");
+                let why = describe(ROUTE53, "GetHealthCheckStatus", &resource, e).message;
+                return if missing { Answer::No(why) } else { Answer::CannotTell(why) };
+            }
+        };
         let reports: Vec<&str> = out
             .health_check_observations()
             .iter()
             .map(|o| o.status_report().and_then(|r| r.status()).unwrap_or(""))
             .collect();
-        health_verdict(&reports)
+        match health_verdict(&reports) {
+            Ok(note) => Answer::Yes(note),
+            Err(why) if reports.is_empty() => Answer::CannotTell(why),
+            Err(why) => Answer::No(why),
+        }
     }
 }
 
@@ -577,6 +592,24 @@ impl Traffic for Route53Traffic {
             }
         }
         problems
+    }
+
+    /// The record set's own health check (`traffic.targets.REGION.health_check_id`): Route
+    /// 53 answers failover queries by it.
+    async fn health_check(&self, region: &str) -> Answer {
+        let Some(target) = self.spec.targets.get(region) else {
+            return Answer::CannotTell(format!("traffic.targets names no record set for {region}"));
+        };
+        let Some(id) = &target.health_check_id else {
+            return Answer::CannotTell(format!(
+                "record set '{}' has no health check (traffic.targets.{region}.health_check_id)",
+                target.set_identifier
+            ));
+        };
+        match self.api.health_check(id).await {
+            Answer::Yes(note) => Answer::Yes(format!("health check {id}: {note}")),
+            other => other,
+        }
     }
 
     async fn current(&self) -> Result<TrafficState, ProviderError> {

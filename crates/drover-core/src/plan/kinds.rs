@@ -313,6 +313,12 @@ impl ComputeKind {
     pub fn api(self) -> ComputeApi {
         self.capabilities().api
     }
+
+    /// Whether it launches machines from a template or image that must exist in its region
+    /// (readiness asks `Compute::can_launch`); Kubernetes workloads run on the cluster's nodes.
+    pub fn launches_machines(self) -> bool {
+        self.api() == ComputeApi::Aws
+    }
 }
 
 /// The probe a check runs: the one probe field a check names.

@@ -16,6 +16,7 @@ pub mod daemon_client;
 pub mod error;
 pub mod plan;
 pub mod progress;
+pub mod readiness;
 pub mod runs;
 pub mod store;
 

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod drill;
 pub mod lab;
 pub mod plan;
+pub mod readiness;
 pub mod remote;
 pub mod restore;
 pub mod run;
