@@ -1,6 +1,5 @@
-//! The optional top-level `drill` section: how a drill measures the service. Only
-//! `canary` for now; the drill's other settings (stop conditions, schedules, fault
-//! settings) are meant to become siblings of it in `FIELDS`.
+//! The optional top-level `drill` section: how a drill measures the service (`canary`),
+//! what stops it (`stop_when`), and what its faults need (`fis`).
 //!
 //! ```yaml
 //! drill:
@@ -11,20 +10,26 @@
 //!     timeout: 2s
 //!     resolve: dns            # or traffic
 //!     dns_server: 10.0.0.2:53 # default: the system's resolver (/etc/resolv.conf)
+//!   stop_when:
+//!     - { cloudwatch_alarm: shop-5xx, region: us-west-1 }
+//!   fis: { us-east-2: EXT1a2b3c4d5e6f7 }
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::model::{
     CanaryResolve, CanarySpec, CanaryTarget, DrillSpec, HttpCanarySpec, PostgresCanarySpec, Route53RecordType,
-    TrafficSpec,
+    StopCondition, TrafficSpec,
 };
+use super::regions::Regions;
 use super::raw::{Node, Value};
 use super::reader::{Mapping, Reader, http_url};
 
-const FIELDS: [&str; 1] = ["canary"];
+const FIELDS: [&str; 3] = ["canary", "stop_when", "fis"];
+const STOP_FIELDS: [&str; 2] = ["cloudwatch_alarm", "region"];
 const CANARY_FIELDS: [&str; 6] = ["http", "postgres", "interval", "timeout", "resolve", "dns_server"];
 const HTTP_FIELDS: [&str; 4] = ["url", "token_env", "token_file", "ca_file"];
 const POSTGRES_FIELDS: [&str; 3] = ["dsn_env", "dsn_file", "table"];
@@ -40,7 +45,12 @@ pub const DEFAULT_CANARY_TABLE: &str = "drover_canary";
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 const EXAMPLE: &str = "{ http: { url: https://shop.example.com/drover-canary } }";
 
-pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>, traffic: Option<&TrafficSpec>) -> Option<DrillSpec> {
+pub(super) fn read(
+    r: &mut Reader<'_>,
+    top: &Mapping<'_>,
+    traffic: Option<&TrafficSpec>,
+    regions: Option<&Regions>,
+) -> Option<DrillSpec> {
     let Some(node) = top.get("drill") else {
         return Some(DrillSpec::default());
     };
@@ -50,10 +60,83 @@ pub(super) fn read(r: &mut Reader<'_>, top: &Mapping<'_>, traffic: Option<&Traff
     let at = top.key("drill").map_or(node.pos(), Node::pos);
     let m = r.mapping(node, "drill", at, &FIELDS, &[], &format!("a mapping like {{ canary: {EXAMPLE} }}"))?;
     let canary = match m.get("canary") {
-        Some(n) if n.value != Value::Null => Some(read_canary(r, &m, n, traffic)?),
-        _ => None,
+        Some(n) if n.value != Value::Null => read_canary(r, &m, n, traffic).map(Some),
+        _ => Some(None),
     };
-    Some(DrillSpec { canary })
+    let stop_when = match m.get("stop_when") {
+        Some(n) if n.value != Value::Null => stop_when(r, n, regions),
+        _ => Some(Vec::new()),
+    };
+    let fis = match m.get("fis") {
+        Some(n) if n.value != Value::Null => fis_templates(r, n, regions),
+        _ => Some(BTreeMap::new()),
+    };
+    Some(DrillSpec { canary: canary?, stop_when: stop_when?, fis: fis? })
+}
+
+/// `drill.stop_when`: a list of `{ cloudwatch_alarm: NAME, region: REGION }`. Every item
+/// is read, so all mistakes show at once.
+fn stop_when(r: &mut Reader<'_>, node: &Node, regions: Option<&Regions>) -> Option<Vec<StopCondition>> {
+    let field = "drill.stop_when";
+    let example = "a list like [{ cloudwatch_alarm: shop-5xx, region: us-west-1 }]";
+    let items = r.list(node, field, example)?;
+    let mut conditions = Vec::new();
+    let mut complete = true;
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{field}[{i}]");
+        let read = (|| {
+            let m = r.mapping(item, &path, item.pos(), &STOP_FIELDS, &[], example)?;
+            let alarm = r
+                .require(&m, "cloudwatch_alarm", "name the CloudWatch alarm, e.g. cloudwatch_alarm: shop-5xx")
+                .and_then(|n| r.text(n, &format!("{path}.cloudwatch_alarm"), "a CloudWatch alarm name"));
+            let region = r
+                .require(&m, "region", "name the plan region whose AWS region holds the alarm, e.g. region: us-west-1")
+                .and_then(|n| plan_region(r, n, &format!("{path}.region"), regions));
+            Some(StopCondition { alarm: alarm?.to_owned(), region: region? })
+        })();
+        match read {
+            Some(c) => conditions.push(c),
+            None => complete = false,
+        }
+    }
+    complete.then_some(conditions)
+}
+
+/// `drill.fis`: plan region -> the FIS experiment template a `fis` drill starts there.
+fn fis_templates(r: &mut Reader<'_>, node: &Node, regions: Option<&Regions>) -> Option<BTreeMap<String, String>> {
+    let entries = r.entries(node, "drill.fis", "a mapping like { us-east-2: EXT1a2b3c4d5e6f7 }", "region")?;
+    let mut complete = true;
+    let mut templates = BTreeMap::new();
+    for entry in &entries {
+        if let Some(regions) = regions
+            && regions.role(&entry.name).is_none()
+        {
+            let names = regions.names();
+            r.error(entry.key.pos(), &entry.path, format!("unknown region; the plan's regions are {names}"));
+            complete = false;
+            continue;
+        }
+        match r.text(entry.value, &entry.path, "an experiment template id like EXT1a2b3c4d5e6f7") {
+            Some(id) => {
+                templates.insert(entry.name.clone(), id.to_owned());
+            }
+            None => complete = false,
+        }
+    }
+    complete.then_some(templates)
+}
+
+/// A region the plan declares.
+fn plan_region(r: &mut Reader<'_>, node: &Node, field: &str, regions: Option<&Regions>) -> Option<String> {
+    let name = r.text(node, field, "a region of the plan")?;
+    if let Some(regions) = regions
+        && regions.role(name).is_none()
+    {
+        let names = regions.names();
+        r.error(node.pos(), field, format!("unknown region '{name}'; the plan's regions are {names}"));
+        return None;
+    }
+    Some(name.to_owned())
 }
 
 fn read_canary(

@@ -42,12 +42,24 @@ pub struct Plan {
     pub drill: DrillSpec,
 }
 
-/// The plan's `drill` section. Only `canary` for now; the drill's other settings (stop
-/// conditions, schedules, fault settings) become siblings of it.
+/// The plan's `drill` section: how a drill measures the service, what stops it, and the
+/// settings its faults need.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DrillSpec {
     /// The write canary a drill runs through the service's front door (`drill.canary`).
     pub canary: Option<CanarySpec>,
+    /// CloudWatch alarms that stop a drill (`drill.stop_when`): one already in ALARM
+    /// refuses the drill; one going to ALARM mid-drill aborts it and undoes its fault.
+    pub stop_when: Vec<StopCondition>,
+    /// The AWS FIS experiment template a `fis` drill starts, by plan region (`drill.fis`).
+    pub fis: BTreeMap<String, String>,
+}
+
+/// One of `drill.stop_when`: a CloudWatch alarm in a plan region's AWS region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopCondition {
+    pub alarm: String,
+    pub region: String,
 }
 
 /// `drill.canary`: numbered writes through the service's public name, read back at the

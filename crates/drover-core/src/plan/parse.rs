@@ -124,7 +124,7 @@ fn read_plan(r: &mut Reader<'_>, root: &Node, path: &Path) -> Option<Plan> {
     let aws = aws::read(r, &top);
     let vantages = vantages::read(r, &top);
     let journal = journal::read(r, &top);
-    let drill = drill::read(r, &top, traffic.as_ref());
+    let drill = drill::read(r, &top, traffic.as_ref(), regions.as_ref());
 
     let (policy, detect_with) = policy?;
     let mut checks = checks?;

@@ -120,6 +120,15 @@ pub fn summary(plan: &Plan) -> String {
     if let Some(canary) = &plan.drill.canary {
         line("drill", describe_canary(canary));
     }
+    if !plan.drill.stop_when.is_empty() {
+        let alarms: Vec<String> =
+            plan.drill.stop_when.iter().map(|c| format!("alarm {} in {}", c.alarm, c.region)).collect();
+        line("stop when", alarms.join(", "));
+    }
+    if !plan.drill.fis.is_empty() {
+        let templates: Vec<String> = plan.drill.fis.iter().map(|(region, id)| format!("{region}: {id}")).collect();
+        line("fis", templates.join(", "));
+    }
 
     line(
         "runbooks",
