@@ -38,7 +38,7 @@ pub struct Adapters {
     /// Chosen by the plan's `database.kind`.
     database: Box<dyn Database>,
     /// Chosen by the plan's `traffic.kind`.
-    traffic: Box<dyn Traffic>,
+    traffic: Arc<dyn Traffic>,
     /// The plan's compute resources (node groups, Auto Scaling groups).
     compute: Box<dyn Compute>,
     prober: Arc<CheckProber>,
@@ -78,19 +78,19 @@ pub fn build(plan: &Plan, secrets: &dyn SecretSource) -> Result<Adapters, BuildE
         (prober.with_route53(api.clone()).with_cloudwatch(CloudWatchApi::new(aws.clone(), aws_regions(plan))), api)
     };
     let prober = Arc::new(prober);
-    let traffic: Box<dyn Traffic> = match &plan.traffic {
+    let traffic: Arc<dyn Traffic> = match &plan.traffic {
         TrafficSpec::Rfc2136(spec) => {
-            Box::new(Rfc2136Traffic::new(spec, secret(secrets, &spec.tsig.secret, "traffic.tsig")?))
+            Arc::new(Rfc2136Traffic::new(spec, secret(secrets, &spec.tsig.secret, "traffic.tsig")?))
         }
         #[cfg(feature = "aws")]
         TrafficSpec::Route53(spec) => {
-            Box::new(crate::aws::route53::Route53Traffic::new(spec, route53, Some(checks_gate(plan, &prober))))
+            Arc::new(crate::aws::route53::Route53Traffic::new(spec, route53, Some(checks_gate(plan, &prober))))
         }
         #[cfg(feature = "aws")]
         TrafficSpec::GlobalAccelerator(spec) => {
             use crate::aws::global_accelerator::{GlobalAcceleratorApi, GlobalAcceleratorTraffic};
             let api = GlobalAcceleratorApi::new(aws.clone());
-            Box::new(GlobalAcceleratorTraffic::new(spec, api, Some(checks_gate(plan, &prober))))
+            Arc::new(GlobalAcceleratorTraffic::new(spec, api, Some(checks_gate(plan, &prober))))
         }
         #[cfg(not(feature = "aws"))]
         TrafficSpec::Route53(_) | TrafficSpec::GlobalAccelerator(_) => {
@@ -165,6 +165,11 @@ impl Adapters {
             clock: &SystemClock,
             ids: &SystemClock,
         }
+    }
+
+    /// The traffic provider, shared: what a drill's canary follows with `resolve: traffic`.
+    pub fn traffic(&self) -> Arc<dyn Traffic> {
+        self.traffic.clone()
     }
 }
 

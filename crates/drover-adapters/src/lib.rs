@@ -17,4 +17,5 @@ pub mod postgres;
 pub mod probe;
 pub mod rfc2136;
 pub mod secret_file;
+pub mod stop_conditions;
 pub mod tls;

@@ -39,6 +39,19 @@ impl CloudWatchApi {
     /// The state of alarm `name` in `region`'s AWS region: `Ok` with a short note when
     /// it is OK, `Err` saying why not otherwise.
     pub async fn alarm_state(&self, region: &str, name: &str) -> Result<String, String> {
+        let (state, reason) = self.read_alarm(region, name).await?;
+        alarm_verdict(state.as_ref(), &reason)
+    }
+
+    /// Whether alarm `name` in `region` is in ALARM (a drill's stop condition): its reason
+    /// when it is, None in any other state. Err when it cannot be read or does not exist.
+    pub async fn alarm_firing(&self, region: &str, name: &str) -> Result<Option<String>, String> {
+        let (state, reason) = self.read_alarm(region, name).await?;
+        Ok((state == Some(StateValue::Alarm)).then(|| if reason.is_empty() { "no reason given".into() } else { reason }))
+    }
+
+    /// The alarm's state and reason, metric or composite.
+    async fn read_alarm(&self, region: &str, name: &str) -> Result<(Option<StateValue>, String), String> {
         let aws_region = self.aws_regions.get(region).map_or(region, String::as_str);
         let resource = format!("{aws_region}/alarm/{name}");
         let out = self
@@ -62,7 +75,7 @@ impl CloudWatchApi {
                 ));
             }
         };
-        alarm_verdict(state, reason.unwrap_or(""))
+        Ok((state.cloned(), reason.unwrap_or("").to_owned()))
     }
 }
 
