@@ -9,6 +9,7 @@
 pub mod app;
 mod fault;
 mod http;
+mod injector;
 mod knot;
 mod layout;
 mod lifecycle;
@@ -25,6 +26,7 @@ mod supervisor;
 mod sys;
 
 pub use fault::{Fault, FaultKind};
+pub use injector::{LabInjector, injector, lab_kind};
 pub use layout::{DEFAULT_DIR, LabDir, REGIONS, RegionSpec, Role};
 pub use lifecycle::{Downed, Up, down, up};
 pub use plan_file::plan_yaml;

@@ -330,11 +330,15 @@ fn plan_iam_of_a_plan_without_aws_prints_no_policy() {
 /// cannot silently fall behind the code.
 #[test]
 fn plan_iam_grants_every_aws_operation_the_adapters_call() {
-    let sources = repo().join("crates/drover-adapters/src/aws");
+    // The AWS providers, and drills' fault injectors.
+    let files = ["crates/drover-adapters/src/aws", "crates/drover-adapters/src/faults"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(repo().join(dir)).unwrap())
+        .map(|entry| entry.unwrap().path());
     let mut prefixes = std::collections::HashMap::new();
     let mut called = std::collections::BTreeSet::new();
-    for entry in std::fs::read_dir(&sources).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    for path in files {
+        let text = std::fs::read_to_string(path).unwrap();
         // `const EKS: Service = Service { name: "EKS", iam: "eks", ...`
         for line in text.lines().filter(|l| l.contains(": Service = Service {")) {
             let name = line.split("const ").nth(1).unwrap().split(':').next().unwrap().to_owned();
@@ -366,6 +370,19 @@ fn plan_iam_grants_every_aws_operation_the_adapters_call() {
             .env("WEST_DSN", "postgres://x@h/db"));
         assert_eq!(ran.code, 0, "{}: {}", plan.display(), ran.stderr);
         policies.push_str(&ran.stdout);
+    }
+    // A drill's FIS templates are the drill's settings, not the plan's: granted by `fis_grants`.
+    struct NoSecrets;
+    impl drover_core::secret::SecretSource for NoSecrets {
+        fn resolve(&self, r: &drover_core::secret::SecretRef) -> Result<drover_core::secret::Secret, String> {
+            Err(format!("{r}: not needed"))
+        }
+    }
+    let aws =
+        drover_core::plan::parse_plan(&plans[0], &std::fs::read_to_string(&plans[0]).unwrap(), &NoSecrets).unwrap();
+    let templates = [("us-east-2".to_owned(), "EXT123".to_owned())].into();
+    for g in drover_core::plan::iam::fis_grants(&aws, &templates) {
+        policies.push_str(&format!(" \"{}\"", g.action));
     }
     let missing: Vec<String> = called
         .iter()

@@ -29,6 +29,12 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
         out.insert(grant("route53:ChangeResourceRecordSets", &zone));
         // A change's id is only known once it is made.
         out.insert(grant("route53:GetChange", "arn:aws:route53:::change/*"));
+        // Drills' `route53-health-check` fault inverts a record set's health check and sets it back.
+        for id in t.targets.values().filter_map(|target| target.health_check_id.as_ref()) {
+            let check = format!("arn:aws:route53:::healthcheck/{id}");
+            out.insert(grant("route53:GetHealthCheck", &check));
+            out.insert(grant("route53:UpdateHealthCheck", check));
+        }
     }
     if let TrafficSpec::GlobalAccelerator(t) = &plan.traffic {
         for action in [
@@ -50,6 +56,10 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
                 let aws = plan.aws_region(region);
                 let instance = arn_or(&member.instance, || format!("arn:aws:rds:{aws}:*:db:{}", member.instance));
                 for action in ["rds:DescribeDBInstances", "rds:PromoteReadReplica", "rds:AddTagsToResource"] {
+                    out.insert(grant(action, &instance));
+                }
+                // Drills' `rds-reboot` and `rds-stop` faults (a stop's undo starts it again).
+                for action in ["rds:RebootDBInstance", "rds:StopDBInstance", "rds:StartDBInstance"] {
                     out.insert(grant(action, &instance));
                 }
                 // The fence's parameter group is the instance's, found at run time.
@@ -105,10 +115,15 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
                 ComputeTarget::AutoScalingGroup { name } => {
                     // Describe calls take no resource-level scope.
                     out.insert(grant("autoscaling:DescribeAutoScalingGroups", "*"));
-                    out.insert(grant(
+                    let group = format!("arn:aws:autoscaling:{aws}:*:autoScalingGroup:*:autoScalingGroupName/{name}");
+                    // Resizes (the scale step, drills' `asg-scale-to-zero`), and drills' `asg-suspend`.
+                    for action in [
                         "autoscaling:UpdateAutoScalingGroup",
-                        format!("arn:aws:autoscaling:{aws}:*:autoScalingGroup:*:autoScalingGroupName/{name}"),
-                    ));
+                        "autoscaling:SuspendProcesses",
+                        "autoscaling:ResumeProcesses",
+                    ] {
+                        out.insert(grant(action, &group));
+                    }
                 }
                 // Kubernetes RBAC, not IAM, grants these (docs/kubernetes.md lists the rules).
                 ComputeTarget::Kubernetes(_) => {}
@@ -141,6 +156,24 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
         for action in ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"] {
             out.insert(grant(action, &keys));
         }
+    }
+    out
+}
+
+/// What drills' `fis` fault needs for the experiment templates it starts, by plan region
+/// (`templates`: region -> template id): start one (which names the template and creates
+/// an experiment, tagged with the drill's id), find the drill's experiments again, stop
+/// them. FIS lists experiments without resource-level scope.
+pub fn fis_grants(plan: &Plan, templates: &BTreeMap<String, String>) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for (region, template) in templates {
+        let aws = plan.aws_region(region);
+        let experiments = format!("arn:aws:fis:{aws}:*:experiment/*");
+        out.insert(grant("fis:StartExperiment", format!("arn:aws:fis:{aws}:*:experiment-template/{template}")));
+        out.insert(grant("fis:StartExperiment", &experiments));
+        out.insert(grant("fis:TagResource", &experiments));
+        out.insert(grant("fis:StopExperiment", &experiments));
+        out.insert(grant("fis:ListExperiments", "*"));
     }
     out
 }
@@ -277,6 +310,25 @@ backup:
                     &["arn:aws:s3:::shop-east/drover/shop/*", "arn:aws:s3:::shop-west/*"],
                 ),
                 statement("Drover2", &["s3:ListBucket"], &["arn:aws:s3:::shop-east", "arn:aws:s3:::shop-west"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_drills_fis_templates_are_granted_start_tag_list_and_stop_in_their_region() {
+        let mut plan = plan();
+        plan.regions.get_mut("west").unwrap().aws_region = Some("us-west-1".into());
+        let templates = [("west".to_owned(), "EXT1a2b".to_owned())].into();
+        let got: Vec<Grant> = super::fis_grants(&plan, &templates).into_iter().collect();
+        let experiments = "arn:aws:fis:us-west-1:*:experiment/*";
+        assert_eq!(
+            got,
+            [
+                grant("fis:ListExperiments", "*"),
+                grant("fis:StartExperiment", "arn:aws:fis:us-west-1:*:experiment-template/EXT1a2b"),
+                grant("fis:StartExperiment", experiments),
+                grant("fis:StopExperiment", experiments),
+                grant("fis:TagResource", experiments),
             ]
         );
     }
