@@ -10,6 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use drover_core::drill::{CanaryHeld, CanaryWrite};
 use serde::{Deserialize, Serialize};
 
 use crate::{LabError, postgres};
@@ -133,7 +134,11 @@ pub async fn serve(region: String, listen: SocketAddr, dsn: String) -> Result<()
         writes: Pool::new(&dsn, WRITE_CONNECTIONS),
         health: Pool::new(&dsn, HEALTH_CONNECTIONS),
     });
-    let router = Router::new().route("/write", post(write)).route("/healthz", get(healthz)).with_state(app);
+    let router = Router::new()
+        .route("/write", post(write))
+        .route(CANARY_WRITES, post(canary_write).get(canary_held))
+        .route("/healthz", get(healthz))
+        .with_state(app);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| LabError::failed(format!("{region} app: cannot listen on {listen}: {e}")))?;
@@ -170,6 +175,64 @@ async fn write(State(app): State<Arc<App>>, Query(params): Query<WriteParams>) -
         Some(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
         None => {
             (StatusCode::SERVICE_UNAVAILABLE, format!("no commit within {} s", WRITE_TIMEOUT.as_secs())).into_response()
+        }
+    }
+}
+
+/// The canary protocol (docs/drill.md) under `http://<name>:8080/drover-canary`. The lab
+/// app asks for no token: any Authorization header is accepted.
+pub const CANARY_WRITES: &str = "/drover-canary/writes";
+
+/// `POST /drover-canary/writes {"drill", "seq"}`: 200 with the body echoed once committed.
+async fn canary_write(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    let Ok(asked) = serde_json::from_slice::<CanaryWrite>(&body) else {
+        return (StatusCode::BAD_REQUEST, "expected {\"drill\": \"<id>\", \"seq\": <number>}").into_response();
+    };
+    let Ok(seq) = i64::try_from(asked.seq) else {
+        return (StatusCode::BAD_REQUEST, "seq must fit in a bigint").into_response();
+    };
+    let (drill, region) = (asked.drill.clone(), app.region.clone());
+    let result = app
+        .writes
+        .run(WRITE_TIMEOUT, move |conn| async move {
+            let sql = "INSERT INTO lab_canary_writes (drill, seq, region) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+            let done = conn.client.execute(sql, &[&drill, &seq, &region]).await;
+            (conn, done)
+        })
+        .await;
+    match result {
+        Some(Ok(_)) => (StatusCode::OK, axum::Json(asked)).into_response(),
+        Some(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        None => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("no commit within {} s", WRITE_TIMEOUT.as_secs())).into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct HeldParams {
+    drill: String,
+}
+
+/// `GET /drover-canary/writes?drill=ID`: every seq this database holds for the drill, in ranges.
+async fn canary_held(State(app): State<Arc<App>>, Query(params): Query<HeldParams>) -> Response {
+    let drill = params.drill.clone();
+    let result = app
+        .writes
+        .run(WRITE_TIMEOUT, move |conn| async move {
+            let sql = "SELECT seq FROM lab_canary_writes WHERE drill = $1";
+            let done = conn.client.query(sql, &[&drill]).await;
+            (conn, done)
+        })
+        .await;
+    match result {
+        Some(Ok(rows)) => {
+            let seqs = rows.iter().filter_map(|r| u64::try_from(r.get::<_, i64>(0)).ok());
+            (StatusCode::OK, axum::Json(CanaryHeld::new(&params.drill, seqs))).into_response()
+        }
+        Some(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        None => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("no answer within {} s", WRITE_TIMEOUT.as_secs())).into_response()
         }
     }
 }

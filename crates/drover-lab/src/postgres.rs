@@ -237,7 +237,8 @@ pub async fn wait_connect(dsn: &str, guard: Duration) -> Result<tokio_postgres::
     }
 }
 
-/// The lab app's table, created before the base backup so the standby has it too. Each
+/// The lab app's tables (`lab_writes` for the lab drill's probe, `lab_canary_writes` for
+/// the canary protocol), created before the base backup so the standby has it too. Each
 /// row keeps the region whose database took it and the drover epoch that database held
 /// then, so a test can prove that no two databases accepted writes in the same epoch.
 pub async fn create_app_table(client: &tokio_postgres::Client) -> Result<(), String> {
@@ -256,6 +257,13 @@ pub async fn create_app_table(client: &tokio_postgres::Client) -> Result<(), Str
                  region text NOT NULL,
                  at timestamptz NOT NULL DEFAULT now(),
                  epoch bigint NOT NULL DEFAULT lab_epoch()
+             );
+             CREATE TABLE IF NOT EXISTS lab_canary_writes (
+                 drill text NOT NULL,
+                 seq bigint NOT NULL,
+                 region text NOT NULL,
+                 at timestamptz NOT NULL DEFAULT now(),
+                 PRIMARY KEY (drill, seq)
              );",
         )
         .await

@@ -37,6 +37,38 @@ fn plan_check_names_file_line_column_and_field_and_exits_2() {
     assert_golden("plan-check-invalid", &ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")]));
 }
 
+/// A bad `drill.canary` is refused like any other section: file, line, column, field, and
+/// no secret echoed; a good one is summarised with how the canary resolves names.
+#[test]
+fn plan_check_refuses_a_bad_canary_and_summarises_a_good_one() {
+    let bad = format!(
+        "{PLAN}drill:\n  canary:\n    http: {{ url: \"https://shop.example.com/c?t=hunter2\", token: hunter2 }}\n    \
+         interval: 5ms\n    resolve: traffic\n    dns_server: 10.0.0.2\n"
+    );
+    let dir = plan_dir(&bad);
+    let ran = run(drover().args(["plan", "check"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 2);
+    assert!(!ran.stderr.contains("hunter2"), "a secret leaked into the error: {}", ran.stderr);
+    assert_golden("plan-check-bad-canary", &ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")]));
+
+    let good = format!(
+        "{PLAN}drill:\n  canary:\n    postgres: {{ dsn_file: DIR/east.dsn, table: shop_canary }}\n    resolve: traffic\n"
+    );
+    let dir = plan_dir(&good);
+    let ran = run(drover().args(["plan", "check"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains(
+            "drill      postgres canary into table shop_canary (DSN from file DIR/east.dsn), a write every 200ms, \
+             timeout 2s, the traffic record followed through its provider, not DNS"
+                .replace("DIR", dir.path().to_str().unwrap())
+                .as_str()
+        ),
+        "{}",
+        ran.stdout
+    );
+}
+
 #[test]
 fn plan_check_of_a_missing_file_exits_2() {
     let ran = run(drover().args(["plan", "check", "/nonexistent/plan.yaml"]));

@@ -370,3 +370,94 @@ fn dns_server(r: &mut Reader<'_>, node: &Node) -> Option<SocketAddr> {
     r.error(node.pos(), field, message);
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::plan::test_support::Recording;
+    use crate::plan::{Plan, PlanErrors, parse_plan};
+    use crate::secret::SecretRef;
+
+    const PLAN: &str = "\
+name: shop
+objectives: { rto: 30s, rpo: 0s }
+regions: { east: { role: primary }, west: { role: standby } }
+database: { kind: postgres, replication: synchronous, members: { east: { dsn_env: E }, west: { dsn_env: W } } }
+traffic:
+  kind: rfc2136
+  server: 10.200.0.1:53
+  zone: app.test.
+  record: api.app.test.
+  ttl: 5s
+  tsig: { name: drover, algorithm: hmac-sha256, secret_env: T }
+  targets: { east: 10.200.0.11, west: 10.200.0.12 }
+checks: { api: { http: \"http://{target}:8080/healthz\" } }
+";
+
+    fn parse(plan: &str, drill: &str) -> Result<Plan, PlanErrors> {
+        parse_plan(Path::new("plan.yaml"), &format!("{plan}{drill}"), &Recording::default())
+    }
+
+    fn messages(plan: &str, drill: &str) -> Vec<String> {
+        parse(plan, drill).unwrap_err().0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect()
+    }
+
+    #[test]
+    fn without_a_section_there_is_no_canary_and_defaults_fill_the_rest() {
+        assert_eq!(parse(PLAN, "").unwrap().drill, DrillSpec::default());
+        assert_eq!(parse(PLAN, "drill:\n").unwrap().drill.canary, None);
+        let plan = parse(PLAN, "drill: { canary: { postgres: { dsn_file: /etc/drover/canary.dsn } } }\n").unwrap();
+        assert_eq!(
+            plan.drill.canary,
+            Some(CanarySpec {
+                target: CanaryTarget::Postgres(PostgresCanarySpec {
+                    dsn: SecretRef::File("/etc/drover/canary.dsn".into()),
+                    table: DEFAULT_CANARY_TABLE.into(),
+                }),
+                interval: DEFAULT_CANARY_INTERVAL,
+                timeout: DEFAULT_CANARY_TIMEOUT,
+                resolve: CanaryResolve::Dns { server: None },
+            })
+        );
+        let plan = parse(PLAN, "drill: { canary: { http: { url: \"https://shop.example.com/c/\" } } }\n").unwrap();
+        let Some(CanarySpec { target: CanaryTarget::Http(http), .. }) = plan.drill.canary else { panic!() };
+        assert_eq!((http.url.as_str(), http.token, http.ca_file), ("https://shop.example.com/c", None, None));
+    }
+
+    #[test]
+    fn traffic_that_holds_no_address_to_follow_is_refused() {
+        let canary = "drill: { canary: { http: { url: \"https://shop.example.com/c\" }, resolve: traffic } }\n";
+        assert!(parse(PLAN, canary).is_ok());
+        let cname = PLAN.replace(
+            "traffic:\n  kind: rfc2136\n  server: 10.200.0.1:53\n  zone: app.test.\n  record: api.app.test.\n  ttl: 5s\n  \
+             tsig: { name: drover, algorithm: hmac-sha256, secret_env: T }\n  targets: { east: 10.200.0.11, west: 10.200.0.12 }\n",
+            "traffic:\n  kind: route53\n  hosted_zone_id: Z0123456789ABCDEFGHIJ\n  record: api.example.com.\n  type: CNAME\n  \
+             ttl: 60s\n  routing: failover\n  targets:\n    east: { value: east.example.com. }\n    west: { value: west.example.com. }\n",
+        )
+        .replace("http://{target}:8080/healthz\" }", "https://api.example.com/healthz\", per_region: false }");
+        let errors = messages(&cname, canary);
+        assert_eq!(
+            errors,
+            ["drill.canary.resolve: traffic cannot be followed to an address here: a CNAME record holds names, not \
+              addresses; write resolve: dns"],
+            "{errors:?}"
+        );
+    }
+
+    /// docs/plan.md must describe every field this section accepts.
+    #[test]
+    fn every_field_is_documented() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/plan.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let section = doc.split("\n## drill\n").nth(1).expect("docs/plan.md has a '## drill' section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        let mut words: Vec<String> = FIELDS.iter().map(|f| format!("`drill.{f}")).collect();
+        words.extend(CANARY_FIELDS.iter().map(|f| format!("`drill.canary.{f}")));
+        words.extend(HTTP_FIELDS.iter().map(|f| f.to_string()));
+        words.extend(POSTGRES_FIELDS.iter().map(|f| f.to_string()));
+        let missing: Vec<&String> = words.iter().filter(|w| !section.contains(w.as_str())).collect();
+        assert!(missing.is_empty(), "docs/plan.md's drill section does not mention {missing:?}");
+    }
+}
