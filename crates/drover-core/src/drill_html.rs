@@ -153,15 +153,15 @@ fn timeline_svg(events: &[TimelineEvent]) -> String {
         match event.until_ms {
             Some(until) if !event.milestone => {
                 let w = (x(until) - from).max(2.0);
-                let _ = write!(svg, "<rect class=\"span\" x=\"{from:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"10\"/>", y - 5.0);
+                let _ = write!(
+                    svg,
+                    "<rect class=\"span\" x=\"{from:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"10\"/>",
+                    y - 5.0
+                );
             }
             _ => {
                 let class = if event.label == "fault" { "fault" } else { "milestone" };
-                let _ = write!(
-                    svg,
-                    "<path class=\"{class}\" d=\"M{from:.1} {:.1} l6 6 l-6 6 l-6 -6 z\"/>",
-                    y - 6.0
-                );
+                let _ = write!(svg, "<path class=\"{class}\" d=\"M{from:.1} {:.1} l6 6 l-6 6 l-6 -6 z\"/>", y - 6.0);
             }
         }
         svg.push_str("</g>\n");
@@ -343,9 +343,11 @@ mod tests {
             .filter(|n| n.attribute("class").is_some_and(|c| c.starts_with("event")))
             .map(|g| {
                 let at: u64 = g.attribute("data-at-ms").unwrap().parse().unwrap();
-                let texts: Vec<&str> = g.children().filter(|c| c.has_tag_name("text")).filter_map(|t| t.text()).collect();
+                let texts: Vec<&str> =
+                    g.children().filter(|c| c.has_tag_name("text")).filter_map(|t| t.text()).collect();
                 assert_eq!(texts[1], format!("+{at} ms"), "each event is labelled in ms after the fault");
-                let y: f64 = g.children().find(|c| c.has_tag_name("text")).unwrap().attribute("y").unwrap().parse().unwrap();
+                let y: f64 =
+                    g.children().find(|c| c.has_tag_name("text")).unwrap().attribute("y").unwrap().parse().unwrap();
                 (at, texts[0].to_string(), y)
             })
             .collect();
@@ -388,7 +390,9 @@ mod tests {
     #[test]
     fn nothing_is_fetched_and_every_text_is_escaped() {
         let html = report("<script>alert('x')</script> & \"co\"").to_html();
-        for external in ["http:", "https:", "//", "<script", "<link", "<img", "src=", "href", "url(", "@import", "@font-face"] {
+        for external in
+            ["http:", "https:", "//", "<script", "<link", "<img", "src=", "href", "url(", "@import", "@font-face"]
+        {
             let found = html.replace("</", "").contains(external);
             assert!(!found, "the page references {external}:\n{html}");
         }

@@ -313,7 +313,9 @@ impl DrillSummary {
             DrillRecord::FaultCaptured { .. } => (self.fault != FaultState::None)
                 .then(|| "the fault's state is captured once, before it is injected".into()),
             DrillRecord::FaultInjected => match self.fault {
-                FaultState::None => Some("a fault is injected only once its state is captured (its undo needs it)".into()),
+                FaultState::None => {
+                    Some("a fault is injected only once its state is captured (its undo needs it)".into())
+                }
                 FaultState::Captured => None,
                 FaultState::Injected => Some("the fault is already injected".into()),
                 FaultState::Undone => Some("the fault was undone; a drill injects one fault".into()),
@@ -326,7 +328,9 @@ impl DrillSummary {
             }),
             DrillRecord::PhaseEnded { phase, .. } => match self.open_phase() {
                 Some(open) if open.phase == *phase => None,
-                Some(open) => Some(format!("phase {} ends, but the running phase is {}", phase.as_str(), open.phase.as_str())),
+                Some(open) => {
+                    Some(format!("phase {} ends, but the running phase is {}", phase.as_str(), open.phase.as_str()))
+                }
                 None => Some(format!("phase {} ends, but it never started", phase.as_str())),
             },
             DrillRecord::Measured { .. } => phase_open()
@@ -403,8 +407,7 @@ mod tests {
     }
 
     fn fold(records: Vec<DrillRecord>) -> DrillSummary {
-        let entries: Vec<DrillEntry> =
-            records.into_iter().enumerate().map(|(i, r)| entry(i as u64, r)).collect();
+        let entries: Vec<DrillEntry> = records.into_iter().enumerate().map(|(i, r)| entry(i as u64, r)).collect();
         DrillSummary::fold(&entries).unwrap()
     }
 

@@ -381,13 +381,15 @@ impl Journal for EtcdJournal {
             let active = self.read(&active_key).await?;
             // A slot left by a drill that has ended (its last write did not clear it) is free.
             if let Some(drill) = &active.value
-                && DrillSummary::fold(&self.drill_records(&RunId(drill.clone())).await?).is_some_and(|s| s.state.is_active())
+                && DrillSummary::fold(&self.drill_records(&RunId(drill.clone())).await?)
+                    .is_some_and(|s| s.state.is_active())
             {
                 return Err(StoreError::ActiveDrill { active: drill.clone() });
             }
             let (entry, mut ops, key, json) = self.next_drill_entry(&header.id, &record, &seq)?;
             ops.push(TxnOp::put(active_key.as_str(), header.id.0.as_str(), None));
-            let start = serde_json::to_string(&drill_start(header, entry.at_ms)).map_err(|e| self.err_from("encode", e))?;
+            let start =
+                serde_json::to_string(&drill_start(header, entry.at_ms)).map_err(|e| self.err_from("encode", e))?;
             ops.push(TxnOp::put(self.drill_start_key(entry.seq), start, None));
             let compares = vec![Self::unchanged(&seq_key, &seq), Self::unchanged(&active_key, &active)];
             if self.commit(compares, ops, Some((&key, &json))).await? {
@@ -441,7 +443,8 @@ impl Journal for EtcdJournal {
         let kvs = self.get(&from, range, "read the drill index").await?;
         let mut ids = Vec::new();
         for kv in &kvs {
-            let start: RunStart = serde_json::from_slice(kv.value()).map_err(|e| self.err_from("unreadable drill index entry", e))?;
+            let start: RunStart =
+                serde_json::from_slice(kv.value()).map_err(|e| self.err_from("unreadable drill index entry", e))?;
             ids.push(start.id);
         }
         let next = (ids.len() > request.limit).then(|| {

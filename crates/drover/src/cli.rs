@@ -101,6 +101,9 @@ enum Command {
     },
     /// Inject a real fault, detect it with the plan's checks, fail over, and measure RTO and lost writes.
     Drill(commands::drill::DrillArgs),
+    /// List drills ('drover drills --plan PLAN': when, fault, RTO, RPO, lost writes, objectives met),
+    /// or show one with its report ('drover drills show DRILL --plan PLAN -o text|json|markdown|html').
+    Drills(commands::drills::DrillsArgs),
     /// Protect the plan around the clock: probe every check from this vantage, share the view with
     /// peers, fail over by itself when a quorum sees the primary region down (policy.auto_failover),
     /// and serve the REST API (/api/v1) and Prometheus /metrics.
@@ -255,6 +258,7 @@ pub fn main() -> ExitCode {
         }
         Command::Serve(args) => commands::finish(crate::serve::run(args)),
         Command::Drill(args) => commands::drill::run(args),
+        Command::Drills(args) => commands::drills::run(args),
         Command::Backup(cmd) => commands::backup::run(cmd),
         Command::Restore(args) => commands::restore::run(args),
         Command::Lab(cmd) => commands::lab::run(cmd),

@@ -526,11 +526,17 @@ pub async fn drills_are_journaled(journal: &dyn Journal) {
     journal.append_drill(id, DrillRecord::FaultCaptured { state: captured.clone() }).await.unwrap();
     journal.append_drill(id, DrillRecord::FaultInjected).await.unwrap();
     let run = Some(RunId("r9-f".into()));
-    journal.append_drill(id, DrillRecord::PhaseStarted { phase: DrillPhase::Failover, run: run.clone() }).await.unwrap();
+    journal
+        .append_drill(id, DrillRecord::PhaseStarted { phase: DrillPhase::Failover, run: run.clone() })
+        .await
+        .unwrap();
 
     // A crash here: the next process finds the drill, its fault in place and what undoes it.
     let crashed = journal.active_drill().await.unwrap().expect("the unfinished drill is found");
-    assert_eq!((crashed.header.id.clone(), crashed.fault, crashed.needs_undo()), (id.clone(), FaultState::Injected, true));
+    assert_eq!(
+        (crashed.header.id.clone(), crashed.fault, crashed.needs_undo()),
+        (id.clone(), FaultState::Injected, true)
+    );
     assert_eq!(crashed.fault_state, Some(captured));
     assert_eq!(crashed.run_id(), run.as_ref());
     let second = journal.begin_drill(&drill_header("d2-b")).await;

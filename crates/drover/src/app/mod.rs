@@ -13,6 +13,7 @@
 pub mod backups;
 pub mod context;
 pub mod daemon_client;
+pub mod drills;
 pub mod error;
 pub mod plan;
 pub mod progress;

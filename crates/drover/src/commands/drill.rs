@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use drover_core::detect;
-use drover_core::drill::{DrillObjectives, DrillReport, Measurement, Objective, Timeline, WriteSample, measure};
+use drover_core::drill::{
+    DrillObjectives, DrillReport, Measurement, Objective, Timeline, WriteSample, measure, sample_times, step_times,
+};
+use drover_core::drill_log::{DrillPhase, DrillRecord, NO_FAULT_FAILBACK};
 use drover_core::duration::parse_duration;
 use drover_core::engine::{self, now_ms};
 use drover_core::history::RunsPage;
@@ -15,6 +18,7 @@ use drover_core::plan::StepKind;
 use drover_core::run::{Entry, RunKind, RunState, RunSummary, StepState};
 
 use crate::app::context::Context;
+use crate::app::drills::{DrillLog, DrillStart};
 use crate::app::error::{Failure, engine_failure};
 use crate::app::progress::Progress;
 use crate::app::runtime;
@@ -99,17 +103,68 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
             .map_err(|r| Failure::input(format!("drill refused: {r}")))?;
     }
 
-    let probe = start_probe(&cx, &args).await?;
+    // Journaled from here, after every check: a crash leaves the drill to be found again.
+    let log = DrillLog::begin(
+        cx.journal.as_ref(),
+        cx.plan.journal.keep,
+        DrillStart { plan: &cx.plan.name, fault: kind, region, from: &from, to: &to, requested_by: "cli" },
+    )
+    .await?;
+    println!("drill: {}", log.id);
+    let result = fault_drill(&cx, &args, &log, &lab, &fault, &from, &to).await;
+    log.end(&result).await;
+    result
+}
+
+/// The drill itself, once journaled: inject, fail over (or watch), measure.
+async fn fault_drill(
+    cx: &Context,
+    args: &DrillArgs,
+    log: &DrillLog<'_>,
+    lab: &drover_lab::Lab,
+    fault: &drover_lab::Fault,
+    from: &str,
+    to: &str,
+) -> Result<(), Failure> {
+    let fault_arg = args.fault.clone().unwrap_or_default();
+    let (from, to) = (from.to_string(), to.to_string());
+    let probe = start_probe(cx, args).await?;
+    // What undoing the fault needs, journaled before the fault exists: the lab's heal.
+    let undo = serde_json::json!({
+        "injector": "lab",
+        "lab": lab.dir(),
+        "fault": fault_arg,
+        "undo": format!("drover lab heal {from}"),
+    });
+    if let Err(e) = log.record(DrillRecord::FaultCaptured { state: undo }).await {
+        probe.stop().await;
+        return Err(e);
+    }
     let fault_at = now_ms();
-    lab.fault(&fault).map_err(|e| Failure::failed(format!("injecting {fault_arg}: {e}")))?;
+    if let Err(e) = lab.fault(fault) {
+        probe.stop().await;
+        return Err(Failure::failed(format!("injecting {fault_arg}: {e}")));
+    }
     println!("fault: {fault_arg} injected");
+    log.record(DrillRecord::FaultInjected).await?;
 
     let failover = if args.external {
         Ok(None)
     } else if args.daemons {
-        watch_daemons(&lab, fault_at, args.detect_timeout + Duration::from_secs(60)).await.map(Some)
+        // The daemons' run is named once it runs.
+        match log.phase_started(DrillPhase::Failover, None).await {
+            Ok(()) => watch_daemons(lab, fault_at, args.detect_timeout + Duration::from_secs(60)).await.map(Some),
+            Err(e) => Err(e),
+        }
     } else {
-        fail_over_here(&cx, &args, &from, &to, fault_at).await.map(Some)
+        fail_over_here(cx, args, log, &from, &to, fault_at).await.map(Some)
+    };
+    let failover = match failover {
+        Ok(Some((detected, summary))) => {
+            let ended = log.phase_ended(DrillPhase::Failover, Some(&summary.header.id), summary.state.as_str()).await;
+            ended.map(|()| Some((detected, summary)))
+        }
+        other => other,
     };
     let run = match failover {
         Ok(run) => run,
@@ -124,7 +179,7 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         // acknowledged writes after it is the recovery.
         None => (fault_at, args.detect_timeout + Duration::from_secs(60)),
     };
-    let samples = settle_and_stop(probe, &args, run.as_ref().map(|(_, s)| s), settle_from, settle_guard).await;
+    let samples = settle_and_stop(probe, args, run.as_ref().map(|(_, s)| s), settle_from, settle_guard).await;
     let to = match &run {
         Some((_, summary)) => summary.header.to.clone(),
         None => {
@@ -155,12 +210,14 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
         samples,
         scale_restored: Vec::new(),
     };
-    report(&cx, &args, measured, summary.as_ref()).await?;
+    let report = report(cx, args, measured, summary.as_ref()).await?;
+    log.measured(&report).await?;
     println!(
         "\n{from} still has the fault; 'drover lab heal {from}' lifts it (its database will still believe it is \
          primary: 'drover reprotect --plan {} --region {from}' then makes it a standby).",
         cx.plan.source.display()
     );
+    println!("drill {} is journaled: 'drover drills show {}' (--output html for the page)", log.id, log.id);
     run_completed(summary, "failover")
 }
 
@@ -170,24 +227,55 @@ async fn failback(cx: &Context, args: &DrillArgs) -> Result<(), Failure> {
     let reason = "drill: failback";
     let header = engine::plan_failback(&cx.plan, None, &cx.observe().await?, reason)
         .map_err(|r| Failure::input(format!("drill refused: failback refused: {r}")))?;
+    let log = DrillLog::begin(
+        cx.journal.as_ref(),
+        cx.plan.journal.keep,
+        DrillStart {
+            plan: &cx.plan.name,
+            fault: NO_FAULT_FAILBACK,
+            region: &header.to,
+            from: &header.from,
+            to: &header.to,
+            requested_by: "cli",
+        },
+    )
+    .await?;
+    println!("drill: {}", log.id);
+    let result = failback_drill(cx, args, &log, header).await;
+    log.end(&result).await;
+    result
+}
+
+async fn failback_drill(
+    cx: &Context,
+    args: &DrillArgs,
+    log: &DrillLog<'_>,
+    header: drover_core::run::RunHeader,
+) -> Result<(), Failure> {
     let probe = start_probe(cx, args).await?;
     let started_at = now_ms();
     println!("failback: {} -> {} at epoch {}", header.from, header.to, header.epoch);
     let progress = Progress::default();
     let on_entry = |e: &Entry| progress.show(e);
-    let summary = match cx.engine(&on_entry).start(&header).await.map_err(engine_failure) {
+    let started = log.phase_started(DrillPhase::Failback, Some(&header.id)).await;
+    let summary = match started.and(cx.engine(&on_entry).start(&header).await.map_err(engine_failure)) {
         Ok(summary) => summary,
         Err(e) => {
             probe.stop().await;
             return Err(e);
         }
     };
+    log.phase_ended(DrillPhase::Failback, Some(&header.id), summary.state.as_str()).await?;
     let samples = settle_and_stop(probe, args, Some(&summary), now_ms(), Duration::from_secs(60)).await;
     // The region left behind is a standby again: it goes back to the size it had before the
     // failover that raised it, so a drill leaves the standby costing what it did.
     // A failure here is reported after the measurements are: they are still worth having.
     let (scale_restored, undo_failed) = if summary.state == RunState::Completed {
-        match cx.engine(&|_: &Entry| {}).undo_scale_into(&header.from).await {
+        log.phase_started(DrillPhase::ComputeSetBack, None).await?;
+        let set_back = cx.engine(&|_: &Entry| {}).undo_scale_into(&header.from).await;
+        let state = if set_back.is_ok() { "completed" } else { "failed" };
+        log.phase_ended(DrillPhase::ComputeSetBack, None, state).await?;
+        match set_back {
             Ok(restored) => {
                 for line in &restored {
                     println!("scale: {line}");
@@ -208,7 +296,9 @@ async fn failback(cx: &Context, args: &DrillArgs) -> Result<(), Failure> {
         detected_at: None,
         samples,
     };
-    report(cx, args, measured, Some(&summary)).await?;
+    let report = report(cx, args, measured, Some(&summary)).await?;
+    log.measured(&report).await?;
+    println!("drill {} is journaled: 'drover drills show {}' (--output html for the page)", log.id, log.id);
     if let Some(e) = undo_failed {
         return Err(Failure::failed(format!(
             "the failback completed, but setting {}'s compute back to its size before the failover failed: {e}",
@@ -306,7 +396,12 @@ struct Measured {
 }
 
 /// Looks up every acknowledged write on the new primary, measures, and writes and prints the report.
-async fn report(cx: &Context, args: &DrillArgs, m: Measured, summary: Option<&RunSummary>) -> Result<(), Failure> {
+async fn report(
+    cx: &Context,
+    args: &DrillArgs,
+    m: Measured,
+    summary: Option<&RunSummary>,
+) -> Result<DrillReport, Failure> {
     cx.flush_notifications().await;
     let Measured { fault, from, to, fault_at, detected_at, samples, scale_restored } = m;
     let dsn = cx.member_dsn(&to)?;
@@ -361,6 +456,8 @@ async fn report(cx: &Context, args: &DrillArgs, m: Measured, summary: Option<&Ru
         },
         scale_restored,
         run_state: summary.map_or("external", |s| s.state.as_str()).into(),
+        steps: step_times(fault_at, &summary.into_iter().collect::<Vec<_>>()),
+        samples: sample_times(fault_at, &samples),
     };
     let json = serde_json::to_string_pretty(&report).expect("report serializes");
     if let Some(path) = &args.json {
@@ -371,7 +468,7 @@ async fn report(cx: &Context, args: &DrillArgs, m: Measured, summary: Option<&Ru
     }
     println!();
     print!("{}", report.to_markdown());
-    Ok(())
+    Ok(report)
 }
 
 /// A drill whose run did not complete fails, saying where the run stands.
@@ -392,6 +489,7 @@ fn run_completed(summary: Option<RunSummary>, what: &str) -> Result<(), Failure>
 async fn fail_over_here(
     cx: &Context,
     args: &DrillArgs,
+    log: &DrillLog<'_>,
     from: &str,
     to: &str,
     fault_at: u64,
@@ -422,6 +520,7 @@ async fn fail_over_here(
             "failover refused after detection: {r}; {from} still has the fault: 'drover lab heal {from}'"
         ))
     })?;
+    log.phase_started(DrillPhase::Failover, Some(&header.id)).await?;
     let progress = Progress::default();
     let on_entry = |e: &Entry| progress.show(e);
     let summary = cx.engine(&on_entry).start(&header).await.map_err(engine_failure)?;

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod drill;
+pub mod drills;
 pub mod lab;
 pub mod plan;
 pub mod readiness;

@@ -200,6 +200,29 @@ impl Remote {
             .map_err(|e| Failure::failed(format!("the daemon's runs are not a page of runs: {e}")))
     }
 
+    /// A page of the daemon's drill history (`GET /api/v1/drills`).
+    pub async fn drills(&self, request: &PageRequest) -> Result<crate::app::drills::DrillRows, Failure> {
+        let mut path = format!("/api/v1/drills?limit={}", request.limit);
+        if let Some(before) = &request.before {
+            // Drill ids are letters, digits and '-', as run ids are.
+            if !before.0.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(store_failure(StoreError::UnknownDrill(before.0.clone())));
+            }
+            path.push_str(&format!("&before={}", before.0));
+        }
+        serde_json::from_value(self.get(&path).await?)
+            .map_err(|e| Failure::failed(format!("the daemon's drills are not a page of drills: {e}")))
+    }
+
+    /// One drill as the daemon's journal holds it (`GET /api/v1/drills/{id}`).
+    pub async fn drill(&self, id: &str) -> Result<drover_core::drill_log::DrillSummary, Failure> {
+        if !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(store_failure(StoreError::UnknownDrill(id.into())));
+        }
+        serde_json::from_value(self.get(&format!("/api/v1/drills/{id}")).await?)
+            .map_err(|e| Failure::failed(format!("the daemon's answer for drill {id} is not a drill: {e}")))
+    }
+
     pub async fn show(&self, id: &str, output: Output) -> Result<(), Failure> {
         let run = self.run(id).await?;
         match output {

@@ -198,7 +198,7 @@ pub fn outcome_line(summary: &RunSummary) -> Result<String, Failure> {
     }
 }
 
-fn time_of_day(ms: u64) -> String {
+pub fn time_of_day(ms: u64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]Z");

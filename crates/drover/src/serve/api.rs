@@ -51,6 +51,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/runs/{id}/approve", Access::Write),
     ("POST", "/api/v1/runs/{id}/resume", Access::Write),
     ("POST", "/api/v1/runs/{id}/abort", Access::Write),
+    ("GET", "/api/v1/drills", Access::Read),
+    ("GET", "/api/v1/drills/{id}", Access::Read),
 ];
 
 pub struct Api {
@@ -141,6 +143,8 @@ fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
         ("POST", "/api/v1/runs/{id}/approve") => post(approve),
         ("POST", "/api/v1/runs/{id}/resume") => post(resume),
         ("POST", "/api/v1/runs/{id}/abort") => post(abort),
+        ("GET", "/api/v1/drills") => get(drills),
+        ("GET", "/api/v1/drills/{id}") => get(drill),
         _ => unreachable!("every route in ROUTES has a handler: {method} {path}"),
     }
 }
@@ -266,6 +270,20 @@ async fn regions(State(api): State<Shared>) -> ApiResult {
 
 /// `GET /api/v1/runs?limit=50&before=<run>`: one page, newest first, with the cursor of the next.
 async fn runs(State(api): State<Shared>, RawQuery(query): RawQuery) -> ApiResult {
+    ok(api.daemon.cx.journal.page(&page_request(query)?).await.map_err(store_error)?)
+}
+
+/// `GET /api/v1/drills?limit=50&before=<drill>`: one page of drill rows, newest first.
+async fn drills(State(api): State<Shared>, RawQuery(query): RawQuery) -> ApiResult {
+    ok(crate::app::drills::page(api.daemon.cx.journal.as_ref(), &page_request(query)?).await?)
+}
+
+async fn drill(State(api): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    ok(crate::app::drills::show(api.daemon.cx.journal.as_ref(), &id).await?)
+}
+
+/// A page's `limit` and `before` from the query string (runs and drills alike).
+fn page_request(query: Option<String>) -> Result<PageRequest, ApiError> {
     let mut request = PageRequest::first(DEFAULT_PAGE);
     for pair in query.as_deref().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -277,7 +295,7 @@ async fn runs(State(api): State<Shared>, RawQuery(query): RawQuery) -> ApiResult
             }
         }
     }
-    ok(api.daemon.cx.journal.page(&request).await.map_err(store_error)?)
+    Ok(request)
 }
 
 async fn run(State(api): State<Shared>, Path(id): Path<String>) -> ApiResult {

@@ -1,0 +1,240 @@
+//! `drover drills` and `drover drills show` over drills journaled in the plan's real redb
+//! journal: the history's table and paging, one drill's life and report in every format,
+//! and the refusals. (The lab drill journaling itself is proven in drill.rs.)
+
+mod support;
+
+use std::path::Path;
+
+use drover_core::drill::{DrillObjectives, DrillReport, Objective, SampleTime, StepTime, Timeline, Writes};
+use drover_core::drill_log::{DrillOutcome, DrillPhase, DrillRecord};
+use drover_core::journal::Journal;
+use drover_core::run::RunId;
+use drover_core::testing::scenarios::drill_header;
+use drover_store::RedbJournal;
+use support::{PLAN, assert_golden, drover, plan_dir, run};
+
+/// Journal times change every run; the shape must not.
+fn redact(text: &str, dir: &Path) -> String {
+    let mut text = text.replace(dir.to_str().unwrap(), "DIR");
+    for (pattern, with) in [
+        // As wide as a time: the table's columns stay aligned.
+        (r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z", "YYYY-MM-DD HH:MM:SS.mmmZ"),
+        (r"Z \(\d+ ms\)", "Z (N ms)"),
+        // A phase's duration ends its row, and its width changes the padding before it: the
+        // alignment of tables is proven by table.rs's tests.
+        (r"(?m) +\d+ ms$", "  N ms"),
+        (r"(?m)^(PHASE +RUN +STATE) +TOOK$", "$1  TOOK"),
+        (r"(?m)^(\S+) +(\S+) +(\S+)  N ms$", "$1  $2  $3  N ms"),
+    ] {
+        text = regex::Regex::new(pattern).unwrap().replace_all(&text, with).into_owned();
+    }
+    text
+}
+
+fn report() -> DrillReport {
+    let step = |step: &str, started: u64, finished: u64| StepTime {
+        run: "failover".into(),
+        step: step.into(),
+        state: "applied".into(),
+        started_ms: Some(started),
+        finished_ms: Some(finished),
+    };
+    let sample =
+        |sent_ms: i64, latency_ms: Option<u64>| SampleTime { sent_ms, latency_ms, acknowledged: latency_ms.is_some() };
+    DrillReport {
+        plan: "shop".into(),
+        fault: "blackout:east".into(),
+        replication: "synchronous".into(),
+        run_id: Some("r1700000000000-0a1b".into()),
+        from: "east".into(),
+        to: "west".into(),
+        fault_at_ms: 1_700_000_000_000,
+        rto_ms: Some(4_120),
+        rpo_ms: 0,
+        lost_acknowledged_writes: 0,
+        lost_sequences: vec![],
+        writes: Writes { attempted: 5, acknowledged: 3, failed: 2, acknowledged_before_fault: 1 },
+        timeline: Timeline {
+            fault: 0,
+            detected: Some(2_900),
+            fenced: None,
+            promoted: Some(3_400),
+            switched: Some(3_600),
+            verified: Some(3_900),
+            first_success: Some(4_120),
+        },
+        objectives: DrillObjectives {
+            rto: Objective { target_ms: 30_000, measured_ms: Some(4_120), met: true },
+            rpo: Objective { target_ms: 0, measured_ms: Some(0), met: true },
+        },
+        run_state: "completed".into(),
+        scale_restored: vec![],
+        steps: vec![
+            StepTime { state: "skipped".into(), ..step("fence", 2_950, 3_100) },
+            step("promote", 3_100, 3_400),
+            step("switch", 3_400, 3_600),
+            step("verify", 3_600, 3_900),
+        ],
+        samples: vec![
+            sample(-50, Some(9)),
+            sample(0, None),
+            sample(2_000, None),
+            sample(4_100, Some(20)),
+            sample(4_150, Some(8)),
+        ],
+    }
+}
+
+/// Three drills, oldest first: measured and completed with its lab fault left for a
+/// person; failed with its fault undone; and one that crashed after its failover began.
+async fn seed(journal: &dyn Journal) {
+    let run = Some(RunId("r1700000000000-0a1b".into()));
+    let done = drill_header("d1700000000000-0001");
+    journal.begin_drill(&done).await.unwrap();
+    let undo = serde_json::json!({"injector": "lab", "undo": "drover lab heal east"});
+    for record in [
+        DrillRecord::FaultCaptured { state: undo.clone() },
+        DrillRecord::FaultInjected,
+        DrillRecord::PhaseStarted { phase: DrillPhase::Failover, run: run.clone() },
+        DrillRecord::PhaseEnded { phase: DrillPhase::Failover, run: run.clone(), state: "completed".into() },
+        DrillRecord::Measured { report: Box::new(report()) },
+        DrillRecord::Ended { outcome: DrillOutcome::Completed, reason: None },
+    ] {
+        journal.append_drill(&done.id, record).await.unwrap();
+    }
+    let failed = drill_header("d1700000100000-0002");
+    journal.begin_drill(&failed).await.unwrap();
+    for record in [
+        DrillRecord::FaultCaptured { state: undo.clone() },
+        DrillRecord::FaultInjected,
+        DrillRecord::FaultUndone { detail: "healed east".into() },
+        DrillRecord::Ended { outcome: DrillOutcome::Failed, reason: Some("east was not detected as down".into()) },
+    ] {
+        journal.append_drill(&failed.id, record).await.unwrap();
+    }
+    let crashed = drill_header("d1700000200000-0003");
+    journal.begin_drill(&crashed).await.unwrap();
+    for record in [
+        DrillRecord::FaultCaptured { state: undo },
+        DrillRecord::PhaseStarted { phase: DrillPhase::Failover, run: None },
+    ] {
+        journal.append_drill(&crashed.id, record).await.unwrap();
+    }
+}
+
+#[test]
+fn drills_list_and_show_what_the_journal_holds() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let drover_at = |args: &[&str]| run(drover().args(args).arg("--plan").arg(&plan));
+    let empty = drover_at(&["drills"]);
+    assert_eq!((empty.code, empty.stdout.as_str()), (0, "no drills yet\n"), "{}", empty.stderr);
+
+    {
+        let journal = RedbJournal::open(&dir.path().join(".drover")).unwrap();
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(seed(&journal));
+    }
+
+    let mut all = String::new();
+    for args in [&["drills"][..], &["drills", "--limit", "2"], &["drills", "show", "d1700000000000-0001"]] {
+        let ran = drover_at(args);
+        assert_eq!(ran.code, 0, "{args:?}: {}", ran.stderr);
+        all.push_str(&format!("$ drover {}\n{}", args.join(" "), redact(&ran.transcript(&[]), dir.path())));
+    }
+    for args in [&["drills", "show", "d1700000100000-0002"][..], &["drills", "show", "d1700000200000-0003"]] {
+        let ran = drover_at(args);
+        assert_eq!(ran.code, 0, "{args:?}: {}", ran.stderr);
+        all.push_str(&format!("$ drover {}\n{}", args.join(" "), redact(&ran.transcript(&[]), dir.path())));
+    }
+    assert_golden("drills", &all);
+
+    // JSON: the rows a script compares drill to drill, and the cursor of the next page.
+    let ran = drover_at(&["drills", "-o", "json", "--limit", "2"]);
+    let page: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let ids: Vec<&str> = page["drills"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["d1700000200000-0003", "d1700000100000-0002"]);
+    assert_eq!(page["next"], "d1700000100000-0002");
+    assert_eq!(
+        (page["drills"][0]["state"].as_str(), page["drills"][0]["fault_in_place"].as_bool()),
+        (Some("running"), Some(true))
+    );
+    let ran = drover_at(&["drills", "-o", "json", "--before", "d1700000100000-0002"]);
+    let page: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let only = &page["drills"][0];
+    assert_eq!(
+        (only["id"].as_str(), only["rto_ms"].as_u64(), only["objectives_met"].as_bool()),
+        (Some("d1700000000000-0001"), Some(4_120), Some(true))
+    );
+    assert_eq!(page["next"], serde_json::Value::Null);
+
+    // One drill as journaled, with the report's stable fields and the new ones.
+    let ran = drover_at(&["drills", "show", "d1700000000000-0001", "-o", "json"]);
+    let drill: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(drill["report"]["rto_ms"], 4_120);
+    assert_eq!(drill["report"]["timeline"]["first_success"], 4_120);
+    assert_eq!(drill["report"]["steps"][0]["state"], "skipped");
+    assert_eq!(
+        drill["report"]["samples"][1],
+        serde_json::json!({"sent_ms": 0, "latency_ms": null, "acknowledged": false})
+    );
+    assert_eq!(drill["phases"][0]["run"], "r1700000000000-0a1b");
+
+    let markdown = drover_at(&["drills", "show", "d1700000000000-0001", "-o", "markdown"]);
+    assert_eq!(markdown.code, 0, "{}", markdown.stderr);
+    assert_golden("drills-show-markdown", &markdown.transcript(&[]));
+
+    // The page: printed, or written to a file; the same, and nothing in it is fetched.
+    let html = drover_at(&["drills", "show", "d1700000000000-0001", "-o", "html"]);
+    assert_eq!(html.code, 0, "{}", html.stderr);
+    let file = dir.path().join("drill.html");
+    let written = run(drover()
+        .args(["drills", "show", "d1700000000000-0001", "-o", "json", "--html"])
+        .arg(&file)
+        .arg("--plan")
+        .arg(&plan));
+    assert_eq!(written.code, 0, "{}", written.stderr);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), html.stdout);
+    assert!(html.stdout.starts_with("<!DOCTYPE html>"));
+    for external in ["http:", "https:", "<script", "<link", "<img", "url(", "@import"] {
+        assert!(!html.stdout.contains(external), "the page holds {external}");
+    }
+    let labels: Vec<&str> = html.stdout.split("data-at-ms=\"").skip(1).map(|s| s.split('"').next().unwrap()).collect();
+    let times: Vec<u64> = labels.iter().map(|t| t.parse().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "timeline events out of order: {times:?}");
+    assert_eq!(times.len(), 6 + 4, "six milestones (fenced skipped) and four steps");
+}
+
+#[test]
+fn an_unknown_or_unmeasured_drill_is_refused_with_exit_2() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    {
+        let journal = RedbJournal::open(&dir.path().join(".drover")).unwrap();
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(seed(&journal));
+    }
+    let mut all = String::new();
+    for args in [
+        &["drills", "show", "d-nope"][..],
+        &["drills", "show", "d1700000200000-0003", "-o", "html"],
+        &["drills", "--before", "d-nope"],
+        &["drills", "--limit", "0"],
+    ] {
+        let ran = run(drover().args(args).arg("--plan").arg(&plan));
+        assert_eq!(ran.code, 2, "{args:?}: {}", ran.stderr);
+        assert!(ran.stdout.is_empty(), "{args:?} printed {}", ran.stdout);
+        all.push_str(&format!("$ drover {}\n{}", args.join(" "), ran.transcript(&[])));
+    }
+    assert_golden("drills-refused", &all);
+}
+
+#[test]
+fn drills_help_teaches() {
+    let mut all = String::new();
+    for args in [&["drills", "--help"][..], &["drills", "show", "--help"]] {
+        let ran = run(drover().args(args));
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        all.push_str(&format!("$ drover {}\n{}", args.join(" "), ran.transcript(&[])));
+    }
+    assert_golden("drills-help", &all);
+}
