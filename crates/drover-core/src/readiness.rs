@@ -555,7 +555,7 @@ fn traffic(plan: &Plan, facts: &Facts, out: &mut Vec<Finding>) {
                 Rule::Traffic,
                 r,
                 Level::Fail,
-                format!("its health check is not healthy: {why}"),
+                format!("its health check fails: {why}"),
                 "fix what the health check probes, or the health check itself",
             ),
             (_, Health::Unhealthy) => Finding::new(
