@@ -128,6 +128,85 @@ pub struct DrillReport {
     /// before it), how long its acknowledgement took, or that it failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<SampleTime>,
+    /// What measured the writes, and how it found the service's address: the plan's canary
+    /// (`http canary https://…; names resolved with DNS`), or None for the lab's probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
+}
+
+/// Everything one drill saw, before it is a report.
+pub struct Observations<'a> {
+    /// The fault as written (`KIND:REGION`), or `failback:REGION`.
+    pub fault: String,
+    pub from: String,
+    pub to: String,
+    pub fault_at_ms: u64,
+    /// When the fault was detected (ms since the epoch); None when nothing detected it.
+    pub detected_at_ms: Option<u64>,
+    pub samples: &'a [WriteSample],
+    /// The sequence numbers the service holds after the run.
+    pub present: &'a BTreeSet<u64>,
+    /// The drill's run (its failover, switchover or failback), as it ended; None when
+    /// something other than drover moved the service.
+    pub run: Option<&'a crate::run::RunSummary>,
+    pub scale_restored: Vec<String>,
+    pub canary: Option<String>,
+}
+
+/// The report of a drill: RTO and RPO as clients saw them, judged against the plan's
+/// objectives, with the run's milestones on the fault's clock. One place builds it, for
+/// the lab's drills and for drills on any plan.
+pub fn report(plan: &crate::plan::Plan, o: Observations<'_>) -> DrillReport {
+    use crate::plan::StepKind;
+    use crate::run::StepState;
+    let m = measure(&Measurement { fault_at_ms: o.fault_at_ms, samples: o.samples, present: o.present });
+    let step_at = |kind: StepKind| {
+        o.run?
+            .steps
+            .iter()
+            // A skipped step (an unreachable old primary left unfenced) achieved nothing: no time.
+            .find(|s| s.kind == kind && s.state.is_done() && s.state != StepState::Skipped)
+            .and_then(|s| s.finished_ms)
+            .map(|at| at.saturating_sub(o.fault_at_ms))
+    };
+    let (rto, rpo) = (plan.objectives.rto.as_millis() as u64, plan.objectives.rpo.as_millis() as u64);
+    DrillReport {
+        plan: plan.name.clone(),
+        fault: o.fault,
+        replication: plan.database.replication().into(),
+        run_id: o.run.map(|s| s.header.id.0.clone()),
+        from: o.from,
+        to: o.to,
+        fault_at_ms: o.fault_at_ms,
+        rto_ms: m.rto_ms,
+        rpo_ms: m.rpo_ms,
+        lost_acknowledged_writes: m.lost.len() as u64,
+        lost_sequences: m.lost.clone(),
+        timeline: Timeline {
+            fault: 0,
+            detected: o.detected_at_ms.map(|d| d.saturating_sub(o.fault_at_ms)),
+            fenced: step_at(StepKind::Fence),
+            promoted: step_at(StepKind::Promote),
+            switched: step_at(StepKind::Switch),
+            verified: step_at(StepKind::Verify),
+            first_success: m.first_success_ms,
+        },
+        objectives: DrillObjectives {
+            rto: Objective { target_ms: rto, measured_ms: m.rto_ms, met: m.rto_ms.is_some_and(|r| r <= rto) },
+            rpo: Objective {
+                target_ms: rpo,
+                measured_ms: Some(m.rpo_ms),
+                // An RPO of 0 means no acknowledged write may be lost, whatever the arithmetic.
+                met: m.rpo_ms <= rpo && (rpo > 0 || m.lost.is_empty()),
+            },
+        },
+        writes: m.writes,
+        run_state: o.run.map_or("external", |s| s.state.as_str()).into(),
+        scale_restored: o.scale_restored,
+        steps: step_times(o.fault_at_ms, &o.run.into_iter().collect::<Vec<_>>()),
+        samples: sample_times(o.fault_at_ms, o.samples),
+        canary: o.canary,
+    }
 }
 
 /// One step of one of the drill's runs, its times in ms after the fault.

@@ -319,6 +319,7 @@ mod tests {
                 SampleTime { sent_ms: 4_050, latency_ms: Some(50), acknowledged: true },
                 SampleTime { sent_ms: 4_100, latency_ms: Some(7), acknowledged: true },
             ],
+            canary: None,
         }
     }
 

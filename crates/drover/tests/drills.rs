@@ -83,6 +83,7 @@ fn report() -> DrillReport {
             sample(4_100, Some(20)),
             sample(4_150, Some(8)),
         ],
+        canary: None,
     }
 }
 

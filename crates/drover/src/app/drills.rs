@@ -36,8 +36,19 @@ impl<'a> DrillLog<'a> {
     /// Journals the drill's start. Refused (a conflict) while another drill is unfinished:
     /// call this after every check and before anything is touched.
     pub async fn begin(journal: &'a dyn Journal, keep: Option<Keep>, start: DrillStart<'_>) -> Result<Self, Failure> {
+        Self::begin_as(journal, keep, &SystemClock.drill_id(now_ms()), start).await
+    }
+
+    /// `begin`, under an id drawn before (what was built for the drill, e.g. a FIS
+    /// experiment's client token, already carries it).
+    pub async fn begin_as(
+        journal: &'a dyn Journal,
+        keep: Option<Keep>,
+        id: &DrillId,
+        start: DrillStart<'_>,
+    ) -> Result<Self, Failure> {
         let header = DrillHeader {
-            id: SystemClock.drill_id(now_ms()),
+            id: id.clone(),
             plan: start.plan.into(),
             fault: start.fault.into(),
             region: start.region.into(),
@@ -47,6 +58,11 @@ impl<'a> DrillLog<'a> {
         };
         journal.begin_drill(&header).await.map_err(store_failure)?;
         Ok(DrillLog { journal, id: header.id, keep })
+    }
+
+    /// The log of a drill already begun (`drover drill abort|resume ID`).
+    pub fn resume(journal: &'a dyn Journal, keep: Option<Keep>, id: &DrillId) -> Self {
+        DrillLog { journal, id: id.clone(), keep }
     }
 
     pub async fn record(&self, record: DrillRecord) -> Result<(), Failure> {
@@ -70,15 +86,20 @@ impl<'a> DrillLog<'a> {
     /// drill history to `journal.keep`. A journal that cannot be written is reported, but
     /// does not hide the drill's own result.
     pub async fn end(&self, result: &Result<(), Failure>) {
+        match result {
+            Ok(()) => self.end_as(DrillOutcome::Completed, None).await,
+            Err(f) => self.end_as(DrillOutcome::Failed, Some(f.message.clone())).await,
+        }
+    }
+
+    /// Ends the drill with `outcome` (see `end`).
+    pub async fn end_as(&self, outcome: DrillOutcome, reason: Option<String>) {
         if let Ok(summary) = self.journal.drill(&self.id).await
             && let Some(open) = summary.open_phase()
         {
             let _ = self.phase_ended(open.phase, open.run.as_ref(), "unknown").await;
         }
-        let record = match result {
-            Ok(()) => DrillRecord::Ended { outcome: DrillOutcome::Completed, reason: None },
-            Err(f) => DrillRecord::Ended { outcome: DrillOutcome::Failed, reason: Some(f.message.clone()) },
-        };
+        let record = DrillRecord::Ended { outcome, reason };
         if let Err(e) = self.record(record).await {
             eprintln!("warning: drill {}: its end could not be journaled: {}", self.id, e.message);
         }

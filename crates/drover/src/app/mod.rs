@@ -13,6 +13,7 @@
 pub mod backups;
 pub mod context;
 pub mod daemon_client;
+pub mod drill;
 pub mod drills;
 pub mod error;
 pub mod plan;

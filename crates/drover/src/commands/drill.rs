@@ -7,32 +7,48 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use drover_core::detect;
-use drover_core::drill::{
-    DrillObjectives, DrillReport, Measurement, Objective, Timeline, WriteSample, measure, sample_times, step_times,
-};
+use drover_core::drill::{self, DrillReport, Observations, WriteSample};
 use drover_core::drill_log::{DrillPhase, DrillRecord, NO_FAULT_FAILBACK};
 use drover_core::duration::parse_duration;
+use drover_core::fault::{FaultKind, Injector};
 use drover_core::engine::{self, now_ms};
 use drover_core::history::RunsPage;
-use drover_core::plan::StepKind;
-use drover_core::run::{Entry, RunKind, RunState, RunSummary, StepState};
+use drover_core::run::{Entry, RunKind, RunState, RunSummary};
 
 use crate::app::context::Context;
+use crate::app::drill::DrillAsk;
 use crate::app::drills::{DrillLog, DrillStart};
 use crate::app::error::{Failure, engine_failure};
 use crate::app::progress::Progress;
 use crate::app::runtime;
 use crate::app::store::PlanArgs;
 use crate::commands::finish;
+use crate::commands::terminal::confirm;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct DrillArgs {
+    #[command(subcommand)]
+    pub command: Option<DrillCommand>,
     #[command(flatten)]
     pub plan: PlanArgs,
-    /// The fault to inject, as KIND:REGION. Kinds: blackout (drop all traffic), kill (SIGKILL the
-    /// region's database), pause (SIGSTOP it), partition (cut it from the other service region).
-    #[arg(long, value_name = "KIND:REGION", required_unless_present = "failback")]
+    /// The fault to inject, as KIND[:REGION] (REGION: the primary's, which it must be).
+    /// On any plan: none (a planned switchover drill), route53-health-check, fis, rds-reboot,
+    /// rds-stop, asg-suspend, asg-scale-to-zero, kubernetes-scale-to-zero — measured by the
+    /// plan's drill.canary and undone at the end. In the lab: blackout, kill, pause, partition,
+    /// loss (measured by the lab's probe; 'drover lab heal REGION' lifts them). See docs/drill.md.
+    #[arg(long, value_name = "KIND[:REGION]", required_unless_present = "failback")]
     pub fault: Option<String>,
+    /// Confirm a drill on a plan that is not the lab's without being asked (needed off a
+    /// terminal): it breaks the primary region for real, fails over, and undoes the fault.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Run the drill even when a readiness rule fails ('drover readiness' lists them).
+    #[arg(long)]
+    pub despite_readiness: bool,
+    /// Write the self-contained HTML report (SVG timeline and write latency) here.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// No fault: run a planned failback to the plan's home region (it must be a streaming standby
     /// again: 'drover reprotect') while the probe writes, and report what clients saw and the
     /// acknowledged writes lost (0 with a planned move). The report's fault is "failback:REGION".
@@ -69,19 +85,48 @@ pub struct DrillArgs {
     pub external: bool,
 }
 
+/// A drill that died (killed, crashed, or its undo failed) is finished by one of these.
+#[derive(clap::Subcommand)]
+pub enum DrillCommand {
+    /// Ends an unfinished drill: undoes its fault from what the drill journaled (whatever
+    /// process injected it), and leaves its failover run as it is (it says how to end it).
+    Abort(FinishArgs),
+    /// Finishes an unfinished drill: drives its unfinished failover run to its end, then
+    /// undoes its fault. Nothing is measured (the canary died with the drill).
+    Resume(FinishArgs),
+}
+
+#[derive(clap::Args)]
+pub struct FinishArgs {
+    /// The drill's id ('drover drills' lists them).
+    pub id: String,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
+
 pub fn run(args: DrillArgs) -> ExitCode {
     finish(runtime().block_on(drill(args)))
 }
 
 async fn drill(args: DrillArgs) -> Result<(), Failure> {
+    if let Some(command) = &args.command {
+        return finish_drill(command).await;
+    }
     let cx = Context::open(&args.plan).await?;
     let Some(fault_arg) = &args.fault else { return failback(&cx, &args).await };
-    let (kind, region) = fault_arg
-        .split_once(':')
+    let (kind, region) = match fault_arg.split_once(':') {
+        Some((kind, region)) => (kind, Some(region)),
+        None => (fault_arg.as_str(), None),
+    };
+    let fault_kind: FaultKind = kind.parse().map_err(|e| Failure::input(format!("--fault {fault_arg}: {e}")))?;
+    if !fault_kind.is_lab() {
+        return any_plan_drill(&cx, &args, fault_kind, region).await;
+    }
+    let region = region
         .ok_or_else(|| Failure::input(format!("--fault {fault_arg}: write KIND:REGION, e.g. blackout:east")))?;
     let lab_dir = args.lab.clone().unwrap_or_else(|| cx.plan_dir());
     let lab = lab_for(&cx, &lab_dir)?;
-    let fault = drover_lab::Fault::parse(kind, region, None).map_err(Failure::input)?;
+    let fault = drover_lab::injector(&lab_dir, fault_kind, region, None, None).map_err(|e| Failure::input(e.to_string()))?;
 
     let observed = cx.observe().await?;
     let from = observed.current_primary(&cx.plan).to_string();
@@ -122,26 +167,28 @@ async fn fault_drill(
     args: &DrillArgs,
     log: &DrillLog<'_>,
     lab: &drover_lab::Lab,
-    fault: &drover_lab::Fault,
+    fault: &drover_lab::LabInjector,
     from: &str,
     to: &str,
 ) -> Result<(), Failure> {
     let fault_arg = args.fault.clone().unwrap_or_default();
     let (from, to) = (from.to_string(), to.to_string());
     let probe = start_probe(cx, args).await?;
-    // What undoing the fault needs, journaled before the fault exists: the lab's heal.
-    let undo = serde_json::json!({
-        "injector": "lab",
-        "lab": lab.dir(),
-        "fault": fault_arg,
-        "undo": format!("drover lab heal {from}"),
-    });
-    if let Err(e) = log.record(DrillRecord::FaultCaptured { state: undo }).await {
+    // What undoing the fault needs, journaled before the fault exists (the lab's heal).
+    let state = match fault.capture().await {
+        Ok(state) => state,
+        Err(e) => {
+            probe.stop().await;
+            return Err(Failure::failed(format!("{fault_arg}: {e}")));
+        }
+    };
+    let captured = serde_json::to_value(&state).expect("a fault state serializes");
+    if let Err(e) = log.record(DrillRecord::FaultCaptured { state: captured }).await {
         probe.stop().await;
         return Err(e);
     }
     let fault_at = now_ms();
-    if let Err(e) = lab.fault(fault) {
+    if let Err(e) = fault.inject(&state).await {
         probe.stop().await;
         return Err(Failure::failed(format!("injecting {fault_arg}: {e}")));
     }
@@ -308,6 +355,69 @@ async fn failback_drill(
     run_completed(Some(summary), "failback")
 }
 
+/// A drill on any plan (`app::drill`): the plan's canary, an injector that undoes itself.
+async fn any_plan_drill(cx: &Context, args: &DrillArgs, fault: FaultKind, region: Option<&str>) -> Result<(), Failure> {
+    if !args.yes {
+        let place = region.map_or("the primary region".to_owned(), |r| format!("region {r}"));
+        confirm(&format!(
+            "This drill breaks {place} of plan {} for real ({fault}: {}), fails over, measures what clients see, \
+             and undoes the fault. Go on?",
+            cx.plan.name,
+            fault.changes()
+        ))?;
+    }
+    let ask = DrillAsk {
+        fault,
+        region: region.map(str::to_owned),
+        requested_by: "cli".into(),
+        settle: args.settle,
+        detect_timeout: args.detect_timeout,
+        despite_readiness: args.despite_readiness,
+    };
+    let progress = Progress::default();
+    let (id, report) = crate::app::drill::run(cx, &ask, &progress).await?;
+    write_reports(args, &report)?;
+    println!();
+    print!("{}", report.to_markdown());
+    println!("drill {id} is journaled: 'drover drills show {id}' (--output html for the page)");
+    Ok(())
+}
+
+/// `drover drill abort|resume ID`.
+async fn finish_drill(command: &DrillCommand) -> Result<(), Failure> {
+    let (args, resume) = match command {
+        DrillCommand::Abort(a) => (a, false),
+        DrillCommand::Resume(a) => (a, true),
+    };
+    let cx = Context::open(&args.plan).await?;
+    let progress = Progress::default();
+    let drill = crate::app::drill::finish(&cx, &args.id, resume, &progress).await?;
+    println!(
+        "drill {} {}: {}",
+        drill.header.id,
+        drill.state.as_str(),
+        drill.reason.as_deref().unwrap_or("")
+    );
+    Ok(())
+}
+
+/// The report files the flags ask for.
+fn write_reports(args: &DrillArgs, report: &DrillReport) -> Result<(), Failure> {
+    let write = |path: &PathBuf, text: String| {
+        std::fs::write(path, text).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))
+    };
+    if let Some(path) = &args.json {
+        write(path, serde_json::to_string_pretty(report).expect("report serializes"))?;
+    }
+    if let Some(path) = &args.markdown {
+        write(path, report.to_markdown())?;
+    }
+    if let Some(path) = &args.html {
+        write(path, report.to_html())?;
+    }
+    Ok(())
+}
+
 /// Starts the probe and waits until the service acknowledges writes.
 async fn start_probe(cx: &Context, args: &DrillArgs) -> Result<drover_lab::probe::ProbeHandle, Failure> {
     // The client probe resolves the record at the plan's DNS server: drills need rfc2136 traffic.
@@ -408,64 +518,22 @@ async fn report(
     let present = drover_lab::probe::present_sequences(dsn.expose())
         .await
         .map_err(|e| Failure::failed(format!("{to} database: reading the probe's writes: {e}")))?;
-    let m = measure(&Measurement { fault_at_ms: fault_at, samples: &samples, present: &present });
-    let step_at = |kind: StepKind| {
-        summary?
-            .steps
-            .iter()
-            // A skipped step (an unreachable old primary left unfenced) achieved nothing: no time.
-            .find(|s| s.kind == kind && s.state.is_done() && s.state != StepState::Skipped)
-            .and_then(|s| s.finished_ms)
-            .map(|at| at.saturating_sub(fault_at))
-    };
-    let objectives = &cx.plan.objectives;
-    let report = DrillReport {
-        plan: cx.plan.name.clone(),
-        fault,
-        replication: cx.plan.database.replication().into(),
-        run_id: summary.map(|s| s.header.id.0.clone()),
-        from,
-        to,
-        fault_at_ms: fault_at,
-        rto_ms: m.rto_ms,
-        rpo_ms: m.rpo_ms,
-        lost_acknowledged_writes: m.lost.len() as u64,
-        lost_sequences: m.lost.clone(),
-        writes: m.writes,
-        timeline: Timeline {
-            fault: 0,
-            detected: detected_at.map(|d| d.saturating_sub(fault_at)),
-            fenced: step_at(StepKind::Fence),
-            promoted: step_at(StepKind::Promote),
-            switched: step_at(StepKind::Switch),
-            verified: step_at(StepKind::Verify),
-            first_success: m.first_success_ms,
+    let report = drill::report(
+        &cx.plan,
+        Observations {
+            fault,
+            from,
+            to,
+            fault_at_ms: fault_at,
+            detected_at_ms: detected_at,
+            samples: &samples,
+            present: &present,
+            run: summary,
+            scale_restored,
+            canary: None,
         },
-        objectives: DrillObjectives {
-            rto: Objective {
-                target_ms: objectives.rto.as_millis() as u64,
-                measured_ms: m.rto_ms,
-                met: m.rto_ms.is_some_and(|r| r <= objectives.rto.as_millis() as u64),
-            },
-            rpo: Objective {
-                target_ms: objectives.rpo.as_millis() as u64,
-                measured_ms: Some(m.rpo_ms),
-                // An RPO of 0 means no acknowledged write may be lost, whatever the arithmetic.
-                met: m.rpo_ms <= objectives.rpo.as_millis() as u64 && (!objectives.rpo.is_zero() || m.lost.is_empty()),
-            },
-        },
-        scale_restored,
-        run_state: summary.map_or("external", |s| s.state.as_str()).into(),
-        steps: step_times(fault_at, &summary.into_iter().collect::<Vec<_>>()),
-        samples: sample_times(fault_at, &samples),
-    };
-    let json = serde_json::to_string_pretty(&report).expect("report serializes");
-    if let Some(path) = &args.json {
-        std::fs::write(path, &json).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))?;
-    }
-    if let Some(path) = &args.markdown {
-        std::fs::write(path, report.to_markdown()).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))?;
-    }
+    );
+    write_reports(args, &report)?;
     println!();
     print!("{}", report.to_markdown());
     Ok(report)
