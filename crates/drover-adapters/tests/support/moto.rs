@@ -36,10 +36,13 @@ fn server() -> PathBuf {
     path
 }
 
-/// Two places where moto 5.2.5 differs from AWS, patched so tests see what AWS does;
+/// Three places where moto 5.2.5 differs from AWS, patched so tests see what AWS does;
 /// nothing else of moto is changed:
 /// - PromoteReadReplica leaves `ReadReplicaSourceDBInstanceIdentifier` set on the promoted
 ///   instance; real RDS clears it (the instance stands alone).
+/// - GetHealthCheckStatus reports success whatever the check; an `Inverted` health check
+///   of a healthy endpoint is reported failing by Route 53 (what a drill's
+///   `route53-health-check` fault relies on).
 /// - ChangeResourceRecordSets refuses a CREATE equal to one in its change history whenever
 ///   the zone holds any set at or after the name, ignoring set identifiers and the DELETEs
 ///   before it in the same batch. Route 53 refuses a CREATE only of a set (name, type, set
@@ -75,6 +78,16 @@ def change(self, zoneid, change_list):
         zone.rr_changes = History(zone.rr_changes)
     return _change(self, zoneid, change_list)
 r53.Route53Backend.change_resource_record_sets = change
+from moto.route53 import responses as r53r
+_status = r53r.Route53.get_health_check_status
+def status(self):
+    out = _status(self)
+    checked = self.backend.get_health_check(self._get_param('HealthCheckId'))
+    if getattr(checked, 'inverted', False):
+        for o in out.result['HealthCheckObservations']:
+            o['StatusReport']['Status'] = 'Failure: the health check is inverted'
+    return out
+r53r.Route53.get_health_check_status = status
 from moto.server import main
 sys.exit(main(sys.argv[1:]))
 ";
