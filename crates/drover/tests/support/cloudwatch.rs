@@ -43,7 +43,7 @@ pub fn set_state(moto: &Moto, aws_region: &str, name: &str, state: &str, reason:
 }
 
 /// The bridge between the SDK's rpc-v2-cbor and moto's JSON protocol (see the module's comment).
-mod bridge {
+pub mod bridge {
     use axum::body::Bytes;
     use axum::extract::{Path, State};
     use axum::http::{HeaderMap, StatusCode};
