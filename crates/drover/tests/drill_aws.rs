@@ -129,6 +129,7 @@ impl Scene {
     /// The stack, the service, and the plan; `check_every` paces the Route 53 check that
     /// detects the fault (three failures in a row).
     fn new(check_every: &str) -> Scene {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let moto = Moto::start();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let rds = [moto.rds("us-east-2"), moto.rds("us-west-1")];

@@ -26,10 +26,16 @@ use crate::commands::finish;
 use crate::commands::terminal::confirm;
 
 #[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct DrillArgs {
-    #[command(subcommand)]
-    pub command: Option<DrillCommand>,
+    /// `abort ID` ends an unfinished drill (killed, crashed, or its undo failed): undoes its
+    /// fault from what the drill journaled, whatever process injected it, and leaves its run
+    /// as it is. `resume ID` also drives its unfinished run to its end first. Neither
+    /// measures anything (the canary died with the drill).
+    #[arg(value_name = "abort|resume", value_parser = ["abort", "resume"], requires = "id")]
+    pub finish: Option<String>,
+    /// The unfinished drill's id ('drover drills' lists them).
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
     #[command(flatten)]
     pub plan: PlanArgs,
     /// The fault to inject, as KIND[:REGION] (REGION: the primary's, which it must be).
@@ -37,7 +43,7 @@ pub struct DrillArgs {
     /// rds-stop, asg-suspend, asg-scale-to-zero, kubernetes-scale-to-zero — measured by the
     /// plan's drill.canary and undone at the end. In the lab: blackout, kill, pause, partition,
     /// loss (measured by the lab's probe; 'drover lab heal REGION' lifts them). See docs/drill.md.
-    #[arg(long, value_name = "KIND[:REGION]", required_unless_present = "failback")]
+    #[arg(long, value_name = "KIND[:REGION]", required_unless_present_any = ["failback", "finish"])]
     pub fault: Option<String>,
     /// Confirm a drill on a plan that is not the lab's without being asked (needed off a
     /// terminal): it breaks the primary region for real, fails over, and undoes the fault.
@@ -85,34 +91,15 @@ pub struct DrillArgs {
     pub external: bool,
 }
 
-/// A drill that died (killed, crashed, or its undo failed) is finished by one of these.
-#[derive(clap::Subcommand)]
-pub enum DrillCommand {
-    /// Ends an unfinished drill: undoes its fault from what the drill journaled (whatever
-    /// process injected it), and leaves its failover run as it is (it says how to end it).
-    Abort(FinishArgs),
-    /// Finishes an unfinished drill: drives its unfinished failover run to its end, then
-    /// undoes its fault. Nothing is measured (the canary died with the drill).
-    Resume(FinishArgs),
-}
-
-#[derive(clap::Args)]
-pub struct FinishArgs {
-    /// The drill's id ('drover drills' lists them).
-    pub id: String,
-    #[command(flatten)]
-    pub plan: PlanArgs,
-}
-
 pub fn run(args: DrillArgs) -> ExitCode {
     finish(runtime().block_on(drill(args)))
 }
 
 async fn drill(args: DrillArgs) -> Result<(), Failure> {
-    if let Some(command) = &args.command {
-        return finish_drill(command).await;
-    }
     let cx = Context::open(&args.plan).await?;
+    if let (Some(finish), Some(id)) = (&args.finish, &args.id) {
+        return finish_drill(&cx, id, finish == "resume").await;
+    }
     let Some(fault_arg) = &args.fault else { return failback(&cx, &args).await };
     let (kind, region) = match fault_arg.split_once(':') {
         Some((kind, region)) => (kind, Some(region)),
@@ -384,20 +371,10 @@ async fn any_plan_drill(cx: &Context, args: &DrillArgs, fault: FaultKind, region
 }
 
 /// `drover drill abort|resume ID`.
-async fn finish_drill(command: &DrillCommand) -> Result<(), Failure> {
-    let (args, resume) = match command {
-        DrillCommand::Abort(a) => (a, false),
-        DrillCommand::Resume(a) => (a, true),
-    };
-    let cx = Context::open(&args.plan).await?;
+async fn finish_drill(cx: &Context, id: &str, resume: bool) -> Result<(), Failure> {
     let progress = Progress::default();
-    let drill = crate::app::drill::finish(&cx, &args.id, resume, &progress).await?;
-    println!(
-        "drill {} {}: {}",
-        drill.header.id,
-        drill.state.as_str(),
-        drill.reason.as_deref().unwrap_or("")
-    );
+    let drill = crate::app::drill::finish(cx, id, resume, &progress).await?;
+    println!("drill {} {}: {}", drill.header.id, drill.state.as_str(), drill.reason.as_deref().unwrap_or(""));
     Ok(())
 }
 
