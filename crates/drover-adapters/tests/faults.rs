@@ -201,7 +201,8 @@ async fn asg_suspend_suspends_and_resumes_only_what_it_suspended() {
     let suspended = || {
         let asg = asg.clone();
         async move {
-            let out = asg.describe_auto_scaling_groups().auto_scaling_group_names("shop-web-east").send().await.unwrap();
+            let out =
+                asg.describe_auto_scaling_groups().auto_scaling_group_names("shop-web-east").send().await.unwrap();
             let mut names: Vec<String> = out.auto_scaling_groups()[0]
                 .suspended_processes()
                 .iter()
@@ -212,8 +213,7 @@ async fn asg_suspend_suspends_and_resumes_only_what_it_suspended() {
         }
     };
     let plan = plan("unused");
-    let (journaled, fresh) =
-        inject_then_undo_after_a_crash(FaultKind::AsgSuspend, &plan, &settings(&moto, &[])).await;
+    let (journaled, fresh) = inject_then_undo_after_a_crash(FaultKind::AsgSuspend, &plan, &settings(&moto, &[])).await;
     assert_eq!(
         suspended().await,
         ["AZRebalance", "AlarmNotification", "HealthCheck", "Launch", "ReplaceUnhealthy", "ScheduledActions"]
@@ -260,7 +260,11 @@ async fn template(client: &fis::Client) -> String {
         .stop_conditions(CreateExperimentTemplateStopConditionInput::builder().source("none").build().unwrap())
         .actions(
             "wait",
-            CreateExperimentTemplateActionInput::builder().action_id("aws:fis:wait").parameters("duration", "PT10M").build().unwrap(),
+            CreateExperimentTemplateActionInput::builder()
+                .action_id("aws:fis:wait")
+                .parameters("duration", "PT10M")
+                .build()
+                .unwrap(),
         )
         .send()
         .await

@@ -132,12 +132,9 @@ impl FaultKind {
                 "SIGKILLs the lab region's PostgreSQL postmaster",
                 "lab heal: starts the database again",
             ),
-            FaultKind::Pause => (
-                "pause",
-                LabMember,
-                "SIGSTOPs the lab region's PostgreSQL processes",
-                "lab heal: SIGCONTs them",
-            ),
+            FaultKind::Pause => {
+                ("pause", LabMember, "SIGSTOPs the lab region's PostgreSQL processes", "lab heal: SIGCONTs them")
+            }
             FaultKind::Partition => (
                 "partition",
                 LabRegion,
@@ -236,7 +233,10 @@ impl FaultKind {
         let name = self.name();
         let Some(spec) = plan.regions.get(region) else {
             let known: Vec<&str> = plan.regions.keys().map(String::as_str).collect();
-            return Err(format!("fault {name}: region '{region}' is not in the plan (its regions: {})", known.join(", ")));
+            return Err(format!(
+                "fault {name}: region '{region}' is not in the plan (its regions: {})",
+                known.join(", ")
+            ));
         };
         let service = spec.role != Role::Witness;
         let lab_plan = matches!((&plan.database, &plan.traffic), (DatabaseSpec::Postgres(_), TrafficSpec::Rfc2136(_)));
@@ -508,10 +508,7 @@ impl Injector for ScaleToZero {
     async fn inject(&self, state: &FaultState) -> Result<(), ProviderError> {
         let units: Vec<UnitSize> = state.read(self.kind)?;
         for (resource, units) in Self::by_resource(&units) {
-            let zero = units
-                .iter()
-                .map(|u| (u.unit.clone(), Size { desired: 0, min: 0, max: u.size.max }))
-                .collect();
+            let zero = units.iter().map(|u| (u.unit.clone(), Size { desired: 0, min: 0, max: u.size.max })).collect();
             self.compute.resize(resource, &state.region, &zero).await?;
         }
         Ok(())

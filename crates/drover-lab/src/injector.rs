@@ -45,7 +45,9 @@ pub fn injector(
     percent: Option<u8>,
 ) -> Result<LabInjector, LabError> {
     let Some(lab_kind) = lab_kind(kind) else {
-        return Err(LabError::refused(format!("fault {kind}: the lab injects blackout, partition, kill, pause and loss")));
+        return Err(LabError::refused(format!(
+            "fault {kind}: the lab injects blackout, partition, kill, pause and loss"
+        )));
     };
     let mut fault = Fault::parse(lab_kind.as_str(), region, from).map_err(LabError::refused)?;
     if let Some(percent) = percent {
@@ -85,7 +87,8 @@ fn seen(lab: &Lab, fault: &Fault) -> Result<FaultSeen, LabError> {
     let ns = spec.namespace();
     let table = |name: &str| -> Result<FaultSeen, LabError> {
         let in_place = nft::tables(&ns)?.iter().any(|t| t == name);
-        let detail = format!("{}: {} {}", fault.region, nft::describe(name), if in_place { "in place" } else { "absent" });
+        let detail =
+            format!("{}: {} {}", fault.region, nft::describe(name), if in_place { "in place" } else { "absent" });
         Ok(FaultSeen { in_place, detail })
     };
     match fault.kind {
@@ -162,10 +165,8 @@ mod tests {
         assert_eq!(drill.len(), FaultKind::ALL.len());
         for kind in drill {
             let lab = lab_kind(kind).unwrap_or_else(|| panic!("{kind} is not a lab kind"));
-            let injector = LabInjector {
-                dir: PathBuf::new(),
-                fault: Fault::parse(lab.as_str(), "east", None).unwrap(),
-            };
+            let injector =
+                LabInjector { dir: PathBuf::new(), fault: Fault::parse(lab.as_str(), "east", None).unwrap() };
             assert_eq!(injector.kind(), kind);
         }
         assert!(lab_kind(Kind::RdsStop).is_none());

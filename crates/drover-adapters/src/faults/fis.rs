@@ -106,7 +106,11 @@ impl Injector for FisFault {
     }
 
     async fn capture(&self) -> Result<FaultState, ProviderError> {
-        let c = Captured { aws_region: self.aws_region.clone(), template: self.template.clone(), drill: self.drill.clone() };
+        let c = Captured {
+            aws_region: self.aws_region.clone(),
+            template: self.template.clone(),
+            drill: self.drill.clone(),
+        };
         let target = format!("{}/experiment-template/{} (tag {DRILL_TAG}={})", c.aws_region, c.template, c.drill);
         Ok(FaultState::new(self.kind(), &self.region, vec![target], &c))
     }
@@ -122,7 +126,9 @@ impl Injector for FisFault {
             .tags(DRILL_TAG, &c.drill)
             .send()
             .await
-            .map_err(|e| describe(FIS, "StartExperiment", &format!("{}/experiment-template/{}", c.aws_region, c.template), e))?;
+            .map_err(|e| {
+                describe(FIS, "StartExperiment", &format!("{}/experiment-template/{}", c.aws_region, c.template), e)
+            })?;
         Ok(())
     }
 
@@ -131,7 +137,9 @@ impl Injector for FisFault {
         let found = self.experiments(&c).await?;
         let detail = match found.is_empty() {
             true => format!("no experiment of {} tagged {DRILL_TAG}={}", c.template, c.drill),
-            false => found.iter().map(|(id, status)| format!("experiment {id}: {status}")).collect::<Vec<_>>().join(", "),
+            false => {
+                found.iter().map(|(id, status)| format!("experiment {id}: {status}")).collect::<Vec<_>>().join(", ")
+            }
         };
         Ok(FaultSeen { in_place: found.iter().any(|(_, s)| active(s)), detail })
     }

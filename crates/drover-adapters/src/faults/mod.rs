@@ -65,9 +65,7 @@ pub fn injector_for(
         _ => {
             let _ = settings;
             let feature = if kind == FaultKind::KubernetesScaleToZero { "kubernetes" } else { "aws" };
-            Err(BuildError(format!(
-                "fault {kind}: needs a drover built with cargo feature {feature} (on by default)"
-            )))
+            Err(BuildError(format!("fault {kind}: needs a drover built with cargo feature {feature} (on by default)")))
         }
     }
 }
@@ -98,13 +96,7 @@ fn aws_injector(
         FaultKind::RdsReboot | FaultKind::RdsStop => {
             let DatabaseSpec::Rds(db) = &plan.database else { return Err(missing()) };
             let member = db.members.get(region).ok_or_else(missing)?;
-            Box::new(rds::RdsFault::new(
-                kind,
-                region,
-                &aws_region,
-                &member.instance,
-                crate::aws::rds::RdsApi::new(aws),
-            ))
+            Box::new(rds::RdsFault::new(kind, region, &aws_region, &member.instance, crate::aws::rds::RdsApi::new(aws)))
         }
         FaultKind::AsgSuspend => {
             let groups = plan

@@ -91,8 +91,10 @@ impl Injector for RdsFault {
         Ok(FaultState::new(self.kind, &self.region, vec![target], &captured))
     }
 
-    /// Only an available instance is rebooted or stopped: one already rebooting or stopping
-    /// has the fault (a second call after a resumed drill changes nothing).
+    /// Only an instance without the fault is rebooted or stopped: one rebooting, stopping or
+    /// stopped already has it, and a second call changes nothing. One exception: a reboot
+    /// that has already ended leaves no trace in the instance's status, so a second call
+    /// then reboots again; the drill journals the injection to call it once.
     async fn inject(&self, state: &FaultState) -> Result<(), ProviderError> {
         let c: Captured = state.read(self.kind)?;
         let now = self.status(&c.aws_region, &c.instance).await?;

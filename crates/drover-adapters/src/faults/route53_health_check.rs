@@ -67,8 +67,7 @@ impl Injector for HealthCheckFault {
         for id in &self.health_checks {
             captured.push(Captured { id: id.clone(), inverted: self.inverted(id).await? });
         }
-        let targets =
-            captured.iter().map(|c| format!("health check {} (inverted: {})", c.id, c.inverted)).collect();
+        let targets = captured.iter().map(|c| format!("health check {} (inverted: {})", c.id, c.inverted)).collect();
         Ok(FaultState::new(self.kind(), &self.region, targets, &captured))
     }
 
@@ -88,7 +87,10 @@ impl Injector for HealthCheckFault {
             let line = format!("health check {}: inverted {now}", c.id);
             if now != c.inverted { flipped.push(line) } else { as_before.push(line) }
         }
-        Ok(FaultSeen { in_place: as_before.is_empty(), detail: flipped.into_iter().chain(as_before).collect::<Vec<_>>().join(", ") })
+        Ok(FaultSeen {
+            in_place: as_before.is_empty(),
+            detail: flipped.into_iter().chain(as_before).collect::<Vec<_>>().join(", "),
+        })
     }
 
     async fn undo(&self, state: &FaultState) -> Result<String, ProviderError> {
