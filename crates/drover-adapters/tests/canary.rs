@@ -70,16 +70,72 @@ impl Service {
         self.held.lock().unwrap().get(drill).cloned().unwrap_or_default()
     }
 
+    fn router(&self) -> Router {
+        Router::new().route("/drover-canary/writes", post(service_write).get(service_held)).with_state(self.clone())
+    }
+
     /// Serves on `ip:port` (port 0: any) under `/drover-canary`; returns the address.
     async fn serve(&self, ip: &str, port: u16) -> SocketAddr {
-        let router = Router::new()
-            .route("/drover-canary/writes", post(service_write).get(service_held))
-            .with_state(self.clone());
         let listener = tokio::net::TcpListener::bind((ip.parse::<IpAddr>().unwrap(), port)).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let router = self.router();
         tokio::spawn(async move { axum::serve(listener, router).await });
         addr
     }
+
+    /// As `serve`, over TLS with `config`.
+    async fn serve_tls(&self, ip: &str, config: rustls::ServerConfig) -> SocketAddr {
+        let tcp = tokio::net::TcpListener::bind((ip.parse::<IpAddr>().unwrap(), 0)).await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = TlsListener { tcp, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) };
+        let router = self.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    }
+}
+
+/// TLS in front of axum: handshakes that fail (a client refusing the certificate) are dropped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else { continue };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A CA (its PEM file in `dir`) and a server configuration with a certificate it signed for `names`.
+fn test_tls(dir: &std::path::Path, names: &[&str]) -> (std::path::PathBuf, rustls::ServerConfig) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::default();
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "canary test CA");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = names.iter().map(|n| rcgen::SanType::DnsName((*n).try_into().unwrap())).collect();
+    let (cert, key_file) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&cert, params.signed_by(&key, &issuer).unwrap().pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    // drover reads a private key only when it is its owner's alone.
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    (ca_file, drover_adapters::tls::server_config(&cert, &key_file, None).unwrap())
 }
 
 fn authorized(headers: &HeaderMap) -> bool {
@@ -305,6 +361,44 @@ async fn resolve_traffic_follows_the_providers_record() {
     let samples = guard(running.stop()).await;
     assert!(samples.iter().any(|s| s.acked_ms.is_some() && s.target.as_deref() == Some(EAST)));
     assert_eq!(west.held("drill-traffic"), guard(canary.read_back("drill-traffic")).await.unwrap());
+}
+
+/// HTTPS through the name: the certificate is checked against the CA in `ca_file` and
+/// the service's name (not the address it resolved to); a certificate for another name
+/// gets no write acknowledged.
+#[tokio::test]
+async fn https_checks_the_services_certificate_against_its_name() {
+    install_crypto();
+    let knot = Knot::start();
+    let traffic = Rfc2136Traffic::new(&rfc2136_spec(&knot, Duration::from_secs(1)), Secret::new(knot.secret.clone()));
+    guard(traffic.switch("east", 0, 1)).await.unwrap();
+    let name = RECORD.trim_end_matches('.');
+    for (cert_names, trusted) in [(vec![name], true), (vec!["other.app.test"], false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_file, config) = test_tls(dir.path(), &cert_names);
+        let service = Service::new(None);
+        let port = service.serve_tls(EAST, config).await.port();
+        let mut spec = http_spec(
+            format!("https://{name}:{port}/drover-canary"),
+            true,
+            CanaryResolve::Dns { server: Some(knot.addr) },
+        );
+        let CanaryTarget::Http(http) = &mut spec.target else { unreachable!() };
+        http.ca_file = Some(ca_file);
+        let canary = Canary::from_spec(&spec, &no_traffic(), &secrets(), None).unwrap();
+        let running = canary.start("drill-tls").unwrap();
+        until(&running, |s| s.iter().filter(|w| w.target.is_some()).count() >= 5).await;
+        let samples = guard(running.stop()).await;
+        if trusted {
+            assert!(acked(&samples).len() >= 4, "{samples:?}");
+            assert_eq!(guard(canary.read_back("drill-tls")).await.unwrap(), service.held("drill-tls"));
+        } else {
+            assert!(acked(&samples).is_empty(), "{samples:?}");
+            assert!(service.held("drill-tls").is_empty());
+            let err = guard(canary.read_back("drill-tls")).await.unwrap_err().to_string();
+            assert!(err.contains("certificate"), "{err}");
+        }
+    }
 }
 
 fn pg_spec(dsn_env: &str, resolve: CanaryResolve) -> CanarySpec {

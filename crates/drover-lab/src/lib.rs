@@ -30,6 +30,8 @@ pub use injector::{LabInjector, injector, lab_kind};
 pub use layout::{DEFAULT_DIR, LabDir, REGIONS, RegionSpec, Role};
 pub use lifecycle::{Downed, Up, down, up};
 pub use plan_file::plan_yaml;
+/// The lab app's tables, for tests that serve the app against a database of their own.
+pub use postgres::create_app_table;
 pub use state::{Lab, LabState, Replication};
 pub use status::{LabStatus, RegionStatus, status};
 pub use supervisor::supervise;

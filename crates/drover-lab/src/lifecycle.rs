@@ -245,9 +245,12 @@ async fn build(lab: &LabDir, replication: Replication, daemons: bool, ha: bool) 
             sys::tail(&lab.pg_log(primary.name), 15)
         ))
     })?;
-    postgres::create_app_table(&client)
-        .await
-        .map_err(|e| LabError::failed(format!("{} database: creating lab_writes: {e}", primary.name)))?;
+    postgres::create_app_table(&client).await.map_err(|e| {
+        LabError::failed(format!(
+            "{} database: creating the app's tables (lab_writes, lab_canary_writes): {e}",
+            primary.name
+        ))
+    })?;
 
     postgres::basebackup(lab, standby.name, primary.address, &password)?;
     supervisor::request(lab, &format!("start postgres-{}", standby.name))?;

@@ -22,6 +22,7 @@ fn plan_check_json() {
     assert_eq!(v["valid"], true);
     assert_eq!(v["regions"]["east"], "primary");
     assert_eq!(v["runbooks"]["failover"], serde_json::json!(["fence", "promote", "switch", "verify"]));
+    assert_eq!(v["drill"]["canary"], serde_json::Value::Null, "no canary written");
 }
 
 #[test]
@@ -66,6 +67,13 @@ fn plan_check_refuses_a_bad_canary_and_summarises_a_good_one() {
         ),
         "{}",
         ran.stdout
+    );
+    let ran = run(drover().args(["plan", "check", "--output", "json"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(
+        v["drill"]["canary"],
+        serde_json::json!({ "kind": "postgres", "interval_ms": 200, "timeout_ms": 2000, "resolve": "traffic", "dns_server": null })
     );
 }
 

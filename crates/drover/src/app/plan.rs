@@ -64,5 +64,23 @@ pub fn summary_json(plan: &Plan) -> serde_json::Value {
             "failover": plan.runbooks.failover.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             "switchover": plan.runbooks.switchover.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         },
+        "drill": { "canary": plan.drill.canary.as_ref().map(canary_json) },
+    })
+}
+
+/// The canary in brief: its kind, pace and how it resolves names (no URL or DSN: either
+/// may be where a user put something private).
+fn canary_json(canary: &drover_core::plan::CanarySpec) -> serde_json::Value {
+    use drover_core::plan::CanaryResolve;
+    let (resolve, dns_server) = match canary.resolve {
+        CanaryResolve::Dns { server } => ("dns", server.map(|s| s.to_string())),
+        CanaryResolve::Traffic => ("traffic", None),
+    };
+    serde_json::json!({
+        "kind": canary.target.kind(),
+        "interval_ms": canary.interval.as_millis() as u64,
+        "timeout_ms": canary.timeout.as_millis() as u64,
+        "resolve": resolve,
+        "dns_server": dns_server,
     })
 }
