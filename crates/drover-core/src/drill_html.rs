@@ -179,8 +179,9 @@ fn latency_svg(samples: &[SampleTime], first_success: Option<u64>) -> String {
     let hi = samples.iter().map(|s| s.sent_ms).max().unwrap_or(0).max(1) as f64;
     let worst = samples.iter().filter_map(|s| s.latency_ms).max().unwrap_or(1).max(1) as f64;
     let x = |t: f64| scale(t, lo, hi, left, right);
-    // Failed writes sit in a band above the highest acknowledged one.
-    let y = |ms: f64| scale(ms, 0.0, worst, bottom, top + 14.0);
+    // Failed writes sit in a band above the highest acknowledged one, the marks' labels
+    // between the two.
+    let y = |ms: f64| scale(ms, 0.0, worst, bottom, top + 30.0);
     let mut svg = format!(
         "<svg class=\"latency\" width=\"{WIDTH}\" height=\"{CHART_HEIGHT}\" viewBox=\"0 0 {WIDTH} {CHART_HEIGHT}\" \
          role=\"img\" aria-label=\"canary write latency\">\n\
@@ -219,7 +220,7 @@ fn latency_svg(samples: &[SampleTime], first_success: Option<u64>) -> String {
             "<line class=\"mark\" x1=\"{mx:.1}\" y1=\"{top}\" x2=\"{mx:.1}\" y2=\"{bottom}\"/>\
              <text class=\"ms\" x=\"{:.1}\" y=\"{}\">{label}</text>",
             mx + 4.0,
-            top + 8.0
+            top + 22.0
         );
     }
     for s in samples {

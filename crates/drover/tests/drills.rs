@@ -238,3 +238,47 @@ fn drills_help_teaches() {
     }
     assert_golden("drills-help", &all);
 }
+
+/// A report file renders with no journal; a file that is no report is bad input naming
+/// the file and the field.
+#[test]
+fn a_report_file_renders_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_file = dir.path().join("drill.json");
+    std::fs::write(&report_file, serde_json::to_string_pretty(&report()).unwrap()).unwrap();
+    let markdown = run(drover().args(["drills", "render", "-o", "markdown"]).arg(&report_file));
+    assert_eq!(markdown.code, 0, "{}", markdown.stderr);
+    assert_eq!(markdown.stdout, report().to_markdown());
+    let html = run(drover().args(["drills", "render"]).arg(&report_file));
+    assert_eq!(html.stdout, report().to_html(), "html is the default");
+
+    // A drill as 'drills show -o json' prints it renders the report it holds.
+    let drill_file = dir.path().join("shown.json");
+    let drill = serde_json::json!({"header": {"id": "d1"}, "report": report()});
+    std::fs::write(&drill_file, drill.to_string()).unwrap();
+    let from_drill = run(drover().args(["drills", "render", "-o", "markdown"]).arg(&drill_file));
+    assert_eq!(from_drill.stdout, report().to_markdown(), "{}", from_drill.stderr);
+
+    let mut all = String::new();
+    let mut bad = serde_json::to_value(report()).unwrap();
+    bad["timeline"]["detected"] = serde_json::json!("soon");
+    let cases = [
+        ("missing.json", None),
+        ("garbage.json", Some("{not json".to_string())),
+        ("wrong.json", Some(bad.to_string())),
+        ("unmeasured.json", Some(r#"{"header": {"id": "d2"}, "report": null}"#.to_string())),
+    ];
+    for (name, contents) in cases {
+        let path = dir.path().join(name);
+        if let Some(contents) = contents {
+            std::fs::write(&path, contents).unwrap();
+        }
+        let ran = run(drover().args(["drills", "render"]).arg(&path));
+        assert_eq!(ran.code, 2, "{name}: {}", ran.stderr);
+        all.push_str(&format!(
+            "$ drover drills render {name}\n{}",
+            ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")])
+        ));
+    }
+    assert_golden("drills-render-refused", &all);
+}

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use drover_core::drill::DrillReport;
 use drover_core::drill_log::DrillSummary;
 use drover_core::history::{self, DEFAULT_PAGE, PageRequest};
 use drover_core::run::RunId;
@@ -70,6 +71,22 @@ enum DrillsCommand {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// Render a drill report file as Markdown or a self-contained HTML page, with no journal:
+    /// the JSON 'drover drill --json FILE' wrote, or a drill 'drover drills show DRILL -o json'
+    /// printed. 'drover drills render drill.json > drill.html', then open it in a browser.
+    Render {
+        /// The report (JSON).
+        file: PathBuf,
+        #[arg(long, short = 'o', value_enum, default_value_t = RenderOutput::Html)]
+        output: RenderOutput,
+    },
+}
+
+/// What `drills render` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
+pub enum RenderOutput {
+    Markdown,
+    Html,
 }
 
 pub fn run(args: DrillsArgs) -> ExitCode {
@@ -95,8 +112,40 @@ pub fn run(args: DrillsArgs) -> ExitCode {
                 };
                 show(&summary, output, html)
             }
+            Some(DrillsCommand::Render { file, output }) => {
+                let report = read_report(&file)?;
+                match output {
+                    RenderOutput::Markdown => print!("{}", report.to_markdown()),
+                    RenderOutput::Html => print!("{}", report.to_html()),
+                }
+                Ok(())
+            }
         }
     }))
+}
+
+/// A report file: a report, or a drill whose report it holds. Bad input names the file,
+/// and where in it and which field is at fault.
+fn read_report(file: &std::path::Path) -> Result<DrillReport, Failure> {
+    let name = file.display();
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Failure::input(format!("{name}: cannot read the report: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Failure::input(format!("{name}: not JSON: {e}")))?;
+    // A drill as 'drills show -o json' prints it carries its report under "report".
+    let (value, within) = match value.get("header").and(value.get("report")) {
+        Some(report) if report.is_null() => {
+            return Err(Failure::input(format!("{name}: this drill has no report: it was not measured")));
+        }
+        Some(report) => (report.clone(), "report."),
+        None => (value, ""),
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { within.trim_end_matches('.').to_string() } else { format!("{within}{path}") };
+        let at = if field.is_empty() { String::new() } else { format!(" field {field}:") };
+        Failure::input(format!("{name}: not a drill report:{at} {}", e.inner()))
+    })
 }
 
 fn show(drill: &DrillSummary, output: ShowOutput, html: Option<PathBuf>) -> Result<(), Failure> {
