@@ -56,6 +56,8 @@ pub enum ShowOutput {
     Html,
 }
 
+// Parsed once per process: the size of a variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand)]
 enum DrillsCommand {
     /// Show one drill: its fault, phases and runs, and its report (RTO, RPO, lost writes,
@@ -125,27 +127,28 @@ pub fn run(args: DrillsArgs) -> ExitCode {
 }
 
 /// A report file: a report, or a drill whose report it holds. Bad input names the file,
-/// and where in it and which field is at fault.
+/// the field at fault and, for a report, the line and column.
 fn read_report(file: &std::path::Path) -> Result<DrillReport, Failure> {
     let name = file.display();
     let text =
         std::fs::read_to_string(file).map_err(|e| Failure::input(format!("{name}: cannot read the report: {e}")))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Failure::input(format!("{name}: not JSON: {e}")))?;
-    // A drill as 'drills show -o json' prints it carries its report under "report".
-    let (value, within) = match value.get("header").and(value.get("report")) {
-        Some(report) if report.is_null() => {
-            return Err(Failure::input(format!("{name}: this drill has no report: it was not measured")));
-        }
-        Some(report) => (report.clone(), "report."),
-        None => (value, ""),
+    let bad = |field: String, e: &dyn std::fmt::Display| {
+        let at = if field.is_empty() || field == "." { String::new() } else { format!(" field {field}:") };
+        Failure::input(format!("{name}: not a drill report:{at} {e}"))
     };
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { within.trim_end_matches('.').to_string() } else { format!("{within}{path}") };
-        let at = if field.is_empty() { String::new() } else { format!(" field {field}:") };
-        Failure::input(format!("{name}: not a drill report:{at} {}", e.inner()))
-    })
+    // A drill as 'drills show -o json' prints it carries its report under "report".
+    match value.get("header").and(value.get("report")) {
+        Some(report) if report.is_null() => {
+            Err(Failure::input(format!("{name}: this drill has no report: it was not measured")))
+        }
+        Some(report) => {
+            serde_path_to_error::deserialize(report.clone()).map_err(|e| bad(format!("report.{}", e.path()), e.inner()))
+        }
+        None => serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
+            .map_err(|e| bad(e.path().to_string(), e.inner())),
+    }
 }
 
 fn show(drill: &DrillSummary, output: ShowOutput, html: Option<PathBuf>) -> Result<(), Failure> {
