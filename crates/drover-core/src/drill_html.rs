@@ -258,7 +258,8 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     let mut out = Vec::new();
     let mut t = (lo / step).ceil() * step;
     while t <= hi {
-        out.push(t);
+        // `+ 0.0` turns -0 (the first tick of a range starting below zero) into 0.
+        out.push(t + 0.0);
         t += step;
     }
     out
@@ -386,6 +387,8 @@ mod tests {
             .map(|n| n.attribute("cx").unwrap().parse().unwrap())
             .collect();
         assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
+        // The axis starts before the fault: its zero tick reads 0, not -0.
+        assert!(chart.contains(">0</text>") && !chart.contains(">-0</text>"), "{chart}");
     }
 
     #[test]
