@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
 use drover_core::drill_log::{
-    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable, drill_start,
+    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable,
 };
 use drover_core::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
 use drover_core::journal::{CapacitySeen, DriverClaim, Journal};
@@ -388,8 +388,8 @@ impl Journal for EtcdJournal {
             }
             let (entry, mut ops, key, json) = self.next_drill_entry(&header.id, &record, &seq)?;
             ops.push(TxnOp::put(active_key.as_str(), header.id.0.as_str(), None));
-            let start =
-                serde_json::to_string(&drill_start(header, entry.at_ms)).map_err(|e| self.err_from("encode", e))?;
+            let start = serde_json::to_string(&RunStart::of_drill(header, entry.at_ms))
+                .map_err(|e| self.err_from("encode", e))?;
             ops.push(TxnOp::put(self.drill_start_key(entry.seq), start, None));
             let compares = vec![Self::unchanged(&seq_key, &seq), Self::unchanged(&active_key, &active)];
             if self.commit(compares, ops, Some((&key, &json))).await? {
