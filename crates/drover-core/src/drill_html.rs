@@ -179,8 +179,9 @@ fn latency_svg(samples: &[SampleTime], first_success: Option<u64>) -> String {
     let hi = samples.iter().map(|s| s.sent_ms).max().unwrap_or(0).max(1) as f64;
     let worst = samples.iter().filter_map(|s| s.latency_ms).max().unwrap_or(1).max(1) as f64;
     let x = |t: f64| scale(t, lo, hi, left, right);
-    // Failed writes sit in a band above the highest acknowledged one.
-    let y = |ms: f64| scale(ms, 0.0, worst, bottom, top + 14.0);
+    // Failed writes sit in a band above the highest acknowledged one, the marks' labels
+    // between the two.
+    let y = |ms: f64| scale(ms, 0.0, worst, bottom, top + 30.0);
     let mut svg = format!(
         "<svg class=\"latency\" width=\"{WIDTH}\" height=\"{CHART_HEIGHT}\" viewBox=\"0 0 {WIDTH} {CHART_HEIGHT}\" \
          role=\"img\" aria-label=\"canary write latency\">\n\
@@ -219,7 +220,7 @@ fn latency_svg(samples: &[SampleTime], first_success: Option<u64>) -> String {
             "<line class=\"mark\" x1=\"{mx:.1}\" y1=\"{top}\" x2=\"{mx:.1}\" y2=\"{bottom}\"/>\
              <text class=\"ms\" x=\"{:.1}\" y=\"{}\">{label}</text>",
             mx + 4.0,
-            top + 8.0
+            top + 22.0
         );
     }
     for s in samples {
@@ -257,7 +258,8 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     let mut out = Vec::new();
     let mut t = (lo / step).ceil() * step;
     while t <= hi {
-        out.push(t);
+        // `+ 0.0` turns -0 (the first tick of a range starting below zero) into 0.
+        out.push(t + 0.0);
         t += step;
     }
     out
@@ -386,6 +388,8 @@ mod tests {
             .map(|n| n.attribute("cx").unwrap().parse().unwrap())
             .collect();
         assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
+        // The axis starts before the fault: its zero tick reads 0, not -0.
+        assert!(chart.contains(">0</text>") && !chart.contains(">-0</text>"), "{chart}");
     }
 
     #[test]

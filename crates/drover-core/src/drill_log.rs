@@ -9,14 +9,13 @@
 //! unfinished at a time: a second is refused while one is (`StoreError::ActiveDrill`).
 //!
 //! Drill ids share the shape and the type of run ids (`d<ms>-<hex>`), so the history's
-//! pages and retention (`crate::history`) serve runs and drills alike; the stores keep
-//! drills in a key space of their own.
+//! pages and retention (`crate::history`, `RunStart::of_drill`) serve runs and drills
+//! alike; the stores keep drills in a key space of their own.
 
 use serde::{Deserialize, Serialize};
 
 use crate::drill::DrillReport;
 use crate::error::StoreError;
-use crate::history::RunStart;
 use crate::run::{RunId, RunKind};
 
 /// A drill's id: `d<ms>-<hex>`, sortable by start time (`clock::Ids::drill_id`).
@@ -377,13 +376,6 @@ pub fn check_drill_appendable(drill: &DrillId, entries: &[DrillEntry], record: &
 pub struct DrillsPage {
     pub drills: Vec<DrillSummary>,
     pub next: Option<DrillId>,
-}
-
-/// A drill's entry in a store's index of drill starts, in the shape retention judges
-/// (`history::Sweep`): the newest drill is always kept, whatever `journal.keep` says.
-pub fn drill_start(header: &DrillHeader, started_ms: u64) -> RunStart {
-    // Drills are judged as one kind: the newest drill is the evidence of the last one.
-    RunStart { id: header.id.clone(), kind: RunKind::Failover, started_ms }
 }
 
 #[cfg(test)]

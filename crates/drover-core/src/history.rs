@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::drill_log::DrillHeader;
 use crate::error::StoreError;
 use crate::journal::Journal;
 use crate::run::{RunId, RunKind, RunSummary};
@@ -67,6 +68,12 @@ pub struct RunStart {
 impl RunStart {
     pub fn of(summary: &RunSummary) -> RunStart {
         RunStart { id: summary.header.id.clone(), kind: summary.header.kind, started_ms: summary.started_ms }
+    }
+
+    /// A drill's entry in a store's index of drill starts, in the shape retention judges:
+    /// drills are judged as one kind, so the newest drill is always kept.
+    pub fn of_drill(header: &DrillHeader, started_ms: u64) -> RunStart {
+        RunStart { id: header.id.clone(), kind: RunKind::Failover, started_ms }
     }
 }
 

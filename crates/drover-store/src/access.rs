@@ -46,6 +46,9 @@ pub(crate) fn transient(e: &etcd_client::Error) -> bool {
                     "too many requests",
                     "transport error",
                     "broken pipe",
+                    // The member closed the connection (an HTTP/2 GOAWAY, e.g. too_many_pings
+                    // on a connection left idle): the next request opens a new one.
+                    "h2 protocol error",
                 ]
                 .iter()
                 .any(|m| status.message().contains(m))
@@ -462,5 +465,20 @@ impl EtcdClient {
 
     pub async fn move_leader(&self, target: u64) -> Result<MoveLeaderResponse, etcd_client::Error> {
         self.with_token(|mut c| async move { c.move_leader(target).await }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle connection the member closed (GOAWAY too_many_pings) is asked again on a new
+    /// one; a refused request is not.
+    #[test]
+    fn a_connection_the_member_closed_is_transient() {
+        let closed = tonic::Status::new(tonic::Code::ResourceExhausted, "h2 protocol error: http2 error");
+        assert!(transient(&etcd_client::Error::GRpcStatus(closed)));
+        let too_big = tonic::Status::new(tonic::Code::ResourceExhausted, "grpc: received message larger than max");
+        assert!(!transient(&etcd_client::Error::GRpcStatus(too_big)));
     }
 }

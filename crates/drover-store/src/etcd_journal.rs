@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
 use drover_core::drill_log::{
-    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable, drill_start,
+    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable,
 };
 use drover_core::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
 use drover_core::journal::{CapacitySeen, DriverClaim, Journal};
@@ -388,8 +388,8 @@ impl Journal for EtcdJournal {
             }
             let (entry, mut ops, key, json) = self.next_drill_entry(&header.id, &record, &seq)?;
             ops.push(TxnOp::put(active_key.as_str(), header.id.0.as_str(), None));
-            let start =
-                serde_json::to_string(&drill_start(header, entry.at_ms)).map_err(|e| self.err_from("encode", e))?;
+            let start = serde_json::to_string(&RunStart::of_drill(header, entry.at_ms))
+                .map_err(|e| self.err_from("encode", e))?;
             ops.push(TxnOp::put(self.drill_start_key(entry.seq), start, None));
             let compares = vec![Self::unchanged(&seq_key, &seq), Self::unchanged(&active_key, &active)];
             if self.commit(compares, ops, Some((&key, &json))).await? {
@@ -431,11 +431,8 @@ impl Journal for EtcdJournal {
 
     async fn drill_page(&self, request: &PageRequest) -> Result<DrillsPage, StoreError> {
         let from = match &request.before {
-            Some(before) => {
-                let first = self.drill_records(before).await?;
-                let seq = first.first().ok_or_else(|| StoreError::UnknownDrill(before.0.clone()))?.seq;
-                format!("{}\0", self.drill_start_key(seq))
-            }
+            // Keys after the cursor's own start key are the drills that began before it.
+            Some(before) => format!("{}\0", self.drill_start_key(self.drill_start_seq(before).await?)),
             None => self.key("drills/starts/"),
         };
         let end = self.key("drills/starts0");
@@ -661,6 +658,17 @@ impl EtcdJournal {
 
     fn drill_start_key(&self, seq: u64) -> String {
         self.key(&format!("drills/starts/{:020}", u64::MAX - seq))
+    }
+
+    /// The sequence `drill` began at: its first record's key, read alone and without its value
+    /// (a drill's report holds every canary sample).
+    async fn drill_start_seq(&self, drill: &DrillId) -> Result<u64, StoreError> {
+        let prefix = self.drill_prefix(drill);
+        let range = GetOptions::new().with_prefix().with_limit(1).with_keys_only();
+        let first = self.get(&prefix, range, "read the drill").await?;
+        let key = first.first().ok_or_else(|| StoreError::UnknownDrill(drill.0.clone()))?;
+        let key = String::from_utf8_lossy(key.key()).into_owned();
+        key[prefix.len()..].parse().map_err(|_| self.err("read the drill", format!("unreadable record key {key}")))
     }
 
     async fn drill_records(&self, drill: &DrillId) -> Result<Vec<DrillEntry>, StoreError> {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use drover_core::StoreError;
 use drover_core::clock::now_ms;
 use drover_core::drill_log::{
-    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable, drill_start,
+    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable,
 };
 use drover_core::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
 use drover_core::journal::{CapacitySeen, DriverClaim, Journal};
@@ -408,7 +408,7 @@ impl Journal for RedbJournal {
             }
         }
         let entry = self.append_drill_in(&tx, &header.id, DrillRecord::Started { header: header.clone() })?;
-        let json = serde_json::to_string(&drill_start(header, entry.at_ms)).map_err(|e| self.err(e))?;
+        let json = serde_json::to_string(&RunStart::of_drill(header, entry.at_ms)).map_err(|e| self.err(e))?;
         tx.open_table(DRILL_STARTS)
             .map_err(|e| self.err(e))?
             .insert(entry.seq, json.as_str())

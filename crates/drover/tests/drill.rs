@@ -112,6 +112,31 @@ fn lab_switchover_back_and_a_sync_blackout_drill_lose_nothing() {
     assert!(t["fenced"].is_null(), "east was blacked out, so nothing fenced it: {report:#}");
     assert!(std::fs::read_to_string(&md_path).unwrap().contains("lost acknowledged writes | 0"));
     eprintln!("drill: rto_ms={} lost={}", report["rto_ms"], report["lost_acknowledged_writes"]);
+    // The new fields: each step's times from the run's journal, and every canary write.
+    let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["fence", "promote", "switch", "verify"], "{report:#}");
+    let samples = report["samples"].as_array().unwrap();
+    assert_eq!(samples.len() as u64, report["writes"]["attempted"].as_u64().unwrap());
+    assert!(samples.iter().any(|s| s["acknowledged"] == false), "the blackout failed some writes");
+
+    // The drill is journaled (in etcd here): listed, shown with its run, and its fault
+    // recorded as left in place for 'drover lab heal'.
+    let drills = json(&with_plan(&["drills", "--output", "json"]));
+    let row = &drills["drills"][0];
+    assert_eq!(
+        (row["fault"].as_str(), row["state"].as_str()),
+        (Some("blackout:east"), Some("completed")),
+        "{drills:#}"
+    );
+    assert_eq!((row["rto_ms"].clone(), row["run_id"].clone()), (report["rto_ms"].clone(), report["run_id"].clone()));
+    assert_eq!((row["lost_acknowledged_writes"].as_u64(), row["fault_in_place"].as_bool()), (Some(0), Some(true)));
+    let id = row["id"].as_str().unwrap();
+    let shown = json(&with_plan(&["drills", "show", id, "--output", "json"]));
+    assert_eq!(shown["report"], report, "the journal holds the report the drill wrote");
+    assert_eq!(shown["phases"][0]["run"], report["run_id"]);
+    assert_eq!(shown["fault_state"]["undo"], "drover lab heal east");
+    let html = with_plan(&["drills", "show", id, "--output", "html"]);
+    assert!(html.stdout.contains("<svg class=\"timeline\"") && !html.stdout.contains("http"), "{}", html.stdout);
 
     // After the drill west serves, at a higher epoch; east is still blacked out.
     let s = json(&with_plan(&["status", "--output", "json"]));

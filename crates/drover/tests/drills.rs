@@ -6,12 +6,8 @@ mod support;
 
 use std::path::Path;
 
-use drover_core::drill::{DrillObjectives, DrillReport, Objective, SampleTime, StepTime, Timeline, Writes};
-use drover_core::drill_log::{DrillOutcome, DrillPhase, DrillRecord};
-use drover_core::journal::Journal;
-use drover_core::run::RunId;
-use drover_core::testing::scenarios::drill_header;
 use drover_store::RedbJournal;
+use support::drills::{report, seed};
 use support::{PLAN, assert_golden, drover, plan_dir, run};
 
 /// Journal times change every run; the shape must not.
@@ -30,98 +26,6 @@ fn redact(text: &str, dir: &Path) -> String {
         text = regex::Regex::new(pattern).unwrap().replace_all(&text, with).into_owned();
     }
     text
-}
-
-fn report() -> DrillReport {
-    let step = |step: &str, started: u64, finished: u64| StepTime {
-        run: "failover".into(),
-        step: step.into(),
-        state: "applied".into(),
-        started_ms: Some(started),
-        finished_ms: Some(finished),
-    };
-    let sample =
-        |sent_ms: i64, latency_ms: Option<u64>| SampleTime { sent_ms, latency_ms, acknowledged: latency_ms.is_some() };
-    DrillReport {
-        plan: "shop".into(),
-        fault: "blackout:east".into(),
-        replication: "synchronous".into(),
-        run_id: Some("r1700000000000-0a1b".into()),
-        from: "east".into(),
-        to: "west".into(),
-        fault_at_ms: 1_700_000_000_000,
-        rto_ms: Some(4_120),
-        rpo_ms: 0,
-        lost_acknowledged_writes: 0,
-        lost_sequences: vec![],
-        writes: Writes { attempted: 5, acknowledged: 3, failed: 2, acknowledged_before_fault: 1 },
-        timeline: Timeline {
-            fault: 0,
-            detected: Some(2_900),
-            fenced: None,
-            promoted: Some(3_400),
-            switched: Some(3_600),
-            verified: Some(3_900),
-            first_success: Some(4_120),
-        },
-        objectives: DrillObjectives {
-            rto: Objective { target_ms: 30_000, measured_ms: Some(4_120), met: true },
-            rpo: Objective { target_ms: 0, measured_ms: Some(0), met: true },
-        },
-        run_state: "completed".into(),
-        scale_restored: vec![],
-        steps: vec![
-            StepTime { state: "skipped".into(), ..step("fence", 2_950, 3_100) },
-            step("promote", 3_100, 3_400),
-            step("switch", 3_400, 3_600),
-            step("verify", 3_600, 3_900),
-        ],
-        samples: vec![
-            sample(-50, Some(9)),
-            sample(0, None),
-            sample(2_000, None),
-            sample(4_100, Some(20)),
-            sample(4_150, Some(8)),
-        ],
-        canary: None,
-    }
-}
-
-/// Three drills, oldest first: measured and completed with its lab fault left for a
-/// person; failed with its fault undone; and one that crashed after its failover began.
-async fn seed(journal: &dyn Journal) {
-    let run = Some(RunId("r1700000000000-0a1b".into()));
-    let done = drill_header("d1700000000000-0001");
-    journal.begin_drill(&done).await.unwrap();
-    let undo = serde_json::json!({"injector": "lab", "undo": "drover lab heal east"});
-    for record in [
-        DrillRecord::FaultCaptured { state: undo.clone() },
-        DrillRecord::FaultInjected,
-        DrillRecord::PhaseStarted { phase: DrillPhase::Failover, run: run.clone() },
-        DrillRecord::PhaseEnded { phase: DrillPhase::Failover, run: run.clone(), state: "completed".into() },
-        DrillRecord::Measured { report: Box::new(report()) },
-        DrillRecord::Ended { outcome: DrillOutcome::Completed, reason: None },
-    ] {
-        journal.append_drill(&done.id, record).await.unwrap();
-    }
-    let failed = drill_header("d1700000100000-0002");
-    journal.begin_drill(&failed).await.unwrap();
-    for record in [
-        DrillRecord::FaultCaptured { state: undo.clone() },
-        DrillRecord::FaultInjected,
-        DrillRecord::FaultUndone { detail: "healed east".into() },
-        DrillRecord::Ended { outcome: DrillOutcome::Failed, reason: Some("east was not detected as down".into()) },
-    ] {
-        journal.append_drill(&failed.id, record).await.unwrap();
-    }
-    let crashed = drill_header("d1700000200000-0003");
-    journal.begin_drill(&crashed).await.unwrap();
-    for record in [
-        DrillRecord::FaultCaptured { state: undo },
-        DrillRecord::PhaseStarted { phase: DrillPhase::Failover, run: None },
-    ] {
-        journal.append_drill(&crashed.id, record).await.unwrap();
-    }
 }
 
 #[test]
@@ -238,4 +142,48 @@ fn drills_help_teaches() {
         all.push_str(&format!("$ drover {}\n{}", args.join(" "), ran.transcript(&[])));
     }
     assert_golden("drills-help", &all);
+}
+
+/// A report file renders with no journal; a file that is no report is bad input naming
+/// the file and the field.
+#[test]
+fn a_report_file_renders_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_file = dir.path().join("drill.json");
+    std::fs::write(&report_file, serde_json::to_string_pretty(&report()).unwrap()).unwrap();
+    let markdown = run(drover().args(["drills", "render", "-o", "markdown"]).arg(&report_file));
+    assert_eq!(markdown.code, 0, "{}", markdown.stderr);
+    assert_eq!(markdown.stdout, report().to_markdown());
+    let html = run(drover().args(["drills", "render"]).arg(&report_file));
+    assert_eq!(html.stdout, report().to_html(), "html is the default");
+
+    // A drill as 'drills show -o json' prints it renders the report it holds.
+    let drill_file = dir.path().join("shown.json");
+    let drill = serde_json::json!({"header": {"id": "d1"}, "report": report()});
+    std::fs::write(&drill_file, drill.to_string()).unwrap();
+    let from_drill = run(drover().args(["drills", "render", "-o", "markdown"]).arg(&drill_file));
+    assert_eq!(from_drill.stdout, report().to_markdown(), "{}", from_drill.stderr);
+
+    let mut all = String::new();
+    let mut bad = serde_json::to_value(report()).unwrap();
+    bad["timeline"]["detected"] = serde_json::json!("soon");
+    let cases = [
+        ("missing.json", None),
+        ("garbage.json", Some("{not json".to_string())),
+        ("wrong.json", Some(bad.to_string())),
+        ("unmeasured.json", Some(r#"{"header": {"id": "d2"}, "report": null}"#.to_string())),
+    ];
+    for (name, contents) in cases {
+        let path = dir.path().join(name);
+        if let Some(contents) = contents {
+            std::fs::write(&path, contents).unwrap();
+        }
+        let ran = run(drover().args(["drills", "render"]).arg(&path));
+        assert_eq!(ran.code, 2, "{name}: {}", ran.stderr);
+        all.push_str(&format!(
+            "$ drover drills render {name}\n{}",
+            ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")])
+        ));
+    }
+    assert_golden("drills-render-refused", &all);
 }

@@ -154,6 +154,19 @@ fn reprotect_with_pg_rewind_then_failback_loses_nothing_and_a_lost_data_dir_is_r
     assert!(report["writes"]["acknowledged"].as_u64().unwrap() > 20, "the probe wrote throughout: {report:#}");
     assert!(report["timeline"]["promoted"].as_u64().is_some() && report["rto_ms"].as_u64().is_some(), "{report:#}");
     eprintln!("failback: rto_ms={} writes={}", report["rto_ms"], report["writes"]);
+    // Journaled as a drill without a fault: the failback run, then compute set back.
+    let drills = json(&with_plan(&["drills", "--output", "json"]));
+    let id = drills["drills"][0]["id"].as_str().unwrap().to_string();
+    let shown = json(&with_plan(&["drills", "show", &id, "--output", "json"]));
+    assert_eq!((shown["state"].as_str(), shown["fault"].as_str()), (Some("completed"), Some("none")), "{shown:#}");
+    let phases: Vec<(&str, &str)> = shown["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["phase"].as_str().unwrap(), p["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(phases, [("failback", "completed"), ("compute_set_back", "completed")], "{shown:#}");
+    assert_eq!(shown["phases"][0]["run"], report["run_id"]);
     // West is a standby again, and goes back to the size it had before the failover.
     assert!(drill.stdout.contains("scale: west apps deployment/web back to 1"), "{}", drill.stdout);
     assert_eq!(report["scale_restored"], serde_json::json!(["west apps deployment/web back to 1"]), "{report:#}");

@@ -319,6 +319,41 @@ fn the_cli_asks_a_running_daemon_with_server() {
     assert!(nowhere.stderr.contains("cannot reach the daemon at http://127.0.0.1:9"), "{}", nowhere.stderr);
 }
 
+/// The drill history through the API and `drover drills --server`.
+#[test]
+fn the_daemon_serves_the_drill_history() {
+    let dir = plan_dir(PLAN);
+    {
+        let journal = drover_store::RedbJournal::open(&dir.path().join(".drover")).unwrap();
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(support::drills::seed(&journal));
+    }
+    let d = start_in(dir, "east", &format!("{TOKEN}\n"), &[]);
+    let page: Value = client().get(format!("{}/api/v1/drills?limit=2", d.base)).send().unwrap().json().unwrap();
+    let ids: Vec<&str> = page["drills"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        (ids, &page["next"]),
+        (vec!["d1700000200000-0003", "d1700000100000-0002"], &json!("d1700000100000-0002"))
+    );
+    let drill: Value =
+        client().get(format!("{}/api/v1/drills/d1700000000000-0001", d.base)).send().unwrap().json().unwrap();
+    assert_eq!(drill["report"]["rto_ms"], 4_120, "{drill:#}");
+    let unknown = client().get(format!("{}/api/v1/drills/d-nope", d.base)).send().unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(anonymous().get(format!("{}/api/v1/drills", d.base)).send().unwrap().status(), 401);
+
+    let token_file = d._dir.path().join("token");
+    let remote =
+        |args: &[&str]| run(drover().args(args).args(["--server", &d.base]).arg("--token-file").arg(&token_file));
+    let listed = remote(&["drills", "--before", "d1700000100000-0002"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(listed.stdout.contains("d1700000000000-0001") && listed.stdout.contains("4120 ms"), "{}", listed.stdout);
+    let shown = remote(&["drills", "show", "d1700000000000-0001", "-o", "markdown"]);
+    assert_eq!(shown.stdout, support::drills::report().to_markdown(), "{}", shown.stderr);
+    let refused = remote(&["drills", "show", "d-nope"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("no drill with id d-nope"), "{}", refused.stderr);
+}
+
 /// `drover_leader` as a daemon's /metrics reports it (None while unreachable).
 fn leads(d: &Daemon) -> Option<bool> {
     let text = client().get(format!("{}/metrics", d.base)).send().ok()?.text().ok()?;

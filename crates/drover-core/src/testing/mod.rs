@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::clock::now_ms;
 use crate::drill_log::{
-    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable, drill_start,
+    DrillEntry, DrillHeader, DrillId, DrillRecord, DrillSummary, DrillsPage, check_drill_appendable,
 };
 use crate::error::{ProviderError, StoreError};
 use crate::history::{Keep, PageRequest, Pruned, RunStart, RunsPage, Sweep};
@@ -630,7 +630,7 @@ impl Journal for MemoryJournal {
         let active = drills.iter().find(|d| d.state.is_active()).map(|d| d.header.id.clone());
         let mut sweep = Sweep::new(keep, now_ms, active);
         for drill in &drills {
-            if !sweep.consider(&drill_start(&drill.header, drill.started_ms)) {
+            if !sweep.consider(&RunStart::of_drill(&drill.header, drill.started_ms)) {
                 break;
             }
         }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use drover_core::drill::DrillReport;
 use drover_core::drill_log::DrillSummary;
 use drover_core::history::{self, DEFAULT_PAGE, PageRequest};
 use drover_core::run::RunId;
@@ -55,6 +56,8 @@ pub enum ShowOutput {
     Html,
 }
 
+// Parsed once per process: the size of a variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand)]
 enum DrillsCommand {
     /// Show one drill: its fault, phases and runs, and its report (RTO, RPO, lost writes,
@@ -70,6 +73,22 @@ enum DrillsCommand {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// Render a drill report file as Markdown or a self-contained HTML page, with no journal:
+    /// the JSON 'drover drill --json FILE' wrote, or a drill 'drover drills show DRILL -o json'
+    /// printed. 'drover drills render drill.json > drill.html', then open it in a browser.
+    Render {
+        /// The report (JSON).
+        file: PathBuf,
+        #[arg(long, short = 'o', value_enum, default_value_t = RenderOutput::Html)]
+        output: RenderOutput,
+    },
+}
+
+/// What `drills render` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
+pub enum RenderOutput {
+    Markdown,
+    Html,
 }
 
 pub fn run(args: DrillsArgs) -> ExitCode {
@@ -95,8 +114,41 @@ pub fn run(args: DrillsArgs) -> ExitCode {
                 };
                 show(&summary, output, html)
             }
+            Some(DrillsCommand::Render { file, output }) => {
+                let report = read_report(&file)?;
+                match output {
+                    RenderOutput::Markdown => print!("{}", report.to_markdown()),
+                    RenderOutput::Html => print!("{}", report.to_html()),
+                }
+                Ok(())
+            }
         }
     }))
+}
+
+/// A report file: a report, or a drill whose report it holds. Bad input names the file,
+/// the field at fault and, for a report, the line and column.
+fn read_report(file: &std::path::Path) -> Result<DrillReport, Failure> {
+    let name = file.display();
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Failure::input(format!("{name}: cannot read the report: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Failure::input(format!("{name}: not JSON: {e}")))?;
+    let bad = |field: String, e: &dyn std::fmt::Display| {
+        let at = if field.is_empty() || field == "." { String::new() } else { format!(" field {field}:") };
+        Failure::input(format!("{name}: not a drill report:{at} {e}"))
+    };
+    // A drill as 'drills show -o json' prints it carries its report under "report".
+    match value.get("header").and(value.get("report")) {
+        Some(report) if report.is_null() => {
+            Err(Failure::input(format!("{name}: this drill has no report: it was not measured")))
+        }
+        Some(report) => {
+            serde_path_to_error::deserialize(report.clone()).map_err(|e| bad(format!("report.{}", e.path()), e.inner()))
+        }
+        None => serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
+            .map_err(|e| bad(e.path().to_string(), e.inner())),
+    }
 }
 
 fn show(drill: &DrillSummary, output: ShowOutput, html: Option<PathBuf>) -> Result<(), Failure> {
