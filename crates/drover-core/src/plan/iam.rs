@@ -29,6 +29,10 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
         out.insert(grant("route53:ChangeResourceRecordSets", &zone));
         // A change's id is only known once it is made.
         out.insert(grant("route53:GetChange", "arn:aws:route53:::change/*"));
+        // Readiness reads the health check each record set is routed by.
+        for id in t.targets.values().filter_map(|target| target.health_check_id.as_ref()) {
+            out.insert(grant("route53:GetHealthCheckStatus", format!("arn:aws:route53:::healthcheck/{id}")));
+        }
     }
     if let TrafficSpec::GlobalAccelerator(t) = &plan.traffic {
         for action in [
@@ -55,6 +59,8 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
                 // The fence's parameter group is the instance's, found at run time.
                 let groups = format!("arn:aws:rds:{aws}:*:pg:*");
                 out.insert(grant("rds:DescribeDBParameters", &groups));
+                // Readiness compares the two sides' parameter group families.
+                out.insert(grant("rds:DescribeDBParameterGroups", &groups));
                 out.insert(grant("rds:ModifyDBParameterGroup", groups));
             }
             // Replica lag (ReplicaLag); CloudWatch reads take no resource-level scope.
@@ -105,6 +111,8 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
                 ComputeTarget::AutoScalingGroup { name } => {
                     // Describe calls take no resource-level scope.
                     out.insert(grant("autoscaling:DescribeAutoScalingGroups", "*"));
+                    // Readiness: the launch configuration the group launches from exists.
+                    out.insert(grant("autoscaling:DescribeLaunchConfigurations", "*"));
                     out.insert(grant(
                         "autoscaling:UpdateAutoScalingGroup",
                         format!("arn:aws:autoscaling:{aws}:*:autoScalingGroup:*:autoScalingGroupName/{name}"),
