@@ -815,6 +815,15 @@ fn permissions(facts: &Facts, out: &mut Vec<Finding>) {
     out.push(f);
 }
 
+/// An age in days once it is a day or more (drills are weeks apart), else as durations are.
+fn age(d: Duration) -> String {
+    match d.as_secs() / 86_400 {
+        0 => format_duration(d),
+        1 => "1 day".to_owned(),
+        n => format!("{n} days"),
+    }
+}
+
 fn drills(facts: &Facts, now_ms: u64, out: &mut Vec<Finding>) {
     let max = facts.drill_max_age;
     let f = match facts.last_successful_drill_ms {
@@ -826,16 +835,16 @@ fn drills(facts: &Facts, now_ms: u64, out: &mut Vec<Finding>) {
             "run a drill ('drover drill --plan PLAN')",
         ),
         Some(at) => {
-            let age = Duration::from_millis(now_ms.saturating_sub(at));
-            if age > max {
+            let since = Duration::from_millis(now_ms.saturating_sub(at));
+            if since > max {
                 Finding::new(
                     Rule::Drills,
                     None,
                     Level::Fail,
                     format!(
                         "the last successful drill is {} old, older than {}",
-                        format_duration(age),
-                        format_duration(max)
+                        age(since),
+                        age(max)
                     ),
                     "run a drill ('drover drill --plan PLAN')",
                 )
@@ -844,7 +853,7 @@ fn drills(facts: &Facts, now_ms: u64, out: &mut Vec<Finding>) {
                     Rule::Drills,
                     None,
                     Level::Pass,
-                    format!("the last successful drill is {} old (at most {})", format_duration(age), format_duration(max)),
+                    format!("the last successful drill is {} old (at most {})", age(since), age(max)),
                     "",
                 )
             }
