@@ -52,6 +52,7 @@ impl NotifyEvent {
             EventKind::ApprovalNeeded => format!("{run} waits for approval"),
             EventKind::FailoverRefused => "failover refused".to_owned(),
             EventKind::RunProgress => format!("{run} in progress"),
+            EventKind::ReadinessChanged => "readiness changed".to_owned(),
         };
         let route = match (&self.from, &self.to) {
             (Some(from), Some(to)) => format!(" ({from} -> {to})"),
