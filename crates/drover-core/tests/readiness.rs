@@ -17,7 +17,13 @@ use drover_core::world::{MemberStatus, ProbeResult, TrafficState};
 const NOW: u64 = 100 * 24 * 3600 * 1000;
 
 fn standby(lag: Option<f64>, upstream: Option<&str>) -> MemberStatus {
-    MemberStatus::Standby { lag_bytes: None, lag_seconds: lag, replay_lsn: None, epoch: None, upstream: upstream.map(Into::into) }
+    MemberStatus::Standby {
+        lag_bytes: None,
+        lag_seconds: lag,
+        replay_lsn: None,
+        epoch: None,
+        upstream: upstream.map(Into::into),
+    }
 }
 
 fn primary() -> MemberStatus {
@@ -73,7 +79,10 @@ fn of(findings: &[Finding], rule: Rule, region: Option<&str>) -> Vec<(Level, Str
 fn a_caught_up_standby_passes_and_one_behind_the_rpo_or_not_streaming_fails() {
     let plan = plan();
     let ok = evaluate(&plan, &facts(standby(Some(2.0), Some("east")), true), NOW);
-    assert_eq!(of(&ok, Rule::Database, Some("west")), [(Level::Pass, "the standby replicates from east, 2s behind (RPO objective 10s)".into())]);
+    assert_eq!(
+        of(&ok, Rule::Database, Some("west")),
+        [(Level::Pass, "the standby replicates from east, 2s behind (RPO objective 10s)".into())]
+    );
     assert_eq!(of(&ok, Rule::Database, Some("east")), [(Level::Pass, "the primary takes writes".into())]);
 
     let behind = evaluate(&plan, &facts(standby(Some(45.0), Some("east")), true), NOW);
@@ -86,7 +95,10 @@ fn a_caught_up_standby_passes_and_one_behind_the_rpo_or_not_streaming_fails() {
     let unknown = evaluate(&plan, &facts(standby(None, Some("east")), true), NOW);
     assert_eq!(of(&unknown, Rule::Database, Some("west"))[0].0, Level::Warn, "unknown lag is never a pass");
     let gone = evaluate(&plan, &facts(MemberStatus::Unreachable { reason: "refused".into() }, true), NOW);
-    assert_eq!(of(&gone, Rule::Database, Some("west")), [(Level::Fail, "the standby cannot be reached: refused".into())]);
+    assert_eq!(
+        of(&gone, Rule::Database, Some("west")),
+        [(Level::Fail, "the standby cannot be reached: refused".into())]
+    );
 }
 
 #[test]
@@ -115,7 +127,8 @@ fn an_rpo_of_zero_fails_with_asynchronous_replication_only() {
     assert!(
         of(&f, Rule::Budget, None).contains(&(
             Level::Fail,
-            "objectives.rpo is 0s but postgres replication is asynchronous: a failover can lose acknowledged writes".into()
+            "objectives.rpo is 0s but postgres replication is asynchronous: a failover can lose acknowledged writes"
+                .into()
         )),
         "{f:?}"
     );
@@ -140,9 +153,15 @@ fn drills_pass_when_recent_warn_when_none_and_fail_when_too_old() {
     let mut facts = facts(standby(Some(0.0), Some("east")), true);
     assert_eq!(of(&evaluate(&plan, &facts, NOW), Rule::Drills, None)[0].0, Level::Pass);
     facts.last_successful_drill_ms = None;
-    assert_eq!(of(&evaluate(&plan, &facts, NOW), Rule::Drills, None)[0], (Level::Warn, "no drill recorded: the failover path is unproven".into()));
+    assert_eq!(
+        of(&evaluate(&plan, &facts, NOW), Rule::Drills, None)[0],
+        (Level::Warn, "no drill recorded: the failover path is unproven".into())
+    );
     facts.last_successful_drill_ms = Some(NOW - 36 * 24 * 3600 * 1000);
-    assert_eq!(of(&evaluate(&plan, &facts, NOW), Rule::Drills, None)[0], (Level::Fail, "the last successful drill is 36 days old, older than 35 days".into()));
+    assert_eq!(
+        of(&evaluate(&plan, &facts, NOW), Rule::Drills, None)[0],
+        (Level::Fail, "the last successful drill is 36 days old, older than 35 days".into())
+    );
 }
 
 #[test]
@@ -154,21 +173,39 @@ fn backups_pass_when_young_and_whole_and_fail_when_late_broken_or_missing() {
         keep_last: 0,
         keep_daily: 0,
         schedule: Some(Duration::from_secs(3600)),
-        stores: [("east".to_string(), BackupStoreSpec::Dir("/b/east".into())), ("west".to_string(), BackupStoreSpec::Dir("/b/west".into()))].into(),
+        stores: [
+            ("east".to_string(), BackupStoreSpec::Dir("/b/east".into())),
+            ("west".to_string(), BackupStoreSpec::Dir("/b/west".into())),
+        ]
+        .into(),
         clusters: BTreeMap::new(),
     });
     let mut facts = facts(standby(Some(0.0), Some("east")), true);
     let hour = 3600 * 1000;
     facts.backups.insert("east".into(), BackupFact::Newest { id: "b1".into(), taken_ms: NOW - hour, whole: Ok(12) });
-    facts.backups.insert("west".into(), BackupFact::Newest { id: "b2".into(), taken_ms: NOW - 2 * hour, whole: Ok(12) });
+    facts
+        .backups
+        .insert("west".into(), BackupFact::Newest { id: "b2".into(), taken_ms: NOW - 2 * hour, whole: Ok(12) });
     let f = evaluate(&plan, &facts, NOW);
-    assert_eq!(of(&f, Rule::Backups, Some("east")), [(Level::Pass, "the newest backup b1 is 1h old (schedule 1h), whole (12 objects checked)".into())]);
+    assert_eq!(
+        of(&f, Rule::Backups, Some("east")),
+        [(Level::Pass, "the newest backup b1 is 1h old (schedule 1h), whole (12 objects checked)".into())]
+    );
     // 2h > 1h + 30m.
-    assert_eq!(of(&f, Rule::Backups, Some("west")), [(Level::Fail, "the newest backup b2 is 2h old, more than its schedule 1h plus 30m".into())]);
-    facts.backups.insert("east".into(), BackupFact::Newest { id: "b1".into(), taken_ms: NOW, whole: Err("object x: corrupt".into()) });
+    assert_eq!(
+        of(&f, Rule::Backups, Some("west")),
+        [(Level::Fail, "the newest backup b2 is 2h old, more than its schedule 1h plus 30m".into())]
+    );
+    facts.backups.insert(
+        "east".into(),
+        BackupFact::Newest { id: "b1".into(), taken_ms: NOW, whole: Err("object x: corrupt".into()) },
+    );
     facts.backups.insert("west".into(), BackupFact::Empty);
     let f = evaluate(&plan, &facts, NOW);
-    assert_eq!(of(&f, Rule::Backups, Some("east")), [(Level::Fail, "the newest backup b1 is not whole: object x: corrupt".into())]);
+    assert_eq!(
+        of(&f, Rule::Backups, Some("east")),
+        [(Level::Fail, "the newest backup b1 is not whole: object x: corrupt".into())]
+    );
     assert_eq!(of(&f, Rule::Backups, Some("west")), [(Level::Fail, "the store holds no backup".into())]);
 }
 
@@ -197,6 +234,15 @@ fn changes_name_each_rule_and_region_whose_level_moved() {
     let second = evaluate(&plan, &facts(standby(Some(45.0), Some("east")), true), NOW);
     let moved = changes(Some(&before), &second);
     assert_eq!(moved.len(), 1, "{moved:?}");
-    assert_eq!((moved[0].rule, moved[0].region.as_str(), moved[0].from, moved[0].to), (Rule::Database, "west", Some(Level::Pass), Some(Level::Fail)));
-    assert!(moved[0].line().starts_with("readiness database (west): pass -> fail: the standby replicates from east 45s behind"), "{}", moved[0].line());
+    assert_eq!(
+        (moved[0].rule, moved[0].region.as_str(), moved[0].from, moved[0].to),
+        (Rule::Database, "west", Some(Level::Pass), Some(Level::Fail))
+    );
+    assert!(
+        moved[0]
+            .line()
+            .starts_with("readiness database (west): pass -> fail: the standby replicates from east 45s behind"),
+        "{}",
+        moved[0].line()
+    );
 }

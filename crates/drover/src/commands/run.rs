@@ -135,7 +135,10 @@ async fn say_failing_readiness(cx: &Context, progress: &Progress) {
         Ok(report) => {
             let failing: Vec<String> = report.failing().map(|f| format!("  {}", f.line())).collect();
             if !failing.is_empty() {
-                progress.say(&format!("readiness rules that fail now ('drover readiness' for all):\n{}", failing.join("\n")));
+                progress.say(&format!(
+                    "readiness rules that fail now ('drover readiness' for all):\n{}",
+                    failing.join("\n")
+                ));
             }
         }
         Err(e) => progress.say(&format!("readiness not evaluated: {}", e.message)),

@@ -5,7 +5,6 @@
 
 pub mod api;
 pub mod backups;
-pub mod readiness;
 pub mod daemon;
 #[cfg(feature = "fault-injection")]
 mod faults;
@@ -13,6 +12,7 @@ pub mod leadership;
 pub mod listener;
 pub mod metrics;
 pub mod peers;
+pub mod readiness;
 pub mod supervisor;
 mod tls_files;
 pub mod tokens;

@@ -47,7 +47,8 @@ impl Daemon {
                     if let Some(old) = &before {
                         for change in changes(Some(old), &report.findings) {
                             tracing::info!(vantage = %self.vantage, "{}", change.line());
-                            let event = NotifyEvent::new(&self.cx.plan, EventKind::ReadinessChanged, change.line(), now_ms());
+                            let event =
+                                NotifyEvent::new(&self.cx.plan, EventKind::ReadinessChanged, change.line(), now_ms());
                             self.cx.adapters.notifier.notify(event);
                         }
                     }
