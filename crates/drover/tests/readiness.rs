@@ -17,7 +17,6 @@ mod aws;
 #[path = "../../drover-adapters/tests/support/moto.rs"]
 mod moto;
 #[path = "../../drover-adapters/tests/support/pg.rs"]
-#[allow(dead_code)]
 mod pg;
 mod support;
 
