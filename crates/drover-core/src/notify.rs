@@ -386,6 +386,7 @@ mod tests {
             ("trigger", "critical"),
             ("trigger", "critical"),
             ("trigger", "info"),
+            ("trigger", "info"),
         ];
         assert_eq!(got, want.map(|(a, s)| (a.to_owned(), s.to_owned())));
     }
