@@ -20,10 +20,12 @@ pub enum EventKind {
     FailoverRefused,
     /// A runbook's `notify` step: where the run stands (the steps done so far).
     RunProgress,
+    /// A readiness rule's level changed in a region (`drover serve`'s readiness loop).
+    ReadinessChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::RunStarted,
         EventKind::RunPaused,
         EventKind::RunCompleted,
@@ -31,6 +33,7 @@ impl EventKind {
         EventKind::ApprovalNeeded,
         EventKind::FailoverRefused,
         EventKind::RunProgress,
+        EventKind::ReadinessChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl EventKind {
             EventKind::ApprovalNeeded => "approval_needed",
             EventKind::FailoverRefused => "failover_refused",
             EventKind::RunProgress => "run_progress",
+            EventKind::ReadinessChanged => "readiness_changed",
         }
     }
 

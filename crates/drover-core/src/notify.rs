@@ -52,6 +52,7 @@ impl NotifyEvent {
             EventKind::ApprovalNeeded => format!("{run} waits for approval"),
             EventKind::FailoverRefused => "failover refused".to_owned(),
             EventKind::RunProgress => format!("{run} in progress"),
+            EventKind::ReadinessChanged => "readiness changed".to_owned(),
         };
         let route = match (&self.from, &self.to) {
             (Some(from), Some(to)) => format!(" ({from} -> {to})"),
@@ -384,6 +385,7 @@ mod tests {
             ("trigger", "info"),
             ("trigger", "critical"),
             ("trigger", "critical"),
+            ("trigger", "info"),
             ("trigger", "info"),
         ];
         assert_eq!(got, want.map(|(a, s)| (a.to_owned(), s.to_owned())));

@@ -99,7 +99,9 @@ pub async fn by_resource(plan: &Plan, world: Providers<'_>) -> PlanProblems {
     let compute: Vec<(&str, &str)> =
         plan.compute.keys().flat_map(|r| regions.iter().map(move |region| (r.as_str(), *region))).collect();
     let (members, traffic, found) = tokio::join!(
-        join_all(regions.iter().map(|r| async move { (r.to_string(), bounded(world.database.preflight(r, true)).await) })),
+        join_all(
+            regions.iter().map(|r| async move { (r.to_string(), bounded(world.database.preflight(r, true)).await) })
+        ),
         bounded(world.traffic.preflight()),
         join_all(compute.iter().map(|(resource, region)| async move {
             ((resource.to_string(), region.to_string()), bounded(world.compute.preflight(resource, region)).await)

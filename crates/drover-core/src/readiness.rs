@@ -99,7 +99,13 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(rule: Rule, region: Option<&str>, level: Level, reason: impl Into<String>, action: impl Into<String>) -> Self {
+    fn new(
+        rule: Rule,
+        region: Option<&str>,
+        level: Level,
+        reason: impl Into<String>,
+        action: impl Into<String>,
+    ) -> Self {
         Finding { rule, region: region.map(str::to_owned), level, reason: reason.into(), action: action.into() }
     }
 
@@ -120,7 +126,11 @@ impl Finding {
 pub enum BackupFact {
     /// Its id, when it was taken, and whether verifying it found every object whole
     /// (`Err`: the problems).
-    Newest { id: String, taken_ms: u64, whole: Result<usize, String> },
+    Newest {
+        id: String,
+        taken_ms: u64,
+        whole: Result<usize, String>,
+    },
     Empty,
     Unreadable(String),
 }
@@ -131,7 +141,10 @@ pub enum Permissions {
     /// The plan calls no AWS API.
     NotNeeded,
     /// Every listed action is allowed; how many, and who asked (e.g. `iam:SimulatePrincipalPolicy`).
-    Allowed { actions: usize, by: String },
+    Allowed {
+        actions: usize,
+        by: String,
+    },
     /// The actions denied, each with the resource asked about.
     Denied(Vec<String>),
     CannotTell(String),
@@ -232,7 +245,13 @@ pub fn changes(before: Option<&BTreeMap<(Rule, String), Level>>, now: &[Finding]
             None => *level != Level::Pass,
         };
         if moved {
-            out.push(Change { rule: *rule, region: region.clone(), from, to: Some(*level), reasons: reasons(*rule, region) });
+            out.push(Change {
+                rule: *rule,
+                region: region.clone(),
+                from,
+                to: Some(*level),
+                reasons: reasons(*rule, region),
+            });
         }
     }
     for ((rule, region), level) in old {
@@ -401,7 +420,10 @@ fn settings(region: &str, primary: &str, facts: &Facts) -> Finding {
         fails.push(format!("engine version {} (primary {})", s.engine_version, p.engine_version));
     }
     if p.parameter_group_family != s.parameter_group_family {
-        fails.push(format!("parameter group family {} (primary {})", s.parameter_group_family, p.parameter_group_family));
+        fails.push(format!(
+            "parameter group family {} (primary {})",
+            s.parameter_group_family, p.parameter_group_family
+        ));
     }
     if p.instance_class != s.instance_class {
         warns.push(format!("instance class {} (primary {})", s.instance_class, p.instance_class));
@@ -411,10 +433,7 @@ fn settings(region: &str, primary: &str, facts: &Facts) -> Finding {
         warns.push(format!("{} (primary {})", az(s.multi_az), az(p.multi_az)));
     }
     if p.backup_retention_days != s.backup_retention_days {
-        warns.push(format!(
-            "backup retention {} days (primary {})",
-            s.backup_retention_days, p.backup_retention_days
-        ));
+        warns.push(format!("backup retention {} days (primary {})", s.backup_retention_days, p.backup_retention_days));
     }
     let level = if !fails.is_empty() {
         Level::Fail
@@ -674,14 +693,22 @@ fn compute(plan: &Plan, facts: &Facts, out: &mut Vec<Finding>) {
                             "raise the standby's max size: the scale step widens it during a run, and the account's quotas must allow it",
                         ));
                     } else if missing.is_empty() {
-                        out.push(Finding::new(Rule::Compute, r, Level::Pass, format!("{share}: {}", fits.join("; ")), ""));
+                        out.push(Finding::new(
+                            Rule::Compute,
+                            r,
+                            Level::Pass,
+                            format!("{share}: {}", fits.join("; ")),
+                            "",
+                        ));
                     }
                 }
                 _ => out.push(Finding::new(
                     Rule::Compute,
                     r,
                     Level::Warn,
-                    format!("{name}: cannot tell whether the standby can take its share: the primary's capacity is unknown"),
+                    format!(
+                        "{name}: cannot tell whether the standby can take its share: the primary's capacity is unknown"
+                    ),
                     "see 'drover status'",
                 )),
             }
@@ -748,8 +775,7 @@ fn backups(plan: &Plan, facts: &Facts, now_ms: u64, out: &mut Vec<Finding>) {
                         "set backup.schedule so 'drover serve' takes them",
                     ),
                     (Ok(objects), Some(schedule)) => {
-                        let margin =
-                            (schedule.saturating_mul(BACKUP_MARGIN_PERCENT) / 100).max(BACKUP_MIN_MARGIN);
+                        let margin = (schedule.saturating_mul(BACKUP_MARGIN_PERCENT) / 100).max(BACKUP_MIN_MARGIN);
                         let limit = schedule.saturating_add(margin);
                         if age > limit {
                             Finding::new(
@@ -815,6 +841,15 @@ fn permissions(facts: &Facts, out: &mut Vec<Finding>) {
     out.push(f);
 }
 
+/// An age in days once it is a day or more (drills are weeks apart), else as durations are.
+fn age(d: Duration) -> String {
+    match d.as_secs() / 86_400 {
+        0 => format_duration(d),
+        1 => "1 day".to_owned(),
+        n => format!("{n} days"),
+    }
+}
+
 fn drills(facts: &Facts, now_ms: u64, out: &mut Vec<Finding>) {
     let max = facts.drill_max_age;
     let f = match facts.last_successful_drill_ms {
@@ -826,17 +861,13 @@ fn drills(facts: &Facts, now_ms: u64, out: &mut Vec<Finding>) {
             "run a drill ('drover drill --plan PLAN')",
         ),
         Some(at) => {
-            let age = Duration::from_millis(now_ms.saturating_sub(at));
-            if age > max {
+            let since = Duration::from_millis(now_ms.saturating_sub(at));
+            if since > max {
                 Finding::new(
                     Rule::Drills,
                     None,
                     Level::Fail,
-                    format!(
-                        "the last successful drill is {} old, older than {}",
-                        format_duration(age),
-                        format_duration(max)
-                    ),
+                    format!("the last successful drill is {} old, older than {}", age(since), age(max)),
                     "run a drill ('drover drill --plan PLAN')",
                 )
             } else {
@@ -844,7 +875,7 @@ fn drills(facts: &Facts, now_ms: u64, out: &mut Vec<Finding>) {
                     Rule::Drills,
                     None,
                     Level::Pass,
-                    format!("the last successful drill is {} old (at most {})", format_duration(age), format_duration(max)),
+                    format!("the last successful drill is {} old (at most {})", age(since), age(max)),
                     "",
                 )
             }

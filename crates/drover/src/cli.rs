@@ -176,21 +176,27 @@ const READINESS_ABOUT: &str = "Judge whether a failover would work now and meet 
 
 Each rule looks at the world as a run would (the same observation and preflight) and says pass, \
 warn or fail for each region (or the whole plan), with the reason and what to do. A pass needs \
-evidence: what drover cannot tell is a warn that says why.
+evidence: what drover cannot tell is a warn that says why. The rules:
 
-  database     the primary takes writes; each standby exists, replicates, and lags less than \
-objectives.rpo; for RDS and Aurora, the same engine version and parameter group family (fail) and \
-instance class, Multi-AZ and backup retention (warn) on both sides
-  budget       detection (interval x failure_threshold) + promote timeout + switch + TTL within \
-objectives.rto; rpo 0s with asynchronous replication fails
-  traffic      the record sets exist as the plan names them; each region's health check (or its \
-critical checks) is healthy
-  compute      the primary's capacity is read; each standby's max size allows its share, and what \
-it launches (launch configuration, node group) exists
-  backups      the newest backup in each region's store is younger than backup.schedule plus a \
-margin, and whole
-  permissions  every action 'drover plan iam' lists is allowed (not asked yet: warns)
-  drills       the last successful drill is younger than 35 days (no drill history yet: warns)
+- database: the primary takes writes; each standby replicates, its lag within objectives.rpo; \
+RDS and Aurora standbys have the primary's engine version and parameter group family (else fail), \
+instance class, Multi-AZ and backup retention (else warn).
+
+- budget: detection (the slowest critical check's interval x failure_threshold) + promote timeout \
++ switch + TTL within objectives.rto; rpo 0s with asynchronous replication fails.
+
+- traffic: the record sets exist as the plan names them; each region's health check (or its \
+critical checks) is healthy.
+
+- compute: the primary's capacity is read; each standby's max size allows its share; what it \
+launches (launch configuration, node group) exists.
+
+- backups: the newest backup in each region's store is younger than backup.schedule plus a margin, \
+and whole.
+
+- permissions: every action 'drover plan iam' lists is allowed (not asked yet: a warn).
+
+- drills: the last successful drill is younger than 35 days (no drill history yet: a warn).
 
 'drover serve' evaluates the same rules every --readiness-every (gauge drover_readiness, \
 GET /api/v1/readiness). docs/readiness.md describes every rule.";

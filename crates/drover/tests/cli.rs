@@ -518,3 +518,41 @@ fn a_secret_file_others_can_read_is_refused_with_what_to_run() {
         );
     }
 }
+
+/// Nothing of the plan answers: every rule that reads the world says so and why, the budget
+/// (1s × 3 + 1m + 0s + 5s over 30s) fails, and the command exits 1.
+#[test]
+fn readiness_when_nothing_is_reachable_names_each_failing_rule_and_exits_1() {
+    let dir = plan_dir(PLAN);
+    let plan = dir.path().join("plan.yaml");
+    let ran = run(drover().args(["readiness", "--plan"]).arg(&plan));
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    assert_golden("readiness-nothing-reachable", &ran.transcript(&[(dir.path().to_str().unwrap(), "DIR")]));
+
+    let ran = run(drover().args(["readiness", "-o", "json", "--plan"]).arg(&plan));
+    assert_eq!(ran.code, 1, "{}", ran.stderr);
+    let mut v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert!(v["at_ms"].as_u64().unwrap() > 1_700_000_000_000, "{v}");
+    v["at_ms"] = serde_json::json!(0);
+    assert_eq!(v["level"], "fail");
+    let json = serde_json::to_string_pretty(&v).unwrap() + "\n";
+    assert_golden("readiness-nothing-reachable-json", &json);
+}
+
+/// A plan that cannot be read is bad input: exit 2, nothing judged.
+#[test]
+fn readiness_of_a_missing_secret_is_bad_input() {
+    let dir = plan_dir(PLAN);
+    std::fs::remove_file(dir.path().join("tsig.key")).unwrap();
+    let ran = run(drover().args(["readiness", "--plan"]).arg(dir.path().join("plan.yaml")));
+    assert_eq!(ran.code, 2, "{}", ran.stderr);
+    assert!(ran.stdout.is_empty(), "{}", ran.stdout);
+    assert!(ran.stderr.contains("tsig.key"), "{}", ran.stderr);
+}
+
+#[test]
+fn readiness_help_names_every_rule_and_the_exit_codes() {
+    let ran = run(drover().args(["readiness", "--help"]));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_golden("readiness-help", &ran.transcript(&[]));
+}

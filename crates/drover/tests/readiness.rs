@@ -17,7 +17,6 @@ mod aws;
 #[path = "../../drover-adapters/tests/support/moto.rs"]
 mod moto;
 #[path = "../../drover-adapters/tests/support/pg.rs"]
-#[allow(dead_code)]
 mod pg;
 mod support;
 
@@ -132,7 +131,10 @@ fn aws_rules_pass_on_a_matching_pair_and_fail_once_it_drifts() {
     pass("compute", "us-west-1", "web: max 10 allows the 3 it needs");
     pass("compute", "us-west-1", "launch configuration web-west-lc exists");
     assert_eq!(findings(&v, "permissions", "plan")[0].0, "warn", "{v:#}");
-    assert_eq!(findings(&v, "drills", "plan")[0], ("warn".into(), "no drill recorded: the failover path is unproven".into()));
+    assert_eq!(
+        findings(&v, "drills", "plan")[0],
+        ("warn".into(), "no drill recorded: the failover path is unproven".into())
+    );
     assert_eq!(v["level"], "warn");
 
     // The world drifts.
@@ -167,12 +169,22 @@ fn aws_rules_pass_on_a_matching_pair_and_fail_once_it_drifts() {
     assert_eq!(v["level"], "fail");
     let has = |rule: &str, region: &str, level: &str, words: &str| {
         let found = findings(&v, rule, region);
-        assert!(found.iter().any(|(l, r)| l == level && r.contains(words)), "{rule} {region} {level} {words:?}: {found:?}");
+        assert!(
+            found.iter().any(|(l, r)| l == level && r.contains(words)),
+            "{rule} {region} {level} {words:?}: {found:?}"
+        );
     };
     has("database", "us-west-1", "fail", "parameter group family postgres14 (primary postgres15)");
     has("database", "us-west-1", "fail", "instance class db.t3.large (primary db.t3.micro)");
     has("budget", "plan", "fail", "= 810s, more than the RTO objective 10m");
-    has("traffic", "us-west-1", "fail", &format!("its health check fails: us-east-1/healthcheck/{missing_hc}: GetHealthCheckStatus failed: NoSuchHealthCheck"));
+    has(
+        "traffic",
+        "us-west-1",
+        "fail",
+        &format!(
+            "its health check fails: us-east-1/healthcheck/{missing_hc}: GetHealthCheckStatus failed: NoSuchHealthCheck"
+        ),
+    );
     has("traffic", "plan", "fail", "no such health check");
     has("compute", "us-west-1", "warn", "web: max 2 below the 3 it needs");
     has("compute", "us-west-1", "fail", "its launch configuration web-west-lc does not exist");

@@ -1334,3 +1334,21 @@ fn a_daemon_killed_mid_run_finishes_it_when_it_starts_again() {
     // Without `observe` a step acts at least once: the killed drive's act, then the resumed one's.
     assert_eq!(acted(&path), 2);
 }
+
+/// Each round evaluates readiness: `GET /api/v1/readiness` serves what `drover readiness -o
+/// json` prints, and /metrics a gauge per rule and region (2: fail).
+#[test]
+fn readiness_is_served_and_gauged_each_round() {
+    let d = start_with("east", PLAN, &["--readiness-every", "1"]);
+    let report = wait_for(&d, "/api/v1/readiness", 200);
+    let v: Value = report.json().unwrap();
+    assert_eq!(v["plan"], "shop");
+    assert_eq!(v["level"], "fail");
+    let budget = v["findings"].as_array().unwrap().iter().find(|f| f["rule"] == "budget").unwrap();
+    assert_eq!(budget["region"], Value::Null);
+    assert!(budget["reason"].as_str().unwrap().contains("more than the RTO objective 30s"), "{budget}");
+    assert_eq!(metric(&d, r#"drover_readiness{rule="budget",region="plan"}"#), Some(2.0));
+    assert_eq!(metric(&d, r#"drover_readiness{rule="database",region="west"}"#), Some(2.0));
+    assert_eq!(metric(&d, r#"drover_readiness{rule="drills",region="plan"}"#), Some(1.0));
+    assert_eq!(anonymous().get(format!("{}/api/v1/readiness", d.base)).send().unwrap().status().as_u16(), 401);
+}

@@ -287,7 +287,9 @@ impl AwsCompute {
             Ok(out) => out,
             Err(e) => return Answer::CannotTell(describe(EKS, "DescribeNodegroup", &name, e).message),
         };
-        let Some(group) = out.nodegroup() else { return Answer::CannotTell(format!("{name}: EKS returned no node group")) };
+        let Some(group) = out.nodegroup() else {
+            return Answer::CannotTell(format!("{name}: EKS returned no node group"));
+        };
         let status = group.status().map_or("UNKNOWN", |s| s.as_str());
         let issues: Vec<String> = group
             .health()
@@ -320,7 +322,9 @@ impl AwsCompute {
         let client = self.asg(&t.aws_region).await;
         let out = match client.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await {
             Ok(out) => out,
-            Err(e) => return Answer::CannotTell(describe(AUTOSCALING, "DescribeAutoScalingGroups", &resource, e).message),
+            Err(e) => {
+                return Answer::CannotTell(describe(AUTOSCALING, "DescribeAutoScalingGroups", &resource, e).message);
+            }
         };
         let Some(group) = out.auto_scaling_groups().first() else {
             return Answer::No(format!("{resource}: no such Auto Scaling group"));
@@ -337,12 +341,16 @@ impl AwsCompute {
                         "{resource}: its launch configuration {config} does not exist: the group cannot launch instances"
                     )),
                 },
-                Err(e) => Answer::CannotTell(describe(AUTOSCALING, "DescribeLaunchConfigurations", &resource, e).message),
+                Err(e) => {
+                    Answer::CannotTell(describe(AUTOSCALING, "DescribeLaunchConfigurations", &resource, e).message)
+                }
             };
         }
         let template = group
             .launch_template()
-            .or_else(|| group.mixed_instances_policy().and_then(|m| m.launch_template()?.launch_template_specification()))
+            .or_else(|| {
+                group.mixed_instances_policy().and_then(|m| m.launch_template()?.launch_template_specification())
+            })
             .and_then(|l| l.launch_template_name().or(l.launch_template_id()));
         match template {
             Some(template) => Answer::CannotTell(format!(

@@ -666,7 +666,8 @@ impl Database for RdsDatabase {
     async fn settings(&self, region: &str) -> Result<Option<DatabaseSettings>, String> {
         let m = self.member(region).map_err(|e| e.message)?;
         let instance = self.describe_instance(m).await.map_err(|e| m.failed("DescribeDBInstances", e).message)?;
-        let group = instance.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name()).unwrap_or_default();
+        let group =
+            instance.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name()).unwrap_or_default();
         let family = if group.is_empty() {
             return Err(format!("{}: RDS reports no parameter group for the instance", m.resource()));
         } else {

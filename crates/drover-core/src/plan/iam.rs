@@ -29,10 +29,12 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
         out.insert(grant("route53:ChangeResourceRecordSets", &zone));
         // A change's id is only known once it is made.
         out.insert(grant("route53:GetChange", "arn:aws:route53:::change/*"));
-        // Drills' `route53-health-check` fault inverts a record set's health check and sets it back.
+        // Drills' `route53-health-check` fault inverts a record set's health check and sets it
+        // back; readiness reads the health check each record set is routed by.
         for id in t.targets.values().filter_map(|target| target.health_check_id.as_ref()) {
             let check = format!("arn:aws:route53:::healthcheck/{id}");
             out.insert(grant("route53:GetHealthCheck", &check));
+            out.insert(grant("route53:GetHealthCheckStatus", &check));
             out.insert(grant("route53:UpdateHealthCheck", check));
         }
     }
@@ -65,6 +67,8 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
                 // The fence's parameter group is the instance's, found at run time.
                 let groups = format!("arn:aws:rds:{aws}:*:pg:*");
                 out.insert(grant("rds:DescribeDBParameters", &groups));
+                // Readiness compares the two sides' parameter group families.
+                out.insert(grant("rds:DescribeDBParameterGroups", &groups));
                 out.insert(grant("rds:ModifyDBParameterGroup", groups));
             }
             // Replica lag (ReplicaLag); CloudWatch reads take no resource-level scope.
@@ -115,6 +119,8 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
                 ComputeTarget::AutoScalingGroup { name } => {
                     // Describe calls take no resource-level scope.
                     out.insert(grant("autoscaling:DescribeAutoScalingGroups", "*"));
+                    // Readiness: the launch configuration the group launches from exists.
+                    out.insert(grant("autoscaling:DescribeLaunchConfigurations", "*"));
                     let group = format!("arn:aws:autoscaling:{aws}:*:autoScalingGroup:*:autoScalingGroupName/{name}");
                     // Resizes (the scale step, drills' `asg-scale-to-zero`), and drills' `asg-suspend`.
                     for action in [
@@ -157,6 +163,12 @@ pub fn grants(plan: &Plan) -> BTreeSet<Grant> {
             out.insert(grant(action, &keys));
         }
     }
+    // A drill's stop conditions are read while it runs; its `fis` fault starts templates.
+    for stop in &plan.drill.stop_when {
+        let aws = plan.aws_region(&stop.region);
+        out.insert(grant("cloudwatch:DescribeAlarms", format!("arn:aws:cloudwatch:{aws}:*:alarm:{}", stop.alarm)));
+    }
+    out.extend(fis_grants(plan, &plan.drill.fis));
     out
 }
 

@@ -47,7 +47,11 @@ pub async fn assess(cx: &Context) -> Result<Report, Failure> {
     Ok(Report { plan: cx.plan.name.clone(), at_ms, level: readiness::worst(&findings), findings })
 }
 
-async fn within<T>(what: impl std::fmt::Display, ask: impl std::future::Future<Output = T>, late: impl FnOnce(String) -> T) -> T {
+async fn within<T>(
+    what: impl std::fmt::Display,
+    ask: impl std::future::Future<Output = T>,
+    late: impl FnOnce(String) -> T,
+) -> T {
     match tokio::time::timeout(QUESTION_DEADLINE, ask).await {
         Ok(answer) => answer,
         Err(_) => late(format!("{what}: no answer within {}s", QUESTION_DEADLINE.as_secs())),

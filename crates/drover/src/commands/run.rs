@@ -128,6 +128,23 @@ fn start_run(request: Request<'_>, args: &StartArgs) -> ExitCode {
     }))
 }
 
+/// Before a person confirms a run: the readiness rules that fail now (`drover readiness`),
+/// so the question is answered knowing what may not work. Nothing is refused for them.
+async fn say_failing_readiness(cx: &Context, progress: &Progress) {
+    match crate::app::readiness::assess(cx).await {
+        Ok(report) => {
+            let failing: Vec<String> = report.failing().map(|f| format!("  {}", f.line())).collect();
+            if !failing.is_empty() {
+                progress.say(&format!(
+                    "readiness rules that fail now ('drover readiness' for all):\n{}",
+                    failing.join("\n")
+                ));
+            }
+        }
+        Err(e) => progress.say(&format!("readiness not evaluated: {}", e.message)),
+    }
+}
+
 /// Plans, confirms (then plans again: the world may have moved while a person read the
 /// question), and drives a run here, printing each step as the journal records it.
 async fn start_local(
@@ -145,6 +162,9 @@ async fn start_local(
     let progress = Progress::on_stderr(output == Output::Json);
     progress.say(&intro(&header));
     if !yes {
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            say_failing_readiness(&cx, &progress).await;
+        }
         confirm(&question(&header))?;
         let again = request.plan(&cx, reason, false).await?;
         if (again.from.as_str(), again.to.as_str(), again.epoch)

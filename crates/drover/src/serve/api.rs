@@ -45,6 +45,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/plan", Access::Read),
     ("GET", "/api/v1/regions", Access::Read),
     ("GET", "/api/v1/vantage", Access::Read),
+    ("GET", "/api/v1/readiness", Access::Read),
     ("GET", "/api/v1/runs", Access::Read),
     ("POST", "/api/v1/runs", Access::Write),
     ("GET", "/api/v1/runs/{id}", Access::Read),
@@ -137,6 +138,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<Shared> {
         ("GET", "/api/v1/plan") => get(plan),
         ("GET", "/api/v1/regions") => get(regions),
         ("GET", "/api/v1/vantage") => get(|State(api): State<Shared>| async move { ok(api.daemon.own_report()) }),
+        ("GET", "/api/v1/readiness") => get(readiness),
         ("GET", "/api/v1/runs") => get(runs),
         ("POST", "/api/v1/runs") => post(start_run),
         ("GET", "/api/v1/runs/{id}") => get(run),
@@ -221,6 +223,17 @@ async fn metrics_text(State(api): State<Shared>) -> Response {
     let reports = api.daemon.reports().await;
     let text = metrics::render(&api.daemon, &reports, runs.as_deref(), now_ms());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The last readiness evaluation, as `drover readiness -o json` prints it; 503 until the
+/// first round has finished (or when `--readiness-every 0` turned it off).
+async fn readiness(State(api): State<Shared>) -> ApiResult {
+    match api.daemon.state().readiness.clone() {
+        Some(report) => ok(report),
+        None => Err(ApiError::from(Failure::unavailable(
+            "readiness has not been evaluated yet (the first round runs at start; --readiness-every 0 turns it off)",
+        ))),
+    }
 }
 
 async fn plan(State(api): State<Shared>) -> ApiResult {

@@ -51,6 +51,8 @@ pub struct Shared {
     pub acting: bool,
     /// The backup schedule's record (the schedule is `super::backups`).
     pub backups: BackupRecord,
+    /// The last readiness evaluation (`super::readiness`), for the API and /metrics.
+    pub readiness: Option<crate::app::readiness::Report>,
 }
 
 /// What the backup schedule has done since the daemon started, for /metrics.

@@ -76,6 +76,16 @@ pub fn render(daemon: &Daemon, reports: &[VantageReport], runs: Option<&[RunSumm
             }
         }
     }
+    m.family(
+        "drover_readiness",
+        "gauge",
+        "Readiness rule level per region (region \"plan\": the whole plan): 0 pass, 1 warn, 2 fail; from the last round",
+    );
+    if let Some(report) = &shared.readiness {
+        for ((rule, region), level) in drover_core::readiness::levels(&report.findings) {
+            m.sample("drover_readiness", &[("rule", rule.as_str()), ("region", &region)], f64::from(level.gauge()));
+        }
+    }
     m.family("drover_check_latency_seconds", "gauge", "Duration of the last probe of the check from this vantage");
     m.family("drover_check_up", "gauge", "1 when the last probe of the check from this vantage succeeded");
     for ((region, check), entry) in &shared.checks {

@@ -12,6 +12,7 @@ pub mod leadership;
 pub mod listener;
 pub mod metrics;
 pub mod peers;
+pub mod readiness;
 pub mod supervisor;
 mod tls_files;
 pub mod tokens;
@@ -42,6 +43,11 @@ pub struct ServeArgs {
     /// witness): a vantage in a region judged down never starts a run.
     #[arg(long, value_name = "NAME", default_value = "local")]
     pub vantage: String,
+    /// How often, in seconds, the readiness rules are evaluated ('drover readiness'; gauge
+    /// drover_readiness, GET /api/v1/readiness, readiness_changed notifications). Each round
+    /// reads every resource of the plan, so AWS calls cost: 300 by default; 0 never.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub readiness_every: u64,
     /// Another vantage, by the name you give it and its base URL (repeat for each), e.g.
     /// west=https://10.200.0.12:7070. Its reports count toward policy.quorum under that name
     /// only: a report that names itself otherwise is dropped, and one is trusted for at
@@ -172,6 +178,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             peers.spawn(&daemon.loops, &args.vantage);
         }
         backups::spawn_schedule(&daemon);
+        readiness::spawn(&daemon, std::time::Duration::from_secs(args.readiness_every));
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(vantage = %args.vantage, listen = %args.listen, scheme, peers = ?args.peers, plan = %daemon.cx.plan.name, coordination, "serving");
         let loops = Arc::clone(&daemon.loops);
