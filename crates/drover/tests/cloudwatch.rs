@@ -14,19 +14,19 @@
 
 #[path = "support/aws.rs"]
 mod aws;
+#[path = "support/cloudwatch.rs"]
+mod cw;
 #[path = "../../drover-adapters/tests/support/moto.rs"]
 mod moto;
 #[path = "../../drover-adapters/tests/support/pg.rs"]
 mod pg;
 mod support;
-#[path = "support/cloudwatch.rs"]
-mod cw;
 
 use std::path::PathBuf;
 
 use aws::{assert_no_secrets, with_moto};
-use drover_adapters::aws::route53::sdk::types::ResourceRecordSetFailover;
 use cw::{bridge, put_alarm, set_state};
+use drover_adapters::aws::route53::sdk::types::ResourceRecordSetFailover;
 use moto::{Moto, a_set, create_sets, hosted_zone, read_back, roles};
 use support::{Ran, drover, run};
 

@@ -139,7 +139,9 @@ impl Scene {
             let zone = hosted_zone(&r53, "example.test.").await;
             let (east_hc, west_hc) = (health_check(&r53, EAST_IP).await, health_check(&r53, WEST_IP).await);
             let sets = [
-                a_set(RECORD, EAST_IP, "us-east-2").failover(ResourceRecordSetFailover::Primary).health_check_id(&east_hc),
+                a_set(RECORD, EAST_IP, "us-east-2")
+                    .failover(ResourceRecordSetFailover::Primary)
+                    .health_check_id(&east_hc),
                 a_set(RECORD, WEST_IP, "us-west-1")
                     .failover(ResourceRecordSetFailover::Secondary)
                     .health_check_id(&west_hc),
@@ -205,7 +207,8 @@ drill:
             rt.block_on(async move {
                 loop {
                     if let Ok(out) = r53.get_health_check().health_check_id(&id).send().await {
-                        let inverted = out.health_check().and_then(|h| h.health_check_config()).and_then(|c| c.inverted());
+                        let inverted =
+                            out.health_check().and_then(|h| h.health_check_config()).and_then(|c| c.inverted());
                         down.store(inverted == Some(true), Ordering::SeqCst);
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -308,7 +311,11 @@ fn a_route53_health_check_drill_fails_over_measures_the_canary_and_undoes_the_fa
     // Journaled: the history lists it, completed, with the fault undone.
     let drills = scene.drills();
     assert_eq!(drills.len(), 1, "{drills:#?}");
-    assert_eq!((&drills[0]["state"], &drills[0]["fault_in_place"]), (&"completed".into(), &false.into()), "{drills:#?}");
+    assert_eq!(
+        (&drills[0]["state"], &drills[0]["fault_in_place"]),
+        (&"completed".into(), &false.into()),
+        "{drills:#?}"
+    );
 }
 
 #[test]
@@ -325,7 +332,9 @@ fn a_stop_condition_refuses_a_drill_and_one_going_to_alarm_aborts_it_and_undoes_
     let refused = drill(&[]);
     assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
     assert!(
-        refused.stderr.contains("drill refused: stop condition alarm shop-5xx in west is in ALARM: errors above budget"),
+        refused
+            .stderr
+            .contains("drill refused: stop condition alarm shop-5xx in west is in ALARM: errors above budget"),
         "{}",
         refused.stderr
     );

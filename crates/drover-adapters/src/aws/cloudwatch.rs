@@ -47,7 +47,8 @@ impl CloudWatchApi {
     /// when it is, None in any other state. Err when it cannot be read or does not exist.
     pub async fn alarm_firing(&self, region: &str, name: &str) -> Result<Option<String>, String> {
         let (state, reason) = self.read_alarm(region, name).await?;
-        Ok((state == Some(StateValue::Alarm)).then(|| if reason.is_empty() { "no reason given".into() } else { reason }))
+        Ok((state == Some(StateValue::Alarm))
+            .then(|| if reason.is_empty() { "no reason given".into() } else { reason }))
     }
 
     /// The alarm's state and reason, metric or composite.

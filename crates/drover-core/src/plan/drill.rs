@@ -24,9 +24,9 @@ use super::model::{
     CanaryResolve, CanarySpec, CanaryTarget, DrillSpec, HttpCanarySpec, PostgresCanarySpec, Route53RecordType,
     StopCondition, TrafficSpec,
 };
-use super::regions::Regions;
 use super::raw::{Node, Value};
 use super::reader::{Mapping, Reader, http_url};
+use super::regions::Regions;
 
 const FIELDS: [&str; 3] = ["canary", "stop_when", "fis"];
 const STOP_FIELDS: [&str; 2] = ["cloudwatch_alarm", "region"];

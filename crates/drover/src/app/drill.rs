@@ -72,12 +72,10 @@ pub async fn run(cx: &Context, ask: &DrillAsk, progress: &Progress) -> Result<(S
     let kind = run_kind(ask.fault);
     // The run the drill will make must be one drover would make now, preflight included.
     let request = crate::app::runs::Request::Move { kind, to: &to, accept_data_loss: false };
-    crate::app::runs::PlanRequest::plan_with(request, cx, &observed, "drill")
-        .await
-        .map_err(|r| {
-            let f = refused(kind, &r);
-            Failure::new(f.class, format!("drill refused: {}", f.message))
-        })?;
+    crate::app::runs::PlanRequest::plan_with(request, cx, &observed, "drill").await.map_err(|r| {
+        let f = refused(kind, &r);
+        Failure::new(f.class, format!("drill refused: {}", f.message))
+    })?;
     guard_readiness(cx, ask.despite_readiness, progress).await?;
     let stops = StopConditions::from_plan(plan).map_err(|e| Failure::input(e.0))?;
     refuse_if_stopped(&stops, "drill refused").await?;
@@ -275,7 +273,12 @@ async fn measure(
 
 /// Sets the fault back and journals it. An undo that fails leaves the drill needing one:
 /// `drover drill abort ID` tries again.
-async fn undo(log: &DrillLog<'_>, injector: &dyn Injector, state: &FaultState, progress: &Progress) -> Result<(), Failure> {
+async fn undo(
+    log: &DrillLog<'_>,
+    injector: &dyn Injector,
+    state: &FaultState,
+    progress: &Progress,
+) -> Result<(), Failure> {
     match injector.undo(state).await {
         Ok(detail) => {
             progress.say(&format!("fault undone: {detail}"));
@@ -479,7 +482,9 @@ pub async fn finish(cx: &Context, id: &str, resume: bool, progress: &Progress) -
             }
             (_, run) => {
                 let state = match &run {
-                    Some(r) => cx.journal.summary(r).await.map(|s| s.state.as_str().to_owned()).unwrap_or("unknown".into()),
+                    Some(r) => {
+                        cx.journal.summary(r).await.map(|s| s.state.as_str().to_owned()).unwrap_or("unknown".into())
+                    }
                     None => "unknown".into(),
                 };
                 log.phase_ended(open.phase, run.as_ref(), &state).await?;

@@ -10,8 +10,8 @@ use drover_core::detect;
 use drover_core::drill::{self, DrillReport, Observations, WriteSample};
 use drover_core::drill_log::{DrillPhase, DrillRecord, NO_FAULT_FAILBACK};
 use drover_core::duration::parse_duration;
-use drover_core::fault::{FaultKind, Injector};
 use drover_core::engine::{self, now_ms};
+use drover_core::fault::{FaultKind, Injector};
 use drover_core::history::RunsPage;
 use drover_core::run::{Entry, RunKind, RunState, RunSummary};
 
@@ -109,11 +109,12 @@ async fn drill(args: DrillArgs) -> Result<(), Failure> {
     if !fault_kind.is_lab() {
         return any_plan_drill(&cx, &args, fault_kind, region).await;
     }
-    let region = region
-        .ok_or_else(|| Failure::input(format!("--fault {fault_arg}: write KIND:REGION, e.g. blackout:east")))?;
+    let region =
+        region.ok_or_else(|| Failure::input(format!("--fault {fault_arg}: write KIND:REGION, e.g. blackout:east")))?;
     let lab_dir = args.lab.clone().unwrap_or_else(|| cx.plan_dir());
     let lab = lab_for(&cx, &lab_dir)?;
-    let fault = drover_lab::injector(&lab_dir, fault_kind, region, None, None).map_err(|e| Failure::input(e.to_string()))?;
+    let fault =
+        drover_lab::injector(&lab_dir, fault_kind, region, None, None).map_err(|e| Failure::input(e.to_string()))?;
 
     let observed = cx.observe().await?;
     let from = observed.current_primary(&cx.plan).to_string();

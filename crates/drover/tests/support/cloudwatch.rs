@@ -132,4 +132,3 @@ pub mod bridge {
         }
     }
 }
-
