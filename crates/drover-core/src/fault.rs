@@ -213,6 +213,23 @@ impl FaultKind {
         matches!(self.capabilities().needs, Needs::LabRegion | Needs::LabMember)
     }
 
+    /// Whether its undo brings the faulted region's database back: an RDS instance started,
+    /// a PostgreSQL resumed or restarted, a region's network healed. Once a drill's failover
+    /// began, that database is an old primary that may come back writable, so such an undo
+    /// waits for a person (docs/drill.md). A FIS experiment is always stopped: left running
+    /// it goes on harming, and what its template's actions set back is the template's.
+    pub const fn revives_old_primary(self) -> bool {
+        matches!(
+            self,
+            FaultKind::RdsStop
+                | FaultKind::Blackout
+                | FaultKind::Kill
+                | FaultKind::Pause
+                | FaultKind::Partition
+                | FaultKind::Loss
+        )
+    }
+
     /// Whether it calls AWS (the plan's `aws` settings and `drover plan iam` apply).
     pub const fn is_aws(self) -> bool {
         matches!(

@@ -531,11 +531,11 @@ fn readiness_when_nothing_is_reachable_names_each_failing_rule_and_exits_1() {
 
     let ran = run(drover().args(["readiness", "-o", "json", "--plan"]).arg(&plan));
     assert_eq!(ran.code, 1, "{}", ran.stderr);
-    let mut v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
     assert!(v["at_ms"].as_u64().unwrap() > 1_700_000_000_000, "{v}");
-    v["at_ms"] = serde_json::json!(0);
     assert_eq!(v["level"], "fail");
-    let json = serde_json::to_string_pretty(&v).unwrap() + "\n";
+    // The command's own output, its field order the report's; only the time is masked.
+    let json = regex::Regex::new(r#""at_ms": \d+"#).unwrap().replace(&ran.stdout, r#""at_ms": 0"#);
     assert_golden("readiness-nothing-reachable-json", &json);
 }
 

@@ -221,6 +221,17 @@ fn read_http(r: &mut Reader<'_>, canary: &Mapping<'_>, node: &Node) -> Option<Ht
         Some(n) => ca_file(r, n).map(Some),
         None => Some(None),
     };
+    if let (Some(url), Some(Some(_))) = (&url, &token)
+        && url.starts_with("http://")
+    {
+        let pos = ["token_env", "token_file"].iter().find_map(|k| m.key(k)).map_or(at, Node::pos);
+        r.error(
+            pos,
+            "drill.canary.http.token",
+            "the URL is plain http://, so the token would cross the network in clear; use https://",
+        );
+        return None;
+    }
     if let (Some(url), Some(Some(_))) = (&url, &ca_file)
         && url.starts_with("http://")
         && let Some(n) = m.key("ca_file")
@@ -402,6 +413,16 @@ checks: { api: { http: \"http://{target}:8080/healthz\" } }
 
     fn messages(plan: &str, drill: &str) -> Vec<String> {
         parse(plan, drill).unwrap_err().0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect()
+    }
+
+    #[test]
+    fn a_token_over_plain_http_is_refused() {
+        let drill = "drill: { canary: { http: { url: \"http://shop.example.com/c\", token_env: CANARY_TOKEN } } }\n";
+        assert_eq!(
+            messages(PLAN, drill),
+            ["drill.canary.http.token: the URL is plain http://, so the token would cross the network in clear; use \
+              https://"]
+        );
     }
 
     #[test]

@@ -102,21 +102,64 @@ pub async fn run(cx: &Context, ask: &DrillAsk, progress: &Progress) -> Result<(S
     let stop = Stop::watch(stops);
     let mut fault: Option<FaultState> = None;
     let result = measure(cx, ask, &log, &canary, injector.as_ref(), &mut fault, &stop, progress, (&from, &to)).await;
-    // Whatever happened, the fault goes: at the end, on an abort, on a failure.
+    // Journaled from here: whatever went wrong, something was touched, so never exit 2.
+    let result = result.map_err(|e| Failure::failed(e.message));
+    let run_began = log_run_began(cx, &log).await;
+    // The fault goes at the end, on a stop and on a failure — unless undoing it would bring
+    // the old primary's database back as a second writer the failover did not fence.
     let undone = match &fault {
+        Some(state) if !undo_is_safe(state.kind, run_began) => {
+            progress.say(&kept_fault(state, &from, &log.id.0));
+            Ok(())
+        }
         Some(state) => undo(&log, injector.as_ref(), state, progress).await,
         None => Ok(()),
     };
-    let outcome = match (&result, &undone) {
-        (Ok(_), Ok(())) => (DrillOutcome::Completed, None),
-        (Err(e), _) if e.message.starts_with(STOPPED) => (DrillOutcome::Aborted, Some(e.message.clone())),
-        (Err(e), _) => (DrillOutcome::Failed, Some(e.message.clone())),
-        (Ok(_), Err(e)) => (DrillOutcome::Failed, Some(e.message.clone())),
+    if let Err(undo_failed) = undone {
+        // The drill stays unfinished, its fault in place: 'drover drill abort ID' tries again,
+        // and no other drill starts meanwhile.
+        let message = match &result {
+            Err(e) => format!("{}; and then {}", e.message, undo_failed.message),
+            Ok(_) => undo_failed.message,
+        };
+        return Err(Failure::failed(message));
+    }
+    let outcome = match &result {
+        Ok(_) => (DrillOutcome::Completed, None),
+        Err(e) if e.message.starts_with(STOPPED) => (DrillOutcome::Aborted, Some(e.message.clone())),
+        Err(e) => (DrillOutcome::Failed, Some(e.message.clone())),
     };
     log.end_as(outcome.0, outcome.1).await;
-    let report = result?;
-    undone?;
-    Ok((id.0, report))
+    Ok((id.0, result?))
+}
+
+/// Whether the drill's run began (a phase was journaled): from then on the standby may be
+/// the primary, and the old primary may be unfenced.
+async fn log_run_began(cx: &Context, log: &DrillLog<'_>) -> bool {
+    match cx.journal.drill(&log.id).await {
+        Ok(summary) => !summary.phases.is_empty(),
+        // Cannot tell: the safe answer keeps a reviving fault in place.
+        Err(_) => true,
+    }
+}
+
+/// Undoing a fault that brings the old primary's database back (a stopped RDS instance
+/// started, a killed or paused PostgreSQL resumed, a cut network healed, an experiment's
+/// actions rolled back) is safe only before the drill's run began: after it, that database
+/// may come back writable beside the new primary.
+fn undo_is_safe(kind: FaultKind, run_began: bool) -> bool {
+    !(run_began && kind.revives_old_primary())
+}
+
+/// What the person is told when the fault stays.
+fn kept_fault(state: &FaultState, from: &str, drill: &str) -> String {
+    format!(
+        "the {} fault stays in place: undoing it now would bring {from}'s database back beside the new primary, \
+         possibly writable. {from} is an old primary: make it a standby of the new one (or fence it) first, then set \
+         back by hand what the fault changed ({}); 'drover drills show {drill}' shows it",
+        state.kind,
+        state.targets.join(", ")
+    )
 }
 
 /// The words an error starts with when the drill was stopped (Ctrl-C, a stop condition).
@@ -216,6 +259,10 @@ async fn measure(
             return Err(Failure::failed(format!("{} refused after the fault: {r}", kind.as_str())));
         }
     };
+    // The last safe point before the run: a stop asked for meanwhile still counts.
+    if let Some(why) = stop.said() {
+        return Err(writes.stopped(why).await);
+    }
     log.phase_started(DrillPhase::of_run(kind), Some(&header.id)).await?;
     let on_entry = |e: &Entry| progress.show(e);
     let ran = cx.engine(&on_entry).start(&header).await;
@@ -398,7 +445,10 @@ fn has_streak(samples: &[WriteSample], since_ms: u64, streak_ms: u64, now_ms: u6
                 newest_ack = newest_ack.max(acked);
             }
             None if now_ms.saturating_sub(s.sent_ms) <= given_up => {}
-            None => start = None,
+            None => {
+                start = None;
+                newest_ack = 0;
+            }
         }
     }
     start.is_some_and(|start| newest_ack.saturating_sub(start) >= streak_ms)
@@ -414,24 +464,42 @@ impl Stop {
     fn watch(stops: StopConditions) -> Stop {
         let (tell, said) = watch::channel(None);
         let stops = Arc::new(stops);
+        // Ctrl-C is watched on its own, so a slow look at the alarms never hides it.
+        let interrupted = tell.clone();
+        let ctrl_c = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = interrupted.send(Some("interrupted (Ctrl-C)".into()));
+            }
+        });
         let watcher = tokio::spawn(async move {
+            let _ctrl_c = AbortOnDrop(ctrl_c);
             let mut every = tokio::time::interval(STOP_LOOK_EVERY);
+            let mut unreadable = 0;
             loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {
-                        let _ = tell.send(Some("interrupted (Ctrl-C)".into()));
-                        return;
-                    }
-                    _ = every.tick(), if !stops.is_empty() => {
-                        if let Some(firing) = stops.look().await.firing.into_iter().next() {
-                            let _ = tell.send(Some(format!("stop condition {firing}")));
-                            return;
-                        }
-                    }
+                every.tick().await;
+                if stops.is_empty() {
+                    continue;
+                }
+                let look = stops.look().await;
+                if let Some(firing) = look.firing.into_iter().next() {
+                    let _ = tell.send(Some(format!("stop condition {firing}")));
+                    return;
+                }
+                // A guard that cannot be read for a minute no longer guards: stop.
+                unreadable = if look.unreadable.is_empty() { 0 } else { unreadable + 1 };
+                if unreadable * STOP_LOOK_EVERY.as_secs() >= 60 {
+                    let why = look.unreadable.join("; ");
+                    let _ = tell.send(Some(format!("the stop conditions could not be read for a minute: {why}")));
+                    return;
                 }
             }
         });
         Stop { said, _watcher: watcher }
+    }
+
+    /// Why the drill was stopped, if it was.
+    fn said(&self) -> Option<String> {
+        self.said.borrow().clone()
     }
 
     /// `work`, unless the drill is stopped first: then why.
@@ -444,6 +512,15 @@ impl Stop {
             done = work => Ok(done),
             why = said.wait_for(Option::is_some) => Err(why.ok().and_then(|w| w.clone()).unwrap_or_default()),
         }
+    }
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -496,6 +573,7 @@ pub async fn finish(cx: &Context, id: &str, resume: bool, progress: &Progress) -
             }
         }
     }
+    let run_began = !drill.phases.is_empty();
     if drill.needs_undo() {
         let captured = drill.fault_state.clone().ok_or_else(|| {
             Failure::failed(format!("drill {id}: its fault was journaled without what undoing it needs"))
@@ -505,8 +583,12 @@ pub async fn finish(cx: &Context, id: &str, resume: bool, progress: &Progress) -
                 "drill {id}: its journaled fault state cannot be read by this drover ({e}); undo it by hand"
             ))
         })?;
-        let injector = build_injector(cx, state.kind, &state.region, id)?;
-        undo(&log, injector.as_ref(), &state, progress).await?;
+        if undo_is_safe(state.kind, run_began) {
+            let injector = build_injector(cx, state.kind, &state.region, id)?;
+            undo(&log, injector.as_ref(), &state, progress).await?;
+        } else {
+            progress.say(&kept_fault(&state, &drill.header.from, id));
+        }
     }
     let (outcome, reason) = if resume {
         (DrillOutcome::Failed, "resumed after the drill was interrupted: nothing was measured")
@@ -543,5 +625,20 @@ mod tests {
         assert!(!has_streak(&writes, now, 1, now, timeout), "nothing sent since then");
         // The write in flight fails once its timeout has passed.
         assert!(!has_streak(&writes, 0, 2_000, now + 1_500, timeout));
+        // A slow acknowledgement of a write sent before a failure does not stretch the
+        // streak after it.
+        let late = [
+            sample(1, now - 5_000, Some(now - 10)),
+            sample(2, now - 4_000, None),
+            sample(3, now - 1_000, Some(now - 990)),
+        ];
+        assert!(!has_streak(&late, 0, 2_000, now, timeout), "only write 3 counts: 10 ms");
+    }
+
+    #[test]
+    fn a_fault_that_revives_the_old_primary_is_undone_only_before_the_run() {
+        assert!(undo_is_safe(FaultKind::RdsStop, false), "nothing was promoted yet");
+        assert!(!undo_is_safe(FaultKind::RdsStop, true), "a started old primary could take writes");
+        assert!(undo_is_safe(FaultKind::Route53HealthCheck, true), "a health check brings back no database");
     }
 }
